@@ -1,0 +1,198 @@
+#!/usr/bin/env node
+/**
+ * The `igord` command line: parsing, printing and exit codes only; the work is done by
+ * `runtime/` and `checkpoint/`. Exit codes are {@link EXIT} and listed in `igord --help`.
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+import { basename, resolve } from 'node:path'
+import { Command, CommanderError, Option } from 'commander'
+import { EXIT, IgordError, ModuleError, StorageError } from '../checkpoint/errors.ts'
+import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+import { formatInspect, inspectLive } from '../checkpoint/inspect.ts'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { DEFAULT_MAX_MEMORY_BYTES } from '../hostcalls/manifest.ts'
+import type { TickResult } from '../runtime/agent.ts'
+import { instrument } from '../runtime/instrument.ts'
+import { runLoop } from '../runtime/runner.ts'
+import type { Session } from '../runtime/session.ts'
+import { defaultResumeDir, resumeAgent, startAgent } from '../runtime/session.ts'
+import { formatBudget, parseBudget, parseCount, parseDuration, UsageError } from './units.ts'
+
+const EXIT_HELP = `
+Exit codes:
+  0  success, or a clean stop on SIGINT/SIGTERM (a final checkpoint was written)
+  1  internal error (a bug)
+  2  bad command-line arguments
+  3  bad checkpoint file: corrupt, truncated, unknown version, bad signature, finished agent
+  4  bad wasm module: invalid, rejected feature, import not granted by the manifest, birth failed
+  5  bad manifest: malformed, unknown capability, bad limit
+  6  verify: the history is INVALID (faults or forks)
+  7  the agent stopped without finishing: paused after repeated failures, or budget exhausted
+  8  a file or directory could not be read or written
+  9  a peer could not be reached or refused`
+
+function readInput (path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path)
+  } catch (e) {
+    throw new StorageError(`${path}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+}
+
+function note (line: string): void {
+  process.stderr.write(`igord: ${line}\n`)
+}
+
+/** Options shared by `run` and `resume`. */
+interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; quiet?: boolean }
+
+async function drive (session: Session, flags: LoopFlags): Promise<number> {
+  const { agent, lineage } = session
+  const controller = new AbortController()
+  let signals = 0
+  const onSignal = (sig: string) => {
+    if (++signals > 1) process.exit(130)
+    note(`${sig}: finishing the tick and writing a final checkpoint`)
+    controller.abort()
+  }
+  const onInt = () => onSignal('SIGINT')
+  const onTerm = () => onSignal('SIGTERM')
+  process.on('SIGINT', onInt)
+  process.on('SIGTERM', onTerm)
+  const onTick = (r: TickResult) => {
+    if (r.trap !== null) note(`tick ${r.tick} failed and was rolled back: ${r.trap} (fuel ${r.fuel})`)
+  }
+  try {
+    const end = await runLoop(agent, lineage, {
+      intervalMs: parseDuration(flags.interval, '--interval'),
+      checkpointEveryMs: parseDuration(flags.checkpointEvery, '--checkpoint-every'),
+      ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
+      signal: controller.signal,
+      onTick,
+    })
+    note(`stopped at tick ${agent.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${agent.fuel}, budget ${formatBudget(agent.budget)}; checkpoint ${session.ckptPath}`)
+    return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
+  } finally {
+    process.off('SIGINT', onInt)
+    process.off('SIGTERM', onTerm)
+  }
+}
+
+function emitter (name: string, quiet: boolean | undefined): (line: string) => void {
+  return quiet ? () => {} : (line) => { process.stdout.write(`[${name}] ${line}\n`) }
+}
+
+const program = new Command()
+program
+  .name('igord')
+  .description('Run WebAssembly programs as portable agents: metered fuel, signed whole-memory checkpoints bound to did:key, verifiable history.')
+  .version('0.1.0')
+  .addHelpText('after', EXIT_HELP)
+  .showHelpAfterError('(run igord --help for usage)')
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+
+const loopOptions = (c: Command): Command => c
+  .option('--interval <duration>', 'pause after an idle tick (e.g. 10ms, 1s)', '1s')
+  .option('--ticks <n>', 'stop (with a checkpoint, exit 0) after this many ticks in this session')
+  .option('--checkpoint-every <duration>', 'while the agent asks for more work, checkpoint at most this often', '1s')
+  .option('--price <microcents>', 'host price in microcents per million fuel', '1000')
+  .option('--sim-seed <seed>', 'simulation mode: clock and random bytes derived from this seed and the tick number')
+  .option('-q, --quiet', 'do not print the agent\'s log lines')
+
+loopOptions(program.command('run')
+  .description('birth a new agent from a wasm module and run it, checkpointing into --dir')
+  .argument('<wasm>', 'the agent module (.wasm)')
+  .option('--manifest <file>', 'capability manifest (default: <wasm without .wasm>.manifest.json)')
+  .option('--budget <units>', 'budget in units (1 unit = 1,000,000 microcents)', '1')
+  .option('--dir <dir>', 'data directory for checkpoints, history and blobs', 'checkpoints')
+  .option('--name <name>', 'agent name (default: the wasm file name without .wasm)'))
+  .addHelpText('after', EXIT_HELP)
+  .action(async (wasmPath: string, o: LoopFlags & { manifest?: string; budget: string; dir: string; name?: string; price: string; simSeed?: string }) => {
+    const manifestPath = o.manifest ?? wasmPath.replace(/\.wasm$/, '') + '.manifest.json'
+    const name = o.name ?? basename(wasmPath).replace(/\.wasm$/, '')
+    if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name: '${name}' may contain only letters, digits, '.', '_' and '-'`)
+    const session = startAgent(
+      { dir: o.dir, price: BigInt(parseCount(o.price, '--price')), emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+      { name, wasm: readInput(wasmPath, 'the wasm module'), wasmFile: wasmPath, manifest: readInput(manifestPath, 'the manifest'), manifestFile: manifestPath, budget: parseBudget(o.budget, '--budget') },
+    )
+    note(`born ${session.lineage.identity.did} as '${name}' on host ${session.lineage.host}; checkpoints in ${resolve(o.dir)}`)
+    process.exitCode = await drive(session, o)
+  })
+
+loopOptions(program.command('resume')
+  .description('continue an agent from its live .ckpt file: same DID, tick count and heap')
+  .argument('<ckpt>', 'live checkpoint file (.ckpt)')
+  .option('--dir <dir>', 'data directory to continue in (default: the directory of the .ckpt)'))
+  .addHelpText('after', EXIT_HELP)
+  .action(async (file: string, o: LoopFlags & { dir?: string; price: string; simSeed?: string }) => {
+    const name = basename(file).replace(/\.ckpt$/, '')
+    const session = resumeAgent(
+      { dir: o.dir ?? defaultResumeDir(file), price: BigInt(parseCount(o.price, '--price')), emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+      file,
+    )
+    note(`resumed ${session.lineage.identity.did} as '${name}' at tick ${session.agent.tick} on host ${session.lineage.host}`)
+    process.exitCode = await drive(session, o)
+  })
+
+program.command('verify')
+  .description('verify whole histories: signatures, hash links, one DID, monotonic tick/fuel/budget, epochs, state roots, forks')
+  .argument('<path...>', 'data directories, history/<agent> directories or entry files (merged)')
+  .option('--json', 'print the report as JSON')
+  .addHelpText('after', EXIT_HELP)
+  .action((paths: string[], o: { json?: boolean }) => {
+    const report = verifyHistory(paths)
+    process.stdout.write(o.json ? JSON.stringify(report, jsonReplacer, 2) + '\n' : formatReport(report) + '\n')
+    process.exitCode = report.valid ? EXIT.OK : EXIT.INVALID
+  })
+
+program.command('inspect')
+  .description('show what a live checkpoint holds')
+  .argument('<ckpt>', 'live checkpoint file (.ckpt)')
+  .option('--json', 'print as JSON')
+  .addHelpText('after', EXIT_HELP)
+  .action((file: string, o: { json?: boolean }) => {
+    const view = inspectLive(file)
+    process.stdout.write(o.json ? JSON.stringify(view, jsonReplacer, 2) + '\n' : formatInspect(view) + '\n')
+  })
+
+program.command('instrument')
+  .description('rewrite a module as igord runs it: fuel metering, exported globals, memory cap')
+  .argument('<in>', 'input .wasm')
+  .requiredOption('-o, --output <file>', 'output .wasm')
+  .addOption(new Option('--memory-limit <bytes>', 'memory cap in bytes (multiple of 65536)').default(String(DEFAULT_MAX_MEMORY_BYTES)))
+  .addHelpText('after', EXIT_HELP)
+  .action((input: string, o: { output: string; memoryLimit: string }) => {
+    const limit = parseCount(o.memoryLimit, '--memory-limit')
+    if (limit === 0 || limit % PAGE_SIZE !== 0) throw new UsageError(`--memory-limit: ${limit} is not a positive multiple of 65536`)
+    const out = instrument(readInput(input, 'the wasm module'), { memoryLimitPages: limit / PAGE_SIZE, file: input })
+    try {
+      writeFileSync(o.output, out.binary)
+    } catch (e) {
+      throw new StorageError(`${o.output}: cannot write: ${(e as Error).message}`)
+    }
+    note(`${input} (${out.cid}) → ${o.output}: ${out.binary.length} bytes, ${out.globals.length} globals exported`)
+  })
+
+function jsonReplacer (_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString()
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex')
+  return value
+}
+
+try {
+  await program.parseAsync(process.argv)
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode === 0 ? EXIT.OK : EXIT.USAGE
+  } else if (e instanceof IgordError) {
+    note(e.message)
+    process.exitCode = e.exitCode
+  } else if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError) {
+    note(new ModuleError(e.message).message)
+    process.exitCode = EXIT.MODULE
+  } else {
+    note(`internal error: ${(e as Error).stack ?? String(e)}`)
+    process.exitCode = EXIT.INTERNAL
+  }
+}

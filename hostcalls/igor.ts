@@ -1,0 +1,221 @@
+/// <reference lib="dom" />
+/**
+ * The `igor` host module (DESIGN §4): the functions an agent imports, each present only if its
+ * manifest grants the capability, plus the `env` functions AssemblyScript needs, and the load-time
+ * check that a module imports nothing its manifest does not grant.
+ *
+ * Names and signatures match Igor's, so agents built for Igor link unchanged. Every value that
+ * enters the agent is recorded in the context's event log (DESIGN §8). Pointers and lengths are
+ * i32 arguments read as unsigned; every memory access is checked against the memory's current
+ * size (the buffer changes after `memory.grow`).
+ */
+import { ModuleError } from '../checkpoint/errors.ts'
+import type { EventLog } from './eventlog.ts'
+import { capabilityFor, grantedImports } from './manifest.ts'
+import type { Manifest } from './manifest.ts'
+
+/** What the host functions need from the runtime for one agent. */
+export interface HostContext {
+  /** The agent instance's linear memory (read on every call: it may have grown). */
+  memory (): WebAssembly.Memory
+  /** The agent's `did:key` (W3C did:key, Ed25519). */
+  did: string
+  /** Signs `msg` with the agent's Ed25519 key (RFC 8032, deterministic); returns the 64-byte signature. */
+  sign (msg: Uint8Array): Uint8Array
+  /** The agent's remaining budget, microcents. */
+  budget (): bigint
+  /** Current time, ns since the Unix epoch (live clock, simulated, or replayed from the log). */
+  now (): bigint
+  /** Fills `buf` with random bytes (CSPRNG, simulated, or replayed from the log). */
+  randomFill (buf: Uint8Array): void
+  /** Where the host functions record every value they hand to the agent. */
+  log: EventLog
+  /** Writes one line of the agent's log output (already decoded from UTF-8). */
+  emit (line: string): void
+}
+
+/** `rand_bytes`: success. */
+export const RAND_OK = 0
+/** `rand_bytes`: `len` is more than {@link MAX_RAND_BYTES}. */
+export const E_TOO_LONG = -2
+/** `rand_bytes`, `agent_did`, `agent_sign`: a buffer lies outside linear memory. */
+export const E_BOUNDS = -4
+/** Largest `rand_bytes` request, bytes (64 MiB, as in Igor). */
+export const MAX_RAND_BYTES = 64 * 1024 * 1024
+/** Longest `log_emit` line, bytes (1 MiB); longer lines are dropped, as in Igor. */
+export const MAX_LOG_BYTES = 1024 * 1024
+/** Length of an `agent_sign` signature, bytes (Ed25519, RFC 8032). */
+export const SIGNATURE_BYTES = 64
+
+/**
+ * A host function refused to go on (memory access out of bounds, `env.abort`): the tick traps
+ * with this message, which is what the event log records as the trap reason.
+ */
+export class HostTrap extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'HostTrap'
+  }
+}
+
+const utf8 = new TextEncoder()
+const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
+const utf16 = new TextDecoder('utf-16le', { fatal: false, ignoreBOM: true })
+
+/** Is [ptr, ptr+len) inside memory? ptr and len are unsigned. */
+function inBounds (mem: WebAssembly.Memory, ptr: number, len: number): boolean {
+  return ptr + len <= mem.buffer.byteLength
+}
+
+/**
+ * Builds the import object for one agent instance.
+ *
+ * `igor` holds only the functions of the capabilities `manifest` grants:
+ * - clock: `clock_now() -> i64` — `ctx.now()`, Unix ns; recorded as `clock_now` (int).
+ * - rand: `rand_bytes(ptr, len) -> i32` — 0 ok (len 0: nothing done, nothing recorded),
+ *   −2 len > 64 MiB, −4 out of bounds; the bytes are recorded as `rand_bytes`.
+ * - log: `log_emit(ptr, len)` — a UTF-8 line (malformed sequences become U+FFFD) to `ctx.emit`,
+ *   recorded as `log_emit` (text); len 0 ignored; len > 1 MiB dropped; out of bounds traps.
+ * - wallet: `wallet_balance() -> i64` — `ctx.budget()`, microcents; recorded as `wallet_balance`.
+ * - identity: `agent_did(ptr, cap) -> i32` — writes the DID (UTF-8), returns its byte length, or
+ *   −(needed length) if `cap` is too small, −4 out of bounds; recorded as `agent_did` (text).
+ *   `agent_sign(msg_ptr, msg_len, sig_ptr) -> i32` — writes the 64-byte Ed25519 signature of the
+ *   message, 0 ok, −4 out of bounds; recorded as `agent_sign` (the signature bytes).
+ *
+ * `env` always holds `abort(msg, file, line, col)` (throws {@link HostTrap}
+ * `abort: <msg> at <file>:<line>:<col>`, decoding AssemblyScript strings), and with `rand` also
+ * `seed() -> f64` (AssemblyScript's `Math.random` seed: 8 random bytes recorded as `env.seed`,
+ * returned as the integer `u64 >> 11`, so the value is exact in an f64).
+ * @throws nothing itself; the returned functions throw HostTrap on an out-of-bounds log line or abort
+ */
+export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.Imports {
+  const granted = grantedImports(manifest)
+  const all: Record<string, Record<string, (...args: never[]) => unknown>> = {
+    igor: {
+      clock_now: (): bigint => {
+        const v = BigInt.asIntN(64, ctx.now())
+        ctx.log.record('clock_now', v)
+        return v
+      },
+      rand_bytes: (ptr: number, len: number): number => {
+        ptr >>>= 0; len >>>= 0
+        if (len === 0) return RAND_OK
+        if (len > MAX_RAND_BYTES) return E_TOO_LONG
+        const mem = ctx.memory()
+        if (!inBounds(mem, ptr, len)) return E_BOUNDS
+        const buf = new Uint8Array(len)
+        ctx.randomFill(buf)
+        ctx.log.record('rand_bytes', buf)
+        new Uint8Array(mem.buffer, ptr, len).set(buf)
+        return RAND_OK
+      },
+      log_emit: (ptr: number, len: number): void => {
+        ptr >>>= 0; len >>>= 0
+        if (len === 0 || len > MAX_LOG_BYTES) return
+        const mem = ctx.memory()
+        if (!inBounds(mem, ptr, len)) {
+          throw new HostTrap(`log_emit: out of bounds (ptr ${ptr}, len ${len}, memory ${mem.buffer.byteLength} bytes)`)
+        }
+        const line = utf8Lossy.decode(new Uint8Array(mem.buffer, ptr, len))
+        ctx.log.record('log_emit', line)
+        ctx.emit(line)
+      },
+      wallet_balance: (): bigint => {
+        const v = BigInt.asIntN(64, ctx.budget())
+        ctx.log.record('wallet_balance', v)
+        return v
+      },
+      agent_did: (ptr: number, cap: number): number => {
+        ptr >>>= 0; cap >>>= 0
+        const did = utf8.encode(ctx.did)
+        if (cap < did.length) {
+          ctx.log.record('agent_did', ctx.did)
+          return -did.length
+        }
+        const mem = ctx.memory()
+        if (!inBounds(mem, ptr, did.length)) return E_BOUNDS
+        ctx.log.record('agent_did', ctx.did)
+        new Uint8Array(mem.buffer, ptr, did.length).set(did)
+        return did.length
+      },
+      agent_sign: (msgPtr: number, msgLen: number, sigPtr: number): number => {
+        msgPtr >>>= 0; msgLen >>>= 0; sigPtr >>>= 0
+        const mem = ctx.memory()
+        if (!inBounds(mem, msgPtr, msgLen) || !inBounds(mem, sigPtr, SIGNATURE_BYTES)) return E_BOUNDS
+        const msg = new Uint8Array(mem.buffer, msgPtr, msgLen).slice()
+        const sig = ctx.sign(msg)
+        if (sig.length !== SIGNATURE_BYTES) throw new Error(`agent_sign: host signer returned ${sig.length} bytes, not ${SIGNATURE_BYTES}`)
+        ctx.log.record('agent_sign', sig)
+        new Uint8Array(ctx.memory().buffer, sigPtr, SIGNATURE_BYTES).set(sig)
+        return 0
+      },
+    },
+    env: {
+      abort: (msg: number, file: number, line: number, col: number): never => {
+        const mem = ctx.memory()
+        throw new HostTrap(`abort: ${asString(mem, msg) ?? 'null'} at ${asString(mem, file) ?? '?'}:${line >>> 0}:${col >>> 0}`)
+      },
+      seed: (): number => {
+        const b = new Uint8Array(8)
+        ctx.randomFill(b)
+        ctx.log.record('env.seed', b)
+        return Number(new DataView(b.buffer).getBigUint64(0, true) >> 11n)
+      },
+    },
+  }
+  const out: WebAssembly.Imports = {}
+  for (const [mod, fns] of Object.entries(all)) {
+    const m: Record<string, WebAssembly.ImportValue> = {}
+    for (const [name, fn] of Object.entries(fns)) {
+      if (granted.has(`${mod}.${name}`)) m[name] = fn as unknown as WebAssembly.ImportValue
+    }
+    out[mod] = m
+  }
+  return out
+}
+
+/** Longest AssemblyScript string `env.abort` decodes, bytes; longer ones are cut. */
+const MAX_ABORT_STRING_BYTES = 4096
+
+/**
+ * Reads an AssemblyScript string: UTF-16LE code units at `ptr`, byte length as a u32 at `ptr − 4`.
+ * Returns null for a null pointer and a placeholder for one outside memory.
+ */
+function asString (mem: WebAssembly.Memory, ptr: number): string | null {
+  ptr >>>= 0
+  if (ptr === 0) return null
+  const size = mem.buffer.byteLength
+  if (ptr < 4 || ptr > size) return `<bad string pointer ${ptr}>`
+  const len = new DataView(mem.buffer).getUint32(ptr - 4, true)
+  if (ptr + len > size) return `<bad string pointer ${ptr}>`
+  const n = Math.min(len, MAX_ABORT_STRING_BYTES) & ~1
+  return utf16.decode(new Uint8Array(mem.buffer, ptr, n)) + (n < len ? '…' : '')
+}
+
+/**
+ * Checks a module's imports against its manifest before instantiation (DESIGN §4, load-time rule).
+ * Every import must be a function granted by the manifest (`igor.*` by its capability, `env.abort`
+ * always, `env.seed` with `rand`); imported memories, tables and globals are never granted (an
+ * agent owns its memory; nothing outside it could be checkpointed).
+ * @param file the module's name for the error message
+ * @throws ModuleError, one line listing every offending import as `module.name` with the
+ *   capability that would grant it, e.g.
+ *   `agent.wasm: imports not granted by the manifest: igor.rand_bytes needs capability "rand"`
+ */
+export function checkImports (module: WebAssembly.Module, manifest: Manifest, file: string): void {
+  const granted = grantedImports(manifest)
+  const problems: string[] = []
+  for (const imp of WebAssembly.Module.imports(module)) {
+    const id = `${imp.module}.${imp.name}`
+    if (imp.kind !== 'function') {
+      problems.push(`${id} is an imported ${imp.kind}; agents may import only host functions (an agent defines its own memory, tables and globals)`)
+      continue
+    }
+    if (granted.has(id)) continue
+    const cap = capabilityFor(imp.module, imp.name)
+    problems.push(cap === null ? `${id}: no capability grants it` : `${id} needs capability "${cap}"`)
+  }
+  if (problems.length > 0) {
+    throw new ModuleError(`${file}: imports not granted by the manifest: ${problems.join('; ')}`)
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * The capability manifest: which host functions an agent may import and the limits it runs under
+ * (DESIGN §4, §6). JSON, compatible with Igor's `*.manifest.json` sidecar files, with one
+ * shorthand: `"capabilities": ["clock", "log"]`.
+ *
+ * Deny by default: an agent gets exactly the host functions of the capabilities its manifest names,
+ * nothing else (the import check is in `igor.ts`).
+ */
+import { ManifestError } from '../checkpoint/errors.ts'
+
+/**
+ * The known capabilities and the imports each one grants, as capability → import module → function
+ * names. `env.abort` is not listed: every agent gets it (AssemblyScript imports it).
+ * Later capabilities (`wasi` → `wasi_snapshot_preview1.*`, `migrate`) extend this table.
+ */
+export const CAPABILITIES: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
+  clock: { igor: ['clock_now'] },
+  rand: { igor: ['rand_bytes'], env: ['seed'] },
+  log: { igor: ['log_emit'] },
+  wallet: { igor: ['wallet_balance'] },
+  identity: { igor: ['agent_did', 'agent_sign'] },
+}
+
+/** Imports every agent gets, whatever its manifest says, as `module.name`. */
+export const ALWAYS_GRANTED: readonly string[] = ['env.abort']
+
+/** Default `resource_limits.max_memory_bytes`: 64 MiB (1024 pages of 64 KiB). */
+export const DEFAULT_MAX_MEMORY_BYTES = 64 * 1024 * 1024
+/** Largest accepted `max_memory_bytes`: 4 GiB, the wasm32 address space (65536 pages). */
+export const MAX_MEMORY_BYTES_LIMIT = 4 * 1024 * 1024 * 1024
+/** Default `resource_limits.max_fuel_per_tick`, in fuel units: 1e9. */
+export const DEFAULT_MAX_FUEL_PER_TICK = 1_000_000_000n
+/** Default `resource_limits.max_consecutive_failures`: the agent pauses after this many failed ticks in a row. */
+export const DEFAULT_MAX_FAILURES = 3
+/** Largest manifest file accepted, in bytes (1 MiB); a manifest is a few hundred bytes. */
+export const MAX_MANIFEST_BYTES = 1024 * 1024
+
+/** One granted capability: its version (an integer ≥ 1) and its free-form options. */
+export interface CapabilityGrant {
+  version: number
+  options: Record<string, unknown>
+}
+
+/** A parsed, validated manifest. Produced only by {@link parseManifest}. */
+export interface Manifest {
+  /** Granted capabilities by name (each a key of {@link CAPABILITIES}). */
+  capabilities: Map<string, CapabilityGrant>
+  /** Upper bound of the agent's linear memory, bytes, a multiple of 65536 (default 64 MiB). */
+  maxMemoryBytes: number
+  /** Fuel one tick may burn before it traps (default 1e9). */
+  maxFuelPerTick: bigint
+  /** Consecutive failed ticks after which the agent pauses (default 3). */
+  maxFailures: number
+  /** Igor's `migration_policy`: may the agent move, and the highest price (microcents/s, 0 = any) a target may ask. */
+  migration: { enabled: boolean; maxPricePerSecond: number }
+  /** The manifest's bytes exactly as read: the checkpoint binds their CID. */
+  raw: Uint8Array
+}
+
+const TOP_FIELDS = ['capabilities', 'resource_limits', 'migration_policy']
+// Igor's max_cpu_millis / max_storage_bytes / preferred_regions are accepted (and unused) so its manifests load.
+const LIMIT_FIELDS = ['max_memory_bytes', 'max_fuel_per_tick', 'max_consecutive_failures', 'max_cpu_millis', 'max_storage_bytes']
+const POLICY_FIELDS = ['enabled', 'max_price_per_second', 'preferred_regions']
+const GRANT_FIELDS = ['version', 'options']
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function describe (v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`
+  if (typeof v === 'object') return 'an object'
+  return `${typeof v} ${String(v)}`
+}
+
+/**
+ * Parses and validates a capability manifest.
+ *
+ * Schema (every field optional; `{}` grants nothing):
+ * ```json
+ * { "capabilities": { "clock": { "version": 1, "options": {} }, "log": { "version": 1 } },
+ *   "resource_limits": { "max_memory_bytes": 67108864, "max_fuel_per_tick": 1000000000,
+ *                        "max_consecutive_failures": 3 },
+ *   "migration_policy": { "enabled": true, "max_price_per_second": 0 } }
+ * ```
+ * `capabilities` may also be an array of names. A capability's `version` defaults to 1.
+ * @param bytes the manifest file's bytes (UTF-8 JSON)
+ * @param file the name used in error messages
+ * @returns the manifest, with `raw` = `bytes`
+ * @throws ManifestError (one line naming `file` and the field) when the bytes are not UTF-8 JSON,
+ *   not an object, have an unknown field or capability, a version that is not an integer ≥ 1,
+ *   `max_memory_bytes` that is not a positive multiple of 65536 up to 4 GiB, or a fuel or failure
+ *   limit that is not a positive integer.
+ */
+export function parseManifest (bytes: Uint8Array, file: string): Manifest {
+  const fail = (msg: string): never => { throw new ManifestError(`${file}: ${msg}`) }
+  if (bytes.length > MAX_MANIFEST_BYTES) fail(`manifest is ${bytes.length} bytes, more than the limit of ${MAX_MANIFEST_BYTES}`)
+  let text: string
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes)
+  } catch {
+    return fail('manifest is not valid UTF-8')
+  }
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (e) {
+    const at = jsonErrorAt(text)
+    if (at === null) return fail(`not valid JSON: ${(e as Error).message.replace(/\s+/g, ' ').slice(0, 200)}`)
+    const before = text.slice(0, at.pos)
+    const line = before.split('\n').length
+    const col = at.pos - before.lastIndexOf('\n')
+    return fail(`not valid JSON at line ${line}, column ${col} (position ${at.pos}): ${at.problem}`)
+  }
+  if (!isObject(doc)) return fail(`manifest must be a JSON object, got ${describe(doc)}`)
+  for (const k of Object.keys(doc)) {
+    if (!TOP_FIELDS.includes(k)) fail(`unknown field ${JSON.stringify(k)} (known: ${TOP_FIELDS.join(', ')})`)
+  }
+
+  const capabilities = parseCapabilities(doc.capabilities, fail)
+
+  let maxMemoryBytes = DEFAULT_MAX_MEMORY_BYTES
+  let maxFuelPerTick = DEFAULT_MAX_FUEL_PER_TICK
+  let maxFailures = DEFAULT_MAX_FAILURES
+  const limits = doc.resource_limits
+  if (limits !== undefined) {
+    if (!isObject(limits)) fail(`resource_limits must be an object, got ${describe(limits)}`)
+    const l = limits as Record<string, unknown>
+    for (const k of Object.keys(l)) {
+      if (!LIMIT_FIELDS.includes(k)) fail(`unknown field resource_limits.${k} (known: ${LIMIT_FIELDS.join(', ')})`)
+    }
+    if (l.max_memory_bytes !== undefined) {
+      const v = l.max_memory_bytes
+      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v % 65536 !== 0 || v > MAX_MEMORY_BYTES_LIMIT) {
+        fail(`resource_limits.max_memory_bytes must be a positive multiple of 65536 (64 KiB pages) up to ${MAX_MEMORY_BYTES_LIMIT} (4 GiB), got ${describe(v)}`)
+      }
+      maxMemoryBytes = v as number
+    }
+    if (l.max_fuel_per_tick !== undefined) {
+      const v = l.max_fuel_per_tick
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+        fail(`resource_limits.max_fuel_per_tick must be a positive integer up to 2^53-1, got ${describe(v)}`)
+      }
+      maxFuelPerTick = BigInt(v as number)
+    }
+    if (l.max_consecutive_failures !== undefined) {
+      const v = l.max_consecutive_failures
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+        fail(`resource_limits.max_consecutive_failures must be a positive integer, got ${describe(v)}`)
+      }
+      maxFailures = v as number
+    }
+    for (const k of ['max_cpu_millis', 'max_storage_bytes']) {
+      const v = l[k]
+      if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) {
+        fail(`resource_limits.${k} must be a non-negative integer, got ${describe(v)}`)
+      }
+    }
+  }
+
+  const migration = { enabled: true, maxPricePerSecond: 0 }
+  const policy = doc.migration_policy
+  if (policy !== undefined) {
+    if (!isObject(policy)) fail(`migration_policy must be an object, got ${describe(policy)}`)
+    const p = policy as Record<string, unknown>
+    for (const k of Object.keys(p)) {
+      if (!POLICY_FIELDS.includes(k)) fail(`unknown field migration_policy.${k} (known: ${POLICY_FIELDS.join(', ')})`)
+    }
+    if (p.enabled !== undefined) {
+      if (typeof p.enabled !== 'boolean') fail(`migration_policy.enabled must be true or false, got ${describe(p.enabled)}`)
+      migration.enabled = p.enabled as boolean
+    }
+    if (p.max_price_per_second !== undefined) {
+      const v = p.max_price_per_second
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+        fail(`migration_policy.max_price_per_second must be a non-negative integer (microcents per second, 0 = any), got ${describe(v)}`)
+      }
+      migration.maxPricePerSecond = v as number
+    }
+    const r = p.preferred_regions
+    if (r !== undefined && (!Array.isArray(r) || r.some((x) => typeof x !== 'string'))) {
+      fail(`migration_policy.preferred_regions must be an array of strings, got ${describe(r)}`)
+    }
+  }
+
+  return { capabilities, maxMemoryBytes, maxFuelPerTick, maxFailures, migration, raw: bytes }
+}
+
+function checkName (name: unknown, field: string, fail: (m: string) => never): string {
+  if (typeof name !== 'string' || !Object.hasOwn(CAPABILITIES, name)) {
+    fail(`${field}: unknown capability ${typeof name === 'string' ? JSON.stringify(name) : describe(name)} (known: ${Object.keys(CAPABILITIES).join(', ')})`)
+  }
+  return name as string
+}
+
+function parseCapabilities (caps: unknown, fail: (m: string) => never): Map<string, CapabilityGrant> {
+  const out = new Map<string, CapabilityGrant>()
+  if (caps === undefined) return out
+  if (Array.isArray(caps)) {
+    caps.forEach((name, i) => {
+      const n = checkName(name, `capabilities[${i}]`, fail)
+      if (out.has(n)) fail(`capabilities[${i}]: capability ${JSON.stringify(n)} is listed twice`)
+      out.set(n, { version: 1, options: {} })
+    })
+    return out
+  }
+  if (!isObject(caps)) return fail(`capabilities must be an object or an array of names, got ${describe(caps)}`)
+  for (const [name, grant] of Object.entries(caps)) {
+    const field = `capabilities.${name}`
+    checkName(name, 'capabilities', fail)
+    if (!isObject(grant)) fail(`${field} must be an object like {"version": 1}, got ${describe(grant)}`)
+    const g = grant as Record<string, unknown>
+    for (const k of Object.keys(g)) {
+      if (!GRANT_FIELDS.includes(k)) fail(`unknown field ${field}.${k} (known: ${GRANT_FIELDS.join(', ')})`)
+    }
+    const version = g.version === undefined ? 1 : g.version
+    if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
+      fail(`${field}.version must be an integer ≥ 1, got ${describe(version)}`)
+    }
+    const options = g.options === undefined ? {} : g.options
+    if (!isObject(options)) fail(`${field}.options must be an object, got ${describe(options)}`)
+    out.set(name, { version: version as number, options: options as Record<string, unknown> })
+  }
+  return out
+}
+
+/**
+ * The imports a manifest grants, as a set of `module.name` strings (always including
+ * {@link ALWAYS_GRANTED}).
+ */
+export function grantedImports (manifest: Manifest): Set<string> {
+  const out = new Set(ALWAYS_GRANTED)
+  for (const cap of manifest.capabilities.keys()) {
+    for (const [mod, names] of Object.entries(CAPABILITIES[cap] ?? {})) {
+      for (const n of names) out.add(`${mod}.${n}`)
+    }
+  }
+  return out
+}
+
+/** The capability that grants the import `module.name`, or null when none does. */
+export function capabilityFor (module: string, name: string): string | null {
+  for (const [cap, mods] of Object.entries(CAPABILITIES)) {
+    if (mods[module]?.includes(name)) return cap
+  }
+  return null
+}
+
+/**
+ * Finds where a JSON text (RFC 8259) first goes wrong, for the error message (JSON.parse's own
+ * message does not always give a position). Iterative, so nesting depth costs no stack.
+ * @returns the character offset and what was expected there, or null if the text is valid
+ */
+function jsonErrorAt (text: string): { pos: number; problem: string } | null {
+  const stack: string[] = [] // '{' or '['
+  // what may come next: a value, a key (or '}' if first), ':', ',' or the container's end
+  let expect: 'value' | 'value-or-]' | 'key' | 'key-or-}' | 'colon' | 'comma' = 'value'
+  let i = 0
+  const n = text.length
+  const ws = (c: string) => c === ' ' || c === '\t' || c === '\n' || c === '\r'
+  const found = () => i >= n ? 'the end of the file' : JSON.stringify(text[i])
+  for (;;) {
+    while (i < n && ws(text[i])) i++
+    if (stack.length === 0 && expect === 'comma') {
+      return i < n ? { pos: i, problem: `unexpected ${found()} after the JSON value` } : null
+    }
+    if (i >= n) return { pos: i, problem: `unexpected end of the file (expected ${expect === 'colon' ? "':'" : expect === 'comma' ? `',' or '${stack.at(-1) === '{' ? '}' : ']'}'` : expect.startsWith('key') ? 'a property name in double quotes' : 'a value'})` }
+    const c = text[i]
+    if (expect === 'colon') {
+      if (c !== ':') return { pos: i, problem: `expected ':' after the property name, found ${found()}` }
+      i++; expect = 'value'; continue
+    }
+    if (expect === 'comma') {
+      const close = stack.at(-1) === '{' ? '}' : ']'
+      if (c === close) { stack.pop(); i++; expect = 'comma'; continue }
+      if (c !== ',') return { pos: i, problem: `expected ',' or '${close}', found ${found()}` }
+      i++; expect = stack.at(-1) === '{' ? 'key' : 'value'; continue
+    }
+    if (expect === 'key' || expect === 'key-or-}') {
+      if (c === '}' && expect === 'key-or-}') { stack.pop(); i++; expect = 'comma'; continue }
+      if (c !== '"') return { pos: i, problem: `expected a property name in double quotes, found ${found()}` }
+      const end = scanString(text, i)
+      if (end < 0) return { pos: -end, problem: 'bad or unterminated string' }
+      i = end; expect = 'colon'; continue
+    }
+    // a value
+    if (c === ']' && expect === 'value-or-]') { stack.pop(); i++; expect = 'comma'; continue }
+    if (c === '{') { stack.push('{'); i++; expect = 'key-or-}'; continue }
+    if (c === '[') { stack.push('['); i++; expect = 'value-or-]'; continue }
+    if (c === '"') {
+      const end = scanString(text, i)
+      if (end < 0) return { pos: -end, problem: 'bad or unterminated string' }
+      i = end; expect = 'comma'; continue
+    }
+    const lit = /^(?:true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)/.exec(text.slice(i, i + 400))
+    if (lit === null) return { pos: i, problem: `expected a value, found ${found()}` }
+    i += lit[0].length; expect = 'comma'
+  }
+}
+
+/** Scans a JSON string starting at the quote at `start`; returns the offset after it, or −(offset of the fault). */
+function scanString (text: string, start: number): number {
+  let i = start + 1
+  while (i < text.length) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) return i + 1
+    if (c < 0x20) return -i
+    if (c === 0x5c) {
+      const e = text[i + 1]
+      if (e === 'u') {
+        if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) return -i
+        i += 6
+      } else if (e !== undefined && '"\\/bfnrt'.includes(e)) i += 2
+      else return -i
+    } else i++
+  }
+  return -text.length
+}

@@ -1,0 +1,315 @@
+/**
+ * One running agent: an instrumented module instance plus its committed state, fuel and budget.
+ *
+ * The life cycle follows DESIGN §4–§7: `birth` runs `_initialize` and `agent_init` once in the
+ * agent's life; `restore` instantiates the same module and copies a checkpoint's memory and globals
+ * back instead. `tick` calls `agent_tick` under a fuel limit and is atomic: a trap (out of fuel, out
+ * of bounds, `unreachable`, a host error) rolls memory and globals back to their state before the
+ * tick, while the fuel it burned is still charged. `checkpointState` hands the writer what it needs.
+ */
+import { ModuleError } from '../checkpoint/errors.ts'
+import type { Identity } from '../checkpoint/identity.ts'
+import { sign } from '../checkpoint/identity.ts'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
+import type { GlobalValue } from '../checkpoint/state.ts'
+import type { Snapshot } from '../checkpoint/writer.ts'
+import { EventLog } from '../hostcalls/eventlog.ts'
+import { checkImports, igorImports } from '../hostcalls/igor.ts'
+import type { HostContext } from '../hostcalls/igor.ts'
+import type { Manifest } from '../hostcalls/manifest.ts'
+import type { InputSource } from './inputs.ts'
+import { FUEL_GLOBAL, fuelUsed, instrument } from './instrument.ts'
+import type { InstrumentedGlobal } from './instrument.ts'
+import { PageImage } from './memory.ts'
+
+/** Tick return codes of the guest ABI (DESIGN §4). */
+export const TICK = { IDLE: 0, MORE: 1, FINISHED: 2 } as const
+
+/** What one tick did. */
+export interface TickResult {
+  /** The tick number just run (the agent's tick count after it). */
+  tick: number
+  /** `agent_tick`'s return value (0, 1 or 2), or null when the tick failed. */
+  result: number | null
+  /** Why the tick failed (trap message), or null. */
+  trap: string | null
+  /** Fuel burned by this tick. */
+  fuel: bigint
+  /** Microcents charged for it (after clamping at the remaining budget). */
+  cost: bigint
+  /** Pages of memory that changed (0 after a rollback). */
+  changedPages: number
+}
+
+/** Everything needed to create an agent, new or restored. */
+export interface AgentSpec {
+  /** The original (uninstrumented) module bytes. */
+  wasm: Uint8Array
+  /** The parsed manifest (its `raw` bytes travel in checkpoints). */
+  manifest: Manifest
+  identity: Identity
+  /** Remaining budget, microcents. */
+  budget: bigint
+  /** Host price, microcents per million fuel. */
+  price: bigint
+  /** Clock and random source. */
+  inputs: InputSource
+  /** Receives each line the agent logs. */
+  emit (line: string): void
+  /** Where wasm file names in errors come from. */
+  file?: string
+}
+
+/** Saved state to restore into (from a live checkpoint). */
+export interface RestoreState {
+  tick: number
+  /** Lifetime fuel. */
+  fuel: bigint
+  pageCount: number
+  pages: [number, Uint8Array][]
+  globals: GlobalValue[]
+}
+
+const GLOBAL_SIZE = { i32: 4, i64: 8, f32: 4, f64: 8, v128: 16 } as const
+
+function readGlobal (g: WebAssembly.Global, type: InstrumentedGlobal['type']): Uint8Array {
+  const out = new Uint8Array(GLOBAL_SIZE[type])
+  const dv = new DataView(out.buffer)
+  switch (type) {
+    case 'i32': dv.setInt32(0, g.value as number, true); break
+    case 'i64': dv.setBigInt64(0, g.value as bigint, true); break
+    case 'f32': dv.setFloat32(0, g.value as number, true); break
+    case 'f64': dv.setFloat64(0, g.value as number, true); break
+    default: throw new ModuleError(`global of type ${type} cannot be snapshotted from the host`)
+  }
+  return out
+}
+
+function writeGlobal (g: WebAssembly.Global, type: InstrumentedGlobal['type'], bytes: Uint8Array): void {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  switch (type) {
+    case 'i32': g.value = dv.getInt32(0, true); break
+    case 'i64': g.value = dv.getBigInt64(0, true); break
+    case 'f32': g.value = dv.getFloat32(0, true); break
+    case 'f64': g.value = dv.getFloat64(0, true); break
+    default: throw new ModuleError(`global of type ${type} cannot be restored from the host`)
+  }
+}
+
+/** A short, stable description of a trap or host error thrown out of wasm. */
+export function trapMessage (e: unknown): string {
+  if (e instanceof Error) return e.message.split('\n')[0]
+  return String(e)
+}
+
+/** A loaded, instrumented agent with its committed state. */
+export class Agent {
+  readonly spec: AgentSpec
+  readonly module: WebAssembly.Module
+  readonly globalsInfo: InstrumentedGlobal[]
+  /** CID of the original wasm. */
+  readonly codeCid: string
+  readonly log = new EventLog()
+  /** Ticks run in the agent's life (attempts, including failed ones). */
+  tick = 0
+  /** Lifetime fuel. */
+  fuel = 0n
+  /** Remaining budget, microcents. */
+  budget: bigint
+  /** Consecutive failed ticks. */
+  failures = 0
+  private instance!: WebAssembly.Instance
+  private memory!: WebAssembly.Memory
+  private fuelGlobal!: WebAssembly.Global
+  private globals: WebAssembly.Global[] = []
+  private readonly image = new PageImage()
+  private committedGlobals: Uint8Array[] = []
+
+  private constructor (spec: AgentSpec) {
+    this.spec = spec
+    this.budget = spec.budget
+    const file = spec.file ?? 'agent.wasm'
+    const inst = instrument(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file })
+    this.codeCid = inst.cid
+    this.globalsInfo = inst.globals
+    // Check imports against the manifest on the original module (what the author wrote).
+    checkImports(new WebAssembly.Module(spec.wasm as Uint8Array<ArrayBuffer>), spec.manifest, file)
+    this.module = new WebAssembly.Module(inst.binary as Uint8Array<ArrayBuffer>)
+    const exports = WebAssembly.Module.exports(this.module)
+    if (!exports.some((e) => e.name === 'agent_tick' && e.kind === 'function')) {
+      throw new ModuleError(`${file}: does not export the function agent_tick required by the igor ABI`)
+    }
+  }
+
+  private hostContext (): HostContext {
+    return {
+      memory: () => this.memory,
+      did: this.spec.identity.did,
+      sign: (msg) => sign(this.spec.identity, msg),
+      budget: () => this.budget,
+      now: () => this.spec.inputs.now(),
+      randomFill: (buf) => this.spec.inputs.randomFill(buf),
+      log: this.log,
+      emit: (line) => this.spec.emit(line),
+    }
+  }
+
+  private instantiate (): void {
+    this.instance = new WebAssembly.Instance(this.module, igorImports(this.spec.manifest, this.hostContext()))
+    const ex = this.instance.exports
+    this.memory = ex.memory as WebAssembly.Memory
+    this.fuelGlobal = ex[FUEL_GLOBAL] as WebAssembly.Global
+    this.globals = this.globalsInfo.map((g) => ex[g.exportName] as WebAssembly.Global)
+  }
+
+  /** Calls an export under the per-tick fuel limit; returns its result or the trap, and fuel burned. */
+  private metered (name: string): { result: unknown; trap: string | null; fuel: bigint } {
+    const limit = this.spec.manifest.maxFuelPerTick
+    this.fuelGlobal.value = limit
+    let result: unknown = null
+    let trap: string | null = null
+    try {
+      result = (this.instance.exports[name] as () => unknown)()
+    } catch (e) {
+      trap = trapMessage(e)
+    }
+    const remaining = this.fuelGlobal.value as bigint
+    if (trap !== null && remaining < 0n) trap = `out of fuel (limit ${limit} per tick)`
+    return { result, trap, fuel: fuelUsed(limit, remaining) }
+  }
+
+  private charge (fuel: bigint): bigint {
+    const price = this.spec.price
+    let cost = (fuel * price + 999_999n) / 1_000_000n
+    if (cost > this.budget) cost = this.budget
+    this.budget -= cost
+    this.fuel += fuel
+    return cost
+  }
+
+  private commit (): number {
+    const changed = this.image.commit(new Uint8Array(this.memory.buffer))
+    this.committedGlobals = this.globals.map((g, i) => readGlobal(g, this.globalsInfo[i].type))
+    return changed
+  }
+
+  private rollback (): void {
+    const live = new Uint8Array(this.memory.buffer)
+    if (live.length !== this.image.pageCount * PAGE_SIZE) {
+      // The failed tick grew memory, which cannot shrink: start a fresh instance from the image.
+      this.instantiate()
+      this.loadImageIntoInstance()
+    } else {
+      this.image.rollback(live)
+      this.globals.forEach((g, i) => writeGlobal(g, this.globalsInfo[i].type, this.committedGlobals[i]))
+    }
+  }
+
+  private loadImageIntoInstance (): void {
+    const have = this.memory.buffer.byteLength / PAGE_SIZE
+    if (this.image.pageCount > have) {
+      if (this.memory.grow(this.image.pageCount - have) < 0) throw new ModuleError('cannot grow memory to the checkpoint size')
+    }
+    if (this.memory.buffer.byteLength / PAGE_SIZE !== this.image.pageCount) {
+      throw new ModuleError(`checkpoint has ${this.image.pageCount} memory pages but the module starts with ${have}`)
+    }
+    this.image.restoreInto(new Uint8Array(this.memory.buffer))
+    this.globals.forEach((g, i) => writeGlobal(g, this.globalsInfo[i].type, this.committedGlobals[i]))
+  }
+
+  /**
+   * Creates a new agent: instantiates, runs `_initialize` and `agent_init` (each metered; their
+   * fuel is charged to the life's first checkpoint) and commits the result as tick 0.
+   * @throws ModuleError when the module is rejected or birth traps
+   */
+  static birth (spec: AgentSpec): Agent {
+    const a = new Agent(spec)
+    a.instantiate()
+    spec.inputs.beginTick(0)
+    a.log.beginTick(0)
+    const exports = a.instance.exports
+    let trap: string | null = null
+    let fuel = 0n
+    for (const name of ['_initialize', 'agent_init']) {
+      if (typeof exports[name] !== 'function') continue
+      const r = a.metered(name)
+      fuel += r.fuel
+      if (r.trap !== null) { trap = `${name}: ${r.trap}`; break }
+    }
+    a.log.endTick({ fuel, result: null, trap })
+    if (trap !== null) throw new ModuleError(`${spec.file ?? 'agent.wasm'}: birth failed: ${trap}`)
+    a.charge(fuel)
+    a.commit()
+    return a
+  }
+
+  /**
+   * Re-creates an agent from a checkpoint: instantiates the same module (no `_initialize`, no
+   * `agent_init`), grows memory to the saved size, copies the pages and sets the globals.
+   * @throws ModuleError when the module is rejected or the state does not fit it
+   */
+  static restore (spec: AgentSpec, state: RestoreState): Agent {
+    const a = new Agent(spec)
+    if (state.globals.length !== a.globalsInfo.length) {
+      throw new ModuleError(`checkpoint has ${state.globals.length} globals but the module has ${a.globalsInfo.length}`)
+    }
+    a.instantiate()
+    a.tick = state.tick
+    a.fuel = state.fuel
+    a.image.load(state.pageCount, state.pages)
+    a.committedGlobals = a.globalsInfo.map((info, i) => {
+      const g = state.globals[i]
+      if (g.index !== info.index || g.type !== info.type) {
+        throw new ModuleError(`checkpoint global ${g.index} (${g.type}) does not match the module's global ${info.index} (${info.type})`)
+      }
+      return g.bytes
+    })
+    a.loadImageIntoInstance()
+    return a
+  }
+
+  /** Current memory size in 64 KiB pages. */
+  get pageCount (): number { return this.image.pageCount }
+
+  /**
+   * Runs one tick. Returns `null` without running when the budget is zero (the caller pauses the
+   * agent as `exhausted`).
+   */
+  runTick (): TickResult | null {
+    if (this.budget <= 0n) return null
+    const tick = this.tick + 1
+    this.spec.inputs.beginTick(tick)
+    this.log.beginTick(tick)
+    const r = this.metered('agent_tick')
+    let { trap } = r
+    let result: number | null = null
+    if (trap === null) {
+      const v = r.result
+      if (v === TICK.IDLE || v === TICK.MORE || v === TICK.FINISHED) result = v
+      else trap = `agent_tick returned ${String(v)} (expected 0, 1 or 2)`
+    }
+    let changedPages = 0
+    if (trap === null) changedPages = this.commit()
+    else this.rollback()
+    this.tick = tick
+    const cost = this.charge(r.fuel)
+    this.failures = trap === null ? 0 : this.failures + 1
+    this.log.endTick({ fuel: r.fuel, result, trap })
+    return { tick, result, trap, fuel: r.fuel, cost, changedPages }
+  }
+
+  /** The state as of the last committed tick, for the checkpoint writer; clears the dirty set. */
+  checkpointState (): Snapshot {
+    const { pages, digests, changed } = this.image.takeCheckpoint()
+    return {
+      pageCount: this.image.pageCount,
+      pages,
+      digests,
+      changed,
+      globals: this.globalsInfo.map((g, i) => ({ index: g.index, type: g.type, bytes: this.committedGlobals[i] })),
+    }
+  }
+
+  /** True when memory or globals changed since the last `checkpointState`. */
+  get dirty (): boolean { return this.image.dirty.size > 0 }
+}

@@ -1,0 +1,108 @@
+/**
+ * Starting and resuming agents on this host: the glue between a wasm file or a live checkpoint,
+ * the agent instance, the host identity and the checkpoint writer.
+ */
+import { existsSync } from 'node:fs'
+import { basename, dirname, resolve } from 'node:path'
+import { CheckpointError, StorageError } from '../checkpoint/errors.ts'
+import { headerCid } from '../checkpoint/header.ts'
+import { generateIdentity, identityFromSeed } from '../checkpoint/identity.ts'
+import type { LiveCheckpoint } from '../checkpoint/live.ts'
+import { readLive } from '../checkpoint/live.ts'
+import { CheckpointWriter } from '../checkpoint/writer.ts'
+import { parseManifest } from '../hostcalls/manifest.ts'
+import { Agent } from './agent.ts'
+import { loadHostIdentity } from './host.ts'
+import { liveInputs, simulatedInputs } from './inputs.ts'
+import type { InputSource } from './inputs.ts'
+import type { Lineage } from './runner.ts'
+import { writeCheckpoint } from './runner.ts'
+
+/** Host-side settings shared by new and resumed agents. */
+export interface HostSettings {
+  /** Data directory: live checkpoints, history, blobs and the host key. */
+  dir: string
+  /** Price, microcents per million fuel. */
+  price: bigint
+  /** When set, clock and random bytes are derived from this seed (simulation mode). */
+  simSeed?: string
+  /** Receives each line the agent logs. */
+  emit (line: string): void
+}
+
+/** A ready-to-run agent with its lineage. */
+export interface Session { agent: Agent; lineage: Lineage; name: string; ckptPath: string }
+
+function inputsFor (s: HostSettings): InputSource {
+  return s.simSeed === undefined ? liveInputs() : simulatedInputs(s.simSeed)
+}
+
+/** The live checkpoint path of agent `name` in `dir`. */
+export function livePath (dir: string, name: string): string {
+  return resolve(dir, `${name}.ckpt`)
+}
+
+/**
+ * Births a new agent from wasm and manifest bytes and writes its genesis checkpoint (tick 0).
+ * @param budget microcents
+ * @throws ModuleError, ManifestError, StorageError; and StorageError when `<dir>/<name>.ckpt`
+ *   already exists (an existing agent is never overwritten: resume it instead)
+ */
+export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array; wasmFile: string; manifest: Uint8Array; manifestFile: string; budget: bigint }): Session {
+  const ckptPath = livePath(s.dir, a.name)
+  if (existsSync(ckptPath)) {
+    throw new StorageError(`${ckptPath} already exists: resume it with 'igord resume ${ckptPath}' or choose another --name or --dir`)
+  }
+  const manifest = parseManifest(a.manifest, a.manifestFile)
+  const identity = generateIdentity()
+  const agent = Agent.birth({ wasm: a.wasm, manifest, identity, budget: a.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: a.wasmFile })
+  const lineage: Lineage = {
+    writer: new CheckpointWriter(s.dir, a.name),
+    identity,
+    wasm: a.wasm,
+    manifest: a.manifest,
+    host: loadHostIdentity(s.dir).peerId,
+    epoch: 0,
+    prev: null,
+    lastTick: -1,
+  }
+  writeCheckpoint(agent, lineage, 'running')
+  return { agent, lineage, name: a.name, ckptPath }
+}
+
+/**
+ * Restores an agent from its live checkpoint file, ready to continue in `s.dir` (by default the
+ * file's own directory) under the same name, DID, tick count and epoch.
+ * @throws CheckpointError for a bad file or an agent that has finished; ModuleError, ManifestError
+ */
+export function resumeAgent (s: HostSettings, file: string): Session & { live: LiveCheckpoint } {
+  const live = readLive(file)
+  const h = live.parsed
+  if (h.status === 'finished') throw new CheckpointError(`${file}: the agent finished at tick ${h.tick}; a finished agent cannot be resumed`)
+  if (h.status === 'handoff') throw new CheckpointError(`${file}: the agent was handed off to ${h.target ?? 'another host'} at tick ${h.tick}; resume it there`)
+  const manifest = parseManifest(live.manifest, `${file} (manifest)`)
+  const identity = identityFromSeed(live.seed)
+  const agent = Agent.restore(
+    { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)` },
+    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, globals: live.globals },
+  )
+  const name = basename(file).replace(/\.ckpt$/, '')
+  const writer = new CheckpointWriter(s.dir, name)
+  writer.ensureArchived(live)
+  const lineage: Lineage = {
+    writer,
+    identity,
+    wasm: live.wasm,
+    manifest: live.manifest,
+    host: loadHostIdentity(s.dir).peerId,
+    epoch: h.epoch,
+    prev: headerCid(live.header),
+    lastTick: h.tick,
+  }
+  return { agent, lineage, name, ckptPath: livePath(s.dir, name), live }
+}
+
+/** The default data directory for a resumed checkpoint: the directory holding the file. */
+export function defaultResumeDir (file: string): string {
+  return dirname(resolve(file))
+}

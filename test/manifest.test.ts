@@ -1,0 +1,167 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { EXIT, ManifestError } from '../checkpoint/errors.ts'
+import {
+  CAPABILITIES, DEFAULT_MAX_FAILURES, DEFAULT_MAX_FUEL_PER_TICK, DEFAULT_MAX_MEMORY_BYTES,
+  capabilityFor, grantedImports, parseManifest,
+} from '../hostcalls/manifest.ts'
+
+const bytes = (s: string) => new TextEncoder().encode(s)
+const parse = (v: unknown) => parseManifest(bytes(typeof v === 'string' ? v : JSON.stringify(v)), 'agent.manifest.json')
+
+/** Asserts parsing fails with a one-line ManifestError that names the file and every given fragment. */
+function fails (v: unknown, ...fragments: string[]) {
+  try {
+    parse(v)
+  } catch (e) {
+    assert.instance(e, ManifestError)
+    const msg = (e as ManifestError).message
+    assert.is((e as ManifestError).exitCode, EXIT.MANIFEST)
+    assert.ok(msg.startsWith('agent.manifest.json: '), msg)
+    assert.not.ok(msg.includes('\n'), `one line: ${msg}`)
+    for (const f of fragments) assert.ok(msg.includes(f), `"${msg}" should mention ${f}`)
+    return
+  }
+  assert.unreachable(`should have failed: ${JSON.stringify(v)}`)
+}
+
+test('the Igor schema parses, with every field', () => {
+  const m = parse({
+    capabilities: { clock: { version: 1, options: {} }, log: { version: 2, options: { level: 'info' } } },
+    resource_limits: { max_memory_bytes: 4194304, max_fuel_per_tick: 5000, max_consecutive_failures: 7 },
+    migration_policy: { enabled: false, max_price_per_second: 1000 },
+  })
+  assert.equal([...m.capabilities.keys()].sort(), ['clock', 'log'])
+  assert.equal(m.capabilities.get('log'), { version: 2, options: { level: 'info' } })
+  assert.is(m.maxMemoryBytes, 4194304)
+  assert.is(m.maxFuelPerTick, 5000n)
+  assert.is(m.maxFailures, 7)
+  assert.equal(m.migration, { enabled: false, maxPricePerSecond: 1000 })
+})
+
+test('{} grants nothing and takes the defaults; raw keeps the exact bytes', () => {
+  const raw = bytes('{ }\n')
+  const m = parseManifest(raw, 'm.json')
+  assert.is(m.capabilities.size, 0)
+  assert.is(m.maxMemoryBytes, DEFAULT_MAX_MEMORY_BYTES)
+  assert.is(m.maxMemoryBytes, 64 * 1024 * 1024)
+  assert.is(m.maxFuelPerTick, DEFAULT_MAX_FUEL_PER_TICK)
+  assert.is(m.maxFuelPerTick, 1_000_000_000n)
+  assert.is(m.maxFailures, DEFAULT_MAX_FAILURES)
+  assert.is(m.maxFailures, 3)
+  assert.equal(m.migration, { enabled: true, maxPricePerSecond: 0 })
+  assert.is(m.raw, raw)
+})
+
+test('shorthand: capabilities as an array of names', () => {
+  const m = parse({ capabilities: ['clock', 'rand', 'log'] })
+  assert.equal([...m.capabilities.keys()], ['clock', 'rand', 'log'])
+  assert.equal(m.capabilities.get('rand'), { version: 1, options: {} })
+})
+
+test('version defaults to 1; Igor-only limit fields are accepted', () => {
+  const m = parse({
+    capabilities: { log: {} },
+    resource_limits: { max_memory_bytes: 67108864, max_cpu_millis: 100, max_storage_bytes: 0 },
+    migration_policy: { enabled: true, preferred_regions: ['eu'] },
+  })
+  assert.is(m.capabilities.get('log')?.version, 1)
+})
+
+test('a UTF-8 byte order mark is accepted', () => {
+  const m = parseManifest(new Uint8Array([0xef, 0xbb, 0xbf, ...bytes('{"capabilities":["log"]}')]), 'bom.json')
+  assert.ok(m.capabilities.has('log'))
+})
+
+test('not JSON: the error says so and gives the position', () => {
+  fails('{"capabilities": [}', 'not valid JSON at line 1, column 19 (position 18)', 'expected a value')
+  fails('{\n  "capabilities": {\n    "log": {"version": 1},\n  }\n}', 'line 4, column 3', 'property name')
+  fails('{"capabilities": ["log"]} trailing', 'line 1, column 27', 'after the JSON value')
+  fails('{"capabilities": ["log"', 'unexpected end of the file')
+  fails('', 'not valid JSON', 'end of the file')
+})
+
+test('not UTF-8 is refused', () => {
+  assert.throws(() => parseManifest(new Uint8Array([0x7b, 0xff, 0x7d]), 'x.json'), /x\.json: manifest is not valid UTF-8/)
+})
+
+test('not an object', () => {
+  fails('[]', 'must be a JSON object', 'array')
+  fails('42', 'must be a JSON object')
+  fails('null', 'must be a JSON object')
+})
+
+test('unknown fields are named, at every level', () => {
+  fails({ capabilites: {} }, 'unknown field "capabilites"', 'capabilities, resource_limits, migration_policy')
+  fails({ resource_limits: { max_memory: 65536 } }, 'resource_limits.max_memory')
+  fails({ migration_policy: { enable: true } }, 'migration_policy.enable')
+  fails({ capabilities: { log: { versoin: 1 } } }, 'capabilities.log.versoin')
+})
+
+test('an unknown capability lists the known ones', () => {
+  fails({ capabilities: { clock: {}, http: { version: 1 } } }, '"http"', 'unknown capability', Object.keys(CAPABILITIES).join(', '))
+  fails({ capabilities: ['log', 'network'] }, 'capabilities[1]', '"network"', 'clock, rand, log, wallet, identity')
+  fails({ capabilities: ['log', 'log'] }, 'capabilities[1]', 'twice')
+  fails({ capabilities: [7] }, 'capabilities[0]', 'unknown capability')
+  fails({ capabilities: 'log' }, 'capabilities must be an object or an array')
+  fails({ capabilities: { toString: {} } }, 'unknown capability "toString"')
+})
+
+test('bad capability entries', () => {
+  fails({ capabilities: { log: { version: 0 } } }, 'capabilities.log.version', 'integer ≥ 1', '0')
+  fails({ capabilities: { log: { version: 1.5 } } }, 'capabilities.log.version')
+  fails({ capabilities: { log: { version: '1' } } }, 'capabilities.log.version')
+  fails({ capabilities: { log: true } }, 'capabilities.log must be an object')
+  fails({ capabilities: { log: { options: [] } } }, 'capabilities.log.options must be an object')
+})
+
+test('max_memory_bytes: a positive multiple of 64 KiB up to 4 GiB', () => {
+  assert.is(parse({ resource_limits: { max_memory_bytes: 65536 } }).maxMemoryBytes, 65536)
+  assert.is(parse({ resource_limits: { max_memory_bytes: 4 * 2 ** 30 } }).maxMemoryBytes, 4 * 2 ** 30)
+  for (const bad of [0, -65536, 1000, 65537, 4 * 2 ** 30 + 65536, '64MiB', null, 1.5]) {
+    fails({ resource_limits: { max_memory_bytes: bad } }, 'resource_limits.max_memory_bytes', 'multiple of 65536')
+  }
+})
+
+test('max_fuel_per_tick: a positive integer up to 2^53-1', () => {
+  assert.is(parse({ resource_limits: { max_fuel_per_tick: 2 ** 53 - 1 } }).maxFuelPerTick, 2n ** 53n - 1n)
+  for (const bad of [0, -1, 1.5, 2 ** 53, '1000', true]) {
+    fails({ resource_limits: { max_fuel_per_tick: bad } }, 'resource_limits.max_fuel_per_tick', 'positive integer')
+  }
+})
+
+test('max_consecutive_failures: a positive integer', () => {
+  for (const bad of [0, -3, 2.5, '3']) {
+    fails({ resource_limits: { max_consecutive_failures: bad } }, 'resource_limits.max_consecutive_failures', 'positive integer')
+  }
+})
+
+test('limits, policy and their fields must have the right types', () => {
+  fails({ resource_limits: [] }, 'resource_limits must be an object')
+  fails({ migration_policy: 'yes' }, 'migration_policy must be an object')
+  fails({ migration_policy: { enabled: 'yes' } }, 'migration_policy.enabled')
+  fails({ migration_policy: { max_price_per_second: -1 } }, 'migration_policy.max_price_per_second')
+  fails({ migration_policy: { preferred_regions: 'eu' } }, 'migration_policy.preferred_regions')
+  fails({ resource_limits: { max_cpu_millis: -5 } }, 'resource_limits.max_cpu_millis')
+})
+
+test('a manifest over 1 MiB is refused before parsing', () => {
+  const big = new Uint8Array(1024 * 1024 + 1).fill(0x20)
+  assert.throws(() => parseManifest(big, 'big.json'), /big\.json: manifest is 1048577 bytes/)
+})
+
+test('grantedImports: exactly the imports of the granted capabilities, plus env.abort', () => {
+  assert.equal([...grantedImports(parse({}))], ['env.abort'])
+  const g = grantedImports(parse({ capabilities: ['rand', 'identity'] }))
+  assert.equal([...g].sort(), ['env.abort', 'env.seed', 'igor.agent_did', 'igor.agent_sign', 'igor.rand_bytes'])
+})
+
+test('capabilityFor names the capability that grants an import', () => {
+  assert.is(capabilityFor('igor', 'clock_now'), 'clock')
+  assert.is(capabilityFor('env', 'seed'), 'rand')
+  assert.is(capabilityFor('igor', 'agent_sign'), 'identity')
+  assert.is(capabilityFor('igor', 'http_request'), null)
+  assert.is(capabilityFor('env', 'abort'), null)
+})
+
+test.run()
