@@ -10,7 +10,7 @@
 import { ModuleError } from '../checkpoint/errors.ts'
 import type { Identity } from '../checkpoint/identity.ts'
 import { sign } from '../checkpoint/identity.ts'
-import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { GLOBAL_SIZES, PAGE_SIZE } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
 import type { Snapshot } from '../checkpoint/writer.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
@@ -70,10 +70,8 @@ export interface RestoreState {
   globals: GlobalValue[]
 }
 
-const GLOBAL_SIZE = { i32: 4, i64: 8, f32: 4, f64: 8, v128: 16 } as const
-
 function readGlobal (g: WebAssembly.Global, type: InstrumentedGlobal['type']): Uint8Array {
-  const out = new Uint8Array(GLOBAL_SIZE[type])
+  const out = new Uint8Array(GLOBAL_SIZES[type])
   const dv = new DataView(out.buffer)
   switch (type) {
     case 'i32': dv.setInt32(0, g.value as number, true); break

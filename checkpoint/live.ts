@@ -1,0 +1,189 @@
+/**
+ * The live checkpoint file `<name>.ckpt` (DESIGN §7, docs/FORMAT.md): one self-contained file that
+ * is the whole agent — signed header, wasm, manifest, memory pages, globals, recent event log and
+ * the agent's secret seed (so the file is written with mode 0600).
+ *
+ * Bytes: tag 55799 (`d9 d9 f7`) then a canonical CBOR map (keys in this canonical order)
+ * `{v, key, log, sig, wasm, pages, header, globals, manifest, pageCount}`.
+ * {@link encodeLive} frames the CBOR by hand and returns chunks for writev, so page bodies and the
+ * wasm are never copied; the bytes equal `encodeFile()` of the same map.
+ */
+import * as fs from 'node:fs'
+import { asMap, bytesField, decodeFile, describe, numberField } from './cbor.ts'
+import { CheckpointError, StorageError } from './errors.ts'
+import { cidOf, sha256 } from './hash.ts'
+import { decodeHeader, FORMAT_VERSION, verifyHeader, type CheckpointHeader } from './header.ts'
+import { identityFromSeed } from './identity.ts'
+import { checkGlobal, GLOBAL_SIZES, MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
+
+/**
+ * A live checkpoint, decoded. `header` holds the signed bytes as stored, `parsed` their decoded
+ * form. `pages` are `[index, 64 KiB]` for every non-zero page in ascending index order; after
+ * {@link decodeLive} they are views into the file's bytes. `seed` is the agent's 32-byte secret key.
+ * `digests` (`[index, SHA-256]` per page) is filled by {@link decodeLive}, ignored by {@link encodeLive}.
+ */
+export interface LiveCheckpoint {
+  header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader
+  wasm: Uint8Array; manifest: Uint8Array; pageCount: number; pages: [number, Uint8Array][]
+  globals: GlobalValue[]; log: Uint8Array | null; seed: Uint8Array
+  digests?: [number, Uint8Array][]
+}
+
+const LIVE_FIELDS = ['v', 'key', 'log', 'sig', 'wasm', 'pages', 'header', 'globals', 'manifest', 'pageCount'] as const
+/** Byte strings at least this long are passed to writev by reference instead of copied. */
+const BY_REFERENCE = 1024
+
+/** Builds CBOR by appending small items into one scratch buffer and large byte strings by reference. */
+class Framer {
+  readonly chunks: Uint8Array[] = []
+  readonly buf: Uint8Array
+  p = 0
+  start = 0
+  constructor (size: number) { this.buf = new Uint8Array(size) }
+  head (major: number, n: number): void {
+    const b = this.buf; const m = major << 5; let p = this.p
+    if (n < 24) b[p++] = m | n
+    else if (n < 0x100) { b[p++] = m | 24; b[p++] = n } else if (n < 0x10000) { b[p++] = m | 25; b[p++] = n >>> 8; b[p++] = n & 255 } else if (n < 0x100000000) { b[p++] = m | 26; b[p++] = n >>> 24; b[p++] = (n >>> 16) & 255; b[p++] = (n >>> 8) & 255; b[p++] = n & 255 } else throw new CheckpointError(`live checkpoint: length ${n} too large`)
+    this.p = p
+  }
+  raw (x: number): void { this.buf[this.p++] = x }
+  text (s: string): void { this.head(3, s.length); for (let i = 0; i < s.length; i++) this.buf[this.p++] = s.charCodeAt(i) }
+  bytes (x: Uint8Array): void {
+    this.head(2, x.length)
+    if (x.length >= BY_REFERENCE) {
+      if (this.p > this.start) this.chunks.push(this.buf.subarray(this.start, this.p))
+      this.start = this.p
+      this.chunks.push(x)
+    } else { this.buf.set(x, this.p); this.p += x.length }
+  }
+  finish (): Uint8Array[] {
+    if (this.p > this.start) this.chunks.push(this.buf.subarray(this.start, this.p))
+    this.start = this.p
+    return this.chunks
+  }
+}
+
+/**
+ * Encodes a live checkpoint for `writev`: the returned chunks, concatenated, are the file's bytes.
+ * Page bodies, the wasm and other large byte strings are referenced, not copied.
+ * Pages must be ascending, each {@link PAGE_SIZE} bytes and below `pageCount`; globals ascending.
+ * @throws CheckpointError `live checkpoint: …` naming the page or global at fault.
+ */
+export function encodeLive (c: Omit<LiveCheckpoint, 'parsed'>): Uint8Array[] {
+  if (!Number.isSafeInteger(c.pageCount) || c.pageCount < 0 || c.pageCount > MAX_PAGES) throw new CheckpointError(`live checkpoint: pageCount ${c.pageCount} out of range 0..${MAX_PAGES}`)
+  if (c.seed.length !== 32) throw new CheckpointError('live checkpoint: the secret seed must be 32 bytes')
+  if (c.sig.length !== 64) throw new CheckpointError('live checkpoint: the signature must be 64 bytes')
+  let last = -1
+  for (const [i, page] of c.pages) {
+    if (!Number.isInteger(i) || i <= last || i >= c.pageCount) throw new CheckpointError(`live checkpoint: page ${i} out of order or outside memory of ${c.pageCount} pages`)
+    if (page.length !== PAGE_SIZE) throw new CheckpointError(`live checkpoint: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
+    last = i
+  }
+  last = -1
+  for (const g of c.globals) {
+    checkGlobal(g, 'live checkpoint')
+    if (g.index <= last) throw new CheckpointError(`live checkpoint: global ${g.index} out of order`)
+    last = g.index
+  }
+  const f = new Framer(256 + c.header.length + (c.log && c.log.length < BY_REFERENCE ? c.log.length : 0) +
+    (c.wasm.length < BY_REFERENCE ? c.wasm.length : 0) + (c.manifest.length < BY_REFERENCE ? c.manifest.length : 0) +
+    c.pages.length * 16 + c.globals.length * 40)
+  f.raw(0xd9); f.raw(0xd9); f.raw(0xf7) // tag 55799
+  f.raw(0xaa) // map(10)
+  f.text('v'); f.head(0, FORMAT_VERSION)
+  f.text('key'); f.bytes(c.seed)
+  f.text('log'); if (c.log === null) f.raw(0xf6); else f.bytes(c.log)
+  f.text('sig'); f.bytes(c.sig)
+  f.text('wasm'); f.bytes(c.wasm)
+  f.text('pages'); f.head(4, c.pages.length)
+  for (const [i, page] of c.pages) { f.raw(0x82); f.head(0, i); f.bytes(page) }
+  f.text('header'); f.bytes(c.header)
+  f.text('globals'); f.head(4, c.globals.length)
+  for (const g of c.globals) { f.raw(0x83); f.head(0, g.index); f.text(g.type); f.bytes(g.bytes) }
+  f.text('manifest'); f.bytes(c.manifest)
+  f.text('pageCount'); f.head(0, c.pageCount)
+  return f.finish()
+}
+
+/**
+ * Parses `[[index, type, bytes]…]` (ascending index) into globals.
+ * @throws CheckpointError `<what>: field "globals" …`.
+ */
+export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
+  if (!Array.isArray(v)) throw new CheckpointError(`${what}: field "globals" must be an array, got ${describe(v)}`)
+  const out: GlobalValue[] = []
+  let last = -1
+  for (const g of v) {
+    if (!Array.isArray(g) || g.length !== 3 || typeof g[0] !== 'number' || typeof g[1] !== 'string' || !(g[2] instanceof Uint8Array)) throw new CheckpointError(`${what}: field "globals" entries must be [index, type, bytes]`)
+    if (!Object.hasOwn(GLOBAL_SIZES, g[1])) throw new CheckpointError(`${what}: global ${g[0]} has unknown type ${JSON.stringify(g[1].slice(0, 20))}`)
+    const gv: GlobalValue = { index: g[0], type: g[1] as GlobalValue['type'], bytes: g[2] }
+    checkGlobal(gv, what)
+    if (gv.index <= last) throw new CheckpointError(`${what}: global ${gv.index} out of order (globals must be in ascending index order)`)
+    last = gv.index
+    out.push(gv)
+  }
+  return out
+}
+
+/**
+ * Decodes and fully checks a live checkpoint: the 55799 tag, CBOR well-formedness, version, every
+ * field's type, page sizes and order, pageCount ≤ 65536, the header's fields, the signature against
+ * `header.agent`, that the seed's DID is `header.agent`, `cid(wasm) = header.code`,
+ * `cid(manifest) = header.manifest`, `cid(log) = header.log`, and the state root recomputed from
+ * the pages and globals (with the header's fuel and budget) equals `header.state`.
+ * Returned byte arrays are views into `bytes`.
+ * @param file names the file in errors.
+ * @throws CheckpointError `<file>: <what is wrong>` — e.g. `empty file`, `truncated (…)`,
+ *   `not an igord file …`, `unsupported checkpoint format version N …`, `signature does not verify …`,
+ *   `state root does not match …`.
+ */
+export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
+  const m = asMap(decodeFile(bytes, file), file, 'live checkpoint')
+  if (m.v !== FORMAT_VERSION) {
+    if (typeof m.v === 'number' || typeof m.v === 'bigint') throw new CheckpointError(`${file}: unsupported checkpoint format version ${m.v} (this igord reads ${FORMAT_VERSION})`)
+    throw new CheckpointError(`${file}: not a live checkpoint (no format version field "v")`)
+  }
+  asMap(m, file, 'live checkpoint', LIVE_FIELDS)
+  const header = bytesField(m, 'header', file)
+  const sig = bytesField(m, 'sig', file, 64)
+  const wasm = bytesField(m, 'wasm', file)
+  const manifest = bytesField(m, 'manifest', file)
+  const seed = bytesField(m, 'key', file, 32)
+  const pageCount = numberField(m, 'pageCount', file, MAX_PAGES)
+  const log = m.log === null ? null : bytesField(m, 'log', file)
+  if (!Array.isArray(m.pages)) throw new CheckpointError(`${file}: field "pages" must be an array, got ${describe(m.pages)}`)
+  const pages: [number, Uint8Array][] = []
+  let last = -1
+  for (const e of m.pages as unknown[]) {
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array)) throw new CheckpointError(`${file}: field "pages" entries must be [index, bytes]`)
+    const [i, page] = e as [number, Uint8Array]
+    if (i <= last) throw new CheckpointError(`${file}: page ${i} out of order (pages must be in ascending index order)`)
+    if (i >= pageCount) throw new CheckpointError(`${file}: page ${i} is outside memory of ${pageCount} pages`)
+    if (page.length !== PAGE_SIZE) throw new CheckpointError(`${file}: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
+    last = i
+    pages.push([i, page])
+  }
+  const globals = decodeGlobals(m.globals, file)
+  const parsed = decodeHeader(header, file)
+  if (!verifyHeader(header, sig, parsed.agent)) throw new CheckpointError(`${file}: signature does not verify for ${parsed.agent} (header or signature altered)`)
+  if (identityFromSeed(seed).did !== parsed.agent) throw new CheckpointError(`${file}: the secret key does not belong to ${parsed.agent}`)
+  if (cidOf(wasm) !== parsed.code) throw new CheckpointError(`${file}: the embedded wasm does not match the header's code CID ${parsed.code}`)
+  if (cidOf(manifest) !== parsed.manifest) throw new CheckpointError(`${file}: the embedded manifest does not match the header's manifest CID ${parsed.manifest}`)
+  if ((log === null) !== (parsed.log === null) || (log !== null && cidOf(log) !== parsed.log)) throw new CheckpointError(`${file}: the embedded event log does not match the header's log CID ${parsed.log}`)
+  const digests: [number, Uint8Array][] = pages.map(([i, p]) => [i, sha256(p)])
+  const root = stateRoot({ pages: pageCount, digests, globals, fuel: parsed.fuel, budget: parsed.budget })
+  if (Buffer.compare(root, parsed.state) !== 0) throw new CheckpointError(`${file}: state root does not match the signed header (memory pages or globals altered)`)
+  return { header, sig, parsed, wasm, manifest, pageCount, pages, globals, log, seed, digests }
+}
+
+/**
+ * Reads and checks a live checkpoint file (see {@link decodeLive}).
+ * @throws StorageError when the file cannot be read; CheckpointError when it is not valid.
+ */
+export function readLive (path: string): LiveCheckpoint {
+  let bytes: Uint8Array
+  try { bytes = fs.readFileSync(path) } catch (e) {
+    throw new StorageError(`${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+  return decodeLive(bytes, path)
+}

@@ -1,0 +1,115 @@
+/**
+ * `igord verify` through the real CLI on histories written by `igord run`: VALID when clean;
+ * INVALID naming the tick and the fault after flipping a byte of an archived checkpoint, deleting
+ * one or swapping two; a FORK naming both files after one checkpoint was resumed twice.
+ */
+import { copyFileSync, cpSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
+
+test.after(cleanup)
+
+const TICKS = 12
+
+/** A data dir with a fresh ledger history of TICKS + 1 checkpoints (genesis included). */
+function history (): { dir: string; entries: string[]; hist: string } {
+  const dir = tempDir()
+  const r = igord(['run', agentWasm('ledger'), '--dir', dir, '--ticks', String(TICKS), '--interval', '0ms', '-q', '--sim-seed', 'v'])
+  assert.is(r.code, 0, r.stderr)
+  const hist = join(dir, 'history', 'ledger')
+  const entries = readdirSync(hist).sort()
+  assert.is(entries.length, TICKS + 1)
+  return { dir, entries, hist }
+}
+
+test('a clean history is VALID, through data dir or history dir, in text and JSON', () => {
+  const { dir, hist } = history()
+  for (const p of [dir, hist]) {
+    const r = igord(['verify', p])
+    assert.is(r.code, 0, r.stdout + r.stderr)
+    assert.match(r.stdout, new RegExp(`^VALID: ${TICKS + 1} checkpoints, ticks 0.${TICKS}, did:key:z6Mk`))
+  }
+  const j = JSON.parse(igord(['verify', dir, '--json']).stdout)
+  assert.is(j.valid, true)
+  assert.is(j.checkpoints, TICKS + 1)
+  assert.equal(j.faults, [])
+})
+
+test('flipping any single byte of an archived checkpoint makes it INVALID, naming the tick', () => {
+  const { dir, entries, hist } = history()
+  const victim = join(hist, entries[6])
+  const original = readFileSync(victim)
+  const tick = Number(entries[6].slice(0, 12))
+  // A spread of positions through the file: tag, header, signature, page table, globals.
+  const positions = new Set<number>([0, 3, 10, 40, 80, 120, 200])
+  for (let i = 1; i < 12; i++) positions.add(Math.floor(original.length * i / 12))
+  positions.add(original.length - 1)
+  for (const pos of positions) {
+    if (pos >= original.length) continue
+    const bad = Buffer.from(original)
+    bad[pos] ^= 0x01
+    writeFileSync(victim, bad)
+    const r = igord(['verify', dir])
+    assert.is(r.code, 6, `byte ${pos} of ${original.length}: ${r.stdout}`)
+    assert.match(r.stdout, /^INVALID/)
+    assert.ok(r.stdout.includes(`tick ${tick}`) || r.stdout.includes(entries[6]), `byte ${pos}: the report names tick ${tick} or its file:\n${r.stdout}`)
+  }
+  writeFileSync(victim, original)
+  assert.is(igord(['verify', dir]).code, 0)
+})
+
+test('flipping a byte of a page blob is INVALID', () => {
+  const { dir } = history()
+  const blobs = join(dir, 'blobs')
+  const files = readdirSync(blobs).map((f) => join(blobs, f))
+  const page = files.find((f) => readFileSync(f).length === 65536)
+  assert.ok(page !== undefined, 'a 64 KiB page blob exists')
+  const bytes = readFileSync(page)
+  bytes[1234] ^= 0xff
+  writeFileSync(page, bytes)
+  const r = igord(['verify', dir])
+  assert.is(r.code, 6)
+  assert.match(r.stdout, /^INVALID/)
+})
+
+test('deleting an archived checkpoint is INVALID, naming the tick after the gap', () => {
+  const { dir, entries, hist } = history()
+  rmSync(join(hist, entries[5]))
+  const r = igord(['verify', dir])
+  assert.is(r.code, 6)
+  assert.match(r.stdout, /^INVALID/)
+  assert.match(r.stdout, /tick 6/)
+})
+
+test('swapping two archived checkpoints is INVALID', () => {
+  const { dir, entries, hist } = history()
+  const x = join(hist, entries[3]); const y = join(hist, entries[8]); const t = join(hist, 'swap.tmp')
+  renameSync(x, t); renameSync(y, x); renameSync(t, y)
+  const r = igord(['verify', dir])
+  assert.is(r.code, 6)
+  assert.match(r.stdout, /^INVALID/)
+  assert.match(r.stdout, /tick (3|8)/)
+})
+
+test('one checkpoint resumed in two directories: merged histories report a FORK naming both files', () => {
+  const { dir } = history()
+  const b = tempDir(); const c = tempDir()
+  copyFileSync(join(dir, 'ledger.ckpt'), join(b, 'ledger.ckpt'))
+  copyFileSync(join(dir, 'ledger.ckpt'), join(c, 'ledger.ckpt'))
+  assert.is(igord(['resume', join(b, 'ledger.ckpt'), '--ticks', '2', '--interval', '0ms', '-q', '--sim-seed', 'b']).code, 0)
+  assert.is(igord(['resume', join(c, 'ledger.ckpt'), '--ticks', '2', '--interval', '0ms', '-q', '--sim-seed', 'c']).code, 0)
+  // Each side alone (with the common past) is a valid life.
+  assert.is(igord(['verify', dir, b]).code, 0)
+  const merged = tempDir()
+  for (const d of [dir, b, c]) for (const sub of ['history', 'blobs']) cpSync(join(d, sub), join(merged, sub), { recursive: true })
+  const r = igord(['verify', merged])
+  assert.is(r.code, 6)
+  assert.match(r.stdout, /FORK after tick 12/)
+  const forkFiles = readdirSync(join(merged, 'history', 'ledger')).filter((f) => f.startsWith('000000000013-'))
+  assert.is(forkFiles.length, 2)
+  for (const f of forkFiles) assert.ok(r.stdout.includes(f), `names ${f}:\n${r.stdout}`)
+})
+
+test.run()

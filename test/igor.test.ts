@@ -1,0 +1,245 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import binaryen from 'binaryen'
+import { generateKeyPairSync, sign as edSign, verify as edVerify } from 'node:crypto'
+import { EXIT, ModuleError } from '../checkpoint/errors.ts'
+import { EventLog } from '../hostcalls/eventlog.ts'
+import { checkImports, E_BOUNDS, E_TOO_LONG, HostTrap, igorImports } from '../hostcalls/igor.ts'
+import type { HostContext } from '../hostcalls/igor.ts'
+import { parseManifest } from '../hostcalls/manifest.ts'
+import type { Manifest } from '../hostcalls/manifest.ts'
+
+const DID = 'did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp'
+const NOW = 1_700_000_000_123_456_789n
+
+/** Assembles a module from WAT text (WebAssembly text format) with binaryen. */
+function wat (text: string): WebAssembly.Module {
+  const m = binaryen.parseText(text)
+  try {
+    return new WebAssembly.Module(m.emitBinary() as Uint8Array<ArrayBuffer>)
+  } finally {
+    m.dispose()
+  }
+}
+
+const manifest = (caps: string[]): Manifest => parseManifest(new TextEncoder().encode(JSON.stringify({ capabilities: caps })), 'test.manifest.json')
+
+/** A module importing every igor hostcall plus env.abort/env.seed, re-exporting each as `call_<name>`. */
+const ALL = wat(`(module
+  (import "igor" "clock_now" (func $clock_now (result i64)))
+  (import "igor" "rand_bytes" (func $rand_bytes (param i32 i32) (result i32)))
+  (import "igor" "log_emit" (func $log_emit (param i32 i32)))
+  (import "igor" "wallet_balance" (func $wallet_balance (result i64)))
+  (import "igor" "agent_did" (func $agent_did (param i32 i32) (result i32)))
+  (import "igor" "agent_sign" (func $agent_sign (param i32 i32 i32) (result i32)))
+  (import "env" "abort" (func $abort (param i32 i32 i32 i32)))
+  (import "env" "seed" (func $seed (result f64)))
+  (memory (export "memory") 1 10)
+  (func (export "call_clock_now") (result i64) (call $clock_now))
+  (func (export "call_rand_bytes") (param i32 i32) (result i32) (call $rand_bytes (local.get 0) (local.get 1)))
+  (func (export "call_log_emit") (param i32 i32) (call $log_emit (local.get 0) (local.get 1)))
+  (func (export "call_wallet_balance") (result i64) (call $wallet_balance))
+  (func (export "call_agent_did") (param i32 i32) (result i32) (call $agent_did (local.get 0) (local.get 1)))
+  (func (export "call_agent_sign") (param i32 i32 i32) (result i32) (call $agent_sign (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "call_abort") (param i32 i32 i32 i32) (call $abort (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
+  (func (export "call_seed") (result f64) (call $seed))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+)`)
+
+interface Harness {
+  ex: Record<string, (...a: number[]) => any>
+  mem: () => Uint8Array
+  log: EventLog
+  lines: string[]
+  ctx: HostContext
+}
+
+function instantiate (caps: string[], module = ALL, over: Partial<HostContext> = {}): Harness {
+  const log = new EventLog()
+  log.beginTick(1)
+  const lines: string[] = []
+  const { privateKey } = generateKeyPairSync('ed25519')
+  let memory: WebAssembly.Memory | undefined
+  const ctx: HostContext = {
+    memory: () => memory!,
+    did: DID,
+    sign: (m) => new Uint8Array(edSign(null, m, privateKey)),
+    budget: () => 123_456_789n,
+    now: () => NOW,
+    randomFill: (b) => { for (let i = 0; i < b.length; i++) b[i] = (i * 7 + 3) & 255 },
+    log,
+    emit: (l) => { lines.push(l) },
+    ...over,
+  }
+  const inst = new WebAssembly.Instance(module, igorImports(manifest(caps), ctx))
+  memory = inst.exports.memory as WebAssembly.Memory
+  return { ex: inst.exports as any, mem: () => new Uint8Array(memory!.buffer), log, lines, ctx }
+}
+
+const ALL_CAPS = ['clock', 'rand', 'log', 'wallet', 'identity']
+
+test('clock_now returns ctx.now() as an i64 and records it', () => {
+  const h = instantiate(ALL_CAPS)
+  assert.is(h.ex.call_clock_now(), NOW)
+  assert.equal(h.log.currentEvents, [['clock_now', NOW]])
+})
+
+test('rand_bytes fills guest memory, records the bytes, returns 0', () => {
+  const h = instantiate(ALL_CAPS)
+  assert.is(h.ex.call_rand_bytes(100, 5), 0)
+  assert.equal([...h.mem().subarray(100, 106)], [3, 10, 17, 24, 31, 0])
+  assert.equal(h.log.currentEvents, [['rand_bytes', Uint8Array.of(3, 10, 17, 24, 31)]])
+})
+
+test('rand_bytes: out of bounds → −4, over 64 MiB → −2, len 0 → 0; nothing recorded or written', () => {
+  const h = instantiate(ALL_CAPS)
+  assert.is(h.ex.call_rand_bytes(65536 - 4, 5), E_BOUNDS)
+  assert.is(h.ex.call_rand_bytes(-1, 1), E_BOUNDS) // pointer 0xffffffff
+  assert.is(h.ex.call_rand_bytes(0, 64 * 1024 * 1024 + 1), E_TOO_LONG)
+  assert.is(h.ex.call_rand_bytes(0, -1), E_TOO_LONG) // len 0xffffffff
+  assert.is(h.ex.call_rand_bytes(10, 0), 0)
+  assert.is(h.ex.call_rand_bytes(65536 - 5, 5), 0) // exactly at the end is fine
+  assert.is(h.log.currentEvents.length, 1)
+})
+
+test('bounds follow memory.grow (the buffer is re-read on every call)', () => {
+  const h = instantiate(ALL_CAPS)
+  assert.is(h.ex.call_rand_bytes(70000, 4), E_BOUNDS)
+  assert.is(h.ex.grow(1), 1)
+  assert.is(h.ex.call_rand_bytes(70000, 4), 0)
+  assert.equal([...h.mem().subarray(70000, 70004)], [3, 10, 17, 24])
+})
+
+test('log_emit decodes UTF-8 (non-ASCII too), emits and records the line', () => {
+  const h = instantiate(ALL_CAPS)
+  const text = 'héllo → 世界 🎉'
+  const b = new TextEncoder().encode(text)
+  h.mem().set(b, 200)
+  h.ex.call_log_emit(200, b.length)
+  assert.equal(h.lines, [text])
+  assert.equal(h.log.currentEvents, [['log_emit', text]])
+})
+
+test('log_emit: len 0 ignored, over 1 MiB dropped, out of bounds traps with the reason', () => {
+  const h = instantiate(ALL_CAPS)
+  h.ex.call_log_emit(0, 0)
+  h.ex.grow(9) // 10 pages = 640 KiB; a 1 MiB + 1 line is dropped before any bounds check
+  h.ex.call_log_emit(0, 1024 * 1024 + 1)
+  assert.equal(h.lines, [])
+  assert.throws(() => h.ex.call_log_emit(10 * 65536 - 2, 3), (e: unknown) => e instanceof HostTrap && /log_emit: out of bounds \(ptr 655358, len 3, memory 655360 bytes\)/.test((e as Error).message))
+  assert.is(h.log.currentEvents.length, 0)
+})
+
+test('wallet_balance returns the budget in microcents and records it', () => {
+  const h = instantiate(ALL_CAPS)
+  assert.is(h.ex.call_wallet_balance(), 123_456_789n)
+  assert.equal(h.log.currentEvents, [['wallet_balance', 123_456_789n]])
+})
+
+test('agent_did writes the DID and returns its length; a short buffer gets −(needed length)', () => {
+  const h = instantiate(ALL_CAPS)
+  assert.is(h.ex.call_agent_did(300, 10), -DID.length)
+  assert.is(h.mem()[300], 0) // nothing written
+  assert.is(h.ex.call_agent_did(300, 100), DID.length)
+  assert.is(new TextDecoder().decode(h.mem().subarray(300, 300 + DID.length)), DID)
+  assert.is(h.ex.call_agent_did(65536 - 10, 100), E_BOUNDS)
+  assert.equal(h.log.currentEvents, [['agent_did', DID], ['agent_did', DID]])
+})
+
+test('agent_sign writes a 64-byte Ed25519 signature that verifies with the agent key', () => {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+  const h = instantiate(ALL_CAPS, ALL, { sign: (m) => new Uint8Array(edSign(null, m, privateKey)) })
+  const msg = new TextEncoder().encode('tick 42')
+  h.mem().set(msg, 1000)
+  assert.is(h.ex.call_agent_sign(1000, msg.length, 2000), 0)
+  const sig = h.mem().slice(2000, 2064)
+  assert.ok(edVerify(null, msg, publicKey, sig))
+  assert.not.ok(edVerify(null, new TextEncoder().encode('tick 43'), publicKey, sig))
+  assert.equal(h.log.currentEvents, [['agent_sign', sig]])
+  assert.is(h.ex.call_agent_sign(65530, 10, 0), E_BOUNDS)
+  assert.is(h.ex.call_agent_sign(0, 10, 65536 - 63), E_BOUNDS)
+  assert.is(h.log.currentEvents.length, 1)
+})
+
+test('env.abort decodes AssemblyScript strings into the trap message', () => {
+  const h = instantiate(ALL_CAPS)
+  const putAsString = (ptr: number, s: string) => {
+    const dv = new DataView(h.mem().buffer)
+    dv.setUint32(ptr - 4, s.length * 2, true)
+    for (let i = 0; i < s.length; i++) dv.setUint16(ptr + 2 * i, s.charCodeAt(i), true)
+  }
+  putAsString(404, 'index out of range ✗')
+  putAsString(504, 'agents/x.ts')
+  assert.throws(() => h.ex.call_abort(404, 504, 12, 7), (e: unknown) => e instanceof HostTrap && (e as Error).message === 'abort: index out of range ✗ at agents/x.ts:12:7')
+  assert.throws(() => h.ex.call_abort(0, 0, 1, 2), /^abort: null at \?:1:2$/)
+  assert.throws(() => h.ex.call_abort(70000, 2, 1, 2), /abort: <bad string pointer 70000> at <bad string pointer 2>:1:2/)
+  const dv = new DataView(h.mem().buffer)
+  dv.setUint32(64996, 1000, true) // claims 1000 bytes that run past the end of memory
+  assert.throws(() => h.ex.call_abort(65000, 0, 1, 2), /<bad string pointer 65000>/)
+})
+
+test('env.seed (with rand) returns an exact integer from 8 recorded random bytes', () => {
+  const h = instantiate(ALL_CAPS)
+  const v = h.ex.call_seed()
+  assert.ok(Number.isSafeInteger(v) && v >= 0)
+  const [[name, bytes]] = h.log.currentEvents
+  assert.is(name, 'env.seed')
+  assert.equal(bytes, Uint8Array.of(3, 10, 17, 24, 31, 38, 45, 52))
+  assert.is(BigInt(v), new DataView((bytes as Uint8Array).buffer).getBigUint64(0, true) >> 11n)
+})
+
+test('only granted capabilities are present in the import object', () => {
+  const imports = igorImports(manifest(['clock']), instantiate(ALL_CAPS).ctx)
+  assert.equal(Object.keys(imports.igor), ['clock_now'])
+  assert.equal(Object.keys(imports.env), ['abort'])
+  const all = igorImports(manifest(ALL_CAPS), instantiate(ALL_CAPS).ctx)
+  assert.equal(Object.keys(all.igor).sort(), ['agent_did', 'agent_sign', 'clock_now', 'log_emit', 'rand_bytes', 'wallet_balance'])
+  assert.equal(Object.keys(all.env).sort(), ['abort', 'seed'])
+  // a module that imports an ungranted function does not link
+  assert.throws(() => instantiate(['clock']), (e: unknown) => e instanceof WebAssembly.LinkError)
+})
+
+test('checkImports accepts a module whose imports are all granted', () => {
+  checkImports(ALL, manifest(ALL_CAPS), 'all.wasm')
+  checkImports(wat('(module (import "env" "abort" (func (param i32 i32 i32 i32))))'), manifest([]), 'abort-only.wasm')
+})
+
+test('checkImports lists every offending import with the capability that would grant it', () => {
+  try {
+    checkImports(ALL, manifest(['log']), 'all.wasm')
+    assert.unreachable('should throw')
+  } catch (e) {
+    assert.instance(e, ModuleError)
+    assert.is((e as ModuleError).exitCode, EXIT.MODULE)
+    const msg = (e as Error).message
+    assert.not.ok(msg.includes('\n'))
+    assert.ok(msg.startsWith('all.wasm: imports not granted by the manifest: '), msg)
+    for (const part of [
+      'igor.clock_now needs capability "clock"', 'igor.rand_bytes needs capability "rand"',
+      'igor.wallet_balance needs capability "wallet"', 'igor.agent_did needs capability "identity"',
+      'igor.agent_sign needs capability "identity"', 'env.seed needs capability "rand"',
+    ]) assert.ok(msg.includes(part), `${msg} should include ${part}`)
+    assert.not.ok(msg.includes('log_emit'))
+    assert.not.ok(msg.includes('env.abort'))
+  }
+})
+
+test('checkImports: unknown functions and non-function imports are refused by name', () => {
+  const m = wat(`(module
+    (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+    (import "igor" "http_request" (func))
+    (import "env" "memory" (memory 1))
+    (import "env" "g" (global i32))
+    (import "env" "t" (table 1 funcref)))`)
+  assert.throws(() => checkImports(m, manifest(ALL_CAPS), 'bad.wasm'), (e: unknown) => {
+    const msg = (e as Error).message
+    return e instanceof ModuleError &&
+      msg.includes('wasi_snapshot_preview1.fd_write: no capability grants it') &&
+      msg.includes('igor.http_request: no capability grants it') &&
+      msg.includes('env.memory is an imported memory') &&
+      msg.includes('env.g is an imported global') &&
+      msg.includes('env.t is an imported table')
+  })
+})
+
+test.run()
