@@ -1,10 +1,9 @@
-/// <reference lib="dom" />
 /**
  * The `igor` host module (DESIGN §4): the functions an agent imports, each present only if its
  * manifest grants the capability, plus the `env` functions AssemblyScript needs, and the load-time
  * check that a module imports nothing its manifest does not grant.
  *
- * Names and signatures match Igor's, so agents built for Igor link unchanged. Every value that
+ * Names and signatures match Igor's, so calls through Igor's guest SDK link unchanged. Every value that
  * enters the agent is recorded in the context's event log (DESIGN §8). Pointers and lengths are
  * i32 arguments read as unsigned; every memory access is checked against the memory's current
  * size (the buffer changes after `memory.grow`).
@@ -197,13 +196,18 @@ function asString (mem: WebAssembly.Memory, ptr: number): string | null {
  * Every import must be a function granted by the manifest (`igor.*` by its capability, `env.abort`
  * always, `env.seed` with `rand`); imported memories, tables and globals are never granted (an
  * agent owns its memory; nothing outside it could be checkpointed).
+ * When the module's bytes are given, granted imports must also have the signature in
+ * {@link IMPORT_SIGNATURES} (otherwise a mismatch only shows as a confusing trap at the first call).
  * @param file the module's name for the error message
+ * @param wasm the module's bytes (optional; enables the signature check)
  * @throws ModuleError, one line listing every offending import as `module.name` with the
  *   capability that would grant it, e.g.
- *   `agent.wasm: imports not granted by the manifest: igor.rand_bytes needs capability "rand"`
+ *   `agent.wasm: imports not granted by the manifest: igor.rand_bytes needs capability "rand"`,
+ *   or with its wrong signature: `igor.clock_now has type () -> i32, expected () -> i64`
  */
-export function checkImports (module: WebAssembly.Module, manifest: Manifest, file: string): void {
+export function checkImports (module: WebAssembly.Module, manifest: Manifest, file: string, wasm?: Uint8Array): void {
   const granted = grantedImports(manifest)
+  const types = wasm === undefined ? null : functionImportTypes(wasm)
   const problems: string[] = []
   for (const imp of WebAssembly.Module.imports(module)) {
     const id = `${imp.module}.${imp.name}`
@@ -211,11 +215,108 @@ export function checkImports (module: WebAssembly.Module, manifest: Manifest, fi
       problems.push(`${id} is an imported ${imp.kind}; agents may import only host functions (an agent defines its own memory, tables and globals)`)
       continue
     }
-    if (granted.has(id)) continue
+    if (granted.has(id)) {
+      const want = IMPORT_SIGNATURES[id]
+      const have = types?.get(id)
+      if (want !== undefined && have !== undefined && have !== want) problems.push(`${id} has type ${have}, expected ${want}`)
+      continue
+    }
     const cap = capabilityFor(imp.module, imp.name)
     problems.push(cap === null ? `${id}: no capability grants it` : `${id} needs capability "${cap}"`)
   }
   if (problems.length > 0) {
     throw new ModuleError(`${file}: imports not granted by the manifest: ${problems.join('; ')}`)
+  }
+}
+
+/** The signature of every host function, as `(params) -> result` in wasm value types. */
+export const IMPORT_SIGNATURES: Readonly<Record<string, string>> = {
+  'igor.clock_now': '() -> i64',
+  'igor.rand_bytes': '(i32, i32) -> i32',
+  'igor.log_emit': '(i32, i32) -> ()',
+  'igor.wallet_balance': '() -> i64',
+  'igor.agent_did': '(i32, i32) -> i32',
+  'igor.agent_sign': '(i32, i32, i32) -> i32',
+  'env.abort': '(i32, i32, i32, i32) -> ()',
+  'env.seed': '() -> f64',
+}
+
+const VALTYPES: Record<number, string> = { 0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128', 0x70: 'funcref', 0x6f: 'externref' }
+
+/**
+ * Reads the signatures of a module's function imports from its type and import sections
+ * (WebAssembly core spec, binary format §5.5.4, §5.5.5), as `module.name` → `(i32, i32) -> i32`.
+ * Returns null for anything it does not understand (non-MVP type forms, malformed bytes): the
+ * signature check is then skipped and compilation reports the real problem.
+ */
+export function functionImportTypes (wasm: Uint8Array): Map<string, string> | null {
+  let p = 8
+  const n = wasm.length
+  const u32 = (): number => {
+    let v = 0; let shift = 0
+    for (;;) {
+      if (p >= n || shift > 28) throw new RangeError('leb')
+      const b = wasm[p++]
+      v += (b & 0x7f) * 2 ** shift
+      if ((b & 0x80) === 0) return v
+      shift += 7
+    }
+  }
+  const name = (): string => {
+    const len = u32()
+    if (p + len > n) throw new RangeError('name')
+    const s = new TextDecoder().decode(wasm.subarray(p, p + len))
+    p += len
+    return s
+  }
+  const limits = (): void => {
+    const flags = wasm[p++]
+    u32()
+    if (flags & 1) u32()
+  }
+  try {
+    if (n < 8 || wasm[0] !== 0 || wasm[1] !== 0x61 || wasm[2] !== 0x73 || wasm[3] !== 0x6d) return null
+    const sigs: string[] = []
+    const out = new Map<string, string>()
+    while (p < n) {
+      const id = wasm[p++]
+      const size = u32()
+      const end = p + size
+      if (end > n) return null
+      if (id === 1) {
+        const count = u32()
+        for (let i = 0; i < count; i++) {
+          if (wasm[p++] !== 0x60) return null
+          const vec = (): string[] => Array.from({ length: u32() }, () => {
+            const t = VALTYPES[wasm[p++]]
+            if (t === undefined) throw new RangeError('valtype')
+            return t
+          })
+          const params = vec()
+          const results = vec()
+          const res = results.length === 0 ? '()' : results.length === 1 ? results[0] : `(${results.join(', ')})`
+          sigs.push(`(${params.join(', ')}) -> ${res}`)
+        }
+      } else if (id === 2) {
+        const count = u32()
+        for (let i = 0; i < count; i++) {
+          const mod = name()
+          const field = name()
+          const kind = wasm[p++]
+          if (kind === 0) {
+            const sig = sigs[u32()]
+            if (sig === undefined) return null
+            out.set(`${mod}.${field}`, sig)
+          } else if (kind === 1) { p++; limits() } else if (kind === 2) { limits() } else if (kind === 3) { p += 2 } else return null
+        }
+        return out
+      } else if (id > 2 && id !== 0) {
+        return out // sections are ordered: past the imports, there were none
+      }
+      p = end
+    }
+    return out
+  } catch {
+    return null
   }
 }

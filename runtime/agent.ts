@@ -131,7 +131,7 @@ export class Agent {
     this.codeCid = inst.cid
     this.globalsInfo = inst.globals
     // Check imports against the manifest on the original module (what the author wrote).
-    checkImports(new WebAssembly.Module(spec.wasm as Uint8Array<ArrayBuffer>), spec.manifest, file)
+    checkImports(new WebAssembly.Module(spec.wasm as Uint8Array<ArrayBuffer>), spec.manifest, file, spec.wasm)
     this.module = new WebAssembly.Module(inst.binary as Uint8Array<ArrayBuffer>)
     const exports = WebAssembly.Module.exports(this.module)
     if (!exports.some((e) => e.name === 'agent_tick' && e.kind === 'function')) {

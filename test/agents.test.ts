@@ -19,11 +19,13 @@ const AGENTS = ['heartbeat', 'ledger', 'loop', 'bomb', 'trap', 'badimport', 'fin
 const BIRTH_NS = 1_700_000_000_000_000_000n
 const DID = 'did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp'
 
-function load (name: string): { module: WebAssembly.Module; manifest: Manifest; file: string } {
+function load (name: string): { module: WebAssembly.Module; manifest: Manifest; file: string; wasm: Uint8Array } {
   const file = join(BUILD, `${name}.wasm`)
   if (!existsSync(file)) throw new Error(`${file} is missing: run \`make agents\` first`)
+  const wasm = readFileSync(file)
   return {
-    module: new WebAssembly.Module(readFileSync(file)),
+    wasm,
+    module: new WebAssembly.Module(wasm),
     manifest: parseManifest(readFileSync(join(BUILD, `${name}.manifest.json`)), `${name}.manifest.json`),
     file,
   }
@@ -86,12 +88,12 @@ function birth (name: string, over: Partial<HostContext> = {}): Running {
   }
 }
 
-test('every agent is built with its manifest, exports the ABI and (but badimport) passes the import check', () => {
+test('every agent is built with its manifest, exports the ABI and (but badimport) passes the import and signature check', () => {
   for (const name of AGENTS) {
-    const { module, manifest, file } = load(name)
+    const { module, manifest, file, wasm } = load(name)
     const exports = WebAssembly.Module.exports(module).map((e) => `${e.name}:${e.kind}`)
     for (const e of ['agent_tick:function', 'memory:memory', '_initialize:function']) assert.ok(exports.includes(e), `${name} exports ${e}`)
-    if (name !== 'badimport') checkImports(module, manifest, file)
+    if (name !== 'badimport') checkImports(module, manifest, file, wasm) // names and SDK signatures
   }
 })
 
@@ -145,6 +147,53 @@ test('bomb: grows memory by 16 pages a tick and keeps it', () => {
   assert.is(a.lines[2], 'bomb: tick 2, memory 17 pages, grow(16) -> 17')
   assert.ok(a.memory().buffer.byteLength >= 49 * 65536)
   assert.is(load('bomb').manifest.maxMemoryBytes, 4 * 1024 * 1024)
+})
+
+/**
+ * Returns `wasm` with its memory's maximum set to `maxPages` (what the instrumenter does for the
+ * manifest's max_memory_bytes), by rewriting the memory section (id 5): `01 00 <min>` becomes
+ * `01 01 <min> <max>`. Handles only the single-byte LEB sizes AssemblyScript emits here.
+ */
+function capMemory (wasm: Uint8Array, maxPages: number): Uint8Array<ArrayBuffer> {
+  const parts: Uint8Array[] = [wasm.subarray(0, 8)]
+  for (let p = 8; p < wasm.length;) {
+    const id = wasm[p]
+    let size = 0; let shift = 0; let q = p + 1
+    for (;;) { const x = wasm[q++]; size |= (x & 127) << shift; shift += 7; if ((x & 128) === 0) break }
+    const body = wasm.subarray(q, q + size)
+    if (id === 5) {
+      assert.equal([...body], [1, 0, body[2]], 'one memory without a maximum')
+      assert.ok(body[2] < 128 && maxPages < 128)
+      parts.push(Uint8Array.of(5, 4, 1, 1, body[2], maxPages))
+    } else parts.push(wasm.subarray(p, q + size))
+    p = q + size
+  }
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+test('bomb under its 4 MiB cap: memory.grow returns -1 at the cap, then allocation traps', () => {
+  const { wasm, manifest } = load('bomb')
+  const module = new WebAssembly.Module(capMemory(wasm, manifest.maxMemoryBytes / 65536))
+  const lines: string[] = []
+  const log = new EventLog()
+  let memory: WebAssembly.Memory | undefined
+  const ctx: HostContext = {
+    memory: () => memory!, did: DID, sign: () => new Uint8Array(64), budget: () => 0n, now: () => 0n,
+    randomFill: () => {}, log, emit: (l) => { lines.push(l) },
+  }
+  const inst = new WebAssembly.Instance(module, igorImports(manifest, ctx))
+  memory = inst.exports.memory as WebAssembly.Memory
+  const ex = inst.exports as Record<string, () => number>
+  log.beginTick(0); ex._initialize(); log.endTick({ fuel: 0n, result: null, trap: null })
+  let trap: string | null = null
+  for (let t = 1; t <= 20 && trap === null; t++) {
+    log.beginTick(t)
+    try { ex.agent_tick() } catch (e) { trap = (e as Error).message }
+    log.endTick({ fuel: 0n, result: trap === null ? 0 : null, trap })
+  }
+  assert.ok(lines.includes('bomb: tick 4, memory 49 pages, grow(16) -> -1'), lines.join(' | '))
+  assert.match(trap ?? '', /unreachable/)
+  assert.ok(memory.buffer.byteLength <= 4 * 1024 * 1024)
 })
 
 test('badimport: refused before instantiation, naming igor.rand_bytes and capability "rand"', () => {

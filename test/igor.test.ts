@@ -4,7 +4,7 @@ import binaryen from 'binaryen'
 import { generateKeyPairSync, sign as edSign, verify as edVerify } from 'node:crypto'
 import { EXIT, ModuleError } from '../checkpoint/errors.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
-import { checkImports, E_BOUNDS, E_TOO_LONG, HostTrap, igorImports } from '../hostcalls/igor.ts'
+import { checkImports, E_BOUNDS, E_TOO_LONG, functionImportTypes, HostTrap, igorImports, IMPORT_SIGNATURES } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
@@ -12,14 +12,19 @@ import type { Manifest } from '../hostcalls/manifest.ts'
 const DID = 'did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp'
 const NOW = 1_700_000_000_123_456_789n
 
-/** Assembles a module from WAT text (WebAssembly text format) with binaryen. */
-function wat (text: string): WebAssembly.Module {
+/** Assembles WAT text (WebAssembly text format) to bytes with binaryen. */
+function watBytes (text: string): Uint8Array<ArrayBuffer> {
   const m = binaryen.parseText(text)
   try {
-    return new WebAssembly.Module(m.emitBinary() as Uint8Array<ArrayBuffer>)
+    return m.emitBinary() as Uint8Array<ArrayBuffer>
   } finally {
     m.dispose()
   }
+}
+
+/** Assembles and compiles a module from WAT text. */
+function wat (text: string): WebAssembly.Module {
+  return new WebAssembly.Module(watBytes(text))
 }
 
 const manifest = (caps: string[]): Manifest => parseManifest(new TextEncoder().encode(JSON.stringify({ capabilities: caps })), 'test.manifest.json')
@@ -240,6 +245,33 @@ test('checkImports: unknown functions and non-function imports are refused by na
       msg.includes('env.g is an imported global') &&
       msg.includes('env.t is an imported table')
   })
+})
+
+test('checkImports with the bytes also checks each host function\'s signature', () => {
+  const bytes = watBytes(`(module
+    (import "igor" "clock_now" (func (result i32)))
+    (import "igor" "log_emit" (func (param i64 i32)))
+    (import "igor" "rand_bytes" (func (param i32 i32) (result i32)))
+    (import "env" "abort" (func (param i32 i32 i32 i32))))`)
+  const m = new WebAssembly.Module(bytes)
+  const man = manifest(['clock', 'log', 'rand'])
+  checkImports(m, man, 'sig.wasm') // without the bytes only names are checked
+  assert.throws(() => checkImports(m, man, 'sig.wasm', bytes), (e: unknown) =>
+    e instanceof ModuleError && (e as Error).message ===
+      'sig.wasm: imports not granted by the manifest: igor.clock_now has type () -> i32, expected () -> i64; igor.log_emit has type (i64, i32) -> (), expected (i32, i32) -> ()')
+})
+
+test('functionImportTypes reads every function import signature; null for non-wasm', () => {
+  const types = functionImportTypes(watBytes(`(module
+    (import "env" "memory" (memory 1 2))
+    (import "igor" "agent_sign" (func (param i32 i32 i32) (result i32)))
+    (import "env" "g" (global (mut i32)))
+    (import "env" "t" (table 1 funcref))
+    (import "env" "seed" (func (result f64))))`))
+  assert.equal(Object.fromEntries(types!), { 'igor.agent_sign': IMPORT_SIGNATURES['igor.agent_sign'], 'env.seed': '() -> f64' })
+  assert.is(functionImportTypes(new Uint8Array([1, 2, 3])), null)
+  assert.is(functionImportTypes(Uint8Array.of(0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 2, 50)), null) // section runs past the end
+  assert.equal(functionImportTypes(Uint8Array.of(0, 0x61, 0x73, 0x6d, 1, 0, 0, 0))!.size, 0)
 })
 
 test.run()

@@ -1,0 +1,279 @@
+/**
+ * Verifies an agent's whole archived life (DESIGN §7, §9; docs/FORMAT.md "What verify checks"):
+ * every history entry decodes and is named after its content, every signature is valid for the one
+ * DID they all share, every `prev` link exists and obeys the tick/fuel/budget/epoch/handoff rules,
+ * no two entries share a `prev` (a fork), and every state root recomputes from the page table
+ * (rebuilt along the chain) and blobs whose bytes match their CIDs.
+ *
+ * Several paths are merged — the union of their entries and blob stores — which is how the
+ * histories of two machines an agent lived on are verified as one.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { IgordError } from './errors.ts'
+import { digestOfCid } from './hash.ts'
+import { headerCid, verifyHeader, type CheckpointHeader } from './header.ts'
+import { PAGE_SIZE, stateRootOfTable } from './state.ts'
+import { decodeEntry, entryFileName, type HistoryEntry } from './writer.ts'
+
+/** One problem found by {@link verifyHistory}: the tick (null when unknown), the file, what is wrong. */
+export interface Fault { tick: number | null; file: string; fault: string }
+
+/** Two or more checkpoints continuing from the same `prev` (DESIGN §9): `tick` is prev's tick. */
+export interface Fork { prev: string; tick: number; files: string[] }
+
+/** A handoff checkpoint: at `tick`, in `epoch`, host `from` handed the agent to `to`. */
+export interface Handoff { tick: number; epoch: number; from: string; to: string }
+
+/**
+ * Result of {@link verifyHistory}. `valid` is true when there is at least one checkpoint, no fault
+ * and no fork. `ticks` is `[first, last]` (null when nothing decoded); `epochs` ascending; `hosts`
+ * in order of first appearance; `faults` sorted by tick.
+ */
+export interface VerifyReport {
+  valid: boolean; did: string | null; checkpoints: number; ticks: [number, number] | null
+  epochs: number[]; hosts: string[]; handoffs: Handoff[]; faults: Fault[]; forks: Fork[]
+}
+
+interface Node {
+  cid: string
+  h: CheckpointHeader
+  reps: { file: string; e: HistoryEntry }[]
+  children: Node[]
+}
+
+const NAME_RE = /^(\d{12})-(.*)\.cbor$/
+
+function message (e: unknown, file: string): string {
+  const m = e instanceof Error ? e.message : String(e)
+  return m.startsWith(file + ': ') ? m.slice(file.length + 2) : m
+}
+
+/** Lists a history directory's entry files (`*.cbor`, not dotfiles), sorted. */
+function entriesIn (dir: string): string[] {
+  return fs.readdirSync(dir).filter((n) => n.endsWith('.cbor') && !n.startsWith('.')).sort().map((n) => path.join(dir, n))
+}
+
+/**
+ * Verifies the histories found at `paths` merged together. Each path is a data directory (holding
+ * `history/<name>/` for one agent and `blobs/`), a `history/<name>` directory (blobs in
+ * `../../blobs`) or one entry file. Never throws for bad data: every problem is a fault.
+ * @returns the report (see {@link VerifyReport}); `formatReport` renders it.
+ */
+export function verifyHistory (paths: string[]): VerifyReport {
+  const faults: Fault[] = []
+  const files: string[] = []
+  const blobDirs: string[] = []
+  const addBlobDir = (d: string) => { const r = path.resolve(d); if (!blobDirs.includes(r)) blobDirs.push(r) }
+  for (const p of paths) {
+    let st: fs.Stats
+    try { st = fs.statSync(p) } catch (e) { faults.push({ tick: null, file: p, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
+    try {
+      if (st.isFile()) { files.push(p); addBlobDir(path.join(path.dirname(p), '..', '..', 'blobs')); continue }
+      const hist = path.join(p, 'history')
+      if (fs.existsSync(hist) && fs.statSync(hist).isDirectory()) {
+        const names = fs.readdirSync(hist).filter((n) => !n.startsWith('.') && fs.statSync(path.join(hist, n)).isDirectory())
+        if (names.length === 0) { faults.push({ tick: null, file: p, fault: 'no agent history in this data directory' }); continue }
+        if (names.length > 1) { faults.push({ tick: null, file: p, fault: `holds the histories of several agents (${names.join(', ')}): name one, e.g. ${path.join(hist, names[0])}` }); continue }
+        files.push(...entriesIn(path.join(hist, names[0])))
+        addBlobDir(path.join(p, 'blobs'))
+      } else {
+        files.push(...entriesIn(p))
+        addBlobDir(path.join(p, '..', '..', 'blobs'))
+      }
+    } catch (e) { faults.push({ tick: null, file: p, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? message(e, p)}` }) }
+  }
+
+  // 1. decode, name check, signature
+  const nodes = new Map<string, Node>()
+  let did: string | null = null
+  const decoded: { file: string; e: HistoryEntry; cid: string }[] = []
+  const seenFiles = new Set<string>()
+  for (const file of files) {
+    const abs = path.resolve(file)
+    if (seenFiles.has(abs)) continue
+    seenFiles.add(abs)
+    const nameTick = NAME_RE.exec(path.basename(file))
+    const tickOfName = nameTick ? Number(nameTick[1]) : null
+    let bytes: Uint8Array
+    try { bytes = fs.readFileSync(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
+    let e: HistoryEntry
+    try { e = decodeEntry(bytes, file) } catch (err) {
+      if (!(err instanceof IgordError)) throw err
+      faults.push({ tick: tickOfName, file, fault: message(err, file) }); continue
+    }
+    const cid = headerCid(e.headerBytes)
+    const tick = e.parsed.tick
+    const expected = entryFileName(tick, cid)
+    if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
+    let ok: boolean
+    try { ok = verifyHeader(e.headerBytes, e.sig, e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
+    if (!ok) { faults.push({ tick, file, fault: `signature does not verify for ${e.parsed.agent}` }); continue }
+    decoded.push({ file, e, cid })
+  }
+  // the DID is the one of the earliest entry; any other is a fault
+  decoded.sort((a, b) => a.e.parsed.tick - b.e.parsed.tick || (a.file < b.file ? -1 : 1))
+  for (const { file, e, cid } of decoded) {
+    if (did === null) did = e.parsed.agent
+    if (e.parsed.agent !== did) { faults.push({ tick: e.parsed.tick, file, fault: `signed by another agent ${e.parsed.agent} (history is ${did})` }); continue }
+    const n = nodes.get(cid)
+    if (n !== undefined) n.reps.push({ file, e })
+    else nodes.set(cid, { cid, h: e.parsed, reps: [{ file, e }], children: [] })
+  }
+
+  // 2. links and forks
+  const roots: Node[] = []
+  const geneses: Node[] = []
+  for (const n of nodes.values()) {
+    const h = n.h
+    const file = n.reps[0].file
+    if (h.prev === null) {
+      if (h.tick !== 0) faults.push({ tick: h.tick, file, fault: `has no prev but is not tick 0 (a genesis checkpoint is tick 0)` })
+      geneses.push(n); roots.push(n); continue
+    }
+    const p = nodes.get(h.prev)
+    if (p === undefined) {
+      faults.push({ tick: h.tick, file, fault: `previous checkpoint ${h.prev} is missing (history broken before tick ${h.tick})` })
+      roots.push(n); continue
+    }
+    p.children.push(n)
+    const ph = p.h
+    const link: string[] = []
+    if (h.tick <= ph.tick) link.push(`tick ${h.tick} does not follow tick ${ph.tick}`)
+    if (h.fuel < ph.fuel) link.push(`fuel decreased from ${ph.fuel} to ${h.fuel}`)
+    if (h.budget > ph.budget) link.push(`budget increased from ${ph.budget} to ${h.budget}`)
+    if (ph.status === 'handoff') {
+      if (h.epoch !== ph.epoch + 1) link.push(`epoch ${h.epoch} after a handoff in epoch ${ph.epoch} (expected ${ph.epoch + 1})`)
+      if (h.host !== ph.target) link.push(`host ${h.host} continues after a handoff to ${ph.target}`)
+    } else if (h.epoch !== ph.epoch) link.push(`epoch changed from ${ph.epoch} to ${h.epoch} without a handoff`)
+    if (ph.status === 'finished') link.push(`continues after the agent finished at tick ${ph.tick}`)
+    if (h.code !== ph.code) link.push(`code changed from ${ph.code} to ${h.code}`)
+    if (h.manifest !== ph.manifest) link.push(`manifest changed from ${ph.manifest} to ${h.manifest}`)
+    for (const f of link) faults.push({ tick: h.tick, file, fault: f })
+  }
+  const forks: Fork[] = []
+  const byTick = (a: Node, b: Node) => a.h.tick - b.h.tick || (a.cid < b.cid ? -1 : 1)
+  for (const n of nodes.values()) {
+    if (n.children.length > 1) {
+      n.children.sort(byTick)
+      forks.push({ prev: n.cid, tick: n.h.tick, files: n.children.map((c) => c.reps[0].file) })
+    }
+  }
+  if (geneses.length > 1) {
+    geneses.sort(byTick)
+    forks.push({ prev: '', tick: 0, files: geneses.map((g) => g.reps[0].file) })
+  }
+
+  // 3. state roots along every chain; every referenced blob hashed once
+  const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong
+  const readBlob = (cid: string): Uint8Array | null => {
+    for (const d of blobDirs) {
+      try { return fs.readFileSync(path.join(d, cid)) } catch { /* try the next store */ }
+    }
+    return null
+  }
+  const checkBlob = (cid: string, label: string, isPage: boolean): string | null => {
+    let r = blobOk.get(cid)
+    if (r !== undefined) return null // reported once, at the first tick using it
+    const b = readBlob(cid)
+    if (b === null) r = `${label} blob ${cid} is missing`
+    else if (isPage && b.length !== PAGE_SIZE) r = `${label} blob ${cid} is ${b.length} bytes, expected ${PAGE_SIZE}`
+    else if (Buffer.compare(createHash('sha256').update(b).digest(), digestOfCid(cid)) !== 0) r = `${label} blob ${cid} is corrupt (its bytes do not match its CID)`
+    else r = null
+    blobOk.set(cid, r)
+    return r
+  }
+  const digestCache = new Map<string, Uint8Array>()
+  const digestOf = (cid: string): Uint8Array => {
+    let d = digestCache.get(cid)
+    if (d === undefined) { d = digestOfCid(cid); digestCache.set(cid, d) }
+    return d
+  }
+  type Table = (Uint8Array | undefined)[]
+  const stack: { n: Node; parent: Table | null; own: boolean }[] = roots.sort(byTick).reverse().map((n) => ({ n, parent: null, own: false }))
+  const visited = new Set<Node>()
+  while (stack.length > 0) {
+    const { n, parent, own } = stack.pop()!
+    if (visited.has(n)) continue
+    visited.add(n)
+    const h = n.h
+    let table: Table | null = null
+    for (const rep of n.reps) {
+      const { e, file } = rep
+      const problems: string[] = []
+      for (const [label, c] of [['code', h.code], ['manifest', h.manifest], ['event log', h.log]] as const) {
+        if (c !== null) { const r = checkBlob(c, label, false); if (r !== null) problems.push(r) }
+      }
+      let t: Table | null
+      if (e.base) t = []
+      else if (parent === null) t = null // delta without a verified parent: its state cannot be rebuilt (fault reported)
+      else t = (own && table === null && n.reps.length === 1) ? parent : parent.slice()
+      for (const [i, c] of e.pages) {
+        if (c === null) { if (t !== null) t[i] = undefined; continue }
+        const r = checkBlob(c, `page ${i}`, true)
+        if (r !== null) problems.push(r)
+        if (t !== null) t[i] = digestOf(c)
+      }
+      if (t !== null) {
+        if (t.length > e.pageCount) {
+          for (let i = e.pageCount; i < t.length; i++) if (t[i] !== undefined) { problems.push(`page ${i} is outside memory of ${e.pageCount} pages`); break }
+          t.length = e.pageCount
+        }
+        try {
+          const root = stateRootOfTable(e.pageCount, t, e.globals, h.fuel, h.budget)
+          if (Buffer.compare(root, h.state) !== 0) problems.push('state root does not match the page table, globals, fuel and budget')
+        } catch (err) { problems.push(message(err, file)) }
+        if (table === null) table = t
+      }
+      for (const f of problems) faults.push({ tick: h.tick, file, fault: f })
+    }
+    const kids = n.children
+    for (let k = kids.length - 1; k >= 0; k--) stack.push({ n: kids[k], parent: table, own: kids.length === 1 })
+  }
+
+  // 4. summary
+  const all = [...nodes.values()].sort(byTick)
+  const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
+  const hosts: string[] = []
+  for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
+  const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
+  if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found' })
+  faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
+  forks.sort((a, b) => a.tick - b.tick)
+  return {
+    valid: faults.length === 0 && forks.length === 0 && all.length > 0,
+    did,
+    checkpoints: all.length,
+    ticks: all.length > 0 ? [all[0].h.tick, all[all.length - 1].h.tick] : null,
+    epochs,
+    hosts,
+    handoffs,
+    faults,
+    forks,
+  }
+}
+
+/**
+ * Human rendering of a {@link VerifyReport}. First line `VALID: <n> checkpoints, ticks a–b, <did>`
+ * or `INVALID: <k> fault(s)` (faults plus forks), then one line per fault
+ * (`tick 12: <fault> (<file>)`) and per fork (`FORK after tick 7: <file1> and <file2>`); a valid
+ * report adds its epochs, hosts and handoffs.
+ */
+export function formatReport (r: VerifyReport): string {
+  const lines: string[] = []
+  if (r.valid) {
+    lines.push(`VALID: ${r.checkpoints} checkpoint${r.checkpoints === 1 ? '' : 's'}, ticks ${r.ticks![0]}–${r.ticks![1]}, ${r.did}`)
+    lines.push(`  epochs: ${r.epochs.join(', ')}; hosts: ${r.hosts.join(', ')}`)
+    for (const h of r.handoffs) lines.push(`  handoff at tick ${h.tick} (epoch ${h.epoch}): ${h.from} → ${h.to}`)
+    return lines.join('\n')
+  }
+  const k = r.faults.length + r.forks.length
+  lines.push(`INVALID: ${k} fault${k === 1 ? '' : 's'}`)
+  for (const f of r.faults) lines.push(`${f.tick === null ? '' : `tick ${f.tick}: `}${f.fault} (${f.file})`)
+  for (const f of r.forks) {
+    const files = f.files.length === 2 ? `${f.files[0]} and ${f.files[1]}` : f.files.join(', ')
+    lines.push(f.prev === '' ? `FORK at genesis: ${files}` : `FORK after tick ${f.tick}: ${files}`)
+  }
+  return lines.join('\n')
+}
