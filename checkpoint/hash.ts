@@ -15,7 +15,9 @@ export const CID_PREFIX: Uint8Array = Uint8Array.of(0x01, 0x55, 0x12, 0x20)
 /** Length of a CIDv1 raw sha2-256 in base32 (characters): "b" + 58. */
 export const CID_LENGTH = 59
 
-const CID_RE = /^bafkrei[a-z2-7]{52}$/
+// 'b' + base32 of 01 55 12 20 ‖ digest: the 8th char carries 2 zero bits then 3 digest bits, the last
+// char 3 digest bits then 2 zero padding bits, so every match decodes to exactly 36 such bytes
+const CID_RE = /^bafkrei[a-h][a-z2-7]{50}[aeimquy4]$/
 
 /** SHA-256 of `bytes` (32 bytes, a Buffer). */
 export function sha256 (bytes: Uint8Array): Uint8Array {
@@ -35,7 +37,7 @@ export function cidOf (bytes: Uint8Array): string {
   return cidOfDigest(sha256(bytes))
 }
 
-/** True when `s` has the exact shape of a CIDv1 raw sha2-256 in base32 (`bafkrei` + 52 base32 chars). */
+/** True when `s` is exactly the base32 form of a CIDv1 raw sha2-256 (`bafkrei` + 52 base32 chars, canonical padding bits). */
 export function isCid (s: unknown): s is string {
   return typeof s === 'string' && s.length === CID_LENGTH && CID_RE.test(s)
 }

@@ -13,7 +13,9 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { IgordError } from './errors.ts'
 import { digestOfCid } from './hash.ts'
-import { headerCid, verifyHeader, type CheckpointHeader } from './header.ts'
+import { headerCid, SIGNATURE_DOMAIN, verifyHeader, type CheckpointHeader } from './header.ts'
+import { publicKeyFromDid } from './identity.ts'
+import { Worker } from 'node:worker_threads'
 import { PAGE_SIZE, stateRootOfTable } from './state.ts'
 import { decodeEntry, entryFileName, type HistoryEntry } from './writer.ts'
 
@@ -44,6 +46,7 @@ interface Node {
 }
 
 const NAME_RE = /^(\d{12})-(.*)\.cbor$/
+const byTick = (a: Node, b: Node) => a.h.tick - b.h.tick || (a.cid < b.cid ? -1 : 1)
 
 function message (e: unknown, file: string): string {
   const m = e instanceof Error ? e.message : String(e)
@@ -86,9 +89,7 @@ export function verifyHistory (paths: string[]): VerifyReport {
   }
 
   // 1. decode, name check, signature
-  const nodes = new Map<string, Node>()
-  let did: string | null = null
-  const decoded: { file: string; e: HistoryEntry; cid: string }[] = []
+  const decoded: Decoded[] = []
   const seenFiles = new Set<string>()
   for (const file of files) {
     const abs = path.resolve(file)
@@ -107,11 +108,118 @@ export function verifyHistory (paths: string[]): VerifyReport {
     const tick = e.parsed.tick
     const expected = entryFileName(tick, cid)
     if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
-    let ok: boolean
-    try { ok = verifyHeader(e.headerBytes, e.sig, e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
-    if (!ok) { faults.push({ tick, file, fault: `signature does not verify for ${e.parsed.agent}` }); continue }
-    decoded.push({ file, e, cid })
+    try { publicKeyFromDid(e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
+    decoded.push({ file, e, cid, tickOfName })
   }
+  // signatures are checked on a second thread (large histories) while the rest is analysed; if any
+  // fails, the analysis is redone without the unauthentic entries
+  const signaturesOk = startSignatureCheck(decoded)
+  const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong, shared by both runs
+  let result = analyze(decoded, blobOk, blobDirs)
+  const oks = signaturesOk()
+  if (oks.some((ok) => !ok)) {
+    decoded.forEach((d, k) => {
+      // an unauthentic header's tick cannot be trusted: name the tick in the file name when there is one
+      if (!oks[k]) faults.push({ tick: d.tickOfName ?? d.e.parsed.tick, file: d.file, fault: `signature does not verify for ${d.e.parsed.agent}` })
+    })
+    result = analyze(decoded.filter((_, k) => oks[k]), blobOk, blobDirs)
+  }
+  const { nodes, forks, did } = result
+  faults.push(...result.faults)
+  // 4. summary
+  const all = [...nodes.values()].sort(byTick)
+  const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
+  const hosts: string[] = []
+  for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
+  const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
+  if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found' })
+  faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
+  forks.sort((a, b) => a.tick - b.tick)
+  return {
+    valid: faults.length === 0 && forks.length === 0 && all.length > 0,
+    did,
+    checkpoints: all.length,
+    ticks: all.length > 0 ? [all[0].h.tick, all[all.length - 1].h.tick] : null,
+    epochs,
+    hosts,
+    handoffs,
+    faults,
+    forks,
+  }
+}
+
+const scratch = Buffer.allocUnsafe(1 << 20)
+
+/**
+ * The bytes of a file, read without fstat or allocation for files under 1 MiB: the result is then a
+ * view of a shared buffer, valid until the next call.
+ */
+function readTransient (file: string): Uint8Array {
+  const fd = fs.openSync(file, 'r')
+  let n = 0
+  try {
+    for (;;) {
+      const k = fs.readSync(fd, scratch, n, scratch.length - n, n)
+      if (k === 0) return scratch.subarray(0, n)
+      n += k
+      if (n === scratch.length) break
+    }
+  } finally { fs.closeSync(fd) }
+  return fs.readFileSync(file)
+}
+
+interface Decoded { file: string; e: HistoryEntry; cid: string; tickOfName: number | null }
+
+/**
+ * Verifies every entry's signature. With many entries a worker thread starts on them at once and
+ * the returned function (called after the rest of the analysis) shares what is left: both threads
+ * claim entries from one atomic counter. Returns the per-entry results.
+ */
+function startSignatureCheck (list: Decoded[]): () => boolean[] {
+  const n = list.length
+  const verifyOne = (d: Decoded) => verifyHeader(d.e.headerBytes, d.e.sig, d.e.parsed.agent)
+  if (n < 1000) { const r = list.map(verifyOne); return () => r }
+  // flags[i]: 0 pending, 1 ok, 2 bad; flags[n]: next unclaimed index; flags[n + 1]: worker done
+  const flags = new Int32Array(new SharedArrayBuffer(4 * (n + 2)))
+  const msgs = list.map((d) => { const m = new Uint8Array(SIGNATURE_DOMAIN.length + d.e.headerBytes.length); m.set(SIGNATURE_DOMAIN); m.set(d.e.headerBytes, SIGNATURE_DOMAIN.length); return m })
+  let worker: Worker | null = null
+  let failed = false
+  try {
+    worker = new Worker(VERIFY_WORKER, { eval: true, workerData: { flags, msgs, sigs: list.map((d) => d.e.sig), pubs: list.map((d) => publicKeyFromDid(d.e.parsed.agent)) } })
+    worker.on('error', () => { failed = true })
+    worker.unref()
+  } catch { worker = null }
+  return () => {
+    for (let i = Atomics.add(flags, n, 1); i < n; i = Atomics.add(flags, n, 1)) flags[i] = verifyOne(list[i]) ? 1 : 2
+    if (worker !== null) {
+      while (Atomics.load(flags, n + 1) === 0 && !failed) Atomics.wait(flags, n + 1, 0, 20)
+      void worker.terminate()
+    }
+    // anything a failed worker claimed but did not finish is checked here
+    return Array.from({ length: n }, (_, i) => flags[i] === 0 ? verifyOne(list[i]) : flags[i] === 1)
+  }
+}
+
+/** Worker body (CommonJS, evaluated): claims entries from flags[n], verifies them, writes 1 (ok) or 2; flags[n + 1] = 1 when done. */
+const VERIFY_WORKER = `
+const { workerData } = require('node:worker_threads'); const crypto = require('node:crypto')
+const { flags, msgs, sigs, pubs } = workerData; const n = msgs.length; const keys = new Map()
+const SPKI = Buffer.from('302a300506032b6570032100', 'hex')
+for (let i = Atomics.add(flags, n, 1); i < n; i = Atomics.add(flags, n, 1)) {
+  const id = Buffer.from(pubs[i]).toString('base64'); let k = keys.get(id)
+  if (k === undefined) { k = crypto.createPublicKey({ key: Buffer.concat([SPKI, pubs[i]]), format: 'der', type: 'spki' }); keys.set(id, k) }
+  let ok = false; try { ok = sigs[i].length === 64 && crypto.verify(null, msgs[i], k, sigs[i]) } catch {}
+  flags[i] = ok ? 1 : 2
+}
+Atomics.store(flags, n + 1, 1); Atomics.notify(flags, n + 1)
+`
+
+/** Links, forks, DID, state roots and blobs of authentic entries. */
+function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDirs: string[]): { nodes: Map<string, Node>; forks: Fork[]; faults: Fault[]; did: string | null } {
+  const faults: Fault[] = []
+  const nodes = new Map<string, Node>()
+  let did: string | null = null
+  decoded = [...decoded]
   // the DID is the one of the earliest entry; any other is a fault
   decoded.sort((a, b) => a.e.parsed.tick - b.e.parsed.tick || (a.file < b.file ? -1 : 1))
   for (const { file, e, cid } of decoded) {
@@ -125,6 +233,8 @@ export function verifyHistory (paths: string[]): VerifyReport {
   // 2. links and forks
   const roots: Node[] = []
   const geneses: Node[] = []
+  let minTick = Infinity
+  for (const n of nodes.values()) if (n.h.tick < minTick) minTick = n.h.tick
   for (const n of nodes.values()) {
     const h = n.h
     const file = n.reps[0].file
@@ -134,7 +244,9 @@ export function verifyHistory (paths: string[]): VerifyReport {
     }
     const p = nodes.get(h.prev)
     if (p === undefined) {
-      faults.push({ tick: h.tick, file, fault: `previous checkpoint ${h.prev} is missing (history broken before tick ${h.tick})` })
+      faults.push({ tick: h.tick, file, fault: h.tick === minTick && n.reps.some((r) => r.e.base)
+        ? `history starts at tick ${h.tick}: previous checkpoint ${h.prev} is not here (verify it together with the history it continues)`
+        : `previous checkpoint ${h.prev} is missing (history broken before tick ${h.tick})` })
       roots.push(n); continue
     }
     p.children.push(n)
@@ -153,7 +265,6 @@ export function verifyHistory (paths: string[]): VerifyReport {
     for (const f of link) faults.push({ tick: h.tick, file, fault: f })
   }
   const forks: Fork[] = []
-  const byTick = (a: Node, b: Node) => a.h.tick - b.h.tick || (a.cid < b.cid ? -1 : 1)
   for (const n of nodes.values()) {
     if (n.children.length > 1) {
       n.children.sort(byTick)
@@ -166,16 +277,20 @@ export function verifyHistory (paths: string[]): VerifyReport {
   }
 
   // 3. state roots along every chain; every referenced blob hashed once
-  const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong
+  const reported = new Set<string>()
   const readBlob = (cid: string): Uint8Array | null => {
     for (const d of blobDirs) {
-      try { return fs.readFileSync(path.join(d, cid)) } catch { /* try the next store */ }
+      try { return readTransient(path.join(d, cid)) } catch { /* try the next store */ }
     }
     return null
   }
   const checkBlob = (cid: string, label: string, isPage: boolean): string | null => {
     let r = blobOk.get(cid)
-    if (r !== undefined) return null // reported once, at the first tick using it
+    if (r !== undefined) {
+      if (r === null || reported.has(cid)) return null // reported once, at the first tick using it
+      reported.add(cid); return r
+    }
+    reported.add(cid)
     const b = readBlob(cid)
     if (b === null) r = `${label} blob ${cid} is missing`
     else if (isPage && b.length !== PAGE_SIZE) r = `${label} blob ${cid} is ${b.length} bytes, expected ${PAGE_SIZE}`
@@ -202,6 +317,7 @@ export function verifyHistory (paths: string[]): VerifyReport {
     for (const rep of n.reps) {
       const { e, file } = rep
       const problems: string[] = []
+      try {
       for (const [label, c] of [['code', h.code], ['manifest', h.manifest], ['event log', h.log]] as const) {
         if (c !== null) { const r = checkBlob(c, label, false); if (r !== null) problems.push(r) }
       }
@@ -226,32 +342,14 @@ export function verifyHistory (paths: string[]): VerifyReport {
         } catch (err) { problems.push(message(err, file)) }
         if (table === null) table = t
       }
+      } catch (err) { problems.push(`cannot check: ${message(err, file)}`) }
       for (const f of problems) faults.push({ tick: h.tick, file, fault: f })
     }
     const kids = n.children
     for (let k = kids.length - 1; k >= 0; k--) stack.push({ n: kids[k], parent: table, own: kids.length === 1 })
   }
 
-  // 4. summary
-  const all = [...nodes.values()].sort(byTick)
-  const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
-  const hosts: string[] = []
-  for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
-  const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
-  if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found' })
-  faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
-  forks.sort((a, b) => a.tick - b.tick)
-  return {
-    valid: faults.length === 0 && forks.length === 0 && all.length > 0,
-    did,
-    checkpoints: all.length,
-    ticks: all.length > 0 ? [all[0].h.tick, all[all.length - 1].h.tick] : null,
-    epochs,
-    hosts,
-    handoffs,
-    faults,
-    forks,
-  }
+  return { nodes, forks, faults, did }
 }
 
 /**

@@ -26,4 +26,13 @@ test('digestOfCid refuses what is not a CIDv1 raw sha2-256', () => {
   }
 })
 
+test('isCid accepts exactly the canonical strings cidOf produces', () => {
+  for (let i = 0; i < 200; i++) assert.ok(isCid(cidOf(Buffer.from(String(i)))))
+  const c = cidOf(Buffer.from('x'))
+  // same length and alphabet, but non-zero padding bits or a different multihash length byte
+  assert.not.ok(isCid(c.slice(0, 58) + 'b'))
+  assert.not.ok(isCid(c.slice(0, 7) + 't' + c.slice(8)))
+  assert.not.ok(isCid(c.toUpperCase()))
+})
+
 test.run()

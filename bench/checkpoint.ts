@@ -1,0 +1,180 @@
+/**
+ * Checkpoint benchmarks (DESIGN §11), each beside its floor measured in the same run:
+ *
+ * - incremental checkpoint (1 dirty page) at 1, 16, 64 MiB through CheckpointWriter. "archive" is
+ *   what the runtime + writer do per checkpoint for the history: compare all pages with the last
+ *   committed copy, hash the dirty page, put its blob and the log blob, sign the header, write the
+ *   history entry (all fsynced). "live file" is the rewrite of the self-contained `.ckpt`, which holds
+ *   all memory and so costs O(memory) by design. Floor: page compare + hash 1 page + sign + write a
+ *   small file + fsync. Target at 64 MiB: archive ≤ 5 ms and ≤ 2× floor.
+ * - full checkpoint (every page new) at 1, 16, 64 MiB: copy + hash of all pages (the runtime's
+ *   share) + the live file; the archive (one blob per page) separately. Floor: copy + SHA-256 +
+ *   write + fsync of the memory. Target at 64 MiB: live ≤ 1.5× floor.
+ * - verify throughput on a 10,000-checkpoint history (4-page memory, 1 dirty page and a log segment
+ *   per checkpoint, written by CheckpointWriter to /dev/shm when present) beside raw node:crypto
+ *   Ed25519 verify speed. Target ≥ 5,000 checkpoints/s.
+ */
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { createHash, randomBytes, sign as cryptoSign, verify as cryptoVerify, generateKeyPairSync } from 'node:crypto'
+import { verifyHistory } from '../checkpoint/history.ts'
+import { generateIdentity, sign, type Identity } from '../checkpoint/identity.ts'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { CheckpointWriter, type Snapshot } from '../checkpoint/writer.ts'
+import type { BenchRow } from './row.ts'
+
+const MiB = 1024 * 1024
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest()
+
+/** A runtime stand-in: live memory, the committed copy, digests; finds dirty pages by comparison. */
+class Mem {
+  readonly live: Buffer
+  readonly committed: Buffer[]
+  readonly digests: Uint8Array[]
+  readonly n: number
+  constructor (bytes: number) {
+    this.n = bytes / PAGE_SIZE
+    this.live = randomBytes(bytes)
+    this.committed = []; this.digests = []
+    for (let i = 0; i < this.n; i++) { const p = Buffer.from(this.live.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)); this.committed.push(p); this.digests.push(sha(p)) }
+  }
+  /** compare every page, copy and re-hash the changed ones: returns their indices */
+  commit (): number[] {
+    const changed: number[] = []
+    for (let i = 0; i < this.n; i++) {
+      const l = this.live.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
+      if (this.committed[i].equals(l)) continue
+      this.committed[i].set(l); this.digests[i] = sha(this.committed[i]); changed.push(i)
+    }
+    return changed
+  }
+  snapshot (changed: number[] | null): Snapshot {
+    return { pageCount: this.n, pages: this.committed.map((p, i) => [i, p]), digests: this.digests.map((d, i) => [i, d]), changed, globals: [{ index: 0, type: 'i32', bytes: Uint8Array.of(1, 2, 3, 4) }] }
+  }
+}
+
+interface Lineage { id: Identity; tick: number; prev: string | null; fuel: bigint }
+function write (w: CheckpointWriter, l: Lineage, snap: Snapshot, log: Uint8Array | null) {
+  const r = w.write({ identity: l.id, wasm: WASM, manifest: MANIFEST, snapshot: snap, tick: l.tick, epoch: 0, prev: l.prev, fuel: l.fuel, budget: 1_000_000_000n, host: 'bench', status: 'running', log })
+  l.tick++; l.prev = r.cid; l.fuel += 12345n
+  return r
+}
+const WASM = randomBytes(200_000)
+const MANIFEST = Buffer.from('{"capabilities":{"clock":{}}}')
+
+function fsyncWrite (file: string, data: Uint8Array): void {
+  const fd = fs.openSync(file, 'w')
+  try { fs.writeSync(fd, data); fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
+}
+
+function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
+  const m = new Mem(mib * MiB)
+  const w = new CheckpointWriter(dir, `inc${mib}`)
+  const l: Lineage = { id, tick: 0, prev: null, fuel: 0n }
+  write(w, l, m.snapshot(null), null)
+  const archive: number[] = []; const live: number[] = []; const floor: number[] = []
+  const iters = mib >= 64 ? 7 : 15
+  for (let k = 0; k < iters; k++) {
+    m.live[(k * 7919) % m.live.length] ^= 0x5a
+    const t0 = performance.now()
+    const changed = m.commit()
+    const t1 = performance.now()
+    write(w, l, m.snapshot(changed), Buffer.from(`tick ${l.tick}: clock 1700000000000`))
+    archive.push(t1 - t0 + w.lastStats!.archiveMs); live.push(w.lastStats!.liveMs)
+    // floor: compare all pages + hash 1 page + sign + write a small file + fsync
+    m.live[(k * 7919 + 1) % m.live.length] ^= 0x5a
+    const f0 = performance.now()
+    let dirty = -1
+    for (let i = 0; i < m.n; i++) if (!m.committed[i].equals(m.live.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE))) { dirty = i; break }
+    for (let i = dirty + 1; i < m.n; i++) m.committed[i].equals(m.live.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE))
+    const d = sha(m.live.subarray(dirty * PAGE_SIZE, (dirty + 1) * PAGE_SIZE))
+    const s = sign(id, d)
+    fsyncWrite(path.join(dir, 'floor-small'), Buffer.concat([d, s, Buffer.alloc(300)]))
+    floor.push(performance.now() - f0)
+    m.live[(k * 7919 + 1) % m.live.length] ^= 0x5a
+  }
+  const a = median(archive); const f = median(floor); const lv = median(live)
+  const rows: BenchRow[] = [{ name: `incremental ckpt ${mib} MiB, 1 dirty page: archive`, value: a, unit: 'ms', floor: f, ratio: a / f, ...(mib === 64 ? { target: '≤ 5 ms and ≤ 2× floor', met: a <= 5 && a / f <= 2 } : {}) }]
+  rows.push({ name: `incremental ckpt ${mib} MiB, 1 dirty page: live file`, value: lv, unit: 'ms' })
+  return rows
+}
+
+function full (dir: string, mib: number, id: Identity): BenchRow[] {
+  const m = new Mem(mib * MiB)
+  const w = new CheckpointWriter(dir, `full${mib}`)
+  const l: Lineage = { id, tick: 0, prev: null, fuel: 0n }
+  write(w, l, m.snapshot(null), null)
+  const live: number[] = []; const archive: number[] = []; const floor: number[] = []
+  const iters = mib >= 64 ? 3 : 5
+  const copy = Buffer.alloc(mib * MiB)
+  for (let k = 0; k < iters; k++) {
+    // every page changes: one word per page
+    for (let i = 0; i < m.n; i++) m.live.writeUInt32LE(k + 1, i * PAGE_SIZE + 8)
+    const t0 = performance.now()
+    const changed = m.commit()
+    const t1 = performance.now()
+    write(w, l, m.snapshot(changed), null)
+    live.push(t1 - t0 + w.lastStats!.liveMs); archive.push(w.lastStats!.archiveMs)
+    // floor: copy + SHA-256 + write + fsync of the memory
+    const f0 = performance.now()
+    copy.set(m.live)
+    sha(copy)
+    fsyncWrite(path.join(dir, 'floor-full'), copy)
+    floor.push(performance.now() - f0)
+  }
+  const lv = median(live); const f = median(floor); const a = median(archive)
+  return [
+    { name: `full ckpt ${mib} MiB: copy + hash + live file`, value: lv, unit: 'ms', floor: f, ratio: lv / f, ...(mib === 64 ? { target: '≤ 1.5× floor', met: lv / f <= 1.5 } : {}) },
+    { name: `full ckpt ${mib} MiB: archive (${m.n} page blobs)`, value: a, unit: 'ms', floor: f, ratio: a / f },
+  ]
+}
+
+function verifyRate (base: string, id: Identity): BenchRow[] {
+  const dir = fs.mkdtempSync(path.join(base, 'igord-bench-verify-'))
+  try {
+    const N = 10_000
+    const m = new Mem(4 * PAGE_SIZE)
+    const w = new CheckpointWriter(dir, 'v')
+    const l: Lineage = { id, tick: 0, prev: null, fuel: 0n }
+    write(w, l, m.snapshot(null), Buffer.from('birth'))
+    for (let k = 1; k < N; k++) {
+      m.live.writeUInt32LE(k, (k % 4) * PAGE_SIZE + (k % 1000) * 4)
+      write(w, l, m.snapshot(m.commit()), Buffer.from(`tick ${k}: clock ${1_700_000_000_000 + k}`))
+    }
+    const runs: number[] = []
+    for (let r = 0; r < 2; r++) {
+      const t0 = performance.now()
+      const rep = verifyHistory([dir])
+      const s = (performance.now() - t0) / 1000
+      if (!rep.valid || rep.checkpoints !== N) throw new Error('bench history did not verify')
+      runs.push(N / s)
+    }
+    const value = Math.max(...runs)
+    // raw node:crypto Ed25519 verify of a header-sized message, same run
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+    const msg = randomBytes(360); const sig = cryptoSign(null, msg, privateKey)
+    let n = 0; const t0 = performance.now()
+    while (performance.now() - t0 < 1000) { for (let i = 0; i < 100; i++) cryptoVerify(null, msg, publicKey, sig); n += 100 }
+    const raw = n / ((performance.now() - t0) / 1000)
+    return [{ name: `verify ${N} checkpoints (history) vs raw Ed25519 verify`, value, unit: 'ckpt/s', floor: raw, ratio: raw / value, target: '≥ 5,000 checkpoints/s', met: value >= 5000 }]
+  } finally { fs.rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Runs the checkpoint benchmarks (about 30-50 s on 2 cores); see the module doc for what each row is. */
+export async function bench (): Promise<BenchRow[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-bench-ckpt-'))
+  const id = generateIdentity()
+  const rows: BenchRow[] = []
+  try {
+    for (const mib of [1, 16, 64]) rows.push(...incremental(dir, mib, id))
+    for (const mib of [1, 16, 64]) rows.push(...full(dir, mib, id))
+  } finally { fs.rmSync(dir, { recursive: true, force: true }) }
+  rows.push(...verifyRate(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), id))
+  return rows
+}
+
+if (import.meta.main) {
+  for (const r of await bench()) console.log(JSON.stringify(r))
+}

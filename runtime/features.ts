@@ -1,0 +1,385 @@
+/**
+ * The feature gate of DESIGN §5.4: what a wasm module may use to run as an igord agent, checked
+ * before instrumentation. Also a tiny reader/patcher of the module-level sections that
+ * `instrument.ts` needs (memory limits, exports), so those facts do not depend on binaryen.
+ *
+ * Allowed: MVP, mutable globals, sign-extension, non-trapping float-to-int, bulk memory (incl.
+ * binaryen's BulkMemoryOpt), multi-value, SIMD128 without relaxed SIMD.
+ * Rejected (ModuleError naming the feature, and the function when found in code): threads/atomics
+ * and shared memory, relaxed SIMD, exception handling, tail calls, reference types and GC beyond the
+ * MVP's one funcref table, memory64, multi-memory, custom page sizes, extended constant
+ * expressions, stack switching, strings, wide arithmetic, run-time table mutation (`table.set`,
+ * `table.grow`, `table.fill`, `table.copy`, `table.init`, `elem.drop`), an imported memory, and
+ * imported mutable globals.
+ *
+ * Sources: WebAssembly Core Specification 2.0 §5 (binary format) and the proposals' binary
+ * encodings (threads: shared limits flag 0x02; memory64: flag 0x04; custom-page-sizes: flag 0x08;
+ * exception handling: tag section id 13).
+ */
+import binaryen from 'binaryen'
+import { ModuleError } from '../checkpoint/errors.ts'
+
+const F = binaryen.Features
+
+/**
+ * The binaryen feature set igord reads and writes modules with: exactly the allowed features.
+ * Never `Features.All` (binaryen 132 then emits a compact-imports encoding V8 rejects).
+ */
+export const ALLOWED_FEATURES: number = F.MutableGlobals | F.SignExt | F.NontrappingFPToInt |
+  F.BulkMemory | F.BulkMemoryOpt | F.Multivalue | F.SIMD128
+
+/** One entry of a module's import section (WebAssembly spec §5.5.5). */
+export interface ImportFact {
+  module: string
+  name: string
+  /** 0 func, 1 table, 2 memory, 3 global, 4 tag (exception handling). */
+  kind: number
+  /** Globals only: whether the imported global is mutable. */
+  mutable?: boolean
+  /** Memories only: the imported memory's limits. */
+  limits?: Limits
+}
+
+/** One entry of a module's export section (WebAssembly spec §5.5.10). */
+export interface ExportFact {
+  name: string
+  /** 0 func, 1 table, 2 memory, 3 global, 4 tag. */
+  kind: number
+  /** Index into the kind's index space (imports first). */
+  index: number
+}
+
+/** Memory limits as read from a memory type (WebAssembly spec §5.3.8 + threads/memory64 flags). */
+export interface Limits {
+  /** The raw flags byte: bit 0 has-max, bit 1 shared, bit 2 64-bit, bit 3 custom page size. */
+  flags: number
+  /** Minimum size, in 64 KiB pages. */
+  initial: number
+  /** Maximum size, in 64 KiB pages, when bit 0 of `flags` is set. */
+  maximum?: number
+}
+
+/** Module-level facts read by {@link scanModule}. */
+export interface ModuleFacts {
+  imports: ImportFact[]
+  exports: ExportFact[]
+  /** Memories defined in the memory section (not the imported ones). */
+  memories: Limits[]
+  /** Number of tables, imported and defined. */
+  tables: number
+  /** The first reason, if any, a table is not a plain funcref table. */
+  tableProblem?: string
+  /** Number of imported plus defined globals (the global index space). */
+  globals: number
+  /** Whether a tag section (exception handling) is present. */
+  hasTags: boolean
+  /** The first non-MVP type found in the type section, if any. */
+  typeProblem?: string
+  /** Sections by id with byte ranges [start of id byte, end of contents). */
+  sections: { id: number; start: number; contentStart: number; end: number }[]
+}
+
+class Reader {
+  pos: number
+  readonly b: Uint8Array
+  readonly end: number
+  constructor (b: Uint8Array, pos: number, end: number) { this.b = b; this.pos = pos; this.end = end }
+  byte (): number {
+    if (this.pos >= this.end) throw new RangeError('unexpected end of section')
+    return this.b[this.pos++]
+  }
+  /** Unsigned LEB128, up to 64 bits, returned as a number (exact up to 2^53). */
+  u (): number {
+    let result = 0; let mul = 1
+    for (let i = 0; i < 10; i++) {
+      const x = this.byte()
+      result += (x & 0x7f) * mul
+      if ((x & 0x80) === 0) return result
+      mul *= 128
+    }
+    throw new RangeError('LEB128 too long')
+  }
+  /** Signed LEB128 (heap types, s33): the value is not needed, only skipped. */
+  skipS (): void { for (let i = 0; i < 10; i++) if ((this.byte() & 0x80) === 0) return }
+  name (): string {
+    const n = this.u()
+    if (this.pos + n > this.end) throw new RangeError('name past end of section')
+    const s = new TextDecoder().decode(this.b.subarray(this.pos, this.pos + n))
+    this.pos += n
+    return s
+  }
+  limits (): Limits {
+    const flags = this.byte()
+    if (flags > 0x0f) throw new RangeError(`unknown limits flags 0x${flags.toString(16)}`)
+    const initial = this.u()
+    const maximum = (flags & 1) !== 0 ? this.u() : undefined
+    if ((flags & 8) !== 0) this.u() // custom page size log2
+    return maximum === undefined ? { flags, initial } : { flags, initial, maximum }
+  }
+}
+
+const NUM_TYPES = new Set([0x7f, 0x7e, 0x7d, 0x7c, 0x7b])
+
+/** Reads a reference type; returns true iff it is plain `funcref` (0x70). */
+function refType (r: Reader): boolean {
+  const t = r.byte()
+  if (t === 0x63 || t === 0x64) { r.skipS(); return false }
+  return t === 0x70
+}
+
+/**
+ * Reads the module-level facts of a wasm binary (WebAssembly spec §5.5): imports, exports,
+ * memories, table and global counts, tags, and whether the type section uses anything beyond
+ * numeric/v128 function types. Code and data are skipped.
+ * @param wasm a module that `WebAssembly.validate` accepted.
+ * @throws RangeError on a malformed section (cannot happen for a validated module).
+ */
+export function scanModule (wasm: Uint8Array): ModuleFacts {
+  const facts: ModuleFacts = { imports: [], exports: [], memories: [], tables: 0, globals: 0, hasTags: false, sections: [] }
+  let pos = 8
+  while (pos < wasm.length) {
+    const start = pos
+    const head = new Reader(wasm, pos, wasm.length)
+    const id = head.byte()
+    const size = head.u()
+    const contentStart = head.pos
+    const end = contentStart + size
+    if (end > wasm.length) throw new RangeError(`section ${id} runs past the end`)
+    facts.sections.push({ id, start, contentStart, end })
+    const r = new Reader(wasm, contentStart, end)
+    switch (id) {
+      case 1: readTypes(r, facts); break
+      case 2: readImports(r, facts); break
+      case 4: {
+        const n = r.u()
+        for (let i = 0; i < n; i++) {
+          facts.tables++
+          if (r.b[r.pos] === 0x40) { facts.tableProblem ??= 'a table with an initializer expression'; r.pos = end; break }
+          if (!refType(r)) facts.tableProblem ??= 'a table of non-funcref references'
+          const l = r.limits()
+          if ((l.flags & 4) !== 0) facts.tableProblem ??= 'a 64-bit table'
+        }
+        break
+      }
+      case 5: { const n = r.u(); for (let i = 0; i < n; i++) facts.memories.push(r.limits()); break }
+      case 6: facts.globals += r.u(); break
+      case 7: {
+        const n = r.u()
+        for (let i = 0; i < n; i++) { const name = r.name(); const kind = r.byte(); facts.exports.push({ name, kind, index: r.u() }) }
+        break
+      }
+      case 13: facts.hasTags = true; break
+    }
+    pos = end
+  }
+  return facts
+}
+
+function readTypes (r: Reader, facts: ModuleFacts): void {
+  const n = r.u()
+  for (let i = 0; i < n; i++) {
+    const form = r.byte()
+    if (form !== 0x60) { facts.typeProblem = 'GC types (struct, array, sub or rec types)'; return }
+    for (let k = 0; k < 2; k++) {
+      const m = r.u()
+      for (let j = 0; j < m; j++) {
+        const t = r.byte()
+        if (!NUM_TYPES.has(t)) { facts.typeProblem = 'reference types (a function type with a reference-typed parameter or result)'; return }
+      }
+    }
+  }
+}
+
+function readImports (r: Reader, facts: ModuleFacts): void {
+  const n = r.u()
+  for (let i = 0; i < n; i++) {
+    const module = r.name(); const name = r.name(); const kind = r.byte()
+    const imp: ImportFact = { module, name, kind }
+    switch (kind) {
+      case 0: r.u(); break
+      case 1: {
+        facts.tables++
+        if (!refType(r)) facts.tableProblem ??= 'a table of non-funcref references'
+        if ((r.limits().flags & 4) !== 0) facts.tableProblem ??= 'a 64-bit table'
+        break
+      }
+      case 2: imp.limits = r.limits(); break
+      case 3: {
+        const t = r.byte()
+        if (t === 0x63 || t === 0x64) r.skipS()
+        if (!NUM_TYPES.has(t)) facts.typeProblem ??= 'reference types (a reference-typed global import)'
+        imp.mutable = r.byte() === 1
+        facts.globals++
+        break
+      }
+      case 4: facts.hasTags = true; r.byte(); r.u(); break
+      default: throw new RangeError(`unknown import kind 0x${kind.toString(16)}`)
+    }
+    facts.imports.push(imp)
+  }
+}
+
+/** Encodes an unsigned LEB128 (WebAssembly spec §5.2.2). */
+export function uleb (n: number): number[] {
+  const out: number[] = []
+  do {
+    let byte = n % 128
+    n = Math.floor(n / 128)
+    if (n !== 0) byte |= 0x80
+    out.push(byte)
+  } while (n !== 0)
+  return out
+}
+
+function fail (file: string, what: string, where?: string): never {
+  throw new ModuleError(`${file}: uses ${what}${where ? ` in function ${where}` : ''}, which igord does not allow`)
+}
+
+/**
+ * Checks the module-level part of the feature gate from {@link scanModule}'s facts.
+ * @param file the name used in error messages.
+ * @throws ModuleError naming the first rejected feature found.
+ */
+export function checkModuleFacts (facts: ModuleFacts, file: string): void {
+  for (const imp of facts.imports) {
+    if (imp.kind === 2) throw new ModuleError(`${file}: imports its memory (${imp.module}.${imp.name}); agents must define their own memory`)
+    if (imp.kind === 3 && imp.mutable === true) throw new ModuleError(`${file}: imports a mutable global (${imp.module}.${imp.name}); only immutable globals may be imported`)
+  }
+  if (facts.hasTags) fail(file, 'exception handling (tags)')
+  if (facts.typeProblem) fail(file, facts.typeProblem)
+  for (const m of facts.memories) {
+    if ((m.flags & 2) !== 0) fail(file, 'threads (a shared memory)')
+    if ((m.flags & 4) !== 0) fail(file, 'memory64 (a 64-bit memory)')
+    if ((m.flags & 8) !== 0) fail(file, 'custom page sizes')
+  }
+  if (facts.memories.length > 1) fail(file, `multi-memory (${facts.memories.length} memories)`)
+  if (facts.tables > 1) fail(file, `reference types (${facts.tables} tables)`)
+  if (facts.tableProblem) fail(file, `reference types (${facts.tableProblem})`)
+}
+
+const ID_FEATURE = new Map<number, string>()
+function ids (feature: string, names: string[]): void {
+  const b = binaryen as unknown as Record<string, number>
+  for (const n of names) if (typeof b[n + 'Id'] === 'number') ID_FEATURE.set(b[n + 'Id'], feature)
+}
+ids('threads (atomic instructions)', ['AtomicRMW', 'AtomicCmpxchg', 'AtomicWait', 'AtomicNotify', 'AtomicFence', 'Pause', 'StructWait', 'StructNotify'])
+ids('exception handling', ['Try', 'TryTable', 'Throw', 'Rethrow', 'ThrowRef', 'Pop'])
+ids('reference types', ['RefNull', 'RefIsNull', 'RefFunc', 'RefEq', 'RefAs', 'TableGet', 'TableSize'])
+ids('GC', ['RefI31', 'I31Get', 'CallRef', 'RefTest', 'RefCast', 'RefGetDesc', 'BrOn', 'StructNew', 'StructGet', 'StructSet',
+  'StructRMW', 'StructCmpxchg', 'ArrayNew', 'ArrayNewData', 'ArrayNewElem', 'ArrayNewFixed', 'ArrayGet', 'ArraySet', 'ArrayLoad',
+  'ArrayStore', 'ArrayLen', 'ArrayCopy', 'ArrayFill', 'ArrayInitData', 'ArrayInitElem', 'ArrayRMW', 'ArrayCmpxchg'])
+ids('strings', ['StringNew', 'StringConst', 'StringMeasure', 'StringEncode', 'StringConcat', 'StringEq', 'StringTest', 'StringWTF16Get', 'StringSliceWTF'])
+ids('stack switching', ['ContNew', 'ContBind', 'Suspend', 'Resume', 'ResumeThrow', 'StackSwitch'])
+ids('wide arithmetic', ['WideIntAddSub', 'WideIntMul'])
+const TABLE_MUTATION: Record<string, string> = { TableSet: 'table.set', TableGrow: 'table.grow', TableFill: 'table.fill', TableCopy: 'table.copy', TableInit: 'table.init', ElemDrop: 'elem.drop' }
+for (const [k, op] of Object.entries(TABLE_MUTATION)) ids(`table mutation at run time (${op}; nothing in a table survives a snapshot)`, [k])
+
+const RELAXED_OPS = new Set<number>()
+for (const [k, v] of Object.entries(binaryen as unknown as Record<string, unknown>)) {
+  if (/^Relaxed(?!SIMD$|Atomics$)[A-Z]/.test(k) && typeof v === 'number') RELAXED_OPS.add(v)
+}
+
+/** Expression ids the rest of igord understands (allowed features). */
+export const ALLOWED_IDS: ReadonlySet<number> = new Set([
+  binaryen.NopId, binaryen.BlockId, binaryen.IfId, binaryen.LoopId, binaryen.BreakId, binaryen.SwitchId, binaryen.CallId,
+  binaryen.CallIndirectId, binaryen.LocalGetId, binaryen.LocalSetId, binaryen.GlobalGetId, binaryen.GlobalSetId,
+  binaryen.LoadId, binaryen.StoreId, binaryen.ConstId, binaryen.UnaryId, binaryen.BinaryId, binaryen.SelectId,
+  binaryen.DropId, binaryen.ReturnId, binaryen.MemorySizeId, binaryen.MemoryGrowId, binaryen.UnreachableId,
+  binaryen.MemoryInitId, binaryen.DataDropId, binaryen.MemoryCopyId, binaryen.MemoryFillId,
+  binaryen.SIMDExtractId, binaryen.SIMDReplaceId, binaryen.SIMDShuffleId, binaryen.SIMDTernaryId, binaryen.SIMDShiftId,
+  binaryen.SIMDLoadId, binaryen.SIMDLoadStoreLaneId, binaryen.TupleMakeId, binaryen.TupleExtractId,
+])
+
+const VALUE_TYPES = new Set<number>([binaryen.none, binaryen.unreachable, binaryen.i32, binaryen.i64, binaryen.f32, binaryen.f64, binaryen.v128])
+
+/** Whether a binaryen type is none/unreachable, a number, v128, or a tuple of those. */
+function typeAllowed (t: number): boolean {
+  if (VALUE_TYPES.has(t)) return true
+  const parts = binaryen.expandType(t)
+  return parts.length > 1 && parts.every((p) => VALUE_TYPES.has(p))
+}
+
+/** Binaryen expression ids whose ops can be relaxed-SIMD ops. */
+const OP_IDS = new Set([binaryen.UnaryId, binaryen.BinaryId, binaryen.SIMDTernaryId])
+
+/**
+ * Checks every function body, global and local of a binaryen module against the feature gate,
+ * walking expressions by id. Run it on a module read with `binaryen.readBinary` (binaryen reads
+ * every feature; only validation checks them).
+ * @param file the name used in error messages.
+ * @throws ModuleError naming the feature and the function where it was found.
+ */
+export function checkCode (m: binaryen.Module, file: string): void {
+  for (let i = 0; i < m.getNumGlobals(); i++) {
+    const g = binaryen.getGlobalInfo(m.getGlobalByIndex(i))
+    if (!typeAllowed(g.type)) fail(file, `reference types (global ${i})`)
+    if (g.init && !g.module) checkConstExpr(g.init, file, `global ${i}`)
+  }
+  for (let i = 0; i < m.getNumFunctions(); i++) {
+    const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i))
+    if (f.module) continue
+    for (const t of [f.params, f.results, ...f.vars]) if (!typeAllowed(t)) fail(file, 'reference types (a reference-typed parameter, result or local)', f.name)
+    walkCheck(f.body, file, f.name)
+  }
+}
+
+/** Extended constant expressions: a global initializer that is not a single constant/global.get. */
+function checkConstExpr (e: number, file: string, where: string): void {
+  const id = binaryen.getExpressionId(e)
+  if (id !== binaryen.ConstId && id !== binaryen.GlobalGetId) {
+    throw new ModuleError(`${file}: uses extended constant expressions (${where} initializer), which igord does not allow`)
+  }
+}
+
+function walkCheck (root: number, file: string, fn: string): void {
+  const stack = [root]
+  while (stack.length > 0) {
+    const e = stack.pop()!
+    if (!e) continue
+    const info = binaryen.getExpressionInfo(e) as binaryen.ExpressionInfo & Record<string, unknown>
+    const id = info.id
+    if (!ALLOWED_IDS.has(id)) fail(file, ID_FEATURE.get(id) ?? `an unsupported instruction (binaryen expression id ${id})`, fn)
+    if (!typeAllowed(info.type)) fail(file, 'reference types', fn)
+    if ((id === binaryen.CallId || id === binaryen.CallIndirectId) && info.isReturn === true) fail(file, 'tail calls (return_call)', fn)
+    if ((id === binaryen.LoadId || id === binaryen.StoreId) && info.isAtomic === true) fail(file, 'threads (atomic instructions)', fn)
+    if (OP_IDS.has(id) && RELAXED_OPS.has(info.op as number)) fail(file, 'relaxed SIMD', fn)
+    for (const c of childrenOf(info)) stack.push(c)
+  }
+}
+
+/**
+ * The child expressions of an allowed expression, in evaluation order (null entries skipped).
+ * @param info from `binaryen.getExpressionInfo`.
+ */
+export function childrenOf (info: binaryen.ExpressionInfo & Record<string, unknown>): number[] {
+  const pick = (...keys: string[]): number[] => {
+    const out: number[] = []
+    for (const k of keys) { const v = info[k]; if (typeof v === 'number' && v !== 0) out.push(v) }
+    return out
+  }
+  switch (info.id) {
+    case binaryen.BlockId: return (info.children as number[]).filter((c) => c !== 0)
+    case binaryen.IfId: return pick('condition', 'ifTrue', 'ifFalse')
+    case binaryen.LoopId: return pick('body')
+    case binaryen.BreakId: return pick('value', 'condition')
+    case binaryen.SwitchId: return pick('value', 'condition')
+    case binaryen.CallId: case binaryen.TupleMakeId: return (info.operands as number[]).filter((c) => c !== 0)
+    case binaryen.CallIndirectId: return [...(info.operands as number[]), info.target as number].filter((c) => c !== 0)
+    case binaryen.LocalSetId: case binaryen.GlobalSetId: case binaryen.UnaryId: case binaryen.DropId: case binaryen.ReturnId: return pick('value')
+    case binaryen.LoadId: case binaryen.SIMDLoadId: return pick('ptr')
+    case binaryen.StoreId: return pick('ptr', 'value')
+    case binaryen.BinaryId: case binaryen.SIMDShuffleId: return pick('left', 'right')
+    case binaryen.SelectId: return pick('ifTrue', 'ifFalse', 'condition')
+    case binaryen.MemoryGrowId: return pick('delta')
+    case binaryen.MemoryInitId: return pick('dest', 'offset', 'size')
+    case binaryen.MemoryCopyId: return pick('dest', 'source', 'size')
+    case binaryen.MemoryFillId: return pick('dest', 'value', 'size')
+    case binaryen.SIMDExtractId: return pick('vec')
+    case binaryen.SIMDReplaceId: return pick('vec', 'value')
+    case binaryen.SIMDTernaryId: return pick('a', 'b', 'c')
+    case binaryen.SIMDShiftId: return pick('vec', 'shift')
+    case binaryen.SIMDLoadStoreLaneId: return pick('ptr', 'vec')
+    case binaryen.TupleExtractId: return pick('tuple')
+    default: return []
+  }
+}

@@ -1,0 +1,192 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { cidOf } from '../checkpoint/hash.ts'
+import type { Status } from '../checkpoint/header.ts'
+import { generateIdentity, type Identity } from '../checkpoint/identity.ts'
+import { readLive } from '../checkpoint/live.ts'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { CheckpointWriter, type Snapshot } from '../checkpoint/writer.ts'
+import { formatReport, verifyHistory, type VerifyReport } from '../checkpoint/history.ts'
+
+/** A stand-in for the runtime: pages, a dirty set, counters and lineage. */
+class Fake {
+  readonly id: Identity
+  pages = new Map<number, Buffer>()
+  dirty = new Set<number>()
+  tick = 0; fuel = 0n; budget = 1_000_000n; epoch = 0; host = 'hostA'
+  prev: string | null = null
+  constructor (id: Identity) { this.id = id }
+  step (salt = 0) {
+    const i = this.tick % 3
+    let p = this.pages.get(i)
+    if (p === undefined) { p = Buffer.alloc(PAGE_SIZE); this.pages.set(i, p) }
+    p.writeUInt32LE(this.tick * 7 + salt, 16 * (this.tick % 50)); this.dirty.add(i)
+  }
+  snapshot (): Snapshot {
+    const pages = [...this.pages.entries()].sort((a, b) => a[0] - b[0]) as [number, Uint8Array][]
+    const s: Snapshot = { pageCount: 4, pages, digests: pages.map(([i, p]) => [i, createHash('sha256').update(p).digest()]), changed: [...this.dirty], globals: [{ index: 3, type: 'i64', bytes: new Uint8Array(8).fill(this.tick & 255) }] }
+    this.dirty.clear()
+    return s
+  }
+  write (w: CheckpointWriter, status: Status = 'running', target?: string) {
+    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: this.epoch, prev: this.prev, fuel: this.fuel, budget: this.budget, host: this.host, status, ...(target ? { target } : {}), log: Buffer.from(`log of tick ${this.tick}`) })
+    this.prev = r.cid; this.tick++; this.fuel += 1000n; this.budget -= 3n
+    return r
+  }
+  run (w: CheckpointWriter, n: number, salt = 0) { for (let k = 0; k < n; k++) { if (this.tick > 0) this.step(salt); this.write(w) } }
+}
+
+const tmp: string[] = []
+const mkdir = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-history-')); tmp.push(d); return d }
+test.after.each(() => { for (const d of tmp.splice(0)) fs.rmSync(d, { recursive: true, force: true }) })
+const hist = (dir: string) => path.join(dir, 'history', 'a')
+const entryAt = (dir: string, tick: number) => path.join(hist(dir), fs.readdirSync(hist(dir)).find((n) => n.startsWith(String(tick).padStart(12, '0') + '-'))!)
+const faultTicks = (r: VerifyReport) => r.faults.map((f) => f.tick)
+
+function history30 (): { dir: string; fake: Fake } {
+  const dir = mkdir(); const fake = new Fake(generateIdentity())
+  fake.run(new CheckpointWriter(dir, 'a'), 30)
+  return { dir, fake }
+}
+
+test('a clean 30-checkpoint history is VALID, by data dir, history dir or files', () => {
+  const { dir, fake } = history30()
+  const r = verifyHistory([dir])
+  assert.ok(r.valid, formatReport(r))
+  assert.is(r.checkpoints, 30); assert.equal(r.ticks, [0, 29]); assert.is(r.did, fake.id.did)
+  assert.equal(r.epochs, [0]); assert.equal(r.hosts, ['hostA'])
+  assert.is(formatReport(r).split('\n')[0], `VALID: 30 checkpoints, ticks 0–29, ${fake.id.did}`)
+  assert.ok(verifyHistory([hist(dir)]).valid)
+  const files = fs.readdirSync(hist(dir)).map((n) => path.join(hist(dir), n))
+  assert.ok(verifyHistory(files).valid)
+})
+
+test('flipping any single byte of an archived entry makes it INVALID naming that tick', () => {
+  const { dir } = history30()
+  const file = entryAt(dir, 12)
+  const good = fs.readFileSync(file)
+  for (let pos = 0; pos < good.length; pos++) {
+    const bad = Buffer.from(good); bad[pos] ^= 0x10
+    fs.writeFileSync(file, bad)
+    const r = verifyHistory([dir])
+    assert.not.ok(r.valid, `byte ${pos} flipped yet VALID`)
+    assert.ok(faultTicks(r).includes(12), `byte ${pos}: ${formatReport(r)}`)
+  }
+  fs.writeFileSync(file, good)
+  assert.ok(verifyHistory([dir]).valid)
+})
+
+test('a flipped byte in a page blob is INVALID naming the tick and the blob', () => {
+  const { dir, fake } = history30()
+  const r0 = verifyHistory([dir]); assert.ok(r0.valid)
+  const page = fake.pages.get(29 % 3)!
+  const blob = path.join(dir, 'blobs', cidOf(page))
+  const b = fs.readFileSync(blob); b[1000] ^= 1; fs.writeFileSync(blob, b)
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  assert.ok(r.faults.some((f) => f.tick === 29 && f.fault.includes(cidOf(page)) && /corrupt/.test(f.fault)), formatReport(r))
+  fs.unlinkSync(blob)
+  assert.ok(verifyHistory([dir]).faults.some((f) => f.tick === 29 && /missing/.test(f.fault)))
+})
+
+test('deleting a middle entry is INVALID naming the tick after the gap', () => {
+  const { dir } = history30()
+  fs.unlinkSync(entryAt(dir, 15))
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  assert.ok(r.faults.some((f) => f.tick === 16 && /previous checkpoint .* is missing/.test(f.fault)), formatReport(r))
+  assert.match(formatReport(r), /^INVALID: \d+ faults?\ntick 16: previous checkpoint/)
+})
+
+test('swapping the names of two entries is INVALID', () => {
+  const { dir } = history30()
+  const a = entryAt(dir, 5); const b = entryAt(dir, 6)
+  fs.renameSync(a, a + '.x'); fs.renameSync(b, a); fs.renameSync(a + '.x', b)
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  assert.ok(r.faults.some((f) => f.tick === 5 && /file name does not match its content/.test(f.fault)))
+  assert.ok(r.faults.some((f) => f.tick === 6 && /file name does not match its content/.test(f.fault)))
+})
+
+test('two writers continuing from the same prev into two dirs: FORK naming both files', () => {
+  const d1 = mkdir(); const d2 = mkdir()
+  const a = new Fake(generateIdentity())
+  a.run(new CheckpointWriter(d1, 'a'), 8)
+  const live = readLive(path.join(d1, 'a.ckpt'))
+  // a second copy resumed from the same checkpoint, elsewhere
+  const b = new Fake(a.id); b.pages = new Map([...a.pages].map(([i, p]) => [i, Buffer.from(p)])); b.tick = a.tick; b.fuel = a.fuel; b.budget = a.budget; b.prev = a.prev; b.host = 'hostB'
+  const w2 = new CheckpointWriter(d2, 'a'); w2.ensureArchived(live)
+  a.run(new CheckpointWriter(d1, 'a'), 2)
+  b.run(w2, 2, 99)
+  assert.ok(verifyHistory([d1]).valid)
+  const r = verifyHistory([d1, d2])
+  assert.not.ok(r.valid)
+  assert.is(r.forks.length, 1)
+  assert.is(r.forks[0].tick, 7)
+  assert.ok(r.forks[0].files.some((f) => f.startsWith(d1)) && r.forks[0].files.some((f) => f.startsWith(d2)))
+  const line = formatReport(r).split('\n').find((l) => l.startsWith('FORK'))!
+  assert.match(line, /^FORK after tick 7: .*000000000008-.* and .*000000000008-/)
+})
+
+function handoff (epochAfter: number, hostAfter: string): VerifyReport {
+  const d1 = mkdir(); const d2 = mkdir()
+  const a = new Fake(generateIdentity())
+  const w1 = new CheckpointWriter(d1, 'a')
+  a.run(w1, 5)
+  a.step(); a.write(w1, 'handoff', 'hostB')
+  const w2 = new CheckpointWriter(d2, 'a'); w2.ensureArchived(readLive(path.join(d1, 'a.ckpt')))
+  a.epoch = epochAfter; a.host = hostAfter
+  a.run(w2, 3)
+  return verifyHistory([d1, d2])
+}
+
+test('handoff: the next checkpoint has epoch + 1 on the target host', () => {
+  const ok = handoff(1, 'hostB')
+  assert.ok(ok.valid, formatReport(ok))
+  assert.equal(ok.epochs, [0, 1]); assert.equal(ok.hosts, ['hostA', 'hostB'])
+  assert.equal(ok.handoffs, [{ tick: 5, epoch: 0, from: 'hostA', to: 'hostB' }])
+  const sameEpoch = handoff(0, 'hostB')
+  assert.not.ok(sameEpoch.valid)
+  assert.ok(sameEpoch.faults.some((f) => f.tick === 6 && /epoch 0 after a handoff in epoch 0 \(expected 1\)/.test(f.fault)), formatReport(sameEpoch))
+  const wrongHost = handoff(1, 'hostC')
+  assert.ok(wrongHost.faults.some((f) => f.tick === 6 && /host hostC continues after a handoff to hostB/.test(f.fault)))
+})
+
+test('an epoch change without a handoff, fuel going down and budget going up are faults', () => {
+  const dir = mkdir(); const a = new Fake(generateIdentity())
+  const w = new CheckpointWriter(dir, 'a')
+  a.run(w, 3)
+  a.epoch = 1; a.step(); a.write(w)
+  a.epoch = 1; a.fuel = 5n; a.step(); a.write(w)
+  a.budget = 2_000_000n; a.step(); a.write(w)
+  const r = verifyHistory([dir])
+  const lines = formatReport(r)
+  assert.match(lines, /tick 3: epoch changed from 0 to 1 without a handoff/)
+  assert.match(lines, /tick 4: fuel decreased from 3000 to 5/)
+  assert.match(lines, /tick 5: budget increased/)
+})
+
+test('a large history (signatures checked on a second thread) still names a bad signature', () => {
+  const dir = mkdir(); const a = new Fake(generateIdentity())
+  a.run(new CheckpointWriter(dir, 'a'), 1100)
+  assert.ok(verifyHistory([dir]).valid)
+  const file = entryAt(dir, 700)
+  const b = fs.readFileSync(file); b[b.indexOf(Buffer.from('63736967', 'hex')) + 10] ^= 1; fs.writeFileSync(file, b) // inside "sig"
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  assert.ok(r.faults.some((f) => f.tick === 700 && /signature does not verify/.test(f.fault)), formatReport(r))
+})
+
+test('nothing to verify, and unreadable paths, are INVALID', () => {
+  const dir = mkdir()
+  assert.not.ok(verifyHistory([dir]).valid)
+  const r = verifyHistory([path.join(dir, 'nope')])
+  assert.not.ok(r.valid)
+  assert.match(formatReport(r), /cannot read: ENOENT/)
+})
+
+test.run()

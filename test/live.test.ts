@@ -1,0 +1,101 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { encode, encodeFile } from '../checkpoint/cbor.ts'
+import { CheckpointError, StorageError } from '../checkpoint/errors.ts'
+import { cidOf, sha256 } from '../checkpoint/hash.ts'
+import { encodeHeader, signHeader } from '../checkpoint/header.ts'
+import { generateIdentity } from '../checkpoint/identity.ts'
+import { decodeLive, encodeLive, readLive, type LiveCheckpoint } from '../checkpoint/live.ts'
+import { PAGE_SIZE, stateRoot, type GlobalValue } from '../checkpoint/state.ts'
+
+const id = generateIdentity()
+const wasm = Buffer.from('\0asm\x01\0\0\0' + 'x'.repeat(3000))
+const manifest = Buffer.from('{"capabilities":{}}')
+const log = Buffer.from('event log segment')
+
+function make (): Omit<LiveCheckpoint, 'parsed'> {
+  const pages: [number, Uint8Array][] = [[0, Buffer.alloc(PAGE_SIZE, 1)], [5, Buffer.alloc(PAGE_SIZE, 7)]]
+  const globals: GlobalValue[] = [{ index: 1, type: 'i32', bytes: Uint8Array.of(1, 2, 3, 4) }, { index: 9, type: 'f64', bytes: new Uint8Array(8).fill(0xff) }]
+  const fuel = 123456789012n; const budget = 99n
+  const state = stateRoot({ pages: 8, digests: pages.map(([i, p]) => [i, sha256(p)]), globals, fuel, budget })
+  const header = encodeHeader({ v: 1, agent: id.did, code: cidOf(wasm), manifest: cidOf(manifest), tick: 42, epoch: 1, prev: cidOf(Buffer.from('prev')), state, log: cidOf(log), fuel, budget, host: 'hostA', time: Date.now(), status: 'paused', reason: 'test' })
+  return { header, sig: signHeader(id, header), wasm, manifest, pageCount: 8, pages, globals, log, seed: id.seed }
+}
+const bytesOf = (c: Omit<LiveCheckpoint, 'parsed'>) => Buffer.concat(encodeLive(c))
+const hex = (u: Uint8Array) => Buffer.from(u).toString('hex')
+
+test('round trip: decodeLive(encodeLive(c)) gives back every field', () => {
+  const c = make()
+  const d = decodeLive(bytesOf(c), 'a.ckpt')
+  assert.is(d.parsed.tick, 42); assert.is(d.parsed.status, 'paused'); assert.is(d.parsed.reason, 'test')
+  assert.is(hex(d.header), hex(c.header)); assert.is(hex(d.sig), hex(c.sig)); assert.is(hex(d.seed), hex(c.seed))
+  assert.is(hex(d.wasm), hex(wasm)); assert.is(hex(d.manifest), hex(manifest)); assert.is(hex(d.log!), hex(log))
+  assert.is(d.pageCount, 8)
+  assert.equal(d.pages.map(([i, p]) => [i, hex(sha256(p))]), c.pages.map(([i, p]) => [i, hex(sha256(p))]))
+  assert.equal(d.globals.map((g) => [g.index, g.type, hex(g.bytes)]), c.globals.map((g) => [g.index, g.type, hex(g.bytes)]))
+  assert.equal(d.digests!.map(([i, x]) => [i, hex(x)]), c.pages.map(([i, p]) => [i, hex(sha256(p))]))
+  const noLog = decodeLive(bytesOf({ ...c, log: null, header: encodeHeader({ ...d.parsed, log: null }), sig: signHeader(id, encodeHeader({ ...d.parsed, log: null })) }), 'b.ckpt')
+  assert.is(noLog.log, null)
+})
+
+test('encodeLive is canonical CBOR and passes page bodies by reference', () => {
+  const c = make()
+  const chunks = encodeLive(c)
+  const reference = encodeFile({ v: 1, header: c.header, sig: c.sig, wasm: c.wasm, manifest: c.manifest, pageCount: c.pageCount, pages: c.pages, globals: c.globals.map((g) => [g.index, g.type, g.bytes]), log: c.log, key: c.seed })
+  assert.is(hex(Buffer.concat(chunks)), hex(reference))
+  for (const [, p] of c.pages) assert.ok(chunks.includes(p), 'page body is a chunk of its own')
+  assert.ok(chunks.includes(c.wasm))
+})
+
+test('each kind of damage gives its own clear CheckpointError naming the file', () => {
+  const c = make()
+  const good = bytesOf(c)
+  const messages = new Map<string, string>()
+  const expect = (label: string, bytes: Uint8Array, re: RegExp) => {
+    try { decodeLive(bytes, 'agent.ckpt'); assert.unreachable(label + ' decoded') } catch (e) {
+      assert.instance(e, CheckpointError, label)
+      const m = (e as Error).message
+      assert.match(m, /^agent\.ckpt: /, label)
+      assert.match(m, re, label)
+      assert.not.ok(m.includes('\n'), 'one line')
+      messages.set(label, m)
+    }
+  }
+  expect('empty', new Uint8Array(0), /empty file/)
+  expect('truncated', good.subarray(0, good.length - 1000), /truncated \(need \d+ bytes at offset \d+, file has \d+\)/)
+  expect('random bytes', Uint8Array.from({ length: 5000 }, (_, i) => (i * 7919 + 13) & 255), /not an igord file/)
+  const v2 = Buffer.concat(encodeLive(c)); v2[v2.indexOf(Buffer.from('6176', 'hex')) + 2] = 2 // "v": 1 → 2
+  expect('wrong version', v2, /unsupported checkpoint format version 2 \(this igord reads 1\)/)
+  const sigAt = good.indexOf(c.sig)
+  const badSig = Buffer.from(good); badSig[sigAt + 3] ^= 1
+  expect('flipped signature', badSig, /signature does not verify/)
+  const pageAt = good.indexOf(Buffer.alloc(64, 7))
+  const badPage = Buffer.from(good); badPage[pageAt + 100] ^= 1
+  expect('flipped page', badPage, /state root does not match/)
+  const badWasm = Buffer.from(good); badWasm[good.indexOf(Buffer.from('xxxxxxxx')) + 3] ^= 1
+  expect('flipped wasm', badWasm, /embedded wasm does not match/)
+  const badManifest = Buffer.from(good); badManifest[good.indexOf(manifest) + 2] ^= 1
+  expect('flipped manifest', badManifest, /embedded manifest does not match/)
+  const otherKey = bytesOf({ ...c, seed: generateIdentity().seed })
+  expect('foreign key', otherKey, /secret key does not belong to/)
+  expect('short page', encodeFile({ v: 1, header: c.header, sig: c.sig, wasm, manifest, pageCount: 8, pages: [[0, new Uint8Array(100)]], globals: [], log, key: c.seed }), /page 0 is 100 bytes, expected 65536/)
+  expect('page order', encodeFile({ v: 1, header: c.header, sig: c.sig, wasm, manifest, pageCount: 8, pages: [[5, c.pages[1][1]], [0, c.pages[0][1]]], globals: [], log, key: c.seed }), /page 0 out of order/)
+  expect('pageCount bound', encodeFile({ v: 1, header: c.header, sig: c.sig, wasm, manifest, pageCount: 65537, pages: [], globals: [], log, key: c.seed }), /field "pageCount" must be an unsigned integer ≤ 65536/)
+  expect('not a map', encodeFile([1, 2, 3]), /live checkpoint is not a CBOR map/)
+  expect('bad header', encodeFile({ v: 1, header: encode({ v: 1 }), sig: c.sig, wasm, manifest, pageCount: 8, pages: [], globals: [], log, key: c.seed }), /field "agent"/)
+  assert.is(new Set(messages.values()).size, messages.size, 'messages are distinct')
+})
+
+test('readLive reports an unreadable file as StorageError', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-live-'))
+  try {
+    assert.throws(() => readLive(path.join(dir, 'missing.ckpt')), (e: Error) => e instanceof StorageError && /missing\.ckpt: cannot read: ENOENT/.test(e.message))
+    const f = path.join(dir, 'a.ckpt'); fs.writeFileSync(f, bytesOf(make()))
+    assert.is(readLive(f).parsed.tick, 42)
+  } finally { fs.rmSync(dir, { recursive: true, force: true }) }
+})
+
+test.run()

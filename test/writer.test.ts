@@ -1,0 +1,152 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { cidOf } from '../checkpoint/hash.ts'
+import { generateIdentity, type Identity } from '../checkpoint/identity.ts'
+import { readLive } from '../checkpoint/live.ts'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { CheckpointWriter, decodeEntry, type Snapshot } from '../checkpoint/writer.ts'
+import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+
+/** A stand-in for the runtime: a page map, a dirty set and counters. */
+class Fake {
+  pages = new Map<number, Buffer>()
+  dirty = new Set<number>()
+  pageCount = 4
+  tick = 0; fuel = 0n; budget = 1_000_000n
+  prev: string | null = null
+  readonly id: Identity
+  constructor (id: Identity) { this.id = id }
+  poke (i: number, at: number, v: number) {
+    let p = this.pages.get(i)
+    if (p === undefined) { p = Buffer.alloc(PAGE_SIZE); this.pages.set(i, p) }
+    p[at] = v; this.dirty.add(i)
+  }
+  zero (i: number) { this.pages.delete(i); this.dirty.add(i) }
+  snapshot (): Snapshot {
+    const pages = [...this.pages.entries()].sort((a, b) => a[0] - b[0]) as [number, Uint8Array][]
+    const s: Snapshot = { pageCount: this.pageCount, pages, digests: pages.map(([i, p]) => [i, createHash('sha256').update(p).digest()]), changed: [...this.dirty], globals: [{ index: 0, type: 'i32', bytes: Uint8Array.of(this.tick & 255, 0, 0, 0) }] }
+    this.dirty.clear()
+    return s
+  }
+  write (w: CheckpointWriter, log: Uint8Array | null = null) {
+    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: this.budget, host: 'hostA', status: 'running', log })
+    this.prev = r.cid; this.tick++; this.fuel += 100n; this.budget -= 1n
+    return r
+  }
+}
+
+let dir = ''
+test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-writer-')) })
+test.after.each(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+const blobCount = () => fs.readdirSync(path.join(dir, 'blobs')).filter((n) => !n.startsWith('.')).length
+const entries = () => fs.readdirSync(path.join(dir, 'history', 'a')).filter((n) => !n.startsWith('.')).sort()
+
+test('layout: live file (0600), history entry named <tick:012>-<cid>.cbor, blobs by CID', () => {
+  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const r = f.write(new CheckpointWriter(dir, 'a'), Buffer.from('log0'))
+  const live = path.join(dir, 'a.ckpt')
+  assert.is(fs.statSync(live).mode & 0o777, 0o600)
+  assert.equal(entries(), [`000000000000-${r.cid}.cbor`])
+  assert.is(r.cid, cidOf(r.headerBytes))
+  const c = readLive(live)
+  assert.is(Buffer.from(c.header).toString('hex'), Buffer.from(r.headerBytes).toString('hex'))
+  assert.is(c.parsed.log, cidOf(Buffer.from('log0')))
+  for (const cid of [r.header.code, r.header.manifest, r.header.log!, cidOf(f.pages.get(0)!)]) assert.ok(fs.existsSync(path.join(dir, 'blobs', cid)), cid)
+  assert.not.ok(fs.readdirSync(dir).some((n) => n.includes('.tmp-')))
+})
+
+test('first write is a base entry; later ones are deltas that put only changed pages', () => {
+  const f = new Fake(generateIdentity())
+  f.poke(0, 1, 1); f.poke(1, 1, 2); f.poke(2, 1, 3)
+  const w = new CheckpointWriter(dir, 'a')
+  f.write(w)
+  assert.is(w.lastStats!.base, true)
+  assert.is(w.lastStats!.pageBlobsWritten, 3)
+  const before = blobCount()
+  f.poke(1, 99, 7)
+  f.write(w)
+  assert.is(blobCount(), before + 1, 'exactly one new page blob')
+  assert.is(w.lastStats!.pageBlobsWritten, 1)
+  const e0 = decodeEntry(fs.readFileSync(path.join(dir, 'history', 'a', entries()[0])), 'e0')
+  const e1 = decodeEntry(fs.readFileSync(path.join(dir, 'history', 'a', entries()[1])), 'e1')
+  assert.is(e0.base, true); assert.equal(e0.pages.map((p) => p[0]), [0, 1, 2])
+  assert.is(e1.base, false); assert.equal(e1.pages, [[1, cidOf(f.pages.get(1)!)]])
+  // a page that becomes zero is a null row; an unchanged write stores no page
+  f.zero(2); f.write(w)
+  const e2 = decodeEntry(fs.readFileSync(path.join(dir, 'history', 'a', entries()[2])), 'e2')
+  assert.equal(e2.pages, [[2, null]])
+  // a new writer instance (as after a resume) starts with a base entry again
+  const w2 = new CheckpointWriter(dir, 'a')
+  f.poke(3, 0, 1); f.write(w2)
+  assert.is(w2.lastStats!.base, true)
+  assert.is(w2.lastStats!.pageBlobsWritten, 1, 'pages already stored are not written again')
+  assert.ok(verifyHistory([dir]).valid)
+})
+
+test('changed === null writes every changed page and the delta vs the previous entry', () => {
+  const f = new Fake(generateIdentity()); f.poke(0, 1, 1); f.poke(1, 1, 1)
+  const w = new CheckpointWriter(dir, 'a'); f.write(w)
+  f.poke(1, 5, 5)
+  const s = f.snapshot(); s.changed = null
+  w.write({ identity: f.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: s, tick: 1, epoch: 0, prev: f.prev, fuel: 1n, budget: 1n, host: 'h', status: 'running', log: null })
+  assert.is(w.lastStats!.base, false)
+  assert.is(w.lastStats!.entryPages, 1)
+  assert.is(w.lastStats!.pageBlobsWritten, 1)
+})
+
+test('the secret key is only in the live file', () => {
+  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const w = new CheckpointWriter(dir, 'a')
+  for (let i = 0; i < 3; i++) { f.poke(0, 2, i); f.write(w, Buffer.from('log' + i)) }
+  const seed = Buffer.from(f.id.seed)
+  assert.ok(fs.readFileSync(path.join(dir, 'a.ckpt')).includes(seed))
+  for (const sub of ['blobs', path.join('history', 'a')]) {
+    for (const n of fs.readdirSync(path.join(dir, sub))) assert.not.ok(fs.readFileSync(path.join(dir, sub, n)).includes(seed), n)
+  }
+})
+
+test('ensureArchived adds a resumed checkpoint to a new directory and sets aside a crash orphan', () => {
+  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const w = new CheckpointWriter(dir, 'a')
+  f.write(w); f.poke(0, 2, 2); f.write(w)
+  const live = readLive(path.join(dir, 'a.ckpt'))
+  // resumed elsewhere: the other dir's history starts with that checkpoint as a base entry
+  const other = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-writer2-'))
+  try {
+    const w2 = new CheckpointWriter(other, 'a')
+    w2.ensureArchived(live)
+    const names = fs.readdirSync(path.join(other, 'history', 'a'))
+    assert.equal(names, [`000000000001-${f.prev}.cbor`])
+    f.poke(0, 3, 3); f.write(w2)
+    // alone, the new directory's history verifies (state roots, blobs) except for its missing past
+    const r = verifyHistory([path.join(other, 'history', 'a')])
+    assert.is(r.faults.length, 1, formatReport(r))
+    assert.match(r.faults[0].fault, /history starts at tick 1: previous checkpoint .* is not here/)
+    assert.ok(verifyHistory([dir, other]).valid)
+  } finally { fs.rmSync(other, { recursive: true, force: true }) }
+})
+
+test('ensureArchived sets aside an entry left by a crash between the history entry and the live file', () => {
+  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const w = new CheckpointWriter(dir, 'a')
+  f.write(w); f.poke(0, 2, 2); f.write(w)
+  const liveFile = path.join(dir, 'a.ckpt')
+  const atTick1 = fs.readFileSync(liveFile)
+  const prevAtTick1 = f.prev
+  f.poke(0, 3, 3); f.write(w)
+  fs.writeFileSync(liveFile, atTick1) // as if the process died before renaming the new live file
+  const w2 = new CheckpointWriter(dir, 'a')
+  w2.ensureArchived(readLive(liveFile))
+  assert.ok(fs.readdirSync(path.join(dir, 'history', 'a')).some((n) => n.startsWith('.orphan-000000000002-')))
+  f.prev = prevAtTick1; f.tick = 2
+  f.poke(0, 4, 4); f.write(w2)
+  const r = verifyHistory([dir])
+  assert.ok(r.valid, formatReport(r))
+  assert.is(r.checkpoints, 3)
+})
+
+test.run()
