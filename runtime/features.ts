@@ -257,10 +257,21 @@ export function checkModuleFacts (facts: ModuleFacts, file: string): void {
   if (facts.tableProblem) fail(file, `reference types (${facts.tableProblem})`)
 }
 
+/**
+ * A binaryen expression id by name. binaryen.js 132 exports some ids only as the C function
+ * `_Binaryen<Name>Id` (TableFill, TryTable, …), so fall back to calling it.
+ */
+function exprId (name: string): number | undefined {
+  const b = binaryen as unknown as Record<string, unknown>
+  const v = b[name + 'Id']
+  if (typeof v === 'number') return v
+  const fn = b['_Binaryen' + name + 'Id']
+  return typeof fn === 'function' ? (fn as () => number)() : undefined
+}
+
 const ID_FEATURE = new Map<number, string>()
 function ids (feature: string, names: string[]): void {
-  const b = binaryen as unknown as Record<string, number>
-  for (const n of names) if (typeof b[n + 'Id'] === 'number') ID_FEATURE.set(b[n + 'Id'], feature)
+  for (const n of names) { const id = exprId(n); if (id !== undefined) ID_FEATURE.set(id, feature) }
 }
 ids('threads (atomic instructions)', ['AtomicRMW', 'AtomicCmpxchg', 'AtomicWait', 'AtomicNotify', 'AtomicFence', 'Pause', 'StructWait', 'StructNotify'])
 ids('exception handling', ['Try', 'TryTable', 'Throw', 'Rethrow', 'ThrowRef', 'Pop'])
@@ -270,13 +281,17 @@ ids('GC', ['RefI31', 'I31Get', 'CallRef', 'RefTest', 'RefCast', 'RefGetDesc', 'B
   'ArrayStore', 'ArrayLen', 'ArrayCopy', 'ArrayFill', 'ArrayInitData', 'ArrayInitElem', 'ArrayRMW', 'ArrayCmpxchg'])
 ids('strings', ['StringNew', 'StringConst', 'StringMeasure', 'StringEncode', 'StringConcat', 'StringEq', 'StringTest', 'StringWTF16Get', 'StringSliceWTF'])
 ids('stack switching', ['ContNew', 'ContBind', 'Suspend', 'Resume', 'ResumeThrow', 'StackSwitch'])
+ids('threads (shared-everything wait queues)', ['WaitqueueNew', 'WaitqueueNotify'])
 ids('wide arithmetic', ['WideIntAddSub', 'WideIntMul'])
 const TABLE_MUTATION: Record<string, string> = { TableSet: 'table.set', TableGrow: 'table.grow', TableFill: 'table.fill', TableCopy: 'table.copy', TableInit: 'table.init', ElemDrop: 'elem.drop' }
 for (const [k, op] of Object.entries(TABLE_MUTATION)) ids(`table mutation at run time (${op}; nothing in a table survives a snapshot)`, [k])
 
-const RELAXED_OPS = new Set<number>()
+// Relaxed-SIMD op codes by expression id (binaryen's UnaryOp, BinaryOp and SIMDTernaryOp enums overlap).
+const RELAXED_OPS = new Map<number, Set<number>>([[binaryen.UnaryId, new Set()], [binaryen.BinaryId, new Set()], [binaryen.SIMDTernaryId, new Set()]])
 for (const [k, v] of Object.entries(binaryen as unknown as Record<string, unknown>)) {
-  if (/^Relaxed(?!SIMD$|Atomics$)[A-Z]/.test(k) && typeof v === 'number') RELAXED_OPS.add(v)
+  if (!/^Relaxed(?!SIMD$|Atomics$)[A-Z]/.test(k) || typeof v !== 'number') continue
+  const id = /Trunc/.test(k) ? binaryen.UnaryId : /Madd|Nmadd|Laneselect|AddS/.test(k) ? binaryen.SIMDTernaryId : binaryen.BinaryId
+  RELAXED_OPS.get(id)!.add(v)
 }
 
 /** Expression ids the rest of igord understands (allowed features). */
@@ -298,9 +313,6 @@ function typeAllowed (t: number): boolean {
   const parts = binaryen.expandType(t)
   return parts.length > 1 && parts.every((p) => VALUE_TYPES.has(p))
 }
-
-/** Binaryen expression ids whose ops can be relaxed-SIMD ops. */
-const OP_IDS = new Set([binaryen.UnaryId, binaryen.BinaryId, binaryen.SIMDTernaryId])
 
 /**
  * Checks every function body, global and local of a binaryen module against the feature gate,
@@ -336,14 +348,31 @@ function walkCheck (root: number, file: string, fn: string): void {
   while (stack.length > 0) {
     const e = stack.pop()!
     if (!e) continue
-    const info = binaryen.getExpressionInfo(e) as binaryen.ExpressionInfo & Record<string, unknown>
+    const info = infoOf(e)
     const id = info.id
     if (!ALLOWED_IDS.has(id)) fail(file, ID_FEATURE.get(id) ?? `an unsupported instruction (binaryen expression id ${id})`, fn)
     if (!typeAllowed(info.type)) fail(file, 'reference types', fn)
     if ((id === binaryen.CallId || id === binaryen.CallIndirectId) && info.isReturn === true) fail(file, 'tail calls (return_call)', fn)
     if ((id === binaryen.LoadId || id === binaryen.StoreId) && info.isAtomic === true) fail(file, 'threads (atomic instructions)', fn)
-    if (OP_IDS.has(id) && RELAXED_OPS.has(info.op as number)) fail(file, 'relaxed SIMD', fn)
+    if (RELAXED_OPS.get(id)?.has(info.op as number) === true) fail(file, 'relaxed SIMD', fn)
     for (const c of childrenOf(info)) stack.push(c)
+  }
+}
+
+/** An expression's info as a record: `binaryen.getExpressionInfo`, which throws for ids without fields. */
+export type Info = binaryen.ExpressionInfo & Record<string, unknown>
+
+/**
+ * `binaryen.getExpressionInfo(e)`, also for ids it has no accessor class for (nop, unreachable),
+ * which have no fields besides id and type.
+ */
+export function infoOf (e: number): Info {
+  const id = binaryen.getExpressionId(e)
+  if (id === binaryen.NopId || id === binaryen.UnreachableId) return { id, type: binaryen.getExpressionType(e) }
+  try {
+    return binaryen.getExpressionInfo(e) as Info
+  } catch {
+    return { id, type: binaryen.getExpressionType(e) }
   }
 }
 
@@ -351,7 +380,7 @@ function walkCheck (root: number, file: string, fn: string): void {
  * The child expressions of an allowed expression, in evaluation order (null entries skipped).
  * @param info from `binaryen.getExpressionInfo`.
  */
-export function childrenOf (info: binaryen.ExpressionInfo & Record<string, unknown>): number[] {
+export function childrenOf (info: Info): number[] {
   const pick = (...keys: string[]): number[] => {
     const out: number[] = []
     for (const k of keys) { const v = info[k]; if (typeof v === 'number' && v !== 0) out.push(v) }

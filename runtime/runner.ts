@@ -54,11 +54,16 @@ export interface LoopEnd {
 }
 
 /**
- * Writes a checkpoint of the agent's committed state with `status`, linked to `lineage.prev`, and
- * advances the lineage. The event log recorded since the previous checkpoint becomes its segment.
+ * Writes a checkpoint of the agent's committed state with `status` (`running` becomes `exhausted`
+ * when the budget is zero), linked to `lineage.prev`, and advances the lineage. The event log recorded since the previous checkpoint becomes its segment.
  * @throws StorageError when the files cannot be written (the previous checkpoint stays intact)
  */
 export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string } = {}): { header: CheckpointHeader; cid: string } {
+  // A running agent with nothing left to spend is exhausted, whichever step spent the last microcent.
+  if (status === 'running' && agent.budget === 0n) {
+    status = 'exhausted'
+    extra = { ...extra, reason: 'budget exhausted' }
+  }
   const { header, cid } = lineage.writer.write({
     identity: lineage.identity,
     wasm: lineage.wasm,
