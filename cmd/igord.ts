@@ -46,7 +46,19 @@ function note (line: string): void {
 /** Options shared by `run` and `resume`. */
 interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; quiet?: boolean }
 
-async function drive (session: Session, flags: LoopFlags): Promise<number> {
+/** Loop flags, read and checked before anything is born or resumed. */
+interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint }
+
+function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
+  return {
+    intervalMs: parseDuration(flags.interval, '--interval'),
+    checkpointEveryMs: parseDuration(flags.checkpointEvery, '--checkpoint-every'),
+    ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
+    price: BigInt(parseCount(flags.price, '--price')),
+  }
+}
+
+async function drive (session: Session, loop: LoopSettings): Promise<number> {
   const { agent, lineage } = session
   const controller = new AbortController()
   let signals = 0
@@ -63,13 +75,7 @@ async function drive (session: Session, flags: LoopFlags): Promise<number> {
     if (r.trap !== null) note(`tick ${r.tick} failed and was rolled back: ${r.trap} (fuel ${r.fuel})`)
   }
   try {
-    const end = await runLoop(agent, lineage, {
-      intervalMs: parseDuration(flags.interval, '--interval'),
-      checkpointEveryMs: parseDuration(flags.checkpointEvery, '--checkpoint-every'),
-      ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
-      signal: controller.signal,
-      onTick,
-    })
+    const end = await runLoop(agent, lineage, { ...loop, signal: controller.signal, onTick })
     note(`stopped at tick ${agent.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${agent.fuel}, budget ${formatBudget(agent.budget)}; checkpoint ${session.ckptPath}`)
     return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
   } finally {
@@ -112,12 +118,14 @@ loopOptions(program.command('run')
     const manifestPath = o.manifest ?? wasmPath.replace(/\.wasm$/, '') + '.manifest.json'
     const name = o.name ?? basename(wasmPath).replace(/\.wasm$/, '')
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name: '${name}' may contain only letters, digits, '.', '_' and '-'`)
+    const loop = loopSettings(o)
+    const budget = parseBudget(o.budget, '--budget')
     const session = startAgent(
-      { dir: o.dir, price: BigInt(parseCount(o.price, '--price')), emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-      { name, wasm: readInput(wasmPath, 'the wasm module'), wasmFile: wasmPath, manifest: readInput(manifestPath, 'the manifest'), manifestFile: manifestPath, budget: parseBudget(o.budget, '--budget') },
+      { dir: o.dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+      { name, wasm: readInput(wasmPath, 'the wasm module'), wasmFile: wasmPath, manifest: readInput(manifestPath, 'the manifest'), manifestFile: manifestPath, budget },
     )
     note(`born ${session.lineage.identity.did} as '${name}' on host ${session.lineage.host}; checkpoints in ${resolve(o.dir)}`)
-    process.exitCode = await drive(session, o)
+    process.exitCode = await drive(session, loop)
   })
 
 loopOptions(program.command('resume')
@@ -127,12 +135,13 @@ loopOptions(program.command('resume')
   .addHelpText('after', EXIT_HELP)
   .action(async (file: string, o: LoopFlags & { dir?: string; price: string; simSeed?: string }) => {
     const name = basename(file).replace(/\.ckpt$/, '')
+    const loop = loopSettings(o)
     const session = resumeAgent(
-      { dir: o.dir ?? defaultResumeDir(file), price: BigInt(parseCount(o.price, '--price')), emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+      { dir: o.dir ?? defaultResumeDir(file), price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
       file,
     )
     note(`resumed ${session.lineage.identity.did} as '${name}' at tick ${session.agent.tick} on host ${session.lineage.host}`)
-    process.exitCode = await drive(session, o)
+    process.exitCode = await drive(session, loop)
   })
 
 program.command('verify')

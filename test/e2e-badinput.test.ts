@@ -2,7 +2,7 @@
  * Bad input through the real CLI: each case ends with one line on stderr naming the problem, the
  * documented exit code, and the previous checkpoint untouched.
  */
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -100,7 +100,9 @@ test('an import the manifest does not grant is refused with exit 4, naming impor
 })
 
 test('bad command-line values exit 2', () => {
-  const r = igord(['run', agentWasm('heartbeat'), '--interval', 'soon'])
+  const d = tempDir()
+  const r = igord(['run', agentWasm('heartbeat'), '--dir', d, '--interval', 'soon'])
+  assert.not.ok(existsSync(join(d, 'heartbeat.ckpt')), 'nothing is born when an option is bad')
   assert.is(r.code, 2)
   assert.match(r.stderr, /--interval/)
   assert.is(igord(['frobnicate']).code, 2)
