@@ -67,6 +67,8 @@ export interface RestoreState {
   fuel: bigint
   pageCount: number
   pages: [number, Uint8Array][]
+  /** SHA-256 of each page in `pages`, when already known (saves re-hashing). */
+  digests?: [number, Uint8Array][]
   globals: GlobalValue[]
 }
 
@@ -254,7 +256,7 @@ export class Agent {
     a.instantiate()
     a.tick = state.tick
     a.fuel = state.fuel
-    a.image.load(state.pageCount, state.pages)
+    a.image.load(state.pageCount, state.pages, state.digests)
     a.committedGlobals = a.globalsInfo.map((info, i) => {
       const g = state.globals[i]
       if (g.index !== info.index || g.type !== info.type) {

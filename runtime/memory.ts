@@ -76,17 +76,19 @@ export class PageImage {
   }
 
   /**
-   * Loads an image from a checkpoint's non-zero pages (`[index, 64 KiB bytes]`), computing digests.
+   * Loads an image from a checkpoint's non-zero pages (`[index, 64 KiB bytes]`), with their
+   * digests when the caller already has them (a decoded live checkpoint does), else computing them.
    * Nothing is dirty afterwards.
    */
-  load (pageCount: number, pages: [number, Uint8Array][]): void {
+  load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][]): void {
     this.pages.length = 0
     this.dirty.clear()
     this.digests.clear()
     this.pageCount = pageCount
+    const known = new Map(digests ?? [])
     for (const [i, bytes] of pages) {
       this.pages[i] = Buffer.from(bytes)
-      this.digests.set(i, pageDigest(bytes))
+      this.digests.set(i, known.get(i) ?? pageDigest(bytes))
     }
   }
 

@@ -84,7 +84,7 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
   const identity = identityFromSeed(live.seed)
   const agent = Agent.restore(
     { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)` },
-    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, globals: live.globals },
+    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
   )
   const name = basename(file).replace(/\.ckpt$/, '')
   const writer = new CheckpointWriter(s.dir, name)

@@ -75,7 +75,7 @@ async function main (): Promise<void> {
     if (v.code !== 0) throw new Error(`igord verify exited ${v.code}`)
 
     const didOf = (out: string) => /did:key:z[1-9A-Za-z]+/.exec(out)?.[0] ?? '?'
-    const ticksOf = (out: string) => [...out.matchAll(/tick (\d+)/g)].map((m) => Number(m[1]))
+    const ticksOf = (out: string) => [...out.matchAll(/\] tick (\d+)/g)].map((m) => Number(m[1]))
     const ta = ticksOf(a.out); const tb = ticksOf(b.out)
     banner('summary')
     console.log(`DID on machine A: ${didOf(a.out)}`)
