@@ -10,8 +10,10 @@ AS_WASM := $(AS_AGENTS:%=agents-as/build/%.wasm)
 
 install: node_modules/.installed
 
+# `npm install` (not `npm ci`): npm 11.19's `ci` refuses this lock file because it never records
+# cbor-extract's optional per-platform packages; `install` keeps the locked versions and the lock.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 agents: install $(AS_WASM)

@@ -1,0 +1,159 @@
+/**
+ * Unit tests of runtime/memory.ts: the committed page image (commit, rollback, growth, load,
+ * takeCheckpoint) and isZeroPage.
+ */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createHash } from 'node:crypto'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { isZeroPage, pageDigest, PageImage } from '../runtime/memory.ts'
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+const page = (mem: Uint8Array, i: number) => mem.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
+function memory (pages: number): Uint8Array { return new Uint8Array(pages * PAGE_SIZE) }
+
+test('isZeroPage is true only for an all-zero page', () => {
+  const p = new Uint8Array(PAGE_SIZE)
+  assert.ok(isZeroPage(p))
+  p[PAGE_SIZE - 1] = 1
+  assert.not.ok(isZeroPage(p))
+  p[PAGE_SIZE - 1] = 0; p[0] = 0x80
+  assert.not.ok(isZeroPage(p))
+})
+
+test('commit detects exactly the changed pages and copies them', () => {
+  const img = new PageImage()
+  const mem = memory(4)
+  assert.is(img.commit(mem), 0, 'all-zero memory has no changed page')
+  assert.is(img.pageCount, 4)
+  assert.is(img.dirty.size, 0)
+  mem[1 * PAGE_SIZE + 10] = 1
+  mem[3 * PAGE_SIZE + PAGE_SIZE - 1] = 2
+  assert.is(img.commit(mem), 2)
+  assert.equal([...img.dirty].sort(), [1, 3])
+  assert.equal(img.pages[1], Buffer.from(page(mem, 1)))
+  assert.equal(img.pages[3], Buffer.from(page(mem, 3)))
+  assert.is(img.pages[0], undefined)
+  assert.is(img.pages[2], undefined)
+  // the image holds copies, not views of the live memory
+  mem[1 * PAGE_SIZE + 10] = 9
+  assert.is(img.pages[1]![10], 1)
+  // unchanged memory: nothing to commit
+  mem[1 * PAGE_SIZE + 10] = 1
+  assert.is(img.commit(mem), 0)
+  // one byte in one page
+  img.takeCheckpoint()
+  mem[2 * PAGE_SIZE + 7] = 5
+  assert.is(img.commit(mem), 1)
+  assert.equal([...img.dirty], [2])
+})
+
+test('rollback writes the committed bytes back, including pages committed as zero', () => {
+  const img = new PageImage()
+  const mem = memory(3)
+  mem[5] = 1; mem[PAGE_SIZE + 5] = 2
+  img.commit(mem)
+  const committed = mem.slice()
+  mem[5] = 100                       // changed non-zero page
+  mem.fill(0, PAGE_SIZE, 2 * PAGE_SIZE) // non-zero page zeroed
+  mem[2 * PAGE_SIZE + 123] = 7       // zero page dirtied
+  img.rollback(mem)
+  assert.equal(mem, committed)
+  assert.equal([...img.dirty].sort(), [0, 1], 'rollback does not touch the dirty set')
+})
+
+test('growth adds pages; a new non-zero page is changed, zero ones are not', () => {
+  const img = new PageImage()
+  const small = memory(1)
+  small[0] = 1
+  img.commit(small)
+  const big = memory(4)
+  big.set(small)
+  big[3 * PAGE_SIZE] = 4
+  assert.is(img.commit(big), 1)
+  assert.is(img.pageCount, 4)
+  const cp = img.takeCheckpoint()
+  assert.equal(cp.pages.map(([i]) => i), [0, 3])
+  // restoreInto a fresh, larger memory reproduces the image and zeroes the rest
+  const fresh = memory(4).fill(0xee)
+  img.restoreInto(fresh)
+  assert.equal(fresh, big)
+})
+
+test('a page that returns to zero is dropped from pages and digests at takeCheckpoint', () => {
+  const img = new PageImage()
+  const mem = memory(3)
+  mem[PAGE_SIZE] = 1; mem[2 * PAGE_SIZE] = 2
+  img.commit(mem)
+  let cp = img.takeCheckpoint()
+  assert.equal(cp.digests.map(([i]) => i), [1, 2])
+  mem[PAGE_SIZE] = 0
+  assert.is(img.commit(mem), 1)
+  cp = img.takeCheckpoint()
+  assert.equal(cp.changed, [1])
+  assert.equal(cp.pages.map(([i]) => i), [2])
+  assert.equal(cp.digests.map(([i]) => i), [2])
+  assert.not.ok(img.digests.has(1))
+})
+
+test('takeCheckpoint returns sorted non-zero pages with SHA-256 digests and clears the dirty set', () => {
+  const img = new PageImage()
+  const mem = memory(6)
+  for (const i of [5, 0, 3]) mem[i * PAGE_SIZE + i] = 0x40 + i
+  img.commit(mem)
+  const cp = img.takeCheckpoint()
+  assert.equal(cp.changed, [0, 3, 5])
+  assert.equal(cp.pages.map(([i]) => i), [0, 3, 5])
+  assert.equal(cp.digests.map(([i]) => i), [0, 3, 5])
+  for (let k = 0; k < cp.pages.length; k++) {
+    const [i, p] = cp.pages[k]
+    assert.equal(p, Buffer.from(page(mem, i)))
+    assert.is(hex(cp.digests[k][1]), sha(page(mem, i)))
+  }
+  assert.is(img.dirty.size, 0)
+  // nothing changed: same pages and digests, no changed indices
+  const again = img.takeCheckpoint()
+  assert.equal(again.changed, [])
+  assert.equal(again.digests.map(([i, d]) => [i, hex(d)]), cp.digests.map(([i, d]) => [i, hex(d)]))
+  // a changed page gets a new digest
+  mem[3 * PAGE_SIZE] = 1
+  img.commit(mem)
+  const third = img.takeCheckpoint()
+  assert.equal(third.changed, [3])
+  assert.is(hex(third.digests[1][1]), sha(page(mem, 3)))
+  assert.is.not(hex(third.digests[1][1]), hex(cp.digests[1][1]))
+})
+
+test('load without digests hashes the pages; nothing is dirty afterwards', () => {
+  const p0 = new Uint8Array(PAGE_SIZE).fill(1)
+  const p2 = new Uint8Array(PAGE_SIZE).fill(2)
+  const img = new PageImage()
+  img.commit(memory(1).fill(9)) // previous content is discarded
+  img.load(3, [[0, p0], [2, p2]])
+  assert.is(img.pageCount, 3)
+  assert.is(img.dirty.size, 0)
+  assert.is(img.pages[1], undefined)
+  const cp = img.takeCheckpoint()
+  assert.equal(cp.changed, [])
+  assert.equal(cp.digests.map(([i, d]) => [i, hex(d)]), [[0, sha(p0)], [2, sha(p2)]])
+  // the image holds copies of the given pages
+  p0[0] = 7
+  assert.is(img.pages[0]![0], 1)
+  const mem = memory(3)
+  img.restoreInto(mem)
+  assert.is(mem[0], 1); assert.is(mem[PAGE_SIZE], 0); assert.is(mem[2 * PAGE_SIZE], 2)
+})
+
+test('load with given digests uses them instead of re-hashing', () => {
+  const p0 = new Uint8Array(PAGE_SIZE).fill(1)
+  const p1 = new Uint8Array(PAGE_SIZE).fill(3)
+  const given = new Uint8Array(32).fill(0xab) // deliberately not the real digest: proves it is used as is
+  const img = new PageImage()
+  img.load(2, [[0, p0], [1, p1]], [[0, given]])
+  const cp = img.takeCheckpoint()
+  assert.equal(cp.digests.map(([i, d]) => [i, hex(d)]), [[0, hex(given)], [1, sha(p1)]])
+  assert.is(hex(pageDigest(p1)), sha(p1))
+})
+
+test.run()
