@@ -6,7 +6,17 @@ NODE := $(CURDIR)/node_modules/.bin/node
 AS_AGENTS := $(basename $(notdir $(wildcard agents-as/agents/*.ts)))
 AS_WASM := $(AS_AGENTS:%=agents-as/build/%.wasm)
 
-.PHONY: install agents demo test bench typecheck clean
+# C agents: WASI reactors built with Debian's clang + lld + wasi-libc (installed below when missing).
+C_AGENTS := $(basename $(notdir $(wildcard agents-c/agents/*.c)))
+C_WASM := $(C_AGENTS:%=agents-c/build/%.wasm)
+CLANG ?= clang
+# Debian's wasi-libc lives in /usr (include/wasm32-wasi, lib/wasm32-wasi), which its clang finds
+# itself; a wasi-sdk style sysroot in /usr/share/wasi-sysroot is used when present.
+C_FLAGS := --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Iagents-c/include -Wl,--strip-all \
+  $(if $(wildcard /usr/share/wasi-sysroot),--sysroot=/usr/share/wasi-sysroot)
+WASI_PACKAGES := clang lld wasi-libc libclang-rt-14-dev-wasm32
+
+.PHONY: install agents demo test bench typecheck clean wasi-toolchain
 
 install: node_modules/.installed
 
@@ -16,12 +26,28 @@ node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-agents: install $(AS_WASM)
+agents: install $(AS_WASM) $(C_WASM)
 
 agents-as/build/%.wasm: agents-as/agents/%.ts agents-as/sdk/*.ts agents-as/asconfig.json
 	@mkdir -p agents-as/build
 	asc $< --config agents-as/asconfig.json --target release -o $@
 	@cp agents-as/agents/$*.manifest.json agents-as/build/$*.manifest.json
+
+agents-c/build/%.wasm: agents-c/agents/%.c agents-c/agents/%.manifest.json agents-c/include/*.h | wasi-toolchain
+	@mkdir -p agents-c/build
+	$(CLANG) $(C_FLAGS) $< -o $@
+	@cp agents-c/agents/$*.manifest.json agents-c/build/$*.manifest.json
+
+# Installs clang, wasm-ld, wasi-libc and the wasm32 compiler-rt builtins with apt when any is
+# missing (CI starts from a fresh Debian machine; sudo is used when not running as root).
+wasi-toolchain:
+	@if ! { command -v $(CLANG) && command -v wasm-ld && \
+	        { test -e /usr/lib/wasm32-wasi/libc.a || test -e /usr/share/wasi-sysroot/lib/wasm32-wasi/libc.a; } && \
+	        ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a; } >/dev/null 2>&1; then \
+	  echo "installing the C agent toolchain: $(WASI_PACKAGES)"; \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y $(WASI_PACKAGES); \
+	fi
 
 demo: agents
 	$(NODE) scripts/demo.ts
@@ -36,4 +62,4 @@ typecheck: install
 	tsc --noEmit
 
 clean:
-	rm -rf agents-as/build
+	rm -rf agents-as/build agents-c/build

@@ -57,7 +57,7 @@ class Mem {
 
 interface Lineage { id: Identity; tick: number; prev: string | null; fuel: bigint }
 function write (w: CheckpointWriter, l: Lineage, snap: Snapshot, log: Uint8Array | null) {
-  const r = w.write({ identity: l.id, wasm: WASM, manifest: MANIFEST, snapshot: snap, tick: l.tick, epoch: 0, prev: l.prev, fuel: l.fuel, budget: 1_000_000_000n, host: 'bench', status: 'running', log })
+  const r = w.write({ identity: l.id, wasm: WASM, manifest: MANIFEST, snapshot: snap, tick: l.tick, epoch: 0, prev: l.prev, fuel: l.fuel, budget: 1_000_000_000n, price: 1000n, host: 'bench', status: 'running', log })
   l.tick++; l.prev = r.cid; l.fuel += 12345n
   return r
 }

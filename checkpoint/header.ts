@@ -28,17 +28,19 @@ export const STATUSES: readonly Status[] = ['running', 'paused', 'exhausted', 'f
  *   `manifest` CID of the manifest bytes; `tick` ticks run so far; `epoch` authority epoch (§9);
  *   `prev` CID of the previous header's bytes, null at genesis; `state` 32-byte state root;
  *   `log` CID of the event-log segment since `prev`, null when none; `fuel` lifetime fuel (units);
- *   `budget` remaining budget (microcents); `host` ID of the node that wrote it; `time` Unix ms
- *   (informational); `status`; `target` next host (present exactly when status is handoff);
+ *   `budget` remaining budget (microcents); `price` the writing host's price in microcents per
+ *   million fuel, which charged the ticks since `prev` (replay needs it to recompute the budget);
+ *   `host` ID of the node that wrote it; `time` Unix ms from the host's input clock (simulated in
+ *   simulation mode; informational, not checked); `status`; `target` next host (present exactly when status is handoff);
  *   `reason` optional human reason (pause, exhaustion).
  */
 export interface CheckpointHeader {
   v: number; agent: string; code: string; manifest: string; tick: number
   epoch: number; prev: string | null; state: Uint8Array; log: string | null; fuel: bigint; budget: bigint
-  host: string; time: number; status: Status; target?: string; reason?: string
+  price: bigint; host: string; time: number; status: Status; target?: string; reason?: string
 }
 
-const FIELDS = ['v', 'agent', 'code', 'manifest', 'tick', 'epoch', 'prev', 'state', 'log', 'fuel', 'budget', 'host', 'time', 'status', 'target', 'reason'] as const
+const FIELDS = ['v', 'agent', 'code', 'manifest', 'tick', 'epoch', 'prev', 'state', 'log', 'fuel', 'budget', 'price', 'host', 'time', 'status', 'target', 'reason'] as const
 const MAX_TEXT = 1024
 const TWO64N = 1n << 64n
 
@@ -73,7 +75,7 @@ export function validateHeader (h: CheckpointHeader, what: string): CheckpointHe
   checkCid(m.prev, 'prev', what, true)
   bytesField(m, 'state', what, 32)
   checkCid(m.log, 'log', what, true)
-  for (const f of ['fuel', 'budget']) {
+  for (const f of ['fuel', 'budget', 'price']) {
     const v = m[f]
     if (typeof v !== 'bigint' || v < 0n || v >= TWO64N) throw new CheckpointError(`${what}: field "${f}" must be an unsigned 64-bit integer, got ${describe(v)}`)
   }
@@ -98,7 +100,7 @@ export function encodeHeader (h: CheckpointHeader): Uint8Array {
 }
 
 /**
- * Decodes and validates header bytes (canonical CBOR, see cbor.ts). `fuel` and `budget` come back
+ * Decodes and validates header bytes (canonical CBOR, see cbor.ts). `fuel`, `budget` and `price` come back
  * as BigInt, `tick`, `epoch` and `time` as numbers; `state` is a view into `bytes`.
  * @throws CheckpointError naming `what` and the field at fault; unknown version →
  *   `unsupported checkpoint format version N (this igord reads 1)`.
@@ -107,7 +109,7 @@ export function decodeHeader (bytes: Uint8Array, what: string): CheckpointHeader
   const raw = asMap(decode(bytes, `${what} header`), what, 'header')
   const h: Record<string, unknown> = { ...raw }
   if (typeof h.v === 'bigint') h.v = Number(h.v)
-  for (const f of ['fuel', 'budget']) if (typeof h[f] === 'number') h[f] = BigInt(h[f] as number)
+  for (const f of ['fuel', 'budget', 'price']) if (typeof h[f] === 'number') h[f] = BigInt(h[f] as number)
   for (const f of ['tick', 'epoch', 'time']) if (typeof h[f] === 'bigint') h[f] = numberField(h, f, what)
   return validateHeader(h as unknown as CheckpointHeader, what)
 }

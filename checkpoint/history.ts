@@ -65,6 +65,18 @@ function entriesIn (dir: string): string[] {
  * @returns the report (see {@link VerifyReport}); `formatReport` renders it.
  */
 export function verifyHistory (paths: string[]): VerifyReport {
+  return verifyInternal(paths).report
+}
+
+/** Where a set of paths keeps its history entries and blobs; problems reading the paths are faults. */
+export interface HistorySources { files: string[]; blobDirs: string[]; faults: Fault[] }
+
+/**
+ * Resolves the paths given to verify (data directories, `history/<name>` directories or entry
+ * files) into entry files and the blob directories that go with them (absolute, deduplicated).
+ * Never throws: an unreadable path, an empty data directory or one holding several agents is a fault.
+ */
+export function findHistory (paths: string[]): HistorySources {
   const faults: Fault[] = []
   const files: string[] = []
   const blobDirs: string[] = []
@@ -87,6 +99,43 @@ export function verifyHistory (paths: string[]): VerifyReport {
       }
     } catch (e) { faults.push({ tick: null, file: p, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? message(e, p)}` }) }
   }
+  return { files, blobDirs, faults }
+}
+
+/**
+ * One checkpoint of a verified chain: its header CID, an entry file holding it (a base entry when
+ * there is one) and that entry, and every copy found (the same checkpoint is archived again, as a
+ * base entry, in each directory it was resumed into).
+ */
+export interface ChainLink { cid: string; file: string; entry: HistoryEntry; copies: { file: string; entry: HistoryEntry }[] }
+
+/**
+ * A verified history as one linear chain. `links` run from the genesis (tick 0) to the newest
+ * checkpoint and are empty unless `report.valid`; `blobDirs` are the blob stores of the paths.
+ */
+export interface VerifiedChain { report: VerifyReport; links: ChainLink[]; blobDirs: string[] }
+
+/**
+ * Verifies like {@link verifyHistory} and, when the history is VALID (so it is one unforked chain
+ * from genesis), also returns its checkpoints in order — what replay walks.
+ * Never throws for bad data: an invalid history gives `links: []` and the report's faults.
+ */
+export function verifyChain (paths: string[]): VerifiedChain {
+  const { report, nodes, blobDirs } = verifyInternal(paths)
+  const links: ChainLink[] = []
+  if (report.valid) {
+    let n: Node | undefined = [...nodes.values()].find((x) => x.h.prev === null)
+    while (n !== undefined) {
+      const rep = n.reps.find((r) => r.e.base) ?? n.reps[0]
+      links.push({ cid: n.cid, file: rep.file, entry: rep.e, copies: n.reps.map((r) => ({ file: r.file, entry: r.e })) })
+      n = n.children[0]
+    }
+  }
+  return { report, links, blobDirs }
+}
+
+function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<string, Node>; blobDirs: string[] } {
+  const { files, blobDirs, faults } = findHistory(paths)
 
   // 1. decode, name check, signature
   const decoded: Decoded[] = []
@@ -135,7 +184,7 @@ export function verifyHistory (paths: string[]): VerifyReport {
   if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found' })
   faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
   forks.sort((a, b) => a.tick - b.tick)
-  return {
+  const report: VerifyReport = {
     valid: faults.length === 0 && forks.length === 0 && all.length > 0,
     did,
     checkpoints: all.length,
@@ -146,6 +195,7 @@ export function verifyHistory (paths: string[]): VerifyReport {
     faults,
     forks,
   }
+  return { report, nodes, blobDirs }
 }
 
 const scratch = Buffer.allocUnsafe(1 << 20)
@@ -214,6 +264,39 @@ for (let i = Atomics.add(flags, n, 1); i < n; i = Atomics.add(flags, n, 1)) {
 Atomics.store(flags, n + 1, 1); Atomics.notify(flags, n + 1)
 `
 
+/**
+ * A checkpoint's page table as rebuilt along a chain: index → SHA-256 digest of that page
+ * (= the digest inside its blob CID); `undefined` for a page that is all zero. Length ≤ pageCount.
+ */
+export type PageTable = (Uint8Array | undefined)[]
+
+/**
+ * Applies one history entry's page rows to its parent's table (docs/FORMAT.md "History"): a base
+ * entry starts from an empty table, a delta from `parent` (copied, or updated in place when
+ * `inPlace`), rows set or clear pages, and the table is cut to the entry's `pageCount`.
+ * `onPage(index, cid)` sees every page row that names a blob (e.g. to check the blob).
+ * @param digestOf maps a page CID to its 32-byte digest (default: decode it; a cache helps)
+ * @returns the table (null for a delta without a parent: its state cannot be rebuilt) and a fault
+ *   when a page the table still holds lies beyond `pageCount`
+ */
+export function nextPageTable (e: HistoryEntry, parent: PageTable | null, inPlace: boolean, digestOf: (cid: string) => Uint8Array = digestOfCid, onPage?: (index: number, cid: string) => void): { table: PageTable | null; fault: string | null } {
+  let t: PageTable | null
+  if (e.base) t = []
+  else if (parent === null) t = null
+  else t = inPlace ? parent : parent.slice()
+  for (const [i, c] of e.pages) {
+    if (c === null) { if (t !== null) t[i] = undefined; continue }
+    onPage?.(i, c)
+    if (t !== null) t[i] = digestOf(c)
+  }
+  let fault: string | null = null
+  if (t !== null && t.length > e.pageCount) {
+    for (let i = e.pageCount; i < t.length; i++) if (t[i] !== undefined) { fault = `page ${i} is outside memory of ${e.pageCount} pages`; break }
+    t.length = e.pageCount
+  }
+  return { table: t, fault }
+}
+
 /** Links, forks, DID, state roots and blobs of authentic entries. */
 function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDirs: string[]): { nodes: Map<string, Node>; forks: Fork[]; faults: Fault[]; did: string | null } {
   const faults: Fault[] = []
@@ -252,7 +335,11 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
     p.children.push(n)
     const ph = p.h
     const link: string[] = []
-    if (h.tick <= ph.tick) link.push(`tick ${h.tick} does not follow tick ${ph.tick}`)
+    // A handoff records a change of authority, not a tick: it may repeat its prev's tick, but then
+    // must carry exactly its state (docs/PROTOCOL.md). Every other link advances the tick.
+    const sameTickHandoff = h.status === 'handoff' && h.tick === ph.tick
+    if (h.tick <= ph.tick && !sameTickHandoff) link.push(`tick ${h.tick} does not follow tick ${ph.tick}`)
+    if (sameTickHandoff && (Buffer.compare(h.state, ph.state) !== 0 || h.fuel !== ph.fuel || h.budget !== ph.budget)) link.push(`handoff at tick ${h.tick} changes the state of the checkpoint it follows`)
     if (h.fuel < ph.fuel) link.push(`fuel decreased from ${ph.fuel} to ${h.fuel}`)
     if (h.budget > ph.budget) link.push(`budget increased from ${ph.budget} to ${h.budget}`)
     if (ph.status === 'handoff') {
@@ -305,7 +392,7 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
     if (d === undefined) { d = digestOfCid(cid); digestCache.set(cid, d) }
     return d
   }
-  type Table = (Uint8Array | undefined)[]
+  type Table = PageTable
   const stack: { n: Node; parent: Table | null; own: boolean }[] = roots.sort(byTick).reverse().map((n) => ({ n, parent: null, own: false }))
   const visited = new Set<Node>()
   while (stack.length > 0) {
@@ -321,21 +408,13 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
       for (const [label, c] of [['code', h.code], ['manifest', h.manifest], ['event log', h.log]] as const) {
         if (c !== null) { const r = checkBlob(c, label, false); if (r !== null) problems.push(r) }
       }
-      let t: Table | null
-      if (e.base) t = []
-      else if (parent === null) t = null // delta without a verified parent: its state cannot be rebuilt (fault reported)
-      else t = (own && table === null && n.reps.length === 1) ? parent : parent.slice()
-      for (const [i, c] of e.pages) {
-        if (c === null) { if (t !== null) t[i] = undefined; continue }
+      const next = nextPageTable(e, parent, own && table === null && n.reps.length === 1, digestOf, (i, c) => {
         const r = checkBlob(c, `page ${i}`, true)
         if (r !== null) problems.push(r)
-        if (t !== null) t[i] = digestOf(c)
-      }
+      })
+      if (next.fault !== null) problems.push(next.fault)
+      const t = next.table
       if (t !== null) {
-        if (t.length > e.pageCount) {
-          for (let i = e.pageCount; i < t.length; i++) if (t[i] !== undefined) { problems.push(`page ${i} is outside memory of ${e.pageCount} pages`); break }
-          t.length = e.pageCount
-        }
         try {
           const root = stateRootOfTable(e.pageCount, t, e.globals, h.fuel, h.budget)
           if (Buffer.compare(root, h.state) !== 0) problems.push('state root does not match the page table, globals, fuel and budget')

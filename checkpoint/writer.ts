@@ -39,11 +39,16 @@ export interface Snapshot {
   globals: GlobalValue[]
 }
 
-/** Arguments of {@link CheckpointWriter.write}: fuel in units, budget in microcents, ticks/epochs as numbers. */
+/**
+ * Arguments of {@link CheckpointWriter.write}: fuel in units, budget in microcents, `price` in
+ * microcents per million fuel (the price that charged the ticks since `prev`), ticks/epochs as
+ * numbers, `time` Unix ms for the header (default `Date.now()`; the runtime passes its input
+ * clock so that simulation runs write reproducible bytes).
+ */
 export interface WriteArgs {
   identity: Identity; wasm: Uint8Array; manifest: Uint8Array; snapshot: Snapshot
-  tick: number; epoch: number; prev: string | null; fuel: bigint; budget: bigint; host: string
-  status: Status; target?: string; reason?: string; log: Uint8Array | null
+  tick: number; epoch: number; prev: string | null; fuel: bigint; budget: bigint; price: bigint; host: string
+  time?: number; status: Status; target?: string; reason?: string; log: Uint8Array | null
 }
 
 /** What one {@link CheckpointWriter.write} did: counts and wall time (ms) of the archive and live parts. */
@@ -186,7 +191,7 @@ export class CheckpointWriter {
 
   /**
    * Writes one checkpoint: blobs, history entry, live file (in that order, each atomic).
-   * `time` is now (Unix ms); `log` (an event-log segment) is stored as a blob and referenced by CID.
+   * `time` is `a.time` or now (Unix ms); `log` (an event-log segment) is stored as a blob and referenced by CID.
    * @returns the header, its signed bytes and its CID (the next checkpoint's `prev`).
    * @throws CheckpointError for an inconsistent snapshot or header field; StorageError on I/O
    *   failure (the previous live checkpoint is then still intact).
@@ -253,7 +258,7 @@ export class CheckpointWriter {
     // 2. header, signature, history entry
     const header: CheckpointHeader = {
       v: FORMAT_VERSION, agent: a.identity.did, code, manifest, tick: a.tick, epoch: a.epoch, prev: a.prev,
-      state, log: logCid, fuel: a.fuel, budget: a.budget, host: a.host, time: Date.now(), status: a.status,
+      state, log: logCid, fuel: a.fuel, budget: a.budget, price: a.price, host: a.host, time: a.time ?? Date.now(), status: a.status,
       ...(a.target === undefined ? {} : { target: a.target }), ...(a.reason === undefined ? {} : { reason: a.reason }),
     }
     const headerBytes = encodeHeader(header)

@@ -13,10 +13,12 @@ import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { DEFAULT_MAX_MEMORY_BYTES } from '../hostcalls/manifest.ts'
 import type { TickResult } from '../runtime/agent.ts'
 import { instrument } from '../runtime/instrument.ts'
+import { formatReplay, replayHistory } from '../runtime/replay.ts'
 import { runLoop } from '../runtime/runner.ts'
 import type { Session } from '../runtime/session.ts'
 import { defaultResumeDir, resumeAgent, startAgent } from '../runtime/session.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, UsageError } from './units.ts'
+import { addNodeCommands, runOnNode } from './node.ts'
 
 const EXIT_HELP = `
 Exit codes:
@@ -26,7 +28,7 @@ Exit codes:
   3  bad checkpoint file: corrupt, truncated, unknown version, bad signature, finished agent
   4  bad wasm module: invalid, rejected feature, import not granted by the manifest, birth failed
   5  bad manifest: malformed, unknown capability, bad limit
-  6  verify: the history is INVALID (faults or forks)
+  6  verify: the history is INVALID (faults or forks), or --replay diverged
   7  the agent stopped without finishing: paused after repeated failures, or budget exhausted
   8  a file or directory could not be read or written
   9  a peer could not be reached or refused`
@@ -112,14 +114,20 @@ loopOptions(program.command('run')
   .option('--manifest <file>', 'capability manifest (default: <wasm without .wasm>.manifest.json)')
   .option('--budget <units>', 'budget in units (1 unit = 1,000,000 microcents)', '1')
   .option('--dir <dir>', 'data directory for checkpoints, history and blobs', 'checkpoints')
-  .option('--name <name>', 'agent name (default: the wasm file name without .wasm)'))
+  .option('--name <name>', 'agent name (default: the wasm file name without .wasm)')
+  .option('--node <dir>', 'start the agent on the igord node running on this data directory (see igord node)')
+  .option('--json', 'with --node: print the new agent as JSON'))
   .addHelpText('after', EXIT_HELP)
-  .action(async (wasmPath: string, o: LoopFlags & { manifest?: string; budget: string; dir: string; name?: string; price: string; simSeed?: string }) => {
+  .action(async (wasmPath: string, o: LoopFlags & { manifest?: string; budget: string; dir: string; name?: string; price: string; simSeed?: string; node?: string; json?: boolean }) => {
     const manifestPath = o.manifest ?? wasmPath.replace(/\.wasm$/, '') + '.manifest.json'
     const name = o.name ?? basename(wasmPath).replace(/\.wasm$/, '')
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name: '${name}' may contain only letters, digits, '.', '_' and '-'`)
     const loop = loopSettings(o)
     const budget = parseBudget(o.budget, '--budget')
+    if (o.node !== undefined) {
+      await runOnNode(o.node, { wasm: resolve(wasmPath), manifest: resolve(manifestPath), name, budget, intervalMs: loop.intervalMs, json: o.json === true })
+      return
+    }
     const session = startAgent(
       { dir: o.dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
       { name, wasm: readInput(wasmPath, 'the wasm module'), wasmFile: wasmPath, manifest: readInput(manifestPath, 'the manifest'), manifestFile: manifestPath, budget },
@@ -148,8 +156,17 @@ program.command('verify')
   .description('verify whole histories: signatures, hash links, one DID, monotonic tick/fuel/budget, epochs, state roots, forks')
   .argument('<path...>', 'data directories, history/<agent> directories or entry files (merged)')
   .option('--json', 'print the report as JSON')
+  .option('--replay', 're-execute the whole archived life from its event logs (no real clock, random source or network) and check every tick and checkpoint')
+  .option('--from <tick>', 'with --replay: start from the newest checkpoint at or before this tick')
   .addHelpText('after', EXIT_HELP)
-  .action((paths: string[], o: { json?: boolean }) => {
+  .action((paths: string[], o: { json?: boolean; replay?: boolean; from?: string }) => {
+    if (o.from !== undefined && !o.replay) throw new UsageError('--from needs --replay')
+    if (o.replay) {
+      const r = replayHistory(paths, o.from === undefined ? {} : { from: parseCount(o.from, '--from') })
+      process.stdout.write(o.json ? JSON.stringify(r, jsonReplacer, 2) + '\n' : formatReplay(r, formatReport) + '\n')
+      process.exitCode = r.valid ? EXIT.OK : EXIT.INVALID
+      return
+    }
     const report = verifyHistory(paths)
     process.stdout.write(o.json ? JSON.stringify(report, jsonReplacer, 2) + '\n' : formatReport(report) + '\n')
     process.exitCode = report.valid ? EXIT.OK : EXIT.INVALID
@@ -182,6 +199,8 @@ program.command('instrument')
     }
     note(`${input} (${out.cid}) → ${o.output}: ${out.binary.length} bytes, ${out.globals.length} globals exported`)
   })
+
+addNodeCommands(program, EXIT_HELP)
 
 function jsonReplacer (_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString()

@@ -12,6 +12,7 @@ import { ModuleError } from '../checkpoint/errors.ts'
 import type { EventLog } from './eventlog.ts'
 import { capabilityFor, grantedImports } from './manifest.ts'
 import type { Manifest } from './manifest.ts'
+import { WASI_SIGNATURES } from './wasi.ts'
 
 /** What the host functions need from the runtime for one agent. */
 export interface HostContext {
@@ -31,6 +32,12 @@ export interface HostContext {
   log: EventLog
   /** Writes one line of the agent's log output (already decoded from UTF-8). */
   emit (line: string): void
+  /**
+   * Records the agent's request to move (capability `migrate`): to the peer at multiaddr `target`,
+   * or to the cheapest known peer granting its capabilities when `target` is null. The node acts
+   * after the tick; a later request in the same tick replaces an earlier one.
+   */
+  requestMigration (target: string | null): void
 }
 
 /** `rand_bytes`: success. */
@@ -45,6 +52,10 @@ export const MAX_RAND_BYTES = 64 * 1024 * 1024
 export const MAX_LOG_BYTES = 1024 * 1024
 /** Length of an `agent_sign` signature, bytes (Ed25519, RFC 8032). */
 export const SIGNATURE_BYTES = 64
+/** `migrate_request`: the target is not a multiaddr (must start with `/`, printable ASCII). */
+export const E_BAD_TARGET = -3
+/** Longest `migrate_request` target, bytes. */
+export const MAX_TARGET_BYTES = 1024
 
 /**
  * A host function refused to go on (memory access out of bounds, `env.abort`): the tick traps
@@ -80,6 +91,11 @@ function inBounds (mem: WebAssembly.Memory, ptr: number, len: number): boolean {
  *   −(needed length) if `cap` is too small, −4 out of bounds; recorded as `agent_did` (text).
  *   `agent_sign(msg_ptr, msg_len, sig_ptr) -> i32` — writes the 64-byte Ed25519 signature of the
  *   message, 0 ok, −4 out of bounds; recorded as `agent_sign` (the signature bytes).
+ * - migrate: `migrate_request(ptr, len) -> i32` — asks the node to move the agent after this tick
+ *   to the multiaddr in [ptr, ptr+len) (UTF-8), or with len 0 to the cheapest known peer that
+ *   grants its capabilities; 0 accepted, −2 longer than 1024 bytes, −3 not a multiaddr, −4 out of
+ *   bounds; recorded as `migrate_request` (text, empty for "cheapest"). A tick that traps drops
+ *   its request with the rest of its effects.
  *
  * `env` always holds `abort(msg, file, line, col)` (throws {@link HostTrap}
  * `abort: <msg> at <file>:<line>:<col>`, decoding AssemblyScript strings), and with `rand` also
@@ -148,6 +164,17 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         new Uint8Array(ctx.memory().buffer, sigPtr, SIGNATURE_BYTES).set(sig)
         return 0
       },
+      migrate_request: (ptr: number, len: number): number => {
+        ptr >>>= 0; len >>>= 0
+        if (len > MAX_TARGET_BYTES) return E_TOO_LONG
+        const mem = ctx.memory()
+        if (!inBounds(mem, ptr, len)) return E_BOUNDS
+        const target = utf8Lossy.decode(new Uint8Array(mem.buffer, ptr, len))
+        if (len > 0 && !/^\/[\x21-\x7e]+$/.test(target)) return E_BAD_TARGET
+        ctx.log.record('migrate_request', target)
+        ctx.requestMigration(len === 0 ? null : target)
+        return 0
+      },
     },
     env: {
       abort: (msg: number, file: number, line: number, col: number): never => {
@@ -197,7 +224,8 @@ function asString (mem: WebAssembly.Memory, ptr: number): string | null {
  * always, `env.seed` with `rand`); imported memories, tables and globals are never granted (an
  * agent owns its memory; nothing outside it could be checkpointed).
  * When the module's bytes are given, granted imports must also have the signature in
- * {@link IMPORT_SIGNATURES} (otherwise a mismatch only shows as a confusing trap at the first call).
+ * {@link IMPORT_SIGNATURES} or, for `wasi_snapshot_preview1.*` (capability `wasi`), `WASI_SIGNATURES`
+ * (otherwise a mismatch only shows as a confusing trap at the first call).
  * @param file the module's name for the error message
  * @param wasm the module's bytes (optional; enables the signature check)
  * @throws ModuleError, one line listing every offending import as `module.name` with the
@@ -216,7 +244,7 @@ export function checkImports (module: WebAssembly.Module, manifest: Manifest, fi
       continue
     }
     if (granted.has(id)) {
-      const want = IMPORT_SIGNATURES[id]
+      const want = IMPORT_SIGNATURES[id] ?? WASI_SIGNATURES[id]
       const have = types?.get(id)
       if (want !== undefined && have !== undefined && have !== want) problems.push(`${id} has type ${have}, expected ${want}`)
       continue
@@ -237,6 +265,7 @@ export const IMPORT_SIGNATURES: Readonly<Record<string, string>> = {
   'igor.wallet_balance': '() -> i64',
   'igor.agent_did': '(i32, i32) -> i32',
   'igor.agent_sign': '(i32, i32, i32) -> i32',
+  'igor.migrate_request': '(i32, i32) -> i32',
   'env.abort': '(i32, i32, i32, i32) -> ()',
   'env.seed': '() -> f64',
 }

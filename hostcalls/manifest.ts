@@ -7,11 +7,14 @@
  * nothing else (the import check is in `igor.ts`).
  */
 import { ManifestError } from '../checkpoint/errors.ts'
+import { WASI_FUNCTIONS } from './wasi.ts'
 
 /**
  * The known capabilities and the imports each one grants, as capability → import module → function
  * names. `env.abort` is not listed: every agent gets it (AssemblyScript imports it).
- * Later capabilities (`wasi` → `wasi_snapshot_preview1.*`, `migrate`) extend this table.
+ * `wasi` grants every `wasi_snapshot_preview1` function (igord's own subset, `wasi.ts`).
+ * `migrate` grants `migrate_request`, by which an agent asks its node to move it (agent-initiated
+ * migration). Later capabilities extend this table the same way.
  */
 export const CAPABILITIES: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
   clock: { igor: ['clock_now'] },
@@ -19,6 +22,8 @@ export const CAPABILITIES: Readonly<Record<string, Readonly<Record<string, reado
   log: { igor: ['log_emit'] },
   wallet: { igor: ['wallet_balance'] },
   identity: { igor: ['agent_did', 'agent_sign'] },
+  wasi: { wasi_snapshot_preview1: WASI_FUNCTIONS },
+  migrate: { igor: ['migrate_request'] },
 }
 
 /** Imports every agent gets, whatever its manifest says, as `module.name`. */

@@ -17,6 +17,7 @@ import { EventLog } from '../hostcalls/eventlog.ts'
 import { checkImports, igorImports } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
+import { WasiExit, wasiHost } from '../hostcalls/wasi.ts'
 import type { InputSource } from './inputs.ts'
 import { FUEL_GLOBAL, fuelUsed, instrument } from './instrument.ts'
 import type { InstrumentedGlobal } from './instrument.ts'
@@ -39,6 +40,11 @@ export interface TickResult {
   cost: bigint
   /** Pages of memory that changed (0 after a rollback). */
   changedPages: number
+  /**
+   * Set when the agent called WASI `proc_exit(code)` (unsigned): the tick's state is committed,
+   * `result` is 2 (finished) and the runner retires the agent with reason `proc_exit(<code>)`.
+   */
+  exitCode?: number
 }
 
 /** Everything needed to create an agent, new or restored. */
@@ -58,6 +64,16 @@ export interface AgentSpec {
   emit (line: string): void
   /** Where wasm file names in errors come from. */
   file?: string
+  /**
+   * Answers `agent_sign` instead of signing with `identity.seed` (Ed25519, 64-byte result). Replay
+   * has no secret key: it serves the recorded signature and checks it against the DID (runtime/replay.ts).
+   */
+  signer? (msg: Uint8Array): Uint8Array
+  /**
+   * The event log to record into (default: a new one). Replay passes its own, so that its input
+   * source knows which recorded event the hostcall being answered is about to record.
+   */
+  log?: EventLog
 }
 
 /** Saved state to restore into (from a live checkpoint). */
@@ -109,24 +125,34 @@ export class Agent {
   readonly globalsInfo: InstrumentedGlobal[]
   /** CID of the original wasm. */
   readonly codeCid: string
-  readonly log = new EventLog()
+  /** Per-tick records of every value entering the agent ({@link AgentSpec.log} or a new one). */
+  readonly log: EventLog
   /** Ticks run in the agent's life (attempts, including failed ones). */
   tick = 0
   /** Lifetime fuel. */
   fuel = 0n
   /** Remaining budget, microcents. */
   budget: bigint
+  /**
+   * The agent's request, made during the last tick through `migrate_request`, to move to the peer
+   * at `target` (a multiaddr) or, when `target` is null, to the cheapest peer that grants its
+   * capabilities. Null when it made none; dropped when the tick failed.
+   */
+  migrationRequest: { target: string | null } | null = null
   /** Consecutive failed ticks. */
   failures = 0
   private instance!: WebAssembly.Instance
   private memory!: WebAssembly.Memory
   private fuelGlobal!: WebAssembly.Global
   private globals: WebAssembly.Global[] = []
+  /** Emits partial WASI output lines of the current instance (a no-op without `wasi`). */
+  private flushOutput: () => void = () => {}
   private readonly image = new PageImage()
   private committedGlobals: Uint8Array[] = []
 
   private constructor (spec: AgentSpec) {
     this.spec = spec
+    this.log = spec.log ?? new EventLog()
     this.budget = spec.budget
     const file = spec.file ?? 'agent.wasm'
     const inst = instrument(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file })
@@ -145,37 +171,48 @@ export class Agent {
     return {
       memory: () => this.memory,
       did: this.spec.identity.did,
-      sign: (msg) => sign(this.spec.identity, msg),
+      sign: (msg) => this.spec.signer !== undefined ? this.spec.signer(msg) : sign(this.spec.identity, msg),
       budget: () => this.budget,
       now: () => this.spec.inputs.now(),
       randomFill: (buf) => this.spec.inputs.randomFill(buf),
       log: this.log,
       emit: (line) => this.spec.emit(line),
+      requestMigration: (target) => { this.migrationRequest = { target } },
     }
   }
 
   private instantiate (): void {
-    this.instance = new WebAssembly.Instance(this.module, igorImports(this.spec.manifest, this.hostContext()))
+    const ctx = this.hostContext()
+    const wasi = wasiHost(this.spec.manifest, ctx) // {} unless the manifest grants `wasi`
+    this.flushOutput = wasi.flush
+    this.instance = new WebAssembly.Instance(this.module, { ...igorImports(this.spec.manifest, ctx), ...wasi.imports })
     const ex = this.instance.exports
     this.memory = ex.memory as WebAssembly.Memory
     this.fuelGlobal = ex[FUEL_GLOBAL] as WebAssembly.Global
     this.globals = this.globalsInfo.map((g) => ex[g.exportName] as WebAssembly.Global)
   }
 
-  /** Calls an export under the per-tick fuel limit; returns its result or the trap, and fuel burned. */
-  private metered (name: string): { result: unknown; trap: string | null; fuel: bigint } {
+  /**
+   * Calls an export under the per-tick fuel limit; returns its result or the trap, the WASI
+   * `proc_exit` code if it exited (then `trap` is null), and fuel burned. Flushes partial WASI
+   * output lines afterwards, so output never crosses a tick.
+   */
+  private metered (name: string): { result: unknown; trap: string | null; exit: number | null; fuel: bigint } {
     const limit = this.spec.manifest.maxFuelPerTick
     this.fuelGlobal.value = limit
     let result: unknown = null
     let trap: string | null = null
+    let exit: number | null = null
     try {
       result = (this.instance.exports[name] as () => unknown)()
     } catch (e) {
-      trap = trapMessage(e)
+      if (e instanceof WasiExit) exit = e.code
+      else trap = trapMessage(e)
     }
+    this.flushOutput()
     const remaining = this.fuelGlobal.value as bigint
     if (trap !== null && remaining < 0n) trap = `out of fuel (limit ${limit} per tick)`
-    return { result, trap, fuel: fuelUsed(limit, remaining) }
+    return { result, trap, exit, fuel: fuelUsed(limit, remaining) }
   }
 
   private charge (fuel: bigint): bigint {
@@ -220,11 +257,17 @@ export class Agent {
   /**
    * Creates a new agent: instantiates, runs `_initialize` and `agent_init` (each metered; their
    * fuel is charged to the life's first checkpoint) and commits the result as tick 0.
-   * @throws ModuleError when the module is rejected or birth traps
+   * @throws ModuleError when the module is rejected or birth traps (in the start function run at
+   *   instantiation, `_initialize` or `agent_init`)
    */
   static birth (spec: AgentSpec): Agent {
     const a = new Agent(spec)
-    a.instantiate()
+    try {
+      a.instantiate() // runs the module's start function, if any
+    } catch (e) {
+      if (e instanceof ModuleError) throw e
+      throw new ModuleError(`${spec.file ?? 'agent.wasm'}: birth failed: start function: ${trapMessage(e)}`)
+    }
     spec.inputs.beginTick(0)
     a.log.beginTick(0)
     const exports = a.instance.exports
@@ -235,6 +278,7 @@ export class Agent {
       const r = a.metered(name)
       fuel += r.fuel
       if (r.trap !== null) { trap = `${name}: ${r.trap}`; break }
+      if (r.exit !== null) { trap = `${name}: proc_exit(${r.exit}) during birth`; break }
     }
     a.log.endTick({ fuel, result: null, trap })
     if (trap !== null) throw new ModuleError(`${spec.file ?? 'agent.wasm'}: birth failed: ${trap}`)
@@ -273,29 +317,35 @@ export class Agent {
 
   /**
    * Runs one tick. Returns `null` without running when the budget is zero (the caller pauses the
-   * agent as `exhausted`).
+   * agent as `exhausted`). A WASI `proc_exit` ends the tick like a return of 2 (state committed)
+   * and sets `exitCode`.
    */
   runTick (): TickResult | null {
     if (this.budget <= 0n) return null
     const tick = this.tick + 1
     this.spec.inputs.beginTick(tick)
     this.log.beginTick(tick)
+    this.migrationRequest = null
     const r = this.metered('agent_tick')
     let { trap } = r
     let result: number | null = null
-    if (trap === null) {
+    if (trap === null && r.exit !== null) result = TICK.FINISHED // WASI proc_exit: the agent is done
+    else if (trap === null) {
       const v = r.result
       if (v === TICK.IDLE || v === TICK.MORE || v === TICK.FINISHED) result = v
       else trap = `agent_tick returned ${String(v)} (expected 0, 1 or 2)`
     }
     let changedPages = 0
     if (trap === null) changedPages = this.commit()
-    else this.rollback()
+    else {
+      this.rollback()
+      this.migrationRequest = null
+    }
     this.tick = tick
     const cost = this.charge(r.fuel)
     this.failures = trap === null ? 0 : this.failures + 1
     this.log.endTick({ fuel: r.fuel, result, trap })
-    return { tick, result, trap, fuel: r.fuel, cost, changedPages }
+    return { tick, result, trap, fuel: r.fuel, cost, changedPages, ...(r.exit === null ? {} : { exitCode: r.exit }) }
   }
 
   /** The state as of the last committed tick, for the checkpoint writer; clears the dirty set. */

@@ -43,6 +43,12 @@ export interface LoopOptions {
   onTick? (r: TickResult): void
   /** Called after every checkpoint written. */
   onCheckpoint? (header: CheckpointHeader, cid: string): void
+  /**
+   * When true (a node that can migrate agents), a tick in which the agent called
+   * `migrate_request` ends the loop, after that tick's checkpoint, with {@link LoopEnd.migrate}.
+   * Otherwise such requests are only recorded in the event log and the agent keeps running here.
+   */
+  acceptMigration?: boolean
 }
 
 /** How a loop ended. */
@@ -51,11 +57,24 @@ export interface LoopEnd {
   reason?: string
   /** Ticks run in this session. */
   ticks: number
+  /** Set when the loop ended because the agent asked to move (see {@link LoopOptions.acceptMigration}). */
+  migrate?: { target: string | null }
+}
+
+/**
+ * The header's `time` (Unix ms), read from the agent's input clock rather than `Date.now()`: real
+ * time in live runs, simulated time under `--sim-seed`, so a simulated life writes the same bytes in
+ * every run and after every resume. Falls back to `Date.now()` if the source's clock is out of range.
+ */
+function headerTime (agent: Agent): number {
+  const ms = agent.spec.inputs.now() / 1_000_000n
+  return ms >= 0n && ms <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(ms) : Date.now()
 }
 
 /**
  * Writes a checkpoint of the agent's committed state with `status` (`running` becomes `exhausted`
- * when the budget is zero), linked to `lineage.prev`, and advances the lineage. The event log recorded since the previous checkpoint becomes its segment.
+ * when the budget is zero), linked to `lineage.prev`, and advances the lineage. The event log recorded since the previous checkpoint becomes its segment;
+ * the header carries the agent's price (`agent.spec.price`) and the input clock's time.
  * @throws StorageError when the files cannot be written (the previous checkpoint stays intact)
  */
 export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string } = {}): { header: CheckpointHeader; cid: string } {
@@ -74,7 +93,9 @@ export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status,
     prev: lineage.prev,
     fuel: agent.fuel,
     budget: agent.budget,
+    price: agent.spec.price,
     host: lineage.host,
+    time: headerTime(agent),
     status,
     ...extra,
     log: agent.log.takeSegment(),
@@ -92,6 +113,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   let ticks = 0
   let status: Status = 'running'
   let reason: string | undefined
+  let migrate: LoopEnd['migrate']
   const save = (s: Status, why?: string) => {
     const { header, cid } = writeCheckpoint(agent, lineage, s, why === undefined ? {} : { reason: why })
     lastWrite = performance.now()
@@ -109,8 +131,13 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
       reason = `${agent.failures} consecutive failed ticks, last at tick ${r.tick}: ${r.trap}`
       break
     }
-    if (r.result === TICK.FINISHED) { status = 'finished'; break }
+    if (r.result === TICK.FINISHED) {
+      status = 'finished'
+      if (r.exitCode !== undefined) reason = `proc_exit(${r.exitCode})` // WASI exit
+      break
+    }
     if (agent.budget === 0n) { status = 'exhausted'; reason = 'budget exhausted'; break }
+    if (agent.migrationRequest !== null && opts.acceptMigration === true) { migrate = agent.migrationRequest; break }
     const more = r.result === TICK.MORE
     if (!more || performance.now() - lastWrite >= every) save('running')
     if (opts.signal?.aborted) break
@@ -122,5 +149,5 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   // A final checkpoint for ticks not yet saved, or to record why the agent stopped. Nothing is
   // written when no tick ran since the last checkpoint (ticks must strictly increase).
   if (agent.tick !== lineage.lastTick) save(status, reason)
-  return { status, ...(reason === undefined ? {} : { reason }), ticks }
+  return { status, ...(reason === undefined ? {} : { reason }), ticks, ...(migrate === undefined ? {} : { migrate }) }
 }

@@ -349,4 +349,12 @@ test('a trap during birth is a ModuleError "birth failed"', () => {
   assert.throws(() => Agent.birth(spec(w)), (e: unknown) => e instanceof ModuleError && /birth failed/.test(e.message) && /agent_init/.test(e.message))
 })
 
+test('a trap in the wasm start function (run at instantiation) is a ModuleError "birth failed"', () => {
+  const w = watBytes(`(module (memory (export "memory") 1)
+    (func $start (i32.store (i32.const 0) (i32.div_u (i32.const 1) (i32.load (i32.const 0)))))
+    (start $start)
+    (func (export "agent_tick") (result i32) (i32.const 0)))`)
+  assert.throws(() => Agent.birth(spec(w)), (e: unknown) => e instanceof ModuleError && /birth failed/.test(e.message) && /start function/.test(e.message) && /divi/.test(e.message))
+})
+
 test.run()

@@ -59,6 +59,7 @@ function birth (name: string, over: Partial<HostContext> = {}): Running {
     randomFill: (b) => { for (let i = 0; i < b.length; i++) b[i] = (counter++ * 37) & 255 },
     log,
     emit: (l) => { lines.push(l) },
+    requestMigration: () => {},
     ...over,
   }
   const instance = new WebAssembly.Instance(module, igorImports(manifest, ctx))
@@ -179,7 +180,7 @@ test('bomb under its 4 MiB cap: memory.grow returns -1 at the cap, then allocati
   let memory: WebAssembly.Memory | undefined
   const ctx: HostContext = {
     memory: () => memory!, did: DID, sign: () => new Uint8Array(64), budget: () => 0n, now: () => 0n,
-    randomFill: () => {}, log, emit: (l) => { lines.push(l) },
+    randomFill: () => {}, log, emit: (l) => { lines.push(l) }, requestMigration: () => {},
   }
   const inst = new WebAssembly.Instance(module, igorImports(manifest, ctx))
   memory = inst.exports.memory as WebAssembly.Memory

@@ -9,7 +9,7 @@ import { generateIdentity, sign } from '../checkpoint/identity.ts'
 const id = generateIdentity()
 const C1 = cidOf(Buffer.from('wasm')); const C2 = cidOf(Buffer.from('manifest'))
 function sample (): CheckpointHeader {
-  return { v: 1, agent: id.did, code: C1, manifest: C2, tick: 7, epoch: 0, prev: cidOf(Buffer.from('p')), state: new Uint8Array(32).fill(3), log: null, fuel: 2n ** 40n, budget: 5n, host: '12D3KooWhost', time: 1_700_000_000_123, status: 'running' }
+  return { v: 1, agent: id.did, code: C1, manifest: C2, tick: 7, epoch: 0, prev: cidOf(Buffer.from('p')), state: new Uint8Array(32).fill(3), log: null, fuel: 2n ** 40n, budget: 5n, price: 1000n, host: '12D3KooWhost', time: 1_700_000_000_123, status: 'running' }
 }
 function throwsCk (fn: () => unknown, re: RegExp): void {
   try { fn() } catch (e) { assert.instance(e, CheckpointError); assert.match((e as Error).message, re); return }
@@ -21,7 +21,7 @@ test('encode/decode round trip keeps every field and its type', () => {
   const b = encodeHeader(h)
   const back = decodeHeader(b, 'a.ckpt')
   assert.equal({ ...back, state: [...back.state] }, { ...h, state: [...h.state] })
-  assert.is(typeof back.fuel, 'bigint'); assert.is(typeof back.budget, 'bigint'); assert.is(typeof back.time, 'number')
+  assert.is(typeof back.fuel, 'bigint'); assert.is(typeof back.budget, 'bigint'); assert.is(back.price, 1000n); assert.is(typeof back.time, 'number')
   const ho = { ...sample(), status: 'handoff' as const, target: '12D3KooWnext', reason: 'migrate' }
   assert.is(decodeHeader(encodeHeader(ho), 'x').target, '12D3KooWnext')
   // canonical: same bytes whatever the field order
@@ -42,6 +42,8 @@ test('decodeHeader names the field at fault', () => {
     [{ log: new Uint8Array(3) }, /field "log" must be null or a CIDv1/],
     [{ fuel: -5 }, /field "fuel" must be an unsigned 64-bit integer/],
     [{ budget: 'lots' }, /field "budget" must be an unsigned 64-bit integer/],
+    [{ price: undefined }, /field "price" must be an unsigned 64-bit integer, got nothing \(missing\)/],
+    [{ price: -1 }, /field "price" must be an unsigned 64-bit integer/],
     [{ host: '' }, /field "host" must be 1\.\.256 characters/],
     [{ time: 'now' }, /field "time" must be an unsigned integer/],
     [{ status: 'sleeping' }, /field "status" must be one of running, paused, exhausted, finished, handoff/],

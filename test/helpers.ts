@@ -49,9 +49,9 @@ export interface Live {
   done (timeoutMs?: number): Promise<Run>
 }
 
-/** Starts igord in the background. */
-export function igordSpawn (args: string[]): Live {
-  const child = spawn(process.execPath, [IGORD, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+/** Starts igord in the background (`env` adds to the environment). */
+export function igordSpawn (args: string[], env?: Record<string, string>): Live {
+  const child = spawn(process.execPath, [IGORD, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
   let out = ''
   let err = ''
   child.stdout.on('data', (d) => { out += d })

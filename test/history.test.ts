@@ -33,7 +33,7 @@ class Fake {
     return s
   }
   write (w: CheckpointWriter, status: Status = 'running', target?: string) {
-    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: this.epoch, prev: this.prev, fuel: this.fuel, budget: this.budget, host: this.host, status, ...(target ? { target } : {}), log: Buffer.from(`log of tick ${this.tick}`) })
+    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: this.epoch, prev: this.prev, fuel: this.fuel, budget: this.budget, price: 1000n, host: this.host, status, ...(target ? { target } : {}), log: Buffer.from(`log of tick ${this.tick}`) })
     this.prev = r.cid; this.tick++; this.fuel += 1000n; this.budget -= 3n
     return r
   }

@@ -4,7 +4,7 @@ import binaryen from 'binaryen'
 import { generateKeyPairSync, sign as edSign, verify as edVerify } from 'node:crypto'
 import { EXIT, ModuleError } from '../checkpoint/errors.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
-import { checkImports, E_BOUNDS, E_TOO_LONG, functionImportTypes, HostTrap, igorImports, IMPORT_SIGNATURES } from '../hostcalls/igor.ts'
+import { checkImports, E_BAD_TARGET, E_BOUNDS, E_TOO_LONG, functionImportTypes, HostTrap, igorImports, IMPORT_SIGNATURES } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
@@ -56,6 +56,7 @@ interface Harness {
   mem: () => Uint8Array
   log: EventLog
   lines: string[]
+  migrations: (string | null)[]
   ctx: HostContext
 }
 
@@ -63,6 +64,7 @@ function instantiate (caps: string[], module = ALL, over: Partial<HostContext> =
   const log = new EventLog()
   log.beginTick(1)
   const lines: string[] = []
+  const migrations: (string | null)[] = []
   const { privateKey } = generateKeyPairSync('ed25519')
   let memory: WebAssembly.Memory | undefined
   const ctx: HostContext = {
@@ -74,11 +76,12 @@ function instantiate (caps: string[], module = ALL, over: Partial<HostContext> =
     randomFill: (b) => { for (let i = 0; i < b.length; i++) b[i] = (i * 7 + 3) & 255 },
     log,
     emit: (l) => { lines.push(l) },
+    requestMigration: (t) => { migrations.push(t) },
     ...over,
   }
   const inst = new WebAssembly.Instance(module, igorImports(manifest(caps), ctx))
   memory = inst.exports.memory as WebAssembly.Memory
-  return { ex: inst.exports as any, mem: () => new Uint8Array(memory!.buffer), log, lines, ctx }
+  return { ex: inst.exports as any, mem: () => new Uint8Array(memory!.buffer), log, lines, migrations, ctx }
 }
 
 const ALL_CAPS = ['clock', 'rand', 'log', 'wallet', 'identity']
@@ -239,7 +242,7 @@ test('checkImports: unknown functions and non-function imports are refused by na
   assert.throws(() => checkImports(m, manifest(ALL_CAPS), 'bad.wasm'), (e: unknown) => {
     const msg = (e as Error).message
     return e instanceof ModuleError &&
-      msg.includes('wasi_snapshot_preview1.fd_write: no capability grants it') &&
+      msg.includes('wasi_snapshot_preview1.fd_write needs capability "wasi"') &&
       msg.includes('igor.http_request: no capability grants it') &&
       msg.includes('env.memory is an imported memory') &&
       msg.includes('env.g is an imported global') &&
@@ -272,6 +275,24 @@ test('functionImportTypes reads every function import signature; null for non-wa
   assert.is(functionImportTypes(new Uint8Array([1, 2, 3])), null)
   assert.is(functionImportTypes(Uint8Array.of(0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 2, 50)), null) // section runs past the end
   assert.equal(functionImportTypes(Uint8Array.of(0, 0x61, 0x73, 0x6d, 1, 0, 0, 0))!.size, 0)
+})
+
+test('migrate_request: records the target or "cheapest", refuses non-multiaddrs, long and out-of-bounds input', () => {
+  const mod = wat(`(module
+    (import "igor" "migrate_request" (func $m (param i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 16) "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWabc")
+    (data (i32.const 100) "not a multiaddr")
+    (func (export "req") (param i32 i32) (result i32) (call $m (local.get 0) (local.get 1))))`)
+  assert.throws(() => instantiate(['log'], mod), 'not granted without the migrate capability')
+  const h = instantiate(['migrate'], mod)
+  assert.is(h.ex.req(16, 39), 0)
+  assert.is(h.ex.req(0, 0), 0)
+  assert.is(h.ex.req(100, 15), E_BAD_TARGET)
+  assert.is(h.ex.req(0, 2000), E_TOO_LONG)
+  assert.is(h.ex.req(65530, 100), E_BOUNDS)
+  assert.equal(h.migrations, ['/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWabc', null])
+  assert.equal(h.log.currentEvents.map((e) => e[1]), ['/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWabc', ''])
 })
 
 test.run()

@@ -216,4 +216,33 @@ test('aborting during the idle wait ends the loop without another tick or checkp
   assert.is(history().length, 2)
 })
 
+test('a migration request ends the loop after its checkpoint when the node accepts migrations, else it is ignored', async () => {
+  // Asks to move (to the cheapest peer) on its 3rd tick.
+  const wasm = watBytes(`(module
+    (import "igor" "migrate_request" (func $m (param i32 i32) (result i32)))
+    (memory (export "memory") 1 2)
+    (func (export "agent_tick") (result i32)
+      (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+      (if (i32.eq (i32.load (i32.const 0)) (i32.const 3)) (then (drop (call $m (i32.const 0) (i32.const 0)))))
+      (i32.const 0)))`)
+  const run = async (acceptMigration: boolean) => {
+    fs.rmSync(dir, { recursive: true, force: true })
+    const manifestBytes = new TextEncoder().encode(JSON.stringify({ capabilities: ['migrate'] }))
+    const manifest = parseManifest(manifestBytes, 'test.manifest.json')
+    const identity = generateIdentity()
+    const agent = Agent.birth({ wasm, manifest, identity, budget: 1_000_000_000n, price: 1000n, inputs: simulatedInputs('runner'), emit: () => {}, file: 'm.wasm' })
+    const lineage: Lineage = { writer: new CheckpointWriter(dir, 'a'), identity, wasm, manifest: manifestBytes, host: peerIdFromPublicKey(identity.publicKey), epoch: 0, prev: null, lastTick: -1 }
+    writeCheckpoint(agent, lineage, 'running')
+    return { end: await runLoop(agent, lineage, { intervalMs: 0, maxTicks: 6, acceptMigration }), agent }
+  }
+  const accepted = await run(true)
+  assert.equal(accepted.end.migrate, { target: null })
+  assert.is(accepted.end.status, 'running')
+  assert.is(accepted.end.ticks, 3)
+  assert.is(live().tick, 3, 'the requesting tick is checkpointed before the node moves the agent')
+  const ignored = await run(false)
+  assert.is(ignored.end.migrate, undefined)
+  assert.is(ignored.end.ticks, 6)
+})
+
 test.run()

@@ -33,7 +33,7 @@ class Fake {
     return s
   }
   write (w: CheckpointWriter, log: Uint8Array | null = null) {
-    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: this.budget, host: 'hostA', status: 'running', log })
+    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: this.budget, price: 1000n, host: 'hostA', status: 'running', log })
     this.prev = r.cid; this.tick++; this.fuel += 100n; this.budget -= 1n
     return r
   }
@@ -92,7 +92,7 @@ test('changed === null writes every changed page and the delta vs the previous e
   const w = new CheckpointWriter(dir, 'a'); f.write(w)
   f.poke(1, 5, 5)
   const s = f.snapshot(); s.changed = null
-  w.write({ identity: f.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: s, tick: 1, epoch: 0, prev: f.prev, fuel: 1n, budget: 1n, host: 'h', status: 'running', log: null })
+  w.write({ identity: f.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: s, tick: 1, epoch: 0, prev: f.prev, fuel: 1n, budget: 1n, price: 1000n, host: 'h', status: 'running', log: null })
   assert.is(w.lastStats!.base, false)
   assert.is(w.lastStats!.entryPages, 1)
   assert.is(w.lastStats!.pageBlobsWritten, 1)

@@ -45,6 +45,9 @@ declare function agent_did(ptr: usize, cap: i32): i32;
 // @ts-ignore: decorator
 @external("igor", "agent_sign")
 declare function agent_sign(msg_ptr: usize, msg_len: i32, sig_ptr: usize): i32;
+// @ts-ignore: decorator
+@external("igor", "migrate_request")
+declare function migrate_request(ptr: usize, len: i32): i32;
 
 // ---- clock ----
 
@@ -132,4 +135,25 @@ export function toHex(bytes: Uint8Array): string {
     out += digits.charAt(b >> 4) + digits.charAt(b & 15);
   }
   return out;
+}
+
+// ---- migrate ----
+
+/** `migrateTo`: the target is not a multiaddr. */
+export const E_BAD_TARGET: i32 = -3;
+
+/**
+ * Asks the node to move this agent, after the current tick, to the peer at `multiaddr`
+ * (e.g. "/ip4/10.0.0.2/tcp/4001/p2p/12D3KooW…"). Capability: migrate.
+ * Returns 0 when the request is recorded, E_BAD_TARGET, E_TOO_LONG or E_BOUNDS otherwise.
+ * The agent keeps its DID, tick count and heap; it learns where it runs from its next ticks.
+ */
+export function migrateTo(multiaddr: string): i32 {
+  const bytes = String.UTF8.encode(multiaddr);
+  return migrate_request(changetype<usize>(bytes), bytes.byteLength);
+}
+
+/** Asks the node to move this agent, after this tick, to the cheapest known peer that grants its capabilities. */
+export function migrateToCheapest(): i32 {
+  return migrate_request(0, 0);
 }

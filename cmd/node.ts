@@ -1,0 +1,124 @@
+/**
+ * The node commands of the `igord` CLI: `node`, `ps`, `stop`, `migrate`, and `run --node`.
+ * Parsing and printing only: the node is p2p/node.ts, the control socket p2p/control.ts.
+ */
+import type { Command } from 'commander'
+import { EXIT } from '../checkpoint/errors.ts'
+import { controlRequest } from '../p2p/control.ts'
+import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
+import type { AgentInfo } from '../p2p/node.ts'
+import { formatBudget, parseCount, parseDuration, UsageError } from './units.ts'
+
+function note (line: string): void { process.stderr.write(`igord: ${line}\n`) }
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
+
+/** `igord run <wasm> --node <dir>`: asks the node to birth the agent; prints its name and DID. */
+export async function runOnNode (dir: string, r: { wasm: string; manifest: string; name: string; budget: bigint; intervalMs: number; json: boolean }): Promise<void> {
+  const a = await controlRequest(dir, { op: 'run', wasm: r.wasm, manifest: r.manifest, name: r.name, budget: String(r.budget), intervalMs: r.intervalMs })
+  const agent = a.agent as AgentInfo
+  if (r.json) process.stdout.write(JSON.stringify(agent, null, 2) + '\n')
+  else process.stdout.write(`${agent.name} ${agent.did} running on the node in ${dir}\n`)
+}
+
+function mib (n: number): string { return (n / 1048576).toFixed(1) }
+
+/** Registers `node`, `ps`, `stop` and `migrate` on `program`. */
+export function addNodeCommands (program: Command, exitHelp: string): void {
+  program.command('node')
+    .description('run a long-lived peer that hosts agents and moves them to and from other nodes over libp2p')
+    .option('--listen <multiaddr>', `address to listen on (repeatable; default ${DEFAULT_LISTEN})`, collect)
+    .option('--data <dir>', 'data directory: host.key, agents (<name>.ckpt, history/, blobs/), control.sock', 'node-data')
+    .option('--bootstrap <multiaddr>', 'peer to connect to at start (repeatable)', collect)
+    .option('--capabilities <list>', `capabilities granted to hosted agents (default: ${KNOWN_CAPABILITIES.join(',')})`)
+    .option('--price <microcents>', 'price in microcents per million fuel', '1000')
+    .option('--interval <duration>', 'tick interval of restored and arriving agents', '1s')
+    .option('--checkpoint-every <duration>', 'while an agent asks for more work, checkpoint at most this often', '1s')
+    .option('-q, --quiet', 'do not print the agents\' log lines')
+    .addHelpText('after', exitHelp)
+    .action(async (o: { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; quiet?: boolean }) => {
+      const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
+      for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
+      // loaded here so that the other commands do not pay for importing libp2p
+      const { IgordNode } = await import('../p2p/node.ts')
+      const { serveControl } = await import('../p2p/control.ts')
+      const node = await IgordNode.start({
+        dir: o.data,
+        listen: o.listen ?? [DEFAULT_LISTEN],
+        bootstrap: o.bootstrap ?? [],
+        capabilities,
+        price: BigInt(parseCount(o.price, '--price')),
+        intervalMs: parseDuration(o.interval, '--interval'),
+        checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every'),
+        note,
+        emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
+        ...(process.env.IGORD_FAULT ? { fault: process.env.IGORD_FAULT } : {}),
+      })
+      let closeControl: () => Promise<void>
+      try { closeControl = await serveControl(node) } catch (e) { await node.shutdown(); throw e }
+      for (const a of node.addrs) process.stdout.write(`listening ${a}\n`)
+      note(`node ${node.peerId} up with ${node.agents.size} agent(s); control socket ${o.data}/control.sock`)
+      await new Promise<void>((resolve) => {
+        let signals = 0
+        const stop = (sig: string) => {
+          if (++signals > 1) process.exit(130)
+          note(`${sig}: checkpointing every agent and stopping`)
+          resolve()
+        }
+        process.once('SIGINT', () => stop('SIGINT'))
+        process.once('SIGTERM', () => stop('SIGTERM'))
+      })
+      await closeControl()
+      await node.shutdown()
+      note('stopped')
+      process.exitCode = EXIT.OK
+    })
+
+  program.command('ps')
+    .description('list the agents of a running node')
+    .requiredOption('--node <dir>', 'the node\'s data directory')
+    .option('--json', 'print as JSON')
+    .addHelpText('after', exitHelp)
+    .action(async (o: { node: string; json?: boolean }) => {
+      const r = await controlRequest(o.node, { op: 'ps' })
+      const agents = r.agents as AgentInfo[]
+      if (o.json) { process.stdout.write(JSON.stringify(r, null, 2) + '\n'); return }
+      process.stdout.write(`node ${String(r.peer)}\n`)
+      const rows = [['NAME', 'STATUS', 'TICK', 'EPOCH', 'FUEL', 'BUDGET', 'DID'],
+        ...agents.map((a) => [a.name, a.status, String(a.tick), String(a.epoch), a.fuel, formatBudget(BigInt(a.budget)), a.did])]
+      const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
+      for (const row of rows) process.stdout.write(row.map((c, i) => i === row.length - 1 ? c : c.padEnd(w[i])).join('  ') + '\n')
+    })
+
+  program.command('stop')
+    .description('stop an agent on a running node (final checkpoint; it is not restarted)')
+    .argument('<agent>', 'agent name')
+    .requiredOption('--node <dir>', 'the node\'s data directory')
+    .option('--json', 'print as JSON')
+    .addHelpText('after', exitHelp)
+    .action(async (name: string, o: { node: string; json?: boolean }) => {
+      const r = await controlRequest(o.node, { op: 'stop', name })
+      const a = r.agent as AgentInfo
+      process.stdout.write(o.json ? JSON.stringify(a, null, 2) + '\n' : `${a.name} stopped at tick ${a.tick}\n`)
+    })
+
+  program.command('migrate')
+    .description('move a running agent from a node to another node (the first --to that accepts it)')
+    .argument('<agent>', 'agent name')
+    .requiredOption('--to <multiaddr>', 'target node address ending in /p2p/<peer id> (repeatable: candidates in order)', collect)
+    .requiredOption('--node <dir>', 'the source node\'s data directory')
+    .option('--json', 'print the result as JSON (including the bytes transferred)')
+    .addHelpText('after', exitHelp)
+    .action(async (name: string, o: { to: string[]; node: string; json?: boolean }) => {
+      let shown = false
+      const r = await controlRequest(o.node, { op: 'migrate', name, to: o.to }, (p) => {
+        const total = Number(p.total)
+        if (o.json || total < 4 * 1048576) return
+        shown = true
+        process.stderr.write(`\rigord: sent ${mib(Number(p.sent))} of ${mib(total)} MiB`)
+      })
+      if (shown) process.stderr.write('\n')
+      const m = r.result as Record<string, unknown>
+      if (o.json) process.stdout.write(JSON.stringify(m, null, 2) + '\n')
+      else process.stdout.write(`${name} moved to ${String(m.to)} at tick ${String(m.tick)} (epoch ${String(m.epoch)}): ${String(m.pagesSent)} of ${String(m.pagesOffered)} pages sent, ${String(m.bytesSent)} bytes, ${Number(m.ms).toFixed(0)} ms\n`)
+    })
+}

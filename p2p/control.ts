@@ -1,0 +1,143 @@
+/**
+ * Local control of a running node (docs/PROTOCOL.md "Control socket"): a Unix socket
+ * `<data>/control.sock`, mode 0600 so only the owner of the data directory can use it. One request
+ * per connection: the client writes one JSON object on one line; the node answers with zero or more
+ * `{"progress": {...}}` lines and then one final line `{"ok": true, ...}` or
+ * `{"ok": false, "error": "<one line>", "exit": <exit code>}`, and closes the connection.
+ *
+ * Requests: `{"op":"ps"}`, `{"op":"run","wasm":<abs path>,"manifest"?:<abs path>,"name"?,"budget":"<microcents>","intervalMs"?}`,
+ * `{"op":"stop","name"}`, `{"op":"migrate","name","to":[<multiaddr>…]}`.
+ */
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import * as path from 'node:path'
+import { EXIT, IgordError } from '../checkpoint/errors.ts'
+import { NetworkError, RequestError } from './errors.ts'
+import type { IgordNode } from './node.ts'
+
+/** File name of the control socket inside the data directory. */
+export const CONTROL_SOCKET = 'control.sock'
+
+/** Longest request line accepted, bytes. */
+const MAX_REQUEST = 64 * 1024
+
+/** Path of a data directory's control socket. */
+export function controlPath (dir: string): string { return path.resolve(dir, CONTROL_SOCKET) }
+
+function jsonSafe (_k: string, v: unknown): unknown { return typeof v === 'bigint' ? v.toString() : v }
+
+/**
+ * Serves the control socket of `node` at `<node.dir>/control.sock` (replacing a stale socket file).
+ * @returns a function that closes the server and removes the socket
+ * @throws NetworkError when another node already serves this directory
+ */
+export async function serveControl (node: IgordNode): Promise<() => Promise<void>> {
+  const file = controlPath(node.dir)
+  if (fs.existsSync(file)) {
+    const alive = await new Promise<boolean>((resolve) => {
+      const s = net.connect(file, () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (alive) throw new NetworkError(`${file}: another node is already running on this data directory`)
+    fs.unlinkSync(file)
+  }
+  const server = net.createServer((sock) => {
+    let buf = ''
+    sock.setEncoding('utf8')
+    sock.on('error', () => {})
+    sock.on('data', (d: string) => {
+      buf += d
+      if (buf.length > MAX_REQUEST) { sock.end(JSON.stringify({ ok: false, error: 'request too long', exit: EXIT.USAGE }) + '\n'); return }
+      const nl = buf.indexOf('\n')
+      if (nl < 0) return
+      const line = buf.slice(0, nl)
+      buf = ''
+      sock.pause()
+      const send = (o: unknown) => { if (!sock.destroyed) sock.write(JSON.stringify(o, jsonSafe) + '\n') }
+      handle(node, line, send).then((r) => { send({ ok: true, ...r }); sock.end() }, (e: Error) => {
+        const exit = e instanceof IgordError ? e.exitCode : EXIT.INTERNAL
+        send({ ok: false, error: e.message.split('\n')[0], exit }); sock.end()
+      })
+    })
+  })
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(file, () => resolve()) })
+  fs.chmodSync(file, 0o600)
+  return async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    try { fs.unlinkSync(file) } catch { /* gone */ }
+  }
+}
+
+async function handle (node: IgordNode, line: string, send: (o: unknown) => void): Promise<Record<string, unknown>> {
+  let req: Record<string, unknown>
+  try { req = JSON.parse(line) as Record<string, unknown> } catch { throw new RequestError('control: the request is not JSON') }
+  if (req === null || typeof req !== 'object') throw new RequestError('control: the request must be a JSON object')
+  const str = (k: string): string => {
+    if (typeof req[k] !== 'string' || (req[k] as string).length === 0) throw new RequestError(`control: field "${k}" must be a non-empty string`)
+    return req[k] as string
+  }
+  switch (req.op) {
+    case 'ps':
+      return { peer: node.peerId, addrs: node.addrs, agents: node.list() }
+    case 'run': {
+      let budget: bigint
+      try { budget = BigInt(str('budget')) } catch { throw new RequestError('control: field "budget" must be an integer string (microcents)') }
+      const agent = node.run({
+        wasm: str('wasm'), budget,
+        ...(req.manifest === undefined ? {} : { manifest: str('manifest') }),
+        ...(req.name === undefined ? {} : { name: str('name') }),
+        ...(typeof req.intervalMs === 'number' ? { intervalMs: req.intervalMs } : {}),
+      })
+      return { agent }
+    }
+    case 'stop':
+      return { agent: await node.stopAgent(str('name')) }
+    case 'migrate': {
+      if (!Array.isArray(req.to) || req.to.some((x) => typeof x !== 'string')) throw new RequestError('control: field "to" must be an array of multiaddrs')
+      let last = 0
+      const result = await node.migrate(str('name'), req.to as string[], (sent, total) => {
+        const now = performance.now()
+        if (now - last >= 200 || sent === total) { last = now; send({ progress: { sent, total } }) }
+      })
+      return { result }
+    }
+    default:
+      throw new RequestError(`control: unknown op ${JSON.stringify(req.op)} (ps, run, stop, migrate)`)
+  }
+}
+
+/**
+ * Sends one request to the node serving `dir` and returns its final answer (without `ok`);
+ * `onProgress` receives each progress object.
+ * @throws NetworkError (exit 9) when no node serves `dir`; the node's error, with its exit code,
+ *   when the request failed
+ */
+export function controlRequest (dir: string, req: Record<string, unknown>, onProgress?: (p: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
+  const file = controlPath(dir)
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(file)
+    let buf = ''
+    let done = false
+    sock.setEncoding('utf8')
+    sock.on('connect', () => sock.write(JSON.stringify(req, jsonSafe) + '\n'))
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (done) return
+      done = true
+      reject(new NetworkError(e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+        ? `no node is running on ${dir} (cannot connect to ${file}); start one with 'igord node --data ${dir}'`
+        : `${file}: ${e.message}`))
+    })
+    sock.on('data', (d: string) => {
+      buf += d
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl); buf = buf.slice(nl + 1)
+        const m = JSON.parse(line) as Record<string, unknown>
+        if (m.progress !== undefined) { onProgress?.(m.progress as Record<string, unknown>); continue }
+        done = true
+        sock.end()
+        if (m.ok === true) { const { ok: _ok, ...rest } = m; resolve(rest) } else reject(new IgordError(String(m.error), Number(m.exit ?? EXIT.INTERNAL)))
+      }
+    })
+    sock.on('close', () => { if (!done) { done = true; reject(new NetworkError(`${file}: the node closed the connection without an answer`)) } })
+  })
+}

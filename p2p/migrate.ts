@@ -1,0 +1,368 @@
+/**
+ * The migration protocol `/igor/migrate/1.0.0` (DESIGN §9, docs/PROTOCOL.md), both sides, and the
+ * status query `/igor/migrate/status/1.0.0` that resolves an interrupted migration.
+ *
+ * Source → target, one stream, CBOR frames (p2p/wire.ts):
+ *   offer → (accept {want} | refuse {reason]) → blobs* → end {key, log} → (pending | refuse) →
+ *   handoff {header, sig} → started
+ * The source commits by writing the signed handoff checkpoint once it has read `pending`; the
+ * target starts the agent only with that signed handoff in hand (from the `handoff` frame, or later
+ * from a status query answered by the source). Hosting decisions (policy, storage, starting the
+ * agent) are the node's: this module calls them through {@link SourceHooks} / {@link TargetHooks}.
+ */
+import type { Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { CheckpointError } from '../checkpoint/errors.ts'
+import { cidOf, cidOfDigest, digestOfCid, sha256 } from '../checkpoint/hash.ts'
+import { decodeHeader, headerCid, verifyHeader } from '../checkpoint/header.ts'
+import type { CheckpointHeader } from '../checkpoint/header.ts'
+import { identityFromSeed } from '../checkpoint/identity.ts'
+import type { LiveCheckpoint } from '../checkpoint/live.ts'
+import { decodeGlobals } from '../checkpoint/live.ts'
+import { MAX_PAGES, PAGE_SIZE, stateRoot } from '../checkpoint/state.ts'
+import { parseManifest } from '../hostcalls/manifest.ts'
+import type { Manifest } from '../hostcalls/manifest.ts'
+import { NetworkError, RefusedError } from './errors.ts'
+import type { Peer } from './peer.ts'
+import { bytesOf, Channel, textOf } from './wire.ts'
+import type { Frame } from './wire.ts'
+
+/** Protocol ID of the migration stream. */
+export const MIGRATE_PROTOCOL = '/igor/migrate/1.0.0'
+/** Protocol ID of the status query. */
+export const STATUS_PROTOCOL = '/igor/migrate/status/1.0.0'
+/** Blob frames are filled to at least this many bytes (except the last): 1 MiB (DESIGN §3 asks ≥ 256 KiB). */
+export const CHUNK_BYTES = 1024 * 1024
+/** Largest wasm module accepted in an offer, bytes. */
+export const MAX_WASM_BYTES = 64 * 1024 * 1024
+
+/** Timeouts of each protocol step, ms. */
+export interface Timeouts {
+  /** dialing and opening a stream */
+  dialMs: number
+  /** each small request/answer step (offer, accept, pending, started, status) */
+  stepMs: number
+  /** each blob frame (1 MiB) */
+  frameMs: number
+  /** from `pending` until the `handoff` frame arrives (the target then asks the source) */
+  handoffMs: number
+}
+
+/** Default {@link Timeouts}: 5 s dial, 10 s per step, 10 s per frame, 15 s for the handoff. */
+export const DEFAULT_TIMEOUTS: Timeouts = { dialMs: 5000, stepMs: 10_000, frameMs: 10_000, handoffMs: 15_000 }
+
+/** What one successful migration did (the `igord migrate --json` result). */
+export interface MigrateResult {
+  /** agent name and DID */
+  name: string; agent: string
+  /** source and target peer IDs */
+  from: string; to: string
+  /** the target address used */
+  addr: string
+  /** tick of the handoff checkpoint; the target runs tick + 1 next */
+  tick: number
+  /** the agent's epoch on the target (the handoff's epoch + 1) */
+  epoch: number
+  /** CID of the signed handoff checkpoint header */
+  handoff: string
+  /** non-zero pages offered, and how many the target asked for */
+  pagesOffered: number; pagesSent: number
+  /** blobs sent (pages + wasm) and their bytes */
+  blobsSent: number; blobBytes: number
+  /** every frame byte sent and received on the stream */
+  bytesSent: number; bytesReceived: number
+  /** whether the target confirmed that the agent started (false: it will resolve by asking) */
+  confirmed: boolean
+  /** wall time: the whole attempt, and offer → pending, ms */
+  ms: number; transferMs: number
+}
+
+/** Progress of a transfer: blob bytes sent so far and in total. */
+export type Progress = (sentBytes: number, totalBytes: number) => void
+
+/** What the source node provides to {@link sendAgent}. */
+export interface SourceHooks {
+  /**
+   * Writes the signed handoff checkpoint naming `target` durably (the source's commit point) and
+   * returns its bytes; throws when it cannot (the migration then aborts).
+   */
+  commit (target: string): { header: Uint8Array; sig: Uint8Array; cid: string }
+  progress?: Progress
+  /** test hook: may kill the process at a step */
+  fault? (step: string): void
+}
+
+/**
+ * Opens a migration (or status) stream to `addr` (a multiaddr ending in `/p2p/<id>`) within the dial timeout.
+ * @throws NetworkError `dial <addr>: …`
+ */
+export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string, t: Timeouts): Promise<Channel> {
+  const id = addr.getComponents().find((c) => c.name === 'p2p')?.value
+  if (id === undefined) throw new NetworkError(`dial ${addr.toString()}: the address must end in /p2p/<peer id>`)
+  if (id === peer.peerId.toString()) throw new NetworkError(`dial ${addr.toString()}: that is this node itself`)
+  let stream: Stream
+  try {
+    stream = await peer.dialProtocol(addr, protocol, { signal: AbortSignal.timeout(t.dialMs) })
+  } catch (e) {
+    const err = e as Error
+    const why = err.name === 'TimeoutError' || err.name === 'AbortError' ? `timed out after ${t.dialMs} ms` : err.message.split('\n')[0]
+    throw new NetworkError(`dial ${addr.toString()}: ${why}`)
+  }
+  return new Channel(stream, id)
+}
+
+/**
+ * Source side of one migration attempt over an open channel: offers `live` (the agent's last
+ * checkpoint, status running), sends the blobs the target asks for, commits through
+ * `hooks.commit` once the target holds the agent durably as pending, and sends the handoff.
+ * @param id migration id (32 hex chars)
+ * @param addrs this node's dialable addresses (the target asks them if the stream breaks)
+ * @throws RefusedError when the target refuses (nothing changed); NetworkError for any failure
+ *   before the commit (nothing changed: the caller resumes the agent or tries another peer)
+ */
+export async function sendAgent (ch: Channel, a: { id: string; name: string; live: LiveCheckpoint; addrs: string[]; addr: string; me: string }, hooks: SourceHooks, t: Timeouts): Promise<MigrateResult> {
+  const t0 = performance.now()
+  const { live } = a
+  const digests = live.digests ?? live.pages.map(([i, p]) => [i, sha256(p)] as [number, Uint8Array])
+  const rows: [number, string][] = digests.map(([i, d]) => [i, cidOfDigest(d)])
+  await ch.send({
+    t: 'offer', v: 1, id: a.id, name: a.name, header: live.header, sig: live.sig, manifest: live.manifest,
+    pageCount: live.pageCount, pages: rows, globals: live.globals.map((g) => [g.index, g.type, g.bytes]), from: a.addrs,
+  }, 'offer', t.stepMs)
+  hooks.fault?.('source-after-offer')
+  const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'])
+  if (answer.t === 'refuse') throw new RefusedError(ch.peer, textOf(answer, 'reason', 'offer'))
+  if (!Array.isArray(answer.want)) throw new NetworkError(`offer: malformed accept from ${ch.peer}: "want" must be an array`)
+  // Blobs the target lacks: the wasm and pages, by CID.
+  const byCid = new Map<string, Uint8Array>()
+  byCid.set(live.parsed.code, live.wasm)
+  for (let k = 0; k < rows.length; k++) byCid.set(rows[k][1], live.pages[k][1])
+  const want: Uint8Array[] = []
+  let total = 0
+  let pagesSent = 0
+  for (const c of answer.want as unknown[]) {
+    const b = typeof c === 'string' ? byCid.get(c) : undefined
+    if (b === undefined) throw new NetworkError(`offer: ${ch.peer} asked for a blob that was not offered`)
+    want.push(b); total += b.length
+    if (c !== live.parsed.code) pagesSent++
+  }
+  let sent = 0
+  let batch: Uint8Array[] = []
+  let batchBytes = 0
+  let frames = 0
+  const flush = async () => {
+    await ch.send({ t: 'blobs', b: batch }, 'transfer', t.frameMs)
+    sent += batchBytes; batch = []; batchBytes = 0
+    if (++frames === 1) hooks.fault?.('source-during-transfer')
+    hooks.progress?.(sent, total)
+  }
+  for (const b of want) {
+    batch.push(b); batchBytes += b.length
+    if (batchBytes >= CHUNK_BYTES) await flush()
+  }
+  if (batch.length > 0) await flush()
+  await ch.send({ t: 'end', key: live.seed, log: live.log }, 'transfer', t.stepMs)
+  const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'])
+  if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
+  const transferMs = performance.now() - t0
+  hooks.fault?.('source-after-pending')
+  const h = hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
+  hooks.fault?.('source-after-handoff')
+  let confirmed = false
+  try {
+    await ch.send({ t: 'handoff', header: h.header, sig: h.sig }, 'handoff', t.stepMs)
+    await ch.recv('started', t.stepMs, ['started'])
+    confirmed = true
+  } catch { /* the target holds the agent as pending and will ask us for the handoff */ }
+  await ch.close()
+  return {
+    name: a.name, agent: live.parsed.agent, from: a.me, to: ch.peer, addr: a.addr, tick: live.parsed.tick, epoch: live.parsed.epoch + 1,
+    handoff: h.cid, pagesOffered: rows.length, pagesSent, blobsSent: want.length, blobBytes: total,
+    bytesSent: ch.sent, bytesReceived: ch.received, confirmed, ms: performance.now() - t0, transferMs,
+  }
+}
+
+/** A decoded, signature-checked offer. */
+export interface Offer {
+  id: string; name: string; header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; cid: string
+  manifestBytes: Uint8Array; manifest: Manifest; pageCount: number; pages: [number, string][]
+  globals: LiveCheckpoint['globals']; from: string[]
+}
+
+/** Everything the target needs from its node. */
+export interface TargetHooks {
+  /** this node's peer ID */
+  me: string
+  /** null to accept, or the one-line reason to refuse (capabilities, policy, a clash) */
+  policy (offer: Offer, fromPeer: string): string | null
+  /** the local blob store */
+  hasBlob (cid: string): boolean
+  getBlob (cid: string): Uint8Array
+  /**
+   * Checks the assembled agent can run here and stores it durably as pending (before the target
+   * answers `pending`); throws to refuse (the message is sent as the reason).
+   */
+  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void
+  /** Installs and starts the agent with the verified signed handoff; returns the tick it starts after. */
+  install (offer: Offer, handoff: { header: Uint8Array; sig: Uint8Array }): void
+  /** The handoff did not arrive (or was invalid): resolve the pending agent by asking the source. */
+  unresolved (offer: Offer, fromPeer: string): void
+  /** A refused or failed offer (for the log). */
+  failed? (offer: Offer | null, fromPeer: string, reason: string): void
+  fault? (step: string): void
+}
+
+/**
+ * Decodes and checks an offer frame: header fields and signature, the manifest's CID, page rows.
+ * @throws NetworkError naming the field at fault
+ */
+export function decodeOffer (f: Frame): Offer {
+  const step = 'offer'
+  if (f.v !== 1) throw new NetworkError(`offer: unsupported protocol version ${String(f.v)} (this igord speaks 1)`)
+  const id = textOf(f, 'id', step, 64)
+  const name = textOf(f, 'name', step, 128)
+  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(name)) throw new NetworkError(`offer: agent name ${JSON.stringify(name)} is not a plain file name`)
+  const header = bytesOf(f, 'header', step)
+  const sig = bytesOf(f, 'sig', step, 64)
+  let parsed: CheckpointHeader
+  try { parsed = decodeHeader(header, 'offered checkpoint') } catch (e) { throw new NetworkError(`offer: ${(e as CheckpointError).message}`) }
+  if (!verifyHeader(header, sig, parsed.agent)) throw new NetworkError(`offer: the checkpoint's signature does not verify for ${parsed.agent}`)
+  if (parsed.status !== 'running') throw new NetworkError(`offer: only a running agent can move (the offered checkpoint is ${parsed.status})`)
+  const manifestBytes = bytesOf(f, 'manifest', step)
+  if (cidOf(manifestBytes) !== parsed.manifest) throw new NetworkError('offer: the manifest does not match the checkpoint\'s manifest CID')
+  let manifest: Manifest
+  try { manifest = parseManifest(manifestBytes, 'offered manifest') } catch (e) { throw new NetworkError(`offer: ${(e as Error).message}`) }
+  const pageCount = f.pageCount
+  if (typeof pageCount !== 'number' || !Number.isInteger(pageCount) || pageCount < 0 || pageCount > MAX_PAGES) throw new NetworkError('offer: field "pageCount" out of range')
+  if (!Array.isArray(f.pages)) throw new NetworkError('offer: field "pages" must be an array')
+  const pages: [number, string][] = []
+  let last = -1
+  for (const r of f.pages as unknown[]) {
+    if (!Array.isArray(r) || r.length !== 2 || typeof r[0] !== 'number' || typeof r[1] !== 'string') throw new NetworkError('offer: field "pages" rows must be [index, cid]')
+    if (r[0] <= last || r[0] >= pageCount) throw new NetworkError(`offer: page ${r[0]} out of order or outside memory`)
+    try { digestOfCid(r[1]) } catch { throw new NetworkError(`offer: page ${r[0]} has no valid CID`) }
+    last = r[0]
+    pages.push([r[0], r[1]])
+  }
+  let globals: LiveCheckpoint['globals']
+  try { globals = decodeGlobals(f.globals, 'offer') } catch (e) { throw new NetworkError((e as Error).message) }
+  const from = Array.isArray(f.from) ? (f.from as unknown[]).filter((x): x is string => typeof x === 'string').slice(0, 16) : []
+  return { id, name, header, sig, parsed, cid: headerCid(header), manifestBytes, manifest, pageCount, pages, globals, from }
+}
+
+/**
+ * Target side of `/igor/migrate/1.0.0` on one inbound stream from `fromPeer`. Never throws: every
+ * failure is answered with a `refuse` frame when possible and reported through `hooks.failed`.
+ */
+export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts): Promise<void> {
+  let offer: Offer | null = null
+  let pendingWritten = false
+  try {
+    const f = await ch.recv('offer', t.stepMs, ['offer'])
+    try { offer = decodeOffer(f) } catch (e) {
+      await refuse(ch, (e as Error).message.replace(/^offer: /, ''), t)
+      throw e
+    }
+    const reason = hooks.policy(offer, ch.peer)
+    if (reason !== null) { await refuse(ch, reason, t); hooks.failed?.(offer, ch.peer, `refused: ${reason}`); return }
+    const want: string[] = []
+    const wanted = new Set<string>()
+    if (!hooks.hasBlob(offer.parsed.code)) { want.push(offer.parsed.code); wanted.add(offer.parsed.code) }
+    for (const [, c] of offer.pages) if (!wanted.has(c) && !hooks.hasBlob(c)) { want.push(c); wanted.add(c) }
+    await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
+    // transfer
+    const got = new Map<string, Uint8Array>()
+    let frames = 0
+    let end: Frame
+    for (;;) {
+      const fr = await ch.recv('transfer', t.frameMs, ['blobs', 'end'])
+      if (fr.t === 'end') { end = fr; break }
+      if (++frames === 1) hooks.fault?.('target-during-transfer')
+      if (!Array.isArray(fr.b)) throw new NetworkError('transfer: field "b" must be an array of byte strings')
+      for (const b of fr.b as unknown[]) {
+        if (!(b instanceof Uint8Array) || b.length > MAX_WASM_BYTES) throw new NetworkError('transfer: a blob is not a byte string or is too large')
+        const c = cidOf(b)
+        if (!wanted.has(c)) throw new NetworkError('transfer: received a blob that was not asked for')
+        got.set(c, b)
+      }
+    }
+    for (const c of wanted) if (!got.has(c)) throw new NetworkError(`transfer: blob ${c} was asked for but not sent`)
+    const live = assemble(offer, end, got, hooks)
+    try { hooks.prepare(offer, ch.peer, live) } catch (e) {
+      await refuse(ch, (e as Error).message.split('\n')[0], t)
+      throw e
+    }
+    pendingWritten = true
+    hooks.fault?.('target-after-pending')
+    await ch.send({ t: 'pending' }, 'pending', t.stepMs)
+    const h = await ch.recv('handoff', t.handoffMs, ['handoff'])
+    hooks.fault?.('target-after-handoff')
+    hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
+    pendingWritten = false
+    try { await ch.send({ t: 'started' }, 'started', t.stepMs) } catch { /* the source committed anyway */ }
+    await ch.close()
+  } catch (e) {
+    ch.abort()
+    hooks.failed?.(offer, ch.peer, (e as Error).message)
+    if (pendingWritten && offer !== null) hooks.unresolved(offer, ch.peer)
+  }
+}
+
+async function refuse (ch: Channel, reason: string, t: Timeouts): Promise<void> {
+  try { await ch.send({ t: 'refuse', reason: reason.slice(0, 1000) }, 'refuse', t.stepMs); await ch.close() } catch { ch.abort() }
+}
+
+/**
+ * Builds the live checkpoint from the offer, the `end` frame (secret key, event log), the received
+ * blobs and the local store, and verifies it: the key belongs to the DID, the wasm and log match
+ * their CIDs, every page hashes to its CID and is 64 KiB, and the state root matches the header.
+ * @throws NetworkError naming what does not match
+ */
+function assemble (offer: Offer, end: Frame, got: Map<string, Uint8Array>, hooks: TargetHooks): LiveCheckpoint {
+  const seed = bytesOf(end, 'key', 'end', 32)
+  if (identityFromSeed(seed).did !== offer.parsed.agent) throw new NetworkError('verify: the secret key does not belong to the offered agent')
+  const log = end.log === null ? null : bytesOf(end, 'log', 'end')
+  if ((log === null) !== (offer.parsed.log === null) || (log !== null && cidOf(log) !== offer.parsed.log)) throw new NetworkError('verify: the event log does not match the checkpoint\'s log CID')
+  const blob = (c: string): Uint8Array => {
+    const b = got.get(c)
+    if (b !== undefined) return b
+    const local = hooks.getBlob(c)
+    if (cidOf(local) !== c) throw new NetworkError(`verify: local blob ${c} is corrupt`)
+    return local
+  }
+  const wasm = blob(offer.parsed.code)
+  const pages: [number, Uint8Array][] = []
+  const digests: [number, Uint8Array][] = []
+  for (const [i, c] of offer.pages) {
+    const p = blob(c)
+    if (p.length !== PAGE_SIZE) throw new NetworkError(`verify: page ${i} is ${p.length} bytes`)
+    pages.push([i, p]); digests.push([i, digestOfCid(c)])
+  }
+  const root = stateRoot({ pages: offer.pageCount, digests, globals: offer.globals, fuel: offer.parsed.fuel, budget: offer.parsed.budget })
+  if (Buffer.compare(root, offer.parsed.state) !== 0) throw new NetworkError('verify: the state root of the transferred pages does not match the signed checkpoint')
+  return { header: offer.header, sig: offer.sig, parsed: offer.parsed, wasm, manifest: offer.manifestBytes, pageCount: offer.pageCount, pages, globals: offer.globals, log, seed, digests }
+}
+
+/** Answer of a status query. */
+export type StatusAnswer = { state: 'handoff'; header: Uint8Array; sig: Uint8Array } | { state: 'pending' } | { state: 'aborted' }
+
+/**
+ * Asks the source of a pending migration what became of it (`/igor/migrate/status/1.0.0`).
+ * @throws NetworkError when no address answers
+ */
+export async function queryStatus (peer: Peer, addrs: Multiaddr[], q: { name: string; agent: string; offer: string; id: string; tick: number }, t: Timeouts): Promise<StatusAnswer> {
+  let last: Error = new NetworkError('status: no address for the source')
+  for (const addr of addrs) {
+    let ch: Channel | null = null
+    try {
+      ch = await openChannel(peer, addr, STATUS_PROTOCOL, t)
+      await ch.send({ t: 'status', ...q }, 'status', t.stepMs)
+      const a = await ch.recv('status', t.stepMs, ['status'])
+      await ch.close()
+      if (a.state === 'handoff') return { state: 'handoff', header: bytesOf(a, 'header', 'status'), sig: bytesOf(a, 'sig', 'status', 64) }
+      if (a.state === 'pending' || a.state === 'aborted') return { state: a.state }
+      throw new NetworkError(`status: unknown state from ${ch.peer}`)
+    } catch (e) { ch?.abort(); last = e as Error }
+  }
+  throw last
+}

@@ -1,0 +1,602 @@
+/**
+ * `igord node`: a long-running peer that hosts many agents at once and moves them to and from
+ * other nodes over libp2p (DESIGN §9, docs/PROTOCOL.md, docs/INTERNALS.md "p2p/").
+ *
+ * Each agent is one `runLoop` (runtime/runner.ts) on its own tick schedule; the loops interleave on
+ * the event loop. The data directory has the layout of `igord run --dir` (`<name>.ckpt`,
+ * `history/`, `blobs/`, `host.key`) plus `migrate/` (authority records, p2p/authority.ts),
+ * `migrations.log` and the control socket. On start the node restores every agent whose live
+ * checkpoint is `running`, completes or resolves interrupted arrivals, and only then answers the
+ * migration and status protocols; on shutdown every agent writes a final checkpoint.
+ */
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { IgordError, StorageError } from '../checkpoint/errors.ts'
+import { decodeHeader, headerCid } from '../checkpoint/header.ts'
+import type { CheckpointHeader } from '../checkpoint/header.ts'
+import { identityFromSeed } from '../checkpoint/identity.ts'
+import type { LiveCheckpoint } from '../checkpoint/live.ts'
+import { encodeLive, readLive } from '../checkpoint/live.ts'
+import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
+import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
+import type { Manifest } from '../hostcalls/manifest.ts'
+import { parseManifest } from '../hostcalls/manifest.ts'
+import { Agent } from '../runtime/agent.ts'
+import { loadHostIdentity } from '../runtime/host.ts'
+import type { HostIdentity } from '../runtime/host.ts'
+import { liveInputs } from '../runtime/inputs.ts'
+import { runLoop, writeCheckpoint } from '../runtime/runner.ts'
+import type { LoopEnd } from '../runtime/runner.ts'
+import type { Session } from '../runtime/session.ts'
+import { livePath, resumeAgent, startAgent } from '../runtime/session.ts'
+import * as authority from './authority.ts'
+import { NetworkError, RefusedError, RequestError } from './errors.ts'
+import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
+import type { MigrateResult, Offer, Progress, TargetHooks, Timeouts } from './migrate.ts'
+import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
+import type { Peer } from './peer.ts'
+import { Channel } from './wire.ts'
+
+/** Protocol ID of the node information query (price, capabilities, addresses). */
+export const INFO_PROTOCOL = '/igor/info/1.0.0'
+
+export { KNOWN_CAPABILITIES } from './defaults.ts'
+
+/** Options of {@link IgordNode.start}. */
+export interface NodeOptions {
+  /** data directory */
+  dir: string
+  /** multiaddrs to listen on */
+  listen: string[]
+  /** multiaddrs (with /p2p/) of peers to connect to at start */
+  bootstrap?: string[]
+  /** capabilities this node grants to agents it hosts */
+  capabilities: string[]
+  /** price, microcents per million fuel */
+  price: bigint
+  /** tick interval of restored and arriving agents, ms (each `run` may set its own) */
+  intervalMs: number
+  /** checkpoint at most this often while an agent asks for more work, ms */
+  checkpointEveryMs?: number
+  timeouts?: Partial<Timeouts>
+  /** node notes (one line each, no newline) */
+  note (line: string): void
+  /** an agent's log line */
+  emit (name: string, line: string): void
+  /** test-only fault injection: a step name at which the process kills itself (IGORD_FAULT) */
+  fault?: string
+}
+
+/** One hosted agent as `igord ps` shows it. fuel and budget are decimal strings (fuel units, microcents). */
+export interface AgentInfo {
+  name: string; did: string; tick: number; fuel: string; budget: string
+  /** running, migrating, stopped, paused, exhausted, finished or failed */
+  status: string
+  epoch: number
+  intervalMs: number
+}
+
+/** A `run` request: birth a new agent on this node. `budget` in microcents, `intervalMs` ms. */
+export interface RunRequest { wasm: string; manifest?: string; name?: string; budget: bigint; intervalMs?: number }
+
+interface Hosted {
+  name: string
+  session: Session
+  intervalMs: number
+  state: string
+  controller: AbortController | null
+  loop: Promise<void> | null
+  /** the migration in progress (source side): its id and the offered checkpoint's CID */
+  migration: { id: string; offer: string } | null
+  /** agent-initiated migration requests are ignored until this time (ms since epoch) after a failure */
+  quietUntil: number
+}
+
+/** Files named `<name>.ckpt` directly in `dir`. */
+function liveNames (dir: string): string[] {
+  try { return fs.readdirSync(dir).filter((f) => f.endsWith('.ckpt') && !f.startsWith('.')).map((f) => f.slice(0, -5)).sort() } catch { return [] }
+}
+
+function stoppedMarker (dir: string, name: string): string { return path.join(authority.migrateDir(dir), `${name}.stopped`) }
+
+/** A running node. */
+export class IgordNode {
+  readonly dir: string
+  readonly peer: Peer
+  readonly host: HostIdentity
+  readonly peerId: string
+  readonly capabilities: Set<string>
+  readonly price: bigint
+  readonly timeouts: Timeouts
+  readonly agents = new Map<string, Hosted>()
+  readonly #opts: NodeOptions
+  readonly #blobs: BlobStore
+  /** names with an inbound migration in progress, and agents restored (prepared) for them */
+  readonly #inbound = new Map<string, Agent | null>()
+  #closing = false
+  readonly #resolving = new Set<string>()
+
+  private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
+    this.#opts = opts
+    this.dir = opts.dir
+    this.host = host
+    this.peer = peer
+    this.peerId = host.peerId
+    this.capabilities = new Set(opts.capabilities)
+    this.price = opts.price
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
+    this.#blobs = new BlobStore(path.join(opts.dir, 'blobs'))
+  }
+
+  /**
+   * Starts a node: loads or creates `host.key`, starts libp2p, restores agents and interrupted
+   * arrivals, then answers `/igor/migrate/1.0.0`, `/igor/migrate/status/1.0.0` and `/igor/info/1.0.0`.
+   * @throws StorageError (data directory), NetworkError (cannot listen), RequestError (bad address)
+   */
+  static async start (opts: NodeOptions): Promise<IgordNode> {
+    for (const a of [...opts.listen, ...(opts.bootstrap ?? [])]) parseMultiaddr(a, 'address')
+    fs.mkdirSync(opts.dir, { recursive: true })
+    const host = loadHostIdentity(opts.dir)
+    const peer = await startPeer(host.key.seed, opts.listen)
+    const node = new IgordNode(opts, host, peer)
+    try {
+      node.#restore()
+      await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
+        void receiveAgent(new Channel(stream, conn.remotePeer.toString()), node.#targetHooks(), node.timeouts)
+      }, { maxInboundStreams: 8 })
+      await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#answerStatus(new Channel(stream, conn.remotePeer.toString())) })
+      await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#answerInfo(new Channel(stream, conn.remotePeer.toString())) })
+      for (const b of opts.bootstrap ?? []) {
+        peer.dial(parseMultiaddr(b, '--bootstrap'), { signal: AbortSignal.timeout(node.timeouts.dialMs) })
+          .then(() => opts.note(`connected to bootstrap peer ${b}`), (e: Error) => opts.note(`bootstrap ${b}: ${e.message.split('\n')[0]}`))
+      }
+    } catch (e) {
+      await node.shutdown()
+      throw e
+    }
+    return node
+  }
+
+  /** This node's dialable multiaddrs (`…/p2p/<peer id>`). */
+  get addrs (): string[] { return dialableAddrs(this.peer) }
+
+  #fault (step: string): void {
+    if (this.#opts.fault === step) {
+      this.#opts.note(`IGORD_FAULT=${step}: exiting abruptly`)
+      process.kill(process.pid, 'SIGKILL')
+    }
+  }
+
+  #settings (name: string) {
+    return { dir: this.dir, price: this.price, emit: (line: string) => this.#opts.emit(name, line) }
+  }
+
+  // ── hosting ────────────────────────────────────────────────────────────────
+
+  #restore (): void {
+    for (const name of authority.pendingNames(this.dir)) this.#recoverPending(name)
+    for (const name of liveNames(this.dir)) {
+      if (this.agents.has(name)) continue
+      const file = livePath(this.dir, name)
+      let live: LiveCheckpoint
+      try { live = readLive(file) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
+      const h = live.parsed
+      const cid = headerCid(live.header)
+      if (h.status !== 'running') continue
+      const gone = authority.findHandoff(this.dir, name, h.tick, cid)
+      if (gone !== null) { this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
+      try {
+        const session = resumeAgent(this.#settings(name), file)
+        const arrival = authority.readHandoffRecord(this.dir, name)
+        if (arrival !== null && arrival.parsed.prev === cid) {
+          this.#continueAfterHandoff(session, arrival.header, arrival.sig)
+        } else if (arrival !== null) authority.dropHandoffRecord(this.dir, name)
+        const stopped = fs.existsSync(stoppedMarker(this.dir, name))
+        const hosted = this.#host(name, session, this.#opts.intervalMs)
+        if (stopped) hosted.state = 'stopped'
+        else { this.#startLoop(hosted); this.#opts.note(`restored ${name} (${session.agent.spec.identity.did}) at tick ${session.agent.tick}, epoch ${session.lineage.epoch}`) }
+      } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
+    }
+  }
+
+  /** Writes the handoff into this node's history and links the session's next checkpoint to it (epoch + 1). */
+  #continueAfterHandoff (session: Session, header: Uint8Array, sig: Uint8Array): void {
+    const hcid = headerCid(header)
+    const p = decodeParsed(header)
+    const file = path.join(session.lineage.writer.historyDir, entryFileName(p.tick, hcid))
+    if (!fs.existsSync(file)) {
+      const snap = session.agent.checkpointState()
+      atomicWrite(file, encodeEntry({ headerBytes: header, sig, base: false, pageCount: snap.pageCount, pages: [], globals: snap.globals }))
+    }
+    session.lineage.prev = hcid
+    session.lineage.epoch = p.epoch + 1
+    session.lineage.lastTick = p.tick
+  }
+
+  #host (name: string, session: Session, intervalMs: number): Hosted {
+    const h: Hosted = { name, session, intervalMs, state: 'running', controller: null, loop: null, migration: null, quietUntil: 0 }
+    this.agents.set(name, h)
+    return h
+  }
+
+  #startLoop (h: Hosted): void {
+    const controller = new AbortController()
+    h.controller = controller
+    h.state = 'running'
+    h.loop = runLoop(h.session.agent, h.session.lineage, {
+      intervalMs: h.intervalMs,
+      signal: controller.signal,
+      acceptMigration: Date.now() >= h.quietUntil,
+      ...(this.#opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: this.#opts.checkpointEveryMs }),
+      onTick: (r) => { if (r.trap !== null) this.#opts.note(`${h.name}: tick ${r.tick} failed and was rolled back: ${r.trap}`) },
+    }).then((end) => this.#loopEnded(h, end, controller), (e: Error) => {
+      h.state = 'failed'
+      this.#opts.note(`${h.name}: stopped on an error: ${e.message}`)
+    })
+  }
+
+  #loopEnded (h: Hosted, end: LoopEnd, controller: AbortController): void {
+    if (controller.signal.aborted) return // stopped, migrating or shutting down: whoever aborted takes over
+    if (end.migrate !== undefined && !this.#closing) {
+      h.state = 'migrating'
+      void this.#selfMigrate(h, end.migrate.target)
+      return
+    }
+    h.state = end.status
+    this.#opts.note(`${h.name}: ${end.status}${end.reason ? ` (${end.reason})` : ''} at tick ${h.session.agent.tick}`)
+  }
+
+  /** Aborts an agent's loop and waits for its final checkpoint. */
+  async #pause (h: Hosted): Promise<void> {
+    h.controller?.abort()
+    await h.loop
+    h.controller = null
+    h.loop = null
+  }
+
+  #info (h: Hosted): AgentInfo {
+    const a = h.session.agent
+    return { name: h.name, did: a.spec.identity.did, tick: a.tick, fuel: String(a.fuel), budget: String(a.budget), status: h.state, epoch: h.session.lineage.epoch, intervalMs: h.intervalMs }
+  }
+
+  /** Every agent hosted here. */
+  list (): AgentInfo[] { return [...this.agents.values()].map((h) => this.#info(h)) }
+
+  /**
+   * Births a new agent on this node (as `igord run`) and starts its loop.
+   * @throws ModuleError, ManifestError, StorageError (as `igord run`); RequestError when the name is
+   *   taken or a capability is not granted by this node
+   */
+  run (req: RunRequest): AgentInfo {
+    const name = req.name ?? path.basename(req.wasm).replace(/\.wasm$/, '')
+    if (this.agents.has(name) || this.#inbound.has(name)) throw new RequestError(`an agent named ${name} already lives on this node`)
+    const manifestFile = req.manifest ?? req.wasm.replace(/\.wasm$/, '') + '.manifest.json'
+    const wasm = readFile(req.wasm, 'the wasm module')
+    const manifest = readFile(manifestFile, 'the manifest')
+    const missing = [...parseManifest(manifest, manifestFile).capabilities.keys()].filter((c) => !this.capabilities.has(c))
+    if (missing.length > 0) throw new RequestError(`capability ${JSON.stringify(missing[0])} not offered by this node`)
+    const session = startAgent(this.#settings(name), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget })
+    try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
+    const h = this.#host(name, session, req.intervalMs ?? this.#opts.intervalMs)
+    this.#startLoop(h)
+    this.#opts.note(`born ${session.lineage.identity.did} as '${name}'`)
+    return this.#info(h)
+  }
+
+  /**
+   * Stops an agent (final checkpoint); it stays on disk, listed as stopped, and is not restarted.
+   * @throws RequestError when there is no such agent
+   */
+  async stopAgent (name: string): Promise<AgentInfo> {
+    const h = this.#get(name)
+    if (h.state === 'migrating') throw new RequestError(`${name} is migrating`)
+    fs.writeFileSync(stoppedMarker(this.dir, name), '')
+    await this.#pause(h)
+    h.state = 'stopped'
+    return this.#info(h)
+  }
+
+  #get (name: string): Hosted {
+    const h = this.agents.get(name)
+    if (h === undefined) throw new RequestError(`no agent named ${name} on this node`)
+    return h
+  }
+
+  /** Stops every agent (each writes a final checkpoint), then libp2p. Never throws. */
+  async shutdown (): Promise<void> {
+    this.#closing = true
+    await Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
+    try { await this.peer.stop() } catch { /* already stopped */ }
+  }
+
+  // ── source side ───────────────────────────────────────────────────────────
+
+  /**
+   * Moves a running agent to the first of `to` (multiaddrs with /p2p/) that accepts it, retrying
+   * each with backoff; refusals move on to the next candidate. The agent keeps running here when
+   * every candidate fails.
+   * @throws RequestError (unknown agent, bad address, not running); RefusedError / NetworkError
+   *   (exit 9) when no candidate took it
+   */
+  async migrate (name: string, to: string[], progress?: Progress): Promise<MigrateResult> {
+    const h = this.#get(name)
+    const addrs = to.map((a) => parseMultiaddr(a, '--to'))
+    if (addrs.length === 0) throw new RequestError('migrate: no target given')
+    if (h.state !== 'running') throw new RequestError(`${name} is ${h.state}, not running`)
+    h.state = 'migrating'
+    await this.#pause(h)
+    return await this.#migrateStopped(h, addrs, progress)
+  }
+
+  async #migrateStopped (h: Hosted, addrs: Multiaddr[], progress?: Progress): Promise<MigrateResult> {
+    const live = readLive(h.session.ckptPath)
+    const offer = headerCid(live.header)
+    const id = randomBytes(16).toString('hex')
+    h.migration = { id, offer }
+    const errors: Error[] = []
+    let committed = false
+    const hooks = {
+      commit: (target: string) => {
+        writeCheckpoint(h.session.agent, h.session.lineage, 'handoff', { target })
+        committed = true
+        h.state = 'handoff'
+        const entry = decodeEntry(fs.readFileSync(h.session.lineage.writer.lastStats!.entryFile), 'handoff entry')
+        return { header: entry.headerBytes, sig: entry.sig, cid: headerCid(entry.headerBytes) }
+      },
+      ...(progress === undefined ? {} : { progress }),
+      fault: (step: string) => this.#fault(step),
+    }
+    for (const addr of addrs) {
+      for (let attempt = 0; attempt < 2 && !committed; attempt++) {
+        if (attempt > 0) await sleep(250 * 2 ** attempt)
+        let ch: Channel | null = null
+        try {
+          ch = await openChannel(this.peer, addr, MIGRATE_PROTOCOL, this.timeouts)
+          const r = await sendAgent(ch, { id, name: h.name, live, addrs: this.addrs, addr: addr.toString(), me: this.peerId }, hooks, this.timeouts)
+          this.agents.delete(h.name)
+          authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })
+          this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
+          return r
+        } catch (e) {
+          ch?.abort()
+          if (committed) throw e // cannot happen: sendAgent does not throw after the commit
+          errors.push(e as Error)
+          if (e instanceof RefusedError || (e instanceof IgordError && !(e instanceof NetworkError))) break
+        }
+      }
+    }
+    h.migration = null
+    const last = errors[errors.length - 1]
+    authority.recordOutcome(this.dir, { role: 'source', outcome: 'aborted', id, name: h.name, errors: errors.map((e) => e.message) })
+    this.#startLoop(h) // nothing was committed: the agent continues here
+    this.#opts.note(`${h.name} stays here: ${last.message}`)
+    if (errors.length > 1) {
+      const msg = `${last.message}${errors.length > 1 ? ` (${errors.length} attempts; first: ${errors[0].message})` : ''}`
+      throw last instanceof RefusedError ? new RefusedError(last.message.split(' ')[0], last.reason) : new NetworkError(msg)
+    }
+    throw last
+  }
+
+  async #selfMigrate (h: Hosted, target: string | null): Promise<void> {
+    try {
+      const addrs = target !== null ? [parseMultiaddr(target, 'migrate_request')] : await this.#cheapestPeers(h.session.agent.spec.manifest)
+      if (addrs.length === 0) throw new NetworkError('no known peer grants the agent\'s capabilities')
+      this.#opts.note(`${h.name} asked to move to ${target ?? 'the cheapest known peer'}`)
+      await this.#migrateStopped(h, addrs)
+    } catch (e) {
+      h.quietUntil = Date.now() + 30_000
+      if (h.state === 'migrating') this.#startLoop(h)
+      this.#opts.note(`${h.name}: its migration request failed: ${(e as Error).message}`)
+    }
+  }
+
+  /** Dialable addresses of known peers (connected and bootstrap) that grant `m`'s capabilities, cheapest first. */
+  async #cheapestPeers (m: Manifest): Promise<Multiaddr[]> {
+    const need = [...m.capabilities.keys()]
+    const seen = new Map<string, Multiaddr>()
+    for (const c of this.peer.getConnections()) seen.set(c.remotePeer.toString(), c.remoteAddr.encapsulate(`/p2p/${c.remotePeer.toString()}`))
+    for (const b of this.#opts.bootstrap ?? []) { const a = parseMultiaddr(b, '--bootstrap'); const id = a.getComponents().find((c) => c.name === 'p2p')?.value; if (id !== undefined && !seen.has(id)) seen.set(id, a) }
+    const offers: { price: bigint; addr: Multiaddr }[] = []
+    for (const addr of seen.values()) {
+      try {
+        const info = await queryInfo(this.peer, addr, this.timeouts)
+        if (need.every((c) => info.capabilities.includes(c)) && info.addrs.length > 0) offers.push({ price: info.price, addr: parseMultiaddr(info.addrs[0], 'info') })
+      } catch { /* unreachable peers are skipped */ }
+    }
+    offers.sort((a, b) => (a.price < b.price ? -1 : a.price > b.price ? 1 : 0))
+    return offers.map((o) => o.addr)
+  }
+
+  async #answerStatus (ch: Channel): Promise<void> {
+    try {
+      const q = await ch.recv('status', this.timeouts.stepMs, ['status'])
+      const name = String(q.name); const offer = String(q.offer); const tick = Number(q.tick)
+      let answer: Record<string, unknown> = { t: 'status', state: 'aborted' }
+      const done = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(name) && Number.isSafeInteger(tick) ? authority.findHandoff(this.dir, name, tick, offer) : null
+      if (done !== null && done.parsed.target === ch.peer) answer = { t: 'status', state: 'handoff', header: done.header, sig: done.sig }
+      else if (this.agents.get(name)?.migration?.offer === offer) answer = { t: 'status', state: 'pending' }
+      await ch.send(answer as { t: string }, 'status', this.timeouts.stepMs)
+      await ch.close()
+    } catch { ch.abort() }
+  }
+
+  async #answerInfo (ch: Channel): Promise<void> {
+    try {
+      await ch.send({ t: 'info', v: 1, price: this.price, capabilities: [...this.capabilities], addrs: this.addrs, agents: this.agents.size }, 'info', this.timeouts.stepMs)
+      await ch.close()
+    } catch { ch.abort() }
+  }
+
+  // ── target side ───────────────────────────────────────────────────────────
+
+  #targetHooks (): TargetHooks {
+    return {
+      me: this.peerId,
+      policy: (o, from) => this.#policy(o, from),
+      hasBlob: (c) => this.#blobs.has(c),
+      getBlob: (c) => this.#blobs.get(c),
+      prepare: (o, from, live) => this.#prepare(o, from, live),
+      install: (o, h) => {
+        const prepared = this.#inbound.get(o.name) ?? null
+        const reason = authority.checkHandoff(h, o.parsed, o.cid, this.peerId)
+        if (reason !== null) throw new NetworkError(`handoff: ${reason}`)
+        this.#commitArrival(o.name, readLive(authority.recordPaths(this.dir, o.name).pendingCkpt), h, prepared)
+      },
+      unresolved: (o) => { void this.#resolve(o.name) },
+      failed: (o, from, reason) => {
+        if (o !== null && this.#inbound.has(o.name) && !fs.existsSync(authority.recordPaths(this.dir, o.name).pending)) this.#inbound.delete(o.name)
+        this.#opts.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
+        authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
+      },
+      fault: (step) => this.#fault(step),
+    }
+  }
+
+  #policy (o: Offer, from: string): string | null {
+    if (this.#closing) return 'this node is shutting down'
+    if (!o.manifest.migration.enabled) return 'the agent\'s manifest forbids migration (migration_policy.enabled is false)'
+    for (const c of o.manifest.capabilities.keys()) if (!this.capabilities.has(c)) return `capability ${JSON.stringify(c)} not offered by this node`
+    if (o.pageCount * 65536 > o.manifest.maxMemoryBytes) return 'the agent\'s memory exceeds its own manifest limit'
+    if (this.agents.has(o.name)) {
+      const here = this.agents.get(o.name)!
+      return here.session.agent.spec.identity.did === o.parsed.agent ? `${o.name} already runs on this node` : `an agent named ${o.name} already lives on this node`
+    }
+    if (this.#inbound.has(o.name) && this.#inbound.get(o.name) === undefined) return `a migration of ${o.name} is already in progress`
+    const pending = authority.readPending(this.dir, o.name)
+    if (pending !== null && (pending.agent !== o.parsed.agent || (pending.offer !== o.cid && o.parsed.tick <= pending.tick))) {
+      return `${o.name} is already pending here from another migration`
+    }
+    const file = livePath(this.dir, o.name)
+    if (fs.existsSync(file)) {
+      try {
+        const old = readLive(file).parsed
+        if (old.agent !== o.parsed.agent) return `an agent named ${o.name} already lives on this node`
+        if (old.status !== 'handoff') return `${o.name} is already on this node (status ${old.status})`
+        if (o.parsed.epoch <= old.epoch) return `stale offer: epoch ${o.parsed.epoch} is not after the epoch ${old.epoch} this node handed off`
+      } catch { return `${o.name}.ckpt on this node is unreadable` }
+    }
+    void from
+    this.#inbound.set(o.name, undefined as unknown as null) // reserved while the transfer runs
+    return null
+  }
+
+  #prepare (o: Offer, from: string, live: LiveCheckpoint): void {
+    let agent: Agent
+    try {
+      agent = Agent.restore(
+        { wasm: live.wasm, manifest: o.manifest, identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: this.price, inputs: liveInputs(), emit: (line) => this.#opts.emit(o.name, line), file: `${o.name} (wasm)` },
+        { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
+      )
+    } catch (e) { throw new Error(`the agent cannot run here: ${(e as Error).message}`) }
+    authority.writePending(this.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
+    this.#inbound.set(o.name, agent)
+  }
+
+  /**
+   * Makes this node the agent's host: stores the handoff record, moves the pending live checkpoint
+   * into place, archives the arriving checkpoint and the handoff in this node's history, and starts
+   * the agent (its next checkpoint follows the handoff, in epoch + 1).
+   */
+  #commitArrival (name: string, live: LiveCheckpoint, h: { header: Uint8Array; sig: Uint8Array }, prepared: Agent | null): void {
+    const paths = authority.recordPaths(this.dir, name)
+    authority.writeHandoffRecord(this.dir, name, h) // the target's commit point
+    const file = livePath(this.dir, name)
+    try { fs.renameSync(paths.pendingCkpt, file) } catch (e) { throw new StorageError(`${file}: cannot install the arriving agent: ${(e as Error).message}`) }
+    authority.dropPending(this.dir, name)
+    try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
+    this.#inbound.delete(name)
+    let session: Session
+    if (prepared !== null) {
+      const writer = new CheckpointWriter(this.dir, name)
+      writer.ensureArchived(live)
+      session = { agent: prepared, name, ckptPath: file, lineage: { writer, identity: prepared.spec.identity, wasm: live.wasm, manifest: live.manifest, host: this.peerId, epoch: live.parsed.epoch, prev: headerCid(live.header), lastTick: live.parsed.tick } }
+    } else {
+      session = resumeAgent(this.#settings(name), file)
+    }
+    this.#continueAfterHandoff(session, h.header, h.sig)
+    const hosted = this.#host(name, session, this.#opts.intervalMs)
+    this.#startLoop(hosted)
+    const p = decodeParsed(h.header)
+    authority.recordOutcome(this.dir, { role: 'target', outcome: 'arrived', name, agent: p.agent, from: p.host, tick: p.tick, epoch: p.epoch + 1 })
+    this.#opts.note(`${name} (${p.agent}) arrived from ${p.host} at tick ${p.tick}, epoch ${p.epoch + 1}`)
+  }
+
+  /** On start: completes an arrival whose handoff record was written, or starts resolving it. */
+  #recoverPending (name: string): void {
+    const paths = authority.recordPaths(this.dir, name)
+    const rec = authority.readPending(this.dir, name)
+    const handoff = authority.readHandoffRecord(this.dir, name)
+    if (rec !== null && handoff !== null && handoff.parsed.prev === rec.offer && fs.existsSync(paths.pendingCkpt)) {
+      try { this.#commitArrival(name, readLive(paths.pendingCkpt), handoff, null) } catch (e) { this.#opts.note(`cannot complete the arrival of ${name}: ${(e as Error).message}`) }
+      return
+    }
+    if (rec === null || !fs.existsSync(paths.pendingCkpt)) { authority.dropPending(this.dir, name); return }
+    void this.#resolve(name)
+  }
+
+  /**
+   * Resolves a pending arrival by asking its source, with backoff, until it answers `handoff`
+   * (install the agent) or `aborted` (drop it). Never starts the agent without a signed handoff.
+   */
+  async #resolve (name: string): Promise<void> {
+    if (this.#resolving.has(name)) return
+    this.#resolving.add(name)
+    try {
+      for (let k = 0; !this.#closing; k++) {
+        const rec = authority.readPending(this.dir, name)
+        if (rec === null) return
+        this.#inbound.set(name, this.#inbound.get(name) ?? null)
+        try {
+          const addrs = rec.addrs.map((a) => parseMultiaddr(a, 'pending source'))
+          const a = await queryStatus(this.peer, addrs, { name, agent: rec.agent, offer: rec.offer, id: rec.id, tick: rec.tick }, this.timeouts)
+          if (a.state === 'handoff') {
+            const live = readLive(authority.recordPaths(this.dir, name).pendingCkpt)
+            const reason = authority.checkHandoff(a, live.parsed, rec.offer, this.peerId)
+            if (reason !== null) throw new NetworkError(`status: ${reason}`)
+            this.#commitArrival(name, live, a, this.#inbound.get(name) ?? null)
+            authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-handoff', name, id: rec.id })
+            return
+          }
+          if (a.state === 'aborted') {
+            authority.dropPending(this.dir, name)
+            this.#inbound.delete(name)
+            authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-aborted', name, id: rec.id })
+            this.#opts.note(`the source of ${name} aborted that migration; dropped the pending copy`)
+            return
+          }
+        } catch (e) {
+          if (k === 0) this.#opts.note(`pending ${name}: cannot resolve yet: ${(e as Error).message}`)
+        }
+        await sleep(Math.min(5000, 200 * 2 ** Math.min(k, 5)))
+      }
+    } finally { this.#resolving.delete(name) }
+  }
+}
+
+function decodeParsed (header: Uint8Array): CheckpointHeader {
+  return decodeHeader(header, 'handoff checkpoint')
+}
+
+function readFile (p: string, what: string): Uint8Array {
+  try { return fs.readFileSync(p) } catch (e) { throw new StorageError(`${p}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+}
+
+/** A node's answer to `/igor/info/1.0.0`: price (microcents per million fuel), capabilities, dialable addresses. */
+export interface NodeInfo { price: bigint; capabilities: string[]; addrs: string[]; agents: number }
+
+/**
+ * Asks a peer for its {@link NodeInfo}.
+ * @throws NetworkError when it cannot be reached or answers malformed
+ */
+export async function queryInfo (peer: Peer, addr: Multiaddr, t: Timeouts): Promise<NodeInfo> {
+  const ch = await openChannel(peer, addr, INFO_PROTOCOL, t)
+  try {
+    const f = await ch.recv('info', t.stepMs, ['info'])
+    const price = typeof f.price === 'bigint' ? f.price : BigInt(Number(f.price))
+    const list = (v: unknown) => Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
+    return { price, capabilities: list(f.capabilities), addrs: list(f.addrs), agents: Number(f.agents) }
+  } finally { await ch.close() }
+}
