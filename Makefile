@@ -16,7 +16,7 @@ C_FLAGS := --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Iagents-
   $(if $(wildcard /usr/share/wasi-sysroot),--sysroot=/usr/share/wasi-sysroot)
 WASI_PACKAGES := clang lld wasi-libc libclang-rt-14-dev-wasm32
 
-.PHONY: install agents demo test bench typecheck clean wasi-toolchain
+.PHONY: install agents demo demo-p2p test bench typecheck clean wasi-toolchain
 
 install: node_modules/.installed
 
@@ -51,6 +51,9 @@ wasi-toolchain:
 
 demo: agents
 	$(NODE) scripts/demo.ts
+
+demo-p2p: agents
+	$(NODE) scripts/demo-p2p.ts
 
 test: agents
 	$(NODE) test/run.ts

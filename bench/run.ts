@@ -5,7 +5,7 @@
  */
 import type { BenchRow } from './row.ts'
 
-const AREAS = ['fuel', 'checkpoint', 'resume', 'replay'] as const
+const AREAS = ['fuel', 'checkpoint', 'resume', 'replay', 'migrate'] as const
 const args = process.argv.slice(2)
 const json = args.includes('--json')
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
