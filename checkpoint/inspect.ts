@@ -9,12 +9,12 @@ import { PAGE_SIZE } from './state.ts'
 
 /**
  * A live checkpoint summarised. 64-bit counters are decimal strings: `fuel` (units), `budget`
- * (microcents). `stateRoot` is hex. `memoryBytes` = pageCount × 65536; `nonZeroPages` the pages
+ * (microcents), `price` (microcents per million fuel). `stateRoot` is hex. `memoryBytes` = pageCount × 65536; `nonZeroPages` the pages
  * stored; `logBytes` the embedded event-log segment's size (0 when none); `fileBytes` the file size.
  */
 export interface InspectView {
   file: string; did: string; tick: number; epoch: number; status: string; reason: string | null; target: string | null
-  fuel: string; budget: string; code: string; manifest: string; prev: string | null; stateRoot: string
+  fuel: string; budget: string; price: string; code: string; manifest: string; prev: string | null; stateRoot: string
   pageCount: number; nonZeroPages: number; memoryBytes: number; globals: number; host: string; time: string
   log: string | null; logBytes: number; fileBytes: number
 }
@@ -39,6 +39,7 @@ export function inspectLive (path: string): InspectView {
     target: h.target ?? null,
     fuel: h.fuel.toString(),
     budget: h.budget.toString(),
+    price: h.price.toString(),
     code: h.code,
     manifest: h.manifest,
     prev: h.prev,
@@ -73,6 +74,7 @@ export function formatInspect (v: InspectView): string {
     ['written', v.time],
     ['fuel', v.fuel],
     ['budget', `${v.budget} microcents`],
+    ['price', `${v.price} microcents per million fuel`],
     ['memory', `${v.pageCount} pages (${bytes(v.memoryBytes)}), ${v.nonZeroPages} non-zero`],
     ['globals', String(v.globals)],
     ['event log', v.log === null ? 'none' : `${bytes(v.logBytes)} (${v.log})`],
