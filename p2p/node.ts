@@ -95,6 +95,9 @@ interface Hosted {
   quietUntil: number
 }
 
+/** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
+export const QUIET_MS = 30_000
+
 /** Files named `<name>.ckpt` directly in `dir`. */
 function liveNames (dir: string): string[] {
   try { return fs.readdirSync(dir).filter((f) => f.endsWith('.ckpt') && !f.startsWith('.')).map((f) => f.slice(0, -5)).sort() } catch { return [] }
@@ -229,7 +232,7 @@ export class IgordNode {
     h.loop = runLoop(h.session.agent, h.session.lineage, {
       intervalMs: h.intervalMs,
       signal: controller.signal,
-      acceptMigration: Date.now() >= h.quietUntil,
+      acceptMigration: true,
       ...(this.#opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: this.#opts.checkpointEveryMs }),
       onTick: (r) => { if (r.trap !== null) this.#opts.note(`${h.name}: tick ${r.tick} failed and was rolled back: ${r.trap}`) },
     }).then((end) => this.#loopEnded(h, end, controller), (e: Error) => {
@@ -241,6 +244,12 @@ export class IgordNode {
   #loopEnded (h: Hosted, end: LoopEnd, controller: AbortController): void {
     if (controller.signal.aborted) return // stopped, migrating or shutting down: whoever aborted takes over
     if (end.migrate !== undefined && !this.#closing) {
+      if (Date.now() < h.quietUntil) {
+        // a request soon after a failed one is ignored: the tick and its checkpoint stand, the agent goes on here
+        this.#opts.note(`${h.name}: ignoring its migration request at tick ${h.session.agent.tick} (the last one failed less than ${QUIET_MS / 1000} s ago)`)
+        this.#startLoop(h)
+        return
+      }
       h.state = 'migrating'
       void this.#selfMigrate(h, end.migrate.target)
       return
@@ -383,17 +392,21 @@ export class IgordNode {
   async #selfMigrate (h: Hosted, target: string | null): Promise<void> {
     try {
       const addrs = target !== null ? [parseMultiaddr(target, 'migrate_request')] : await this.#cheapestPeers(h.session.agent.spec.manifest)
-      if (addrs.length === 0) throw new NetworkError('no known peer grants the agent\'s capabilities')
+      if (addrs.length === 0) throw new NetworkError(`no known peer cheaper than this node (${this.price} microcents per million fuel) grants the agent's capabilities`)
       this.#opts.note(`${h.name} asked to move to ${target ?? 'the cheapest known peer'}`)
       await this.#migrateStopped(h, addrs)
     } catch (e) {
-      h.quietUntil = Date.now() + 30_000
+      h.quietUntil = Date.now() + QUIET_MS
       if (h.state === 'migrating') this.#startLoop(h)
       this.#opts.note(`${h.name}: its migration request failed: ${(e as Error).message}`)
     }
   }
 
-  /** Dialable addresses of known peers (connected and bootstrap) that grant `m`'s capabilities, cheapest first. */
+  /**
+   * Dialable addresses of known peers (connected and `--bootstrap`) that grant every capability of
+   * `m` and ask a lower price than this node, cheapest first (equal prices: in the order they were
+   * found). Unreachable peers are skipped.
+   */
   async #cheapestPeers (m: Manifest): Promise<Multiaddr[]> {
     const need = [...m.capabilities.keys()]
     const seen = new Map<string, Multiaddr>()
@@ -403,7 +416,7 @@ export class IgordNode {
     for (const addr of seen.values()) {
       try {
         const info = await queryInfo(this.peer, addr, this.timeouts)
-        if (need.every((c) => info.capabilities.includes(c)) && info.addrs.length > 0) offers.push({ price: info.price, addr: parseMultiaddr(info.addrs[0], 'info') })
+        if (need.every((c) => info.capabilities.includes(c)) && info.price < this.price && info.addrs.length > 0) offers.push({ price: info.price, addr: parseMultiaddr(info.addrs[0], 'info') })
       } catch { /* unreachable peers are skipped */ }
     }
     offers.sort((a, b) => (a.price < b.price ? -1 : a.price > b.price ? 1 : 0))
