@@ -73,8 +73,17 @@ export interface MigrateResult {
   bytesSent: number; bytesReceived: number
   /** whether the target confirmed that the agent started (false: it will resolve by asking) */
   confirmed: boolean
-  /** wall time: the whole attempt, and offer → pending, ms */
+  /** wall time: the whole migration (from stopping the agent on the source to `started`), and offer → pending, ms */
   ms: number; transferMs: number
+  /**
+   * wall time of each step, ms, in order: `stop` (the source's loop ends, writes its final
+   * checkpoint, and the node reads it back; for an agent that asked to move, only the read),
+   * `dial` (opening the stream), `offer` (offer → accept), `transfer` (blob
+   * frames), `verify` (`end` → `pending`: the target's verification and durable pending write),
+   * `commit` (the source writes the handoff), `start` (`handoff` → `started`: the target installs and
+   * starts the agent)
+   */
+  steps: Record<string, number>
 }
 
 /** Progress of a transfer: blob bytes sent so far and in total. */
@@ -88,8 +97,8 @@ export interface SourceHooks {
    */
   commit (target: string): { header: Uint8Array; sig: Uint8Array; cid: string }
   progress?: Progress
-  /** test hook: may kill the process at a step */
-  fault? (step: string): void
+  /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
+  fault? (step: string, ch: Channel): void
 }
 
 /**
@@ -122,6 +131,9 @@ export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string
  */
 export async function sendAgent (ch: Channel, a: { id: string; name: string; live: LiveCheckpoint; addrs: string[]; addr: string; me: string }, hooks: SourceHooks, t: Timeouts): Promise<MigrateResult> {
   const t0 = performance.now()
+  const steps: Record<string, number> = {}
+  let mark = t0
+  const step = (k: string) => { const now = performance.now(); steps[k] = now - mark; mark = now }
   const { live } = a
   const digests = live.digests ?? live.pages.map(([i, p]) => [i, sha256(p)] as [number, Uint8Array])
   const rows: [number, string][] = digests.map(([i, d]) => [i, cidOfDigest(d)])
@@ -129,9 +141,10 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
     t: 'offer', v: 1, id: a.id, name: a.name, header: live.header, sig: live.sig, manifest: live.manifest,
     pageCount: live.pageCount, pages: rows, globals: live.globals.map((g) => [g.index, g.type, g.bytes]), from: a.addrs,
   }, 'offer', t.stepMs)
-  hooks.fault?.('source-after-offer')
+  hooks.fault?.('source-after-offer', ch)
   const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'])
   if (answer.t === 'refuse') throw new RefusedError(ch.peer, textOf(answer, 'reason', 'offer'))
+  step('offer')
   if (!Array.isArray(answer.want)) throw new NetworkError(`offer: malformed accept from ${ch.peer}: "want" must be an array`)
   // Blobs the target lacks: the wasm and pages, by CID.
   const byCid = new Map<string, Uint8Array>()
@@ -153,7 +166,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   const flush = async () => {
     await ch.send({ t: 'blobs', b: batch }, 'transfer', t.frameMs)
     sent += batchBytes; batch = []; batchBytes = 0
-    if (++frames === 1) hooks.fault?.('source-during-transfer')
+    if (++frames === 1) hooks.fault?.('source-during-transfer', ch)
     hooks.progress?.(sent, total)
   }
   for (const b of want) {
@@ -161,24 +174,28 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
     if (batchBytes >= CHUNK_BYTES) await flush()
   }
   if (batch.length > 0) await flush()
+  step('transfer')
   await ch.send({ t: 'end', key: live.seed, log: live.log }, 'transfer', t.stepMs)
   const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'])
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
   const transferMs = performance.now() - t0
-  hooks.fault?.('source-after-pending')
+  step('verify')
+  hooks.fault?.('source-after-pending', ch)
   const h = hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
-  hooks.fault?.('source-after-handoff')
+  step('commit')
+  hooks.fault?.('source-after-handoff', ch)
   let confirmed = false
   try {
     await ch.send({ t: 'handoff', header: h.header, sig: h.sig }, 'handoff', t.stepMs)
     await ch.recv('started', t.stepMs, ['started'])
     confirmed = true
   } catch { /* the target holds the agent as pending and will ask us for the handoff */ }
+  step('start')
   await ch.close()
   return {
     name: a.name, agent: live.parsed.agent, from: a.me, to: ch.peer, addr: a.addr, tick: live.parsed.tick, epoch: live.parsed.epoch + 1,
     handoff: h.cid, pagesOffered: rows.length, pagesSent, blobsSent: want.length, blobBytes: total,
-    bytesSent: ch.sent, bytesReceived: ch.received, confirmed, ms: performance.now() - t0, transferMs,
+    bytesSent: ch.sent, bytesReceived: ch.received, confirmed, ms: performance.now() - t0, transferMs, steps,
   }
 }
 
@@ -209,7 +226,8 @@ export interface TargetHooks {
   unresolved (offer: Offer, fromPeer: string): void
   /** A refused or failed offer (for the log). */
   failed? (offer: Offer | null, fromPeer: string, reason: string): void
-  fault? (step: string): void
+  /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
+  fault? (step: string, ch: Channel): void
 }
 
 /**
@@ -277,7 +295,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     for (;;) {
       const fr = await ch.recv('transfer', t.frameMs, ['blobs', 'end'])
       if (fr.t === 'end') { end = fr; break }
-      if (++frames === 1) hooks.fault?.('target-during-transfer')
+      if (++frames === 1) hooks.fault?.('target-during-transfer', ch)
       if (!Array.isArray(fr.b)) throw new NetworkError('transfer: field "b" must be an array of byte strings')
       for (const b of fr.b as unknown[]) {
         if (!(b instanceof Uint8Array) || b.length > MAX_WASM_BYTES) throw new NetworkError('transfer: a blob is not a byte string or is too large')
@@ -293,10 +311,10 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       throw e
     }
     pendingWritten = true
-    hooks.fault?.('target-after-pending')
+    hooks.fault?.('target-after-pending', ch)
     await ch.send({ t: 'pending' }, 'pending', t.stepMs)
     const h = await ch.recv('handoff', t.handoffMs, ['handoff'])
-    hooks.fault?.('target-after-handoff')
+    hooks.fault?.('target-after-handoff', ch)
     hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
     pendingWritten = false
     try { await ch.send({ t: 'started' }, 'started', t.stepMs) } catch { /* the source committed anyway */ }

@@ -15,11 +15,13 @@ import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { IgordError, StorageError } from '../checkpoint/errors.ts'
+import { cidOf } from '../checkpoint/hash.ts'
 import { decodeHeader, headerCid } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { encodeLive, readLive } from '../checkpoint/live.ts'
+import { stateRoot } from '../checkpoint/state.ts'
 import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
@@ -66,7 +68,13 @@ export interface NodeOptions {
   note (line: string): void
   /** an agent's log line */
   emit (name: string, line: string): void
-  /** test-only fault injection: a step name at which the process kills itself (IGORD_FAULT) */
+  /**
+   * test-only fault injection (IGORD_FAULT): a migration step name at which the process kills
+   * itself (SIGKILL), or `cut:<step>`, at which the node resets the migration stream and closes the
+   * connection to that peer (the process goes on). Steps: source-after-offer,
+   * source-during-transfer, source-after-pending, source-after-handoff, target-during-transfer,
+   * target-after-pending, target-after-handoff.
+   */
   fault?: string
 }
 
@@ -119,6 +127,8 @@ export class IgordNode {
   readonly #blobs: BlobStore
   /** names with an inbound migration in progress, and agents restored (prepared) for them */
   readonly #inbound = new Map<string, Agent | null>()
+  /** the verified live checkpoints of prepared arrivals (so that installing does not re-read and re-hash them) */
+  readonly #prepared = new Map<string, LiveCheckpoint>()
   #closing = false
   readonly #resolving = new Set<string>()
 
@@ -166,10 +176,15 @@ export class IgordNode {
   /** This node's dialable multiaddrs (`…/p2p/<peer id>`). */
   get addrs (): string[] { return dialableAddrs(this.peer) }
 
-  #fault (step: string): void {
+  #fault (step: string, ch: Channel): void {
     if (this.#opts.fault === step) {
       this.#opts.note(`IGORD_FAULT=${step}: exiting abruptly`)
       process.kill(process.pid, 'SIGKILL')
+    }
+    if (this.#opts.fault === `cut:${step}`) {
+      this.#opts.note(`IGORD_FAULT=cut:${step}: cutting the connection to ${ch.peer}`)
+      ch.abort()
+      for (const c of this.peer.getConnections()) if (c.remotePeer.toString() === ch.peer) c.abort(new Error('igord: IGORD_FAULT cut'))
     }
   }
 
@@ -336,12 +351,40 @@ export class IgordNode {
     if (addrs.length === 0) throw new RequestError('migrate: no target given')
     if (h.state !== 'running') throw new RequestError(`${name} is ${h.state}, not running`)
     h.state = 'migrating'
+    const t0 = performance.now()
     await this.#pause(h)
-    return await this.#migrateStopped(h, addrs, progress)
+    return await this.#migrateStopped(h, addrs, progress, t0)
   }
 
-  async #migrateStopped (h: Hosted, addrs: Multiaddr[], progress?: Progress): Promise<MigrateResult> {
-    const live = readLive(h.session.ckptPath)
+  /**
+   * The agent's last checkpoint as a live checkpoint, built from memory (the agent's committed
+   * state, whose page digests are known) and the small history entry just written, instead of
+   * re-reading and re-hashing the live file; falls back to reading the live file when the last write
+   * is not at hand or does not match the agent's state root.
+   */
+  #lastCheckpoint (h: Hosted): LiveCheckpoint {
+    const { writer, identity, wasm, manifest, prev } = h.session.lineage
+    const entryFile = writer.lastStats?.entryFile
+    if (entryFile !== undefined && prev !== null) {
+      try {
+        const e = decodeEntry(fs.readFileSync(entryFile), entryFile)
+        const snap = h.session.agent.checkpointState()
+        const p = e.parsed
+        const root = stateRoot({ pages: snap.pageCount, digests: snap.digests, globals: snap.globals, fuel: p.fuel, budget: p.budget })
+        if (headerCid(e.headerBytes) === prev && p.tick === h.session.agent.tick && Buffer.compare(root, p.state) === 0) {
+          const log = p.log === null ? null : this.#blobs.get(p.log)
+          if (log === null || cidOf(log) === p.log) {
+            return { header: e.headerBytes, sig: e.sig, parsed: p, wasm, manifest, pageCount: snap.pageCount, pages: snap.pages, globals: snap.globals, log, seed: identity.seed, digests: snap.digests }
+          }
+        }
+      } catch { /* fall back to the file */ }
+    }
+    return readLive(h.session.ckptPath)
+  }
+
+  async #migrateStopped (h: Hosted, addrs: Multiaddr[], progress?: Progress, t0 = performance.now()): Promise<MigrateResult> {
+    const live = this.#lastCheckpoint(h)
+    const stopMs = performance.now() - t0
     const offer = headerCid(live.header)
     const id = randomBytes(16).toString('hex')
     h.migration = { id, offer }
@@ -352,19 +395,24 @@ export class IgordNode {
         writeCheckpoint(h.session.agent, h.session.lineage, 'handoff', { target })
         committed = true
         h.state = 'handoff'
-        const entry = decodeEntry(fs.readFileSync(h.session.lineage.writer.lastStats!.entryFile), 'handoff entry')
+        const file = h.session.lineage.writer.lastStats!.entryFile
+        const entry = decodeEntry(fs.readFileSync(file), file)
         return { header: entry.headerBytes, sig: entry.sig, cid: headerCid(entry.headerBytes) }
       },
       ...(progress === undefined ? {} : { progress }),
-      fault: (step: string) => this.#fault(step),
+      fault: (step: string, ch: Channel) => this.#fault(step, ch),
     }
     for (const addr of addrs) {
       for (let attempt = 0; attempt < 2 && !committed; attempt++) {
         if (attempt > 0) await sleep(250 * 2 ** attempt)
         let ch: Channel | null = null
         try {
+          const tDial = performance.now()
           ch = await openChannel(this.peer, addr, MIGRATE_PROTOCOL, this.timeouts)
+          const dialMs = performance.now() - tDial
           const r = await sendAgent(ch, { id, name: h.name, live, addrs: this.addrs, addr: addr.toString(), me: this.peerId }, hooks, this.timeouts)
+          r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
+          r.ms = performance.now() - t0
           this.agents.delete(h.name)
           authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })
           this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
@@ -456,7 +504,7 @@ export class IgordNode {
         const prepared = this.#inbound.get(o.name) ?? null
         const reason = authority.checkHandoff(h, o.parsed, o.cid, this.peerId)
         if (reason !== null) throw new NetworkError(`handoff: ${reason}`)
-        this.#commitArrival(o.name, readLive(authority.recordPaths(this.dir, o.name).pendingCkpt), h, prepared)
+        this.#commitArrival(o.name, this.#prepared.get(o.name) ?? readLive(authority.recordPaths(this.dir, o.name).pendingCkpt), h, prepared)
       },
       unresolved: (o) => { void this.#resolve(o.name) },
       failed: (o, from, reason) => {
@@ -464,7 +512,7 @@ export class IgordNode {
         this.#opts.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
       },
-      fault: (step) => this.#fault(step),
+      fault: (step, ch) => this.#fault(step, ch),
     }
   }
 
@@ -506,6 +554,7 @@ export class IgordNode {
     } catch (e) { throw new Error(`the agent cannot run here: ${(e as Error).message}`) }
     authority.writePending(this.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
     this.#inbound.set(o.name, agent)
+    this.#prepared.set(o.name, live)
   }
 
   /**
@@ -521,6 +570,7 @@ export class IgordNode {
     authority.dropPending(this.dir, name)
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     this.#inbound.delete(name)
+    this.#prepared.delete(name)
     let session: Session
     if (prepared !== null) {
       const writer = new CheckpointWriter(this.dir, name)
@@ -576,6 +626,7 @@ export class IgordNode {
           if (a.state === 'aborted') {
             authority.dropPending(this.dir, name)
             this.#inbound.delete(name)
+            this.#prepared.delete(name)
             authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-aborted', name, id: rec.id })
             this.#opts.note(`the source of ${name} aborted that migration; dropped the pending copy`)
             return

@@ -142,6 +142,57 @@ function analyse (body: number): Analysis {
 }
 
 /**
+ * Adds the exported i64 global `__igor_fuel` (initial value {@link START_FUEL}) and returns the
+ * module's defined (non-imported) functions with expression builders for the counter.
+ */
+function addFuelGlobal (m: binaryen.Module): { funcs: number[]; gget: () => number; gset: (v: number) => number; negative: (v: number) => number } {
+  const i64 = binaryen.i64
+  const funcs: number[] = []
+  for (let i = 0; i < m.getNumFunctions(); i++) {
+    const f = m.getFunctionByIndex(i)
+    if (!binaryen.getFunctionInfo(f).module) funcs.push(f)
+  }
+  m.addGlobal(FUEL_GLOBAL, i64, true, m.i64.const(START_FUEL))
+  m.addGlobalExport(FUEL_GLOBAL, FUEL_GLOBAL)
+  return {
+    funcs,
+    gget: () => m.global.get(FUEL_GLOBAL, i64),
+    gset: (v) => m.global.set(FUEL_GLOBAL, v),
+    negative: (v) => m.i64.lt_s(v, m.i64.const(0n)),
+  }
+}
+
+/**
+ * Wraps `call` (a call to an import, or a `call_indirect`) so that the function's fuel counter, kept
+ * in local `fl`, is written to the global before the call and read back after it. When an operand
+ * contains a loop (which charges the counter), the operands are first evaluated into fresh locals,
+ * so the write-back happens after their charges. A call of type `unreachable` is returned as is.
+ */
+function syncAround (m: binaryen.Module, call: number, operandsWithLoops: boolean, fl: number, addVar: (t: number) => number): number {
+  const type = binaryen.getExpressionType(call)
+  if (type === binaryen.unreachable) return call
+  const i32 = binaryen.i32; const i64 = binaryen.i64
+  const pre: number[] = []
+  if (operandsWithLoops) {
+    const id = binaryen.getExpressionId(call)
+    const cls = B[LISTS.get(id)!]
+    for (let i = 0; i < cls.getNumOperands(call); i++) {
+      const op = cls.getOperandAt(call, i); const t = binaryen.getExpressionType(op); const v = addVar(t)
+      pre.push(m.local.set(v, op)); cls.setOperandAt(call, i, m.local.get(v, t))
+    }
+    if (id === binaryen.CallIndirectId) {
+      const op = cls.getTarget(call); const v = addVar(i32)
+      pre.push(m.local.set(v, op)); cls.setTarget(call, m.local.get(v, i32))
+    }
+  }
+  pre.push(m.global.set(FUEL_GLOBAL, m.local.get(fl, i64)))
+  const reload = m.local.set(fl, m.global.get(FUEL_GLOBAL, i64))
+  if (type === binaryen.none) return m.block(null, [...pre, call, reload], binaryen.none)
+  const r = addVar(type)
+  return m.block(null, [...pre, m.local.set(r, call), reload, m.local.get(r, type)], type)
+}
+
+/**
  * Meters every defined function of `m` in place and adds the exported `__igor_fuel` global
  * (initial value {@link START_FUEL}) plus the helpers in {@link HELPERS} that are used.
  * @param m a binaryen module that passed the feature gate, with at most one memory.
@@ -150,16 +201,7 @@ function analyse (body: number): Analysis {
 export function meter (m: binaryen.Module, strategy: Strategy = 'thread'): void {
   if (strategy === 'thread') { meterThreaded(m); return }
   const i64 = binaryen.i64; const i32 = binaryen.i32
-  const funcs: number[] = []
-  for (let i = 0; i < m.getNumFunctions(); i++) {
-    const f = m.getFunctionByIndex(i)
-    if (!binaryen.getFunctionInfo(f).module) funcs.push(f)
-  }
-  m.addGlobal(FUEL_GLOBAL, i64, true, m.i64.const(START_FUEL))
-  m.addGlobalExport(FUEL_GLOBAL, FUEL_GLOBAL)
-  const gget = (): number => m.global.get(FUEL_GLOBAL, i64)
-  const gset = (v: number): number => m.global.set(FUEL_GLOBAL, v)
-  const negative = (v: number): number => m.i64.lt_s(v, m.i64.const(0n))
+  const { funcs, gget, gset, negative } = addFuelGlobal(m)
   let usesGrow = false; let usesBulk = false
 
   for (const f of funcs) {
@@ -185,29 +227,9 @@ export function meter (m: binaryen.Module, strategy: Strategy = 'thread'): void 
         m.if(negative(m.local.get(scratch, i64)), m.unreachable()),
       ], binaryen.none)
     }
-    /** In the local strategy, writes the counter back around a call (hoisting operands if a loop could charge between). */
-    const synced = (call: number, operandsWithLoops: boolean): number => {
-      const type = binaryen.getExpressionType(call)
-      if (!local || type === binaryen.unreachable) return call
-      const pre: number[] = []
-      if (operandsWithLoops) {
-        const id = binaryen.getExpressionId(call)
-        const cls = B[LISTS.get(id)!]
-        for (let i = 0; i < cls.getNumOperands(call); i++) {
-          const op = cls.getOperandAt(call, i); const t = binaryen.getExpressionType(op); const v = addVar(t)
-          pre.push(m.local.set(v, op)); cls.setOperandAt(call, i, m.local.get(v, t))
-        }
-        if (id === binaryen.CallIndirectId) {
-          const op = cls.getTarget(call); const v = addVar(i32)
-          pre.push(m.local.set(v, op)); cls.setTarget(call, m.local.get(v, i32))
-        }
-      }
-      pre.push(gset(lget()))
-      const reload = m.local.set(fl, gget())
-      if (type === binaryen.none) return m.block(null, [...pre, call, reload], binaryen.none)
-      const r = addVar(type)
-      return m.block(null, [...pre, m.local.set(r, call), reload, m.local.get(r, type)], type)
-    }
+    /** In the local strategy, writes the counter back around a call (see {@link syncAround}). */
+    const synced = (call: number, operandsWithLoops: boolean): number =>
+      local ? syncAround(m, call, operandsWithLoops, fl, addVar) : call
     const anyLoop = (children: number[]): boolean => children.some((c) => a.hasLoop.has(c))
 
     const rw = (e: number): number => {
@@ -287,16 +309,7 @@ const TWIN_SUFFIX = '__igor_t'
 /** The `thread` strategy of {@link meter}. */
 function meterThreaded (m: binaryen.Module): void {
   const i64 = binaryen.i64; const i32 = binaryen.i32
-  const funcs: number[] = []
-  for (let i = 0; i < m.getNumFunctions(); i++) {
-    const f = m.getFunctionByIndex(i)
-    if (!binaryen.getFunctionInfo(f).module) funcs.push(f)
-  }
-  m.addGlobal(FUEL_GLOBAL, i64, true, m.i64.const(START_FUEL))
-  m.addGlobalExport(FUEL_GLOBAL, FUEL_GLOBAL)
-  const gget = (): number => m.global.get(FUEL_GLOBAL, i64)
-  const gset = (v: number): number => m.global.set(FUEL_GLOBAL, v)
-  const negative = (v: number): number => m.i64.lt_s(v, m.i64.const(0n))
+  const { funcs, gget, gset, negative } = addFuelGlobal(m)
   const extend = (t: number, extra: number): number => binaryen.createType([...(t === binaryen.none ? [] : binaryen.expandType(t)), extra])
 
   // 1. Declare every twin first, so calls can be retargeted in any order.
@@ -324,28 +337,7 @@ function meterThreaded (m: binaryen.Module): void {
     const sub = (cost: number): number => m.local.set(fl, m.i64.sub(lget(), cost))
     const charge = (cost: number): number => m.block(null, [sub(m.i64.const(BigInt(cost))), trapIfOut()], binaryen.none)
     /** A call the twin cannot thread the counter through (import, call_indirect): sync the global around it. */
-    const synced = (call: number, operandsWithLoops: boolean): number => {
-      const type = binaryen.getExpressionType(call)
-      if (type === binaryen.unreachable) return call
-      const pre: number[] = []
-      if (operandsWithLoops) {
-        const id = binaryen.getExpressionId(call)
-        const cls = B[LISTS.get(id)!]
-        for (let i = 0; i < cls.getNumOperands(call); i++) {
-          const op = cls.getOperandAt(call, i); const t = binaryen.getExpressionType(op); const v = addVar(t)
-          pre.push(m.local.set(v, op)); cls.setOperandAt(call, i, m.local.get(v, t))
-        }
-        if (id === binaryen.CallIndirectId) {
-          const op = cls.getTarget(call); const v = addVar(i32)
-          pre.push(m.local.set(v, op)); cls.setTarget(call, m.local.get(v, i32))
-        }
-      }
-      pre.push(gset(lget()))
-      const reload = m.local.set(fl, gget())
-      if (type === binaryen.none) return m.block(null, [...pre, call, reload], binaryen.none)
-      const r = addVar(type)
-      return m.block(null, [...pre, m.local.set(r, call), reload, m.local.get(r, type)], type)
-    }
+    const synced = (call: number, operandsWithLoops: boolean): number => syncAround(m, call, operandsWithLoops, fl, addVar)
     const rw = (e: number): number => {
       const info = infoOf(e)
       const id = info.id

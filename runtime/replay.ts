@@ -31,7 +31,7 @@ import { EventLog } from '../hostcalls/eventlog.ts'
 import type { Event, Payload, TickRecord } from '../hostcalls/eventlog.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
-import type { AgentSpec } from './agent.ts'
+import type { AgentSpec, RestoreState } from './agent.ts'
 import type { InputSource } from './inputs.ts'
 
 /**
@@ -44,18 +44,13 @@ import type { InputSource } from './inputs.ts'
 export interface Divergence { tick: number; field: string; message: string; file?: string }
 
 /** A checkpoint to start replay from: its header, code, manifest and state (archived or live). */
-export interface ReplayStart {
+export interface ReplayStart extends Omit<RestoreState, 'tick' | 'fuel'> {
+  /** Its header (tick and lifetime fuel come from here). */
   header: CheckpointHeader
   /** Original wasm bytes (CID = header.code). */
   wasm: Uint8Array
   /** Manifest bytes (CID = header.manifest). */
   manifest: Uint8Array
-  pageCount: number
-  /** `[index, 64 KiB]` for every non-zero page, ascending. */
-  pages: [number, Uint8Array][]
-  /** SHA-256 of each page in `pages`, when known. */
-  digests?: [number, Uint8Array][]
-  globals: GlobalValue[]
 }
 
 /** Thrown inside a host function when the agent asks for a value the log does not hold at that point. */

@@ -156,6 +156,30 @@ test('handoff: the next checkpoint has epoch + 1 on the target host', () => {
   assert.ok(wrongHost.faults.some((f) => f.tick === 6 && /host hostC continues after a handoff to hostB/.test(f.fault)))
 })
 
+/** Ticks 0–4 on hostA, a handoff at tick 4 (the same tick as its prev) altered by `alter`, then ticks 5–6 on hostB in epoch 1. */
+function sameTickHandoff (alter: (f: Fake) => void): VerifyReport {
+  const dir = mkdir(); const f = new Fake(generateIdentity()); const w = new CheckpointWriter(dir, 'a')
+  f.run(w, 5)
+  f.tick = 4; f.fuel -= 1000n; f.budget += 3n // back to the state of the checkpoint at tick 4
+  alter(f)
+  f.write(w, 'handoff', 'hostB')
+  f.epoch = 1; f.host = 'hostB'
+  f.run(w, 2)
+  return verifyHistory([dir])
+}
+
+test('a handoff at the same tick as its prev is VALID only with the same state root, fuel and budget', () => {
+  const ok = sameTickHandoff(() => {})
+  assert.ok(ok.valid, formatReport(ok))
+  assert.equal(ok.handoffs, [{ tick: 4, epoch: 0, from: 'hostA', to: 'hostB' }])
+  const changes = /handoff at tick 4 changes the state of the checkpoint it follows/
+  for (const [what, alter] of [['state', (f: Fake) => f.step(99)], ['fuel', (f: Fake) => { f.fuel += 1n }], ['budget', (f: Fake) => { f.budget -= 1n }]] as const) {
+    const bad = sameTickHandoff(alter)
+    assert.not.ok(bad.valid, `a handoff with another ${what} must be INVALID`)
+    assert.ok(bad.faults.some((x) => x.tick === 4 && changes.test(x.fault)), `${what}: ${formatReport(bad)}`)
+  }
+})
+
 test('an epoch change without a handoff, fuel going down and budget going up are faults', () => {
   const dir = mkdir(); const a = new Fake(generateIdentity())
   const w = new CheckpointWriter(dir, 'a')

@@ -2,7 +2,9 @@
  * Helpers for the node end-to-end tests: start `igord node` children on 127.0.0.1 with temp data
  * directories, read their dialable address, query them through the real CLI.
  */
-import { igord, igordSpawn, tempDir } from './helpers.ts'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { agentWasm, igord, igordSpawn, loggedTicks, tempDir } from './helpers.ts'
 import type { Live } from './helpers.ts'
 
 /** A running node child, its data directory and dialable address. */
@@ -39,3 +41,52 @@ export async function until (pred: () => boolean, timeoutMs = 20_000, what = 'co
     await new Promise((r) => setTimeout(r, 50))
   }
 }
+
+/** True while the node in `dir` holds a pending (unresolved) arrival of `name`. */
+export function hasPending (dir: string, name = 'heartbeat'): boolean { return existsSync(join(dir, 'migrate', `${name}.pending.cbor`)) }
+
+/**
+ * One migration of heartbeat from a node `a` to a node `b` with a fault: `killed` names the node
+ * that dies at `fault` (it is restarted on its data directory, the source on the same address) or
+ * null when the fault only cuts the connection. Waits until the node `expect` runs the agent and
+ * the other holds neither the agent running nor a pending copy, lets it tick, stops both, and checks
+ * that every tick ran exactly once across all processes and that the merged histories verify VALID
+ * with no fork. Returns the verify report.
+ */
+export async function faultScenario (o: { fault: string; on: 'source' | 'target'; killed: boolean; expect: 'source' | 'target'; track: (n: NodeProc) => NodeProc }): Promise<Record<string, unknown>> {
+  const env = { IGORD_FAULT: o.fault }
+  const a = o.track(await startNode(o.on === 'source' ? { env } : {}))
+  const r = igord(['run', agentWasm('heartbeat'), '--node', a.dir, '--interval', '20ms'])
+  if (r.code !== 0) throw new Error(r.stderr)
+  await until(() => tickOf(a) >= 3, 20_000, 'ticks on the source')
+  const b = o.track(await startNode(o.on === 'target' ? { env } : {}))
+  igord(['migrate', 'heartbeat', '--to', b.addr, '--node', a.dir], 40_000)
+  const outputs: string[] = []
+  let [src, dst] = [a, b]
+  if (o.killed) {
+    const dead = o.on === 'source' ? a : b
+    await until(() => dead.live.child.signalCode !== null, 20_000, 'the faulty node to die')
+    outputs.push(dead.live.stdout())
+    const again = o.track(await startNode({ dir: dead.dir, ...(o.on === 'source' ? { args: ['--listen', a.addr.split('/p2p/')[0]] } : {}) }))
+    if (o.on === 'source') src = again; else dst = again
+  }
+  const [winner, loser] = o.expect === 'source' ? [src, dst] : [dst, src]
+  await until(() => runs(winner) && !runs(loser) && !hasPending(b.dir), 30_000, `the ${o.expect} to run the agent alone`)
+  const t = tickOf(winner)
+  await until(() => tickOf(winner) > t + 3, 20_000, 'ticks after the fault')
+  if (runs(loser)) throw new Error('two live copies')
+  for (const n of [src, dst]) outputs.push((await stopNode(n)).stdout)
+  const faulty = o.on === 'source' ? a : b
+  if (!faulty.live.stderr().includes(`IGORD_FAULT=${o.fault}:`)) throw new Error(`the fault ${o.fault} was not reached`)
+  const ticks = outputs.flatMap((out) => loggedTicks(out)).sort((x, y) => x - y)
+  const want = Array.from({ length: ticks.length }, (_, i) => i + 1)
+  if (JSON.stringify(ticks) !== JSON.stringify(want)) throw new Error(`ticks lost or repeated: ${ticks.join(',')}`)
+  const v = igord(['verify', a.dir, b.dir, '--json'])
+  if (v.code !== 0) throw new Error(`verify: ${v.stdout}`)
+  const rep = JSON.parse(v.stdout) as Record<string, unknown>
+  if ((rep.forks as unknown[]).length !== 0) throw new Error('fork')
+  return rep
+}
+
+const tickOf = (n: NodeProc) => ps(n.dir).find((a) => a.name === 'heartbeat')?.tick ?? -1
+const runs = (n: NodeProc) => ps(n.dir).some((a) => a.name === 'heartbeat' && a.status === 'running')

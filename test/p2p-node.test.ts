@@ -3,6 +3,7 @@
  * visits send only the pages that changed (never the wasm again), and the merged histories verify
  * VALID with one handoff per move. Also the same-tick handoff rule of verify.
  */
+import { writeFileSync } from 'node:fs'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { verifyHistory } from '../checkpoint/history.ts'
@@ -65,6 +66,21 @@ test('a 2 MiB agent: the second visit sends only the pages that changed since th
     }
   } finally { await a.shutdown(); await b.shutdown() }
   assert.ok(verifyHistory([a.dir, b.dir]).valid)
+})
+
+test('migration_policy.enabled false: the target refuses with that reason; the agent keeps running here', async () => {
+  const [a, b] = await twoNodes()
+  try {
+    const agent = writeStateAgent(tempDir(), 1)
+    writeFileSync(agent.manifest, JSON.stringify({ capabilities: {}, migration_policy: { enabled: false } }))
+    a.run({ wasm: agent.wasm, manifest: agent.manifest, name: 'stay', budget: 100_000_000n, intervalMs: 5 })
+    try { await a.migrate('stay', [b.addrs[0]]); assert.unreachable() } catch (e) {
+      assert.match((e as Error).message, /the agent's manifest forbids migration \(migration_policy\.enabled is false\)/)
+      assert.is((e as { exitCode: number }).exitCode, 9)
+    }
+    assert.is(a.agents.get('stay')?.state, 'running')
+    assert.not.ok(b.agents.has('stay'))
+  } finally { await a.shutdown(); await b.shutdown() }
 })
 
 test('migrate: unknown agent and bad address are request errors (exit 2)', async () => {

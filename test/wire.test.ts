@@ -1,0 +1,91 @@
+/**
+ * p2p/wire.ts: frames (one canonical CBOR map with a text `t`, varint length-prefixed) over an
+ * in-memory libp2p stream pair (@libp2p/utils `streamPair`, no network): round trip, byte
+ * counters, large frames, expected types, `error` frames, malformed frames, timeouts, a reset
+ * stream, and the field readers.
+ */
+import { streamPair } from '@libp2p/utils'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { encode } from '../checkpoint/cbor.ts'
+import { NetworkError } from '../p2p/errors.ts'
+import { bytesOf, Channel, textOf } from '../p2p/wire.ts'
+import type { Frame } from '../p2p/wire.ts'
+
+// AbortSignal.timeout timers do not keep the process alive; a node's sockets do, here this does
+const keepAlive = setInterval(() => {}, 1000)
+test.after(() => clearInterval(keepAlive))
+
+async function pair (): Promise<[Channel, Channel]> {
+  const [x, y] = await streamPair()
+  return [new Channel(x, 'peerB'), new Channel(y, 'peerA')]
+}
+
+async function rejects (p: Promise<unknown>, re: RegExp): Promise<void> {
+  try { await p } catch (e) {
+    assert.instance(e, NetworkError)
+    assert.match((e as Error).message, re)
+    return
+  }
+  assert.unreachable('expected a NetworkError')
+}
+
+test('a frame round-trips with its fields; counters count frame bytes', async () => {
+  const [a, b] = await pair()
+  const f: Frame = { t: 'offer', v: 1, name: 'x', blob: new Uint8Array([1, 2, 3]), rows: [[0, 'c']] }
+  await a.send(f, 'offer', 1000)
+  const got = await b.recv('offer', 1000, ['offer'])
+  assert.equal(got, f)
+  assert.is(a.sent, encode(f).length)
+  assert.is(b.received, a.sent)
+  a.abort(); b.abort()
+})
+
+test('a 5 MiB frame (above the 4 MiB default of lpStream) arrives whole', async () => {
+  const [a, b] = await pair()
+  const big = new Uint8Array(5 * 1024 * 1024).map((_, i) => i & 255)
+  const [, got] = await Promise.all([a.send({ t: 'blobs', b: [big] }, 'transfer', 10_000), b.recv('transfer', 10_000, ['blobs'])])
+  assert.equal((got.b as Uint8Array[])[0], big)
+  a.abort(); b.abort()
+})
+
+test('an unexpected frame type, and an error frame, are NetworkErrors naming the step and peer', async () => {
+  const [a, b] = await pair()
+  await a.send({ t: 'blobs', b: [] }, 'x', 1000)
+  await rejects(b.recv('pending', 1000, ['pending', 'refuse']), /^pending: unexpected frame "blobs" from peerA \(expected pending or refuse\)/)
+  await a.send({ t: 'error', reason: 'disk full' }, 'x', 1000)
+  await rejects(b.recv('pending', 1000, ['pending']), /^pending: peerA says: disk full/)
+  a.abort(); b.abort()
+})
+
+test('malformed frames: not CBOR, not a map, no text t', async () => {
+  const [a, b] = await pair()
+  await a.sendRaw(new Uint8Array([0xff, 0x00]), 'x', 1000)
+  await rejects(b.recv('offer', 1000), /^offer: malformed frame from peerA/)
+  await a.sendRaw(encode([1, 2]), 'x', 1000)
+  await rejects(b.recv('offer', 1000), /not a map with a text "t"/)
+  await a.sendRaw(encode({ t: 5 }), 'x', 1000)
+  await rejects(b.recv('offer', 1000), /not a map with a text "t"/)
+  a.abort(); b.abort()
+})
+
+test('no frame in time is a timeout; a reset stream is a NetworkError', async () => {
+  const [a, b] = await pair()
+  await rejects(b.recv('handoff', 50), /^handoff: no answer from peerA: timed out after 50 ms/)
+  a.abort()
+  await rejects(b.recv('handoff', 1000), /^handoff: no answer from peerA/)
+  await rejects(a.send({ t: 'x' }, 'started', 1000), /^started: cannot send to peerB/)
+  b.abort()
+})
+
+test('bytesOf and textOf check type and length', () => {
+  const f: Frame = { t: 'end', key: new Uint8Array(32), name: 'abc', n: 5 }
+  assert.is(bytesOf(f, 'key', 'end', 32).length, 32)
+  assert.throws(() => bytesOf(f, 'key', 'end', 64), /end: field "key" must be 64 bytes/)
+  assert.throws(() => bytesOf(f, 'n', 'end'), /end: field "n" must be a byte string/)
+  assert.is(textOf(f, 'name', 'offer'), 'abc')
+  assert.throws(() => textOf(f, 'name', 'offer', 2), /offer: field "name" must be a text string of at most 2 characters/)
+  assert.throws(() => textOf(f, 'key', 'offer'), /must be a text string/)
+})
+
+test.run()
