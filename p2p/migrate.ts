@@ -5,6 +5,9 @@
  * Source → target, one stream, CBOR frames (p2p/wire.ts):
  *   offer → (accept {want} | refuse {reason]) → blobs* → end {key, log} → (pending | refuse) →
  *   handoff {header, sig} → started
+ * When the offer carries the state of the offered checkpoint's `prev` (`base`), the target replays
+ * the ticks of the offered checkpoint's log from it before answering `pending` (DESIGN §8/§9) and
+ * refuses the agent when the replay diverges.
  * The source commits by writing the signed handoff checkpoint once it has read `pending`; the
  * target starts the agent only with that signed handoff in hand (from the `handoff` frame, or later
  * from a status query answered by the source). Hosting decisions (policy, storage, starting the
@@ -20,8 +23,10 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { decodeGlobals } from '../checkpoint/live.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot } from '../checkpoint/state.ts'
+import { EventLog } from '../hostcalls/eventlog.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
+import { replaySegment } from '../runtime/replay.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
 import { bytesOf, Channel, textOf } from './wire.ts'
@@ -67,6 +72,10 @@ export interface MigrateResult {
   handoff: string
   /** non-zero pages offered, and how many the target asked for */
   pagesOffered: number; pagesSent: number
+  /** pages of the replay base (the offered checkpoint's `prev`) sent besides the offered pages */
+  basePagesSent: number
+  /** ticks the target re-executed from the replay base before accepting (0: no base was offered) */
+  replayedTicks: number
   /** blobs sent (pages + wasm) and their bytes */
   blobsSent: number; blobBytes: number
   /** every frame byte sent and received on the stream */
@@ -84,6 +93,17 @@ export interface MigrateResult {
    * starts the agent)
    */
   steps: Record<string, number>
+}
+
+/**
+ * The state of the offered checkpoint's `prev` checkpoint P (the replay base, DESIGN §8/§9): P's
+ * signed header bytes and signature, its memory size in 64 KiB pages, its page table `[index, page
+ * CID]` (every non-zero page, ascending), its globals, and `blob(cid)`, which returns the bytes of
+ * one of its pages (the source's blob store; throws when missing).
+ */
+export interface ReplayBase {
+  header: Uint8Array; sig: Uint8Array; pageCount: number; pages: [number, string][]
+  globals: LiveCheckpoint['globals']; blob (cid: string): Uint8Array
 }
 
 /** Progress of a transfer: blob bytes sent so far and in total. */
@@ -124,12 +144,14 @@ export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string
  * Source side of one migration attempt over an open channel: offers `live` (the agent's last
  * checkpoint, status running), sends the blobs the target asks for, commits through
  * `hooks.commit` once the target holds the agent durably as pending, and sends the handoff.
+ * With `a.base` (the state of `live`'s `prev`), the offer carries it as `base` so that the target
+ * can replay `live`'s log before accepting; its pages are sent when the target asks for them.
  * @param id migration id (32 hex chars)
  * @param addrs this node's dialable addresses (the target asks them if the stream breaks)
  * @throws RefusedError when the target refuses (nothing changed); NetworkError for any failure
  *   before the commit (nothing changed: the caller resumes the agent or tries another peer)
  */
-export async function sendAgent (ch: Channel, a: { id: string; name: string; live: LiveCheckpoint; addrs: string[]; addr: string; me: string }, hooks: SourceHooks, t: Timeouts): Promise<MigrateResult> {
+export async function sendAgent (ch: Channel, a: { id: string; name: string; live: LiveCheckpoint; addrs: string[]; addr: string; me: string; base?: ReplayBase }, hooks: SourceHooks, t: Timeouts): Promise<MigrateResult> {
   const t0 = performance.now()
   const steps: Record<string, number> = {}
   let mark = t0
@@ -140,6 +162,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   await ch.send({
     t: 'offer', v: 1, id: a.id, name: a.name, header: live.header, sig: live.sig, manifest: live.manifest,
     pageCount: live.pageCount, pages: rows, globals: live.globals.map((g) => [g.index, g.type, g.bytes]), from: a.addrs,
+    ...(a.base === undefined ? {} : { base: { header: a.base.header, sig: a.base.sig, pageCount: a.base.pageCount, pages: a.base.pages, globals: a.base.globals.map((g) => [g.index, g.type, g.bytes]) } }),
   }, 'offer', t.stepMs)
   hooks.fault?.('source-after-offer', ch)
   const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'])
@@ -150,14 +173,19 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   const byCid = new Map<string, Uint8Array>()
   byCid.set(live.parsed.code, live.wasm)
   for (let k = 0; k < rows.length; k++) byCid.set(rows[k][1], live.pages[k][1])
+  const baseCids = new Set((a.base?.pages ?? []).map((r) => r[1]))
   const want: Uint8Array[] = []
   let total = 0
   let pagesSent = 0
+  let basePagesSent = 0
   for (const c of answer.want as unknown[]) {
-    const b = typeof c === 'string' ? byCid.get(c) : undefined
+    let b = typeof c === 'string' ? byCid.get(c) : undefined
+    if (b === undefined && typeof c === 'string' && baseCids.has(c)) {
+      try { b = a.base!.blob(c) } catch (e) { throw new NetworkError(`offer: cannot read page ${c} of the replay base: ${(e as Error).message}`) }
+      basePagesSent++
+    } else if (b !== undefined && c !== live.parsed.code) pagesSent++
     if (b === undefined) throw new NetworkError(`offer: ${ch.peer} asked for a blob that was not offered`)
     want.push(b); total += b.length
-    if (c !== live.parsed.code) pagesSent++
   }
   let sent = 0
   let batch: Uint8Array[] = []
@@ -178,6 +206,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   await ch.send({ t: 'end', key: live.seed, log: live.log }, 'transfer', t.stepMs)
   const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'])
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
+  const replayedTicks = typeof pending.replayed === 'number' && Number.isSafeInteger(pending.replayed) && pending.replayed >= 0 ? pending.replayed : 0
   const transferMs = performance.now() - t0
   step('verify')
   hooks.fault?.('source-after-pending', ch)
@@ -194,16 +223,20 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   await ch.close()
   return {
     name: a.name, agent: live.parsed.agent, from: a.me, to: ch.peer, addr: a.addr, tick: live.parsed.tick, epoch: live.parsed.epoch + 1,
-    handoff: h.cid, pagesOffered: rows.length, pagesSent, blobsSent: want.length, blobBytes: total,
+    handoff: h.cid, pagesOffered: rows.length, pagesSent, basePagesSent, replayedTicks, blobsSent: want.length, blobBytes: total,
     bytesSent: ch.sent, bytesReceived: ch.received, confirmed, ms: performance.now() - t0, transferMs, steps,
   }
 }
 
-/** A decoded, signature-checked offer. */
+/**
+ * A decoded, signature-checked offer. `base`: the offered replay base (the state of the offered
+ * checkpoint's `prev`), its header signature-checked for the same agent and its CID equal to `prev`.
+ */
 export interface Offer {
   id: string; name: string; header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; cid: string
   manifestBytes: Uint8Array; manifest: Manifest; pageCount: number; pages: [number, string][]
   globals: LiveCheckpoint['globals']; from: string[]
+  base?: { header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; pageCount: number; pages: [number, string][]; globals: LiveCheckpoint['globals'] }
 }
 
 /** Everything the target needs from its node. */
@@ -250,22 +283,41 @@ export function decodeOffer (f: Frame): Offer {
   if (cidOf(manifestBytes) !== parsed.manifest) throw new NetworkError('offer: the manifest does not match the checkpoint\'s manifest CID')
   let manifest: Manifest
   try { manifest = parseManifest(manifestBytes, 'offered manifest') } catch (e) { throw new NetworkError(`offer: ${(e as Error).message}`) }
+  const { pageCount, pages, globals } = decodeTable(f, 'offer')
+  const from = Array.isArray(f.from) ? (f.from as unknown[]).filter((x): x is string => typeof x === 'string').slice(0, 16) : []
+  const offer: Offer = { id, name, header, sig, parsed, cid: headerCid(header), manifestBytes, manifest, pageCount, pages, globals, from }
+  if (f.base !== undefined && f.base !== null) {
+    const b = f.base as Frame
+    if (typeof b !== 'object' || Array.isArray(b)) throw new NetworkError('offer: field "base" must be a map')
+    const bh = bytesOf(b, 'header', 'offer base')
+    const bsig = bytesOf(b, 'sig', 'offer base', 64)
+    let bp: CheckpointHeader
+    try { bp = decodeHeader(bh, 'replay base checkpoint') } catch (e) { throw new NetworkError(`offer: ${(e as CheckpointError).message}`) }
+    if (headerCid(bh) !== parsed.prev) throw new NetworkError('offer: the replay base is not the offered checkpoint\'s prev')
+    if (bp.agent !== parsed.agent || !verifyHeader(bh, bsig, parsed.agent)) throw new NetworkError(`offer: the replay base's signature does not verify for ${parsed.agent}`)
+    if (bp.code !== parsed.code || bp.manifest !== parsed.manifest) throw new NetworkError('offer: the replay base has another code or manifest than the offered checkpoint')
+    offer.base = { header: bh, sig: bsig, parsed: bp, ...decodeTable(b, 'offer base') }
+  }
+  return offer
+}
+
+/** Decodes `pageCount`, `pages` (`[index, cid]` ascending, inside memory) and `globals` of an offer or its base. */
+function decodeTable (f: Frame, step: string): { pageCount: number; pages: [number, string][]; globals: LiveCheckpoint['globals'] } {
   const pageCount = f.pageCount
-  if (typeof pageCount !== 'number' || !Number.isInteger(pageCount) || pageCount < 0 || pageCount > MAX_PAGES) throw new NetworkError('offer: field "pageCount" out of range')
-  if (!Array.isArray(f.pages)) throw new NetworkError('offer: field "pages" must be an array')
+  if (typeof pageCount !== 'number' || !Number.isInteger(pageCount) || pageCount < 0 || pageCount > MAX_PAGES) throw new NetworkError(`${step}: field "pageCount" out of range`)
+  if (!Array.isArray(f.pages)) throw new NetworkError(`${step}: field "pages" must be an array`)
   const pages: [number, string][] = []
   let last = -1
   for (const r of f.pages as unknown[]) {
-    if (!Array.isArray(r) || r.length !== 2 || typeof r[0] !== 'number' || typeof r[1] !== 'string') throw new NetworkError('offer: field "pages" rows must be [index, cid]')
-    if (r[0] <= last || r[0] >= pageCount) throw new NetworkError(`offer: page ${r[0]} out of order or outside memory`)
-    try { digestOfCid(r[1]) } catch { throw new NetworkError(`offer: page ${r[0]} has no valid CID`) }
+    if (!Array.isArray(r) || r.length !== 2 || typeof r[0] !== 'number' || typeof r[1] !== 'string') throw new NetworkError(`${step}: field "pages" rows must be [index, cid]`)
+    if (r[0] <= last || r[0] >= pageCount) throw new NetworkError(`${step}: page ${r[0]} out of order or outside memory`)
+    try { digestOfCid(r[1]) } catch { throw new NetworkError(`${step}: page ${r[0]} has no valid CID`) }
     last = r[0]
     pages.push([r[0], r[1]])
   }
   let globals: LiveCheckpoint['globals']
-  try { globals = decodeGlobals(f.globals, 'offer') } catch (e) { throw new NetworkError((e as Error).message) }
-  const from = Array.isArray(f.from) ? (f.from as unknown[]).filter((x): x is string => typeof x === 'string').slice(0, 16) : []
-  return { id, name, header, sig, parsed, cid: headerCid(header), manifestBytes, manifest, pageCount, pages, globals, from }
+  try { globals = decodeGlobals(f.globals, step) } catch (e) { throw new NetworkError((e as Error).message) }
+  return { pageCount, pages, globals }
 }
 
 /**
@@ -287,6 +339,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     const wanted = new Set<string>()
     if (!hooks.hasBlob(offer.parsed.code)) { want.push(offer.parsed.code); wanted.add(offer.parsed.code) }
     for (const [, c] of offer.pages) if (!wanted.has(c) && !hooks.hasBlob(c)) { want.push(c); wanted.add(c) }
+    for (const [, c] of offer.base?.pages ?? []) if (!wanted.has(c) && !hooks.hasBlob(c)) { want.push(c); wanted.add(c) }
     await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
     // transfer
     const got = new Map<string, Uint8Array>()
@@ -306,13 +359,18 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     }
     for (const c of wanted) if (!got.has(c)) throw new NetworkError(`transfer: blob ${c} was asked for but not sent`)
     const live = assemble(offer, end, got, hooks)
+    let replayed = 0
+    try { replayed = replayBase(offer, live, got, hooks) } catch (e) {
+      await refuse(ch, (e as Error).message.split('\n')[0], t)
+      throw e
+    }
     try { hooks.prepare(offer, ch.peer, live) } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
     pendingWritten = true
     hooks.fault?.('target-after-pending', ch)
-    await ch.send({ t: 'pending' }, 'pending', t.stepMs)
+    await ch.send({ t: 'pending', replayed }, 'pending', t.stepMs)
     const h = await ch.recv('handoff', t.handoffMs, ['handoff'])
     hooks.fault?.('target-after-handoff', ch)
     hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
@@ -359,6 +417,40 @@ function assemble (offer: Offer, end: Frame, got: Map<string, Uint8Array>, hooks
   const root = stateRoot({ pages: offer.pageCount, digests, globals: offer.globals, fuel: offer.parsed.fuel, budget: offer.parsed.budget })
   if (Buffer.compare(root, offer.parsed.state) !== 0) throw new NetworkError('verify: the state root of the transferred pages does not match the signed checkpoint')
   return { header: offer.header, sig: offer.sig, parsed: offer.parsed, wasm, manifest: offer.manifestBytes, pageCount: offer.pageCount, pages, globals: offer.globals, log, seed, digests }
+}
+
+/**
+ * The target's check of an offer's replay base: P's pages hash to their CIDs and are 64 KiB, P's
+ * state root (pages, globals, fuel, budget) equals P's signed `state`, and the ticks of the offered
+ * checkpoint's log, re-executed from P with their recorded inputs (runtime/replay.ts), end in
+ * exactly the offered checkpoint. Returns the number of ticks replayed (0 without a base or log).
+ * @throws NetworkError `verify: …` for a bad base; `replay diverges at tick N (<field>): <message>`
+ */
+function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks): number {
+  const b = offer.base
+  if (b === undefined || live.log === null) return 0
+  const pages: [number, Uint8Array][] = []
+  const digests: [number, Uint8Array][] = []
+  for (const [i, c] of b.pages) {
+    let p = got.get(c)
+    if (p === undefined) {
+      p = hooks.getBlob(c)
+      if (cidOf(p) !== c) throw new NetworkError(`verify: local blob ${c} is corrupt`)
+    }
+    if (p.length !== PAGE_SIZE) throw new NetworkError(`verify: page ${i} of the replay base is ${p.length} bytes`)
+    pages.push([i, p]); digests.push([i, digestOfCid(c)])
+  }
+  const root = stateRoot({ pages: b.pageCount, digests, globals: b.globals, fuel: b.parsed.fuel, budget: b.parsed.budget })
+  if (Buffer.compare(root, b.parsed.state) !== 0) throw new NetworkError('verify: the state root of the replay base does not match its signed checkpoint')
+  let records
+  try { records = EventLog.decodeSegment(live.log, `event log ${offer.parsed.log}`) } catch (e) { throw new NetworkError(`verify: ${(e as Error).message}`) }
+  let r
+  try {
+    r = replaySegment({ header: b.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: b.pageCount, pages, digests, globals: b.globals }, records, offer.parsed)
+  } catch (e) { throw new NetworkError(`replay: ${(e as Error).message.split('\n')[0]}`) }
+  const d = r.divergence
+  if (d !== null) throw new NetworkError(`replay diverges at tick ${d.tick} (${d.field}): ${d.message}`)
+  return r.ticks
 }
 
 /** Answer of a status query. */

@@ -15,7 +15,7 @@ import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { IgordError, StorageError } from '../checkpoint/errors.ts'
-import { cidOf } from '../checkpoint/hash.ts'
+import { cidOf, cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
 import { decodeHeader, headerCid } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { identityFromSeed } from '../checkpoint/identity.ts'
@@ -37,7 +37,7 @@ import { livePath, resumeAgent, startAgent } from '../runtime/session.ts'
 import * as authority from './authority.ts'
 import { NetworkError, RefusedError, RequestError } from './errors.ts'
 import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
-import type { MigrateResult, Offer, Progress, TargetHooks, Timeouts } from './migrate.ts'
+import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, Timeouts } from './migrate.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
 import { Channel } from './wire.ts'
@@ -73,7 +73,9 @@ export interface NodeOptions {
    * itself (SIGKILL), or `cut:<step>`, at which the node resets the migration stream and closes the
    * connection to that peer (the process goes on). Steps: source-after-offer,
    * source-during-transfer, source-after-pending, source-after-handoff, target-during-transfer,
-   * target-after-pending, target-after-handoff.
+   * target-after-pending, target-after-handoff. `forge-final` (source, `migrate` only): after the
+   * agent's loop stops, flip the last byte of its memory, run one tick and write a validly signed
+   * checkpoint that does not follow from its log (the target's replay must refuse it).
    */
   fault?: string
 }
@@ -353,6 +355,7 @@ export class IgordNode {
     h.state = 'migrating'
     const t0 = performance.now()
     await this.#pause(h)
+    if (this.#opts.fault === 'forge-final') this.#forgeFinal(h)
     return await this.#migrateStopped(h, addrs, progress, t0)
   }
 
@@ -382,8 +385,67 @@ export class IgordNode {
     return readLive(h.session.ckptPath)
   }
 
+  /** Test-only fault `forge-final`: corrupts one byte of memory, runs a tick and checkpoints it. */
+  #forgeFinal (h: Hosted): void {
+    const a = h.session.agent
+    const mem = (a as unknown as { memory: WebAssembly.Memory }).memory
+    const bytes = new Uint8Array(mem.buffer)
+    bytes[bytes.length - 1] ^= 0xff
+    this.#opts.note(`IGORD_FAULT=forge-final: ${h.name}: flipped the last byte of memory before tick ${a.tick + 1}`)
+    a.runTick()
+    writeCheckpoint(a, h.session.lineage, 'running')
+  }
+
+  /**
+   * The replay base of `live` (its `prev` checkpoint P, DESIGN §8/§9), rebuilt from this node's
+   * history of the agent: P's page table is `live`'s with the pages listed in `live`'s history entry
+   * reverted to their CID as of P, found by walking the entries back from P (a page listed in no
+   * entry back to a base entry was zero at P); when `live`'s entry is a base entry, P's whole table is
+   * rebuilt back to the last base entry. Undefined for a genesis checkpoint, a checkpoint without a
+   * log, or when P's history is not at hand or does not reproduce P's state root.
+   */
+  #replayBase (h: Hosted, live: LiveCheckpoint): ReplayBase | undefined {
+    const p = live.parsed
+    if (p.prev === null || p.log === null) return undefined
+    try {
+      const dir = h.session.lineage.writer.historyDir
+      const files = new Map<string, string>()
+      for (const f of fs.readdirSync(dir)) if (!f.startsWith('.') && f.endsWith('.cbor')) files.set(f.slice(13, -5), path.join(dir, f))
+      const entryOf = (cid: string) => {
+        const file = files.get(cid)
+        if (file === undefined) return undefined
+        const e = decodeEntry(fs.readFileSync(file), file)
+        return headerCid(e.headerBytes) === cid ? e : undefined
+      }
+      const last = entryOf(headerCid(live.header))
+      const pEntry = entryOf(p.prev)
+      if (last === undefined || pEntry === undefined) return undefined
+      const need = last.base ? null : new Set(last.pages.map((r) => r[0]))
+      const resolved = new Map<number, string | null>()
+      for (let e = pEntry; ;) {
+        for (const [i, c] of e.pages) if (!resolved.has(i) && (need === null || need.has(i))) resolved.set(i, c)
+        if (e.base || (need !== null && resolved.size === need.size)) break
+        const prev = e.parsed.prev === null ? undefined : entryOf(e.parsed.prev)
+        if (prev === undefined) return undefined
+        e = prev
+      }
+      const table = new Map<number, string>()
+      if (need !== null) {
+        for (const [i, d] of live.digests ?? []) table.set(i, cidOfDigest(d))
+        if (live.digests === undefined) for (const [i, pg] of live.pages) table.set(i, cidOf(pg))
+        for (const i of need) { const c = resolved.get(i); if (c === undefined || c === null) table.delete(i); else table.set(i, c) }
+      } else for (const [i, c] of resolved) if (c !== null) table.set(i, c)
+      const pages = [...table].filter(([i]) => i < pEntry.pageCount).sort((x, y) => x[0] - y[0])
+      const P = pEntry.parsed
+      const root = stateRoot({ pages: pEntry.pageCount, digests: pages.map(([i, c]) => [i, digestOfCid(c)]), globals: pEntry.globals, fuel: P.fuel, budget: P.budget })
+      if (Buffer.compare(root, P.state) !== 0) return undefined
+      return { header: pEntry.headerBytes, sig: pEntry.sig, pageCount: pEntry.pageCount, pages, globals: pEntry.globals, blob: (c) => this.#blobs.get(c) }
+    } catch { return undefined }
+  }
+
   async #migrateStopped (h: Hosted, addrs: Multiaddr[], progress?: Progress, t0 = performance.now()): Promise<MigrateResult> {
     const live = this.#lastCheckpoint(h)
+    const base = this.#replayBase(h, live)
     const stopMs = performance.now() - t0
     const offer = headerCid(live.header)
     const id = randomBytes(16).toString('hex')
@@ -410,12 +472,12 @@ export class IgordNode {
           const tDial = performance.now()
           ch = await openChannel(this.peer, addr, MIGRATE_PROTOCOL, this.timeouts)
           const dialMs = performance.now() - tDial
-          const r = await sendAgent(ch, { id, name: h.name, live, addrs: this.addrs, addr: addr.toString(), me: this.peerId }, hooks, this.timeouts)
+          const r = await sendAgent(ch, { id, name: h.name, live, addrs: this.addrs, addr: addr.toString(), me: this.peerId, ...(base === undefined ? {} : { base }) }, hooks, this.timeouts)
           r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
           r.ms = performance.now() - t0
           this.agents.delete(h.name)
           authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })
-          this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
+          this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
           return r
         } catch (e) {
           ch?.abort()

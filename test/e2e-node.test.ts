@@ -1,7 +1,8 @@
 /**
  * End to end through the real CLI: `igord node` processes on 127.0.0.1, agents started with
  * `run --node`, moved with `migrate`, listed with `ps`; merged histories verified with `verify`.
- * Also: refusals (capability), unreachable peers, restarts, and a stock js-libp2p peer.
+ * Also: refusals (capability, a final checkpoint the target's replay contradicts), unreachable
+ * peers, restarts, and a stock js-libp2p peer.
  */
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -22,7 +23,7 @@ const running: NodeProc[] = []
 test.after.each(async () => { for (const n of running.splice(0)) if (n.live.child.exitCode === null) { n.live.child.kill('SIGKILL'); await n.live.done() } })
 test.after(cleanup)
 
-async function node (args: string[] = []): Promise<NodeProc> { const n = await startNode({ args }); running.push(n); return n }
+async function node (args: string[] = [], env?: Record<string, string>): Promise<NodeProc> { const n = await startNode({ args, ...(env === undefined ? {} : { env }) }); running.push(n); return n }
 function runOn (n: NodeProc, wasm = 'heartbeat'): void {
   const r = igord(['run', agentWasm(wasm), '--node', n.dir, '--interval', '20ms'])
   assert.is(r.code, 0, r.stderr)
@@ -55,6 +56,7 @@ test('chain A → B → C → A: ticks continue without gap or repeat, merged hi
     epoch++
     assert.is(m.json!.epoch, epoch)
     assert.is(m.json!.to, to.peer)
+    assert.ok(Number(m.json!.replayedTicks) >= 1, 'the target replayed the ticks since the offered checkpoint\'s prev')
     await until(() => tickOf(to) > Number(m.json!.tick) + 3, 20_000, 'ticks on the target')
     assert.ok(!ps(from.dir).some((x) => x.name === 'heartbeat' && x.status === 'running'), 'the source no longer runs it')
   }
@@ -82,6 +84,19 @@ test('target lacking a capability refuses with the reason; the agent keeps runni
   assert.match(m.stderr, /capability "log" not offered by this node/)
   const t = tickOf(a)
   await until(() => tickOf(a) > t + 2, 20_000, 'ticks to continue on A')
+  assert.equal(ps(b.dir), [])
+})
+
+test('a source whose final checkpoint does not follow from its log is refused (replay diverges); the agent keeps running there', async () => {
+  const [a, b] = await Promise.all([node([], { IGORD_FAULT: 'forge-final' }), node()])
+  runOn(a)
+  await until(() => tickOf(a) >= 2)
+  const m = migrate(a, b.addr)
+  assert.is(m.code, 9, m.stderr)
+  assert.match(m.stderr, /replay diverges at tick \d+ \(state root\): state root differs/)
+  const t = tickOf(a)
+  await until(() => tickOf(a) > t + 2, 20_000, 'ticks to continue on A')
+  assert.is(ps(a.dir)[0].status, 'running')
   assert.equal(ps(b.dir), [])
 })
 

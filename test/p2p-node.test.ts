@@ -1,7 +1,8 @@
 /**
  * p2p/node.ts in one process: two nodes on 127.0.0.1 move an agent back and forth 20 times; later
  * visits send only the pages that changed (never the wasm again), and the merged histories verify
- * VALID with one handoff per move. Also the same-tick handoff rule of verify.
+ * VALID with one handoff per move. Each target replays the ticks since the offered checkpoint's
+ * `prev` before accepting; a source whose final checkpoint does not follow from its log is refused.
  */
 import { writeFileSync } from 'node:fs'
 import { test } from 'uvu'
@@ -13,9 +14,9 @@ import { writeStateAgent } from './state-agent.ts'
 
 test.after(cleanup)
 
-async function twoNodes (): Promise<[IgordNode, IgordNode]> {
-  const mk = () => IgordNode.start({ dir: tempDir('igord-p2p-'), listen: ['/ip4/127.0.0.1/tcp/0'], capabilities: ['clock', 'rand', 'log', 'wallet', 'identity'], price: 1000n, intervalMs: 5, note: () => {}, emit: () => {} })
-  return await Promise.all([mk(), mk()]) as [IgordNode, IgordNode]
+async function twoNodes (faultA?: string, notesB?: string[]): Promise<[IgordNode, IgordNode]> {
+  const mk = (fault?: string, notes?: string[]) => IgordNode.start({ dir: tempDir('igord-p2p-'), listen: ['/ip4/127.0.0.1/tcp/0'], capabilities: ['clock', 'rand', 'log', 'wallet', 'identity'], price: 1000n, intervalMs: 5, note: (l) => notes?.push(l), emit: () => {}, ...(fault === undefined ? {} : { fault }) })
+  return await Promise.all([mk(faultA), mk(undefined, notesB)]) as [IgordNode, IgordNode]
 }
 
 test('20 round trips: later visits transfer only changed pages; history VALID with 40 handoffs', async () => {
@@ -33,9 +34,10 @@ test('20 round trips: later visits transfer only changed pages; history VALID wi
       results.push(r)
       ;[from, to] = [to, from]
     }
-    assert.is(results[0].blobsSent, results[0].pagesSent + 1, 'first visit: the wasm and every page')
+    assert.is(results[0].blobsSent, results[0].pagesSent + results[0].basePagesSent + 1, 'first visit: the wasm, every page and the replay base\'s other pages')
+    for (const r of results) assert.ok(r.replayedTicks >= 1, 'the target replayed the ticks since the offered checkpoint\'s prev')
     for (const r of results.slice(2)) {
-      assert.is(r.blobsSent, r.pagesSent, 'later visits never resend the wasm')
+      assert.is(r.blobsSent, r.pagesSent + r.basePagesSent, 'later visits never resend the wasm')
       assert.ok(r.pagesSent <= r.pagesOffered)
     }
     assert.is(results.at(-1)!.epoch, 40)
@@ -61,8 +63,10 @@ test('a 2 MiB agent: the second visit sends only the pages that changed since th
     assert.ok(visits[0].blobBytes >= 32 * 65536)
     for (const v of visits.slice(1)) {
       assert.is(v.pagesSent, 1, 'the target holds every page but the one the ticks changed')
-      assert.is(v.blobsSent, 1)
-      assert.ok(v.bytesSent < 80 * 1024)
+      assert.ok(v.replayedTicks >= 1)
+      assert.ok(v.basePagesSent <= 1, 'the replay base differs from the offered state only in that page')
+      assert.is(v.blobsSent, 1 + v.basePagesSent)
+      assert.ok(v.bytesSent < (80 + 64 * v.basePagesSent) * 1024)
     }
   } finally { await a.shutdown(); await b.shutdown() }
   assert.ok(verifyHistory([a.dir, b.dir]).valid)
@@ -80,6 +84,25 @@ test('migration_policy.enabled false: the target refuses with that reason; the a
     }
     assert.is(a.agents.get('stay')?.state, 'running')
     assert.not.ok(b.agents.has('stay'))
+  } finally { await a.shutdown(); await b.shutdown() }
+})
+
+test('a final checkpoint that does not follow from its log: the target refuses (replay diverges); the agent keeps running here', async () => {
+  const notes: string[] = []
+  const [a, b] = await twoNodes('forge-final', notes)
+  try {
+    a.run({ wasm: agentWasm('ledger'), budget: 100_000_000n, intervalMs: 5 })
+    await new Promise((r) => setTimeout(r, 30))
+    try { await a.migrate('ledger', [b.addrs[0]]); assert.unreachable() } catch (e) {
+      assert.match((e as Error).message, /replay diverges at tick \d+ \(state root\): state root differs/)
+      assert.is((e as { exitCode: number }).exitCode, 9)
+    }
+    assert.ok(notes.some((l) => /inbound migration of ledger .*replay diverges at tick/.test(l)))
+    assert.is(a.agents.get('ledger')?.state, 'running')
+    assert.not.ok(b.agents.has('ledger'))
+    const t = a.agents.get('ledger')!.session.agent.tick
+    await new Promise((r) => setTimeout(r, 30))
+    assert.ok(a.agents.get('ledger')!.session.agent.tick > t, 'the agent goes on ticking on the source')
   } finally { await a.shutdown(); await b.shutdown() }
 })
 
