@@ -119,6 +119,6 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
       if (shown) process.stderr.write('\n')
       const m = r.result as Record<string, unknown>
       if (o.json) process.stdout.write(JSON.stringify(m, null, 2) + '\n')
-      else process.stdout.write(`${name} moved to ${String(m.to)} at tick ${String(m.tick)} (epoch ${String(m.epoch)}): ${String(m.pagesSent)} of ${String(m.pagesOffered)} pages sent, ${String(m.bytesSent)} bytes, ${Number(m.ms).toFixed(0)} ms\n`)
+      else process.stdout.write(`${name} moved to ${String(m.to)} at tick ${String(m.tick)} (epoch ${String(m.epoch)}): ${String(m.pagesSent)} of ${String(m.pagesOffered)} pages sent, ${String(m.bytesSent)} bytes, ${Number(m.ms).toFixed(0)} ms, ${String(m.replayedTicks ?? 0)} tick(s) replayed by the target\n`)
     })
 }
