@@ -7,12 +7,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { cleanup } from './helpers.ts'
-import { faultScenario } from './node-helpers.ts'
-import type { NodeProc } from './node-helpers.ts'
+import { faultScenario, nodeTracker } from './node-helpers.ts'
 
-const running: NodeProc[] = []
-const track = (n: NodeProc) => { running.push(n); return n }
-test.after.each(async () => { for (const n of running.splice(0)) if (n.live.child.exitCode === null && n.live.child.signalCode === null) { n.live.child.kill('SIGKILL'); await n.live.done() } })
+const { track, killAll } = nodeTracker()
+test.after.each(killAll)
 test.after(cleanup)
 
 test('kill the source right after its offer: the restarted source runs the agent, the target holds nothing', async () => {

@@ -46,6 +46,22 @@ export async function until (pred: () => boolean, timeoutMs = 20_000, what = 'co
 export function hasPending (dir: string, name = 'heartbeat'): boolean { return existsSync(join(dir, 'migrate', `${name}.pending.cbor`)) }
 
 /**
+ * Node processes started by a test file: `track(n)` registers one, and `killAll()` (for
+ * `test.after.each`) SIGKILLs and awaits every one still running, so no node outlives its test.
+ */
+export function nodeTracker (): { track: (n: NodeProc) => NodeProc; killAll: () => Promise<void> } {
+  const running: NodeProc[] = []
+  return {
+    track: (n) => { running.push(n); return n },
+    async killAll () {
+      for (const n of running.splice(0)) {
+        if (n.live.child.exitCode === null && n.live.child.signalCode === null) { n.live.child.kill('SIGKILL'); await n.live.done() }
+      }
+    },
+  }
+}
+
+/**
  * One migration of heartbeat from a node `a` to a node `b` with a fault: `killed` names the node
  * that dies at `fault` (it is restarted on its data directory, the source on the same address) or
  * null when the fault only cuts the connection. Waits until the node `expect` runs the agent and
