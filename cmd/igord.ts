@@ -33,6 +33,27 @@ Exit codes:
   8  a file or directory could not be read or written
   9  a peer could not be reached or refused`
 
+/**
+ * A closed stdout or stderr (`igord --help | head`, a reader that went away) ends the CLI quietly,
+ * like any Unix filter, instead of an unhandled EPIPE stack trace: further writes to the closed
+ * stream are dropped; a running agent or node is stopped as on SIGTERM (final checkpoint, exit 0);
+ * otherwise the process exits at once with the exit code already decided (0 when none yet).
+ */
+function quietOnClosedOutput (): void {
+  let closing = false
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e
+      stream.write = (() => true) as typeof stream.write
+      if (closing) return
+      closing = true
+      if (process.listenerCount('SIGTERM') > 0) process.emit('SIGTERM', 'SIGTERM')
+      else process.exit(typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK)
+    })
+  }
+}
+quietOnClosedOutput()
+
 function readInput (path: string, what: string): Uint8Array {
   try {
     return readFileSync(path)

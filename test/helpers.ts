@@ -32,9 +32,9 @@ export function cleanup (): void {
 /** Result of a finished igord run. */
 export interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-/** Runs igord to completion (at most `timeoutMs`, default 60 s). */
+/** Runs igord to completion (at most `timeoutMs`, default 60 s, then SIGKILL). */
 export function igord (args: string[], timeoutMs = 60_000): Run {
-  const r = spawnSync(process.execPath, [IGORD, ...args], { encoding: 'utf8', timeout: timeoutMs })
+  const r = spawnSync(process.execPath, [IGORD, ...args], { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL' })
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
 }
 
@@ -49,9 +49,24 @@ export interface Live {
   done (timeoutMs?: number): Promise<Run>
 }
 
+/**
+ * Every igord child started by this test file and not yet exited. The children do not keep the
+ * file alive (they are unref'd: a test waits on them only through timers in `waitFor`/`done`),
+ * and whatever is still running when the file exits — normally, on an uncaught exception or after
+ * a failed test that never stopped its child — is SIGKILLed by the `exit` handler below.
+ */
+const children = new Set<ChildProcessWithoutNullStreams>()
+process.on('exit', () => {
+  for (const c of children) { try { c.kill('SIGKILL') } catch { /* gone */ } }
+})
+
 /** Starts igord in the background (`env` adds to the environment). */
 export function igordSpawn (args: string[], env?: Record<string, string>): Live {
   const child = spawn(process.execPath, [IGORD, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
+  children.add(child)
+  child.on('exit', () => children.delete(child))
+  child.unref()
+  for (const s of [child.stdin, child.stdout, child.stderr] as unknown as { unref?: () => void }[]) s.unref?.()
   let out = ''
   let err = ''
   child.stdout.on('data', (d) => { out += d })

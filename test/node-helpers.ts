@@ -14,7 +14,8 @@ export interface NodeProc { live: Live; dir: string; addr: string; peer: string 
 export async function startNode (opts: { dir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<NodeProc> {
   const dir = opts.dir ?? tempDir('igord-node-')
   const live = igordSpawn(['node', '--data', dir, '--interval', '20ms', ...(opts.args ?? [])], opts.env)
-  await live.waitFor((out) => /^listening \S+/m.test(out), 30_000)
+  // A node that never says where it listens is killed here: the caller cannot track it.
+  try { await live.waitFor((out) => /^listening \S+/m.test(out), 60_000) } catch (e) { live.child.kill('SIGKILL'); await live.done(); throw e }
   const addr = /^listening (\S+)/m.exec(live.stdout())![1]
   return { live, dir, addr, peer: addr.split('/p2p/')[1] }
 }
@@ -32,12 +33,19 @@ export async function stopNode (n: NodeProc): Promise<{ code: number | null; std
   return await n.live.done(30_000)
 }
 
-/** Polls `pred` every 50 ms until it holds (rejects after `timeoutMs`). */
+/**
+ * Polls `pred` every 50 ms until it holds; rejects after `timeoutMs`. A predicate that throws
+ * (e.g. `ps` before the node's control socket exists) counts as "not yet", but the last error is
+ * named in the timeout message so that a predicate that can never succeed is visible.
+ */
 export async function until (pred: () => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
   const t0 = Date.now()
+  let last: unknown
   for (;;) {
-    try { if (pred()) return } catch { /* not yet */ }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`)
+    try { if (pred()) return; last = undefined } catch (e) { last = e }
+    if (Date.now() - t0 > timeoutMs) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `; the check last threw: ${(last as Error).message ?? String(last)}`}`)
+    }
     await new Promise((r) => setTimeout(r, 50))
   }
 }
