@@ -62,7 +62,7 @@ function compareBytes (a: Uint8Array, b: Uint8Array): number {
 /**
  * Returns a value cbor-x encodes canonically: objects and Maps become Maps sorted by encoded key
  * bytes, integers get their shortest representation.
- * @throws TypeError for floats, unsafe integers, integers outside [-2^64, 2^64), undefined, and any
+ * @throws TypeError for floats, unsafe integers, integers outside (-2^64, 2^64), undefined, and any
  *   object that is not a plain object, Map, Array or Uint8Array (Date, Set, typed arrays, classes).
  */
 function canon (v: unknown, path: string): unknown {
@@ -72,7 +72,7 @@ function canon (v: unknown, path: string): unknown {
       if (!Number.isSafeInteger(v)) throw new TypeError(`cbor: ${path} is ${v}: only safe integers can be encoded (no floats in signed data)`)
       return (v >= TWO32 || v < -TWO32) ? BigInt(v) : v
     case 'bigint':
-      if (v >= TWO64N || v < -TWO64N) throw new TypeError(`cbor: ${path} is ${v}: outside the 64-bit CBOR integer range`)
+      if (v >= TWO64N || v <= -TWO64N) throw new TypeError(`cbor: ${path} is ${v}: outside the 64-bit CBOR integer range`)
       return (v >= TWO32N || v < -TWO32N) ? v : Number(v)
     case 'object': {
       if (v === null) return null
@@ -112,7 +112,7 @@ function canon (v: unknown, path: string): unknown {
 /**
  * Encodes `v` as canonical CBOR (RFC 8949 §4.2.1). Accepts plain objects, Maps (string or integer
  * keys), Arrays, Uint8Arrays (untagged byte strings), strings, booleans, null, safe-integer numbers
- * and BigInts in [-2^64, 2^64).
+ * and BigInts in (-2^64, 2^64) (-2^64 itself is refused: cbor-x would write it as a bignum tag).
  * @returns fresh bytes (a Buffer view; do not use its `.buffer`).
  * @throws TypeError on floats, `undefined`, Dates, Sets, other typed arrays, class instances.
  */
@@ -135,7 +135,7 @@ function truncated (what: string, need: number, at: number, have: number): Check
 
 /**
  * Walks one CBOR data item starting at `start` without recursion and checks it is well formed and
- * canonical in the subset igord uses: unsigned/negative integers in shortest form, byte strings,
+ * canonical in the subset igord uses: unsigned/negative integers in shortest form (negative ones above -2^64), byte strings,
  * UTF-8 text strings, arrays, maps with text keys in strictly increasing encoded-byte order,
  * false/true/null. Lengths are checked against the bytes that remain before anything else.
  * @param offsetBase added to offsets in messages (bytes before `bytes[0]` in the file).
@@ -184,6 +184,8 @@ export function checkWellFormed (bytes: Uint8Array, start: number, what: string,
       const lo = ((bytes[p + 5] << 24) >>> 0) + ((bytes[p + 6] << 16) | (bytes[p + 7] << 8) | bytes[p + 8])
       val = hi * TWO32 + lo; hl = 9
       if (hi === 0 && major !== 7) throw new CheckpointError(`${what}: non-canonical CBOR integer head at offset ${p + offsetBase}`)
+      // -2^64 is outside the encoder's range (cbor-x would re-encode it as a bignum tag)
+      if (major === 1 && hi === 0xffffffff && lo === 0xffffffff) throw new CheckpointError(`${what}: integer -2^64 at offset ${p + offsetBase} is out of range`)
     } else if (ai === 31) {
       throw new CheckpointError(`${what}: indefinite-length CBOR item at offset ${p + offsetBase} is not allowed`)
     } else {

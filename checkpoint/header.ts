@@ -55,7 +55,8 @@ function checkCid (s: unknown, field: string, what: string, nullable: boolean): 
 }
 
 /**
- * Validates every field of a header (types, ranges, the handoff/target rule) and returns it.
+ * Validates every field of a header (types, ranges, `agent` an Ed25519 did:key whose key decodes,
+ * the handoff/target rule) and returns it.
  * @throws CheckpointError `<what>: field "<name>" …`, or
  *   `<what>: unsupported checkpoint format version N (this igord reads 1)`.
  */
@@ -68,6 +69,8 @@ export function validateHeader (h: CheckpointHeader, what: string): CheckpointHe
   asMap(h, what, 'header', FIELDS)
   checkText(m.agent, 'agent', what, 200)
   if (!(m.agent as string).startsWith('did:key:z')) throw new CheckpointError(`${what}: field "agent" must be a did:key, got ${JSON.stringify((m.agent as string).slice(0, 80))}`)
+  // an agent whose key cannot be read could never have signed (and would make verifyHeader throw)
+  try { publicKeyFromDid(m.agent as string) } catch (e) { throw new CheckpointError(`${what}: field "agent": ${(e as Error).message}`) }
   checkCid(m.code, 'code', what, false)
   checkCid(m.manifest, 'manifest', what, false)
   numberField(m, 'tick', what)

@@ -14,7 +14,7 @@
  *                        "fuel": uint, "result": int|null, "trap": text|null } … ] }
  * ```
  */
-import { decode, encode } from '../checkpoint/cbor.ts'
+import { decode, describe, encode } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 
 /** Version of the segment layout, the `v` field. */
@@ -156,7 +156,10 @@ export class EventLog {
     const fail = (msg: string): never => { throw new CheckpointError(`${what}: ${msg}`) }
     const m = asMap(doc)
     if (m === null) return fail('not a CBOR map')
-    if (m.get('v') !== EVENTLOG_VERSION) fail(`unknown event log version ${String(m.get('v'))} (this igord reads ${EVENTLOG_VERSION})`)
+    for (const k of m.keys()) if (k !== 'v' && k !== 'ticks') fail(`unknown field ${JSON.stringify(k.slice(0, 40))} (a segment has only "v" and "ticks")`)
+    const v = m.get('v')
+    if (v === undefined) fail(`no version field "v" (this igord reads ${EVENTLOG_VERSION})`)
+    if (v !== EVENTLOG_VERSION) fail(`unknown event log version ${typeof v === 'number' || typeof v === 'bigint' ? String(v) : describe(v)} (this igord reads ${EVENTLOG_VERSION})`)
     const ticks = m.get('ticks')
     if (!Array.isArray(ticks)) return fail('ticks is not an array')
     return ticks.map((t, i): TickRecord => {

@@ -15,6 +15,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { describe } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 import { cidOf, cidOfDigest, digestOfCid, sha256 } from '../checkpoint/hash.ts'
 import { decodeHeader, headerCid, verifyHeader } from '../checkpoint/header.ts'
@@ -269,7 +270,7 @@ export interface TargetHooks {
  */
 export function decodeOffer (f: Frame): Offer {
   const step = 'offer'
-  if (f.v !== 1) throw new NetworkError(`offer: unsupported protocol version ${String(f.v)} (this igord speaks 1)`)
+  if (f.v !== 1) throw new NetworkError(`offer: unsupported protocol version ${typeof f.v === 'number' || typeof f.v === 'bigint' ? String(f.v) : describe(f.v)} (this igord speaks 1)`)
   const id = textOf(f, 'id', step, 64)
   const name = textOf(f, 'name', step, 128)
   if (!/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(name)) throw new NetworkError(`offer: agent name ${JSON.stringify(name)} is not a plain file name`)

@@ -64,17 +64,7 @@ export class Channel {
       throw new NetworkError(`${step}: no answer from ${this.peer}: ${why(e, timeoutMs)}`)
     }
     this.received += bytes.length
-    let v: unknown
-    try { v = decode(bytes, `${step} frame`) } catch (e) { throw new NetworkError(`${step}: malformed frame from ${this.peer}: ${(e as Error).message}`) }
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array || typeof (v as Frame).t !== 'string') {
-      throw new NetworkError(`${step}: malformed frame from ${this.peer}: not a map with a text "t"`)
-    }
-    const f = v as Frame
-    if (expect !== undefined && !expect.includes(f.t)) {
-      if (f.t === 'error') throw new NetworkError(`${step}: ${this.peer} says: ${String(f.reason)}`)
-      throw new NetworkError(`${step}: unexpected frame "${f.t.slice(0, 40)}" from ${this.peer} (expected ${expect.join(' or ')})`)
-    }
-    return f
+    return decodeFrame(bytes, step, this.peer, expect)
   }
 
   /** Closes our side gracefully, or aborts the stream when that fails; never throws. */
@@ -93,6 +83,26 @@ function why (e: unknown, timeoutMs: number): string {
   if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return `timed out after ${timeoutMs} ms`
   if (err?.name === 'UnexpectedEOFError') return 'the stream ended (peer closed or crashed)'
   return (err?.message ?? String(e)).split('\n')[0]
+}
+
+/**
+ * Decodes one received frame's bytes (canonical CBOR, a map with a text `t`); when `expect` is
+ * given, a frame of another type is an error (an `error` frame's `reason` is reported as the
+ * peer's words). Used by {@link Channel.recv}; `peer` names the sender in messages.
+ * @throws NetworkError `<step>: malformed frame from <peer>: …` or `<step>: unexpected frame …`
+ */
+export function decodeFrame (bytes: Uint8Array, step: string, peer: string, expect?: string[]): Frame {
+  let v: unknown
+  try { v = decode(bytes, `${step} frame`) } catch (e) { throw new NetworkError(`${step}: malformed frame from ${peer}: ${(e as Error).message}`) }
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array || typeof (v as Frame).t !== 'string') {
+    throw new NetworkError(`${step}: malformed frame from ${peer}: not a map with a text "t"`)
+  }
+  const f = v as Frame
+  if (expect !== undefined && !expect.includes(f.t)) {
+    if (f.t === 'error') throw new NetworkError(`${step}: ${peer} says: ${String(f.reason)}`)
+    throw new NetworkError(`${step}: unexpected frame "${f.t.slice(0, 40)}" from ${peer} (expected ${expect.join(' or ')})`)
+  }
+  return f
 }
 
 /** Reads a field of a frame that must be a byte string. @throws NetworkError naming the field */

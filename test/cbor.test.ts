@@ -37,6 +37,10 @@ test('integers take their shortest form; |n| >= 2^32 is a 64-bit integer, never 
   assert.is(hex(encode(2n ** 64n - 1n)), '1bffffffffffffffff')
   assert.is(hex(encode(1700000000000)), '1b0000018bcfe56800')
   assert.throws(() => encode(2n ** 64n), /64-bit/)
+  // -2^64 fits CBOR's major type 1, but cbor-x writes it as a bignum tag: refused both ways (found by test/fuzz.test.ts)
+  assert.is(hex(encode(-(2n ** 64n) + 1n)), '3bfffffffffffffffe')
+  assert.throws(() => encode(-(2n ** 64n)), /64-bit/)
+  assert.throws(() => decode(unhex('3bffffffffffffffff'), 't'), /-2\^64 at offset 0 is out of range/)
   assert.throws(() => encode(Number.MAX_SAFE_INTEGER + 1), /safe integers/)
 })
 

@@ -122,6 +122,9 @@ test('decodeSegment refuses malformed segments with a CheckpointError naming the
   const ok = { tick: 1, events: [], fuel: 0, result: 0, trap: null }
   bad([1], /not a CBOR map/)
   bad({ v: 2, ticks: [] }, /unknown event log version 2/)
+  bad({ ticks: [] }, /no version field "v"/)
+  bad({ v: { x: 1 }, ticks: [] }, /unknown event log version a map/)
+  bad({ v: 1, ticks: [], tick: 'x' }, /unknown field "tick" \(a segment has only "v" and "ticks"\)/)
   bad({ v: 1, ticks: {} }, /ticks is not an array/)
   bad({ v: 1, ticks: [{ ...ok, tick: -1 }] }, /ticks\[0\]\.tick/)
   bad({ v: 1, ticks: [{ ...ok, fuel: 'x' }] }, /ticks\[0\]\.fuel/)

@@ -33,6 +33,7 @@ test('decodeHeader names the field at fault', () => {
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ agent: undefined }, /a\.ckpt: field "agent" must be a text string, got nothing \(missing\)/],
     [{ agent: 'did:web:x' }, /field "agent" must be a did:key/],
+    [{ agent: 'did:key:z0OIl' }, /a\.ckpt: field "agent": .*invalid base58btc/],
     [{ code: 'Qm123' }, /field "code" must be a CIDv1/],
     [{ manifest: null }, /field "manifest" must be a CIDv1/],
     [{ prev: 5 }, /field "prev" must be null or a CIDv1/],
