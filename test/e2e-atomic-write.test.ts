@@ -1,0 +1,74 @@
+/**
+ * The live checkpoint is replaced atomically, checked deterministically (not by a random kill that
+ * may or may not land mid-write): a real `igord resume` is SIGKILLed in the middle of each of its
+ * writes to the live file in turn (test/fixtures/kill-mid-write.ts), and after every kill the live
+ * file must still be a valid checkpoint — the old one byte for byte until the first replacement
+ * completes. A normal checkpoint must replace the file by a rename (a new inode), never rewrite it
+ * in place. Both fail if the live-file write becomes an in-place write.
+ */
+import { spawnSync } from 'node:child_process'
+import { cpSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readLive } from '../checkpoint/live.ts'
+import { agentWasm, cleanup, igord, IGORD, ROOT, tempDir } from './helpers.ts'
+
+test.after(cleanup)
+
+const PRELOAD = join(ROOT, 'test', 'fixtures', 'kill-mid-write.ts')
+
+/** A heartbeat stopped after 2 ticks in a fresh data directory. */
+function born (): { dir: string; ckpt: string } {
+  const dir = tempDir()
+  const r = igord(['run', agentWasm('heartbeat'), '--dir', dir, '--ticks', '2', '--interval', '0ms', '-q'])
+  assert.is(r.code, 0, r.stderr)
+  return { dir, ckpt: join(dir, 'heartbeat.ckpt') }
+}
+
+/** `igord resume` of `ckpt` for 3 ticks, SIGKILLed mid-way through its `nth` write to the live file (0: never). */
+function resumeKilledAt (ckpt: string, nth: number) {
+  return spawnSync(process.execPath, ['--import', PRELOAD, IGORD, 'resume', ckpt, '--ticks', '3', '--interval', '0ms', '--checkpoint-every', '0ms', '-q'], {
+    encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL', env: { ...process.env, KILL_WRITE_MATCH: 'heartbeat.ckpt', KILL_WRITE_NTH: String(nth) },
+  })
+}
+
+test('a kill in the middle of any write of the live file leaves a valid live file (the old one until the rename)', () => {
+  const { dir, ckpt } = born()
+  const original = readFileSync(ckpt)
+  let kills = 0
+  for (let nth = 1; nth <= 50; nth++) {
+    const copy = tempDir()
+    cpSync(dir, copy, { recursive: true })
+    const live = join(copy, 'heartbeat.ckpt')
+    const r = resumeKilledAt(live, nth)
+    if (r.signal !== 'SIGKILL') {
+      assert.is(r.status, 0, `resume without a kill at write ${nth}: ${r.stderr}`)
+      break
+    }
+    kills++
+    assert.match(r.stderr, new RegExp(`kill-mid-write: write ${nth} to \\S*heartbeat\\.ckpt`))
+    let c
+    try { c = readLive(live) } catch (e) { assert.unreachable(`killed mid-way through live-file write ${nth}: the live file is damaged: ${(e as Error).message}`) }
+    if (nth === 1) assert.ok(readFileSync(live).equals(original), 'killed during the first write: the old live file is byte-identical')
+    assert.ok(c!.parsed.tick >= 2, `tick ${c!.parsed.tick}`)
+    if (nth === 1) {
+      // what the kill left resumes (a half-written temp file is never taken for the live one)
+      const again = igord(['resume', live, '--ticks', '1', '--interval', '0ms', '-q'])
+      assert.is(again.code, 0, `resume after the kill at write ${nth}: ${again.stderr}`)
+    }
+  }
+  assert.ok(kills >= 1, 'at least one write of the live file was interrupted')
+})
+
+test('a checkpoint replaces the live file by a rename (new inode), never in place', () => {
+  const { ckpt } = born()
+  const before = statSync(ckpt).ino
+  const bytes = readFileSync(ckpt)
+  const r = igord(['resume', ckpt, '--ticks', '1', '--interval', '0ms', '-q'])
+  assert.is(r.code, 0, r.stderr)
+  assert.not.ok(readFileSync(ckpt).equals(bytes), 'the live file changed')
+  assert.is.not(statSync(ckpt).ino, before, 'the live file is a new file (renamed into place), not the old one rewritten')
+})
+
+test.run()
