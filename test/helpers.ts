@@ -29,11 +29,18 @@ export function cleanup (): void {
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true })
 }
 
+/**
+ * Floor for every wait on a condition (`waitFor`, node-helpers `until`), ms: a test names the time
+ * it expects, but on a loaded 2-core machine (make test beside other work) the wait goes on up to
+ * this long before failing; a passing test never waits longer. `TEST_MIN_WAIT_MS` overrides it.
+ */
+export const MIN_WAIT_MS = Number(process.env.TEST_MIN_WAIT_MS ?? 90_000)
+
 /** Result of a finished igord run. */
 export interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-/** Runs igord to completion (at most `timeoutMs`, default 60 s, then SIGKILL). */
-export function igord (args: string[], timeoutMs = 60_000): Run {
+/** Runs igord to completion (at most `timeoutMs`, default 120 s, then SIGKILL). */
+export function igord (args: string[], timeoutMs = 120_000): Run {
   const r = spawnSync(process.execPath, [IGORD, ...args], { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL' })
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
 }
@@ -43,7 +50,7 @@ export interface Live {
   child: ChildProcessWithoutNullStreams
   stdout: () => string
   stderr: () => string
-  /** Resolves when `pred(stdout)` holds; rejects after `timeoutMs`. */
+  /** Resolves when `pred(stdout)` holds; rejects after `timeoutMs` (at least {@link MIN_WAIT_MS}). */
   waitFor (pred: (out: string) => boolean, timeoutMs?: number): Promise<void>
   /** Resolves with the run's result when the child exits (SIGKILL after `timeoutMs`). */
   done (timeoutMs?: number): Promise<Run>
@@ -79,6 +86,7 @@ export function igordSpawn (args: string[], env?: Record<string, string>): Live 
     stdout: () => out,
     stderr: () => err,
     waitFor (pred, timeoutMs = 30_000) {
+      timeoutMs = Math.max(timeoutMs, MIN_WAIT_MS)
       return new Promise((resolve, reject) => {
         const start = Date.now()
         const poll = () => {

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { agentWasm, igord, igordSpawn, loggedTicks, tempDir } from './helpers.ts'
+import { agentWasm, igord, igordSpawn, loggedTicks, MIN_WAIT_MS, tempDir } from './helpers.ts'
 import type { Live } from './helpers.ts'
 
 /** A running node child, its data directory and dialable address. */
@@ -15,7 +15,7 @@ export async function startNode (opts: { dir?: string; args?: string[]; env?: Re
   const dir = opts.dir ?? tempDir('igord-node-')
   const live = igordSpawn(['node', '--data', dir, '--interval', '20ms', ...(opts.args ?? [])], opts.env)
   // A node that never says where it listens is killed here: the caller cannot track it.
-  try { await live.waitFor((out) => /^listening \S+/m.test(out), 60_000) } catch (e) { live.child.kill('SIGKILL'); await live.done(); throw e }
+  try { await live.waitFor((out) => /^listening \S+/m.test(out)) } catch (e) { live.child.kill('SIGKILL'); await live.done(); throw e }
   const addr = /^listening (\S+)/m.exec(live.stdout())![1]
   return { live, dir, addr, peer: addr.split('/p2p/')[1] }
 }
@@ -30,15 +30,16 @@ export function ps (dir: string): { name: string; did: string; tick: number; sta
 /** Stops a node with SIGINT and returns its exit. */
 export async function stopNode (n: NodeProc): Promise<{ code: number | null; stdout: string; stderr: string }> {
   n.live.child.kill('SIGINT')
-  return await n.live.done(30_000)
+  return await n.live.done(60_000)
 }
 
 /**
- * Polls `pred` every 50 ms until it holds; rejects after `timeoutMs`. A predicate that throws
+ * Polls `pred` every 50 ms until it holds; rejects after `timeoutMs` (at least MIN_WAIT_MS). A predicate that throws
  * (e.g. `ps` before the node's control socket exists) counts as "not yet", but the last error is
  * named in the timeout message so that a predicate that can never succeed is visible.
  */
 export async function until (pred: () => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+  timeoutMs = Math.max(timeoutMs, MIN_WAIT_MS)
   const t0 = Date.now()
   let last: unknown
   for (;;) {
@@ -89,7 +90,8 @@ export async function faultScenario (o: { fault: string; on: 'source' | 'target'
   let [src, dst] = [a, b]
   if (o.killed) {
     const dead = o.on === 'source' ? a : b
-    await until(() => dead.live.child.signalCode !== null, 20_000, 'the faulty node to die')
+    await until(() => dead.live.child.signalCode !== null || dead.live.child.exitCode !== null, 60_000, 'the faulty node to die')
+    if (dead.live.child.signalCode !== 'SIGKILL') throw new Error(`the faulty node ended with code ${dead.live.child.exitCode}, signal ${dead.live.child.signalCode}, not killed at ${o.fault}:\n${dead.live.stderr()}`)
     outputs.push(dead.live.stdout())
     const again = o.track(await startNode({ dir: dead.dir, ...(o.on === 'source' ? { args: ['--listen', a.addr.split('/p2p/')[0]] } : {}) }))
     if (o.on === 'source') src = again; else dst = again
@@ -99,7 +101,11 @@ export async function faultScenario (o: { fault: string; on: 'source' | 'target'
   const t = tickOf(winner)
   await until(() => tickOf(winner) > t + 3, 20_000, 'ticks after the fault')
   if (runs(loser)) throw new Error('two live copies')
-  for (const n of [src, dst]) outputs.push((await stopNode(n)).stdout)
+  for (const n of [src, dst]) {
+    const end = await stopNode(n)
+    if (end.code !== 0) throw new Error(`node ${n.dir} stopped with exit code ${end.code} (0 expected):\n${end.stderr}`)
+    outputs.push(end.stdout)
+  }
   const faulty = o.on === 'source' ? a : b
   if (!faulty.live.stderr().includes(`IGORD_FAULT=${o.fault}:`)) throw new Error(`the fault ${o.fault} was not reached`)
   const ticks = outputs.flatMap((out) => loggedTicks(out)).sort((x, y) => x - y)
