@@ -8,8 +8,9 @@
  *   started (igord children, their children) can be killed at once with `kill(-pgid, SIGKILL)`;
  * - a file that runs longer than its timeout is killed (whole group) and reported failed, with its
  *   output so far. The timeout is `TEST_TIMEOUT` seconds (default 300); a file that legitimately
- *   needs longer says so in its own text with a line `// test-timeout: <seconds>` (used when it is
- *   larger than the default), and `TEST_TIMEOUT_SCALE` (default 1) multiplies every timeout;
+ *   needs longer is listed in SLOW_FILES below or says so in its own text with a line
+ *   `// test-timeout: <seconds>` (either is used when larger than the default), and
+ *   `TEST_TIMEOUT_SCALE` (default 1) multiplies every timeout;
  * - a file whose main process has exited but whose group still has members (orphans it left) has
  *   them killed and is reported failed;
  * - a file whose uvu summary is printed but that does not exit within 30 s (a child it did not
@@ -19,7 +20,7 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join, relative } from 'node:path'
+import { basename, join, relative } from 'node:path'
 
 const here = import.meta.dirname
 const files = process.argv.length > 2
@@ -41,11 +42,26 @@ function positive (v: string | undefined, name: string, dflt: number): number {
   return n
 }
 
-/** The file's timeout in ms: its `// test-timeout: N` line when larger than the default, scaled. */
+/**
+ * Seconds that the multi-process end-to-end files may legitimately need on a loaded 2-core machine
+ * (several nodes, many igord runs each; measured beside two CPU hogs). A file can also say so
+ * itself with a line `// test-timeout: <seconds>`.
+ */
+const SLOW_FILES: Record<string, number> = {
+  'e2e-node.test.ts': 900,
+  'e2e-node-self.test.ts': 900,
+  'e2e-node-faults.test.ts': 900,
+  'e2e-node-kill.test.ts': 900,
+  'e2e-node-cut.test.ts': 900,
+  'e2e-crash.test.ts': 900,
+  'e2e-atomic-write.test.ts': 600,
+}
+
+/** The file's timeout in ms: the largest of the default, {@link SLOW_FILES} and its own `// test-timeout: N` line, scaled. */
 function timeoutOf (file: string): number {
   let own = 0
   try { own = Number(/^\/\/ test-timeout: (\d+)\s*$/m.exec(readFileSync(file, 'utf8'))?.[1] ?? 0) } catch { /* spawn reports it */ }
-  return Math.max(own, DEFAULT_TIMEOUT_S) * TIMEOUT_SCALE * 1000
+  return Math.max(own, SLOW_FILES[basename(file)] ?? 0, DEFAULT_TIMEOUT_S) * TIMEOUT_SCALE * 1000
 }
 
 interface Result { file: string; passed: number; failed: number; skipped: number; code: number | null; out: string; seconds: number }
