@@ -3,18 +3,23 @@
  * before instrumentation. Also a tiny reader/patcher of the module-level sections that
  * `instrument.ts` needs (memory limits, exports), so those facts do not depend on binaryen.
  *
- * Allowed: MVP, mutable globals, sign-extension, non-trapping float-to-int, bulk memory (incl.
- * binaryen's BulkMemoryOpt), multi-value, SIMD128 without relaxed SIMD.
- * Rejected (ModuleError naming the feature, and the function when found in code): threads/atomics
- * and shared memory, relaxed SIMD, exception handling, tail calls, reference types and GC beyond the
- * MVP's one funcref table, memory64, multi-memory, custom page sizes, extended constant
- * expressions, stack switching, strings, wide arithmetic, run-time table mutation (`table.set`,
- * `table.grow`, `table.fill`, `table.copy`, `table.init`, `elem.drop`), an imported memory, and
- * imported mutable globals.
+ * Allowed: MVP, mutable globals (v128 ones too), sign-extension, non-trapping float-to-int, bulk
+ * memory (incl. binaryen's BulkMemoryOpt), multi-value, SIMD128 without relaxed SIMD, active
+ * element segments of functions into table 0 in any encoding, declarative funcref segments.
+ * Rejected (ModuleError naming the feature, and the function, segment, item or global where it was
+ * found): threads/atomics and shared memory, relaxed SIMD, exception handling, tail calls,
+ * reference types and GC beyond the MVP's one funcref table (incl. null elements and non-funcref
+ * element segments), memory64, multi-memory, custom page sizes, extended constant expressions
+ * (global initializers, data and element offsets), constant expressions reading a module-defined
+ * global, stack switching, strings, wide arithmetic, run-time table mutation (`table.set`,
+ * `table.grow`, `table.fill`, `table.copy`, `table.init`, `elem.drop`), passive element segments,
+ * an imported memory, imported mutable globals, and ABI exports of the wrong signature.
+ * {@link checkHeader} names inputs that are not core modules (empty, text, components, other magic).
  *
  * Sources: WebAssembly Core Specification 2.0 §5 (binary format) and the proposals' binary
  * encodings (threads: shared limits flag 0x02; memory64: flag 0x04; custom-page-sizes: flag 0x08;
- * exception handling: tag section id 13).
+ * exception handling: tag section id 13; extended-const: i32/i64 add, sub, mul in constant
+ * expressions; component model: version 0x0d, layer 1).
  */
 import binaryen from 'binaryen'
 import { ModuleError } from '../checkpoint/errors.ts'
