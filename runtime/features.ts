@@ -380,6 +380,24 @@ function readData (r: Reader, facts: ModuleFacts): void {
   }
 }
 
+/**
+ * A readable message for anything thrown by binaryen.js: an `Error`'s message, the `message` of the
+ * plain objects binaryen's C++ exceptions arrive as, else a JSON rendering — never "[object Object]".
+ * @param e anything thrown.
+ * @returns one line of text.
+ */
+export function thrownMessage (e: unknown): string {
+  if (e instanceof Error) return e.message.split('\n')[0]
+  if (typeof e === 'object' && e !== null) {
+    const msg = (e as { message?: unknown }).message
+    if (typeof msg === 'string' && msg !== '') return msg
+    try { const j = JSON.stringify(e); if (j !== undefined && j !== '{}') return j } catch { /* cyclic: fall through */ }
+    return `an exception of type ${e.constructor?.name ?? 'object'} without a message`
+  }
+  if (typeof e === 'number') return `a native exception (${e})`
+  return String(e)
+}
+
 /** Encodes an unsigned LEB128 (WebAssembly spec §5.2.2). */
 export function uleb (n: number): number[] {
   const out: number[] = []
@@ -582,11 +600,23 @@ function checkConstExpr (e: number, file: string, where: string): void {
   }
 }
 
+/**
+ * The deepest expression nesting (in binaryen's IR of a function body, the body itself at depth 1)
+ * the gate accepts. The instrumenter's passes recurse once per level, so without a limit a deep
+ * module would exhaust the JavaScript stack at a depth that depends on the thread's stack size
+ * (about 1,300 nested blocks on Node's main thread): accepted on one host, refused on another. A
+ * C `switch` nests one block per case; real agents stay far below this (SQLite: a few hundred).
+ */
+export const MAX_NESTING_DEPTH = 1000
+
 function walkCheck (root: number, file: string, fn: string): void {
-  const stack = [root]
+  const stack: [number, number][] = [[root, 1]]
   while (stack.length > 0) {
-    const e = stack.pop()!
+    const [e, depth] = stack.pop()!
     if (!e) continue
+    if (depth > MAX_NESTING_DEPTH) {
+      throw new ModuleError(`${file}: nests expressions more than ${MAX_NESTING_DEPTH} deep in function ${fn}, which igord does not allow`)
+    }
     const info = infoOf(e)
     const id = info.id
     if (!ALLOWED_IDS.has(id)) fail(file, ID_FEATURE.get(id) ?? `an unsupported instruction (binaryen expression id ${id})`, fn)
@@ -594,7 +624,7 @@ function walkCheck (root: number, file: string, fn: string): void {
     if ((id === binaryen.CallId || id === binaryen.CallIndirectId) && info.isReturn === true) fail(file, 'tail calls (return_call)', fn)
     if ((id === binaryen.LoadId || id === binaryen.StoreId) && info.isAtomic === true) fail(file, 'threads (atomic instructions)', fn)
     if (RELAXED_OPS.get(id)?.has(info.op as number) === true) fail(file, 'relaxed SIMD', fn)
-    for (const c of childrenOf(info)) stack.push(c)
+    for (const c of childrenOf(info)) stack.push([c, depth + 1])
   }
 }
 
@@ -610,7 +640,8 @@ export function infoOf (e: number): Info {
   if (id === binaryen.NopId || id === binaryen.UnreachableId) return { id, type: binaryen.getExpressionType(e) }
   try {
     return binaryen.getExpressionInfo(e) as Info
-  } catch {
+  } catch (err) {
+    if (err instanceof RangeError) throw err // stack exhausted: not an id without fields
     return { id, type: binaryen.getExpressionType(e) }
   }
 }

@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { ModuleError, StorageError, ManifestError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
-import { ALLOWED_FEATURES, checkCode, checkHeader, checkModuleFacts, scanModule, uleb } from './features.ts'
+import { ALLOWED_FEATURES, checkCode, checkHeader, checkModuleFacts, scanModule, thrownMessage, uleb } from './features.ts'
 import type { ModuleFacts } from './features.ts'
 import { FUEL_GLOBAL, HELPERS, meter } from './fuel.ts'
 import type { Strategy } from './fuel.ts'
@@ -162,7 +162,7 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
 
     const problem = validateQuietly(m)
     if (problem !== null) throw new ModuleError(`${file}: could not be instrumented (binaryen: ${problem})`)
-    const emitted = m.emitBinary()
+    const emitted = quietly(() => m.emitBinary()).value // binaryen prints warnings ("Some VMs may not accept…")
     const binary = capMemory(emitted, limit, file)
     if (!WebAssembly.validate(binary as Uint8Array<ArrayBuffer>)) {
       throw new ModuleError(`${file}: the instrumented module does not validate in V8 (${compileError(binary)})`)
@@ -172,7 +172,10 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
   } catch (e) {
     // binaryen throws plain objects (C++ exceptions) and aborts; never let one out as "[object Object]".
     if (e instanceof ModuleError) throw e
-    throw new ModuleError(`${file}: could not be instrumented (binaryen: ${thrownMessage(e)})`)
+    if (e instanceof RangeError && /call stack/i.test(e.message)) {
+      throw new ModuleError(`${file}: could not be instrumented: its code nests too deeply for the instrumenter (JavaScript stack exhausted)`)
+    }
+    throw new ModuleError(`${file}: could not be instrumented (${e instanceof Error ? '' : 'binaryen: '}${thrownMessage(e)})`)
   } finally {
     m.dispose()
   }
@@ -216,22 +219,6 @@ class QuietFailure extends Error {
     const said = output.split('\n').map((l) => l.trim()).filter((l) => l !== '').join('; ')
     super(said === '' ? thrownMessage(cause) : `${thrownMessage(cause)}: ${said}`)
   }
-}
-
-/**
- * A readable message for anything thrown by binaryen.js: an `Error`'s message, the `message` of the
- * plain objects binaryen's C++ exceptions arrive as, else a JSON rendering — never "[object Object]".
- */
-function thrownMessage (e: unknown): string {
-  if (e instanceof Error) return e.message.split('\n')[0]
-  if (typeof e === 'object' && e !== null) {
-    const msg = (e as { message?: unknown }).message
-    if (typeof msg === 'string' && msg !== '') return msg
-    try { const j = JSON.stringify(e); if (j !== undefined && j !== '{}') return j } catch { /* cyclic: fall through */ }
-    return `an exception of type ${e.constructor?.name ?? 'object'} without a message`
-  }
-  if (typeof e === 'number') return `a native exception (${e})`
-  return String(e)
 }
 
 /**

@@ -145,6 +145,16 @@ test('passive element segments, null elements and extended-const offsets are ref
   refusedAtLoad('extconst.wasm', withElem([0x01, 0x00, 0x41, 0x00, 0x41, 0x00, 0x6a, 0x0b, 0x01, 0x00]), /uses extended constant expressions \(i32\.add\) in the offset of element segment 0, which igord does not allow$/)
 })
 
+test('code nested deeper than the gate allows is refused (exit 4), naming the function', () => {
+  const depth = 5000
+  const body = [0x00, ...Array(depth).fill([0x02, 0x40]).flat(), ...Array(depth).fill(0x0b), 0x41, 0x00, 0x0b]
+  const leb = (n: number): number[] => { const o: number[] = []; do { let b = n & 0x7f; n >>>= 7; if (n !== 0) b |= 0x80; o.push(b) } while (n !== 0); return o }
+  const code = [0x01, ...leb(body.length), ...body]
+  const wasm = Uint8Array.from([...WASM_HEADER, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, 0x03, 0x02, 0x01, 0x00,
+    0x07, 0x0e, 0x01, 0x0a, ...new TextEncoder().encode('agent_tick'), 0x00, 0x00, 0x0a, ...leb(code.length), ...code])
+  refusedAtLoad('deep.wasm', wasm, /nests expressions more than 1000 deep in function 0, which igord does not allow$/)
+})
+
 test('bad command-line values exit 2', () => {
   const d = tempDir()
   const r = igord(['run', agentWasm('heartbeat'), '--dir', d, '--interval', 'soon'])

@@ -17,7 +17,7 @@ import { formatReport, verifyHistory } from '../checkpoint/history.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from '../runtime/agent.ts'
-import { checkHeader, scanModule } from '../runtime/features.ts'
+import { checkHeader, MAX_NESTING_DEPTH, scanModule, thrownMessage } from '../runtime/features.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
 import { clearInstrumentCache, FUEL_GLOBAL, instrument } from '../runtime/instrument.ts'
 import { formatReplay, replayHistory } from '../runtime/replay.ts'
@@ -175,6 +175,32 @@ test('every other rejected feature is one line without "[object Object]" (no bin
     tableModule({ elem: [1, 4, ...OFFSET0, 1, ...REF_NULL], custom: section(0, [...name('name'), 0xff]) }),
   ]
   for (const bin of cases) refused(bin, /which igord does not allow$/)
+})
+
+test('thrownMessage renders anything binaryen.js throws as text, never "[object Object]"', () => {
+  assert.is(thrownMessage(new TypeError('x is not a function\nstack')), 'x is not a function')
+  assert.is(thrownMessage({ gC: 5565880, message: 'error in parsing wasm binary' }), 'error in parsing wasm binary') // a C++ exception
+  assert.is(thrownMessage({ code: 3 }), '{"code":3}')
+  const cyclic: Record<string, unknown> = {}; cyclic.self = cyclic
+  assert.is(thrownMessage(cyclic), 'an exception of type Object without a message')
+  assert.is(thrownMessage(Object.create(null)), 'an exception of type object without a message')
+  assert.is(thrownMessage(5565880), 'a native exception (5565880)')
+  assert.is(thrownMessage('abort'), 'abort')
+})
+
+/** `agent_tick` returning 0 from inside `depth` nested blocks. */
+function nested (depth: number): Uint8Array {
+  const body = [0, ...Array(depth).fill([0x02, 0x40]).flat(), ...Array(depth).fill(END), 0x41, 0, END]
+  return Uint8Array.from([...HEADER, ...section(1, [1, 0x60, 0, 1, 0x7f]), ...section(3, [1, 0]),
+    ...section(7, [2, ...name('agent_tick'), 0, 0, ...name('f'), 0, 0]),
+    ...section(10, [1, ...leb(body.length), ...body])])
+}
+
+test('expression nesting is limited to MAX_NESTING_DEPTH, named with the function, the same on every thread', () => {
+  assert.is(MAX_NESTING_DEPTH, 1000)
+  acceptedAndSame(nested(MAX_NESTING_DEPTH - 10), 0)
+  refused(nested(MAX_NESTING_DEPTH + 10), /^gate\.wasm: nests expressions more than 1000 deep in function 0, which igord does not allow$/)
+  refused(nested(20_000), /nests expressions more than 1000 deep/)
 })
 
 // --- inputs that are not core modules --------------------------------------------------------
