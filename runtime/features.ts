@@ -497,6 +497,12 @@ export function checkHeader (wasm: Uint8Array, file: string): void {
     if (/^(\(\s*module\b|\(\s*component\b|;;|\(;)/.test(head)) {
       throw new ModuleError(`${file}: not a valid WebAssembly module (it is WebAssembly text format; assemble it into a binary first, e.g. with wasm-tools parse or wat2wasm)`)
     }
+    const sample = wasm.subarray(0, 64)
+    if (sample.every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b !== 0x7f))) {
+      const line = head.split(/\r?\n/)[0]
+      const shown = line.length > 40 ? line.slice(0, 40) + '…' : line
+      throw new ModuleError(`${file}: not a valid WebAssembly module (it is a text file, starting ${JSON.stringify(shown)}; a WebAssembly binary starts with 00 61 73 6d, "\\0asm")`)
+    }
     throw new ModuleError(`${file}: not a valid WebAssembly module (it starts with bytes ${hex}; a WebAssembly binary starts with 00 61 73 6d, "\\0asm")`)
   }
   if (wasm.length < 8) throw new ModuleError(`${file}: not a valid WebAssembly module (truncated: ${wasm.length} bytes, shorter than the 8-byte header)`)

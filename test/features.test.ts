@@ -215,6 +215,7 @@ test('non-module inputs are named: empty, text, a component, another magic, anot
   check('\uFEFF  ;; comment\n(module)', /WebAssembly text format/)
   check('(component)', /WebAssembly text format/)
   check(Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00, 0x00]), /^in\.wasm: is a WebAssembly component \(component model, layer 1\), not a core module; igord runs core WebAssembly modules only/)
+  check('{"capabilities": ["clock", "log"], "resource_limits": {"max_memory_bytes": 65536}}\n', /^in\.wasm: not a valid WebAssembly module \(it is a text file, starting "\{\\"capabilities\\": .{20,40}…"; a WebAssembly binary starts with 00 61 73 6d/)
   check(Uint8Array.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), /^in\.wasm: not a valid WebAssembly module \(it starts with bytes 7f 45 4c 46; a WebAssembly binary starts with 00 61 73 6d/)
   check(Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x02, 0x00, 0x00, 0x00]), /binary version 2; igord reads core modules of version 1/)
   check(Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01]), /truncated: 5 bytes, shorter than the 8-byte header/)
