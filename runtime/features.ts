@@ -83,13 +83,13 @@ export interface ModuleFacts {
   hasTags: boolean
   /** The first non-MVP type found in the type section, if any. */
   typeProblem?: string
-  /** Function types by type index (`null` for a non-function type, e.g. a GC struct). */
-  types: (FuncType | null)[]
+  /** Function types by type index, up to the first non-function type (GC types are refused). */
+  types: FuncType[]
   /** The type index of each function, imports first (the function index space). */
   funcTypes: number[]
   /**
-   * The first constant expression or segment the gate refuses (an extended constant expression, a
-   * passive element segment, a null element, …), with the section and index where it was found.
+   * The first constant expression or element segment the gate refuses (an extended constant
+   * expression, a null element, a non-funcref segment, …), with the segment, item or global.
    */
   segmentProblem?: string
   /**
@@ -469,8 +469,8 @@ export function checkAbiExports (facts: ModuleFacts, file: string): void {
     if (ex.kind !== 0) {
       throw new ModuleError(`${file}: exports ${name} as ${KIND_NAMES[ex.kind] ?? `kind ${ex.kind}`}; the igor ABI needs ${name} to be a function ${signatureText(want)}`)
     }
-    const got = facts.types[facts.funcTypes[ex.index]]
-    if (got === undefined || got === null) continue // a non-function type cannot get past V8's validation
+    const got = facts.types[facts.funcTypes[ex.index]] as FuncType | undefined
+    if (got === undefined) continue // only after a GC type, which checkModuleFacts refuses first
     if (signatureText(got) !== signatureText(want)) {
       throw new ModuleError(`${file}: exports ${name} with signature ${signatureText(got)}; the igor ABI needs ${name}: ${signatureText(want)}`)
     }
