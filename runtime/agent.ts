@@ -19,6 +19,7 @@ import type { HostContext } from '../hostcalls/igor.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { WasiExit, wasiHost } from '../hostcalls/wasi.ts'
 import type { InputSource } from './inputs.ts'
+import { checkAbiExports, scanModule } from './features.ts'
 import { FUEL_GLOBAL, fuelUsed, instrument } from './instrument.ts'
 import type { InstrumentedGlobal } from './instrument.ts'
 import { PageImage } from './memory.ts'
@@ -88,26 +89,43 @@ export interface RestoreState {
   globals: GlobalValue[]
 }
 
-function readGlobal (g: WebAssembly.Global, type: InstrumentedGlobal['type']): Uint8Array {
+/**
+ * A v128 global seen through the instrumenter's accessor exports (JS cannot read or write a v128
+ * `WebAssembly.Global`): `get` returns its low and high i64 halves, `set` takes them.
+ */
+interface V128Global { get (): [bigint, bigint]; set (lo: bigint, hi: bigint): void }
+
+/** A snapshotted global of the instance: a `WebAssembly.Global`, or a v128 one through accessors. */
+type GlobalSlot = WebAssembly.Global | V128Global
+
+function slotOf (ex: WebAssembly.Exports, g: InstrumentedGlobal): GlobalSlot {
+  if (g.type !== 'v128') return ex[g.exportName] as WebAssembly.Global
+  if (g.accessors === undefined) throw new ModuleError(`global ${g.index} (v128) has no accessors: instrumentation cache from an older igord`)
+  return { get: ex[g.accessors.get] as V128Global['get'], set: ex[g.accessors.set] as V128Global['set'] }
+}
+
+function readGlobal (g: GlobalSlot, type: InstrumentedGlobal['type']): Uint8Array {
   const out = new Uint8Array(GLOBAL_SIZES[type])
   const dv = new DataView(out.buffer)
   switch (type) {
-    case 'i32': dv.setInt32(0, g.value as number, true); break
-    case 'i64': dv.setBigInt64(0, g.value as bigint, true); break
-    case 'f32': dv.setFloat32(0, g.value as number, true); break
-    case 'f64': dv.setFloat64(0, g.value as number, true); break
+    case 'i32': dv.setInt32(0, (g as WebAssembly.Global).value as number, true); break
+    case 'i64': dv.setBigInt64(0, (g as WebAssembly.Global).value as bigint, true); break
+    case 'f32': dv.setFloat32(0, (g as WebAssembly.Global).value as number, true); break
+    case 'f64': dv.setFloat64(0, (g as WebAssembly.Global).value as number, true); break
+    case 'v128': { const [lo, hi] = (g as V128Global).get(); dv.setBigInt64(0, lo, true); dv.setBigInt64(8, hi, true); break }
     default: throw new ModuleError(`global of type ${type} cannot be snapshotted from the host`)
   }
   return out
 }
 
-function writeGlobal (g: WebAssembly.Global, type: InstrumentedGlobal['type'], bytes: Uint8Array): void {
+function writeGlobal (g: GlobalSlot, type: InstrumentedGlobal['type'], bytes: Uint8Array): void {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   switch (type) {
-    case 'i32': g.value = dv.getInt32(0, true); break
-    case 'i64': g.value = dv.getBigInt64(0, true); break
-    case 'f32': g.value = dv.getFloat32(0, true); break
-    case 'f64': g.value = dv.getFloat64(0, true); break
+    case 'i32': (g as WebAssembly.Global).value = dv.getInt32(0, true); break
+    case 'i64': (g as WebAssembly.Global).value = dv.getBigInt64(0, true); break
+    case 'f32': (g as WebAssembly.Global).value = dv.getFloat32(0, true); break
+    case 'f64': (g as WebAssembly.Global).value = dv.getFloat64(0, true); break
+    case 'v128': (g as V128Global).set(dv.getBigInt64(0, true), dv.getBigInt64(8, true)); break
     default: throw new ModuleError(`global of type ${type} cannot be restored from the host`)
   }
 }
@@ -144,7 +162,7 @@ export class Agent {
   private instance!: WebAssembly.Instance
   private memory!: WebAssembly.Memory
   private fuelGlobal!: WebAssembly.Global
-  private globals: WebAssembly.Global[] = []
+  private globals: GlobalSlot[] = []
   /** Emits partial WASI output lines of the current instance (a no-op without `wasi`). */
   private flushOutput: () => void = () => {}
   private readonly image = new PageImage()
@@ -165,6 +183,7 @@ export class Agent {
     if (!exports.some((e) => e.name === 'agent_tick' && e.kind === 'function')) {
       throw new ModuleError(`${file}: does not export the function agent_tick required by the igor ABI`)
     }
+    checkAbiExports(scanModule(spec.wasm), file) // also when the instrumentation came from a cache
   }
 
   private hostContext (): HostContext {
@@ -189,7 +208,7 @@ export class Agent {
     const ex = this.instance.exports
     this.memory = ex.memory as WebAssembly.Memory
     this.fuelGlobal = ex[FUEL_GLOBAL] as WebAssembly.Global
-    this.globals = this.globalsInfo.map((g) => ex[g.exportName] as WebAssembly.Global)
+    this.globals = this.globalsInfo.map((g) => slotOf(ex, g))
   }
 
   /**

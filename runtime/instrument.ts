@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { ModuleError, StorageError, ManifestError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
-import { ALLOWED_FEATURES, checkCode, checkModuleFacts, scanModule, uleb } from './features.ts'
+import { ALLOWED_FEATURES, checkCode, checkHeader, checkModuleFacts, scanModule, thrownMessage, uleb } from './features.ts'
 import type { ModuleFacts } from './features.ts'
 import { FUEL_GLOBAL, HELPERS, meter } from './fuel.ts'
 import type { Strategy } from './fuel.ts'
@@ -33,7 +33,17 @@ export interface InstrumentedGlobal {
   /** Its export name, `__igor_g<index>`. */
   exportName: string
   type: 'i32' | 'i64' | 'f32' | 'f64' | 'v128'
+  /**
+   * v128 globals only (JS cannot read or write a v128 `WebAssembly.Global`): the exported,
+   * unmetered accessor functions `__igor_v128_get_<index>: () -> (i64, i64)` and
+   * `__igor_v128_set_<index>: (i64, i64) -> ()`. The two i64s are the low and high halves (lanes 0
+   * and 1 of `i64x2`), so their little-endian bytes, low first, are the v128's 16 bytes.
+   */
+  accessors?: { get: string; set: string }
 }
+
+/** Prefixes of the v128 accessor exports: `__igor_v128_get_<index>`, `__igor_v128_set_<index>`. */
+export const V128_ACCESSOR_PREFIX = { get: '__igor_v128_get_', set: '__igor_v128_set_' } as const
 
 /** The result of {@link instrument}. Treat it as immutable: it may be shared through the cache. */
 export interface Instrumented {
@@ -98,6 +108,7 @@ export function clearInstrumentCache (): void { memo.clear() }
 export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string; strategy?: Strategy }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
   const file = opts.file ?? 'module'
   const limit = opts.memoryLimitPages
+  checkHeader(wasm, file)
   if (!WebAssembly.validate(wasm as Uint8Array<ArrayBuffer>)) {
     throw new ModuleError(`${file}: not a valid WebAssembly module (${compileError(wasm)})`)
   }
@@ -116,13 +127,15 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
   const memExport = facts.exports.find((x) => x.name === 'memory')
   if (memExport && memExport.kind !== 2) throw new ModuleError(`${file}: exports "memory" but it is not the memory`)
 
-  const m = readQuietly(wasm, file)
+  // A module without memory gets an empty one here, in the bytes, so that binaryen keeps its passive
+  // data segments (binaryen's setMemory would drop them, and a data.drop would then not validate).
+  const m = readQuietly(mem ? wasm : withEmptyMemory(wasm, facts), file)
   try {
     m.setFeatures(ALLOWED_FEATURES)
     if (m.getGlobal(FUEL_GLOBAL) || m.getFunction(HELPERS.bulk) || m.getFunction(HELPERS.grow)) {
       throw new ModuleError(`${file}: already instrumented (it defines ${FUEL_GLOBAL} or an __igor_ helper)`)
     }
-    checkCode(m, file)
+    checkCode(m, file, facts)
 
     // Globals: export every internal mutable one as __igor_g<index> (before the fuel global is added).
     const globals: InstrumentedGlobal[] = []
@@ -135,21 +148,34 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
         throw new ModuleError(`${file}: already exports "${exportName}" as something other than global ${i}`)
       }
       if (!existing) m.addGlobalExport(g.name, exportName)
-      globals.push({ index: i, exportName, type: typeName(g.type) })
+      const type = typeName(g.type)
+      if (type === 'v128') {
+        for (const n of [V128_ACCESSOR_PREFIX.get + i, V128_ACCESSOR_PREFIX.set + i]) {
+          if (facts.exports.some((x) => x.name === n) || m.getFunction(n) !== 0) throw new ModuleError(`${file}: already has "${n}", a name igord gives to a v128 global accessor`)
+        }
+        globals.push({ index: i, exportName, type, accessors: { get: V128_ACCESSOR_PREFIX.get + i, set: V128_ACCESSOR_PREFIX.set + i } })
+      } else globals.push({ index: i, exportName, type })
     }
-    if (!mem) m.setMemory(0, limit, 'memory')
 
     meter(m, opts.strategy ?? 'thread')
+    addV128Accessors(m, globals) // after metering: the host calls them between ticks, even with the counter below zero
 
     const problem = validateQuietly(m)
     if (problem !== null) throw new ModuleError(`${file}: could not be instrumented (binaryen: ${problem})`)
-    const emitted = m.emitBinary()
+    const emitted = quietly(() => m.emitBinary()).value // binaryen prints warnings ("Some VMs may not accept…")
     const binary = capMemory(emitted, limit, file)
     if (!WebAssembly.validate(binary as Uint8Array<ArrayBuffer>)) {
       throw new ModuleError(`${file}: the instrumented module does not validate in V8 (${compileError(binary)})`)
     }
     checkExports(binary, globals, file)
     return { binary, globals }
+  } catch (e) {
+    // binaryen throws plain objects (C++ exceptions) and aborts; never let one out as "[object Object]".
+    if (e instanceof ModuleError) throw e
+    if (e instanceof RangeError && /call stack/i.test(e.message)) {
+      throw new ModuleError(`${file}: could not be instrumented: its code nests too deeply for the instrumenter (JavaScript stack exhausted)`)
+    }
+    throw new ModuleError(`${file}: could not be instrumented (${e instanceof Error ? '' : 'binaryen: '}${thrownMessage(e)})`)
   } finally {
     m.dispose()
   }
@@ -170,21 +196,90 @@ function compileError (wasm: Uint8Array): string {
   try { new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>); return 'unknown reason' } catch (e) { return (e as Error).message.replace(/^WebAssembly\.Module\(\): /, '') }
 }
 
-/** Runs `fn` with binaryen's stderr/stdout output captured (binaryen prints validation errors). */
+/**
+ * Runs `fn` with binaryen's stderr/stdout output captured (binaryen prints validation errors and
+ * parse exceptions). A throw is rethrown as a {@link QuietFailure} carrying the captured output.
+ */
 function quietly<T> (fn: () => T): { value: T; output: string } {
   const out = process.stdout.write; const err = process.stderr.write
   let output = ''
   const sink = (s: string | Uint8Array): boolean => { output += typeof s === 'string' ? s : Buffer.from(s).toString(); return true }
   process.stdout.write = sink as typeof process.stdout.write
   process.stderr.write = sink as typeof process.stderr.write
-  try { return { value: fn(), output } } finally { process.stdout.write = out; process.stderr.write = err }
+  try {
+    return { value: fn(), output }
+  } catch (e) {
+    throw new QuietFailure(e, output)
+  } finally { process.stdout.write = out; process.stderr.write = err }
 }
 
+/** Something `fn` threw inside {@link quietly}, with binaryen's output up to then. */
+class QuietFailure extends Error {
+  constructor (cause: unknown, output: string) {
+    const said = output.split('\n').map((l) => l.trim()).filter((l) => l !== '').join('; ')
+    super(said === '' ? thrownMessage(cause) : `${thrownMessage(cause)}: ${said}`)
+  }
+}
+
+/**
+ * Reads the module with binaryen. Custom sections never affect a module's meaning (WebAssembly
+ * spec §5.5.3), but binaryen parses some (`name`, `target_features`, `dylink.0`, branch hints) and
+ * throws on a malformed one: then the module is read again without its custom sections.
+ * @throws ModuleError with binaryen's parse error when the module cannot be read even so.
+ */
 function readQuietly (wasm: Uint8Array, file: string): binaryen.Module {
   try {
     return quietly(() => binaryen.readBinary(wasm)).value
   } catch (e) {
-    throw new ModuleError(`${file}: binaryen could not read the module (${e instanceof Error ? e.message : String(e)})`)
+    const stripped = withoutCustomSections(wasm)
+    if (stripped !== null) {
+      try { return quietly(() => binaryen.readBinary(stripped)).value } catch { /* report the first failure */ }
+    }
+    throw new ModuleError(`${file}: binaryen could not read the module (${thrownMessage(e)})`)
+  }
+}
+
+/** The module without its custom sections (id 0), or null when it has none. */
+function withoutCustomSections (wasm: Uint8Array): Uint8Array | null {
+  const sections = scanModule(wasm).sections
+  if (!sections.some((s) => s.id === 0)) return null
+  return concat([wasm.subarray(0, 8), ...sections.filter((s) => s.id !== 0).map((s) => wasm.subarray(s.start, s.end))])
+}
+
+/**
+ * The module with a memory section holding one empty memory (0 pages, no maximum) inserted in
+ * section order: after the type, import, function and table sections (WebAssembly spec §5.5.2).
+ * {@link capMemory} later sets its maximum and exports it.
+ */
+function withEmptyMemory (wasm: Uint8Array, facts: ModuleFacts): Uint8Array {
+  const before = facts.sections.filter((s) => s.id >= 1 && s.id <= 4).at(-1)
+  const at = before === undefined ? 8 : before.end
+  return concat([wasm.subarray(0, at), Uint8Array.from([5, 3, 1, 0x00, 0]), wasm.subarray(at)])
+}
+
+function concat (parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.length }
+  return out
+}
+
+/**
+ * Adds and exports the accessor functions of each v128 global ({@link InstrumentedGlobal.accessors}).
+ * Called after metering, so they are not metered: they touch no memory and cost no fuel.
+ */
+function addV128Accessors (m: binaryen.Module, globals: InstrumentedGlobal[]): void {
+  const i64 = binaryen.i64
+  for (const g of globals) {
+    if (g.accessors === undefined) continue
+    const name = binaryen.getGlobalInfo(m.getGlobalByIndex(g.index)).name
+    const get = (): number => m.global.get(name, binaryen.v128)
+    m.addFunction(g.accessors.get, binaryen.none, binaryen.createType([i64, i64]), [],
+      m.tuple.make([m.i64x2.extract_lane(get(), 0), m.i64x2.extract_lane(get(), 1)]))
+    m.addFunction(g.accessors.set, binaryen.createType([i64, i64]), binaryen.none, [],
+      m.global.set(name, m.i64x2.replace_lane(m.i64x2.splat(m.local.get(0, i64)), 1, m.local.get(1, i64))))
+    m.addFunctionExport(g.accessors.get, g.accessors.get)
+    m.addFunctionExport(g.accessors.set, g.accessors.set)
   }
 }
 
@@ -235,6 +330,11 @@ function checkExports (wasm: Uint8Array, globals: InstrumentedGlobal[], file: st
     }
   }
   if (!ex.some((x) => x.name === FUEL_GLOBAL && x.kind === 3)) throw new ModuleError(`${file}: internal error: ${FUEL_GLOBAL} not exported`)
+  for (const g of globals) {
+    for (const n of g.accessors === undefined ? [] : [g.accessors.get, g.accessors.set]) {
+      if (!ex.some((x) => x.name === n && x.kind === 0)) throw new ModuleError(`${file}: internal error: ${n} not exported`)
+    }
+  }
 }
 
 interface CacheRecord { version: string; cid: string; limit: number; globals: InstrumentedGlobal[] }
@@ -251,6 +351,7 @@ function readCache (dir: string, key: string, cid: string): Instrumented | null 
     throw new StorageError(`${wasmPath}: cannot read the instrumentation cache (${(e as Error).message})`)
   }
   if (rec.version !== INSTRUMENT_VERSION || rec.cid !== cid || !Array.isArray(rec.globals) || !WebAssembly.validate(binary as Uint8Array<ArrayBuffer>)) return null
+  if (rec.globals.some((g) => g.type === 'v128' && g.accessors === undefined)) return null // made before v128 accessors existed
   if (!scanModule(binary).exports.some((x) => x.name === FUEL_GLOBAL)) return null
   return { binary, globals: rec.globals, cid }
 }

@@ -99,6 +99,62 @@ test('an import the manifest does not grant is refused with exit 4, naming impor
   assert.match(line, /rand/)
 })
 
+/** Runs `igord run` on `bytes` saved as `<file>` (with an empty manifest); expects exit 4 and one line naming the file. */
+function refusedAtLoad (file: string, bytes: Uint8Array | string, expect: RegExp): void {
+  const d = tempDir()
+  writeFileSync(join(d, file), bytes)
+  writeFileSync(join(d, 'm.json'), '{"capabilities": []}')
+  const r = igord(['run', join(d, file), '--manifest', join(d, 'm.json'), '--dir', join(d, 'data'), '--ticks', '1'])
+  assert.is(r.code, 4, r.stderr)
+  const line = oneLine(r.stderr)
+  assert.ok(line.includes(join(d, file)), `names the file: ${line}`)
+  assert.match(line, expect)
+  assert.not.match(line, /\[object Object\]/)
+  assert.not.ok(existsSync(join(d, 'data', file.replace(/\.wasm$/, '') + '.ckpt')), 'nothing is born')
+}
+
+const WASM_HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]
+/** `agent_tick: () -> i32` (or `() -> i64`) plus an element section `elem` (one funcref table, one memory). */
+const withElem = (elem: number[], i64 = false): Uint8Array => Uint8Array.from([...WASM_HEADER,
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, i64 ? 0x7e : 0x7f, // type 0: () -> i32 or i64
+  0x03, 0x02, 0x01, 0x00, // function 0: type 0
+  0x04, 0x04, 0x01, 0x70, 0x00, 0x01, // table: funcref, min 1
+  0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1
+  0x07, 0x0e, 0x01, 0x0a, ...new TextEncoder().encode('agent_tick'), 0x00, 0x00,
+  0x09, elem.length, ...elem,
+  0x0a, 0x06, 0x01, 0x04, 0x00, i64 ? 0x42 : 0x41, 0x00, 0x0b, // body: i32.const 0 or i64.const 0
+])
+
+test('a WebAssembly component is named as one (exit 4)', () => {
+  refusedAtLoad('comp.wasm', Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]), /is a WebAssembly component \(component model, layer 1\), not a core module; igord runs core WebAssembly modules only/)
+})
+
+test('an empty file, WebAssembly text and another file type are named as such (exit 4)', () => {
+  refusedAtLoad('empty.wasm', new Uint8Array(0), /not a valid WebAssembly module \(the file is empty\)$/)
+  refusedAtLoad('text.wasm', '(module (func (export "agent_tick") (result i32) (i32.const 0)))\n', /it is WebAssembly text format; assemble it into a binary first/)
+  refusedAtLoad('elf.wasm', Uint8Array.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), /it starts with bytes 7f 45 4c 46; a WebAssembly binary starts with 00 61 73 6d/)
+})
+
+test('agent_tick with the wrong signature is refused at load (exit 4), naming expected and actual', () => {
+  refusedAtLoad('sig.wasm', withElem([0x01, 0x00, 0x41, 0x00, 0x0b, 0x01, 0x00], true), /exports agent_tick with signature \(\) -> i64; the igor ABI needs agent_tick: \(\) -> i32$/)
+})
+
+test('passive element segments, null elements and extended-const offsets are refused by the gate (exit 4), naming the segment', () => {
+  refusedAtLoad('passive.wasm', withElem([0x01, 0x01, 0x00, 0x01, 0x00]), /uses a passive element segment \(element segment 0;/)
+  refusedAtLoad('null.wasm', withElem([0x01, 0x04, 0x41, 0x00, 0x0b, 0x01, 0xd0, 0x70, 0x0b]), /reference types \(a null element: item 0 of element segment 0 is ref\.null/)
+  refusedAtLoad('extconst.wasm', withElem([0x01, 0x00, 0x41, 0x00, 0x41, 0x00, 0x6a, 0x0b, 0x01, 0x00]), /uses extended constant expressions \(i32\.add\) in the offset of element segment 0, which igord does not allow$/)
+})
+
+test('code nested deeper than the gate allows is refused (exit 4), naming the function', () => {
+  const depth = 5000
+  const body = [0x00, ...Array(depth).fill([0x02, 0x40]).flat(), ...Array(depth).fill(0x0b), 0x41, 0x00, 0x0b]
+  const leb = (n: number): number[] => { const o: number[] = []; do { let b = n & 0x7f; n >>>= 7; if (n !== 0) b |= 0x80; o.push(b) } while (n !== 0); return o }
+  const code = [0x01, ...leb(body.length), ...body]
+  const wasm = Uint8Array.from([...WASM_HEADER, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, 0x03, 0x02, 0x01, 0x00,
+    0x07, 0x0e, 0x01, 0x0a, ...new TextEncoder().encode('agent_tick'), 0x00, 0x00, 0x0a, ...leb(code.length), ...code])
+  refusedAtLoad('deep.wasm', wasm, /nests expressions more than 1000 deep in function 0, which igord does not allow$/)
+})
+
 test('bad command-line values exit 2', () => {
   const d = tempDir()
   const r = igord(['run', agentWasm('heartbeat'), '--dir', d, '--interval', 'soon'])

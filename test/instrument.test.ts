@@ -276,7 +276,7 @@ test('internal mutable globals are exported as __igor_g<index> and can be restor
     { index: 1, exportName: '__igor_g1', type: 'i32' },
     { index: 3, exportName: '__igor_g3', type: 'i64' },
     { index: 4, exportName: '__igor_g4', type: 'f64' },
-    { index: 5, exportName: '__igor_g5', type: 'v128' },
+    { index: 5, exportName: '__igor_g5', type: 'v128', accessors: { get: '__igor_v128_get_5', set: '__igor_v128_set_5' } },
   ])
   const ex = new WebAssembly.Instance(new WebAssembly.Module(out.binary as Uint8Array<ArrayBuffer>), { env: { k: 10 } }).exports as Exports
   ex.bump()
