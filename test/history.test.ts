@@ -294,10 +294,11 @@ test('the unsigned base flag cannot hide a change: a delta marked base, or a bas
 
 /**
  * A history with each kind of entry: genesis (d1, tick 0), ordinary deltas, a handoff (d1, tick 5),
- * the handoff checkpoint archived again as a resumed base entry (d2, tick 5), then deltas in d2.
+ * the handoff checkpoint archived again as the target's base entry (d2, tick 5), ticks 6–8 in d2,
+ * then d2's live checkpoint resumed in d3 (a resumed base entry, tick 8) and ticks 9–10 there.
  */
-function kinds (): { d1: string; d2: string; files: Record<'genesis' | 'ordinary' | 'handoff' | 'resumed base', string> } {
-  const d1 = mkdir(); const d2 = mkdir()
+function kinds (): { dirs: string[]; files: Record<'genesis' | 'ordinary' | 'handoff' | 'handoff base' | 'resumed base', string> } {
+  const d1 = mkdir(); const d2 = mkdir(); const d3 = mkdir()
   const a = new Fake(generateIdentity())
   const w1 = new CheckpointWriter(d1, 'a')
   a.run(w1, 5)
@@ -305,41 +306,48 @@ function kinds (): { d1: string; d2: string; files: Record<'genesis' | 'ordinary
   const w2 = new CheckpointWriter(d2, 'a'); w2.ensureArchived(readLive(path.join(d1, 'a.ckpt')))
   a.epoch = 1; a.host = 'hostB'
   a.run(w2, 3)
-  return { d1, d2, files: { genesis: entryAt(d1, 0), ordinary: entryAt(d1, 3), handoff: entryAt(d1, 5), 'resumed base': entryAt(d2, 5) } }
+  const w3 = new CheckpointWriter(d3, 'a'); w3.ensureArchived(readLive(path.join(d2, 'a.ckpt')))
+  a.run(w3, 2)
+  return { dirs: [d1, d2, d3], files: { genesis: entryAt(d1, 0), ordinary: entryAt(d1, 3), handoff: entryAt(d1, 5), 'handoff base': entryAt(d2, 5), 'resumed base': entryAt(d3, 8) } }
 }
 
 test('a bad signature on any kind of entry (genesis, ordinary, handoff, resumed base) is INVALID naming it', () => {
   const k = kinds()
-  const ok = verifyHistory([k.d1, k.d2]); assert.ok(ok.valid, formatReport(ok))
-  assert.ok(decodeEntry(fs.readFileSync(k.files['resumed base']), 'x').base)
-  assert.is(decodeEntry(fs.readFileSync(k.files.handoff), 'x').parsed.status, 'handoff')
-  assert.not.ok(decodeEntry(fs.readFileSync(k.files.ordinary), 'x').base)
+  const ok = verifyHistory(k.dirs); assert.ok(ok.valid, formatReport(ok))
+  assert.is(ok.checkpoints, 11)
+  const entry = (f: string) => decodeEntry(fs.readFileSync(f), f)
+  assert.ok(entry(k.files.genesis).base && entry(k.files.genesis).parsed.prev === null)
+  assert.ok(!entry(k.files.ordinary).base && entry(k.files.ordinary).parsed.status === 'running')
+  assert.ok(!entry(k.files.handoff).base && entry(k.files.handoff).parsed.status === 'handoff')
+  assert.ok(entry(k.files['handoff base']).base && entry(k.files['handoff base']).parsed.status === 'handoff')
+  assert.ok(entry(k.files['resumed base']).base && entry(k.files['resumed base']).parsed.status === 'running')
   for (const [kind, file] of Object.entries(k.files)) {
     const good = fs.readFileSync(file)
     rewrite(file, (e) => { const sig = Uint8Array.from(e.sig); sig[7] ^= 1; return { ...e, sig } })
-    const r = verifyHistory([k.d1, k.d2])
+    const r = verifyHistory(k.dirs)
     const tick = decodeEntry(good, file).parsed.tick
     assert.not.ok(r.valid, `${kind} entry with a bad signature passed`)
     assert.ok(r.faults.some((f) => f.tick === tick && f.file === file && /signature does not verify/.test(f.fault)), `${kind}: ${formatReport(r)}`)
     fs.writeFileSync(file, good)
   }
-  assert.ok(verifyHistory([k.d1, k.d2]).valid)
+  assert.ok(verifyHistory(k.dirs).valid)
 })
 
 test('verify accepts a data directory, its history/ folder, history/<name>/, or a folder of them', () => {
   const k = kinds()
+  const [d1, d2, d3] = k.dirs
   const parent = mkdir()
-  fs.cpSync(k.d1, path.join(parent, 'hostA'), { recursive: true }); fs.cpSync(k.d2, path.join(parent, 'hostB'), { recursive: true })
-  for (const p of [[k.d1, k.d2], [path.join(k.d1, 'history'), path.join(k.d2, 'history') + '/'], [hist(k.d1), path.join(k.d2, 'history')], [parent]]) {
+  k.dirs.forEach((d, i) => fs.cpSync(d, path.join(parent, `host${i}`), { recursive: true }))
+  for (const p of [k.dirs, [path.join(d1, 'history'), path.join(d2, 'history') + '/', d3], [hist(d1), path.join(d2, 'history'), hist(d3) + '/'], [parent]]) {
     const r = verifyHistory(p)
     assert.ok(r.valid, `${p.join(' ')}: ${formatReport(r)}`)
-    assert.is(r.checkpoints, 9)
+    assert.is(r.checkpoints, 11)
   }
-  const src = findHistory([path.join(k.d1, 'history')])
-  assert.equal(src.blobDirs, [path.join(k.d1, 'blobs')])
+  const src = findHistory([path.join(d1, 'history')])
+  assert.equal(src.blobDirs, [path.join(d1, 'blobs')])
   // several agents in one history/ folder: name one
-  fs.cpSync(hist(k.d1), path.join(k.d1, 'history', 'b'), { recursive: true })
-  const r = verifyHistory([path.join(k.d1, 'history')])
+  fs.cpSync(hist(d1), path.join(d1, 'history', 'b'), { recursive: true })
+  const r = verifyHistory([path.join(d1, 'history')])
   assert.match(formatReport(r), /holds the histories of several agents \(a, b\): name one/)
   assert.match(formatReport(verifyHistory([mkdir()])), /no history entries found/)
 })
