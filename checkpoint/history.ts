@@ -2,8 +2,11 @@
  * Verifies an agent's whole archived life (DESIGN §7, §9; docs/FORMAT.md "What verify checks"):
  * every history entry decodes and is named after its content, every signature is valid for the one
  * DID they all share, every `prev` link exists and obeys the tick/fuel/budget/epoch/handoff rules,
- * no two entries share a `prev` (a fork), and every state root recomputes from the page table
- * (rebuilt along the chain) and blobs whose bytes match their CIDs.
+ * no two entries share a `prev` (a fork), and the state root of every entry recomputes from its
+ * page table and blobs whose bytes match their CIDs. The page table is rebuilt along the chain (a
+ * base entry lists it whole, a delta lists changes since its parent); the unsigned `base` flag only
+ * says how to rebuild it, so an entry whose table cannot be rebuilt (a genesis that is not a base
+ * entry, a delta whose parent's table is missing or did not verify) is a fault, never skipped.
  *
  * Several paths are merged — the union of their entries and blob stores — which is how the
  * histories of two machines an agent lived on are verified as one.
@@ -60,8 +63,9 @@ function entriesIn (dir: string): string[] {
 
 /**
  * Verifies the histories found at `paths` merged together. Each path is a data directory (holding
- * `history/<name>/` for one agent and `blobs/`), a `history/<name>` directory (blobs in
- * `../../blobs`) or one entry file. Never throws for bad data: every problem is a fault.
+ * `history/<name>/` for one agent and `blobs/`), its `history/` folder, a `history/<name>` directory
+ * (blobs in `../../blobs`), one entry file, or a folder of such folders (see {@link findHistory}).
+ * Never throws for bad data: every problem is a fault.
  * @returns the report (see {@link VerifyReport}); `formatReport` renders it.
  */
 export function verifyHistory (paths: string[]): VerifyReport {
@@ -71,32 +75,61 @@ export function verifyHistory (paths: string[]): VerifyReport {
 /** Where a set of paths keeps its history entries and blobs; problems reading the paths are faults. */
 export interface HistorySources { files: string[]; blobDirs: string[]; faults: Fault[] }
 
+/** How deep {@link findHistory} looks into folders of folders (a folder of data directories, of `history/` folders…). */
+const FOLDER_DEPTH = 3
+
+const isDir = (p: string): boolean => { try { return fs.statSync(p).isDirectory() } catch { return false } }
+const subdirs = (d: string): string[] => fs.readdirSync(d).filter((n) => !n.startsWith('.') && isDir(path.join(d, n))).sort()
+
 /**
- * Resolves the paths given to verify (data directories, `history/<name>` directories or entry
- * files) into entry files and the blob directories that go with them (absolute, deduplicated).
- * Never throws: an unreadable path, an empty data directory or one holding several agents is a fault.
+ * Resolves the paths given to verify into entry files and the blob directories that go with them
+ * (absolute, deduplicated). Each path may be:
+ *
+ * - an entry file (blobs in `../../blobs`);
+ * - a `history/<name>` directory, i.e. one holding entry files (blobs in `../../blobs`);
+ * - a `history/` folder holding one agent's `<name>/` directory (blobs in `../blobs`);
+ * - a data directory holding `history/` with one agent (blobs in `blobs/`);
+ * - a folder of any of these folders (e.g. several hosts' data directories), up to
+ *   3 levels down; each is resolved as above and all are merged.
+ *
+ * Relative paths are taken from the current directory (`igord verify history/` inside a data
+ * directory). Never throws: an unreadable path, a folder without any history, or a data directory
+ * or `history/` folder holding several agents (name one) is a fault.
  */
 export function findHistory (paths: string[]): HistorySources {
   const faults: Fault[] = []
   const files: string[] = []
   const blobDirs: string[] = []
   const addBlobDir = (d: string) => { const r = path.resolve(d); if (!blobDirs.includes(r)) blobDirs.push(r) }
+  /** An agent's `history/<name>` directory: its entries, blobs two levels up. */
+  const agentDir = (d: string, blobs: string) => { files.push(...entriesIn(d)); addBlobDir(blobs) }
+  /** A `history/` folder: exactly one agent directory (those holding entries; else any). */
+  const historyFolder = (h: string, blobs: string, what: string, label: string): void => {
+    const names = subdirs(h)
+    const withEntries = names.filter((n) => entriesIn(path.join(h, n)).length > 0)
+    const agents = withEntries.length > 0 ? withEntries : names
+    if (agents.length === 0) { faults.push({ tick: null, file: label, fault: `no agent history in this ${what}` }); return }
+    if (agents.length > 1) { faults.push({ tick: null, file: label, fault: `holds the histories of several agents (${agents.join(', ')}): name one, e.g. ${path.join(h, agents[0])}` }); return }
+    agentDir(path.join(h, agents[0]), blobs)
+  }
+  /** Resolves directory `d`; returns false when nothing in it looks like a history (folders only). */
+  const resolveDir = (d: string, depth: number): boolean => {
+    if (entriesIn(d).length > 0) { agentDir(d, path.join(d, '..', '..', 'blobs')); return true }
+    const hist = path.join(d, 'history')
+    if (isDir(hist)) { historyFolder(hist, path.join(d, 'blobs'), 'data directory', d); return true }
+    const names = subdirs(d)
+    if (names.some((n) => entriesIn(path.join(d, n)).length > 0)) { historyFolder(d, path.join(d, '..', 'blobs'), 'history folder', d); return true }
+    if (depth >= FOLDER_DEPTH) return false
+    let found = false
+    for (const n of names) if (n !== 'blobs' && resolveDir(path.join(d, n), depth + 1)) found = true
+    return found
+  }
   for (const p of paths) {
     let st: fs.Stats
     try { st = fs.statSync(p) } catch (e) { faults.push({ tick: null, file: p, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
     try {
       if (st.isFile()) { files.push(p); addBlobDir(path.join(path.dirname(p), '..', '..', 'blobs')); continue }
-      const hist = path.join(p, 'history')
-      if (fs.existsSync(hist) && fs.statSync(hist).isDirectory()) {
-        const names = fs.readdirSync(hist).filter((n) => !n.startsWith('.') && fs.statSync(path.join(hist, n)).isDirectory())
-        if (names.length === 0) { faults.push({ tick: null, file: p, fault: 'no agent history in this data directory' }); continue }
-        if (names.length > 1) { faults.push({ tick: null, file: p, fault: `holds the histories of several agents (${names.join(', ')}): name one, e.g. ${path.join(hist, names[0])}` }); continue }
-        files.push(...entriesIn(path.join(hist, names[0])))
-        addBlobDir(path.join(p, 'blobs'))
-      } else {
-        files.push(...entriesIn(p))
-        addBlobDir(path.join(p, '..', '..', 'blobs'))
-      }
+      if (!resolveDir(p, 0)) faults.push({ tick: null, file: p, fault: 'no history entries found (expected a data directory, a history/ folder, history/<name>/, entry files, or folders of these)' })
     } catch (e) { faults.push({ tick: null, file: p, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? message(e, p)}` }) }
   }
   return { files, blobDirs, faults }
@@ -393,14 +426,19 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
     return d
   }
   type Table = PageTable
-  const stack: { n: Node; parent: Table | null; own: boolean }[] = roots.sort(byTick).reverse().map((n) => ({ n, parent: null, own: false }))
+  // A run of entries whose page table cannot be rebuilt (a delta whose parent's table is unknown,
+  // or a genesis that is not a base entry): one fault at the first, naming every tick left unchecked.
+  interface Unchecked { fault: Fault; cause: string; first: number; last: number }
+  const runs: Unchecked[] = []
+  const stack: { n: Node; parent: Table | null; parentRun: Unchecked | null; own: boolean }[] = roots.sort(byTick).reverse().map((n) => ({ n, parent: null, parentRun: null, own: false }))
   const visited = new Set<Node>()
   while (stack.length > 0) {
-    const { n, parent, own } = stack.pop()!
+    const { n, parent, parentRun, own } = stack.pop()!
     if (visited.has(n)) continue
     visited.add(n)
     const h = n.h
-    let table: Table | null = null
+    let table: Table | null = null // a table whose state root matched the signed header
+    let run: Unchecked | null = null
     for (const rep of n.reps) {
       const { e, file } = rep
       const problems: string[] = []
@@ -408,24 +446,43 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
       for (const [label, c] of [['code', h.code], ['manifest', h.manifest], ['event log', h.log]] as const) {
         if (c !== null) { const r = checkBlob(c, label, false); if (r !== null) problems.push(r) }
       }
-      const next = nextPageTable(e, parent, own && table === null && n.reps.length === 1, digestOf, (i, c) => {
+      // `base` is not signed: it only says how the table is rebuilt; the signed state root decides.
+      // A genesis has no parent, so it must be a base entry.
+      const next = nextPageTable(e, h.prev === null ? null : parent, own && n.reps.length === 1, digestOf, (i, c) => {
         const r = checkBlob(c, `page ${i}`, true)
         if (r !== null) problems.push(r)
       })
       if (next.fault !== null) problems.push(next.fault)
       const t = next.table
-      if (t !== null) {
+      if (t === null) {
+        if (run === null) {
+          if (parentRun !== null && h.prev !== null) { run = parentRun; run.last = Math.max(run.last, h.tick) } else {
+            const p = h.prev === null ? undefined : nodes.get(h.prev)
+            const cause = h.prev === null
+              ? 'genesis entry is not a base entry'
+              : p === undefined
+                ? 'delta entry whose previous checkpoint is missing'
+                : `delta entry whose previous checkpoint (tick ${p.h.tick}) has no verified page table`
+            run = { fault: { tick: h.tick, file, fault: cause }, cause, first: h.tick, last: h.tick }
+            runs.push(run); faults.push(run.fault)
+          }
+        }
+      } else {
         try {
           const root = stateRootOfTable(e.pageCount, t, e.globals, h.fuel, h.budget)
           if (Buffer.compare(root, h.state) !== 0) problems.push('state root does not match the page table, globals, fuel and budget')
+          else if (table === null) table = t
         } catch (err) { problems.push(message(err, file)) }
-        if (table === null) table = t
       }
       } catch (err) { problems.push(`cannot check: ${message(err, file)}`) }
       for (const f of problems) faults.push({ tick: h.tick, file, fault: f })
     }
     const kids = n.children
-    for (let k = kids.length - 1; k >= 0; k--) stack.push({ n: kids[k], parent: table, own: kids.length === 1 })
+    for (let k = kids.length - 1; k >= 0; k--) stack.push({ n: kids[k], parent: table, parentRun: table === null ? run : null, own: kids.length === 1 })
+  }
+  for (const r of runs) {
+    const ticks = r.first === r.last ? `tick ${r.first} is` : `ticks ${r.first}–${r.last} are`
+    r.fault.fault = `${r.cause}: its page table cannot be rebuilt, so the state root${r.first === r.last ? '' : 's'} of ${ticks} unchecked`
   }
 
   return { nodes, forks, faults, did }

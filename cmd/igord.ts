@@ -175,7 +175,7 @@ loopOptions(program.command('resume')
 
 program.command('verify')
   .description('verify whole histories: signatures, hash links, one DID, monotonic tick/fuel/budget, epochs, state roots, forks')
-  .argument('<path...>', 'data directories, history/<agent> directories or entry files (merged)')
+  .argument('<path...>', 'data directories, history/ folders, history/<agent> directories, entry files, or folders of these (merged)')
   .option('--json', 'print the report as JSON')
   .option('--replay', 're-execute the whole archived life from its event logs (no real clock, random source or network) and check every tick and checkpoint')
   .option('--from <tick>', 'with --replay: start from the newest checkpoint at or before this tick')

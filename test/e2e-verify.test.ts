@@ -1,13 +1,18 @@
 /**
  * `igord verify` through the real CLI on histories written by `igord run`: VALID when clean;
  * INVALID naming the tick and the fault after flipping a byte of an archived checkpoint, deleting
- * one or swapping two; a FORK naming both files after one checkpoint was resumed twice.
+ * one or swapping two; a FORK naming both files after one checkpoint was resumed twice; INVALID
+ * after every page and global was rewritten and the genesis entry's unsigned base flag cleared;
+ * every path form (data dir, `history/`, `history/<name>/`, folders of data dirs), relative too.
  */
-import { copyFileSync, cpSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
+import { cidOf } from '../checkpoint/hash.ts'
+import { decodeEntry, encodeEntry } from '../checkpoint/writer.ts'
+import { agentWasm, cleanup, igord, IGORD, tempDir, type Run } from './helpers.ts'
 
 test.after(cleanup)
 
@@ -110,6 +115,57 @@ test('one checkpoint resumed in two directories: merged histories report a FORK 
   const forkFiles = readdirSync(join(merged, 'history', 'ledger')).filter((f) => f.startsWith('000000000013-'))
   assert.is(forkFiles.length, 2)
   for (const f of forkFiles) assert.ok(r.stdout.includes(f), `names ${f}:\n${r.stdout}`)
+})
+
+/** igord run in `cwd` (for relative paths), at most 60 s. */
+function igordIn (cwd: string, args: string[]): Run {
+  const r = spawnSync(process.execPath, [IGORD, ...args], { cwd, encoding: 'utf8', timeout: 60_000 })
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
+}
+
+test('verify takes history/, history/<name>/, . and a folder of data dirs, also as relative paths from inside', () => {
+  const { dir } = history()
+  const b = tempDir()
+  copyFileSync(join(dir, 'ledger.ckpt'), join(b, 'ledger.ckpt'))
+  assert.is(igord(['resume', join(b, 'ledger.ckpt'), '--ticks', '2', '--interval', '0ms', '-q', '--sim-seed', 'b']).code, 0)
+  const valid = new RegExp(`^VALID: ${TICKS + 1} checkpoints, ticks 0.${TICKS}, did:key:z6Mk`)
+  for (const p of ['history/', 'history', '.', 'history/ledger/', 'history/ledger', dir + '/history/']) {
+    const r = igordIn(dir, ['verify', p])
+    assert.is(r.code, 0, `verify ${p}: ${r.stdout}${r.stderr}`)
+    assert.match(r.stdout, valid)
+  }
+  // the resumed copy's history merged with the original, and a folder holding both data dirs
+  const hosts = tempDir()
+  cpSync(dir, join(hosts, 'hostA'), { recursive: true }); cpSync(b, join(hosts, 'hostB'), { recursive: true })
+  for (const args of [['verify', 'hostA/history/', 'hostB/history/'], ['verify', '.'], ['verify', 'hostA', 'hostB/history/ledger']]) {
+    const r = igordIn(hosts, args)
+    assert.is(r.code, 0, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
+    assert.match(r.stdout, new RegExp(`^VALID: ${TICKS + 3} checkpoints, ticks 0.${TICKS + 2}`))
+  }
+  // a folder with nothing in it is still "no history entries found", exit 6
+  mkdirSync(join(hosts, 'empty'))
+  const r = igordIn(hosts, ['verify', 'empty'])
+  assert.is(r.code, 6)
+  assert.match(r.stdout, /no history entries found/)
+})
+
+test('every archived page and global rewritten and the genesis base flag cleared: plain verify is INVALID', () => {
+  const { dir, entries, hist } = history()
+  for (const name of entries) {
+    const file = join(hist, name)
+    const e = decodeEntry(readFileSync(file), file)
+    const pages = e.pages.map(([i, c]): [number, string | null] => {
+      if (c === null) return [i, c]
+      const body = Buffer.from(readFileSync(join(dir, 'blobs', c))); body[100] ^= 0x5a
+      const cid = cidOf(body); writeFileSync(join(dir, 'blobs', cid), body)
+      return [i, cid]
+    })
+    const globals = e.globals.map((g) => ({ ...g, bytes: Uint8Array.from(g.bytes, (x) => x ^ 1) }))
+    writeFileSync(file, encodeEntry({ ...e, base: e.parsed.prev === null ? false : e.base, pages, globals }))
+  }
+  const r = igord(['verify', dir])
+  assert.is(r.code, 6, r.stdout)
+  assert.match(r.stdout, new RegExp(`^INVALID: 1 fault\\ntick 0: genesis entry is not a base entry: its page table cannot be rebuilt, so the state roots of ticks 0–${TICKS} are unchecked`))
 })
 
 test.run()

@@ -9,8 +9,8 @@ import type { Status } from '../checkpoint/header.ts'
 import { generateIdentity, type Identity } from '../checkpoint/identity.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
-import { CheckpointWriter, type Snapshot } from '../checkpoint/writer.ts'
-import { formatReport, verifyHistory, type VerifyReport } from '../checkpoint/history.ts'
+import { CheckpointWriter, decodeEntry, encodeEntry, type HistoryEntry, type Snapshot } from '../checkpoint/writer.ts'
+import { findHistory, formatReport, verifyHistory, type VerifyReport } from '../checkpoint/history.ts'
 
 /** A stand-in for the runtime: pages, a dirty set, counters and lineage. */
 class Fake {
@@ -211,6 +211,145 @@ test('nothing to verify, and unreadable paths, are INVALID', () => {
   const r = verifyHistory([path.join(dir, 'nope')])
   assert.not.ok(r.valid)
   assert.match(formatReport(r), /cannot read: ENOENT/)
+})
+
+/** Decodes the entry in `file`, lets `edit` change it, writes it back re-encoded (same name: the header is untouched). */
+function rewrite (file: string, edit: (e: HistoryEntry) => HistoryEntry): void {
+  const e = edit(decodeEntry(fs.readFileSync(file), file))
+  fs.writeFileSync(file, encodeEntry(e))
+}
+
+/**
+ * What a host without the key can do to an archive (issue 7 §5): store other page bodies as new
+ * blobs, point every entry's page rows at them, change every global, and re-encode the entries.
+ * Headers and signatures stay as they are. `genesisBase` sets the genesis entry's unsigned flag.
+ */
+function rewriteMemory (dir: string, genesisBase: boolean): void {
+  for (const name of fs.readdirSync(hist(dir))) {
+    rewrite(path.join(hist(dir), name), (e) => ({
+      ...e,
+      base: e.parsed.prev === null ? genesisBase : e.base,
+      pages: e.pages.map(([i, c]) => {
+        if (c === null) return [i, c]
+        const body = Buffer.from(fs.readFileSync(path.join(dir, 'blobs', c))); body[0] ^= 0xff
+        const cid = cidOf(body); fs.writeFileSync(path.join(dir, 'blobs', cid), body)
+        return [i, cid]
+      }),
+      globals: e.globals.map((g) => ({ ...g, bytes: Uint8Array.from(g.bytes, (b) => b ^ 0x55) })),
+    }))
+  }
+}
+
+test('every page and global rewritten, genesis base flag cleared: plain verify is INVALID (no key needed to try)', () => {
+  for (const genesisBase of [false, true]) {
+    const { dir } = history30()
+    rewriteMemory(dir, genesisBase)
+    const r = verifyHistory([dir])
+    assert.not.ok(r.valid, `genesis base ${genesisBase}: ${formatReport(r)}`)
+    assert.ok(faultTicks(r).includes(0), formatReport(r))
+    if (!genesisBase) assert.ok(r.faults.some((f) => f.tick === 0 && /genesis entry is not a base entry: its page table cannot be rebuilt, so the state roots of ticks 0–29 are unchecked/.test(f.fault)), formatReport(r))
+    else assert.ok(r.faults.some((f) => f.tick === 0 && /state root does not match/.test(f.fault)), formatReport(r))
+  }
+})
+
+test('a genesis entry that is not a base entry is a fault even when its rows are the whole table', () => {
+  const { dir } = history30()
+  rewrite(entryAt(dir, 0), (e) => ({ ...e, base: false }))
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  assert.match(formatReport(r), /tick 0: genesis entry is not a base entry/)
+})
+
+test('a delta whose parent is missing or did not verify is a fault naming the ticks left unchecked', () => {
+  const { dir } = history30()
+  fs.unlinkSync(entryAt(dir, 15))
+  let r = verifyHistory([dir])
+  assert.ok(r.faults.some((f) => f.tick === 16 && f.fault === 'delta entry whose previous checkpoint is missing: its page table cannot be rebuilt, so the state roots of ticks 16–29 are unchecked'), formatReport(r))
+  const d2 = history30().dir
+  rewrite(entryAt(d2, 20), (e) => ({ ...e, globals: e.globals.map((g) => ({ ...g, bytes: new Uint8Array(g.bytes.length) })) }))
+  r = verifyHistory([d2])
+  assert.equal(r.faults.map((f) => [f.tick, f.fault]), [
+    [20, 'state root does not match the page table, globals, fuel and budget'],
+    [21, 'delta entry whose previous checkpoint (tick 20) has no verified page table: its page table cannot be rebuilt, so the state roots of ticks 21–29 are unchecked'],
+  ])
+})
+
+test('the unsigned base flag cannot hide a change: a delta marked base, or a base marked delta, verifies only with the same state', () => {
+  const { dir } = history30()
+  // tick 5 changes one page: as a base entry its one row is not the whole table
+  rewrite(entryAt(dir, 5), (e) => ({ ...e, base: true }))
+  let r = verifyHistory([dir])
+  assert.ok(r.faults.some((f) => f.tick === 5 && /state root does not match/.test(f.fault)), formatReport(r))
+  // the same delta rewritten as the full table, marked base: the same state, so VALID
+  const d2 = history30().dir
+  const full = decodeEntry(fs.readFileSync(entryAt(d2, 0)), 'genesis').pages // the Fake never zeroes a page: the union of rows is the table
+  rewrite(entryAt(d2, 5), (e) => {
+    const rows = new Map(full)
+    for (let t = 1; t <= 5; t++) for (const [i, c] of decodeEntry(fs.readFileSync(entryAt(d2, t)), 't').pages) if (c !== null) rows.set(i, c)
+    return { ...e, base: true, pages: [...rows].sort((a, b) => a[0] - b[0]) }
+  })
+  r = verifyHistory([d2])
+  assert.ok(r.valid, formatReport(r))
+})
+
+/**
+ * A history with each kind of entry: genesis (d1, tick 0), ordinary deltas, a handoff (d1, tick 5),
+ * the handoff checkpoint archived again as the target's base entry (d2, tick 5), ticks 6–8 in d2,
+ * then d2's live checkpoint resumed in d3 (a resumed base entry, tick 8) and ticks 9–10 there.
+ */
+function kinds (): { dirs: string[]; files: Record<'genesis' | 'ordinary' | 'handoff' | 'handoff base' | 'resumed base', string> } {
+  const d1 = mkdir(); const d2 = mkdir(); const d3 = mkdir()
+  const a = new Fake(generateIdentity())
+  const w1 = new CheckpointWriter(d1, 'a')
+  a.run(w1, 5)
+  a.step(); a.write(w1, 'handoff', 'hostB')
+  const w2 = new CheckpointWriter(d2, 'a'); w2.ensureArchived(readLive(path.join(d1, 'a.ckpt')))
+  a.epoch = 1; a.host = 'hostB'
+  a.run(w2, 3)
+  const w3 = new CheckpointWriter(d3, 'a'); w3.ensureArchived(readLive(path.join(d2, 'a.ckpt')))
+  a.run(w3, 2)
+  return { dirs: [d1, d2, d3], files: { genesis: entryAt(d1, 0), ordinary: entryAt(d1, 3), handoff: entryAt(d1, 5), 'handoff base': entryAt(d2, 5), 'resumed base': entryAt(d3, 8) } }
+}
+
+test('a bad signature on any kind of entry (genesis, ordinary, handoff, resumed base) is INVALID naming it', () => {
+  const k = kinds()
+  const ok = verifyHistory(k.dirs); assert.ok(ok.valid, formatReport(ok))
+  assert.is(ok.checkpoints, 11)
+  const entry = (f: string) => decodeEntry(fs.readFileSync(f), f)
+  assert.ok(entry(k.files.genesis).base && entry(k.files.genesis).parsed.prev === null)
+  assert.ok(!entry(k.files.ordinary).base && entry(k.files.ordinary).parsed.status === 'running')
+  assert.ok(!entry(k.files.handoff).base && entry(k.files.handoff).parsed.status === 'handoff')
+  assert.ok(entry(k.files['handoff base']).base && entry(k.files['handoff base']).parsed.status === 'handoff')
+  assert.ok(entry(k.files['resumed base']).base && entry(k.files['resumed base']).parsed.status === 'running')
+  for (const [kind, file] of Object.entries(k.files)) {
+    const good = fs.readFileSync(file)
+    rewrite(file, (e) => { const sig = Uint8Array.from(e.sig); sig[7] ^= 1; return { ...e, sig } })
+    const r = verifyHistory(k.dirs)
+    const tick = decodeEntry(good, file).parsed.tick
+    assert.not.ok(r.valid, `${kind} entry with a bad signature passed`)
+    assert.ok(r.faults.some((f) => f.tick === tick && f.file === file && /signature does not verify/.test(f.fault)), `${kind}: ${formatReport(r)}`)
+    fs.writeFileSync(file, good)
+  }
+  assert.ok(verifyHistory(k.dirs).valid)
+})
+
+test('verify accepts a data directory, its history/ folder, history/<name>/, or a folder of them', () => {
+  const k = kinds()
+  const [d1, d2, d3] = k.dirs
+  const parent = mkdir()
+  k.dirs.forEach((d, i) => fs.cpSync(d, path.join(parent, `host${i}`), { recursive: true }))
+  for (const p of [k.dirs, [path.join(d1, 'history'), path.join(d2, 'history') + '/', d3], [hist(d1), path.join(d2, 'history'), hist(d3) + '/'], [parent]]) {
+    const r = verifyHistory(p)
+    assert.ok(r.valid, `${p.join(' ')}: ${formatReport(r)}`)
+    assert.is(r.checkpoints, 11)
+  }
+  const src = findHistory([path.join(d1, 'history')])
+  assert.equal(src.blobDirs, [path.join(d1, 'blobs')])
+  // several agents in one history/ folder: name one
+  fs.cpSync(hist(d1), path.join(d1, 'history', 'b'), { recursive: true })
+  const r = verifyHistory([path.join(d1, 'history')])
+  assert.match(formatReport(r), /holds the histories of several agents \(a, b\): name one/)
+  assert.match(formatReport(verifyHistory([mkdir()])), /no history entries found/)
 })
 
 test.run()
