@@ -16,12 +16,13 @@ import { ModuleError } from '../checkpoint/errors.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { CheckpointWriter } from '../checkpoint/writer.ts'
-import { EventLog } from '../hostcalls/eventlog.ts'
+import { DEFAULT_TICK_LIMITS, EventLog, TickLimitTrap } from '../hostcalls/eventlog.ts'
+import type { TickLimits } from '../hostcalls/eventlog.ts'
 import { checkImports } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import { CAPABILITIES, capabilityFor, grantedImports, parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
-import { ERRNO, MAX_LINE_BYTES, WASI_FUNCTIONS, WASI_MODULE, WASI_SIGNATURES, WasiExit, wasiHost, wasiImports } from '../hostcalls/wasi.ts'
+import { ERRNO, MAX_IOVS, MAX_LINE_BYTES, WASI_FUNCTIONS, WASI_MODULE, WASI_SIGNATURES, WasiExit, wasiHost, wasiImports } from '../hostcalls/wasi.ts'
 import { Agent } from '../runtime/agent.ts'
 import { peerIdFromPublicKey } from '../runtime/host.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
@@ -76,8 +77,8 @@ interface Harness {
   fills: number
 }
 
-function instantiate (over: Partial<HostContext> = {}): Harness {
-  const log = new EventLog()
+function instantiate (over: Partial<HostContext> = {}, limits: Partial<TickLimits> = {}): Harness {
+  const log = new EventLog({ ...DEFAULT_TICK_LIMITS, ...limits })
   log.beginTick(1)
   const lines: string[] = []
   let memory: WebAssembly.Memory | undefined
@@ -164,7 +165,7 @@ test('fd_write gathers iovecs, emits and records complete lines per fd, writes n
 })
 
 test('fd_write: zero iovecs write 0; malformed UTF-8 becomes U+FFFD; a line over 1 MiB is cut in 1 MiB pieces', () => {
-  const h = instantiate()
+  const h = instantiate({}, { logBytes: 4 * MAX_LINE_BYTES })
   h.dv().setUint32(200, 77, true)
   assert.is(h.ex.call_fd_write(1, 100, 0, 200), ERRNO.SUCCESS)
   assert.is(h.dv().getUint32(200, true), 0)
@@ -189,7 +190,9 @@ test('fd_write: other fds → EBADF; iovec array, buffers or nwritten outside me
   iovecs(h, 100, [[1000, 3]])
   for (const fd of [0, 3, 4, -1]) assert.is(h.ex.call_fd_write(fd, 100, 1, 200), ERRNO.BADF, `fd ${fd}`)
   assert.is(h.ex.call_fd_write(1, 65536 - 4, 1, 200), ERRNO.FAULT) // the iovec itself crosses the end
-  assert.is(h.ex.call_fd_write(1, 100, 0x2000_0000, 200), ERRNO.FAULT) // iovs_len × 8 past the end
+  assert.is(h.ex.call_fd_write(1, 65536 - 8 * MAX_IOVS + 8, MAX_IOVS, 200), ERRNO.FAULT) // iovs_len × 8 past the end
+  assert.is(h.ex.call_fd_write(1, 100, MAX_IOVS + 1, 200), ERRNO.INVAL) // more than IOV_MAX iovecs
+  assert.is(h.ex.call_fd_write(1, 100, 0x2000_0000, 200), ERRNO.INVAL)
   assert.is(h.ex.call_fd_write(1, 100, 1, 65536 - 3), ERRNO.FAULT)
   assert.is(h.ex.call_fd_write(1, 100, 1, -1), ERRNO.FAULT)
   iovecs(h, 100, [[1000, 3], [65536 - 2, 3]]) // second buffer crosses the end: nothing at all is written
