@@ -94,11 +94,17 @@ function inBounds (mem: WebAssembly.Memory, ptr: number, len: number): boolean {
  *   bounds; recorded as `migrate_request` (text, empty for "cheapest"). A tick that traps drops
  *   its request with the rest of its effects.
  *
+ * Every function that records also counts against the tick's limits (`EventLog.admit` before it
+ * takes a value or does length-proportional work, `EventLog.record` when it records): crossing one
+ * throws {@link TickLimitTrap} (a HostTrap), e.g. `tick limit: 10001 events > max_events_per_tick
+ * 10000`; `agent_sign` counts its message's bytes too (docs/ABI.md "Per-tick limits").
+ *
  * `env` always holds `abort(msg, file, line, col)` (throws {@link HostTrap}
  * `abort: <msg> at <file>:<line>:<col>`, decoding AssemblyScript strings), and with `rand` also
  * `seed() -> f64` (AssemblyScript's `Math.random` seed: 8 random bytes recorded as `env.seed`,
  * returned as the integer `u64 >> 11`, so the value is exact in an f64).
- * @throws nothing itself; the returned functions throw HostTrap on an out-of-bounds log line or abort
+ * @throws nothing itself; the returned functions throw HostTrap on an out-of-bounds log line or
+ *   abort, and TickLimitTrap when a call would cross a per-tick limit
  */
 export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.Imports {
   const granted = grantedImports(manifest)

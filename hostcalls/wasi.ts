@@ -196,6 +196,10 @@ class LineBuffer {
  * - other `fd_*`: `EBADF` for fds other than 0–2; on 0–2 `ESPIPE` for seek-like calls, else
  *   `ENOTCAPABLE`. `path_*`: `EBADF` (fd ≥ 3) or `ENOTCAPABLE` (0–2). `sock_*`: `ENOTCAPABLE`.
  *   `poll_oneoff`, `proc_raise`: `ENOSYS`.
+ * Per-tick limits (docs/ABI.md "Per-tick limits"): `clock_time_get` and `random_get` are checked
+ * before the value is taken, `fd_write` checks the bytes it accepts plus any waiting partial line
+ * when written (more than {@link MAX_IOVS} iovecs `EINVAL`); crossing a limit throws TickLimitTrap.
+ * `flush` takes both partial lines before recording them, so a trap there leaves none behind.
  * @param manifest the agent's manifest: without the `wasi` capability the imports are empty
  * @param ctx the agent's host context (memory, clock, random, event log, log output)
  * @throws nothing itself; `proc_exit` throws WasiExit, and ctx's callbacks may throw
