@@ -6,11 +6,11 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { basename, resolve } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
-import { EXIT, IgordError, ModuleError, StorageError } from '../checkpoint/errors.ts'
+import { EXIT, IgordError, ManifestError, ModuleError, StorageError } from '../checkpoint/errors.ts'
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
 import { formatInspect, inspectLive } from '../checkpoint/inspect.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
-import { DEFAULT_MAX_MEMORY_BYTES } from '../hostcalls/manifest.ts'
+import { checkWithinCaps, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from '../runtime/agent.ts'
 import { instrument } from '../runtime/instrument.ts'
 import { formatReplay, replayHistory } from '../runtime/replay.ts'
@@ -149,9 +149,14 @@ loopOptions(program.command('run')
       await runOnNode(o.node, { wasm: resolve(wasmPath), manifest: resolve(manifestPath), name, budget, intervalMs: loop.intervalMs, json: o.json === true })
       return
     }
+    const wasm = readInput(wasmPath, 'the wasm module')
+    const manifest = readInput(manifestPath, 'the manifest')
+    // A local run refuses (does not clamp) limits above the default node caps (docs/ABI.md).
+    const over = checkWithinCaps(parseManifest(manifest, manifestPath), DEFAULT_NODE_CAPS)
+    if (over !== null) throw new ManifestError(`${manifestPath}: ${over}`)
     const session = startAgent(
       { dir: o.dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-      { name, wasm: readInput(wasmPath, 'the wasm module'), wasmFile: wasmPath, manifest: readInput(manifestPath, 'the manifest'), manifestFile: manifestPath, budget },
+      { name, wasm, wasmFile: wasmPath, manifest, manifestFile: manifestPath, budget },
     )
     note(`born ${session.lineage.identity.did} as '${name}' on host ${session.lineage.host}; checkpoints in ${resolve(o.dir)}`)
     process.exitCode = await drive(session, loop)

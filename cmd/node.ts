@@ -7,7 +7,9 @@ import { EXIT } from '../checkpoint/errors.ts'
 import { controlRequest } from '../p2p/control.ts'
 import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
 import type { AgentInfo } from '../p2p/node.ts'
-import { formatBudget, parseCount, parseDuration, UsageError } from './units.ts'
+import { DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
+import type { NodeCaps } from '../hostcalls/manifest.ts'
+import { formatBudget, parseCount, parseDuration, parseLimit, UsageError } from './units.ts'
 
 function note (line: string): void { process.stderr.write(`igord: ${line}\n`) }
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -22,6 +24,26 @@ export async function runOnNode (dir: string, r: { wasm: string; manifest: strin
 
 function mib (n: number): string { return (n / 1048576).toFixed(1) }
 
+/** The `--max-*` options of `igord node`: the highest limits an agent's manifest may ask for here. */
+interface CapFlags { maxFuelPerTick?: string; maxMemory?: string; maxFailures?: string; maxEventsPerTick?: string; maxLogBytesPerTick?: string; maxRandomBytesPerTick?: string; maxEventBytesPerTick?: string }
+
+/** Reads the `--max-*` options over {@link DEFAULT_NODE_CAPS}. @throws UsageError naming the option */
+function nodeCaps (o: CapFlags): NodeCaps {
+  const d = DEFAULT_NODE_CAPS
+  const get = (v: string | undefined, option: string, dflt: number): number => v === undefined ? dflt : parseLimit(v, option)
+  return {
+    maxFuelPerTick: o.maxFuelPerTick === undefined ? d.maxFuelPerTick : BigInt(parseLimit(o.maxFuelPerTick, '--max-fuel-per-tick')),
+    maxMemoryBytes: get(o.maxMemory, '--max-memory', d.maxMemoryBytes),
+    maxFailures: get(o.maxFailures, '--max-failures', d.maxFailures),
+    tickLimits: {
+      events: get(o.maxEventsPerTick, '--max-events-per-tick', d.tickLimits.events),
+      logBytes: get(o.maxLogBytesPerTick, '--max-log-bytes-per-tick', d.tickLimits.logBytes),
+      randomBytes: get(o.maxRandomBytesPerTick, '--max-random-bytes-per-tick', d.tickLimits.randomBytes),
+      eventBytes: get(o.maxEventBytesPerTick, '--max-event-bytes-per-tick', d.tickLimits.eventBytes),
+    },
+  }
+}
+
 /** Registers `node`, `ps`, `stop` and `migrate` on `program`. */
 export function addNodeCommands (program: Command, exitHelp: string): void {
   program.command('node')
@@ -33,11 +55,19 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--price <microcents>', 'price in microcents per million fuel', '1000')
     .option('--interval <duration>', 'tick interval of restored and arriving agents', '1s')
     .option('--checkpoint-every <duration>', 'while an agent asks for more work, checkpoint at most this often', '1s')
+    .option('--max-fuel-per-tick <n>', `refuse agents whose manifest asks more fuel per tick (default ${DEFAULT_NODE_CAPS.maxFuelPerTick})`)
+    .option('--max-memory <bytes>', `refuse agents whose manifest asks more memory (default ${DEFAULT_NODE_CAPS.maxMemoryBytes} = 1GiB)`)
+    .option('--max-failures <n>', `refuse agents whose manifest allows more consecutive failed ticks (default ${DEFAULT_NODE_CAPS.maxFailures})`)
+    .option('--max-events-per-tick <n>', `refuse agents whose manifest asks more events per tick (default ${DEFAULT_NODE_CAPS.tickLimits.events})`)
+    .option('--max-log-bytes-per-tick <bytes>', `refuse agents whose manifest asks more log output per tick (default ${DEFAULT_NODE_CAPS.tickLimits.logBytes} = 1MiB)`)
+    .option('--max-random-bytes-per-tick <bytes>', `refuse agents whose manifest asks more random bytes per tick (default ${DEFAULT_NODE_CAPS.tickLimits.randomBytes} = 1MiB)`)
+    .option('--max-event-bytes-per-tick <bytes>', `refuse agents whose manifest asks more event bytes per tick (default ${DEFAULT_NODE_CAPS.tickLimits.eventBytes} = 4MiB)`)
     .option('-q, --quiet', 'do not print the agents\' log lines')
     .addHelpText('after', exitHelp)
-    .action(async (o: { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; quiet?: boolean }) => {
+    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; quiet?: boolean }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
+      const caps = nodeCaps(o)
       // loaded here so that the other commands do not pay for importing libp2p
       const { IgordNode } = await import('../p2p/node.ts')
       const { serveControl } = await import('../p2p/control.ts')
@@ -49,6 +79,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         price: BigInt(parseCount(o.price, '--price')),
         intervalMs: parseDuration(o.interval, '--interval'),
         checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every'),
+        caps,
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
         ...(process.env.IGORD_FAULT ? { fault: process.env.IGORD_FAULT } : {}),

@@ -51,3 +51,19 @@ export function parseCount (value: string, option: string): number {
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${option}: expected a non-negative integer, got '${value}'`)
   return Number(value)
 }
+
+const BINARY_UNITS: Record<string, number> = { '': 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 }
+
+/**
+ * Reads a positive limit: an integer (`100000000`), an integer in exponent form (`1e8`) or, for
+ * bytes, an integer with a binary unit (`64KiB`, `1MiB`, `4GiB`). The value must be a safe integer
+ * (at most 2^53−1).
+ * @returns the value (bytes when a unit is given)
+ * @throws UsageError naming `option`
+ */
+export function parseLimit (value: string, option: string): number {
+  const m = /^(\d+)(?:e(\d+))?\s*(KiB|MiB|GiB|TiB)?$/.exec(value.trim())
+  const n = m === null ? NaN : Number(m[1]) * 10 ** Number(m[2] ?? 0) * BINARY_UNITS[m[3] ?? '']
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${option}: expected a positive integer up to 2^53-1 (e.g. 100000000, 1e8, 64MiB), got '${value}'`)
+  return n
+}

@@ -8,6 +8,14 @@
  * segment (the one the next checkpoint's `log` field names by CID) and starts a new one.
  * Birth (`_initialize` + `agent_init`) is recorded as tick 0.
  *
+ * What one tick may record is bounded ({@link TickLimits}, docs/ABI.md "Per-tick limits"): the
+ * number of events, the bytes of log output, the bytes of randomness and the total size of its
+ * events. A hostcall asks {@link EventLog.admit} before it takes an outside value or does work
+ * proportional to a length, and {@link EventLog.record} checks again; crossing a bound throws
+ * {@link TickLimitTrap}, which traps the tick (rolled back, counted as a failure, the trap text
+ * recorded). Because the check runs before the value is taken, replay reaches the same trap at the
+ * same event.
+ *
  * Segment layout (canonical CBOR, RFC 8949 §4.2.1; documented in docs/ABI.md "Event log"):
  * ```
  * { "v": 1, "ticks": [ { "tick": uint, "events": [[hostcall: text, payload: bytes|int|text]…],
@@ -19,6 +27,104 @@ import { CheckpointError } from '../checkpoint/errors.ts'
 
 /** Version of the segment layout, the `v` field. */
 export const EVENTLOG_VERSION = 1
+
+/**
+ * A host function refused to go on (memory access out of bounds, `env.abort`, a per-tick limit):
+ * the tick traps with this message, which is what the event log records as the trap reason.
+ * (Defined here so that the event log can throw it; `hostcalls/igor.ts` re-exports it.)
+ */
+export class HostTrap extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'HostTrap'
+  }
+}
+
+/**
+ * Per-tick bounds on what the host records for one tick (docs/ABI.md "Per-tick limits"). Each is
+ * a positive integer; the manifest may lower the defaults ({@link DEFAULT_TICK_LIMITS}) through
+ * `resource_limits` (field names in {@link TICK_LIMIT_FIELDS}), a node caps what it accepts.
+ */
+export interface TickLimits {
+  /** Events one tick may record (every hostcall answer, log line and output line is one). */
+  events: number
+  /** Bytes of log output one tick may produce: `log_emit` lines and WASI stdout/stderr, UTF-8. */
+  logBytes: number
+  /** Bytes of randomness one tick may take: `rand_bytes`, `env.seed`, WASI `random_get`. */
+  randomBytes: number
+  /**
+   * Total size of one tick's events, bytes: every payload (bytes and UTF-8 text by length, an
+   * integer as 8) plus the messages `agent_sign` reads from memory.
+   */
+  eventBytes: number
+}
+
+/**
+ * Default per-tick limits: 10,000 events, 1 MiB of log output, 1 MiB of randomness, 4 MiB of
+ * events in all. A tick at every limit holds about 5 MiB of host memory in its record.
+ */
+export const DEFAULT_TICK_LIMITS: Readonly<TickLimits> = Object.freeze({
+  events: 10_000,
+  logBytes: 1024 * 1024,
+  randomBytes: 1024 * 1024,
+  eventBytes: 4 * 1024 * 1024,
+})
+
+/** The manifest field (`resource_limits.<field>`) of each {@link TickLimits} member. */
+export const TICK_LIMIT_FIELDS: Readonly<Record<keyof TickLimits, string>> = Object.freeze({
+  events: 'max_events_per_tick',
+  logBytes: 'max_log_bytes_per_tick',
+  randomBytes: 'max_random_bytes_per_tick',
+  eventBytes: 'max_event_bytes_per_tick',
+})
+
+/** What each limit counts, for the trap message (`10001 events`, `1049600 log bytes`). */
+const TICK_LIMIT_UNITS: Readonly<Record<keyof TickLimits, string>> = { events: 'events', logBytes: 'log bytes', randomBytes: 'random bytes', eventBytes: 'event bytes' }
+
+/** Hostcalls (event names) whose payload is log output, counted against `logBytes`. */
+export const LOG_EVENTS: ReadonlySet<string> = new Set(['log_emit', 'wasi.stdout', 'wasi.stderr'])
+/** Hostcalls (event names) whose payload is randomness, counted against `randomBytes`. */
+export const RANDOM_EVENTS: ReadonlySet<string> = new Set(['rand_bytes', 'env.seed', 'wasi.random_get'])
+
+/**
+ * A tick crossed one of its {@link TickLimits}. The message names the limit, e.g.
+ * `tick limit: 10001 events > max_events_per_tick 10000`.
+ */
+export class TickLimitTrap extends HostTrap {
+  /** The manifest field of the limit crossed, e.g. `max_events_per_tick`. */
+  readonly field: string
+  /** What the tick would have reached (events or bytes). */
+  readonly reached: number
+  /** The limit. */
+  readonly limit: number
+  constructor (which: keyof TickLimits, reached: number, limit: number) {
+    super(`tick limit: ${reached} ${TICK_LIMIT_UNITS[which]} > ${TICK_LIMIT_FIELDS[which]} ${limit}`)
+    this.name = 'TickLimitTrap'
+    this.field = TICK_LIMIT_FIELDS[which]
+    this.reached = reached
+    this.limit = limit
+  }
+}
+
+/**
+ * Closed tick records an event log should hold before the runtime writes a checkpoint (which takes
+ * them as a segment), whatever its checkpoint interval: 50,000 events or 8 MiB of events
+ * ({@link EventLog.segmentFull}). With the per-tick limits this bounds the records held in memory
+ * (and one segment) to these plus one tick.
+ */
+export const SEGMENT_FLUSH_EVENTS = 50_000
+/** See {@link SEGMENT_FLUSH_EVENTS}: bytes (counted as the per-tick `eventBytes`). */
+export const SEGMENT_FLUSH_BYTES = 8 * 1024 * 1024
+
+/** What the open tick has recorded so far, in the units of {@link TickLimits}. */
+export interface TickUsage { events: number; logBytes: number; randomBytes: number; eventBytes: number }
+
+/** Size of a payload in bytes as the limits count it: bytes and UTF-8 text by length, integers 8. */
+export function payloadBytes (payload: Uint8Array | bigint | number | string): number {
+  if (payload instanceof Uint8Array) return payload.length
+  if (typeof payload === 'string') return Buffer.byteLength(payload, 'utf8')
+  return 8
+}
 
 /**
  * A recorded value: raw bytes (random bytes, signatures, the bits of `env.seed`), an integer
@@ -59,6 +165,48 @@ export interface TickOutcome {
 export class EventLog {
   #done: TickRecord[] = []
   #open: TickRecord | null = null
+  #limits: TickLimits = { ...DEFAULT_TICK_LIMITS }
+  #usage: TickUsage = { events: 0, logBytes: 0, randomBytes: 0, eventBytes: 0 }
+  #pendingEvents = 0
+  #pendingBytes = 0
+
+  /**
+   * @param limits the per-tick limits to enforce (default {@link DEFAULT_TICK_LIMITS}); the runtime
+   *   sets the manifest's with {@link EventLog.setLimits}
+   */
+  constructor (limits: TickLimits = DEFAULT_TICK_LIMITS) {
+    this.setLimits(limits)
+  }
+
+  /**
+   * Sets the per-tick limits (from the next check on).
+   * @throws Error when a limit is not a positive safe integer
+   */
+  setLimits (limits: TickLimits): void {
+    for (const k of Object.keys(TICK_LIMIT_FIELDS) as (keyof TickLimits)[]) {
+      const v = limits[k]
+      if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`EventLog.setLimits: ${TICK_LIMIT_FIELDS[k]} must be a positive integer, got ${String(v)}`)
+    }
+    this.#limits = { events: limits.events, logBytes: limits.logBytes, randomBytes: limits.randomBytes, eventBytes: limits.eventBytes }
+  }
+
+  /** The per-tick limits in force. */
+  get limits (): Readonly<TickLimits> { return this.#limits }
+
+  /** What the open tick has recorded so far (zeros between ticks). A copy. */
+  get usage (): TickUsage { return { ...this.#usage } }
+
+  /** Events in closed tick records not yet taken by {@link EventLog.takeSegment}. */
+  get pendingEvents (): number { return this.#pendingEvents }
+
+  /** Total size (as the limits count it, bytes) of the events in closed tick records not yet taken. */
+  get pendingBytes (): number { return this.#pendingBytes }
+
+  /**
+   * True when the closed records not yet taken reach {@link SEGMENT_FLUSH_EVENTS} events or
+   * {@link SEGMENT_FLUSH_BYTES} bytes: the runtime should checkpoint now (runtime/runner.ts).
+   */
+  get segmentFull (): boolean { return this.#pendingEvents >= SEGMENT_FLUSH_EVENTS || this.#pendingBytes >= SEGMENT_FLUSH_BYTES }
 
   /**
    * Opens tick `tick`'s record.
@@ -68,6 +216,7 @@ export class EventLog {
     if (this.#open !== null) throw new Error(`EventLog.beginTick(${tick}): tick ${this.#open.tick} is still open`)
     if (!Number.isSafeInteger(tick) || tick < 0) throw new Error(`EventLog.beginTick: bad tick number ${tick}`)
     this.#open = { tick, events: [], fuel: 0n, result: null, trap: null }
+    this.#usage = { events: 0, logBytes: 0, randomBytes: 0, eventBytes: 0 }
   }
 
   /** The open tick's number, or null between ticks. */
@@ -76,14 +225,49 @@ export class EventLog {
   }
 
   /**
+   * The usage the open tick would reach with one more event of `hostcall` of `bytes` bytes, or
+   * throws {@link TickLimitTrap} naming the first limit it would cross (checked in the order
+   * events, log bytes, random bytes, event bytes). Between ticks nothing is counted.
+   */
+  #check (hostcall: string, bytes: number): TickUsage {
+    const u = this.#usage
+    const next: TickUsage = {
+      events: u.events + 1,
+      logBytes: u.logBytes + (LOG_EVENTS.has(hostcall) ? bytes : 0),
+      randomBytes: u.randomBytes + (RANDOM_EVENTS.has(hostcall) ? bytes : 0),
+      eventBytes: u.eventBytes + bytes,
+    }
+    for (const k of ['events', 'logBytes', 'randomBytes', 'eventBytes'] as const) {
+      if (next[k] > this.#limits[k]) throw new TickLimitTrap(k, next[k], this.#limits[k])
+    }
+    return next
+  }
+
+  /**
+   * Checks, without recording anything, that the open tick may record one more event of
+   * `hostcall` whose size will be at least `bytes` (payload bytes, plus any input counted with it).
+   * Hostcalls call it before they take an outside value (so that live runs and replay trap at
+   * the same point) or do work proportional to a length the agent chose.
+   * @param bytes a lower bound of the event's size in bytes (a non-negative number)
+   * @throws TickLimitTrap when the event would cross a per-tick limit
+   */
+  admit (hostcall: string, bytes: number): void {
+    if (this.#open !== null) this.#check(hostcall, bytes)
+  }
+
+  /**
    * Appends one event to the open tick. Bytes are copied (the caller may reuse its buffer);
-   * a number is stored as a bigint (it must be a safe integer: no floats in the log).
+   * a number is stored as a bigint (it must be a safe integer: no floats in the log). The event
+   * counts against the per-tick limits with its payload's size plus `inputBytes` (bytes the
+   * hostcall read from the agent's memory besides the payload, e.g. the message `agent_sign` signed).
+   * @throws TickLimitTrap (nothing recorded) when the event would cross a per-tick limit
    * @throws Error when no tick is open (call `beginTick(n)` first; birth is tick 0) or a number payload is not an integer.
    */
-  record (hostcall: string, payload: Uint8Array | bigint | number | string): void {
+  record (hostcall: string, payload: Uint8Array | bigint | number | string, inputBytes = 0): void {
     if (this.#open === null) {
       throw new Error(`EventLog.record(${hostcall}) outside a tick: call beginTick(n) first (birth is tick 0)`)
     }
+    this.#usage = this.#check(hostcall, payloadBytes(payload) + inputBytes)
     let p: Payload
     if (payload instanceof Uint8Array) p = payload.slice()
     else if (typeof payload === 'number') {
@@ -112,6 +296,9 @@ export class EventLog {
     r.trap = outcome.trap
     this.#done.push(r)
     this.#open = null
+    this.#pendingEvents += r.events.length
+    this.#pendingBytes += this.#usage.eventBytes
+    this.#usage = { events: 0, logBytes: 0, randomBytes: 0, eventBytes: 0 }
     return r
   }
 
@@ -134,6 +321,8 @@ export class EventLog {
     if (this.#done.length === 0) return null
     const bytes = EventLog.encodeSegment(this.#done)
     this.#done = []
+    this.#pendingEvents = 0
+    this.#pendingBytes = 0
     return bytes
   }
 

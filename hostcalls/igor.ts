@@ -10,6 +10,7 @@
  */
 import { ModuleError } from '../checkpoint/errors.ts'
 import type { EventLog } from './eventlog.ts'
+import { HostTrap } from './eventlog.ts'
 import { capabilityFor, grantedImports } from './manifest.ts'
 import type { Manifest } from './manifest.ts'
 import { WASI_SIGNATURES } from './wasi.ts'
@@ -58,15 +59,11 @@ export const E_BAD_TARGET = -3
 export const MAX_TARGET_BYTES = 1024
 
 /**
- * A host function refused to go on (memory access out of bounds, `env.abort`): the tick traps
- * with this message, which is what the event log records as the trap reason.
+ * A host function refused to go on (memory access out of bounds, `env.abort`, a per-tick limit):
+ * the tick traps with this message, which is what the event log records as the trap reason.
+ * Defined in `eventlog.ts` (which throws {@link TickLimitTrap}, a HostTrap); re-exported here.
  */
-export class HostTrap extends Error {
-  constructor (message: string) {
-    super(message)
-    this.name = 'HostTrap'
-  }
-}
+export { HostTrap, TickLimitTrap } from './eventlog.ts'
 
 const utf8 = new TextEncoder()
 const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
@@ -97,17 +94,24 @@ function inBounds (mem: WebAssembly.Memory, ptr: number, len: number): boolean {
  *   bounds; recorded as `migrate_request` (text, empty for "cheapest"). A tick that traps drops
  *   its request with the rest of its effects.
  *
+ * Every function that records also counts against the tick's limits (`EventLog.admit` before it
+ * takes a value or does length-proportional work, `EventLog.record` when it records): crossing one
+ * throws {@link TickLimitTrap} (a HostTrap), e.g. `tick limit: 10001 events > max_events_per_tick
+ * 10000`; `agent_sign` counts its message's bytes too (docs/ABI.md "Per-tick limits").
+ *
  * `env` always holds `abort(msg, file, line, col)` (throws {@link HostTrap}
  * `abort: <msg> at <file>:<line>:<col>`, decoding AssemblyScript strings), and with `rand` also
  * `seed() -> f64` (AssemblyScript's `Math.random` seed: 8 random bytes recorded as `env.seed`,
  * returned as the integer `u64 >> 11`, so the value is exact in an f64).
- * @throws nothing itself; the returned functions throw HostTrap on an out-of-bounds log line or abort
+ * @throws nothing itself; the returned functions throw HostTrap on an out-of-bounds log line or
+ *   abort, and TickLimitTrap when a call would cross a per-tick limit
  */
 export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.Imports {
   const granted = grantedImports(manifest)
   const all: Record<string, Record<string, (...args: never[]) => unknown>> = {
     igor: {
       clock_now: (): bigint => {
+        ctx.log.admit('clock_now', 8)
         const v = BigInt.asIntN(64, ctx.now())
         ctx.log.record('clock_now', v)
         return v
@@ -118,6 +122,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         if (len > MAX_RAND_BYTES) return E_TOO_LONG
         const mem = ctx.memory()
         if (!inBounds(mem, ptr, len)) return E_BOUNDS
+        ctx.log.admit('rand_bytes', len)
         const buf = new Uint8Array(len)
         ctx.randomFill(buf)
         ctx.log.record('rand_bytes', buf)
@@ -131,11 +136,13 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         if (!inBounds(mem, ptr, len)) {
           throw new HostTrap(`log_emit: out of bounds (ptr ${ptr}, len ${len}, memory ${mem.buffer.byteLength} bytes)`)
         }
+        ctx.log.admit('log_emit', len) // the decoded line is at least as long (U+FFFD is 3 bytes)
         const line = utf8Lossy.decode(new Uint8Array(mem.buffer, ptr, len))
         ctx.log.record('log_emit', line)
         ctx.emit(line)
       },
       wallet_balance: (): bigint => {
+        ctx.log.admit('wallet_balance', 8)
         const v = BigInt.asIntN(64, ctx.budget())
         ctx.log.record('wallet_balance', v)
         return v
@@ -157,10 +164,11 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         msgPtr >>>= 0; msgLen >>>= 0; sigPtr >>>= 0
         const mem = ctx.memory()
         if (!inBounds(mem, msgPtr, msgLen) || !inBounds(mem, sigPtr, SIGNATURE_BYTES)) return E_BOUNDS
+        ctx.log.admit('agent_sign', SIGNATURE_BYTES + msgLen) // before hashing a message of any length
         const msg = new Uint8Array(mem.buffer, msgPtr, msgLen).slice()
         const sig = ctx.sign(msg)
         if (sig.length !== SIGNATURE_BYTES) throw new Error(`agent_sign: host signer returned ${sig.length} bytes, not ${SIGNATURE_BYTES}`)
-        ctx.log.record('agent_sign', sig)
+        ctx.log.record('agent_sign', sig, msgLen)
         new Uint8Array(ctx.memory().buffer, sigPtr, SIGNATURE_BYTES).set(sig)
         return 0
       },
@@ -182,6 +190,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         throw new HostTrap(`abort: ${asString(mem, msg) ?? 'null'} at ${asString(mem, file) ?? '?'}:${line >>> 0}:${col >>> 0}`)
       },
       seed: (): number => {
+        ctx.log.admit('env.seed', 8)
         const b = new Uint8Array(8)
         ctx.randomFill(b)
         ctx.log.record('env.seed', b)

@@ -7,7 +7,12 @@
  * nothing else (the import check is in `igor.ts`).
  */
 import { ManifestError } from '../checkpoint/errors.ts'
+import { DEFAULT_TICK_LIMITS, TICK_LIMIT_FIELDS } from './eventlog.ts'
+import type { TickLimits } from './eventlog.ts'
 import { WASI_FUNCTIONS } from './wasi.ts'
+
+export { DEFAULT_TICK_LIMITS, TICK_LIMIT_FIELDS }
+export type { TickLimits }
 
 /**
  * The known capabilities and the imports each one grants, as capability → import module → function
@@ -56,6 +61,11 @@ export interface Manifest {
   maxFuelPerTick: bigint
   /** Consecutive failed ticks after which the agent pauses (default 3). */
   maxFailures: number
+  /**
+   * What one tick may record (events, log bytes, random bytes, event bytes): the
+   * `resource_limits.max_*_per_tick` fields, each defaulting to {@link DEFAULT_TICK_LIMITS}.
+   */
+  tickLimits: TickLimits
   /** Igor's `migration_policy`: may the agent move, and the highest price (microcents/s, 0 = any) a target may ask. */
   migration: { enabled: boolean; maxPricePerSecond: number }
   /** The manifest's bytes exactly as read: the checkpoint binds their CID. */
@@ -64,7 +74,7 @@ export interface Manifest {
 
 const TOP_FIELDS = ['capabilities', 'resource_limits', 'migration_policy']
 // Igor's max_cpu_millis / max_storage_bytes / preferred_regions are accepted (and unused) so its manifests load.
-const LIMIT_FIELDS = ['max_memory_bytes', 'max_fuel_per_tick', 'max_consecutive_failures', 'max_cpu_millis', 'max_storage_bytes']
+const LIMIT_FIELDS = ['max_memory_bytes', 'max_fuel_per_tick', 'max_consecutive_failures', ...Object.values(TICK_LIMIT_FIELDS), 'max_cpu_millis', 'max_storage_bytes']
 const POLICY_FIELDS = ['enabled', 'max_price_per_second', 'preferred_regions']
 const GRANT_FIELDS = ['version', 'options']
 
@@ -87,7 +97,9 @@ function describe (v: unknown): string {
  * ```json
  * { "capabilities": { "clock": { "version": 1, "options": {} }, "log": { "version": 1 } },
  *   "resource_limits": { "max_memory_bytes": 67108864, "max_fuel_per_tick": 1000000000,
- *                        "max_consecutive_failures": 3 },
+ *                        "max_consecutive_failures": 3, "max_events_per_tick": 10000,
+ *                        "max_log_bytes_per_tick": 1048576, "max_random_bytes_per_tick": 1048576,
+ *                        "max_event_bytes_per_tick": 4194304 },
  *   "migration_policy": { "enabled": true, "max_price_per_second": 0 } }
  * ```
  * `capabilities` may also be an array of names. A capability's `version` defaults to 1.
@@ -96,8 +108,9 @@ function describe (v: unknown): string {
  * @returns the manifest, with `raw` = `bytes`
  * @throws ManifestError (one line naming `file` and the field) when the bytes are not UTF-8 JSON,
  *   not an object, have an unknown field or capability, a version that is not an integer ≥ 1,
- *   `max_memory_bytes` that is not a positive multiple of 65536 up to 4 GiB, or a fuel or failure
- *   limit that is not a positive integer.
+ *   `max_memory_bytes` that is not a positive multiple of 65536 up to 4 GiB, or a fuel, failure or
+ *   per-tick limit that is not a positive integer. (Whether a host accepts the limits asked is
+ *   {@link checkWithinCaps}'s question.)
  */
 export function parseManifest (bytes: Uint8Array, file: string): Manifest {
   const fail = (msg: string): never => { throw new ManifestError(`${file}: ${msg}`) }
@@ -129,6 +142,7 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
   let maxMemoryBytes = DEFAULT_MAX_MEMORY_BYTES
   let maxFuelPerTick = DEFAULT_MAX_FUEL_PER_TICK
   let maxFailures = DEFAULT_MAX_FAILURES
+  const tickLimits: TickLimits = { ...DEFAULT_TICK_LIMITS }
   const limits = doc.resource_limits
   if (limits !== undefined) {
     if (!isObject(limits)) fail(`resource_limits must be an object, got ${describe(limits)}`)
@@ -156,6 +170,15 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
         fail(`resource_limits.max_consecutive_failures must be a positive integer, got ${describe(v)}`)
       }
       maxFailures = v as number
+    }
+    for (const k of Object.keys(TICK_LIMIT_FIELDS) as (keyof TickLimits)[]) {
+      const field = TICK_LIMIT_FIELDS[k]
+      const v = l[field]
+      if (v === undefined) continue
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+        fail(`resource_limits.${field} must be a positive integer, got ${describe(v)}`)
+      }
+      tickLimits[k] = v as number
     }
     for (const k of ['max_cpu_millis', 'max_storage_bytes']) {
       const v = l[k]
@@ -190,7 +213,54 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
     }
   }
 
-  return { capabilities, maxMemoryBytes, maxFuelPerTick, maxFailures, migration, raw: bytes }
+  return { capabilities, maxMemoryBytes, maxFuelPerTick, maxFailures, tickLimits, migration, raw: bytes }
+}
+
+/**
+ * A host's policy: the highest limits it lets an agent's manifest ask for. A node takes them from
+ * its `--max-*` options (docs/PROTOCOL.md "Node caps"); a local `igord run` uses
+ * {@link DEFAULT_NODE_CAPS}.
+ */
+export interface NodeCaps {
+  /** Highest `max_fuel_per_tick`, fuel units. */
+  maxFuelPerTick: bigint
+  /** Highest `max_memory_bytes`, bytes. */
+  maxMemoryBytes: number
+  /** Highest `max_consecutive_failures`. */
+  maxFailures: number
+  /** Highest per-tick limits (`max_events_per_tick`, `max_log_bytes_per_tick`, …). */
+  tickLimits: TickLimits
+}
+
+/**
+ * Default caps: fuel 10^10 per tick (10× the manifest default), memory 1 GiB, 100 consecutive
+ * failures, and the per-tick limits at their defaults ({@link DEFAULT_TICK_LIMITS}: a manifest may
+ * lower them; raising them needs a host that raises its caps).
+ */
+export const DEFAULT_NODE_CAPS: Readonly<NodeCaps> = Object.freeze({
+  maxFuelPerTick: 10_000_000_000n,
+  maxMemoryBytes: 1024 * 1024 * 1024,
+  maxFailures: 100,
+  tickLimits: DEFAULT_TICK_LIMITS,
+})
+
+/**
+ * Checks a manifest's limits (as they will run: fields the manifest leaves out count at their
+ * defaults) against a host's caps.
+ * @returns null when every limit is within its cap, else one line naming the first field above
+ *   its cap, the value asked and the cap, e.g.
+ *   `resource_limits.max_fuel_per_tick asks 9007199254740991, above this host's cap of 100000000`
+ */
+export function checkWithinCaps (manifest: Manifest, caps: NodeCaps): string | null {
+  const over = (field: string, asked: bigint | number, cap: bigint | number): string =>
+    `resource_limits.${field} asks ${asked}, above this host's cap of ${cap}`
+  if (manifest.maxFuelPerTick > caps.maxFuelPerTick) return over('max_fuel_per_tick', manifest.maxFuelPerTick, caps.maxFuelPerTick)
+  if (manifest.maxMemoryBytes > caps.maxMemoryBytes) return over('max_memory_bytes', manifest.maxMemoryBytes, caps.maxMemoryBytes)
+  if (manifest.maxFailures > caps.maxFailures) return over('max_consecutive_failures', manifest.maxFailures, caps.maxFailures)
+  for (const k of Object.keys(TICK_LIMIT_FIELDS) as (keyof TickLimits)[]) {
+    if (manifest.tickLimits[k] > caps.tickLimits[k]) return over(TICK_LIMIT_FIELDS[k], manifest.tickLimits[k], caps.tickLimits[k])
+  }
+  return null
 }
 
 function checkName (name: unknown, field: string, fail: (m: string) => never): string {

@@ -101,6 +101,8 @@ export const WASI_FUNCTIONS: readonly string[] = Object.keys(WASI_SIGNATURES).ma
 export const MAX_RANDOM_GET_BYTES = 64 * 1024 * 1024
 /** Longest output line, bytes (1 MiB, as `igor.log_emit`); a longer line is cut into 1 MiB pieces. */
 export const MAX_LINE_BYTES = 1024 * 1024
+/** Most iovecs one `fd_write` takes (POSIX `IOV_MAX`, 1024); more answers `EINVAL`. */
+export const MAX_IOVS = 1024
 /** `clock_res_get` answer for the realtime and monotonic clocks, ns (1 µs). */
 export const CLOCK_RESOLUTION_NS = 1000n
 
@@ -141,6 +143,38 @@ export interface WasiHost {
 
 const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
 
+/** The partial output line of one fd: a growable byte buffer (appends are amortized O(1) per byte). */
+class LineBuffer {
+  #buf = new Uint8Array(0)
+  #len = 0
+  get length (): number { return this.#len }
+  append (bytes: Uint8Array): void {
+    if (bytes.length === 0) return
+    const need = this.#len + bytes.length
+    if (need > this.#buf.length) {
+      const grown = new Uint8Array(Math.max(need, 2 * this.#buf.length, 256))
+      grown.set(this.#buf.subarray(0, this.#len))
+      this.#buf = grown
+    }
+    this.#buf.set(bytes, this.#len)
+    this.#len = need
+  }
+  /** Everything buffered (a copy), leaving the buffer empty. */
+  take (): Uint8Array {
+    const out = this.#buf.slice(0, this.#len)
+    this.#buf = new Uint8Array(0)
+    this.#len = 0
+    return out
+  }
+  /** The first `n` bytes (a copy), keeping the rest. */
+  takeFirst (n: number): Uint8Array {
+    const out = this.#buf.slice(0, n)
+    this.#buf.copyWithin(0, n, this.#len)
+    this.#len -= n
+    return out
+  }
+}
+
 /**
  * Builds igord's WASI subset for one agent instance. Answers, in short (docs/ABI.md "WASI subset"
  * has the full table):
@@ -162,12 +196,16 @@ const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
  * - other `fd_*`: `EBADF` for fds other than 0–2; on 0–2 `ESPIPE` for seek-like calls, else
  *   `ENOTCAPABLE`. `path_*`: `EBADF` (fd ≥ 3) or `ENOTCAPABLE` (0–2). `sock_*`: `ENOTCAPABLE`.
  *   `poll_oneoff`, `proc_raise`: `ENOSYS`.
+ * Per-tick limits (docs/ABI.md "Per-tick limits"): `clock_time_get` and `random_get` are checked
+ * before the value is taken, `fd_write` checks the bytes it accepts plus any waiting partial line
+ * when written (more than {@link MAX_IOVS} iovecs `EINVAL`); crossing a limit throws TickLimitTrap.
+ * `flush` takes both partial lines before recording them, so a trap there leaves none behind.
  * @param manifest the agent's manifest: without the `wasi` capability the imports are empty
  * @param ctx the agent's host context (memory, clock, random, event log, log output)
  * @throws nothing itself; `proc_exit` throws WasiExit, and ctx's callbacks may throw
  */
 export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
-  const pending: [Uint8Array, Uint8Array] = [new Uint8Array(0), new Uint8Array(0)] // fd 1, fd 2
+  const pending = [new LineBuffer(), new LineBuffer()] // fd 1, fd 2
 
   const emitLine = (fd: number, bytes: Uint8Array): void => {
     for (let off = 0; off === 0 || off < bytes.length; off += MAX_LINE_BYTES) {
@@ -177,32 +215,25 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
     }
   }
   const output = (fd: number, chunk: Uint8Array): void => {
-    let data = chunk
-    const before = pending[fd - 1]
-    if (before.length > 0) {
-      data = new Uint8Array(before.length + chunk.length)
-      data.set(before)
-      data.set(chunk, before.length)
-    }
+    const buf = pending[fd - 1]
     let start = 0
-    for (let nl = data.indexOf(0x0a); nl >= 0; nl = data.indexOf(0x0a, start)) {
-      emitLine(fd, data.subarray(start, nl))
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      const piece = chunk.subarray(start, nl)
+      if (buf.length === 0) emitLine(fd, piece)
+      else {
+        buf.append(piece)
+        emitLine(fd, buf.take())
+      }
       start = nl + 1
     }
-    while (data.length - start >= MAX_LINE_BYTES) {
-      emitLine(fd, data.subarray(start, start + MAX_LINE_BYTES))
-      start += MAX_LINE_BYTES
-    }
-    pending[fd - 1] = data.slice(start)
+    buf.append(chunk.subarray(start))
+    while (buf.length >= MAX_LINE_BYTES) emitLine(fd, buf.takeFirst(MAX_LINE_BYTES))
   }
   const flush = (): void => {
-    for (const fd of [1, 2]) {
-      const rest = pending[fd - 1]
-      if (rest.length > 0) {
-        pending[fd - 1] = new Uint8Array(0)
-        emitLine(fd, rest)
-      }
-    }
+    // Take both partial lines first: if recording one crosses a per-tick limit, nothing is left
+    // over for the next tick (whose replay would not have it).
+    const rest = pending.map((b) => b.take())
+    rest.forEach((bytes, i) => { if (bytes.length > 0) emitLine(i + 1, bytes) })
   }
   if (!manifest.capabilities.has(WASI_CAPABILITY)) return { imports: {}, flush }
 
@@ -241,6 +272,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       ptr >>>= 0
       if (id !== CLOCK_REALTIME && id !== CLOCK_MONOTONIC) return ERRNO.INVAL
       if (!inside(ptr, 8)) return ERRNO.FAULT
+      ctx.log.admit('wasi.clock_time_get', 8)
       const t = BigInt.asUintN(64, ctx.now())
       ctx.log.record('wasi.clock_time_get', t)
       view().setBigUint64(ptr, t, true)
@@ -251,6 +283,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       if (len === 0) return ERRNO.SUCCESS
       if (len > MAX_RANDOM_GET_BYTES) return ERRNO.INVAL
       if (!inside(ptr, len)) return ERRNO.FAULT
+      ctx.log.admit('wasi.random_get', len)
       const buf = new Uint8Array(len)
       ctx.randomFill(buf)
       ctx.log.record('wasi.random_get', buf)
@@ -260,6 +293,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
     fd_write: (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number => {
       fd >>>= 0; iovs >>>= 0; iovsLen >>>= 0; nwrittenPtr >>>= 0
       if (fd !== 1 && fd !== 2) return ERRNO.BADF
+      if (iovsLen > MAX_IOVS) return ERRNO.INVAL
       if (!inside(iovs, iovsLen * 8) || !inside(nwrittenPtr, 4)) return ERRNO.FAULT
       const dv = view()
       const parts: [number, number][] = []
@@ -272,6 +306,9 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
         if (len > 0) parts.push([buf, len])
       }
       if (total > 0xffff_ffff) return ERRNO.INVAL
+      // Everything buffered or written will become output lines: check the tick's log bounds
+      // before buffering anything (a write that would cross them traps and outputs nothing).
+      if (total > 0) ctx.log.admit(fd === 1 ? 'wasi.stdout' : 'wasi.stderr', pending[0].length + pending[1].length + total)
       const mem = ctx.memory().buffer
       for (const [buf, len] of parts) output(fd, new Uint8Array(mem, buf, len))
       view().setUint32(nwrittenPtr, total, true)

@@ -24,8 +24,8 @@ import { encodeLive, readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
 import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
-import type { Manifest } from '../hostcalls/manifest.ts'
-import { parseManifest } from '../hostcalls/manifest.ts'
+import type { Manifest, NodeCaps } from '../hostcalls/manifest.ts'
+import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from '../runtime/agent.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
@@ -63,6 +63,11 @@ export interface NodeOptions {
   intervalMs: number
   /** checkpoint at most this often while an agent asks for more work, ms */
   checkpointEveryMs?: number
+  /**
+   * the highest limits an agent's manifest may ask for here (default `DEFAULT_NODE_CAPS`): a `run`
+   * or a migration offer above them is refused with the field, the value asked and the cap
+   */
+  caps?: NodeCaps
   timeouts?: Partial<Timeouts>
   /** node notes (one line each, no newline) */
   note (line: string): void
@@ -302,8 +307,11 @@ export class IgordNode {
     const manifestFile = req.manifest ?? req.wasm.replace(/\.wasm$/, '') + '.manifest.json'
     const wasm = readFile(req.wasm, 'the wasm module')
     const manifest = readFile(manifestFile, 'the manifest')
-    const missing = [...parseManifest(manifest, manifestFile).capabilities.keys()].filter((c) => !this.capabilities.has(c))
+    const parsed = parseManifest(manifest, manifestFile)
+    const missing = [...parsed.capabilities.keys()].filter((c) => !this.capabilities.has(c))
     if (missing.length > 0) throw new RequestError(`capability ${JSON.stringify(missing[0])} not offered by this node`)
+    const over = checkWithinCaps(parsed, this.#opts.caps ?? DEFAULT_NODE_CAPS)
+    if (over !== null) throw new RequestError(`${manifestFile}: ${over}`)
     const session = startAgent(this.#settings(name), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget })
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     const h = this.#host(name, session, req.intervalMs ?? this.#opts.intervalMs)
@@ -582,6 +590,8 @@ export class IgordNode {
     if (this.#closing) return 'this node is shutting down'
     if (!o.manifest.migration.enabled) return 'the agent\'s manifest forbids migration (migration_policy.enabled is false)'
     for (const c of o.manifest.capabilities.keys()) if (!this.capabilities.has(c)) return `capability ${JSON.stringify(c)} not offered by this node`
+    const over = checkWithinCaps(o.manifest, this.#opts.caps ?? DEFAULT_NODE_CAPS)
+    if (over !== null) return over
     if (o.pageCount * 65536 > o.manifest.maxMemoryBytes) return 'the agent\'s memory exceeds its own manifest limit'
     if (this.agents.has(o.name)) {
       const here = this.agents.get(o.name)!

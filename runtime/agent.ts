@@ -171,6 +171,7 @@ export class Agent {
   private constructor (spec: AgentSpec) {
     this.spec = spec
     this.log = spec.log ?? new EventLog()
+    this.log.setLimits(spec.manifest.tickLimits) // per-tick bounds on what hostcalls record
     this.budget = spec.budget
     const file = spec.file ?? 'agent.wasm'
     const inst = instrument(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file })
@@ -228,7 +229,7 @@ export class Agent {
       if (e instanceof WasiExit) exit = e.code
       else trap = trapMessage(e)
     }
-    this.flushOutput()
+    try { this.flushOutput() } catch (e) { if (trap === null) { trap = trapMessage(e); exit = null } } // a per-tick limit
     const remaining = this.fuelGlobal.value as bigint
     if (trap !== null && remaining < 0n) trap = `out of fuel (limit ${limit} per tick)`
     return { result, trap, exit, fuel: fuelUsed(limit, remaining) }

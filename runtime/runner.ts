@@ -139,7 +139,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     if (agent.budget === 0n) { status = 'exhausted'; reason = 'budget exhausted'; break }
     if (agent.migrationRequest !== null && opts.acceptMigration === true) { migrate = agent.migrationRequest; break }
     const more = r.result === TICK.MORE
-    if (!more || performance.now() - lastWrite >= every) save('running')
+    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull) save('running') // segmentFull bounds the records held
     if (opts.signal?.aborted) break
     if (more) await yieldToEventLoop()
     else {

@@ -2,7 +2,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { decode, encode } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
-import { EventLog, EVENTLOG_VERSION } from '../hostcalls/eventlog.ts'
+import { DEFAULT_TICK_LIMITS, EventLog, EVENTLOG_VERSION, HostTrap, payloadBytes, SEGMENT_FLUSH_BYTES, SEGMENT_FLUSH_EVENTS, TickLimitTrap } from '../hostcalls/eventlog.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
 
 test('a segment round-trips ticks with bigint, bytes and text payloads', () => {
@@ -134,6 +134,97 @@ test('decodeSegment refuses malformed segments with a CheckpointError naming the
   bad({ v: 1, ticks: [{ ...ok, events: [['x', true]] }] }, /payload/)
   bad({ v: 1, ticks: [{ ...ok, extra: 1 }] }, /unknown field extra/)
   assert.throws(() => EventLog.decodeSegment(Uint8Array.of(0xa1), 'seg.cbor'), (e: unknown) => e instanceof CheckpointError && /truncated/.test((e as Error).message))
+})
+
+/** Asserts that `f` throws a TickLimitTrap (a HostTrap) with exactly `message`. */
+function trapsWith (f: () => unknown, message: string): void {
+  assert.throws(f, (e: unknown) => e instanceof TickLimitTrap && e instanceof HostTrap && (e as Error).message === message)
+}
+
+test('per-tick limits: the event that would cross max_events_per_tick throws (nothing recorded); the next tick starts from zero', () => {
+  const log = new EventLog({ ...DEFAULT_TICK_LIMITS, events: 3 })
+  log.beginTick(1)
+  for (let i = 0; i < 3; i++) log.record('clock_now', BigInt(i))
+  trapsWith(() => log.record('clock_now', 3n), 'tick limit: 4 events > max_events_per_tick 3')
+  trapsWith(() => log.admit('clock_now', 8), 'tick limit: 4 events > max_events_per_tick 3')
+  trapsWith(() => log.record('clock_now', 3n), 'tick limit: 4 events > max_events_per_tick 3') // stays crossed
+  assert.is(log.currentEvents.length, 3)
+  assert.equal(log.usage, { events: 3, logBytes: 0, randomBytes: 0, eventBytes: 24 })
+  const rec = log.endTick({ fuel: 9n, result: null, trap: 'tick limit: 4 events > max_events_per_tick 3' })
+  assert.is(rec.events.length, 3)
+  assert.equal(log.usage, { events: 0, logBytes: 0, randomBytes: 0, eventBytes: 0 })
+  log.beginTick(2)
+  for (let i = 0; i < 3; i++) log.record('clock_now', BigInt(i))
+  assert.is(log.currentEvents.length, 3)
+})
+
+test('per-tick limits: log bytes count log_emit and WASI stdout/stderr (UTF-8 bytes); random bytes count rand_bytes, env.seed, WASI random_get', () => {
+  const log = new EventLog({ events: 100, logBytes: 10, randomBytes: 16, eventBytes: 1000 })
+  log.beginTick(1)
+  log.record('log_emit', 'héllo') // 6 bytes
+  log.record('wasi.stderr', 'abcd') // 10
+  trapsWith(() => log.record('wasi.stdout', 'x'), 'tick limit: 11 log bytes > max_log_bytes_per_tick 10')
+  log.record('agent_did', 'did:key:z6Mk') // not log output
+  log.record('rand_bytes', new Uint8Array(8))
+  log.record('env.seed', new Uint8Array(8))
+  trapsWith(() => log.admit('wasi.random_get', 1), 'tick limit: 17 random bytes > max_random_bytes_per_tick 16')
+  log.record('agent_sign', new Uint8Array(64)) // not randomness
+  assert.equal(log.usage, { events: 6, logBytes: 10, randomBytes: 16, eventBytes: 6 + 4 + 12 + 8 + 8 + 64 })
+})
+
+test('per-tick limits: event bytes count every payload (integers as 8) plus inputBytes; admit checks without recording', () => {
+  const log = new EventLog({ events: 100, logBytes: 1000, randomBytes: 1000, eventBytes: 200 })
+  log.beginTick(1)
+  log.admit('agent_sign', 200) // exactly at the limit: fine, and nothing counted
+  assert.equal(log.usage.eventBytes, 0)
+  log.record('agent_sign', new Uint8Array(64), 100) // 164
+  log.record('wallet_balance', 5n) // 172
+  trapsWith(() => log.admit('agent_sign', 64 + 1000), 'tick limit: 1236 event bytes > max_event_bytes_per_tick 200')
+  trapsWith(() => log.record('migrate_request', 'x'.repeat(29)), 'tick limit: 201 event bytes > max_event_bytes_per_tick 200')
+  log.record('migrate_request', 'x'.repeat(28)) // 200
+  assert.is(log.currentEvents.length, 3)
+  assert.is(payloadBytes('→'), 3)
+  assert.is(payloadBytes(1), 8)
+  assert.is(payloadBytes(Uint8Array.of(1, 2)), 2)
+})
+
+test('per-tick limits: checked in the order events, log, random, event bytes; admit between ticks counts nothing; bad limits refused', () => {
+  const log = new EventLog({ events: 1, logBytes: 1, randomBytes: 1, eventBytes: 1 })
+  log.admit('log_emit', 1e9) // no tick open
+  log.beginTick(1)
+  trapsWith(() => log.admit('log_emit', 5), 'tick limit: 5 log bytes > max_log_bytes_per_tick 1')
+  trapsWith(() => log.admit('rand_bytes', 5), 'tick limit: 5 random bytes > max_random_bytes_per_tick 1')
+  trapsWith(() => log.admit('clock_now', 8), 'tick limit: 8 event bytes > max_event_bytes_per_tick 1')
+  log.record('rand_bytes', new Uint8Array(1))
+  trapsWith(() => log.admit('log_emit', 5), 'tick limit: 2 events > max_events_per_tick 1')
+  const e = (() => { try { log.admit('x', 0) } catch (err) { return err as TickLimitTrap } })()!
+  assert.equal([e.field, e.reached, e.limit], ['max_events_per_tick', 2, 1])
+  assert.throws(() => new EventLog({ ...DEFAULT_TICK_LIMITS, events: 0 }), /max_events_per_tick must be a positive integer/)
+  assert.throws(() => log.setLimits({ ...DEFAULT_TICK_LIMITS, logBytes: 1.5 }), /max_log_bytes_per_tick must be a positive integer/)
+  assert.equal(new EventLog().limits, DEFAULT_TICK_LIMITS)
+})
+
+test('pending records: counted across closed ticks until takeSegment; segmentFull at SEGMENT_FLUSH_EVENTS events or SEGMENT_FLUSH_BYTES bytes', () => {
+  const log = new EventLog()
+  let tick = 0
+  const fill = (n: number, payload: Uint8Array | bigint) => {
+    log.beginTick(++tick)
+    for (let i = 0; i < n; i++) log.record('clock_now', payload)
+    log.endTick({ fuel: 1n, result: 0, trap: null })
+  }
+  fill(10_000, 1n)
+  assert.is(log.pendingEvents, 10_000)
+  assert.is(log.pendingBytes, 80_000)
+  assert.not.ok(log.segmentFull)
+  for (let i = 1; i < SEGMENT_FLUSH_EVENTS / 10_000; i++) fill(10_000, 1n)
+  assert.is(log.pendingEvents, SEGMENT_FLUSH_EVENTS)
+  assert.ok(log.segmentFull)
+  assert.ok(log.takeSegment() !== null)
+  assert.equal([log.pendingEvents, log.pendingBytes, log.segmentFull], [0, 0, false])
+  const big = new Uint8Array(1 << 20)
+  for (let i = 0; i < SEGMENT_FLUSH_BYTES / (4 << 20); i++) fill(4, big)
+  assert.is(log.pendingBytes, SEGMENT_FLUSH_BYTES)
+  assert.ok(log.segmentFull)
 })
 
 test.run()

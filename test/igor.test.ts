@@ -3,7 +3,11 @@ import * as assert from 'uvu/assert'
 import binaryen from 'binaryen'
 import { generateKeyPairSync, sign as edSign, verify as edVerify } from 'node:crypto'
 import { EXIT, ModuleError } from '../checkpoint/errors.ts'
-import { EventLog } from '../hostcalls/eventlog.ts'
+import { generateIdentity } from '../checkpoint/identity.ts'
+import { DEFAULT_TICK_LIMITS, EventLog, TickLimitTrap } from '../hostcalls/eventlog.ts'
+import type { TickLimits } from '../hostcalls/eventlog.ts'
+import { Agent } from '../runtime/agent.ts'
+import { simulatedInputs } from '../runtime/inputs.ts'
 import { checkImports, E_BAD_TARGET, E_BOUNDS, E_TOO_LONG, functionImportTypes, HostTrap, igorImports, IMPORT_SIGNATURES } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
@@ -61,8 +65,8 @@ interface Harness {
 }
 
 function instantiate (caps: string[], module = ALL, over: Partial<HostContext> = {}): Harness {
-  const log = new EventLog()
-  log.beginTick(1)
+  const log = over.log ?? new EventLog()
+  if (log.openTick === null) log.beginTick(1)
   const lines: string[] = []
   const migrations: (string | null)[] = []
   const { privateKey } = generateKeyPairSync('ed25519')
@@ -293,6 +297,138 @@ test('migrate_request: records the target or "cheapest", refuses non-multiaddrs,
   assert.is(h.ex.req(65530, 100), E_BOUNDS)
   assert.equal(h.migrations, ['/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWabc', null])
   assert.equal(h.log.currentEvents.map((e) => e[1]), ['/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWabc', ''])
+})
+
+// ---- per-tick limits (docs/ABI.md "Per-tick limits") ----
+
+/** A harness whose event log enforces `limits` (over the defaults), counting how often the clock and random source are asked. */
+function limited (caps: string[], limits: Partial<TickLimits>, module = ALL): Harness & { asked: { now: number; random: number; sign: number } } {
+  const asked = { now: 0, random: 0, sign: 0 }
+  const { privateKey } = generateKeyPairSync('ed25519')
+  const h = instantiate(caps, module, {
+    log: new EventLog({ ...DEFAULT_TICK_LIMITS, ...limits }),
+    now: () => { asked.now++; return NOW },
+    randomFill: (b) => { asked.random++; b.fill(7) },
+    sign: (m) => { asked.sign++; return new Uint8Array(edSign(null, m, privateKey)) },
+  })
+  return Object.assign(h, { asked })
+}
+
+/** Calls `f` until it throws; returns the calls that succeeded and the error. */
+function flood (f: () => unknown, max = 1_000_000): { ok: number; error: unknown } {
+  for (let ok = 0; ok < max; ok++) {
+    try { f() } catch (error) { return { ok, error } }
+  }
+  return assert.unreachable('the flood never trapped') as never
+}
+const isTrap = (e: unknown, message: string) => e instanceof TickLimitTrap && e instanceof HostTrap && (e as Error).message === message
+
+test('clock_now flood: 10,000 calls per tick by default; the 10,001st traps naming max_events_per_tick before the clock is read', () => {
+  const h = limited(ALL_CAPS, {})
+  const { ok, error } = flood(() => h.ex.call_clock_now())
+  assert.is(ok, 10_000)
+  assert.ok(isTrap(error, 'tick limit: 10001 events > max_events_per_tick 10000'), String(error))
+  assert.is(h.asked.now, 10_000, 'the refused call did not read the clock (replay, which serves the log, traps at the same call)')
+  assert.is(h.log.currentEvents.length, 10_000)
+  assert.ok(isTrap((() => { try { h.ex.call_clock_now() } catch (e) { return e } })(), 'tick limit: 10001 events > max_events_per_tick 10000'), 'stays trapped')
+})
+
+test('rand_bytes flood: 1 MiB of randomness per tick by default; the request crossing it traps before any byte is drawn', () => {
+  const h = limited(ALL_CAPS, {})
+  h.ex.grow(1)
+  const { ok, error } = flood(() => h.ex.call_rand_bytes(0, 65536))
+  assert.is(ok, 16)
+  assert.ok(isTrap(error, 'tick limit: 1114112 random bytes > max_random_bytes_per_tick 1048576'), String(error))
+  assert.is(h.asked.random, 16)
+  // One request larger than the limit (but under rand_bytes' own 64 MiB) traps at once, allocating nothing.
+  const one = limited(ALL_CAPS, { randomBytes: 1000 })
+  assert.ok(isTrap((() => { try { one.ex.call_rand_bytes(0, 1001) } catch (e) { return e } })(), 'tick limit: 1001 random bytes > max_random_bytes_per_tick 1000'))
+  assert.is(one.asked.random, 0)
+  assert.is(one.ex.call_rand_bytes(0, 1000), 0, 'exactly the limit is fine')
+})
+
+test('env.seed counts as randomness and an event', () => {
+  const h = limited(ALL_CAPS, { randomBytes: 20 })
+  h.ex.call_seed(); h.ex.call_seed()
+  assert.ok(isTrap((() => { try { h.ex.call_seed() } catch (e) { return e } })(), 'tick limit: 24 random bytes > max_random_bytes_per_tick 20'))
+  assert.is(h.asked.random, 2)
+})
+
+test('log_emit flood: 1 MiB of log output per tick by default; the line crossing it traps and is neither emitted nor recorded', () => {
+  const h = limited(ALL_CAPS, {})
+  h.mem().fill(0x61, 0, 1024)
+  const { ok, error } = flood(() => h.ex.call_log_emit(0, 1024))
+  assert.is(ok, 1024)
+  assert.ok(isTrap(error, 'tick limit: 1049600 log bytes > max_log_bytes_per_tick 1048576'), String(error))
+  assert.is(h.lines.length, 1024)
+  assert.is(h.log.currentEvents.length, 1024)
+  // Malformed UTF-8 counts as the text it becomes (U+FFFD is 3 bytes): 4 bytes 0xff → 12 log bytes.
+  const bad = limited(ALL_CAPS, { logBytes: 11 })
+  bad.mem().fill(0xff, 0, 4)
+  assert.ok(isTrap((() => { try { bad.ex.call_log_emit(0, 4) } catch (e) { return e } })(), 'tick limit: 12 log bytes > max_log_bytes_per_tick 11'))
+  assert.equal(bad.lines, [])
+})
+
+test('agent_sign counts its message toward max_event_bytes_per_tick and is refused before hashing it; wallet_balance, agent_did count as events', () => {
+  const h = limited(ALL_CAPS, { eventBytes: 2000, events: 4 })
+  h.ex.grow(1)
+  assert.is(h.ex.call_agent_sign(0, 900, 70000), 0) // 964
+  assert.ok(isTrap((() => { try { h.ex.call_agent_sign(0, 1000, 70000) } catch (e) { return e } })(), 'tick limit: 2028 event bytes > max_event_bytes_per_tick 2000'))
+  assert.is(h.asked.sign, 1, 'the second message was not signed')
+  h.ex.call_wallet_balance() // 2 events
+  assert.ok(h.ex.call_agent_did(100, 100) > 0) // 3
+  assert.is(h.ex.call_agent_sign(0, 10, 70000), 0) // 4
+  assert.ok(isTrap((() => { try { h.ex.call_wallet_balance() } catch (e) { return e } })(), 'tick limit: 5 events > max_events_per_tick 4'))
+})
+
+test('migrate_request flood: each request is an event; the limit traps the tick', () => {
+  const M = wat(`(module
+    (import "igor" "migrate_request" (func $m (param i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "call_migrate_request") (param i32 i32) (result i32) (call $m (local.get 0) (local.get 1))))`)
+  const h = limited(['migrate'], { events: 50 }, M)
+  const { ok, error } = flood(() => h.ex.call_migrate_request(0, 0))
+  assert.is(ok, 50)
+  assert.ok(isTrap(error, 'tick limit: 51 events > max_events_per_tick 50'))
+  assert.is(h.migrations.length, 50)
+})
+
+test('Agent: the manifest lowers the per-tick limits; a tick crossing one traps, is rolled back, counted as a failure, and recorded with the limit as its trap', () => {
+  const wasm = watBytes(`(module
+    (import "igor" "clock_now" (func $now (result i64)))
+    (memory (export "memory") 1)
+    (func (export "agent_tick") (result i32) (local $i i32)
+      (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+      (loop $l
+        (drop (call $now))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.load (i32.const 8)))))
+      (i32.const 0))
+    (func (export "agent_init") (i32.store (i32.const 8) (i32.const 5))))`)
+  const doc = { capabilities: ['clock'], resource_limits: { max_events_per_tick: 5 } }
+  const m = parseManifest(new TextEncoder().encode(JSON.stringify(doc)), 'flood.manifest.json')
+  const agent = Agent.birth({ wasm, manifest: m, identity: generateIdentity(), budget: 1_000_000_000n, price: 1n, inputs: simulatedInputs('limits'), emit: () => {} })
+  assert.equal(agent.log.limits, { ...DEFAULT_TICK_LIMITS, events: 5 })
+  const ok = agent.runTick()!
+  assert.equal([ok.trap, ok.result], [null, 0], '5 clock reads: at the limit, fine')
+  // Make the agent read the clock 6 times per tick: it now crosses the limit every tick.
+  const agent2 = Agent.birth({ wasm: watBytes(`(module
+    (import "igor" "clock_now" (func $now (result i64)))
+    (memory (export "memory") 1)
+    (func (export "agent_tick") (result i32) (local $i i32)
+      (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+      (loop $l (drop (call $now)) (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 6))))
+      (i32.const 0)))`), manifest: m, identity: generateIdentity(), budget: 1_000_000_000n, price: 1n, inputs: simulatedInputs('limits'), emit: () => {} })
+  for (let k = 1; k <= 2; k++) {
+    const r = agent2.runTick()!
+    assert.is(r.trap, 'tick limit: 6 events > max_events_per_tick 5')
+    assert.is(r.result, null)
+    assert.is(r.changedPages, 0, 'rolled back')
+    assert.is(agent2.failures, k)
+    assert.ok(r.fuel > 0n, 'the fuel burned is charged')
+  }
+  const recs = agent2.log.pending.filter((x) => x.tick > 0)
+  assert.equal(recs.map((x) => [x.events.length, x.trap]), [[5, 'tick limit: 6 events > max_events_per_tick 5'], [5, 'tick limit: 6 events > max_events_per_tick 5']])
 })
 
 test.run()

@@ -3,8 +3,10 @@ import * as assert from 'uvu/assert'
 import { EXIT, ManifestError } from '../checkpoint/errors.ts'
 import {
   CAPABILITIES, DEFAULT_MAX_FAILURES, DEFAULT_MAX_FUEL_PER_TICK, DEFAULT_MAX_MEMORY_BYTES,
-  capabilityFor, grantedImports, parseManifest,
+  DEFAULT_NODE_CAPS, DEFAULT_TICK_LIMITS, TICK_LIMIT_FIELDS,
+  capabilityFor, checkWithinCaps, grantedImports, parseManifest,
 } from '../hostcalls/manifest.ts'
+import type { NodeCaps } from '../hostcalls/manifest.ts'
 
 const bytes = (s: string) => new TextEncoder().encode(s)
 const parse = (v: unknown) => parseManifest(bytes(typeof v === 'string' ? v : JSON.stringify(v)), 'agent.manifest.json')
@@ -162,6 +164,41 @@ test('capabilityFor names the capability that grants an import', () => {
   assert.is(capabilityFor('igor', 'agent_sign'), 'identity')
   assert.is(capabilityFor('igor', 'http_request'), null)
   assert.is(capabilityFor('env', 'abort'), null)
+})
+
+test('per-tick limits: defaults 10,000 events, 1 MiB log, 1 MiB random, 4 MiB event bytes; each field sets one', () => {
+  assert.equal(DEFAULT_TICK_LIMITS, { events: 10_000, logBytes: 1 << 20, randomBytes: 1 << 20, eventBytes: 4 << 20 })
+  assert.equal(parse({}).tickLimits, DEFAULT_TICK_LIMITS)
+  assert.equal(TICK_LIMIT_FIELDS, { events: 'max_events_per_tick', logBytes: 'max_log_bytes_per_tick', randomBytes: 'max_random_bytes_per_tick', eventBytes: 'max_event_bytes_per_tick' })
+  const m = parse({ resource_limits: { max_events_per_tick: 5, max_log_bytes_per_tick: 100, max_random_bytes_per_tick: 32, max_event_bytes_per_tick: 1000 } })
+  assert.equal(m.tickLimits, { events: 5, logBytes: 100, randomBytes: 32, eventBytes: 1000 })
+  assert.equal(parse({ resource_limits: { max_log_bytes_per_tick: 7 } }).tickLimits, { ...DEFAULT_TICK_LIMITS, logBytes: 7 })
+  // Above the default parses (a host with higher caps may run it); whether a host accepts it is checkWithinCaps's question.
+  assert.is(parse({ resource_limits: { max_events_per_tick: 2 ** 53 - 1 } }).tickLimits.events, 2 ** 53 - 1)
+  for (const field of Object.values(TICK_LIMIT_FIELDS)) {
+    for (const bad of [0, -1, 1.5, 2 ** 53, '100', null]) fails({ resource_limits: { [field]: bad } }, `resource_limits.${field}`, 'positive integer')
+  }
+  fails({ resource_limits: { max_events: 5 } }, 'unknown field resource_limits.max_events', 'max_events_per_tick')
+})
+
+test('checkWithinCaps: null within the caps (defaults included); else one line naming the field, the value asked and the cap', () => {
+  const caps: NodeCaps = { maxFuelPerTick: 100_000_000n, maxMemoryBytes: 16 * 65536, maxFailures: 5, tickLimits: { events: 100, logBytes: 1000, randomBytes: 64, eventBytes: 5000 } }
+  const within = { max_fuel_per_tick: 100_000_000, max_memory_bytes: 16 * 65536, max_consecutive_failures: 5, max_events_per_tick: 100, max_log_bytes_per_tick: 1000, max_random_bytes_per_tick: 64, max_event_bytes_per_tick: 5000 }
+  assert.is(checkWithinCaps(parse({ resource_limits: within }), caps), null, 'exactly at every cap')
+  assert.is(checkWithinCaps(parse({}), DEFAULT_NODE_CAPS), null, 'the defaults are within the default caps')
+  const cases: [string, number, string][] = [
+    ['max_fuel_per_tick', 2 ** 53 - 1, `resource_limits.max_fuel_per_tick asks ${2 ** 53 - 1}, above this host's cap of 100000000`],
+    ['max_memory_bytes', 17 * 65536, `resource_limits.max_memory_bytes asks ${17 * 65536}, above this host's cap of ${16 * 65536}`],
+    ['max_consecutive_failures', 6, 'resource_limits.max_consecutive_failures asks 6, above this host\'s cap of 5'],
+    ['max_events_per_tick', 101, 'resource_limits.max_events_per_tick asks 101, above this host\'s cap of 100'],
+    ['max_log_bytes_per_tick', 1001, 'resource_limits.max_log_bytes_per_tick asks 1001, above this host\'s cap of 1000'],
+    ['max_random_bytes_per_tick', 65, 'resource_limits.max_random_bytes_per_tick asks 65, above this host\'s cap of 64'],
+    ['max_event_bytes_per_tick', 5001, 'resource_limits.max_event_bytes_per_tick asks 5001, above this host\'s cap of 5000'],
+  ]
+  for (const [field, asked, reason] of cases) assert.is(checkWithinCaps(parse({ resource_limits: { ...within, [field]: asked } }), caps), reason)
+  // Fields left out count at their defaults: the default 1e9 fuel is above a 1e8 cap.
+  assert.is(checkWithinCaps(parse({}), caps), 'resource_limits.max_fuel_per_tick asks 1000000000, above this host\'s cap of 100000000')
+  assert.equal(DEFAULT_NODE_CAPS, { maxFuelPerTick: 10_000_000_000n, maxMemoryBytes: 1 << 30, maxFailures: 100, tickLimits: DEFAULT_TICK_LIMITS })
 })
 
 test.run()

@@ -4,7 +4,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { EXIT } from '../checkpoint/errors.ts'
-import { formatBudget, MICROCENTS_PER_UNIT, parseBudget, parseCount, parseDuration, UsageError } from '../cmd/units.ts'
+import { formatBudget, MICROCENTS_PER_UNIT, parseBudget, parseCount, parseDuration, parseLimit, UsageError } from '../cmd/units.ts'
 
 /** Asserts that `f` throws a UsageError (exit 2) whose message names `option` and `value`. */
 function usage (f: () => unknown, option: string, value: string): void {
@@ -55,6 +55,16 @@ test('parseCount reads non-negative safe integers and rejects the rest', () => {
   assert.is(parseCount('42', '--max-ticks'), 42)
   assert.is(parseCount('9007199254740991', '--max-ticks'), Number.MAX_SAFE_INTEGER)
   for (const v of ['-1', '1.5', 'abc', '', '1e3', '9007199254740993']) usage(() => parseCount(v, '--max-ticks'), '--max-ticks', v)
+})
+
+
+test('parseLimit reads positive integers, exponent form and binary byte units; anything else names the option', () => {
+  assert.is(parseLimit('100000000', '--max-fuel-per-tick'), 100_000_000)
+  assert.is(parseLimit('1e8', '--max-fuel-per-tick'), 100_000_000)
+  assert.is(parseLimit('9007199254740991', '--max-fuel-per-tick'), 2 ** 53 - 1)
+  assert.is(parseLimit('64KiB', '--max-memory'), 65536)
+  assert.is(parseLimit('1 GiB', '--max-memory'), 2 ** 30)
+  for (const bad of ['0', '-1', '1.5', '1e400', '9007199254740993', '2^53', 'lots', '4GB', '']) usage(() => parseLimit(bad, '--max-memory'), '--max-memory', bad)
 })
 
 test.run()

@@ -16,12 +16,13 @@ import { ModuleError } from '../checkpoint/errors.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { CheckpointWriter } from '../checkpoint/writer.ts'
-import { EventLog } from '../hostcalls/eventlog.ts'
+import { DEFAULT_TICK_LIMITS, EventLog, TickLimitTrap } from '../hostcalls/eventlog.ts'
+import type { TickLimits } from '../hostcalls/eventlog.ts'
 import { checkImports } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import { CAPABILITIES, capabilityFor, grantedImports, parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
-import { ERRNO, MAX_LINE_BYTES, WASI_FUNCTIONS, WASI_MODULE, WASI_SIGNATURES, WasiExit, wasiHost, wasiImports } from '../hostcalls/wasi.ts'
+import { ERRNO, MAX_IOVS, MAX_LINE_BYTES, WASI_FUNCTIONS, WASI_MODULE, WASI_SIGNATURES, WasiExit, wasiHost, wasiImports } from '../hostcalls/wasi.ts'
 import { Agent } from '../runtime/agent.ts'
 import { peerIdFromPublicKey } from '../runtime/host.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
@@ -76,8 +77,8 @@ interface Harness {
   fills: number
 }
 
-function instantiate (over: Partial<HostContext> = {}): Harness {
-  const log = new EventLog()
+function instantiate (over: Partial<HostContext> = {}, limits: Partial<TickLimits> = {}): Harness {
+  const log = new EventLog({ ...DEFAULT_TICK_LIMITS, ...limits })
   log.beginTick(1)
   const lines: string[] = []
   let memory: WebAssembly.Memory | undefined
@@ -164,7 +165,7 @@ test('fd_write gathers iovecs, emits and records complete lines per fd, writes n
 })
 
 test('fd_write: zero iovecs write 0; malformed UTF-8 becomes U+FFFD; a line over 1 MiB is cut in 1 MiB pieces', () => {
-  const h = instantiate()
+  const h = instantiate({}, { logBytes: 4 * MAX_LINE_BYTES })
   h.dv().setUint32(200, 77, true)
   assert.is(h.ex.call_fd_write(1, 100, 0, 200), ERRNO.SUCCESS)
   assert.is(h.dv().getUint32(200, true), 0)
@@ -189,7 +190,9 @@ test('fd_write: other fds → EBADF; iovec array, buffers or nwritten outside me
   iovecs(h, 100, [[1000, 3]])
   for (const fd of [0, 3, 4, -1]) assert.is(h.ex.call_fd_write(fd, 100, 1, 200), ERRNO.BADF, `fd ${fd}`)
   assert.is(h.ex.call_fd_write(1, 65536 - 4, 1, 200), ERRNO.FAULT) // the iovec itself crosses the end
-  assert.is(h.ex.call_fd_write(1, 100, 0x2000_0000, 200), ERRNO.FAULT) // iovs_len × 8 past the end
+  assert.is(h.ex.call_fd_write(1, 65536 - 8 * MAX_IOVS + 8, MAX_IOVS, 200), ERRNO.FAULT) // iovs_len × 8 past the end
+  assert.is(h.ex.call_fd_write(1, 100, MAX_IOVS + 1, 200), ERRNO.INVAL) // more than IOV_MAX iovecs
+  assert.is(h.ex.call_fd_write(1, 100, 0x2000_0000, 200), ERRNO.INVAL)
   assert.is(h.ex.call_fd_write(1, 100, 1, 65536 - 3), ERRNO.FAULT)
   assert.is(h.ex.call_fd_write(1, 100, 1, -1), ERRNO.FAULT)
   iovecs(h, 100, [[1000, 3], [65536 - 2, 3]]) // second buffer crosses the end: nothing at all is written
@@ -442,6 +445,99 @@ test('runLoop: proc_exit retires the agent; the final checkpoint is finished wit
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+})
+
+// ---- per-tick limits (docs/ABI.md "Per-tick limits") ----
+
+/** Calls `f` until it throws; returns the calls that succeeded and the error. */
+function flood (f: () => unknown, max = 1_000_000): { ok: number; error: unknown } {
+  for (let ok = 0; ok < max; ok++) {
+    try { f() } catch (error) { return { ok, error } }
+  }
+  return assert.unreachable('the flood never trapped') as never
+}
+const isTrap = (e: unknown, message: string) => e instanceof TickLimitTrap && (e as Error).message === message
+const thrown = (f: () => unknown): unknown => { try { f() } catch (e) { return e } return null }
+
+test('fd_write flood: 1 KiB lines trap once the tick would pass 1 MiB of output, naming max_log_bytes_per_tick; the refused write outputs nothing', () => {
+  const h = instantiate()
+  h.mem().fill(0x77, 1000, 1000 + 1023)
+  h.mem()[1000 + 1023] = 0x0a
+  iovecs(h, 100, [[1000, 1024]])
+  const { ok, error } = flood(() => h.ex.call_fd_write(1, 100, 1, 200))
+  assert.is(ok, 1025)
+  assert.ok(isTrap(error, 'tick limit: 1049599 log bytes > max_log_bytes_per_tick 1048576'), String(error))
+  assert.is(h.lines.length, 1025)
+  assert.is(h.log.usage.logBytes, 1025 * 1023)
+})
+
+test('fd_write: bytes waiting for their newline count toward the log limit when written; flush emits what was accepted', () => {
+  const h = instantiate({}, { logBytes: 100 })
+  h.mem().fill(0x61, 1000, 1100)
+  iovecs(h, 100, [[1000, 60]])
+  assert.is(h.ex.call_fd_write(1, 100, 1, 200), ERRNO.SUCCESS)
+  iovecs(h, 100, [[1000, 41]])
+  assert.ok(isTrap(thrown(() => h.ex.call_fd_write(2, 100, 1, 200)), 'tick limit: 101 log bytes > max_log_bytes_per_tick 100'))
+  assert.equal(h.lines, [])
+  h.flush()
+  assert.equal(h.lines, ['a'.repeat(60)])
+})
+
+test('flush crossing a limit throws the trap and leaves no partial line of either fd for the next tick', () => {
+  const h = instantiate({}, { events: 2 })
+  h.mem().set(utf8('xa\nb\nc'), 1000)
+  iovecs(h, 100, [[1000, 1]]) // "x" on stderr, no newline
+  assert.is(h.ex.call_fd_write(2, 100, 1, 200), ERRNO.SUCCESS)
+  iovecs(h, 100, [[1001, 5]]) // "a\nb\nc" on stdout: a and b recorded, c waits
+  assert.is(h.ex.call_fd_write(1, 100, 1, 200), ERRNO.SUCCESS)
+  assert.equal(h.lines, ['a', 'b'])
+  assert.ok(isTrap(thrown(h.flush), 'tick limit: 3 events > max_events_per_tick 2'))
+  h.log.endTick({ fuel: 0n, result: null, trap: 'x' })
+  h.log.beginTick(2)
+  h.flush()
+  assert.equal(h.lines, ['a', 'b'])
+  assert.equal(h.log.currentEvents, [])
+})
+
+test('random_get flood: 64 KiB requests trap at the 17th (1 MiB per tick), before any byte is drawn', () => {
+  const h = instantiate()
+  h.ex.grow(1)
+  const { ok, error } = flood(() => h.ex.call_random_get(0, 65536))
+  assert.is(ok, 16)
+  assert.ok(isTrap(error, 'tick limit: 1114112 random bytes > max_random_bytes_per_tick 1048576'), String(error))
+  assert.is(h.fills, 16)
+})
+
+test('clock_time_get flood: the 10,001st read traps naming max_events_per_tick, before the clock is read', () => {
+  let reads = 0
+  const h = instantiate({ now: () => { reads++; return NOW } })
+  const { ok, error } = flood(() => h.ex.call_clock_time_get(0, 0n, 64))
+  assert.is(ok, 10_000)
+  assert.ok(isTrap(error, 'tick limit: 10001 events > max_events_per_tick 10000'), String(error))
+  assert.is(reads, 10_000)
+})
+
+test('Agent: output still waiting at the end of a tick that crosses a limit traps the tick (rolled back, a failure), it does not escape', () => {
+  const wasm = watBytes(`(module
+    (import "${WASI_MODULE}" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "agent_tick") (result i32)
+      (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+      (i32.store (i32.const 100) (i32.const 200))
+      (i32.store (i32.const 104) (i32.const 3))
+      (drop (call $fd_write (i32.const 1) (i32.const 100) (i32.const 1) (i32.const 120)))
+      (i32.const 0))
+    (data (i32.const 200) "a\\nb"))`)
+  const m = parseManifest(utf8(JSON.stringify({ capabilities: ['wasi'], resource_limits: { max_events_per_tick: 1 } })), 'wasi.manifest.json')
+  const lines: string[] = []
+  const agent = Agent.birth({ wasm, manifest: m, identity: generateIdentity(), budget: 1_000_000_000n, price: 1000n, inputs: simulatedInputs('wasi'), emit: (l) => { lines.push(l) }, file: 'wasi.wasm' })
+  const r = agent.runTick()!
+  assert.equal([r.result, r.trap, r.changedPages], [null, 'tick limit: 2 events > max_events_per_tick 1', 0])
+  assert.is(agent.failures, 1)
+  assert.equal(lines, ['a'])
+  assert.equal(agent.log.pending.at(-1)!.events, [['wasi.stdout', 'a']])
+  assert.is(agent.runTick()!.trap, 'tick limit: 2 events > max_events_per_tick 1', 'the next tick starts clean and fails the same way')
+  assert.equal(lines, ['a', 'a'])
 })
 
 test.run()
