@@ -205,7 +205,12 @@ export class IgordNode {
       try { live = readLive(file) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
       const h = live.parsed
       const cid = headerCid(live.header)
-      if (h.status !== 'running') continue
+      if (h.status !== 'running') {
+        // a kill between its live file and its history entry leaves a stopped agent's last checkpoint
+        // (e.g. a handoff, which findHandoff must find) only in the live file: archive it
+        try { new CheckpointWriter(this.dir, name).ensureArchived(live) } catch (e) { this.#opts.note(`${name}: cannot archive its last checkpoint: ${(e as Error).message}`) }
+        continue
+      }
       const gone = authority.findHandoff(this.dir, name, h.tick, cid)
       if (gone !== null) { this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
       try {
