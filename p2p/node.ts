@@ -22,6 +22,9 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { encodeLive, readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
+import { makePrivateDir } from '../checkpoint/layout.ts'
+import { lockAgent, lockNode } from '../checkpoint/lock.ts'
+import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
@@ -133,6 +136,9 @@ export class IgordNode {
   readonly #prepared = new Map<string, LiveCheckpoint>()
   #closing = false
   readonly #resolving = new Set<string>()
+  /** the node's lock on its data directory, and one writer lock per agent it hosts (checkpoint/lock.ts) */
+  #dirLock: Lock | null = null
+  readonly #locks = new Map<string, Lock>()
 
   private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
     this.#opts = opts
@@ -153,10 +159,15 @@ export class IgordNode {
    */
   static async start (opts: NodeOptions): Promise<IgordNode> {
     for (const a of [...opts.listen, ...(opts.bootstrap ?? [])]) parseMultiaddr(a, 'address')
-    fs.mkdirSync(opts.dir, { recursive: true })
-    const host = loadHostIdentity(opts.dir)
-    const peer = await startPeer(host.key.seed, opts.listen)
-    const node = new IgordNode(opts, host, peer)
+    makePrivateDir(opts.dir)
+    const dirLock = lockNode(opts.dir)
+    let node: IgordNode
+    try {
+      const host = loadHostIdentity(opts.dir)
+      node = new IgordNode(opts, host, await startPeer(host.key.seed, opts.listen))
+    } catch (e) { dirLock.release(); throw e }
+    node.#dirLock = dirLock
+    const peer = node.peer
     try {
       node.#restore()
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
@@ -214,6 +225,7 @@ export class IgordNode {
       const gone = authority.findHandoff(this.dir, name, h.tick, cid)
       if (gone !== null) { this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
       try {
+        this.#lock(name)
         const session = resumeAgent(this.#settings(name), file)
         const arrival = authority.readHandoffRecord(this.dir, name)
         if (arrival !== null && arrival.parsed.prev === cid) {
@@ -223,7 +235,7 @@ export class IgordNode {
         const hosted = this.#host(name, session, this.#opts.intervalMs)
         if (stopped) hosted.state = 'stopped'
         else { this.#startLoop(hosted); this.#opts.note(`restored ${name} (${session.agent.spec.identity.did}) at tick ${session.agent.tick}, epoch ${session.lineage.epoch}`) }
-      } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
+      } catch (e) { this.#unlock(name); this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
     }
   }
 
@@ -309,7 +321,9 @@ export class IgordNode {
     const manifest = readFile(manifestFile, 'the manifest')
     const missing = [...parseManifest(manifest, manifestFile).capabilities.keys()].filter((c) => !this.capabilities.has(c))
     if (missing.length > 0) throw new RequestError(`capability ${JSON.stringify(missing[0])} not offered by this node`)
-    const session = startAgent(this.#settings(name), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget })
+    this.#lock(name)
+    let session: Session
+    try { session = startAgent(this.#settings(name), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget }) } catch (e) { this.#unlock(name); throw e }
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     const h = this.#host(name, session, req.intervalMs ?? this.#opts.intervalMs)
     this.#startLoop(h)
@@ -341,6 +355,19 @@ export class IgordNode {
     this.#closing = true
     await Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
     try { await this.peer.stop() } catch { /* already stopped */ }
+    for (const l of this.#locks.values()) l.release()
+    this.#locks.clear()
+    this.#dirLock?.release()
+  }
+
+  /** Takes the writer lock of agent `name` (kept until it leaves or the node stops). @throws LockedError, StorageError */
+  #lock (name: string): void {
+    if (!this.#locks.has(name)) this.#locks.set(name, lockAgent(this.dir, name))
+  }
+
+  #unlock (name: string): void {
+    this.#locks.get(name)?.release()
+    this.#locks.delete(name)
   }
 
   // ── source side ───────────────────────────────────────────────────────────
@@ -481,6 +508,7 @@ export class IgordNode {
           r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
           r.ms = performance.now() - t0
           this.agents.delete(h.name)
+          this.#unlock(h.name)
           authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })
           this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
           return r
@@ -638,6 +666,7 @@ export class IgordNode {
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     this.#inbound.delete(name)
     this.#prepared.delete(name)
+    this.#lock(name)
     let session: Session
     if (prepared !== null) {
       const writer = new CheckpointWriter(this.dir, name)
