@@ -12,6 +12,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import { EXIT, IgordError } from '../checkpoint/errors.ts'
+import { quarantined } from './authority.ts'
 import { NetworkError, RequestError } from './errors.ts'
 import type { IgordNode } from './node.ts'
 
@@ -78,7 +79,7 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
   }
   switch (req.op) {
     case 'ps':
-      return { peer: node.peerId, addrs: node.addrs, agents: node.list() }
+      return { peer: node.peerId, addrs: node.addrs, agents: node.list(), quarantined: quarantined(node.dir) }
     case 'run': {
       let budget: bigint
       try { budget = BigInt(str('budget')) } catch { throw new RequestError('control: field "budget" must be an integer string (microcents)') }

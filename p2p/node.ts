@@ -22,7 +22,7 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { encodeLive, readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
-import { makePrivateDir } from '../checkpoint/layout.ts'
+import { isAgentName, makePrivateDir } from '../checkpoint/layout.ts'
 import { lockAgent, lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
@@ -222,12 +222,13 @@ export class IgordNode {
         try { new CheckpointWriter(this.dir, name).ensureArchived(live) } catch (e) { this.#opts.note(`${name}: cannot archive its last checkpoint: ${(e as Error).message}`) }
         continue
       }
-      const gone = authority.findHandoff(this.dir, name, h.tick, cid)
+      let gone: authority.SignedHeader | null
+      try { gone = authority.findHandoff(this.dir, name, h.tick, cid) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
       if (gone !== null) { this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
       try {
         this.#lock(name)
         const session = resumeAgent(this.#settings(name), file)
-        const arrival = authority.readHandoffRecord(this.dir, name)
+        const arrival = authority.readHandoffRecord(this.dir, name, this.#opts.note)
         if (arrival !== null && arrival.parsed.prev === cid) {
           this.#continueAfterHandoff(session, arrival.header, arrival.sig)
         } else if (arrival !== null) authority.dropHandoffRecord(this.dir, name)
@@ -571,7 +572,7 @@ export class IgordNode {
       const q = await ch.recv('status', this.timeouts.stepMs, ['status'])
       const name = String(q.name); const offer = String(q.offer); const tick = Number(q.tick)
       let answer: Record<string, unknown> = { t: 'status', state: 'aborted' }
-      const done = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(name) && Number.isSafeInteger(tick) ? authority.findHandoff(this.dir, name, tick, offer) : null
+      const done = isAgentName(name) && Number.isSafeInteger(tick) ? authority.findHandoff(this.dir, name, tick, offer) : null
       if (done !== null && done.parsed.target === ch.peer) answer = { t: 'status', state: 'handoff', header: done.header, sig: done.sig }
       else if (this.agents.get(name)?.migration?.offer === offer) answer = { t: 'status', state: 'pending' }
       await ch.send(answer as { t: string }, 'status', this.timeouts.stepMs)
@@ -621,7 +622,8 @@ export class IgordNode {
       return here.session.agent.spec.identity.did === o.parsed.agent ? `${o.name} already runs on this node` : `an agent named ${o.name} already lives on this node`
     }
     if (this.#inbound.has(o.name) && this.#inbound.get(o.name) === undefined) return `a migration of ${o.name} is already in progress`
-    const pending = authority.readPending(this.dir, o.name)
+    let pending: authority.PendingRecord | null
+    try { pending = authority.readPending(this.dir, o.name, this.#opts.note) } catch (e) { return `the pending record of ${o.name} here is unreadable: ${(e as Error).message}` }
     if (pending !== null && (pending.agent !== o.parsed.agent || (pending.offer !== o.cid && o.parsed.tick <= pending.tick))) {
       return `${o.name} is already pending here from another migration`
     }
@@ -686,13 +688,20 @@ export class IgordNode {
   /** On start: completes an arrival whose handoff record was written, or starts resolving it. */
   #recoverPending (name: string): void {
     const paths = authority.recordPaths(this.dir, name)
-    const rec = authority.readPending(this.dir, name)
-    const handoff = authority.readHandoffRecord(this.dir, name)
+    let rec: authority.PendingRecord | null; let handoff: authority.SignedHeader | null
+    try {
+      rec = authority.readPending(this.dir, name, this.#opts.note)
+      handoff = authority.readHandoffRecord(this.dir, name, this.#opts.note)
+    } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`); return }
     if (rec !== null && handoff !== null && handoff.parsed.prev === rec.offer && fs.existsSync(paths.pendingCkpt)) {
       try { this.#commitArrival(name, readLive(paths.pendingCkpt), handoff, null) } catch (e) { this.#opts.note(`cannot complete the arrival of ${name}: ${(e as Error).message}`) }
       return
     }
-    if (rec === null || !fs.existsSync(paths.pendingCkpt)) { authority.dropPending(this.dir, name); return }
+    if (rec === null) { // never answered pending (or its record was quarantined): set the copy aside, never delete it
+      try { authority.setAsideOrphanPending(this.dir, name, this.#opts.note) } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
+      return
+    }
+    if (!fs.existsSync(paths.pendingCkpt)) { authority.dropPending(this.dir, name); return } // a record alone holds no agent state
     void this.#resolve(name)
   }
 
@@ -705,8 +714,10 @@ export class IgordNode {
     this.#resolving.add(name)
     try {
       for (let k = 0; !this.#closing; k++) {
-        const rec = authority.readPending(this.dir, name)
-        if (rec === null) return
+        let rec: authority.PendingRecord | null = null
+        try { rec = authority.readPending(this.dir, name, this.#opts.note) } catch (e) { if (k === 0) this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
+        if (rec === null && !fs.existsSync(authority.recordPaths(this.dir, name).pending)) return
+        if (rec === null) { await sleep(Math.min(5000, 200 * 2 ** Math.min(k, 5))); continue }
         this.#inbound.set(name, this.#inbound.get(name) ?? null)
         try {
           const addrs = rec.addrs.map((a) => parseMultiaddr(a, 'pending source'))
