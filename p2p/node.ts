@@ -22,7 +22,7 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { encodeLive, readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
-import { isAgentName, makePrivateDir } from '../checkpoint/layout.ts'
+import { blobsDir, isAgentName, liveNames, makePrivateDir, recordPaths } from '../checkpoint/layout.ts'
 import { lockAgent, lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
@@ -111,12 +111,7 @@ interface Hosted {
 /** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
 export const QUIET_MS = 30_000
 
-/** Files named `<name>.ckpt` directly in `dir`. */
-function liveNames (dir: string): string[] {
-  try { return fs.readdirSync(dir).filter((f) => f.endsWith('.ckpt') && !f.startsWith('.')).map((f) => f.slice(0, -5)).sort() } catch { return [] }
-}
-
-function stoppedMarker (dir: string, name: string): string { return path.join(authority.migrateDir(dir), `${name}.stopped`) }
+function stoppedMarker (dir: string, name: string): string { authority.migrateDir(dir); return recordPaths(dir, name).stopped }
 
 /** A running node. */
 export class IgordNode {
@@ -149,7 +144,7 @@ export class IgordNode {
     this.capabilities = new Set(opts.capabilities)
     this.price = opts.price
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
-    this.#blobs = new BlobStore(path.join(opts.dir, 'blobs'))
+    this.#blobs = new BlobStore(blobsDir(opts.dir))
   }
 
   /**
@@ -339,7 +334,7 @@ export class IgordNode {
   async stopAgent (name: string): Promise<AgentInfo> {
     const h = this.#get(name)
     if (h.state === 'migrating') throw new RequestError(`${name} is migrating`)
-    fs.writeFileSync(stoppedMarker(this.dir, name), '')
+    fs.writeFileSync(stoppedMarker(this.dir, name), '', { mode: 0o600 })
     await this.#pause(h)
     h.state = 'stopped'
     return this.#info(h)
