@@ -17,6 +17,7 @@
  * - STOPPED 7: the agent stopped without finishing (paused after failures, or budget exhausted).
  * - IO 8: a file or directory could not be read or written.
  * - NETWORK 9: a peer could not be reached or refused (p2p commands).
+ * - LOCKED 10: another live process writes that agent or serves that data directory (checkpoint/lock.ts).
  */
 export const EXIT = {
   OK: 0,
@@ -29,6 +30,7 @@ export const EXIT = {
   STOPPED: 7,
   IO: 8,
   NETWORK: 9,
+  LOCKED: 10,
 } as const
 
 /** An error a user can cause; `exitCode` is one of {@link EXIT}. */

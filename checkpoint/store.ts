@@ -10,6 +10,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid } from './hash.ts'
+import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
 const IOV_MAX = 1024
@@ -46,18 +47,23 @@ export function fsyncDir (dir: string): void {
   } finally { fs.closeSync(fd) }
 }
 
-/** Test hook: called between writing the temp file and renaming it (simulates a crash there). */
-export const testHooks: { beforeRename: ((tmp: string) => void) | null } = { beforeRename: null }
+/**
+ * Test hooks. `beforeRename` is called between writing the temp file and renaming it over the
+ * target (`tmp` the temp path, `file` the target): throwing there simulates a crash at that point
+ * (the temp file is then removed, as a restart's readers would ignore it anyway).
+ */
+export const testHooks: { beforeRename: ((tmp: string, file: string) => void) | null } = { beforeRename: null }
 
 /**
  * Atomically replaces `file` with `data` (one buffer or chunks written with writev, not copied):
  * writes `<dir>/.<name>.tmp-<pid>-<random>`, fsyncs it, renames it over `file`, fsyncs the directory
  * (skipped when `syncDir` is false, for callers that fsync the directory once for a batch).
  * The temp file is removed if anything fails, leaving the old `file` untouched.
- * @param mode permission bits for the new file (0o600 for live checkpoints, which hold a secret key).
+ * @param mode permission bits for the new file; default 0o600 (everything igord writes holds agent
+ *   state or keys: docs/FORMAT.md "Data directory"); a umask can only narrow it.
  * @throws StorageError `<path>: cannot <step>: <errno> …`.
  */
-export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = 0o644, syncDir = true): void {
+export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true): void {
   const dir = path.dirname(file)
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
   let fd: number
@@ -68,7 +74,7 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
       writeAll(fd, Array.isArray(data) ? data : [data])
       fs.fsyncSync(fd)
     } catch (e) { throw ioError('write', tmp, e) } finally { fs.closeSync(fd) }
-    if (testHooks.beforeRename !== null) testHooks.beforeRename(tmp)
+    if (testHooks.beforeRename !== null) testHooks.beforeRename(tmp, file)
     try { fs.renameSync(tmp, file) } catch (e) { throw ioError('rename into place', file, e) }
     ok = true
   } finally {
@@ -90,12 +96,12 @@ export class BlobStore {
   #dirty = false
 
   /**
-   * @param dir created (with parents) when missing.
+   * @param dir created (with parents, mode 0700) when missing.
    * @throws StorageError when the directory cannot be created.
    */
   constructor (dir: string) {
     this.dir = dir
-    try { fs.mkdirSync(dir, { recursive: true }) } catch (e) { throw ioError('create directory', dir, e) }
+    try { makePrivateDir(dir) } catch (e) { throw ioError('create directory', dir, e) }
   }
 
   /** Path of the blob file for `cid`. */
@@ -115,7 +121,7 @@ export class BlobStore {
     if (this.#known.has(cid)) return { cid, written: false }
     const file = this.pathOf(cid)
     if (fs.existsSync(file)) { this.#known.add(cid); return { cid, written: false } }
-    atomicWrite(file, bytes, 0o644, false)
+    atomicWrite(file, bytes, FILE_MODE, false)
     this.#known.add(cid)
     if (sync) fsyncDir(this.dir); else this.#dirty = true
     return { cid, written: true }

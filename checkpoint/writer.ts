@@ -10,11 +10,14 @@
  * entry a writer instance writes is a base entry (the full page table), so every directory's history
  * can be verified on its own after a resume elsewhere.
  *
- * Crash safety: blobs first (then one fsync of the blob directory), then the history entry, then the
- * live file, each atomic. A kill at any instant leaves the old or the new live file, and a history
- * whose every entry has its blobs. {@link CheckpointWriter.ensureArchived}, called on resume, puts
- * the resumed checkpoint into the history when it is missing and sets aside an entry left past it
- * by a crash between the history entry and the live file (which would otherwise look like a fork).
+ * Crash safety (docs/FORMAT.md "Write order"): blobs first (then one fsync of the blob directory),
+ * then the live file, then the history entry, each atomic. A kill at any instant leaves the old or
+ * the new live file, a history whose every entry has its blobs, and no history entry past the live
+ * file: so a copy of the live file alone, resumed anywhere, continues the history and never forks it.
+ * A kill between the live file and its entry leaves the live checkpoint one step ahead of the
+ * history; {@link CheckpointWriter.ensureArchived}, called on every resume (and by a node on start),
+ * archives it. Entries written past the live file by older versions (which wrote the entry first)
+ * are still set aside there.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -24,6 +27,7 @@ import { cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeLive, type LiveCheckpoint } from './live.ts'
+import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
 import { BlobStore, atomicWrite } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
@@ -76,12 +80,8 @@ export interface HistoryEntry {
 }
 
 const ENTRY_FIELDS = ['sig', 'base', 'pages', 'header', 'globals', 'pageCount'] as const
-const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
 
-/** History entry file name: `<tick padded to 12 digits>-<header cid>.cbor`. */
-export function entryFileName (tick: number, cid: string): string {
-  return `${String(tick).padStart(12, '0')}-${cid}.cbor`
-}
+export { entryFileName } from './layout.ts'
 
 /**
  * Bytes of a history entry: tag 55799 + canonical CBOR `{sig, base, pages, header, globals, pageCount}`.
@@ -167,17 +167,17 @@ export class CheckpointWriter {
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
 
   /**
-   * Creates `dir`, `dir/history/<name>` and `dir/blobs` when missing.
-   * @throws CheckpointError for a name that is not a plain file name; StorageError on I/O failure.
+   * Creates `dir`, `dir/history/<name>` and `dir/blobs` (mode 0700) when missing.
+   * @throws NameError (exit 2) for a name that breaks the rule of checkpoint/layout.ts; StorageError on I/O failure.
    */
   constructor (dir: string, name: string) {
-    if (!NAME_RE.test(name)) throw new CheckpointError(`agent name ${JSON.stringify(name)} must be 1-128 letters, digits, '.', '_' or '-' and not start with '.' or '-'`)
+    checkAgentName(name)
     this.dir = dir
     this.name = name
-    this.livePath = path.join(dir, `${name}.ckpt`)
-    this.historyDir = path.join(dir, 'history', name)
-    try { fs.mkdirSync(this.historyDir, { recursive: true }) } catch (e) { throw new StorageError(`${this.historyDir}: cannot create directory: ${(e as NodeJS.ErrnoException).code ?? e}`) }
-    this.blobs = new BlobStore(path.join(dir, 'blobs'))
+    this.livePath = livePath(dir, name)
+    this.historyDir = historyDir(dir, name)
+    try { makePrivateDir(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot create directory: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+    this.blobs = new BlobStore(blobsDir(dir))
   }
 
   #cidOf (slot: '#code' | '#manifest', bytes: Uint8Array): string {
@@ -190,7 +190,8 @@ export class CheckpointWriter {
   }
 
   /**
-   * Writes one checkpoint: blobs, history entry, live file (in that order, each atomic).
+   * Writes one checkpoint: blobs, live file, history entry (in that order, each atomic; see the
+   * module doc for why the live file comes before the entry).
    * `time` is `a.time` or now (Unix ms); `log` (an event-log segment) is stored as a blob and referenced by CID.
    * @returns the header, its signed bytes and its CID (the next checkpoint's `prev`).
    * @throws CheckpointError for an inconsistent snapshot or header field; StorageError on I/O
@@ -265,18 +266,22 @@ export class CheckpointWriter {
     const sig = signHeader(a.identity, headerBytes)
     const cid = headerCid(headerBytes)
     const entryFile = path.join(this.historyDir, entryFileName(a.tick, cid))
+    const entry = encodeEntry({ headerBytes, sig, base, pageCount: s.pageCount, pages: rows, globals: s.globals })
+    const t1 = performance.now()
+
+    // 3. live file, then 4. the history entry. Until the entry is written the live file is one step
+    // ahead of the history, which ensureArchived repairs on resume; the other order would let a copy
+    // of the (older) live file resumed elsewhere fork the history at the orphaned entry.
     try {
-      atomicWrite(entryFile, encodeEntry({ headerBytes, sig, base, pageCount: s.pageCount, pages: rows, globals: s.globals }))
+      atomicWrite(this.livePath, encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed }), 0o600)
+      const t2 = performance.now()
+      atomicWrite(entryFile, entry)
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1 }
     } catch (e) {
-      this.#table = null // the in-memory table no longer matches the last entry on disk: next write is a base
+      this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
       throw e
     }
     this.#pageCount = s.pageCount
-    const t1 = performance.now()
-
-    // 3. live file
-    atomicWrite(this.livePath, encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed }), 0o600)
-    this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0, liveMs: ms(t1) }
     return { header, headerBytes, cid }
   }
 
@@ -294,7 +299,7 @@ export class CheckpointWriter {
     const file = path.join(this.historyDir, entryFileName(tick, cid))
     let names: string[]
     try { names = fs.readdirSync(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
-    const later = names.filter((n) => !n.startsWith('.') && n.endsWith('.cbor') && Number(n.slice(0, 12)) > tick)
+    const later = names.filter((n) => (tickOfEntryName(n) ?? -1) > tick)
     if (later.length === 1) {
       const p = path.join(this.historyDir, later[0])
       try {

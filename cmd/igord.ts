@@ -8,6 +8,9 @@ import { basename, resolve } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import { EXIT, IgordError, ManifestError, ModuleError, StorageError } from '../checkpoint/errors.ts'
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+import { checkAgentName, nameOfLive } from '../checkpoint/layout.ts'
+import { assertNotWritten, describeHolder, lockAgent } from '../checkpoint/lock.ts'
+import type { Lock } from '../checkpoint/lock.ts'
 import { formatInspect, inspectLive } from '../checkpoint/inspect.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { checkWithinCaps, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
@@ -31,7 +34,8 @@ Exit codes:
   6  verify: the history is INVALID (faults or forks), or --replay diverged
   7  the agent stopped without finishing: paused after repeated failures, or budget exhausted
   8  a file or directory could not be read or written
-  9  a peer could not be reached or refused`
+  9  a peer could not be reached or refused
+ 10  another igord process writes that agent or serves that data directory (the line names it)`
 
 /**
  * A closed stdout or stderr (`igord --help | head`, a reader that went away) ends the CLI quietly,
@@ -107,6 +111,10 @@ async function drive (session: Session, loop: LoopSettings): Promise<number> {
   }
 }
 
+function noteTakeover (lock: Lock): void {
+  if (lock.tookOver !== null) note(`took over the stale lock ${lock.file} of ${describeHolder(lock.tookOver)} (no longer running)`)
+}
+
 function emitter (name: string, quiet: boolean | undefined): (line: string) => void {
   return quiet ? () => {} : (line) => { process.stdout.write(`[${name}] ${line}\n`) }
 }
@@ -141,8 +149,7 @@ loopOptions(program.command('run')
   .addHelpText('after', EXIT_HELP)
   .action(async (wasmPath: string, o: LoopFlags & { manifest?: string; budget: string; dir: string; name?: string; price: string; simSeed?: string; node?: string; json?: boolean }) => {
     const manifestPath = o.manifest ?? wasmPath.replace(/\.wasm$/, '') + '.manifest.json'
-    const name = o.name ?? basename(wasmPath).replace(/\.wasm$/, '')
-    if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name: '${name}' may contain only letters, digits, '.', '_' and '-'`)
+    const name = checkAgentName(o.name ?? basename(wasmPath).replace(/\.wasm$/, ''), o.name === undefined ? `${wasmPath} (use --name)` : '--name')
     const loop = loopSettings(o)
     const budget = parseBudget(o.budget, '--budget')
     if (o.node !== undefined) {
@@ -154,6 +161,7 @@ loopOptions(program.command('run')
     // A local run refuses (does not clamp) limits above the default node caps (docs/ABI.md).
     const over = checkWithinCaps(parseManifest(manifest, manifestPath), DEFAULT_NODE_CAPS)
     if (over !== null) throw new ManifestError(`${manifestPath}: ${over}`)
+    noteTakeover(lockAgent(o.dir, name))
     const session = startAgent(
       { dir: o.dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
       { name, wasm, wasmFile: wasmPath, manifest, manifestFile: manifestPath, budget },
@@ -168,10 +176,13 @@ loopOptions(program.command('resume')
   .option('--dir <dir>', 'data directory to continue in (default: the directory of the .ckpt)'))
   .addHelpText('after', EXIT_HELP)
   .action(async (file: string, o: LoopFlags & { dir?: string; price: string; simSeed?: string }) => {
-    const name = basename(file).replace(/\.ckpt$/, '')
+    const name = checkAgentName(nameOfLive(file), file)
     const loop = loopSettings(o)
+    const dir = o.dir ?? defaultResumeDir(file)
+    if (resolve(dir) !== defaultResumeDir(file)) assertNotWritten(defaultResumeDir(file), name, file)
+    noteTakeover(lockAgent(dir, name))
     const session = resumeAgent(
-      { dir: o.dir ?? defaultResumeDir(file), price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+      { dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
       file,
     )
     note(`resumed ${session.lineage.identity.did} as '${name}' at tick ${session.agent.tick} on host ${session.lineage.host}`)

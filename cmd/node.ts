@@ -88,6 +88,8 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
       try { closeControl = await serveControl(node) } catch (e) { await node.shutdown(); throw e }
       for (const a of node.addrs) process.stdout.write(`listening ${a}\n`)
       note(`node ${node.peerId} up with ${node.agents.size} agent(s); control socket ${o.data}/control.sock`)
+      const { quarantined } = await import('../p2p/authority.ts')
+      for (const q of quarantined(o.data)) note(`quarantined (unreadable, set aside, not deleted): ${q}`)
       await new Promise<void>((resolve) => {
         let signals = 0
         const stop = (sig: string) => {
@@ -118,6 +120,8 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         ...agents.map((a) => [a.name, a.status, String(a.tick), String(a.epoch), a.fuel, formatBudget(BigInt(a.budget)), a.did])]
       const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
       for (const row of rows) process.stdout.write(row.map((c, i) => i === row.length - 1 ? c : c.padEnd(w[i])).join('  ') + '\n')
+      const q = (r.quarantined ?? []) as string[]
+      if (q.length > 0) process.stdout.write(`quarantined (unreadable records set aside, not deleted): ${q.join(', ')}\n`)
     })
 
   program.command('stop')

@@ -15,11 +15,19 @@
  * status queries and to keep a restarted source from running an agent it already handed off.
  *
  * Both sides append one JSON line per migration outcome to `<data>/migrations.log`.
+ *
+ * Nothing here deletes what may be the only copy of an agent (issue 7 §6). Only a definite "no
+ * record" (ENOENT) reads as none; a record that exists but cannot be read or decoded (EIO, EACCES,
+ * a directory in its place, corrupt bytes, a bad signature) is moved aside with everything that
+ * goes with it to `migrate/quarantine/<name>-<time>/` ({@link quarantine}), reported (a note line
+ * and `migrations.log`; `igord ps` lists the quarantine) and then reads as none; when it cannot be
+ * moved either, the read throws and the caller leaves everything where it is.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { asMap, decodeFile, encodeFile } from '../checkpoint/cbor.ts'
 import { StorageError } from '../checkpoint/errors.ts'
+import { historyDir, makePrivateDir, migrateRoot, migrationsLogPath, PENDING_SUFFIX, quarantineDir, recordPaths as layoutRecordPaths, tickOfEntryName } from '../checkpoint/layout.ts'
 import { decodeHeader, verifyHeader } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { atomicWrite, fsyncDir } from '../checkpoint/store.ts'
@@ -45,17 +53,70 @@ export interface PendingRecord {
 /** A signed handoff checkpoint header: bytes as signed, signature, decoded form. */
 export interface SignedHeader { header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader }
 
-/** `<data>/migrate`, created on demand. */
+/**
+ * How records are read: replaceable by tests to simulate EIO or EACCES (tests run as root, so
+ * `chmod 000` does not deny them anything). `readFile(path)` returns the bytes or throws an errno error.
+ */
+export const authorityIo: { readFile: (p: string) => Uint8Array } = { readFile: (p) => fs.readFileSync(p) }
+
+/** `<data>/migrate` (mode 0700), created on demand. @throws StorageError */
 export function migrateDir (dir: string): string {
-  const d = path.join(dir, 'migrate')
-  try { fs.mkdirSync(d, { recursive: true, mode: 0o700 }) } catch (e) { throw new StorageError(`${d}: cannot create directory: ${(e as Error).message}`) }
+  const d = migrateRoot(dir)
+  try { makePrivateDir(d) } catch (e) { throw new StorageError(`${d}: cannot create directory: ${(e as Error).message}`) }
   return d
 }
 
-/** Paths of one agent's records in `<data>/migrate/`. */
+/** Paths of one agent's records in `<data>/migrate/` (created on demand; checkpoint/layout.ts). @throws StorageError */
 export function recordPaths (dir: string, name: string): { pendingCkpt: string; pending: string; handoff: string } {
-  const d = migrateDir(dir)
-  return { pendingCkpt: path.join(d, `${name}.pending.ckpt`), pending: path.join(d, `${name}.pending.cbor`), handoff: path.join(d, `${name}.handoff.cbor`) }
+  migrateDir(dir)
+  const p = layoutRecordPaths(dir, name)
+  return { pendingCkpt: p.pendingCkpt, pending: p.pending, handoff: p.handoff }
+}
+
+/** A record that exists but cannot be read or decoded (not ENOENT). */
+class Unreadable extends Error {}
+
+/** Reads a record's bytes: null for a definite "no such file" (ENOENT); throws {@link Unreadable} for any other failure. */
+function readRecord (p: string): Uint8Array | null {
+  try { return authorityIo.readFile(p) } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return null
+    throw new Unreadable(`${p}: cannot read: ${code ?? (e as Error).message}`)
+  }
+}
+
+/** True unless `p` certainly does not exist (ENOENT, or ENOTDIR: a parent is not a folder). */
+function exists (p: string): boolean {
+  try { fs.lstatSync(p); return true } catch (e) { const c = (e as NodeJS.ErrnoException).code; return c !== 'ENOENT' && c !== 'ENOTDIR' }
+}
+
+/**
+ * Moves `files` (those that exist) into a new folder `<data>/migrate/quarantine/<name>-<time>/`
+ * (mode 0700, names kept), writes `reason.txt` there, appends a `quarantined` line to
+ * `migrations.log` and calls `note` with one line naming the folder. Never deletes anything.
+ * @returns the quarantine folder
+ * @throws StorageError when the folder cannot be made or a file cannot be moved (what was not
+ *   moved stays where it was)
+ */
+export function quarantine (dir: string, name: string, files: string[], reason: string, note?: (line: string) => void): string {
+  const q = path.join(quarantineDir(dir), `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+  let folder = q
+  for (let k = 1; k < 100 && exists(folder); k++) folder = `${q}.${k}`
+  try { makePrivateDir(folder) } catch (e) { throw new StorageError(`${folder}: cannot create the quarantine folder: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  for (const f of files) {
+    if (!exists(f)) continue
+    try { fs.renameSync(f, path.join(folder, path.basename(f))) } catch (e) { throw new StorageError(`${f}: cannot move into quarantine ${folder}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  }
+  try { fs.writeFileSync(path.join(folder, 'reason.txt'), reason + '\n', { mode: 0o600 }) } catch { /* the files are safe; the reason is also logged */ }
+  try { fsyncDir(path.dirname(files[0] ?? folder)); fsyncDir(folder) } catch { /* best effort */ }
+  recordOutcome(dir, { outcome: 'quarantined', name, folder, reason })
+  note?.(`${name}: ${reason}; moved aside to ${folder} (not deleted: it may be the only copy of the agent)`)
+  return folder
+}
+
+/** The folders in `<data>/migrate/quarantine/` (absolute paths, sorted): records set aside for an operator. */
+export function quarantined (dir: string): string[] {
+  try { return fs.readdirSync(quarantineDir(dir)).sort().map((n) => path.join(quarantineDir(dir), n)) } catch { return [] }
 }
 
 /**
@@ -68,23 +129,56 @@ export function writePending (dir: string, name: string, live: Uint8Array[], rec
   atomicWrite(p.pending, encodeFile({ v: 1, ...rec }), 0o600)
 }
 
-/** Reads a pending record, or null when there is none or it is unreadable (then it is ignored). */
-export function readPending (dir: string, name: string): PendingRecord | null {
-  const p = recordPaths(dir, name)
-  try {
-    const m = asMap(decodeFile(fs.readFileSync(p.pending), p.pending), p.pending, 'pending record')
-    return { id: String(m.id), from: String(m.from), addrs: (m.addrs as unknown[]).map(String), offer: String(m.offer), agent: String(m.agent), tick: Number(m.tick), epoch: Number(m.epoch) }
-  } catch { return null }
+function decodePending (bytes: Uint8Array, file: string): PendingRecord {
+  const m = asMap(decodeFile(bytes, file), file, 'pending record')
+  const str = (k: string) => { if (typeof m[k] !== 'string') throw new Unreadable(`${file}: field "${k}" must be a string`); return m[k] as string }
+  const num = (k: string) => { const v = Number(m[k]); if (!Number.isSafeInteger(v) || v < 0) throw new Unreadable(`${file}: field "${k}" must be a count`); return v }
+  if (!Array.isArray(m.addrs) || m.addrs.some((a) => typeof a !== 'string')) throw new Unreadable(`${file}: field "addrs" must be an array of strings`)
+  return { id: str('id'), from: str('from'), addrs: m.addrs as string[], offer: str('offer'), agent: str('agent'), tick: num('tick'), epoch: num('epoch') }
 }
 
-/** Names with a pending record in `<data>/migrate/`. */
+/**
+ * Reads the pending record of `name`. Null when there is none (ENOENT). A record that exists but
+ * cannot be read or decoded is moved to quarantine together with the pending live checkpoint
+ * (see {@link quarantine}; `note` receives the report line) and then reads as null.
+ * @throws StorageError when it is unreadable and cannot be moved aside (nothing is then removed)
+ */
+export function readPending (dir: string, name: string, note?: (line: string) => void): PendingRecord | null {
+  const p = recordPaths(dir, name)
+  try {
+    const bytes = readRecord(p.pending)
+    if (bytes === null) return null
+    return decodePending(bytes, p.pending)
+  } catch (e) {
+    quarantine(dir, name, [p.pending, p.pendingCkpt], `unreadable pending arrival: ${(e as Error).message}`, note)
+    return null
+  }
+}
+
+/** Names with a pending record in `<data>/migrate/` (those obeying the name rule). */
 export function pendingNames (dir: string): string[] {
   let names: string[] = []
   try { names = fs.readdirSync(migrateDir(dir)) } catch { return [] }
-  return names.filter((n) => n.endsWith('.pending.cbor')).map((n) => n.slice(0, -'.pending.cbor'.length))
+  return names.filter((n) => n.endsWith(PENDING_SUFFIX)).map((n) => n.slice(0, -PENDING_SUFFIX.length))
 }
 
-/** Removes an agent's pending files (after an abort, or once installed). */
+/**
+ * Moves aside (to quarantine, never deletes) a pending live checkpoint that has no pending record:
+ * a crash between the two writes of {@link writePending}, before the target answered `pending`.
+ * @returns the quarantine folder, or null when there is no such file
+ * @throws StorageError when it cannot be moved
+ */
+export function setAsideOrphanPending (dir: string, name: string, note?: (line: string) => void): string | null {
+  const p = recordPaths(dir, name)
+  if (!exists(p.pendingCkpt) || exists(p.pending)) return null
+  return quarantine(dir, name, [p.pendingCkpt], 'pending live checkpoint without its record', note)
+}
+
+/**
+ * Removes an agent's pending files. Only for a pending copy that is certainly not the only one:
+ * once installed (the live checkpoint was moved into place), or after its source answered that the
+ * migration was aborted (the source still hosts the agent).
+ */
 export function dropPending (dir: string, name: string): void {
   const p = recordPaths(dir, name)
   for (const f of [p.pendingCkpt, p.pending]) try { fs.unlinkSync(f) } catch { /* gone */ }
@@ -96,16 +190,27 @@ export function writeHandoffRecord (dir: string, name: string, h: { header: Uint
   atomicWrite(recordPaths(dir, name).handoff, encodeFile({ v: 1, header: h.header, sig: h.sig }), 0o600)
 }
 
-/** The stored handoff record of `name`, or null (missing, unreadable or not validly signed). */
-export function readHandoffRecord (dir: string, name: string): SignedHeader | null {
+/**
+ * The stored handoff record of `name`, or null when there is none (ENOENT). A record that cannot be
+ * read, decoded or whose signature does not verify is moved to quarantine (see {@link quarantine})
+ * and reads as null.
+ * @throws StorageError when it is unreadable and cannot be moved aside
+ */
+export function readHandoffRecord (dir: string, name: string, note?: (line: string) => void): SignedHeader | null {
   const p = recordPaths(dir, name).handoff
   try {
-    const m = asMap(decodeFile(fs.readFileSync(p), p), p, 'handoff record')
-    const header = m.header as Uint8Array; const sig = m.sig as Uint8Array
+    const bytes = readRecord(p)
+    if (bytes === null) return null
+    const m = asMap(decodeFile(bytes, p), p, 'handoff record')
+    const header = m.header; const sig = m.sig
+    if (!(header instanceof Uint8Array) || !(sig instanceof Uint8Array)) throw new Unreadable(`${p}: fields "header" and "sig" must be byte strings`)
     const parsed = decodeHeader(header, p)
-    if (!verifyHeader(header, sig, parsed.agent)) return null
+    if (!verifyHeader(header, sig, parsed.agent)) throw new Unreadable(`${p}: the signature does not verify`)
     return { header, sig, parsed }
-  } catch { return null }
+  } catch (e) {
+    quarantine(dir, name, [p], `unreadable handoff record: ${(e as Error).message}`, note)
+    return null
+  }
 }
 
 /** Removes a handoff record that is no longer needed. */
@@ -116,23 +221,32 @@ export function dropHandoffRecord (dir: string, name: string): void {
 /**
  * Finds, in `<data>/history/<name>/`, the signed handoff checkpoint written at `tick` whose `prev` is
  * `prev` (the checkpoint that was offered): proof that the agent was handed off from here.
- * @returns it, or null when this node never committed that handoff
+ * @returns it, or null when this node certainly never committed that handoff (no history, or every
+ *   entry at that tick read and none is that handoff)
+ * @throws StorageError when the history or an entry at that tick cannot be read or decoded: then
+ *   nobody may conclude "not handed off" (a target would drop what may be the only copy)
  */
 export function findHandoff (dir: string, name: string, tick: number, prev: string): SignedHeader | null {
-  const hist = path.join(dir, 'history', name)
+  const hist = historyDir(dir, name)
   let names: string[]
-  try { names = fs.readdirSync(hist) } catch { return null }
-  const prefix = String(tick).padStart(12, '0') + '-'
+  try { names = fs.readdirSync(hist) } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw new StorageError(`${hist}: cannot list: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+  let unreadable: string | null = null
   for (const n of names) {
-    if (!n.startsWith(prefix) || !n.endsWith('.cbor')) continue
+    if (tickOfEntryName(n) !== tick) continue
+    const f = path.join(hist, n)
     try {
-      const f = path.join(hist, n)
-      const e = decodeEntry(fs.readFileSync(f), f)
+      const bytes = readRecord(f)
+      if (bytes === null) continue
+      const e = decodeEntry(bytes, f)
       if (e.parsed.status === 'handoff' && e.parsed.prev === prev && verifyHeader(e.headerBytes, e.sig, e.parsed.agent)) {
         return { header: e.headerBytes, sig: e.sig, parsed: e.parsed }
       }
-    } catch { /* not ours to judge here; verify reports it */ }
+    } catch (e) { unreadable = (e as Error).message }
   }
+  if (unreadable !== null) throw new StorageError(`cannot tell whether ${name} was handed off at tick ${tick}: ${unreadable}`)
   return null
 }
 
@@ -157,6 +271,6 @@ export function checkHandoff (h: { header: Uint8Array; sig: Uint8Array }, offer:
 
 /** Appends one JSON line (with `time`, ISO) to `<data>/migrations.log`; never throws. */
 export function recordOutcome (dir: string, o: Record<string, unknown>): void {
-  try { fs.appendFileSync(path.join(dir, 'migrations.log'), JSON.stringify({ time: new Date().toISOString(), ...o }) + '\n') } catch { /* best effort */ }
+  try { fs.appendFileSync(migrationsLogPath(dir), JSON.stringify({ time: new Date().toISOString(), ...o }) + '\n', { mode: 0o600 }) } catch { /* best effort */ }
 }
 

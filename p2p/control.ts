@@ -12,17 +12,19 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import { EXIT, IgordError } from '../checkpoint/errors.ts'
+import { controlSocketPath } from '../checkpoint/layout.ts'
+import { quarantined } from './authority.ts'
 import { NetworkError, RequestError } from './errors.ts'
 import type { IgordNode } from './node.ts'
 
-/** File name of the control socket inside the data directory. */
-export const CONTROL_SOCKET = 'control.sock'
+/** File name of the control socket inside the data directory (checkpoint/layout.ts). */
+export const CONTROL_SOCKET = path.basename(controlSocketPath('.'))
 
 /** Longest request line accepted, bytes. */
 const MAX_REQUEST = 64 * 1024
 
 /** Path of a data directory's control socket. */
-export function controlPath (dir: string): string { return path.resolve(dir, CONTROL_SOCKET) }
+export function controlPath (dir: string): string { return path.resolve(controlSocketPath(dir)) }
 
 function jsonSafe (_k: string, v: unknown): unknown { return typeof v === 'bigint' ? v.toString() : v }
 
@@ -78,7 +80,7 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
   }
   switch (req.op) {
     case 'ps':
-      return { peer: node.peerId, addrs: node.addrs, agents: node.list() }
+      return { peer: node.peerId, addrs: node.addrs, agents: node.list(), quarantined: quarantined(node.dir) }
     case 'run': {
       let budget: bigint
       try { budget = BigInt(str('budget')) } catch { throw new RequestError('control: field "budget" must be an integer string (microcents)') }

@@ -13,6 +13,7 @@
  * from a status query answered by the source). Hosting decisions (policy, storage, starting the
  * agent) are the node's: this module calls them through {@link SourceHooks} / {@link TargetHooks}.
  */
+import { AGENT_NAME_RULE, isAgentName } from '../checkpoint/layout.ts'
 import type { Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { describe } from '../checkpoint/cbor.ts'
@@ -273,7 +274,7 @@ export function decodeOffer (f: Frame): Offer {
   if (f.v !== 1) throw new NetworkError(`offer: unsupported protocol version ${typeof f.v === 'number' || typeof f.v === 'bigint' ? String(f.v) : describe(f.v)} (this igord speaks 1)`)
   const id = textOf(f, 'id', step, 64)
   const name = textOf(f, 'name', step, 128)
-  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(name)) throw new NetworkError(`offer: agent name ${JSON.stringify(name)} is not a plain file name`)
+  if (!isAgentName(name)) throw new NetworkError(`offer: agent name ${JSON.stringify(name)} must be ${AGENT_NAME_RULE}`)
   const header = bytesOf(f, 'header', step)
   const sig = bytesOf(f, 'sig', step, 64)
   let parsed: CheckpointHeader

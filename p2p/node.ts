@@ -22,6 +22,9 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { encodeLive, readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
+import { blobsDir, isAgentName, liveNames, makePrivateDir, recordPaths } from '../checkpoint/layout.ts'
+import { lockAgent, lockNode } from '../checkpoint/lock.ts'
+import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
 import type { Manifest, NodeCaps } from '../hostcalls/manifest.ts'
@@ -113,12 +116,7 @@ interface Hosted {
 /** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
 export const QUIET_MS = 30_000
 
-/** Files named `<name>.ckpt` directly in `dir`. */
-function liveNames (dir: string): string[] {
-  try { return fs.readdirSync(dir).filter((f) => f.endsWith('.ckpt') && !f.startsWith('.')).map((f) => f.slice(0, -5)).sort() } catch { return [] }
-}
-
-function stoppedMarker (dir: string, name: string): string { return path.join(authority.migrateDir(dir), `${name}.stopped`) }
+function stoppedMarker (dir: string, name: string): string { authority.migrateDir(dir); return recordPaths(dir, name).stopped }
 
 /** A running node. */
 export class IgordNode {
@@ -138,6 +136,9 @@ export class IgordNode {
   readonly #prepared = new Map<string, LiveCheckpoint>()
   #closing = false
   readonly #resolving = new Set<string>()
+  /** the node's lock on its data directory, and one writer lock per agent it hosts (checkpoint/lock.ts) */
+  #dirLock: Lock | null = null
+  readonly #locks = new Map<string, Lock>()
 
   private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
     this.#opts = opts
@@ -148,7 +149,7 @@ export class IgordNode {
     this.capabilities = new Set(opts.capabilities)
     this.price = opts.price
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
-    this.#blobs = new BlobStore(path.join(opts.dir, 'blobs'))
+    this.#blobs = new BlobStore(blobsDir(opts.dir))
   }
 
   /**
@@ -158,10 +159,15 @@ export class IgordNode {
    */
   static async start (opts: NodeOptions): Promise<IgordNode> {
     for (const a of [...opts.listen, ...(opts.bootstrap ?? [])]) parseMultiaddr(a, 'address')
-    fs.mkdirSync(opts.dir, { recursive: true })
-    const host = loadHostIdentity(opts.dir)
-    const peer = await startPeer(host.key.seed, opts.listen)
-    const node = new IgordNode(opts, host, peer)
+    makePrivateDir(opts.dir)
+    const dirLock = lockNode(opts.dir)
+    let node: IgordNode
+    try {
+      const host = loadHostIdentity(opts.dir)
+      node = new IgordNode(opts, host, await startPeer(host.key.seed, opts.listen))
+    } catch (e) { dirLock.release(); throw e }
+    node.#dirLock = dirLock
+    const peer = node.peer
     try {
       node.#restore()
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
@@ -210,12 +216,19 @@ export class IgordNode {
       try { live = readLive(file) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
       const h = live.parsed
       const cid = headerCid(live.header)
-      if (h.status !== 'running') continue
-      const gone = authority.findHandoff(this.dir, name, h.tick, cid)
+      if (h.status !== 'running') {
+        // a kill between its live file and its history entry leaves a stopped agent's last checkpoint
+        // (e.g. a handoff, which findHandoff must find) only in the live file: archive it
+        try { new CheckpointWriter(this.dir, name).ensureArchived(live) } catch (e) { this.#opts.note(`${name}: cannot archive its last checkpoint: ${(e as Error).message}`) }
+        continue
+      }
+      let gone: authority.SignedHeader | null
+      try { gone = authority.findHandoff(this.dir, name, h.tick, cid) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
       if (gone !== null) { this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
       try {
+        this.#lock(name)
         const session = resumeAgent(this.#settings(name), file)
-        const arrival = authority.readHandoffRecord(this.dir, name)
+        const arrival = authority.readHandoffRecord(this.dir, name, this.#opts.note)
         if (arrival !== null && arrival.parsed.prev === cid) {
           this.#continueAfterHandoff(session, arrival.header, arrival.sig)
         } else if (arrival !== null) authority.dropHandoffRecord(this.dir, name)
@@ -223,7 +236,7 @@ export class IgordNode {
         const hosted = this.#host(name, session, this.#opts.intervalMs)
         if (stopped) hosted.state = 'stopped'
         else { this.#startLoop(hosted); this.#opts.note(`restored ${name} (${session.agent.spec.identity.did}) at tick ${session.agent.tick}, epoch ${session.lineage.epoch}`) }
-      } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
+      } catch (e) { this.#unlock(name); this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
     }
   }
 
@@ -312,7 +325,9 @@ export class IgordNode {
     if (missing.length > 0) throw new RequestError(`capability ${JSON.stringify(missing[0])} not offered by this node`)
     const over = checkWithinCaps(parsed, this.#opts.caps ?? DEFAULT_NODE_CAPS)
     if (over !== null) throw new RequestError(`${manifestFile}: ${over}`)
-    const session = startAgent(this.#settings(name), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget })
+    this.#lock(name)
+    let session: Session
+    try { session = startAgent(this.#settings(name), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget }) } catch (e) { this.#unlock(name); throw e }
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     const h = this.#host(name, session, req.intervalMs ?? this.#opts.intervalMs)
     this.#startLoop(h)
@@ -327,7 +342,7 @@ export class IgordNode {
   async stopAgent (name: string): Promise<AgentInfo> {
     const h = this.#get(name)
     if (h.state === 'migrating') throw new RequestError(`${name} is migrating`)
-    fs.writeFileSync(stoppedMarker(this.dir, name), '')
+    fs.writeFileSync(stoppedMarker(this.dir, name), '', { mode: 0o600 })
     await this.#pause(h)
     h.state = 'stopped'
     return this.#info(h)
@@ -344,6 +359,19 @@ export class IgordNode {
     this.#closing = true
     await Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
     try { await this.peer.stop() } catch { /* already stopped */ }
+    for (const l of this.#locks.values()) l.release()
+    this.#locks.clear()
+    this.#dirLock?.release()
+  }
+
+  /** Takes the writer lock of agent `name` (kept until it leaves or the node stops). @throws LockedError, StorageError */
+  #lock (name: string): void {
+    if (!this.#locks.has(name)) this.#locks.set(name, lockAgent(this.dir, name))
+  }
+
+  #unlock (name: string): void {
+    this.#locks.get(name)?.release()
+    this.#locks.delete(name)
   }
 
   // ── source side ───────────────────────────────────────────────────────────
@@ -484,6 +512,7 @@ export class IgordNode {
           r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
           r.ms = performance.now() - t0
           this.agents.delete(h.name)
+          this.#unlock(h.name)
           authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })
           this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
           return r
@@ -546,7 +575,7 @@ export class IgordNode {
       const q = await ch.recv('status', this.timeouts.stepMs, ['status'])
       const name = String(q.name); const offer = String(q.offer); const tick = Number(q.tick)
       let answer: Record<string, unknown> = { t: 'status', state: 'aborted' }
-      const done = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(name) && Number.isSafeInteger(tick) ? authority.findHandoff(this.dir, name, tick, offer) : null
+      const done = isAgentName(name) && Number.isSafeInteger(tick) ? authority.findHandoff(this.dir, name, tick, offer) : null
       if (done !== null && done.parsed.target === ch.peer) answer = { t: 'status', state: 'handoff', header: done.header, sig: done.sig }
       else if (this.agents.get(name)?.migration?.offer === offer) answer = { t: 'status', state: 'pending' }
       await ch.send(answer as { t: string }, 'status', this.timeouts.stepMs)
@@ -598,7 +627,8 @@ export class IgordNode {
       return here.session.agent.spec.identity.did === o.parsed.agent ? `${o.name} already runs on this node` : `an agent named ${o.name} already lives on this node`
     }
     if (this.#inbound.has(o.name) && this.#inbound.get(o.name) === undefined) return `a migration of ${o.name} is already in progress`
-    const pending = authority.readPending(this.dir, o.name)
+    let pending: authority.PendingRecord | null
+    try { pending = authority.readPending(this.dir, o.name, this.#opts.note) } catch (e) { return `the pending record of ${o.name} here is unreadable: ${(e as Error).message}` }
     if (pending !== null && (pending.agent !== o.parsed.agent || (pending.offer !== o.cid && o.parsed.tick <= pending.tick))) {
       return `${o.name} is already pending here from another migration`
     }
@@ -643,6 +673,7 @@ export class IgordNode {
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     this.#inbound.delete(name)
     this.#prepared.delete(name)
+    this.#lock(name)
     let session: Session
     if (prepared !== null) {
       const writer = new CheckpointWriter(this.dir, name)
@@ -662,13 +693,20 @@ export class IgordNode {
   /** On start: completes an arrival whose handoff record was written, or starts resolving it. */
   #recoverPending (name: string): void {
     const paths = authority.recordPaths(this.dir, name)
-    const rec = authority.readPending(this.dir, name)
-    const handoff = authority.readHandoffRecord(this.dir, name)
+    let rec: authority.PendingRecord | null; let handoff: authority.SignedHeader | null
+    try {
+      rec = authority.readPending(this.dir, name, this.#opts.note)
+      handoff = authority.readHandoffRecord(this.dir, name, this.#opts.note)
+    } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`); return }
     if (rec !== null && handoff !== null && handoff.parsed.prev === rec.offer && fs.existsSync(paths.pendingCkpt)) {
       try { this.#commitArrival(name, readLive(paths.pendingCkpt), handoff, null) } catch (e) { this.#opts.note(`cannot complete the arrival of ${name}: ${(e as Error).message}`) }
       return
     }
-    if (rec === null || !fs.existsSync(paths.pendingCkpt)) { authority.dropPending(this.dir, name); return }
+    if (rec === null) { // never answered pending (or its record was quarantined): set the copy aside, never delete it
+      try { authority.setAsideOrphanPending(this.dir, name, this.#opts.note) } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
+      return
+    }
+    if (!fs.existsSync(paths.pendingCkpt)) { authority.dropPending(this.dir, name); return } // a record alone holds no agent state
     void this.#resolve(name)
   }
 
@@ -681,8 +719,10 @@ export class IgordNode {
     this.#resolving.add(name)
     try {
       for (let k = 0; !this.#closing; k++) {
-        const rec = authority.readPending(this.dir, name)
-        if (rec === null) return
+        let rec: authority.PendingRecord | null = null
+        try { rec = authority.readPending(this.dir, name, this.#opts.note) } catch (e) { if (k === 0) this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
+        if (rec === null && !fs.existsSync(authority.recordPaths(this.dir, name).pending)) return
+        if (rec === null) { await sleep(Math.min(5000, 200 * 2 ** Math.min(k, 5))); continue }
         this.#inbound.set(name, this.#inbound.get(name) ?? null)
         try {
           const addrs = rec.addrs.map((a) => parseMultiaddr(a, 'pending source'))

@@ -7,11 +7,11 @@
  * so it reads `12D3KooW…` and is the same ID the node's libp2p stack announces.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { base58btc } from 'multiformats/bases/base58'
 import { StorageError } from '../checkpoint/errors.ts'
 import { generateIdentity, identityFromSeed } from '../checkpoint/identity.ts'
 import type { Identity } from '../checkpoint/identity.ts'
+import { hostKeyPath } from '../checkpoint/layout.ts'
 import { atomicWrite } from '../checkpoint/store.ts'
 
 /** File name of the host key inside a data directory (32-byte Ed25519 seed, mode 0600). */
@@ -33,7 +33,7 @@ export interface HostIdentity { key: Identity; peerId: string }
  * @throws StorageError when the key file cannot be read or written, or is not 32 bytes
  */
 export function loadHostIdentity (dir: string): HostIdentity {
-  const path = join(dir, HOST_KEY_FILE)
+  const path = hostKeyPath(dir)
   let key: Identity
   try {
     if (existsSync(path)) {
@@ -41,7 +41,7 @@ export function loadHostIdentity (dir: string): HostIdentity {
       if (seed.length !== 32) throw new StorageError(`${path}: host key must be 32 bytes, found ${seed.length}`)
       key = identityFromSeed(seed)
     } else {
-      mkdirSync(dir, { recursive: true })
+      mkdirSync(dir, { recursive: true, mode: 0o700 })
       key = generateIdentity()
       atomicWrite(path, key.seed, 0o600)
     }

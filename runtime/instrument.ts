@@ -360,11 +360,11 @@ function writeCache (dir: string, key: string, r: Instrumented): void {
   const rec: CacheRecord = { version: INSTRUMENT_VERSION, cid: r.cid, limit: Number(key.slice(key.lastIndexOf('-') + 1)), globals: r.globals }
   const wasmPath = path.join(dir, `${key}.wasm`)
   try {
-    fs.mkdirSync(dir, { recursive: true })
-    // Write to temporary names, then rename: readers never see half a file.
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    // Write to temporary names, then rename: readers never see half a file. Private like all agent code and state.
     for (const [p, data] of [[wasmPath, r.binary], [path.join(dir, `${key}.json`), JSON.stringify(rec) + '\n']] as const) {
       const tmp = `${p}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, data)
+      fs.writeFileSync(tmp, data, { mode: 0o600 })
       fs.renameSync(tmp, p)
     }
   } catch (e) {

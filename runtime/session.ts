@@ -3,9 +3,10 @@
  * the agent instance, the host identity and the checkpoint writer.
  */
 import { existsSync } from 'node:fs'
-import { basename, dirname, resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { CheckpointError, StorageError } from '../checkpoint/errors.ts'
 import { headerCid } from '../checkpoint/header.ts'
+import { checkAgentName, livePath as layoutLivePath, nameOfLive } from '../checkpoint/layout.ts'
 import { generateIdentity, identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
@@ -37,18 +38,20 @@ function inputsFor (s: HostSettings): InputSource {
   return s.simSeed === undefined ? liveInputs() : simulatedInputs(s.simSeed)
 }
 
-/** The live checkpoint path of agent `name` in `dir`. */
+/** The live checkpoint path of agent `name` in `dir`, absolute (checkpoint/layout.ts). */
 export function livePath (dir: string, name: string): string {
-  return resolve(dir, `${name}.ckpt`)
+  return resolve(layoutLivePath(dir, name))
 }
 
 /**
  * Births a new agent from wasm and manifest bytes and writes its genesis checkpoint (tick 0).
  * @param budget microcents
- * @throws ModuleError, ManifestError, StorageError; and StorageError when `<dir>/<name>.ckpt`
+ * @throws NameError (exit 2) for a name that breaks the rule (checked before anything runs);
+ *   ModuleError, ManifestError, StorageError; and StorageError when `<dir>/<name>.ckpt`
  *   already exists (an existing agent is never overwritten: resume it instead)
  */
 export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array; wasmFile: string; manifest: Uint8Array; manifestFile: string; budget: bigint }): Session {
+  checkAgentName(a.name)
   const ckptPath = livePath(s.dir, a.name)
   if (existsSync(ckptPath)) {
     throw new StorageError(`${ckptPath} already exists: resume it with 'igord resume ${ckptPath}' or choose another --name or --dir`)
@@ -78,6 +81,11 @@ export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array
 export function resumeAgent (s: HostSettings, file: string): Session & { live: LiveCheckpoint } {
   const live = readLive(file)
   const h = live.parsed
+  const name = checkAgentName(nameOfLive(file), file)
+  if ((h.status === 'finished' || h.status === 'handoff') && resolve(s.dir) === dirname(resolve(file))) {
+    // its last checkpoint may be only in the live file (a kill before its history entry): archive it
+    new CheckpointWriter(s.dir, name).ensureArchived(live)
+  }
   if (h.status === 'finished') throw new CheckpointError(`${file}: the agent finished at tick ${h.tick}; a finished agent cannot be resumed`)
   if (h.status === 'handoff') throw new CheckpointError(`${file}: the agent was handed off to ${h.target ?? 'another host'} at tick ${h.tick}; resume it there`)
   const manifest = parseManifest(live.manifest, `${file} (manifest)`)
@@ -86,7 +94,6 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
     { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)` },
     { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
   )
-  const name = basename(file).replace(/\.ckpt$/, '')
   const writer = new CheckpointWriter(s.dir, name)
   writer.ensureArchived(live)
   const lineage: Lineage = {

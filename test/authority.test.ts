@@ -49,24 +49,106 @@ test('pending records: written 0600, read back, listed, dropped', () => {
   assert.not.ok(fs.existsSync(p.pendingCkpt))
 })
 
-test('an unreadable pending record reads as none', () => {
+const REC = { id: 'cd'.repeat(16), from: 'peerA', addrs: ['/ip4/127.0.0.1/tcp/1/p2p/peerA'], offer: 'bafkreiabc', agent: 'did:key:z6Mk', tick: 7, epoch: 2 }
+const CKPT = new Uint8Array([7, 7, 7, 7])
+
+/** The one quarantine folder of `dir` and its files with their bytes. */
+function quarantinedFiles (dir: string): { folder: string; files: Map<string, Buffer> } {
+  const q = authority.quarantined(dir)
+  assert.is(q.length, 1, `one quarantine folder: ${q.join(', ')}`)
+  const files = new Map<string, Buffer>()
+  for (const n of fs.readdirSync(q[0])) if (fs.statSync(path.join(q[0], n)).isFile()) files.set(n, fs.readFileSync(path.join(q[0], n)))
+  return { folder: q[0], files }
+}
+
+test('only a definite "no record" (ENOENT) reads as none: nothing is moved or reported', () => {
   const dir = mkdir()
-  fs.writeFileSync(authority.recordPaths(dir, 'x').pending, 'not cbor')
-  assert.is(authority.readPending(dir, 'x'), null)
+  const notes: string[] = []
+  assert.is(authority.readPending(dir, 'x', (l) => notes.push(l)), null)
+  assert.is(authority.readHandoffRecord(dir, 'x', (l) => notes.push(l)), null)
+  assert.equal(notes, [])
+  assert.equal(authority.quarantined(dir), [])
 })
 
-test('handoff record: a validly signed one reads back; an altered one reads as none', () => {
+for (const [what, spoil] of [
+  ['corrupt bytes', (dir: string) => { fs.writeFileSync(authority.recordPaths(dir, 'x').pending, 'not cbor') }],
+  ['a directory in place of the file (EISDIR)', (dir: string) => { const p = authority.recordPaths(dir, 'x').pending; fs.rmSync(p); fs.mkdirSync(p) }],
+  ['EACCES', () => { authority.authorityIo.readFile = (p) => { if (p.endsWith('.pending.cbor')) throw Object.assign(new Error(`EACCES: permission denied, open '${p}'`), { code: 'EACCES' }); return fs.readFileSync(p) } }],
+  ['EIO', () => { authority.authorityIo.readFile = (p) => { if (p.endsWith('.pending.cbor')) throw Object.assign(new Error(`EIO: i/o error, read '${p}'`), { code: 'EIO' }); return fs.readFileSync(p) } }],
+] as const) {
+  test(`an unreadable pending arrival (${what}) is moved aside with its live checkpoint and reported, never deleted`, () => {
+    const dir = mkdir()
+    authority.writePending(dir, 'x', [CKPT], REC)
+    spoil(dir)
+    const notes: string[] = []
+    try {
+      assert.is(authority.readPending(dir, 'x', (l) => notes.push(l)), null)
+    } finally { authority.authorityIo.readFile = (p) => fs.readFileSync(p) }
+    const p = authority.recordPaths(dir, 'x')
+    assert.not.ok(fs.existsSync(p.pendingCkpt))
+    assert.not.ok(fs.existsSync(p.pending))
+    assert.equal(authority.pendingNames(dir), [])
+    const { folder, files } = quarantinedFiles(dir)
+    assert.match(path.basename(folder), /^x-\d{4}-\d\d-\d\dT/)
+    assert.is(fs.statSync(folder).mode & 0o777, 0o700)
+    assert.equal(files.get('x.pending.ckpt'), Buffer.from(CKPT), 'the live checkpoint is kept byte for byte')
+    assert.ok(fs.existsSync(path.join(folder, 'x.pending.cbor')), 'the record is kept')
+    assert.match(files.get('reason.txt')!.toString(), /unreadable pending arrival/)
+    assert.is(notes.length, 1)
+    assert.match(notes[0], new RegExp(`^x: unreadable pending arrival: .*moved aside to ${folder.replace(/[.]/g, '\\.')}`))
+    const log = fs.readFileSync(path.join(dir, 'migrations.log'), 'utf8')
+    assert.match(log, /"outcome":"quarantined","name":"x"/)
+  })
+}
+
+test('a pending arrival that cannot even be moved aside stays where it is and the read throws', () => {
+  const dir = mkdir()
+  authority.writePending(dir, 'x', [CKPT], REC)
+  fs.writeFileSync(authority.recordPaths(dir, 'x').pending, 'not cbor')
+  fs.writeFileSync(path.join(dir, 'migrate', 'quarantine'), 'a file where the quarantine folder goes')
+  assert.throws(() => authority.readPending(dir, 'x'), /cannot create the quarantine folder/)
+  assert.ok(fs.existsSync(authority.recordPaths(dir, 'x').pendingCkpt))
+  assert.ok(fs.existsSync(authority.recordPaths(dir, 'x').pending))
+})
+
+test('a pending live checkpoint without its record is set aside, not deleted', () => {
+  const dir = mkdir()
+  authority.writePending(dir, 'x', [CKPT], REC)
+  fs.unlinkSync(authority.recordPaths(dir, 'x').pending)
+  assert.ok(authority.setAsideOrphanPending(dir, 'x') !== null)
+  assert.equal(quarantinedFiles(dir).files.get('x.pending.ckpt'), Buffer.from(CKPT))
+  assert.is(authority.setAsideOrphanPending(dir, 'x'), null)
+})
+
+test('findHandoff never answers "not handed off" when an entry at that tick cannot be read', () => {
+  const src = mkdir(); const id = generateIdentity()
+  const { c } = offeredAndHandoff(src, id)
+  assert.ok(authority.findHandoff(src, 'a', 3, c.cid) !== null)
+  const hist = path.join(src, 'history', 'a')
+  const handoffFile = fs.readdirSync(hist).map((n) => path.join(hist, n)).find((f) => decodeEntry(fs.readFileSync(f), f).parsed.status === 'handoff')!
+  fs.writeFileSync(handoffFile, 'garbage')
+  assert.throws(() => authority.findHandoff(src, 'a', 3, c.cid), /cannot tell whether a was handed off at tick 3/)
+  assert.is(authority.findHandoff(src, 'a', 4, c.cid), null, 'other ticks are still answered')
+  assert.is(authority.findHandoff(src, 'nobody', 3, c.cid), null)
+})
+
+test('handoff record: a validly signed one reads back; an altered one is quarantined', () => {
   const dir = mkdir(); const id = generateIdentity()
   const { h } = offeredAndHandoff(mkdir(), id)
   authority.writeHandoffRecord(dir, 'a', h)
   const back = authority.readHandoffRecord(dir, 'a')!
   assert.equal(back.header, h.header)
   assert.is(back.parsed.status, 'handoff')
-  const sig = h.sig.slice(); sig[0] ^= 1
-  authority.writeHandoffRecord(dir, 'a', { header: h.header, sig })
-  assert.is(authority.readHandoffRecord(dir, 'a'), null)
   authority.dropHandoffRecord(dir, 'a')
   assert.not.ok(fs.existsSync(authority.recordPaths(dir, 'a').handoff))
+  // an altered one is moved aside (and reported), not trusted and not deleted
+  const sig = h.sig.slice(); sig[0] ^= 1
+  authority.writeHandoffRecord(dir, 'a', { header: h.header, sig })
+  const notes: string[] = []
+  assert.is(authority.readHandoffRecord(dir, 'a', (l) => notes.push(l)), null)
+  assert.not.ok(fs.existsSync(authority.recordPaths(dir, 'a').handoff))
+  assert.match(notes[0], /unreadable handoff record: .*signature does not verify/)
+  assert.ok(quarantinedFiles(dir).files.has('a.handoff.cbor'))
 })
 
 test('findHandoff finds the committed handoff by tick and prev, and nothing else', () => {

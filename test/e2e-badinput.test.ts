@@ -164,4 +164,29 @@ test('bad command-line values exit 2', () => {
   assert.is(igord(['frobnicate']).code, 2)
 })
 
+test('a bad agent name is refused before birth: exit 2, one line naming the rule, nothing run or written', () => {
+  const d = join(tempDir(), 'data')
+  for (const [name, args] of [
+    ['.foo', ['--name', '.foo']],
+    ['-x', ['--name=-x']],
+    ['a/b', ['--name', 'a/b']],
+    ['x'.repeat(129), ['--name', 'x'.repeat(129)]],
+  ] as const) {
+    const r = igord(['run', agentWasm('heartbeat'), '--dir', d, ...args])
+    assert.is(r.code, 2, `${name}: ${r.stderr}`)
+    const lines = r.stderr.trim().split('\n')
+    assert.is(lines.length, 1, r.stderr)
+    assert.match(lines[0], /--name: agent name ".*" must be 1-128 letters, digits, '\.', '_' or '-', not starting with '\.' or '-'/)
+    assert.is(r.stdout, '', `${name}: agent_init did not run (heartbeat logs from it)`)
+    assert.not.ok(existsSync(d), `${name}: nothing was written`)
+  }
+  // a .ckpt whose file name breaks the rule is refused the same way on resume
+  const ok = igord(['run', agentWasm('heartbeat'), '--dir', d, '--ticks', '1', '-q'])
+  assert.is(ok.code, 0, ok.stderr)
+  copyFileSync(join(d, 'heartbeat.ckpt'), join(d, '.hidden.ckpt'))
+  const r = igord(['resume', join(d, '.hidden.ckpt'), '--ticks', '1'])
+  assert.is(r.code, 2, r.stderr)
+  assert.match(r.stderr, /\.hidden\.ckpt: agent name "\.hidden" must be/)
+})
+
 test.run()

@@ -149,4 +149,21 @@ test('ensureArchived sets aside an entry left by a crash between the history ent
   assert.is(r.checkpoints, 3)
 })
 
+test('everything a writer creates is private: folders 0700, files 0600 (live, entries, blobs), also after ensureArchived elsewhere', () => {
+  const root = path.join(dir, 'new', 'data') // does not exist yet: the writer creates it
+  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const w = new CheckpointWriter(root, 'a')
+  for (let i = 0; i < 3; i++) { f.poke(i, 2, i); f.write(w, Buffer.from('log' + i)) }
+  const other = path.join(dir, 'other')
+  new CheckpointWriter(other, 'a').ensureArchived(readLive(path.join(root, 'a.ckpt')))
+  const seen = { dirs: 0, files: 0 }
+  const walk = (p: string) => {
+    const st = fs.statSync(p)
+    assert.is(st.mode & 0o777, st.isDirectory() ? 0o700 : 0o600, p)
+    if (st.isDirectory()) { seen.dirs++; for (const n of fs.readdirSync(p)) walk(path.join(p, n)) } else seen.files++
+  }
+  walk(path.join(dir, 'new')); walk(other)
+  assert.ok(seen.dirs >= 8 && seen.files >= 10, JSON.stringify(seen))
+})
+
 test.run()
