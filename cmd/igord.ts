@@ -14,9 +14,9 @@ import { DEFAULT_MAX_MEMORY_BYTES } from '../hostcalls/manifest.ts'
 import type { TickResult } from '../runtime/agent.ts'
 import { instrument } from '../runtime/instrument.ts'
 import { formatReplay, replayHistory } from '../runtime/replay.ts'
-import { runLoop } from '../runtime/runner.ts'
-import type { Session } from '../runtime/session.ts'
-import { defaultResumeDir, resumeAgent, startAgent } from '../runtime/session.ts'
+import type { AgentHandle } from '../runtime/pool.ts'
+import { DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
+import { defaultResumeDir } from '../runtime/session.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, UsageError } from './units.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 
@@ -46,10 +46,20 @@ function note (line: string): void {
 }
 
 /** Options shared by `run` and `resume`. */
-interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; quiet?: boolean }
+interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; tickTimeout: string; quiet?: boolean }
 
 /** Loop flags, read and checked before anything is born or resumed. */
-interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint }
+interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint; tickTimeoutMs: number }
+
+/**
+ * Reads `--tick-timeout` (a duration of at least 1 ms; a tick's wall-clock limit, docs/RATIONALE.md "Ticks in worker threads").
+ * @throws UsageError naming the option
+ */
+export function tickTimeout (value: string, option = '--tick-timeout'): number {
+  const ms = Math.round(parseDuration(value, option))
+  if (ms < 1 || !Number.isSafeInteger(ms)) throw new UsageError(`${option}: must be at least 1ms, got '${value}'`)
+  return ms
+}
 
 function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
   return {
@@ -57,17 +67,17 @@ function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
     checkpointEveryMs: parseDuration(flags.checkpointEvery, '--checkpoint-every'),
     ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
     price: BigInt(parseCount(flags.price, '--price')),
+    tickTimeoutMs: tickTimeout(flags.tickTimeout),
   }
 }
 
-async function drive (session: Session, loop: LoopSettings): Promise<number> {
-  const { agent, lineage } = session
-  const controller = new AbortController()
+/** Runs the agent's loop in its worker thread until it stops or a signal stops it (without waiting for a tick in progress). */
+async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): Promise<number> {
   let signals = 0
   const onSignal = (sig: string) => {
     if (++signals > 1) process.exit(130)
-    note(`${sig}: finishing the tick and writing a final checkpoint`)
-    controller.abort()
+    note(`${sig}: stopping (a tick in progress is rolled back) and keeping the last checkpoint`)
+    void pool.close() // stops the loop: after its tick, or by ending the tick after the stop grace
   }
   const onInt = () => onSignal('SIGINT')
   const onTerm = () => onSignal('SIGTERM')
@@ -77,8 +87,10 @@ async function drive (session: Session, loop: LoopSettings): Promise<number> {
     if (r.trap !== null) note(`tick ${r.tick} failed and was rolled back: ${r.trap} (fuel ${r.fuel})`)
   }
   try {
-    const end = await runLoop(agent, lineage, { ...loop, signal: controller.signal, onTick })
-    note(`stopped at tick ${agent.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${agent.fuel}, budget ${formatBudget(agent.budget)}; checkpoint ${session.ckptPath}`)
+    const { price: _p, tickTimeoutMs: _t, ...opts } = loop
+    const end = await agent.run({ ...opts, onTick })
+    const s = agent.status
+    note(`stopped at tick ${s.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${s.fuel}, budget ${formatBudget(s.budget)}; checkpoint ${agent.ckptPath} (tick ${s.lastTick})`)
     return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
   } finally {
     process.off('SIGINT', onInt)
@@ -106,6 +118,7 @@ const loopOptions = (c: Command): Command => c
   .option('--checkpoint-every <duration>', 'while the agent asks for more work, checkpoint at most this often', '1s')
   .option('--price <microcents>', 'host price in microcents per million fuel', '1000')
   .option('--sim-seed <seed>', 'simulation mode: clock and random bytes derived from this seed and the tick number')
+  .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
   .option('-q, --quiet', 'do not print the agent\'s log lines')
 
 loopOptions(program.command('run')
@@ -128,12 +141,18 @@ loopOptions(program.command('run')
       await runOnNode(o.node, { wasm: resolve(wasmPath), manifest: resolve(manifestPath), name, budget, intervalMs: loop.intervalMs, json: o.json === true })
       return
     }
-    const session = startAgent(
-      { dir: o.dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-      { name, wasm: readInput(wasmPath, 'the wasm module'), wasmFile: wasmPath, manifest: readInput(manifestPath, 'the manifest'), manifestFile: manifestPath, budget },
-    )
-    note(`born ${session.lineage.identity.did} as '${name}' on host ${session.lineage.host}; checkpoints in ${resolve(o.dir)}`)
-    process.exitCode = await drive(session, loop)
+    const wasm = readInput(wasmPath, 'the wasm module')
+    const manifest = readInput(manifestPath, 'the manifest')
+    const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
+    try {
+      const agent = await pool.birth(
+        { dir: o.dir, price: loop.price, ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+        { name, wasm, wasmFile: wasmPath, manifest, manifestFile: manifestPath, budget },
+        emitter(name, o.quiet),
+      )
+      note(`born ${agent.did} as '${name}' on host ${agent.host}; checkpoints in ${resolve(o.dir)}`)
+      process.exitCode = await drive(agent, loop, pool)
+    } finally { await pool.close() }
   })
 
 loopOptions(program.command('resume')
@@ -144,12 +163,16 @@ loopOptions(program.command('resume')
   .action(async (file: string, o: LoopFlags & { dir?: string; price: string; simSeed?: string }) => {
     const name = basename(file).replace(/\.ckpt$/, '')
     const loop = loopSettings(o)
-    const session = resumeAgent(
-      { dir: o.dir ?? defaultResumeDir(file), price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-      file,
-    )
-    note(`resumed ${session.lineage.identity.did} as '${name}' at tick ${session.agent.tick} on host ${session.lineage.host}`)
-    process.exitCode = await drive(session, loop)
+    const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
+    try {
+      const agent = await pool.resume(
+        { dir: o.dir ?? defaultResumeDir(file), price: loop.price, ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+        file,
+        emitter(name, o.quiet),
+      )
+      note(`resumed ${agent.did} as '${name}' at tick ${agent.status.tick} on host ${agent.host}`)
+      process.exitCode = await drive(agent, loop, pool)
+    } finally { await pool.close() }
   })
 
 program.command('verify')

@@ -91,10 +91,13 @@ interface Loop {
   ticksBefore: number
 }
 
-function errorFrom (e: { message: string; exitCode: number | null; name: string }): Error {
-  if (e.exitCode === null) { const err = new Error(e.message); err.name = e.name; return err }
-  const err = new IgordError(e.message, e.exitCode)
+function errorFrom (e: { message: string; exitCode: number | null; name: string; stack?: string }): Error {
+  let err: Error
+  if (e.exitCode !== null) err = new IgordError(e.message, e.exitCode)
+  else if (e.name === 'CompileError' || e.name === 'LinkError') err = new ModuleError(e.message) // as the CLI reports them in-process
+  else err = new Error(e.message)
   err.name = e.name
+  if (e.stack !== undefined) err.stack = `${e.stack}\n    (in a tick worker thread)`
   return err
 }
 
@@ -271,6 +274,7 @@ export class TickPool {
   #next = 1
   #re = 1
   #closing = false
+  #closed: Promise<void> | null = null
   readonly #timer: NodeJS.Timeout
 
   /** @throws RangeError for a size or timeout that is not a positive integer */
@@ -494,23 +498,28 @@ export class TickPool {
 
   /**
    * Stops every loop (each ends after its tick, or its worker is terminated after the stop grace)
-   * and terminates the workers. The agents keep their last checkpoints. Never throws.
+   * and terminates the workers; agents are not restored elsewhere from then on. The agents keep
+   * their last checkpoints. Idempotent; never throws.
    */
   async close (): Promise<void> {
-    const loops: Promise<unknown>[] = []
-    for (const h of this.#handles.values()) {
-      const loop = h.loop
-      if (loop === null) continue
-      loops.push(new Promise<void>((resolve) => {
-        const { resolve: r0, reject: j0 } = loop
-        loop.resolve = (e) => { r0(e); resolve() }
-        loop.reject = (e) => { j0(e); resolve() }
-      }))
-      if (!loop.stopRequested) { loop.stopRequested = true; h.slot.worker.postMessage({ t: 'stop', id: h.id } satisfies WorkerRequest); this.graceKill(h.slot, loop, h) }
-    }
-    await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, this.stopGraceMs + 1000).unref())])
+    if (this.#closed !== null) return await this.#closed
     this.#closing = true
-    clearInterval(this.#timer)
-    for (const slot of this.#slots) if (slot !== null) this.#kill(slot, null, 'the pool is closing', false)
+    this.#closed = (async () => {
+      const loops: Promise<unknown>[] = []
+      for (const h of this.#handles.values()) {
+        const loop = h.loop
+        if (loop === null) continue
+        loops.push(new Promise<void>((resolve) => {
+          const { resolve: r0, reject: j0 } = loop
+          loop.resolve = (e) => { r0(e); resolve() }
+          loop.reject = (e) => { j0(e); resolve() }
+        }))
+        if (!loop.stopRequested) { loop.stopRequested = true; h.slot.worker.postMessage({ t: 'stop', id: h.id } satisfies WorkerRequest); this.graceKill(h.slot, loop, h) }
+      }
+      await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, this.stopGraceMs + 1000).unref())])
+      clearInterval(this.#timer)
+      for (const slot of this.#slots) if (slot !== null) this.#kill(slot, null, 'the pool is closing', false)
+    })()
+    await this.#closed
   }
 }
