@@ -17,7 +17,7 @@ import { formatReplay, replayHistory } from '../runtime/replay.ts'
 import type { AgentHandle } from '../runtime/pool.ts'
 import { DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
 import { defaultResumeDir } from '../runtime/session.ts'
-import { formatBudget, parseBudget, parseCount, parseDuration, UsageError } from './units.ts'
+import { formatBudget, parseBudget, parseCount, parseDuration, parseTickTimeout, UsageError } from './units.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 
 const EXIT_HELP = `
@@ -51,23 +51,13 @@ interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string;
 /** Loop flags, read and checked before anything is born or resumed. */
 interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint; tickTimeoutMs: number }
 
-/**
- * Reads `--tick-timeout` (a duration of at least 1 ms; a tick's wall-clock limit, docs/RATIONALE.md "Ticks in worker threads").
- * @throws UsageError naming the option
- */
-export function tickTimeout (value: string, option = '--tick-timeout'): number {
-  const ms = Math.round(parseDuration(value, option))
-  if (ms < 1 || !Number.isSafeInteger(ms)) throw new UsageError(`${option}: must be at least 1ms, got '${value}'`)
-  return ms
-}
-
 function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
   return {
     intervalMs: parseDuration(flags.interval, '--interval'),
     checkpointEveryMs: parseDuration(flags.checkpointEvery, '--checkpoint-every'),
     ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
     price: BigInt(parseCount(flags.price, '--price')),
-    tickTimeoutMs: tickTimeout(flags.tickTimeout),
+    tickTimeoutMs: parseTickTimeout(flags.tickTimeout, '--tick-timeout'),
   }
 }
 

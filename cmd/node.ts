@@ -7,7 +7,8 @@ import { EXIT } from '../checkpoint/errors.ts'
 import { controlRequest } from '../p2p/control.ts'
 import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
 import type { AgentInfo } from '../p2p/node.ts'
-import { formatBudget, parseCount, parseDuration, UsageError } from './units.ts'
+import { DEFAULT_TICK_TIMEOUT_MS } from '../runtime/pool.ts'
+import { formatBudget, parseCount, parseDuration, parseTickTimeout, UsageError } from './units.ts'
 
 function note (line: string): void { process.stderr.write(`igord: ${line}\n`) }
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -18,6 +19,12 @@ export async function runOnNode (dir: string, r: { wasm: string; manifest: strin
   const agent = a.agent as AgentInfo
   if (r.json) process.stdout.write(JSON.stringify(agent, null, 2) + '\n')
   else process.stdout.write(`${agent.name} ${agent.did} running on the node in ${dir}\n`)
+}
+
+function tickThreads (v: string): number {
+  const n = parseCount(v, '--tick-threads')
+  if (n < 1 || n > 256) throw new UsageError(`--tick-threads: must be 1 to 256, got ${n}`)
+  return n
 }
 
 function mib (n: number): string { return (n / 1048576).toFixed(1) }
@@ -33,9 +40,11 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--price <microcents>', 'price in microcents per million fuel', '1000')
     .option('--interval <duration>', 'tick interval of restored and arriving agents', '1s')
     .option('--checkpoint-every <duration>', 'while an agent asks for more work, checkpoint at most this often', '1s')
+    .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
+    .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
     .option('-q, --quiet', 'do not print the agents\' log lines')
     .addHelpText('after', exitHelp)
-    .action(async (o: { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; quiet?: boolean }) => {
+    .action(async (o: { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       // loaded here so that the other commands do not pay for importing libp2p
@@ -49,6 +58,8 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         price: BigInt(parseCount(o.price, '--price')),
         intervalMs: parseDuration(o.interval, '--interval'),
         checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every'),
+        tickTimeoutMs: parseTickTimeout(o.tickTimeout, '--tick-timeout'),
+        ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
         ...(process.env.IGORD_FAULT ? { fault: process.env.IGORD_FAULT } : {}),

@@ -51,3 +51,14 @@ export function parseCount (value: string, option: string): number {
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${option}: expected a non-negative integer, got '${value}'`)
   return Number(value)
 }
+
+/**
+ * Reads a tick's wall-clock limit (`--tick-timeout`): a duration (see {@link parseDuration}) of at
+ * least 1 ms, returned in whole ms.
+ * @throws UsageError naming `option`
+ */
+export function parseTickTimeout (value: string, option: string): number {
+  const ms = Math.round(parseDuration(value, option))
+  if (!Number.isSafeInteger(ms) || ms < 1) throw new UsageError(`${option}: must be at least 1ms, got '${value}'`)
+  return ms
+}

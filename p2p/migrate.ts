@@ -115,7 +115,7 @@ export interface SourceHooks {
    * Writes the signed handoff checkpoint naming `target` durably (the source's commit point) and
    * returns its bytes; throws when it cannot (the migration then aborts).
    */
-  commit (target: string): { header: Uint8Array; sig: Uint8Array; cid: string }
+  commit (target: string): { header: Uint8Array; sig: Uint8Array; cid: string } | Promise<{ header: Uint8Array; sig: Uint8Array; cid: string }>
   progress?: Progress
   /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
   fault? (step: string, ch: Channel): void
@@ -210,7 +210,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   const transferMs = performance.now() - t0
   step('verify')
   hooks.fault?.('source-after-pending', ch)
-  const h = hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
+  const h = await hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
   step('commit')
   hooks.fault?.('source-after-handoff', ch)
   let confirmed = false
@@ -252,9 +252,9 @@ export interface TargetHooks {
    * Checks the assembled agent can run here and stores it durably as pending (before the target
    * answers `pending`); throws to refuse (the message is sent as the reason).
    */
-  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void
+  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void | Promise<void>
   /** Installs and starts the agent with the verified signed handoff; returns the tick it starts after. */
-  install (offer: Offer, handoff: { header: Uint8Array; sig: Uint8Array }): void
+  install (offer: Offer, handoff: { header: Uint8Array; sig: Uint8Array }): void | Promise<void>
   /** The handoff did not arrive (or was invalid): resolve the pending agent by asking the source. */
   unresolved (offer: Offer, fromPeer: string): void
   /** A refused or failed offer (for the log). */
@@ -364,7 +364,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
-    try { hooks.prepare(offer, ch.peer, live) } catch (e) {
+    try { await hooks.prepare(offer, ch.peer, live) } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
@@ -373,7 +373,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     await ch.send({ t: 'pending', replayed }, 'pending', t.stepMs)
     const h = await ch.recv('handoff', t.handoffMs, ['handoff'])
     hooks.fault?.('target-after-handoff', ch)
-    hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
+    await hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
     pendingWritten = false
     try { await ch.send({ t: 'started' }, 'started', t.stepMs) } catch { /* the source committed anyway */ }
     await ch.close()

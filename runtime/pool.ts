@@ -115,6 +115,8 @@ export class AgentHandle {
   host: string
   /** The live checkpoint file of the agent. */
   readonly ckptPath: string
+  /** The agent's history directory (`<dir>/history/<name>`; empty for an adopted arrival until {@link install}). */
+  historyDir: string
   readonly manifest: Manifest
   readonly settings: WorkerSettings
   status: AgentStatus
@@ -145,6 +147,7 @@ export class AgentHandle {
     this.did = facts.did
     this.host = facts.host
     this.ckptPath = facts.ckptPath
+    this.historyDir = facts.historyDir
     this.status = facts.status
     this.manifest = parseManifest(facts.manifest, `${facts.name} (manifest)`)
     this.origin = origin
@@ -242,6 +245,7 @@ export class AgentHandle {
   async install (live: LiveCheckpoint): Promise<void> {
     const f = await this.#op({ t: 'install', re: 0, live }) as AgentFacts
     this.host = f.host
+    this.historyDir = f.historyDir
     this.status = f.status
     this.origin = { file: this.ckptPath }
   }

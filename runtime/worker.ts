@@ -55,9 +55,10 @@ export interface AgentStatus { tick: number; fuel: bigint; budget: bigint; failu
 
 /**
  * Facts of a hosted agent, sent when it is created in a worker: its name, DID, this host's peer ID
- * (empty before an adopted arrival is installed), live file path, status and manifest bytes.
+ * (empty before an adopted arrival is installed), live file path, history directory (empty
+ * before install), status and manifest bytes.
  */
-export interface AgentFacts { name: string; did: string; host: string; ckptPath: string; status: AgentStatus; manifest: Uint8Array }
+export interface AgentFacts { name: string; did: string; host: string; ckptPath: string; historyDir: string; status: AgentStatus; manifest: Uint8Array }
 
 /** A request from the main thread. `re` numbers the answer; `id` names the agent in the pool. */
 export type WorkerRequest =
@@ -139,6 +140,7 @@ function main (): void {
   const facts = (s: Slot): AgentFacts => ({
     name: s.name, did: s.agent.spec.identity.did, host: s.session?.lineage.host ?? '', ckptPath: livePath(s.settings.dir, s.name), status: statusOf(s),
     manifest: s.agent.spec.manifest.raw,
+    historyDir: s.session?.lineage.writer.historyDir ?? '',
   })
   const get = (id: number): Slot => {
     const s = slots.get(id)
