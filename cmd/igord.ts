@@ -15,7 +15,7 @@ import type { TickResult } from '../runtime/agent.ts'
 import { instrument } from '../runtime/instrument.ts'
 import { formatReplay, replayHistory } from '../runtime/replay.ts'
 import type { AgentHandle } from '../runtime/pool.ts'
-import { DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
+import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
 import { defaultResumeDir } from '../runtime/session.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, parseTickTimeout, UsageError } from './units.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
@@ -66,7 +66,7 @@ async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): P
   let signals = 0
   const onSignal = (sig: string) => {
     if (++signals > 1) process.exit(130)
-    note(`${sig}: stopping (a tick in progress is rolled back) and keeping the last checkpoint`)
+    note(`${sig}: finishing the tick and writing a final checkpoint (a tick still running after ${DEFAULT_STOP_GRACE_MS} ms is ended and rolled back)`)
     void pool.close() // stops the loop: after its tick, or by ending the tick after the stop grace
   }
   const onInt = () => onSignal('SIGINT')
@@ -80,7 +80,7 @@ async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): P
     const { price: _p, tickTimeoutMs: _t, ...opts } = loop
     const end = await agent.run({ ...opts, onTick })
     const s = agent.status
-    note(`stopped at tick ${s.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${s.fuel}, budget ${formatBudget(s.budget)}; checkpoint ${agent.ckptPath} (tick ${s.lastTick})`)
+    note(`stopped at tick ${s.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${s.fuel}, budget ${formatBudget(s.budget)}; checkpoint ${agent.ckptPath}`)
     return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
   } finally {
     process.off('SIGINT', onInt)

@@ -261,6 +261,8 @@ export interface TargetHooks {
   failed? (offer: Offer | null, fromPeer: string, reason: string): void
   /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
   fault? (step: string, ch: Channel): void
+  /** Runs runtime/replay.ts `replaySegment` elsewhere (a node: in a tick worker thread, under its tick timeout); default: here. */
+  replay? (...a: Parameters<typeof replaySegment>): Promise<ReturnType<typeof replaySegment>>
 }
 
 /**
@@ -360,7 +362,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     for (const c of wanted) if (!got.has(c)) throw new NetworkError(`transfer: blob ${c} was asked for but not sent`)
     const live = assemble(offer, end, got, hooks)
     let replayed = 0
-    try { replayed = replayBase(offer, live, got, hooks) } catch (e) {
+    try { replayed = await replayBase(offer, live, got, hooks) } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
@@ -426,7 +428,7 @@ function assemble (offer: Offer, end: Frame, got: Map<string, Uint8Array>, hooks
  * exactly the offered checkpoint. Returns the number of ticks replayed (0 without a base or log).
  * @throws NetworkError `verify: …` for a bad base; `replay diverges at tick N (<field>): <message>`
  */
-function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks): number {
+async function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks): Promise<number> {
   const b = offer.base
   if (b === undefined || live.log === null) return 0
   const pages: [number, Uint8Array][] = []
@@ -446,7 +448,8 @@ function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8A
   try { records = EventLog.decodeSegment(live.log, `event log ${offer.parsed.log}`) } catch (e) { throw new NetworkError(`verify: ${(e as Error).message}`) }
   let r
   try {
-    r = replaySegment({ header: b.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: b.pageCount, pages, digests, globals: b.globals }, records, offer.parsed)
+    const start = { header: b.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: b.pageCount, pages, digests, globals: b.globals }
+    r = hooks.replay !== undefined ? await hooks.replay(start, records, offer.parsed) : replaySegment(start, records, offer.parsed)
   } catch (e) { throw new NetworkError(`replay: ${(e as Error).message.split('\n')[0]}`) }
   const d = r.divergence
   if (d !== null) throw new NetworkError(`replay diverges at tick ${d.tick} (${d.field}): ${d.message}`)

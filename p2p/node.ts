@@ -559,6 +559,7 @@ export class IgordNode {
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
       },
       fault: (step, ch) => this.#fault(step, ch),
+      replay: (start, records, next) => this.#pool.replay(start, records, next),
     }
   }
 

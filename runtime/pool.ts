@@ -20,10 +20,12 @@ import type { EventLoopUtilization } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import { IgordError, ModuleError } from '../checkpoint/errors.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
-import type { Status } from '../checkpoint/header.ts'
+import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
+import type { TickRecord } from '../hostcalls/eventlog.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from './agent.ts'
+import type { Divergence, ReplayStart } from './replay.ts'
 import type { LoopEnd } from './runner.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
@@ -401,6 +403,23 @@ export class TickPool {
    */
   adopt (settings: WorkerSettings, name: string, live: LiveCheckpoint, emit: (line: string) => void): Promise<AgentHandle> {
     return this.#create(settings, emit, (id) => ({ t: 'adopt', re: 0, id, settings, name, live }), () => ({ live }), `${name}: restore`)
+  }
+
+  /**
+   * Runs runtime/replay.ts `replaySegment(start, records, next)` in a worker (a migration target's
+   * check of the ticks it receives), each replayed tick under the wall-clock limit.
+   * @returns ticks re-executed and the first divergence, as `replaySegment`
+   * @throws ModuleError / ManifestError as `replaySegment`; Error `a replayed tick exceeded the wall-clock limit of …`
+   */
+  async replay (start: ReplayStart, records: readonly TickRecord[], next: CheckpointHeader): Promise<{ ticks: number; divergence: Divergence | null }> {
+    const slot = this.#place()
+    const id = this.#next++
+    try {
+      return await this.request(slot, { t: 'replay', re: 0, id, start, records, next }, id, 'create') as { ticks: number; divergence: Divergence | null }
+    } catch (e) {
+      if ((e as { watchdog?: boolean }).watchdog === true) throw new Error(`a replayed tick exceeded the wall-clock limit of ${formatLimit(this.tickTimeoutMs)}`)
+      throw e
+    }
   }
 
   #watch (): void {

@@ -30,12 +30,15 @@ import { readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
 import { atomicWrite } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
-import type { Status } from '../checkpoint/header.ts'
+import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
+import type { TickRecord } from '../hostcalls/eventlog.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
 import type { TickResult } from './agent.ts'
 import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
+import { replaySegment } from './replay.ts'
+import type { ReplayStart } from './replay.ts'
 import { runLoop, writeCheckpoint } from './runner.ts'
 import type { LoopEnd, LoopOptions } from './runner.ts'
 import type { Session } from './session.ts'
@@ -73,6 +76,7 @@ export type WorkerRequest =
   | { t: 'last'; re: number; id: number }
   | { t: 'forge'; re: number; id: number }
   | { t: 'drop'; re: number; id: number }
+  | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
 
 /** A message to the main thread: an answer (with `re`) or an event. */
 export type WorkerMessage =
@@ -258,6 +262,8 @@ function main (): void {
       post({ ev: 'status', id: m.id, status: statusOf(get(m.id)) })
       return tick
     },
+    // a migration target's check of the ticks it receives (runtime/replay.ts); each replayed tick is watched under `m.id`
+    replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next)),
     drop: (m: Extract<WorkerRequest, { t: 'drop' }>) => {
       slots.get(m.id)?.controller?.abort()
       slots.delete(m.id)
