@@ -25,6 +25,12 @@ function files (name: string, manifest?: string) {
   return { name, wasm: fs.readFileSync(wasmFile), wasmFile, manifest: manifest === undefined ? fs.readFileSync(manifestFile) : Buffer.from(manifest), manifestFile, budget: 10n ** 15n }
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/** `p`, or a failure naming `what` after `ms` (a broken watchdog fails the test instead of hanging it). */
+async function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms) })
+  try { return await Promise.race([p, late]) } finally { clearTimeout(timer) }
+}
 async function until (pred: () => boolean, ms: number, what: string): Promise<void> {
   const t0 = performance.now()
   while (!pred()) {
@@ -43,7 +49,7 @@ test('birth and a loop in a worker: ticks, log lines, status mirror and checkpoi
     assert.match(h.did, /^did:key:z/)
     assert.is(h.status.tick, 0)
     assert.is(h.ckptPath, path.resolve(dir, 'heartbeat.ckpt'))
-    const end = await h.run({ intervalMs: 1, maxTicks: 5 })
+    const end = await within(h.run({ intervalMs: 1, maxTicks: 5 }), 60_000, 'five ticks')
     assert.equal(end, { status: 'running', ticks: 5 })
     assert.is(h.status.tick, 5)
     assert.is(h.status.lastTick, 5)
@@ -60,7 +66,7 @@ test('the watchdog ends a runaway tick: rolled back to the last checkpoint, coun
     const h = await pool.birth(settings(dir), files('spin'), () => {})
     const fails: TickResult[] = []
     const t0 = performance.now()
-    const end = await h.run({ intervalMs: 1, onTick: (r) => { if (r.trap !== null) fails.push(r) } })
+    const end = await within(h.run({ intervalMs: 1, onTick: (r) => { if (r.trap !== null) fails.push(r) } }), 60_000, 'the watchdog to pause the spinner')
     const ms = performance.now() - t0
     assert.is(end.status, 'paused')
     assert.match(end.reason!, /^2 consecutive failed ticks, last at tick 3: tick exceeded wall-clock limit 300 ms$/)
@@ -93,7 +99,7 @@ test('a stop does not wait for a spinning tick; the agent keeps its last checkpo
     await sleep(200) // now inside tick 3, which never returns
     const t0 = performance.now()
     ctl.abort()
-    const end = await loop
+    const end = await within(loop, 10_000, 'the stopped loop')
     const ms = performance.now() - t0
     assert.is(end.status, 'running')
     assert.ok(ms < 1000, `the stop took ${ms.toFixed(0)} ms`)
@@ -105,7 +111,7 @@ test('a stop does not wait for a spinning tick; the agent keeps its last checkpo
     const again = h.run({ intervalMs: 1, signal: ctl2.signal })
     await sleep(300)
     ctl2.abort()
-    assert.is((await again).status, 'running')
+    assert.is((await within(again, 10_000, 'the stopped loop')).status, 'running')
     assert.ok(verifyHistory([dir]).valid)
   } finally { await pool.close() }
 })
@@ -119,13 +125,13 @@ test('an agent sharing the runaway\'s worker is restored from its checkpoint and
     const spin = await pool.birth(settings(b), files('spin'), () => {})
     const ctl = new AbortController()
     const beatLoop = beat.run({ intervalMs: 20, signal: ctl.signal })
-    const spinEnd = await spin.run({ intervalMs: 20 })
+    const spinEnd = await within(spin.run({ intervalMs: 20 }), 60_000, 'the watchdog to pause the spinner')
     assert.is(spinEnd.status, 'paused')
     const t = beat.status.tick
     await until(() => beat.status.tick >= t + 3, 10_000, 'the heartbeat ticking after the kills')
     assert.equal(notes.filter((l) => l.startsWith('spin: tick exceeded wall-clock limit 400 ms at tick 3')).length, 2, notes.join('\n'))
     ctl.abort()
-    assert.is((await beatLoop).status, 'running')
+    assert.is((await within(beatLoop, 10_000, 'the heartbeat loop')).status, 'running')
     assert.ok(verifyHistory([a]).valid)
     assert.ok(verifyHistory([b]).valid)
   } finally { await pool.close() }
@@ -141,14 +147,14 @@ test('agent_init that runs too long: birth fails naming the limit; nothing is wr
       (func (export "agent_tick") (result i32) (i32.const 0)))`)
     const bytes = m.emitBinary(); m.dispose()
     fs.writeFileSync(path.join(dir, 'initspin.wasm'), bytes)
-    const err = await pool.birth(settings(dir), { name: 'initspin', wasm: bytes, wasmFile: 'initspin.wasm', manifest: Buffer.from('{"resource_limits":{"max_fuel_per_tick":9007199254740991}}'), manifestFile: 'initspin.manifest.json', budget: 10n ** 15n }, () => {}).then(() => null, (e: Error) => e)
+    const err = await within(pool.birth(settings(dir), { name: 'initspin', wasm: bytes, wasmFile: 'initspin.wasm', manifest: Buffer.from('{"resource_limits":{"max_fuel_per_tick":9007199254740991}}'), manifestFile: 'initspin.manifest.json', budget: 10n ** 15n }, () => {}).then(() => null, (e: Error) => e), 60_000, 'the birth to fail')
     assert.ok(err !== null)
     assert.match(err!.message, /^initspin\.wasm: birth failed: it exceeded the wall-clock limit of 300 ms$/)
     assert.is((err as { exitCode?: number }).exitCode, 4)
     assert.not.ok(fs.existsSync(path.join(dir, 'initspin.ckpt')))
     // the pool still works
     const h = await pool.birth(settings(dir), files('heartbeat'), () => {})
-    assert.is((await h.run({ intervalMs: 1, maxTicks: 2 })).ticks, 2)
+    assert.is((await within(h.run({ intervalMs: 1, maxTicks: 2 }), 60_000, 'two ticks')).ticks, 2)
   } finally { await pool.close() }
 })
 
@@ -173,7 +179,7 @@ test('two spinning agents tick on two threads while the main thread stays respon
     const cpuMs = (cpu.user + cpu.system) / 1000
     const load = os.loadavg()[0]
     ctl.abort()
-    for (const l of loops) assert.is((await l).status, 'running')
+    for (const l of loops) assert.is((await within(l, 10_000, 'the stopped loops')).status, 'running')
     console.log(`  two spinners: process CPU ${cpuMs.toFixed(0)} ms over ${wall.toFixed(0)} ms wall (${(cpuMs / wall).toFixed(2)} cores), thread utilization ${elu.map((e) => e.utilization.toFixed(2)).join(' ')}, worst timer lateness ${worst.toFixed(0)} ms, load average ${load.toFixed(1)} on ${os.availableParallelism()} cores`)
     assert.ok(worst < 500, `a 25 ms timer fired up to ${worst.toFixed(0)} ms late`)
     assert.is(elu.length, 2)
