@@ -17,10 +17,10 @@ import { checkWithinCaps, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_NODE_CAPS, parseMani
 import type { TickResult } from '../runtime/agent.ts'
 import { instrument } from '../runtime/instrument.ts'
 import { formatReplay, replayHistory } from '../runtime/replay.ts'
-import { runLoop } from '../runtime/runner.ts'
-import type { Session } from '../runtime/session.ts'
-import { defaultResumeDir, resumeAgent, startAgent } from '../runtime/session.ts'
-import { formatBudget, parseBudget, parseCount, parseDuration, UsageError } from './units.ts'
+import type { AgentHandle } from '../runtime/pool.ts'
+import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
+import { defaultResumeDir } from '../runtime/session.ts'
+import { formatBudget, parseBudget, parseCount, parseDuration, parseTickTimeout, UsageError } from './units.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 
 const EXIT_HELP = `
@@ -71,10 +71,10 @@ function note (line: string): void {
 }
 
 /** Options shared by `run` and `resume`. */
-interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; quiet?: boolean }
+interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; tickTimeout: string; quiet?: boolean }
 
 /** Loop flags, read and checked before anything is born or resumed. */
-interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint }
+interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint; tickTimeoutMs: number }
 
 function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
   return {
@@ -82,17 +82,17 @@ function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
     checkpointEveryMs: parseDuration(flags.checkpointEvery, '--checkpoint-every'),
     ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
     price: BigInt(parseCount(flags.price, '--price')),
+    tickTimeoutMs: parseTickTimeout(flags.tickTimeout, '--tick-timeout'),
   }
 }
 
-async function drive (session: Session, loop: LoopSettings): Promise<number> {
-  const { agent, lineage } = session
-  const controller = new AbortController()
+/** Runs the agent's loop in its worker thread until it stops or a signal stops it (without waiting for a tick in progress). */
+async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): Promise<number> {
   let signals = 0
   const onSignal = (sig: string) => {
     if (++signals > 1) process.exit(130)
-    note(`${sig}: finishing the tick and writing a final checkpoint`)
-    controller.abort()
+    note(`${sig}: finishing the tick and writing a final checkpoint (a tick still running after ${DEFAULT_STOP_GRACE_MS} ms is ended and rolled back)`)
+    void pool.close() // stops the loop: after its tick, or by ending the tick after the stop grace
   }
   const onInt = () => onSignal('SIGINT')
   const onTerm = () => onSignal('SIGTERM')
@@ -102,8 +102,10 @@ async function drive (session: Session, loop: LoopSettings): Promise<number> {
     if (r.trap !== null) note(`tick ${r.tick} failed and was rolled back: ${r.trap} (fuel ${r.fuel})`)
   }
   try {
-    const end = await runLoop(agent, lineage, { ...loop, signal: controller.signal, onTick })
-    note(`stopped at tick ${agent.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${agent.fuel}, budget ${formatBudget(agent.budget)}; checkpoint ${session.ckptPath}`)
+    const { price: _p, tickTimeoutMs: _t, ...opts } = loop
+    const end = await agent.run({ ...opts, onTick })
+    const s = agent.status
+    note(`stopped at tick ${s.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${s.fuel}, budget ${formatBudget(s.budget)}; checkpoint ${agent.ckptPath}`)
     return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
   } finally {
     process.off('SIGINT', onInt)
@@ -135,6 +137,7 @@ const loopOptions = (c: Command): Command => c
   .option('--checkpoint-every <duration>', 'while the agent asks for more work, checkpoint at most this often', '1s')
   .option('--price <microcents>', 'host price in microcents per million fuel', '1000')
   .option('--sim-seed <seed>', 'simulation mode: clock and random bytes derived from this seed and the tick number')
+  .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
   .option('-q, --quiet', 'do not print the agent\'s log lines')
 
 loopOptions(program.command('run')
@@ -162,12 +165,16 @@ loopOptions(program.command('run')
     const over = checkWithinCaps(parseManifest(manifest, manifestPath), DEFAULT_NODE_CAPS)
     if (over !== null) throw new ManifestError(`${manifestPath}: ${over}`)
     noteTakeover(lockAgent(o.dir, name))
-    const session = startAgent(
-      { dir: o.dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-      { name, wasm, wasmFile: wasmPath, manifest, manifestFile: manifestPath, budget },
-    )
-    note(`born ${session.lineage.identity.did} as '${name}' on host ${session.lineage.host}; checkpoints in ${resolve(o.dir)}`)
-    process.exitCode = await drive(session, loop)
+    const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
+    try {
+      const agent = await pool.birth(
+        { dir: o.dir, price: loop.price, ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+        { name, wasm, wasmFile: wasmPath, manifest, manifestFile: manifestPath, budget },
+        emitter(name, o.quiet),
+      )
+      note(`born ${agent.did} as '${name}' on host ${agent.host}; checkpoints in ${resolve(o.dir)}`)
+      process.exitCode = await drive(agent, loop, pool)
+    } finally { await pool.close() }
   })
 
 loopOptions(program.command('resume')
@@ -181,12 +188,16 @@ loopOptions(program.command('resume')
     const dir = o.dir ?? defaultResumeDir(file)
     if (resolve(dir) !== defaultResumeDir(file)) assertNotWritten(defaultResumeDir(file), name, file)
     noteTakeover(lockAgent(dir, name))
-    const session = resumeAgent(
-      { dir, price: loop.price, emit: emitter(name, o.quiet), ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-      file,
-    )
-    note(`resumed ${session.lineage.identity.did} as '${name}' at tick ${session.agent.tick} on host ${session.lineage.host}`)
-    process.exitCode = await drive(session, loop)
+    const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
+    try {
+      const agent = await pool.resume(
+        { dir, price: loop.price, ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
+        file,
+        emitter(name, o.quiet),
+      )
+      note(`resumed ${agent.did} as '${name}' at tick ${agent.status.tick} on host ${agent.host}`)
+      process.exitCode = await drive(agent, loop, pool)
+    } finally { await pool.close() }
   })
 
 program.command('verify')

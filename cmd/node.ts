@@ -9,7 +9,8 @@ import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
 import type { AgentInfo } from '../p2p/node.ts'
 import { DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
-import { formatBudget, parseCount, parseDuration, parseLimit, UsageError } from './units.ts'
+import { DEFAULT_TICK_TIMEOUT_MS } from '../runtime/pool.ts'
+import { formatBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 
 function note (line: string): void { process.stderr.write(`igord: ${line}\n`) }
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -20,6 +21,12 @@ export async function runOnNode (dir: string, r: { wasm: string; manifest: strin
   const agent = a.agent as AgentInfo
   if (r.json) process.stdout.write(JSON.stringify(agent, null, 2) + '\n')
   else process.stdout.write(`${agent.name} ${agent.did} running on the node in ${dir}\n`)
+}
+
+function tickThreads (v: string): number {
+  const n = parseCount(v, '--tick-threads')
+  if (n < 1 || n > 256) throw new UsageError(`--tick-threads: must be 1 to 256, got ${n}`)
+  return n
 }
 
 function mib (n: number): string { return (n / 1048576).toFixed(1) }
@@ -62,9 +69,11 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--max-log-bytes-per-tick <bytes>', `refuse agents whose manifest asks more log output per tick (default ${DEFAULT_NODE_CAPS.tickLimits.logBytes} = 1MiB)`)
     .option('--max-random-bytes-per-tick <bytes>', `refuse agents whose manifest asks more random bytes per tick (default ${DEFAULT_NODE_CAPS.tickLimits.randomBytes} = 1MiB)`)
     .option('--max-event-bytes-per-tick <bytes>', `refuse agents whose manifest asks more event bytes per tick (default ${DEFAULT_NODE_CAPS.tickLimits.eventBytes} = 4MiB)`)
+    .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
+    .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
     .option('-q, --quiet', 'do not print the agents\' log lines')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; quiet?: boolean }) => {
+    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
@@ -80,6 +89,8 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         intervalMs: parseDuration(o.interval, '--interval'),
         checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every'),
         caps,
+        tickTimeoutMs: parseTickTimeout(o.tickTimeout, '--tick-timeout'),
+        ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
         ...(process.env.IGORD_FAULT ? { fault: process.env.IGORD_FAULT } : {}),

@@ -67,3 +67,14 @@ export function parseLimit (value: string, option: string): number {
   if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${option}: expected a positive integer up to 2^53-1 (e.g. 100000000, 1e8, 64MiB), got '${value}'`)
   return n
 }
+
+/**
+ * Reads a tick's wall-clock limit (`--tick-timeout`): a duration (see {@link parseDuration}) of at
+ * least 1 ms, returned in whole ms.
+ * @throws UsageError naming `option`
+ */
+export function parseTickTimeout (value: string, option: string): number {
+  const ms = Math.round(parseDuration(value, option))
+  if (!Number.isSafeInteger(ms) || ms < 1) throw new UsageError(`${option}: must be at least 1ms, got '${value}'`)
+  return ms
+}

@@ -84,7 +84,7 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
     case 'run': {
       let budget: bigint
       try { budget = BigInt(str('budget')) } catch { throw new RequestError('control: field "budget" must be an integer string (microcents)') }
-      const agent = node.run({
+      const agent = await node.run({
         wasm: str('wasm'), budget,
         ...(req.manifest === undefined ? {} : { manifest: str('manifest') }),
         ...(req.name === undefined ? {} : { name: str('name') }),

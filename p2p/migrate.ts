@@ -117,7 +117,7 @@ export interface SourceHooks {
    * Writes the signed handoff checkpoint naming `target` durably (the source's commit point) and
    * returns its bytes; throws when it cannot (the migration then aborts).
    */
-  commit (target: string): { header: Uint8Array; sig: Uint8Array; cid: string }
+  commit (target: string): { header: Uint8Array; sig: Uint8Array; cid: string } | Promise<{ header: Uint8Array; sig: Uint8Array; cid: string }>
   progress?: Progress
   /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
   fault? (step: string, ch: Channel): void
@@ -212,7 +212,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   const transferMs = performance.now() - t0
   step('verify')
   hooks.fault?.('source-after-pending', ch)
-  const h = hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
+  const h = await hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
   step('commit')
   hooks.fault?.('source-after-handoff', ch)
   let confirmed = false
@@ -254,15 +254,17 @@ export interface TargetHooks {
    * Checks the assembled agent can run here and stores it durably as pending (before the target
    * answers `pending`); throws to refuse (the message is sent as the reason).
    */
-  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void
+  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void | Promise<void>
   /** Installs and starts the agent with the verified signed handoff; returns the tick it starts after. */
-  install (offer: Offer, handoff: { header: Uint8Array; sig: Uint8Array }): void
+  install (offer: Offer, handoff: { header: Uint8Array; sig: Uint8Array }): void | Promise<void>
   /** The handoff did not arrive (or was invalid): resolve the pending agent by asking the source. */
   unresolved (offer: Offer, fromPeer: string): void
   /** A refused or failed offer (for the log). */
   failed? (offer: Offer | null, fromPeer: string, reason: string): void
   /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
   fault? (step: string, ch: Channel): void
+  /** Runs runtime/replay.ts `replaySegment` elsewhere (a node: in a tick worker thread, under its tick timeout); default: here. */
+  replay? (...a: Parameters<typeof replaySegment>): Promise<ReturnType<typeof replaySegment>>
 }
 
 /**
@@ -362,11 +364,11 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     for (const c of wanted) if (!got.has(c)) throw new NetworkError(`transfer: blob ${c} was asked for but not sent`)
     const live = assemble(offer, end, got, hooks)
     let replayed = 0
-    try { replayed = replayBase(offer, live, got, hooks) } catch (e) {
+    try { replayed = await replayBase(offer, live, got, hooks) } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
-    try { hooks.prepare(offer, ch.peer, live) } catch (e) {
+    try { await hooks.prepare(offer, ch.peer, live) } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
@@ -375,7 +377,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     await ch.send({ t: 'pending', replayed }, 'pending', t.stepMs)
     const h = await ch.recv('handoff', t.handoffMs, ['handoff'])
     hooks.fault?.('target-after-handoff', ch)
-    hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
+    await hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
     pendingWritten = false
     try { await ch.send({ t: 'started' }, 'started', t.stepMs) } catch { /* the source committed anyway */ }
     await ch.close()
@@ -428,7 +430,7 @@ function assemble (offer: Offer, end: Frame, got: Map<string, Uint8Array>, hooks
  * exactly the offered checkpoint. Returns the number of ticks replayed (0 without a base or log).
  * @throws NetworkError `verify: …` for a bad base; `replay diverges at tick N (<field>): <message>`
  */
-function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks): number {
+async function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks): Promise<number> {
   const b = offer.base
   if (b === undefined || live.log === null) return 0
   const pages: [number, Uint8Array][] = []
@@ -448,7 +450,8 @@ function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8A
   try { records = EventLog.decodeSegment(live.log, `event log ${offer.parsed.log}`) } catch (e) { throw new NetworkError(`verify: ${(e as Error).message}`) }
   let r
   try {
-    r = replaySegment({ header: b.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: b.pageCount, pages, digests, globals: b.globals }, records, offer.parsed)
+    const start = { header: b.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: b.pageCount, pages, digests, globals: b.globals }
+    r = hooks.replay !== undefined ? await hooks.replay(start, records, offer.parsed) : replaySegment(start, records, offer.parsed)
   } catch (e) { throw new NetworkError(`replay: ${(e as Error).message.split('\n')[0]}`) }
   const d = r.divergence
   if (d !== null) throw new NetworkError(`replay diverges at tick ${d.tick} (${d.field}): ${d.message}`)

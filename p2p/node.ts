@@ -2,8 +2,10 @@
  * `igord node`: a long-running peer that hosts many agents at once and moves them to and from
  * other nodes over libp2p (DESIGN §9, docs/PROTOCOL.md, docs/INTERNALS.md "p2p/").
  *
- * Each agent is one `runLoop` (runtime/runner.ts) on its own tick schedule; the loops interleave on
- * the event loop. The data directory has the layout of `igord run --dir` (`<name>.ckpt`,
+ * Each agent is one `runLoop` (runtime/runner.ts) on its own tick schedule, run in a worker thread
+ * of the node's {@link TickPool} (runtime/pool.ts), never on the thread that serves libp2p, the
+ * control socket and signals; a tick that runs longer than the tick timeout is ended, rolled back
+ * and counted as a failure. The data directory has the layout of `igord run --dir` (`<name>.ckpt`,
  * `history/`, `blobs/`, `host.key`) plus `migrate/` (authority records, p2p/authority.ts),
  * `migrations.log` and the control socket. On start the node restores every agent whose live
  * checkpoint is `running`, completes or resolves interrupted arrivals, and only then answers the
@@ -18,25 +20,22 @@ import { IgordError, StorageError } from '../checkpoint/errors.ts'
 import { cidOf, cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
 import { decodeHeader, headerCid } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
-import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { encodeLive, readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
 import { blobsDir, isAgentName, liveNames, makePrivateDir, recordPaths } from '../checkpoint/layout.ts'
 import { lockAgent, lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
-import { BlobStore, atomicWrite } from '../checkpoint/store.ts'
-import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
+import { BlobStore } from '../checkpoint/store.ts'
+import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
 import type { Manifest, NodeCaps } from '../hostcalls/manifest.ts'
 import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
-import { Agent } from '../runtime/agent.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
-import { liveInputs } from '../runtime/inputs.ts'
-import { runLoop, writeCheckpoint } from '../runtime/runner.ts'
+import type { AgentHandle, WorkerSettings } from '../runtime/pool.ts'
+import { TickPool } from '../runtime/pool.ts'
 import type { LoopEnd } from '../runtime/runner.ts'
-import type { Session } from '../runtime/session.ts'
-import { livePath, resumeAgent, startAgent } from '../runtime/session.ts'
+import { livePath } from '../runtime/session.ts'
 import * as authority from './authority.ts'
 import { NetworkError, RefusedError, RequestError } from './errors.ts'
 import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
@@ -71,6 +70,10 @@ export interface NodeOptions {
    * or a migration offer above them is refused with the field, the value asked and the cap
    */
   caps?: NodeCaps
+  /** wall-clock limit of one tick, ms (default 10 s, runtime/pool.ts DEFAULT_TICK_TIMEOUT_MS) */
+  tickTimeoutMs?: number
+  /** worker threads that run the ticks (default max(2, available parallelism)) */
+  tickThreads?: number
   timeouts?: Partial<Timeouts>
   /** node notes (one line each, no newline) */
   note (line: string): void
@@ -102,7 +105,8 @@ export interface RunRequest { wasm: string; manifest?: string; name?: string; bu
 
 interface Hosted {
   name: string
-  session: Session
+  /** the agent, held by a tick worker thread */
+  session: AgentHandle
   intervalMs: number
   state: string
   controller: AbortController | null
@@ -131,7 +135,11 @@ export class IgordNode {
   readonly #opts: NodeOptions
   readonly #blobs: BlobStore
   /** names with an inbound migration in progress, and agents restored (prepared) for them */
-  readonly #inbound = new Map<string, Agent | null>()
+  readonly #inbound = new Map<string, AgentHandle | null>()
+  /** the worker threads that hold the agents and run their ticks */
+  readonly #pool: TickPool
+  /** names of agents being born (`run`) */
+  readonly #birthing = new Set<string>()
   /** the verified live checkpoints of prepared arrivals (so that installing does not re-read and re-hash them) */
   readonly #prepared = new Map<string, LiveCheckpoint>()
   #closing = false
@@ -150,6 +158,7 @@ export class IgordNode {
     this.price = opts.price
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
     this.#blobs = new BlobStore(blobsDir(opts.dir))
+    this.#pool = new TickPool({ note: opts.note, ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
   }
 
   /**
@@ -169,7 +178,7 @@ export class IgordNode {
     node.#dirLock = dirLock
     const peer = node.peer
     try {
-      node.#restore()
+      await node.#restore()
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
         void receiveAgent(new Channel(stream, conn.remotePeer.toString()), node.#targetHooks(), node.timeouts)
       }, { maxInboundStreams: 8 })
@@ -201,14 +210,18 @@ export class IgordNode {
     }
   }
 
-  #settings (name: string) {
-    return { dir: this.dir, price: this.price, emit: (line: string) => this.#opts.emit(name, line) }
+  #settings (): WorkerSettings {
+    return { dir: this.dir, price: this.price }
+  }
+
+  #emitter (name: string): (line: string) => void {
+    return (line) => this.#opts.emit(name, line)
   }
 
   // ── hosting ────────────────────────────────────────────────────────────────
 
-  #restore (): void {
-    for (const name of authority.pendingNames(this.dir)) this.#recoverPending(name)
+  async #restore (): Promise<void> {
+    for (const name of authority.pendingNames(this.dir)) await this.#recoverPending(name)
     for (const name of liveNames(this.dir)) {
       if (this.agents.has(name)) continue
       const file = livePath(this.dir, name)
@@ -227,34 +240,25 @@ export class IgordNode {
       if (gone !== null) { this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
       try {
         this.#lock(name)
-        const session = resumeAgent(this.#settings(name), file)
+        const session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
         const arrival = authority.readHandoffRecord(this.dir, name, this.#opts.note)
         if (arrival !== null && arrival.parsed.prev === cid) {
-          this.#continueAfterHandoff(session, arrival.header, arrival.sig)
+          await this.#continueAfterHandoff(session, arrival.header, arrival.sig)
         } else if (arrival !== null) authority.dropHandoffRecord(this.dir, name)
         const stopped = fs.existsSync(stoppedMarker(this.dir, name))
         const hosted = this.#host(name, session, this.#opts.intervalMs)
         if (stopped) hosted.state = 'stopped'
-        else { this.#startLoop(hosted); this.#opts.note(`restored ${name} (${session.agent.spec.identity.did}) at tick ${session.agent.tick}, epoch ${session.lineage.epoch}`) }
+        else { this.#startLoop(hosted); this.#opts.note(`restored ${name} (${session.did}) at tick ${session.status.tick}, epoch ${session.status.epoch}`) }
       } catch (e) { this.#unlock(name); this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
     }
   }
 
-  /** Writes the handoff into this node's history and links the session's next checkpoint to it (epoch + 1). */
-  #continueAfterHandoff (session: Session, header: Uint8Array, sig: Uint8Array): void {
-    const hcid = headerCid(header)
-    const p = decodeParsed(header)
-    const file = path.join(session.lineage.writer.historyDir, entryFileName(p.tick, hcid))
-    if (!fs.existsSync(file)) {
-      const snap = session.agent.checkpointState()
-      atomicWrite(file, encodeEntry({ headerBytes: header, sig, base: false, pageCount: snap.pageCount, pages: [], globals: snap.globals }))
-    }
-    session.lineage.prev = hcid
-    session.lineage.epoch = p.epoch + 1
-    session.lineage.lastTick = p.tick
+  /** Writes the handoff into this node's history and links the agent's next checkpoint to it (epoch + 1), in its worker. */
+  async #continueAfterHandoff (session: AgentHandle, header: Uint8Array, sig: Uint8Array): Promise<void> {
+    await session.linkHandoff(header, sig)
   }
 
-  #host (name: string, session: Session, intervalMs: number): Hosted {
+  #host (name: string, session: AgentHandle, intervalMs: number): Hosted {
     const h: Hosted = { name, session, intervalMs, state: 'running', controller: null, loop: null, migration: null, quietUntil: 0 }
     this.agents.set(name, h)
     return h
@@ -264,7 +268,7 @@ export class IgordNode {
     const controller = new AbortController()
     h.controller = controller
     h.state = 'running'
-    h.loop = runLoop(h.session.agent, h.session.lineage, {
+    h.loop = h.session.run({
       intervalMs: h.intervalMs,
       signal: controller.signal,
       acceptMigration: true,
@@ -314,9 +318,9 @@ export class IgordNode {
    * @throws ModuleError, ManifestError, StorageError (as `igord run`); RequestError when the name is
    *   taken or a capability is not granted by this node
    */
-  run (req: RunRequest): AgentInfo {
+  async run (req: RunRequest): Promise<AgentInfo> {
     const name = req.name ?? path.basename(req.wasm).replace(/\.wasm$/, '')
-    if (this.agents.has(name) || this.#inbound.has(name)) throw new RequestError(`an agent named ${name} already lives on this node`)
+    if (this.agents.has(name) || this.#inbound.has(name) || this.#birthing.has(name)) throw new RequestError(`an agent named ${name} already lives on this node`)
     const manifestFile = req.manifest ?? req.wasm.replace(/\.wasm$/, '') + '.manifest.json'
     const wasm = readFile(req.wasm, 'the wasm module')
     const manifest = readFile(manifestFile, 'the manifest')
@@ -326,12 +330,13 @@ export class IgordNode {
     const over = checkWithinCaps(parsed, this.#opts.caps ?? DEFAULT_NODE_CAPS)
     if (over !== null) throw new RequestError(`${manifestFile}: ${over}`)
     this.#lock(name)
-    let session: Session
-    try { session = startAgent(this.#settings(name), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget }) } catch (e) { this.#unlock(name); throw e }
+    let session: AgentHandle
+    this.#birthing.add(name)
+    try { session = await this.#pool.birth(this.#settings(), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget }, this.#emitter(name)) } catch (e) { this.#unlock(name); throw e } finally { this.#birthing.delete(name) }
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     const h = this.#host(name, session, req.intervalMs ?? this.#opts.intervalMs)
     this.#startLoop(h)
-    this.#opts.note(`born ${session.lineage.identity.did} as '${name}'`)
+    this.#opts.note(`born ${session.did} as '${name}'`)
     return this.#info(h)
   }
 
@@ -354,10 +359,17 @@ export class IgordNode {
     return h
   }
 
-  /** Stops every agent (each writes a final checkpoint), then libp2p. Never throws. */
+  /**
+   * Stops every agent, then libp2p. Each agent writes a final checkpoint after its tick, or, when
+   * its tick does not end within the stop grace (runtime/pool.ts), keeps its last one: shutdown
+   * never waits for a spinning tick. Never throws.
+   */
   async shutdown (): Promise<void> {
     this.#closing = true
-    await Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
+    const pool = this.#pool.close() // stops every loop at once; from here on nothing is restored
+    const paused = Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
+    await pool
+    await paused
     try { await this.peer.stop() } catch { /* already stopped */ }
     for (const l of this.#locks.values()) l.release()
     this.#locks.clear()
@@ -391,45 +403,14 @@ export class IgordNode {
     h.state = 'migrating'
     const t0 = performance.now()
     await this.#pause(h)
-    if (this.#opts.fault === 'forge-final') this.#forgeFinal(h)
+    if (this.#opts.fault === 'forge-final') await this.#forgeFinal(h)
     return await this.#migrateStopped(h, addrs, progress, t0)
   }
 
-  /**
-   * The agent's last checkpoint as a live checkpoint, built from memory (the agent's committed
-   * state, whose page digests are known) and the small history entry just written, instead of
-   * re-reading and re-hashing the live file; falls back to reading the live file when the last write
-   * is not at hand or does not match the agent's state root.
-   */
-  #lastCheckpoint (h: Hosted): LiveCheckpoint {
-    const { writer, identity, wasm, manifest, prev } = h.session.lineage
-    const entryFile = writer.lastStats?.entryFile
-    if (entryFile !== undefined && prev !== null) {
-      try {
-        const e = decodeEntry(fs.readFileSync(entryFile), entryFile)
-        const snap = h.session.agent.checkpointState()
-        const p = e.parsed
-        const root = stateRoot({ pages: snap.pageCount, digests: snap.digests, globals: snap.globals, fuel: p.fuel, budget: p.budget })
-        if (headerCid(e.headerBytes) === prev && p.tick === h.session.agent.tick && Buffer.compare(root, p.state) === 0) {
-          const log = p.log === null ? null : this.#blobs.get(p.log)
-          if (log === null || cidOf(log) === p.log) {
-            return { header: e.headerBytes, sig: e.sig, parsed: p, wasm, manifest, pageCount: snap.pageCount, pages: snap.pages, globals: snap.globals, log, seed: identity.seed, digests: snap.digests }
-          }
-        }
-      } catch { /* fall back to the file */ }
-    }
-    return readLive(h.session.ckptPath)
-  }
-
-  /** Test-only fault `forge-final`: corrupts one byte of memory, runs a tick and checkpoints it. */
-  #forgeFinal (h: Hosted): void {
-    const a = h.session.agent
-    const mem = (a as unknown as { memory: WebAssembly.Memory }).memory
-    const bytes = new Uint8Array(mem.buffer)
-    bytes[bytes.length - 1] ^= 0xff
-    this.#opts.note(`IGORD_FAULT=forge-final: ${h.name}: flipped the last byte of memory before tick ${a.tick + 1}`)
-    a.runTick()
-    writeCheckpoint(a, h.session.lineage, 'running')
+  /** Test-only fault `forge-final`: corrupts one byte of memory, runs a tick and checkpoints it (in the agent's worker). */
+  async #forgeFinal (h: Hosted): Promise<void> {
+    const tick = await h.session.forge()
+    this.#opts.note(`IGORD_FAULT=forge-final: ${h.name}: flipped the last byte of memory before tick ${tick}`)
   }
 
   /**
@@ -444,7 +425,7 @@ export class IgordNode {
     const p = live.parsed
     if (p.prev === null || p.log === null) return undefined
     try {
-      const dir = h.session.lineage.writer.historyDir
+      const dir = h.session.historyDir
       const files = new Map<string, string>()
       for (const f of fs.readdirSync(dir)) if (!f.startsWith('.') && f.endsWith('.cbor')) files.set(f.slice(13, -5), path.join(dir, f))
       const entryOf = (cid: string) => {
@@ -480,7 +461,7 @@ export class IgordNode {
   }
 
   async #migrateStopped (h: Hosted, addrs: Multiaddr[], progress?: Progress, t0 = performance.now()): Promise<MigrateResult> {
-    const live = this.#lastCheckpoint(h)
+    const live = await h.session.lastCheckpoint()
     const base = this.#replayBase(h, live)
     const stopMs = performance.now() - t0
     const offer = headerCid(live.header)
@@ -489,13 +470,11 @@ export class IgordNode {
     const errors: Error[] = []
     let committed = false
     const hooks = {
-      commit: (target: string) => {
-        writeCheckpoint(h.session.agent, h.session.lineage, 'handoff', { target })
+      commit: async (target: string) => {
+        const handoff = await h.session.checkpoint('handoff', { target })
         committed = true
         h.state = 'handoff'
-        const file = h.session.lineage.writer.lastStats!.entryFile
-        const entry = decodeEntry(fs.readFileSync(file), file)
-        return { header: entry.headerBytes, sig: entry.sig, cid: headerCid(entry.headerBytes) }
+        return handoff
       },
       ...(progress === undefined ? {} : { progress }),
       fault: (step: string, ch: Channel) => this.#fault(step, ch),
@@ -513,6 +492,7 @@ export class IgordNode {
           r.ms = performance.now() - t0
           this.agents.delete(h.name)
           this.#unlock(h.name)
+          void h.session.close()
           authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })
           this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
           return r
@@ -599,19 +579,23 @@ export class IgordNode {
       hasBlob: (c) => this.#blobs.has(c),
       getBlob: (c) => this.#blobs.get(c),
       prepare: (o, from, live) => this.#prepare(o, from, live),
-      install: (o, h) => {
+      install: async (o, h) => {
         const prepared = this.#inbound.get(o.name) ?? null
         const reason = authority.checkHandoff(h, o.parsed, o.cid, this.peerId)
         if (reason !== null) throw new NetworkError(`handoff: ${reason}`)
-        this.#commitArrival(o.name, this.#prepared.get(o.name) ?? readLive(authority.recordPaths(this.dir, o.name).pendingCkpt), h, prepared)
+        await this.#commitArrival(o.name, this.#prepared.get(o.name) ?? readLive(authority.recordPaths(this.dir, o.name).pendingCkpt), h, prepared)
       },
       unresolved: (o) => { void this.#resolve(o.name) },
       failed: (o, from, reason) => {
-        if (o !== null && this.#inbound.has(o.name) && !fs.existsSync(authority.recordPaths(this.dir, o.name).pending)) this.#inbound.delete(o.name)
+        if (o !== null && this.#inbound.has(o.name) && !fs.existsSync(authority.recordPaths(this.dir, o.name).pending)) {
+          void this.#inbound.get(o.name)?.close() // the prepared agent leaves its worker
+          this.#inbound.delete(o.name)
+        }
         this.#opts.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
       },
       fault: (step, ch) => this.#fault(step, ch),
+      replay: (start, records, next) => this.#pool.replay(start, records, next),
     }
   }
 
@@ -646,15 +630,14 @@ export class IgordNode {
     return null
   }
 
-  #prepare (o: Offer, from: string, live: LiveCheckpoint): void {
-    let agent: Agent
+  async #prepare (o: Offer, from: string, live: LiveCheckpoint): Promise<void> {
+    let agent: AgentHandle
     try {
-      agent = Agent.restore(
-        { wasm: live.wasm, manifest: o.manifest, identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: this.price, inputs: liveInputs(), emit: (line) => this.#opts.emit(o.name, line), file: `${o.name} (wasm)` },
-        { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
-      )
-    } catch (e) { throw new Error(`the agent cannot run here: ${(e as Error).message}`) }
-    authority.writePending(this.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
+      agent = await this.#pool.adopt(this.#settings(), o.name, live, this.#emitter(o.name)) // restored in a tick worker
+    } catch (e) { throw new Error(`the agent cannot run here: ${(e as Error).message.split('\n')[0]}`) }
+    try {
+      authority.writePending(this.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
+    } catch (e) { void agent.close(); throw e }
     this.#inbound.set(o.name, agent)
     this.#prepared.set(o.name, live)
   }
@@ -664,7 +647,7 @@ export class IgordNode {
    * into place, archives the arriving checkpoint and the handoff in this node's history, and starts
    * the agent (its next checkpoint follows the handoff, in epoch + 1).
    */
-  #commitArrival (name: string, live: LiveCheckpoint, h: { header: Uint8Array; sig: Uint8Array }, prepared: Agent | null): void {
+  async #commitArrival (name: string, live: LiveCheckpoint, h: { header: Uint8Array; sig: Uint8Array }, prepared: AgentHandle | null): Promise<void> {
     const paths = authority.recordPaths(this.dir, name)
     authority.writeHandoffRecord(this.dir, name, h) // the target's commit point
     const file = livePath(this.dir, name)
@@ -674,15 +657,14 @@ export class IgordNode {
     this.#inbound.delete(name)
     this.#prepared.delete(name)
     this.#lock(name)
-    let session: Session
+    let session: AgentHandle
     if (prepared !== null) {
-      const writer = new CheckpointWriter(this.dir, name)
-      writer.ensureArchived(live)
-      session = { agent: prepared, name, ckptPath: file, lineage: { writer, identity: prepared.spec.identity, wasm: live.wasm, manifest: live.manifest, host: this.peerId, epoch: live.parsed.epoch, prev: headerCid(live.header), lastTick: live.parsed.tick } }
+      await prepared.install(live)
+      session = prepared
     } else {
-      session = resumeAgent(this.#settings(name), file)
+      session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
     }
-    this.#continueAfterHandoff(session, h.header, h.sig)
+    await this.#continueAfterHandoff(session, h.header, h.sig)
     const hosted = this.#host(name, session, this.#opts.intervalMs)
     this.#startLoop(hosted)
     const p = decodeParsed(h.header)
@@ -691,7 +673,7 @@ export class IgordNode {
   }
 
   /** On start: completes an arrival whose handoff record was written, or starts resolving it. */
-  #recoverPending (name: string): void {
+  async #recoverPending (name: string): Promise<void> {
     const paths = authority.recordPaths(this.dir, name)
     let rec: authority.PendingRecord | null; let handoff: authority.SignedHeader | null
     try {
@@ -699,7 +681,7 @@ export class IgordNode {
       handoff = authority.readHandoffRecord(this.dir, name, this.#opts.note)
     } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`); return }
     if (rec !== null && handoff !== null && handoff.parsed.prev === rec.offer && fs.existsSync(paths.pendingCkpt)) {
-      try { this.#commitArrival(name, readLive(paths.pendingCkpt), handoff, null) } catch (e) { this.#opts.note(`cannot complete the arrival of ${name}: ${(e as Error).message}`) }
+      try { await this.#commitArrival(name, readLive(paths.pendingCkpt), handoff, null) } catch (e) { this.#opts.note(`cannot complete the arrival of ${name}: ${(e as Error).message}`) }
       return
     }
     if (rec === null) { // never answered pending (or its record was quarantined): set the copy aside, never delete it
@@ -731,12 +713,13 @@ export class IgordNode {
             const live = readLive(authority.recordPaths(this.dir, name).pendingCkpt)
             const reason = authority.checkHandoff(a, live.parsed, rec.offer, this.peerId)
             if (reason !== null) throw new NetworkError(`status: ${reason}`)
-            this.#commitArrival(name, live, a, this.#inbound.get(name) ?? null)
+            await this.#commitArrival(name, live, a, this.#inbound.get(name) ?? null)
             authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-handoff', name, id: rec.id })
             return
           }
           if (a.state === 'aborted') {
             authority.dropPending(this.dir, name)
+            void this.#inbound.get(name)?.close() // the prepared agent leaves its worker
             this.#inbound.delete(name)
             this.#prepared.delete(name)
             authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-aborted', name, id: rec.id })

@@ -22,7 +22,7 @@ async function twoNodes (faultA?: string, notesB?: string[]): Promise<[IgordNode
 test('20 round trips: later visits transfer only changed pages; history VALID with 40 handoffs', async () => {
   const [a, b] = await twoNodes()
   try {
-    a.run({ wasm: agentWasm('ledger'), budget: 100_000_000n, intervalMs: 5 })
+    await a.run({ wasm: agentWasm('ledger'), budget: 100_000_000n, intervalMs: 5 })
     const results = []
     let [from, to] = [a, b]
     for (let i = 0; i < 40; i++) {
@@ -52,7 +52,7 @@ test('a 2 MiB agent: the second visit sends only the pages that changed since th
   const [a, b] = await twoNodes()
   try {
     const agent = writeStateAgent(tempDir(), 32)
-    a.run({ wasm: agent.wasm, manifest: agent.manifest, name: 'big', budget: 100_000_000n, intervalMs: 5 })
+    await a.run({ wasm: agent.wasm, manifest: agent.manifest, name: 'big', budget: 100_000_000n, intervalMs: 5 })
     const visits = []
     for (const [from, to] of [[a, b], [b, a], [a, b]] as const) {
       await new Promise((r) => setTimeout(r, 30))
@@ -77,7 +77,7 @@ test('migration_policy.enabled false: the target refuses with that reason; the a
   try {
     const agent = writeStateAgent(tempDir(), 1)
     writeFileSync(agent.manifest, JSON.stringify({ capabilities: {}, migration_policy: { enabled: false } }))
-    a.run({ wasm: agent.wasm, manifest: agent.manifest, name: 'stay', budget: 100_000_000n, intervalMs: 5 })
+    await a.run({ wasm: agent.wasm, manifest: agent.manifest, name: 'stay', budget: 100_000_000n, intervalMs: 5 })
     try { await a.migrate('stay', [b.addrs[0]]); assert.unreachable() } catch (e) {
       assert.match((e as Error).message, /the agent's manifest forbids migration \(migration_policy\.enabled is false\)/)
       assert.is((e as { exitCode: number }).exitCode, 9)
@@ -91,7 +91,7 @@ test('a final checkpoint that does not follow from its log: the target refuses (
   const notes: string[] = []
   const [a, b] = await twoNodes('forge-final', notes)
   try {
-    a.run({ wasm: agentWasm('ledger'), budget: 100_000_000n, intervalMs: 5 })
+    await a.run({ wasm: agentWasm('ledger'), budget: 100_000_000n, intervalMs: 5 })
     await new Promise((r) => setTimeout(r, 30))
     try { await a.migrate('ledger', [b.addrs[0]]); assert.unreachable() } catch (e) {
       assert.match((e as Error).message, /replay diverges at tick \d+ \(state root\): state root differs/)
@@ -110,7 +110,7 @@ test('migrate: unknown agent and bad address are request errors (exit 2)', async
   const [a, b] = await twoNodes()
   try {
     try { await a.migrate('nope', [b.addrs[0]]); assert.unreachable() } catch (e) { assert.match((e as Error).message, /no agent named nope/) }
-    a.run({ wasm: agentWasm('heartbeat'), budget: 1_000_000n, intervalMs: 5 })
+    await a.run({ wasm: agentWasm('heartbeat'), budget: 1_000_000n, intervalMs: 5 })
     try { await a.migrate('heartbeat', ['nonsense']); assert.unreachable() } catch (e) { assert.is((e as { exitCode: number }).exitCode, 2) }
     assert.is(a.agents.get('heartbeat')?.state, 'running')
   } finally { await a.shutdown(); await b.shutdown() }

@@ -1,0 +1,311 @@
+/**
+ * The entry point of one tick worker thread (runtime/pool.ts): it holds several hosted agents
+ * (each an in-process {@link Agent} with its checkpoint lineage, as runtime/session.ts makes them)
+ * and runs their tick loops (`runLoop`, runtime/runner.ts) on its own event loop, so that no tick
+ * ever runs on the thread that serves control requests, signals and libp2p.
+ *
+ * Protocol (structured-clone messages, see {@link WorkerRequest} / {@link WorkerMessage}): the main
+ * thread sends requests carrying `re` (a request number) and `id` (the agent's number in the pool);
+ * the worker answers each with `{ re, ok: true, value }` or `{ re, ok: false, error }` and pushes
+ * events (`emit`: an agent's log line; `status`: tick/fuel/budget/failures/epoch; `tick`: a failed
+ * tick) without `re`. A `run` request is answered when the loop ends.
+ *
+ * Watchdog: while an agent's guest code runs (a tick, or the start function, `_initialize` and
+ * `agent_init` of a birth or restore), the worker stores in the shared `Int32Array` passed as
+ * `workerData.busy` the agent's id (`busy[0]`), the number of the tick being run (`busy[2]`, the
+ * agent's tick + 1) and its consecutive failures before it (`busy[3]`), and bumps `busy[1]` at
+ * every start and end; the main thread terminates the worker when the same busy mark stays longer
+ * than the tick timeout (worker.terminate() interrupts running wasm). Nothing but guest code runs
+ * under the mark, so a terminated worker never leaves a half-written file.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { parentPort, workerData } from 'node:worker_threads'
+import { IgordError } from '../checkpoint/errors.ts'
+import { cidOf } from '../checkpoint/hash.ts'
+import { headerCid, decodeHeader } from '../checkpoint/header.ts'
+import { identityFromSeed } from '../checkpoint/identity.ts'
+import type { LiveCheckpoint } from '../checkpoint/live.ts'
+import { readLive } from '../checkpoint/live.ts'
+import { stateRoot } from '../checkpoint/state.ts'
+import { atomicWrite } from '../checkpoint/store.ts'
+import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
+import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
+import type { TickRecord } from '../hostcalls/eventlog.ts'
+import { parseManifest } from '../hostcalls/manifest.ts'
+import { Agent } from './agent.ts'
+import type { TickResult } from './agent.ts'
+import { loadHostIdentity } from './host.ts'
+import { liveInputs, simulatedInputs } from './inputs.ts'
+import { replaySegment } from './replay.ts'
+import type { ReplayStart } from './replay.ts'
+import { runLoop, writeCheckpoint } from './runner.ts'
+import type { LoopEnd, LoopOptions } from './runner.ts'
+import type { Session } from './session.ts'
+import { livePath, resumeAgent, startAgent } from './session.ts'
+
+/** Host settings of an agent in a worker: data directory, price (microcents per million fuel), optional simulation seed. */
+export interface WorkerSettings { dir: string; price: bigint; simSeed?: string }
+
+/** Loop options that cross the thread boundary (see {@link LoopOptions}; ms). */
+export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; checkpointEveryMs?: number; acceptMigration?: boolean }
+
+/**
+ * What the main thread mirrors of a hosted agent: `tick`, lifetime `fuel`, `budget` (microcents),
+ * consecutive `failures`, authority `epoch`, and `lastTick` (tick of the last checkpoint written).
+ */
+export interface AgentStatus { tick: number; fuel: bigint; budget: bigint; failures: number; epoch: number; lastTick: number }
+
+/**
+ * Facts of a hosted agent, sent when it is created in a worker: its name, DID, this host's peer ID
+ * (empty before an adopted arrival is installed), live file path, history directory (empty
+ * before install), status and manifest bytes.
+ */
+export interface AgentFacts { name: string; did: string; host: string; ckptPath: string; historyDir: string; status: AgentStatus; manifest: Uint8Array }
+
+/** A request from the main thread. `re` numbers the answer; `id` names the agent in the pool. */
+export type WorkerRequest =
+  | { t: 'birth'; re: number; id: number; settings: WorkerSettings; a: { name: string; wasm: Uint8Array; wasmFile: string; manifest: Uint8Array; manifestFile: string; budget: bigint } }
+  | { t: 'resume'; re: number; id: number; settings: WorkerSettings; file: string; failures: number }
+  | { t: 'adopt'; re: number; id: number; settings: WorkerSettings; name: string; live: LiveCheckpoint }
+  | { t: 'install'; re: number; id: number; live: LiveCheckpoint }
+  | { t: 'link'; re: number; id: number; header: Uint8Array; sig: Uint8Array }
+  | { t: 'run'; re: number; id: number; opts: WorkerLoopOptions }
+  | { t: 'stop'; id: number }
+  | { t: 'checkpoint'; re: number; id: number; status: Status; extra: { reason?: string; target?: string } }
+  | { t: 'last'; re: number; id: number }
+  | { t: 'forge'; re: number; id: number }
+  | { t: 'drop'; re: number; id: number }
+  | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
+
+/** A message to the main thread: an answer (with `re`) or an event. */
+export type WorkerMessage =
+  | { re: number; ok: true; value: unknown }
+  | { re: number; ok: false; error: { message: string; exitCode: number | null; name: string; stack?: string } }
+  | { ev: 'emit'; id: number; line: string }
+  | { ev: 'status'; id: number; status: AgentStatus }
+  | { ev: 'tick'; id: number; r: TickResult; status: AgentStatus }
+
+interface Slot {
+  /** the agent, always; its lineage only once it has one (an adopted arrival gets it at `install`) */
+  agent: Agent
+  session: Session | null
+  controller: AbortController | null
+  settings: WorkerSettings
+  name: string
+}
+
+/** Wall time between two `status` events of an agent that keeps asking for more work (returning 1) without failing, ms. */
+const STATUS_EVERY_MS = 100
+
+function main (): void {
+  const port = parentPort
+  if (port === null) throw new Error('runtime/worker.ts must run in a worker thread')
+  const busy = workerData.busy as Int32Array
+  const slots = new Map<number, Slot>()
+  const post = (m: WorkerMessage) => port.postMessage(m)
+
+  /** Runs guest code of agent `id` under the watchdog's busy mark. */
+  const guarded = <T>(id: number, f: () => T, agent?: { tick: number; failures: number }): T => {
+    const outer = Atomics.exchange(busy, 0, id)
+    if (agent !== undefined) { Atomics.store(busy, 2, agent.tick + 1); Atomics.store(busy, 3, agent.failures) }
+    Atomics.add(busy, 1, 1)
+    try { return f() } finally {
+      Atomics.store(busy, 0, outer)
+      Atomics.add(busy, 1, 1)
+    }
+  }
+  const statusOf = (s: Slot): AgentStatus => ({
+    tick: s.agent.tick, fuel: s.agent.fuel, budget: s.agent.budget, failures: s.agent.failures,
+    epoch: s.session?.lineage.epoch ?? 0, lastTick: s.session?.lineage.lastTick ?? s.agent.tick,
+  })
+  const settingsFor = (id: number, s: WorkerSettings) => ({
+    dir: s.dir, price: s.price, ...(s.simSeed === undefined ? {} : { simSeed: s.simSeed }),
+    emit: (line: string) => post({ ev: 'emit', id, line }),
+  })
+  // Guest code runs in two private methods of Agent: `instantiate` (the start function) and
+  // `metered` (`_initialize`, `agent_init`, `agent_tick`). Both run under the busy mark of their
+  // agent (of the agent being created, during a birth or restore), and nothing else does:
+  // instrumenting and compiling, and writing checkpoints, are never cut by the watchdog.
+  let creating = 0
+  const ids = new WeakMap<object, number>()
+  const proto = Agent.prototype as unknown as Record<'instantiate' | 'metered', (this: object, ...a: unknown[]) => unknown>
+  for (const name of ['instantiate', 'metered'] as const) {
+    const f = proto[name]
+    if (typeof f !== 'function') throw new Error(`runtime/worker.ts: Agent.prototype.${name} is missing; the watchdog cannot guard guest code`)
+    proto[name] = function (this: object, ...a: unknown[]) { return guarded(ids.get(this) ?? creating, () => f.apply(this, a), this as unknown as Agent) }
+  }
+  const creatingAs = <T>(id: number, f: () => T): T => {
+    creating = id
+    try { return f() } finally { creating = 0 }
+  }
+  /** Registers the agent's id, under which its guest code runs. */
+  const watch = (id: number, agent: Agent): void => { ids.set(agent, id) }
+  const facts = (s: Slot): AgentFacts => ({
+    name: s.name, did: s.agent.spec.identity.did, host: s.session?.lineage.host ?? '', ckptPath: livePath(s.settings.dir, s.name), status: statusOf(s),
+    manifest: s.agent.spec.manifest.raw,
+    historyDir: s.session?.lineage.writer.historyDir ?? '',
+  })
+  const get = (id: number): Slot => {
+    const s = slots.get(id)
+    if (s === undefined) throw new Error(`worker: no agent #${id}`)
+    return s
+  }
+  const session = (id: number): Session => {
+    const s = get(id)
+    if (s.session === null) throw new Error(`worker: agent #${id} (${s.name}) is not installed`)
+    return s.session
+  }
+
+  const handlers: Record<string, (m: any) => unknown> = {
+    birth: (m: Extract<WorkerRequest, { t: 'birth' }>) => {
+      const sess = creatingAs(m.id, () => startAgent(settingsFor(m.id, m.settings), m.a))
+      const s: Slot = { agent: sess.agent, session: sess, controller: null, settings: m.settings, name: sess.name }
+      watch(m.id, sess.agent)
+      slots.set(m.id, s)
+      return facts(s)
+    },
+    resume: (m: Extract<WorkerRequest, { t: 'resume' }>) => {
+      const sess = creatingAs(m.id, () => resumeAgent(settingsFor(m.id, m.settings), m.file))
+      sess.agent.failures = m.failures
+      const s: Slot = { agent: sess.agent, session: sess, controller: null, settings: m.settings, name: sess.name }
+      watch(m.id, sess.agent)
+      slots.set(m.id, s)
+      return facts(s)
+    },
+    adopt: (m: Extract<WorkerRequest, { t: 'adopt' }>) => {
+      const live = m.live
+      const inputs = m.settings.simSeed === undefined ? liveInputs() : simulatedInputs(m.settings.simSeed)
+      const agent = creatingAs(m.id, () => Agent.restore(
+        { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: (line) => post({ ev: 'emit', id: m.id, line }), file: `${m.name} (wasm)` },
+        { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
+      ))
+      watch(m.id, agent)
+      const s: Slot = { agent, session: null, controller: null, settings: m.settings, name: m.name }
+      slots.set(m.id, s)
+      return facts(s)
+    },
+    install: (m: Extract<WorkerRequest, { t: 'install' }>) => {
+      const s = get(m.id)
+      const live = m.live
+      const writer = new CheckpointWriter(s.settings.dir, s.name)
+      writer.ensureArchived(live)
+      s.session = {
+        agent: s.agent, name: s.name, ckptPath: livePath(s.settings.dir, s.name),
+        lineage: { writer, identity: s.agent.spec.identity, wasm: live.wasm, manifest: live.manifest, host: loadHostIdentity(s.settings.dir).peerId, epoch: live.parsed.epoch, prev: headerCid(live.header), lastTick: live.parsed.tick },
+      }
+      return facts(s)
+    },
+    link: (m: Extract<WorkerRequest, { t: 'link' }>) => {
+      // The handoff that brought the agent here goes into this node's history; the next checkpoint follows it (epoch + 1).
+      const sess = session(m.id)
+      const hcid = headerCid(m.header)
+      const p = decodeHeader(m.header, 'handoff checkpoint')
+      const file = path.join(sess.lineage.writer.historyDir, entryFileName(p.tick, hcid))
+      if (!fs.existsSync(file)) {
+        const snap = sess.agent.checkpointState()
+        atomicWrite(file, encodeEntry({ headerBytes: m.header, sig: m.sig, base: false, pageCount: snap.pageCount, pages: [], globals: snap.globals }))
+      }
+      sess.lineage.prev = hcid
+      sess.lineage.epoch = p.epoch + 1
+      sess.lineage.lastTick = p.tick
+      return statusOf(get(m.id))
+    },
+    run: async (m: Extract<WorkerRequest, { t: 'run' }>): Promise<LoopEnd> => {
+      const s = get(m.id)
+      const sess = session(m.id)
+      if (s.controller !== null) throw new Error(`worker: agent #${m.id} (${s.name}) is already running`)
+      const controller = new AbortController()
+      s.controller = controller
+      let lastStatus = 0
+      let lastFailures = s.agent.failures
+      const opts: LoopOptions = {
+        ...m.opts,
+        signal: controller.signal,
+        onTick: (r) => {
+          const now = performance.now()
+          if (r.trap !== null || s.agent.failures !== lastFailures) {
+            post({ ev: 'tick', id: m.id, r, status: statusOf(s) })
+            lastStatus = now
+          } else if (r.result !== 1 || now - lastStatus >= STATUS_EVERY_MS) {
+            post({ ev: 'status', id: m.id, status: statusOf(s) })
+            lastStatus = now
+          }
+          lastFailures = s.agent.failures
+        },
+        onCheckpoint: () => { post({ ev: 'status', id: m.id, status: statusOf(s) }); lastStatus = performance.now() },
+      }
+      try { return await runLoop(sess.agent, sess.lineage, opts) } finally {
+        s.controller = null
+        post({ ev: 'status', id: m.id, status: statusOf(s) })
+      }
+    },
+    stop: (m: Extract<WorkerRequest, { t: 'stop' }>) => { slots.get(m.id)?.controller?.abort() },
+    checkpoint: (m: Extract<WorkerRequest, { t: 'checkpoint' }>) => {
+      const sess = session(m.id)
+      writeCheckpoint(sess.agent, sess.lineage, m.status, m.extra)
+      const file = sess.lineage.writer.lastStats!.entryFile
+      const entry = decodeEntry(fs.readFileSync(file), file)
+      post({ ev: 'status', id: m.id, status: statusOf(get(m.id)) })
+      return { header: entry.headerBytes, sig: entry.sig, cid: headerCid(entry.headerBytes) }
+    },
+    last: (m: Extract<WorkerRequest, { t: 'last' }>) => lastCheckpoint(session(m.id)),
+    forge: (m: Extract<WorkerRequest, { t: 'forge' }>) => {
+      // test-only fault `forge-final`: corrupt one byte of memory, run a tick and checkpoint it
+      const sess = session(m.id)
+      const mem = (sess.agent as unknown as { memory: WebAssembly.Memory }).memory
+      const bytes = new Uint8Array(mem.buffer)
+      bytes[bytes.length - 1] ^= 0xff
+      const tick = sess.agent.tick + 1
+      sess.agent.runTick()
+      writeCheckpoint(sess.agent, sess.lineage, 'running')
+      post({ ev: 'status', id: m.id, status: statusOf(get(m.id)) })
+      return tick
+    },
+    // a migration target's check of the ticks it receives (runtime/replay.ts); each replayed tick is watched under `m.id`
+    replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next)),
+    drop: (m: Extract<WorkerRequest, { t: 'drop' }>) => {
+      slots.get(m.id)?.controller?.abort()
+      slots.delete(m.id)
+      return null
+    },
+  }
+
+  port.on('message', (m: WorkerRequest) => {
+    const h = handlers[m.t]
+    const re = 're' in m ? m.re : null
+    Promise.resolve().then(() => h(m)).then((value) => {
+      if (re !== null) post({ re, ok: true, value })
+    }, (e: unknown) => {
+      const err = e instanceof Error ? e : new Error(String(e))
+      if (re !== null) post({ re, ok: false, error: { message: err.message, exitCode: e instanceof IgordError ? e.exitCode : null, name: err.name, ...(err.stack === undefined ? {} : { stack: err.stack }) } })
+    })
+  })
+}
+
+/**
+ * The agent's last checkpoint as a live checkpoint, built from memory (the agent's committed
+ * state, whose page digests are known) and the small history entry just written, instead of
+ * re-reading and re-hashing the live file; falls back to reading the live file when the last write
+ * is not at hand or does not match the agent's state root.
+ */
+function lastCheckpoint (sess: Session): LiveCheckpoint {
+  const { writer, identity, wasm, manifest, prev } = sess.lineage
+  const entryFile = writer.lastStats?.entryFile
+  if (entryFile !== undefined && prev !== null) {
+    try {
+      const e = decodeEntry(fs.readFileSync(entryFile), entryFile)
+      const snap = sess.agent.checkpointState()
+      const p = e.parsed
+      const root = stateRoot({ pages: snap.pageCount, digests: snap.digests, globals: snap.globals, fuel: p.fuel, budget: p.budget })
+      if (headerCid(e.headerBytes) === prev && p.tick === sess.agent.tick && Buffer.compare(root, p.state) === 0) {
+        const log = p.log === null ? null : writer.blobs.get(p.log)
+        if (log !== null && cidOf(log) !== p.log) throw new Error('corrupt log blob')
+        return { header: e.headerBytes, sig: e.sig, parsed: p, wasm, manifest, pageCount: snap.pageCount, pages: snap.pages, globals: snap.globals, log, seed: identity.seed, digests: snap.digests }
+      }
+    } catch { /* fall back to the file */ }
+  }
+  return readLive(sess.ckptPath)
+}
+
+main()
