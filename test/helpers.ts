@@ -12,6 +12,8 @@ import { join } from 'node:path'
 export const ROOT = join(import.meta.dirname, '..')
 /** The CLI entry point, run with the pinned Node (`process.execPath`). */
 export const IGORD = join(ROOT, 'cmd', 'igord.ts')
+/** Test-only CLI entry point with fault injection (`IGORD_FAULT`, test/faults.ts). */
+export const IGORD_FAULTY = join(ROOT, 'test', 'igord-faulty.ts')
 /** Built AssemblyScript agents (`make agents`). */
 export const AGENTS = join(ROOT, 'agents-as', 'build')
 
@@ -49,9 +51,9 @@ export interface Live {
   done (timeoutMs?: number): Promise<Run>
 }
 
-/** Starts igord in the background (`env` adds to the environment). */
-export function igordSpawn (args: string[], env?: Record<string, string>): Live {
-  const child = spawn(process.execPath, [IGORD, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
+/** Starts igord in the background (`env` adds to the environment; `entry`: the CLI script, default {@link IGORD}). */
+export function igordSpawn (args: string[], env?: Record<string, string>, entry = IGORD): Live {
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
   let out = ''
   let err = ''
   child.stdout.on('data', (d) => { out += d })
