@@ -16,6 +16,7 @@ import { cidOf } from '../checkpoint/hash.ts'
 import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import type { Peer } from '../p2p/peer.ts'
+import type { Channel } from '../p2p/wire.ts'
 import * as evil from './evil-peer.ts'
 import { agentWasm, cleanup, igord } from './helpers.ts'
 import { nodeTracker, ps, startNode, until } from './node-helpers.ts'
@@ -140,8 +141,11 @@ test('a stream that never finishes: spooled to disk (0700/0600), refused after t
 })
 
 test('100 concurrent offers from one peer: 2 proceed, 98 are refused with the per-peer limit; 10 from 5 peers: 8 proceed', async () => {
-  const chans = await Promise.all(Array.from({ length: 100 }, () => evil.openMigrate(X, T.addr)))
-  const answers = await Promise.all(chans.map(async (ch, i) => {
+  // each stream sends its offer as soon as it is open (an admitted offer then waits 10 s for blobs)
+  const chans: Channel[] = []
+  const answers = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+    const ch = await evil.openMigrate(X, T.addr)
+    chans.push(ch)
     await ch.send(evil.offerFrame(agent, `flood-${i}`), 'offer', 30_000).catch(() => {})
     return await ch.recv('answer', 60_000, ['accept', 'refuse'])
   }))
@@ -154,17 +158,19 @@ test('100 concurrent offers from one peer: 2 proceed, 98 are refused with the pe
   await until(() => (T.live.stderr().match(/inbound migration of flood-\d+ from \S+: transfer: /g) ?? []).length === 2, 30_000, 'the 2 admitted offers to end')
   // many peers: the node-wide limit
   for (let k = 0; k < 5; k++) others.push(await evil.startEvil())
-  const chans2 = await Promise.all(others.flatMap((p) => [0, 1].map(() => evil.openMigrate(p, T.addr))))
-  const answers2 = await Promise.all(chans2.map(async (ch, i) => {
-    await ch.send(evil.offerFrame(agent, `swarm-${i}`), 'offer', 30_000).catch(() => {})
+  const chans2: Channel[] = []
+  const answers2 = await Promise.all(others.flatMap((p) => [0, 1].map(async (k) => {
+    const ch = await evil.openMigrate(p, T.addr)
+    chans2.push(ch)
+    await ch.send(evil.offerFrame(agent, `swarm-${others.indexOf(p)}-${k}`), 'offer', 30_000).catch(() => {})
     return await ch.recv('answer', 60_000, ['accept', 'refuse'])
-  }))
+  })))
   assert.is(answers2.filter((f) => f.t === 'accept').length, 8)
   const refused2 = answers2.filter((f) => f.t === 'refuse')
   assert.is(refused2.length, 2)
   for (const f of refused2) assert.is(f.reason, 'too many concurrent offers on this node (limit 8)')
   for (const ch of chans2) ch.abort()
-  await until(() => (T.live.stderr().match(/inbound migration of swarm-\d+ from \S+: transfer: /g) ?? []).length === 8, 30_000, 'the 8 admitted offers to end')
+  await until(() => (T.live.stderr().match(/inbound migration of swarm-[\d-]+ from \S+: transfer: /g) ?? []).length === 8, 30_000, 'the 8 admitted offers to end')
   assert.equal(ps(T.dir).filter((a) => /^(flood|swarm)-/.test(a.name)), [])
 })
 
