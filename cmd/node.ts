@@ -6,11 +6,17 @@ import type { Command } from 'commander'
 import { EXIT } from '../checkpoint/errors.ts'
 import { controlRequest } from '../p2p/control.ts'
 import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
-import type { AgentInfo } from '../p2p/node.ts'
+import type { AgentInfo, NodeFaults } from '../p2p/node.ts'
 import { DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
 import { DEFAULT_TICK_TIMEOUT_MS } from '../runtime/pool.ts'
 import { formatBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
+
+/**
+ * Hooks injected into `igord node` by a test-only entry point (test/igord-faulty.ts) before it runs
+ * the CLI; empty in the shipped CLI, which reads no fault setting from anywhere.
+ */
+export const injected: { faults?: NodeFaults } = {}
 
 function note (line: string): void { process.stderr.write(`igord: ${line}\n`) }
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -93,7 +99,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
-        ...(process.env.IGORD_FAULT ? { fault: process.env.IGORD_FAULT } : {}),
+        ...(injected.faults === undefined ? {} : { faults: injected.faults }),
       })
       let closeControl: () => Promise<void>
       try { closeControl = await serveControl(node) } catch (e) { await node.shutdown(); throw e }

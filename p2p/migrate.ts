@@ -14,6 +14,9 @@
  * agent) are the node's: this module calls them through {@link SourceHooks} / {@link TargetHooks}.
  */
 import { AGENT_NAME_RULE, isAgentName } from '../checkpoint/layout.ts'
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import type { Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { describe } from '../checkpoint/cbor.ts'
@@ -31,7 +34,7 @@ import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
-import { bytesOf, Channel, textOf } from './wire.ts'
+import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, textOf } from './wire.ts'
 import type { Frame } from './wire.ts'
 
 /** Protocol ID of the migration stream. */
@@ -53,10 +56,131 @@ export interface Timeouts {
   frameMs: number
   /** from `pending` until the `handoff` frame arrives (the target then asks the source) */
   handoffMs: number
+  /**
+   * target: the whole offer, from the stream's opening to `pending` (transfer, verification, replay);
+   * an offer still running then is refused and its reservations released
+   */
+  offerMs: number
 }
 
-/** Default {@link Timeouts}: 5 s dial, 10 s per step, 10 s per frame, 15 s for the handoff. */
-export const DEFAULT_TIMEOUTS: Timeouts = { dialMs: 5000, stepMs: 10_000, frameMs: 10_000, handoffMs: 15_000 }
+/** Default {@link Timeouts}: 5 s dial, 10 s per step, 10 s per frame, 15 s for the handoff, 5 min per offer. */
+export const DEFAULT_TIMEOUTS: Timeouts = { dialMs: 5000, stepMs: 10_000, frameMs: 10_000, handoffMs: 15_000, offerMs: 300_000 }
+
+/** Largest `blobs` frame a target reads once it holds the wasm (or did not ask for it), bytes: one chunk plus a page and the map. */
+export const MAX_BLOBS_FRAME = CHUNK_BYTES + PAGE_SIZE + 64 * 1024
+
+/**
+ * A target's bounds on inbound offers (docs/PROTOCOL.md "Target limits"). Offers over a bound are
+ * refused with a one-line reason; nothing is buffered for them.
+ */
+export interface TargetLimits {
+  /** offers in progress (stream open, not yet `pending`) from one peer at once */
+  maxOffersPerPeer: number
+  /** offers in progress from all peers at once */
+  maxOffers: number
+  /**
+   * bytes the spools of all offers in progress may reserve together; an offer reserves, before it is
+   * accepted, {@link MAX_WASM_BYTES} when the wasm is asked for plus 64 KiB per page asked for
+   */
+  maxSpoolBytes: number
+}
+
+/** Default {@link TargetLimits}: 2 offers per peer, 8 in total, 16 GiB of spool. */
+export const DEFAULT_TARGET_LIMITS: TargetLimits = { maxOffersPerPeer: 2, maxOffers: 8, maxSpoolBytes: 16 * 1024 ** 3 }
+
+/**
+ * The target's count of offers in progress per peer and in total, and of spool bytes reserved
+ * (one per node, shared by all inbound streams). Single-threaded: no locking.
+ */
+export class InboundGate {
+  readonly limits: TargetLimits
+  readonly #perPeer = new Map<string, number>()
+  #total = 0
+  #spool = 0
+
+  constructor (limits: Partial<TargetLimits> = {}) { this.limits = { ...DEFAULT_TARGET_LIMITS, ...limits } }
+
+  /** Offers in progress, and spool bytes reserved by them. */
+  get offers (): number { return this.#total }
+  get spoolBytes (): number { return this.#spool }
+
+  /** Admits one more offer from `peer`; returns null (admitted: call {@link leave} later) or the refusal reason. */
+  enter (peer: string): string | null {
+    const n = this.#perPeer.get(peer) ?? 0
+    if (n >= this.limits.maxOffersPerPeer) return `too many concurrent offers from this peer (limit ${this.limits.maxOffersPerPeer})`
+    if (this.#total >= this.limits.maxOffers) return `too many concurrent offers on this node (limit ${this.limits.maxOffers})`
+    this.#perPeer.set(peer, n + 1)
+    this.#total++
+    return null
+  }
+
+  /** Ends an offer admitted by {@link enter}. */
+  leave (peer: string): void {
+    const n = (this.#perPeer.get(peer) ?? 1) - 1
+    if (n <= 0) this.#perPeer.delete(peer); else this.#perPeer.set(peer, n)
+    this.#total = Math.max(0, this.#total - 1)
+  }
+
+  /** Reserves `bytes` of spool; returns null (reserved: call {@link release} later) or the refusal reason. */
+  reserve (bytes: number): string | null {
+    if (this.#spool + bytes > this.limits.maxSpoolBytes) {
+      return `not enough spool space: the offer needs up to ${bytes} bytes, ${Math.max(0, this.limits.maxSpoolBytes - this.#spool)} of the node's ${this.limits.maxSpoolBytes} are free`
+    }
+    this.#spool += bytes
+    return null
+  }
+
+  /** Releases a reservation made by {@link reserve}. */
+  release (bytes: number): void { this.#spool = Math.max(0, this.#spool - bytes) }
+}
+
+/**
+ * The received blobs of one offer, on disk: `<root>/<random>/<cid>`, folders 0700 and files 0600.
+ * Every blob is hashed on arrival and kept only when its CID is one the target asked for. A spool
+ * is never the only copy of anything (the source keeps the agent until the target answered
+ * `pending`, and the target stores the agent as pending before that), so {@link remove} deletes it.
+ */
+export class Spool {
+  /** the spool's folder */
+  readonly dir: string
+  /** bytes stored */
+  bytes = 0
+  readonly #cids = new Set<string>()
+
+  /** Creates a new empty spool under `root`. @throws NetworkError when the folder cannot be created */
+  constructor (root: string) {
+    this.dir = path.join(root, randomBytes(8).toString('hex'))
+    try {
+      fs.mkdirSync(root, { recursive: true, mode: 0o700 })
+      fs.mkdirSync(this.dir, { mode: 0o700 })
+    } catch (e) { throw new NetworkError(`spool: cannot create ${this.dir}: ${(e as Error).message}`) }
+  }
+
+  /** Stores one blob under its CID (mode 0600). @throws NetworkError on I/O failure */
+  put (cid: string, bytes: Uint8Array): void {
+    try { fs.writeFileSync(path.join(this.dir, cid), bytes, { mode: 0o600, flag: 'wx' }) } catch (e) { throw new NetworkError(`spool: cannot write blob ${cid}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+    this.#cids.add(cid)
+    this.bytes += bytes.length
+  }
+
+  has (cid: string): boolean { return this.#cids.has(cid) }
+
+  /** The bytes of a stored blob, re-hashed. @throws NetworkError when missing, unreadable or altered */
+  get (cid: string): Uint8Array {
+    let b: Uint8Array
+    try { b = fs.readFileSync(path.join(this.dir, cid)) } catch (e) { throw new NetworkError(`spool: cannot read blob ${cid}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+    if (cidOf(b) !== cid) throw new NetworkError(`spool: blob ${cid} changed on disk`)
+    return b
+  }
+
+  /** Deletes the spool's folder; never throws. */
+  remove (): void { try { fs.rmSync(this.dir, { recursive: true, force: true }) } catch { /* best effort */ } }
+}
+
+/** Deletes every spool folder under `root` (left by a crash: spools are never the only copy); never throws. */
+export function clearSpools (root: string): void {
+  try { fs.rmSync(root, { recursive: true, force: true }) } catch { /* best effort */ }
+}
 
 /** What one successful migration did (the `igord migrate --json` result). */
 export interface MigrateResult {
@@ -167,7 +291,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
     ...(a.base === undefined ? {} : { base: { header: a.base.header, sig: a.base.sig, pageCount: a.base.pageCount, pages: a.base.pages, globals: a.base.globals.map((g) => [g.index, g.type, g.bytes]) } }),
   }, 'offer', t.stepMs)
   hooks.fault?.('source-after-offer', ch)
-  const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'])
+  const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'], MAX_OFFER_FRAME)
   if (answer.t === 'refuse') throw new RefusedError(ch.peer, textOf(answer, 'reason', 'offer'))
   step('offer')
   if (!Array.isArray(answer.want)) throw new NetworkError(`offer: malformed accept from ${ch.peer}: "want" must be an array`)
@@ -206,7 +330,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   if (batch.length > 0) await flush()
   step('transfer')
   await ch.send({ t: 'end', key: live.seed, log: live.log }, 'transfer', t.stepMs)
-  const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'])
+  const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'], MAX_SMALL_FRAME)
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
   const replayedTicks = typeof pending.replayed === 'number' && Number.isSafeInteger(pending.replayed) && pending.replayed >= 0 ? pending.replayed : 0
   const transferMs = performance.now() - t0
@@ -218,8 +342,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   let confirmed = false
   try {
     await ch.send({ t: 'handoff', header: h.header, sig: h.sig }, 'handoff', t.stepMs)
-    await ch.recv('started', t.stepMs, ['started'])
-    confirmed = true
+    confirmed = (await ch.recv('started', t.stepMs, ['started', 'refuse'], MAX_SMALL_FRAME)).t === 'started'
   } catch { /* the target holds the agent as pending and will ask us for the handoff */ }
   step('start')
   await ch.close()
@@ -247,6 +370,8 @@ export interface TargetHooks {
   me: string
   /** null to accept, or the one-line reason to refuse (capabilities, policy, a clash) */
   policy (offer: Offer, fromPeer: string): string | null
+  /** the folder under which each offer's {@link Spool} is made (`<data>/migrate/spool`) */
+  spoolRoot: string
   /** the local blob store */
   hasBlob (cid: string): boolean
   getBlob (cid: string): Uint8Array
@@ -255,7 +380,11 @@ export interface TargetHooks {
    * answers `pending`); throws to refuse (the message is sent as the reason).
    */
   prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void | Promise<void>
-  /** Installs and starts the agent with the verified signed handoff; returns the tick it starts after. */
+  /**
+   * Checks the signed handoff (p2p/authority.ts `checkHandoff`), installs and starts the agent;
+   * throws to refuse the handoff (the message is sent as the reason; the pending agent is then
+   * resolved through {@link TargetHooks.unresolved}).
+   */
   install (offer: Offer, handoff: { header: Uint8Array; sig: Uint8Array }): void | Promise<void>
   /** The handoff did not arrive (or was invalid): resolve the pending agent by asking the source. */
   unresolved (offer: Offer, fromPeer: string): void
@@ -325,14 +454,53 @@ function decodeTable (f: Frame, step: string): { pageCount: number; pages: [numb
 }
 
 /**
- * Target side of `/igor/migrate/1.0.0` on one inbound stream from `fromPeer`. Never throws: every
+ * Target side of `/igor/migrate/1.0.0` on one inbound stream from `ch.peer`. Never throws: every
  * failure is answered with a `refuse` frame when possible and reported through `hooks.failed`.
+ *
+ * Bounds (docs/PROTOCOL.md "Target limits"): the stream is refused at once, before any frame is
+ * read, when `gate` already counts {@link TargetLimits.maxOffersPerPeer} offers of that peer or
+ * {@link TargetLimits.maxOffers} in total; each frame's length is checked on its prefix against the
+ * limit of its step; an offer announcing more pages than its manifest's memory limit, or more spool
+ * bytes than the gate has free, is refused before `accept`; received blobs go to a {@link Spool} in
+ * `hooks.spoolRoot`, hashed on arrival; no frame within `t.frameMs` (or `t.stepMs`), or the offer
+ * still unfinished `t.offerMs` after the stream opened, ends it. On every exit the spool is deleted
+ * and the gate's count and reservation are released (the agent name is released by `hooks.failed`).
  */
-export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts): Promise<void> {
+export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts, gate: InboundGate): Promise<void> {
+  const admitted = gate.enter(ch.peer)
+  if (admitted !== null) {
+    await refuse(ch, admitted, t)
+    hooks.failed?.(null, ch.peer, `refused: ${admitted}`)
+    return
+  }
+  const deadline = Date.now() + t.offerMs
+  /** a read bounded by the step's timeout and by what is left of the offer's deadline */
+  const recv = async (step: string, ms: number, expect: string[], max: number): Promise<Frame> => {
+    const left = deadline - Date.now()
+    if (left <= 0) throw new NetworkError(`${step}: the offer is still unfinished after ${t.offerMs} ms (the limit of one offer)`)
+    try { return await ch.recv(step, Math.min(ms, left), expect, max) } catch (e) {
+      if (Date.now() >= deadline) throw new NetworkError(`${step}: the offer is still unfinished after ${t.offerMs} ms (the limit of one offer)`)
+      throw e
+    }
+  }
   let offer: Offer | null = null
   let pendingWritten = false
+  let spool: Spool | null = null
+  let reserved = 0
+  let inGate = true
+  const leaveGate = () => {
+    if (!inGate) return
+    inGate = false
+    spool?.remove()
+    gate.release(reserved)
+    gate.leave(ch.peer)
+  }
   try {
-    const f = await ch.recv('offer', t.stepMs, ['offer'])
+    let f: Frame
+    try { f = await recv('offer', t.stepMs, ['offer'], MAX_OFFER_FRAME) } catch (e) {
+      await refuse(ch, (e as Error).message, t)
+      throw e
+    }
     try { offer = decodeOffer(f) } catch (e) {
       await refuse(ch, (e as Error).message.replace(/^offer: /, ''), t)
       throw e
@@ -341,51 +509,89 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     if (reason !== null) { await refuse(ch, reason, t); hooks.failed?.(offer, ch.peer, `refused: ${reason}`); return }
     const want: string[] = []
     const wanted = new Set<string>()
+    let wantPages = 0
     if (!hooks.hasBlob(offer.parsed.code)) { want.push(offer.parsed.code); wanted.add(offer.parsed.code) }
-    for (const [, c] of offer.pages) if (!wanted.has(c) && !hooks.hasBlob(c)) { want.push(c); wanted.add(c) }
-    for (const [, c] of offer.base?.pages ?? []) if (!wanted.has(c) && !hooks.hasBlob(c)) { want.push(c); wanted.add(c) }
+    for (const [, c] of [...offer.pages, ...(offer.base?.pages ?? [])]) if (!wanted.has(c) && !hooks.hasBlob(c)) { want.push(c); wanted.add(c); wantPages++ }
+    const bound = announced(offer)
+    if (bound !== null) throw await refused(ch, bound, t)
+    const need = (wanted.has(offer.parsed.code) ? MAX_WASM_BYTES : 0) + wantPages * PAGE_SIZE
+    const noSpace = gate.reserve(need)
+    if (noSpace !== null) throw await refused(ch, noSpace, t)
+    reserved = need
+    try { spool = new Spool(hooks.spoolRoot) } catch (e) { throw await refused(ch, (e as Error).message, t) }
     await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
-    // transfer
-    const got = new Map<string, Uint8Array>()
+    // transfer: every blob is hashed as it arrives and spooled to disk
     let frames = 0
     let end: Frame
     for (;;) {
-      const fr = await ch.recv('transfer', t.frameMs, ['blobs', 'end'])
+      const max = wanted.has(offer.parsed.code) && !spool.has(offer.parsed.code) ? MAX_FRAME : MAX_BLOBS_FRAME
+      let fr: Frame
+      try { fr = await recv('transfer', t.frameMs, ['blobs', 'end'], max) } catch (e) {
+        await refuse(ch, (e as Error).message, t)
+        throw e
+      }
       if (fr.t === 'end') { end = fr; break }
       if (++frames === 1) hooks.fault?.('target-during-transfer', ch)
-      if (!Array.isArray(fr.b)) throw new NetworkError('transfer: field "b" must be an array of byte strings')
+      if (!Array.isArray(fr.b) || fr.b.length === 0) throw await refused(ch, 'transfer: field "b" must be a non-empty array of byte strings', t)
       for (const b of fr.b as unknown[]) {
-        if (!(b instanceof Uint8Array) || b.length > MAX_WASM_BYTES) throw new NetworkError('transfer: a blob is not a byte string or is too large')
+        if (!(b instanceof Uint8Array) || b.length > MAX_WASM_BYTES) throw await refused(ch, 'transfer: a blob is not a byte string or is too large', t)
         const c = cidOf(b)
-        if (!wanted.has(c)) throw new NetworkError('transfer: received a blob that was not asked for')
-        got.set(c, b)
+        if (!wanted.has(c) || spool.has(c)) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
+        if (c !== offer.parsed.code && b.length !== PAGE_SIZE) throw await refused(ch, `transfer: page ${c} is ${b.length} bytes, not ${PAGE_SIZE}`, t)
+        spool.put(c, b)
       }
     }
-    for (const c of wanted) if (!got.has(c)) throw new NetworkError(`transfer: blob ${c} was asked for but not sent`)
-    const live = assemble(offer, end, got, hooks)
+    for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
+    const got = spool
+    let live: LiveCheckpoint
     let replayed = 0
-    try { replayed = await replayBase(offer, live, got, hooks) } catch (e) {
-      await refuse(ch, (e as Error).message.split('\n')[0], t)
-      throw e
-    }
-    try { await hooks.prepare(offer, ch.peer, live) } catch (e) {
+    try {
+      live = assemble(offer, end, got, hooks)
+      replayed = await replayBase(offer, live, got, hooks)
+      await hooks.prepare(offer, ch.peer, live)
+    } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
     pendingWritten = true
+    leaveGate() // the agent is stored as pending: the spool and the offer's slot are no longer needed
     hooks.fault?.('target-after-pending', ch)
     await ch.send({ t: 'pending', replayed }, 'pending', t.stepMs)
-    const h = await ch.recv('handoff', t.handoffMs, ['handoff'])
+    const h = await ch.recv('handoff', t.handoffMs, ['handoff'], MAX_SMALL_FRAME)
     hooks.fault?.('target-after-handoff', ch)
-    await hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
+    try {
+      await hooks.install(offer, { header: bytesOf(h, 'header', 'handoff'), sig: bytesOf(h, 'sig', 'handoff', 64) })
+    } catch (e) {
+      await refuse(ch, (e as Error).message.split('\n')[0], t)
+      throw e
+    }
     pendingWritten = false
     try { await ch.send({ t: 'started' }, 'started', t.stepMs) } catch { /* the source committed anyway */ }
     await ch.close()
   } catch (e) {
     ch.abort()
+    leaveGate()
     hooks.failed?.(offer, ch.peer, (e as Error).message)
     if (pendingWritten && offer !== null) hooks.unresolved(offer, ch.peer)
-  }
+  } finally { leaveGate() }
+}
+
+/**
+ * The bound on what an accepted offer may announce: its memory and its replay base's at most the
+ * manifest's `max_memory_bytes` (so the pages asked for are at most 2 × that / 64 KiB; the wasm is at
+ * most {@link MAX_WASM_BYTES}). Returns null or the refusal reason.
+ */
+function announced (o: Offer): string | null {
+  const cap = Math.floor(o.manifest.maxMemoryBytes / PAGE_SIZE)
+  if (o.pageCount > cap) return `the offer announces ${o.pageCount} pages of memory; the agent's manifest allows ${cap}`
+  if (o.base !== undefined && o.base.pageCount > cap) return `the offer's replay base announces ${o.base.pageCount} pages of memory; the agent's manifest allows ${cap}`
+  return null
+}
+
+/** Sends a `refuse` with `reason` and returns the NetworkError to throw. */
+async function refused (ch: Channel, reason: string, t: Timeouts): Promise<NetworkError> {
+  await refuse(ch, reason, t)
+  return new NetworkError(reason)
 }
 
 async function refuse (ch: Channel, reason: string, t: Timeouts): Promise<void> {
@@ -398,14 +604,13 @@ async function refuse (ch: Channel, reason: string, t: Timeouts): Promise<void> 
  * their CIDs, every page hashes to its CID and is 64 KiB, and the state root matches the header.
  * @throws NetworkError naming what does not match
  */
-function assemble (offer: Offer, end: Frame, got: Map<string, Uint8Array>, hooks: TargetHooks): LiveCheckpoint {
+function assemble (offer: Offer, end: Frame, got: Spool, hooks: TargetHooks): LiveCheckpoint {
   const seed = bytesOf(end, 'key', 'end', 32)
   if (identityFromSeed(seed).did !== offer.parsed.agent) throw new NetworkError('verify: the secret key does not belong to the offered agent')
   const log = end.log === null ? null : bytesOf(end, 'log', 'end')
   if ((log === null) !== (offer.parsed.log === null) || (log !== null && cidOf(log) !== offer.parsed.log)) throw new NetworkError('verify: the event log does not match the checkpoint\'s log CID')
   const blob = (c: string): Uint8Array => {
-    const b = got.get(c)
-    if (b !== undefined) return b
+    if (got.has(c)) return got.get(c)
     const local = hooks.getBlob(c)
     if (cidOf(local) !== c) throw new NetworkError(`verify: local blob ${c} is corrupt`)
     return local
@@ -430,13 +635,13 @@ function assemble (offer: Offer, end: Frame, got: Map<string, Uint8Array>, hooks
  * exactly the offered checkpoint. Returns the number of ticks replayed (0 without a base or log).
  * @throws NetworkError `verify: …` for a bad base; `replay diverges at tick N (<field>): <message>`
  */
-async function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks): Promise<number> {
+async function replayBase (offer: Offer, live: LiveCheckpoint, got: Spool, hooks: TargetHooks): Promise<number> {
   const b = offer.base
   if (b === undefined || live.log === null) return 0
   const pages: [number, Uint8Array][] = []
   const digests: [number, Uint8Array][] = []
   for (const [i, c] of b.pages) {
-    let p = got.get(c)
+    let p = got.has(c) ? got.get(c) : undefined
     if (p === undefined) {
       p = hooks.getBlob(c)
       if (cidOf(p) !== c) throw new NetworkError(`verify: local blob ${c} is corrupt`)

@@ -38,8 +38,8 @@ import type { LoopEnd } from '../runtime/runner.ts'
 import { livePath } from '../runtime/session.ts'
 import * as authority from './authority.ts'
 import { NetworkError, RefusedError, RequestError } from './errors.ts'
-import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
-import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, Timeouts } from './migrate.ts'
+import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
+import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
 import { Channel } from './wire.ts'
@@ -75,20 +75,31 @@ export interface NodeOptions {
   /** worker threads that run the ticks (default max(2, available parallelism)) */
   tickThreads?: number
   timeouts?: Partial<Timeouts>
+  /** bounds on inbound offers (p2p/migrate.ts `DEFAULT_TARGET_LIMITS` for the rest) */
+  targetLimits?: Partial<TargetLimits>
   /** node notes (one line each, no newline) */
   note (line: string): void
   /** an agent's log line */
   emit (name: string, line: string): void
   /**
-   * test-only fault injection (IGORD_FAULT): a migration step name at which the process kills
-   * itself (SIGKILL), or `cut:<step>`, at which the node resets the migration stream and closes the
-   * connection to that peer (the process goes on). Steps: source-after-offer,
-   * source-during-transfer, source-after-pending, source-after-handoff, target-during-transfer,
-   * target-after-pending, target-after-handoff. `forge-final` (source, `migrate` only): after the
-   * agent's loop stops, flip the last byte of its memory, run one tick and write a validly signed
-   * checkpoint that does not follow from its log (the target's replay must refuse it).
+   * Fault injection, for tests only (test/faults.ts installs it; the shipped CLI never sets it):
+   * `step` is called at each migration step with the stream's channel (it may kill the process,
+   * or cut the stream and connection), `beforeOffer` after the source's loop stopped and before its
+   * last checkpoint is read for the offer.
    */
-  fault?: string
+  faults?: NodeFaults
+}
+
+/**
+ * Test-only fault hooks of a node ({@link NodeOptions.faults}): undefined in production.
+ * `step(step, ch, peer, note)`: called at each migration step (steps: source-after-offer,
+ * source-during-transfer, source-after-pending, source-after-handoff, target-during-transfer,
+ * target-after-pending, target-after-handoff). `beforeOffer(session, note)`: called on the source
+ * once the agent's loop stopped for `migrate`, before its last checkpoint is offered.
+ */
+export interface NodeFaults {
+  step? (step: string, ch: Channel, peer: Peer, note: (line: string) => void): void
+  beforeOffer? (session: AgentHandle, note: (line: string) => void): void | Promise<void>
 }
 
 /** One hosted agent as `igord ps` shows it. fuel and budget are decimal strings (fuel units, microcents). */
@@ -147,6 +158,10 @@ export class IgordNode {
   /** the node's lock on its data directory, and one writer lock per agent it hosts (checkpoint/lock.ts) */
   #dirLock: Lock | null = null
   readonly #locks = new Map<string, Lock>()
+  /** the offer that reserved each name in {@link #inbound} while its transfer runs */
+  readonly #reserved = new Map<string, Offer>()
+  /** counts of offers in progress and spool bytes (p2p/migrate.ts `InboundGate`) */
+  readonly #gate: InboundGate
 
   private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
     this.#opts = opts
@@ -159,6 +174,7 @@ export class IgordNode {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
     this.#blobs = new BlobStore(blobsDir(opts.dir))
     this.#pool = new TickPool({ note: opts.note, ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
+    this.#gate = new InboundGate(opts.targetLimits)
   }
 
   /**
@@ -179,9 +195,11 @@ export class IgordNode {
     const peer = node.peer
     try {
       await node.#restore()
+      clearSpools(node.#spoolRoot()) // left by a crash; never the only copy of anything
+      // streams over the gate's limits are refused with a reason (receiveAgent), not reset by libp2p
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
-        void receiveAgent(new Channel(stream, conn.remotePeer.toString()), node.#targetHooks(), node.timeouts)
-      }, { maxInboundStreams: 8 })
+        void receiveAgent(new Channel(stream, conn.remotePeer.toString()), node.#targetHooks(), node.timeouts, node.#gate)
+      }, { maxInboundStreams: 128 })
       await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#answerStatus(new Channel(stream, conn.remotePeer.toString())) })
       await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#answerInfo(new Channel(stream, conn.remotePeer.toString())) })
       for (const b of opts.bootstrap ?? []) {
@@ -199,16 +217,10 @@ export class IgordNode {
   get addrs (): string[] { return dialableAddrs(this.peer) }
 
   #fault (step: string, ch: Channel): void {
-    if (this.#opts.fault === step) {
-      this.#opts.note(`IGORD_FAULT=${step}: exiting abruptly`)
-      process.kill(process.pid, 'SIGKILL')
-    }
-    if (this.#opts.fault === `cut:${step}`) {
-      this.#opts.note(`IGORD_FAULT=cut:${step}: cutting the connection to ${ch.peer}`)
-      ch.abort()
-      for (const c of this.peer.getConnections()) if (c.remotePeer.toString() === ch.peer) c.abort(new Error('igord: IGORD_FAULT cut'))
-    }
+    this.#opts.faults?.step?.(step, ch, this.peer, this.#opts.note)
   }
+
+  #spoolRoot (): string { return path.join(authority.migrateDir(this.dir), 'spool') }
 
   #settings (): WorkerSettings {
     return { dir: this.dir, price: this.price }
@@ -403,14 +415,8 @@ export class IgordNode {
     h.state = 'migrating'
     const t0 = performance.now()
     await this.#pause(h)
-    if (this.#opts.fault === 'forge-final') await this.#forgeFinal(h)
+    await this.#opts.faults?.beforeOffer?.(h.session, this.#opts.note)
     return await this.#migrateStopped(h, addrs, progress, t0)
-  }
-
-  /** Test-only fault `forge-final`: corrupts one byte of memory, runs a tick and checkpoints it (in the agent's worker). */
-  async #forgeFinal (h: Hosted): Promise<void> {
-    const tick = await h.session.forge()
-    this.#opts.note(`IGORD_FAULT=forge-final: ${h.name}: flipped the last byte of memory before tick ${tick}`)
   }
 
   /**
@@ -575,6 +581,7 @@ export class IgordNode {
   #targetHooks (): TargetHooks {
     return {
       me: this.peerId,
+      spoolRoot: this.#spoolRoot(),
       policy: (o, from) => this.#policy(o, from),
       hasBlob: (c) => this.#blobs.has(c),
       getBlob: (c) => this.#blobs.get(c),
@@ -587,9 +594,13 @@ export class IgordNode {
       },
       unresolved: (o) => { void this.#resolve(o.name) },
       failed: (o, from, reason) => {
-        if (o !== null && this.#inbound.has(o.name) && !fs.existsSync(authority.recordPaths(this.dir, o.name).pending)) {
-          void this.#inbound.get(o.name)?.close() // the prepared agent leaves its worker
-          this.#inbound.delete(o.name)
+        // only the offer that reserved the name releases it (a refused rival offer must not)
+        if (o !== null && this.#reserved.get(o.name) === o) {
+          this.#reserved.delete(o.name)
+          if (!fs.existsSync(authority.recordPaths(this.dir, o.name).pending)) {
+            void this.#inbound.get(o.name)?.close() // the prepared agent leaves its worker
+            this.#inbound.delete(o.name)
+          }
         }
         this.#opts.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
@@ -627,6 +638,7 @@ export class IgordNode {
     }
     void from
     this.#inbound.set(o.name, undefined as unknown as null) // reserved while the transfer runs
+    this.#reserved.set(o.name, o)
     return null
   }
 
@@ -656,6 +668,7 @@ export class IgordNode {
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     this.#inbound.delete(name)
     this.#prepared.delete(name)
+    this.#reserved.delete(name)
     this.#lock(name)
     let session: AgentHandle
     if (prepared !== null) {

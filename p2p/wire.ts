@@ -1,18 +1,32 @@
 /**
  * Framing of igord's libp2p protocols (docs/PROTOCOL.md): each frame is one canonical CBOR map
- * (checkpoint/cbor.ts) carried as one unsigned-varint length-prefixed message (`lpStream` from
- * @libp2p/utils, with its 4 MiB default limits raised to {@link MAX_FRAME}). Every frame has a text
- * field `t` naming its type. Every read and write has a timeout; a timeout, a reset stream or a
- * malformed frame is a {@link NetworkError} naming the peer and the protocol step.
+ * (checkpoint/cbor.ts) carried as one unsigned-varint length-prefixed message (the encoding of
+ * `lpStream` from @libp2p/utils). Every frame has a text field `t` naming its type. Every read and
+ * write has a timeout, and every read a length limit checked on the length prefix, before the
+ * frame's body is waited for: a frame claiming more than the limit of its step is refused at once.
+ * A timeout, a reset stream, an oversized or malformed frame is a {@link NetworkError} naming the
+ * peer and the protocol step.
  */
 import type { Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
-import type { LengthPrefixedStream } from '@libp2p/utils'
+import { byteStream } from '@libp2p/utils'
+import type { ByteStream } from '@libp2p/utils'
 import { decode, encode } from '../checkpoint/cbor.ts'
 import { NetworkError } from './errors.ts'
 
 /** Largest frame, bytes: a 64 MiB wasm module (the largest single blob) plus room for the map. */
 export const MAX_FRAME = 64 * 1024 * 1024 + 64 * 1024
+
+/**
+ * Largest `offer` frame a target reads, bytes (16 MiB): two page tables of 65,536 rows (the offered
+ * checkpoint's and its replay base's, ~65 bytes a row) plus header, manifest and globals.
+ */
+export const MAX_OFFER_FRAME = 16 * 1024 * 1024
+
+/** Largest frame of a small step (`handoff`, `status`, `pending`, `started`, `refuse`, `info`), bytes: 64 KiB. */
+export const MAX_SMALL_FRAME = 64 * 1024
+
+/** Longest length prefix accepted, bytes: 8 varint bytes encode up to 2^56 − 1. */
+const MAX_PREFIX = 8
 
 /** A decoded frame: a CBOR map with a text `t`. */
 export type Frame = Record<string, unknown> & { t: string }
@@ -22,15 +36,20 @@ export class Channel {
   /** The remote peer ID (for messages). */
   readonly peer: string
   readonly stream: Stream
-  readonly #lp: LengthPrefixedStream<Stream>
+  readonly #bytes: ByteStream<Stream>
   /** Bytes of frames sent and received on this channel (length prefixes excluded). */
   sent = 0
   received = 0
 
+  /**
+   * @param stream a libp2p stream; bytes the peer sends ahead of our reads are buffered up to
+   *   {@link MAX_FRAME} + 16 bytes, beyond which the stream is reset
+   * @param peer the remote peer ID (for messages)
+   */
   constructor (stream: Stream, peer: string) {
     this.stream = stream
     this.peer = peer
-    this.#lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_FRAME })
+    this.#bytes = byteStream(stream, { maxBufferSize: MAX_FRAME + 16 })
   }
 
   /**
@@ -44,7 +63,9 @@ export class Channel {
   /** Sends already-encoded frame bytes (see {@link Channel.send}). */
   async sendRaw (bytes: Uint8Array, step: string, timeoutMs: number): Promise<void> {
     try {
-      await this.#lp.write(bytes, { signal: AbortSignal.timeout(timeoutMs) })
+      const signal = AbortSignal.timeout(timeoutMs)
+      await this.#bytes.write(varint(bytes.length), { signal })
+      await this.#bytes.write(bytes, { signal })
       this.sent += bytes.length
     } catch (e) {
       throw new NetworkError(`${step}: cannot send to ${this.peer}: ${why(e, timeoutMs)}`)
@@ -52,19 +73,43 @@ export class Channel {
   }
 
   /**
-   * Reads one frame within `timeoutMs`; when `expect` is given, a frame of another type is an error
-   * (an `error` frame's `reason` is reported as the peer's words).
-   * @throws NetworkError `<step>: …` on timeout, end of stream, malformed CBOR or an unexpected frame
+   * Reads one frame (length prefix and body) within `timeoutMs`; when `expect` is given, a frame of
+   * another type is an error (an `error` frame's `reason` is reported as the peer's words).
+   * @param maxBytes the largest frame accepted at this step, bytes (default {@link MAX_FRAME}); a
+   *   longer one is refused on its length prefix, before its body is read
+   * @throws NetworkError `<step>: …` on timeout, end of stream, a frame over `maxBytes`
+   *   (`<step>: <peer> sent a frame of N bytes; the limit of this step is M bytes`), a malformed
+   *   length prefix, malformed CBOR or an unexpected frame
    */
-  async recv (step: string, timeoutMs: number, expect?: string[]): Promise<Frame> {
+  async recv (step: string, timeoutMs: number, expect?: string[], maxBytes = MAX_FRAME): Promise<Frame> {
     let bytes: Uint8Array
+    const signal = AbortSignal.timeout(timeoutMs)
+    let length: number
     try {
-      bytes = (await this.#lp.read({ signal: AbortSignal.timeout(timeoutMs) })).subarray()
+      length = await this.#readPrefix(signal)
+    } catch (e) {
+      if (e instanceof NetworkError) throw new NetworkError(`${step}: ${e.message}`)
+      throw new NetworkError(`${step}: no answer from ${this.peer}: ${why(e, timeoutMs)}`)
+    }
+    if (length > maxBytes) throw new NetworkError(`${step}: ${this.peer} sent a frame of ${length} bytes; the limit of this step is ${maxBytes} bytes`)
+    try {
+      bytes = length === 0 ? new Uint8Array(0) : (await this.#bytes.read({ bytes: length, signal })).subarray()
     } catch (e) {
       throw new NetworkError(`${step}: no answer from ${this.peer}: ${why(e, timeoutMs)}`)
     }
     this.received += bytes.length
     return decodeFrame(bytes, step, this.peer, expect)
+  }
+
+  /** Reads an unsigned-varint length prefix (at most {@link MAX_PREFIX} bytes). */
+  async #readPrefix (signal: AbortSignal): Promise<number> {
+    let n = 0
+    for (let k = 0; k < MAX_PREFIX; k++) {
+      const b = (await this.#bytes.read({ bytes: 1, signal })).get(0)
+      n += (b & 0x7f) * 2 ** (7 * k)
+      if ((b & 0x80) === 0) return n
+    }
+    throw new NetworkError(`${this.peer} sent a malformed length prefix (longer than ${MAX_PREFIX} bytes)`)
   }
 
   /** Closes our side gracefully, or aborts the stream when that fails; never throws. */
@@ -76,6 +121,14 @@ export class Channel {
   abort (): void {
     try { this.stream.abort(new Error('igord: closing the stream')) } catch { /* already gone */ }
   }
+}
+
+/** Unsigned-varint encoding of a length (as `uint8-varint`, which lpStream uses). */
+function varint (n: number): Uint8Array {
+  const out: number[] = []
+  while (n >= 0x80) { out.push((n % 0x80) | 0x80); n = Math.floor(n / 0x80) }
+  out.push(n)
+  return Uint8Array.from(out)
 }
 
 function why (e: unknown, timeoutMs: number): string {

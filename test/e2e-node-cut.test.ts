@@ -1,6 +1,6 @@
 /**
  * The connection cut during a migration while both processes keep running
- * (IGORD_FAULT=cut:<step>: the node resets the stream and closes the connection at that step):
+ * (IGORD_FAULT=cut:<step> through the test-only launcher test/igord-faulty.ts: the node resets the stream and closes the connection at that step):
  * exactly one node runs the agent afterwards, every tick ran exactly once, the merged histories
  * verify VALID with no fork, and a pending copy is resolved by asking the other side.
  */

@@ -1,14 +1,16 @@
 /**
- * Faults during a migration, end to end: a node started with IGORD_FAULT=<step> kills itself
- * (SIGKILL) at that protocol step. Afterwards exactly one node runs the agent, no tick is lost or
+ * Faults during a migration, end to end: a node started through the test-only launcher
+ * test/igord-faulty.ts with IGORD_FAULT=<step> kills itself (SIGKILL) at that protocol step.
+ * The shipped CLI ignores IGORD_FAULT (last test). Afterwards exactly one node runs the agent, no tick is lost or
  * repeated, the merged histories verify VALID (no fork), and a restarted node resolves an
  * interrupted migration by itself.
  */
-import { existsSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { agentWasm, cleanup, igord, loggedTicks } from './helpers.ts'
+import { agentWasm, cleanup, igord, loggedTicks, ROOT, tempDir } from './helpers.ts'
 import { ps, startNode, stopNode, until } from './node-helpers.ts'
 import type { NodeProc } from './node-helpers.ts'
 
@@ -18,7 +20,7 @@ test.after(cleanup)
 
 async function node (opts: { dir?: string; fault?: string; sameAddrAs?: NodeProc } = {}): Promise<NodeProc> {
   const listen = opts.sameAddrAs === undefined ? [] : ['--listen', opts.sameAddrAs.addr.split('/p2p/')[0]]
-  const n = await startNode({ args: listen, ...(opts.dir === undefined ? {} : { dir: opts.dir }), ...(opts.fault === undefined ? {} : { env: { IGORD_FAULT: opts.fault } }) })
+  const n = await startNode({ args: listen, ...(opts.dir === undefined ? {} : { dir: opts.dir }), ...(opts.fault === undefined ? {} : { fault: opts.fault }) })
   running.push(n)
   return n
 }
@@ -97,6 +99,34 @@ test('kill the source right after it wrote the handoff: the target asks the rest
   const rep = verifyMerged(a.dir, b.dir)
   assert.equal(rep.epochs, [0, 1])
   assert.ok(loggedTicks(endB.stdout).length > 0)
+})
+
+test('the shipped bin/igord ignores IGORD_FAULT: a migration to it completes, the node lives on', async () => {
+  // no shipped source reads the variable or kills its own process
+  for (const d of ['cmd', 'p2p', 'runtime', 'checkpoint', 'hostcalls']) {
+    for (const f of readdirSync(join(ROOT, d)).filter((x) => x.endsWith('.ts'))) {
+      const src = readFileSync(join(ROOT, d, f), 'utf8')
+      assert.not.ok(/IGORD_FAULT|process\.kill\(process\.pid/.test(src), `${d}/${f} mentions IGORD_FAULT or kills its own process`)
+    }
+  }
+  const a = await withAgent()
+  const dir = tempDir('igord-node-')
+  const child = spawn(join(ROOT, 'bin', 'igord'), ['node', '--data', dir, '--interval', '20ms'], { env: { ...process.env, IGORD_FAULT: 'target-during-transfer' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''; let err = ''
+  child.stdout.on('data', (d) => { out += d }); child.stderr.on('data', (d) => { err += d })
+  const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  try {
+    await until(() => /^listening \S+/m.test(out), 30_000, 'bin/igord node to listen')
+    const addr = /^listening (\S+)/m.exec(out)![1]
+    const m = igord(['migrate', 'heartbeat', '--to', addr, '--node', a.dir], 60_000)
+    assert.is(m.code, 0, m.stderr)
+    await until(() => ps(dir).some((x) => x.name === 'heartbeat' && x.status === 'running'), 20_000, 'the agent to run on the bin/igord node')
+    assert.is(child.exitCode, null, 'the node is alive')
+    assert.is(child.signalCode, null)
+    assert.not.match(err, /IGORD_FAULT/)
+    child.kill('SIGINT')
+    assert.is(await closed, 0, err)
+  } finally { if (child.exitCode === null && child.signalCode === null) { child.kill('SIGKILL'); await closed } }
 })
 
 /** True while the node in `dir` holds a pending (unresolved) arrival of heartbeat. */

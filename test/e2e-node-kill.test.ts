@@ -1,5 +1,5 @@
 /**
- * A node killed (SIGKILL, IGORD_FAULT=<step>) at the migration steps not covered by
+ * A node killed (SIGKILL, IGORD_FAULT=<step> through the test-only launcher test/igord-faulty.ts) at the migration steps not covered by
  * e2e-node-faults.test.ts, then restarted on its data directory: afterwards exactly one node runs
  * the agent, every tick ran exactly once, the merged histories verify VALID with no fork, and the
  * restarted node resolves the interrupted migration by itself.

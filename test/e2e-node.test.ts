@@ -23,7 +23,7 @@ const running: NodeProc[] = []
 test.after.each(async () => { for (const n of running.splice(0)) if (n.live.child.exitCode === null) { n.live.child.kill('SIGKILL'); await n.live.done() } })
 test.after(cleanup)
 
-async function node (args: string[] = [], env?: Record<string, string>): Promise<NodeProc> { const n = await startNode({ args, ...(env === undefined ? {} : { env }) }); running.push(n); return n }
+async function node (args: string[] = [], fault?: string): Promise<NodeProc> { const n = await startNode({ args, ...(fault === undefined ? {} : { fault }) }); running.push(n); return n }
 function runOn (n: NodeProc, wasm = 'heartbeat'): void {
   const r = igord(['run', agentWasm(wasm), '--node', n.dir, '--interval', '20ms'])
   assert.is(r.code, 0, r.stderr)
@@ -88,7 +88,7 @@ test('target lacking a capability refuses with the reason; the agent keeps runni
 })
 
 test('a source whose final checkpoint does not follow from its log is refused (replay diverges); the agent keeps running there', async () => {
-  const [a, b] = await Promise.all([node([], { IGORD_FAULT: 'forge-final' }), node()])
+  const [a, b] = await Promise.all([node([], 'forge-final'), node()])
   runOn(a)
   await until(() => tickOf(a) >= 2)
   const m = migrate(a, b.addr)

@@ -12,6 +12,8 @@ import { join } from 'node:path'
 export const ROOT = join(import.meta.dirname, '..')
 /** The CLI entry point, run with the pinned Node (`process.execPath`). */
 export const IGORD = join(ROOT, 'cmd', 'igord.ts')
+/** Test-only CLI entry point with fault injection (`IGORD_FAULT`, test/faults.ts). */
+export const IGORD_FAULTY = join(ROOT, 'test', 'igord-faulty.ts')
 /** Built AssemblyScript agents (`make agents`). */
 export const AGENTS = join(ROOT, 'agents-as', 'build')
 
@@ -67,9 +69,9 @@ process.on('exit', () => {
   for (const c of children) { try { c.kill('SIGKILL') } catch { /* gone */ } }
 })
 
-/** Starts igord in the background (`env` adds to the environment). */
-export function igordSpawn (args: string[], env?: Record<string, string>): Live {
-  const child = spawn(process.execPath, [IGORD, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
+/** Starts igord in the background (`env` adds to the environment; `entry`: the CLI script, default {@link IGORD}). */
+export function igordSpawn (args: string[], env?: Record<string, string>, entry = IGORD): Live {
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
   children.add(child)
   child.on('exit', () => children.delete(child))
   child.unref()

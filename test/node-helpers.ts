@@ -4,16 +4,21 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { agentWasm, igord, igordSpawn, loggedTicks, MIN_WAIT_MS, tempDir } from './helpers.ts'
+import { agentWasm, igord, IGORD_FAULTY, igordSpawn, loggedTicks, MIN_WAIT_MS, tempDir } from './helpers.ts'
 import type { Live } from './helpers.ts'
 
 /** A running node child, its data directory and dialable address. */
 export interface NodeProc { live: Live; dir: string; addr: string; peer: string }
 
-/** Starts `igord node --data <dir>` (a new temp dir unless given) and waits for its address. */
-export async function startNode (opts: { dir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<NodeProc> {
+/**
+ * Starts `igord node --data <dir>` (a new temp dir unless given) and waits for its address. With
+ * `fault`, the node runs through the test-only launcher test/igord-faulty.ts with `IGORD_FAULT`
+ * set to it (test/faults.ts); the shipped CLI ignores `IGORD_FAULT`.
+ */
+export async function startNode (opts: { dir?: string; args?: string[]; env?: Record<string, string>; fault?: string } = {}): Promise<NodeProc> {
   const dir = opts.dir ?? tempDir('igord-node-')
-  const live = igordSpawn(['node', '--data', dir, '--interval', '20ms', ...(opts.args ?? [])], opts.env)
+  const env = opts.fault === undefined ? opts.env : { ...opts.env, IGORD_FAULT: opts.fault }
+  const live = igordSpawn(['node', '--data', dir, '--interval', '20ms', ...(opts.args ?? [])], env, opts.fault === undefined ? undefined : IGORD_FAULTY)
   // A node that never says where it listens is killed here: the caller cannot track it.
   try { await live.waitFor((out) => /^listening \S+/m.test(out)) } catch (e) { live.child.kill('SIGKILL'); await live.done(); throw e }
   const addr = /^listening (\S+)/m.exec(live.stdout())![1]
@@ -79,12 +84,11 @@ export function nodeTracker (): { track: (n: NodeProc) => NodeProc; killAll: () 
  * with no fork. Returns the verify report.
  */
 export async function faultScenario (o: { fault: string; on: 'source' | 'target'; killed: boolean; expect: 'source' | 'target'; track: (n: NodeProc) => NodeProc }): Promise<Record<string, unknown>> {
-  const env = { IGORD_FAULT: o.fault }
-  const a = o.track(await startNode(o.on === 'source' ? { env } : {}))
+  const a = o.track(await startNode(o.on === 'source' ? { fault: o.fault } : {}))
   const r = igord(['run', agentWasm('heartbeat'), '--node', a.dir, '--interval', '20ms'])
   if (r.code !== 0) throw new Error(r.stderr)
   await until(() => tickOf(a) >= 3, 20_000, 'ticks on the source')
-  const b = o.track(await startNode(o.on === 'target' ? { env } : {}))
+  const b = o.track(await startNode(o.on === 'target' ? { fault: o.fault } : {}))
   igord(['migrate', 'heartbeat', '--to', b.addr, '--node', a.dir], 40_000)
   const outputs: string[] = []
   let [src, dst] = [a, b]

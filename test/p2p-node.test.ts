@@ -10,12 +10,13 @@ import * as assert from 'uvu/assert'
 import { verifyHistory } from '../checkpoint/history.ts'
 import { IgordNode } from '../p2p/node.ts'
 import { agentWasm, cleanup, tempDir } from './helpers.ts'
+import { faultsFrom } from './faults.ts'
 import { writeStateAgent } from './state-agent.ts'
 
 test.after(cleanup)
 
 async function twoNodes (faultA?: string, notesB?: string[]): Promise<[IgordNode, IgordNode]> {
-  const mk = (fault?: string, notes?: string[]) => IgordNode.start({ dir: tempDir('igord-p2p-'), listen: ['/ip4/127.0.0.1/tcp/0'], capabilities: ['clock', 'rand', 'log', 'wallet', 'identity'], price: 1000n, intervalMs: 5, note: (l) => notes?.push(l), emit: () => {}, ...(fault === undefined ? {} : { fault }) })
+  const mk = (fault?: string, notes?: string[]) => IgordNode.start({ dir: tempDir('igord-p2p-'), listen: ['/ip4/127.0.0.1/tcp/0'], capabilities: ['clock', 'rand', 'log', 'wallet', 'identity'], price: 1000n, intervalMs: 5, note: (l) => notes?.push(l), emit: () => {}, ...(fault === undefined ? {} : { faults: faultsFrom(fault) }) })
   return await Promise.all([mk(faultA), mk(undefined, notesB)]) as [IgordNode, IgordNode]
 }
 

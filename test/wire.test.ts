@@ -1,7 +1,7 @@
 /**
  * p2p/wire.ts: frames (one canonical CBOR map with a text `t`, varint length-prefixed) over an
  * in-memory libp2p stream pair (@libp2p/utils `streamPair`, no network): round trip, byte
- * counters, large frames, expected types, `error` frames, malformed frames, timeouts, a reset
+ * counters, large frames, per-step length limits, expected types, `error` frames, malformed frames, timeouts, a reset
  * stream, and the field readers.
  */
 import { streamPair } from '@libp2p/utils'
@@ -9,7 +9,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { encode } from '../checkpoint/cbor.ts'
 import { NetworkError } from '../p2p/errors.ts'
-import { bytesOf, Channel, textOf } from '../p2p/wire.ts'
+import { bytesOf, Channel, MAX_OFFER_FRAME, textOf } from '../p2p/wire.ts'
 import type { Frame } from '../p2p/wire.ts'
 
 // AbortSignal.timeout timers do not keep the process alive; a node's sockets do, here this does
@@ -76,6 +76,19 @@ test('no frame in time is a timeout; a reset stream is a NetworkError', async ()
   await rejects(b.recv('handoff', 1000), /^handoff: no answer from peerA/)
   await rejects(a.send({ t: 'x' }, 'started', 1000), /^started: cannot send to peerB/)
   b.abort()
+})
+
+test('a frame over the step\'s limit is refused on its length prefix; a prefix over 8 bytes is malformed', async () => {
+  const [a, b] = await pair()
+  await a.send({ t: 'blobs', b: [new Uint8Array(2000)] }, 'x', 1000)
+  await rejects(b.recv('offer', 1000, ['offer'], 1000), /^offer: peerA sent a frame of \d{4} bytes; the limit of this step is 1000 bytes$/)
+  const [c, d] = await pair()
+  c.stream.send(new Uint8Array(9).fill(0xff))
+  await rejects(d.recv('offer', 1000), /^offer: peerA sent a malformed length prefix \(longer than 8 bytes\)$/)
+  const [e, f] = await pair()
+  e.stream.send(Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x40])) // 2^41 bytes claimed, nothing sent
+  await rejects(f.recv('offer', 1000, undefined, MAX_OFFER_FRAME), /^offer: peerA sent a frame of 2199023255552 bytes; the limit of this step is 16777216 bytes$/)
+  for (const ch of [a, b, c, d, e, f]) ch.abort()
 })
 
 test('bytesOf and textOf check type and length', () => {
