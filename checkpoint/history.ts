@@ -93,8 +93,10 @@ const subdirs = (d: string): string[] => fs.readdirSync(d).filter((n) => !n.star
  *   3 levels down; each is resolved as above and all are merged.
  *
  * Relative paths are taken from the current directory (`igord verify history/` inside a data
- * directory). Never throws: an unreadable path, a folder without any history, or a data directory
- * or `history/` folder holding several agents (name one) is a fault.
+ * directory). A folder with no history in it adds nothing (verify reports "no history entries
+ * found" when no path holds any). Never throws: an unreadable path, a data directory whose
+ * `history/` is empty, or a data directory or `history/` folder holding several agents (name one)
+ * is a fault.
  */
 export function findHistory (paths: string[]): HistorySources {
   const faults: Fault[] = []
@@ -112,7 +114,7 @@ export function findHistory (paths: string[]): HistorySources {
     if (agents.length > 1) { faults.push({ tick: null, file: label, fault: `holds the histories of several agents (${agents.join(', ')}): name one, e.g. ${path.join(h, agents[0])}` }); return }
     agentDir(path.join(h, agents[0]), blobs)
   }
-  /** Resolves directory `d`; returns false when nothing in it looks like a history (folders only). */
+  /** Resolves directory `d`; returns false when nothing in it looks like a history. */
   const resolveDir = (d: string, depth: number): boolean => {
     if (entriesIn(d).length > 0) { agentDir(d, path.join(d, '..', '..', 'blobs')); return true }
     const hist = path.join(d, 'history')
@@ -129,7 +131,9 @@ export function findHistory (paths: string[]): HistorySources {
     try { st = fs.statSync(p) } catch (e) { faults.push({ tick: null, file: p, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
     try {
       if (st.isFile()) { files.push(p); addBlobDir(path.join(path.dirname(p), '..', '..', 'blobs')); continue }
-      if (!resolveDir(p, 0)) faults.push({ tick: null, file: p, fault: 'no history entries found (expected a data directory, a history/ folder, history/<name>/, entry files, or folders of these)' })
+      // a path with no history at all adds nothing (e.g. the data directory of a node that gave the
+      // agent back); verify reports "no history entries found" only when no path holds any
+      resolveDir(p, 0)
     } catch (e) { faults.push({ tick: null, file: p, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? message(e, p)}` }) }
   }
   return { files, blobDirs, faults }
@@ -214,7 +218,7 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
   const hosts: string[] = []
   for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
   const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
-  if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found' })
+  if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found (give a data directory, its history/ folder, history/<name>/, entry files, or folders of these)' })
   faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
   forks.sort((a, b) => a.tick - b.tick)
   const report: VerifyReport = {

@@ -350,6 +350,8 @@ test('verify accepts a data directory, its history/ folder, history/<name>/, or 
   const r = verifyHistory([path.join(d1, 'history')])
   assert.match(formatReport(r), /holds the histories of several agents \(a, b\): name one/)
   assert.match(formatReport(verifyHistory([mkdir()])), /no history entries found/)
+  // a directory without any history (a node that gave the agent back) adds nothing to a merge
+  assert.ok(verifyHistory([hist(d1), d2, d3, mkdir()]).valid)
 })
 
 test.run()
