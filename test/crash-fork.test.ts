@@ -125,7 +125,7 @@ test(`seeded random kill points (any rename of any write or resume) never fork a
   const rand = prng(SEED)
   const dir = await born()
   let landed = 0
-  const rounds = 12
+  const rounds = 10
   for (let round = 0; round < rounds; round++) {
     const killAt = 1 + Math.floor(rand() * 24)
     let n = 0
@@ -145,7 +145,7 @@ test(`kill -9 of igord resume at seeded random moments, .ckpt copied alone and r
   const ckpt = path.join(d, 'ledger.ckpt')
   const born = igord(['run', agentWasm('ledger'), '--dir', d, '--ticks', '2', '--interval', '0ms', '--checkpoint-every', '0ms', '-q'])
   assert.is(born.code, 0, born.stderr)
-  for (let round = 0; round < 4; round++) {
+  for (let round = 0; round < 3; round++) {
     const child = igordSpawn(['resume', ckpt, '--interval', '0ms', '--checkpoint-every', '0ms', '-q'])
     try {
       await child.waitFor(() => /resumed/.test(child.stderr()), 30_000)
