@@ -11,10 +11,10 @@
  * control enters it. The counter is checked (counter < 0 ⇒ store it in `__igor_fuel`, trap with
  * `unreachable`) at every loop header, before every call and `call_indirect`, after each dynamic
  * charge, and before every exit from the function (`return`, a branch to the function's outermost
- * label, the final `end`).
+ * label, the final `end`). The counter is threaded through direct calls (see {@link meter}).
  */
-import { decodeCode, encodeBody, exportedGlobal, replaceCode, sleb, uleb } from './wasm-code.ts'
-import type { Body, Code } from './wasm-code.ts'
+import { decodeCode, exportedGlobal, replaceSections, sleb, uleb } from './wasm-code.ts'
+import type { Body } from './wasm-code.ts'
 
 /** Name (internal and export) of the i64 fuel counter global. */
 export const FUEL_GLOBAL = '__igor_fuel'
@@ -39,16 +39,19 @@ export function weightOf (op: number): number {
 
 const I32 = 0x7f; const I64 = 0x7e
 const OP = {
-  unreachable: 0x00, if: 0x04, end: 0x0b, localGet: 0x20, localSet: 0x21, localTee: 0x22, globalGet: 0x23, globalSet: 0x24,
+  unreachable: 0x00, block: 0x02, if: 0x04, end: 0x0b, localGet: 0x20, localSet: 0x21, localTee: 0x22, globalGet: 0x23, globalSet: 0x24,
   i32Const: 0x41, i64Const: 0x42, i32Ne: 0x47, i64LtS: 0x53, i64Add: 0x7c, i64Sub: 0x7d, i64Shl: 0x86, i64ShrU: 0x88, i64ExtendI32U: 0xad,
 } as const
 const VOID = 0x40
 
 /**
- * Meters every defined function of a module (see the module comment). Functions that contain a
- * loop or a call keep the counter in an i64 local: loaded from `__igor_fuel` on entry, written back
- * before each call (and reloaded after it), before each exit and before a fuel trap. The others
- * charge `__igor_fuel` directly.
+ * Meters every defined function of a module (see the module comment). The counter is threaded
+ * through direct calls: each defined function gets a twin (appended to the function index space)
+ * with the counter as an extra trailing i64 parameter and an extra trailing i64 result; the twin
+ * holds the original body, metered, with the counter in that parameter. The original function
+ * becomes a wrapper that reads `__igor_fuel`, calls its twin and writes the counter back; it
+ * serves exports, table entries and the start function. Around calls to imports and
+ * `call_indirect` the twin writes the counter to `__igor_fuel` and reloads it afterwards.
  * @param wasm a module that passed the feature gate and exports its i64 fuel counter as {@link FUEL_GLOBAL}.
  * @returns the metered module (it validates whenever `wasm` does).
  * @throws RangeError when the module has no `__igor_fuel` export or uses an instruction the decoder
@@ -57,30 +60,63 @@ const VOID = 0x40
 export function meter (wasm: Uint8Array): Uint8Array {
   const code = decodeCode(wasm)
   const g = exportedGlobal(code, FUEL_GLOBAL)
-  return replaceCode(wasm, code, code.bodies.map((b) => meterBody(wasm, code, b, g)))
+  const nDef = code.bodies.length
+  if (nDef === 0) return wasm
+  const encType = (params: number[][], results: number[][]): number[] =>
+    [0x60, ...uleb(params.length), ...params.flat(), ...uleb(results.length), ...results.flat()]
+  const types = code.types.map((t) => encType(t.params, t.results))
+  const typeIndex = new Map<string, number>()
+  types.forEach((t, i) => { if (!typeIndex.has(t.join())) typeIndex.set(t.join(), i) })
+  const typeOf = (params: number[][], results: number[][]): number => {
+    const t = encType(params, results)
+    let i = typeIndex.get(t.join())
+    if (i === undefined) { i = types.push(t) - 1; typeIndex.set(t.join(), i) }
+    return i
+  }
+  const twinOf = (f: number): number => f >= code.importedFuncs ? f + nDef : -1
+  const twinTypes: number[] = []
+  const wrappers: number[][] = []
+  const twins: number[][] = []
+  for (const [i, body] of code.bodies.entries()) {
+    const t = code.types[code.funcTypes[i]]
+    twinTypes.push(typeOf([...t.params, [I64]], [...t.results, [I64]]))
+    // the block that takes the original body's place: its type is the original result type
+    const bt = t.results.length === 0 ? [VOID] : t.results.length === 1 ? t.results[0] : sleb(typeOf([], t.results))
+    twins.push(meterBody(wasm, body, g, bt, twinOf))
+    const w: number[] = [0]
+    for (let k = 0; k < t.params.length; k++) w.push(OP.localGet, ...uleb(k))
+    w.push(OP.globalGet, ...uleb(g), 0x10, ...uleb(twinOf(body.funcIndex)), OP.globalSet, ...uleb(g), OP.end)
+    wrappers.push([...uleb(w.length), ...w])
+  }
+  const typeSection = [...uleb(types.length), ...types.flat()]
+  const funcSection = [...uleb(2 * nDef), ...[...code.funcTypes, ...twinTypes].flatMap((x) => uleb(x))]
+  const bodies = [...wrappers, ...twins]
+  const codeSection = [...uleb(bodies.length), ...bodies.flat()]
+  return replaceSections(wasm, code, new Map([[1, typeSection], [3, funcSection], [10, codeSection]]))
 }
 
-/** Instruments one body; returns it size-prefixed. */
-function meterBody (wasm: Uint8Array, _code: Code, body: Body, g: number): number[] {
+/**
+ * The twin of one body, size-prefixed: `block <bt>` + the metered body + a check + the counter.
+ * Local indices at or above the parameter count move up by one (the counter is the new last parameter).
+ */
+function meterBody (wasm: Uint8Array, body: Body, g: number, bt: number[], twinOf: (f: number) => number): number[] {
   const { instrs } = body
-  const usesLocal = instrs.some((x) => x.op === 0x03 || x.op === 0x10 || x.op === 0x11)
   const usesGrow = instrs.some((x) => x.op === 0x40)
   const usesBulk = instrs.some((x) => x.op === 0xfc && (x.sub === 8 || x.sub === 10 || x.sub === 11))
   const extra: number[] = []
-  const next = body.params + body.localCount
-  const fl = usesLocal ? next + extra.push(I64) - 1 : -1
+  const fl = body.params
+  const next = body.params + 1 + body.localCount
   const s0 = usesGrow || usesBulk ? next + extra.push(I32) - 1 : -1
   const s1 = usesGrow ? next + extra.push(I32) - 1 : -1
 
-  const gget = [OP.globalGet, ...uleb(g)]; const gset = [OP.globalSet, ...uleb(g)]
-  const get = usesLocal ? [OP.localGet, ...uleb(fl)] : gget
-  const set = usesLocal ? [OP.localSet, ...uleb(fl)] : gset
-  const reload = usesLocal ? [...gget, ...set] : []
-  /** counter < 0 ⇒ store it in the global (already there without a local) and trap. */
-  const check = [...get, OP.i64Const, 0, OP.i64LtS, OP.if, VOID, ...(usesLocal ? [...get, ...gset] : []), OP.unreachable, OP.end]
+  const gset = [OP.globalSet, ...uleb(g)]
+  const get = [OP.localGet, ...uleb(fl)]
+  const set = [OP.localSet, ...uleb(fl)]
+  /** counter < 0 ⇒ store it in the global and trap. */
+  const check = [...get, OP.i64Const, 0, OP.i64LtS, OP.if, VOID, ...get, ...gset, OP.unreachable, OP.end]
   const charge = (w: number): number[] => [...get, OP.i64Const, ...sleb(w), OP.i64Sub, ...set]
-  const writeBack = usesLocal ? [...get, ...gset] : []
-  const exit = [...check, ...writeBack]
+  const writeBack = [...get, ...gset]
+  const reload = [OP.globalGet, ...uleb(g), ...set]
   // len on the stack → len on the stack, charged ceil(len / 64) and checked.
   const bulk = !usesBulk ? [] : [OP.localTee, ...uleb(s0), ...get, OP.localGet, ...uleb(s0), OP.i64ExtendI32U,
     OP.i64Const, ...sleb(COSTS.bulkBytesPerFuel - 1), OP.i64Add, OP.i64Const, ...sleb(Math.log2(COSTS.bulkBytesPerFuel)), OP.i64ShrU, OP.i64Sub, ...set, ...check]
@@ -92,7 +128,8 @@ function meterBody (wasm: Uint8Array, _code: Code, body: Body, g: number): numbe
 
   const insert = new Map<number, number[][]>()
   const at = (i: number): number[][] => { let l = insert.get(i); if (l === undefined) { l = []; insert.set(i, l) } return l }
-  if (usesLocal) at(0).push(reload)
+  /** Replacement bytes for instructions: renumbered locals, direct calls to twins. */
+  const replace = new Map<number, number[]>()
 
   /** The basic block being scanned: its charge is placed at its start once its weight is known. */
   const cur: { block: { seq: number[]; weight: number; loopHeader: boolean } | null } = { block: null }
@@ -106,6 +143,13 @@ function meterBody (wasm: Uint8Array, _code: Code, body: Body, g: number): numbe
     if (b.weight > 0) b.seq.push(...charge(b.weight))
     if (b.loopHeader) b.seq.push(...check)
     cur.block = null
+  }
+  // Renumber locals everywhere (dead code too: it must still validate).
+  for (const [i, x] of instrs.entries()) {
+    if (x.op >= 0x20 && x.op <= 0x22) {
+      const idx = readU(wasm, x.start + 1)
+      if (idx >= body.params) replace.set(i, [x.op, ...uleb(idx + 1)])
+    }
   }
   // Control frames: whether the construct was opened in dead code. Frame 0 is the function body.
   const frames: boolean[] = [false]
@@ -124,29 +168,61 @@ function meterBody (wasm: Uint8Array, _code: Code, body: Body, g: number): numbe
       continue
     }
     cur.block!.weight += weightOf(op)
-    const toFunction = (l: number): boolean => l === frames.length - 1
     switch (op) {
       case 0x02: frames.push(false); break
       case 0x03: frames.push(false); finish(); begin(i + 1, true); break
       case 0x04: frames.push(false); finish(); begin(i + 1, false); break
       case 0x05: finish(); begin(i + 1, false); break
       case 0x0b:
-        if (frames.length === 1) { at(i).push(exit); finish(); break }
+        if (frames.length === 1) { finish(); break }
         frames.pop(); finish(); begin(i + 1, false); break
-      case 0x0c: case 0x0e: case 0x0f:
-        if (op === 0x0f || x.labels!.some(toFunction)) at(i).push(exit)
-        finish(); dead = true; break
-      case 0x0d:
-        if (toFunction(x.labels![0])) at(i).push(exit)
-        finish(); begin(i + 1, false); break
+      case 0x0c: case 0x0e: finish(); dead = true; break // a branch to frame 0 ends the wrapping block
+      case 0x0f: at(i).push(check, get); finish(); dead = true; break
+      case 0x0d: finish(); begin(i + 1, false); break
       case 0x00: finish(); dead = true; break
-      case 0x10: case 0x11: at(i).push(check, writeBack); at(i + 1).push(reload); break
+      case 0x10: {
+        const f = readU(wasm, x.start + 1)
+        const twin = twinOf(f)
+        if (twin >= 0) {
+          at(i).push(check)
+          replace.set(i, [...get, 0x10, ...uleb(twin)])
+          at(i + 1).push(set)
+        } else { at(i).push(check, writeBack); at(i + 1).push(reload) }
+        break
+      }
+      case 0x11: at(i).push(check, writeBack); at(i + 1).push(reload); break
       case 0x40: at(i).push(growBefore); at(i + 1).push(growAfter); break
       case 0xfc: if (x.sub === 8 || x.sub === 10 || x.sub === 11) at(i).push(bulk); break
     }
   }
   finish()
-  return encodeBody(wasm, body, extra, insert)
+
+  const out: number[] = [...uleb(body.locals.length + (extra.length > 0 ? 1 : 0))]
+  for (const [n, t] of body.locals) out.push(...uleb(n), ...t)
+  if (extra.length > 0) out.push(...uleb(extra.length), I32)
+  out.push(OP.block, ...bt)
+  for (let i = 0; i < instrs.length; i++) {
+    for (const seq of insert.get(i) ?? []) for (const b of seq) out.push(b)
+    const r = replace.get(i)
+    if (r !== undefined) { for (const b of r) out.push(b); continue }
+    const x = instrs[i]
+    for (let k = x.start; k < x.end; k++) out.push(wasm[k])
+  }
+  // instrs' final `end` closed the block; every exit but `return` arrives here
+  out.push(...check, ...get, OP.end)
+  return [...uleb(out.length), ...out]
+}
+
+/** An unsigned LEB128 at `pos` of `b`. */
+function readU (b: Uint8Array, pos: number): number {
+  let result = 0; let mul = 1
+  for (let i = 0; i < 5; i++) {
+    const x = b[pos + i]
+    result += (x & 0x7f) * mul
+    if ((x & 0x80) === 0) return result
+    mul *= 128
+  }
+  throw new RangeError(`bad LEB128 at byte ${pos}`)
 }
 
 /**

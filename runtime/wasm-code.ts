@@ -49,6 +49,12 @@ export interface Code {
   importedGlobals: number
   /** Exports as [name, kind, index]. */
   exports: Array<[string, number, number]>
+  /** The type section's function types, each value type as its raw bytes. */
+  types: Array<{ params: number[][]; results: number[][] }>
+  /** Type index of each defined function, in order. */
+  funcTypes: number[]
+  /** Every section as [id, start of the id byte, end of contents). */
+  sections: Array<[number, number, number]>
 }
 
 /** A byte cursor with LEB128 readers. Throws RangeError past `end`. */
@@ -164,6 +170,8 @@ function instr (c: Cursor): Instr {
  */
 export function decodeCode (wasm: Uint8Array): Code {
   const typeParams: number[] = []
+  const types: Array<{ params: number[][]; results: number[][] }> = []
+  const sections: Array<[number, number, number]> = []
   const funcTypes: number[] = []
   const exports: Array<[string, number, number]> = []
   let importedFuncs = 0; let importedGlobals = 0
@@ -177,13 +185,16 @@ export function decodeCode (wasm: Uint8Array): Code {
     const end = head.pos + size
     if (end > wasm.length) throw new RangeError(`section ${id} runs past the end`)
     const c = new Cursor(wasm, head.pos, end)
+    sections.push([id, pos, end])
     if (id === 1) {
       const n = c.u()
+      const vt = (): number[] => { const s = c.pos; c.valType(); return Array.from(wasm.subarray(s, c.pos)) }
       for (let i = 0; i < n; i++) {
         if (c.byte() !== 0x60) throw new RangeError('a non-function type in the type section')
-        const np = c.u(); for (let j = 0; j < np; j++) c.valType()
-        const nr = c.u(); for (let j = 0; j < nr; j++) c.valType()
-        typeParams.push(np)
+        const params: number[][] = []; const results: number[][] = []
+        const np = c.u(); for (let j = 0; j < np; j++) params.push(vt())
+        const nr = c.u(); for (let j = 0; j < nr; j++) results.push(vt())
+        typeParams.push(np); types.push({ params, results })
       }
     } else if (id === 2) {
       const n = c.u()
@@ -225,7 +236,7 @@ export function decodeCode (wasm: Uint8Array): Code {
     }
     pos = end
   }
-  return { bodies, section, importedFuncs, importedGlobals, exports }
+  return { bodies, section, importedFuncs, importedGlobals, exports, types, funcTypes, sections }
 }
 
 function limits (c: Cursor): void {
@@ -302,4 +313,20 @@ export function exportedGlobal (code: Code, name: string): number {
   const e = code.exports.find(([n, k]) => n === name && k === 3)
   if (e === undefined) throw new RangeError(`no global exported as ${name}`)
   return e[2]
+}
+
+/**
+ * Returns `wasm` with the contents of some sections replaced (`contents`: section id → new contents
+ * without the id and size). Every id in `contents` must be present in `code.sections`.
+ */
+export function replaceSections (wasm: Uint8Array, code: Code, contents: Map<number, number[]>): Uint8Array {
+  const parts: Uint8Array[] = [wasm.subarray(0, 8)]
+  for (const [id, start, end] of code.sections) {
+    const c = contents.get(id)
+    parts.push(c === undefined ? wasm.subarray(start, end) : Uint8Array.from([id, ...uleb(c.length), ...c]))
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.length }
+  return out
 }
