@@ -113,7 +113,7 @@ export async function bench (): Promise<BenchRow[]> {
     ['memory loop (sieve 8e6 × 16)', kernels, kInst, 'sieve', [8_000_000, 16]],
     ['recursion (fib 39)', kernels, kInst, 'fibRec', [39]],
     ['AssemblyScript program (arrays, sort, Map, strings)', program, pInst, 'program', [1200]],
-    ['C interpreter (switch VM, 2e7 rounds ≈ 3e8 VM ops)', vm, vmInst, 'vm_run', [20_000_000]],
+    ['C interpreter (switch VM, 2e6 rounds ≈ 3.5e7 VM ops)', vm, vmInst, 'vm_run', [2_000_000]],
   ]
   const rows: BenchRow[] = []
   const ratios: number[] = []
