@@ -12,8 +12,7 @@ import { ModuleError, StorageError, ManifestError } from '../checkpoint/errors.t
 import { cidOf } from '../checkpoint/hash.ts'
 import { ALLOWED_FEATURES, checkCode, checkHeader, checkModuleFacts, scanModule, thrownMessage, uleb } from './features.ts'
 import type { ModuleFacts } from './features.ts'
-import { FUEL_GLOBAL, HELPERS, meter } from './fuel.ts'
-import type { Strategy } from './fuel.ts'
+import { FUEL_GLOBAL, START_FUEL, meter } from './fuel.ts'
 
 export { FUEL_GLOBAL, START_FUEL, COSTS, fuelUsed } from './fuel.ts'
 
@@ -24,7 +23,7 @@ export const GLOBAL_EXPORT_PREFIX = '__igor_g'
  * Version of the rewrite. Part of the on-disk cache record: a cached binary made by another
  * version (another cost model or binaryen) is ignored and rebuilt.
  */
-export const INSTRUMENT_VERSION = 'igord-instrument-1/binaryen-132'
+export const INSTRUMENT_VERSION = 'igord-instrument-2/binaryen-132'
 
 /** A mutable global of the original module, exported by the instrumenter. */
 export interface InstrumentedGlobal {
@@ -101,11 +100,13 @@ export function instrument (wasm: Uint8Array, opts: InstrumentOptions): Instrume
 export function clearInstrumentCache (): void { memo.clear() }
 
 /**
- * The uncached rewrite behind {@link instrument}. Exposed for tests and benchmarks, which also
- * compare the two fuel strategies (they must give identical fuel).
+ * The uncached rewrite behind {@link instrument}. Exposed for tests and benchmarks.
+ * @param opts.meter false to skip the fuel meter (default true): the result is then the module the
+ *   meter would rewrite (`__igor_fuel` defined and exported but never charged), which the tests'
+ *   reference meter counts instructions on.
  * @throws ModuleError as {@link instrument}.
  */
-export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string; strategy?: Strategy }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
+export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string; meter?: boolean }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
   const file = opts.file ?? 'module'
   const limit = opts.memoryLimitPages
   checkHeader(wasm, file)
@@ -132,8 +133,8 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
   const m = readQuietly(mem ? wasm : withEmptyMemory(wasm, facts), file)
   try {
     m.setFeatures(ALLOWED_FEATURES)
-    if (m.getGlobal(FUEL_GLOBAL) || m.getFunction(HELPERS.bulk) || m.getFunction(HELPERS.grow)) {
-      throw new ModuleError(`${file}: already instrumented (it defines ${FUEL_GLOBAL} or an __igor_ helper)`)
+    if (m.getGlobal(FUEL_GLOBAL)) {
+      throw new ModuleError(`${file}: already instrumented (it defines ${FUEL_GLOBAL})`)
     }
     checkCode(m, file, facts)
 
@@ -157,13 +158,20 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
       } else globals.push({ index: i, exportName, type })
     }
 
-    meter(m, opts.strategy ?? 'thread')
-    addV128Accessors(m, globals) // after metering: the host calls them between ticks, even with the counter below zero
+    m.addGlobal(FUEL_GLOBAL, binaryen.i64, true, m.i64.const(START_FUEL))
+    m.addGlobalExport(FUEL_GLOBAL, FUEL_GLOBAL)
+    addV128Accessors(m, globals) // left unmetered below: the host calls them between ticks, even with the counter below zero
 
     const problem = validateQuietly(m)
     if (problem !== null) throw new ModuleError(`${file}: could not be instrumented (binaryen: ${problem})`)
     const emitted = quietly(() => m.emitBinary()).value // binaryen prints warnings ("Some VMs may not accept…")
-    const binary = capMemory(emitted, limit, file)
+    const capped = capMemory(emitted, limit, file)
+    // Fuel is metered last, on the exact code the engine will run (docs/ABI.md "Fuel").
+    const accessors = new Set(globals.flatMap((g) => g.accessors === undefined ? [] : [g.accessors.get, g.accessors.set]))
+    let binary: Uint8Array
+    try { binary = opts.meter === false ? capped : meter(capped, accessors) } catch (e) {
+      throw new ModuleError(`${file}: could not be metered (${thrownMessage(e)})`)
+    }
     if (!WebAssembly.validate(binary as Uint8Array<ArrayBuffer>)) {
       throw new ModuleError(`${file}: the instrumented module does not validate in V8 (${compileError(binary)})`)
     }
