@@ -173,9 +173,6 @@ function agentCalls (wasm: Uint8Array, ticks: number): Call[] {
 
 const read = (p: string): Uint8Array => new Uint8Array(fs.readFileSync(path.join(ROOT, p)))
 
-const t0 = Date.now()
-test.after.each(() => { if (process.env.FUEL_TIMES) console.log(`  ${Date.now() - t0} ms`) })
-
 for (const name of ['badimport', 'bomb', 'finisher', 'heartbeat', 'identity', 'ledger', 'nomad', 'trap']) {
   test(`AssemblyScript agent ${name}: fuel = reference count, exact limit completes, one less runs out`, () => {
     const wasm = read(`agents-as/build/${name}.wasm`)
