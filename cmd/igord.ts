@@ -20,7 +20,7 @@ import { formatReplay, replayHistory } from '../runtime/replay.ts'
 import type { AgentHandle } from '../runtime/pool.ts'
 import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
 import { defaultResumeDir } from '../runtime/session.ts'
-import { formatBudget, parseBudget, parseCount, parseDuration, parseTickTimeout, UsageError } from './units.ts'
+import { formatBudget, parseBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 
 const EXIT_HELP = `
@@ -148,9 +148,10 @@ loopOptions(program.command('run')
   .option('--dir <dir>', 'data directory for checkpoints, history and blobs', 'checkpoints')
   .option('--name <name>', 'agent name (default: the wasm file name without .wasm)')
   .option('--node <dir>', 'start the agent on the igord node running on this data directory (see igord node)')
-  .option('--json', 'with --node: print the new agent as JSON'))
+  .option('--json', 'with --node: print the new agent as JSON')
+  .option('--max-fuel-per-tick <n>', `without --node: refuse a manifest asking more fuel per tick than this (default ${DEFAULT_NODE_CAPS.maxFuelPerTick}, the default node cap)`))
   .addHelpText('after', EXIT_HELP)
-  .action(async (wasmPath: string, o: LoopFlags & { manifest?: string; budget: string; dir: string; name?: string; price: string; simSeed?: string; node?: string; json?: boolean }) => {
+  .action(async (wasmPath: string, o: LoopFlags & { manifest?: string; budget: string; dir: string; name?: string; price: string; simSeed?: string; node?: string; json?: boolean; maxFuelPerTick?: string }) => {
     const manifestPath = o.manifest ?? wasmPath.replace(/\.wasm$/, '') + '.manifest.json'
     const name = checkAgentName(o.name ?? basename(wasmPath).replace(/\.wasm$/, ''), o.name === undefined ? `${wasmPath} (use --name)` : '--name')
     const loop = loopSettings(o)
@@ -162,7 +163,8 @@ loopOptions(program.command('run')
     const wasm = readInput(wasmPath, 'the wasm module')
     const manifest = readInput(manifestPath, 'the manifest')
     // A local run refuses (does not clamp) limits above the default node caps (docs/ABI.md).
-    const over = checkWithinCaps(parseManifest(manifest, manifestPath), DEFAULT_NODE_CAPS)
+    const caps = o.maxFuelPerTick === undefined ? DEFAULT_NODE_CAPS : { ...DEFAULT_NODE_CAPS, maxFuelPerTick: BigInt(parseLimit(o.maxFuelPerTick, '--max-fuel-per-tick')) }
+    const over = checkWithinCaps(parseManifest(manifest, manifestPath), caps)
     if (over !== null) throw new ManifestError(`${manifestPath}: ${over}`)
     noteTakeover(lockAgent(o.dir, name))
     const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })

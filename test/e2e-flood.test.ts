@@ -22,8 +22,8 @@ import { agentWasm, cleanup, IGORD, igord, inspectJson, ROOT, tempDir } from './
 
 test.after(cleanup)
 
-/** Peak RSS the igord process may reach during a flood, KiB (300 MiB). */
-const RSS_BOUND_KIB = 300 * 1024
+/** Peak RSS the igord process may reach during a flood, KiB (512 MiB: an idle agent ticking in its worker thread peaks near 300 MiB; the unbounded flood passed 4 GiB). */
+const RSS_BOUND_KIB = 512 * 1024
 const TIME = '/usr/bin/time'
 const cAgent = (name: string): string => join(ROOT, 'agents-c', 'build', `${name}.wasm`)
 
@@ -110,7 +110,7 @@ const FLOODS: { name: string; wasm: string; trap: string }[] = [
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 for (const f of FLOODS) {
-  test(`${f.name}: every tick traps naming the limit, rolled back; paused after 3 failures (exit 7); peak RSS under 300 MiB; verify --replay reproduces the traps`, async () => {
+  test(`${f.name}: every tick traps naming the limit, rolled back; paused after 3 failures (exit 7); peak RSS under 512 MiB; verify --replay reproduces the traps`, async () => {
     assert.ok(existsSync(f.wasm), `${f.wasm} missing: run make agents`)
     const d = tempDir()
     const r = await measured(['run', f.wasm, '--dir', d, '--interval', '0ms', '-q'])

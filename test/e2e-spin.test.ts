@@ -51,7 +51,7 @@ function threadCpu (pid: number): Map<string, number> {
 
 test('igord run: SIGINT while the agent spins exits 0 at once; the last checkpoint is intact and the history VALID', async () => {
   const dir = tempDir()
-  const live = igordSpawn(['run', agentWasm('spin'), '--dir', dir, '--interval', '10ms'])
+  const live = igordSpawn(['run', agentWasm('spin'), '--dir', dir, '--interval', '10ms', '--max-fuel-per-tick', String(2 ** 53 - 1)])
   await live.waitFor((out) => out.includes('[spin] spin: spinning'), 60_000)
   await new Promise((r) => setTimeout(r, 500))
   const t0 = performance.now()
@@ -78,7 +78,7 @@ test('igord run: SIGINT while the agent spins exits 0 at once; the last checkpoi
 })
 
 test('igord node: answers the control socket and keeps a heartbeat ticking while an agent spins; SIGTERM stops it at once', async () => {
-  const n = track(await startNode({ args: ['--tick-timeout', '120s'] }))
+  const n = track(await startNode({ args: ['--tick-timeout', '120s', '--max-fuel-per-tick', String(2 ** 53 - 1)] }))
   runOn(n, 'heartbeat')
   runOn(n, 'spin')
   await n.live.waitFor((out) => out.includes('[spin] spin: spinning'), 60_000)
@@ -112,7 +112,7 @@ test('igord node: answers the control socket and keeps a heartbeat ticking while
 })
 
 test('igord node: the watchdog ends each runaway tick (rolled back, counted) and pauses the agent; the others go on', async () => {
-  const n = track(await startNode({ args: ['--tick-timeout', '1s'] }))
+  const n = track(await startNode({ args: ['--tick-timeout', '1s', '--max-fuel-per-tick', String(2 ** 53 - 1)] }))
   runOn(n, 'heartbeat')
   runOn(n, 'spin')
   await until(() => ps(n.dir).find((a) => a.name === 'spin')?.status === 'paused', 90_000, 'the spinner paused')
@@ -131,7 +131,7 @@ test('igord node: the watchdog ends each runaway tick (rolled back, counted) and
 })
 
 test('igord node: two spinning agents tick on two threads at once', async () => {
-  const n = track(await startNode({ args: ['--tick-timeout', '120s', '--tick-threads', '2'] }))
+  const n = track(await startNode({ args: ['--tick-timeout', '120s', '--tick-threads', '2', '--max-fuel-per-tick', String(2 ** 53 - 1)] }))
   runOn(n, 'spin', 'spin1')
   runOn(n, 'spin', 'spin2')
   await n.live.waitFor((out) => out.includes('[spin1] spin: spinning') && out.includes('[spin2] spin: spinning'), 60_000)

@@ -66,7 +66,7 @@ test('in process: birth, resume elsewhere, a migration between two nodes, pendin
   const mk = (sub: string) => IgordNode.start({ dir: path.join(root, sub), listen: ['/ip4/127.0.0.1/tcp/0'], capabilities: ['clock', 'rand', 'log'], price: 1000n, intervalMs: 5, note: () => {}, emit: () => {} })
   const [a, b] = await Promise.all([mk('nodeA'), mk('nodeB')])
   try {
-    a.run({ wasm: agentWasm('ledger'), budget: 100_000_000n, intervalMs: 5 })
+    await a.run({ wasm: agentWasm('ledger'), budget: 100_000_000n, intervalMs: 5 })
     await new Promise((res) => setTimeout(res, 50))
     const m = await a.migrate('ledger', [b.addrs[0]])
     assert.ok(m.confirmed)
