@@ -79,6 +79,8 @@ export interface HistorySources { files: string[]; blobDirs: string[]; faults: F
 const FOLDER_DEPTH = 3
 
 const isDir = (p: string): boolean => { try { return fs.statSync(p).isDirectory() } catch { return false } }
+/** True when `d` holds at least one file named like a history entry (`<tick:012>-….cbor`). */
+const holdsEntries = (d: string): boolean => { try { return fs.readdirSync(d).some((n) => NAME_RE.test(n)) } catch { return false } }
 const subdirs = (d: string): string[] => fs.readdirSync(d).filter((n) => !n.startsWith('.') && isDir(path.join(d, n))).sort()
 
 /**
@@ -108,7 +110,7 @@ export function findHistory (paths: string[]): HistorySources {
   /** A `history/` folder: exactly one agent directory (those holding entries; else any). */
   const historyFolder = (h: string, blobs: string, what: string, label: string): void => {
     const names = subdirs(h)
-    const withEntries = names.filter((n) => entriesIn(path.join(h, n)).length > 0)
+    const withEntries = names.filter((n) => holdsEntries(path.join(h, n)))
     const agents = withEntries.length > 0 ? withEntries : names
     if (agents.length === 0) { faults.push({ tick: null, file: label, fault: `no agent history in this ${what}` }); return }
     if (agents.length > 1) { faults.push({ tick: null, file: label, fault: `holds the histories of several agents (${agents.join(', ')}): name one, e.g. ${path.join(h, agents[0])}` }); return }
@@ -116,11 +118,11 @@ export function findHistory (paths: string[]): HistorySources {
   }
   /** Resolves directory `d`; returns false when nothing in it looks like a history. */
   const resolveDir = (d: string, depth: number): boolean => {
-    if (entriesIn(d).length > 0) { agentDir(d, path.join(d, '..', '..', 'blobs')); return true }
+    if (holdsEntries(d)) { agentDir(d, path.join(d, '..', '..', 'blobs')); return true }
     const hist = path.join(d, 'history')
     if (isDir(hist)) { historyFolder(hist, path.join(d, 'blobs'), 'data directory', d); return true }
     const names = subdirs(d)
-    if (names.some((n) => entriesIn(path.join(d, n)).length > 0)) { historyFolder(d, path.join(d, '..', 'blobs'), 'history folder', d); return true }
+    if (names.some((n) => holdsEntries(path.join(d, n)))) { historyFolder(d, path.join(d, '..', 'blobs'), 'history folder', d); return true }
     if (depth >= FOLDER_DEPTH) return false
     let found = false
     for (const n of names) if (n !== 'blobs' && resolveDir(path.join(d, n), depth + 1)) found = true

@@ -351,7 +351,8 @@ test('verify accepts a data directory, its history/ folder, history/<name>/, or 
   assert.match(formatReport(r), /holds the histories of several agents \(a, b\): name one/)
   assert.match(formatReport(verifyHistory([mkdir()])), /no history entries found/)
   // a directory without any history (a node that gave the agent back) adds nothing to a merge
-  assert.ok(verifyHistory([hist(d1), d2, d3, mkdir()]).valid)
+  const node = mkdir(); fs.mkdirSync(path.join(node, 'migrate')); fs.writeFileSync(path.join(node, 'migrate', 'a.pending.cbor'), 'not an entry')
+  assert.ok(verifyHistory([hist(d1), d2, d3, mkdir(), node]).valid)
 })
 
 test.run()
