@@ -23,21 +23,11 @@ import { runLoop } from '../runtime/runner.ts'
 import { resumeAgent, startAgent } from '../runtime/session.ts'
 import type { HostSettings } from '../runtime/session.ts'
 import { agentWasm, cleanup, igord, igordSpawn, tempDir } from './helpers.ts'
+import { prng } from './prng.ts'
 
 test.after(cleanup)
 test.after.each(() => { testHooks.beforeRename = null })
 
-/** mulberry32: a small seeded PRNG so that a failing run is reproduced from its seed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const SEED = Number(process.env.CRASH_SEED ?? (Date.now() % 1e6))
 const WASM = fs.readFileSync(agentWasm('ledger'))

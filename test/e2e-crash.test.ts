@@ -8,20 +8,10 @@ import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { agentWasm, cleanup, igord, igordSpawn, inspectJson, tempDir } from './helpers.ts'
+import { prng } from './prng.ts'
 
 test.after(cleanup)
 
-/** A small deterministic PRNG (mulberry32) so a failing run can be reproduced from its seed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

@@ -38,6 +38,7 @@ import { NetworkError } from '../p2p/errors.ts'
 import { decodeOffer } from '../p2p/migrate.ts'
 import { bytesOf, decodeFrame, textOf } from '../p2p/wire.ts'
 import type { Frame } from '../p2p/wire.ts'
+import { prng } from './prng.ts'
 
 const SEED = process.env.FUZZ_SEED !== undefined && process.env.FUZZ_SEED !== '' ? Number(process.env.FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31)
 const ITERS = Number(process.env.FUZZ_ITERS ?? 150)
@@ -48,17 +49,6 @@ const SLOW_MS = 5000
 
 // ---- deterministic randomness ------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG; `rnd()` in [0, 1). */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 let rnd = prng(SEED)
 const int = (n: number) => Math.floor(rnd() * n)
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]

@@ -28,21 +28,11 @@ import { readLive } from '../checkpoint/live.ts'
 import { PAGE_SIZE, stateRoot, type GlobalValue } from '../checkpoint/state.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, type HistoryEntry, type Snapshot } from '../checkpoint/writer.ts'
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+import { prng } from './prng.ts'
 
 const SEED = process.env.VERIFY_PROPERTY_SEED !== undefined ? Number(process.env.VERIFY_PROPERTY_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0
 const MUTATIONS = 400
 
-/** mulberry32: a small seeded PRNG, [0, 1). */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const tmp: string[] = []
 test.after(() => { for (const d of tmp.splice(0)) fs.rmSync(d, { recursive: true, force: true }) })
