@@ -33,7 +33,7 @@ function wat (text: string): Uint8Array {
 
 type Exports = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** Thrown by the `proc_exit` stub. */
+/** Thrown by the test host's `proc_exit`. */
 class Exit extends Error {}
 
 /**
