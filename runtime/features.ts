@@ -23,6 +23,7 @@
  */
 import binaryen from 'binaryen'
 import { ModuleError } from '../checkpoint/errors.ts'
+import { Cursor } from './wasm-code.ts'
 
 const F = binaryen.Features
 
@@ -101,40 +102,8 @@ export interface ModuleFacts {
   sections: { id: number; start: number; contentStart: number; end: number }[]
 }
 
-class Reader {
-  pos: number
-  readonly b: Uint8Array
-  readonly end: number
-  constructor (b: Uint8Array, pos: number, end: number) { this.b = b; this.pos = pos; this.end = end }
-  byte (): number {
-    if (this.pos >= this.end) throw new RangeError('unexpected end of section')
-    return this.b[this.pos++]
-  }
-  /** Unsigned LEB128, up to 64 bits, returned as a number (exact up to 2^53). */
-  u (): number {
-    let result = 0; let mul = 1
-    for (let i = 0; i < 10; i++) {
-      const x = this.byte()
-      result += (x & 0x7f) * mul
-      if ((x & 0x80) === 0) return result
-      mul *= 128
-    }
-    throw new RangeError('LEB128 too long')
-  }
-  /** Skips `n` bytes. */
-  skip (n: number): void {
-    if (this.pos + n > this.end) throw new RangeError('unexpected end of section')
-    this.pos += n
-  }
-  /** Signed LEB128 (heap types, s33): the value is not needed, only skipped. */
-  skipS (): void { for (let i = 0; i < 10; i++) if ((this.byte() & 0x80) === 0) return }
-  name (): string {
-    const n = this.u()
-    if (this.pos + n > this.end) throw new RangeError('name past end of section')
-    const s = new TextDecoder().decode(this.b.subarray(this.pos, this.pos + n))
-    this.pos += n
-    return s
-  }
+/** The module scan's reader: the shared byte cursor plus table/memory limits (§5.3.7). */
+class Reader extends Cursor {
   limits (): Limits {
     const flags = this.byte()
     if (flags > 0x0f) throw new RangeError(`unknown limits flags 0x${flags.toString(16)}`)
@@ -150,7 +119,7 @@ const NUM_TYPES = new Set([0x7f, 0x7e, 0x7d, 0x7c, 0x7b])
 /** Reads a reference type; returns true iff it is plain `funcref` (0x70). */
 function refType (r: Reader): boolean {
   const t = r.byte()
-  if (t === 0x63 || t === 0x64) { r.skipS(); return false }
+  if (t === 0x63 || t === 0x64) { r.skipLeb(); return false }
   return t === 0x70
 }
 
@@ -239,7 +208,7 @@ function readImports (r: Reader, facts: ModuleFacts): void {
       case 2: imp.limits = r.limits(); break
       case 3: {
         const t = r.byte()
-        if (t === 0x63 || t === 0x64) r.skipS()
+        if (t === 0x63 || t === 0x64) r.skipLeb()
         if (!NUM_TYPES.has(t)) facts.typeProblem ??= 'reference types (a reference-typed global import)'
         imp.mutable = r.byte() === 1
         facts.globals++
@@ -276,10 +245,10 @@ function constExpr (r: Reader, facts: ModuleFacts): ConstExpr {
     if (op === 0x0b) break
     ops.push(op)
     switch (op) {
-      case 0x41: case 0x42: r.skipS(); break
-      case 0x43: r.skip(4); break
-      case 0x44: r.skip(8); break
-      case 0xd0: r.skipS(); break
+      case 0x41: case 0x42: r.skipLeb(); break
+      case 0x43: r.skipBytes(4); break
+      case 0x44: r.skipBytes(8); break
+      case 0xd0: r.skipLeb(); break
       case 0xd2: r.u(); break
       case 0x23: {
         const g = r.u()
@@ -289,7 +258,7 @@ function constExpr (r: Reader, facts: ModuleFacts): ConstExpr {
       case 0xfd: {
         const sub = r.u()
         if (sub !== 12) return { op: ops[0], problem: `SIMD instruction 0xfd ${sub} in a constant expression` }
-        r.skip(16)
+        r.skipBytes(16)
         break
       }
       case 0xfb: return { op: ops[0], problem: 'GC (a GC instruction in a constant expression)' }
@@ -312,7 +281,7 @@ function readGlobals (r: Reader, facts: ModuleFacts): void {
   facts.globals += n
   for (let i = 0; i < n; i++) {
     const t = r.byte()
-    if (t === 0x63 || t === 0x64) r.skipS()
+    if (t === 0x63 || t === 0x64) r.skipLeb()
     r.byte() // mutability
     const e = constExpr(r, facts)
     if (e.problem !== undefined) { facts.segmentProblem ??= `${e.problem} in the initializer of global ${base + i}`; return }
@@ -351,7 +320,7 @@ function readElements (r: Reader, facts: ModuleFacts): void {
     if (mode !== 0) {
       if (exprs) {
         const t = r.byte()
-        if (t === 0x63 || t === 0x64) { funcref = t === 0x63 && r.b[r.pos] === 0x70; r.skipS() } else funcref = t === 0x70
+        if (t === 0x63 || t === 0x64) { funcref = t === 0x63 && r.b[r.pos] === 0x70; r.skipLeb() } else funcref = t === 0x70
       } else funcref = r.byte() === 0x00
     }
     if (!funcref) facts.segmentProblem ??= `reference types (${where} has an element type other than funcref)`
@@ -376,7 +345,7 @@ function readData (r: Reader, facts: ModuleFacts): void {
     if (flags > 2) throw new RangeError(`data segment ${i} has unknown flags ${flags}`)
     if (flags === 2) r.u() // memory index (more than one memory is refused elsewhere)
     if (flags !== 1 && !offsetExpr(r, facts, `data segment ${i}`)) return
-    r.skip(r.u())
+    r.skipBytes(r.u())
   }
 }
 
@@ -398,17 +367,6 @@ export function thrownMessage (e: unknown): string {
   return String(e)
 }
 
-/** Encodes an unsigned LEB128 (WebAssembly spec §5.2.2). */
-export function uleb (n: number): number[] {
-  const out: number[] = []
-  do {
-    let byte = n % 128
-    n = Math.floor(n / 128)
-    if (n !== 0) byte |= 0x80
-    out.push(byte)
-  } while (n !== 0)
-  return out
-}
 
 function fail (file: string, what: string, where?: string): never {
   throw new ModuleError(`${file}: uses ${what}${where ? ` in function ${where}` : ''}, which igord does not allow`)

@@ -57,8 +57,11 @@ export interface Code {
   sections: Array<[number, number, number]>
 }
 
-/** A byte cursor with LEB128 readers. Throws RangeError past `end`. */
-class Cursor {
+/**
+ * A byte cursor over a wasm binary with LEB128 readers (WebAssembly spec §5.2.2), shared by this
+ * decoder and the feature gate's module scan (`features.ts`). Throws RangeError past `end`.
+ */
+export class Cursor {
   pos: number
   readonly b: Uint8Array
   readonly end: number
@@ -79,25 +82,26 @@ class Cursor {
     throw new RangeError(`LEB128 too long at byte ${this.pos}`)
   }
   /** Skips any LEB128 (signed or unsigned). */
-  skip (): void { for (let i = 0; i < 10; i++) if ((this.byte() & 0x80) === 0) return; throw new RangeError(`LEB128 too long at byte ${this.pos}`) }
-  bytes (n: number): void {
+  skipLeb (): void { for (let i = 0; i < 10; i++) if ((this.byte() & 0x80) === 0) return; throw new RangeError(`LEB128 too long at byte ${this.pos}`) }
+  /** Skips `n` bytes. */
+  skipBytes (n: number): void {
     if (this.pos + n > this.end) throw new RangeError(`unexpected end at byte ${this.pos}`)
     this.pos += n
   }
   name (): string {
-    const n = this.u(); const s = this.pos; this.bytes(n)
+    const n = this.u(); const s = this.pos; this.skipBytes(n)
     return new TextDecoder().decode(this.b.subarray(s, s + n))
   }
   /** A value type; reference types `(ref null? ht)` carry a heap type. */
-  valType (): void { const t = this.byte(); if (t === 0x63 || t === 0x64) this.skip() }
+  valType (): void { const t = this.byte(); if (t === 0x63 || t === 0x64) this.skipLeb() }
   /** A block type (§5.4.1): 0x40, a value type, or an s33 type index. */
   blockType (): void {
     const b = this.b[this.pos]
-    if (b === 0x63 || b === 0x64) { this.pos++; this.skip() } else if (b >= 0x40 && b <= 0x7f) this.pos++
-    else this.skip()
+    if (b === 0x63 || b === 0x64) { this.pos++; this.skipLeb() } else if (b >= 0x40 && b <= 0x7f) this.pos++
+    else this.skipLeb()
   }
   /** A memarg (§5.4.6): align (bit 6 ⇒ a memory index follows, multi-memory) and offset. */
-  memarg (): void { const a = this.u(); if ((a & 0x40) !== 0) this.u(); this.skip() }
+  memarg (): void { const a = this.u(); if ((a & 0x40) !== 0) this.u(); this.skipLeb() }
 }
 
 /** SIMD sub-opcodes with a memarg; with a memarg and a lane index; with a lane index (§5.4.8). */
@@ -124,10 +128,10 @@ function instr (c: Cursor): Instr {
       case 0x1c: { const n = c.u(); for (let i = 0; i < n; i++) c.valType(); break }
       case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0x25: case 0x26: c.u(); break
       case 0x3f: case 0x40: c.u(); break
-      case 0x41: case 0x42: c.skip(); break
-      case 0x43: c.bytes(4); break
-      case 0x44: c.bytes(8); break
-      case 0xd0: c.skip(); break
+      case 0x41: case 0x42: c.skipLeb(); break
+      case 0x43: c.skipBytes(4); break
+      case 0x44: c.skipBytes(8); break
+      case 0xd0: c.skipLeb(); break
       case 0xd2: c.u(); break
       case 0xfc: {
         sub = c.u()
@@ -148,7 +152,7 @@ function instr (c: Cursor): Instr {
       case 0xfd: {
         sub = c.u()
         if (SIMD_MEMARG.has(sub)) c.memarg()
-        else if (SIMD_MEMARG_LANE.has(sub)) { c.memarg(); c.byte() } else if (sub === 12 || sub === 13) c.bytes(16)
+        else if (SIMD_MEMARG_LANE.has(sub)) { c.memarg(); c.byte() } else if (sub === 12 || sub === 13) c.skipBytes(16)
         else if (sub >= 21 && sub <= 34) c.byte()
         else if (sub > 0x113) throw new RangeError(`unsupported instruction 0xfd ${sub} at byte ${start}`)
         break
@@ -240,7 +244,7 @@ export function decodeCode (wasm: Uint8Array): Code {
 }
 
 function limits (c: Cursor): void {
-  const flags = c.byte(); c.skip(); if ((flags & 1) !== 0) c.skip(); if ((flags & 8) !== 0) c.skip()
+  const flags = c.byte(); c.skipLeb(); if ((flags & 1) !== 0) c.skipLeb(); if ((flags & 8) !== 0) c.skipLeb()
 }
 
 /** Encodes an unsigned LEB128 (§5.2.2). */
