@@ -32,15 +32,18 @@ export const STATUSES: readonly Status[] = ['running', 'paused', 'exhausted', 'f
  *   million fuel, which charged the ticks since `prev` (replay needs it to recompute the budget);
  *   `host` ID of the node that wrote it; `time` Unix ms from the host's input clock (simulated in
  *   simulation mode; informational, not checked); `status`; `target` next host (present exactly when status is handoff);
- *   `reason` optional human reason (pause, exhaustion).
+ *   `reason` optional human reason (pause, exhaustion); `io` optional CID of the I/O state blob
+ *   (inbox, pending requests, sleep: checkpoint/io.ts), absent when that state is empty.
  */
 export interface CheckpointHeader {
   v: number; agent: string; code: string; manifest: string; tick: number
   epoch: number; prev: string | null; state: Uint8Array; log: string | null; fuel: bigint; budget: bigint
   price: bigint; host: string; time: number; status: Status; target?: string; reason?: string
+  /** CID of the agent's I/O state (checkpoint/io.ts: inbox, pending requests, sleep); absent when empty. */
+  io?: string
 }
 
-const FIELDS = ['v', 'agent', 'code', 'manifest', 'tick', 'epoch', 'prev', 'state', 'log', 'fuel', 'budget', 'price', 'host', 'time', 'status', 'target', 'reason'] as const
+const FIELDS = ['v', 'agent', 'code', 'manifest', 'tick', 'epoch', 'prev', 'state', 'log', 'fuel', 'budget', 'price', 'host', 'time', 'status', 'target', 'reason', 'io'] as const
 const MAX_TEXT = 1024
 const TWO64N = 1n << 64n
 
@@ -88,6 +91,7 @@ export function validateHeader (h: CheckpointHeader, what: string): CheckpointHe
   if (m.status === 'handoff') checkText(m.target, 'target', what, 256)
   else if (m.target !== undefined) throw new CheckpointError(`${what}: field "target" is only allowed when status is handoff (status is ${m.status})`)
   if (m.reason !== undefined) checkText(m.reason, 'reason', what, 4096)
+  if (m.io !== undefined) checkCid(m.io, 'io', what, false)
   return h
 }
 

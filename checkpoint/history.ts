@@ -449,7 +449,7 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
       const { e, file } = rep
       const problems: string[] = []
       try {
-      for (const [label, c] of [['code', h.code], ['manifest', h.manifest], ['event log', h.log]] as const) {
+      for (const [label, c] of [['code', h.code], ['manifest', h.manifest], ['event log', h.log], ['I/O state', h.io ?? null]] as const) {
         if (c !== null) { const r = checkBlob(c, label, false); if (r !== null) problems.push(r) }
       }
       // `base` is not signed: it only says how the table is rebuilt; the signed state root decides.

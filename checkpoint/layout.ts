@@ -110,6 +110,24 @@ export const PENDING_SUFFIX = '.pending.cbor'
 /** `<dir>/migrations.log`. */
 export function migrationsLogPath (dir: string): string { return path.join(dir, 'migrations.log') }
 
+/** `<dir>/inbox/<name>`: the agent's inbox spool (checkpoint/spool.ts), messages not yet in a checkpoint. */
+export function inboxDir (dir: string, name: string): string { return path.join(dir, 'inbox', name) }
+
+/** Spool file of message `seq`: `<seq padded to 12 digits>.cbor`. */
+export function spoolFileName (seq: number): string { return `${String(seq).padStart(12, '0')}.cbor` }
+
+/** The seq a spool file name carries, or null when it is not `<12 digits>.cbor`. */
+export function seqOfSpoolName (n: string): number | null {
+  const m = /^(\d{12})\.cbor$/.exec(n)
+  return m === null ? null : Number(m[1])
+}
+
+/** A dropped message (written by `igord send --dir` while another process runs the agent): `in-<id hex>.cbor`. */
+export function dropFileName (idHex: string): string { return `in-${idHex}.cbor` }
+
+/** `<dir>/effects/<name>`: journal marks of unsafe HTTP requests sent (`<request id>.sent`). */
+export function effectsDir (dir: string, name: string): string { return path.join(dir, 'effects', name) }
+
 /** `<dir>/control.sock`, a node's control socket. */
 export function controlSocketPath (dir: string): string { return path.join(dir, 'control.sock') }
 

@@ -26,10 +26,12 @@ export interface LiveCheckpoint {
   header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader
   wasm: Uint8Array; manifest: Uint8Array; pageCount: number; pages: [number, Uint8Array][]
   globals: GlobalValue[]; log: Uint8Array | null; seed: Uint8Array
+  /** The I/O state's bytes (checkpoint/io.ts) whose CID is `header.io`; null when the header has none. */
+  io: Uint8Array | null
   digests?: [number, Uint8Array][]
 }
 
-const LIVE_FIELDS = ['v', 'key', 'log', 'sig', 'wasm', 'pages', 'header', 'globals', 'manifest', 'pageCount'] as const
+const LIVE_FIELDS = ['v', 'io', 'key', 'log', 'sig', 'wasm', 'pages', 'header', 'globals', 'manifest', 'pageCount'] as const
 /** Byte strings at least this long are passed to writev by reference instead of copied. */
 const BY_REFERENCE = 1024
 
@@ -69,7 +71,7 @@ class Framer {
  * Pages must be ascending, each {@link PAGE_SIZE} bytes and below `pageCount`; globals ascending.
  * @throws CheckpointError `live checkpoint: …` naming the page or global at fault.
  */
-export function encodeLive (c: Omit<LiveCheckpoint, 'parsed'>): Uint8Array[] {
+export function encodeLive (c: Omit<LiveCheckpoint, 'parsed' | 'io'> & { io?: Uint8Array | null }): Uint8Array[] {
   if (!Number.isSafeInteger(c.pageCount) || c.pageCount < 0 || c.pageCount > MAX_PAGES) throw new CheckpointError(`live checkpoint: pageCount ${c.pageCount} out of range 0..${MAX_PAGES}`)
   if (c.seed.length !== 32) throw new CheckpointError('live checkpoint: the secret seed must be 32 bytes')
   if (c.sig.length !== 64) throw new CheckpointError('live checkpoint: the signature must be 64 bytes')
@@ -85,12 +87,14 @@ export function encodeLive (c: Omit<LiveCheckpoint, 'parsed'>): Uint8Array[] {
     if (g.index <= last) throw new CheckpointError(`live checkpoint: global ${g.index} out of order`)
     last = g.index
   }
-  const f = new Framer(256 + c.header.length + (c.log && c.log.length < BY_REFERENCE ? c.log.length : 0) +
+  const f = new Framer(256 + c.header.length + (c.log && c.log.length < BY_REFERENCE ? c.log.length : 0) + (c.io && c.io.length < BY_REFERENCE ? c.io.length : 0) +
     (c.wasm.length < BY_REFERENCE ? c.wasm.length : 0) + (c.manifest.length < BY_REFERENCE ? c.manifest.length : 0) +
     c.pages.length * 16 + c.globals.length * 40)
   f.raw(0xd9); f.raw(0xd9); f.raw(0xf7) // tag 55799
-  f.raw(0xaa) // map(10)
+  const io = c.io ?? null
+  f.raw(io === null ? 0xaa : 0xab) // map(10), or map(11) with the I/O state
   f.text('v'); f.head(0, FORMAT_VERSION)
+  if (io !== null) { f.text('io'); f.bytes(io) }
   f.text('key'); f.bytes(c.seed)
   f.text('log'); if (c.log === null) f.raw(0xf6); else f.bytes(c.log)
   f.text('sig'); f.bytes(c.sig)
@@ -129,7 +133,7 @@ export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
  * Decodes and fully checks a live checkpoint: the 55799 tag, CBOR well-formedness, version, every
  * field's type, page sizes and order, pageCount ≤ 65536, the header's fields, the signature against
  * `header.agent`, that the seed's DID is `header.agent`, `cid(wasm) = header.code`,
- * `cid(manifest) = header.manifest`, `cid(log) = header.log`, and the state root recomputed from
+ * `cid(manifest) = header.manifest`, `cid(log) = header.log`, `cid(io) = header.io` (both absent or both present), and the state root recomputed from
  * the pages and globals (with the header's fuel and budget) equals `header.state`.
  * Returned byte arrays are views into `bytes`.
  * @param file names the file in errors.
@@ -151,6 +155,7 @@ export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
   const seed = bytesField(m, 'key', file, 32)
   const pageCount = numberField(m, 'pageCount', file, MAX_PAGES)
   const log = m.log === null ? null : bytesField(m, 'log', file)
+  const io = m.io === undefined ? null : bytesField(m, 'io', file)
   if (!Array.isArray(m.pages)) throw new CheckpointError(`${file}: field "pages" must be an array, got ${describe(m.pages)}`)
   const pages: [number, Uint8Array][] = []
   let last = -1
@@ -170,10 +175,11 @@ export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
   if (cidOf(wasm) !== parsed.code) throw new CheckpointError(`${file}: the embedded wasm does not match the header's code CID ${parsed.code}`)
   if (cidOf(manifest) !== parsed.manifest) throw new CheckpointError(`${file}: the embedded manifest does not match the header's manifest CID ${parsed.manifest}`)
   if ((log === null) !== (parsed.log === null) || (log !== null && cidOf(log) !== parsed.log)) throw new CheckpointError(`${file}: the embedded event log does not match the header's log CID ${parsed.log}`)
+  if ((io === null) !== (parsed.io === undefined) || (io !== null && cidOf(io) !== parsed.io)) throw new CheckpointError(`${file}: the embedded I/O state does not match the header's io CID ${parsed.io ?? '(none)'}`)
   const digests: [number, Uint8Array][] = pages.map(([i, p]) => [i, sha256(p)])
   const root = stateRoot({ pages: pageCount, digests, globals, fuel: parsed.fuel, budget: parsed.budget })
   if (Buffer.compare(root, parsed.state) !== 0) throw new CheckpointError(`${file}: state root does not match the signed header (memory pages or globals altered)`)
-  return { header, sig, parsed, wasm, manifest, pageCount, pages, globals, log, seed, digests }
+  return { header, sig, parsed, wasm, manifest, pageCount, pages, globals, log, seed, digests, io }
 }
 
 /**

@@ -53,6 +53,8 @@ export interface WriteArgs {
   identity: Identity; wasm: Uint8Array; manifest: Uint8Array; snapshot: Snapshot
   tick: number; epoch: number; prev: string | null; fuel: bigint; budget: bigint; price: bigint; host: string
   time?: number; status: Status; target?: string; reason?: string; log: Uint8Array | null
+  /** The I/O state's canonical CBOR (checkpoint/io.ts), stored as a blob and named by the header's `io`; null/absent when empty. */
+  io?: Uint8Array | null
 }
 
 /** What one {@link CheckpointWriter.write} did: counts and wall time (ms) of the archive and live parts. */
@@ -220,6 +222,11 @@ export class CheckpointWriter {
       const r = this.blobs.putEx(a.log, undefined, false)
       logCid = r.cid; if (r.written) blobsWritten++
     }
+    let ioCid: string | undefined
+    if (a.io != null) {
+      const r = this.blobs.putEx(a.io, undefined, false)
+      ioCid = r.cid; if (r.written) blobsWritten++
+    }
     const base = this.#table === null
     const table = base ? new Map<number, string>() : this.#table!
     const rows: [number, string | null][] = []
@@ -260,7 +267,7 @@ export class CheckpointWriter {
     const header: CheckpointHeader = {
       v: FORMAT_VERSION, agent: a.identity.did, code, manifest, tick: a.tick, epoch: a.epoch, prev: a.prev,
       state, log: logCid, fuel: a.fuel, budget: a.budget, price: a.price, host: a.host, time: a.time ?? Date.now(), status: a.status,
-      ...(a.target === undefined ? {} : { target: a.target }), ...(a.reason === undefined ? {} : { reason: a.reason }),
+      ...(a.target === undefined ? {} : { target: a.target }), ...(a.reason === undefined ? {} : { reason: a.reason }), ...(ioCid === undefined ? {} : { io: ioCid }),
     }
     const headerBytes = encodeHeader(header)
     const sig = signHeader(a.identity, headerBytes)
@@ -273,7 +280,7 @@ export class CheckpointWriter {
     // ahead of the history, which ensureArchived repairs on resume; the other order would let a copy
     // of the (older) live file resumed elsewhere fork the history at the orphaned entry.
     try {
-      atomicWrite(this.livePath, encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed }), 0o600)
+      atomicWrite(this.livePath, encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }), 0o600)
       const t2 = performance.now()
       atomicWrite(entryFile, entry)
       this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1 }
@@ -311,6 +318,7 @@ export class CheckpointWriter {
     this.#cidOf('#code', live.wasm)
     this.#cidOf('#manifest', live.manifest)
     if (live.log !== null) this.blobs.putEx(live.log, undefined, false)
+    if (live.io !== null) this.blobs.putEx(live.io, undefined, false)
     const rows: [number, string][] = []
     const digests = new Map(live.digests ?? [])
     for (const [i, page] of live.pages) {

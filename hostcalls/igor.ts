@@ -9,6 +9,8 @@
  * size (the buffer changes after `memory.grow`).
  */
 import { ModuleError } from '../checkpoint/errors.ts'
+import { encodeMessage, encodeRequest } from '../checkpoint/io.ts'
+import type { HttpRequestRecord, Message } from '../checkpoint/io.ts'
 import type { EventLog } from './eventlog.ts'
 import { HostTrap } from './eventlog.ts'
 import { capabilityFor, grantedImports } from './manifest.ts'
@@ -39,6 +41,53 @@ export interface HostContext {
    * after the tick; a later request in the same tick replaces an earlier one.
    */
   requestMigration (target: string | null): void
+  /**
+   * Capability `inbox`: the oldest message the agent may read (never a top-up: the host applies
+   * those), without consuming it; null when the inbox is empty. Live, from the agent's inbox;
+   * in replay, from the event the tick's log holds at this point.
+   */
+  inboxPeek? (): Message | null
+  /** Consumes `m`, the message {@link HostContext.inboxPeek} just returned. */
+  inboxTake? (m: Message): void
+  /** Capability `timer`: records the agent's `sleep_until` (ns; 0n = until the next inbox message). */
+  sleep? (at: bigint): void
+  /**
+   * Capability `http`: issues a request (performed by the host after the tick is checkpointed).
+   * Returns the request as recorded (with its id and idempotency key) or a negative error code
+   * (E_NOT_ALLOWED, E_BAD_REQUEST, E_TOO_LONG, E_TOO_MANY).
+   */
+  httpRequest? (r: { method: string; url: string; headers: string; body: Uint8Array }): HttpRequestRecord | number
+}
+
+/** Size of the fixed part of a message as `inbox_next` writes it, bytes (docs/ABI.md "Inbox"). */
+export const MESSAGE_HEADER_BYTES = 40
+/** `inbox_next` kind codes. */
+export const MESSAGE_KIND_CODES: Readonly<Record<string, number>> = { message: 1, http: 2, timer: 3 }
+/** Largest part (method, URL, headers or body) `http_request` reads from memory, bytes (1 MiB). */
+export const MAX_HTTP_PART_BYTES = 1024 * 1024
+
+/**
+ * A message in the layout `inbox_next` writes (little-endian; docs/ABI.md "Inbox"):
+ * `u32 kind, i32 status, u32 req, u32 from_len, u64 seq, u64 time, u32 headers_len, u32 body_len`,
+ * then `from ‖ headers ‖ body`.
+ */
+export function messageLayout (m: Message): Uint8Array {
+  const from = utf8.encode(m.from)
+  const headers = utf8.encode(m.headers ?? '')
+  const out = new Uint8Array(MESSAGE_HEADER_BYTES + from.length + headers.length + m.body.length)
+  const dv = new DataView(out.buffer)
+  dv.setUint32(0, MESSAGE_KIND_CODES[m.kind] ?? 0, true)
+  dv.setInt32(4, m.status ?? 0, true)
+  dv.setUint32(8, m.req ?? 0, true)
+  dv.setUint32(12, from.length, true)
+  dv.setBigUint64(16, BigInt(m.seq), true)
+  dv.setBigUint64(24, m.time, true)
+  dv.setUint32(32, headers.length, true)
+  dv.setUint32(36, m.body.length, true)
+  out.set(from, 40)
+  out.set(headers, 40 + from.length)
+  out.set(m.body, 40 + from.length + headers.length)
+  return out
 }
 
 /** `rand_bytes`: success. */
@@ -53,6 +102,8 @@ export const MAX_RAND_BYTES = 64 * 1024 * 1024
 export const MAX_LOG_BYTES = 1024 * 1024
 /** Length of an `agent_sign` signature, bytes (Ed25519, RFC 8032). */
 export const SIGNATURE_BYTES = 64
+/** `http_request`: the URL's host is not in the manifest's `http.allow` list. */
+export const E_NOT_ALLOWED = -5
 /** `migrate_request`: the target is not a multiaddr (must start with `/`, printable ASCII). */
 export const E_BAD_TARGET = -3
 /** Longest `migrate_request` target, bytes. */
@@ -172,6 +223,47 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         new Uint8Array(ctx.memory().buffer, sigPtr, SIGNATURE_BYTES).set(sig)
         return 0
       },
+      inbox_next: (ptr: number, cap: number): number => {
+        ptr >>>= 0; cap >>>= 0
+        if (cap > 0 && !inBounds(ctx.memory(), ptr, cap)) return E_BOUNDS
+        const m = ctx.inboxPeek?.() ?? null
+        if (m === null) {
+          ctx.log.record('inbox', 0n)
+          return 0
+        }
+        const cbor = encodeMessage(m)
+        const bytes = messageLayout(m)
+        if (cap < bytes.length) {
+          ctx.log.record('inbox_peek', cbor)
+          return -bytes.length
+        }
+        ctx.log.record('inbox', cbor)
+        ctx.inboxTake?.(m)
+        new Uint8Array(ctx.memory().buffer, ptr, bytes.length).set(bytes)
+        return bytes.length
+      },
+      sleep_until: (at: bigint): number => {
+        if (at < 0n) return E_BAD_TARGET
+        ctx.log.record('sleep_until', at)
+        ctx.sleep?.(at)
+        return 0
+      },
+      http_request: (mp: number, ml: number, up: number, ul: number, hp: number, hl: number, bp: number, bl: number): number => {
+        const parts: [number, number][] = [[mp >>> 0, ml >>> 0], [up >>> 0, ul >>> 0], [hp >>> 0, hl >>> 0], [bp >>> 0, bl >>> 0]]
+        if (parts.some(([, l]) => l > MAX_HTTP_PART_BYTES)) return E_TOO_LONG
+        const mem = ctx.memory()
+        if (parts.some(([p, l]) => !inBounds(mem, p, l))) return E_BOUNDS
+        ctx.log.admit('http_request', parts.reduce((n, [, l]) => n + l, 0))
+        const [method, url, headers] = parts.slice(0, 3).map(([p, l]) => utf8Lossy.decode(new Uint8Array(mem.buffer, p, l)))
+        const body = new Uint8Array(mem.buffer, parts[3][0], parts[3][1]).slice()
+        const r = ctx.httpRequest?.({ method, url, headers, body }) ?? E_NOT_ALLOWED
+        if (typeof r === 'number') {
+          ctx.log.record('http_request', BigInt(r))
+          return r
+        }
+        ctx.log.record('http_request', encodeRequest(r))
+        return r.id
+      },
       migrate_request: (ptr: number, len: number): number => {
         ptr >>>= 0; len >>>= 0
         if (len > MAX_TARGET_BYTES) return E_TOO_LONG
@@ -275,6 +367,9 @@ export const IMPORT_SIGNATURES: Readonly<Record<string, string>> = {
   'igor.agent_did': '(i32, i32) -> i32',
   'igor.agent_sign': '(i32, i32, i32) -> i32',
   'igor.migrate_request': '(i32, i32) -> i32',
+  'igor.inbox_next': '(i32, i32) -> i32',
+  'igor.sleep_until': '(i64) -> i32',
+  'igor.http_request': '(i32, i32, i32, i32, i32, i32, i32, i32) -> i32',
   'env.abort': '(i32, i32, i32, i32) -> ()',
   'env.seed': '() -> f64',
 }

@@ -329,7 +329,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   }
   if (batch.length > 0) await flush()
   step('transfer')
-  await ch.send({ t: 'end', key: live.seed, log: live.log }, 'transfer', t.stepMs)
+  await ch.send({ t: 'end', key: live.seed, log: live.log, ...(live.io === null ? {} : { io: live.io }) }, 'transfer', t.stepMs)
   const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'], MAX_SMALL_FRAME)
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
   const replayedTicks = typeof pending.replayed === 'number' && Number.isSafeInteger(pending.replayed) && pending.replayed >= 0 ? pending.replayed : 0
@@ -609,6 +609,8 @@ function assemble (offer: Offer, end: Frame, got: Spool, hooks: TargetHooks): Li
   if (identityFromSeed(seed).did !== offer.parsed.agent) throw new NetworkError('verify: the secret key does not belong to the offered agent')
   const log = end.log === null ? null : bytesOf(end, 'log', 'end')
   if ((log === null) !== (offer.parsed.log === null) || (log !== null && cidOf(log) !== offer.parsed.log)) throw new NetworkError('verify: the event log does not match the checkpoint\'s log CID')
+  const io = end.io === undefined ? null : bytesOf(end, 'io', 'end')
+  if ((io === null) !== (offer.parsed.io === undefined) || (io !== null && cidOf(io) !== offer.parsed.io)) throw new NetworkError('verify: the I/O state does not match the checkpoint\'s io CID')
   const blob = (c: string): Uint8Array => {
     if (got.has(c)) return got.get(c)
     const local = hooks.getBlob(c)
@@ -625,7 +627,7 @@ function assemble (offer: Offer, end: Frame, got: Spool, hooks: TargetHooks): Li
   }
   const root = stateRoot({ pages: offer.pageCount, digests, globals: offer.globals, fuel: offer.parsed.fuel, budget: offer.parsed.budget })
   if (Buffer.compare(root, offer.parsed.state) !== 0) throw new NetworkError('verify: the state root of the transferred pages does not match the signed checkpoint')
-  return { header: offer.header, sig: offer.sig, parsed: offer.parsed, wasm, manifest: offer.manifestBytes, pageCount: offer.pageCount, pages, globals: offer.globals, log, seed, digests }
+  return { header: offer.header, sig: offer.sig, parsed: offer.parsed, wasm, manifest: offer.manifestBytes, pageCount: offer.pageCount, pages, globals: offer.globals, log, seed, digests, io }
 }
 
 /**

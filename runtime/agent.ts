@@ -13,7 +13,10 @@ import { sign } from '../checkpoint/identity.ts'
 import { GLOBAL_SIZES, PAGE_SIZE } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
 import type { Snapshot } from '../checkpoint/writer.ts'
+import { cloneIo, emptyIo, encodeMessage, MAX_SEEN } from '../checkpoint/io.ts'
+import type { HttpRequestRecord, IoState, Message } from '../checkpoint/io.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
+import { checkRequest, E_NOT_ALLOWED, E_TOO_MANY } from '../hostcalls/http.ts'
 import { checkImports, igorImports } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
@@ -75,6 +78,13 @@ export interface AgentSpec {
    * source knows which recorded event the hostcall being answered is about to record.
    */
   log?: EventLog
+  /** The I/O state to start from (a checkpoint's `io`; default empty). */
+  io?: IoState
+  /**
+   * Serves `inbox_next` instead of the agent's own inbox: replay passes the messages its log
+   * recorded (runtime/replay.ts). `peek` returns the message at the current point, or null.
+   */
+  inbox?: { peek (): Message | null; take (): void }
 }
 
 /** Saved state to restore into (from a live checkpoint). */
@@ -159,6 +169,16 @@ export class Agent {
   migrationRequest: { target: string | null } | null = null
   /** Consecutive failed ticks. */
   failures = 0
+  /**
+   * The committed I/O state (checkpoint/io.ts): inbox messages not consumed, requests without
+   * outcome, the last tick's sleep request. During a tick the hostcalls change a working copy,
+   * which becomes this one when the tick commits and is dropped when it traps.
+   */
+  io: IoState
+  /** Requests issued by the last tick (committed): the runner checkpoints, then performs them. */
+  newRequests: HttpRequestRecord[] = []
+  #tickIo: IoState | null = null
+  #sleepAsked = false
   private instance!: WebAssembly.Instance
   private memory!: WebAssembly.Memory
   private fuelGlobal!: WebAssembly.Global
@@ -173,6 +193,7 @@ export class Agent {
     this.log = spec.log ?? new EventLog()
     this.log.setLimits(spec.manifest.tickLimits) // per-tick bounds on what hostcalls record
     this.budget = spec.budget
+    this.io = spec.io ?? emptyIo()
     const file = spec.file ?? 'agent.wasm'
     const inst = instrument(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file })
     this.codeCid = inst.cid
@@ -198,7 +219,42 @@ export class Agent {
       log: this.log,
       emit: (line) => this.spec.emit(line),
       requestMigration: (target) => { this.migrationRequest = { target } },
+      inboxPeek: () => {
+        if (this.spec.inbox !== undefined) return this.spec.inbox.peek()
+        return this.#workIo().pending.find((m) => m.kind !== 'fund') ?? null
+      },
+      inboxTake: (m) => {
+        const io = this.#workIo()
+        if (m.kind === 'http' && io.open > 0) io.open--
+        if (this.spec.inbox !== undefined) { this.spec.inbox.take(); return }
+        const k = io.pending.indexOf(m)
+        if (k < 0) return
+        io.pending.splice(k, 1)
+        io.seen.push(m.id)
+        if (io.seen.length > MAX_SEEN) io.seen.splice(0, io.seen.length - MAX_SEEN)
+      },
+      sleep: (at) => { this.#workIo().sleep = at; this.#sleepAsked = true },
+      httpRequest: (r) => {
+        const policy = this.spec.manifest.http
+        if (policy == null) return E_NOT_ALLOWED
+        const checked = checkRequest(policy, r)
+        if (!checked.ok) return checked.code
+        const io = this.#workIo()
+        if (io.open >= policy.maxPending) return E_TOO_MANY
+        const id = io.nextReq++
+        const tick = this.log.openTick ?? this.tick
+        const rec: HttpRequestRecord = { id, tick, method: checked.request.method, url: checked.request.url, headers: checked.request.headers, body: checked.request.body, key: `${this.spec.identity.did}/${tick}/${id}` }
+        io.requests.push(rec)
+        io.open++
+        return rec
+      },
     }
+  }
+
+  /** The I/O state the running tick changes (a copy of the committed one, made on first use). */
+  #workIo (): IoState {
+    if (this.#tickIo === null) this.#tickIo = cloneIo(this.io)
+    return this.#tickIo
   }
 
   private instantiate (): void {
@@ -340,12 +396,23 @@ export class Agent {
    * agent as `exhausted`). A WASI `proc_exit` ends the tick like a return of 2 (state committed)
    * and sets `exitCode`.
    */
-  runTick (): TickResult | null {
-    if (this.budget <= 0n) return null
+  runTick (topUps?: readonly Message[]): TickResult | null {
+    const funds = topUps ?? this.io.pending.filter((m) => m.kind === 'fund')
+    if (this.budget <= 0n && funds.length === 0) return null
     const tick = this.tick + 1
     this.spec.inputs.beginTick(tick)
     this.log.beginTick(tick)
     this.migrationRequest = null
+    this.newRequests = []
+    this.#tickIo = null
+    this.#sleepAsked = false
+    if (funds.length > 0) this.#applyTopUps(funds, topUps === undefined)
+    if (this.budget <= 0n) {
+      // top-ups of nothing cannot happen (amount > 0), but never run a tick without budget
+      this.log.endTick({ fuel: 0n, result: null, trap: 'budget exhausted' })
+      this.tick = tick
+      return { tick, result: null, trap: 'budget exhausted', fuel: 0n, cost: 0n, changedPages: 0 }
+    }
     const r = this.metered('agent_tick')
     let { trap } = r
     let result: number | null = null
@@ -356,16 +423,68 @@ export class Agent {
       else trap = `agent_tick returned ${String(v)} (expected 0, 1 or 2)`
     }
     let changedPages = 0
-    if (trap === null) changedPages = this.commit()
-    else {
+    if (trap === null) {
+      changedPages = this.commit()
+      if (this.#tickIo !== null) {
+        const before = new Set(this.io.requests.map((q) => q.id))
+        this.io = this.#tickIo
+        this.newRequests = this.io.requests.filter((q) => !before.has(q.id))
+      }
+    } else {
       this.rollback()
       this.migrationRequest = null
     }
+    // sleep_until applies to the tick that asked, when it returned idle; otherwise the default pace
+    const sleep = trap === null && result === TICK.IDLE && this.#sleepAsked ? this.io.sleep : null
+    if (this.io.sleep !== sleep) this.io = { ...this.io, sleep }
+    this.#tickIo = null
     this.tick = tick
     const cost = this.charge(r.fuel)
     this.failures = trap === null ? 0 : this.failures + 1
     this.log.endTick({ fuel: r.fuel, result, trap })
     return { tick, result, trap, fuel: r.fuel, cost, changedPages, ...(r.exit === null ? {} : { exitCode: r.exit }) }
+  }
+
+  /**
+   * Applies top-ups at the start of the open tick: each is recorded as a `fund` event (its CBOR
+   * message) and raises the budget by its amount. Top-ups are committed whatever the tick does
+   * (they are the host's input, not the agent's effect). With `fromInbox`, they leave the inbox.
+   */
+  #applyTopUps (funds: readonly Message[], fromInbox: boolean): void {
+    for (const m of funds) {
+      this.log.record('fund', encodeMessage(m))
+      this.budget += m.amount ?? 0n
+    }
+    if (fromInbox) {
+      const ids = new Set(funds)
+      this.io = { ...this.io, pending: this.io.pending.filter((m) => !ids.has(m)), seen: [...this.io.seen, ...funds.map((m) => m.id)].slice(-MAX_SEEN) }
+    }
+  }
+
+  /**
+   * Takes a message into the inbox between ticks: the host has stored it durably with `seq`
+   * (= `io.last + 1`). The caller checks limits and duplicates ({@link Agent.hasSeen}).
+   * @throws Error when `seq` is not `io.last + 1` or a tick is open (a runtime bug)
+   */
+  accept (m: Message): void {
+    if (this.log.openTick !== null) throw new Error('Agent.accept: a tick is open')
+    if (m.seq !== this.io.last + 1) throw new Error(`Agent.accept: seq ${m.seq} does not follow ${this.io.last}`)
+    this.io = { ...this.io, last: m.seq, pending: [...this.io.pending, m] }
+  }
+
+  /**
+   * Takes the outcome of request `req` into the inbox (an `http` message with seq `io.last + 1`,
+   * stored durably by the caller) and forgets the request.
+   */
+  acceptOutcome (m: Message): void {
+    this.accept(m)
+    this.io = { ...this.io, requests: this.io.requests.filter((q) => q.id !== m.req) }
+  }
+
+  /** True when a message with this id is in the inbox or among the last consumed ones. */
+  hasSeen (id: Uint8Array): boolean {
+    const same = (x: Uint8Array): boolean => Buffer.compare(x, id) === 0
+    return this.io.pending.some((m) => same(m.id)) || this.io.seen.some(same)
   }
 
   /** The state as of the last committed tick, for the checkpoint writer; clears the dirty set. */

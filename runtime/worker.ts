@@ -301,7 +301,9 @@ function lastCheckpoint (sess: Session): LiveCheckpoint {
       if (headerCid(e.headerBytes) === prev && p.tick === sess.agent.tick && Buffer.compare(root, p.state) === 0) {
         const log = p.log === null ? null : writer.blobs.get(p.log)
         if (log !== null && cidOf(log) !== p.log) throw new Error('corrupt log blob')
-        return { header: e.headerBytes, sig: e.sig, parsed: p, wasm, manifest, pageCount: snap.pageCount, pages: snap.pages, globals: snap.globals, log, seed: identity.seed, digests: snap.digests }
+        const io = p.io === undefined ? null : writer.blobs.get(p.io)
+        if (io !== null && cidOf(io) !== p.io) throw new Error('corrupt io blob')
+        return { header: e.headerBytes, sig: e.sig, parsed: p, wasm, manifest, pageCount: snap.pageCount, pages: snap.pages, globals: snap.globals, log, seed: identity.seed, digests: snap.digests, io }
       }
     } catch { /* fall back to the file */ }
   }

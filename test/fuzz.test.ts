@@ -272,7 +272,7 @@ function header (o: Partial<CheckpointHeader> & { pageCount: number; pages: [num
 
 function live (pageCount: number, pages: [number, Uint8Array][], extra: Partial<CheckpointHeader> = {}): Omit<LiveCheckpoint, 'parsed'> {
   const hb = encodeHeader(header({ pageCount, pages, ...extra }))
-  return { header: hb, sig: signHeader(id, hb), wasm, manifest: manifestBytes, pageCount, pages, globals, log: segment, seed: id.seed }
+  return { header: hb, sig: signHeader(id, hb), wasm, manifest: manifestBytes, pageCount, pages, globals, log: segment, seed: id.seed, io: null }
 }
 const liveSmall = live(2, [])
 const livePaged = live(3, [[1, Buffer.alloc(PAGE_SIZE, 5)]], { tick: 9, status: 'paused', reason: 'three failures' })

@@ -22,7 +22,7 @@ function make (): Omit<LiveCheckpoint, 'parsed'> {
   const fuel = 123456789012n; const budget = 99n
   const state = stateRoot({ pages: 8, digests: pages.map(([i, p]) => [i, sha256(p)]), globals, fuel, budget })
   const header = encodeHeader({ v: 1, agent: id.did, code: cidOf(wasm), manifest: cidOf(manifest), tick: 42, epoch: 1, prev: cidOf(Buffer.from('prev')), state, log: cidOf(log), fuel, budget, price: 1000n, host: 'hostA', time: Date.now(), status: 'paused', reason: 'test' })
-  return { header, sig: signHeader(id, header), wasm, manifest, pageCount: 8, pages, globals, log, seed: id.seed }
+  return { header, sig: signHeader(id, header), wasm, manifest, pageCount: 8, pages, globals, log, seed: id.seed, io: null }
 }
 const bytesOf = (c: Omit<LiveCheckpoint, 'parsed'>) => Buffer.concat(encodeLive(c))
 const hex = (u: Uint8Array) => Buffer.from(u).toString('hex')
