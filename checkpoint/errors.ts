@@ -18,6 +18,7 @@
  * - IO 8: a file or directory could not be read or written.
  * - NETWORK 9: a peer could not be reached or refused (p2p commands).
  * - LOCKED 10: another live process writes that agent or serves that data directory (checkpoint/lock.ts).
+ * - REFUSED 11: a message or top-up was refused (inbox full, message too large, no such agent).
  */
 export const EXIT = {
   OK: 0,
@@ -31,6 +32,7 @@ export const EXIT = {
   IO: 8,
   NETWORK: 9,
   LOCKED: 10,
+  REFUSED: 11,
 } as const
 
 /** An error a user can cause; `exitCode` is one of {@link EXIT}. */

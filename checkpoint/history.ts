@@ -376,9 +376,11 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
     const link: string[] = []
     // A handoff records a change of authority, not a tick: it may repeat its prev's tick, but then
     // must carry exactly its state (docs/PROTOCOL.md). Every other link advances the tick.
-    const sameTickHandoff = h.status === 'handoff' && h.tick === ph.tick
-    if (h.tick <= ph.tick && !sameTickHandoff) link.push(`tick ${h.tick} does not follow tick ${ph.tick}`)
-    if (sameTickHandoff && (Buffer.compare(h.state, ph.state) !== 0 || h.fuel !== ph.fuel || h.budget !== ph.budget)) link.push(`handoff at tick ${h.tick} changes the state of the checkpoint it follows`)
+    // A checkpoint with no event log (no tick ran) may also repeat its prev's tick: it records
+    // host-side state only (messages taken into the inbox: the header's io), with the same state.
+    const sameTick = h.tick === ph.tick && (h.status === 'handoff' || h.log === null)
+    if (h.tick <= ph.tick && !sameTick) link.push(`tick ${h.tick} does not follow tick ${ph.tick}`)
+    if (sameTick && (Buffer.compare(h.state, ph.state) !== 0 || h.fuel !== ph.fuel || h.budget !== ph.budget)) link.push(`${h.status === 'handoff' ? 'handoff' : 'checkpoint'} at tick ${h.tick} changes the state of the checkpoint it follows`)
     if (h.fuel < ph.fuel) link.push(`fuel decreased from ${ph.fuel} to ${h.fuel}`)
     if (h.budget > ph.budget) link.push(`budget increased from ${ph.budget} to ${h.budget}`)
     if (ph.status === 'handoff') {

@@ -26,6 +26,7 @@ import type { Manifest } from '../hostcalls/manifest.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from './agent.ts'
 import type { Divergence, ReplayStart } from './replay.ts'
+import type { Incoming } from './mailbox.ts'
 import type { LoopEnd } from './runner.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
@@ -250,6 +251,16 @@ export class AgentHandle {
     this.historyDir = f.historyDir
     this.status = f.status
     this.origin = { file: this.ckptPath }
+  }
+
+  /**
+   * Takes a message into the agent's inbox (runtime/mailbox.ts): stored durably in its spool before
+   * this resolves, then the agent is woken. Works whether its loop runs or not.
+   * @returns its seq, or `duplicate: true` when the agent already has a message with that id
+   * @throws IgordError exit 11 (DeliveryRefused: inbox full, message too large); StorageError
+   */
+  async deliver (msg: Incoming): Promise<{ seq: number; duplicate: boolean }> {
+    return await this.#op({ t: 'deliver', re: 0, msg }) as { seq: number; duplicate: boolean }
   }
 
   /** Test-only fault `forge-final`: flips the last byte of memory, runs a tick and checkpoints it; returns that tick. */

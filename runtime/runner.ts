@@ -9,8 +9,10 @@ import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:time
 import type { Identity } from '../checkpoint/identity.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
 import type { CheckpointWriter } from '../checkpoint/writer.ts'
+import { encodeIo, isEmptyIo } from '../checkpoint/io.ts'
 import { TICK } from './agent.ts'
 import type { Agent, TickResult } from './agent.ts'
+import type { Mailbox } from './mailbox.ts'
 
 /** Where the loop's checkpoints go and how they are linked. */
 export interface Lineage {
@@ -49,6 +51,15 @@ export interface LoopOptions {
    * Otherwise such requests are only recorded in the event log and the agent keeps running here.
    */
   acceptMigration?: boolean
+  /**
+   * The agent's inbox, timer and HTTP requests (runtime/mailbox.ts). With it, an idle agent waits
+   * for its next message, its `sleep_until` time or the interval, whichever comes first; requests
+   * go out after the checkpoint of the tick that issued them (which is written at once). Without
+   * it (replay-like uses) the loop sleeps `intervalMs` after an idle tick.
+   */
+  mailbox?: Mailbox
+  /** With a mailbox: also take drop files (`igord send --dir`) this often, ms (`igord run`). */
+  pollDropsMs?: number
 }
 
 /** How a loop ended. */
@@ -99,11 +110,15 @@ export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status,
     status,
     ...extra,
     log: agent.log.takeSegment(),
+    io: isEmptyIo(agent.io) ? null : encodeIo(agent.io),
   })
   lineage.prev = cid
   lineage.lastTick = agent.tick
   return { header, cid }
 }
+
+/** How long a stopping loop waits for HTTP requests in flight before its final checkpoint, ms. */
+export const SETTLE_MS = 1000
 
 /** Runs the agent until it finishes, pauses, exhausts its budget, reaches `maxTicks` or is aborted. */
 export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions): Promise<LoopEnd> {
@@ -114,11 +129,17 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   let status: Status = 'running'
   let reason: string | undefined
   let migrate: LoopEnd['migrate']
+  const mailbox = opts.mailbox
+  let savedIo = agent.io // the I/O state is replaced, never changed in place, so identity tells a change
   const save = (s: Status, why?: string) => {
     const { header, cid } = writeCheckpoint(agent, lineage, s, why === undefined ? {} : { reason: why })
+    savedIo = agent.io
     lastWrite = performance.now()
+    mailbox?.afterCheckpoint()
     opts.onCheckpoint?.(header, cid)
   }
+  mailbox?.open()
+  mailbox?.afterCheckpoint() // requests a resumed checkpoint holds without outcome go out now
   for (;;) {
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break
@@ -139,15 +160,24 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     if (agent.budget === 0n) { status = 'exhausted'; reason = 'budget exhausted'; break }
     if (agent.migrationRequest !== null && opts.acceptMigration === true) { migrate = agent.migrationRequest; break }
     const more = r.result === TICK.MORE
-    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull) save('running') // segmentFull bounds the records held
+    // segmentFull bounds the records held; new requests go out only once their tick is checkpointed
+    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0) save('running')
     if (opts.signal?.aborted) break
     if (more) await yieldToEventLoop()
+    else if (mailbox !== undefined) await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
     else {
       try { await sleep(opts.intervalMs, undefined, { signal: opts.signal }) } catch { /* aborted */ }
     }
   }
-  // A final checkpoint for ticks not yet saved, or to record why the agent stopped. Nothing is
-  // written when no tick ran since the last checkpoint (ticks must strictly increase).
-  if (agent.tick !== lineage.lastTick) save(status, reason)
+  if (mailbox !== undefined) {
+    // outcomes of requests about to complete go into the final checkpoint; the rest are aborted
+    // (a safe request is sent again on resume, an unsafe one that may have left is "in doubt")
+    await mailbox.settle(SETTLE_MS)
+    mailbox.close()
+  }
+  // A final checkpoint for ticks not yet saved, or to record why the agent stopped, or for messages
+  // taken into its inbox since (a checkpoint at the same tick with the same state: docs/FORMAT.md).
+  // Nothing is written when neither changed.
+  if (agent.tick !== lineage.lastTick || agent.io !== savedIo) save(status, reason)
   return { status, ...(reason === undefined ? {} : { reason }), ticks, ...(migrate === undefined ? {} : { migrate }) }
 }

@@ -12,7 +12,9 @@ import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { CheckpointWriter } from '../checkpoint/writer.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
+import { decodeIo } from '../checkpoint/io.ts'
 import { Agent } from './agent.ts'
+import { Mailbox } from './mailbox.ts'
 import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
 import type { InputSource } from './inputs.ts'
@@ -31,8 +33,8 @@ export interface HostSettings {
   emit (line: string): void
 }
 
-/** A ready-to-run agent with its lineage. */
-export interface Session { agent: Agent; lineage: Lineage; name: string; ckptPath: string }
+/** A ready-to-run agent with its lineage and its mailbox (inbox, timer, HTTP requests). */
+export interface Session { agent: Agent; lineage: Lineage; name: string; ckptPath: string; mailbox: Mailbox }
 
 function inputsFor (s: HostSettings): InputSource {
   return s.simSeed === undefined ? liveInputs() : simulatedInputs(s.simSeed)
@@ -70,7 +72,9 @@ export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array
     lastTick: -1,
   }
   writeCheckpoint(agent, lineage, 'running')
-  return { agent, lineage, name: a.name, ckptPath }
+  const mailbox = new Mailbox(agent, { dir: s.dir, name: a.name, host: lineage.host, note: s.emit })
+  mailbox.recover(lineage.host) // drop files left for this name before it was born
+  return { agent, lineage, name: a.name, ckptPath, mailbox }
 }
 
 /**
@@ -91,7 +95,7 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
   const manifest = parseManifest(live.manifest, `${file} (manifest)`)
   const identity = identityFromSeed(live.seed)
   const agent = Agent.restore(
-    { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)` },
+    { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)`, ...(live.io === null ? {} : { io: decodeIo(live.io, `${file} (io)`) }) },
     { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
   )
   const writer = new CheckpointWriter(s.dir, name)
@@ -106,7 +110,9 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
     prev: headerCid(live.header),
     lastTick: h.tick,
   }
-  return { agent, lineage, name, ckptPath: livePath(s.dir, name), live }
+  const mailbox = new Mailbox(agent, { dir: s.dir, name, host: lineage.host, note: s.emit })
+  mailbox.recover(h.host)
+  return { agent, lineage, name, ckptPath: livePath(s.dir, name), live, mailbox }
 }
 
 /** The default data directory for a resumed checkpoint: the directory holding the file. */

@@ -32,8 +32,11 @@ import { atomicWrite } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
+import { decodeIo } from '../checkpoint/io.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
+import { Mailbox } from './mailbox.ts'
+import type { Incoming } from './mailbox.ts'
 import type { TickResult } from './agent.ts'
 import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
@@ -77,6 +80,7 @@ export type WorkerRequest =
   | { t: 'forge'; re: number; id: number }
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
+  | { t: 'deliver'; re: number; id: number; msg: Incoming }
 
 /** A message to the main thread: an answer (with `re`) or an event. */
 export type WorkerMessage =
@@ -177,7 +181,7 @@ function main (): void {
       const live = m.live
       const inputs = m.settings.simSeed === undefined ? liveInputs() : simulatedInputs(m.settings.simSeed)
       const agent = creatingAs(m.id, () => Agent.restore(
-        { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: (line) => post({ ev: 'emit', id: m.id, line }), file: `${m.name} (wasm)` },
+        { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: (line) => post({ ev: 'emit', id: m.id, line }), file: `${m.name} (wasm)`, ...(live.io === null ? {} : { io: decodeIo(live.io, `${m.name} (io)`) }) },
         { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
       ))
       watch(m.id, agent)
@@ -190,9 +194,12 @@ function main (): void {
       const live = m.live
       const writer = new CheckpointWriter(s.settings.dir, s.name)
       writer.ensureArchived(live)
+      const host = loadHostIdentity(s.settings.dir).peerId
+      const mailbox = new Mailbox(s.agent, { dir: s.settings.dir, name: s.name, host, note: (line) => post({ ev: 'emit', id: m.id, line }) })
+      mailbox.recover(live.parsed.host) // the source settled its requests; any left unsafe one is in doubt here
       s.session = {
-        agent: s.agent, name: s.name, ckptPath: livePath(s.settings.dir, s.name),
-        lineage: { writer, identity: s.agent.spec.identity, wasm: live.wasm, manifest: live.manifest, host: loadHostIdentity(s.settings.dir).peerId, epoch: live.parsed.epoch, prev: headerCid(live.header), lastTick: live.parsed.tick },
+        agent: s.agent, name: s.name, ckptPath: livePath(s.settings.dir, s.name), mailbox,
+        lineage: { writer, identity: s.agent.spec.identity, wasm: live.wasm, manifest: live.manifest, host, epoch: live.parsed.epoch, prev: headerCid(live.header), lastTick: live.parsed.tick },
       }
       return facts(s)
     },
@@ -235,11 +242,13 @@ function main (): void {
         },
         onCheckpoint: () => { post({ ev: 'status', id: m.id, status: statusOf(s) }); lastStatus = performance.now() },
       }
-      try { return await runLoop(sess.agent, sess.lineage, opts) } finally {
+      try { return await runLoop(sess.agent, sess.lineage, { ...opts, mailbox: sess.mailbox }) } finally {
         s.controller = null
         post({ ev: 'status', id: m.id, status: statusOf(s) })
       }
     },
+    // a message for the agent's inbox (stored durably before the answer; DeliveryRefused when refused)
+    deliver: (m: Extract<WorkerRequest, { t: 'deliver' }>) => session(m.id).mailbox.deliver(m.msg),
     stop: (m: Extract<WorkerRequest, { t: 'stop' }>) => { slots.get(m.id)?.controller?.abort() },
     checkpoint: (m: Extract<WorkerRequest, { t: 'checkpoint' }>) => {
       const sess = session(m.id)

@@ -1,0 +1,256 @@
+/**
+ * The host side of one running agent's I/O (docs/ABI.md "Inbox", "Effects"): it takes messages into
+ * the agent's inbox durably, wakes the tick loop, fires the agent's timer, performs its HTTP
+ * requests once the tick that asked for them is checkpointed, and turns every outcome into an inbox
+ * message. One per hosted agent, living where the agent's tick loop runs (a worker thread, or the
+ * `igord run` process); single-threaded like the loop, so messages only enter between ticks.
+ *
+ * Durability: a message is numbered (`io.last + 1`), written to the spool (checkpoint/spool.ts) and
+ * only then handed to the agent and acknowledged. After each checkpoint, spool files it covers are
+ * pruned and new requests go out. {@link Mailbox.recover} (on start or resume) takes spooled and
+ * dropped messages back and settles requests a crash left without outcome: safe ones are sent
+ * again, unsafe ones that may have left are answered E_HTTP_IN_DOUBT.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { IgordError } from '../checkpoint/errors.ts'
+import { EXIT } from '../checkpoint/errors.ts'
+import { MESSAGE_ID_BYTES } from '../checkpoint/io.ts'
+import type { HttpRequestRecord, Message } from '../checkpoint/io.ts'
+import { EffectJournal, InboxSpool } from '../checkpoint/spool.ts'
+import { E_HTTP_IN_DOUBT, isSafeMethod, performRequest } from '../hostcalls/http.ts'
+import type { Agent } from './agent.ts'
+
+/**
+ * A message was refused (exit 11): the inbox is full, the message too large, or no agent of that
+ * name is here. The message says which, e.g. `inbox of echo is full (256 messages)`.
+ */
+export class DeliveryRefused extends IgordError {
+  constructor (message: string) {
+    super(message, EXIT.REFUSED)
+    this.name = 'DeliveryRefused'
+  }
+}
+
+/** Inbox limits when the manifest sets none: 256 messages waiting, 64 KiB each (docs/ABI.md "Inbox"). */
+export const DEFAULT_INBOX_LIMITS: Readonly<{ maxMessages: number; maxMessageBytes: number }> = Object.freeze({ maxMessages: 256, maxMessageBytes: 64 * 1024 })
+
+/** What the sender of a message gives: everything but the seq, which the host assigns. */
+export type Incoming = Omit<Message, 'seq'>
+
+/** A 16-byte message id derived from text (outcomes and timer wake-ups get ids derived from what they answer). */
+export function derivedId (text: string): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(text).digest().subarray(0, MESSAGE_ID_BYTES))
+}
+
+/** A fresh random 16-byte message id. */
+export function newMessageId (): Uint8Array {
+  return new Uint8Array(randomBytes(MESSAGE_ID_BYTES))
+}
+
+/** Options of {@link Mailbox}. */
+export interface MailboxOptions {
+  /** Data directory. */
+  dir: string
+  /** Agent name. */
+  name: string
+  /** This host's peer ID (to tell whether an unsafe request may have been sent by another host). */
+  host: string
+  /** Receives one-line notes (an outcome recorded, a request in doubt). */
+  note? (line: string): void
+}
+
+/** How a wait for the next tick ended. */
+export type Wake = 'message' | 'timer' | 'interval' | 'abort'
+
+/** The host side of one agent's inbox, timer and HTTP requests (see the module doc). */
+export class Mailbox {
+  readonly agent: Agent
+  readonly spool: InboxSpool
+  readonly journal: EffectJournal
+  readonly opts: MailboxOptions
+  /** Requests being performed now, by id. */
+  readonly inFlight = new Map<number, Promise<void>>()
+  #wake: (() => void) | null = null
+  #arrived = false
+  #closed = false
+  #abort = new AbortController()
+
+  constructor (agent: Agent, opts: MailboxOptions) {
+    this.agent = agent
+    this.opts = opts
+    this.spool = new InboxSpool(opts.dir, opts.name)
+    this.journal = new EffectJournal(opts.dir, opts.name)
+  }
+
+  /** The inbox limits from the agent's manifest. */
+  get limits (): { maxMessages: number; maxMessageBytes: number } {
+    return this.agent.spec.manifest.inbox ?? DEFAULT_INBOX_LIMITS
+  }
+
+  /**
+   * Takes a message into the inbox: refuses it when the inbox is full (counting `message` and
+   * `fund` entries; HTTP outcomes and timer wake-ups are never refused) or the body is over
+   * `max_message_bytes`; answers a message whose id the agent has already seen as a duplicate
+   * (not stored again); otherwise numbers it, writes it to the spool (durable), hands it to the agent
+   * and wakes the tick loop.
+   * @returns its seq, and whether it was a duplicate (then seq is 0)
+   * @throws DeliveryRefused with the reason; StorageError when it cannot be stored (nothing taken)
+   */
+  deliver (m: Incoming): { seq: number; duplicate: boolean } {
+    const a = this.agent
+    if (a.hasSeen(m.id)) return { seq: 0, duplicate: true }
+    if (m.kind === 'message' || m.kind === 'fund') {
+      const lim = this.limits
+      if (m.body.length > lim.maxMessageBytes) throw new DeliveryRefused(`message to ${this.opts.name} is ${m.body.length} bytes, over its max_message_bytes ${lim.maxMessageBytes}`)
+      const waiting = a.io.pending.filter((p) => p.kind === 'message' || p.kind === 'fund').length
+      if (waiting >= lim.maxMessages) throw new DeliveryRefused(`inbox of ${this.opts.name} is full (${lim.maxMessages} messages waiting)`)
+    }
+    const msg: Message = { ...m, seq: a.io.last + 1 }
+    this.spool.put(msg)
+    if (msg.kind === 'http') a.acceptOutcome(msg)
+    else a.accept(msg)
+    this.#arrived = true
+    this.#wake?.()
+    return { seq: msg.seq, duplicate: false }
+  }
+
+  /**
+   * Takes back what a checkpoint does not hold: spooled messages past its `io.last` (numbered
+   * before a crash), then drop files (`igord send --dir`); then settles the requests still without
+   * outcome — an unsafe one that may have been sent (a journal mark, or the checkpoint was written by
+   * another host) gets an E_HTTP_IN_DOUBT outcome, the others are sent again by {@link afterCheckpoint}.
+   * @param writtenBy the `host` of the checkpoint resumed from
+   * @throws CheckpointError for a corrupt spool file; StorageError
+   */
+  recover (writtenBy: string): void {
+    const a = this.agent
+    for (const m of this.spool.list(a.io.last)) {
+      if (m.seq !== a.io.last + 1) break // a gap cannot happen (seqs are written in order); stop at it
+      if (m.kind === 'http') a.acceptOutcome(m)
+      else a.accept(m)
+    }
+    this.ingestDrops()
+    for (const r of [...a.io.requests]) {
+      if (isSafeMethod(r.method)) continue
+      if (this.journal.wasSent(r.id) || writtenBy !== this.opts.host) this.#outcome(r, { status: E_HTTP_IN_DOUBT, headers: '', body: new Uint8Array(0) })
+    }
+  }
+
+  /** Numbers and spools messages left as drop files; a refused one stays (the sender was told it was left). */
+  ingestDrops (): number {
+    let k = 0
+    for (const { file, msg } of this.spool.drops()) {
+      try {
+        const { seq, duplicate } = this.deliver({ ...msg })
+        void seq; void duplicate
+        this.spool.removeDrop(file)
+        k++
+      } catch (e) {
+        if (!(e instanceof DeliveryRefused)) throw e
+        break // full: keep the rest for later, in order
+      }
+    }
+    return k
+  }
+
+  /**
+   * Waits for the next tick: until a message arrives, or the agent's timer (`sleep_until`) is due
+   * (then a `timer` message is delivered), or — when the agent did not ask to sleep — `intervalMs`
+   * passes; or the signal aborts. `pollMs` also ingests drop files that often (`igord run`).
+   */
+  async wait (intervalMs: number, signal?: AbortSignal, pollMs?: number): Promise<Wake> {
+    if (this.#arrived) { this.#arrived = false; return 'message' }
+    const sleep = this.agent.io.sleep
+    let delay: number | null = intervalMs
+    if (sleep === 0n) delay = null
+    else if (sleep !== null) {
+      const now = this.agent.spec.inputs.now()
+      delay = sleep <= now ? 0 : Math.min(Number((sleep - now) / 1_000_000n), 2 ** 31 - 1)
+    }
+    const woke = await new Promise<Wake>((resolve) => {
+      const timers: NodeJS.Timeout[] = []
+      const done = (w: Wake): void => {
+        for (const t of timers) clearTimeout(t)
+        this.#wake = null
+        signal?.removeEventListener('abort', onAbort)
+        resolve(w)
+      }
+      const onAbort = (): void => done('abort')
+      if (signal?.aborted === true) { done('abort'); return }
+      signal?.addEventListener('abort', onAbort)
+      this.#wake = () => done('message')
+      if (delay !== null) timers.push(setTimeout(() => done(sleep === null ? 'interval' : 'timer'), delay))
+      if (pollMs !== undefined) {
+        const poll = (): void => {
+          try { if (this.ingestDrops() > 0) return } catch (e) { this.opts.note?.(`${this.opts.name}: drop files: ${(e as Error).message}`) }
+          timers.push(setTimeout(poll, pollMs))
+        }
+        timers.push(setTimeout(poll, pollMs))
+      }
+    })
+    this.#arrived = false
+    if (woke === 'timer' && sleep !== null && sleep > 0n) {
+      this.deliver({ id: derivedId(`${this.agent.spec.identity.did}/timer/${sleep}`), kind: 'timer', from: 'timer', time: this.agent.spec.inputs.now(), body: new Uint8Array(0), at: sleep })
+      this.#arrived = false
+    }
+    return woke
+  }
+
+  /**
+   * Call after every durable checkpoint: prunes the spool up to the checkpoint's `io.last` and
+   * the journal to the requests still pending, then starts every pending request not in flight.
+   */
+  afterCheckpoint (): void {
+    const io = this.agent.io
+    this.spool.prune(io.last)
+    this.journal.prune(new Set(io.requests.map((r) => r.id)))
+    if (this.#closed) return
+    for (const r of io.requests) if (!this.inFlight.has(r.id)) this.#perform(r)
+  }
+
+  #perform (r: HttpRequestRecord): void {
+    const policy = this.agent.spec.manifest.http
+    if (policy == null) return
+    if (!isSafeMethod(r.method)) this.journal.markSent(r.id) // durable before the first byte leaves
+    const p = performRequest(policy, r, { signal: this.#abort.signal }).then((out) => {
+      this.inFlight.delete(r.id)
+      if (this.#closed) return // stopped: the outcome is not recorded (safe: sent again; unsafe: in doubt)
+      this.#outcome(r, out)
+    }, (e: unknown) => {
+      this.inFlight.delete(r.id)
+      this.opts.note?.(`${this.opts.name}: request #${r.id}: ${(e as Error).message}`)
+    })
+    this.inFlight.set(r.id, p)
+  }
+
+  #outcome (r: HttpRequestRecord, out: { status: number; headers: string; body: Uint8Array }): void {
+    if (!this.agent.io.requests.some((q) => q.id === r.id)) return // already answered
+    try {
+      this.deliver({ id: derivedId(r.key), kind: 'http', from: 'http', time: this.agent.spec.inputs.now(), body: out.body, req: r.id, status: out.status, headers: out.headers })
+    } catch (e) {
+      this.opts.note?.(`${this.opts.name}: request #${r.id}: cannot record its outcome: ${(e as Error).message}`)
+    }
+  }
+
+  /** Waits (at most `ms`) for the requests in flight, e.g. before a migration's final checkpoint. */
+  async settle (ms: number): Promise<void> {
+    if (this.inFlight.size === 0) return
+    let t: NodeJS.Timeout | undefined
+    await Promise.race([Promise.allSettled([...this.inFlight.values()]), new Promise<void>((resolve) => { t = setTimeout(resolve, ms) })])
+    clearTimeout(t)
+  }
+
+  /** (Re)opens for a tick loop: requests may go out again (a loop closes its mailbox when it ends). */
+  open (): void {
+    if (!this.#closed) return
+    this.#closed = false
+    this.#abort = new AbortController()
+  }
+
+  /** Stops: no new request goes out, requests in flight are aborted and their outcomes not recorded. */
+  close (): void {
+    this.#closed = true
+    this.#abort.abort()
+    this.#wake?.()
+  }
+}
