@@ -21,6 +21,7 @@ import type { AgentHandle } from '../runtime/pool.ts'
 import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
 import { defaultResumeDir } from '../runtime/session.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
+import { addInboxCommands } from './inbox.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 
 const EXIT_HELP = `
@@ -35,7 +36,8 @@ Exit codes:
   7  the agent stopped without finishing: paused after repeated failures, or budget exhausted
   8  a file or directory could not be read or written
   9  a peer could not be reached or refused
- 10  another igord process writes that agent or serves that data directory (the line names it)`
+ 10  another igord process writes that agent or serves that data directory (the line names it)
+ 11  a message or top-up was refused: no such agent, inbox full, message too large`
 
 /**
  * A closed stdout or stderr (`igord --help | head`, a reader that went away) ends the CLI quietly,
@@ -86,6 +88,9 @@ function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
   }
 }
 
+/** How often `igord run`/`resume` take messages left by `igord send --dir`, ms. */
+const DROP_POLL_MS = 250
+
 /** Runs the agent's loop in its worker thread until it stops or a signal stops it (without waiting for a tick in progress). */
 async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): Promise<number> {
   let signals = 0
@@ -103,7 +108,7 @@ async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): P
   }
   try {
     const { price: _p, tickTimeoutMs: _t, ...opts } = loop
-    const end = await agent.run({ ...opts, onTick })
+    const end = await agent.run({ ...opts, pollDropsMs: DROP_POLL_MS, onTick })
     const s = agent.status
     note(`stopped at tick ${s.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${s.fuel}, budget ${formatBudget(s.budget)}; checkpoint ${agent.ckptPath}`)
     return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
@@ -251,6 +256,7 @@ program.command('instrument')
   })
 
 addNodeCommands(program, EXIT_HELP)
+addInboxCommands(program, EXIT_HELP)
 
 function jsonReplacer (_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString()

@@ -16,12 +16,14 @@ import { controlSocketPath } from '../checkpoint/layout.ts'
 import { quarantined } from './authority.ts'
 import { NetworkError, RequestError } from './errors.ts'
 import type { IgordNode } from './node.ts'
+import { signTopUp } from '../checkpoint/fund.ts'
+import { messageIdFrom, newMessageId, nowNs } from '../runtime/mailbox.ts'
 
 /** File name of the control socket inside the data directory (checkpoint/layout.ts). */
 export const CONTROL_SOCKET = path.basename(controlSocketPath('.'))
 
 /** Longest request line accepted, bytes. */
-const MAX_REQUEST = 64 * 1024
+const MAX_REQUEST = 2 * 1024 * 1024 // a message of up to 1 MiB, base64
 
 /** Path of a data directory's control socket. */
 export function controlPath (dir: string): string { return path.resolve(controlSocketPath(dir)) }
@@ -103,8 +105,22 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
       })
       return { result }
     }
+    case 'send': {
+      const body = Buffer.from(str('body64'), 'base64')
+      const id = req.id === undefined ? newMessageId() : messageIdFrom(str('id'))
+      return await node.deliver(str('agent'), { id, kind: 'message', from: node.peerId, time: nowNs(), body })
+    }
+    case 'fund': {
+      let amount: bigint
+      try { amount = BigInt(str('amount')) } catch { throw new RequestError('control: field "amount" must be an integer string (microcents)') }
+      if (amount <= 0n || amount >= 1n << 64n) throw new RequestError('control: field "amount" must be a positive 64-bit integer (microcents)')
+      const agent = str('agent')
+      const did = node.didOf(agent)
+      const id = req.id === undefined ? newMessageId() : messageIdFrom(str('id'))
+      return await node.deliver(agent, signTopUp(node.host.key, did, amount, id, nowNs()))
+    }
     default:
-      throw new RequestError(`control: unknown op ${JSON.stringify(req.op)} (ps, run, stop, migrate)`)
+      throw new RequestError(`control: unknown op ${JSON.stringify(req.op)} (ps, run, stop, migrate, send, fund)`)
   }
 }
 

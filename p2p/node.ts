@@ -34,6 +34,8 @@ import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
 import type { AgentHandle, WorkerSettings } from '../runtime/pool.ts'
 import { TickPool } from '../runtime/pool.ts'
+import { DeliveryRefused } from '../runtime/mailbox.ts'
+import type { Incoming } from '../runtime/mailbox.ts'
 import type { LoopEnd } from '../runtime/runner.ts'
 import { livePath } from '../runtime/session.ts'
 import * as authority from './authority.ts'
@@ -128,6 +130,9 @@ interface Hosted {
   quietUntil: number
 }
 
+/** How long a message for an agent being migrated waits for the migration's outcome, ms. */
+export const DELIVER_WAIT_MS = 60_000
+
 /** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
 export const QUIET_MS = 30_000
 
@@ -160,6 +165,8 @@ export class IgordNode {
   readonly #locks = new Map<string, Lock>()
   /** the offer that reserved each name in {@link #inbound} while its transfer runs */
   readonly #reserved = new Map<string, Offer>()
+  /** agents handed off from here (name and DID → the peer they went to), to answer messages for them */
+  readonly #moved = new Map<string, string>()
   /** counts of offers in progress and spool bytes (p2p/migrate.ts `InboundGate`) */
   readonly #gate: InboundGate
 
@@ -365,6 +372,53 @@ export class IgordNode {
     return this.#info(h)
   }
 
+  // ── inbox ───────────────────────────────────────────────────────────────
+
+  /**
+   * Takes a message for a hosted agent (by name or DID) into its inbox, durably, and wakes it
+   * (runtime/mailbox.ts); a top-up (kind `fund`) for an exhausted agent starts its loop again. A
+   * message for an agent being migrated waits for the outcome: it is delivered here if the agent
+   * stays, and refused naming the new host if it left.
+   * @returns the agent's name and the message's seq (0 and `duplicate` when the id was seen)
+   * @throws DeliveryRefused (exit 11): no such agent, inbox full, message too large, agent moved
+   */
+  async deliver (nameOrDid: string, msg: Incoming): Promise<{ name: string; did: string; seq: number; duplicate: boolean; budget: string }> {
+    let h = this.#find(nameOrDid)
+    for (let waited = 0; h?.state === 'migrating' && waited < DELIVER_WAIT_MS; waited += 50) {
+      await sleep(50)
+      h = this.#find(nameOrDid)
+    }
+    if (h === undefined) {
+      const moved = this.#moved.get(nameOrDid)
+      throw new DeliveryRefused(moved !== undefined ? `${nameOrDid} moved to ${moved} and is no longer here` : `no agent named ${nameOrDid} on this node`)
+    }
+    if (h.state === 'migrating') throw new DeliveryRefused(`${h.name} is still migrating after ${DELIVER_WAIT_MS / 1000} s; try again`)
+    const r = await h.session.deliver(msg)
+    if (msg.kind === 'fund' && !r.duplicate && h.state === 'exhausted') {
+      this.#startLoop(h)
+      this.#opts.note(`${h.name}: funded, running again`)
+    }
+    return { name: h.name, did: h.session.did, ...r, budget: String(h.session.agent.budget + (msg.kind === 'fund' && !r.duplicate ? msg.amount ?? 0n : 0n)) }
+  }
+
+  /**
+   * The DID of a hosted agent (by name or DID).
+   * @throws DeliveryRefused when there is none
+   */
+  didOf (nameOrDid: string): string {
+    const h = this.#find(nameOrDid)
+    if (h === undefined) throw new DeliveryRefused(`no agent named ${nameOrDid} on this node`)
+    return h.session.did
+  }
+
+  /** A hosted agent by name or DID. */
+  #find (nameOrDid: string): Hosted | undefined {
+    const h = this.agents.get(nameOrDid)
+    if (h !== undefined) return h
+    for (const x of this.agents.values()) if (x.session.did === nameOrDid) return x
+    return undefined
+  }
+
   #get (name: string): Hosted {
     const h = this.agents.get(name)
     if (h === undefined) throw new RequestError(`no agent named ${name} on this node`)
@@ -497,6 +551,7 @@ export class IgordNode {
           r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
           r.ms = performance.now() - t0
           this.agents.delete(h.name)
+          this.#moved.set(h.name, r.to); this.#moved.set(h.session.did, r.to)
           this.#unlock(h.name)
           void h.session.close()
           authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })

@@ -47,6 +47,20 @@ export function newMessageId (): Uint8Array {
   return new Uint8Array(randomBytes(MESSAGE_ID_BYTES))
 }
 
+/**
+ * A message id from its 32 hex digits (`igord send --id`).
+ * @throws DeliveryRefused (exit 11) naming the bad value
+ */
+export function messageIdFrom (hex: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new DeliveryRefused(`message id must be 32 hex digits (16 bytes), got ${JSON.stringify(hex.slice(0, 40))}`)
+  return new Uint8Array(Buffer.from(hex, 'hex'))
+}
+
+/** The host's wall clock, ns since the Unix epoch (when a message was taken). */
+export function nowNs (): bigint {
+  return BigInt(Date.now()) * 1_000_000n
+}
+
 /** Options of {@link Mailbox}. */
 export interface MailboxOptions {
   /** Data directory. */

@@ -51,7 +51,7 @@ import { livePath, resumeAgent, startAgent } from './session.ts'
 export interface WorkerSettings { dir: string; price: bigint; simSeed?: string }
 
 /** Loop options that cross the thread boundary (see {@link LoopOptions}; ms). */
-export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; checkpointEveryMs?: number; acceptMigration?: boolean }
+export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; checkpointEveryMs?: number; acceptMigration?: boolean; pollDropsMs?: number }
 
 /**
  * What the main thread mirrors of a hosted agent: `tick`, lifetime `fuel`, `budget` (microcents),
