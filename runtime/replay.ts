@@ -27,6 +27,8 @@ import { publicKeyFromDid, verifySignature } from '../checkpoint/identity.ts'
 import type { Identity } from '../checkpoint/identity.ts'
 import { stateRoot } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
+import { decodeIo, decodeMessage } from '../checkpoint/io.ts'
+import type { IoState, Message } from '../checkpoint/io.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import type { Event, Payload, TickRecord } from '../hostcalls/eventlog.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
@@ -51,6 +53,8 @@ export interface ReplayStart extends Omit<RestoreState, 'tick' | 'fuel'> {
   wasm: Uint8Array
   /** Manifest bytes (CID = header.manifest). */
   manifest: Uint8Array
+  /** Its I/O state (the blob `header.io` names; absent: empty). Replay needs its request counters. */
+  io?: IoState
 }
 
 /** Thrown inside a host function when the agent asks for a value the log does not hold at that point. */
@@ -109,9 +113,35 @@ class RecordedInputs implements InputSource {
     buf.set(this.next(`${buf.length} random bytes`, (p) => p instanceof Uint8Array && p.length === buf.length) as Uint8Array)
   }
 
+  /**
+   * What `inbox_next` reads: the message the recorded `inbox` / `inbox_peek` event holds here, or
+   * null for a recorded empty inbox (`inbox` 0).
+   */
+  inboxPeek (): Message | null {
+    const p = this.next('its inbox', (x) => x instanceof Uint8Array || x === 0n)
+    const ev = this.record!.events[this.log.currentEvents.length]
+    if (ev[0] !== 'inbox' && ev[0] !== 'inbox_peek') this.next('its inbox', () => false) // a value of another hostcall: mismatch
+    return p instanceof Uint8Array ? decodeMessage(p, `tick ${this.record!.tick} inbox event`) : null
+  }
+
   sign (msg: Uint8Array): Uint8Array {
     return this.next('a signature', (p) => p instanceof Uint8Array && p.length === 64 && verifySignature(this.publicKey, msg, p)) as Uint8Array
   }
+}
+
+/**
+ * The top-ups a recorded tick starts with (its leading `fund` events, applied by the host before
+ * `agent_tick`), to apply again in replay.
+ * @throws CheckpointError when a `fund` payload is not a valid top-up message
+ */
+export function topUpsOf (rec: TickRecord): Message[] {
+  const out: Message[] = []
+  for (const [name, p] of rec.events) {
+    if (name !== 'fund') break
+    if (!(p instanceof Uint8Array)) break
+    out.push(decodeMessage(p, `tick ${rec.tick} fund event`))
+  }
+  return out
 }
 
 /** Compares a re-executed tick's record with the recorded one; the first difference, or null. */
@@ -166,6 +196,7 @@ export class Replayer {
     const spec: AgentSpec = {
       wasm, manifest, identity, budget, price: header.price, inputs, emit: () => {}, file: `code ${header.code}`,
       signer: (msg) => inputs.sign(msg), log,
+      inbox: { peek: () => inputs.inboxPeek(), take: () => {} },
     }
     return { spec, inputs }
   }
@@ -178,6 +209,7 @@ export class Replayer {
   static restore (start: ReplayStart): Replayer {
     const h = start.header
     const { spec, inputs } = Replayer.#spec(start.wasm, start.manifest, h, h.budget)
+    if (start.io !== undefined) spec.io = start.io
     const agent = Agent.restore(spec, { tick: h.tick, fuel: h.fuel, pageCount: start.pageCount, pages: start.pages, ...(start.digests === undefined ? {} : { digests: start.digests }), globals: start.globals })
     return new Replayer(agent, inputs)
   }
@@ -235,7 +267,7 @@ export class Replayer {
       if (rec.tick > next.tick) return at(rec.tick, 'log', `the log of the checkpoint at tick ${next.tick} holds tick ${rec.tick}`)
       this.#inputs.record = rec
       this.#inputs.mismatch = null
-      const r = a.runTick()
+      const r = a.runTick(topUpsOf(rec))
       if (r === null) return at(want, 'budget', `the budget was 0 before tick ${want}: the agent could not have run it`)
       this.ticks++
       const replayed = a.log.pending[a.log.pending.length - 1]
@@ -366,7 +398,9 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
       if (replayer === null || link.copies.every((c) => c.entry.base)) {
         const before = links[k - 1]
         const ticksSoFar = replayer?.ticks ?? 0
-        replayer = Replayer.restore({ header: before.entry.parsed, wasm, manifest, ...archivedState(dirs, prevTable, before.entry) })
+        const bh = before.entry.parsed
+        const io = bh.io === undefined ? undefined : decodeIo(readArchivedBlob(dirs, bh.io, `I/O state of tick ${bh.tick}`), `I/O state ${bh.io}`)
+        replayer = Replayer.restore({ header: bh, wasm, manifest, ...archivedState(dirs, prevTable, before.entry), ...(io === undefined ? {} : { io }) })
         replayer.ticks = ticksSoFar
       }
       table = next.table
