@@ -275,6 +275,9 @@ export const IMPORT_SIGNATURES: Readonly<Record<string, string>> = {
   'igor.agent_did': '(i32, i32) -> i32',
   'igor.agent_sign': '(i32, i32, i32) -> i32',
   'igor.migrate_request': '(i32, i32) -> i32',
+  'igor.inbox_next': '(i32, i32) -> i32',
+  'igor.sleep_until': '(i64) -> i32',
+  'igor.http_request': '(i32, i32, i32, i32, i32, i32, i32, i32) -> i32',
   'env.abort': '(i32, i32, i32, i32) -> ()',
   'env.seed': '() -> f64',
 }
