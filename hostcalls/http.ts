@@ -246,7 +246,7 @@ export async function performRequest (
       res = await fetch(url, {
         method,
         headers,
-        body: method === 'GET' || method === 'HEAD' ? undefined : body,
+        body: method === 'GET' || method === 'HEAD' ? undefined : new Uint8Array(body), // a copy: an ArrayBuffer, not a view of wasm memory
         redirect: 'manual',
         signal,
       })

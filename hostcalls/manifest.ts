@@ -309,6 +309,7 @@ function parseHttp (section: unknown, granted: boolean, fail: (m: string) => nev
     if (!HTTP_FIELDS.includes(k)) fail(`unknown field http.${k} (known: ${HTTP_FIELDS.join(', ')})`)
   }
   const allow = section.allow
+  if (allow === undefined) fail('http.allow is missing: capability "http" needs a non-empty array of "host" or "host:port" strings')
   if (!Array.isArray(allow) || allow.length === 0) {
     fail(`http.allow must be a non-empty array of "host" or "host:port" strings, got ${describe(allow)}`)
   }
