@@ -19,7 +19,9 @@ export type { TickLimits }
  * names. `env.abort` is not listed: every agent gets it (AssemblyScript imports it).
  * `wasi` grants every `wasi_snapshot_preview1` function (igord's own subset, `wasi.ts`).
  * `migrate` grants `migrate_request`, by which an agent asks its node to move it (agent-initiated
- * migration). Later capabilities extend this table the same way.
+ * migration). `http` grants `http_request` (and needs the manifest's `http` section), `inbox`
+ * grants `inbox_next`, `timer` grants `sleep_until` (docs/ABI.md). Later capabilities extend this
+ * table the same way.
  */
 export const CAPABILITIES: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
   clock: { igor: ['clock_now'] },
@@ -29,6 +31,9 @@ export const CAPABILITIES: Readonly<Record<string, Readonly<Record<string, reado
   identity: { igor: ['agent_did', 'agent_sign'] },
   wasi: { wasi_snapshot_preview1: WASI_FUNCTIONS },
   migrate: { igor: ['migrate_request'] },
+  http: { igor: ['http_request'] },
+  inbox: { igor: ['inbox_next'] },
+  timer: { igor: ['sleep_until'] },
 }
 
 /** Imports every agent gets, whatever its manifest says, as `module.name`. */
@@ -44,6 +49,54 @@ export const DEFAULT_MAX_FUEL_PER_TICK = 1_000_000_000n
 export const DEFAULT_MAX_FAILURES = 3
 /** Largest manifest file accepted, in bytes (1 MiB); a manifest is a few hundred bytes. */
 export const MAX_MANIFEST_BYTES = 1024 * 1024
+
+/**
+ * Defaults and maxima of the manifest's `http` section, as `field → [default, maximum]`; every
+ * value must be an integer from 1 to its maximum. `timeout_ms`: milliseconds for the whole
+ * exchange (10 s, at most 2 min); `max_response_bytes`: response headers text plus body (1 MiB, at
+ * most 16 MiB); `max_request_bytes`: URL + headers + body of one request (64 KiB, at most 1 MiB);
+ * `max_pending`: requests issued and without an outcome yet (8, at most 64).
+ */
+export const HTTP_LIMITS = {
+  timeout_ms: [10_000, 120_000],
+  max_response_bytes: [1 << 20, 16 << 20],
+  max_request_bytes: [64 << 10, 1 << 20],
+  max_pending: [8, 64],
+} as const satisfies Record<string, readonly [number, number]>
+
+/**
+ * Defaults and maxima of the inbox limits in `resource_limits`, as `field → [default, maximum]`
+ * (integers ≥ 1): `max_inbox_messages`, messages waiting in the inbox (256, at most 65536);
+ * `max_message_bytes`, the body of one message sent to the agent (64 KiB, at most 1 MiB).
+ */
+export const INBOX_LIMITS = {
+  max_inbox_messages: [256, 65_536],
+  max_message_bytes: [64 << 10, 1 << 20],
+} as const satisfies Record<string, readonly [number, number]>
+
+/**
+ * One entry of `http.allow`: a host, compared with a URL's hostname in the WHATWG URL parser's
+ * form (lower case, punycode, IPv4 normalized, IPv6 in brackets: `[::1]`), and a port or null for
+ * any port.
+ */
+export interface HttpAllow {
+  host: string
+  port: number | null
+}
+
+/** The manifest's `http` section, validated, with its defaults filled in (see {@link HTTP_LIMITS}). */
+export interface HttpPolicy {
+  /** Hosts the agent may send requests to (never empty). */
+  allow: readonly HttpAllow[]
+  /** Time for a whole exchange (every redirect hop and the body), ms. */
+  timeoutMs: number
+  /** Largest response, bytes: its headers text (`name: value\r\n` lines) plus its body. */
+  maxResponseBytes: number
+  /** Largest request, bytes: URL + headers text + body. */
+  maxRequestBytes: number
+  /** Most requests issued and without an outcome at once. */
+  maxPending: number
+}
 
 /** One granted capability: its version (an integer ≥ 1) and its free-form options. */
 export interface CapabilityGrant {
@@ -68,15 +121,23 @@ export interface Manifest {
   tickLimits: TickLimits
   /** Igor's `migration_policy`: may the agent move, and the highest price (microcents/s, 0 = any) a target may ask. */
   migration: { enabled: boolean; maxPricePerSecond: number }
+  /** The `http` section (null when absent; present exactly when the `http` capability is granted). */
+  http: HttpPolicy | null
+  /**
+   * Inbox limits (`resource_limits.max_inbox_messages`, `max_message_bytes`, see
+   * {@link INBOX_LIMITS}): messages waiting at most, and the largest message body, bytes.
+   */
+  inbox: { maxMessages: number; maxMessageBytes: number }
   /** The manifest's bytes exactly as read: the checkpoint binds their CID. */
   raw: Uint8Array
 }
 
-const TOP_FIELDS = ['capabilities', 'resource_limits', 'migration_policy']
+const TOP_FIELDS = ['capabilities', 'resource_limits', 'migration_policy', 'http']
 // Igor's max_cpu_millis / max_storage_bytes / preferred_regions are accepted (and unused) so its manifests load.
-const LIMIT_FIELDS = ['max_memory_bytes', 'max_fuel_per_tick', 'max_consecutive_failures', ...Object.values(TICK_LIMIT_FIELDS), 'max_cpu_millis', 'max_storage_bytes']
+const LIMIT_FIELDS = ['max_memory_bytes', 'max_fuel_per_tick', 'max_consecutive_failures', ...Object.values(TICK_LIMIT_FIELDS), ...Object.keys(INBOX_LIMITS), 'max_cpu_millis', 'max_storage_bytes']
 const POLICY_FIELDS = ['enabled', 'max_price_per_second', 'preferred_regions']
 const GRANT_FIELDS = ['version', 'options']
+const HTTP_FIELDS = ['allow', ...Object.keys(HTTP_LIMITS)]
 
 function isObject (v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -100,16 +161,21 @@ function describe (v: unknown): string {
  *                        "max_consecutive_failures": 3, "max_events_per_tick": 10000,
  *                        "max_log_bytes_per_tick": 1048576, "max_random_bytes_per_tick": 1048576,
  *                        "max_event_bytes_per_tick": 4194304 },
- *   "migration_policy": { "enabled": true, "max_price_per_second": 0 } }
+ *   "migration_policy": { "enabled": true, "max_price_per_second": 0 },
+ *   "http": { "allow": ["127.0.0.1:8080", "api.example.com"], "timeout_ms": 10000,
+ *             "max_response_bytes": 1048576, "max_request_bytes": 65536, "max_pending": 8 } }
  * ```
  * `capabilities` may also be an array of names. A capability's `version` defaults to 1.
+ * `resource_limits` also takes `max_inbox_messages` and `max_message_bytes` ({@link INBOX_LIMITS}).
+ * The `http` section is required with the `http` capability and refused without it.
  * @param bytes the manifest file's bytes (UTF-8 JSON)
  * @param file the name used in error messages
  * @returns the manifest, with `raw` = `bytes`
  * @throws ManifestError (one line naming `file` and the field) when the bytes are not UTF-8 JSON,
  *   not an object, have an unknown field or capability, a version that is not an integer ≥ 1,
  *   `max_memory_bytes` that is not a positive multiple of 65536 up to 4 GiB, or a fuel, failure or
- *   per-tick limit that is not a positive integer. (Whether a host accepts the limits asked is
+ *   per-tick limit that is not a positive integer, an inbox or `http` limit outside 1 … its maximum,
+ *   a bad `http.allow` entry, or an `http` section and `http` capability without each other. (Whether a host accepts the limits asked is
  *   {@link checkWithinCaps}'s question.)
  */
 export function parseManifest (bytes: Uint8Array, file: string): Manifest {
@@ -143,6 +209,7 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
   let maxFuelPerTick = DEFAULT_MAX_FUEL_PER_TICK
   let maxFailures = DEFAULT_MAX_FAILURES
   const tickLimits: TickLimits = { ...DEFAULT_TICK_LIMITS }
+  const inbox = { maxMessages: INBOX_LIMITS.max_inbox_messages[0] as number, maxMessageBytes: INBOX_LIMITS.max_message_bytes[0] as number }
   const limits = doc.resource_limits
   if (limits !== undefined) {
     if (!isObject(limits)) fail(`resource_limits must be an object, got ${describe(limits)}`)
@@ -180,6 +247,8 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
       }
       tickLimits[k] = v as number
     }
+    inbox.maxMessages = boundedInt(l, 'max_inbox_messages', INBOX_LIMITS.max_inbox_messages, 'resource_limits.', fail)
+    inbox.maxMessageBytes = boundedInt(l, 'max_message_bytes', INBOX_LIMITS.max_message_bytes, 'resource_limits.', fail)
     for (const k of ['max_cpu_millis', 'max_storage_bytes']) {
       const v = l[k]
       if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) {
@@ -213,7 +282,70 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
     }
   }
 
-  return { capabilities, maxMemoryBytes, maxFuelPerTick, maxFailures, tickLimits, migration, raw: bytes }
+  const http = parseHttp(doc.http, capabilities.has('http'), fail)
+
+  return { capabilities, maxMemoryBytes, maxFuelPerTick, maxFailures, tickLimits, migration, http, inbox, raw: bytes }
+}
+
+/** `obj[field]` as an integer from 1 to `max` (its default when absent), else a ManifestError naming `prefix + field`. */
+function boundedInt (obj: Record<string, unknown>, field: string, [dflt, max]: readonly [number, number], prefix: string, fail: (m: string) => never): number {
+  const v = obj[field]
+  if (v === undefined) return dflt
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    fail(`${prefix}${field} must be an integer from 1 to ${max}, got ${describe(v)}`)
+  }
+  return v as number
+}
+
+/** Parses the `http` section; `granted` says whether the `http` capability is. */
+function parseHttp (section: unknown, granted: boolean, fail: (m: string) => never): HttpPolicy | null {
+  if (section === undefined) {
+    if (granted) fail('capability "http" needs an "http" section with a non-empty allow list, e.g. "http": {"allow": ["api.example.com"]}')
+    return null
+  }
+  if (!granted) fail('http: the "http" section needs capability "http" in capabilities')
+  if (!isObject(section)) return fail(`http must be an object, got ${describe(section)}`)
+  for (const k of Object.keys(section)) {
+    if (!HTTP_FIELDS.includes(k)) fail(`unknown field http.${k} (known: ${HTTP_FIELDS.join(', ')})`)
+  }
+  const allow = section.allow
+  if (allow === undefined) fail('http.allow is missing: capability "http" needs a non-empty array of "host" or "host:port" strings')
+  if (!Array.isArray(allow) || allow.length === 0) {
+    fail(`http.allow must be a non-empty array of "host" or "host:port" strings, got ${describe(allow)}`)
+  }
+  const entries = (allow as unknown[]).map((e, i) => parseAllowEntry(e, `http.allow[${i}]`, fail))
+  return {
+    allow: entries,
+    timeoutMs: boundedInt(section, 'timeout_ms', HTTP_LIMITS.timeout_ms, 'http.', fail),
+    maxResponseBytes: boundedInt(section, 'max_response_bytes', HTTP_LIMITS.max_response_bytes, 'http.', fail),
+    maxRequestBytes: boundedInt(section, 'max_request_bytes', HTTP_LIMITS.max_request_bytes, 'http.', fail),
+    maxPending: boundedInt(section, 'max_pending', HTTP_LIMITS.max_pending, 'http.', fail),
+  }
+}
+
+/**
+ * Parses one `http.allow` entry: `host`, `host:port`, `[v6]` or `[v6]:port`. The host is brought
+ * to the form a URL's `hostname` has (WHATWG URL parser), so comparison is exact; the port is
+ * 1 … 65535 in decimal.
+ */
+export function parseAllowEntry (entry: unknown, field: string, fail: (m: string) => never): HttpAllow {
+  const bad = (why: string): never => fail(`${field} ${why}, got ${describe(entry)} (expected "host", "host:port" or "[v6addr]:port")`)
+  if (typeof entry !== 'string') return bad('must be a string')
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/?#@[\]\\%]+)(?::([0-9]{1,5}))?$/.exec(entry)
+  if (m === null) return bad('is not a host name or address with an optional port')
+  let port: number | null = null
+  if (m[2] !== undefined) {
+    port = Number(m[2])
+    if (port < 1 || port > 65535) bad('has a port outside 1 … 65535')
+  }
+  let host: string
+  try {
+    host = new URL(`http://${m[1]}/`).hostname
+  } catch {
+    return bad('is not a valid host')
+  }
+  if (host === '') bad('is not a valid host')
+  return { host, port }
 }
 
 /**

@@ -303,7 +303,7 @@ const cborValues = [
 const manifests = [
   manifestBytes,
   Buffer.from('{}'),
-  Buffer.from(JSON.stringify({ capabilities: Object.keys(CAPABILITIES), resource_limits: { max_memory_bytes: 65536 * 4, max_consecutive_failures: 2, max_cpu_millis: 0 }, migration_policy: { enabled: false, max_price_per_second: 5, preferred_regions: ['eu'] } }, null, 2)),
+  Buffer.from(JSON.stringify({ capabilities: Object.keys(CAPABILITIES), resource_limits: { max_memory_bytes: 65536 * 4, max_consecutive_failures: 2, max_cpu_millis: 0 }, migration_policy: { enabled: false, max_price_per_second: 5, preferred_regions: ['eu'] }, http: { allow: ['127.0.0.1:8080', 'api.example.com'], timeout_ms: 1000 } }, null, 2)),
   Buffer.from(JSON.stringify({ capabilities: { clock: { version: 1, options: { a: 1 } }, rand: {} } })),
 ]
 

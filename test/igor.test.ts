@@ -239,7 +239,7 @@ test('checkImports lists every offending import with the capability that would g
 test('checkImports: unknown functions and non-function imports are refused by name', () => {
   const m = wat(`(module
     (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-    (import "igor" "http_request" (func))
+    (import "igor" "smtp_send" (func))
     (import "env" "memory" (memory 1))
     (import "env" "g" (global i32))
     (import "env" "t" (table 1 funcref)))`)
@@ -247,7 +247,7 @@ test('checkImports: unknown functions and non-function imports are refused by na
     const msg = (e as Error).message
     return e instanceof ModuleError &&
       msg.includes('wasi_snapshot_preview1.fd_write needs capability "wasi"') &&
-      msg.includes('igor.http_request: no capability grants it') &&
+      msg.includes('igor.smtp_send: no capability grants it') &&
       msg.includes('env.memory is an imported memory') &&
       msg.includes('env.g is an imported global') &&
       msg.includes('env.t is an imported table')

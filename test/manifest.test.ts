@@ -2,7 +2,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { EXIT, ManifestError } from '../checkpoint/errors.ts'
 import {
-  CAPABILITIES, DEFAULT_MAX_FAILURES, DEFAULT_MAX_FUEL_PER_TICK, DEFAULT_MAX_MEMORY_BYTES,
+  CAPABILITIES, DEFAULT_MAX_FAILURES, HTTP_LIMITS, INBOX_LIMITS, DEFAULT_MAX_FUEL_PER_TICK, DEFAULT_MAX_MEMORY_BYTES,
   DEFAULT_NODE_CAPS, DEFAULT_TICK_LIMITS, TICK_LIMIT_FIELDS,
   capabilityFor, checkWithinCaps, grantedImports, parseManifest,
 } from '../hostcalls/manifest.ts'
@@ -101,7 +101,7 @@ test('unknown fields are named, at every level', () => {
 })
 
 test('an unknown capability lists the known ones', () => {
-  fails({ capabilities: { clock: {}, http: { version: 1 } } }, '"http"', 'unknown capability', Object.keys(CAPABILITIES).join(', '))
+  fails({ capabilities: { clock: {}, smtp: { version: 1 } } }, '"smtp"', 'unknown capability', Object.keys(CAPABILITIES).join(', '))
   fails({ capabilities: ['log', 'network'] }, 'capabilities[1]', '"network"', 'clock, rand, log, wallet, identity')
   fails({ capabilities: ['log', 'log'] }, 'capabilities[1]', 'twice')
   fails({ capabilities: [7] }, 'capabilities[0]', 'unknown capability')
@@ -162,7 +162,10 @@ test('capabilityFor names the capability that grants an import', () => {
   assert.is(capabilityFor('igor', 'clock_now'), 'clock')
   assert.is(capabilityFor('env', 'seed'), 'rand')
   assert.is(capabilityFor('igor', 'agent_sign'), 'identity')
-  assert.is(capabilityFor('igor', 'http_request'), null)
+  assert.is(capabilityFor('igor', 'http_request'), 'http')
+  assert.is(capabilityFor('igor', 'inbox_next'), 'inbox')
+  assert.is(capabilityFor('igor', 'sleep_until'), 'timer')
+  assert.is(capabilityFor('igor', 'smtp_send'), null)
   assert.is(capabilityFor('env', 'abort'), null)
 })
 
@@ -199,6 +202,57 @@ test('checkWithinCaps: null within the caps (defaults included); else one line n
   // Fields left out count at their defaults: the default 1e9 fuel is above a 1e8 cap.
   assert.is(checkWithinCaps(parse({}), caps), 'resource_limits.max_fuel_per_tick asks 1000000000, above this host\'s cap of 100000000')
   assert.equal(DEFAULT_NODE_CAPS, { maxFuelPerTick: 10_000_000_000n, maxMemoryBytes: 1 << 30, maxFailures: 100, tickLimits: DEFAULT_TICK_LIMITS })
+})
+
+test('capabilities http, inbox, timer grant http_request, inbox_next, sleep_until', () => {
+  const m = parse({ capabilities: ['http', 'inbox', 'timer'], http: { allow: ['api.example.com'] } })
+  assert.equal([...grantedImports(m)].sort(), ['env.abort', 'igor.http_request', 'igor.inbox_next', 'igor.sleep_until'])
+  assert.is(parse({ capabilities: ['inbox', 'timer'] }).http, null)
+})
+
+test('http section: allow entries, defaults and every limit', () => {
+  const m = parse({ capabilities: ['http'], http: { allow: ['127.0.0.1:8080', 'API.Example.com', '[::1]:9000', '[0:0::1]', 'bücher.example', '127.1:80'] } })
+  assert.equal(m.http, {
+    allow: [
+      { host: '127.0.0.1', port: 8080 }, { host: 'api.example.com', port: null }, { host: '[::1]', port: 9000 },
+      { host: '[::1]', port: null }, { host: 'xn--bcher-kva.example', port: null }, { host: '127.0.0.1', port: 80 },
+    ],
+    timeoutMs: 10_000, maxResponseBytes: 1 << 20, maxRequestBytes: 64 << 10, maxPending: 8,
+  })
+  assert.equal(HTTP_LIMITS, { timeout_ms: [10_000, 120_000], max_response_bytes: [1 << 20, 16 << 20], max_request_bytes: [64 << 10, 1 << 20], max_pending: [8, 64] })
+  const full = parse({ capabilities: ['http'], http: { allow: ['a.test'], timeout_ms: 120_000, max_response_bytes: 16 << 20, max_request_bytes: 1 << 20, max_pending: 64 } })
+  assert.equal(full.http, { allow: [{ host: 'a.test', port: null }], timeoutMs: 120_000, maxResponseBytes: 16 << 20, maxRequestBytes: 1 << 20, maxPending: 64 })
+  assert.is(parse({ capabilities: ['http'], http: { allow: ['a.test'], timeout_ms: 1, max_pending: 1 } }).http?.timeoutMs, 1)
+  for (const [field, [, max]] of Object.entries(HTTP_LIMITS)) {
+    for (const bad of [0, -1, 1.5, max + 1, '10', null]) {
+      fails({ capabilities: ['http'], http: { allow: ['a.test'], [field]: bad } }, `http.${field}`, `from 1 to ${max}`)
+    }
+  }
+})
+
+test('http section and capability go together; allow must be a non-empty list of good entries', () => {
+  fails({ capabilities: ['http'] }, 'capability "http" needs an "http" section', 'allow')
+  fails({ capabilities: ['log'], http: { allow: ['a.test'] } }, 'http:', 'needs capability "http"')
+  fails({ http: { allow: ['a.test'] } }, 'needs capability "http"')
+  fails({ capabilities: ['http'], http: { allow: [] } }, 'http.allow must be a non-empty array')
+  fails({ capabilities: ['http'], http: {} }, 'http.allow is missing', 'non-empty array')
+  fails({ capabilities: ['http'], http: { allow: 'a.test' } }, 'http.allow must be a non-empty array')
+  fails({ capabilities: ['http'], http: [] }, 'http must be an object')
+  fails({ capabilities: ['http'], http: { allow: ['a.test'], timeout: 5 } }, 'unknown field http.timeout', 'timeout_ms')
+  for (const bad of ['', 'http://a.test', 'a.test/', 'a.test:0', 'a.test:65536', 'a.test:', 'a.test:80:81', 'user@a.test', '::1', '[::1', '[zz]:80', 'a b', 'a.test:+80', 'a%2e.test', '[::1%lo]']) {
+    fails({ capabilities: ['http'], http: { allow: ['ok.test', bad] } }, 'http.allow[1]', JSON.stringify(bad))
+  }
+  fails({ capabilities: ['http'], http: { allow: [7] } }, 'http.allow[0] must be a string')
+})
+
+test('inbox limits: defaults 256 messages and 64 KiB, maxima 65536 and 1 MiB', () => {
+  assert.equal(parse({}).inbox, { maxMessages: 256, maxMessageBytes: 64 << 10 })
+  assert.equal(INBOX_LIMITS, { max_inbox_messages: [256, 65_536], max_message_bytes: [64 << 10, 1 << 20] })
+  assert.equal(parse({ resource_limits: { max_inbox_messages: 65_536, max_message_bytes: 1 << 20 } }).inbox, { maxMessages: 65_536, maxMessageBytes: 1 << 20 })
+  assert.equal(parse({ resource_limits: { max_inbox_messages: 1 } }).inbox, { maxMessages: 1, maxMessageBytes: 64 << 10 })
+  for (const [field, [, max]] of Object.entries(INBOX_LIMITS)) {
+    for (const bad of [0, -1, 2.5, max + 1, '5', null]) fails({ resource_limits: { [field]: bad } }, `resource_limits.${field}`, `from 1 to ${max}`)
+  }
 })
 
 test.run()
