@@ -98,7 +98,7 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
       } else {
         const host = loadHostIdentity(t.dir)
         const live = readLive(resolve(t.dir, `${t.name}.ckpt`))
-        const m: Incoming = signTopUp(host.key, live.parsed.agent, amount, newMessageId(), nowNs())
+        const m: Incoming = signTopUp(host, live.parsed.agent, amount, newMessageId(), nowNs())
         const d = deliverOffline(t.dir, t.name, m)
         name = t.name; budget = d.budget + amount; duplicate = d.duplicate
       }

@@ -232,7 +232,7 @@ export class Mailbox {
       this.#outcome(r, out)
     }, (e: unknown) => {
       this.inFlight.delete(r.id)
-      this.opts.note?.(`${this.opts.name}: request #${r.id}: ${(e as Error).message}`)
+      if (!this.#closed) this.opts.note?.(`${this.opts.name}: request #${r.id}: ${(e as Error).message}`)
     })
     this.inFlight.set(r.id, p)
   }
