@@ -6,8 +6,8 @@
 //   export function agent_tick(): i32 { log("now " + clockNow().toString()); return IDLE; }
 //
 // Only the host functions an agent actually calls end up as imports of its wasm, and each needs its
-// capability in the agent's manifest (clock, rand, log, wallet, identity) or the module is refused
-// at load time. Build with `--exportStart _initialize` (agents-as/asconfig.json does).
+// capability in the agent's manifest (clock, rand, log, wallet, identity, migrate, inbox, timer,
+// http) or the module is refused at load time. Build with `--exportStart _initialize` (agents-as/asconfig.json does).
 
 // ---- tick results (the i32 that agent_tick returns) ----
 
@@ -48,6 +48,17 @@ declare function agent_sign(msg_ptr: usize, msg_len: i32, sig_ptr: usize): i32;
 // @ts-ignore: decorator
 @external("igor", "migrate_request")
 declare function migrate_request(ptr: usize, len: i32): i32;
+// @ts-ignore: decorator
+@external("igor", "inbox_next")
+declare function inbox_next(ptr: usize, cap: i32): i32;
+// @ts-ignore: decorator
+@external("igor", "sleep_until")
+declare function sleep_until(at_ns: i64): i32;
+// @ts-ignore: decorator
+@external("igor", "http_request")
+declare function http_request(
+  method_ptr: usize, method_len: i32, url_ptr: usize, url_len: i32,
+  headers_ptr: usize, headers_len: i32, body_ptr: usize, body_len: i32): i32;
 
 // ---- clock ----
 
@@ -156,4 +167,180 @@ export function migrateTo(multiaddr: string): i32 {
 /** Asks the node to move this agent, after this tick, to the cheapest known peer that grants its capabilities. */
 export function migrateToCheapest(): i32 {
   return migrate_request(0, 0);
+}
+
+// ---- inbox ----
+
+/** Message.kind: a message someone sent the agent (`igord send`, another agent). */
+export const KIND_MESSAGE: i32 = 1;
+/** Message.kind: the outcome of an `httpRequest` (Message.req names it). */
+export const KIND_HTTP: i32 = 2;
+/** Message.kind: the wake-up a `sleepUntil` / `sleepFor` asked for. */
+export const KIND_TIMER: i32 = 3;
+
+/** Size of the layout's fixed part, bytes (docs/ABI.md "inbox"). */
+const MESSAGE_HEAD: i32 = 40;
+
+/** One inbox message, copied out of the host's layout (docs/ABI.md "inbox — inbox_next"). */
+export class Message {
+  /** KIND_MESSAGE, KIND_HTTP or KIND_TIMER. */
+  kind: i32 = 0;
+  /** KIND_HTTP: the HTTP status (100–599) or a negative outcome code (E_HTTP_*); else 0. */
+  status: i32 = 0;
+  /** KIND_HTTP: the request id `httpRequest` returned; else 0. */
+  req: u32 = 0;
+  /** Position in this agent's inbox: ≥ 1, strictly increasing over the agent's life. */
+  seq: u64 = 0;
+  /** When the host enqueued it, ns since the Unix epoch (host clock). */
+  time: u64 = 0;
+  /** The sender: a peer ID `12D3KooW…`, a `did:key:…`, `http` or `timer`. */
+  from: string = "";
+  /** KIND_HTTP: the response headers, `name: value\r\n` lines, names lower-case; else "". */
+  headers: string = "";
+  /** The message bytes / the HTTP response body; empty for a timer. */
+  body: Uint8Array = new Uint8Array(0);
+
+  /** The body decoded as UTF-8 (malformed sequences become U+FFFD). */
+  text(): string {
+    return String.UTF8.decodeUnsafe(this.body.dataStart, <usize>this.body.byteLength);
+  }
+}
+
+/** Reused by nextMessage; grows to the largest message seen (it lives in memory like any state). */
+let inboxBuf: ArrayBuffer | null = null;
+
+/**
+ * Takes the oldest pending inbox message (capability inbox), or null when the inbox is empty.
+ * The message is consumed: the host records it as this tick's input and will not deliver it again.
+ * A message bigger than the reusable buffer is left in place by the host (`-needed`); the buffer
+ * grows to `needed` bytes and the call is repeated.
+ */
+export function nextMessage(): Message | null {
+  let buf = inboxBuf;
+  if (buf == null) {
+    buf = new ArrayBuffer(4096);
+    inboxBuf = buf;
+  }
+  let n = inbox_next(changetype<usize>(buf), buf.byteLength);
+  while (n < 0) {
+    if (n > -MESSAGE_HEAD) throw new Error("inbox_next failed: " + n.toString());
+    buf = new ArrayBuffer(-n);
+    inboxBuf = buf;
+    n = inbox_next(changetype<usize>(buf), buf.byteLength);
+  }
+  if (n == 0) return null;
+  return parseMessage(changetype<usize>(buf), n);
+}
+
+/** Decodes the `len`-byte layout at `p` (little-endian; docs/ABI.md "inbox — inbox_next"). */
+function parseMessage(p: usize, len: i32): Message {
+  const m = new Message();
+  m.kind = load<i32>(p);
+  m.status = load<i32>(p, 4);
+  m.req = load<u32>(p, 8);
+  const fromLen = load<u32>(p, 12);
+  m.seq = load<u64>(p, 16);
+  m.time = load<u64>(p, 24);
+  const headersLen = load<u32>(p, 32);
+  const bodyLen = load<u32>(p, 36);
+  const total = <u64>MESSAGE_HEAD + <u64>fromLen + <u64>headersLen + <u64>bodyLen;
+  if (total > <u64>len) throw new Error("inbox_next: layout of " + total.toString() + " bytes in " + len.toString());
+  let at = p + <usize>MESSAGE_HEAD;
+  m.from = String.UTF8.decodeUnsafe(at, <usize>fromLen);
+  at += <usize>fromLen;
+  m.headers = String.UTF8.decodeUnsafe(at, <usize>headersLen);
+  at += <usize>headersLen;
+  const body = new Uint8Array(<i32>bodyLen);
+  memory.copy(body.dataStart, at, <usize>bodyLen);
+  m.body = body;
+  return m;
+}
+
+// ---- timer ----
+
+/**
+ * If this tick then returns IDLE, the next tick runs at `ns` (ns since the Unix epoch; a
+ * KIND_TIMER message wakes it) or at the first inbox message, whichever comes first (capability
+ * timer). `ns` 0: only an inbox message wakes the agent. A later call in the same tick replaces an
+ * earlier one. A negative `ns` is refused by the host (nothing changes).
+ */
+export function sleepUntil(ns: i64): void {
+  sleep_until(ns);
+}
+
+/** Sleeps `ms` milliseconds from now, counted on the recorded clock (capabilities timer, clock). */
+export function sleepFor(ms: i64): void {
+  sleep_until(clock_now() + ms * 1_000_000);
+}
+
+/** Sleeps until the next inbox message, however long that takes (capability timer). */
+export function waitForMessage(): void {
+  sleep_until(0);
+}
+
+// ---- http ----
+
+/** httpRequest: the URL's host (and port) is not in the manifest's `http.allow`. */
+export const E_NOT_ALLOWED: i32 = -5;
+/** httpRequest: bad method, URL not absolute http(s) or with userinfo, malformed or host-set header. */
+export const E_BAD_REQUEST: i32 = -6;
+/** httpRequest: `http.max_pending` requests are already waiting for their outcome. */
+export const E_TOO_MANY: i32 = -7;
+/** Message.status: no complete response within `http.timeout_ms`. */
+export const E_HTTP_TIMEOUT: i32 = -10;
+/** Message.status: connection refused, DNS, reset or TLS failure before a response. */
+export const E_HTTP_CONNECT: i32 = -11;
+/** Message.status: the response body was over `http.max_response_bytes`. */
+export const E_HTTP_TOO_LARGE: i32 = -12;
+/** Message.status: a redirect to a host not allowed, more than 5 hops, or a bad Location. */
+export const E_HTTP_REDIRECT: i32 = -13;
+/** Message.status: an unsafe request (POST, PUT, PATCH, DELETE) may or may not have reached the server. */
+export const E_HTTP_IN_DOUBT: i32 = -14;
+
+/**
+ * Asks the host to perform an HTTP request (capability http; the URL's host must be in the
+ * manifest's `http.allow`). `headers` are `Name: value\r\n` lines; `body` may be null.
+ * Returns the request id (> 0) — the outcome arrives later as a KIND_HTTP message whose `req` is
+ * that id — or E_TOO_LONG, E_BOUNDS, E_NOT_ALLOWED, E_BAD_REQUEST, E_TOO_MANY (nothing is sent).
+ * The request leaves only after this tick's checkpoint; a tick that traps drops it.
+ */
+export function httpRequest(method: string, url: string, headers: string = "", body: Uint8Array | null = null): i32 {
+  const m = String.UTF8.encode(method);
+  const u = String.UTF8.encode(url);
+  const h = String.UTF8.encode(headers);
+  let bp: usize = 0;
+  let bl: i32 = 0;
+  if (body != null) {
+    bp = body.dataStart;
+    bl = body.byteLength;
+  }
+  return http_request(changetype<usize>(m), m.byteLength, changetype<usize>(u), u.byteLength,
+    changetype<usize>(h), h.byteLength, bp, bl);
+}
+
+/** A GET of `url` (capability http); returns the request id or an error code, as httpRequest. */
+export function httpGet(url: string): i32 {
+  return httpRequest("GET", url);
+}
+
+/** A POST of `body` (UTF-8) to `url` with that Content-Type (capability http); as httpRequest. */
+export function httpPost(url: string, body: string, contentType: string = "application/json"): i32 {
+  return httpRequest("POST", url, "Content-Type: " + contentType + "\r\n", Uint8Array.wrap(String.UTF8.encode(body)));
+}
+
+/** The name of a host result or HTTP outcome code (`E_NOT_ALLOWED`, `E_HTTP_TIMEOUT`, …); `E<code>` for others. */
+export function httpErrorName(code: i32): string {
+  switch (code) {
+    case E_TOO_LONG: return "E_TOO_LONG";
+    case E_BOUNDS: return "E_BOUNDS";
+    case E_NOT_ALLOWED: return "E_NOT_ALLOWED";
+    case E_BAD_REQUEST: return "E_BAD_REQUEST";
+    case E_TOO_MANY: return "E_TOO_MANY";
+    case E_HTTP_TIMEOUT: return "E_HTTP_TIMEOUT";
+    case E_HTTP_CONNECT: return "E_HTTP_CONNECT";
+    case E_HTTP_TOO_LARGE: return "E_HTTP_TOO_LARGE";
+    case E_HTTP_REDIRECT: return "E_HTTP_REDIRECT";
+    case E_HTTP_IN_DOUBT: return "E_HTTP_IN_DOUBT";
+  }
+  return "E" + code.toString();
 }

@@ -22,7 +22,8 @@
  *    granted by the capability "wasi": igord's own subset — stdout/stderr lines go to the agent's
  *    log, clocks and random bytes are recorded, there are no files, sockets, arguments or
  *    environment (every such call fails with an errno), exit(code) retires the agent.
- *  - the `igor` functions below, each granted by the capability named beside it.
+ *  - the `igor` functions below, each granted by the capability named beside it (clock, rand,
+ *    log, wallet, identity, inbox, timer, http).
  * A function the agent never calls is not imported, so its capability is not needed.
  */
 #ifndef IGOR_H
@@ -62,6 +63,36 @@ void agent_init(void);
 /** Length of an igor_agent_sign signature, bytes (Ed25519, RFC 8032). */
 #define IGOR_SIGNATURE_BYTES 64
 
+/* igor_http_request results */
+/** the URL's host (and port) is not in the manifest's http.allow. */
+#define IGOR_E_NOT_ALLOWED (-5)
+/** bad method, URL not absolute http(s) or with userinfo, malformed header line or one the host sets. */
+#define IGOR_E_BAD_REQUEST (-6)
+/** http.max_pending requests are already waiting for their outcome. */
+#define IGOR_E_TOO_MANY (-7)
+
+/* HTTP outcomes: igor_message.status when negative */
+/** no complete response within http.timeout_ms. */
+#define IGOR_E_HTTP_TIMEOUT (-10)
+/** connection refused, DNS, reset or TLS failure before a response. */
+#define IGOR_E_HTTP_CONNECT (-11)
+/** the response body was over http.max_response_bytes. */
+#define IGOR_E_HTTP_TOO_LARGE (-12)
+/** a redirect to a host not allowed, more than 5 hops, or a bad Location. */
+#define IGOR_E_HTTP_REDIRECT (-13)
+/** an unsafe request (POST, PUT, PATCH, DELETE) may or may not have reached the server. */
+#define IGOR_E_HTTP_IN_DOUBT (-14)
+
+/* igor_message.kind */
+/** a message someone sent the agent (igord send, another agent). */
+#define IGOR_KIND_MESSAGE 1
+/** the outcome of an igor_http_request (igor_message.req names it). */
+#define IGOR_KIND_HTTP 2
+/** the wake-up an igor_sleep_until asked for. */
+#define IGOR_KIND_TIMER 3
+/** Size of the fixed part of the inbox_next layout, bytes. */
+#define IGOR_MESSAGE_HEAD 40
+
 #define IGOR_IMPORT(name) __attribute__((import_module("igor"), import_name(name)))
 
 /* ---- raw imports (module "igor"; names and signatures match Igor's) ---- */
@@ -91,6 +122,35 @@ IGOR_IMPORT("agent_did") int32_t igor_agent_did(char *buf, uint32_t cap);
  */
 IGOR_IMPORT("agent_sign") int32_t igor_agent_sign(const void *msg, uint32_t msg_len, uint8_t *sig);
 
+/**
+ * capability inbox: writes the oldest pending inbox message at buf in the layout below, consumes
+ * it and returns its total length; 0 when the inbox is empty; -(needed length) (<= -40) when cap
+ * is too small (nothing consumed — call again with a buffer that big); IGOR_E_BOUNDS if buf is
+ * outside memory. igor_next_message() below parses the layout. Recorded.
+ */
+IGOR_IMPORT("inbox_next") int32_t igor_inbox_next(void *buf, uint32_t cap);
+
+/**
+ * capability timer: if this tick returns IGOR_IDLE, the next tick runs at at_ns (ns since the
+ * Unix epoch; a IGOR_KIND_TIMER message wakes it) or at the first inbox message, whichever comes
+ * first; at_ns 0: only an inbox message wakes it. A later call in the same tick replaces an
+ * earlier one. Returns 0, or -3 for a negative at_ns. Recorded.
+ */
+IGOR_IMPORT("sleep_until") int32_t igor_sleep_until(int64_t at_ns);
+
+/**
+ * capability http: asks the host to perform an HTTP request after this tick's checkpoint. method
+ * (GET HEAD POST PUT PATCH DELETE OPTIONS), an absolute http(s) url whose host is in the
+ * manifest's http.allow, headers as "Name: value\r\n" lines (may be empty), body (may be empty).
+ * Lengths are bytes, strings UTF-8 and not NUL-terminated. Returns the request id (> 0) — the
+ * outcome arrives later as an IGOR_KIND_HTTP inbox message with that req — or IGOR_E_TOO_LONG,
+ * IGOR_E_BOUNDS, IGOR_E_NOT_ALLOWED, IGOR_E_BAD_REQUEST, IGOR_E_TOO_MANY (nothing sent). Recorded.
+ */
+IGOR_IMPORT("http_request") int32_t igor_http_request(const char *method, uint32_t method_len,
+                                                      const char *url, uint32_t url_len,
+                                                      const char *headers, uint32_t headers_len,
+                                                      const void *body, uint32_t body_len);
+
 #undef IGOR_IMPORT
 
 /* ---- helpers ---- */
@@ -105,6 +165,108 @@ static inline uint64_t igor_rand_u64(void) {
   uint64_t v = 0;
   igor_rand_bytes(&v, sizeof v);
   return v;
+}
+
+/* ---- inbox ---- */
+
+/**
+ * A view of one inbox message inside the buffer igor_inbox_next filled (pointers into it, valid
+ * until the buffer is reused). Strings are UTF-8 and not NUL-terminated: print with "%.*s".
+ */
+typedef struct igor_message {
+  uint32_t kind;          /**< IGOR_KIND_MESSAGE, IGOR_KIND_HTTP or IGOR_KIND_TIMER */
+  int32_t status;         /**< http: HTTP status (100-599) or a negative IGOR_E_HTTP_* outcome; else 0 */
+  uint32_t req;           /**< http: the request id igor_http_request returned; else 0 */
+  uint64_t seq;           /**< position in the agent's inbox: >= 1, strictly increasing */
+  uint64_t time;          /**< when the host enqueued it, ns since the Unix epoch */
+  const char *from;       /**< sender: peer ID 12D3KooW..., did:key:..., "http" or "timer" */
+  uint32_t from_len;
+  const char *headers;    /**< http: response headers, "name: value\r\n" lines, names lower-case */
+  uint32_t headers_len;
+  const uint8_t *body;    /**< message bytes / HTTP response body (empty for a timer) */
+  uint32_t body_len;
+} igor_message;
+
+static inline uint32_t igor__u32le(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/**
+ * Parses the len bytes igor_inbox_next wrote at buf (little-endian):
+ *   0 u32 kind, 4 i32 status, 8 u32 req, 12 u32 from_len, 16 u64 seq, 24 u64 time,
+ *   32 u32 headers_len, 36 u32 body_len, 40 from | headers | body.
+ * Returns 0, or -1 if the lengths do not fit in len bytes.
+ */
+static inline int igor_parse_message(const void *buf, uint32_t len, igor_message *m) {
+  const uint8_t *p = (const uint8_t *)buf;
+  if (len < IGOR_MESSAGE_HEAD) return -1;
+  m->kind = igor__u32le(p);
+  m->status = (int32_t)igor__u32le(p + 4);
+  m->req = igor__u32le(p + 8);
+  m->from_len = igor__u32le(p + 12);
+  m->seq = (uint64_t)igor__u32le(p + 16) | (uint64_t)igor__u32le(p + 20) << 32;
+  m->time = (uint64_t)igor__u32le(p + 24) | (uint64_t)igor__u32le(p + 28) << 32;
+  m->headers_len = igor__u32le(p + 32);
+  m->body_len = igor__u32le(p + 36);
+  uint64_t total = (uint64_t)IGOR_MESSAGE_HEAD + m->from_len + m->headers_len + m->body_len;
+  if (total > len) return -1;
+  m->from = (const char *)p + IGOR_MESSAGE_HEAD;
+  m->headers = m->from + m->from_len;
+  m->body = (const uint8_t *)m->headers + m->headers_len;
+  return 0;
+}
+
+/**
+ * capability inbox: takes the oldest pending message into buf (cap bytes) and parses it into *m.
+ * Returns its length (> 0); 0 when the inbox is empty; -(needed length) when cap is too small
+ * (nothing consumed: grow buf to that many bytes and call again); IGOR_E_BOUNDS. A parse failure
+ * (a host bug) returns IGOR_E_BOUNDS too.
+ */
+static inline int32_t igor_next_message(void *buf, uint32_t cap, igor_message *m) {
+  int32_t n = igor_inbox_next(buf, cap);
+  if (n > 0 && igor_parse_message(buf, (uint32_t)n, m) != 0) return IGOR_E_BOUNDS;
+  return n;
+}
+
+/* ---- http ---- */
+
+/** capability http: a GET of the NUL-terminated url; the request id or an error code. */
+static inline int32_t igor_http_get(const char *url) {
+  return igor_http_request("GET", 3, url, (uint32_t)strlen(url), "", 0, "", 0);
+}
+
+/**
+ * capability http: a POST of body_len bytes to url with the given NUL-terminated Content-Type
+ * (NULL: application/json); the request id or an error code.
+ */
+static inline int32_t igor_http_post(const char *url, const void *body, uint32_t body_len,
+                                     const char *content_type) {
+  char headers[256];
+  const char *ct = content_type ? content_type : "application/json";
+  size_t ctl = strlen(ct);
+  if (ctl > sizeof headers - 18) return IGOR_E_TOO_LONG;
+  memcpy(headers, "Content-Type: ", 14);
+  memcpy(headers + 14, ct, ctl);
+  memcpy(headers + 14 + ctl, "\r\n", 2);
+  return igor_http_request("POST", 4, url, (uint32_t)strlen(url), headers, (uint32_t)(16 + ctl),
+                           body, body_len);
+}
+
+/** The name of an igor result or HTTP outcome code ("E_NOT_ALLOWED", "E_HTTP_TIMEOUT", ...), or "E?". */
+static inline const char *igor_error_name(int32_t code) {
+  switch (code) {
+    case IGOR_E_TOO_LONG: return "E_TOO_LONG";
+    case IGOR_E_BOUNDS: return "E_BOUNDS";
+    case IGOR_E_NOT_ALLOWED: return "E_NOT_ALLOWED";
+    case IGOR_E_BAD_REQUEST: return "E_BAD_REQUEST";
+    case IGOR_E_TOO_MANY: return "E_TOO_MANY";
+    case IGOR_E_HTTP_TIMEOUT: return "E_HTTP_TIMEOUT";
+    case IGOR_E_HTTP_CONNECT: return "E_HTTP_CONNECT";
+    case IGOR_E_HTTP_TOO_LARGE: return "E_HTTP_TOO_LARGE";
+    case IGOR_E_HTTP_REDIRECT: return "E_HTTP_REDIRECT";
+    case IGOR_E_HTTP_IN_DOUBT: return "E_HTTP_IN_DOUBT";
+    default: return "E?";
+  }
 }
 
 #ifdef __cplusplus

@@ -1,0 +1,90 @@
+/*
+ * echo — logs every inbox message it receives and how many it has seen so far (the C twin of
+ * agents-as/agents/echo.ts). It sleeps until the next message (igor_sleep_until(0)), so it ticks
+ * only when someone writes to it:
+ *
+ *   igord send echo "hello" --node D   →   echo #1 from 12D3KooW…: hello (1 so far)
+ *
+ * The count and the inbox buffer are statics and malloc'd memory, so after a resume (or a
+ * migration) the count goes on from where it was. It logs through igor_log_emit and formats by
+ * hand: wasi-libc's snprintf would pull in stdio and with it WASI imports (capability wasi).
+ * Capabilities: inbox, timer, log.
+ */
+#include <stdlib.h>
+
+#include "igor.h"
+
+/* ---- a log line built piece by piece (cut at its capacity) ---- */
+
+static char line[65536 + 256]; /* a whole default-size message (64 KiB) fits */
+static uint32_t line_len;
+
+static void put(const char *s, uint32_t n) {
+  if (n > sizeof line - line_len) n = sizeof line - line_len;
+  memcpy(line + line_len, s, n);
+  line_len += n;
+}
+
+static void puts_(const char *s) { put(s, (uint32_t)strlen(s)); }
+
+static void put_u64(uint64_t v) {
+  char d[20];
+  int i = sizeof d;
+  do { d[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+  put(d + i, (uint32_t)(sizeof d - i));
+}
+
+static void emit(void) {
+  igor_log_emit(line, line_len);
+  line_len = 0;
+}
+
+/* ---- inbox ---- */
+
+static uint8_t *buf;     /* the inbox buffer, grown to the largest message seen */
+static uint32_t cap;
+static uint64_t count;   /* messages echoed over the agent's life */
+
+/* Takes the next message into buf (growing it when the host says it is too small); 1, or 0 when empty. */
+static int next(igor_message *m) {
+  if (!buf) {
+    cap = 4096;
+    buf = malloc(cap);
+    if (!buf) abort();
+  }
+  int32_t n = igor_next_message(buf, cap, m);
+  while (n < 0) {
+    if (n > -IGOR_MESSAGE_HEAD) abort(); /* IGOR_E_BOUNDS: cannot happen with a malloc'd buffer */
+    free(buf);
+    cap = (uint32_t)-n;
+    buf = malloc(cap);
+    if (!buf) abort();
+    n = igor_next_message(buf, cap, m);
+  }
+  return n > 0;
+}
+
+/** Reads every pending message, logs each with the running count, then waits for the next one. */
+IGOR_EXPORT("agent_tick") int agent_tick(void) {
+  igor_message m;
+  while (next(&m)) {
+    puts_("echo #");
+    put_u64(m.seq);
+    if (m.kind == IGOR_KIND_MESSAGE) {
+      count++;
+      puts_(" from ");
+      put(m.from, m.from_len);
+      puts_(": ");
+      put((const char *)m.body, m.body_len);
+      puts_(" (");
+      put_u64(count);
+      puts_(" so far)");
+    } else {
+      puts_(": ignoring a message of kind ");
+      put_u64(m.kind);
+    }
+    emit();
+  }
+  igor_sleep_until(0);
+  return IGOR_IDLE;
+}
