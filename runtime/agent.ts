@@ -8,6 +8,8 @@
  * tick, while the fuel it burned is still charged. `checkpointState` hands the writer what it needs.
  */
 import { ModuleError } from '../checkpoint/errors.ts'
+import { encodeTopUp, FUND_EVENT, MAX_TOPUPS_PER_TICK } from '../checkpoint/fund.ts'
+import type { TopUp } from '../checkpoint/fund.ts'
 import type { Identity } from '../checkpoint/identity.ts'
 import { sign } from '../checkpoint/identity.ts'
 import { GLOBAL_SIZES, PAGE_SIZE } from '../checkpoint/state.ts'
@@ -336,15 +338,37 @@ export class Agent {
   get pageCount (): number { return this.image.pageCount }
 
   /**
-   * Runs one tick. Returns `null` without running when the budget is zero (the caller pauses the
-   * agent as `exhausted`). A WASI `proc_exit` ends the tick like a return of 2 (state committed)
-   * and sets `exitCode`.
+   * Runs one tick. `topUps` (checked by the caller: checkpoint/fund.ts `verifyTopUp`) are applied
+   * first: each is recorded as the tick's next `fund` event (payload its canonical CBOR) and its
+   * amount added to the budget, before the budget is looked at and `agent_tick` runs — so an
+   * exhausted agent that is topped up runs. Returns `null` without running (and without applying
+   * anything) when the budget is zero and there are no top-ups (the caller pauses the agent as
+   * `exhausted`). A WASI `proc_exit` ends the tick like a return of 2 (state committed) and sets
+   * `exitCode`.
+   * @throws Error (nothing applied, no tick begun) for more than {@link MAX_TOPUPS_PER_TICK}
+   *   top-ups or more than the tick's event limits hold, an amount of 0, or a budget that would
+   *   pass 2^64 − 1 microcents: the caller passes fewer and keeps the rest for a later tick
    */
-  runTick (): TickResult | null {
-    if (this.budget <= 0n) return null
+  runTick (topUps: readonly TopUp[] = []): TickResult | null {
+    if (this.budget <= 0n && topUps.length === 0) return null
+    const payloads = topUps.map((t) => encodeTopUp(t))
+    if (topUps.length > 0) {
+      const added = topUps.reduce((s, t) => s + t.amount, 0n)
+      const bytes = payloads.reduce((s, p) => s + p.length, 0)
+      const lim = this.log.limits
+      if (topUps.length > MAX_TOPUPS_PER_TICK || topUps.length > lim.events || bytes > lim.eventBytes) {
+        throw new Error(`Agent.runTick: ${topUps.length} top-ups (${bytes} bytes) exceed what one tick takes (${Math.min(MAX_TOPUPS_PER_TICK, lim.events)} events, ${lim.eventBytes} bytes)`)
+      }
+      if (topUps.some((t) => t.amount <= 0n)) throw new Error('Agent.runTick: a top-up of 0 microcents')
+      if (this.budget + added >= 1n << 64n) throw new Error(`Agent.runTick: top-ups of ${added} microcents would raise the budget past 2^64 − 1`)
+    }
     const tick = this.tick + 1
     this.spec.inputs.beginTick(tick)
     this.log.beginTick(tick)
+    for (let k = 0; k < topUps.length; k++) {
+      this.log.record(FUND_EVENT, payloads[k])
+      this.budget += topUps[k].amount
+    }
     this.migrationRequest = null
     const r = this.metered('agent_tick')
     let { trap } = r
