@@ -16,14 +16,17 @@ import { encode } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 import { decodeTopUp, encodeTopUp, FUND_DOMAIN, fundMessage, publicKeyFromPeerId, signTopUp, topUpsOfSegment, verifyTopUp } from '../checkpoint/fund.ts'
 import type { TopUp } from '../checkpoint/fund.ts'
-import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+import { archivedState, readArchivedBlob } from '../checkpoint/archive.ts'
+import { formatReport, nextPageTable, verifyChain, verifyHistory } from '../checkpoint/history.ts'
+import type { PageTable } from '../checkpoint/history.ts'
+import { EventLog } from '../hostcalls/eventlog.ts'
 import { identityFromSeed } from '../checkpoint/identity.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from '../runtime/agent.ts'
 import { loadHostIdentity, peerIdFromPublicKey } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
-import { formatReplay, replayHistory } from '../runtime/replay.ts'
+import { formatReplay, replayHistory, replaySegment } from '../runtime/replay.ts'
 import { writeCheckpoint } from '../runtime/runner.ts'
 import { startAgent } from '../runtime/session.ts'
 import type { Session } from '../runtime/session.ts'
@@ -249,6 +252,33 @@ test('one signed top-up applied twice is INVALID (the second names the tick of t
   const r = verifyHistory([l.dir])
   assert.not.ok(r.valid)
   assert.match(formatReport(r), new RegExp(`top-up at tick ${l.s.agent.tick}: top-up ${Buffer.from(dup).toString('hex')} was already applied at tick ${first}`))
+})
+
+test('replaying one segment (what a migration target does) checks its top-ups: a forged one diverges at its event', () => {
+  const l = life((l) => [topUp(l, 2_000_000n)])
+  const chain = verifyChain([l.dir])
+  assert.ok(chain.report.valid, formatReport(chain.report))
+  const k = chain.links.findIndex((x) => x.entry.parsed.tick === l.s.agent.tick - 3)
+  let table: PageTable = []
+  for (let j = 0; j < k; j++) table = nextPageTable(chain.links[j].entry, j === 0 ? null : table, false).table!
+  const before = chain.links[k - 1].entry
+  const g = chain.links[0].entry.parsed
+  const start = { header: before.parsed, wasm: readArchivedBlob(chain.blobDirs, g.code, 'code'), manifest: readArchivedBlob(chain.blobDirs, g.manifest, 'manifest'), ...archivedState(chain.blobDirs, table, before) }
+  const next = chain.links[k].entry.parsed
+  const records = () => EventLog.decodeSegment(readArchivedBlob(chain.blobDirs, next.log!, 'log'))
+  assert.is(replaySegment(start, records(), next).divergence, null)
+  // the same segment with the top-up re-signed by a key that is not `from`'s
+  const recs = records()
+  const honest = decodeTopUp(recs[0].events[0][1] as Uint8Array, 'x')
+  const forged = signTopUp(loadHostIdentity(tmp()), l.s.agent.spec.identity.did, honest.amount, honest.id, honest.time)
+  recs[0].events[0][1] = encodeTopUp({ ...forged, from: honest.from, seq: honest.seq })
+  const d = replaySegment(start, recs, next).divergence
+  assert.ok(d !== null)
+  assert.is(d!.field, 'event 0 (fund)')
+  assert.match(d!.message, /^event 0 \(fund\): bad signature: not signed by 12D3KooW/)
+  // without its top-up, the exhausted agent could not have run the tick
+  const cut = records(); cut[0].events.shift()
+  assert.is(replaySegment(start, cut, next).divergence!.field, 'budget')
 })
 
 test('topUpsOfSegment: no decode without a fund event; a fund event after an agent event is a fault', () => {
