@@ -2,7 +2,9 @@
  * Verifies an agent's whole archived life (DESIGN §7, §9; docs/FORMAT.md "What verify checks"):
  * every history entry decodes and is named after its content, every signature is valid for the one
  * DID they all share, every `prev` link exists and obeys the tick/fuel/budget/epoch/handoff rules,
- * no two entries share a `prev` (a fork), and the state root of every entry recomputes from its
+ * no two entries share a `prev` (a fork), every `fund` event recorded in an event log is a top-up
+ * signed by its funder for this agent and applied once, a budget rises only by the top-ups the
+ * segment of that link records (checkpoint/fund.ts), and the state root of every entry recomputes from its
  * page table and blobs whose bytes match their CIDs. The page table is rebuilt along the chain (a
  * base entry lists it whole, a delta lists changes since its parent); the unsigned `base` flag only
  * says how to rebuild it, so an entry whose table cannot be rebuilt (a genesis that is not a base
@@ -15,6 +17,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { IgordError } from './errors.ts'
+import { topUpsOfSegment, verifyTopUp, type RecordedTopUp } from './fund.ts'
 import { digestOfCid } from './hash.ts'
 import { headerCid, SIGNATURE_DOMAIN, verifyHeader, type CheckpointHeader } from './header.ts'
 import { publicKeyFromDid } from './identity.ts'
@@ -31,14 +34,19 @@ export interface Fork { prev: string; tick: number; files: string[] }
 /** A handoff checkpoint: at `tick`, in `epoch`, host `from` handed the agent to `to`. */
 export interface Handoff { tick: number; epoch: number; from: string; to: string }
 
+/** The valid top-ups of one funder recorded in a history: how many, microcents in all. */
+export interface Funding { from: string; count: number; amount: bigint }
+
 /**
  * Result of {@link verifyHistory}. `valid` is true when there is at least one checkpoint, no fault
  * and no fork. `ticks` is `[first, last]` (null when nothing decoded); `epochs` ascending; `hosts`
- * in order of first appearance; `faults` sorted by tick.
+ * in order of first appearance; `faults` sorted by tick; `topUps` the valid top-ups recorded in the
+ * event logs, per funder in order of first top-up.
  */
 export interface VerifyReport {
   valid: boolean; did: string | null; checkpoints: number; ticks: [number, number] | null
   epochs: number[]; hosts: string[]; handoffs: Handoff[]; faults: Fault[]; forks: Fork[]
+  topUps: Funding[]
 }
 
 interface Node {
@@ -203,14 +211,15 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
   // fails, the analysis is redone without the unauthentic entries
   const signaturesOk = startSignatureCheck(decoded)
   const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong, shared by both runs
-  let result = analyze(decoded, blobOk, blobDirs)
+  const segs: SegmentCache = new Map() // event log cid → its top-ups, shared by both runs
+  let result = analyze(decoded, blobOk, segs, blobDirs)
   const oks = signaturesOk()
   if (oks.some((ok) => !ok)) {
     decoded.forEach((d, k) => {
       // an unauthentic header's tick cannot be trusted: name the tick in the file name when there is one
       if (!oks[k]) faults.push({ tick: d.tickOfName ?? d.e.parsed.tick, file: d.file, fault: `signature does not verify for ${d.e.parsed.agent}` })
     })
-    result = analyze(decoded.filter((_, k) => oks[k]), blobOk, blobDirs)
+    result = analyze(decoded.filter((_, k) => oks[k]), blobOk, segs, blobDirs)
   }
   const { nodes, forks, did } = result
   faults.push(...result.faults)
@@ -233,6 +242,7 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
     handoffs,
     faults,
     forks,
+    topUps: result.topUps,
   }
   return { report, nodes, blobDirs }
 }
@@ -336,8 +346,11 @@ export function nextPageTable (e: HistoryEntry, parent: PageTable | null, inPlac
   return { table: t, fault }
 }
 
-/** Links, forks, DID, state roots and blobs of authentic entries. */
-function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDirs: string[]): { nodes: Map<string, Node>; forks: Fork[]; faults: Fault[]; did: string | null } {
+/** Event log CID → the `fund` events of that segment, or why they cannot be read. */
+type SegmentCache = Map<string, RecordedTopUp[] | string>
+
+/** Links, forks, DID, state roots, blobs and top-ups of authentic entries. */
+function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: SegmentCache, blobDirs: string[]): { nodes: Map<string, Node>; forks: Fork[]; faults: Fault[]; did: string | null; topUps: Funding[] } {
   const faults: Fault[] = []
   const nodes = new Map<string, Node>()
   let did: string | null = null
@@ -382,7 +395,7 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
     if (h.tick <= ph.tick && !sameTick) link.push(`tick ${h.tick} does not follow tick ${ph.tick}`)
     if (sameTick && (Buffer.compare(h.state, ph.state) !== 0 || h.fuel !== ph.fuel || h.budget !== ph.budget)) link.push(`${h.status === 'handoff' ? 'handoff' : 'checkpoint'} at tick ${h.tick} changes the state of the checkpoint it follows`)
     if (h.fuel < ph.fuel) link.push(`fuel decreased from ${ph.fuel} to ${h.fuel}`)
-    if (h.budget > ph.budget) link.push(`budget increased from ${ph.budget} to ${h.budget}`)
+    // a budget increase is checked against the segment's top-ups once its blob is read (step 4)
     if (ph.status === 'handoff') {
       if (h.epoch !== ph.epoch + 1) link.push(`epoch ${h.epoch} after a handoff in epoch ${ph.epoch} (expected ${ph.epoch + 1})`)
       if (h.host !== ph.target) link.push(`host ${h.host} continues after a handoff to ${ph.target}`)
@@ -423,9 +436,16 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
     if (b === null) r = `${label} blob ${cid} is missing`
     else if (isPage && b.length !== PAGE_SIZE) r = `${label} blob ${cid} is ${b.length} bytes, expected ${PAGE_SIZE}`
     else if (Buffer.compare(createHash('sha256').update(b).digest(), digestOfCid(cid)) !== 0) r = `${label} blob ${cid} is corrupt (its bytes do not match its CID)`
-    else r = null
+    else {
+      r = null
+      if (label === 'event log') scanSegment(cid, b) // while its bytes are at hand
+    }
     blobOk.set(cid, r)
     return r
+  }
+  /** Reads the top-ups of an event log blob that matched its CID (see `topUpsOfSegment`). */
+  const scanSegment = (cid: string, b: Uint8Array): void => {
+    try { segs.set(cid, topUpsOfSegment(b, `event log ${cid}`)) } catch (err) { segs.set(cid, message(err, '')) }
   }
   const digestCache = new Map<string, Uint8Array>()
   const digestOf = (cid: string): Uint8Array => {
@@ -493,14 +513,63 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, blobDi
     r.fault.fault = `${r.cause}: its page table cannot be rebuilt, so the state root${r.first === r.last ? '' : 's'} of ${ticks} unchecked`
   }
 
-  return { nodes, forks, faults, did }
+  // 4. top-ups (docs/FORMAT.md "Top-ups"): every recorded `fund` event is signed by its funder for
+  // this agent and applied once, and a budget increase is accepted only up to the top-ups
+  // recorded in the segment of the checkpoint that shows it
+  const funders = new Map<string, Funding>()
+  const applied = new Map<string, number>() // top-up id (hex) → tick it was applied
+  for (const n of [...nodes.values()].sort(byTick)) {
+    const h = n.h
+    const file = n.reps[0].file
+    const p = h.prev === null ? undefined : nodes.get(h.prev)
+    const rise = p !== undefined && h.budget > p.h.budget
+    let recs: RecordedTopUp[] | string | undefined = []
+    if (h.log !== null) {
+      if (!segs.has(h.log) && blobOk.get(h.log) === null) { // not scanned in step 3 (first read under another label)
+        const bytes = readBlob(h.log)
+        if (bytes !== null) scanSegment(h.log, bytes)
+      }
+      recs = segs.get(h.log)
+    }
+    if (recs === undefined || typeof recs === 'string') {
+      // a missing or corrupt blob is a fault of its own already
+      if (rise) faults.push({ tick: h.tick, file, fault: `budget increased from ${p!.h.budget} to ${h.budget} but its event log cannot be read${typeof recs === 'string' ? ` (${recs})` : ''}` })
+      continue
+    }
+    let total = 0n
+    for (const r of recs) {
+      let why = r.fault ?? verifyTopUp(r.topUp!, did!)
+      if (why === null) {
+        const key = Buffer.from(r.topUp!.id).toString('hex')
+        const first = applied.get(key)
+        if (first !== undefined) why = `top-up ${key} was already applied at tick ${first}`
+        else applied.set(key, r.tick)
+      }
+      if (why !== null) { faults.push({ tick: r.tick, file, fault: `top-up at tick ${r.tick}: ${why}` }); continue }
+      const t = r.topUp!
+      total += t.amount
+      const f = funders.get(t.from)
+      if (f === undefined) funders.set(t.from, { from: t.from, count: 1, amount: t.amount })
+      else { f.count++; f.amount += t.amount }
+    }
+    if (rise && h.budget > p!.h.budget + total) faults.push({ tick: h.tick, file, fault: `budget increased from ${p!.h.budget} to ${h.budget} but the event log records top-ups of only ${total}` })
+  }
+
+  return { nodes, forks, faults, did, topUps: [...funders.values()] }
+}
+
+/** Microcents as units (1 unit = 1,000,000 microcents) without trailing zeros: `5`, `0.25`. */
+function units (microcents: bigint): string {
+  const whole = microcents / 1_000_000n
+  const frac = (microcents % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '')
+  return frac === '' ? `${whole}` : `${whole}.${frac}`
 }
 
 /**
  * Human rendering of a {@link VerifyReport}. First line `VALID: <n> checkpoints, ticks a–b, <did>`
  * or `INVALID: <k> fault(s)` (faults plus forks), then one line per fault
  * (`tick 12: <fault> (<file>)`) and per fork (`FORK after tick 7: <file1> and <file2>`); a valid
- * report adds its epochs, hosts and handoffs.
+ * report adds its epochs, hosts, handoffs and top-ups (`top-ups: 2 (+5 units from 12D3KooW…)`).
  */
 export function formatReport (r: VerifyReport): string {
   const lines: string[] = []
@@ -508,6 +577,10 @@ export function formatReport (r: VerifyReport): string {
     lines.push(`VALID: ${r.checkpoints} checkpoint${r.checkpoints === 1 ? '' : 's'}, ticks ${r.ticks![0]}–${r.ticks![1]}, ${r.did}`)
     lines.push(`  epochs: ${r.epochs.join(', ')}; hosts: ${r.hosts.join(', ')}`)
     for (const h of r.handoffs) lines.push(`  handoff at tick ${h.tick} (epoch ${h.epoch}): ${h.from} → ${h.to}`)
+    if (r.topUps.length > 0) {
+      const count = r.topUps.reduce((k, f) => k + f.count, 0)
+      lines.push(`  top-ups: ${count} (${r.topUps.map((f) => `+${units(f.amount)} units from ${f.from}`).join(', ')})`)
+    }
     return lines.join('\n')
   }
   const k = r.faults.length + r.forks.length

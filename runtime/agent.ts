@@ -8,6 +8,8 @@
  * tick, while the fuel it burned is still charged. `checkpointState` hands the writer what it needs.
  */
 import { ModuleError } from '../checkpoint/errors.ts'
+import { encodeTopUp, FUND_EVENT, MAX_TOPUPS_PER_TICK } from '../checkpoint/fund.ts'
+import type { TopUp } from '../checkpoint/fund.ts'
 import type { Identity } from '../checkpoint/identity.ts'
 import { sign } from '../checkpoint/identity.ts'
 import { GLOBAL_SIZES, PAGE_SIZE } from '../checkpoint/state.ts'
@@ -392,27 +394,44 @@ export class Agent {
   get pageCount (): number { return this.image.pageCount }
 
   /**
-   * Runs one tick. Returns `null` without running when the budget is zero (the caller pauses the
-   * agent as `exhausted`). A WASI `proc_exit` ends the tick like a return of 2 (state committed)
-   * and sets `exitCode`.
+   * Runs one tick. `topUps` (checked by the caller: checkpoint/fund.ts `verifyTopUp`) are applied
+   * first: each is recorded as the tick's next `fund` event (payload its canonical CBOR) and its
+   * amount added to the budget, before the budget is looked at and `agent_tick` runs — so an
+   * exhausted agent that is topped up runs. Returns `null` without running (and without applying
+   * anything) when the budget is zero and there are no top-ups (the caller pauses the agent as
+   * `exhausted`). A WASI `proc_exit` ends the tick like a return of 2 (state committed) and sets
+   * `exitCode`.
+   * @throws Error (nothing applied, no tick begun) for more than {@link MAX_TOPUPS_PER_TICK}
+   *   top-ups or more than the tick's event limits hold, an amount of 0, or a budget that would
+   *   pass 2^64 − 1 microcents: the caller passes fewer and keeps the rest for a later tick
    */
   runTick (topUps?: readonly Message[]): TickResult | null {
-    const funds = topUps ?? this.io.pending.filter((m) => m.kind === 'fund')
+    const fromInbox = topUps === undefined
+    const funds: readonly Message[] = topUps ?? this.io.pending.filter((m) => m.kind === 'fund').slice(0, MAX_TOPUPS_PER_TICK)
     if (this.budget <= 0n && funds.length === 0) return null
+    const payloads = funds.map((t) => encodeTopUp(t as TopUp))
+    if (funds.length > 0) {
+      const added = funds.reduce((s, t) => s + (t.amount ?? 0n), 0n)
+      const bytes = payloads.reduce((s, p) => s + p.length, 0)
+      const lim = this.log.limits
+      if (funds.length > MAX_TOPUPS_PER_TICK || funds.length > lim.events || bytes > lim.eventBytes) {
+        throw new Error(`Agent.runTick: ${funds.length} top-ups (${bytes} bytes) exceed what one tick takes (${Math.min(MAX_TOPUPS_PER_TICK, lim.events)} events, ${lim.eventBytes} bytes)`)
+      }
+      if (funds.some((t) => (t.amount ?? 0n) <= 0n)) throw new Error('Agent.runTick: a top-up of 0 microcents')
+      if (this.budget + added >= 1n << 64n) throw new Error(`Agent.runTick: top-ups of ${added} microcents would raise the budget past 2^64 − 1`)
+    }
     const tick = this.tick + 1
     this.spec.inputs.beginTick(tick)
     this.log.beginTick(tick)
+    for (let k = 0; k < funds.length; k++) {
+      this.log.record(FUND_EVENT, payloads[k])
+      this.budget += funds[k].amount ?? 0n
+    }
     this.migrationRequest = null
     this.newRequests = []
     this.#tickIo = null
     this.#sleepAsked = false
-    if (funds.length > 0) this.#applyTopUps(funds, topUps === undefined)
-    if (this.budget <= 0n) {
-      // top-ups of nothing cannot happen (amount > 0), but never run a tick without budget
-      this.log.endTick({ fuel: 0n, result: null, trap: 'budget exhausted' })
-      this.tick = tick
-      return { tick, result: null, trap: 'budget exhausted', fuel: 0n, cost: 0n, changedPages: 0 }
-    }
+    if (fromInbox && funds.length > 0) this.#takeTopUps(funds)
     const r = this.metered('agent_tick')
     let { trap } = r
     let result: number | null = null
@@ -445,20 +464,10 @@ export class Agent {
     return { tick, result, trap, fuel: r.fuel, cost, changedPages, ...(r.exit === null ? {} : { exitCode: r.exit }) }
   }
 
-  /**
-   * Applies top-ups at the start of the open tick: each is recorded as a `fund` event (its CBOR
-   * message) and raises the budget by its amount. Top-ups are committed whatever the tick does
-   * (they are the host's input, not the agent's effect). With `fromInbox`, they leave the inbox.
-   */
-  #applyTopUps (funds: readonly Message[], fromInbox: boolean): void {
-    for (const m of funds) {
-      this.log.record('fund', encodeMessage(m))
-      this.budget += m.amount ?? 0n
-    }
-    if (fromInbox) {
-      const ids = new Set(funds)
-      this.io = { ...this.io, pending: this.io.pending.filter((m) => !ids.has(m)), seen: [...this.io.seen, ...funds.map((m) => m.id)].slice(-MAX_SEEN) }
-    }
+  /** Removes applied top-ups from the inbox (they are the host's input: committed whatever the tick does). */
+  #takeTopUps (funds: readonly Message[]): void {
+    const taken = new Set(funds)
+    this.io = { ...this.io, pending: this.io.pending.filter((m) => !taken.has(m)), seen: [...this.io.seen, ...funds.map((m) => m.id)].slice(-MAX_SEEN) }
   }
 
   /**

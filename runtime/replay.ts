@@ -11,7 +11,9 @@
  * event at the position the tick's log has reached: an integer for `now`, bytes of the requested
  * length for `randomFill`. `agent_sign` is answered with the recorded signature after checking it
  * against the DID's public key (replay holds no secret key). Everything else the agent sees (its DID,
- * wallet balance, log output) is recomputed and compared with the record.
+ * wallet balance, log output) is recomputed and compared with the record. Top-ups are host inputs:
+ * the `fund` events a tick record starts with are checked (checkpoint/fund.ts `verifyTopUp`, each
+ * applied once) and handed back to `Agent.runTick`, which applies them before the tick is charged.
  *
  * Entry points: {@link Replayer} (restore or birth, then `runSegment` per checkpoint — the piece a
  * migration target reuses to replay the ticks before accepting an agent), {@link replaySegment},
@@ -20,6 +22,8 @@
  */
 import { readArchivedBlob, archivedState } from '../checkpoint/archive.ts'
 import { CheckpointError, IgordError } from '../checkpoint/errors.ts'
+import { decodeTopUp, FUND_EVENT, verifyTopUp } from '../checkpoint/fund.ts'
+import type { TopUp } from '../checkpoint/fund.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { nextPageTable, verifyChain } from '../checkpoint/history.ts'
 import type { PageTable, VerifiedChain, VerifyReport } from '../checkpoint/history.ts'
@@ -129,21 +133,6 @@ class RecordedInputs implements InputSource {
   }
 }
 
-/**
- * The top-ups a recorded tick starts with (its leading `fund` events, applied by the host before
- * `agent_tick`), to apply again in replay.
- * @throws CheckpointError when a `fund` payload is not a valid top-up message
- */
-export function topUpsOf (rec: TickRecord): Message[] {
-  const out: Message[] = []
-  for (const [name, p] of rec.events) {
-    if (name !== 'fund') break
-    if (!(p instanceof Uint8Array)) break
-    out.push(decodeMessage(p, `tick ${rec.tick} fund event`))
-  }
-  return out
-}
-
 /** Compares a re-executed tick's record with the recorded one; the first difference, or null. */
 export function compareRecords (replayed: TickRecord, recorded: TickRecord): { field: string; message: string } | null {
   const a = replayed.events; const b = recorded.events
@@ -180,6 +169,8 @@ export class Replayer {
   /** Ticks re-executed so far (birth counts as one). */
   ticks = 0
   readonly #inputs: RecordedInputs
+  /** Ids (hex) of the top-ups applied in the ticks replayed so far → the tick that applied each. */
+  readonly topUpIds = new Map<string, number>()
 
   private constructor (agent: Agent, inputs: RecordedInputs) {
     this.agent = agent
@@ -265,9 +256,16 @@ export class Replayer {
       const want = a.tick + 1
       if (rec.tick !== want) return at(want, 'log', `the log holds tick ${rec.tick} where tick ${want} was expected`)
       if (rec.tick > next.tick) return at(rec.tick, 'log', `the log of the checkpoint at tick ${next.tick} holds tick ${rec.tick}`)
+      const topUps = this.#topUpsOf(rec)
+      if (!Array.isArray(topUps)) return at(want, topUps.field, topUps.message)
       this.#inputs.record = rec
       this.#inputs.mismatch = null
-      const r = a.runTick(topUpsOf(rec))
+      let r: ReturnType<Agent['runTick']>
+      try { r = a.runTick(topUps) } catch (e) {
+        // refused before the tick began: top-ups no host could have applied in one tick
+        if (topUps.length === 0 || a.log.openTick !== null) throw e
+        return at(want, 'event 0 (fund)', `the tick's top-ups cannot be applied: ${(e as Error).message}`)
+      }
       if (r === null) return at(want, 'budget', `the budget was 0 before tick ${want}: the agent could not have run it`)
       this.ticks++
       const replayed = a.log.pending[a.log.pending.length - 1]
@@ -278,6 +276,31 @@ export class Replayer {
     a.log.takeSegment()
     if (a.tick !== next.tick) return at(a.tick + 1, 'log', `the log ends at tick ${a.tick} but the checkpoint is at tick ${next.tick}`)
     return this.checkHeader(next, file, view)
+  }
+
+  /**
+   * The top-ups a tick record starts with (its leading `fund` events), decoded and checked for
+   * this agent, each id applied once in the replayed range; or the first bad one as a divergence
+   * field (`event 0 (fund)`) and message (`event 0 (fund): bad signature: …`).
+   */
+  #topUpsOf (rec: TickRecord): TopUp[] | { field: string; message: string } {
+    const out: TopUp[] = []
+    const did = this.agent.spec.identity.did
+    for (let k = 0; k < rec.events.length && rec.events[k][0] === FUND_EVENT; k++) {
+      const bad = (why: string) => ({ field: `event ${k} (fund)`, message: `event ${k} (fund): ${why}` })
+      const p = rec.events[k][1]
+      if (!(p instanceof Uint8Array)) return bad(`the payload is ${describePayload(p)}, not a CBOR Message`)
+      let t: TopUp
+      try { t = decodeTopUp(p, 'top-up') } catch (e) { return bad((e as Error).message) }
+      const why = verifyTopUp(t, did)
+      if (why !== null) return bad(why)
+      const id = Buffer.from(t.id).toString('hex')
+      const first = this.topUpIds.get(id)
+      if (first !== undefined) return bad(`top-up ${id} was already applied at tick ${first}`)
+      this.topUpIds.set(id, rec.tick)
+      out.push(t)
+    }
+    return out
   }
 
   /** Checks the agent's lifetime fuel, budget and state root against a checkpoint header. */
@@ -398,10 +421,12 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
       if (replayer === null || link.copies.every((c) => c.entry.base)) {
         const before = links[k - 1]
         const ticksSoFar = replayer?.ticks ?? 0
+        const topUpIds = replayer?.topUpIds ?? new Map<string, number>()
         const bh = before.entry.parsed
         const io = bh.io === undefined ? undefined : decodeIo(readArchivedBlob(dirs, bh.io, `I/O state of tick ${bh.tick}`), `I/O state ${bh.io}`)
         replayer = Replayer.restore({ header: bh, wasm, manifest, ...archivedState(dirs, prevTable, before.entry), ...(io === undefined ? {} : { io }) })
         replayer.ticks = ticksSoFar
+        for (const [id, tick] of topUpIds) replayer.topUpIds.set(id, tick)
       }
       table = next.table
       const recs = segment(h, link.file)
