@@ -16,6 +16,8 @@ import { IgordError } from '../checkpoint/errors.ts'
 import { EXIT } from '../checkpoint/errors.ts'
 import { MESSAGE_ID_BYTES } from '../checkpoint/io.ts'
 import type { HttpRequestRecord, Message } from '../checkpoint/io.ts'
+import { verifyTopUp } from '../checkpoint/fund.ts'
+import type { TopUp } from '../checkpoint/fund.ts'
 import { EffectJournal, InboxSpool } from '../checkpoint/spool.ts'
 import { E_HTTP_IN_DOUBT, isSafeMethod, performRequest } from '../hostcalls/http.ts'
 import type { Agent } from './agent.ts'
@@ -113,6 +115,10 @@ export class Mailbox {
   deliver (m: Incoming): { seq: number; duplicate: boolean } {
     const a = this.agent
     if (a.hasSeen(m.id)) return { seq: 0, duplicate: true }
+    if (m.kind === 'fund') {
+      const bad = verifyTopUp(m as TopUp, a.spec.identity.did)
+      if (bad !== null) throw new DeliveryRefused(`top-up for ${this.opts.name} refused: ${bad}`)
+    }
     if (m.kind === 'message' || m.kind === 'fund') {
       const lim = this.limits
       if (m.body.length > lim.maxMessageBytes) throw new DeliveryRefused(`message to ${this.opts.name} is ${m.body.length} bytes, over its max_message_bytes ${lim.maxMessageBytes}`)
