@@ -12,10 +12,11 @@
  * again, unsafe ones that may have left are answered E_HTTP_IN_DOUBT.
  */
 import { createHash, randomBytes } from 'node:crypto'
+import { writeSync } from 'node:fs'
 import { IgordError } from '../checkpoint/errors.ts'
 import { EXIT } from '../checkpoint/errors.ts'
 import { MESSAGE_ID_BYTES } from '../checkpoint/io.ts'
-import type { HttpRequestRecord, Message } from '../checkpoint/io.ts'
+import type { HttpRequestRecord, IoState, Message } from '../checkpoint/io.ts'
 import { verifyTopUp } from '../checkpoint/fund.ts'
 import type { TopUp } from '../checkpoint/fund.ts'
 import { EffectJournal, InboxSpool } from '../checkpoint/spool.ts'
@@ -63,6 +64,29 @@ export function nowNs (): bigint {
   return BigInt(Date.now()) * 1_000_000n
 }
 
+/**
+ * Test-only crash points of an unsafe HTTP request (test/e2e-http.test.ts kills igord there):
+ * `before-mark` — its tick is checkpointed, its journal mark not yet written; `after-mark` — the
+ * mark is durable, the request has not left; `after-outcome` — its outcome is spooled, no
+ * checkpoint holds it yet.
+ */
+export const MAILBOX_FAULT_STEPS = ['before-mark', 'after-mark', 'after-outcome'] as const
+/** One of {@link MAILBOX_FAULT_STEPS}. */
+export type MailboxFaultStep = typeof MAILBOX_FAULT_STEPS[number]
+
+/**
+ * Test-only: the step at which the process SIGKILLs itself (after a note on stderr). Always null in
+ * the shipped CLI: only the test launcher test/igord-faulty.ts sets it, through runtime/pool.ts
+ * `injected` → the worker's `workerData.faults` → runtime/worker.ts. Nothing reads the environment.
+ */
+export const mailboxFault: { at: MailboxFaultStep | null } = { at: null }
+
+function reached (step: MailboxFaultStep, what: string): void {
+  if (mailboxFault.at !== step) return
+  writeSync(2, `igord: fault mailbox:${step}: ${what}: exiting abruptly\n`)
+  process.kill(process.pid, 'SIGKILL')
+}
+
 /** Options of {@link Mailbox}. */
 export interface MailboxOptions {
   /** Data directory. */
@@ -90,10 +114,13 @@ export class Mailbox {
   #arrived = false
   #closed = false
   #abort = new AbortController()
+  #saved: IoState
 
+  /** @param agent restored from (or born into) its last checkpoint: its I/O state is the one that checkpoint holds */
   constructor (agent: Agent, opts: MailboxOptions) {
     this.agent = agent
     this.opts = opts
+    this.#saved = agent.io
     this.spool = new InboxSpool(opts.dir, opts.name)
     this.journal = new EffectJournal(opts.dir, opts.name)
   }
@@ -217,25 +244,49 @@ export class Mailbox {
   }
 
   /**
-   * Call after every durable checkpoint: prunes the spool up to the checkpoint's `io.last` and
-   * the journal to the requests still pending, then starts every pending request not in flight.
+   * The I/O state of the agent's last durable checkpoint (the one it was restored from, or the
+   * last one reported by {@link afterCheckpoint}). `agent.io` differs from it (by identity) when
+   * messages, outcomes or recovered spool entries were taken since: only the spool holds them then.
+   */
+  get saved (): IoState { return this.#saved }
+
+  /**
+   * Call after every durable checkpoint of the agent's current state: prunes the spool up to the
+   * checkpoint's `io.last` and the journal to the requests still pending, then starts every pending
+   * request not in flight.
    */
   afterCheckpoint (): void {
     const io = this.agent.io
+    this.#saved = io
     this.spool.prune(io.last)
     this.journal.prune(new Set(io.requests.map((r) => r.id)))
+    this.sendPending()
+  }
+
+  /**
+   * Starts every pending request not in flight (unless closed): at the start of a loop, for the
+   * requests the checkpoint it resumes holds without outcome. Prunes nothing: what {@link recover}
+   * took back (spooled messages, E_HTTP_IN_DOUBT outcomes) is in no checkpoint yet, so its spool
+   * files and journal marks must stay until one holds it.
+   */
+  sendPending (): void {
     if (this.#closed) return
-    for (const r of io.requests) if (!this.inFlight.has(r.id)) this.#perform(r)
+    for (const r of this.agent.io.requests) if (!this.inFlight.has(r.id)) this.#perform(r)
   }
 
   #perform (r: HttpRequestRecord): void {
     const policy = this.agent.spec.manifest.http
     if (policy == null) return
-    if (!isSafeMethod(r.method)) this.journal.markSent(r.id) // durable before the first byte leaves
+    if (!isSafeMethod(r.method)) {
+      reached('before-mark', `${this.opts.name} request #${r.id}`)
+      this.journal.markSent(r.id) // durable before the first byte leaves
+      reached('after-mark', `${this.opts.name} request #${r.id}`)
+    }
     const p = performRequest(policy, r, { signal: this.#abort.signal }).then((out) => {
       this.inFlight.delete(r.id)
       if (this.#closed) return // stopped: the outcome is not recorded (safe: sent again; unsafe: in doubt)
       this.#outcome(r, out)
+      reached('after-outcome', `${this.opts.name} request #${r.id} status ${out.status}`)
     }, (e: unknown) => {
       this.inFlight.delete(r.id)
       if (!this.#closed) this.opts.note?.(`${this.opts.name}: request #${r.id}: ${(e as Error).message}`)

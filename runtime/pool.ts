@@ -26,11 +26,18 @@ import type { Manifest } from '../hostcalls/manifest.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from './agent.ts'
 import type { Divergence, ReplayStart } from './replay.ts'
-import type { Incoming } from './mailbox.ts'
+import type { Incoming, MailboxFaultStep } from './mailbox.ts'
 import type { LoopEnd } from './runner.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
 export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts'
+
+/**
+ * Test-only hooks forwarded to every worker thread this process starts (as `workerData.faults`):
+ * set only by the test launcher test/igord-faulty.ts before it runs the CLI; empty in the shipped
+ * CLI. `mailboxFault`: runtime/mailbox.ts {@link MailboxFaultStep} at which the process SIGKILLs itself.
+ */
+export const injected: { mailboxFault?: MailboxFaultStep } = {}
 
 /** Default wall-clock limit of one tick, ms (`--tick-timeout`). */
 export const DEFAULT_TICK_TIMEOUT_MS = 10_000
@@ -322,7 +329,7 @@ export class TickPool {
   #spawn (index: number): WorkerSlot {
     const busy = new Int32Array(new SharedArrayBuffer(16))
     const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url)
-    const worker = new Worker(url, { workerData: { busy } })
+    const worker = new Worker(url, { workerData: { busy, ...(injected.mailboxFault === undefined ? {} : { faults: { mailbox: injected.mailboxFault } }) } })
     const slot: WorkerSlot = { worker, busy, agents: new Set(), pending: new Map(), seq: 0, since: performance.now(), dead: false }
     worker.on('message', (m: WorkerMessage) => this.#message(slot, m))
     worker.on('error', (e: Error) => { if (!slot.dead) this.#kill(slot, Atomics.load(busy, 0) || null, `the worker thread failed: ${e.message.split('\n')[0]}`, true) })

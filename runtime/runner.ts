@@ -130,7 +130,9 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   let reason: string | undefined
   let migrate: LoopEnd['migrate']
   const mailbox = opts.mailbox
-  let savedIo = agent.io // the I/O state is replaced, never changed in place, so identity tells a change
+  // the I/O state is replaced, never changed in place, so identity tells a change; with a mailbox,
+  // what it recovered (spooled messages, in-doubt outcomes) is not in the checkpoint yet
+  let savedIo = mailbox?.saved ?? agent.io
   const save = (s: Status, why?: string) => {
     const { header, cid } = writeCheckpoint(agent, lineage, s, why === undefined ? {} : { reason: why })
     savedIo = agent.io
@@ -139,7 +141,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     opts.onCheckpoint?.(header, cid)
   }
   mailbox?.open()
-  mailbox?.afterCheckpoint() // requests a resumed checkpoint holds without outcome go out now
+  mailbox?.sendPending() // requests a resumed checkpoint holds without outcome go out now (nothing pruned before a checkpoint)
   for (;;) {
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break
