@@ -11,7 +11,7 @@
  * happened (the status, or E_HTTP_IN_DOUBT).
  */
 // test-timeout: 900
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -350,6 +350,84 @@ test('kill -9 of a safe GET after the server received it: sent again after resum
   assert.is(firstRequestHits(srv).length, 2, JSON.stringify(srv.hits)) // the same request (same key), sent twice
   assert.is(count(r.stdout, /first value/), 1)
   assert.not.match(r.stdout, /outcome of unknown request/)
+  assertReplays(d)
+})
+
+test('kill -9 (b) of a node after the journal mark: the restarted node answers E_HTTP_IN_DOUBT, never sends it', async () => {
+  const srv = await serve((_h, res) => { res.writeHead(201); res.end() })
+  const n = nodes.track(await startNode({ fault: 'mailbox:after-mark' }))
+  const r = await igordAsync(['run', agentWasm('poster'), '--node', n.dir])
+  assert.is(r.code, 0, r.stderr)
+  await send('poster', `${srv.base}/hook`, ['--node', n.dir])
+  await killed(n.live)
+  assert.match(n.live.stderr(), /fault mailbox:after-mark: poster request #1/)
+  const m = nodes.track(await startNode({ dir: n.dir }))
+  await m.live.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
+  await sleep(500)
+  const end = await stopNode(m)
+  assert.is(end.code, 0, end.stderr)
+  await srv.close()
+  assert.is(srv.hits.length, 0, JSON.stringify(srv.hits))
+  assertReplays(n.dir)
+})
+
+test('resumed by another host (its own data directory): an unsafe request without outcome is in doubt even without a mark', async () => {
+  const srv = await serve((_h, res) => { res.writeHead(201); res.end() })
+  const d = tempDir()
+  const live = await run('poster', d, { fault: 'mailbox:before-mark' })
+  await send('poster', `${srv.base}/hook`, ['--dir', d])
+  await killed(live)
+  assert.not.ok(existsSync(join(d, 'effects', 'poster', '1.sent')))
+  const d2 = tempDir()
+  copyFileSync(join(d, 'poster.ckpt'), join(d2, 'poster.ckpt'))
+  const again = resume('poster', d2)
+  await again.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
+  await sleep(500)
+  await stop(again)
+  await srv.close()
+  assert.is(srv.hits.length, 0, JSON.stringify(srv.hits))
+  assertReplays(d) // the first host's history; the second's starts at a checkpoint it did not write
+})
+
+// ---------------------------------------------------------------------------------------------
+// A clean stop (SIGINT) while a request is in flight: the loop waits up to 1 s for it
+
+test('SIGINT while a POST is in flight and its response comes during the wait: the outcome is recorded once, not sent again', async () => {
+  let held: ServerResponse | null = null
+  const srv = await serve((_h, res) => { held = res })
+  const d = tempDir()
+  const live = await run('poster', d)
+  await send('poster', `${srv.base}/hook`, ['--dir', d])
+  await until(() => held !== null, 60_000, 'the POST to reach the server')
+  live.child.kill('SIGINT')
+  held!.writeHead(201); held!.end() // answered while igord waits for requests in flight (≤ 1 s)
+  const first = await live.done(60_000)
+  assert.is(first.code, 0, first.stderr)
+  const again = resume('poster', d)
+  await again.waitFor((o) => /poster: request 1 /.test(o + first.stdout))
+  await sleep(500)
+  const r = await stop(again)
+  await srv.close()
+  assert.is(srv.hits.length, 1)
+  assert.is(count(first.stdout + r.stdout, /poster: request 1 /), 1)
+  assert.is(count(first.stdout + r.stdout, /poster: request 1 status 201/), 1)
+  assertReplays(d)
+})
+
+test('SIGINT while a POST is in flight and no response comes: igord stops after the wait; after resume E_HTTP_IN_DOUBT, never sent again', async () => {
+  const srv = await serve(() => { /* never answers */ })
+  const d = tempDir()
+  const live = await run('poster', d)
+  await send('poster', `${srv.base}/hook`, ['--dir', d])
+  await until(() => srv.hits.length > 0, 60_000, 'the POST to reach the server')
+  await stop(live)
+  const again = resume('poster', d)
+  await again.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
+  await sleep(500)
+  const r = await stop(again)
+  await srv.close()
+  assert.is(srv.hits.length, 1)
+  assert.is(count(r.stdout, /poster: request 1 /), 1)
   assertReplays(d)
 })
 
