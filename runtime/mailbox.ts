@@ -9,7 +9,10 @@
  * only then handed to the agent and acknowledged. After each checkpoint, spool files it covers are
  * pruned and new requests go out. {@link Mailbox.recover} (on start or resume) takes spooled and
  * dropped messages back and settles requests a crash left without outcome: safe ones are sent
- * again, unsafe ones that may have left are answered E_HTTP_IN_DOUBT.
+ * again, unsafe ones that may have left are answered E_HTTP_IN_DOUBT. The same rule holds when a
+ * loop stops and starts again in one process: an unsafe request with a journal mark and no outcome
+ * is never sent again. Spool files and marks are pruned only after a checkpoint that holds what
+ * they record (never at a loop start: what `recover` took back is in no checkpoint yet).
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { writeSync } from 'node:fs'
@@ -278,6 +281,9 @@ export class Mailbox {
     const policy = this.agent.spec.manifest.http
     if (policy == null) return
     if (!isSafeMethod(r.method)) {
+      // marked and still without outcome: it left before (a loop that stopped with it in flight and
+      // started again in this process, e.g. after a failed migration) and must not leave twice
+      if (this.journal.wasSent(r.id)) { this.#outcome(r, { status: E_HTTP_IN_DOUBT, headers: '', body: new Uint8Array(0) }); return }
       reached('before-mark', `${this.opts.name} request #${r.id}`)
       this.journal.markSent(r.id) // durable before the first byte leaves
       reached('after-mark', `${this.opts.name} request #${r.id}`)

@@ -28,6 +28,7 @@ import type { TickResult } from './agent.ts'
 import type { Divergence, ReplayStart } from './replay.ts'
 import type { Incoming, MailboxFaultStep } from './mailbox.ts'
 import type { LoopEnd } from './runner.ts'
+import { SETTLE_MS } from './runner.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
 export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts'
@@ -557,7 +558,8 @@ export class TickPool {
         }))
         if (!loop.stopRequested) { loop.stopRequested = true; h.slot.worker.postMessage({ t: 'stop', id: h.id } satisfies WorkerRequest); this.graceKill(h.slot, loop, h) }
       }
-      await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, this.stopGraceMs + 1000).unref())])
+      // a stopping loop may wait SETTLE_MS for HTTP requests in flight before its final checkpoint
+      await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, this.stopGraceMs + SETTLE_MS + 1000).unref())])
       clearInterval(this.#timer)
       for (const slot of this.#slots) if (slot !== null) this.#kill(slot, null, 'the pool is closing', false)
     })()

@@ -98,10 +98,12 @@ async function run (agent: string, d: string, opts: { manifest?: string; fault?:
   return live
 }
 
-/** `igord resume <d>/<agent>.ckpt` in the background. */
-function resume (agent: string, d: string, extra: string[] = []): Live {
-  const live = igordSpawn(['resume', join(d, `${agent}.ckpt`), '--interval', '50ms', ...extra])
+/** `igord resume <d>/<agent>.ckpt` in the background; resolves once it has resumed (its signal handlers are set). */
+async function resume (agent: string, d: string): Promise<Live> {
+  const live = igordSpawn(['resume', join(d, `${agent}.ckpt`), '--interval', '50ms'])
   running.add(live)
+  await until(() => /^igord: resumed /m.test(live.stderr()) || live.child.exitCode !== null, 60_000, `${agent} resumed`)
+  assert.match(live.stderr(), /^igord: resumed /m)
   return live
 }
 
@@ -261,7 +263,7 @@ test('kill -9 (a) after the checkpoint, before the journal mark: sent exactly on
   await killed(live)
   assert.match(live.stderr(), /fault mailbox:before-mark: poster request #1/)
   assert.is(srv.hits.length, 0)
-  const again = resume('poster', d)
+  const again = await resume('poster', d)
   await again.waitFor((o) => o.includes('poster: request 1 status 201'))
   const r = await stop(again)
   await srv.close()
@@ -283,7 +285,7 @@ test('kill -9 (b) after the journal mark, before the request leaves: E_HTTP_IN_D
   // holds it, or the spool and journal are left as they were).
   const zero = await igordAsync(['resume', join(d, 'poster.ckpt'), '--ticks', '0'])
   assert.is(zero.code, 0, zero.stderr)
-  const again = resume('poster', d)
+  const again = await resume('poster', d)
   await again.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
   await sleep(500) // a resend would reach the server by now; none may
   const r = await stop(again)
@@ -301,7 +303,7 @@ test('kill -9 (c) after the server received it, before the outcome: E_HTTP_IN_DO
   await until(() => srv.hits.length > 0, 60_000, 'the POST to reach the server')
   live.child.kill('SIGKILL')
   await killed(live)
-  const again = resume('poster', d)
+  const again = await resume('poster', d)
   await again.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
   await sleep(500)
   const r = await stop(again)
@@ -321,7 +323,7 @@ test('kill -9 (d) after the outcome is spooled, before the next checkpoint: the 
   assert.is(srv.hits.length, 1)
   const zero = await igordAsync(['resume', join(d, 'poster.ckpt'), '--ticks', '0'])
   assert.is(zero.code, 0, zero.stderr)
-  const again = resume('poster', d)
+  const again = await resume('poster', d)
   await again.waitFor((o) => o.includes('poster: request 1 status 201'))
   await sleep(500)
   const r = await stop(again)
@@ -343,7 +345,7 @@ test('kill -9 of a safe GET after the server received it: sent again after resum
   await until(() => srv.hits.length > 0, 60_000, 'the GET to reach the server')
   live.child.kill('SIGKILL')
   await killed(live)
-  const again = resume('watcher', d)
+  const again = await resume('watcher', d)
   await again.waitFor((o) => o.includes('watcher: first value 5'))
   const r = await stop(again)
   await srv.close()
@@ -380,7 +382,7 @@ test('resumed by another host (its own data directory): an unsafe request withou
   assert.not.ok(existsSync(join(d, 'effects', 'poster', '1.sent')))
   const d2 = tempDir()
   copyFileSync(join(d, 'poster.ckpt'), join(d2, 'poster.ckpt'))
-  const again = resume('poster', d2)
+  const again = await resume('poster', d2)
   await again.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
   await sleep(500)
   await stop(again)
@@ -403,7 +405,7 @@ test('SIGINT while a POST is in flight and its response comes during the wait: t
   held!.writeHead(201); held!.end() // answered while igord waits for requests in flight (≤ 1 s)
   const first = await live.done(60_000)
   assert.is(first.code, 0, first.stderr)
-  const again = resume('poster', d)
+  const again = await resume('poster', d)
   await again.waitFor((o) => /poster: request 1 /.test(o + first.stdout))
   await sleep(500)
   const r = await stop(again)
@@ -421,7 +423,7 @@ test('SIGINT while a POST is in flight and no response comes: igord stops after 
   await send('poster', `${srv.base}/hook`, ['--dir', d])
   await until(() => srv.hits.length > 0, 60_000, 'the POST to reach the server')
   await stop(live)
-  const again = resume('poster', d)
+  const again = await resume('poster', d)
   await again.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
   await sleep(500)
   const r = await stop(again)
@@ -429,6 +431,28 @@ test('SIGINT while a POST is in flight and no response comes: igord stops after 
   assert.is(srv.hits.length, 1)
   assert.is(count(r.stdout, /poster: request 1 /), 1)
   assertReplays(d)
+})
+
+test('a failed migration while a POST is in flight: the loop goes on here and answers E_HTTP_IN_DOUBT, it does not send it again', async () => {
+  const srv = await serve(() => { /* holds the response */ })
+  const gone = nodes.track(await startNode())
+  const goneAddr = gone.addr
+  await stopNode(gone) // an address nobody answers at
+  const n = nodes.track(await startNode())
+  const r = await igordAsync(['run', agentWasm('poster'), '--node', n.dir])
+  assert.is(r.code, 0, r.stderr)
+  await send('poster', `${srv.base}/hook`, ['--node', n.dir])
+  await until(() => srv.hits.length > 0, 60_000, 'the POST to reach the server')
+  const m = await igordAsync(['migrate', 'poster', '--to', goneAddr, '--node', n.dir])
+  assert.is.not(m.code, 0, 'the migration cannot succeed')
+  await n.live.waitFor((o) => o.includes('poster: request 1 error E_HTTP_IN_DOUBT'))
+  await sleep(500)
+  const end = await stopNode(n)
+  assert.is(end.code, 0, end.stderr)
+  await srv.close()
+  assert.is(srv.hits.length, 1, JSON.stringify(srv.hits))
+  assert.is(count(end.stdout, /poster: request 1 /), 1)
+  assertReplays(n.dir)
 })
 
 test.run()
