@@ -15,7 +15,6 @@
  * they record (never at a loop start: what `recover` took back is in no checkpoint yet).
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { writeSync } from 'node:fs'
 import { IgordError } from '../checkpoint/errors.ts'
 import { EXIT } from '../checkpoint/errors.ts'
 import { MESSAGE_ID_BYTES } from '../checkpoint/io.ts'
@@ -78,17 +77,11 @@ export const MAILBOX_FAULT_STEPS = ['before-mark', 'after-mark', 'after-outcome'
 export type MailboxFaultStep = typeof MAILBOX_FAULT_STEPS[number]
 
 /**
- * Test-only: the step at which the process SIGKILLs itself (after a note on stderr). Always null in
- * the shipped CLI: only the test launcher test/igord-faulty.ts sets it, through runtime/pool.ts
- * `injected` → the worker's `workerData.faults` → runtime/worker.ts. Nothing reads the environment.
+ * Test-only hook called at each {@link MailboxFaultStep} with the step and a short description
+ * (`poster request #1`). Always null in the shipped CLI: only test/faults.ts sets it, in a worker
+ * started by a pool whose `injected.workerFaults` the test launcher test/igord-faulty.ts set.
  */
-export const mailboxFault: { at: MailboxFaultStep | null } = { at: null }
-
-function reached (step: MailboxFaultStep, what: string): void {
-  if (mailboxFault.at !== step) return
-  writeSync(2, `igord: fault mailbox:${step}: ${what}: exiting abruptly\n`)
-  process.kill(process.pid, 'SIGKILL')
-}
+export const mailboxHooks: { step: ((step: MailboxFaultStep, what: string) => void) | null } = { step: null }
 
 /** Options of {@link Mailbox}. */
 export interface MailboxOptions {
@@ -284,15 +277,15 @@ export class Mailbox {
       // marked and still without outcome: it left before (a loop that stopped with it in flight and
       // started again in this process, e.g. after a failed migration) and must not leave twice
       if (this.journal.wasSent(r.id)) { this.#outcome(r, { status: E_HTTP_IN_DOUBT, headers: '', body: new Uint8Array(0) }); return }
-      reached('before-mark', `${this.opts.name} request #${r.id}`)
+      mailboxHooks.step?.('before-mark', `${this.opts.name} request #${r.id}`)
       this.journal.markSent(r.id) // durable before the first byte leaves
-      reached('after-mark', `${this.opts.name} request #${r.id}`)
+      mailboxHooks.step?.('after-mark', `${this.opts.name} request #${r.id}`)
     }
     const p = performRequest(policy, r, { signal: this.#abort.signal }).then((out) => {
       this.inFlight.delete(r.id)
       if (this.#closed) return // stopped: the outcome is not recorded (safe: sent again; unsafe: in doubt)
       this.#outcome(r, out)
-      reached('after-outcome', `${this.opts.name} request #${r.id} status ${out.status}`)
+      mailboxHooks.step?.('after-outcome', `${this.opts.name} request #${r.id} status ${out.status}`)
     }, (e: unknown) => {
       this.inFlight.delete(r.id)
       if (!this.#closed) this.opts.note?.(`${this.opts.name}: request #${r.id}: ${(e as Error).message}`)

@@ -26,7 +26,7 @@ import type { Manifest } from '../hostcalls/manifest.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from './agent.ts'
 import type { Divergence, ReplayStart } from './replay.ts'
-import type { Incoming, MailboxFaultStep } from './mailbox.ts'
+import type { Incoming } from './mailbox.ts'
 import type { LoopEnd } from './runner.ts'
 import { SETTLE_MS } from './runner.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
@@ -34,11 +34,12 @@ import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerR
 export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts'
 
 /**
- * Test-only hooks forwarded to every worker thread this process starts (as `workerData.faults`):
- * set only by the test launcher test/igord-faulty.ts before it runs the CLI; empty in the shipped
- * CLI. `mailboxFault`: runtime/mailbox.ts {@link MailboxFaultStep} at which the process SIGKILLs itself.
+ * Test-only: set only by the test launcher test/igord-faulty.ts before it runs the CLI, empty in the
+ * shipped CLI. `workerFaults` is passed to every worker thread this process starts (as
+ * `workerData.faults`); the worker imports `module` and calls its `installWorkerFaults(spec)`
+ * (test/faults.ts: hooks that SIGKILL the process at a runtime/mailbox.ts step).
  */
-export const injected: { mailboxFault?: MailboxFaultStep } = {}
+export const injected: { workerFaults?: { module: string; spec: string } } = {}
 
 /** Default wall-clock limit of one tick, ms (`--tick-timeout`). */
 export const DEFAULT_TICK_TIMEOUT_MS = 10_000
@@ -330,7 +331,7 @@ export class TickPool {
   #spawn (index: number): WorkerSlot {
     const busy = new Int32Array(new SharedArrayBuffer(16))
     const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url)
-    const worker = new Worker(url, { workerData: { busy, ...(injected.mailboxFault === undefined ? {} : { faults: { mailbox: injected.mailboxFault } }) } })
+    const worker = new Worker(url, { workerData: { busy, ...(injected.workerFaults === undefined ? {} : { faults: injected.workerFaults }) } })
     const slot: WorkerSlot = { worker, busy, agents: new Set(), pending: new Map(), seq: 0, since: performance.now(), dead: false }
     worker.on('message', (m: WorkerMessage) => this.#message(slot, m))
     worker.on('error', (e: Error) => { if (!slot.dead) this.#kill(slot, Atomics.load(busy, 0) || null, `the worker thread failed: ${e.message.split('\n')[0]}`, true) })

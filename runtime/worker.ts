@@ -35,7 +35,7 @@ import type { TickRecord } from '../hostcalls/eventlog.ts'
 import { decodeIo } from '../checkpoint/io.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
-import { Mailbox, mailboxFault } from './mailbox.ts'
+import { Mailbox } from './mailbox.ts'
 import type { Incoming } from './mailbox.ts'
 import type { TickResult } from './agent.ts'
 import { loadHostIdentity } from './host.ts'
@@ -106,9 +106,6 @@ function main (): void {
   const port = parentPort
   if (port === null) throw new Error('runtime/worker.ts must run in a worker thread')
   const busy = workerData.busy as Int32Array
-  // test-only (runtime/pool.ts `injected`, set by test/igord-faulty.ts); absent in the shipped CLI
-  const faults = workerData.faults as { mailbox?: typeof mailboxFault.at } | undefined
-  if (faults?.mailbox != null) mailboxFault.at = faults.mailbox
   const slots = new Map<number, Slot>()
   const post = (m: WorkerMessage) => port.postMessage(m)
 
@@ -322,4 +319,7 @@ function lastCheckpoint (sess: Session): LiveCheckpoint {
   return readLive(sess.ckptPath)
 }
 
+// test-only (runtime/pool.ts `injected.workerFaults`, set by test/igord-faulty.ts); absent in the shipped CLI
+const faults = workerData?.faults as { module: string; spec: string } | undefined
+if (faults !== undefined) (await import(faults.module) as { installWorkerFaults (spec: string): void }).installWorkerFaults(faults.spec)
 main()

@@ -9,8 +9,38 @@
  * `migrate` only): after the agent's loop stops, flip the last byte of its memory, run one tick and
  * write a validly signed checkpoint that does not follow from its log (the target's replay must
  * refuse it). Each fault, when reached, writes a note `IGORD_FAULT=<spec>: …` first.
+ *
+ * `mailbox:<step>` (runtime/mailbox.ts MAILBOX_FAULT_STEPS: before-mark, after-mark, after-outcome):
+ * the process SIGKILLs itself at that step of an unsafe HTTP request, in the tick worker thread
+ * that runs the agent ({@link installWorkerFaults}, loaded there through runtime/pool.ts `injected`).
  */
+import { writeSync } from 'node:fs'
 import type { NodeFaults } from '../p2p/node.ts'
+import { MAILBOX_FAULT_STEPS, mailboxHooks } from '../runtime/mailbox.ts'
+import type { MailboxFaultStep } from '../runtime/mailbox.ts'
+
+/**
+ * The step of a `mailbox:<step>` spec.
+ * @throws Error naming the spec when the step is unknown
+ */
+export function mailboxStepFrom (spec: string): MailboxFaultStep {
+  const step = spec.slice('mailbox:'.length)
+  if (!(MAILBOX_FAULT_STEPS as readonly string[]).includes(step)) throw new Error(`IGORD_FAULT: unknown mailbox step ${JSON.stringify(step)} (known: ${MAILBOX_FAULT_STEPS.join(', ')})`)
+  return step as MailboxFaultStep
+}
+
+/**
+ * Called in each tick worker thread (runtime/worker.ts) with a `mailbox:<step>` spec: installs the
+ * mailbox hook that writes `igord: fault mailbox:<step>: …` to stderr and SIGKILLs the process.
+ */
+export function installWorkerFaults (spec: string): void {
+  const at = mailboxStepFrom(spec)
+  mailboxHooks.step = (step, what) => {
+    if (step !== at) return
+    writeSync(2, `igord: fault mailbox:${step}: ${what}: exiting abruptly\n`)
+    process.kill(process.pid, 'SIGKILL')
+  }
+}
 
 /** The known step names. */
 export const FAULT_STEPS = ['source-after-offer', 'source-during-transfer', 'source-after-pending', 'source-after-handoff', 'target-during-transfer', 'target-after-pending', 'target-after-handoff'] as const
