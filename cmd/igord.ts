@@ -22,6 +22,7 @@ import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../run
 import { defaultResumeDir } from '../runtime/session.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
+import { addLogsCommand } from './logs.ts'
 
 const EXIT_HELP = `
 Exit codes:
@@ -251,6 +252,7 @@ program.command('instrument')
   })
 
 addNodeCommands(program, EXIT_HELP)
+addLogsCommand(program, EXIT_HELP)
 
 function jsonReplacer (_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString()
