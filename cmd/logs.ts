@@ -47,12 +47,13 @@ export function addLogsCommand (program: Command, exitHelp: string): void {
         await new Promise((resolve) => setImmediate(resolve))
       }
       const print = async (items: Iterable<LogItem>): Promise<void> => {
-        for (const it of items) {
-          if (!verbose && isNoise(it)) continue
-          lines.push(line(it))
-          if (lines.length >= BATCH) await flush()
-        }
-        await flush()
+        try {
+          for (const it of items) {
+            if (!verbose && isNoise(it)) continue
+            lines.push(line(it))
+            if (lines.length >= BATCH) await flush()
+          }
+        } finally { await flush() } // what came before an error is printed
       }
       await print(log.items({ from }))
       if (o.follow !== true) return
