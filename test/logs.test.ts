@@ -55,7 +55,7 @@ test('formatEvent: binary bodies are a size, text bodies a quoted preview with c
   const bin = message({ body: Uint8Array.of(0xff, 0xfe, 0x00, 0x01) })
   assert.is(formatEvent(1, ['inbox', bin], opts), `tick 1  inbox    #3 message from ${PEER_SHORT} 4 bytes`)
   const ctl = message({ body: text('a\nb\u001b[31mc"\u202e') })
-  assert.is(formatEvent(1, ['inbox', ctl], opts), `tick 1  inbox    #3 message from ${PEER_SHORT} 12 bytes "a\\nb\\u001b[31mc\\"\\u202e"`)
+  assert.is(formatEvent(1, ['inbox', ctl], opts), `tick 1  inbox    #3 message from ${PEER_SHORT} 13 bytes "a\\nb\\u001b[31mc\\"\\u202e"`)
   assert.is(quote('é'.repeat(81)), `"${'é'.repeat(80)}"…`)
   assert.is(quote('é'.repeat(80)), `"${'é'.repeat(80)}"`)
   assert.is(escapeLine('ok\ttab\r\nnext\u0007'), 'ok\ttab\\r\\nnext\\u0007')
