@@ -306,7 +306,6 @@ const uEscape = (c: string): string => '\\u' + c.charCodeAt(0).toString(16).padS
  * tab become `\n`, `\r`, `\u001b`…, and so do DEL, C1, zero-width and bidi controls.
  */
 export function escapeLine (s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\u0000-\u0008\u000a-\u001f]/g, (c) => c === '\n' ? '\\n' : c === '\r' ? '\\r' : uEscape(c)).replace(UNSAFE, uEscape)
 }
 
