@@ -21,6 +21,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { decode } from '../checkpoint/cbor.ts'
+import { decodeMessage as decodeIoMessage, decodeRequest as decodeIoRequest } from '../checkpoint/io.ts'
 import { CheckpointError, EXIT, IgordError, StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { headerCid, type CheckpointHeader } from '../checkpoint/header.ts'
@@ -136,44 +137,32 @@ function cborMap (bytes: Uint8Array, what: string): Record<string, unknown> {
 }
 
 /**
- * Decodes an inbox message's canonical CBOR (issue 8 spec "Message") for display. Lenient: a
- * field of the wrong type is left out, unknown fields are ignored.
- * @throws Error (one line) when the bytes are not one CBOR map
+ * An inbox message's canonical CBOR (checkpoint/io.ts `decodeMessage`, which checks every field)
+ * as shown by `igord logs`.
+ * @throws CheckpointError (one line naming the field) when the bytes are not a valid message
  */
 export function decodeMessage (bytes: Uint8Array): MessageView {
-  const m = cborMap(bytes, 'message')
-  const body = m.body instanceof Uint8Array ? m.body : new Uint8Array(0)
-  const v: MessageView = {
-    seq: smallInt(m.seq),
-    kind: typeof m.kind === 'string' ? m.kind : '?',
-    from: typeof m.from === 'string' ? m.from : '?',
-    time: bigText(m.time),
-    id: m.id instanceof Uint8Array ? hex(m.id) : null,
-    bytes: body.length,
-    ...bodyOf(body),
+  const m = decodeIoMessage(bytes, 'message')
+  const v: MessageView = { seq: m.seq, kind: m.kind, from: m.from, time: m.time.toString(), id: hex(m.id), bytes: m.body.length, ...bodyOf(m.body) }
+  if (m.req !== undefined) v.req = m.req
+  if (m.status !== undefined) {
+    v.status = m.status
+    if (HTTP_OUTCOMES[m.status] !== undefined) v.status_name = HTTP_OUTCOMES[m.status]
   }
-  if (m.req !== undefined && smallInt(m.req) !== null) v.req = smallInt(m.req)!
-  if (m.status !== undefined && smallInt(m.status) !== null) {
-    v.status = smallInt(m.status)!
-    if (typeof v.status === 'number' && HTTP_OUTCOMES[v.status] !== undefined) v.status_name = HTTP_OUTCOMES[v.status]
-  }
-  if (typeof m.headers === 'string') v.headers = m.headers
-  if (bigText(m.amount) !== null) v.amount = bigText(m.amount)!
-  if (m.sig instanceof Uint8Array) v.sig = hex(m.sig)
-  if (bigText(m.at) !== null) v.at = bigText(m.at)!
+  if (m.headers !== undefined) v.headers = m.headers
+  if (m.amount !== undefined) v.amount = m.amount.toString()
+  if (m.sig !== undefined) v.sig = hex(m.sig)
+  if (m.at !== undefined) v.at = m.at.toString()
   return v
 }
 
 /**
- * Decodes an HTTP request record's canonical CBOR (issue 8 spec) for display; lenient as
- * {@link decodeMessage}.
- * @throws Error (one line) when the bytes are not one CBOR map
+ * An HTTP request record's canonical CBOR (checkpoint/io.ts `decodeRequest`) as shown by `igord logs`.
+ * @throws CheckpointError (one line naming the field) when the bytes are not a valid record
  */
 export function decodeRequest (bytes: Uint8Array): RequestView {
-  const m = cborMap(bytes, 'request record')
-  const body = m.body instanceof Uint8Array ? m.body : new Uint8Array(0)
-  const str = (x: unknown): string => typeof x === 'string' ? x : '?'
-  return { id: smallInt(m.id), tick: smallInt(m.tick), method: str(m.method), url: str(m.url), headers: typeof m.headers === 'string' ? m.headers : '', bytes: body.length, ...bodyOf(body), key: str(m.key) }
+  const r = decodeIoRequest(bytes, 'request record')
+  return { id: r.id, tick: r.tick, method: r.method, url: r.url, headers: r.headers, bytes: r.body.length, ...bodyOf(r.body), key: r.key }
 }
 
 /** ISO time of `ns` since the Unix epoch (ms precision), or null when out of Date's range. */
