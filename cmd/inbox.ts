@@ -58,7 +58,7 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
     .argument('<agent>', 'agent name (or DID, with --node), or its .ckpt file')
     .argument('<message>', 'the message text, or @file for a file\'s bytes')
     .option('--node <dir>', 'data directory of the running node that hosts the agent')
-    .option('--dir <dir>', 'data directory holding the agent (stopped, or run by `igord run`)')
+    .option('--dir <dir>', 'data directory holding the agent: stopped, run by `igord run`/`resume`, or served by a node')
     .option('--id <hex>', 'message id, 32 hex digits: sending the same id again is a no-op (default: random)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', exitHelp)
@@ -86,7 +86,7 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
     .argument('<agent>', 'agent name (or DID, with --node), or its .ckpt file')
     .argument('<units>', 'budget to add, in units (1 unit = 1,000,000 microcents), e.g. 5 or 0.25')
     .option('--node <dir>', 'data directory of the running node that hosts the agent')
-    .option('--dir <dir>', 'data directory holding the agent (stopped, or run by `igord run`)')
+    .option('--dir <dir>', 'data directory holding the agent: stopped, run by `igord run`/`resume`, or served by a node')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', exitHelp)
     .action(async (agent: string, units: string, o: { node?: string; dir?: string; json?: boolean }) => {
