@@ -163,6 +163,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     // segmentFull bounds the records held; new requests go out only once their tick is checkpointed
     if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0) save('running')
     if (opts.signal?.aborted) break
+    if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break // do not wait for a tick that will not run
     if (more) await yieldToEventLoop()
     else if (mailbox !== undefined) await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
     else {
