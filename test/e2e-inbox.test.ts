@@ -135,6 +135,19 @@ test('inbox full: an agent that never reads its inbox (max_inbox_messages 2) ref
   refusedWith(igord(['send', 'deaf', 'm3', '--dir', n.dir]), 11, /inbox of deaf is full \(2 messages waiting\)$/)
 })
 
+test('node caps: --max-inbox-messages / --max-message-bytes refuse a manifest asking more (one line), take one within', async () => {
+  const n = await startNode({ args: ['--max-inbox-messages', '2', '--max-message-bytes', '8'] })
+  running.push(n)
+  refusedWith(igord(['run', join(AGENTS, 'deaf.wasm'), '--node', n.dir]), 2, /.*deaf\.manifest\.json: resource_limits\.max_inbox_messages asks 256, above this host's cap of 2$/)
+  refusedWith(igord(['run', join(AGENTS, 'deaf.wasm'), '--manifest', manifestWith({ max_inbox_messages: 2, max_message_bytes: 9 }), '--node', n.dir]), 2, /.*resource_limits\.max_message_bytes asks 9, above this host's cap of 8$/)
+  const ok = igord(['run', join(AGENTS, 'deaf.wasm'), '--manifest', manifestWith({ max_inbox_messages: 2, max_message_bytes: 8 }), '--node', n.dir])
+  assert.is(ok.code, 0, ok.stderr)
+  refusedWith(igord(['send', 'deaf', '123456789', '--node', n.dir]), 11, /message to deaf is 9 bytes, over its max_message_bytes 8$/)
+  refusedWith(igord(['node', '--data', tempDir('igord-inbox-caps-'), '--max-inbox-messages', 'many']), 2, /--max-inbox-messages: expected a positive integer/)
+  const end = await stopNode(n)
+  assert.is(end.code, 0, end.stderr)
+})
+
 test('a stopped agent (--dir): messages are spooled, taken in when it is resumed, once and in order; limits hold offline', async () => {
   const dir = tempDir('igord-inbox-stopped-')
   const r0 = igord(['run', agentWasm('echo'), '--dir', dir, '--ticks', '1'])
