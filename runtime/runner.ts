@@ -140,6 +140,12 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   }
   mailbox?.open()
   mailbox?.afterCheckpoint() // requests a resumed checkpoint holds without outcome go out now
+  // An agent resumed (or restarted, or arrived) asleep — its last tick asked `sleep_until` — with
+  // nothing in its inbox sleeps on: its next tick comes at its time or with a message, as if it
+  // had never stopped (sleep_until(0): only a message wakes it).
+  if (mailbox !== undefined && agent.io.sleep !== null && agent.io.pending.length === 0 && opts.maxTicks !== 0) {
+    await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
+  }
   for (;;) {
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break

@@ -182,6 +182,9 @@ test('a stopped agent (--dir): messages are spooled, taken in when it is resumed
   const e2 = await q.done(60_000)
   assert.is(e2.code, 0, e2.stderr)
   assert.equal(echoed(e2.stdout), ['#5 fifth'])
+  // asleep until a message, it ran no tick at resume: one tick, the message's
+  const tickOf = (err: string): number => Number(/stopped at tick (\d+)/.exec(err)![1])
+  assert.is(tickOf(e2.stderr), tickOf(e1.stderr) + 1, e2.stderr)
   verifyReplay(dir)
   // limits hold against what is on disk: a deaf agent with room for 2
   const d2 = tempDir('igord-inbox-deaf-')

@@ -2,7 +2,8 @@
  * Timers end to end (docs/ABI.md "timer"): the sleeper agent (agents-as/agents/sleeper.ts) asks
  * `sleep_until(now + 2 s)` every tick under `igord run`. Checked on the agent's own recorded clock:
  * a timer never wakes it before the time it asked for, it wakes within a generous bound after, at
- * most twice in 5 s (no busy ticking), and a message wakes it early. The life verifies with replay.
+ * most twice in 5 s (no busy ticking), a message wakes it early, and resumed it sleeps on until its
+ * timer (no extra tick at start). The life verifies with replay.
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -65,6 +66,16 @@ test('sleeper: wakes every 2 s on its timer, never early, at most twice in 5 s; 
   p.child.kill('SIGINT')
   const end = await p.done(60_000)
   assert.is(end.code, 0, end.stderr)
+  // resumed, it sleeps on: its first tick is its timer's (not an extra tick at start)
+  const last = wakes(end.stdout).at(-1)!
+  const q = igordSpawn(['resume', join(dir, 'sleeper.ckpt'), '--interval', '20ms'])
+  await q.waitFor((out) => wakes(out).length >= 1, 30_000)
+  const first = wakes(q.stdout())[0]
+  assert.is(first.kind, 'timer', q.stdout())
+  assert.is(first.at, last.now + SLEEP_NS)
+  assert.ok(first.now >= first.at!)
+  q.child.kill('SIGINT')
+  assert.is((await q.done(60_000)).code, 0)
   const v = igord(['verify', '--replay', dir])
   assert.is(v.code, 0, v.stdout + v.stderr)
   assert.match(v.stdout, /^VALID: replayed/)
