@@ -4,7 +4,7 @@
  * D) or straight into a data directory (runtime/offline.ts). Parsing and printing only.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { basename, dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { StorageError } from '../checkpoint/errors.ts'
 import { signTopUp } from '../checkpoint/fund.ts'
@@ -117,6 +117,6 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
         name = t.name; budget = d.budget + amount; duplicate = d.duplicate
       }
       if (o.json) { process.stdout.write(JSON.stringify({ agent: name, amount: String(amount), budget: String(budget), duplicate }) + '\n'); return }
-      process.stdout.write(`funded ${name}: +${formatBudget(amount)}, budget ${formatBudget(budget)}${'dir' in t ? ` (applied when it next ticks; resume it with 'igord resume ${basename(t.name)}.ckpt')` : ''}\n`)
+      process.stdout.write(`funded ${name}: +${formatBudget(amount)} units, budget ${formatBudget(budget)} units${'dir' in t ? ` (applied when it next ticks; resume it with 'igord resume ${join(t.dir, `${t.name}.ckpt`)}')` : ''}\n`)
     })
 }
