@@ -10,9 +10,10 @@ import { StorageError } from '../checkpoint/errors.ts'
 import { signTopUp } from '../checkpoint/fund.ts'
 import { checkAgentName, controlSocketPath, nameOfLive } from '../checkpoint/layout.ts'
 import { readLive } from '../checkpoint/live.ts'
+import { INBOX_LIMITS } from '../hostcalls/manifest.ts'
 import { controlRequest } from '../p2p/control.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
-import { messageIdFrom, newMessageId, nowNs } from '../runtime/mailbox.ts'
+import { DeliveryRefused, messageIdFrom, newMessageId, nowNs } from '../runtime/mailbox.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
 import { deliverOffline } from '../runtime/offline.ts'
 import { formatBudget, parseBudget, UsageError } from './units.ts'
@@ -40,10 +41,23 @@ function target (agent: string, o: { node?: string; dir?: string }): Target {
   return { dir: o.dir, name: checkAgentName(agent) }
 }
 
+/** The largest message body any agent may take: the maximum of `max_message_bytes` (1 MiB). */
+const MAX_BODY = INBOX_LIMITS.max_message_bytes[1]
+
+/**
+ * The message bytes: the text, or `@file`'s bytes.
+ * @throws StorageError when the file cannot be read; DeliveryRefused (exit 11) for a body over
+ *   {@link MAX_BODY}, which no agent takes (and which would not fit a control request)
+ */
 function body (text: string): Uint8Array {
-  if (!text.startsWith('@')) return new Uint8Array(Buffer.from(text, 'utf8'))
-  const file = text.slice(1)
-  try { return new Uint8Array(readFileSync(file)) } catch (e) { throw new StorageError(`${file}: cannot read the message: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  let b: Uint8Array
+  if (!text.startsWith('@')) b = new Uint8Array(Buffer.from(text, 'utf8'))
+  else {
+    const file = text.slice(1)
+    try { b = new Uint8Array(readFileSync(file)) } catch (e) { throw new StorageError(`${file}: cannot read the message: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  }
+  if (b.length > MAX_BODY) throw new DeliveryRefused(`message is ${b.length} bytes, over the largest max_message_bytes an agent can have (${MAX_BODY})`)
+  return b
 }
 
 function idOf (o: { id?: string }): Uint8Array {
@@ -106,6 +120,6 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
         when = d.dropped ? ' (the process running it applies it at its next tick)' : ` (applied at its next tick; resume it with 'igord resume ${join(t.dir, `${t.name}.ckpt`)}')`
       }
       if (o.json) { process.stdout.write(JSON.stringify({ agent: name, amount: String(amount), budget: String(budget), duplicate }) + '\n'); return }
-      process.stdout.write(`funded ${name}: +${formatBudget(amount)}, budget ${formatBudget(budget)}${when}\n`)
+      process.stdout.write(`funded ${name}: +${formatBudget(amount)} units, budget ${formatBudget(budget)} units${when}\n`)
     })
 }

@@ -367,6 +367,10 @@ export interface NodeCaps {
   maxFailures: number
   /** Highest per-tick limits (`max_events_per_tick`, `max_log_bytes_per_tick`, …). */
   tickLimits: TickLimits
+  /** Highest `max_inbox_messages` (messages waiting); absent: its maximum, 65536 ({@link INBOX_LIMITS}). */
+  maxInboxMessages?: number
+  /** Highest `max_message_bytes`, bytes; absent: its maximum, 1 MiB ({@link INBOX_LIMITS}). */
+  maxMessageBytes?: number
 }
 
 /**
@@ -397,6 +401,11 @@ export function checkWithinCaps (manifest: Manifest, caps: NodeCaps): string | n
   for (const k of Object.keys(TICK_LIMIT_FIELDS) as (keyof TickLimits)[]) {
     if (manifest.tickLimits[k] > caps.tickLimits[k]) return over(TICK_LIMIT_FIELDS[k], manifest.tickLimits[k], caps.tickLimits[k])
   }
+  const inbox = manifest.inbox ?? { maxMessages: INBOX_LIMITS.max_inbox_messages[0], maxMessageBytes: INBOX_LIMITS.max_message_bytes[0] }
+  const maxInbox = caps.maxInboxMessages ?? INBOX_LIMITS.max_inbox_messages[1]
+  const maxBytes = caps.maxMessageBytes ?? INBOX_LIMITS.max_message_bytes[1]
+  if (inbox.maxMessages > maxInbox) return over('max_inbox_messages', inbox.maxMessages, maxInbox)
+  if (inbox.maxMessageBytes > maxBytes) return over('max_message_bytes', inbox.maxMessageBytes, maxBytes)
   return null
 }
 
