@@ -125,7 +125,7 @@ export function decodeMsgFrame (f: Frame, peer: string): { agent: string; msg: I
  */
 export async function answerInbox (ch: Channel, hooks: InboxHooks, t: InboxTimeouts, gate: StreamGate): Promise<void> {
   const admitted = gate.enter(ch.peer)
-  if (admitted !== null) { await refuse(ch, admitted, EXIT.REFUSED, t.stepMs); return }
+  if (admitted !== null) { await refuse(ch, admitted, EXIT.NETWORK, t.stepMs); return }
   try {
     let req: { agent: string; msg: Incoming }
     try { req = decodeMsgFrame(await ch.recv('msg', t.stepMs, ['msg'], MAX_MSG_FRAME), ch.peer) } catch (e) {

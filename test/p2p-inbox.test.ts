@@ -130,6 +130,39 @@ test('the host refuses: an agent it does not host, a kind that cannot be forward
   } finally { await X.stop(); await B.node.shutdown() }
 })
 
+test('bounds: a stream over the per-peer limit is refused at once; a msg frame over 1 MiB + 64 KiB is refused on its length prefix', async () => {
+  const B = await start(undefined, { inboxLimits: { maxPerPeer: 1 }, timeouts: { stepMs: 60_000 } })
+  const X: Peer = await evil.startEvil()
+  try {
+    const open = async () => new Channel(await X.dialProtocol(multiaddr(B.node.addrs[0]), INBOX_PROTOCOL, { signal: AbortSignal.timeout(10_000) }), B.node.peerId)
+    const first = await open() // admitted; the host waits for its msg frame
+    first.stream.send(new Uint8Array([100])) // a length prefix without its frame: the host waits for it
+    // (the first stream reaches the host asynchronously: until it does, a second one is admitted and refused for its empty message)
+    let refused: Record<string, unknown> | null = null
+    for (let k = 0; k < 50 && refused === null; k++) {
+      const second = await open()
+      await second.send({ t: 'msg', agent: 'echo', m: new Uint8Array(0) }, 'msg', 10_000)
+      const a = await second.recv('msg', 10_000, ['refuse'])
+      second.abort()
+      if (String(a.reason).startsWith('too many')) refused = a
+      else await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    assert.equal(refused, { t: 'refuse', reason: 'too many concurrent inbox streams from this peer (limit 1)', exit: 9 })
+    first.abort()
+    // once the first stream ended, a new one is admitted; a frame announcing 2 MiB is refused before its body
+    let big: Record<string, unknown> | null = null
+    for (let k = 0; k < 50 && big === null; k++) {
+      const ch = await open()
+      ch.stream.send(new Uint8Array([0x80, 0x80, 0x80, 0x01])) // a length prefix: varint 2^21 = 2 MiB
+      const a = await ch.recv('msg', 10_000, ['refuse'])
+      ch.abort()
+      if (!String(a.reason).startsWith('too many')) big = a
+      else await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    assert.equal(big, { t: 'refuse', reason: `msg: ${X.peerId.toString()} sent a frame of 2097152 bytes; the limit of this step is ${1024 * 1024 + 64 * 1024} bytes`, exit: 9 })
+  } finally { await X.stop(); await B.node.shutdown() }
+})
+
 test('a message taken in after the loop\'s final checkpoint travels in the offered checkpoint (delivered once, at the target)', async () => {
   let late: Incoming | null = null
   const A = await start(undefined, {
