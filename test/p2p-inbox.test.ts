@@ -4,8 +4,9 @@
  * its new host (by name or DID; a retry with the same id is a duplicate there; a top-up too), also
  * after a restart; a forwarded message is never forwarded again; the host refuses frames for agents
  * it does not host, kinds that cannot be forwarded and a `from` that is not the forwarding peer. A
- * message taken in after the loop's final checkpoint travels in the offered checkpoint. A target's
- * replay of an HTTP agent's last ticks starts from the replay base's I/O state (request counters).
+ * message taken in after the loop's final checkpoint travels in the offered checkpoint, and so does
+ * an inbox of 1.5 MiB. A target's replay of an HTTP agent's last ticks starts from the replay
+ * base's I/O state (request counters). Inbox streams are bounded per peer and by frame size.
  */
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -219,6 +220,21 @@ test('messages sent while the agent migrates are delivered exactly once, at the 
   } finally { await A.node.shutdown(); await B.node.shutdown() }
   const rep = verifyHistory([A.node.dir, B.node.dir])
   assert.ok(rep.valid, JSON.stringify(rep.faults.slice(0, 3)))
+})
+
+test('a large inbox travels: 1.5 MiB of messages the agent has not read move with it (the end frame is read under the largest bound)', async () => {
+  const A = await start(); const B = await start()
+  try {
+    await A.node.run({ wasm: agentWasm('heartbeat'), budget: 100_000_000n, intervalMs: 5 }) // it never reads its inbox
+    const big = 'x'.repeat(60 * 1024)
+    for (let k = 0; k < 25; k++) assert.is((await A.node.deliver('heartbeat', msg(A.node.peerId, big))).seq, k + 1)
+    const r = await A.node.migrate('heartbeat', [B.node.addrs[0]])
+    assert.ok(r.bytesSent > 25 * 60 * 1024)
+    const again = await B.node.deliver('heartbeat', msg(B.node.peerId, 'next'))
+    assert.is(again.seq, 26, 'numbering goes on at the target: the 25 messages came with the agent')
+    const back = await B.node.migrate('heartbeat', [A.node.addrs[0]]) // a later visit: the wasm is not sent again
+    assert.is(back.to, A.node.peerId)
+  } finally { await A.node.shutdown(); await B.node.shutdown() }
 })
 
 test('replay base I/O state: a target replays an HTTP agent\'s last ticks from the base\'s request counters', async () => {
