@@ -551,8 +551,9 @@ export class IgordNode {
    * history of the agent: P's page table is `live`'s with the pages listed in `live`'s history entry
    * reverted to their CID as of P, found by walking the entries back from P (a page listed in no
    * entry back to a base entry was zero at P); when `live`'s entry is a base entry, P's whole table is
-   * rebuilt back to the last base entry; P's I/O state blob comes from the blob store. Undefined for a genesis checkpoint, a checkpoint without a
-   * log, or when P's history is not at hand or does not reproduce P's state root.
+   * rebuilt back to the last base entry; P's I/O state blob comes from the blob store. Undefined for
+   * a genesis checkpoint, a checkpoint without a log, or when P's history is not at hand, does not
+   * reproduce P's state root, or P's I/O state blob is missing or corrupt.
    */
   #replayBase (h: Hosted, live: LiveCheckpoint): ReplayBase | undefined {
     const p = live.parsed
@@ -800,20 +801,22 @@ export class IgordNode {
     authority.dropPending(this.dir, name)
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
     const p = decodeParsed(h.header)
-    for (const k of [name, p.agent]) if (this.#moved.get(k)?.did === p.agent) this.#moved.delete(k) // it is back here
-    this.#inbound.delete(name)
     this.#prepared.delete(name)
     this.#reserved.delete(name)
-    this.#lock(name)
-    let session: AgentHandle
-    if (prepared !== null) {
-      await prepared.install(live)
-      session = prepared
-    } else {
-      session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
-    }
-    await this.#continueAfterHandoff(session, h.header, h.sig)
-    const hosted = this.#host(name, session, this.#opts.intervalMs)
+    let hosted: Hosted
+    try { // the name stays in #inbound (a message for the agent waits) until it is hosted
+      this.#lock(name)
+      let session: AgentHandle
+      if (prepared !== null) {
+        await prepared.install(live)
+        session = prepared
+      } else {
+        session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
+      }
+      await this.#continueAfterHandoff(session, h.header, h.sig)
+      hosted = this.#host(name, session, this.#opts.intervalMs)
+    } finally { this.#inbound.delete(name) }
+    for (const k of [name, p.agent]) if (this.#moved.get(k)?.did === p.agent) this.#moved.delete(k) // it is back here
     this.#startLoop(hosted)
     authority.recordOutcome(this.dir, { role: 'target', outcome: 'arrived', name, agent: p.agent, from: p.host, tick: p.tick, epoch: p.epoch + 1 })
     this.#opts.note(`${name} (${p.agent}) arrived from ${p.host} at tick ${p.tick}, epoch ${p.epoch + 1}`)
