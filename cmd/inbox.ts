@@ -4,7 +4,7 @@
  * D) or straight into a data directory (runtime/offline.ts). Parsing and printing only.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { basename, dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { StorageError } from '../checkpoint/errors.ts'
 import { signTopUp } from '../checkpoint/fund.ts'
@@ -29,7 +29,9 @@ function target (agent: string, o: { node?: string; dir?: string }): Target {
   if (o.node !== undefined && o.dir !== undefined) throw new UsageError('give --node or --dir, not both')
   if (agent.endsWith('.ckpt')) {
     if (o.node !== undefined) throw new UsageError('a .ckpt file names an agent in a data directory: leave out --node')
-    return { dir: o.dir ?? dirname(resolve(agent)), name: checkAgentName(nameOfLive(agent), agent) }
+    const dir = o.dir ?? dirname(resolve(agent))
+    const name = checkAgentName(nameOfLive(agent), agent)
+    return existsSync(controlSocketPath(dir)) ? { node: dir, name } : { dir, name }
   }
   if (o.node !== undefined) return { node: o.node, name: agent }
   if (o.dir === undefined) throw new UsageError('say where the agent is: --node <dir> (a running node) or --dir <dir> (a data directory)')
@@ -56,7 +58,7 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
     .argument('<agent>', 'agent name (or DID, with --node), or its .ckpt file')
     .argument('<message>', 'the message text, or @file for a file\'s bytes')
     .option('--node <dir>', 'data directory of the running node that hosts the agent')
-    .option('--dir <dir>', 'data directory holding the agent (stopped, or run by `igord run`)')
+    .option('--dir <dir>', 'data directory holding the agent: stopped, run by `igord run`/`resume`, or served by a node')
     .option('--id <hex>', 'message id, 32 hex digits: sending the same id again is a no-op (default: random)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', exitHelp)
@@ -85,26 +87,27 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
     .argument('<agent>', 'agent name (or DID, with --node), or its .ckpt file')
     .argument('<units>', 'budget to add, in units (1 unit = 1,000,000 microcents), e.g. 5 or 0.25')
     .option('--node <dir>', 'data directory of the running node that hosts the agent')
-    .option('--dir <dir>', 'data directory holding the agent (stopped, or run by `igord run`)')
+    .option('--dir <dir>', 'data directory holding the agent: stopped, run by `igord run`/`resume`, or served by a node')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', exitHelp)
     .action(async (agent: string, units: string, o: { node?: string; dir?: string; json?: boolean }) => {
       const amount = parseBudget(units, '<units>')
       if (amount <= 0n) throw new UsageError(`<units>: must be more than 0, got ${units}`)
       const t = target(agent, o)
-      let name: string; let budget: bigint; let duplicate: boolean; let forwarded: string | undefined
+      let name: string; let budget: bigint; let duplicate: boolean; let when = ''; let forwarded: string | undefined
       if ('node' in t) {
         const a = await controlRequest(t.node, { op: 'fund', agent: t.name, amount: String(amount) })
         name = String(a.name); budget = BigInt(String(a.budget)); duplicate = a.duplicate === true
-        if (typeof a.forwarded === 'string') forwarded = a.forwarded
+        if (typeof a.forwarded === 'string') { forwarded = a.forwarded; when = ` (forwarded to ${forwarded})` }
       } else {
         const host = loadHostIdentity(t.dir)
         const live = readLive(resolve(t.dir, `${t.name}.ckpt`))
         const m: Incoming = signTopUp(host, live.parsed.agent, amount, newMessageId(), nowNs())
         const d = deliverOffline(t.dir, t.name, m)
         name = t.name; budget = d.budget + amount; duplicate = d.duplicate
+        when = d.dropped ? ' (the process running it applies it at its next tick)' : ` (applied at its next tick; resume it with 'igord resume ${join(t.dir, `${t.name}.ckpt`)}')`
       }
       if (o.json) { process.stdout.write(JSON.stringify({ agent: name, amount: String(amount), budget: String(budget), duplicate, ...(forwarded === undefined ? {} : { forwarded }) }) + '\n'); return }
-      process.stdout.write(`funded ${name}: +${formatBudget(amount)}, budget ${formatBudget(budget)}${forwarded === undefined ? '' : ` (forwarded to ${forwarded})`}${'dir' in t ? ` (applied when it next ticks; resume it with 'igord resume ${basename(t.name)}.ckpt')` : ''}\n`)
+      process.stdout.write(`funded ${name}: +${formatBudget(amount)}, budget ${formatBudget(budget)}${when}\n`)
     })
 }

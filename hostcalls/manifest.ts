@@ -283,6 +283,11 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
   }
 
   const http = parseHttp(doc.http, capabilities.has('http'), fail)
+  // An inbox message is recorded whole when the agent reads it, and once more if its first buffer
+  // was too small (`inbox_peek`): both must fit one tick's events, or reading it would trap forever.
+  const fits = Math.floor(tickLimits.eventBytes / 2)
+  if (capabilities.has('inbox') && inbox.maxMessageBytes > fits) fail(`resource_limits.max_message_bytes ${inbox.maxMessageBytes} is over half of max_event_bytes_per_tick (${tickLimits.eventBytes}): a message must fit a tick's events twice`)
+  if (http !== null && http.maxResponseBytes > fits) fail(`http.max_response_bytes ${http.maxResponseBytes} is over half of resource_limits.max_event_bytes_per_tick (${tickLimits.eventBytes}): a response must fit a tick's events twice`)
 
   return { capabilities, maxMemoryBytes, maxFuelPerTick, maxFailures, tickLimits, migration, http, inbox, raw: bytes }
 }

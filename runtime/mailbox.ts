@@ -119,6 +119,7 @@ export class Mailbox {
       const bad = verifyTopUp(m as TopUp, a.spec.identity.did)
       if (bad !== null) throw new DeliveryRefused(`top-up for ${this.opts.name} refused: ${bad}`)
     }
+    if (m.kind === 'message' && !a.spec.manifest.capabilities.has('inbox')) throw new DeliveryRefused(`${this.opts.name} does not read messages (its manifest does not grant capability "inbox")`)
     if (m.kind === 'message' || m.kind === 'fund') {
       const lim = this.limits
       if (m.body.length > lim.maxMessageBytes) throw new DeliveryRefused(`message to ${this.opts.name} is ${m.body.length} bytes, over its max_message_bytes ${lim.maxMessageBytes}`)
@@ -258,6 +259,11 @@ export class Mailbox {
     let t: NodeJS.Timeout | undefined
     await Promise.race([Promise.allSettled([...this.inFlight.values()]), new Promise<void>((resolve) => { t = setTimeout(resolve, ms) })])
     clearTimeout(t)
+  }
+
+  /** Call before each tick: messages that arrived until now are the tick's to read, so they need not wake the loop again. */
+  beforeTick (): void {
+    this.#arrived = false
   }
 
   /** (Re)opens for a tick loop: requests may go out again (a loop closes its mailbox when it ends). */

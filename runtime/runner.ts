@@ -140,9 +140,12 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   }
   mailbox?.open()
   mailbox?.afterCheckpoint() // requests a resumed checkpoint holds without outcome go out now
+  // a resumed agent that was asleep (sleep_until) sleeps on: its timer or a message wakes it
+  if (mailbox !== undefined && agent.io.sleep !== null && !agent.io.pending.some((m) => m.kind !== 'fund' || agent.budget === 0n)) await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
   for (;;) {
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break
+    mailbox?.beforeTick()
     const r = agent.runTick()
     if (r === null) { status = 'exhausted'; reason = 'budget exhausted'; break }
     ticks++

@@ -263,10 +263,14 @@ function main (): void {
       const sess = session(m.id)
       const live = lastCheckpoint(sess)
       const io = isEmptyIo(sess.agent.io) ? undefined : cidOf(encodeIo(sess.agent.io))
-      if (io === live.parsed.io || s.controller !== null || live.parsed.status !== 'running' || sess.agent.tick !== sess.lineage.lastTick) return live
-      // Messages taken in after the loop's final checkpoint (they reached this worker after the loop
-      // ended, e.g. before the node saw an agent's migration request): a checkpoint at the same
-      // tick carries them, so that the checkpoint offered to a migration target holds its whole inbox.
+      const head = headerCid(live.header) === sess.lineage.prev
+      if ((head && io === live.parsed.io) || s.controller !== null || live.parsed.status !== 'running' || sess.agent.tick !== sess.lineage.lastTick) return live
+      // A checkpoint at the same tick (no tick runs: same state, no log) when (1) messages were taken
+      // in after the loop's final checkpoint (they reached this worker after the loop ended, e.g.
+      // before the node saw an agent's migration request), so that the checkpoint offered to a
+      // migration target holds its whole inbox; or (2) the agent has written no checkpoint here since
+      // the handoff that brought it (its loop stopped before its first tick): its live file is the
+      // source's checkpoint, while its lineage follows that handoff, and an offer must be the head.
       writeCheckpoint(sess.agent, sess.lineage, 'running')
       sess.mailbox.afterCheckpoint()
       post({ ev: 'status', id: m.id, status: statusOf(s) })

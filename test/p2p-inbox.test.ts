@@ -11,6 +11,8 @@
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -86,7 +88,7 @@ test('a message for an agent that left is forwarded to its new host (name, DID, 
   } finally { await A.node.shutdown(); await A2?.node.shutdown(); await B.node.shutdown() }
 })
 
-test('a forwarded message is not forwarded again: A → B → C, A forwards to B, B refuses naming C', async () => {
+test('a forwarded message is not forwarded again: A → B → C (moved on before its first tick at B), A forwards to B, B refuses naming C', async () => {
   const [A, B, C] = await Promise.all([start(), start(), start()])
   try {
     await A.node.run({ wasm: agentWasm('echo'), budget: 100_000_000n, intervalMs: 5 })
@@ -100,6 +102,11 @@ test('a forwarded message is not forwarded again: A → B → C, A forwards to B
     assert.is((await B.node.deliver('echo', msg(B.node.peerId, 'via B'))).forwarded, C.node.peerId)
     await until(() => echoed(C.lines).length === 1, 20_000, 'echo on C')
   } finally { await Promise.all([A, B, C].map((n) => n.node.shutdown())) }
+  // B moved echo on before its first tick there: it offered a checkpoint at the handoff's tick
+  // that follows the handoff (not A's checkpoint, which the handoff to C could not follow)
+  const rep = verifyHistory([A.node.dir, B.node.dir, C.node.dir])
+  assert.ok(rep.valid, JSON.stringify(rep.faults.slice(0, 3)))
+  assert.is(rep.handoffs.length, 2)
 })
 
 test('the host refuses: an agent it does not host, a kind that cannot be forwarded, a from that is not the forwarding peer', async () => {
@@ -225,7 +232,10 @@ test('messages sent while the agent migrates are delivered exactly once, at the 
 test('a large inbox travels: 1.5 MiB of messages the agent has not read move with it (the end frame is read under the largest bound)', async () => {
   const A = await start(); const B = await start()
   try {
-    await A.node.run({ wasm: agentWasm('heartbeat'), budget: 100_000_000n, intervalMs: 5 }) // it never reads its inbox
+    // heartbeat, granted an inbox it never reads
+    const manifest = join(tempDir('igord-inbox-m-'), 'heartbeat.manifest.json')
+    writeFileSync(manifest, JSON.stringify({ capabilities: { clock: { version: 1 }, log: { version: 1 }, inbox: { version: 1 } } }))
+    await A.node.run({ wasm: agentWasm('heartbeat'), manifest, budget: 100_000_000n, intervalMs: 5 })
     const big = 'x'.repeat(60 * 1024)
     for (let k = 0; k < 25; k++) assert.is((await A.node.deliver('heartbeat', msg(A.node.peerId, big))).seq, k + 1)
     const r = await A.node.migrate('heartbeat', [B.node.addrs[0]])
