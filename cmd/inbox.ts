@@ -80,19 +80,20 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
       const t = target(agent, o)
       const bytes = body(message)
       const id = idOf(o)
-      let r: { name: string; seq: number; duplicate: boolean; dropped?: boolean }
+      let r: { name: string; seq: number; duplicate: boolean; dropped?: boolean; forwarded?: string }
       if ('node' in t) {
         const a = await controlRequest(t.node, { op: 'send', agent: t.name, body64: Buffer.from(bytes).toString('base64'), id: Buffer.from(id).toString('hex') })
-        r = { name: String(a.name), seq: Number(a.seq), duplicate: a.duplicate === true }
+        r = { name: String(a.name), seq: Number(a.seq), duplicate: a.duplicate === true, ...(typeof a.forwarded === 'string' ? { forwarded: a.forwarded } : {}) }
       } else {
         const from = loadHostIdentity(t.dir).peerId
         const d = deliverOffline(t.dir, t.name, { id, kind: 'message', from, time: nowNs(), body: bytes })
         r = { name: t.name, ...d }
       }
-      if (o.json) { process.stdout.write(JSON.stringify({ agent: r.name, seq: r.seq, duplicate: r.duplicate, dropped: r.dropped === true, id: Buffer.from(id).toString('hex'), bytes: bytes.length }) + '\n'); return }
-      if (r.duplicate) process.stdout.write(`${r.name} already has message ${Buffer.from(id).toString('hex')}: not sent again\n`)
+      if (o.json) { process.stdout.write(JSON.stringify({ agent: r.name, seq: r.seq, duplicate: r.duplicate, dropped: r.dropped === true, id: Buffer.from(id).toString('hex'), bytes: bytes.length, ...(r.forwarded === undefined ? {} : { forwarded: r.forwarded }) }) + '\n'); return }
+      const via = r.forwarded === undefined ? '' : ` (forwarded to ${r.forwarded})`
+      if (r.duplicate) process.stdout.write(`${r.name} already has message ${Buffer.from(id).toString('hex')}: not sent again${via}\n`)
       else if (r.dropped === true) process.stdout.write(`left for ${r.name} (${bytes.length} bytes): the process running it takes it in\n`)
-      else process.stdout.write(`sent to ${r.name}: message #${r.seq} (${bytes.length} bytes)\n`)
+      else process.stdout.write(`sent to ${r.name}: message #${r.seq} ${r.forwarded === undefined ? `(${bytes.length} bytes)` : `(forwarded to ${r.forwarded})`}\n`)
     })
 
   program.command('fund')
@@ -107,10 +108,11 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
       const amount = parseBudget(units, '<units>')
       if (amount <= 0n) throw new UsageError(`<units>: must be more than 0, got ${units}`)
       const t = target(agent, o)
-      let name: string; let budget: bigint; let duplicate: boolean; let when = ''
+      let name: string; let budget: bigint; let duplicate: boolean; let when = ''; let forwarded: string | undefined
       if ('node' in t) {
         const a = await controlRequest(t.node, { op: 'fund', agent: t.name, amount: String(amount) })
         name = String(a.name); budget = BigInt(String(a.budget)); duplicate = a.duplicate === true
+        if (typeof a.forwarded === 'string') { forwarded = a.forwarded; when = ` (forwarded to ${forwarded})` }
       } else {
         const host = loadHostIdentity(t.dir)
         const live = readLive(resolve(t.dir, `${t.name}.ckpt`))
@@ -119,7 +121,7 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
         name = t.name; budget = d.budget + amount; duplicate = d.duplicate
         when = d.dropped ? ' (the process running it applies it at its next tick)' : ` (applied at its next tick; resume it with 'igord resume ${join(t.dir, `${t.name}.ckpt`)}')`
       }
-      if (o.json) { process.stdout.write(JSON.stringify({ agent: name, amount: String(amount), budget: String(budget), duplicate }) + '\n'); return }
+      if (o.json) { process.stdout.write(JSON.stringify({ agent: name, amount: String(amount), budget: String(budget), duplicate, ...(forwarded === undefined ? {} : { forwarded }) }) + '\n'); return }
       process.stdout.write(`funded ${name}: +${formatBudget(amount)} units, budget ${formatBudget(budget)} units${when}\n`)
     })
 }

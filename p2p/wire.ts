@@ -45,11 +45,13 @@ export class Channel {
    * @param stream a libp2p stream; bytes the peer sends ahead of our reads are buffered up to
    *   {@link MAX_FRAME} + 16 bytes, beyond which the stream is reset
    * @param peer the remote peer ID (for messages)
+   * @param maxBuffer bytes buffered ahead of our reads before the stream is reset (default
+   *   {@link MAX_FRAME} + 16; a protocol whose frames are all smaller passes its own bound)
    */
-  constructor (stream: Stream, peer: string) {
+  constructor (stream: Stream, peer: string, maxBuffer = MAX_FRAME + 16) {
     this.stream = stream
     this.peer = peer
-    this.#bytes = byteStream(stream, { maxBufferSize: MAX_FRAME + 16 })
+    this.#bytes = byteStream(stream, { maxBufferSize: maxBuffer })
   }
 
   /**
