@@ -21,7 +21,7 @@ import { NetworkError } from './errors.ts'
 import { openChannel } from './migrate.ts'
 import type { Timeouts } from './migrate.ts'
 import type { Peer } from './peer.ts'
-import { bytesOf, Channel, MAX_SMALL_FRAME, textOf } from './wire.ts'
+import { bytesOf, Channel, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
 import type { Frame } from './wire.ts'
 
 /** Protocol ID of inbox forwarding. */
@@ -56,33 +56,18 @@ export interface ForwardRetry { attempts: number; backoffMs: number }
 /** Default {@link ForwardRetry}: 3 rounds, 250 ms then 500 ms apart. */
 export const DEFAULT_FORWARD_RETRY: ForwardRetry = { attempts: 3, backoffMs: 250 }
 
-/** Counts of inbound streams per peer and in total (one per node; single-threaded). */
-export class StreamGate {
+/** Counts of inbound inbox streams per peer and in total (one per node; single-threaded). */
+export class StreamGate extends PeerSlots {
   readonly limits: InboxStreamLimits
-  readonly #perPeer = new Map<string, number>()
-  #total = 0
 
-  constructor (limits: Partial<InboxStreamLimits> = {}) { this.limits = { ...DEFAULT_INBOX_STREAM_LIMITS, ...limits } }
+  constructor (limits: Partial<InboxStreamLimits> = {}) {
+    const l = { ...DEFAULT_INBOX_STREAM_LIMITS, ...limits }
+    super(l.maxPerPeer, l.maxTotal, 'inbox streams')
+    this.limits = l
+  }
 
   /** Streams being answered now. */
-  get open (): number { return this.#total }
-
-  /** Admits one more stream of `peer`: null (call {@link leave} later) or the refusal reason. */
-  enter (peer: string): string | null {
-    const n = this.#perPeer.get(peer) ?? 0
-    if (n >= this.limits.maxPerPeer) return `too many concurrent inbox streams from this peer (limit ${this.limits.maxPerPeer})`
-    if (this.#total >= this.limits.maxTotal) return `too many concurrent inbox streams on this node (limit ${this.limits.maxTotal})`
-    this.#perPeer.set(peer, n + 1)
-    this.#total++
-    return null
-  }
-
-  /** Ends a stream admitted by {@link enter}. */
-  leave (peer: string): void {
-    const n = (this.#perPeer.get(peer) ?? 1) - 1
-    if (n <= 0) this.#perPeer.delete(peer); else this.#perPeer.set(peer, n)
-    this.#total = Math.max(0, this.#total - 1)
-  }
+  get open (): number { return this.total }
 }
 
 /** What a host answers for a delivered message: its seq (0 for a duplicate) and the agent's budget after it (microcents). */

@@ -36,7 +36,7 @@ import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
-import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, textOf } from './wire.ts'
+import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
 import type { Frame } from './wire.ts'
 
 /** Protocol ID of the migration stream. */
@@ -96,32 +96,23 @@ export const DEFAULT_TARGET_LIMITS: TargetLimits = { maxOffersPerPeer: 2, maxOff
  */
 export class InboundGate {
   readonly limits: TargetLimits
-  readonly #perPeer = new Map<string, number>()
-  #total = 0
+  readonly #slots: PeerSlots
   #spool = 0
 
-  constructor (limits: Partial<TargetLimits> = {}) { this.limits = { ...DEFAULT_TARGET_LIMITS, ...limits } }
+  constructor (limits: Partial<TargetLimits> = {}) {
+    this.limits = { ...DEFAULT_TARGET_LIMITS, ...limits }
+    this.#slots = new PeerSlots(this.limits.maxOffersPerPeer, this.limits.maxOffers, 'offers')
+  }
 
   /** Offers in progress, and spool bytes reserved by them. */
-  get offers (): number { return this.#total }
+  get offers (): number { return this.#slots.total }
   get spoolBytes (): number { return this.#spool }
 
   /** Admits one more offer from `peer`; returns null (admitted: call {@link leave} later) or the refusal reason. */
-  enter (peer: string): string | null {
-    const n = this.#perPeer.get(peer) ?? 0
-    if (n >= this.limits.maxOffersPerPeer) return `too many concurrent offers from this peer (limit ${this.limits.maxOffersPerPeer})`
-    if (this.#total >= this.limits.maxOffers) return `too many concurrent offers on this node (limit ${this.limits.maxOffers})`
-    this.#perPeer.set(peer, n + 1)
-    this.#total++
-    return null
-  }
+  enter (peer: string): string | null { return this.#slots.enter(peer) }
 
   /** Ends an offer admitted by {@link enter}. */
-  leave (peer: string): void {
-    const n = (this.#perPeer.get(peer) ?? 1) - 1
-    if (n <= 0) this.#perPeer.delete(peer); else this.#perPeer.set(peer, n)
-    this.#total = Math.max(0, this.#total - 1)
-  }
+  leave (peer: string): void { this.#slots.leave(peer) }
 
   /** Reserves `bytes` of spool; returns null (reserved: call {@link release} later) or the refusal reason. */
   reserve (bytes: number): string | null {
