@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs'
 import { StorageError } from './errors.ts'
+import { decodeIo } from './io.ts'
 import { readLive } from './live.ts'
 import { PAGE_SIZE } from './state.ts'
 
@@ -11,12 +12,15 @@ import { PAGE_SIZE } from './state.ts'
  * A live checkpoint summarised. 64-bit counters are decimal strings: `fuel` (units), `budget`
  * (microcents), `price` (microcents per million fuel). `stateRoot` is hex. `memoryBytes` = pageCount × 65536; `nonZeroPages` the pages
  * stored; `logBytes` the embedded event-log segment's size (0 when none); `fileBytes` the file size.
+ * `inbox`: messages waiting (not consumed), HTTP requests without outcome, and the agent's sleep
+ * (`null` default pace, `"message"` until the next message, else an ISO time) — from the I/O state.
  */
 export interface InspectView {
   file: string; did: string; tick: number; epoch: number; status: string; reason: string | null; target: string | null
   fuel: string; budget: string; price: string; code: string; manifest: string; prev: string | null; stateRoot: string
   pageCount: number; nonZeroPages: number; memoryBytes: number; globals: number; host: string; time: string
   log: string | null; logBytes: number; fileBytes: number
+  inbox: { waiting: number; requests: number; lastSeq: number; sleep: string | null }
 }
 
 /**
@@ -29,6 +33,8 @@ export function inspectLive (path: string): InspectView {
   let fileBytes: number
   try { fileBytes = fs.statSync(path).size } catch (e) { throw new StorageError(`${path}: cannot stat: ${(e as NodeJS.ErrnoException).code ?? e}`) }
   const h = c.parsed
+  const io = c.io === null ? null : decodeIo(c.io, `${path} (io)`)
+  const sleep = io?.sleep ?? null
   return {
     file: path,
     did: h.agent,
@@ -53,6 +59,12 @@ export function inspectLive (path: string): InspectView {
     log: h.log,
     logBytes: c.log?.length ?? 0,
     fileBytes,
+    inbox: {
+      waiting: io?.pending.length ?? 0,
+      requests: io?.requests.length ?? 0,
+      lastSeq: io?.last ?? 0,
+      sleep: sleep === null ? null : sleep === 0n ? 'message' : new Date(Number(sleep / 1_000_000n)).toISOString(),
+    },
   }
 }
 
@@ -78,6 +90,7 @@ export function formatInspect (v: InspectView): string {
     ['memory', `${v.pageCount} pages (${bytes(v.memoryBytes)}), ${v.nonZeroPages} non-zero`],
     ['globals', String(v.globals)],
     ['event log', v.log === null ? 'none' : `${bytes(v.logBytes)} (${v.log})`],
+    ['inbox', `${v.inbox.waiting} waiting, ${v.inbox.requests} HTTP request${v.inbox.requests === 1 ? '' : 's'} without outcome, last message #${v.inbox.lastSeq}${v.inbox.sleep === null ? '' : v.inbox.sleep === 'message' ? '; sleeping until a message' : `; sleeping until ${v.inbox.sleep}`}`],
     ['code', v.code],
     ['manifest', v.manifest],
     ['state root', v.stateRoot],

@@ -263,7 +263,7 @@ export function encodeIo (s: IoState): Uint8Array {
 export function decodeIo (bytes: Uint8Array, what = 'io state'): IoState {
   const m = asMap(decode(bytes, what), what, 'io state', ['v', 'last', 'pending', 'seen', 'requests', 'nextReq', 'open', 'sleep'])
   const fail = (msg: string): never => { throw new CheckpointError(`${what}: ${msg}`) }
-  if (m.v !== IO_VERSION) fail(`unknown io state version ${describe(m.v)} (this igord reads ${IO_VERSION})`)
+  if (m.v !== IO_VERSION) fail(`field "v": unknown io state version ${describe(m.v)} (this igord reads ${IO_VERSION})`)
   const last = int(m.last); const nextReq = int(m.nextReq)
   if (last === null || last < 0n || last > BigInt(Number.MAX_SAFE_INTEGER)) fail(`field "last" must be a sequence number, got ${describe(m.last)}`)
   if (nextReq === null || nextReq < 1n || nextReq > 0x100000000n) fail(`field "nextReq" must be 1..2^32, got ${describe(m.nextReq)}`)

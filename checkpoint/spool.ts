@@ -133,11 +133,20 @@ export class InboxSpool {
     for (const n of list(this.dir)) {
       if (!/^in-[0-9a-f]{32}\.cbor$/.test(n)) continue
       const file = path.join(this.dir, n)
-      try { out.push({ file, msg: readMessage(file) }) } catch {
-        try { fs.renameSync(file, path.join(this.dir, `.bad-${n}`)) } catch { /* leave it */ }
-      }
+      try { out.push({ file, msg: readMessage(file) }) } catch { this.setAside(file) }
     }
     return out.sort((a, b) => (a.msg.time < b.msg.time ? -1 : a.msg.time > b.msg.time ? 1 : Buffer.compare(a.msg.id, b.msg.id)))
+  }
+
+  /**
+   * Renames a drop file that cannot be taken (not a valid message, or refused for good: a bad
+   * top-up signature, a body over the agent's limit) to `.bad-<name>` in the same directory: kept
+   * for the operator, never deleted, no longer offered by {@link drops}. Best effort.
+   * @returns the new path, or null when it could not be renamed
+   */
+  setAside (file: string): string | null {
+    const to = path.join(path.dirname(file), `.bad-${path.basename(file)}`)
+    try { fs.renameSync(file, to); return to } catch { return null }
   }
 
   /** Removes a drop file once its message is numbered and spooled (or found to be a duplicate). */

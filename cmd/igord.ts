@@ -23,6 +23,7 @@ import { defaultResumeDir } from '../runtime/session.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 import { addInboxCommands } from './inbox.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
+import { addLogsCommand } from './logs.ts'
 
 const EXIT_HELP = `
 Exit codes:
@@ -257,6 +258,7 @@ program.command('instrument')
 
 addNodeCommands(program, EXIT_HELP)
 addInboxCommands(program, EXIT_HELP)
+addLogsCommand(program, EXIT_HELP)
 
 function jsonReplacer (_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString()

@@ -7,7 +7,7 @@ import { EXIT } from '../checkpoint/errors.ts'
 import { controlRequest } from '../p2p/control.ts'
 import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
 import type { AgentInfo, NodeFaults } from '../p2p/node.ts'
-import { DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
+import { DEFAULT_NODE_CAPS, INBOX_LIMITS } from '../hostcalls/manifest.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
 import { DEFAULT_TICK_TIMEOUT_MS } from '../runtime/pool.ts'
 import { formatBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
@@ -38,7 +38,7 @@ function tickThreads (v: string): number {
 function mib (n: number): string { return (n / 1048576).toFixed(1) }
 
 /** The `--max-*` options of `igord node`: the highest limits an agent's manifest may ask for here. */
-interface CapFlags { maxFuelPerTick?: string; maxMemory?: string; maxFailures?: string; maxEventsPerTick?: string; maxLogBytesPerTick?: string; maxRandomBytesPerTick?: string; maxEventBytesPerTick?: string }
+interface CapFlags { maxFuelPerTick?: string; maxMemory?: string; maxFailures?: string; maxEventsPerTick?: string; maxLogBytesPerTick?: string; maxRandomBytesPerTick?: string; maxEventBytesPerTick?: string; maxInboxMessages?: string; maxMessageBytes?: string }
 
 /** Reads the `--max-*` options over {@link DEFAULT_NODE_CAPS}. @throws UsageError naming the option */
 function nodeCaps (o: CapFlags): NodeCaps {
@@ -54,6 +54,8 @@ function nodeCaps (o: CapFlags): NodeCaps {
       randomBytes: get(o.maxRandomBytesPerTick, '--max-random-bytes-per-tick', d.tickLimits.randomBytes),
       eventBytes: get(o.maxEventBytesPerTick, '--max-event-bytes-per-tick', d.tickLimits.eventBytes),
     },
+    ...(o.maxInboxMessages === undefined ? {} : { maxInboxMessages: parseLimit(o.maxInboxMessages, '--max-inbox-messages') }),
+    ...(o.maxMessageBytes === undefined ? {} : { maxMessageBytes: parseLimit(o.maxMessageBytes, '--max-message-bytes') }),
   }
 }
 
@@ -75,6 +77,8 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--max-log-bytes-per-tick <bytes>', `refuse agents whose manifest asks more log output per tick (default ${DEFAULT_NODE_CAPS.tickLimits.logBytes} = 1MiB)`)
     .option('--max-random-bytes-per-tick <bytes>', `refuse agents whose manifest asks more random bytes per tick (default ${DEFAULT_NODE_CAPS.tickLimits.randomBytes} = 1MiB)`)
     .option('--max-event-bytes-per-tick <bytes>', `refuse agents whose manifest asks more event bytes per tick (default ${DEFAULT_NODE_CAPS.tickLimits.eventBytes} = 4MiB)`)
+    .option('--max-inbox-messages <n>', `refuse agents whose manifest lets more messages wait in their inbox (default ${INBOX_LIMITS.max_inbox_messages[1]}, the most a manifest may ask)`)
+    .option('--max-message-bytes <bytes>', `refuse agents whose manifest takes larger messages (default ${INBOX_LIMITS.max_message_bytes[1]} = 1MiB, the most a manifest may ask)`)
     .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
     .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
     .option('-q, --quiet', 'do not print the agents\' log lines')

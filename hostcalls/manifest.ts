@@ -283,6 +283,11 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
   }
 
   const http = parseHttp(doc.http, capabilities.has('http'), fail)
+  // An inbox message is recorded whole when the agent reads it, and once more if its first buffer
+  // was too small (`inbox_peek`): both must fit one tick's events, or reading it would trap forever.
+  const fits = Math.floor(tickLimits.eventBytes / 2)
+  if (capabilities.has('inbox') && inbox.maxMessageBytes > fits) fail(`resource_limits.max_message_bytes ${inbox.maxMessageBytes} is over half of max_event_bytes_per_tick (${tickLimits.eventBytes}): a message must fit a tick's events twice`)
+  if (http !== null && http.maxResponseBytes > fits) fail(`http.max_response_bytes ${http.maxResponseBytes} is over half of resource_limits.max_event_bytes_per_tick (${tickLimits.eventBytes}): a response must fit a tick's events twice`)
 
   return { capabilities, maxMemoryBytes, maxFuelPerTick, maxFailures, tickLimits, migration, http, inbox, raw: bytes }
 }
@@ -362,6 +367,10 @@ export interface NodeCaps {
   maxFailures: number
   /** Highest per-tick limits (`max_events_per_tick`, `max_log_bytes_per_tick`, …). */
   tickLimits: TickLimits
+  /** Highest `max_inbox_messages` (messages waiting); absent: its maximum, 65536 ({@link INBOX_LIMITS}). */
+  maxInboxMessages?: number
+  /** Highest `max_message_bytes`, bytes; absent: its maximum, 1 MiB ({@link INBOX_LIMITS}). */
+  maxMessageBytes?: number
 }
 
 /**
@@ -392,6 +401,11 @@ export function checkWithinCaps (manifest: Manifest, caps: NodeCaps): string | n
   for (const k of Object.keys(TICK_LIMIT_FIELDS) as (keyof TickLimits)[]) {
     if (manifest.tickLimits[k] > caps.tickLimits[k]) return over(TICK_LIMIT_FIELDS[k], manifest.tickLimits[k], caps.tickLimits[k])
   }
+  const inbox = manifest.inbox ?? { maxMessages: INBOX_LIMITS.max_inbox_messages[0], maxMessageBytes: INBOX_LIMITS.max_message_bytes[0] }
+  const maxInbox = caps.maxInboxMessages ?? INBOX_LIMITS.max_inbox_messages[1]
+  const maxBytes = caps.maxMessageBytes ?? INBOX_LIMITS.max_message_bytes[1]
+  if (inbox.maxMessages > maxInbox) return over('max_inbox_messages', inbox.maxMessages, maxInbox)
+  if (inbox.maxMessageBytes > maxBytes) return over('max_message_bytes', inbox.maxMessageBytes, maxBytes)
   return null
 }
 

@@ -274,3 +274,24 @@ export function recordOutcome (dir: string, o: Record<string, unknown>): void {
   try { fs.appendFileSync(migrationsLogPath(dir), JSON.stringify({ time: new Date().toISOString(), ...o }) + '\n', { mode: 0o600 }) } catch { /* best effort */ }
 }
 
+
+/**
+ * Where agents handed off from this node went, from the source `handoff` lines of
+ * `<data>/migrations.log`: agent name → the target's peer ID (`to`) and the multiaddr the
+ * migration dialed (`addr`); the last line of a name wins. A node reads it at start to forward
+ * messages for agents that left before (p2p/inbox.ts). Lines that do not parse, or have no `addr`
+ * (written before it was recorded), are skipped; never throws (no log: an empty map).
+ */
+export function handoffTargets (dir: string): Map<string, { to: string; addr: string }> {
+  const out = new Map<string, { to: string; addr: string }>()
+  let text: string
+  try { text = fs.readFileSync(migrationsLogPath(dir), 'utf8') } catch { return out }
+  for (const line of text.split('\n')) {
+    if (!line.includes('"handoff"')) continue
+    try {
+      const o = JSON.parse(line) as Record<string, unknown>
+      if (o.role === 'source' && o.outcome === 'handoff' && typeof o.name === 'string' && typeof o.to === 'string' && typeof o.addr === 'string') out.set(o.name, { to: o.to, addr: o.addr })
+    } catch { /* a torn line */ }
+  }
+  return out
+}

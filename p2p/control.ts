@@ -108,7 +108,7 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
     case 'send': {
       const body = Buffer.from(str('body64'), 'base64')
       const id = req.id === undefined ? newMessageId() : messageIdFrom(str('id'))
-      return await node.deliver(str('agent'), { id, kind: 'message', from: node.peerId, time: nowNs(), body })
+      return { ...await node.deliver(str('agent'), { id, kind: 'message', from: node.peerId, time: nowNs(), body }) }
     }
     case 'fund': {
       let amount: bigint
@@ -117,7 +117,7 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
       const agent = str('agent')
       const did = node.didOf(agent)
       const id = req.id === undefined ? newMessageId() : messageIdFrom(str('id'))
-      return await node.deliver(agent, signTopUp(node.host, did, amount, id, nowNs()))
+      return { ...await node.deliver(agent, signTopUp(node.host, did, amount, id, nowNs())) }
     }
     default:
       throw new RequestError(`control: unknown op ${JSON.stringify(req.op)} (ps, run, stop, migrate, send, fund)`)

@@ -28,13 +28,15 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { decodeGlobals } from '../checkpoint/live.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot } from '../checkpoint/state.ts'
+import { decodeIo } from '../checkpoint/io.ts'
+import type { IoState } from '../checkpoint/io.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
-import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, textOf } from './wire.ts'
+import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
 import type { Frame } from './wire.ts'
 
 /** Protocol ID of the migration stream. */
@@ -94,32 +96,23 @@ export const DEFAULT_TARGET_LIMITS: TargetLimits = { maxOffersPerPeer: 2, maxOff
  */
 export class InboundGate {
   readonly limits: TargetLimits
-  readonly #perPeer = new Map<string, number>()
-  #total = 0
+  readonly #slots: PeerSlots
   #spool = 0
 
-  constructor (limits: Partial<TargetLimits> = {}) { this.limits = { ...DEFAULT_TARGET_LIMITS, ...limits } }
+  constructor (limits: Partial<TargetLimits> = {}) {
+    this.limits = { ...DEFAULT_TARGET_LIMITS, ...limits }
+    this.#slots = new PeerSlots(this.limits.maxOffersPerPeer, this.limits.maxOffers, 'offers')
+  }
 
   /** Offers in progress, and spool bytes reserved by them. */
-  get offers (): number { return this.#total }
+  get offers (): number { return this.#slots.total }
   get spoolBytes (): number { return this.#spool }
 
   /** Admits one more offer from `peer`; returns null (admitted: call {@link leave} later) or the refusal reason. */
-  enter (peer: string): string | null {
-    const n = this.#perPeer.get(peer) ?? 0
-    if (n >= this.limits.maxOffersPerPeer) return `too many concurrent offers from this peer (limit ${this.limits.maxOffersPerPeer})`
-    if (this.#total >= this.limits.maxOffers) return `too many concurrent offers on this node (limit ${this.limits.maxOffers})`
-    this.#perPeer.set(peer, n + 1)
-    this.#total++
-    return null
-  }
+  enter (peer: string): string | null { return this.#slots.enter(peer) }
 
   /** Ends an offer admitted by {@link enter}. */
-  leave (peer: string): void {
-    const n = (this.#perPeer.get(peer) ?? 1) - 1
-    if (n <= 0) this.#perPeer.delete(peer); else this.#perPeer.set(peer, n)
-    this.#total = Math.max(0, this.#total - 1)
-  }
+  leave (peer: string): void { this.#slots.leave(peer) }
 
   /** Reserves `bytes` of spool; returns null (reserved: call {@link release} later) or the refusal reason. */
   reserve (bytes: number): string | null {
@@ -164,6 +157,9 @@ export class Spool {
   }
 
   has (cid: string): boolean { return this.#cids.has(cid) }
+
+  /** Blobs stored. */
+  get count (): number { return this.#cids.size }
 
   /** The bytes of a stored blob, re-hashed. @throws NetworkError when missing, unreadable or altered */
   get (cid: string): Uint8Array {
@@ -230,6 +226,8 @@ export interface MigrateResult {
 export interface ReplayBase {
   header: Uint8Array; sig: Uint8Array; pageCount: number; pages: [number, string][]
   globals: LiveCheckpoint['globals']; blob (cid: string): Uint8Array
+  /** P's I/O state blob (the bytes whose CID is P's header field `io`); null when P has none */
+  io: Uint8Array | null
 }
 
 /** Progress of a transfer: blob bytes sent so far and in total. */
@@ -248,10 +246,11 @@ export interface SourceHooks {
 }
 
 /**
- * Opens a migration (or status) stream to `addr` (a multiaddr ending in `/p2p/<id>`) within the dial timeout.
+ * Opens a migration (or status, info, inbox) stream to `addr` (a multiaddr ending in `/p2p/<id>`)
+ * within the dial timeout. `maxBuffer`: see {@link Channel} (default: the largest frame).
  * @throws NetworkError `dial <addr>: …`
  */
-export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string, t: Timeouts): Promise<Channel> {
+export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string, t: Pick<Timeouts, 'dialMs'>, maxBuffer?: number): Promise<Channel> {
   const id = addr.getComponents().find((c) => c.name === 'p2p')?.value
   if (id === undefined) throw new NetworkError(`dial ${addr.toString()}: the address must end in /p2p/<peer id>`)
   if (id === peer.peerId.toString()) throw new NetworkError(`dial ${addr.toString()}: that is this node itself`)
@@ -263,7 +262,7 @@ export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string
     const why = err.name === 'TimeoutError' || err.name === 'AbortError' ? `timed out after ${t.dialMs} ms` : err.message.split('\n')[0]
     throw new NetworkError(`dial ${addr.toString()}: ${why}`)
   }
-  return new Channel(stream, id)
+  return new Channel(stream, id, maxBuffer)
 }
 
 /**
@@ -329,7 +328,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   }
   if (batch.length > 0) await flush()
   step('transfer')
-  await ch.send({ t: 'end', key: live.seed, log: live.log, ...(live.io === null ? {} : { io: live.io }) }, 'transfer', t.stepMs)
+  await ch.send({ t: 'end', key: live.seed, log: live.log, ...(live.io === null ? {} : { io: live.io }), ...(a.base?.io == null ? {} : { baseIo: a.base.io }) }, 'transfer', t.stepMs)
   const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'], MAX_SMALL_FRAME)
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
   const replayedTicks = typeof pending.replayed === 'number' && Number.isSafeInteger(pending.replayed) && pending.replayed >= 0 ? pending.replayed : 0
@@ -524,7 +523,8 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     let frames = 0
     let end: Frame
     for (;;) {
-      const max = wanted.has(offer.parsed.code) && !spool.has(offer.parsed.code) ? MAX_FRAME : MAX_BLOBS_FRAME
+      // while the wasm is awaited a frame may hold it; once every blob is in, only `end` (log, I/O states) may come
+      const max = (wanted.has(offer.parsed.code) && !spool.has(offer.parsed.code)) || spool.count === wanted.size ? MAX_FRAME : MAX_BLOBS_FRAME
       let fr: Frame
       try { fr = await recv('transfer', t.frameMs, ['blobs', 'end'], max) } catch (e) {
         await refuse(ch, (e as Error).message, t)
@@ -547,7 +547,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     let replayed = 0
     try {
       live = assemble(offer, end, got, hooks)
-      replayed = await replayBase(offer, live, got, hooks)
+      replayed = await replayBase(offer, live, got, hooks, baseIoOf(offer, end))
       await hooks.prepare(offer, ch.peer, live)
     } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
@@ -631,13 +631,32 @@ function assemble (offer: Offer, end: Frame, got: Spool, hooks: TargetHooks): Li
 }
 
 /**
+ * The replay base's I/O state from the `end` frame's `baseIo`: required when the base's header
+ * names an `io` CID (its bytes must hash to it), absent otherwise; undefined without a base.
+ * @throws NetworkError `verify: …`
+ */
+function baseIoOf (offer: Offer, end: Frame): IoState | undefined {
+  const b = offer.base
+  if (b === undefined) return undefined
+  const want = b.parsed.io
+  const got = end.baseIo === undefined || end.baseIo === null ? null : bytesOf(end, 'baseIo', 'end')
+  if (want === undefined) {
+    if (got !== null) throw new NetworkError('verify: the replay base has no I/O state, but "baseIo" was sent')
+    return undefined
+  }
+  if (got === null) throw new NetworkError(`verify: the replay base's I/O state ${want} is missing (field "baseIo" of end)`)
+  if (cidOf(got) !== want) throw new NetworkError('verify: "baseIo" does not match the replay base\'s io CID')
+  try { return decodeIo(got, `replay base I/O state ${want}`) } catch (e) { throw new NetworkError(`verify: ${(e as Error).message}`) }
+}
+
+/**
  * The target's check of an offer's replay base: P's pages hash to their CIDs and are 64 KiB, P's
  * state root (pages, globals, fuel, budget) equals P's signed `state`, and the ticks of the offered
  * checkpoint's log, re-executed from P with their recorded inputs (runtime/replay.ts), end in
  * exactly the offered checkpoint. Returns the number of ticks replayed (0 without a base or log).
  * @throws NetworkError `verify: …` for a bad base; `replay diverges at tick N (<field>): <message>`
  */
-async function replayBase (offer: Offer, live: LiveCheckpoint, got: Spool, hooks: TargetHooks): Promise<number> {
+async function replayBase (offer: Offer, live: LiveCheckpoint, got: Spool, hooks: TargetHooks, io: IoState | undefined): Promise<number> {
   const b = offer.base
   if (b === undefined || live.log === null) return 0
   const pages: [number, Uint8Array][] = []
@@ -657,7 +676,7 @@ async function replayBase (offer: Offer, live: LiveCheckpoint, got: Spool, hooks
   try { records = EventLog.decodeSegment(live.log, `event log ${offer.parsed.log}`) } catch (e) { throw new NetworkError(`verify: ${(e as Error).message}`) }
   let r
   try {
-    const start = { header: b.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: b.pageCount, pages, digests, globals: b.globals }
+    const start = { header: b.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: b.pageCount, pages, digests, globals: b.globals, ...(io === undefined ? {} : { io }) }
     r = hooks.replay !== undefined ? await hooks.replay(start, records, offer.parsed) : replaySegment(start, records, offer.parsed)
   } catch (e) { throw new NetworkError(`replay: ${(e as Error).message.split('\n')[0]}`) }
   const d = r.divergence

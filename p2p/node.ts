@@ -35,11 +35,14 @@ import type { HostIdentity } from '../runtime/host.ts'
 import type { AgentHandle, WorkerSettings } from '../runtime/pool.ts'
 import { TickPool } from '../runtime/pool.ts'
 import { DeliveryRefused } from '../runtime/mailbox.ts'
+import { InboxSpool } from '../checkpoint/spool.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
 import type { LoopEnd } from '../runtime/runner.ts'
 import { livePath } from '../runtime/session.ts'
 import * as authority from './authority.ts'
 import { NetworkError, RefusedError, RequestError } from './errors.ts'
+import { answerInbox, DEFAULT_FORWARD_RETRY, forwardMessage, INBOX_PROTOCOL, INBOX_STREAM_BUFFER, StreamGate } from './inbox.ts'
+import type { ForwardRetry, InboxStreamLimits } from './inbox.ts'
 import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
 import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
@@ -79,6 +82,10 @@ export interface NodeOptions {
   timeouts?: Partial<Timeouts>
   /** bounds on inbound offers (p2p/migrate.ts `DEFAULT_TARGET_LIMITS` for the rest) */
   targetLimits?: Partial<TargetLimits>
+  /** bounds on inbound `/igor/inbox/1.0.0` streams (p2p/inbox.ts `DEFAULT_INBOX_STREAM_LIMITS` for the rest) */
+  inboxLimits?: Partial<InboxStreamLimits>
+  /** retries of a message forwarded to an agent's new host (p2p/inbox.ts `DEFAULT_FORWARD_RETRY`) */
+  forwardRetry?: ForwardRetry
   /** node notes (one line each, no newline) */
   note (line: string): void
   /** an agent's log line */
@@ -112,6 +119,16 @@ export interface AgentInfo {
   epoch: number
   intervalMs: number
 }
+
+/**
+ * Where {@link IgordNode.deliver} put a message: the agent's name and DID, the seq its inbox gave it
+ * (0 with `duplicate`: the agent already had that id), its budget after it (microcents, decimal),
+ * and `forwarded`: the peer ID of the node it was forwarded to, when the agent had left this one.
+ */
+export interface DeliverResult { name: string; did: string; seq: number; duplicate: boolean; budget: string; forwarded?: string }
+
+/** An agent handed off from this node: its name, DID, the peer it went to and that peer's addresses (multiaddrs with /p2p/). */
+interface Moved { name: string; did: string; peer: string; addrs: string[] }
 
 /** A `run` request: birth a new agent on this node. `budget` in microcents, `intervalMs` ms. */
 export interface RunRequest { wasm: string; manifest?: string; name?: string; budget: bigint; intervalMs?: number }
@@ -165,10 +182,12 @@ export class IgordNode {
   readonly #locks = new Map<string, Lock>()
   /** the offer that reserved each name in {@link #inbound} while its transfer runs */
   readonly #reserved = new Map<string, Offer>()
-  /** agents handed off from here (name and DID → the peer they went to), to answer messages for them */
-  readonly #moved = new Map<string, string>()
+  /** agents handed off from here (by name and by DID), to forward messages for them */
+  readonly #moved = new Map<string, Moved>()
   /** counts of offers in progress and spool bytes (p2p/migrate.ts `InboundGate`) */
   readonly #gate: InboundGate
+  /** counts of inbound inbox streams (p2p/inbox.ts) */
+  readonly #inboxGate: StreamGate
 
   private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
     this.#opts = opts
@@ -182,6 +201,7 @@ export class IgordNode {
     this.#blobs = new BlobStore(blobsDir(opts.dir))
     this.#pool = new TickPool({ note: opts.note, ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
     this.#gate = new InboundGate(opts.targetLimits)
+    this.#inboxGate = new StreamGate(opts.inboxLimits)
   }
 
   /**
@@ -209,6 +229,12 @@ export class IgordNode {
       }, { maxInboundStreams: 128 })
       await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#answerStatus(new Channel(stream, conn.remotePeer.toString())) })
       await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#answerInfo(new Channel(stream, conn.remotePeer.toString())) })
+      // a message forwarded by the node an agent left: delivered here or refused, never forwarded again
+      await peer.handle(INBOX_PROTOCOL, (stream, conn) => {
+        void answerInbox(new Channel(stream, conn.remotePeer.toString(), INBOX_STREAM_BUFFER), {
+          deliver: async (agent, msg) => { const r = await node.deliver(agent, msg, { forward: false }); return { seq: r.seq, duplicate: r.duplicate, budget: BigInt(r.budget) } },
+        }, { stepMs: node.timeouts.stepMs, deliverMs: DELIVER_WAIT_MS + node.timeouts.stepMs }, node.#inboxGate)
+      }, { maxInboundStreams: 128 })
       for (const b of opts.bootstrap ?? []) {
         peer.dial(parseMultiaddr(b, '--bootstrap'), { signal: AbortSignal.timeout(node.timeouts.dialMs) })
           .then(() => opts.note(`connected to bootstrap peer ${b}`), (e: Error) => opts.note(`bootstrap ${b}: ${e.message.split('\n')[0]}`))
@@ -241,6 +267,13 @@ export class IgordNode {
 
   async #restore (): Promise<void> {
     for (const name of authority.pendingNames(this.dir)) await this.#recoverPending(name)
+    let sent: Map<string, { to: string; addr: string }> | null = null
+    const moved = (name: string, did: string, peer: string | undefined) => {
+      if (peer === undefined) return
+      sent ??= authority.handoffTargets(this.dir)
+      const to = sent.get(name)
+      this.#remember({ name, did, peer, addrs: to !== undefined && to.to === peer ? [to.addr] : [] })
+    }
     for (const name of liveNames(this.dir)) {
       if (this.agents.has(name)) continue
       const file = livePath(this.dir, name)
@@ -252,11 +285,12 @@ export class IgordNode {
         // a kill between its live file and its history entry leaves a stopped agent's last checkpoint
         // (e.g. a handoff, which findHandoff must find) only in the live file: archive it
         try { new CheckpointWriter(this.dir, name).ensureArchived(live) } catch (e) { this.#opts.note(`${name}: cannot archive its last checkpoint: ${(e as Error).message}`) }
+        if (h.status === 'handoff') moved(name, h.agent, h.target)
         continue
       }
       let gone: authority.SignedHeader | null
       try { gone = authority.findHandoff(this.dir, name, h.tick, cid) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
-      if (gone !== null) { this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
+      if (gone !== null) { moved(name, h.agent, gone.parsed.target); this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
       try {
         this.#lock(name)
         const session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
@@ -377,22 +411,32 @@ export class IgordNode {
   /**
    * Takes a message for a hosted agent (by name or DID) into its inbox, durably, and wakes it
    * (runtime/mailbox.ts); a top-up (kind `fund`) for an exhausted agent starts its loop again. A
-   * message for an agent being migrated waits for the outcome: it is delivered here if the agent
-   * stays, and refused naming the new host if it left.
-   * @returns the agent's name and the message's seq (0 and `duplicate` when the id was seen)
-   * @throws DeliveryRefused (exit 11): no such agent, inbox full, message too large, agent moved
+   * message for an agent being migrated (or arriving) waits for the outcome, at most
+   * {@link DELIVER_WAIT_MS}: it is delivered here if the agent stays, and forwarded to its new host
+   * (`/igor/inbox/1.0.0`, p2p/inbox.ts) if it left — as is a message for an agent handed off from
+   * here before; that host answers with the seq (or refuses). With `forward: false` (a message
+   * forwarded to this node) an agent that left is refused instead: a message is forwarded once.
+   * @returns where it went: the agent's name, DID, the message's seq (0 and `duplicate` when the
+   *   id was seen), and the peer it was forwarded to
+   * @throws DeliveryRefused (exit 11): no such agent, inbox full, message too large, still
+   *   migrating, the new host refused or could not be reached
    */
-  async deliver (nameOrDid: string, msg: Incoming): Promise<{ name: string; did: string; seq: number; duplicate: boolean; budget: string }> {
+  async deliver (nameOrDid: string, msg: Incoming, opts: { forward?: boolean } = {}): Promise<DeliverResult> {
     let h = this.#find(nameOrDid)
-    for (let waited = 0; h?.state === 'migrating' && waited < DELIVER_WAIT_MS; waited += 50) {
+    // until the handed-off agent leaves `agents` (after the handoff frame), it is still "migrating"
+    const busy = (x: Hosted | undefined) => x === undefined ? this.#arriving(nameOrDid) : x.state === 'migrating' || x.state === 'handoff'
+    for (let waited = 0; busy(h) && waited < DELIVER_WAIT_MS; waited += 50) {
       await sleep(50)
       h = this.#find(nameOrDid)
     }
     if (h === undefined) {
       const moved = this.#moved.get(nameOrDid)
-      throw new DeliveryRefused(moved !== undefined ? `${nameOrDid} moved to ${moved} and is no longer here` : `no agent named ${nameOrDid} on this node`)
+      if (moved === undefined) throw new DeliveryRefused(this.#arriving(nameOrDid) ? `${nameOrDid} is still arriving after ${DELIVER_WAIT_MS / 1000} s; try again` : `no agent named ${nameOrDid} on this node`)
+      if (opts.forward === false) throw new DeliveryRefused(`${nameOrDid} moved to ${moved.peer} and is no longer here (a forwarded message is not forwarded again)`)
+      const f = await forwardMessage(this.peer, moved.peer, this.#addrsOf(moved), moved.did, msg, { ...this.timeouts, deliverMs: DELIVER_WAIT_MS + this.timeouts.stepMs }, this.#opts.forwardRetry ?? DEFAULT_FORWARD_RETRY)
+      return { name: moved.name, did: moved.did, seq: f.seq, duplicate: f.duplicate, budget: String(f.budget), forwarded: f.to }
     }
-    if (h.state === 'migrating') throw new DeliveryRefused(`${h.name} is still migrating after ${DELIVER_WAIT_MS / 1000} s; try again`)
+    if (busy(h)) throw new DeliveryRefused(`${h.name} is still migrating after ${DELIVER_WAIT_MS / 1000} s; try again`)
     const r = await h.session.deliver(msg)
     if (msg.kind === 'fund' && !r.duplicate && h.state === 'exhausted') {
       this.#startLoop(h)
@@ -407,8 +451,37 @@ export class IgordNode {
    */
   didOf (nameOrDid: string): string {
     const h = this.#find(nameOrDid)
-    if (h === undefined) throw new DeliveryRefused(`no agent named ${nameOrDid} on this node`)
-    return h.session.did
+    if (h !== undefined) return h.session.did
+    const moved = this.#moved.get(nameOrDid)
+    if (moved !== undefined) return moved.did
+    throw new DeliveryRefused(`no agent named ${nameOrDid} on this node`)
+  }
+
+  /** True while an agent (by name or DID) is arriving here: an offer in progress, or a pending arrival. */
+  #arriving (nameOrDid: string): boolean {
+    for (const [name, prepared] of this.#inbound) {
+      if (name === nameOrDid || this.#reserved.get(name)?.parsed.agent === nameOrDid) return true
+      if ((prepared as AgentHandle | null | undefined)?.did === nameOrDid) return true
+    }
+    return false
+  }
+
+  /** Remembers an agent handed off from here (by name and DID), to forward its messages. */
+  #remember (m: Moved): void {
+    this.#moved.set(m.name, m)
+    this.#moved.set(m.did, m)
+  }
+
+  /** Addresses to reach the host of a moved agent: the one its migration dialed, then those of open connections to it. */
+  #addrsOf (m: Moved): Multiaddr[] {
+    const out = new Map<string, Multiaddr>()
+    for (const a of m.addrs) { try { out.set(a, parseMultiaddr(a, 'forward')) } catch { /* skipped */ } }
+    for (const c of this.peer.getConnections()) {
+      if (c.remotePeer.toString() !== m.peer) continue
+      const a = c.remoteAddr.toString().includes('/p2p/') ? c.remoteAddr : c.remoteAddr.encapsulate(`/p2p/${m.peer}`)
+      out.set(a.toString(), a)
+    }
+    return [...out.values()]
   }
 
   /** A hosted agent by name or DID. */
@@ -478,8 +551,9 @@ export class IgordNode {
    * history of the agent: P's page table is `live`'s with the pages listed in `live`'s history entry
    * reverted to their CID as of P, found by walking the entries back from P (a page listed in no
    * entry back to a base entry was zero at P); when `live`'s entry is a base entry, P's whole table is
-   * rebuilt back to the last base entry. Undefined for a genesis checkpoint, a checkpoint without a
-   * log, or when P's history is not at hand or does not reproduce P's state root.
+   * rebuilt back to the last base entry; P's I/O state blob comes from the blob store. Undefined for
+   * a genesis checkpoint, a checkpoint without a log, or when P's history is not at hand, does not
+   * reproduce P's state root, or P's I/O state blob is missing or corrupt.
    */
   #replayBase (h: Hosted, live: LiveCheckpoint): ReplayBase | undefined {
     const p = live.parsed
@@ -516,7 +590,10 @@ export class IgordNode {
       const P = pEntry.parsed
       const root = stateRoot({ pages: pEntry.pageCount, digests: pages.map(([i, c]) => [i, digestOfCid(c)]), globals: pEntry.globals, fuel: P.fuel, budget: P.budget })
       if (Buffer.compare(root, P.state) !== 0) return undefined
-      return { header: pEntry.headerBytes, sig: pEntry.sig, pageCount: pEntry.pageCount, pages, globals: pEntry.globals, blob: (c) => this.#blobs.get(c) }
+      // P's I/O state (its request counters) is part of the state replay starts from
+      const io = P.io === undefined ? null : this.#blobs.get(P.io)
+      if (io !== null && cidOf(io) !== P.io) return undefined
+      return { header: pEntry.headerBytes, sig: pEntry.sig, pageCount: pEntry.pageCount, pages, globals: pEntry.globals, blob: (c) => this.#blobs.get(c), io }
     } catch { return undefined }
   }
 
@@ -550,11 +627,13 @@ export class IgordNode {
           const r = await sendAgent(ch, { id, name: h.name, live, addrs: this.addrs, addr: addr.toString(), me: this.peerId, ...(base === undefined ? {} : { base }) }, hooks, this.timeouts)
           r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
           r.ms = performance.now() - t0
+          this.#remember({ name: h.name, did: h.session.did, peer: r.to, addrs: [r.addr] })
           this.agents.delete(h.name)
-          this.#moved.set(h.name, r.to); this.#moved.set(h.session.did, r.to)
+          // everything its spool held is in the offered checkpoint; files left could only be stale
+          try { new InboxSpool(this.dir, h.name).prune(Number.MAX_SAFE_INTEGER) } catch { /* best effort */ }
           this.#unlock(h.name)
           void h.session.close()
-          authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, tick: r.tick, confirmed: r.confirmed })
+          authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, addr: r.addr, tick: r.tick, confirmed: r.confirmed })
           this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
           return r
         } catch (e) {
@@ -721,21 +800,24 @@ export class IgordNode {
     try { fs.renameSync(paths.pendingCkpt, file) } catch (e) { throw new StorageError(`${file}: cannot install the arriving agent: ${(e as Error).message}`) }
     authority.dropPending(this.dir, name)
     try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
-    this.#inbound.delete(name)
+    const p = decodeParsed(h.header)
     this.#prepared.delete(name)
     this.#reserved.delete(name)
-    this.#lock(name)
-    let session: AgentHandle
-    if (prepared !== null) {
-      await prepared.install(live)
-      session = prepared
-    } else {
-      session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
-    }
-    await this.#continueAfterHandoff(session, h.header, h.sig)
-    const hosted = this.#host(name, session, this.#opts.intervalMs)
+    let hosted: Hosted
+    try { // the name stays in #inbound (a message for the agent waits) until it is hosted
+      this.#lock(name)
+      let session: AgentHandle
+      if (prepared !== null) {
+        await prepared.install(live)
+        session = prepared
+      } else {
+        session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
+      }
+      await this.#continueAfterHandoff(session, h.header, h.sig)
+      hosted = this.#host(name, session, this.#opts.intervalMs)
+    } finally { this.#inbound.delete(name) }
+    for (const k of [name, p.agent]) if (this.#moved.get(k)?.did === p.agent) this.#moved.delete(k) // it is back here
     this.#startLoop(hosted)
-    const p = decodeParsed(h.header)
     authority.recordOutcome(this.dir, { role: 'target', outcome: 'arrived', name, agent: p.agent, from: p.host, tick: p.tick, epoch: p.epoch + 1 })
     this.#opts.note(`${name} (${p.agent}) arrived from ${p.host} at tick ${p.tick}, epoch ${p.epoch + 1}`)
   }

@@ -45,11 +45,13 @@ export class Channel {
    * @param stream a libp2p stream; bytes the peer sends ahead of our reads are buffered up to
    *   {@link MAX_FRAME} + 16 bytes, beyond which the stream is reset
    * @param peer the remote peer ID (for messages)
+   * @param maxBuffer bytes buffered ahead of our reads before the stream is reset (default
+   *   {@link MAX_FRAME} + 16; a protocol whose frames are all smaller passes its own bound)
    */
-  constructor (stream: Stream, peer: string) {
+  constructor (stream: Stream, peer: string, maxBuffer = MAX_FRAME + 16) {
     this.stream = stream
     this.peer = peer
-    this.#bytes = byteStream(stream, { maxBufferSize: MAX_FRAME + 16 })
+    this.#bytes = byteStream(stream, { maxBufferSize: maxBuffer })
   }
 
   /**
@@ -170,4 +172,44 @@ export function textOf (f: Frame, key: string, step: string, max = 4096): string
   const v = f[key]
   if (typeof v !== 'string' || v.length > max) throw new NetworkError(`${step}: field "${key}" must be a text string of at most ${max} characters`)
   return v
+}
+
+/**
+ * Counts of concurrent inbound streams (offers, inbox messages) per peer and in total, against
+ * their bounds; one per node and protocol, single-threaded. `what` names them in refusals, e.g.
+ * `too many concurrent offers from this peer (limit 2)`.
+ */
+export class PeerSlots {
+  readonly maxPerPeer: number
+  readonly maxTotal: number
+  readonly what: string
+  readonly #perPeer = new Map<string, number>()
+  #total = 0
+
+  /** @param maxPerPeer streams one peer may hold open; @param maxTotal all peers together; @param what plural noun for refusals */
+  constructor (maxPerPeer: number, maxTotal: number, what: string) {
+    this.maxPerPeer = maxPerPeer
+    this.maxTotal = maxTotal
+    this.what = what
+  }
+
+  /** Streams admitted and not yet left. */
+  get total (): number { return this.#total }
+
+  /** Admits one more stream of `peer`: null (call {@link leave} later) or the refusal reason. */
+  enter (peer: string): string | null {
+    const n = this.#perPeer.get(peer) ?? 0
+    if (n >= this.maxPerPeer) return `too many concurrent ${this.what} from this peer (limit ${this.maxPerPeer})`
+    if (this.#total >= this.maxTotal) return `too many concurrent ${this.what} on this node (limit ${this.maxTotal})`
+    this.#perPeer.set(peer, n + 1)
+    this.#total++
+    return null
+  }
+
+  /** Ends a stream admitted by {@link enter}. */
+  leave (peer: string): void {
+    const n = (this.#perPeer.get(peer) ?? 1) - 1
+    if (n <= 0) this.#perPeer.delete(peer); else this.#perPeer.set(peer, n)
+    this.#total = Math.max(0, this.#total - 1)
+  }
 }

@@ -142,11 +142,11 @@ export class Mailbox {
       const bad = verifyTopUp(m as TopUp, a.spec.identity.did)
       if (bad !== null) throw new DeliveryRefused(`top-up for ${this.opts.name} refused: ${bad}`)
     }
+    if (m.kind === 'message' && !a.spec.manifest.capabilities.has('inbox')) throw new DeliveryRefused(`${this.opts.name} does not read messages (its manifest does not grant capability "inbox")`)
     if (m.kind === 'message' || m.kind === 'fund') {
       const lim = this.limits
       if (m.body.length > lim.maxMessageBytes) throw new DeliveryRefused(`message to ${this.opts.name} is ${m.body.length} bytes, over its max_message_bytes ${lim.maxMessageBytes}`)
-      const waiting = a.io.pending.filter((p) => p.kind === 'message' || p.kind === 'fund').length
-      if (waiting >= lim.maxMessages) throw new DeliveryRefused(`inbox of ${this.opts.name} is full (${lim.maxMessages} messages waiting)`)
+      if (this.#full()) throw new DeliveryRefused(`inbox of ${this.opts.name} is full (${lim.maxMessages} messages waiting)`)
     }
     const msg: Message = { ...m, seq: a.io.last + 1 }
     this.spool.put(msg)
@@ -179,21 +179,33 @@ export class Mailbox {
     }
   }
 
-  /** Numbers and spools messages left as drop files; a refused one stays (the sender was told it was left). */
+  /**
+   * Numbers and spools messages left as drop files, oldest first. While the inbox is full the rest
+   * stay for later, in order; a drop refused for another reason (a top-up whose signature does not
+   * verify, a body over the agent's limit) would never be taken, so it is set aside as `.bad-…`
+   * (kept, with a note) instead of holding up the ones behind it.
+   * @returns how many were taken (duplicates included)
+   */
   ingestDrops (): number {
     let k = 0
     for (const { file, msg } of this.spool.drops()) {
       try {
-        const { seq, duplicate } = this.deliver({ ...msg })
-        void seq; void duplicate
+        this.deliver({ ...msg })
         this.spool.removeDrop(file)
         k++
       } catch (e) {
         if (!(e instanceof DeliveryRefused)) throw e
-        break // full: keep the rest for later, in order
+        if (this.#full()) break // keep the rest for later, in order
+        const to = this.spool.setAside(file)
+        this.opts.note?.(`${this.opts.name}: drop file ${file} refused: ${e.message}; ${to === null ? 'left in place' : `set aside as ${to}`}`)
       }
     }
     return k
+  }
+
+  /** True when `message` and `fund` entries waiting fill the inbox to its `max_inbox_messages`. */
+  #full (): boolean {
+    return this.agent.io.pending.filter((p) => p.kind === 'message' || p.kind === 'fund').length >= this.limits.maxMessages
   }
 
   /**
@@ -208,12 +220,14 @@ export class Mailbox {
     if (sleep === 0n) delay = null
     else if (sleep !== null) {
       const now = this.agent.spec.inputs.now()
-      delay = sleep <= now ? 0 : Math.min(Number((sleep - now) / 1_000_000n), 2 ** 31 - 1)
+      // rounded up: the agent must not wake (and read its clock) before the time it asked for
+      delay = sleep <= now ? 0 : Math.min(Number((sleep - now + 999_999n) / 1_000_000n), 2 ** 31 - 1)
     }
     const woke = await new Promise<Wake>((resolve) => {
-      const timers: NodeJS.Timeout[] = []
+      let timer: NodeJS.Timeout | undefined
+      let pollTimer: NodeJS.Timeout | undefined
       const done = (w: Wake): void => {
-        for (const t of timers) clearTimeout(t)
+        clearTimeout(timer); clearTimeout(pollTimer)
         this.#wake = null
         signal?.removeEventListener('abort', onAbort)
         resolve(w)
@@ -222,13 +236,25 @@ export class Mailbox {
       if (signal?.aborted === true) { done('abort'); return }
       signal?.addEventListener('abort', onAbort)
       this.#wake = () => done('message')
-      if (delay !== null) timers.push(setTimeout(() => done(sleep === null ? 'interval' : 'timer'), delay))
+      if (delay !== null) {
+        // Node may run a timer up to a millisecond before its delay on the monotonic clock (it
+        // counts from the loop's cached time): re-arm for what is left until `due` has passed.
+        const due = performance.now() + delay
+        const arm = (ms: number): void => {
+          timer = setTimeout(() => {
+            const left = due - performance.now()
+            if (left > 0) arm(Math.ceil(left))
+            else done(sleep === null ? 'interval' : 'timer')
+          }, ms)
+        }
+        arm(delay)
+      }
       if (pollMs !== undefined) {
         const poll = (): void => {
           try { if (this.ingestDrops() > 0) return } catch (e) { this.opts.note?.(`${this.opts.name}: drop files: ${(e as Error).message}`) }
-          timers.push(setTimeout(poll, pollMs))
+          pollTimer = setTimeout(poll, pollMs)
         }
-        timers.push(setTimeout(poll, pollMs))
+        pollTimer = setTimeout(poll, pollMs)
       }
     })
     this.#arrived = false
@@ -308,6 +334,11 @@ export class Mailbox {
     let t: NodeJS.Timeout | undefined
     await Promise.race([Promise.allSettled([...this.inFlight.values()]), new Promise<void>((resolve) => { t = setTimeout(resolve, ms) })])
     clearTimeout(t)
+  }
+
+  /** Call before each tick: messages that arrived until now are the tick's to read, so they need not wake the loop again. */
+  beforeTick (): void {
+    this.#arrived = false
   }
 
   /** (Re)opens for a tick loop: requests may go out again (a loop closes its mailbox when it ends). */

@@ -47,8 +47,10 @@ export function deliverOffline (dir: string, name: string, m: Incoming): Offline
     const same = (x: Uint8Array): boolean => Buffer.compare(x, m.id) === 0
     const base = { did: h.agent, budget: h.budget }
     if (io.pending.some((p) => same(p.id)) || io.seen.some(same) || spooled.some((p) => same(p.id))) return { seq: 0, duplicate: true, dropped: false, ...base }
+    const manifest = parseManifest(live.manifest, `${file} (manifest)`)
+    if (m.kind === 'message' && !manifest.capabilities.has('inbox')) throw new DeliveryRefused(`${name} does not read messages (its manifest does not grant capability "inbox")`)
     if (m.kind === 'message' || m.kind === 'fund') {
-      const lim = parseManifest(live.manifest, `${file} (manifest)`).inbox ?? DEFAULT_INBOX_LIMITS
+      const lim = manifest.inbox ?? DEFAULT_INBOX_LIMITS
       if (m.body.length > lim.maxMessageBytes) throw new DeliveryRefused(`message to ${name} is ${m.body.length} bytes, over its max_message_bytes ${lim.maxMessageBytes}`)
       const waiting = [...io.pending, ...spooled].filter((p) => p.kind === 'message' || p.kind === 'fund').length + (lock === null ? spool.drops().length : 0)
       if (waiting >= lim.maxMessages) throw new DeliveryRefused(`inbox of ${name} is full (${lim.maxMessages} messages waiting)`)

@@ -241,7 +241,11 @@ export class AgentHandle {
     return r
   }
 
-  /** The agent's last checkpoint as a live checkpoint (from its worker's memory, or its live file). */
+  /**
+   * The agent's last checkpoint as a live checkpoint (from its worker's memory, or its live file).
+   * With the loop stopped and messages taken into the inbox since that checkpoint, it first writes a
+   * checkpoint at the same tick that holds them (the one a migration offers carries the whole inbox).
+   */
   async lastCheckpoint (): Promise<LiveCheckpoint> { return await this.#op({ t: 'last', re: 0 }) as LiveCheckpoint }
 
   /**

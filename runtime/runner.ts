@@ -142,9 +142,16 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   }
   mailbox?.open()
   mailbox?.sendPending() // requests a resumed checkpoint holds without outcome go out now (nothing pruned before a checkpoint)
+  // An agent resumed (or restarted, or arrived) asleep — its last tick asked `sleep_until` — with
+  // nothing in its inbox sleeps on: its next tick comes at its time or with a message, as if it
+  // had never stopped (sleep_until(0): only a message wakes it).
+  if (mailbox !== undefined && agent.io.sleep !== null && agent.io.pending.length === 0 && opts.maxTicks !== 0) {
+    await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
+  }
   for (;;) {
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break
+    mailbox?.beforeTick()
     const r = agent.runTick()
     if (r === null) { status = 'exhausted'; reason = 'budget exhausted'; break }
     ticks++
@@ -165,6 +172,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     // segmentFull bounds the records held; new requests go out only once their tick is checkpointed
     if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0) save('running')
     if (opts.signal?.aborted) break
+    if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break // do not wait for a tick that will not run
     if (more) await yieldToEventLoop()
     else if (mailbox !== undefined) await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
     else {

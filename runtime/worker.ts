@@ -32,7 +32,7 @@ import { atomicWrite } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
-import { decodeIo } from '../checkpoint/io.ts'
+import { decodeIo, encodeIo, isEmptyIo } from '../checkpoint/io.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
 import { Mailbox } from './mailbox.ts'
@@ -258,7 +258,24 @@ function main (): void {
       post({ ev: 'status', id: m.id, status: statusOf(get(m.id)) })
       return { header: entry.headerBytes, sig: entry.sig, cid: headerCid(entry.headerBytes) }
     },
-    last: (m: Extract<WorkerRequest, { t: 'last' }>) => lastCheckpoint(session(m.id)),
+    last: (m: Extract<WorkerRequest, { t: 'last' }>) => {
+      const s = get(m.id)
+      const sess = session(m.id)
+      const live = lastCheckpoint(sess)
+      const io = isEmptyIo(sess.agent.io) ? undefined : cidOf(encodeIo(sess.agent.io))
+      const head = headerCid(live.header) === sess.lineage.prev
+      if ((head && io === live.parsed.io) || s.controller !== null || live.parsed.status !== 'running' || sess.agent.tick !== sess.lineage.lastTick) return live
+      // A checkpoint at the same tick (no tick runs: same state, no log) when (1) messages were taken
+      // in after the loop's final checkpoint (they reached this worker after the loop ended, e.g.
+      // before the node saw an agent's migration request), so that the checkpoint offered to a
+      // migration target holds its whole inbox; or (2) the agent has written no checkpoint here since
+      // the handoff that brought it (its loop stopped before its first tick): its live file is the
+      // source's checkpoint, while its lineage follows that handoff, and an offer must be the head.
+      writeCheckpoint(sess.agent, sess.lineage, 'running')
+      sess.mailbox.afterCheckpoint()
+      post({ ev: 'status', id: m.id, status: statusOf(s) })
+      return lastCheckpoint(sess)
+    },
     forge: (m: Extract<WorkerRequest, { t: 'forge' }>) => {
       // test-only fault `forge-final`: corrupt one byte of memory, run a tick and checkpoint it
       const sess = session(m.id)

@@ -220,9 +220,13 @@ test('http section: allow entries, defaults and every limit', () => {
     timeoutMs: 10_000, maxResponseBytes: 1 << 20, maxRequestBytes: 64 << 10, maxPending: 8,
   })
   assert.equal(HTTP_LIMITS, { timeout_ms: [10_000, 120_000], max_response_bytes: [1 << 20, 16 << 20], max_request_bytes: [64 << 10, 1 << 20], max_pending: [8, 64] })
-  const full = parse({ capabilities: ['http'], http: { allow: ['a.test'], timeout_ms: 120_000, max_response_bytes: 16 << 20, max_request_bytes: 1 << 20, max_pending: 64 } })
+  const full = parse({ capabilities: ['http'], http: { allow: ['a.test'], timeout_ms: 120_000, max_response_bytes: 16 << 20, max_request_bytes: 1 << 20, max_pending: 64 }, resource_limits: { max_event_bytes_per_tick: 32 << 20 } })
   assert.equal(full.http, { allow: [{ host: 'a.test', port: null }], timeoutMs: 120_000, maxResponseBytes: 16 << 20, maxRequestBytes: 1 << 20, maxPending: 64 })
   assert.is(parse({ capabilities: ['http'], http: { allow: ['a.test'], timeout_ms: 1, max_pending: 1 } }).http?.timeoutMs, 1)
+  // a response (and an inbox message) must fit a tick's events twice: it is recorded when read, and once more if peeked
+  fails({ capabilities: ['http'], http: { allow: ['a.test'], max_response_bytes: 3 << 20 } }, 'http.max_response_bytes 3145728', 'over half of resource_limits.max_event_bytes_per_tick')
+  fails({ capabilities: ['inbox'], resource_limits: { max_message_bytes: 1 << 20, max_event_bytes_per_tick: 1 << 20 } }, 'max_message_bytes 1048576', 'fit a tick\'s events twice')
+  assert.is(parse({ capabilities: ['log'], resource_limits: { max_event_bytes_per_tick: 1024 } }).tickLimits.eventBytes, 1024) // no inbox: no such bound
   for (const [field, [, max]] of Object.entries(HTTP_LIMITS)) {
     for (const bad of [0, -1, 1.5, max + 1, '10', null]) {
       fails({ capabilities: ['http'], http: { allow: ['a.test'], [field]: bad } }, `http.${field}`, `from 1 to ${max}`)

@@ -56,24 +56,8 @@ static void emit(void) {
 static uint8_t *buf;     /* the inbox buffer, grown to the largest message seen */
 static uint32_t cap;
 
-/* Takes the next message into buf (growing it when the host says it is too small); 1, or 0 when empty. */
-static int next(igor_message *m) {
-  if (!buf) {
-    cap = 4096;
-    buf = malloc(cap);
-    if (!buf) abort();
-  }
-  int32_t n = igor_next_message(buf, cap, m);
-  while (n < 0) {
-    if (n > -IGOR_MESSAGE_HEAD) abort(); /* IGOR_E_BOUNDS: cannot happen with a malloc'd buffer */
-    free(buf);
-    cap = (uint32_t)-n;
-    buf = malloc(cap);
-    if (!buf) abort();
-    n = igor_next_message(buf, cap, m);
-  }
-  return n > 0;
-}
+/* Takes the next message into buf (grown to fit); 1, or 0 when the inbox is empty. */
+static int next(igor_message *m) { return igor_take_message(&buf, &cap, m); }
 
 /* ---- the watch ---- */
 

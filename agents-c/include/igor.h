@@ -30,6 +30,7 @@
 #define IGOR_H
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef __cplusplus
@@ -226,6 +227,30 @@ static inline int32_t igor_next_message(void *buf, uint32_t cap, igor_message *m
   int32_t n = igor_inbox_next(buf, cap);
   if (n > 0 && igor_parse_message(buf, (uint32_t)n, m) != 0) return IGOR_E_BOUNDS;
   return n;
+}
+
+/**
+ * capability inbox: takes the next message into *buf, a malloc'd buffer of *cap bytes that starts
+ * at 4 KiB (allocated on first use) and grows to the largest message seen; parses it into *m (which
+ * points into *buf until the next call). Returns 1, or 0 when the inbox is empty; aborts when
+ * memory runs out or the host breaks the ABI.
+ */
+static inline int igor_take_message(uint8_t **buf, uint32_t *cap, igor_message *m) {
+  if (*buf == NULL) {
+    *cap = 4096;
+    *buf = malloc(*cap);
+    if (*buf == NULL) abort();
+  }
+  int32_t n = igor_next_message(*buf, *cap, m);
+  while (n < 0) {
+    if (n > -IGOR_MESSAGE_HEAD) abort(); /* IGOR_E_BOUNDS: cannot happen with a malloc'd buffer */
+    free(*buf);
+    *cap = (uint32_t)-n;
+    *buf = malloc(*cap);
+    if (*buf == NULL) abort();
+    n = igor_next_message(*buf, *cap, m);
+  }
+  return n > 0;
 }
 
 /* ---- http ---- */
