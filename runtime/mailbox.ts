@@ -161,7 +161,7 @@ export class Mailbox {
    * Takes back what a checkpoint does not hold: spooled messages past its `io.last` (numbered
    * before a crash), then drop files (`igord send --dir`); then settles the requests still without
    * outcome — an unsafe one that may have been sent (a journal mark, or the checkpoint was written by
-   * another host) gets an E_HTTP_IN_DOUBT outcome, the others are sent again by {@link afterCheckpoint}.
+   * another host) gets an E_HTTP_IN_DOUBT outcome, the others are sent again by {@link sendPending}.
    * @param writtenBy the `host` of the checkpoint resumed from
    * @throws CheckpointError for a corrupt spool file; StorageError
    */
