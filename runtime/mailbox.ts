@@ -163,9 +163,12 @@ export class Mailbox {
    * outcome — an unsafe one that may have been sent (a journal mark, or the checkpoint was written by
    * another host) gets an E_HTTP_IN_DOUBT outcome, the others are sent again by {@link sendPending}.
    * @param writtenBy the `host` of the checkpoint resumed from
+   * @param arrival the checkpoint came by migration: its source stopped for good and answered every
+   *   unsafe request that may have left it (E_HTTP_IN_DOUBT, {@link resolveInDoubt}) before its final
+   *   checkpoint, so the requests it holds never left and are sent from here
    * @throws CheckpointError for a corrupt spool file; StorageError
    */
-  recover (writtenBy: string): void {
+  recover (writtenBy: string, arrival = false): void {
     const a = this.agent
     for (const m of this.spool.list(a.io.last)) {
       if (m.seq !== a.io.last + 1) break // a gap cannot happen (seqs are written in order); stop at it
@@ -175,7 +178,18 @@ export class Mailbox {
     this.ingestDrops()
     for (const r of [...a.io.requests]) {
       if (isSafeMethod(r.method)) continue
-      if (this.journal.wasSent(r.id) || writtenBy !== this.opts.host) this.#outcome(r, { status: E_HTTP_IN_DOUBT, headers: '', body: new Uint8Array(0) })
+      if (this.journal.wasSent(r.id) || (writtenBy !== this.opts.host && !arrival)) this.#outcome(r, { status: E_HTTP_IN_DOUBT, headers: '', body: new Uint8Array(0) })
+    }
+  }
+
+  /**
+   * At a loop's end, after {@link close}: answers every unsafe request that may have left (its
+   * journal mark exists) and has no outcome with E_HTTP_IN_DOUBT, so that the final checkpoint
+   * holds only requests that never left — which a migration target may then send.
+   */
+  resolveInDoubt (): void {
+    for (const r of [...this.agent.io.requests]) {
+      if (!isSafeMethod(r.method) && this.journal.wasSent(r.id)) this.#outcome(r, { status: E_HTTP_IN_DOUBT, headers: '', body: new Uint8Array(0) })
     }
   }
 

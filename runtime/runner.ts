@@ -184,6 +184,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     // (a safe request is sent again on resume, an unsafe one that may have left is "in doubt")
     await mailbox.settle(SETTLE_MS)
     mailbox.close()
+    mailbox.resolveInDoubt() // the final checkpoint then holds only requests that never left
   }
   // A final checkpoint for ticks not yet saved, or to record why the agent stopped, or for messages
   // taken into its inbox since (a checkpoint at the same tick with the same state: docs/FORMAT.md).

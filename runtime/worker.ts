@@ -196,7 +196,7 @@ function main (): void {
       writer.ensureArchived(live)
       const host = loadHostIdentity(s.settings.dir).peerId
       const mailbox = new Mailbox(s.agent, { dir: s.settings.dir, name: s.name, host, note: (line) => post({ ev: 'emit', id: m.id, line }) })
-      mailbox.recover(live.parsed.host) // the source settled its requests; any left unsafe one is in doubt here
+      mailbox.recover(live.parsed.host, true) // the source answered what may have left it; what it holds never left
       s.session = {
         agent: s.agent, name: s.name, ckptPath: livePath(s.settings.dir, s.name), mailbox,
         lineage: { writer, identity: s.agent.spec.identity, wasm: live.wasm, manifest: live.manifest, host, epoch: live.parsed.epoch, prev: headerCid(live.header), lastTick: live.parsed.tick },
