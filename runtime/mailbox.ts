@@ -36,9 +36,6 @@ export class DeliveryRefused extends IgordError {
   }
 }
 
-/** Inbox limits when the manifest sets none: 256 messages waiting, 64 KiB each (docs/ABI.md "Inbox"). */
-export const DEFAULT_INBOX_LIMITS: Readonly<{ maxMessages: number; maxMessageBytes: number }> = Object.freeze({ maxMessages: 256, maxMessageBytes: 64 * 1024 })
-
 /** What the sender of a message gives: everything but the seq, which the host assigns. */
 export type Incoming = Omit<Message, 'seq'>
 
@@ -121,9 +118,9 @@ export class Mailbox {
     this.journal = new EffectJournal(opts.dir, opts.name)
   }
 
-  /** The inbox limits from the agent's manifest. */
+  /** The inbox limits from the agent's manifest (hostcalls/manifest.ts `INBOX_LIMITS` when it sets none). */
   get limits (): { maxMessages: number; maxMessageBytes: number } {
-    return this.agent.spec.manifest.inbox ?? DEFAULT_INBOX_LIMITS
+    return this.agent.spec.manifest.inbox
   }
 
   /**

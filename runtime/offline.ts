@@ -20,7 +20,7 @@ import { LockedError, lockAgent } from '../checkpoint/lock.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { InboxSpool } from '../checkpoint/spool.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
-import { DEFAULT_INBOX_LIMITS, DeliveryRefused } from './mailbox.ts'
+import { DeliveryRefused } from './mailbox.ts'
 import type { Incoming } from './mailbox.ts'
 
 /** What {@link deliverOffline} did: numbered `seq` into the spool, found a `duplicate`, or `dropped` it for a running process. */
@@ -50,7 +50,7 @@ export function deliverOffline (dir: string, name: string, m: Incoming): Offline
     const manifest = parseManifest(live.manifest, `${file} (manifest)`)
     if (m.kind === 'message' && !manifest.capabilities.has('inbox')) throw new DeliveryRefused(`${name} does not read messages (its manifest does not grant capability "inbox")`)
     if (m.kind === 'message' || m.kind === 'fund') {
-      const lim = manifest.inbox ?? DEFAULT_INBOX_LIMITS
+      const lim = manifest.inbox
       if (m.body.length > lim.maxMessageBytes) throw new DeliveryRefused(`message to ${name} is ${m.body.length} bytes, over its max_message_bytes ${lim.maxMessageBytes}`)
       const waiting = [...io.pending, ...spooled].filter((p) => p.kind === 'message' || p.kind === 'fund').length + (lock === null ? spool.drops().length : 0)
       if (waiting >= lim.maxMessages) throw new DeliveryRefused(`inbox of ${name} is full (${lim.maxMessages} messages waiting)`)
