@@ -64,7 +64,7 @@ test('a stopped, exhausted .ckpt: igord fund x.ckpt then igord resume runs it; v
   assert.is(again.code, 7, 'still exhausted without a top-up')
   const f = igord(['fund', ckpt, '1'])
   assert.is(f.code, 0, f.stderr)
-  assert.is(f.stdout, `funded heartbeat: +1.000000 units, budget 1.000000 units (applied when it next ticks; resume it with 'igord resume ${ckpt}')\n`)
+  assert.is(f.stdout, `funded heartbeat: +1.000000 units, budget 1.000000 units (applied at its next tick; resume it with 'igord resume ${ckpt}')\n`)
   const peer = igord(['inspect', ckpt, '--json'])
   assert.is(peer.code, 0, peer.stderr)
   const host = (JSON.parse(peer.stdout) as { host: string }).host // the funder: this data directory's host key
