@@ -19,6 +19,7 @@ import * as assert from 'uvu/assert'
 import { signTopUp } from '../checkpoint/fund.ts'
 import { encodeMessage } from '../checkpoint/io.ts'
 import { verifyHistory } from '../checkpoint/history.ts'
+import { replayHistory } from '../runtime/replay.ts'
 import { INBOX_PROTOCOL } from '../p2p/inbox.ts'
 import { IgordNode } from '../p2p/node.ts'
 import type { NodeOptions } from '../p2p/node.ts'
@@ -247,7 +248,7 @@ test('a large inbox travels: 1.5 MiB of messages the agent has not read move wit
   } finally { await A.node.shutdown(); await B.node.shutdown() }
 })
 
-test('replay base I/O state: a target replays an HTTP agent\'s last ticks from the base\'s request counters', async () => {
+test('a POST in flight at a migration: the source answers it E_HTTP_IN_DOUBT before its final checkpoint, the target never sends it, the merged life replays VALID from the archived I/O states', async () => {
   let posts = 0
   const held: ServerResponse[] = []
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -267,13 +268,18 @@ test('replay base I/O state: a target replays an HTTP agent\'s last ticks from t
     await A.node.deliver('poster', msg(A.node.peerId, url))
     await until(() => posts === 2, 20_000, 'the second request sent (its tick is checkpointed)')
     const r = await A.node.migrate('poster', [B.node.addrs[0]])
-    assert.ok(r.replayedTicks >= 1, `replayed ${r.replayedTicks}`)
+    assert.is(r.to, B.node.peerId)
     await until(() => B.lines.some((l) => /request 2 error E_HTTP_IN_DOUBT/.test(l)), 20_000, 'the second request in doubt at the target')
+    await A.node.deliver('poster', msg(A.node.peerId, url)).then(() => {}, () => {}) // forwarded to B: a third request, sent by B
+    await until(() => posts === 3, 20_000, 'the third request sent by the target')
+    assert.is(posts, 3, 'request 2 was never sent again')
   } finally {
     for (const res of held) res.destroy()
     server.close()
     await A.node.shutdown(); await B.node.shutdown()
   }
+  const rep = replayHistory([A.node.dir, B.node.dir])
+  assert.ok(rep.valid, rep.error ?? JSON.stringify(rep.divergence))
 })
 
 test.run()

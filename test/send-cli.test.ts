@@ -20,7 +20,7 @@ test('fund --dir of a stopped agent names its live file to resume', () => {
   assert.is(born.code, 0, born.stderr)
   const r = igord(['fund', 'heartbeat', '1', '--dir', dir])
   assert.is(r.code, 0, r.stderr)
-  assert.match(r.stdout, /^funded heartbeat: \+1\.000000, budget /)
+  assert.match(r.stdout, /^funded heartbeat: \+1\.000000 units, budget /)
   assert.ok(r.stdout.includes(`resume it with 'igord resume ${join(dir, 'heartbeat.ckpt')}'`), r.stdout)
   assert.equal(readdirSync(join(dir, 'inbox', 'heartbeat')).filter((n) => /^\d{12}\.cbor$/.test(n)).length, 1) // spooled, numbered
 })
