@@ -68,3 +68,19 @@ export function isAgentDid (did: string): boolean {
   if (Buffer.byteLength(did) > MAX_DID_BYTES) return false
   try { publicKeyFromDid(did); return true } catch { return false }
 }
+
+/** Bounce reason (inbox `bounce` message `status`): no host of the recipient DID was found within the lookup timeout. */
+export const E_MSG_UNKNOWN = -20
+/** Bounce reason: the recipient's inbox is full. */
+export const E_MSG_FULL = -21
+/** Bounce reason: the recipient's host refused the message (the recipient reads no messages, the body is over its limit, …). */
+export const E_MSG_REFUSED = -22
+/** Bounce reason: the recipient's host was found but the message could not be delivered within the retry time. */
+export const E_MSG_UNREACHABLE = -23
+
+/**
+ * How sending a message went (p2p/node.ts `route`, runtime/mailbox.ts): delivered (`duplicate`:
+ * the recipient already had it), or not — for good (`retry` false: it bounces with `code`, one of
+ * the E_MSG_* codes) or for now (`retry` true: sent again later).
+ */
+export type SendOutcome = { ok: true; duplicate: boolean } | { ok: false; retry: boolean; code: number; reason: string }
