@@ -120,7 +120,7 @@ export class Mailbox {
   /** Requests being performed now, by id. */
   readonly inFlight = new Map<number, Promise<void>>()
   /** Messages (by number) being sent now or waiting for a retry, with the time of their first attempt (performance.now(), ms) and the retry timer. */
-  readonly #outgoing = new Map<number, { since: number; timer: NodeJS.Timeout | null }>()
+  readonly #outgoing = new Map<number, { to: string; since: number; timer: NodeJS.Timeout | null }>()
   #wake: (() => void) | null = null
   #arrived = false
   #closed = false
@@ -324,14 +324,21 @@ export class Mailbox {
    * handed to {@link MailboxOptions.send}. Delivered (or a duplicate): it leaves the outbox (the next
    * checkpoint records that). Refused for good: it comes back as a `bounce` inbox message with the
    * reason. Otherwise retried with backoff, for {@link RETRY_FOR_MS} at most, then bounced.
+   * One message per recipient is on its way at a time, the oldest first: a recipient gets an
+   * agent's messages in the order it sent them.
    */
   sendOutbox (): void {
     if (this.#closed) return
-    for (const o of this.agent.io.outbox) if (!this.#outgoing.has(o.n)) this.#transmit(o, performance.now(), 0)
+    const busy = new Set([...this.#outgoing.values()].map((e) => e.to))
+    for (const o of this.agent.io.outbox) {
+      if (this.#outgoing.has(o.n) || busy.has(o.to)) continue
+      busy.add(o.to)
+      this.#transmit(o, performance.now(), 0)
+    }
   }
 
   #transmit (o: OutboundMessage, since: number, attempt: number): void {
-    const entry = { since, timer: null as NodeJS.Timeout | null }
+    const entry = { to: o.to, since, timer: null as NodeJS.Timeout | null }
     this.#outgoing.set(o.n, entry)
     const send = this.opts.send
     if (send === undefined) { this.#bounce(o, E_MSG_UNKNOWN, 'this host has no network to find the recipient (igord run routes no messages)'); return }
@@ -343,6 +350,7 @@ export class Mailbox {
       if (out.ok) {
         this.#outgoing.delete(o.n)
         this.agent.acknowledge(o.n)
+        this.sendOutbox() // the next one to that recipient
         return
       }
       const retryFor = this.opts.retryForMs ?? RETRY_FOR_MS
@@ -368,6 +376,7 @@ export class Mailbox {
     } catch (e) {
       this.opts.note?.(`${this.opts.name}: message #${o.n}: cannot record that it bounced: ${(e as Error).message}`)
     }
+    this.sendOutbox()
   }
 
   /**
