@@ -14,6 +14,7 @@
  * Encodings are canonical CBOR (RFC 8949 §4.2.1, checkpoint/cbor.ts); decoding treats its input as
  * hostile and names the field at fault.
  */
+import { createHash } from 'node:crypto'
 import { asMap, decode, describe, encode } from './cbor.ts'
 import type { CborMap } from './cbor.ts'
 import { CheckpointError } from './errors.ts'
@@ -21,11 +22,14 @@ import { CheckpointError } from './errors.ts'
 /** Version of the I/O state layout, its `v` field. */
 export const IO_VERSION = 1
 
-/** Kinds of inbox message. */
-export type MessageKind = 'message' | 'http' | 'timer' | 'fund'
+/**
+ * Kinds of inbox message. `bounce` (issue 9): a message this agent sent (`message_send`) that
+ * could not be delivered comes back with the reason.
+ */
+export type MessageKind = 'message' | 'http' | 'timer' | 'fund' | 'bounce'
 
 /** Every {@link MessageKind}. */
-export const MESSAGE_KINDS: readonly MessageKind[] = ['message', 'http', 'timer', 'fund']
+export const MESSAGE_KINDS: readonly MessageKind[] = ['message', 'http', 'timer', 'fund', 'bounce']
 
 /** Length of a message id, bytes (chosen by the sender; the dedup key). */
 export const MESSAGE_ID_BYTES = 16
@@ -38,7 +42,9 @@ export const MAX_FROM_BYTES = 256
 
 /**
  * One inbox entry (docs/FORMAT.md "Message"). Fields besides the first six belong to one kind:
- * `req`, `status`, `headers` to `http`; `amount`, `sig` to `fund`; `at` to `timer`.
+ * `req`, `status`, `headers` to `http`; `amount`, `sig` to `fund`; `at` to `timer`; `req`,
+ * `status` to `bounce` (then `req` is the message number `message_send` returned, `status` the
+ * negative reason code, `from` the recipient DID and `body` the reason as UTF-8 text).
  */
 export interface Message {
   /** Sender-chosen unique id, 16 bytes: a message with an id the agent has seen is a duplicate. */
@@ -52,9 +58,9 @@ export interface Message {
   time: bigint
   /** The message bytes; an HTTP response body; empty for `timer` and `fund`. */
   body: Uint8Array
-  /** `http`: the request id `http_request` returned. */
+  /** `http`: the request id `http_request` returned; `bounce`: the message number `message_send` returned. */
   req?: number
-  /** `http`: HTTP status (100–599) or a negative outcome code (docs/ABI.md "HTTP outcome codes"). */
+  /** `http`: HTTP status (100–599) or a negative outcome code (docs/ABI.md "HTTP outcome codes"); `bounce`: the reason code (docs/ABI.md "Messages"). */
   status?: number
   /** `http`: response headers, `name: value\r\n` lines with lower-case names. */
   headers?: string
@@ -83,6 +89,37 @@ export interface HttpRequestRecord {
   key: string
 }
 
+/**
+ * A message an agent sent (`message_send`, docs/ABI.md "Messages") and its host has not seen
+ * acknowledged yet: kept in the I/O state (so it travels with the agent and survives a crash) and
+ * sent after the checkpoint of the tick that asked, again until the recipient's host answers.
+ */
+export interface OutboundMessage {
+  /** Per-agent message number, from 1 (what `message_send` returned). */
+  n: number
+  /** The tick that sent it. */
+  tick: number
+  /** The recipient's `did:key:…`. */
+  to: string
+  /** Message id (the recipient's dedup key): {@link outboundId}. */
+  id: Uint8Array
+  body: Uint8Array
+}
+
+/** Most messages an agent may have sent and not seen acknowledged (`message_send` returns E_TOO_MANY beyond). */
+export const MAX_OUTBOX = 64
+
+/** Longest recipient DID `message_send` takes, bytes. */
+export const MAX_DID_BYTES = 128
+
+/**
+ * The id of message number `n` of agent `did`: the first 16 bytes of SHA-256 of ASCII
+ * `<did>/msg/<n>` — deterministic (replay reproduces it) and unique over the agent's life.
+ */
+export function outboundId (did: string, n: number): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(`${did}/msg/${n}`).digest().subarray(0, MESSAGE_ID_BYTES))
+}
+
 /** What an agent asked about its next tick (`sleep_until`): null = the default interval. */
 export type Sleep = bigint | null
 
@@ -105,21 +142,25 @@ export interface IoState {
   open: number
   /** The last tick's `sleep_until`: null none (default pace), 0n only an inbox message wakes it, else ns. */
   sleep: Sleep
+  /** Messages sent and not acknowledged yet (nor bounced), ascending `n`. */
+  outbox: OutboundMessage[]
+  /** The number the next sent message gets (≥ 1). */
+  nextMsg: number
 }
 
 /** A fresh, empty I/O state. */
 export function emptyIo (): IoState {
-  return { last: 0, pending: [], seen: [], requests: [], nextReq: 1, open: 0, sleep: null }
+  return { last: 0, pending: [], seen: [], requests: [], nextReq: 1, open: 0, sleep: null, outbox: [], nextMsg: 1 }
 }
 
 /** True when the state holds nothing worth recording (the header then has no `io` field). */
 export function isEmptyIo (s: IoState): boolean {
-  return s.last === 0 && s.pending.length === 0 && s.seen.length === 0 && s.requests.length === 0 && s.nextReq === 1 && s.open === 0 && s.sleep === null
+  return s.last === 0 && s.pending.length === 0 && s.seen.length === 0 && s.requests.length === 0 && s.nextReq === 1 && s.open === 0 && s.sleep === null && s.outbox.length === 0 && s.nextMsg === 1
 }
 
 /** A deep copy (the runtime keeps one to roll a failed tick back). */
 export function cloneIo (s: IoState): IoState {
-  return { last: s.last, pending: [...s.pending], seen: [...s.seen], requests: [...s.requests], nextReq: s.nextReq, open: s.open, sleep: s.sleep }
+  return { last: s.last, pending: [...s.pending], seen: [...s.seen], requests: [...s.requests], nextReq: s.nextReq, open: s.open, sleep: s.sleep, outbox: [...s.outbox], nextMsg: s.nextMsg }
 }
 
 /** The CBOR map of a message (optional fields only when set). */
@@ -136,7 +177,7 @@ export function encodeMessage (m: Message): Uint8Array {
 }
 
 const MESSAGE_FIELDS = ['id', 'seq', 'kind', 'from', 'time', 'body', 'req', 'status', 'headers', 'amount', 'sig', 'at']
-const KIND_FIELDS: Record<MessageKind, readonly string[]> = { message: [], http: ['req', 'status', 'headers'], timer: ['at'], fund: ['amount', 'sig'] }
+const KIND_FIELDS: Record<MessageKind, readonly string[]> = { message: [], http: ['req', 'status', 'headers'], timer: ['at'], fund: ['amount', 'sig'], bounce: ['req', 'status'] }
 
 function int (v: unknown): bigint | null {
   if (typeof v === 'bigint') return v
@@ -165,6 +206,10 @@ export function checkMessage (m: Message, what: string): Message {
     if (!Number.isSafeInteger(m.req) || (m.req as number) < 1 || (m.req as number) > 0xffffffff) fail('req', `must be a request id 1..2^32-1, got ${describe(m.req)}`)
     if (!Number.isSafeInteger(m.status) || (m.status as number) < -(2 ** 31) || (m.status as number) > 599) fail('status', `must be an HTTP status or a negative outcome code, got ${describe(m.status)}`)
     if (typeof m.headers !== 'string') fail('headers', `must be text, got ${describe(m.headers)}`)
+  }
+  if (m.kind === 'bounce') {
+    if (!Number.isSafeInteger(m.req) || (m.req as number) < 1 || (m.req as number) > 0xffffffff) fail('req', `must be a message number 1..2^32-1, got ${describe(m.req)}`)
+    if (!Number.isSafeInteger(m.status) || (m.status as number) >= 0 || (m.status as number) < -(2 ** 31)) fail('status', `must be a negative reason code, got ${describe(m.status)}`)
   }
   if (m.kind === 'fund') {
     if (typeof m.amount !== 'bigint' || m.amount <= 0n || m.amount >= 1n << 64n) fail('amount', `must be a positive 64-bit integer (microcents), got ${describe(m.amount)}`)
@@ -252,7 +297,24 @@ export function encodeIo (s: IoState): Uint8Array {
     nextReq: s.nextReq,
     open: s.open,
     sleep: s.sleep,
+    ...(s.outbox.length === 0 && s.nextMsg === 1 ? {} : { outbox: s.outbox.map(outboundMap), nextMsg: s.nextMsg }),
   })
+}
+
+function outboundMap (o: OutboundMessage): CborMap {
+  return { n: o.n, tick: o.tick, to: o.to, id: o.id, body: o.body }
+}
+
+function outboundFrom (v: unknown, what: string): OutboundMessage {
+  const m = asMap(v, what, 'outbound message', ['n', 'tick', 'to', 'id', 'body'])
+  const fail = (f: string, msg: string): never => { throw new CheckpointError(`${what}: field "${f}" ${msg}`) }
+  const n = int(m.n); const tick = int(m.tick)
+  if (n === null || n < 1n || n > 0xffffffffn) fail('n', `must be a message number 1..2^32-1, got ${describe(m.n)}`)
+  if (tick === null || tick < 0n || tick > BigInt(Number.MAX_SAFE_INTEGER)) fail('tick', `must be a tick number, got ${describe(m.tick)}`)
+  if (typeof m.to !== 'string' || !m.to.startsWith('did:key:') || Buffer.byteLength(m.to) > MAX_DID_BYTES) fail('to', `must be a did:key of at most ${MAX_DID_BYTES} bytes, got ${describe(m.to)}`)
+  if (!(m.id instanceof Uint8Array) || m.id.length !== MESSAGE_ID_BYTES) fail('id', `must be ${MESSAGE_ID_BYTES} bytes, got ${describe(m.id)}`)
+  if (!(m.body instanceof Uint8Array)) fail('body', `must be bytes, got ${describe(m.body)}`)
+  return { n: Number(n), tick: Number(tick), to: m.to as string, id: m.id as Uint8Array, body: m.body as Uint8Array }
 }
 
 /**
@@ -261,7 +323,7 @@ export function encodeIo (s: IoState): Uint8Array {
  * @throws CheckpointError naming `what` and the field at fault
  */
 export function decodeIo (bytes: Uint8Array, what = 'io state'): IoState {
-  const m = asMap(decode(bytes, what), what, 'io state', ['v', 'last', 'pending', 'seen', 'requests', 'nextReq', 'open', 'sleep'])
+  const m = asMap(decode(bytes, what), what, 'io state', ['v', 'last', 'pending', 'seen', 'requests', 'nextReq', 'open', 'sleep', 'outbox', 'nextMsg'])
   const fail = (msg: string): never => { throw new CheckpointError(`${what}: ${msg}`) }
   if (m.v !== IO_VERSION) fail(`field "v": unknown io state version ${describe(m.v)} (this igord reads ${IO_VERSION})`)
   const last = int(m.last); const nextReq = int(m.nextReq)
@@ -290,7 +352,41 @@ export function decodeIo (bytes: Uint8Array, what = 'io state'): IoState {
     if (s === null || s < 0n || s >= 1n << 64n) fail(`field "sleep" must be null or ns, got ${describe(m.sleep)}`)
     sleep = s
   }
-  return { last: Number(last), pending, seen: seen as Uint8Array[], requests, nextReq: Number(nextReq), open: Number(open), sleep }
+  // outbox and nextMsg (issue 9) are both absent when no message was ever sent
+  if ((m.outbox === undefined) !== (m.nextMsg === undefined)) fail('fields "outbox" and "nextMsg" must be both present or both absent')
+  let outbox: OutboundMessage[] = []
+  let nextMsg = 1
+  if (m.outbox !== undefined) {
+    const nm = int(m.nextMsg)
+    if (nm === null || nm < 1n || nm > 0x100000000n) fail(`field "nextMsg" must be 1..2^32, got ${describe(m.nextMsg)}`)
+    nextMsg = Number(nm)
+    if (!Array.isArray(m.outbox)) fail('field "outbox" must be an array')
+    outbox = (m.outbox as unknown[]).map((o, i) => outboundFrom(o, `${what}: outbox[${i}]`))
+    for (let i = 0; i < outbox.length; i++) {
+      if (outbox[i].n >= nextMsg || (i > 0 && outbox[i].n <= outbox[i - 1].n)) fail(`outbox[${i}]: n ${outbox[i].n} out of order or not below nextMsg ${nextMsg}`)
+    }
+  }
+  return { last: Number(last), pending, seen: seen as Uint8Array[], requests, nextReq: Number(nextReq), open: Number(open), sleep, outbox, nextMsg }
+}
+
+/**
+ * Canonical CBOR of a `message_send` event payload: `{to: text, id: bytes(16), body: bytes}` —
+ * what the agent asked to send (docs/ABI.md "Messages").
+ */
+export function encodeSendEvent (o: OutboundMessage): Uint8Array {
+  return encode({ to: o.to, id: o.id, body: o.body })
+}
+
+/**
+ * Decodes a `message_send` event payload.
+ * @throws CheckpointError naming `what` and the field at fault
+ */
+export function decodeSendEvent (bytes: Uint8Array, what = 'message_send'): { to: string; id: Uint8Array; body: Uint8Array } {
+  const m = asMap(decode(bytes, what), what, 'message_send', ['to', 'id', 'body'])
+  if (typeof m.to !== 'string') throw new CheckpointError(`${what}: field "to" must be text, got ${describe(m.to)}`)
+  if (!(m.id instanceof Uint8Array) || m.id.length !== MESSAGE_ID_BYTES) throw new CheckpointError(`${what}: field "id" must be ${MESSAGE_ID_BYTES} bytes`)
+  if (!(m.body instanceof Uint8Array)) throw new CheckpointError(`${what}: field "body" must be bytes`)
+  return { to: m.to, id: m.id, body: m.body }
 }
 
 /** Hex of a message id (file names, log lines). */

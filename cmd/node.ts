@@ -82,8 +82,9 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
     .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
     .option('-q, --quiet', 'do not print the agents\' log lines')
+    .option('--msg-lookup <duration>', 'how long the host of an agent\'s DID is looked for before a message to it comes back as unknown', '10s')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean }) => {
+    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
@@ -100,6 +101,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every'),
         caps,
         tickTimeoutMs: parseTickTimeout(o.tickTimeout, '--tick-timeout'),
+        msgLookupMs: parseDuration(o.msgLookup, '--msg-lookup'),
         ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },

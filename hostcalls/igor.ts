@@ -9,8 +9,9 @@
  * size (the buffer changes after `memory.grow`).
  */
 import { ModuleError } from '../checkpoint/errors.ts'
-import { encodeMessage, encodeRequest } from '../checkpoint/io.ts'
-import type { HttpRequestRecord, Message } from '../checkpoint/io.ts'
+import { encodeMessage, encodeRequest, encodeSendEvent, MAX_DID_BYTES } from '../checkpoint/io.ts'
+import { isAgentDid } from '../checkpoint/envelope.ts'
+import type { HttpRequestRecord, Message, OutboundMessage } from '../checkpoint/io.ts'
 import type { EventLog } from './eventlog.ts'
 import { HostTrap } from './eventlog.ts'
 import { capabilityFor, grantedImports } from './manifest.ts'
@@ -57,12 +58,18 @@ export interface HostContext {
    * (E_NOT_ALLOWED, E_BAD_REQUEST, E_TOO_LONG, E_TOO_MANY).
    */
   httpRequest? (r: { method: string; url: string; headers: string; body: Uint8Array }): HttpRequestRecord | number
+  /**
+   * Capability `message`: queues a message to agent `to` (a did:key, already checked well-formed),
+   * sent by the host after the tick is checkpointed. Returns the message as kept in the outbox
+   * (with its number and id) or a negative error code (E_TOO_LONG, E_TOO_MANY).
+   */
+  messageSend? (m: { to: string; body: Uint8Array }): OutboundMessage | number
 }
 
 /** Size of the fixed part of a message as `inbox_next` writes it, bytes (docs/ABI.md "Inbox"). */
 export const MESSAGE_HEADER_BYTES = 40
 /** `inbox_next` kind codes. */
-export const MESSAGE_KIND_CODES: Readonly<Record<string, number>> = { message: 1, http: 2, timer: 3 }
+export const MESSAGE_KIND_CODES: Readonly<Record<string, number>> = { message: 1, http: 2, timer: 3, bounce: 4 }
 /** Largest part (method, URL, headers or body) `http_request` reads from memory, bytes (1 MiB). */
 export const MAX_HTTP_PART_BYTES = 1024 * 1024
 
@@ -144,6 +151,12 @@ function inBounds (mem: WebAssembly.Memory, ptr: number, len: number): boolean {
  *   grants its capabilities; 0 accepted, −2 longer than 1024 bytes, −3 not a multiaddr, −4 out of
  *   bounds; recorded as `migrate_request` (text, empty for "cheapest"). A tick that traps drops
  *   its request with the rest of its effects.
+ * - message: `message_send(did_ptr, did_len, body_ptr, body_len) -> i32` — queues a message to the
+ *   agent whose did:key is in [did_ptr, did_ptr+did_len), sent by the host after this tick's
+ *   checkpoint, signed with the agent's key; returns its message number (> 0), or −2 a DID over
+ *   128 bytes or a body over `max_message_bytes`, −3 not an Ed25519 did:key, −4 out of bounds,
+ *   −7 too many messages not acknowledged yet; recorded as `message_send` (the CBOR
+ *   `{to, id, body}`, or the int error code).
  *
  * Every function that records also counts against the tick's limits (`EventLog.admit` before it
  * takes a value or does length-proportional work, `EventLog.record` when it records): crossing one
@@ -264,6 +277,21 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         ctx.log.record('http_request', encodeRequest(r))
         return r.id
       },
+      message_send: (dp: number, dl: number, bp: number, bl: number): number => {
+        dp >>>= 0; dl >>>= 0; bp >>>= 0; bl >>>= 0
+        if (dl > MAX_DID_BYTES || bl > MAX_HTTP_PART_BYTES) return E_TOO_LONG
+        const mem = ctx.memory()
+        if (!inBounds(mem, dp, dl) || !inBounds(mem, bp, bl)) return E_BOUNDS
+        ctx.log.admit('message_send', dl + bl)
+        const to = utf8Lossy.decode(new Uint8Array(mem.buffer, dp, dl))
+        const r = isAgentDid(to) ? ctx.messageSend?.({ to, body: new Uint8Array(mem.buffer, bp, bl).slice() }) ?? E_BAD_TARGET : E_BAD_TARGET
+        if (typeof r === 'number') {
+          ctx.log.record('message_send', BigInt(r))
+          return r
+        }
+        ctx.log.record('message_send', encodeSendEvent(r))
+        return r.n
+      },
       migrate_request: (ptr: number, len: number): number => {
         ptr >>>= 0; len >>>= 0
         if (len > MAX_TARGET_BYTES) return E_TOO_LONG
@@ -370,6 +398,7 @@ export const IMPORT_SIGNATURES: Readonly<Record<string, string>> = {
   'igor.inbox_next': '(i32, i32) -> i32',
   'igor.sleep_until': '(i64) -> i32',
   'igor.http_request': '(i32, i32, i32, i32, i32, i32, i32, i32) -> i32',
+  'igor.message_send': '(i32, i32, i32, i32) -> i32',
   'env.abort': '(i32, i32, i32, i32) -> ()',
   'env.seed': '() -> f64',
 }

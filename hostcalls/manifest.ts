@@ -20,7 +20,7 @@ export type { TickLimits }
  * `wasi` grants every `wasi_snapshot_preview1` function (igord's own subset, `wasi.ts`).
  * `migrate` grants `migrate_request`, by which an agent asks its node to move it (agent-initiated
  * migration). `http` grants `http_request` (and needs the manifest's `http` section), `inbox`
- * grants `inbox_next`, `timer` grants `sleep_until` (docs/ABI.md). Later capabilities extend this
+ * grants `inbox_next`, `timer` grants `sleep_until`, `message` grants `message_send` (docs/ABI.md). Later capabilities extend this
  * table the same way.
  */
 export const CAPABILITIES: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
@@ -34,6 +34,7 @@ export const CAPABILITIES: Readonly<Record<string, Readonly<Record<string, reado
   http: { igor: ['http_request'] },
   inbox: { igor: ['inbox_next'] },
   timer: { igor: ['sleep_until'] },
+  message: { igor: ['message_send'] },
 }
 
 /** Imports every agent gets, whatever its manifest says, as `module.name`. */

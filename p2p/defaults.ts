@@ -7,4 +7,4 @@
 export const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/0'
 
 /** Capabilities a node grants when `--capabilities` is not given. */
-export const KNOWN_CAPABILITIES = ['clock', 'rand', 'log', 'wallet', 'identity', 'wasi', 'migrate', 'inbox', 'timer', 'http'] as const
+export const KNOWN_CAPABILITIES = ['clock', 'rand', 'log', 'wallet', 'identity', 'wasi', 'migrate', 'inbox', 'timer', 'http', 'message'] as const

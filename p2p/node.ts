@@ -47,7 +47,13 @@ import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChann
 import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
-import { Channel } from './wire.ts'
+import { Channel, PeerSlots } from './wire.ts'
+import { ConnectedPeersDiscovery } from './discovery-standin.ts'
+import type { Discovery } from './discovery-standin.ts'
+import { answerMsg, DEFAULT_MSG_STREAM_LIMITS, MSG_PROTOCOL, MSG_STREAM_BUFFER, sendEnvelope } from './msg.ts'
+import { checkEnvelope, E_MSG_FULL, E_MSG_REFUSED, E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
+import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
+import { nowNs } from '../runtime/mailbox.ts'
 
 /** Protocol ID of the node information query (price, capabilities, addresses). */
 export const INFO_PROTOCOL = '/igor/info/1.0.0'
@@ -86,6 +92,11 @@ export interface NodeOptions {
   inboxLimits?: Partial<InboxStreamLimits>
   /** retries of a message forwarded to an agent's new host (p2p/inbox.ts `DEFAULT_FORWARD_RETRY`) */
   forwardRetry?: ForwardRetry
+  /**
+   * how long the host of an agent's DID is looked for before a message to it bounces as unknown
+   * (E_MSG_UNKNOWN), and before `igord send <did>` gives up, ms (default {@link MSG_LOOKUP_MS})
+   */
+  msgLookupMs?: number
   /** node notes (one line each, no newline) */
   note (line: string): void
   /** an agent's log line */
@@ -150,6 +161,15 @@ interface Hosted {
 /** How long a message for an agent being migrated waits for the migration's outcome, ms. */
 export const DELIVER_WAIT_MS = 60_000
 
+/** Default {@link NodeOptions.msgLookupMs}, ms. */
+export const MSG_LOOKUP_MS = 10_000
+
+/** How long a receiving node trusts that a peer hosts a sender DID once discovery said so, ms. */
+export const SENDER_CHECK_TTL_MS = 10_000
+
+/** How long one sender-host check may look, ms. */
+export const SENDER_CHECK_MS = 3000
+
 /** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
 export const QUIET_MS = 30_000
 
@@ -188,6 +208,15 @@ export class IgordNode {
   readonly #gate: InboundGate
   /** counts of inbound inbox streams (p2p/inbox.ts) */
   readonly #inboxGate: StreamGate
+  /** counts of inbound agent-message streams (p2p/msg.ts) */
+  readonly #msgGate = new PeerSlots(DEFAULT_MSG_STREAM_LIMITS.maxPerPeer, DEFAULT_MSG_STREAM_LIMITS.maxTotal, 'message streams')
+  /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
+  readonly #senders = new Map<string, { peer: string; until: number }>()
+  /**
+   * Where agents live (issue 9). A stand-in that asks connected peers (p2p/discovery-standin.ts)
+   * until the kad-dht discovery (p2p/discovery.ts) replaces it.
+   */
+  readonly discovery: Discovery
 
   private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
     this.#opts = opts
@@ -199,9 +228,10 @@ export class IgordNode {
     this.price = opts.price
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
     this.#blobs = new BlobStore(blobsDir(opts.dir))
-    this.#pool = new TickPool({ note: opts.note, ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
+    this.#pool = new TickPool({ note: opts.note, route: (_from, env) => this.route(env), ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
     this.#gate = new InboundGate(opts.targetLimits)
     this.#inboxGate = new StreamGate(opts.inboxLimits)
+    this.discovery = new ConnectedPeersDiscovery(peer, (did) => this.#find(did) !== undefined, this.timeouts)
   }
 
   /**
@@ -235,6 +265,14 @@ export class IgordNode {
           deliver: async (agent, msg) => { const r = await node.deliver(agent, msg, { forward: false }); return { seq: r.seq, duplicate: r.duplicate, budget: BigInt(r.budget) } },
         }, { stepMs: node.timeouts.stepMs, deliverMs: DELIVER_WAIT_MS + node.timeouts.stepMs }, node.#inboxGate)
       }, { maxInboundStreams: 128 })
+      // a message an agent elsewhere sent to an agent here (p2p/msg.ts)
+      await peer.handle(MSG_PROTOCOL, (stream, conn) => {
+        void answerMsg(new Channel(stream, conn.remotePeer.toString(), MSG_STREAM_BUFFER), {
+          senderCheck: (did, from) => node.#senderCheck(did, from),
+          deliver: (env) => node.#deliverEnvelope(env),
+        }, node.timeouts.stepMs, node.#msgGate)
+      }, { maxInboundStreams: 128 })
+      if (node.discovery instanceof ConnectedPeersDiscovery) await node.discovery.install()
       for (const b of opts.bootstrap ?? []) {
         peer.dial(parseMultiaddr(b, '--bootstrap'), { signal: AbortSignal.timeout(node.timeouts.dialMs) })
           .then(() => opts.note(`connected to bootstrap peer ${b}`), (e: Error) => opts.note(`bootstrap ${b}: ${e.message.split('\n')[0]}`))
@@ -431,6 +469,7 @@ export class IgordNode {
     }
     if (h === undefined) {
       const moved = this.#moved.get(nameOrDid)
+      if (moved === undefined && opts.forward !== false && nameOrDid.startsWith('did:key:') && !this.#arriving(nameOrDid)) return await this.#deliverByDid(nameOrDid, msg)
       if (moved === undefined) throw new DeliveryRefused(this.#arriving(nameOrDid) ? `${nameOrDid} is still arriving after ${DELIVER_WAIT_MS / 1000} s; try again` : `no agent named ${nameOrDid} on this node`)
       if (opts.forward === false) throw new DeliveryRefused(`${nameOrDid} moved to ${moved.peer} and is no longer here (a forwarded message is not forwarded again)`)
       const f = await forwardMessage(this.peer, moved.peer, this.#addrsOf(moved), moved.did, msg, { ...this.timeouts, deliverMs: DELIVER_WAIT_MS + this.timeouts.stepMs }, this.#opts.forwardRetry ?? DEFAULT_FORWARD_RETRY)
@@ -443,6 +482,75 @@ export class IgordNode {
       this.#opts.note(`${h.name}: funded, running again`)
     }
     return { name: h.name, did: h.session.did, ...r, budget: String(h.session.agent.budget + (msg.kind === 'fund' && !r.duplicate ? msg.amount ?? 0n : 0n)) }
+  }
+
+  /**
+   * A message for an agent not hosted here, by DID (`igord send did:key:…`): its host is looked up
+   * (`discovery.findHost`, {@link NodeOptions.msgLookupMs}) and the message forwarded there over
+   * `/igor/inbox/1.0.0` (whose host delivers it, never forwarding it again).
+   * @throws DeliveryRefused when no host is found or it refuses
+   */
+  async #deliverByDid (did: string, msg: Incoming): Promise<DeliverResult> {
+    const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
+    const host = await this.discovery.findHost(did, lookup)
+    if (host === null) throw new DeliveryRefused(`no agent ${did} on this node, and no host of it found within ${lookup / 1000} s`)
+    const addrs = host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } })
+    const f = await forwardMessage(this.peer, host.peer, addrs, did, msg, { ...this.timeouts, deliverMs: DELIVER_WAIT_MS + this.timeouts.stepMs }, this.#opts.forwardRetry ?? DEFAULT_FORWARD_RETRY)
+    return { name: did, did, seq: f.seq, duplicate: f.duplicate, budget: String(f.budget), forwarded: f.to }
+  }
+
+  // ── agent messages (issue 9) ─────────────────────────────────────────────────
+
+  /**
+   * Routes a signed message an agent hosted here sent (runtime/mailbox.ts): into the inbox of a
+   * recipient hosted here, else to the node that hosts it (`/igor/msg/1.0.0`, p2p/msg.ts) — the node
+   * it moved to from here, or the one discovery finds. Never throws.
+   * @returns delivered (or a duplicate); refused for good (`retry` false: the message bounces with
+   *   the code); or not delivered now (`retry` true)
+   */
+  async route (env: Envelope): Promise<SendOutcome> {
+    const bad = checkEnvelope(env)
+    if (bad !== null) return { ok: false, retry: false, code: E_MSG_REFUSED, reason: bad }
+    if (this.#find(env.to) !== undefined || this.#arriving(env.to)) return await this.#deliverEnvelope(env)
+    let to: { peer: string; addrs: Multiaddr[] }
+    const moved = this.#moved.get(env.to)
+    if (moved !== undefined) to = { peer: moved.peer, addrs: this.#addrsOf(moved) }
+    else {
+      const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
+      const host = await this.discovery.findHost(env.to, lookup)
+      if (host === null) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
+      if (host.peer === this.peerId) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason: `${env.to} is arriving here` }
+      to = { peer: host.peer, addrs: host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } }) }
+    }
+    return await sendEnvelope(this.peer, to.peer, to.addrs, env, this.timeouts)
+  }
+
+  /** Takes a checked agent message into the inbox of its recipient hosted here (never forwarded). */
+  async #deliverEnvelope (env: Envelope): Promise<SendOutcome> {
+    try {
+      const r = await this.deliver(env.to, { id: env.id, kind: 'message', from: env.from, time: nowNs(), body: env.body }, { forward: false })
+      return { ok: true, duplicate: r.duplicate }
+    } catch (e) {
+      const reason = (e as Error).message.split('\n')[0]
+      if (this.#moved.has(env.to) || / is still (arriving|migrating)/.test(reason)) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason }
+      if (!(e instanceof IgordError) || e.name !== 'DeliveryRefused') return { ok: false, retry: true, code: E_MSG_REFUSED, reason }
+      return { ok: false, retry: false, code: / is full \(/.test(reason) ? E_MSG_FULL : E_MSG_REFUSED, reason }
+    }
+  }
+
+  /**
+   * Whether `peer` hosts the sender `did` (a forged sender is refused): as discovery sees it, the
+   * answer kept {@link SENDER_CHECK_TTL_MS}. Null when it does, else the reason.
+   */
+  async #senderCheck (did: string, peer: string): Promise<string | null> {
+    const known = this.#senders.get(did)
+    if (known !== undefined && known.peer === peer && known.until > Date.now()) return null
+    const host = await this.discovery.findHost(did, SENDER_CHECK_MS)
+    if (host === null) return `the sender ${did} is not hosted by the sending peer ${peer} (no host of it found)`
+    if (host.peer !== peer) return `the sender ${did} is hosted by ${host.peer}, not by the sending peer ${peer}`
+    if (this.#senders.size >= 4096) this.#senders.clear()
+    this.#senders.set(did, { peer, until: Date.now() + SENDER_CHECK_TTL_MS })
+    return null
   }
 
   /**

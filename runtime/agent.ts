@@ -15,10 +15,11 @@ import { sign } from '../checkpoint/identity.ts'
 import { GLOBAL_SIZES, PAGE_SIZE } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
 import type { Snapshot } from '../checkpoint/writer.ts'
-import { cloneIo, emptyIo, encodeMessage, MAX_SEEN } from '../checkpoint/io.ts'
-import type { HttpRequestRecord, IoState, Message } from '../checkpoint/io.ts'
+import { cloneIo, emptyIo, encodeMessage, MAX_OUTBOX, MAX_SEEN, outboundId } from '../checkpoint/io.ts'
+import type { HttpRequestRecord, IoState, Message, OutboundMessage } from '../checkpoint/io.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import { checkRequest, E_NOT_ALLOWED, E_TOO_MANY } from '../hostcalls/http.ts'
+import { E_TOO_LONG } from '../hostcalls/igor.ts'
 import { checkImports, igorImports } from '../hostcalls/igor.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
@@ -87,6 +88,12 @@ export interface AgentSpec {
    * recorded (runtime/replay.ts). `peek` returns the message at the current point, or null.
    */
   inbox?: { peek (): Message | null; take (): void }
+  /**
+   * Whether `message_send` finds the outbox full (E_TOO_MANY) — a fact of the host (acks arrive
+   * between ticks without being recorded), so replay reads it from the log (runtime/replay.ts).
+   * Default: the outbox holds {@link MAX_OUTBOX} messages.
+   */
+  outboxFull? (): boolean
 }
 
 /** Saved state to restore into (from a live checkpoint). */
@@ -179,6 +186,8 @@ export class Agent {
   io: IoState
   /** Requests issued by the last tick (committed): the runner checkpoints, then performs them. */
   newRequests: HttpRequestRecord[] = []
+  /** Messages sent by the last tick (committed): the runner checkpoints, then the mailbox sends them. */
+  newMessages: OutboundMessage[] = []
   #tickIo: IoState | null = null
   #sleepAsked = false
   private instance!: WebAssembly.Instance
@@ -248,6 +257,15 @@ export class Agent {
         const rec: HttpRequestRecord = { id, tick, method: checked.request.method, url: checked.request.url, headers: checked.request.headers, body: checked.request.body, key: `${this.spec.identity.did}/${tick}/${id}` }
         io.requests.push(rec)
         io.open++
+        return rec
+      },
+      messageSend: (m) => {
+        if (m.body.length > this.spec.manifest.inbox.maxMessageBytes) return E_TOO_LONG
+        const io = this.#workIo()
+        if (this.spec.outboxFull !== undefined ? this.spec.outboxFull() : io.outbox.length >= MAX_OUTBOX) return E_TOO_MANY
+        const n = io.nextMsg++
+        const rec: OutboundMessage = { n, tick: this.log.openTick ?? this.tick, to: m.to, id: outboundId(this.spec.identity.did, n), body: m.body }
+        io.outbox.push(rec)
         return rec
       },
     }
@@ -429,6 +447,7 @@ export class Agent {
     }
     this.migrationRequest = null
     this.newRequests = []
+    this.newMessages = []
     this.#tickIo = null
     this.#sleepAsked = false
     if (fromInbox && funds.length > 0) this.#takeTopUps(funds)
@@ -446,8 +465,10 @@ export class Agent {
       changedPages = this.commit()
       if (this.#tickIo !== null) {
         const before = new Set(this.io.requests.map((q) => q.id))
+        const sent = this.io.nextMsg
         this.io = this.#tickIo
         this.newRequests = this.io.requests.filter((q) => !before.has(q.id))
+        this.newMessages = this.io.outbox.filter((o) => o.n >= sent)
       }
     } else {
       this.rollback()
@@ -488,6 +509,25 @@ export class Agent {
   acceptOutcome (m: Message): void {
     this.accept(m)
     this.io = { ...this.io, requests: this.io.requests.filter((q) => q.id !== m.req) }
+  }
+
+  /**
+   * Takes a `bounce` (a message it sent came back undelivered, `req` its number) into the inbox
+   * (seq `io.last + 1`, stored durably by the caller) and drops that message from the outbox.
+   */
+  acceptBounce (m: Message): void {
+    this.accept(m)
+    this.acknowledge(m.req ?? 0)
+  }
+
+  /**
+   * Drops message number `n` from the outbox: its recipient's host took it (or it bounced). A host
+   * change between ticks, written by the next checkpoint (not an input: the agent does not see it).
+   */
+  acknowledge (n: number): void {
+    if (this.log.openTick !== null) throw new Error('Agent.acknowledge: a tick is open')
+    if (!this.io.outbox.some((o) => o.n === n)) return
+    this.io = { ...this.io, outbox: this.io.outbox.filter((o) => o.n !== n) }
   }
 
   /** True when a message with this id is in the inbox or among the last consumed ones. */

@@ -334,6 +334,7 @@ function messageText (m: MessageView, o: TextOptions): string {
     case 'http': return `${seq} http #${m.req ?? '?'} ← ${statusText(m.status, m.status_name)}${typeof m.status === 'number' && m.status >= 0 ? ` (${bodyText(m)})` : ''}`
     case 'timer': return `${seq} timer${m.at === undefined ? '' : ` (asked for ${isoOfNs(BigInt(m.at)) ?? `${m.at} ns`})`}`
     case 'fund': return `${seq} fund +${m.amount === undefined ? '?' : units(BigInt(m.amount))} from ${short(m.from, o.full)}`
+    case 'bounce': return `${seq} bounce of message #${m.req ?? '?'} to ${short(m.from, o.full)} (${m.status ?? '?'}) ${bodyText(m)}`
     default: return `${seq} ${escapeLine(m.kind)} from ${short(m.from, o.full)} ${bodyText(m)}`
   }
 }

@@ -18,7 +18,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import { IgordError } from '../checkpoint/errors.ts'
 import { EXIT } from '../checkpoint/errors.ts'
 import { MESSAGE_ID_BYTES } from '../checkpoint/io.ts'
-import type { HttpRequestRecord, IoState, Message } from '../checkpoint/io.ts'
+import type { HttpRequestRecord, IoState, Message, OutboundMessage } from '../checkpoint/io.ts'
+import { E_MSG_UNKNOWN, E_MSG_UNREACHABLE, signEnvelope } from '../checkpoint/envelope.ts'
+import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import { verifyTopUp } from '../checkpoint/fund.ts'
 import type { TopUp } from '../checkpoint/fund.ts'
 import { EffectJournal, InboxSpool } from '../checkpoint/spool.ts'
@@ -90,7 +92,21 @@ export interface MailboxOptions {
   host: string
   /** Receives one-line notes (an outcome recorded, a request in doubt). */
   note? (line: string): void
+  /**
+   * Delivers a signed agent message (`message_send`) to its recipient, wherever it lives (the node's
+   * router, p2p/node.ts `route`), and says how it went. Absent (`igord run`): every message bounces
+   * with E_MSG_UNKNOWN, as no network is there to find its recipient.
+   */
+  send? (env: Envelope): Promise<SendOutcome>
+  /** How long a message whose recipient's host cannot be reached is retried before it bounces, ms (default {@link RETRY_FOR_MS}). */
+  retryForMs?: number
 }
+
+/** How long an undelivered message is retried (its host found but unreachable, or busy) before it bounces with E_MSG_UNREACHABLE, ms. */
+export const RETRY_FOR_MS = 60_000
+
+/** Backoff between retries of one message: 250 ms doubling up to this, ms. */
+export const MAX_RETRY_BACKOFF_MS = 4000
 
 /** How a wait for the next tick ended. */
 export type Wake = 'message' | 'timer' | 'interval' | 'abort'
@@ -103,6 +119,8 @@ export class Mailbox {
   readonly opts: MailboxOptions
   /** Requests being performed now, by id. */
   readonly inFlight = new Map<number, Promise<void>>()
+  /** Messages (by number) being sent now or waiting for a retry, with the time of their first attempt (performance.now(), ms) and the retry timer. */
+  readonly #outgoing = new Map<number, { to: string; since: number; timer: NodeJS.Timeout | null }>()
   #wake: (() => void) | null = null
   #arrived = false
   #closed = false
@@ -147,8 +165,7 @@ export class Mailbox {
     }
     const msg: Message = { ...m, seq: a.io.last + 1 }
     this.spool.put(msg)
-    if (msg.kind === 'http') a.acceptOutcome(msg)
-    else a.accept(msg)
+    this.#accept(msg)
     this.#arrived = true
     this.#wake?.()
     return { seq: msg.seq, duplicate: false }
@@ -169,8 +186,7 @@ export class Mailbox {
     const a = this.agent
     for (const m of this.spool.list(a.io.last)) {
       if (m.seq !== a.io.last + 1) break // a gap cannot happen (seqs are written in order); stop at it
-      if (m.kind === 'http') a.acceptOutcome(m)
-      else a.accept(m)
+      this.#accept(m)
     }
     this.ingestDrops()
     for (const r of [...a.io.requests]) {
@@ -212,6 +228,13 @@ export class Mailbox {
       }
     }
     return k
+  }
+
+  /** Hands a stored message to the agent: an outcome also ends its request, a bounce its outbox entry. */
+  #accept (m: Message): void {
+    if (m.kind === 'http') this.agent.acceptOutcome(m)
+    else if (m.kind === 'bounce') this.agent.acceptBounce(m)
+    else this.agent.accept(m)
   }
 
   /** True when `message` and `fund` entries waiting fill the inbox to its `max_inbox_messages`. */
@@ -297,6 +320,66 @@ export class Mailbox {
   }
 
   /**
+   * Sends every message of the outbox not being sent (unless closed): signed with the agent's key,
+   * handed to {@link MailboxOptions.send}. Delivered (or a duplicate): it leaves the outbox (the next
+   * checkpoint records that). Refused for good: it comes back as a `bounce` inbox message with the
+   * reason. Otherwise retried with backoff, for {@link RETRY_FOR_MS} at most, then bounced.
+   * One message per recipient is on its way at a time, the oldest first: a recipient gets an
+   * agent's messages in the order it sent them.
+   */
+  sendOutbox (): void {
+    if (this.#closed) return
+    const busy = new Set([...this.#outgoing.values()].map((e) => e.to))
+    for (const o of this.agent.io.outbox) {
+      if (this.#outgoing.has(o.n) || busy.has(o.to)) continue
+      busy.add(o.to)
+      this.#transmit(o, performance.now(), 0)
+    }
+  }
+
+  #transmit (o: OutboundMessage, since: number, attempt: number): void {
+    const entry = { to: o.to, since, timer: null as NodeJS.Timeout | null }
+    this.#outgoing.set(o.n, entry)
+    const send = this.opts.send
+    if (send === undefined) { this.#bounce(o, E_MSG_UNKNOWN, 'this host has no network to find the recipient (igord run routes no messages)'); return }
+    let env: Envelope
+    try { env = signEnvelope(this.agent.spec.identity, o) } catch (e) { this.#bounce(o, E_MSG_UNKNOWN, (e as Error).message); return }
+    send(env).then((out) => {
+      if (this.#closed || this.#outgoing.get(o.n) !== entry) return // stopped: the message stays in the outbox and is sent again
+      if (!this.agent.io.outbox.some((x) => x.n === o.n)) { this.#outgoing.delete(o.n); return }
+      if (out.ok) {
+        this.#outgoing.delete(o.n)
+        this.agent.acknowledge(o.n)
+        this.sendOutbox() // the next one to that recipient
+        return
+      }
+      const retryFor = this.opts.retryForMs ?? RETRY_FOR_MS
+      if (!out.retry) { this.#bounce(o, out.code, out.reason); return }
+      if (performance.now() - since >= retryFor) { this.#bounce(o, E_MSG_UNREACHABLE, `not delivered within ${Math.round(retryFor / 1000)} s: ${out.reason}`); return }
+      entry.timer = setTimeout(() => {
+        if (this.#closed || this.#outgoing.get(o.n) !== entry) return
+        if (!this.agent.io.outbox.some((x) => x.n === o.n)) { this.#outgoing.delete(o.n); return }
+        this.#transmit(o, since, attempt + 1)
+      }, Math.min(MAX_RETRY_BACKOFF_MS, 250 * 2 ** attempt))
+    }, (e: unknown) => {
+      this.#outgoing.delete(o.n)
+      if (!this.#closed) this.opts.note?.(`${this.opts.name}: message #${o.n}: ${(e as Error).message}`)
+    })
+  }
+
+  /** Message `o` came back undelivered: a `bounce` inbox message (id derived from the message's) takes it out of the outbox. */
+  #bounce (o: OutboundMessage, code: number, reason: string): void {
+    this.#outgoing.delete(o.n)
+    try {
+      this.deliver({ id: derivedId(`${this.agent.spec.identity.did}/bounce/${o.n}`), kind: 'bounce', from: o.to, time: this.agent.spec.inputs.now(), body: new Uint8Array(Buffer.from(reason.slice(0, 1000))), req: o.n, status: code })
+      this.opts.note?.(`${this.opts.name}: message #${o.n} to ${o.to} came back: ${reason}`)
+    } catch (e) {
+      this.opts.note?.(`${this.opts.name}: message #${o.n}: cannot record that it bounced: ${(e as Error).message}`)
+    }
+    this.sendOutbox()
+  }
+
+  /**
    * Starts every pending request not in flight (unless closed): at the start of a loop, for the
    * requests the checkpoint it resumes holds without outcome. Prunes nothing: what {@link recover}
    * took back (spooled messages, E_HTTP_IN_DOUBT outcomes) is in no checkpoint yet, so its spool
@@ -305,6 +388,7 @@ export class Mailbox {
   sendPending (): void {
     if (this.#closed) return
     for (const r of this.agent.io.requests) if (!this.inFlight.has(r.id)) this.#perform(r)
+    this.sendOutbox()
   }
 
   #perform (r: HttpRequestRecord): void {
@@ -363,6 +447,8 @@ export class Mailbox {
   close (): void {
     this.#closed = true
     this.#abort.abort()
+    for (const e of this.#outgoing.values()) if (e.timer !== null) clearTimeout(e.timer)
+    this.#outgoing.clear()
     this.#wake?.()
   }
 }

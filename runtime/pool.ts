@@ -27,6 +27,8 @@ import { parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from './agent.ts'
 import type { Divergence, ReplayStart } from './replay.ts'
 import type { Incoming } from './mailbox.ts'
+import { E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
+import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import type { LoopEnd } from './runner.ts'
 import { SETTLE_MS } from './runner.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
@@ -57,6 +59,11 @@ export interface PoolOptions {
   stopGraceMs?: number
   /** Receives one-line notes (a watchdog kill, a restore after it). */
   note? (line: string): void
+  /**
+   * Routes a signed message an agent sent (`message_send`) to its recipient (p2p/node.ts); its
+   * outcome goes back to the agent's mailbox. Absent: every message bounces (E_MSG_UNKNOWN).
+   */
+  route? (from: AgentHandle, env: Envelope): Promise<SendOutcome>
 }
 
 /** Options of {@link AgentHandle.run}: the loop options (ms), an abort signal and a per-tick callback. */
@@ -297,6 +304,7 @@ export class TickPool {
   readonly tickTimeoutMs: number
   readonly stopGraceMs: number
   readonly #note: (line: string) => void
+  readonly #route: PoolOptions['route']
   readonly #slots: (WorkerSlot | null)[]
   readonly #handles = new Map<number, AgentHandle>()
   /** log emitters of agents being created (a birth logs before its handle exists) */
@@ -315,6 +323,7 @@ export class TickPool {
     if (!Number.isSafeInteger(this.size) || this.size < 1) throw new RangeError(`pool size must be a positive integer, got ${this.size}`)
     if (!Number.isSafeInteger(this.tickTimeoutMs) || this.tickTimeoutMs < 1) throw new RangeError(`tick timeout must be a positive integer of ms, got ${this.tickTimeoutMs}`)
     this.#note = opts.note ?? (() => {})
+    this.#route = opts.route
     this.#slots = new Array(this.size).fill(null)
     this.#timer = setInterval(() => this.#watch(), Math.max(10, Math.min(100, Math.floor(this.tickTimeoutMs / 4))))
     this.#timer.unref()
@@ -377,7 +386,11 @@ export class TickPool {
     const h = this.#handles.get(m.id)
     if (h === undefined || h.slot !== slot) { if (m.ev === 'emit') this.#early.get(m.id)?.(m.line); return }
     if (m.ev === 'emit') h.emit(m.line)
-    else if (m.ev === 'status') h.status = m.status
+    else if (m.ev === 'send') {
+      const route = this.#route ?? (async (): Promise<SendOutcome> => ({ ok: false, retry: false, code: E_MSG_UNKNOWN, reason: 'this host routes no messages' }))
+      route(h, m.env).catch((e: Error): SendOutcome => ({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
+        .then((outcome) => { if (!slot.dead) slot.worker.postMessage({ t: 'sent', ref: m.ref, outcome } satisfies WorkerRequest) })
+    } else if (m.ev === 'status') h.status = m.status
     else { h.status = m.status; h.loop?.opts.onTick?.(m.r) }
   }
 

@@ -32,6 +32,7 @@ import type { Identity } from '../checkpoint/identity.ts'
 import { stateRoot } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
 import { decodeIo, decodeMessage } from '../checkpoint/io.ts'
+import { E_TOO_MANY } from '../hostcalls/http.ts'
 import type { IoState, Message } from '../checkpoint/io.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import type { Event, Payload, TickRecord } from '../hostcalls/eventlog.ts'
@@ -128,6 +129,16 @@ class RecordedInputs implements InputSource {
     return p instanceof Uint8Array ? decodeMessage(p, `tick ${this.record!.tick} inbox event`) : null
   }
 
+  /**
+   * Whether `message_send` found the outbox full: the recorded event at this point is the int
+   * E_TOO_MANY (acknowledgements are host facts, not replayed; the rest of the call is recomputed
+   * and compared).
+   */
+  outboxFull (): boolean {
+    const ev = this.record?.events[this.log.currentEvents.length]
+    return ev !== undefined && ev[0] === 'message_send' && ev[1] === BigInt(E_TOO_MANY)
+  }
+
   sign (msg: Uint8Array): Uint8Array {
     return this.next('a signature', (p) => p instanceof Uint8Array && p.length === 64 && verifySignature(this.publicKey, msg, p)) as Uint8Array
   }
@@ -188,6 +199,7 @@ export class Replayer {
       wasm, manifest, identity, budget, price: header.price, inputs, emit: () => {}, file: `code ${header.code}`,
       signer: (msg) => inputs.sign(msg), log,
       inbox: { peek: () => inputs.inboxPeek(), take: () => {} },
+      outboxFull: () => inputs.outboxFull(),
     }
     return { spec, inputs }
   }

@@ -169,8 +169,8 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     if (agent.budget === 0n) { status = 'exhausted'; reason = 'budget exhausted'; break }
     if (agent.migrationRequest !== null && opts.acceptMigration === true) { migrate = agent.migrationRequest; break }
     const more = r.result === TICK.MORE
-    // segmentFull bounds the records held; new requests go out only once their tick is checkpointed
-    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0) save('running')
+    // segmentFull bounds the records held; new requests and messages go out only once their tick is checkpointed
+    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0 || agent.newMessages.length > 0) save('running')
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break // do not wait for a tick that will not run
     if (more) await yieldToEventLoop()

@@ -15,6 +15,7 @@ import { parseManifest } from '../hostcalls/manifest.ts'
 import { decodeIo } from '../checkpoint/io.ts'
 import { Agent } from './agent.ts'
 import { Mailbox } from './mailbox.ts'
+import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
 import type { InputSource } from './inputs.ts'
@@ -31,6 +32,8 @@ export interface HostSettings {
   simSeed?: string
   /** Receives each line the agent logs. */
   emit (line: string): void
+  /** Sends an agent's signed message (runtime/mailbox.ts `MailboxOptions.send`); absent: messages bounce. */
+  send? (env: Envelope): Promise<SendOutcome>
 }
 
 /** A ready-to-run agent with its lineage and its mailbox (inbox, timer, HTTP requests). */
@@ -72,7 +75,7 @@ export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array
     lastTick: -1,
   }
   writeCheckpoint(agent, lineage, 'running')
-  const mailbox = new Mailbox(agent, { dir: s.dir, name: a.name, host: lineage.host, note: s.emit })
+  const mailbox = new Mailbox(agent, { dir: s.dir, name: a.name, host: lineage.host, note: s.emit, ...(s.send === undefined ? {} : { send: s.send }) })
   mailbox.recover(lineage.host) // drop files left for this name before it was born
   return { agent, lineage, name: a.name, ckptPath, mailbox }
 }
@@ -110,7 +113,7 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
     prev: headerCid(live.header),
     lastTick: h.tick,
   }
-  const mailbox = new Mailbox(agent, { dir: s.dir, name, host: lineage.host, note: s.emit })
+  const mailbox = new Mailbox(agent, { dir: s.dir, name, host: lineage.host, note: s.emit, ...(s.send === undefined ? {} : { send: s.send }) })
   mailbox.recover(h.host)
   return { agent, lineage, name, ckptPath: livePath(s.dir, name), live, mailbox }
 }

@@ -36,6 +36,7 @@ import { decodeIo, encodeIo, isEmptyIo } from '../checkpoint/io.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
 import { Mailbox } from './mailbox.ts'
+import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import type { Incoming } from './mailbox.ts'
 import type { TickResult } from './agent.ts'
 import { loadHostIdentity } from './host.ts'
@@ -81,6 +82,7 @@ export type WorkerRequest =
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
   | { t: 'deliver'; re: number; id: number; msg: Incoming }
+  | { t: 'sent'; ref: number; outcome: SendOutcome }
 
 /** A message to the main thread: an answer (with `re`) or an event. */
 export type WorkerMessage =
@@ -89,6 +91,7 @@ export type WorkerMessage =
   | { ev: 'emit'; id: number; line: string }
   | { ev: 'status'; id: number; status: AgentStatus }
   | { ev: 'tick'; id: number; r: TickResult; status: AgentStatus }
+  | { ev: 'send'; id: number; ref: number; env: Envelope }
 
 interface Slot {
   /** the agent, always; its lineage only once it has one (an adopted arrival gets it at `install`) */
@@ -123,9 +126,18 @@ function main (): void {
     tick: s.agent.tick, fuel: s.agent.fuel, budget: s.agent.budget, failures: s.agent.failures,
     epoch: s.session?.lineage.epoch ?? 0, lastTick: s.session?.lineage.lastTick ?? s.agent.tick,
   })
+  // an agent's message goes to the main thread, which routes it (runtime/pool.ts `route`) and answers with `sent`
+  let nextRef = 1
+  const sending = new Map<number, (o: SendOutcome) => void>()
+  const sendFor = (id: number) => (env: Envelope): Promise<SendOutcome> => new Promise((resolve) => {
+    const ref = nextRef++
+    sending.set(ref, resolve)
+    post({ ev: 'send', id, ref, env })
+  })
   const settingsFor = (id: number, s: WorkerSettings) => ({
     dir: s.dir, price: s.price, ...(s.simSeed === undefined ? {} : { simSeed: s.simSeed }),
     emit: (line: string) => post({ ev: 'emit', id, line }),
+    send: sendFor(id),
   })
   // Guest code runs in two private methods of Agent: `instantiate` (the start function) and
   // `metered` (`_initialize`, `agent_init`, `agent_tick`). Both run under the busy mark of their
@@ -195,7 +207,7 @@ function main (): void {
       const writer = new CheckpointWriter(s.settings.dir, s.name)
       writer.ensureArchived(live)
       const host = loadHostIdentity(s.settings.dir).peerId
-      const mailbox = new Mailbox(s.agent, { dir: s.settings.dir, name: s.name, host, note: (line) => post({ ev: 'emit', id: m.id, line }) })
+      const mailbox = new Mailbox(s.agent, { dir: s.settings.dir, name: s.name, host, note: (line) => post({ ev: 'emit', id: m.id, line }), send: sendFor(m.id) })
       mailbox.recover(live.parsed.host, true) // the source answered what may have left it; what it holds never left
       s.session = {
         agent: s.agent, name: s.name, ckptPath: livePath(s.settings.dir, s.name), mailbox,
@@ -249,6 +261,8 @@ function main (): void {
     },
     // a message for the agent's inbox (stored durably before the answer; DeliveryRefused when refused)
     deliver: (m: Extract<WorkerRequest, { t: 'deliver' }>) => session(m.id).mailbox.deliver(m.msg),
+    // the main thread's answer to an `ev: 'send'` of an agent's mailbox
+    sent: (m: Extract<WorkerRequest, { t: 'sent' }>) => { const r = sending.get(m.ref); sending.delete(m.ref); r?.(m.outcome) },
     stop: (m: Extract<WorkerRequest, { t: 'stop' }>) => { slots.get(m.id)?.controller?.abort() },
     checkpoint: (m: Extract<WorkerRequest, { t: 'checkpoint' }>) => {
       const sess = session(m.id)

@@ -55,6 +55,8 @@ declare function inbox_next(ptr: usize, cap: i32): i32;
 @external("igor", "sleep_until")
 declare function sleep_until(at_ns: i64): i32;
 // @ts-ignore: decorator
+@external("igor", "message_send")
+declare function message_send(did: usize, didLen: i32, body: usize, bodyLen: i32): i32;
 @external("igor", "http_request")
 declare function http_request(
   method_ptr: usize, method_len: i32, url_ptr: usize, url_len: i32,
@@ -177,6 +179,12 @@ export const KIND_MESSAGE: i32 = 1;
 export const KIND_HTTP: i32 = 2;
 /** Message.kind: the wake-up a `sleepUntil` / `sleepFor` asked for. */
 export const KIND_TIMER: i32 = 3;
+/**
+ * Message.kind: a message this agent sent (`sendTo`) came back undelivered: `req` is the number
+ * `sendTo` returned, `status` the reason code (E_MSG_*), `from` the recipient's DID, the body the
+ * reason as text.
+ */
+export const KIND_BOUNCE: i32 = 4;
 
 /** Size of the layout's fixed part, bytes (docs/ABI.md "inbox"). */
 const MESSAGE_HEAD: i32 = 40;
@@ -343,4 +351,35 @@ export function httpErrorName(code: i32): string {
     case E_HTTP_IN_DOUBT: return "E_HTTP_IN_DOUBT";
   }
   return "E" + code.toString();
+}
+
+// ---- messages (capability message) ----
+
+// sendTo returns E_BAD_TARGET (above) when the recipient is not an Ed25519 did:key.
+/** Message.status of a KIND_BOUNCE: no host of the recipient DID was found in time. */
+export const E_MSG_UNKNOWN: i32 = -20;
+/** Message.status of a KIND_BOUNCE: the recipient's inbox is full. */
+export const E_MSG_FULL: i32 = -21;
+/** Message.status of a KIND_BOUNCE: the recipient's host refused it (no inbox, too large, …). */
+export const E_MSG_REFUSED: i32 = -22;
+/** Message.status of a KIND_BOUNCE: its host was found but did not take it within the retry time. */
+export const E_MSG_UNREACHABLE: i32 = -23;
+
+/**
+ * Sends `data` to the agent whose DID is `did` (`did:key:z…`), wherever it lives (capability
+ * message). The host signs it with this agent's key and sends it after this tick's checkpoint,
+ * again until the recipient's host takes it; the recipient reads it as a KIND_MESSAGE whose `from`
+ * is this agent's DID (exactly once, whatever the retries). Returns the message number (> 0) —
+ * a KIND_BOUNCE with that `req` comes back if it cannot be delivered — or E_TOO_LONG (a body over
+ * this agent's `max_message_bytes`), E_BAD_TARGET (not a did:key), E_TOO_MANY (64 messages not yet
+ * acknowledged). A tick that traps sends nothing.
+ */
+export function sendTo(did: string, data: Uint8Array): i32 {
+  const d = String.UTF8.encode(did);
+  return message_send(changetype<usize>(d), d.byteLength, data.dataStart, data.byteLength);
+}
+
+/** sendTo with a UTF-8 text body. */
+export function sendTextTo(did: string, text: string): i32 {
+  return sendTo(did, Uint8Array.wrap(String.UTF8.encode(text)));
 }

@@ -91,6 +91,20 @@ void agent_init(void);
 #define IGOR_KIND_HTTP 2
 /** the wake-up an igor_sleep_until asked for. */
 #define IGOR_KIND_TIMER 3
+/** a message this agent sent (igor_send_to) came back undelivered: req = its number, status = IGOR_E_MSG_*, from = the recipient DID, body = the reason. */
+#define IGOR_KIND_BOUNCE 4
+
+/* igor_send_to: IGOR_E_BAD_TARGET when the recipient is not an Ed25519 did:key */
+#define IGOR_E_BAD_TARGET (-3)
+/* bounce reasons: igor_message.status of an IGOR_KIND_BOUNCE */
+/** no host of the recipient DID was found in time. */
+#define IGOR_E_MSG_UNKNOWN (-20)
+/** the recipient's inbox is full. */
+#define IGOR_E_MSG_FULL (-21)
+/** the recipient's host refused it (the recipient reads no messages, the body is over its limit, …). */
+#define IGOR_E_MSG_REFUSED (-22)
+/** its host was found but did not take it within the retry time. */
+#define IGOR_E_MSG_UNREACHABLE (-23)
 /** Size of the fixed part of the inbox_next layout, bytes. */
 #define IGOR_MESSAGE_HEAD 40
 
@@ -152,9 +166,24 @@ IGOR_IMPORT("http_request") int32_t igor_http_request(const char *method, uint32
                                                       const char *headers, uint32_t headers_len,
                                                       const void *body, uint32_t body_len);
 
+/**
+ * capability message: sends body to the agent whose DID (UTF-8 "did:key:z…", not NUL-terminated)
+ * is given, after this tick's checkpoint, signed with this agent's key, again until its host takes
+ * it (the recipient reads it exactly once, from = this agent's DID). Returns the message number
+ * (> 0) — an IGOR_KIND_BOUNCE with that req comes back if it cannot be delivered — or
+ * IGOR_E_TOO_LONG (body over max_message_bytes), IGOR_E_BAD_TARGET, IGOR_E_BOUNDS, IGOR_E_TOO_MANY
+ * (64 messages not acknowledged yet). Recorded.
+ */
+IGOR_IMPORT("message_send") int32_t igor_message_send(const char *did, uint32_t did_len, const void *body, uint32_t body_len);
+
 #undef IGOR_IMPORT
 
 /* ---- helpers ---- */
+
+/** capability message: igor_message_send to a NUL-terminated DID. */
+static inline int32_t igor_send_to(const char *did, const void *body, uint32_t body_len) {
+  return igor_message_send(did, (uint32_t)strlen(did), body, body_len);
+}
 
 /** capability log: logs a NUL-terminated string as one line. */
 static inline void igor_log(const char *line) {
