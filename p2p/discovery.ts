@@ -69,11 +69,15 @@ export interface DiscoveryLimits {
   infoCacheSize: number
   /** one info query */
   infoMs: number
+  /** one lookup of this node's own key (which fills the routing table with the peers near it) */
+  lookupMs: number
+  /** longest pause between two such lookups (they start 1 s apart and double, and start over when a new peer connects) */
+  lookupEveryMs: number
 }
 
 /** Default {@link DiscoveryLimits}. */
 export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = {
-  provideMs: 15_000, provideAttempts: 6, askMs: 3000, maxHops: 4, maxProviders: 20, maxPeers: 64, infoTtlMs: 30_000, infoCacheSize: 256, infoMs: 3000,
+  provideMs: 15_000, provideAttempts: 6, askMs: 3000, maxHops: 4, maxProviders: 20, maxPeers: 64, infoTtlMs: 30_000, infoCacheSize: 256, infoMs: 3000, lookupMs: 10_000, lookupEveryMs: 60_000,
 }
 
 /** What the node tells discovery. */
@@ -97,6 +101,12 @@ function withPeer (a: Multiaddr, id: string): string {
   return s.includes('/p2p/') ? s : `${s}/p2p/${id}`
 }
 
+/** The first lookup of this node's own key after a new peer connects comes this much later, ms. */
+const LOOKUP_FIRST_MS = 1000
+
+/** A peer that did not answer its info query is asked again after this long at the earliest, ms. */
+const INFO_RETRY_MS = 5000
+
 /** {@link Discovery} over the node's kad-dht service and peer store. */
 export class KadDiscovery implements Discovery {
   readonly #peer: Peer
@@ -110,6 +120,11 @@ export class KadDiscovery implements Discovery {
   readonly #info = new Map<string, { at: number; info: PeerPrice | null }>()
   readonly #timers = new Set<ReturnType<typeof setTimeout>>()
   #closed = false
+  /** peers ever connected (bounded): a new one restarts the lookups at {@link LOOKUP_FIRST_MS} */
+  readonly #seen = new Set<string>()
+  #lookupDelay = LOOKUP_FIRST_MS
+  #lookupTimer: ReturnType<typeof setTimeout> | null = null
+  #looking = false
 
   constructor (peer: Peer, hooks: DiscoveryHooks, limits: Partial<DiscoveryLimits> = {}) {
     this.#peer = peer
@@ -118,6 +133,35 @@ export class KadDiscovery implements Discovery {
     peer.addEventListener('peer:discovery', (e) => {
       if (this.#viaDht.size < this.#limits.maxPeers * 4) this.#viaDht.add(e.detail.id.toString())
     })
+    peer.addEventListener('peer:connect', (e) => {
+      const id = e.detail.toString()
+      if (this.#seen.has(id) || this.#seen.size >= this.#limits.maxPeers * 4) return
+      this.#seen.add(id)
+      this.#lookupDelay = LOOKUP_FIRST_MS
+      this.#scheduleLookup()
+    })
+  }
+
+  /**
+   * Looks up this node's own key in the DHT (kad-dht's self-query), so that peers that joined
+   * through other peers are found soon: 1 s after a new peer connects, then at doubling intervals up
+   * to {@link DiscoveryLimits.lookupEveryMs}; each lookup bounded by {@link DiscoveryLimits.lookupMs}.
+   */
+  #scheduleLookup (): void {
+    if (this.#closed) return
+    if (this.#lookupTimer !== null) clearTimeout(this.#lookupTimer)
+    this.#lookupTimer = setTimeout(() => { this.#lookupTimer = null; void this.#lookup() }, this.#lookupDelay)
+    this.#lookupTimer.unref()
+  }
+
+  async #lookup (): Promise<void> {
+    if (this.#looking || this.#closed) return
+    this.#looking = true
+    try {
+      for await (const _e of this.#peer.services.dht.getClosestPeers(this.#peer.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(this.#limits.lookupMs) })) { /* the DHT fills its routing table and the peer store */ }
+    } catch { /* timed out or no peer yet: the next lookup tries again */ } finally { this.#looking = false }
+    this.#lookupDelay = Math.min(this.#lookupDelay * 2, this.#limits.lookupEveryMs)
+    this.#scheduleLookup()
   }
 
   /** Answers `/igor/host/1.0.0` on this node. */
@@ -130,6 +174,7 @@ export class KadDiscovery implements Discovery {
     this.#closed = true
     for (const t of this.#timers) clearTimeout(t)
     this.#timers.clear()
+    if (this.#lookupTimer !== null) clearTimeout(this.#lookupTimer)
   }
 
   async #answer (ch: Channel): Promise<void> {
@@ -293,7 +338,7 @@ export class KadDiscovery implements Discovery {
   async #priceOf (p: PeerInfo): Promise<PeerPrice | null> {
     const now = Date.now()
     const c = this.#info.get(p.peer)
-    if (c !== undefined && now - c.at < this.#limits.infoTtlMs) return c.info
+    if (c !== undefined && now - c.at < (c.info === null ? Math.min(INFO_RETRY_MS, this.#limits.infoTtlMs) : this.#limits.infoTtlMs)) return c.info
     let info: PeerPrice | null = null
     for (const a of p.addrs) {
       try {
