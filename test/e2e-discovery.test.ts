@@ -5,7 +5,8 @@
  * node 5 lists every other node with its price and capabilities; an agent born on node 3 is found
  * by `igord whereis` from node 5 through the DHT, and found on node 4 after `igord migrate`; an
  * unknown DID is "not found" (exit 11); the `nomad` agent on node 5 moves itself to node 4, the
- * cheapest peer, which node 5 knows only through discovery.
+ * cheapest peer, which node 5 knows only through discovery; node 4 restarted on a new port is
+ * found again (its agents are announced when restored).
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -44,7 +45,6 @@ test('five nodes, one bootstrap: peers lists them all with prices; whereis follo
     startNode({ args: ['--price', '1000', ...boot] }), // the cheapest
     startNode({ args: ['--price', '3000', ...boot] }),
   ].map(async (p) => track(await p)))
-  const all = [n1, n2, n3, n4, n5]
 
   // node 5 learns of nodes 2–4 through the DHT (its only configured peer is node 1)
   await until(() => {
@@ -93,7 +93,14 @@ test('five nodes, one bootstrap: peers lists them all with prices; whereis follo
   assert.not.ok(ps(n5.dir).some((x) => x.name === 'nomad'), 'node 5 no longer hosts nomad')
   await until(() => whereis(n1, nomad) === n4.peer, 60_000, 'whereis from node 1 to find nomad on node 4')
 
-  const ends = await Promise.all(all.map(stopNode))
+  // restored on start: node 4 restarts (a new port) and announces both agents again
+  const end4 = await stopNode(n4)
+  assert.is(end4.code, 0, end4.stderr)
+  const n4b = track(await startNode({ dir: n4.dir, args: ['--price', '1000', ...boot] }))
+  assert.is(n4b.peer, n4.peer, 'same host key')
+  await until(() => whereis(n2, nomad) === n4.peer && whereis(n5, did) === n4.peer, 60_000, 'whereis to find the restored agents on node 4')
+
+  const ends = await Promise.all([n1, n2, n3, n4b, n5].map(stopNode))
   for (const e of ends) assert.is(e.code, 0, e.stderr)
   assert.match(ends[4].stderr, /nomad asked to move to the cheapest known peer/)
   assert.match(ends[4].stderr, new RegExp(`nomad handed off to ${n4.peer}`))
