@@ -24,6 +24,7 @@ import { formatBudget, parseBudget, parseCount, parseDuration, parseLimit, parse
 import { addInboxCommands } from './inbox.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 import { addLogsCommand } from './logs.ts'
+import { addDiscoveryCommands } from './discovery.ts'
 
 const EXIT_HELP = `
 Exit codes:
@@ -259,6 +260,7 @@ program.command('instrument')
 addNodeCommands(program, EXIT_HELP)
 addInboxCommands(program, EXIT_HELP)
 addLogsCommand(program, EXIT_HELP)
+addDiscoveryCommands(program, EXIT_HELP)
 
 function jsonReplacer (_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString()

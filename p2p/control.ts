@@ -6,7 +6,8 @@
  * `{"ok": false, "error": "<one line>", "exit": <exit code>}`, and closes the connection.
  *
  * Requests: `{"op":"ps"}`, `{"op":"run","wasm":<abs path>,"manifest"?:<abs path>,"name"?,"budget":"<microcents>","intervalMs"?}`,
- * `{"op":"stop","name"}`, `{"op":"migrate","name","to":[<multiaddr>…]}`.
+ * `{"op":"stop","name"}`, `{"op":"migrate","name","to":[<multiaddr>…]}`, `{"op":"peers"}`,
+ * `{"op":"whereis","did","timeoutMs"?}`.
  */
 import * as fs from 'node:fs'
 import * as net from 'node:net'
@@ -24,6 +25,9 @@ export const CONTROL_SOCKET = path.basename(controlSocketPath('.'))
 
 /** Longest request line accepted, bytes. */
 const MAX_REQUEST = 2 * 1024 * 1024 // a message of up to 1 MiB, base64
+
+/** How long `whereis` looks for an agent's host when the request does not say, ms. */
+export const WHEREIS_TIMEOUT_MS = 10_000
 
 /** Path of a data directory's control socket. */
 export function controlPath (dir: string): string { return path.resolve(controlSocketPath(dir)) }
@@ -119,8 +123,19 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
       const id = req.id === undefined ? newMessageId() : messageIdFrom(str('id'))
       return { ...await node.deliver(agent, signTopUp(node.host, did, amount, id, nowNs())) }
     }
+    case 'peers':
+      return { peer: node.peerId, peers: await node.discovery.peers() }
+    case 'whereis': {
+      const did = str('did')
+      if (!did.startsWith('did:') || did.length > 256) throw new RequestError(`control: field "did": ${JSON.stringify(did.slice(0, 80))} is not a DID`)
+      const ms = req.timeoutMs === undefined ? WHEREIS_TIMEOUT_MS : Number(req.timeoutMs)
+      if (!Number.isSafeInteger(ms) || ms <= 0 || ms > 120_000) throw new RequestError('control: field "timeoutMs" must be an integer from 1 to 120000 (ms)')
+      const host = await node.discovery.findHost(did, ms)
+      if (host === null) throw new IgordError(`whereis: ${did} not found (no host answered within ${ms} ms)`, EXIT.REFUSED)
+      return { did, ...host }
+    }
     default:
-      throw new RequestError(`control: unknown op ${JSON.stringify(req.op)} (ps, run, stop, migrate, send, fund)`)
+      throw new RequestError(`control: unknown op ${JSON.stringify(req.op)} (ps, run, stop, migrate, send, fund, peers, whereis)`)
   }
 }
 

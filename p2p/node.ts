@@ -45,11 +45,11 @@ import { answerInbox, DEFAULT_FORWARD_RETRY, forwardMessage, INBOX_PROTOCOL, INB
 import type { ForwardRetry, InboxStreamLimits } from './inbox.ts'
 import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
 import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
+import { KadDiscovery } from './discovery.ts'
+import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
 import { Channel, PeerSlots } from './wire.ts'
-import { ConnectedPeersDiscovery } from './discovery-standin.ts'
-import type { Discovery } from './discovery-standin.ts'
 import { answerMsg, DEFAULT_MSG_STREAM_LIMITS, MSG_PROTOCOL, MSG_STREAM_BUFFER, sendEnvelope } from './msg.ts'
 import { checkEnvelope, E_MSG_FULL, E_MSG_REFUSED, E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
@@ -97,6 +97,8 @@ export interface NodeOptions {
    * (E_MSG_UNKNOWN), and before `igord send <did>` gives up, ms (default {@link MSG_LOOKUP_MS})
    */
   msgLookupMs?: number
+  /** bounds of peer and agent discovery (p2p/discovery.ts `DEFAULT_DISCOVERY_LIMITS` for the rest) */
+  discoveryLimits?: Partial<DiscoveryLimits>
   /** node notes (one line each, no newline) */
   note (line: string): void
   /** an agent's log line */
@@ -213,10 +215,11 @@ export class IgordNode {
   /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
   readonly #senders = new Map<string, { peer: string; until: number }>()
   /**
-   * Where agents live (issue 9). A stand-in that asks connected peers (p2p/discovery-standin.ts)
-   * until the kad-dht discovery (p2p/discovery.ts) replaces it.
+   * Where agents live and which peers exist (p2p/discovery.ts): agents hosted here are announced
+   * in the DHT (birth, restore, arrival) and withdrawn at handoff.
    */
   readonly discovery: Discovery
+  readonly #kad: KadDiscovery
 
   private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
     this.#opts = opts
@@ -231,7 +234,21 @@ export class IgordNode {
     this.#pool = new TickPool({ note: opts.note, route: (_from, env) => this.route(env), ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
     this.#gate = new InboundGate(opts.targetLimits)
     this.#inboxGate = new StreamGate(opts.inboxLimits)
-    this.discovery = new ConnectedPeersDiscovery(peer, (did) => this.#find(did) !== undefined, this.timeouts)
+    this.#kad = new KadDiscovery(peer, {
+      where: (did) => this.#where(did),
+      info: (a) => queryInfo(this.peer, a, this.timeouts),
+      bootstrap: opts.bootstrap ?? [],
+      note: opts.note,
+    }, opts.discoveryLimits)
+    this.discovery = this.#kad
+  }
+
+  /** Where `did` is as far as this node knows: hosted here (its epoch), handed off (to whom), or unknown. */
+  #where (did: string): Whereabouts {
+    for (const h of this.agents.values()) if (h.session.did === did) return { state: 'here', epoch: h.session.lineage.epoch }
+    const m = this.#moved.get(did)
+    if (m !== undefined && m.did === did) return { state: 'moved', peer: m.peer, addrs: this.#addrsOf(m).map((a) => a.toString()) }
+    return { state: 'unknown' }
   }
 
   /**
@@ -272,7 +289,7 @@ export class IgordNode {
           deliver: (env) => node.#deliverEnvelope(env),
         }, node.timeouts.stepMs, node.#msgGate)
       }, { maxInboundStreams: 128 })
-      if (node.discovery instanceof ConnectedPeersDiscovery) await node.discovery.install()
+      await node.#kad.start()
       for (const b of opts.bootstrap ?? []) {
         peer.dial(parseMultiaddr(b, '--bootstrap'), { signal: AbortSignal.timeout(node.timeouts.dialMs) })
           .then(() => opts.note(`connected to bootstrap peer ${b}`), (e: Error) => opts.note(`bootstrap ${b}: ${e.message.split('\n')[0]}`))
@@ -352,6 +369,7 @@ export class IgordNode {
   #host (name: string, session: AgentHandle, intervalMs: number): Hosted {
     const h: Hosted = { name, session, intervalMs, state: 'running', controller: null, loop: null, migration: null, quietUntil: 0 }
     this.agents.set(name, h)
+    void this.discovery.announce(session.did) // bounded, never throws
     return h
   }
 
@@ -613,6 +631,7 @@ export class IgordNode {
    */
   async shutdown (): Promise<void> {
     this.#closing = true
+    this.#kad.close()
     const pool = this.#pool.close() // stops every loop at once; from here on nothing is restored
     const paused = Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
     await pool
@@ -737,6 +756,7 @@ export class IgordNode {
           r.ms = performance.now() - t0
           this.#remember({ name: h.name, did: h.session.did, peer: r.to, addrs: [r.addr] })
           this.agents.delete(h.name)
+          void this.discovery.withdraw(h.session.did) // never throws; stored records expire, this node answers "moved"
           // everything its spool held is in the offered checkpoint; files left could only be stale
           try { new InboxSpool(this.dir, h.name).prune(Number.MAX_SAFE_INTEGER) } catch { /* best effort */ }
           this.#unlock(h.name)
@@ -778,21 +798,19 @@ export class IgordNode {
   }
 
   /**
-   * Dialable addresses of known peers (connected and `--bootstrap`) that grant every capability of
-   * `m` and ask a lower price than this node, cheapest first (equal prices: in the order they were
-   * found). Unreachable peers are skipped.
+   * Dialable addresses of known peers (p2p/discovery.ts `peers`: `--bootstrap`, found through the
+   * DHT, connected) that grant every capability of `m` and ask a lower price than this node,
+   * cheapest first (equal prices: in the order they were listed), one address each. Peers that do
+   * not answer `/igor/info/1.0.0` are skipped.
    */
   async #cheapestPeers (m: Manifest): Promise<Multiaddr[]> {
     const need = [...m.capabilities.keys()]
-    const seen = new Map<string, Multiaddr>()
-    for (const c of this.peer.getConnections()) seen.set(c.remotePeer.toString(), c.remoteAddr.encapsulate(`/p2p/${c.remotePeer.toString()}`))
-    for (const b of this.#opts.bootstrap ?? []) { const a = parseMultiaddr(b, '--bootstrap'); const id = a.getComponents().find((c) => c.name === 'p2p')?.value; if (id !== undefined && !seen.has(id)) seen.set(id, a) }
     const offers: { price: bigint; addr: Multiaddr }[] = []
-    for (const addr of seen.values()) {
-      try {
-        const info = await queryInfo(this.peer, addr, this.timeouts)
-        if (need.every((c) => info.capabilities.includes(c)) && info.price < this.price && info.addrs.length > 0) offers.push({ price: info.price, addr: parseMultiaddr(info.addrs[0], 'info') })
-      } catch { /* unreachable peers are skipped */ }
+    for (const p of await this.discovery.peers()) {
+      if (p.price === undefined || p.capabilities === undefined || p.addrs.length === 0) continue
+      const price = BigInt(p.price)
+      if (price >= this.price || !need.every((c) => p.capabilities!.includes(c))) continue
+      try { offers.push({ price, addr: parseMultiaddr(p.addrs[0], 'peer') }) } catch { /* skipped */ }
     }
     offers.sort((a, b) => (a.price < b.price ? -1 : a.price > b.price ? 1 : 0))
     return offers.map((o) => o.addr)

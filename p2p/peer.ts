@@ -1,5 +1,6 @@
 /**
- * The node's libp2p stack (DESIGN §3, §9): TCP, Noise, Yamux, identify and ping, with the data
+ * The node's libp2p stack (DESIGN §3, §9): TCP, Noise, Yamux, identify, ping and a Kademlia DHT
+ * (`@libp2p/kad-dht` on igord's own protocol ID, p2p/discovery.ts `dhtService`), with the data
  * directory's persistent host key (`host.key`, runtime/host.ts) as the libp2p identity, so the
  * peer ID the node announces is the `host` every checkpoint it writes names.
  */
@@ -13,12 +14,14 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import type { KadDHT } from '@libp2p/kad-dht'
+import { dhtService } from './dht.ts'
 import { RequestError, NetworkError } from './errors.ts'
 
 export { DEFAULT_LISTEN } from './defaults.ts'
 
-/** The libp2p node type igord runs (identify and ping services). */
-export type Peer = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>>; ping: ReturnType<ReturnType<typeof ping>> }>
+/** The libp2p node type igord runs (identify, ping and DHT services). */
+export type Peer = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>>; ping: ReturnType<ReturnType<typeof ping>>; dht: KadDHT }>
 
 /**
  * Parses a multiaddr given on the command line or in a request.
@@ -47,7 +50,7 @@ export async function startPeer (seed: Uint8Array, listen: string[]): Promise<Pe
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      services: { identify: identify(), ping: ping() },
+      services: { identify: identify(), ping: ping(), dht: dhtService() },
     }) as unknown as Peer
   } catch (e) {
     throw new NetworkError(`cannot listen on ${listen.join(', ')}: ${(e as Error).message.split('\n')[0]}`)
