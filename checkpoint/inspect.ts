@@ -12,7 +12,8 @@ import { PAGE_SIZE } from './state.ts'
  * A live checkpoint summarised. 64-bit counters are decimal strings: `fuel` (units), `budget`
  * (microcents), `price` (microcents per million fuel). `stateRoot` is hex. `memoryBytes` = pageCount × 65536; `nonZeroPages` the pages
  * stored; `logBytes` the embedded event-log segment's size (0 when none); `fileBytes` the file size.
- * `inbox`: messages waiting (not consumed), HTTP requests without outcome, and the agent's sleep
+ * `inbox`: messages waiting (not consumed), HTTP requests without outcome, messages the agent sent
+ * that no recipient's host acknowledged yet (`outbox`, sent again by whoever hosts it next), and the agent's sleep
  * (`null` default pace, `"message"` until the next message, else an ISO time) — from the I/O state.
  */
 export interface InspectView {
@@ -20,7 +21,7 @@ export interface InspectView {
   fuel: string; budget: string; price: string; code: string; manifest: string; prev: string | null; stateRoot: string
   pageCount: number; nonZeroPages: number; memoryBytes: number; globals: number; host: string; time: string
   log: string | null; logBytes: number; fileBytes: number
-  inbox: { waiting: number; requests: number; lastSeq: number; sleep: string | null }
+  inbox: { waiting: number; requests: number; outbox: number; lastSeq: number; sleep: string | null }
 }
 
 /**
@@ -62,6 +63,7 @@ export function inspectLive (path: string): InspectView {
     inbox: {
       waiting: io?.pending.length ?? 0,
       requests: io?.requests.length ?? 0,
+      outbox: io?.outbox.length ?? 0,
       lastSeq: io?.last ?? 0,
       sleep: sleep === null ? null : sleep === 0n ? 'message' : new Date(Number(sleep / 1_000_000n)).toISOString(),
     },
@@ -90,7 +92,7 @@ export function formatInspect (v: InspectView): string {
     ['memory', `${v.pageCount} pages (${bytes(v.memoryBytes)}), ${v.nonZeroPages} non-zero`],
     ['globals', String(v.globals)],
     ['event log', v.log === null ? 'none' : `${bytes(v.logBytes)} (${v.log})`],
-    ['inbox', `${v.inbox.waiting} waiting, ${v.inbox.requests} HTTP request${v.inbox.requests === 1 ? '' : 's'} without outcome, last message #${v.inbox.lastSeq}${v.inbox.sleep === null ? '' : v.inbox.sleep === 'message' ? '; sleeping until a message' : `; sleeping until ${v.inbox.sleep}`}`],
+    ['inbox', `${v.inbox.waiting} waiting, ${v.inbox.requests} HTTP request${v.inbox.requests === 1 ? '' : 's'} without outcome, ${v.inbox.outbox} in the outbox (sent, not yet acknowledged), last message #${v.inbox.lastSeq}${v.inbox.sleep === null ? '' : v.inbox.sleep === 'message' ? '; sleeping until a message' : `; sleeping until ${v.inbox.sleep}`}`],
     ['code', v.code],
     ['manifest', v.manifest],
     ['state root', v.stateRoot],

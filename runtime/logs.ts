@@ -21,7 +21,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { decode } from '../checkpoint/cbor.ts'
-import { decodeMessage as decodeIoMessage, decodeRequest as decodeIoRequest } from '../checkpoint/io.ts'
+import { decodeMessage as decodeIoMessage, decodeRequest as decodeIoRequest, decodeSendEvent } from '../checkpoint/io.ts'
 import { CheckpointError, EXIT, IgordError, StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { headerCid, type CheckpointHeader } from '../checkpoint/header.ts'
@@ -47,6 +47,7 @@ import { tickCost } from './replay.ts'
  * | `inbox_empty` | — | `inbox` int 0 |
  * | `sleep` | `at` (ns or null = until the next message), `until` (ISO) | `sleep_until` |
  * | `http_request` | `request` ({@link RequestView}), or `error`, `error_name` | `http_request` |
+ * | `message_send` | `send` ({@link SendView}), or `error`, `error_name` | `message_send` |
  * | `fund` | `message`, `budget` (microcents after it, null when unknown) | `fund` |
  * | `clock`, `wasi_clock` | `ns` (`clock` also `time`, ISO) | `clock_now`, `wasi.clock_time_get` |
  * | `rand`, `wasi_random` | `bytes`, `hex` (first 32 bytes) | `rand_bytes`, `wasi.random_get` |
@@ -96,6 +97,18 @@ export interface RequestView {
 
 /** HTTP outcome codes (Message.status when negative, issue 8 spec). */
 export const HTTP_OUTCOMES: Readonly<Record<number, string>> = { [-10]: 'E_HTTP_TIMEOUT', [-11]: 'E_HTTP_CONNECT', [-12]: 'E_HTTP_TOO_LARGE', [-13]: 'E_HTTP_REDIRECT', [-14]: 'E_HTTP_IN_DOUBT' }
+
+/** Error codes `message_send` may return (recorded as an int payload, docs/ABI.md "Messages"). */
+export const SEND_CALL_ERRORS: Readonly<Record<number, string>> = { [-2]: 'E_TOO_LONG', [-3]: 'E_BAD_TARGET', [-4]: 'E_BOUNDS', [-7]: 'E_TOO_MANY' }
+
+/** Codes of a `bounce` inbox message (checkpoint/envelope.ts): why a message came back undelivered. */
+export const BOUNCE_CODES: Readonly<Record<number, string>> = { [-20]: 'E_MSG_UNKNOWN', [-21]: 'E_MSG_FULL', [-22]: 'E_MSG_REFUSED', [-23]: 'E_MSG_UNREACHABLE' }
+
+/**
+ * A message an agent asked to send (`message_send` event `{to, id, body}`) as shown: `id` hex,
+ * `bytes` the body's length, the body as `body` (UTF-8) or `body_b64`.
+ */
+export interface SendView { to: string; id: string; bytes: number; body?: string; body_b64?: string }
 
 /** Error codes `http_request` may return (recorded as an int payload, issue 8 spec). */
 export const HTTP_CALL_ERRORS: Readonly<Record<number, string>> = { [-2]: 'E_TOO_LONG', [-3]: 'E_BAD_ARG', [-4]: 'E_BOUNDS', [-5]: 'E_NOT_ALLOWED', [-6]: 'E_BAD_REQUEST', [-7]: 'E_TOO_MANY' }
@@ -147,7 +160,8 @@ export function decodeMessage (bytes: Uint8Array): MessageView {
   if (m.req !== undefined) v.req = m.req
   if (m.status !== undefined) {
     v.status = m.status
-    if (HTTP_OUTCOMES[m.status] !== undefined) v.status_name = HTTP_OUTCOMES[m.status]
+    const names = m.kind === 'bounce' ? BOUNCE_CODES : HTTP_OUTCOMES
+    if (names[m.status] !== undefined) v.status_name = names[m.status]
   }
   if (m.headers !== undefined) v.headers = m.headers
   if (m.amount !== undefined) v.amount = m.amount.toString()
@@ -221,6 +235,18 @@ export function describeEvent (tick: number, event: Event): LogItem {
       }
       if (!(p instanceof Uint8Array)) return generic()
       try { return { tick, kind: 'http_request', request: decodeRequest(p) } } catch (e) { return bad('http_request', (e as Error).message) }
+    }
+    case 'message_send': {
+      if (typeof p === 'bigint') {
+        const code = smallInt(p)
+        return { tick, kind: 'message_send', error: code, error_name: typeof code === 'number' ? SEND_CALL_ERRORS[code] ?? null : null }
+      }
+      if (!(p instanceof Uint8Array)) return generic()
+      try {
+        const e = decodeSendEvent(p)
+        const send: SendView = { to: e.to, id: hex(e.id), bytes: e.body.length, ...bodyOf(e.body) }
+        return { tick, kind: 'message_send', send }
+      } catch (e) { return bad('message_send', (e as Error).message) }
     }
     default: return generic()
   }
@@ -334,7 +360,7 @@ function messageText (m: MessageView, o: TextOptions): string {
     case 'http': return `${seq} http #${m.req ?? '?'} ← ${statusText(m.status, m.status_name)}${typeof m.status === 'number' && m.status >= 0 ? ` (${bodyText(m)})` : ''}`
     case 'timer': return `${seq} timer${m.at === undefined ? '' : ` (asked for ${isoOfNs(BigInt(m.at)) ?? `${m.at} ns`})`}`
     case 'fund': return `${seq} fund +${m.amount === undefined ? '?' : units(BigInt(m.amount))} from ${short(m.from, o.full)}`
-    case 'bounce': return `${seq} bounce of message #${m.req ?? '?'} to ${short(m.from, o.full)} (${m.status ?? '?'}) ${bodyText(m)}`
+    case 'bounce': return `${seq} bounce: message #${m.req ?? '?'} to ${short(m.from, o.full)} came back, ${m.status_name ?? 'code'} (${m.status ?? '?'})${m.body !== undefined && m.bytes > 0 ? ': ' + quote(m.body, 200) : ''}`
     default: return `${seq} ${escapeLine(m.kind)} from ${short(m.from, o.full)} ${bodyText(m)}`
   }
 }
@@ -350,7 +376,7 @@ const RESULTS: Readonly<Record<number, string>> = { 0: 'idle', 1: 'more', 2: 'fi
 /** The label column and the rest of an item's line. */
 function labelAndText (it: LogItem, o: TextOptions): [string, string] {
   const units = o.budget ?? defaultBudget
-  if (typeof it.error === 'string') return [it.kind === 'http_request' ? 'http →' : it.kind, `(${String(it.hostcall)}: cannot decode: ${escapeLine(it.error)})`]
+  if (typeof it.error === 'string') return [it.kind === 'http_request' ? 'http →' : it.kind === 'message_send' ? 'send →' : it.kind, `(${String(it.hostcall)}: cannot decode: ${escapeLine(it.error)})`]
   switch (it.kind) {
     case 'log': case 'stdout': case 'stderr': return [it.kind, escapeLine(it.text as string)]
     case 'exit': return ['exit', `proc_exit(${String(it.code)})`]
@@ -363,6 +389,11 @@ function labelAndText (it: LogItem, o: TextOptions): [string, string] {
       if (it.request === undefined) return ['http →', `refused: ${(it.error_name as string | null) ?? 'error'} (${String(it.error)})`]
       const r = it.request as RequestView
       return ['http →', `#${r.id ?? '?'} ${escapeLine(r.method)} ${escapeLine(r.url)} (${r.bytes} byte${r.bytes === 1 ? '' : 's'}) key ${escapeLine(keyText(r.key, o.full))}`]
+    }
+    case 'message_send': {
+      if (it.send === undefined) return ['send →', `refused: ${(it.error_name as string | null) ?? 'error'} (${String(it.error)})`]
+      const m = it.send as SendView
+      return ['send →', `to ${escapeLine(short(m.to, o.full))} id ${o.full ? m.id : m.id.slice(0, 8) + '…'} ${bodyText(m)}`]
     }
     case 'fund': {
       const m = it.message as MessageView
