@@ -63,7 +63,7 @@ async function until (pred: () => boolean | Promise<boolean>, ms: number, what: 
   }
 }
 
-/** Runs the message and lookup benchmarks (about 20–60 s). */
+/** Runs the message and lookup benchmarks (about 1–3 min: most of it the 200 messages at today's rate). */
 export async function bench (): Promise<BenchRow[]> {
   const dirs: string[] = []
   const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'igord-bench-msg-')); dirs.push(d); return d }
