@@ -160,6 +160,15 @@ interface Hosted {
   quietUntil: number
 }
 
+/**
+ * How long a recipient's host found by discovery is reused for its next messages, ms; dropped at
+ * once when a message there is refused or fails (the recipient may have moved on).
+ */
+export const HOST_CACHE_TTL_MS = 30_000
+
+/** Recipients whose host is remembered at most ({@link HOST_CACHE_TTL_MS}); the cache is emptied when full. */
+export const MAX_HOST_CACHE = 4096
+
 /** How long a message for an agent being migrated waits for the migration's outcome, ms. */
 export const DELIVER_WAIT_MS = 60_000
 
@@ -212,6 +221,8 @@ export class IgordNode {
   readonly #inboxGate: StreamGate
   /** counts of inbound agent-message streams (p2p/msg.ts) */
   readonly #msgGate = new PeerSlots(DEFAULT_MSG_STREAM_LIMITS.maxPerPeer, DEFAULT_MSG_STREAM_LIMITS.maxTotal, 'message streams')
+  /** recipients' hosts recently found by discovery: DID → peer, addresses, until when (Date.now() ms) */
+  readonly #hosts = new Map<string, { peer: string; addrs: Multiaddr[]; until: number }>()
   /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
   readonly #senders = new Map<string, { peer: string; until: number }>()
   /**
@@ -532,15 +543,22 @@ export class IgordNode {
     if (this.#find(env.to) !== undefined || this.#arriving(env.to)) return await this.#deliverEnvelope(env)
     let to: { peer: string; addrs: Multiaddr[] }
     const moved = this.#moved.get(env.to)
+    const cached = this.#hosts.get(env.to)
     if (moved !== undefined) to = { peer: moved.peer, addrs: this.#addrsOf(moved) }
+    else if (cached !== undefined && cached.until > Date.now()) to = cached
     else {
       const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
       const host = await this.discovery.findHost(env.to, lookup)
       if (host === null) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
       if (host.peer === this.peerId) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason: `${env.to} is arriving here` }
       to = { peer: host.peer, addrs: host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } }) }
+      if (this.#hosts.size >= MAX_HOST_CACHE) this.#hosts.clear()
+      this.#hosts.set(env.to, { ...to, until: Date.now() + HOST_CACHE_TTL_MS })
     }
-    return await sendEnvelope(this.peer, to.peer, to.addrs, env, this.timeouts)
+    const out = await sendEnvelope(this.peer, to.peer, to.addrs, env, this.timeouts)
+    // a refusal or a failure may mean the recipient moved on: look it up afresh next time
+    if (!out.ok) this.#hosts.delete(env.to)
+    return out
   }
 
   /** Takes a checked agent message into the inbox of its recipient hosted here (never forwarded). */
