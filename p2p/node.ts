@@ -215,6 +215,12 @@ export class IgordNode {
   /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
   readonly #senders = new Map<string, { peer: string; until: number }>()
   /**
+   * recipient DIDs of agent messages this node delivered to another node: DID → that node and the
+   * addresses used (at most 4096; cleared when full). A recipient whose host cannot be found for a
+   * moment (it restarts) is tried there again rather than bounced as unknown.
+   */
+  readonly #lastHosts = new Map<string, { peer: string; addrs: Multiaddr[] }>()
+  /**
    * Where agents live and which peers exist (p2p/discovery.ts): agents hosted here are announced
    * in the DHT (birth, restore, arrival) and withdrawn at handoff.
    */
@@ -530,17 +536,33 @@ export class IgordNode {
     const bad = checkEnvelope(env)
     if (bad !== null) return { ok: false, retry: false, code: E_MSG_REFUSED, reason: bad }
     if (this.#find(env.to) !== undefined || this.#arriving(env.to)) return await this.#deliverEnvelope(env)
-    let to: { peer: string; addrs: Multiaddr[] }
     const moved = this.#moved.get(env.to)
-    if (moved !== undefined) to = { peer: moved.peer, addrs: this.#addrsOf(moved) }
-    else {
-      const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
-      const host = await this.discovery.findHost(env.to, lookup)
-      if (host === null) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
+    if (moved !== undefined) {
+      const out = await sendEnvelope(this.peer, moved.peer, this.#addrsOf(moved), env, this.timeouts)
+      // not taken for a reason that may pass: the agent moved on from there (that node refuses with
+      // `retry`), or that node cannot be reached — look the agent up (findHost starts at that node
+      // and follows its `moved` answers)
+      if (out.ok || !out.retry) return out
+    }
+    const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
+    const host = await this.discovery.findHost(env.to, lookup)
+    let to: { peer: string; addrs: Multiaddr[] }
+    if (host === null) {
+      const last = this.#lastHosts.get(env.to)
+      if (last === undefined) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
+      // it had a host a moment ago (which may be restarting): tried there, retried while it fails
+      to = last
+    } else {
       if (host.peer === this.peerId) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason: `${env.to} is arriving here` }
       to = { peer: host.peer, addrs: host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } }) }
     }
-    return await sendEnvelope(this.peer, to.peer, to.addrs, env, this.timeouts)
+    const out = await sendEnvelope(this.peer, to.peer, to.addrs, env, this.timeouts)
+    if (out.ok) {
+      if (this.#lastHosts.size >= 4096) this.#lastHosts.clear()
+      this.#lastHosts.set(env.to, to)
+    }
+    if (host === null && !out.ok) return { ...out, reason: `no host of ${env.to} found within ${lookup / 1000} s; its last known host ${to.peer}: ${out.reason}` }
+    return out
   }
 
   /** Takes a checked agent message into the inbox of its recipient hosted here (never forwarded). */

@@ -97,7 +97,8 @@ test('five nodes, one bootstrap: ping and pong exchange 100 messages while each 
   // the migrations' targets are known to their sources through discovery before the stream starts
   await Promise.all([addrFromPeers(n3, n4), addrFromPeers(n2, n3), addrFromPeers(n4, n5), addrFromPeers(n3, n1)])
   const N = 100
-  const s = igord(['send', 'ping', `${pongDid} ${N}`, '--node', n2.dir])
+  // at most 10 on their way without an answer: the stream lasts long enough for four migrations
+  const s = igord(['send', 'ping', `${pongDid} ${N} 10`, '--node', n2.dir])
   assert.is(s.code, 0, s.stderr)
 
   // pong n3 → n4 → n5, ping n2 → n3 → n1, interleaved. Ping moves onto n3, which handed pong off
@@ -114,7 +115,7 @@ test('five nodes, one bootstrap: ping and pong exchange 100 messages while each 
   const ends = await Promise.all(nodes.map(stopNode))
   for (const e of ends) assert.is(e.code, 0, e.stderr)
   const out = (n: NodeProc) => ends[nodes.indexOf(n)].stdout
-  process.stdout.write(`  (answers ping/pong had when each migration ended: ${JSON.stringify(at)})\n`)
+  process.stdout.write(`  (messages ping/pong had got when each migration ended: ${JSON.stringify(at)}; pong got ${[n3, n4, n5].map((n) => got(out(n), 'pong').length).join('/')} on nodes 3/4/5, ping ${[n2, n3, n1].map((n) => got(out(n), 'ping').length).join('/')} on nodes 2/3/1)\n`)
 
   // each host's lines, in the order the agent lived there: exactly once each, in order, the count going on
   const pong = [n3, n4, n5].flatMap((n) => got(out(n), 'pong'))
@@ -145,8 +146,9 @@ test('kill -9 of the recipient\'s node mid-stream, restart: nothing lost, nothin
   const N = 60
   // the stream is started by DID from node 1, which hosts neither agent (routed through discovery)
   const pingDid = didOf(a, 'ping')
-  let s = igord(['send', pingDid, `${pongDid} ${N}`, '--node', n1.dir])
-  for (let i = 0; i < 20 && s.code === 11 && /no host of it found/.test(s.stderr); i++) s = igord(['send', pingDid, `${pongDid} ${N}`, '--node', n1.dir]) // discovery still settling
+  const start = () => igord(['send', pingDid, `${pongDid} ${N} 10`, '--node', n1.dir])
+  let s = start()
+  for (let i = 0; i < 20 && s.code === 11 && /no host of it found/.test(s.stderr); i++) s = start() // discovery still settling
   assert.is(s.code, 0, s.stderr)
   assert.match(s.stdout, new RegExp(`^sent to ${pingDid}: message #1 \\(forwarded to ${a.peer}\\)$`, 'm'))
 
