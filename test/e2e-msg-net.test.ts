@@ -97,25 +97,25 @@ test('five nodes, one bootstrap: ping and pong exchange 100 messages while each 
   // the migrations' targets are known to their sources through discovery before the stream starts
   await Promise.all([addrFromPeers(n3, n4), addrFromPeers(n2, n3), addrFromPeers(n4, n5), addrFromPeers(n3, n1)])
   const N = 100
-  // at most 10 on their way without an answer: the stream lasts long enough for four migrations
-  const s = igord(['send', 'ping', `${pongDid} ${N} 10`, '--node', n2.dir])
+  // at most one message every 300 ms (and 10 on their way without an answer): the stream lasts
+  // at least 30 s, long enough for four migrations on a loaded machine (the agent runs at its
+  // source until the handoff, so a migration does not pause the stream)
+  const s = igord(['send', 'ping', `${pongDid} ${N} 10 300`, '--node', n2.dir])
   assert.is(s.code, 0, s.stderr)
 
   // pong n3 → n4 → n5, ping n2 → n3 → n1, interleaved. Ping moves onto n3, which handed pong off
   // to n4 before pong moved on to n5: n3's own pointer to pong goes stale and ping's messages must
   // still find pong.
-  const at: Record<string, number> = {}
-  const steps: [Who, number, NodeProc, NodeProc][] = [['pong', 12, n3, n4], ['ping', 30, n2, n3], ['pong', 50, n4, n5], ['ping', 70, n3, n1]]
+  const steps: [Who, number, NodeProc, NodeProc][] = [['pong', 10, n3, n4], ['ping', 25, n2, n3], ['pong', 40, n4, n5], ['ping', 55, n3, n1]]
   for (const [who, after, from, to] of steps) {
     await until(() => progress(nodes, who) >= after, 120_000, `${who} to have got ${after} messages`)
     await migrate(who, from, to)
-    at[`${who} ${nodes.indexOf(from) + 1}→${nodes.indexOf(to) + 1}`] = progress(nodes, who)
   }
   await until(() => progress(nodes, 'ping') >= N, 180_000, `ping to have got ${N} answers`)
   const ends = await Promise.all(nodes.map(stopNode))
   for (const e of ends) assert.is(e.code, 0, e.stderr)
   const out = (n: NodeProc) => ends[nodes.indexOf(n)].stdout
-  process.stdout.write(`  (messages ping/pong had got when each migration ended: ${JSON.stringify(at)}; pong got ${[n3, n4, n5].map((n) => got(out(n), 'pong').length).join('/')} on nodes 3/4/5, ping ${[n2, n3, n1].map((n) => got(out(n), 'ping').length).join('/')} on nodes 2/3/1)\n`)
+  process.stdout.write(`  (pong got ${[n3, n4, n5].map((n) => got(out(n), 'pong').length).join('/')} on nodes 3/4/5, ping ${[n2, n3, n1].map((n) => got(out(n), 'ping').length).join('/')} on nodes 2/3/1)\n`)
 
   // each host's lines, in the order the agent lived there: exactly once each, in order, the count going on
   const pong = [n3, n4, n5].flatMap((n) => got(out(n), 'pong'))
@@ -146,7 +146,7 @@ test('kill -9 of the recipient\'s node mid-stream, restart: nothing lost, nothin
   const N = 60
   // the stream is started by DID from node 1, which hosts neither agent (routed through discovery)
   const pingDid = didOf(a, 'ping')
-  const start = () => igord(['send', pingDid, `${pongDid} ${N} 10`, '--node', n1.dir])
+  const start = () => igord(['send', pingDid, `${pongDid} ${N} 10 100`, '--node', n1.dir]) // at most one per 100 ms: still flowing at the kill
   let s = start()
   for (let i = 0; i < 20 && s.code === 11 && /no host of it found/.test(s.stderr); i++) s = start() // discovery still settling
   assert.is(s.code, 0, s.stderr)
@@ -164,6 +164,7 @@ test('kill -9 of the recipient\'s node mid-stream, restart: nothing lost, nothin
   const ends = await Promise.all(live.map(stopNode))
   for (const e of ends) assert.is(e.code, 0, e.stderr)
   outputs.push(ends[2].stdout)
+  assert.ok(got(ends[2].stdout, 'pong').length > 0, 'the stream went on after the restart')
 
   // a tick re-run after the kill may print a line again, always with the same count: one delivery
   const once = (lines: [string, number, string][]) => {
