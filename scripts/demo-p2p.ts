@@ -8,7 +8,7 @@
  * ping's and pong's re-executed from their event logs (`verify --replay`).
  * Everything runs in a temp directory (the commands print paths relative to it), removed at the end.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,12 +19,20 @@ const work = mkdtempSync(join(tmpdir(), 'igord-demo-p2p-'))
 const wasm = (name: string) => join(ROOT, 'agents-as', 'build', `${name}.wasm`)
 /** A line as shown: paths relative to the repository or the demo's directory. */
 const shown = (s: string) => s.replaceAll(`${ROOT}/`, '').replaceAll(`${work}/`, '')
-const cli = (args: string[]) => {
+/** Runs `igord <args>` in the demo's directory and prints its output; the nodes' lines keep flowing meanwhile. */
+const cli = async (args: string[]): Promise<string> => {
   console.log(`$ igord ${shown(args.join(' '))}`)
-  const r = spawnSync(process.execPath, [IGORD, ...args], { cwd: work, encoding: 'utf8', timeout: 60_000 })
-  process.stdout.write(r.stdout.split('\n').filter(Boolean).map((l) => `  │ ${shown(l)}\n`).join(''))
-  if (r.status !== 0) { process.stderr.write(r.stdout + r.stderr); throw new Error(`igord ${args[0]} failed (${r.status})`) }
-  return r.stdout
+  const child = spawn(process.execPath, [IGORD, ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => { out += d })
+  child.stderr.on('data', (d) => { err += d })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  clearTimeout(timer)
+  process.stdout.write(out.split('\n').filter(Boolean).map((l) => `  │ ${shown(l)}\n`).join(''))
+  if (code !== 0) { process.stderr.write(err); throw new Error(`igord ${args[0]} failed (${code})`) }
+  return out
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -55,27 +63,30 @@ try {
   const [a, b, c] = nodes
 
   console.log('\n── 1. an agent moves while it ticks: heartbeat A → B → C → A')
-  cli(['run', wasm('heartbeat'), '--node', a.dir, '--interval', '250ms'])
+  await cli(['run', wasm('heartbeat'), '--node', a.dir, '--interval', '250ms'])
   await sleep(1000)
   for (const [from, to] of [[a, b], [b, c], [c, a]]) {
     console.log(`\n── ${from.label} → ${to.label}`)
-    cli(['migrate', 'heartbeat', '--to', to.addr, '--node', from.dir])
+    await cli(['migrate', 'heartbeat', '--to', to.addr, '--node', from.dir])
     await sleep(1000)
   }
-  cli(['ps', '--node', a.dir])
-  cli(['stop', 'heartbeat', '--node', a.dir])
+  await cli(['ps', '--node', a.dir])
+  await cli(['stop', 'heartbeat', '--node', a.dir])
 
   console.log('\n── 2. two agents talk while one moves: ping stays on A, pong moves A → B → C')
-  cli(['run', wasm('ping'), '--node', a.dir])
-  const pong = /(did:key:\S+)/.exec(cli(['run', wasm('pong'), '--node', a.dir]))![1]
+  await cli(['run', wasm('ping'), '--node', a.dir])
+  const pong = /(did:key:\S+)/.exec(await cli(['run', wasm('pong'), '--node', a.dir]))![1]
   const N = 20
   const count = (who: string) => nodes.reduce((k, n) => k + (n.out().match(new RegExp(`^\\[${who}\\] ${who} got `, 'gm')) ?? []).length, 0)
-  // 20 messages to pong's DID, one at a time (the next after the answer), at most one per 150 ms
-  cli(['send', 'ping', `${pong} ${N} 1 150`, '--node', a.dir])
-  for (const [after, from, to] of [[5, a, b], [12, b, c]] as const) {
-    await until(() => count('pong') >= after, 30_000, `pong to get ${after} messages`)
+  // 20 messages to pong's DID, one at a time (the next after the answer), at most one per 600 ms
+  await cli(['send', 'ping', `${pong} ${N} 1 600`, '--node', a.dir])
+  // pong moves after its 3rd message, and again as soon as it has answered one on B
+  let seen = 3
+  for (const [from, to] of [[a, b], [b, c]]) {
+    await until(() => count('pong') >= seen, 30_000, `pong to get ${seen} messages`)
     console.log(`\n── pong ${from.label} → ${to.label} (ping keeps sending to its DID)`)
-    cli(['migrate', 'pong', '--to', to.addr, '--node', from.dir])
+    await cli(['migrate', 'pong', '--to', to.addr, '--node', from.dir])
+    seen = count('pong') + 1
   }
   await until(() => count('ping') >= N, 60_000, `ping to get ${N} answers`)
   await sleep(300)
@@ -84,7 +95,7 @@ try {
   await Promise.all(nodes.map((n) => n.child.exitCode !== null ? null : new Promise((r) => n.child.on('close', r))))
 }
 console.log('\n── merge the three nodes\' histories and verify each life')
-cli(['verify', ...nodes.map((n) => join(n.dir, 'history', 'heartbeat'))])
-cli(['verify', '--replay', join('node-A', 'history', 'ping')])
-cli(['verify', '--replay', ...nodes.map((n) => join(n.dir, 'history', 'pong'))])
+await cli(['verify', ...nodes.map((n) => join(n.dir, 'history', 'heartbeat'))])
+await cli(['verify', '--replay', join('node-A', 'history', 'ping')])
+await cli(['verify', '--replay', ...nodes.map((n) => join(n.dir, 'history', 'pong'))])
 rmSync(work, { recursive: true, force: true })
