@@ -59,9 +59,8 @@ async function addrFromPeers (from: NodeProc, to: NodeProc): Promise<string> {
   return addr!
 }
 
-/** `igord migrate <name>` from node `from` to node `to` at the address `from` lists for it. */
-async function migrate (name: Who, from: NodeProc, to: NodeProc): Promise<void> {
-  const addr = await addrFromPeers(from, to)
+/** `igord migrate <name>` from node `from` to node `to` at `addr` (as `from` lists it in `igord peers`). */
+async function migrate (name: Who, from: NodeProc, to: NodeProc, addr: string): Promise<void> {
   const m = igord(['migrate', name, '--to', addr, '--node', from.dir, '--json'], 120_000)
   assert.is(m.code, 0, `migrate ${name}: ${m.stdout}${m.stderr}`)
   await until(() => ps(to.dir).some((x) => x.name === name && x.status === 'running'), 60_000, `${name} to run on its new node`)
@@ -94,22 +93,21 @@ test('five nodes, one bootstrap: ping and pong exchange 100 messages while each 
   }
   const pingDid = didOf(n2, 'ping')
   const pongDid = didOf(n3, 'pong')
-  // the migrations' targets are known to their sources through discovery before the stream starts
-  await Promise.all([addrFromPeers(n3, n4), addrFromPeers(n2, n3), addrFromPeers(n4, n5), addrFromPeers(n3, n1)])
   const N = 100
-  // at most one message every 300 ms (and 10 on their way without an answer): the stream lasts
-  // at least 30 s, long enough for four migrations on a loaded machine (the agent runs at its
-  // source until the handoff, so a migration does not pause the stream)
-  const s = igord(['send', 'ping', `${pongDid} ${N} 10 300`, '--node', n2.dir])
-  assert.is(s.code, 0, s.stderr)
-
   // pong n3 → n4 → n5, ping n2 → n3 → n1, interleaved. Ping moves onto n3, which handed pong off
   // to n4 before pong moved on to n5: n3's own pointer to pong goes stale and ping's messages must
   // still find pong.
   const steps: [Who, number, NodeProc, NodeProc][] = [['pong', 10, n3, n4], ['ping', 25, n2, n3], ['pong', 40, n4, n5], ['ping', 55, n3, n1]]
-  for (const [who, after, from, to] of steps) {
+  // each target as its source knows it through discovery, found before the stream starts
+  const addrs = await Promise.all(steps.map(([, , from, to]) => addrFromPeers(from, to)))
+  // at most one message every 700 ms (and 10 on their way without an answer): the stream lasts
+  // at least 70 s, long enough for four migrations on a loaded machine (the agent runs at its
+  // source until the handoff, so a migration does not pause the stream)
+  const s = igord(['send', 'ping', `${pongDid} ${N} 10 700`, '--node', n2.dir])
+  assert.is(s.code, 0, s.stderr)
+  for (const [i, [who, after, from, to]] of steps.entries()) {
     await until(() => progress(nodes, who) >= after, 120_000, `${who} to have got ${after} messages`)
-    await migrate(who, from, to)
+    await migrate(who, from, to, addrs[i])
   }
   await until(() => progress(nodes, 'ping') >= N, 180_000, `ping to have got ${N} answers`)
   const ends = await Promise.all(nodes.map(stopNode))
