@@ -80,13 +80,13 @@ try {
   const count = (who: string) => nodes.reduce((k, n) => k + (n.out().match(new RegExp(`^\\[${who}\\] ${who} got `, 'gm')) ?? []).length, 0)
   // 20 messages to pong's DID, one at a time (the next after the answer), at most one per 600 ms
   await cli(['send', 'ping', `${pong} ${N} 1 600`, '--node', a.dir])
-  // pong moves after its 3rd message, and again as soon as it has answered one on B
+  // pong moves after its 3rd message, and again after 4 more on B
   let seen = 3
   for (const [from, to] of [[a, b], [b, c]]) {
     await until(() => count('pong') >= seen, 30_000, `pong to get ${seen} messages`)
     console.log(`\n── pong ${from.label} → ${to.label} (ping keeps sending to its DID)`)
     await cli(['migrate', 'pong', '--to', to.addr, '--node', from.dir])
-    seen = count('pong') + 1
+    seen = count('pong') + 4
   }
   await until(() => count('ping') >= N, 60_000, `ping to get ${N} answers`)
   await sleep(300)
