@@ -221,7 +221,13 @@ export class IgordNode {
   readonly #inboxGate: StreamGate
   /** counts of inbound agent-message streams (p2p/msg.ts) */
   readonly #msgGate = new PeerSlots(DEFAULT_MSG_STREAM_LIMITS.maxPerPeer, DEFAULT_MSG_STREAM_LIMITS.maxTotal, 'message streams')
-  /** recipients' hosts recently found by discovery: DID → peer, addresses, until when (Date.now() ms) */
+  /**
+   * recipient DIDs of agent messages this node delivered to another node: DID → that node, the
+   * addresses used, and until when (Date.now() ms) it is used without a lookup ({@link
+   * HOST_CACHE_TTL_MS}; 0 after a failure there). Kept past that as the last known host: a recipient
+   * whose host cannot be found for a moment (it restarts) is tried there rather than bounced as
+   * unknown. At most {@link MAX_HOST_CACHE} entries (cleared when full).
+   */
   readonly #hosts = new Map<string, { peer: string; addrs: Multiaddr[]; until: number }>()
   /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
   readonly #senders = new Map<string, { peer: string; until: number }>()
@@ -541,23 +547,39 @@ export class IgordNode {
     const bad = checkEnvelope(env)
     if (bad !== null) return { ok: false, retry: false, code: E_MSG_REFUSED, reason: bad }
     if (this.#find(env.to) !== undefined || this.#arriving(env.to)) return await this.#deliverEnvelope(env)
-    let to: { peer: string; addrs: Multiaddr[] }
     const moved = this.#moved.get(env.to)
-    const cached = this.#hosts.get(env.to)
-    if (moved !== undefined) to = { peer: moved.peer, addrs: this.#addrsOf(moved) }
-    else if (cached !== undefined && cached.until > Date.now()) to = cached
+    if (moved !== undefined) {
+      const out = await sendEnvelope(this.peer, moved.peer, this.#addrsOf(moved), env, this.timeouts)
+      // not taken for a reason that may pass: the agent moved on from there (that node refuses with
+      // `retry`), or that node cannot be reached — look the agent up (findHost starts at that node
+      // and follows its `moved` answers)
+      if (out.ok || !out.retry) return out
+    }
+    const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
+    const known = this.#hosts.get(env.to) // the last host a message to it was delivered to
+    let to: { peer: string; addrs: Multiaddr[] }
+    let lost = false // discovery found no host: `to` is the last known one (it may be restarting)
+    if (known !== undefined && known.until > Date.now()) to = known
     else {
-      const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
       const host = await this.discovery.findHost(env.to, lookup)
-      if (host === null) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
-      if (host.peer === this.peerId) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason: `${env.to} is arriving here` }
-      to = { peer: host.peer, addrs: host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } }) }
-      if (this.#hosts.size >= MAX_HOST_CACHE) this.#hosts.clear()
-      this.#hosts.set(env.to, { ...to, until: Date.now() + HOST_CACHE_TTL_MS })
+      if (host === null) {
+        if (known === undefined) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
+        to = known
+        lost = true
+      } else {
+        if (host.peer === this.peerId) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason: `${env.to} is arriving here` }
+        to = { peer: host.peer, addrs: host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } }) }
+      }
     }
     const out = await sendEnvelope(this.peer, to.peer, to.addrs, env, this.timeouts)
-    // a refusal or a failure may mean the recipient moved on: look it up afresh next time
-    if (!out.ok) this.#hosts.delete(env.to)
+    if (out.ok) {
+      if (this.#hosts.size >= MAX_HOST_CACHE && !this.#hosts.has(env.to)) this.#hosts.clear()
+      this.#hosts.set(env.to, { peer: to.peer, addrs: to.addrs, until: Date.now() + HOST_CACHE_TTL_MS })
+    } else if (known !== undefined) {
+      // the recipient may have moved on: look it up afresh next time, keeping this host as the last known
+      this.#hosts.set(env.to, { ...known, until: 0 })
+    }
+    if (lost && !out.ok) return { ...out, reason: `no host of ${env.to} found within ${lookup / 1000} s; its last known host ${to.peer}: ${out.reason}` }
     return out
   }
 

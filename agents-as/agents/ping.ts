@@ -1,18 +1,28 @@
 // ping — sends numbered messages to another agent by its DID and logs the answers.
-// Its first message (from a person) says whom and how many: `<did:key:…> <count>`, e.g.
+// Its first message (from a person) says whom, how many, and optionally how many may be on their
+// way without an answer (default 64) and a pause between two messages in ms (default 0):
+// `<did:key:…> <count> [<window> [<pause>]]`, e.g.
 //   igord send ping "did:key:z6Mk… 20" --node D
-// It then sends "ping 1" … "ping <count>" to that DID (sendTextTo; fewer per tick when 64 are
-// not acknowledged yet) and logs every answer and every message that came back undelivered:
+//   igord send ping "did:key:z6Mk… 20 1 100" --node D   (one at a time, at most one every 100 ms)
+// It then sends "ping 1" … "ping <count>" to that DID (sendTextTo; when 64 are not acknowledged
+// yet, the rest waits for the next answer or bounce to wake it: a recipient that never answers
+// gets only the first 64) and logs every answer and every message that came back undelivered:
 //   ping got "pong 3" from did:key:z6Mk…
 //   ping bounce #4 (-20): no host of did:key:… found within 10 s
-// Capabilities: inbox, timer, log, message.
-import { log, nextMessage, sendTextTo, waitForMessage, E_TOO_MANY, IDLE, MORE, KIND_BOUNCE, KIND_MESSAGE } from "../sdk/igor";
+// Capabilities: inbox, timer, clock (the pause), log, message.
+import { clockNow, log, nextMessage, sendTextTo, sleepUntil, waitForMessage, E_TOO_MANY, IDLE, KIND_BOUNCE, KIND_MESSAGE } from "../sdk/igor";
 
 class State {
   to: string = "";
   count: i32 = 0;
   sent: i32 = 0;
   got: i32 = 0;
+  bounced: i32 = 0;
+  window: i32 = 64;
+  /** ms between two messages (0: as fast as the window allows) */
+  pause: i64 = 0;
+  /** the next message is not sent before this time, ns */
+  nextAt: i64 = 0;
 }
 
 const st = new State();
@@ -25,19 +35,29 @@ export function agent_tick(): i32 {
       log("ping got \"" + m.text() + "\" from " + m.from + " (" + st.got.toString() + " so far)");
     } else if (m.kind == KIND_MESSAGE && st.to.length == 0) {
       const parts = m.text().split(" ");
-      if (parts.length == 2) {
+      if (parts.length >= 2 && parts.length <= 4) {
         st.to = parts[0];
         st.count = I32.parseInt(parts[1]);
+        if (parts.length >= 3 && I32.parseInt(parts[2]) > 0) st.window = I32.parseInt(parts[2]);
+        if (parts.length == 4 && I64.parseInt(parts[3]) > 0) st.pause = I64.parseInt(parts[3]);
         log("ping will send " + st.count.toString() + " messages to " + st.to);
-      } else log("ping: expected \"<did> <count>\", got \"" + m.text() + "\"");
+      } else log("ping: expected \"<did> <count> [<window> [<pause>]]\", got \"" + m.text() + "\"");
     } else if (m.kind == KIND_BOUNCE) {
+      st.bounced++;
       log("ping bounce #" + m.req.toString() + " (" + m.status.toString() + "): " + m.text());
     }
     m = nextMessage();
   }
-  while (st.to.length > 0 && st.sent < st.count) {
+  while (st.to.length > 0 && st.sent < st.count && st.sent - st.got - st.bounced < st.window) {
+    if (st.pause > 0) {
+      const now = clockNow();
+      if (now < st.nextAt) { sleepUntil(st.nextAt); return IDLE; } // an answer may wake it earlier
+      st.nextAt = now + st.pause * 1_000_000;
+    }
     const r = sendTextTo(st.to, "ping " + (st.sent + 1).toString());
-    if (r == E_TOO_MANY) return MORE; // try again next tick
+    // 64 not acknowledged yet: wait for the next answer (or bounce), which means one of them left
+    // the outbox, rather than spinning tick after tick (each one costs fuel and a checkpoint)
+    if (r == E_TOO_MANY) break;
     if (r < 0) { log("ping: sendTo failed: " + r.toString()); st.count = st.sent; break; }
     st.sent++;
   }
