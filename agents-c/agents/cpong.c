@@ -25,30 +25,14 @@
 
 /* ---- a log line built piece by piece (cut at its capacity) ---- */
 
-static char line[DID_MAX + PREVIEW_MAX + 128];
-static uint32_t line_len;
+static char line_buf[DID_MAX + PREVIEW_MAX + 128];
+static igor_line line = { line_buf, sizeof line_buf, 0 };
 
-static void put(const char *s, uint32_t n) {
-  if (n > sizeof line - line_len) n = sizeof line - line_len;
-  memcpy(line + line_len, s, n);
-  line_len += n;
-}
+static void put(const char *s, uint32_t n) { igor_line_put(&line, s, n); }
+static void puts_(const char *s) { igor_line_puts(&line, s); }
+static void put_i64(int64_t v) { igor_line_i64(&line, v); }
 
-static void puts_(const char *s) { put(s, (uint32_t)strlen(s)); }
-
-static void put_i64(int64_t v) {
-  char d[21];
-  int i = sizeof d;
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do { d[--i] = (char)('0' + u % 10); u /= 10; } while (u);
-  if (v < 0) d[--i] = '-';
-  put(d + i, (uint32_t)(sizeof d - i));
-}
-
-static void emit(void) {
-  igor_log_emit(line, line_len);
-  line_len = 0;
-}
+static void emit(void) { igor_line_emit(&line); }
 
 static const char *bounce_name(int32_t code) {
   switch (code) {

@@ -282,6 +282,45 @@ static inline int igor_take_message(uint8_t **buf, uint32_t *cap, igor_message *
   return n > 0;
 }
 
+/* ---- log lines built piece by piece ---- */
+
+/** A log line being built in a caller-owned buffer of `cap` bytes; what does not fit is cut. */
+typedef struct { char *buf; uint32_t cap; uint32_t len; } igor_line;
+
+/** Appends n bytes (cut at the line's capacity). */
+static inline void igor_line_put(igor_line *l, const char *s, uint32_t n) {
+  if (n > l->cap - l->len) n = l->cap - l->len;
+  memcpy(l->buf + l->len, s, n);
+  l->len += n;
+}
+
+/** Appends a NUL-terminated string. */
+static inline void igor_line_puts(igor_line *l, const char *s) { igor_line_put(l, s, (uint32_t)strlen(s)); }
+
+/** Appends a signed integer in decimal. */
+static inline void igor_line_i64(igor_line *l, int64_t v) {
+  char d[21];
+  int i = sizeof d;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do { d[--i] = (char)('0' + u % 10); u /= 10; } while (u);
+  if (v < 0) d[--i] = '-';
+  igor_line_put(l, d + i, (uint32_t)(sizeof d - i));
+}
+
+/** Appends an unsigned integer in decimal. */
+static inline void igor_line_u64(igor_line *l, uint64_t v) {
+  char d[20];
+  int i = sizeof d;
+  do { d[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+  igor_line_put(l, d + i, (uint32_t)(sizeof d - i));
+}
+
+/** capability log: emits the line (igor_log_emit) and empties it. */
+static inline void igor_line_emit(igor_line *l) {
+  igor_log_emit(l->buf, l->len);
+  l->len = 0;
+}
+
 /* ---- http ---- */
 
 /** capability http: a GET of the NUL-terminated url; the request id or an error code. */
