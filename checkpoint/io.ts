@@ -24,12 +24,14 @@ export const IO_VERSION = 1
 
 /**
  * Kinds of inbox message. `bounce` (issue 9): a message this agent sent (`message_send`) that
- * could not be delivered comes back with the reason.
+ * could not be delivered comes back with the reason. `room`: the outbox has room again — after a
+ * `message_send` found it full ({@link IoState.blocked}), the first of its messages the
+ * recipient's host took wakes the agent with this.
  */
-export type MessageKind = 'message' | 'http' | 'timer' | 'fund' | 'bounce'
+export type MessageKind = 'message' | 'http' | 'timer' | 'fund' | 'bounce' | 'room'
 
 /** Every {@link MessageKind}. */
-export const MESSAGE_KINDS: readonly MessageKind[] = ['message', 'http', 'timer', 'fund', 'bounce']
+export const MESSAGE_KINDS: readonly MessageKind[] = ['message', 'http', 'timer', 'fund', 'bounce', 'room']
 
 /** Length of a message id, bytes (chosen by the sender; the dedup key). */
 export const MESSAGE_ID_BYTES = 16
@@ -44,7 +46,9 @@ export const MAX_FROM_BYTES = 256
  * One inbox entry (docs/FORMAT.md "Message"). Fields besides the first six belong to one kind:
  * `req`, `status`, `headers` to `http`; `amount`, `sig` to `fund`; `at` to `timer`; `req`,
  * `status` to `bounce` (then `req` is the message number `message_send` returned, `status` the
- * negative reason code, `from` the recipient DID and `body` the reason as UTF-8 text).
+ * negative reason code, `from` the recipient DID and `body` the reason as UTF-8 text); `req` to
+ * `room` (the number of the message whose delivery made room, `from` its recipient DID, `body`
+ * empty).
  */
 export interface Message {
   /** Sender-chosen unique id, 16 bytes: a message with an id the agent has seen is a duplicate. */
@@ -58,7 +62,7 @@ export interface Message {
   time: bigint
   /** The message bytes; an HTTP response body; empty for `timer` and `fund`. */
   body: Uint8Array
-  /** `http`: the request id `http_request` returned; `bounce`: the message number `message_send` returned. */
+  /** `http`: the request id `http_request` returned; `bounce`, `room`: the message number `message_send` returned. */
   req?: number
   /** `http`: HTTP status (100–599) or a negative outcome code (docs/ABI.md "HTTP outcome codes"); `bounce`: the reason code (docs/ABI.md "Messages"). */
   status?: number
@@ -106,7 +110,10 @@ export interface OutboundMessage {
   body: Uint8Array
 }
 
-/** Most messages an agent may have sent and not seen acknowledged (`message_send` returns E_TOO_MANY beyond). */
+/**
+ * Most messages an agent may have sent and not seen acknowledged (`message_send` returns E_TOO_MANY
+ * beyond): the default and the maximum of the manifest's `resource_limits.max_outbox_messages`.
+ */
 export const MAX_OUTBOX = 64
 
 /** Longest recipient DID `message_send` takes, bytes. */
@@ -146,21 +153,28 @@ export interface IoState {
   outbox: OutboundMessage[]
   /** The number the next sent message gets (≥ 1). */
   nextMsg: number
+  /**
+   * A committed tick's `message_send` found the outbox full (E_TOO_MANY) and no message has left
+   * the outbox since: the next one that leaves it wakes the agent — a `room` inbox message when
+   * its recipient's host took it, its `bounce` when it came back. Set from what the agent did (so
+   * replay reaches it too), cleared by the host when it takes that message.
+   */
+  blocked: boolean
 }
 
 /** A fresh, empty I/O state. */
 export function emptyIo (): IoState {
-  return { last: 0, pending: [], seen: [], requests: [], nextReq: 1, open: 0, sleep: null, outbox: [], nextMsg: 1 }
+  return { last: 0, pending: [], seen: [], requests: [], nextReq: 1, open: 0, sleep: null, outbox: [], nextMsg: 1, blocked: false }
 }
 
 /** True when the state holds nothing worth recording (the header then has no `io` field). */
 export function isEmptyIo (s: IoState): boolean {
-  return s.last === 0 && s.pending.length === 0 && s.seen.length === 0 && s.requests.length === 0 && s.nextReq === 1 && s.open === 0 && s.sleep === null && s.outbox.length === 0 && s.nextMsg === 1
+  return s.last === 0 && s.pending.length === 0 && s.seen.length === 0 && s.requests.length === 0 && s.nextReq === 1 && s.open === 0 && s.sleep === null && s.outbox.length === 0 && s.nextMsg === 1 && !s.blocked
 }
 
 /** A deep copy (the runtime keeps one to roll a failed tick back). */
 export function cloneIo (s: IoState): IoState {
-  return { last: s.last, pending: [...s.pending], seen: [...s.seen], requests: [...s.requests], nextReq: s.nextReq, open: s.open, sleep: s.sleep, outbox: [...s.outbox], nextMsg: s.nextMsg }
+  return { last: s.last, pending: [...s.pending], seen: [...s.seen], requests: [...s.requests], nextReq: s.nextReq, open: s.open, sleep: s.sleep, outbox: [...s.outbox], nextMsg: s.nextMsg, blocked: s.blocked }
 }
 
 /** The CBOR map of a message (optional fields only when set). */
@@ -177,7 +191,7 @@ export function encodeMessage (m: Message): Uint8Array {
 }
 
 const MESSAGE_FIELDS = ['id', 'seq', 'kind', 'from', 'time', 'body', 'req', 'status', 'headers', 'amount', 'sig', 'at']
-const KIND_FIELDS: Record<MessageKind, readonly string[]> = { message: [], http: ['req', 'status', 'headers'], timer: ['at'], fund: ['amount', 'sig'], bounce: ['req', 'status'] }
+const KIND_FIELDS: Record<MessageKind, readonly string[]> = { message: [], http: ['req', 'status', 'headers'], timer: ['at'], fund: ['amount', 'sig'], bounce: ['req', 'status'], room: ['req'] }
 
 function int (v: unknown): bigint | null {
   if (typeof v === 'bigint') return v
@@ -207,10 +221,10 @@ export function checkMessage (m: Message, what: string): Message {
     if (!Number.isSafeInteger(m.status) || (m.status as number) < -(2 ** 31) || (m.status as number) > 599) fail('status', `must be an HTTP status or a negative outcome code, got ${describe(m.status)}`)
     if (typeof m.headers !== 'string') fail('headers', `must be text, got ${describe(m.headers)}`)
   }
-  if (m.kind === 'bounce') {
+  if (m.kind === 'bounce' || m.kind === 'room') {
     if (!Number.isSafeInteger(m.req) || (m.req as number) < 1 || (m.req as number) > 0xffffffff) fail('req', `must be a message number 1..2^32-1, got ${describe(m.req)}`)
-    if (!Number.isSafeInteger(m.status) || (m.status as number) >= 0 || (m.status as number) < -(2 ** 31)) fail('status', `must be a negative reason code, got ${describe(m.status)}`)
   }
+  if (m.kind === 'bounce' && (!Number.isSafeInteger(m.status) || (m.status as number) >= 0 || (m.status as number) < -(2 ** 31))) fail('status', `must be a negative reason code, got ${describe(m.status)}`)
   if (m.kind === 'fund') {
     if (typeof m.amount !== 'bigint' || m.amount <= 0n || m.amount >= 1n << 64n) fail('amount', `must be a positive 64-bit integer (microcents), got ${describe(m.amount)}`)
     if (!(m.sig instanceof Uint8Array) || m.sig.length !== 64) fail('sig', `must be a 64-byte Ed25519 signature, got ${describe(m.sig)}`)
@@ -285,7 +299,9 @@ export function decodeRequest (bytes: Uint8Array, what = 'request'): HttpRequest
 
 /**
  * Canonical CBOR bytes of an I/O state:
- * `{v: 1, last, pending: [message…], seen: [bytes16…], requests: [request…], nextReq, open, sleep: uint|null}`.
+ * `{v: 1, last, pending: [message…], seen: [bytes16…], requests: [request…], nextReq, open, sleep: uint|null}`,
+ * plus `outbox: [outbound…], nextMsg` once a message was sent and `blocked: true` while set (both
+ * absent otherwise, so older states keep their bytes).
  */
 export function encodeIo (s: IoState): Uint8Array {
   return encode({
@@ -298,6 +314,7 @@ export function encodeIo (s: IoState): Uint8Array {
     open: s.open,
     sleep: s.sleep,
     ...(s.outbox.length === 0 && s.nextMsg === 1 ? {} : { outbox: s.outbox.map(outboundMap), nextMsg: s.nextMsg }),
+    ...(s.blocked ? { blocked: true } : {}),
   })
 }
 
@@ -323,7 +340,7 @@ function outboundFrom (v: unknown, what: string): OutboundMessage {
  * @throws CheckpointError naming `what` and the field at fault
  */
 export function decodeIo (bytes: Uint8Array, what = 'io state'): IoState {
-  const m = asMap(decode(bytes, what), what, 'io state', ['v', 'last', 'pending', 'seen', 'requests', 'nextReq', 'open', 'sleep', 'outbox', 'nextMsg'])
+  const m = asMap(decode(bytes, what), what, 'io state', ['v', 'last', 'pending', 'seen', 'requests', 'nextReq', 'open', 'sleep', 'outbox', 'nextMsg', 'blocked'])
   const fail = (msg: string): never => { throw new CheckpointError(`${what}: ${msg}`) }
   if (m.v !== IO_VERSION) fail(`field "v": unknown io state version ${describe(m.v)} (this igord reads ${IO_VERSION})`)
   const last = int(m.last); const nextReq = int(m.nextReq)
@@ -366,7 +383,9 @@ export function decodeIo (bytes: Uint8Array, what = 'io state'): IoState {
       if (outbox[i].n >= nextMsg || (i > 0 && outbox[i].n <= outbox[i - 1].n)) fail(`outbox[${i}]: n ${outbox[i].n} out of order or not below nextMsg ${nextMsg}`)
     }
   }
-  return { last: Number(last), pending, seen: seen as Uint8Array[], requests, nextReq: Number(nextReq), open: Number(open), sleep, outbox, nextMsg }
+  // blocked: present only while set (true)
+  if (m.blocked !== undefined && m.blocked !== true) fail(`field "blocked" must be true when present, got ${describe(m.blocked)}`)
+  return { last: Number(last), pending, seen: seen as Uint8Array[], requests, nextReq: Number(nextReq), open: Number(open), sleep, outbox, nextMsg, blocked: m.blocked === true }
 }
 
 /**

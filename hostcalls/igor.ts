@@ -69,7 +69,7 @@ export interface HostContext {
 /** Size of the fixed part of a message as `inbox_next` writes it, bytes (docs/ABI.md "Inbox"). */
 export const MESSAGE_HEADER_BYTES = 40
 /** `inbox_next` kind codes. */
-export const MESSAGE_KIND_CODES: Readonly<Record<string, number>> = { message: 1, http: 2, timer: 3, bounce: 4 }
+export const MESSAGE_KIND_CODES: Readonly<Record<string, number>> = { message: 1, http: 2, timer: 3, bounce: 4, room: 5 }
 /** Largest part (method, URL, headers or body) `http_request` reads from memory, bytes (1 MiB). */
 export const MAX_HTTP_PART_BYTES = 1024 * 1024
 

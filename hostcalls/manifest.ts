@@ -68,11 +68,14 @@ export const HTTP_LIMITS = {
 /**
  * Defaults and maxima of the inbox limits in `resource_limits`, as `field → [default, maximum]`
  * (integers ≥ 1): `max_inbox_messages`, messages waiting in the inbox (256, at most 65536);
- * `max_message_bytes`, the body of one message sent to the agent (64 KiB, at most 1 MiB).
+ * `max_message_bytes`, the body of one message sent to or by the agent (64 KiB, at most 1 MiB);
+ * `max_outbox_messages`, messages the agent sent and not yet acknowledged (64, at most 64:
+ * checkpoint/io.ts `MAX_OUTBOX`; `message_send` returns E_TOO_MANY beyond).
  */
 export const INBOX_LIMITS = {
   max_inbox_messages: [256, 65_536],
   max_message_bytes: [64 << 10, 1 << 20],
+  max_outbox_messages: [64, 64],
 } as const satisfies Record<string, readonly [number, number]>
 
 /**
@@ -125,10 +128,11 @@ export interface Manifest {
   /** The `http` section (null when absent; present exactly when the `http` capability is granted). */
   http: HttpPolicy | null
   /**
-   * Inbox limits (`resource_limits.max_inbox_messages`, `max_message_bytes`, see
-   * {@link INBOX_LIMITS}): messages waiting at most, and the largest message body, bytes.
+   * Inbox limits (`resource_limits.max_inbox_messages`, `max_message_bytes`,
+   * `max_outbox_messages`, see {@link INBOX_LIMITS}): messages waiting at most, the largest message
+   * body, bytes, and messages sent and not yet acknowledged at most.
    */
-  inbox: { maxMessages: number; maxMessageBytes: number }
+  inbox: { maxMessages: number; maxMessageBytes: number; maxOutbox: number }
   /** The manifest's bytes exactly as read: the checkpoint binds their CID. */
   raw: Uint8Array
 }
@@ -167,7 +171,7 @@ function describe (v: unknown): string {
  *             "max_response_bytes": 1048576, "max_request_bytes": 65536, "max_pending": 8 } }
  * ```
  * `capabilities` may also be an array of names. A capability's `version` defaults to 1.
- * `resource_limits` also takes `max_inbox_messages` and `max_message_bytes` ({@link INBOX_LIMITS}).
+ * `resource_limits` also takes `max_inbox_messages`, `max_message_bytes` and `max_outbox_messages` ({@link INBOX_LIMITS}).
  * The `http` section is required with the `http` capability and refused without it.
  * @param bytes the manifest file's bytes (UTF-8 JSON)
  * @param file the name used in error messages
@@ -210,7 +214,7 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
   let maxFuelPerTick = DEFAULT_MAX_FUEL_PER_TICK
   let maxFailures = DEFAULT_MAX_FAILURES
   const tickLimits: TickLimits = { ...DEFAULT_TICK_LIMITS }
-  const inbox = { maxMessages: INBOX_LIMITS.max_inbox_messages[0] as number, maxMessageBytes: INBOX_LIMITS.max_message_bytes[0] as number }
+  const inbox = { maxMessages: INBOX_LIMITS.max_inbox_messages[0] as number, maxMessageBytes: INBOX_LIMITS.max_message_bytes[0] as number, maxOutbox: INBOX_LIMITS.max_outbox_messages[0] as number }
   const limits = doc.resource_limits
   if (limits !== undefined) {
     if (!isObject(limits)) fail(`resource_limits must be an object, got ${describe(limits)}`)
@@ -250,6 +254,7 @@ export function parseManifest (bytes: Uint8Array, file: string): Manifest {
     }
     inbox.maxMessages = boundedInt(l, 'max_inbox_messages', INBOX_LIMITS.max_inbox_messages, 'resource_limits.', fail)
     inbox.maxMessageBytes = boundedInt(l, 'max_message_bytes', INBOX_LIMITS.max_message_bytes, 'resource_limits.', fail)
+    inbox.maxOutbox = boundedInt(l, 'max_outbox_messages', INBOX_LIMITS.max_outbox_messages, 'resource_limits.', fail)
     for (const k of ['max_cpu_millis', 'max_storage_bytes']) {
       const v = l[k]
       if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) {
@@ -402,7 +407,7 @@ export function checkWithinCaps (manifest: Manifest, caps: NodeCaps): string | n
   for (const k of Object.keys(TICK_LIMIT_FIELDS) as (keyof TickLimits)[]) {
     if (manifest.tickLimits[k] > caps.tickLimits[k]) return over(TICK_LIMIT_FIELDS[k], manifest.tickLimits[k], caps.tickLimits[k])
   }
-  const inbox = manifest.inbox ?? { maxMessages: INBOX_LIMITS.max_inbox_messages[0], maxMessageBytes: INBOX_LIMITS.max_message_bytes[0] }
+  const inbox = manifest.inbox ?? { maxMessages: INBOX_LIMITS.max_inbox_messages[0], maxMessageBytes: INBOX_LIMITS.max_message_bytes[0], maxOutbox: INBOX_LIMITS.max_outbox_messages[0] }
   const maxInbox = caps.maxInboxMessages ?? INBOX_LIMITS.max_inbox_messages[1]
   const maxBytes = caps.maxMessageBytes ?? INBOX_LIMITS.max_message_bytes[1]
   if (inbox.maxMessages > maxInbox) return over('max_inbox_messages', inbox.maxMessages, maxInbox)

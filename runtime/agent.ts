@@ -15,7 +15,7 @@ import { sign } from '../checkpoint/identity.ts'
 import { GLOBAL_SIZES, PAGE_SIZE } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
 import type { Snapshot } from '../checkpoint/writer.ts'
-import { cloneIo, emptyIo, encodeMessage, MAX_OUTBOX, MAX_SEEN, outboundId } from '../checkpoint/io.ts'
+import { cloneIo, emptyIo, encodeMessage, MAX_SEEN, outboundId } from '../checkpoint/io.ts'
 import type { HttpRequestRecord, IoState, Message, OutboundMessage } from '../checkpoint/io.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import { checkRequest, E_NOT_ALLOWED, E_TOO_MANY } from '../hostcalls/http.ts'
@@ -91,7 +91,7 @@ export interface AgentSpec {
   /**
    * Whether `message_send` finds the outbox full (E_TOO_MANY) — a fact of the host (acks arrive
    * between ticks without being recorded), so replay reads it from the log (runtime/replay.ts).
-   * Default: the outbox holds {@link MAX_OUTBOX} messages.
+   * Default: the outbox holds the manifest's `max_outbox_messages` (at most 64, checkpoint/io.ts `MAX_OUTBOX`).
    */
   outboxFull? (): boolean
 }
@@ -262,7 +262,10 @@ export class Agent {
       messageSend: (m) => {
         if (m.body.length > this.spec.manifest.inbox.maxMessageBytes) return E_TOO_LONG
         const io = this.#workIo()
-        if (this.spec.outboxFull !== undefined ? this.spec.outboxFull() : io.outbox.length >= MAX_OUTBOX) return E_TOO_MANY
+        if (this.spec.outboxFull !== undefined ? this.spec.outboxFull() : io.outbox.length >= this.spec.manifest.inbox.maxOutbox) {
+          io.blocked = true // the next message to leave the outbox wakes the agent (docs/ABI.md "Messages")
+          return E_TOO_MANY
+        }
         const n = io.nextMsg++
         const rec: OutboundMessage = { n, tick: this.log.openTick ?? this.tick, to: m.to, id: outboundId(this.spec.identity.did, n), body: m.body }
         io.outbox.push(rec)
@@ -518,6 +521,16 @@ export class Agent {
   acceptBounce (m: Message): void {
     this.accept(m)
     this.acknowledge(m.req ?? 0)
+    if (this.io.blocked) this.io = { ...this.io, blocked: false } // the bounce is the wake-up
+  }
+
+  /**
+   * Takes a `room` message (the outbox has room again: message `req` was delivered; seq
+   * `io.last + 1`, stored durably by the caller) into the inbox and clears {@link IoState.blocked}.
+   */
+  acceptRoom (m: Message): void {
+    this.accept(m)
+    this.io = { ...this.io, blocked: false }
   }
 
   /**

@@ -361,6 +361,7 @@ function messageText (m: MessageView, o: TextOptions): string {
     case 'timer': return `${seq} timer${m.at === undefined ? '' : ` (asked for ${isoOfNs(BigInt(m.at)) ?? `${m.at} ns`})`}`
     case 'fund': return `${seq} fund +${m.amount === undefined ? '?' : units(BigInt(m.amount))} from ${short(m.from, o.full)}`
     case 'bounce': return `${seq} bounce: message #${m.req ?? '?'} to ${short(m.from, o.full)} came back, ${m.status_name ?? 'code'} (${m.status ?? '?'})${m.body !== undefined && m.bytes > 0 ? ': ' + quote(m.body, 200) : ''}`
+    case 'room': return `${seq} room: message #${m.req ?? '?'} to ${short(m.from, o.full)} was delivered, the outbox has room`
     default: return `${seq} ${escapeLine(m.kind)} from ${short(m.from, o.full)} ${bodyText(m)}`
   }
 }

@@ -143,7 +143,7 @@ export class Mailbox {
 
   /**
    * Takes a message into the inbox: refuses it when the inbox is full (counting `message` and
-   * `fund` entries; HTTP outcomes and timer wake-ups are never refused) or the body is over
+   * `fund` entries; HTTP outcomes, timer wake-ups, bounces and `room` messages are never refused) or the body is over
    * `max_message_bytes`; answers a message whose id the agent has already seen as a duplicate
    * (not stored again); otherwise numbers it, writes it to the spool (durable), hands it to the agent
    * and wakes the tick loop.
@@ -230,10 +230,11 @@ export class Mailbox {
     return k
   }
 
-  /** Hands a stored message to the agent: an outcome also ends its request, a bounce its outbox entry. */
+  /** Hands a stored message to the agent: an outcome also ends its request, a bounce its outbox entry; a bounce or `room` ends {@link IoState.blocked}. */
   #accept (m: Message): void {
     if (m.kind === 'http') this.agent.acceptOutcome(m)
     else if (m.kind === 'bounce') this.agent.acceptBounce(m)
+    else if (m.kind === 'room') this.agent.acceptRoom(m)
     else this.agent.accept(m)
   }
 
@@ -349,7 +350,7 @@ export class Mailbox {
       if (!this.agent.io.outbox.some((x) => x.n === o.n)) { this.#outgoing.delete(o.n); return }
       if (out.ok) {
         this.#outgoing.delete(o.n)
-        this.agent.acknowledge(o.n)
+        this.#acknowledged(o)
         this.sendOutbox() // the next one to that recipient
         return
       }
@@ -365,6 +366,22 @@ export class Mailbox {
       this.#outgoing.delete(o.n)
       if (!this.#closed) this.opts.note?.(`${this.opts.name}: message #${o.n}: ${(e as Error).message}`)
     })
+  }
+
+  /**
+   * Message `o` was taken by its recipient's host: it leaves the outbox, and when the agent is
+   * {@link IoState.blocked} (a `message_send` found the outbox full), a `room` inbox message (id
+   * derived from the message's; `req` its number, `from` its recipient) wakes it. The `room`
+   * message is an input like any other (spooled, recorded when read), so replay needs no acks.
+   */
+  #acknowledged (o: OutboundMessage): void {
+    this.agent.acknowledge(o.n)
+    if (!this.agent.io.blocked) return
+    try {
+      this.deliver({ id: derivedId(`${this.agent.spec.identity.did}/room/${o.n}`), kind: 'room', from: o.to, time: this.agent.spec.inputs.now(), body: new Uint8Array(0), req: o.n })
+    } catch (e) {
+      this.opts.note?.(`${this.opts.name}: message #${o.n}: cannot record that the outbox has room: ${(e as Error).message}`)
+    }
   }
 
   /** Message `o` came back undelivered: a `bounce` inbox message (id derived from the message's) takes it out of the outbox. */

@@ -179,6 +179,7 @@ function fullIo (): IoState {
     sleep: T + 2_000_000_000n,
     outbox: [],
     nextMsg: 1,
+    blocked: false,
   }
 }
 
@@ -192,7 +193,7 @@ test('encodeIo/decodeIo round-trip byte for byte (empty, full, sleep null / 0 / 
   }
   // the v field and the canonical key order: v is first in no particular way, the keys sort by length
   const keys = Object.keys(decodeIo(encodeIo(emptyIo()), 'io'))
-  assert.equal(keys.sort(), ['last', 'nextMsg', 'nextReq', 'open', 'outbox', 'pending', 'requests', 'seen', 'sleep'])
+  assert.equal(keys.sort(), ['blocked', 'last', 'nextMsg', 'nextReq', 'open', 'outbox', 'pending', 'requests', 'seen', 'sleep'])
   assert.is(hex(encodeIo(emptyIo())), hex(encode({ v: 1, last: 0, open: 0, seen: [], sleep: null, nextReq: 1, pending: [], requests: [] })))
   assert.ok(isEmptyIo(emptyIo()))
   for (const patch of [{ last: 1 }, { nextReq: 2 }, { open: 1 }, { sleep: 0n }, { seen: [ID] }]) assert.not.ok(isEmptyIo({ ...emptyIo(), ...patch }), JSON.stringify(Object.keys(patch)))

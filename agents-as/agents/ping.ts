@@ -4,13 +4,13 @@
 // `<did:key:…> <count> [<window> [<pause>]]`, e.g.
 //   igord send ping "did:key:z6Mk… 20" --node D
 //   igord send ping "did:key:z6Mk… 20 1 100" --node D   (one at a time, at most one every 100 ms)
-// It then sends "ping 1" … "ping <count>" to that DID (sendTextTo; when 64 are not acknowledged
-// yet, the rest waits for the next answer or bounce to wake it: a recipient that never answers
-// gets only the first 64) and logs every answer and every message that came back undelivered:
+// It then sends "ping 1" … "ping <count>" to that DID (sendTextTo; when its outbox is full — 64
+// messages not acknowledged yet — it sleeps until there is room: waitForRoom, woken by a KIND_ROOM
+// or KIND_BOUNCE message) and logs every answer and every message that came back undelivered:
 //   ping got "pong 3" from did:key:z6Mk…
 //   ping bounce #4 (-20): no host of did:key:… found within 10 s
 // Capabilities: inbox, timer, clock (the pause), log, message.
-import { clockNow, log, nextMessage, sendTextTo, sleepUntil, waitForMessage, E_TOO_MANY, IDLE, KIND_BOUNCE, KIND_MESSAGE } from "../sdk/igor";
+import { clockNow, log, nextMessage, sendTextTo, sleepUntil, waitForMessage, waitForRoom, E_TOO_MANY, IDLE, KIND_BOUNCE, KIND_MESSAGE } from "../sdk/igor";
 
 class State {
   to: string = "";
@@ -55,9 +55,9 @@ export function agent_tick(): i32 {
       st.nextAt = now + st.pause * 1_000_000;
     }
     const r = sendTextTo(st.to, "ping " + (st.sent + 1).toString());
-    // 64 not acknowledged yet: wait for the next answer (or bounce), which means one of them left
-    // the outbox, rather than spinning tick after tick (each one costs fuel and a checkpoint)
-    if (r == E_TOO_MANY) break;
+    // the outbox is full: sleep until one of them left it (a KIND_ROOM or KIND_BOUNCE message, or
+    // an answer, wakes it) rather than spinning tick after tick (each one costs fuel and a checkpoint)
+    if (r == E_TOO_MANY) { waitForRoom(); return IDLE; }
     if (r < 0) { log("ping: sendTo failed: " + r.toString()); st.count = st.sent; break; }
     st.sent++;
   }

@@ -186,16 +186,24 @@ export const KIND_TIMER: i32 = 3;
  */
 export const KIND_BOUNCE: i32 = 4;
 
+/**
+ * Message.kind: the outbox has room again. After `sendTo` returned E_TOO_MANY, the first message
+ * of this agent's that its recipient's host takes wakes it with this (`req` = that message's
+ * number, `from` its recipient's DID, the body empty); a message that comes back wakes it with its
+ * KIND_BOUNCE instead. See waitForRoom.
+ */
+export const KIND_ROOM: i32 = 5;
+
 /** Size of the layout's fixed part, bytes (docs/ABI.md "inbox"). */
 const MESSAGE_HEAD: i32 = 40;
 
 /** One inbox message, copied out of the host's layout (docs/ABI.md "inbox — inbox_next"). */
 export class Message {
-  /** KIND_MESSAGE, KIND_HTTP or KIND_TIMER. */
+  /** KIND_MESSAGE, KIND_HTTP, KIND_TIMER, KIND_BOUNCE or KIND_ROOM. */
   kind: i32 = 0;
   /** KIND_HTTP: the HTTP status (100–599) or a negative outcome code (E_HTTP_*); else 0. */
   status: i32 = 0;
-  /** KIND_HTTP: the request id `httpRequest` returned; else 0. */
+  /** KIND_HTTP: the request id `httpRequest` returned; KIND_BOUNCE, KIND_ROOM: the message number `sendTo` returned; else 0. */
   req: u32 = 0;
   /** Position in this agent's inbox: ≥ 1, strictly increasing over the agent's life. */
   seq: u64 = 0;
@@ -371,8 +379,8 @@ export const E_MSG_UNREACHABLE: i32 = -23;
  * again until the recipient's host takes it; the recipient reads it as a KIND_MESSAGE whose `from`
  * is this agent's DID (exactly once, whatever the retries). Returns the message number (> 0) —
  * a KIND_BOUNCE with that `req` comes back if it cannot be delivered — or E_TOO_LONG (a body over
- * this agent's `max_message_bytes`), E_BAD_TARGET (not a did:key), E_TOO_MANY (64 messages not yet
- * acknowledged). A tick that traps sends nothing.
+ * this agent's `max_message_bytes`), E_BAD_TARGET (not a did:key), E_TOO_MANY (`max_outbox_messages`, default 64, not yet
+ * acknowledged; see waitForRoom). A tick that traps sends nothing.
  */
 export function sendTo(did: string, data: Uint8Array): i32 {
   const d = String.UTF8.encode(did);
@@ -382,4 +390,17 @@ export function sendTo(did: string, data: Uint8Array): i32 {
 /** sendTo with a UTF-8 text body. */
 export function sendTextTo(did: string, text: string): i32 {
   return sendTo(did, Uint8Array.wrap(String.UTF8.encode(text)));
+}
+
+/**
+ * After sendTo returned E_TOO_MANY: sleeps until the outbox has room (capability timer). Call it
+ * and return IDLE; the next tick comes with a KIND_ROOM message when one of this agent's messages
+ * was delivered, or with the KIND_BOUNCE of one that came back — or with any other inbox message,
+ * so keep what could not be sent and try it first at the next tick. Returning MORE instead burns
+ * a tick (fuel, a checkpoint) after another until the recipient's host answers.
+ *
+ *   if (sendTo(did, data) == E_TOO_MANY) { held = data; waitForRoom(); return IDLE; }
+ */
+export function waitForRoom(): void {
+  sleep_until(0);
 }

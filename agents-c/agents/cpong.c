@@ -7,8 +7,10 @@
  *   cpong bounce #4 (E_MSG_UNKNOWN): no host of did:key:... found within 10 s
  *
  * A message from a person (a peer ID sender, `igord send cpong ...`) is logged and not answered.
- * When 64 answers wait for their acknowledgement (IGOR_E_TOO_MANY) the answer is kept and sent at
- * the next tick (IGOR_MORE), before any further message is read, so the answers keep their order.
+ * When its outbox is full (IGOR_E_TOO_MANY: 64 answers wait for their acknowledgement) the answer
+ * is kept, cpong sleeps until the outbox has room (igor_wait_for_room: an IGOR_KIND_ROOM or
+ * IGOR_KIND_BOUNCE message wakes it) and sends the kept answer at its next tick, before any further
+ * message is read, so the answers keep their order.
  * Logs through igor_log_emit, formatting by hand (snprintf would pull in WASI imports).
  * Capabilities: inbox, timer, log, message.
  */
@@ -68,7 +70,7 @@ static void make_answer(const igor_message *m) {
   to[m->from_len] = 0;
 }
 
-/* Sends the answer held in answer / to; 0 when the outbox is full (kept for the next tick). */
+/* Sends the answer held in answer / to; 0 when the outbox is full (kept for the tick that room wakes). */
 static int send_answer(void) {
   int32_t r = igor_send_to(to, answer, answer_len);
   if (r == IGOR_E_TOO_MANY) return 0;
@@ -82,7 +84,7 @@ static int send_answer(void) {
 }
 
 IGOR_EXPORT("agent_tick") int agent_tick(void) {
-  if (to[0] && !send_answer()) return IGOR_MORE;
+  if (to[0] && !send_answer()) { igor_wait_for_room(); return IGOR_IDLE; }
   igor_message m;
   while (igor_take_message(&buf, &cap, &m)) {
     uint32_t pn = m.body_len > PREVIEW_MAX ? PREVIEW_MAX : m.body_len;
@@ -97,7 +99,7 @@ IGOR_EXPORT("agent_tick") int agent_tick(void) {
       puts_(" so far)");
       emit();
       make_answer(&m);
-      if (!send_answer()) return IGOR_MORE;
+      if (!send_answer()) { igor_wait_for_room(); return IGOR_IDLE; }
     } else if (m.kind == IGOR_KIND_MESSAGE) {
       puts_("cpong: message #");
       put_i64((int64_t)m.seq);

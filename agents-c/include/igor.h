@@ -93,6 +93,13 @@ void agent_init(void);
 #define IGOR_KIND_TIMER 3
 /** a message this agent sent (igor_send_to) came back undelivered: req = its number, status = IGOR_E_MSG_*, from = the recipient DID, body = the reason. */
 #define IGOR_KIND_BOUNCE 4
+/**
+ * the outbox has room again: after igor_send_to returned IGOR_E_TOO_MANY, the first message of this
+ * agent's that its recipient's host takes wakes it with this (req = that message's number, from =
+ * its recipient DID, body empty); one that comes back wakes it with its IGOR_KIND_BOUNCE instead.
+ * See igor_wait_for_room.
+ */
+#define IGOR_KIND_ROOM 5
 
 /* igor_send_to: IGOR_E_BAD_TARGET when the recipient is not an Ed25519 did:key */
 #define IGOR_E_BAD_TARGET (-3)
@@ -172,7 +179,7 @@ IGOR_IMPORT("http_request") int32_t igor_http_request(const char *method, uint32
  * it (the recipient reads it exactly once, from = this agent's DID). Returns the message number
  * (> 0) — an IGOR_KIND_BOUNCE with that req comes back if it cannot be delivered — or
  * IGOR_E_TOO_LONG (body over max_message_bytes), IGOR_E_BAD_TARGET, IGOR_E_BOUNDS, IGOR_E_TOO_MANY
- * (64 messages not acknowledged yet). Recorded.
+ * (max_outbox_messages, default 64, not acknowledged yet: see igor_wait_for_room). Recorded.
  */
 IGOR_IMPORT("message_send") int32_t igor_message_send(const char *did, uint32_t did_len, const void *body, uint32_t body_len);
 
@@ -183,6 +190,17 @@ IGOR_IMPORT("message_send") int32_t igor_message_send(const char *did, uint32_t 
 /** capability message: igor_message_send to a NUL-terminated DID. */
 static inline int32_t igor_send_to(const char *did, const void *body, uint32_t body_len) {
   return igor_message_send(did, (uint32_t)strlen(did), body, body_len);
+}
+
+/**
+ * capability timer: after igor_send_to returned IGOR_E_TOO_MANY, sleeps until the outbox has room —
+ * call it and return IGOR_IDLE. The next tick comes with an IGOR_KIND_ROOM message when one of this
+ * agent's messages was delivered, the IGOR_KIND_BOUNCE of one that came back, or any other inbox
+ * message: keep what could not be sent and try it first. (Returning IGOR_MORE instead burns a tick,
+ * its fuel and a checkpoint, after another until the recipient's host answers.)
+ */
+static inline void igor_wait_for_room(void) {
+  igor_sleep_until(0);
 }
 
 /** capability log: logs a NUL-terminated string as one line. */
