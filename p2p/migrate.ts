@@ -3,7 +3,7 @@
  * status query `/igor/migrate/status/1.0.0` that resolves an interrupted migration.
  *
  * Source → target, one stream, CBOR frames (p2p/wire.ts):
- *   offer → (accept {want} | refuse {reason]) → blobs* → end {key, log} → (pending | refuse) →
+ *   offer → (accept {want} | refuse {reason]) → blobs* → end {key, log, io, baseIo, baseShared} → (pending | refuse) →
  *   handoff {header, sig} → started
  * When the offer carries the state of the offered checkpoint's `prev` (`base`), the target replays
  * the ticks of the offered checkpoint's log from it before answering `pending` (DESIGN §8/§9) and
@@ -28,12 +28,12 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { decodeGlobals } from '../checkpoint/live.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot } from '../checkpoint/state.ts'
-import { decodeIo } from '../checkpoint/io.ts'
 import type { IoState } from '../checkpoint/io.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
+import { planEnd, restoreBaseIo, sharedOf } from './endframe.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
 import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
@@ -270,11 +270,15 @@ export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string
  * checkpoint, status running), sends the blobs the target asks for, commits through
  * `hooks.commit` once the target holds the agent durably as pending, and sends the handoff.
  * With `a.base` (the state of `live`'s `prev`), the offer carries it as `base` so that the target
- * can replay `live`'s log before accepting; its pages are sent when the target asks for them.
+ * can replay `live`'s log before accepting; its pages are sent when the target asks for them —
+ * unless the `end` frame would not fit one frame with the base's I/O state (p2p/endframe.ts
+ * `planEnd`): then the offer goes without a base.
  * @param id migration id (32 hex chars)
  * @param addrs this node's dialable addresses (the target asks them if the stream breaks)
- * @throws RefusedError when the target refuses (nothing changed); NetworkError for any failure
- *   before the commit (nothing changed: the caller resumes the agent or tries another peer)
+ * @throws RequestError before anything is sent when the `end` frame would not fit one frame even
+ *   without the base (the agent cannot move now); RefusedError when the target refuses (nothing
+ *   changed); NetworkError for any failure before the commit (nothing changed: the caller resumes
+ *   the agent or tries another peer)
  */
 export async function sendAgent (ch: Channel, a: { id: string; name: string; live: LiveCheckpoint; addrs: string[]; addr: string; me: string; base?: ReplayBase }, hooks: SourceHooks, t: Timeouts): Promise<MigrateResult> {
   const t0 = performance.now()
@@ -282,12 +286,16 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   let mark = t0
   const step = (k: string) => { const now = performance.now(); steps[k] = now - mark; mark = now }
   const { live } = a
+  // `end` is planned first: when it would not fit one frame with the base's I/O state, the offer
+  // goes without the base; when it would not fit at all, nothing is offered (RequestError)
+  const plan = planEnd(a.name, live, a.base === undefined ? undefined : a.base.io)
+  const base = plan.withBase ? a.base : undefined
   const digests = live.digests ?? live.pages.map(([i, p]) => [i, sha256(p)] as [number, Uint8Array])
   const rows: [number, string][] = digests.map(([i, d]) => [i, cidOfDigest(d)])
   await ch.send({
     t: 'offer', v: 1, id: a.id, name: a.name, header: live.header, sig: live.sig, manifest: live.manifest,
     pageCount: live.pageCount, pages: rows, globals: live.globals.map((g) => [g.index, g.type, g.bytes]), from: a.addrs,
-    ...(a.base === undefined ? {} : { base: { header: a.base.header, sig: a.base.sig, pageCount: a.base.pageCount, pages: a.base.pages, globals: a.base.globals.map((g) => [g.index, g.type, g.bytes]) } }),
+    ...(base === undefined ? {} : { base: { header: base.header, sig: base.sig, pageCount: base.pageCount, pages: base.pages, globals: base.globals.map((g) => [g.index, g.type, g.bytes]) } }),
   }, 'offer', t.stepMs)
   hooks.fault?.('source-after-offer', ch)
   const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'], MAX_OFFER_FRAME)
@@ -298,7 +306,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   const byCid = new Map<string, Uint8Array>()
   byCid.set(live.parsed.code, live.wasm)
   for (let k = 0; k < rows.length; k++) byCid.set(rows[k][1], live.pages[k][1])
-  const baseCids = new Set((a.base?.pages ?? []).map((r) => r[1]))
+  const baseCids = new Set((base?.pages ?? []).map((r) => r[1]))
   const want: Uint8Array[] = []
   let total = 0
   let pagesSent = 0
@@ -306,7 +314,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   for (const c of answer.want as unknown[]) {
     let b = typeof c === 'string' ? byCid.get(c) : undefined
     if (b === undefined && typeof c === 'string' && baseCids.has(c)) {
-      try { b = a.base!.blob(c) } catch (e) { throw new NetworkError(`offer: cannot read page ${c} of the replay base: ${(e as Error).message}`) }
+      try { b = base!.blob(c) } catch (e) { throw new NetworkError(`offer: cannot read page ${c} of the replay base: ${(e as Error).message}`) }
       basePagesSent++
     } else if (b !== undefined && c !== live.parsed.code) pagesSent++
     if (b === undefined) throw new NetworkError(`offer: ${ch.peer} asked for a blob that was not offered`)
@@ -328,7 +336,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   }
   if (batch.length > 0) await flush()
   step('transfer')
-  await ch.send({ t: 'end', key: live.seed, log: live.log, ...(live.io === null ? {} : { io: live.io }), ...(a.base?.io == null ? {} : { baseIo: a.base.io }) }, 'transfer', t.stepMs)
+  await ch.sendRaw(plan.frame, 'transfer', t.stepMs) // `end`: key, log, io, baseIo with shared bodies left out (p2p/endframe.ts)
   const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'], MAX_SMALL_FRAME)
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
   const replayedTicks = typeof pending.replayed === 'number' && Number.isSafeInteger(pending.replayed) && pending.replayed >= 0 ? pending.replayed : 0
@@ -631,8 +639,9 @@ function assemble (offer: Offer, end: Frame, got: Spool, hooks: TargetHooks): Li
 }
 
 /**
- * The replay base's I/O state from the `end` frame's `baseIo`: required when the base's header
- * names an `io` CID (its bytes must hash to it), absent otherwise; undefined without a base.
+ * The replay base's I/O state from the `end` frame's `baseIo` (with the bodies `baseShared` lists
+ * taken from `io`, p2p/endframe.ts): required when the base's header names an `io` CID (the
+ * rebuilt bytes must hash to it), absent otherwise; undefined without a base.
  * @throws NetworkError `verify: …`
  */
 function baseIoOf (offer: Offer, end: Frame): IoState | undefined {
@@ -640,13 +649,14 @@ function baseIoOf (offer: Offer, end: Frame): IoState | undefined {
   if (b === undefined) return undefined
   const want = b.parsed.io
   const got = end.baseIo === undefined || end.baseIo === null ? null : bytesOf(end, 'baseIo', 'end')
+  const shared = end.baseShared === undefined || end.baseShared === null ? null : sharedOf(end.baseShared)
   if (want === undefined) {
-    if (got !== null) throw new NetworkError('verify: the replay base has no I/O state, but "baseIo" was sent')
+    if (got !== null || shared !== null) throw new NetworkError('verify: the replay base has no I/O state, but "baseIo" was sent')
     return undefined
   }
   if (got === null) throw new NetworkError(`verify: the replay base's I/O state ${want} is missing (field "baseIo" of end)`)
-  if (cidOf(got) !== want) throw new NetworkError('verify: "baseIo" does not match the replay base\'s io CID')
-  try { return decodeIo(got, `replay base I/O state ${want}`) } catch (e) { throw new NetworkError(`verify: ${(e as Error).message}`) }
+  const io = end.io === undefined || end.io === null ? null : bytesOf(end, 'io', 'end')
+  return restoreBaseIo(got, shared, io, want)
 }
 
 /**
