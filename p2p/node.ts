@@ -783,7 +783,7 @@ export class IgordNode {
       ...(progress === undefined ? {} : { progress }),
       fault: (step: string, ch: Channel) => this.#fault(step, ch),
     }
-    for (const addr of addrs) {
+    peers: for (const addr of addrs) {
       for (let attempt = 0; attempt < 2 && !committed; attempt++) {
         if (attempt > 0) await sleep(250 * 2 ** attempt)
         let ch: Channel | null = null
@@ -808,6 +808,7 @@ export class IgordNode {
           ch?.abort()
           if (committed) throw e // cannot happen: sendAgent does not throw after the commit
           errors.push(e as Error)
+          if (e instanceof RequestError) break peers // the agent cannot move now (p2p/endframe.ts planEnd): no peer would do
           if (e instanceof RefusedError || (e instanceof IgordError && !(e instanceof NetworkError))) break
         }
       }
