@@ -198,6 +198,12 @@ export interface MigrateResult {
   basePagesSent: number
   /** ticks the target re-executed from the replay base before accepting (0: no base was offered) */
   replayedTicks: number
+  /**
+   * bytes of the replay base's I/O state sent in `end` (`baseIo`), and the bytes of bodies left out
+   * of it because the offered checkpoint's I/O state carries them (`baseShared`, p2p/endframe.ts);
+   * both 0 without a base
+   */
+  baseIoBytes: number; sharedBytes: number
   /** blobs sent (pages + wasm) and their bytes */
   blobsSent: number; blobBytes: number
   /** every frame byte sent and received on the stream */
@@ -355,7 +361,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   await ch.close()
   return {
     name: a.name, agent: live.parsed.agent, from: a.me, to: ch.peer, addr: a.addr, tick: live.parsed.tick, epoch: live.parsed.epoch + 1,
-    handoff: h.cid, pagesOffered: rows.length, pagesSent, basePagesSent, replayedTicks, blobsSent: want.length, blobBytes: total,
+    handoff: h.cid, pagesOffered: rows.length, pagesSent, basePagesSent, replayedTicks, baseIoBytes: plan.baseIoBytes, sharedBytes: plan.savedBytes, blobsSent: want.length, blobBytes: total,
     bytesSent: ch.sent, bytesReceived: ch.received, confirmed, ms: performance.now() - t0, transferMs, steps,
   }
 }

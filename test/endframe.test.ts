@@ -6,15 +6,23 @@
  * refused naming the entry; and `end` always fits one frame: over the bound the offer goes without
  * the base, and an agent whose own log and I/O state are over it is refused before anything is sent.
  */
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { decode, encode } from '../checkpoint/cbor.ts'
+import { verifyHistory } from '../checkpoint/history.ts'
+import { identityFromSeed } from '../checkpoint/identity.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { emptyIo, encodeIo } from '../checkpoint/io.ts'
 import type { HttpRequestRecord, IoState, Message, OutboundMessage } from '../checkpoint/io.ts'
 import { planEnd, restoreBaseIo, shareBaseIo, sharedOf } from '../p2p/endframe.ts'
 import { NetworkError, RequestError } from '../p2p/errors.ts'
+import { IgordNode } from '../p2p/node.ts'
 import { MAX_FRAME } from '../p2p/wire.ts'
+import { agentWasm, cleanup, tempDir } from './helpers.ts'
+
+test.after(cleanup)
 
 const DID = 'did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK'
 const id = (k: number): Uint8Array => { const b = new Uint8Array(16); new DataView(b.buffer).setUint32(12, k); return b }
@@ -118,6 +126,40 @@ test('end always fits one frame: over the bound the base is left out; an agent w
     const plan = planEnd('pong', live, pb, max)
     assert.ok(plan.frame.length <= max, `max ${max}: ${plan.frame.length}`)
   }
+})
+
+test('a blocked pong moves between two nodes: the pending pings and the outbox message its replay base shares travel once; replay and history VALID', async () => {
+  // pong's answers go to a DID nobody hosts, found by no lookup within the test (msgLookupMs 60 s):
+  // with max_outbox_messages 1 its outbox stays full, the pings behind the held answer stay pending
+  const mk = (lines: string[]) => IgordNode.start({ dir: tempDir('igord-end-'), listen: ['/ip4/127.0.0.1/tcp/0'], capabilities: ['inbox', 'timer', 'log', 'message'], price: 1000n, intervalMs: 5, msgLookupMs: 60_000, note: () => {}, emit: (_n, l) => lines.push(l) })
+  const linesA: string[] = []
+  const [a, b] = await Promise.all([mk(linesA), mk([])])
+  const ghost = identityFromSeed(new Uint8Array(32).fill(9)).did
+  const dir = tempDir('igord-end-agent-')
+  const manifest = join(dir, 'pong.manifest.json')
+  writeFileSync(manifest, JSON.stringify({ capabilities: ['inbox', 'timer', 'log', 'message'], resource_limits: { max_outbox_messages: 1 } }))
+  const tickOf = () => a.list().find((x) => x.name === 'pong')?.tick ?? 0
+  const until = async (cond: () => boolean, what: string) => {
+    for (let k = 0; k < 600 && !cond(); k++) await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.ok(cond(), `timed out waiting for ${what}: tick ${tickOf()}\n${linesA.join('\n')}`)
+  }
+  const ping = (k: number) => a.deliver('pong', { id: id(k), kind: 'message', from: ghost, time: BigInt(k), body: new Uint8Array(Buffer.from(`ping ${k}`)) })
+  try {
+    await a.run({ wasm: agentWasm('pong'), manifest, budget: 100_000_000n, intervalMs: 5 })
+    for (let k = 1; k <= 4; k++) await ping(k)
+    // one tick answers ping 1, holds the answer to ping 2 (outbox full) and leaves 3 and 4 pending
+    await until(() => linesA.some((l) => l.includes('got "ping 2"')), 'pong to block behind its first answer')
+    const t = tickOf()
+    await ping(5) // wakes it: the held answer still finds the outbox full; 3, 4, 5 stay pending
+    await until(() => tickOf() > t, 'the tick ping 5 woke')
+    await new Promise((resolve) => setTimeout(resolve, 200)) // its checkpoint
+    const r = await a.migrate('pong', [b.addrs[0]])
+    assert.ok(r.replayedTicks >= 1, `the target replayed from the base (${r.replayedTicks})`)
+    assert.ok(r.sharedBytes > 0 && r.baseIoBytes > 0, `bodies shared by the base and the offered I/O state travel once (shared ${r.sharedBytes}, baseIo ${r.baseIoBytes})`)
+    assert.is(b.list().find((x) => x.name === 'pong')?.status, 'running')
+  } finally { await a.shutdown(); await b.shutdown() }
+  const rep = verifyHistory([a.dir, b.dir])
+  assert.ok(rep.valid, JSON.stringify(rep.faults.slice(0, 3)))
 })
 
 test.run()
