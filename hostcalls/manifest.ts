@@ -7,6 +7,7 @@
  * nothing else (the import check is in `igor.ts`).
  */
 import { ManifestError } from '../checkpoint/errors.ts'
+import { MAX_OUTBOX } from '../checkpoint/io.ts'
 import { DEFAULT_TICK_LIMITS, TICK_LIMIT_FIELDS } from './eventlog.ts'
 import type { TickLimits } from './eventlog.ts'
 import { WASI_FUNCTIONS } from './wasi.ts'
@@ -70,12 +71,12 @@ export const HTTP_LIMITS = {
  * (integers ≥ 1): `max_inbox_messages`, messages waiting in the inbox (256, at most 65536);
  * `max_message_bytes`, the body of one message sent to or by the agent (64 KiB, at most 1 MiB);
  * `max_outbox_messages`, messages the agent sent and not yet acknowledged (64, at most 64:
- * checkpoint/io.ts `MAX_OUTBOX`; `message_send` returns E_TOO_MANY beyond).
+ * {@link MAX_OUTBOX}; `message_send` returns E_TOO_MANY beyond).
  */
 export const INBOX_LIMITS = {
   max_inbox_messages: [256, 65_536],
   max_message_bytes: [64 << 10, 1 << 20],
-  max_outbox_messages: [64, 64],
+  max_outbox_messages: [MAX_OUTBOX, MAX_OUTBOX],
 } as const satisfies Record<string, readonly [number, number]>
 
 /**

@@ -47,6 +47,17 @@ test('io blocked: absent unless set (older bytes unchanged), round-trips, anythi
   throwsCk(() => decodeIo(bad(1), 'io'), /^io: field "blocked" must be true when present/)
 })
 
+test('manifest max_outbox_messages: 1 … 64, default 64', () => {
+  const m = (limits: Record<string, unknown>) => parseManifest(new Uint8Array(Buffer.from(JSON.stringify({ capabilities: ['message'], resource_limits: limits }))), 'm.json')
+  assert.is(m({}).inbox.maxOutbox, 64)
+  assert.is(m({ max_outbox_messages: 1 }).inbox.maxOutbox, 1)
+  for (const bad of [0, 65, 1.5, '2']) {
+    try { m({ max_outbox_messages: bad }); assert.unreachable(`${String(bad)} accepted`) } catch (e) {
+      assert.match((e as Error).message, /^m\.json: resource_limits\.max_outbox_messages must be an integer from 1 to 64, got /)
+    }
+  }
+})
+
 test('room messages: req required (a message number), no status; inbox_next kind 5 with req and from', () => {
   const room: Message = { id: new Uint8Array(16).fill(5), seq: 3, kind: 'room', from: B.did, time: 7n, body: new Uint8Array(0), req: 9 }
   const back = decodeMessage(encodeMessage(room), 'm')
