@@ -249,11 +249,11 @@ test('http section and capability go together; allow must be a non-empty list of
   fails({ capabilities: ['http'], http: { allow: [7] } }, 'http.allow[0] must be a string')
 })
 
-test('inbox limits: defaults 256 messages and 64 KiB, maxima 65536 and 1 MiB', () => {
-  assert.equal(parse({}).inbox, { maxMessages: 256, maxMessageBytes: 64 << 10 })
-  assert.equal(INBOX_LIMITS, { max_inbox_messages: [256, 65_536], max_message_bytes: [64 << 10, 1 << 20] })
-  assert.equal(parse({ resource_limits: { max_inbox_messages: 65_536, max_message_bytes: 1 << 20 } }).inbox, { maxMessages: 65_536, maxMessageBytes: 1 << 20 })
-  assert.equal(parse({ resource_limits: { max_inbox_messages: 1 } }).inbox, { maxMessages: 1, maxMessageBytes: 64 << 10 })
+test('inbox limits: defaults 256 messages, 64 KiB and an outbox of 64, maxima 65536, 1 MiB and 64', () => {
+  assert.equal(parse({}).inbox, { maxMessages: 256, maxMessageBytes: 64 << 10, maxOutbox: 64 })
+  assert.equal(INBOX_LIMITS, { max_inbox_messages: [256, 65_536], max_message_bytes: [64 << 10, 1 << 20], max_outbox_messages: [64, 64] })
+  assert.equal(parse({ resource_limits: { max_inbox_messages: 65_536, max_message_bytes: 1 << 20 } }).inbox, { maxMessages: 65_536, maxMessageBytes: 1 << 20, maxOutbox: 64 })
+  assert.equal(parse({ resource_limits: { max_inbox_messages: 1, max_outbox_messages: 1 } }).inbox, { maxMessages: 1, maxMessageBytes: 64 << 10, maxOutbox: 1 })
   for (const [field, [, max]] of Object.entries(INBOX_LIMITS)) {
     for (const bad of [0, -1, 2.5, max + 1, '5', null]) fails({ resource_limits: { [field]: bad } }, `resource_limits.${field}`, `from 1 to ${max}`)
   }
