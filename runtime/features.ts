@@ -28,7 +28,9 @@ const F = binaryen.Features
 
 /**
  * The binaryen feature set igord reads and writes modules with: exactly the allowed features.
- * Never `Features.All` (binaryen 132 then emits a compact-imports encoding V8 rejects).
+ * Never `Features.All` (binaryen 132 then emits a compact-imports encoding V8 rejects). Changing
+ * it (or anything else in the gate) changes instrumented output: bump runtime/code-cache.ts
+ * `INSTRUMENT_VERSION` with it, so cached code made before is not used.
  */
 export const ALLOWED_FEATURES: number = F.MutableGlobals | F.SignExt | F.NontrappingFPToInt |
   F.BulkMemory | F.BulkMemoryOpt | F.Multivalue | F.SIMD128
