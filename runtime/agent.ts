@@ -215,14 +215,19 @@ export class Agent {
     const inst = loadInstrumented(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file, ...(spec.codeCache === undefined ? {} : { cache: spec.codeCache }) })
     this.codeCid = inst.cid
     this.globalsInfo = inst.globals
-    // Check imports against the manifest on the original module (what the author wrote).
-    checkImports(new WebAssembly.Module(spec.wasm as Uint8Array<ArrayBuffer>), spec.manifest, file, spec.wasm)
     this.module = new WebAssembly.Module(inst.binary as Uint8Array<ArrayBuffer>)
+    // Check imports against the manifest as the author wrote them: the instrumenter keeps the import
+    // section as it is, so the compiled instrumented module lists the original's imports (checked
+    // here against the bytes; else the original is compiled for it) and their types come from the original.
+    const facts = scanModule(spec.wasm)
+    const imports = WebAssembly.Module.imports(this.module)
+    const same = imports.length === facts.imports.length && imports.every((x, i) => x.module === facts.imports[i].module && x.name === facts.imports[i].name)
+    checkImports(same ? this.module : new WebAssembly.Module(spec.wasm as Uint8Array<ArrayBuffer>), spec.manifest, file, spec.wasm)
     const exports = WebAssembly.Module.exports(this.module)
     if (!exports.some((e) => e.name === 'agent_tick' && e.kind === 'function')) {
       throw new ModuleError(`${file}: does not export the function agent_tick required by the igor ABI`)
     }
-    checkAbiExports(scanModule(spec.wasm), file) // also when the instrumentation came from a cache
+    checkAbiExports(facts, file) // also when the instrumentation came from a cache
   }
 
   private hostContext (): HostContext {

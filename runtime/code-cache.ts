@@ -242,8 +242,7 @@ function readEntry (file: string, cid: string, limit: number, cache: CodeCache):
     return null
   }
   try { const now = new Date(); fs.utimesSync(file, now, now) } catch { /* recency is a hint */ }
-  // a copy, so the file's whole buffer is not kept alive by a view
-  return { binary: Uint8Array.from(got.binary), globals: got.globals, cid }
+  return got // a view of the file's buffer: the header before it is a few hundred bytes
 }
 
 function writeEntry (file: string, r: Instrumented, limit: number, cache: CodeCache): void {
