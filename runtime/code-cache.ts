@@ -24,6 +24,7 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
 import { IgordError, ManifestError, ModuleError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { codeCacheEntryName, makePrivateDir } from '../checkpoint/layout.ts'
@@ -296,7 +297,38 @@ export function evict (dir: string, maxBytes: number, keep?: string): number {
   return removed
 }
 
-let helper: { worker: Worker; timer: NodeJS.Timeout | null } | null = null
+interface Helper { worker: Worker; signal: Int32Array; failures: MessagePort; timer: NodeJS.Timeout | null }
+let helper: Helper | null = null
+
+/**
+ * Started with `eval`, so that a helper whose module cannot be loaded still says so: it sets the
+ * shared word to 2 and posts the reason instead of leaving the requesting thread waiting.
+ */
+const BOOT = `const { workerData } = require('node:worker_threads')
+import(workerData.url).catch((e) => { workerData.failures.postMessage(String((e && e.message) || e)); Atomics.store(workerData.signal, 0, 2); Atomics.notify(workerData.signal, 0) })`
+
+function startHelper (): Helper {
+  const url = new URL(import.meta.url.endsWith('.ts') ? './instrument-thread.ts' : './instrument-thread.js', import.meta.url)
+  const signal = new Int32Array(new SharedArrayBuffer(4))
+  const { port1, port2 } = new MessageChannel()
+  // --input-type (of a `node -e` parent) would stop a worker loading a file
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'))
+  const worker = new Worker(BOOT, { eval: true, workerData: { url: url.href, signal, failures: port2 }, transferList: [port2], execArgv })
+  worker.unref()
+  port1.unref()
+  const h: Helper = { worker, signal, failures: port1, timer: null }
+  const gone = () => { if (helper === h) helper = null }
+  worker.on('error', gone)
+  worker.on('exit', gone)
+  return h
+}
+
+function dropHelper (h: Helper): void {
+  if (helper === h) helper = null
+  if (h.timer !== null) clearTimeout(h.timer)
+  h.failures.close()
+  void h.worker.terminate()
+}
 
 /**
  * Instruments in a helper thread (runtime/instrument-thread.ts, which loads binaryen) and blocks
@@ -306,39 +338,35 @@ let helper: { worker: Worker; timer: NodeJS.Timeout | null } | null = null
  * {@link HELPER_IDLE_MS} for the next miss, and never keeps the process alive.
  */
 function rewriteInHelper (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
-  if (helper === null) {
-    const url = new URL(import.meta.url.endsWith('.ts') ? './instrument-thread.ts' : './instrument-thread.js', import.meta.url)
-    const worker = new Worker(url)
-    worker.unref()
-    const h = { worker, timer: null as NodeJS.Timeout | null }
-    worker.on('error', () => { if (helper === h) helper = null })
-    worker.on('exit', () => { if (helper === h) helper = null })
-    helper = h
-  }
-  const h = helper
+  const file = opts.file ?? 'module'
+  const h = helper ??= startHelper()
   if (h.timer !== null) { clearTimeout(h.timer); h.timer = null }
-  const signal = new Int32Array(new SharedArrayBuffer(4))
   const { port1, port2 } = new MessageChannel()
+  let keep = false
   try {
-    h.worker.postMessage({ signal, port: port2, wasm, limit: opts.memoryLimitPages, file: opts.file }, [port2])
+    Atomics.store(h.signal, 0, 0)
+    h.worker.postMessage({ port: port2, wasm, limit: opts.memoryLimitPages, file: opts.file }, [port2])
     const deadline = Date.now() + HELPER_TIMEOUT_MS
-    while (Atomics.load(signal, 0) === 0) {
-      if (Date.now() > deadline) {
-        void h.worker.terminate(); if (helper === h) helper = null
-        throw new ModuleError(`${opts.file ?? 'module'}: the instrumentation thread did not answer within ${HELPER_TIMEOUT_MS / 60_000} minutes`)
-      }
-      Atomics.wait(signal, 0, 0, 1000)
+    while (Atomics.load(h.signal, 0) === 0) {
+      if (Date.now() > deadline) throw new ModuleError(`${file}: the instrumentation thread did not answer within ${HELPER_TIMEOUT_MS / 60_000} minutes`)
+      Atomics.wait(h.signal, 0, 0, 1000)
+    }
+    if (Atomics.load(h.signal, 0) === 2) {
+      const why = receiveMessageOnPort(h.failures)?.message as string | undefined
+      throw new ModuleError(`${file}: the instrumentation thread could not start (${why ?? 'no reason given'})`)
     }
     const got = receiveMessageOnPort(port1)
-    if (got === undefined) throw new ModuleError(`${opts.file ?? 'module'}: the instrumentation thread ended without an answer`)
+    if (got === undefined) throw new ModuleError(`${file}: the instrumentation thread ended without an answer`)
+    keep = true
     const m = got.message as { ok: true; binary: Uint8Array; globals: InstrumentedGlobal[] } | { ok: false; name: string; message: string; exitCode: number | null }
     if (m.ok) return { binary: m.binary, globals: m.globals }
     if (m.name === 'ModuleError') throw new ModuleError(m.message)
     if (m.name === 'ManifestError') throw new ManifestError(m.message)
     if (m.exitCode !== null) throw new IgordError(m.message, m.exitCode)
-    throw new ModuleError(`${opts.file ?? 'module'}: could not be instrumented (${m.message})`)
+    throw new ModuleError(`${file}: could not be instrumented (${m.message})`)
   } finally {
     port1.close()
-    if (helper === h) { h.timer = setTimeout(() => { if (helper === h) helper = null; void h.worker.terminate() }, HELPER_IDLE_MS); h.timer.unref() }
+    if (!keep) dropHelper(h)
+    else if (helper === h) { h.timer = setTimeout(() => dropHelper(h), HELPER_IDLE_MS); h.timer.unref() }
   }
 }
