@@ -231,7 +231,10 @@ export function encodeEntry (r: Instrumented, limit: number): Uint8Array[] {
 
 function readEntry (file: string, cid: string, limit: number, cache: CodeCache): Instrumented | null {
   let bytes: Uint8Array
-  try { bytes = fs.readFileSync(file) } catch (e) {
+  try {
+    const buf = fs.readFileSync(file)
+    bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) // a plain Uint8Array view, not a Buffer
+  } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') cache.note?.(`code cache: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); instrumenting again`)
     return null
   }
