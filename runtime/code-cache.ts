@@ -137,7 +137,8 @@ export interface LoadOptions {
 
 /**
  * The instrumented form of `wasm` under a memory cap: from memory, from the disk cache (verified),
- * or instrumented now and then stored in both.
+ * or instrumented now and then stored in both (a memory hit is also written to a disk cache that
+ * lacks it).
  * @param wasm the original module bytes.
  * @returns the instrumented binary, its exported globals and the original module's CID.
  * @throws ManifestError when `memoryLimitPages` is not an integer in [0, 65536].
@@ -152,14 +153,16 @@ export function loadInstrumented (wasm: Uint8Array, opts: LoadOptions): Instrume
   }
   const cid = cidOf(wasm)
   const key = `${cid}-${limit}`
+  const cache = opts.cache
+  const file = cache === undefined ? null : path.join(cache.dir, codeCacheEntryName(cid, limit, RECIPE))
   const hit = memo.get(key)
   if (hit !== undefined) {
     memo.delete(key); memo.set(key, hit) // most recently used last
     codeCacheStats.memoryHits++
+    // instrumented here for another cache (or none): store it in this one too
+    if (cache !== undefined && file !== null && !fs.existsSync(file)) writeEntry(file, hit, limit, cache)
     return hit
   }
-  const cache = opts.cache
-  const file = cache === undefined ? null : path.join(cache.dir, codeCacheEntryName(cid, limit, RECIPE))
   if (cache !== undefined && file !== null) {
     const got = readEntry(file, cid, limit, cache)
     if (got !== null) {

@@ -89,6 +89,15 @@ test('a cache hit gives the instrumented bytes of instrumenting, and the same fu
   assert.equal(hit.globals, fresh.globals)
 })
 
+test('code found in memory is also stored in a disk cache that lacks it', () => {
+  loadInstrumented(AGENT, { memoryLimitPages: LIMIT })
+  const m0 = codeCacheStats.misses; const h0 = codeCacheStats.memoryHits
+  loadInstrumented(AGENT, { memoryLimitPages: LIMIT, cache: { dir: codeCacheDir(dir) } })
+  assert.is(codeCacheStats.misses - m0, 0)
+  assert.is(codeCacheStats.memoryHits - h0, 1)
+  assert.is(entries(codeCacheDir(dir)).length, 1)
+})
+
 test('resume and verify --replay load the code from <dir>/cache/code', () => {
   run(dir, 3)
   clearMemoryCache()
