@@ -15,6 +15,8 @@
  *     quarantine/<file>-<time>  records that could not be read, moved aside (never deleted)
  *   migrations.log            0600  one JSON line per migration outcome
  *   control.sock              0600  a node's control socket
+ *   cache/code/               0700  instrumented modules (runtime/code-cache.ts), a bounded cache:
+ *     <code cid>-<limit pages>-<recipe>.code  0600  safe to delete at any time
  * ```
  *
  * Agent names ({@link checkAgentName}): 1–128 letters, digits, `.`, `_` or `-`, not starting with
@@ -130,6 +132,20 @@ export function effectsDir (dir: string, name: string): string { return path.joi
 
 /** `<dir>/control.sock`, a node's control socket. */
 export function controlSocketPath (dir: string): string { return path.join(dir, 'control.sock') }
+
+/**
+ * `<dir>/cache/code`: instrumented modules by original code CID (runtime/code-cache.ts). Never the
+ * only copy of anything (the original code is in `blobs/` and the live files), so any file in it
+ * may be evicted or deleted at any time.
+ */
+export function codeCacheDir (dir: string): string { return path.join(dir, 'cache', 'code') }
+
+/**
+ * A code cache entry's file name: `<original code cid>-<memory limit pages>-<recipe>.code`, where
+ * `recipe` names everything else the instrumented bytes depend on (runtime/code-cache.ts
+ * `RECIPE`: 16 hex digits).
+ */
+export function codeCacheEntryName (cid: string, limitPages: number, recipe: string): string { return `${cid}-${limitPages}-${recipe}.code` }
 
 /** History entry file name: `<tick padded to 12 digits>-<header cid>.cbor`. */
 export function entryFileName (tick: number, cid: string): string {

@@ -23,7 +23,7 @@ import type { CheckpointHeader } from '../checkpoint/header.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { encodeLive, readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
-import { blobsDir, isAgentName, liveNames, makePrivateDir, recordPaths } from '../checkpoint/layout.ts'
+import { blobsDir, codeCacheDir, isAgentName, liveNames, makePrivateDir, recordPaths } from '../checkpoint/layout.ts'
 import { lockAgent, lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore } from '../checkpoint/store.ts'
@@ -907,7 +907,7 @@ export class IgordNode {
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
       },
       fault: (step, ch) => this.#fault(step, ch),
-      replay: (start, records, next) => this.#pool.replay(start, records, next),
+      replay: (start, records, next) => this.#pool.replay({ ...start, codeCache: { dir: codeCacheDir(this.dir) } }, records, next), // arrivals share the node's code cache
     }
   }
 

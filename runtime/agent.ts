@@ -25,9 +25,10 @@ import type { HostContext } from '../hostcalls/igor.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { WasiExit, wasiHost } from '../hostcalls/wasi.ts'
 import type { InputSource } from './inputs.ts'
-import { checkAbiExports, scanModule } from './features.ts'
-import { FUEL_GLOBAL, fuelUsed, instrument } from './instrument.ts'
-import type { InstrumentedGlobal } from './instrument.ts'
+import { loadInstrumented } from './code-cache.ts'
+import type { CodeCache, InstrumentedGlobal } from './code-cache.ts'
+import { FUEL_GLOBAL, fuelUsed } from './fuel.ts'
+import { checkAbiExports, scanModule } from './module-facts.ts'
 import { PageImage } from './memory.ts'
 
 /** Tick return codes of the guest ABI (DESIGN §4). */
@@ -71,6 +72,11 @@ export interface AgentSpec {
   emit (line: string): void
   /** Where wasm file names in errors come from. */
   file?: string
+  /**
+   * The on-disk cache of instrumented code to use (runtime/code-cache.ts; the host's is
+   * `<dir>/cache/code`, checkpoint/layout.ts `codeCacheDir`). Absent: this thread's memory cache only.
+   */
+  codeCache?: CodeCache
   /**
    * Answers `agent_sign` instead of signing with `identity.seed` (Ed25519, 64-byte result). Replay
    * has no secret key: it serves the recorded signature and checks it against the DID (runtime/replay.ts).
@@ -206,17 +212,22 @@ export class Agent {
     this.budget = spec.budget
     this.io = spec.io ?? emptyIo()
     const file = spec.file ?? 'agent.wasm'
-    const inst = instrument(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file })
+    const inst = loadInstrumented(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file, ...(spec.codeCache === undefined ? {} : { cache: spec.codeCache }) })
     this.codeCid = inst.cid
     this.globalsInfo = inst.globals
-    // Check imports against the manifest on the original module (what the author wrote).
-    checkImports(new WebAssembly.Module(spec.wasm as Uint8Array<ArrayBuffer>), spec.manifest, file, spec.wasm)
     this.module = new WebAssembly.Module(inst.binary as Uint8Array<ArrayBuffer>)
+    // Check imports against the manifest as the author wrote them: the instrumenter keeps the import
+    // section as it is, so the compiled instrumented module lists the original's imports (checked
+    // here against the bytes; else the original is compiled for it) and their types come from the original.
+    const facts = scanModule(spec.wasm)
+    const imports = WebAssembly.Module.imports(this.module)
+    const same = imports.length === facts.imports.length && imports.every((x, i) => x.module === facts.imports[i].module && x.name === facts.imports[i].name)
+    checkImports(same ? this.module : new WebAssembly.Module(spec.wasm as Uint8Array<ArrayBuffer>), spec.manifest, file, spec.wasm)
     const exports = WebAssembly.Module.exports(this.module)
     if (!exports.some((e) => e.name === 'agent_tick' && e.kind === 'function')) {
       throw new ModuleError(`${file}: does not export the function agent_tick required by the igor ABI`)
     }
-    checkAbiExports(scanModule(spec.wasm), file) // also when the instrumentation came from a cache
+    checkAbiExports(facts, file) // also when the instrumentation came from a cache
   }
 
   private hostContext (): HostContext {

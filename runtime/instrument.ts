@@ -1,15 +1,16 @@
 /**
  * The instrumenter (DESIGN §5): validate a wasm module, gate its features, meter it with fuel,
  * export its mutable globals as `__igor_g<index>`, cap and export its memory. Results are cached by
- * the original module's CID and the memory limit, in memory and optionally on disk.
+ * the original module's CID, the memory limit and the recipe, in memory and optionally on disk
+ * (runtime/code-cache.ts, which also runs {@link rewrite} in a helper thread for code that does not
+ * load this module).
  *
  * The ABI this produces is documented in docs/ABI.md ("Fuel and instrumentation").
  */
 import binaryen from 'binaryen'
-import fs from 'node:fs'
-import path from 'node:path'
-import { ModuleError, StorageError, ManifestError } from '../checkpoint/errors.ts'
-import { cidOf } from '../checkpoint/hash.ts'
+import { ModuleError } from '../checkpoint/errors.ts'
+import { clearMemoryCache, loadInstrumented, useInThreadRewrite } from './code-cache.ts'
+import type { CodeCache, Instrumented, InstrumentedGlobal } from './code-cache.ts'
 import { ALLOWED_FEATURES, checkCode, checkHeader, checkModuleFacts, scanModule, thrownMessage } from './features.ts'
 import { uleb } from './wasm-code.ts'
 import type { ModuleFacts } from './features.ts'
@@ -20,40 +21,11 @@ export { FUEL_GLOBAL, START_FUEL, COSTS, fuelUsed } from './fuel.ts'
 /** Prefix of the export names given to internal mutable globals: `__igor_g<index>`. */
 export const GLOBAL_EXPORT_PREFIX = '__igor_g'
 
-/**
- * Version of the rewrite. Part of the on-disk cache record: a cached binary made by another
- * version (another cost model or binaryen) is ignored and rebuilt.
- */
-export const INSTRUMENT_VERSION = 'igord-instrument-2/binaryen-132'
-
-/** A mutable global of the original module, exported by the instrumenter. */
-export interface InstrumentedGlobal {
-  /** Index in the module's global index space (imports first; WebAssembly spec §2.5.1). */
-  index: number
-  /** Its export name, `__igor_g<index>`. */
-  exportName: string
-  type: 'i32' | 'i64' | 'f32' | 'f64' | 'v128'
-  /**
-   * v128 globals only (JS cannot read or write a v128 `WebAssembly.Global`): the exported,
-   * unmetered accessor functions `__igor_v128_get_<index>: () -> (i64, i64)` and
-   * `__igor_v128_set_<index>: (i64, i64) -> ()`. The two i64s are the low and high halves (lanes 0
-   * and 1 of `i64x2`), so their little-endian bytes, low first, are the v128's 16 bytes.
-   */
-  accessors?: { get: string; set: string }
-}
+export { INSTRUMENT_VERSION, RECIPE } from './code-cache.ts'
+export type { Instrumented, InstrumentedGlobal } from './code-cache.ts'
 
 /** Prefixes of the v128 accessor exports: `__igor_v128_get_<index>`, `__igor_v128_set_<index>`. */
 export const V128_ACCESSOR_PREFIX = { get: '__igor_v128_get_', set: '__igor_v128_set_' } as const
-
-/** The result of {@link instrument}. Treat it as immutable: it may be shared through the cache. */
-export interface Instrumented {
-  /** The instrumented module (validates in binaryen and V8). */
-  binary: Uint8Array
-  /** Every internal mutable global of the original module except `__igor_fuel`, by index. */
-  globals: InstrumentedGlobal[]
-  /** CID (CIDv1, raw, sha2-256, base32) of the ORIGINAL wasm bytes. */
-  cid: string
-}
 
 /** Options of {@link instrument}. */
 export interface InstrumentOptions {
@@ -61,44 +33,29 @@ export interface InstrumentOptions {
   memoryLimitPages: number
   /** Name used in error messages (default `module`). */
   file?: string
-  /** Directory of the on-disk cache (`<cid>-<limit>.wasm` + `<cid>-<limit>.json`); none if absent. */
+  /** The on-disk cache (runtime/code-cache.ts); none if absent. */
+  cache?: CodeCache
+  /** Shorthand for `cache: { dir: cacheDir }`. */
   cacheDir?: string
 }
 
-const memo = new Map<string, Instrumented>()
-
 /**
  * Instruments a wasm module for igord (DESIGN §5), or returns the cached result for the same
- * module CID and memory limit.
+ * module CID, memory limit and recipe (runtime/code-cache.ts `loadInstrumented`, with this
+ * thread's binaryen on a miss).
  * @param wasm the original module bytes.
  * @returns the instrumented binary, the exported globals and the original module's CID.
  * @throws ModuleError when the bytes are not valid wasm, use a rejected feature, import their
  *   memory or a mutable global, need more initial memory than the limit, or are already instrumented.
  * @throws ManifestError when `memoryLimitPages` is not an integer in [0, 65536].
- * @throws StorageError when the cache directory cannot be read or written.
  */
 export function instrument (wasm: Uint8Array, opts: InstrumentOptions): Instrumented {
-  const limit = opts.memoryLimitPages
-  if (!Number.isInteger(limit) || limit < 0 || limit > 65536) {
-    throw new ManifestError(`memory limit must be an integer number of pages in [0, 65536], got ${limit}`)
-  }
-  const cid = cidOf(wasm)
-  const key = `${cid}-${limit}`
-  const hit = memo.get(key)
-  if (hit) return hit
-  if (opts.cacheDir) {
-    const cached = readCache(opts.cacheDir, key, cid)
-    if (cached) { memo.set(key, cached); return cached }
-  }
-  const { binary, globals } = rewrite(wasm, { memoryLimitPages: limit, file: opts.file })
-  const result: Instrumented = { binary, globals, cid }
-  if (opts.cacheDir) writeCache(opts.cacheDir, key, result)
-  memo.set(key, result)
-  return result
+  const cache = opts.cache ?? (opts.cacheDir === undefined ? undefined : { dir: opts.cacheDir })
+  return loadInstrumented(wasm, { memoryLimitPages: opts.memoryLimitPages, ...(opts.file === undefined ? {} : { file: opts.file }), ...(cache === undefined ? {} : { cache }), rewrite })
 }
 
-/** Empties the in-memory cache (tests, long-running hosts). */
-export function clearInstrumentCache (): void { memo.clear() }
+/** Empties this thread's in-memory cache of instrumented modules (tests, long-running hosts). */
+export function clearInstrumentCache (): void { clearMemoryCache() }
 
 /**
  * The uncached rewrite behind {@link instrument}. Exposed for tests and benchmarks.
@@ -346,37 +303,5 @@ function checkExports (wasm: Uint8Array, globals: InstrumentedGlobal[], file: st
   }
 }
 
-interface CacheRecord { version: string; cid: string; limit: number; globals: InstrumentedGlobal[] }
-
-function readCache (dir: string, key: string, cid: string): Instrumented | null {
-  const wasmPath = path.join(dir, `${key}.wasm`); const jsonPath = path.join(dir, `${key}.json`)
-  let binary: Uint8Array; let rec: CacheRecord
-  try {
-    if (!fs.existsSync(wasmPath) || !fs.existsSync(jsonPath)) return null
-    binary = new Uint8Array(fs.readFileSync(wasmPath))
-    rec = JSON.parse(fs.readFileSync(jsonPath, 'utf8')) as CacheRecord
-  } catch (e) {
-    if (e instanceof SyntaxError) return null
-    throw new StorageError(`${wasmPath}: cannot read the instrumentation cache (${(e as Error).message})`)
-  }
-  if (rec.version !== INSTRUMENT_VERSION || rec.cid !== cid || !Array.isArray(rec.globals) || !WebAssembly.validate(binary as Uint8Array<ArrayBuffer>)) return null
-  if (rec.globals.some((g) => g.type === 'v128' && g.accessors === undefined)) return null // made before v128 accessors existed
-  if (!scanModule(binary).exports.some((x) => x.name === FUEL_GLOBAL)) return null
-  return { binary, globals: rec.globals, cid }
-}
-
-function writeCache (dir: string, key: string, r: Instrumented): void {
-  const rec: CacheRecord = { version: INSTRUMENT_VERSION, cid: r.cid, limit: Number(key.slice(key.lastIndexOf('-') + 1)), globals: r.globals }
-  const wasmPath = path.join(dir, `${key}.wasm`)
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-    // Write to temporary names, then rename: readers never see half a file. Private like all agent code and state.
-    for (const [p, data] of [[wasmPath, r.binary], [path.join(dir, `${key}.json`), JSON.stringify(rec) + '\n']] as const) {
-      const tmp = `${p}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, data, { mode: 0o600 })
-      fs.renameSync(tmp, p)
-    }
-  } catch (e) {
-    throw new StorageError(`${wasmPath}: cannot write the instrumentation cache (${(e as Error).message})`)
-  }
-}
+// Misses of runtime/code-cache.ts in this thread are instrumented here (binaryen is loaded anyway).
+useInThreadRewrite(rewrite)

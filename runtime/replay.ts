@@ -20,7 +20,10 @@
  * {@link replayChain} over a verified history, {@link replayHistory} (verify + replay, what
  * `igord verify --replay` runs) and {@link formatReplay}.
  */
+import { existsSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { readArchivedBlob, archivedState } from '../checkpoint/archive.ts'
+import { codeCacheDir } from '../checkpoint/layout.ts'
 import { CheckpointError, IgordError } from '../checkpoint/errors.ts'
 import { decodeTopUp, FUND_EVENT, verifyTopUp } from '../checkpoint/fund.ts'
 import type { TopUp } from '../checkpoint/fund.ts'
@@ -40,6 +43,7 @@ import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
 import type { AgentSpec, RestoreState } from './agent.ts'
 import type { InputSource } from './inputs.ts'
+import type { CodeCache } from './code-cache.ts'
 
 /**
  * The first difference replay found. `tick` is the tick whose re-execution differs (for a header
@@ -58,6 +62,11 @@ export interface ReplayStart extends Omit<RestoreState, 'tick' | 'fuel'> {
   wasm: Uint8Array
   /** Manifest bytes (CID = header.manifest). */
   manifest: Uint8Array
+  /**
+   * The on-disk cache of instrumented code to use (runtime/code-cache.ts); absent: memory only.
+   * Crossing to a tick worker (runtime/pool.ts `replay`) it carries only `dir` and `maxBytes`.
+   */
+  codeCache?: CodeCache
   /** Its I/O state (the blob `header.io` names; absent: empty). Replay needs its request counters. */
   io?: IoState
 }
@@ -188,7 +197,7 @@ export class Replayer {
     this.#inputs = inputs
   }
 
-  static #spec (wasm: Uint8Array, manifestBytes: Uint8Array, header: CheckpointHeader, budget: bigint): { spec: AgentSpec; inputs: RecordedInputs } {
+  static #spec (wasm: Uint8Array, manifestBytes: Uint8Array, header: CheckpointHeader, budget: bigint, codeCache?: CodeCache): { spec: AgentSpec; inputs: RecordedInputs } {
     const manifest = parseManifest(manifestBytes, `manifest ${header.manifest}`)
     const publicKey = publicKeyFromDid(header.agent)
     const log = new EventLog()
@@ -200,6 +209,7 @@ export class Replayer {
       signer: (msg) => inputs.sign(msg), log,
       inbox: { peek: () => inputs.inboxPeek(), take: () => {} },
       outboxFull: () => inputs.outboxFull(),
+      ...(codeCache === undefined ? {} : { codeCache }),
     }
     return { spec, inputs }
   }
@@ -211,7 +221,7 @@ export class Replayer {
    */
   static restore (start: ReplayStart): Replayer {
     const h = start.header
-    const { spec, inputs } = Replayer.#spec(start.wasm, start.manifest, h, h.budget)
+    const { spec, inputs } = Replayer.#spec(start.wasm, start.manifest, h, h.budget, start.codeCache)
     if (start.io !== undefined) spec.io = start.io
     const agent = Agent.restore(spec, { tick: h.tick, fuel: h.fuel, pageCount: start.pageCount, pages: start.pages, ...(start.digests === undefined ? {} : { digests: start.digests }), globals: start.globals })
     return new Replayer(agent, inputs)
@@ -222,14 +232,15 @@ export class Replayer {
    * checks the genesis header. The budget before birth is not recorded; it is taken as
    * `genesis.budget + cost(recorded fuel)` (exact unless birth exhausted the budget, which then
    * ends at 0 either way).
+   * @param codeCache the on-disk cache of instrumented code (runtime/code-cache.ts); absent: memory only
    * @returns the replayer (null when birth itself diverged) and the first divergence, if any
    * @throws ModuleError / ManifestError when the archived code or manifest is rejected
    */
-  static birth (wasm: Uint8Array, manifest: Uint8Array, genesis: CheckpointHeader, record: TickRecord, file?: string): { replayer: Replayer | null; divergence: Divergence | null } {
+  static birth (wasm: Uint8Array, manifest: Uint8Array, genesis: CheckpointHeader, record: TickRecord, file?: string, codeCache?: CodeCache): { replayer: Replayer | null; divergence: Divergence | null } {
     const at = (field: string, message: string): Divergence => ({ tick: 0, field, message, ...(file === undefined ? {} : { file }) })
     if (record.tick !== 0) return { replayer: null, divergence: at('log', `the genesis log starts at tick ${record.tick}, not at birth (tick 0)`) }
     const budget = genesis.budget + tickCost(record.fuel, genesis.price, 1n << 64n)
-    const { spec, inputs } = Replayer.#spec(wasm, manifest, genesis, budget)
+    const { spec, inputs } = Replayer.#spec(wasm, manifest, genesis, budget, codeCache)
     inputs.record = record
     let agent: Agent | null = null
     try {
@@ -371,6 +382,12 @@ export interface ReplayOptions {
   from?: number
   /** Called after each checkpoint's segment replays exactly (tick of that checkpoint). */
   onCheckpoint? (tick: number): void
+  /**
+   * The cache of instrumented code (runtime/code-cache.ts). Default: `<dir>/cache/code` of the data
+   * directory holding the chain's first blob store (a cache that cannot be written is only not
+   * used); null: memory only.
+   */
+  codeCache?: CodeCache | null
 }
 
 /**
@@ -387,6 +404,7 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
   if (!chain.report.valid || links.length === 0) { report.error = 'the history is not valid (see verify)'; return report }
   const dirs = chain.blobDirs
   const genesis = links[0].entry.parsed
+  const codeCache = opts.codeCache === undefined ? defaultCodeCache(dirs) : opts.codeCache ?? undefined
   let startIndex = 0
   if (opts.from !== undefined) {
     for (let k = 0; k < links.length; k++) if (links[k].entry.parsed.tick <= opts.from) startIndex = k
@@ -416,7 +434,7 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
             report.divergence = { tick: 0, field: 'log', message: `the genesis log holds ${recs.length} tick records, expected birth only`, file: link.file }
             break
           }
-          const b = Replayer.birth(wasm, manifest, h, recs[0], link.file)
+          const b = Replayer.birth(wasm, manifest, h, recs[0], link.file, codeCache)
           report.checkpoints++
           firstTick = 0
           report.ticks = 1
@@ -436,7 +454,7 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
         const topUpIds = replayer?.topUpIds ?? new Map<string, number>()
         const bh = before.entry.parsed
         const io = bh.io === undefined ? undefined : decodeIo(readArchivedBlob(dirs, bh.io, `I/O state of tick ${bh.tick}`), `I/O state ${bh.io}`)
-        replayer = Replayer.restore({ header: bh, wasm, manifest, ...archivedState(dirs, prevTable, before.entry), ...(io === undefined ? {} : { io }) })
+        replayer = Replayer.restore({ header: bh, wasm, manifest, ...(codeCache === undefined ? {} : { codeCache }), ...archivedState(dirs, prevTable, before.entry), ...(io === undefined ? {} : { io }) })
         replayer.ticks = ticksSoFar
         for (const [id, tick] of topUpIds) replayer.topUpIds.set(id, tick)
       }
@@ -457,6 +475,13 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
   if (firstTick !== null && report.ticks > 0) report.range = [firstTick, firstTick + report.ticks - 1]
   report.valid = report.divergence === null && report.error === null && (report.range === null || report.range[1] === last)
   return report
+}
+
+/** The code cache of the data directory holding `blobDirs[0]` (`<dir>/blobs` → `<dir>/cache/code`), when that blob store exists. */
+function defaultCodeCache (blobDirs: readonly string[]): CodeCache | undefined {
+  const b = blobDirs[0]
+  if (b === undefined || !existsSync(b)) return undefined
+  return { dir: codeCacheDir(dirname(b)) }
 }
 
 /**

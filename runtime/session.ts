@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { CheckpointError, StorageError } from '../checkpoint/errors.ts'
 import { headerCid } from '../checkpoint/header.ts'
-import { checkAgentName, livePath as layoutLivePath, nameOfLive } from '../checkpoint/layout.ts'
+import { checkAgentName, codeCacheDir, livePath as layoutLivePath, nameOfLive } from '../checkpoint/layout.ts'
 import { generateIdentity, identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
@@ -19,6 +19,7 @@ import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
 import type { InputSource } from './inputs.ts'
+import type { CodeCache } from './code-cache.ts'
 import type { Lineage } from './runner.ts'
 import { writeCheckpoint } from './runner.ts'
 
@@ -38,6 +39,11 @@ export interface HostSettings {
 
 /** A ready-to-run agent with its lineage and its mailbox (inbox, timer, HTTP requests). */
 export interface Session { agent: Agent; lineage: Lineage; name: string; ckptPath: string; mailbox: Mailbox }
+
+/** The host's cache of instrumented code, `<dir>/cache/code` (runtime/code-cache.ts); its notes go to `s.emit`. */
+export function codeCacheOf (s: Pick<HostSettings, 'dir'> & { emit? (line: string): void }): CodeCache {
+  return { dir: codeCacheDir(s.dir), ...(s.emit === undefined ? {} : { note: s.emit }) }
+}
 
 function inputsFor (s: HostSettings): InputSource {
   return s.simSeed === undefined ? liveInputs() : simulatedInputs(s.simSeed)
@@ -63,7 +69,7 @@ export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array
   }
   const manifest = parseManifest(a.manifest, a.manifestFile)
   const identity = generateIdentity()
-  const agent = Agent.birth({ wasm: a.wasm, manifest, identity, budget: a.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: a.wasmFile })
+  const agent = Agent.birth({ wasm: a.wasm, manifest, identity, budget: a.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: a.wasmFile, codeCache: codeCacheOf(s) })
   const lineage: Lineage = {
     writer: new CheckpointWriter(s.dir, a.name),
     identity,
@@ -98,7 +104,7 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
   const manifest = parseManifest(live.manifest, `${file} (manifest)`)
   const identity = identityFromSeed(live.seed)
   const agent = Agent.restore(
-    { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)`, ...(live.io === null ? {} : { io: decodeIo(live.io, `${file} (io)`) }) },
+    { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)`, codeCache: codeCacheOf(s), ...(live.io === null ? {} : { io: decodeIo(live.io, `${file} (io)`) }) },
     { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
   )
   const writer = new CheckpointWriter(s.dir, name)

@@ -46,7 +46,7 @@ import type { ReplayStart } from './replay.ts'
 import { runLoop, writeCheckpoint } from './runner.ts'
 import type { LoopEnd, LoopOptions } from './runner.ts'
 import type { Session } from './session.ts'
-import { livePath, resumeAgent, startAgent } from './session.ts'
+import { codeCacheOf, livePath, resumeAgent, startAgent } from './session.ts'
 
 /** Host settings of an agent in a worker: data directory, price (microcents per million fuel), optional simulation seed. */
 export interface WorkerSettings { dir: string; price: bigint; simSeed?: string }
@@ -193,7 +193,7 @@ function main (): void {
       const live = m.live
       const inputs = m.settings.simSeed === undefined ? liveInputs() : simulatedInputs(m.settings.simSeed)
       const agent = creatingAs(m.id, () => Agent.restore(
-        { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: (line) => post({ ev: 'emit', id: m.id, line }), file: `${m.name} (wasm)`, ...(live.io === null ? {} : { io: decodeIo(live.io, `${m.name} (io)`) }) },
+        { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: (line) => post({ ev: 'emit', id: m.id, line }), file: `${m.name} (wasm)`, codeCache: codeCacheOf({ dir: m.settings.dir, emit: (line) => post({ ev: 'emit', id: m.id, line }) }), ...(live.io === null ? {} : { io: decodeIo(live.io, `${m.name} (io)`) }) },
         { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
       ))
       watch(m.id, agent)

@@ -13,7 +13,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { ModuleError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
-import { instrument, rewrite, clearInstrumentCache, fuelUsed, FUEL_GLOBAL, COSTS } from '../runtime/instrument.ts'
+import { instrument, rewrite, clearInstrumentCache, fuelUsed, FUEL_GLOBAL, COSTS, RECIPE } from '../runtime/instrument.ts'
 import { referenceMeter } from './fuel-reference.ts'
 
 const F = binaryen.Features
@@ -408,17 +408,19 @@ test('results are cached by CID and limit, in memory and on disk', () => {
     clearInstrumentCache()
     const d = instrument(KERNELS, { memoryLimitPages: 16, cacheDir: dir })
     assert.equal(d.binary, a.binary, 'deterministic output')
-    const base = path.join(dir, `${a.cid}-16`)
-    assert.ok(fs.existsSync(base + '.wasm') && fs.existsSync(base + '.json'))
-    assert.equal(new Uint8Array(fs.readFileSync(base + '.wasm')), a.binary)
+    const entry = path.join(dir, `${a.cid}-16-${RECIPE}.code`)
+    assert.ok(fs.existsSync(entry), entry)
+    const bytes = new Uint8Array(fs.readFileSync(entry))
+    assert.equal(bytes.subarray(bytes.length - a.binary.length), a.binary, 'the entry ends with the instrumented bytes')
     clearInstrumentCache()
     const e = instrument(KERNELS, { memoryLimitPages: 16, cacheDir: dir })
     assert.equal(e.binary, a.binary)
     assert.equal(e.globals, a.globals)
-    // a damaged cache record is ignored and rebuilt
-    fs.writeFileSync(base + '.json', '{not json')
+    // a damaged cache entry is ignored and rebuilt
+    fs.writeFileSync(entry, bytes.subarray(0, bytes.length - 1))
     clearInstrumentCache()
     assert.equal(instrument(KERNELS, { memoryLimitPages: 16, cacheDir: dir }).binary, a.binary)
+    assert.equal(new Uint8Array(fs.readFileSync(entry)), bytes, 'and replaced')
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
