@@ -59,8 +59,12 @@ export interface DhtStoreStats {
   peers: number
   /** records of this node's own (announcements; not bounded here: one per hosted agent) */
   own: number
-  /** puts refused since start */
+  /** records of other peers accepted since start (new or refreshed) */
+  accepted: number
+  /** puts refused since start (all reasons) */
   refused: number
+  /** of {@link refused}: over a rate limit */
+  refusedRate: number
   /** records dropped to make room (per-key or total bound) since start */
   dropped: number
 }
@@ -89,7 +93,9 @@ export class BoundedDhtStore extends MemoryDatastore {
   #total = 0
   /** datastore keys of this node's own records */
   readonly #own = new Set<string>()
+  #accepted = 0
   #refused = 0
+  #refusedRate = 0
   #dropped = 0
   readonly #rate: RateLimiter
   readonly #rateAll: RateLimiter
@@ -116,7 +122,7 @@ export class BoundedDhtStore extends MemoryDatastore {
 
   /** Counts of what is held (see {@link DhtStoreStats}). */
   stats (): DhtStoreStats {
-    return { records: this.#total, peers: this.#byPeer.size, own: this.#own.size, refused: this.#refused, dropped: this.#dropped }
+    return { records: this.#total, peers: this.#byPeer.size, own: this.#own.size, accepted: this.#accepted, refused: this.#refused, refusedRate: this.#refusedRate, dropped: this.#dropped }
   }
 
   /** Records peer `peer` (peer ID text) has stored here. */
@@ -130,17 +136,20 @@ export class BoundedDhtStore extends MemoryDatastore {
   override put (key: Key, val: Uint8Array, options?: AbortOptions): Key | Promise<Key> {
     const k = key.toString()
     const e = this.#parse(k)
-    if (e === null) throw this.#refuse('?', k.startsWith(this.#providerPrefix) ? 'malformed provider key' : 'igord keeps no DHT values (PUT_VALUE)')
+    if (e === null) throw this.#refuse(null, k.startsWith(this.#providerPrefix) ? 'a malformed provider key' : 'a value (PUT_VALUE): igord keeps no DHT values')
     if (e.peer === this.#self) {
       this.#own.add(k)
       return super.put(key, val, options)
     }
-    if (!this.#consume(this.#rate, e.peer)) throw this.#refuse(e.peer, `more than ${this.limits.ratePerPeer} records from this peer in ${this.limits.rateWindowMs / 1000} s`)
-    if (!this.#consume(this.#rateAll, '*')) throw this.#refuse(e.peer, `more than ${this.limits.rateTotal} records from all peers in ${this.limits.rateWindowMs / 1000} s`)
+    if (!this.#consume(this.#rate, e.peer) || !this.#consume(this.#rateAll, '*')) {
+      this.#refusedRate++
+      throw this.#refuse(e.peer, `over the rate limit (${this.limits.ratePerPeer} records per peer, ${this.limits.rateTotal} in all, per ${this.limits.rateWindowMs / 1000} s)`)
+    }
     const mine = this.#byPeer.get(e.peer)
     if (mine?.has(k) === true) { // a refresh: newest again
       this.#forget(e)
       this.#remember(e)
+      this.#accepted++
       return super.put(key, val, options)
     }
     if ((mine?.size ?? 0) >= this.limits.maxPerPeer) throw this.#refuse(e.peer, `this peer holds ${this.limits.maxPerPeer} records here (the limit)`)
@@ -152,6 +161,7 @@ export class BoundedDhtStore extends MemoryDatastore {
       this.#drop(biggest.values().next().value as Entry)
     }
     this.#remember(e)
+    this.#accepted++
     return super.put(key, val, options)
   }
 
@@ -212,14 +222,18 @@ export class BoundedDhtStore extends MemoryDatastore {
     return best
   }
 
-  /** Counts a refusal, notes it (at most one line per peer and {@link MAX_NOTE_LINES} per {@link NOTE_WINDOW_MS}) and returns the error to throw. */
-  #refuse (peer: string, reason: string): DhtRefusal {
+  /**
+   * Counts a refusal, notes it (at most one line per peer — `peer` null: a put that names none — and
+   * {@link MAX_NOTE_LINES} per {@link NOTE_WINDOW_MS}) and returns the error to throw.
+   */
+  #refuse (peer: string | null, reason: string): DhtRefusal {
     this.#refused++
-    const line = `dht: refused a record from ${peer}: ${reason}`
+    const line = peer === null ? `dht: refused ${reason}` : `dht: refused a provider record from ${peer}: ${reason}`
+    const who = peer ?? ''
     const now = Date.now()
     if (now - this.#noteWindow >= NOTE_WINDOW_MS) { this.#noteWindow = now; this.#noted.clear() }
-    if (!this.#noted.has(peer) && this.#noted.size < MAX_NOTE_LINES) {
-      this.#noted.add(peer)
+    if (!this.#noted.has(who) && this.#noted.size < MAX_NOTE_LINES) {
+      this.#noted.add(who)
       this.#note(this.#suppressed > 0 ? `${line} (and ${this.#suppressed} more refused since the last such note)` : line)
       this.#suppressed = 0
     } else this.#suppressed++
