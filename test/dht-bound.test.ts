@@ -11,18 +11,17 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { didKey } from '../p2p/dht.ts'
 import { dhtStoreOf, dialableAddrs, startPeer } from '../p2p/peer.ts'
-import type { Peer } from '../p2p/peer.ts'
+import type { Peer, PeerOptions } from '../p2p/peer.ts'
 import type { SingleKadDHT } from '@libp2p/kad-dht'
 import { kadAddProviders, kadProviders, kadPutValue } from './evil-peer.ts'
 import { until } from './node-helpers.ts'
-
 
 const LOCAL = ['/ip4/127.0.0.1/tcp/0']
 const peers: Peer[] = []
 test.after(async () => { await Promise.all(peers.map(async (p) => { await p.stop() })) })
 
-async function start (limits?: Parameters<typeof startPeer>[2]): Promise<Peer> {
-  const p = await startPeer(randomBytes(32), LOCAL, limits)
+async function start (opts?: PeerOptions): Promise<Peer> {
+  const p = await startPeer(randomBytes(32), LOCAL, opts)
   peers.push(p)
   return p
 }
