@@ -6,6 +6,7 @@ import type { Command } from 'commander'
 import { EXIT } from '../checkpoint/errors.ts'
 import { controlRequest } from '../p2p/control.ts'
 import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
+import type { MdnsFactory } from '../p2p/mdns.ts'
 import type { AgentInfo, NodeFaults } from '../p2p/node.ts'
 import { DEFAULT_NODE_CAPS, INBOX_LIMITS } from '../hostcalls/manifest.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
@@ -14,9 +15,10 @@ import { formatBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, 
 
 /**
  * Hooks injected into `igord node` by a test-only entry point (test/igord-faulty.ts) before it runs
- * the CLI; empty in the shipped CLI, which reads no fault setting from anywhere.
+ * the CLI; empty in the shipped CLI, which reads no fault setting from anywhere. `mdns`: the
+ * service `--mdns` uses instead of `@libp2p/mdns` (a stub that sends no multicast).
  */
-export const injected: { faults?: NodeFaults } = {}
+export const injected: { faults?: NodeFaults; mdns?: MdnsFactory } = {}
 
 function note (line: string): void { process.stderr.write(`igord: ${line}\n`) }
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -83,14 +85,18 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
     .option('-q, --quiet', 'do not print the agents\' log lines')
     .option('--msg-lookup <duration>', 'how long the host of an agent\'s DID is looked for before a message to it comes back as unknown', '10s')
+    .option('--mdns', 'also find igord nodes on the LAN by mDNS (multicast 224.0.0.251:5353; off by default)')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string }) => {
+    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
       // loaded here so that the other commands do not pay for importing libp2p
       const { IgordNode } = await import('../p2p/node.ts')
       const { serveControl } = await import('../p2p/control.ts')
+      // @libp2p/mdns is loaded only with --mdns
+      const mdnsModule = o.mdns === true ? await import('../p2p/mdns.ts') : undefined
+      const mdns = mdnsModule === undefined ? undefined : injected.mdns ?? await mdnsModule.mdnsService()
       const node = await IgordNode.start({
         dir: o.data,
         listen: o.listen ?? [DEFAULT_LISTEN],
@@ -106,11 +112,13 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
         ...(injected.faults === undefined ? {} : { faults: injected.faults }),
+        ...(mdns === undefined ? {} : { mdns }),
       })
       let closeControl: () => Promise<void>
       try { closeControl = await serveControl(node) } catch (e) { await node.shutdown(); throw e }
       for (const a of node.addrs) process.stdout.write(`listening ${a}\n`)
       note(`node ${node.peerId} up with ${node.agents.size} agent(s); control socket ${o.data}/control.sock`)
+      if (mdnsModule !== undefined) note(`mdns: looking for igord nodes on the LAN (${mdnsModule.MDNS_SERVICE_TAG})`)
       const { quarantined } = await import('../p2p/authority.ts')
       for (const q of quarantined(o.data)) note(`quarantined (unreadable, set aside, not deleted): ${q}`)
       await new Promise<void>((resolve) => {

@@ -116,6 +116,8 @@ export class KadDiscovery implements Discovery {
   readonly #announced = new Map<string, number>()
   /** peers reported by the DHT's peer discovery */
   readonly #viaDht = new Set<string>()
+  /** peers found by mDNS (`--mdns`), each dialed once */
+  readonly #viaMdns = new Set<string>()
   /** price and capabilities by peer ID, with when they were asked (ms since epoch) */
   readonly #info = new Map<string, { at: number; info: PeerPrice | null }>()
   readonly #timers = new Set<ReturnType<typeof setTimeout>>()
@@ -132,6 +134,15 @@ export class KadDiscovery implements Discovery {
     this.#limits = { ...DEFAULT_DISCOVERY_LIMITS, ...limits }
     peer.addEventListener('peer:discovery', (e) => {
       if (this.#viaDht.size < this.#limits.maxPeers * 4) this.#viaDht.add(e.detail.id.toString())
+    })
+    // a peer found by mDNS is dialed (once; at most maxPeers × 4 of them), so the DHT learns of it
+    peer.services.mdns?.addEventListener('peer', (e) => {
+      const id = e.detail.id.toString()
+      if (this.#closed || id === peer.peerId.toString() || this.#viaMdns.has(id) || this.#viaMdns.size >= this.#limits.maxPeers * 4) return
+      this.#viaMdns.add(id)
+      peer.peerStore.merge(e.detail.id, { multiaddrs: e.detail.multiaddrs })
+        .then(async () => { await peer.dial(e.detail.id, { signal: AbortSignal.timeout(this.#limits.askMs) }) })
+        .then(() => hooks.note(`mdns: connected to ${id}`), (err: Error) => hooks.note(`mdns: found ${id}, cannot connect: ${err.message.split('\n')[0]}`))
     })
     peer.addEventListener('peer:connect', (e) => {
       const id = e.detail.toString()
@@ -299,7 +310,7 @@ export class KadDiscovery implements Discovery {
 
   /**
    * The peers this node knows (at most {@link DiscoveryLimits.maxPeers}): its `--bootstrap` peers,
-   * those the DHT found, and those connected, with the price and capabilities each answers to
+   * those mDNS (`--mdns`) or the DHT found, and those connected, with the price and capabilities each answers to
    * `/igor/info/1.0.0` (cached {@link DiscoveryLimits.infoTtlMs}; absent when it does not answer).
    */
   async peers (): Promise<PeerInfo[]> {
@@ -308,7 +319,7 @@ export class KadDiscovery implements Discovery {
     const boot = new Map<string, string>()
     for (const b of this.#hooks.bootstrap) { const id = peerOf(b); if (id !== undefined && id !== me) boot.set(id, b) }
     const connected = new Set(this.#peer.getConnections().map((c) => c.remotePeer.toString()))
-    const source = (id: string): PeerInfo['source'] => boot.has(id) ? 'bootstrap' : this.#viaDht.has(id) ? 'dht' : connected.has(id) ? 'connected' : 'dht'
+    const source = (id: string): PeerInfo['source'] => boot.has(id) ? 'bootstrap' : this.#viaMdns.has(id) ? 'mdns' : this.#viaDht.has(id) ? 'dht' : connected.has(id) ? 'connected' : 'dht'
     for (const [id, b] of boot) out.set(id, { peer: id, addrs: [b], source: 'bootstrap' })
     for (const c of this.#peer.getConnections()) {
       const id = c.remotePeer.toString()

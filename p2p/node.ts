@@ -47,6 +47,8 @@ import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChann
 import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
 import { KadDiscovery } from './discovery.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
+import type { DhtLimits } from './dht-store.ts'
+import type { MdnsFactory } from './mdns.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
 import { Channel, PeerSlots } from './wire.ts'
@@ -99,6 +101,10 @@ export interface NodeOptions {
   msgLookupMs?: number
   /** bounds of peer and agent discovery (p2p/discovery.ts `DEFAULT_DISCOVERY_LIMITS` for the rest) */
   discoveryLimits?: Partial<DiscoveryLimits>
+  /** bounds of the provider records other peers can make this node hold (p2p/dht-store.ts `DEFAULT_DHT_LIMITS` for the rest) */
+  dhtLimits?: Partial<DhtLimits>
+  /** mDNS discovery (`igord node --mdns`: p2p/mdns.ts `mdnsService`); absent (the default): none */
+  mdns?: MdnsFactory
   /** node notes (one line each, no newline) */
   note (line: string): void
   /** an agent's log line */
@@ -280,7 +286,11 @@ export class IgordNode {
     let node: IgordNode
     try {
       const host = loadHostIdentity(opts.dir)
-      node = new IgordNode(opts, host, await startPeer(host.key.seed, opts.listen))
+      node = new IgordNode(opts, host, await startPeer(host.key.seed, opts.listen, {
+        note: opts.note,
+        ...(opts.dhtLimits === undefined ? {} : { dhtLimits: opts.dhtLimits }),
+        ...(opts.mdns === undefined ? {} : { mdns: opts.mdns }),
+      }))
     } catch (e) { dirLock.release(); throw e }
     node.#dirLock = dirLock
     const peer = node.peer

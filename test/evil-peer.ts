@@ -3,12 +3,20 @@
  * (p2p/peer.ts: TCP, Noise, Yamux, its own random host key) that speaks `/igor/migrate/1.0.0` to an
  * `igord node` the way an attacker could — garbage, oversized or never-ending frames, floods of
  * offers, forged offers and handoffs — and reads the target's answers. It owns agents of its own
- * (it holds their keys, as every host of an agent does), so it can sign anything for them.
+ * (it holds their keys, as every host of an agent does), so it can sign anything for them. It
+ * also speaks igord's DHT (`/igor/kad/1.0.0`) raw: floods of `ADD_PROVIDER`, `PUT_VALUE`
+ * (test/dht-bound.test.ts, test/e2e-dht-hostile.test.ts).
  */
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromMultihash } from '@libp2p/peer-id'
+import { Libp2pRecord } from '@libp2p/record'
+import { pbStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
+import * as Digest from 'multiformats/hashes/digest'
+import { Message, MessageType } from '../node_modules/@libp2p/kad-dht/dist/src/message/dht.js'
 import { encode } from '../checkpoint/cbor.ts'
 import { cidOf, sha256 } from '../checkpoint/hash.ts'
 import { cidOfDigest } from '../checkpoint/hash.ts'
@@ -17,6 +25,7 @@ import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
+import { KAD_PROTOCOL } from '../p2p/dht.ts'
 import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL } from '../p2p/migrate.ts'
 import { startPeer } from '../p2p/peer.ts'
 import type { Peer } from '../p2p/peer.ts'
@@ -141,3 +150,51 @@ export function memoryOf (pid: number): { rss: number; hwm: number } {
 
 /** A CBOR-encoded frame (for raw sending). */
 export function frameBytes (f: Frame): Uint8Array { return encode(f) }
+
+/**
+ * Raw kad-dht RPCs of the evil peer on igord's DHT protocol (p2p/dht.ts `KAD_PROTOCOL`), encoded
+ * with kad-dht's own protobuf codec (the package does not export it, so it is imported by path).
+ */
+type KadMessage = Message
+
+async function kadRpc (evil: Peer, addr: string, msg: KadMessage, answer: boolean): Promise<KadMessage | null> {
+  const stream = await evil.dialProtocol(multiaddr(addr), KAD_PROTOCOL, { signal: AbortSignal.timeout(T.dialMs * 4) })
+  const pb = pbStream(stream).pb(Message)
+  const signal = AbortSignal.timeout(30_000)
+  try {
+    await pb.write(msg, { signal })
+    const res = answer ? await pb.read({ signal }) : null
+    await stream.close({ signal })
+    return res
+  } catch (e) { stream.abort(e as Error); throw e }
+}
+
+/**
+ * Sends one `ADD_PROVIDER` naming `evil` (its own addresses, as the receiver demands) for each key
+ * (a CID's multihash bytes) to the node at `addr`, one stream each, 8 at a time. A record the node
+ * refuses resets its stream, but maybe only after this side closed it: what the node kept is read
+ * from the node.
+ */
+export async function kadAddProviders (evil: Peer, addr: string, keys: Uint8Array[]): Promise<void> {
+  const me = { id: evil.peerId.toMultihash().bytes, multiaddrs: evil.getMultiaddrs().map((a) => a.bytes) }
+  let next = 0
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (next < keys.length) {
+      const key = keys[next++]
+      try { await kadRpc(evil, addr, { type: MessageType.ADD_PROVIDER, key, providers: [me], closer: [] }, false) } catch { /* refused */ }
+    }
+  }))
+}
+
+/** Asks the node at `addr` for the providers it holds of `key` (`GET_PROVIDERS`): their peer IDs (text). */
+export async function kadProviders (evil: Peer, addr: string, key: Uint8Array): Promise<string[]> {
+  const res = await kadRpc(evil, addr, { type: MessageType.GET_PROVIDERS, key, providers: [], closer: [] }, true)
+  return (res?.providers ?? []).map((p) => peerIdFromMultihash(Digest.decode(p.id)).toString())
+}
+
+/** Sends one `PUT_VALUE` of a valid `/pk/` record (evil's own public key) to the node at `addr`; true when the node answered, false when it reset the stream. */
+export async function kadPutValue (evil: Peer, addr: string): Promise<boolean> {
+  const key = new Uint8Array([...new TextEncoder().encode('/pk/'), ...evil.peerId.toMultihash().bytes])
+  const record = new Libp2pRecord(key, publicKeyToProtobuf(evil.peerId.publicKey!), new Date()).serialize()
+  try { await kadRpc(evil, addr, { type: MessageType.PUT_VALUE, key, record, providers: [], closer: [] }, true); return true } catch { return false }
+}

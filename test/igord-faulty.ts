@@ -8,16 +8,20 @@
  *   after-outcome): the process SIGKILLs itself at that step of an unsafe HTTP request; the tick
  *   worker threads load test/faults.ts `installWorkerFaults` through runtime/pool.ts `injected`
  *   (their `workerData.faults`).
+ * - `mdns-stub:<multiaddr>`: `igord node --mdns` uses test/mdns-stub.ts instead of `@libp2p/mdns`
+ *   (no multicast): it "finds" the peer at that multiaddr (with /p2p/).
  * - anything else: a node fault of test/faults.ts, installed into `igord node` (cmd/node.ts `injected`).
  */
 import { injected } from '../cmd/node.ts'
 import { injected as poolInjected } from '../runtime/pool.ts'
 import { faultsFrom, mailboxStepFrom } from './faults.ts'
+import { mdnsStub } from './mdns-stub.ts'
 
 const spec = process.env.IGORD_FAULT
 if (spec !== undefined && spec !== '') {
   try {
-    if (spec.startsWith('mailbox:')) {
+    if (spec.startsWith('mdns-stub:')) injected.mdns = mdnsStub(spec.slice('mdns-stub:'.length))
+    else if (spec.startsWith('mailbox:')) {
       mailboxStepFrom(spec) // checked here, installed in each worker (test/faults.ts installWorkerFaults)
       poolInjected.workerFaults = { module: new URL('./faults.ts', import.meta.url).href, spec }
     } else injected.faults = faultsFrom(spec)
