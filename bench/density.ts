@@ -6,13 +6,19 @@
  * /proc/<pid>/status, sampled every second: the mean and the peak) and the growth of its data
  * directory (every file under it, bytes) per agent-tick (ticks counted with `ps`).
  *
- * Floors, measured in the same run: the same node with zero agents (CPU and RSS of libp2p, the
- * worker threads and the runtime), plus the CPU of N bare heartbeat ticks per second run in this
- * process (instantiate once, `agent_tick` with no checkpoint: what the ticks cost without hosting).
+ * Every node runs `--tick-threads 2` (the same on any machine). Floors, measured in the same run:
+ * the same node with 2 agents (libp2p, both tick threads up with their modules loaded: the fixed
+ * cost), plus in this process the CPU of a bare heartbeat tick (`agent_tick`, no checkpoint) and of
+ * a tick with its checkpoint (`writeCheckpoint`: the storage share of an agent-tick). The CPU floor
+ * of N agents is the 2-agent node plus N bare ticks a second.
  * Targets: 1,000 agents at 1 Hz in ≤ 0.25 of one core and ≤ 1 GiB RSS.
  *
- * `IGORD_DENSITY` (comma-separated agent counts, default `100,1000`) and `IGORD_DENSITY_WINDOW_MS`
- * change what runs. Linux only (reads /proc); elsewhere the area prints nothing.
+ * Hibernation (runtime/agent.ts `hibernate`): the CPU of hibernating and waking a heartbeat from its
+ * live file in this process, and the RSS of `IGORD_DENSITY_IDLE` (default 1,000) idle agents (a tick
+ * every 5 min) hibernated after the default 10 s, beside the same node with `--hibernate-after off`.
+ *
+ * `IGORD_DENSITY` (comma-separated agent counts, default `100,1000`), `IGORD_DENSITY_IDLE` (0: no
+ * idle rows) and `IGORD_DENSITY_WINDOW_MS` (default 20 s) change what runs. Linux only (reads /proc); elsewhere the area prints nothing.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
@@ -20,7 +26,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { controlRequest } from '../p2p/control.ts'
+import { writeCheckpoint } from '../runtime/runner.ts'
+import { startAgent } from '../runtime/session.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
+import { readLive } from '../checkpoint/live.ts'
 import { Agent } from '../runtime/agent.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import { liveInputs } from '../runtime/inputs.ts'
@@ -66,7 +75,7 @@ interface NodeChild { child: ChildProcessWithoutNullStreams; dir: string; out: (
 
 async function startNode (extra: string[]): Promise<NodeChild> {
   const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-'))
-  const child = spawn(process.execPath, [IGORD, 'node', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--interval', '1s', '--quiet', ...extra], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [IGORD, 'node', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--interval', '1s', '--tick-threads', '2', '--quiet', ...extra], { stdio: ['pipe', 'pipe', 'pipe'] })
   let out = ''
   child.stdout.on('data', (d) => { out += d })
   child.stderr.on('data', (d) => { out += d })
@@ -97,8 +106,12 @@ async function ticks (dir: string): Promise<{ total: number; started: number; hi
 /** What one node did over the window. */
 export interface Density { agents: number; cores: number; rssMeanMiB: number; rssPeakMiB: number; diskPerTick: number; ticks: number; birthS: number }
 
-/** Runs a node with `count` heartbeat agents at 1 Hz and measures it over the window. */
-export async function measure (count: number, extra: string[] = []): Promise<Density> {
+/**
+ * Runs a node (`extra`: more `igord node` flags) with `count` heartbeat agents ticking every
+ * `intervalMs` and measures it over the window, which starts once every agent has ticked (and, with
+ * `hibernated`, once every agent is hibernated).
+ */
+export async function measure (count: number, extra: string[] = [], intervalMs = 1000, hibernated = false): Promise<Density> {
   const n = await startNode(extra)
   try {
     const pid = n.child.pid!
@@ -106,17 +119,19 @@ export async function measure (count: number, extra: string[] = []): Promise<Den
     let next = 0
     const birth = async () => {
       for (let k = next++; k < count; k = next++) {
-        await controlRequest(n.dir, { op: 'run', wasm: WASM, manifest: MANIFEST, name: `hb-${k}`, budget: '100000000000', intervalMs: 1000 })
+        await controlRequest(n.dir, { op: 'run', wasm: WASM, manifest: MANIFEST, name: `hb-${k}`, budget: '100000000000', intervalMs })
       }
     }
     await Promise.all(Array.from({ length: CONCURRENT_BIRTHS }, birth))
-    for (const deadline = Date.now() + 300_000; count > 0 && (await ticks(n.dir)).started < count;) {
-      if (Date.now() > deadline) throw new Error(`bench/density.ts: not every one of ${count} agents ticked within 300 s`)
+    for (const deadline = Date.now() + 300_000; ;) {
+      const t = await ticks(n.dir)
+      if (t.started === count && (!hibernated || t.hibernated === count)) break
+      if (Date.now() > deadline) throw new Error(`bench/density.ts: after 300 s, ${t.started} of ${count} agents ticked, ${t.hibernated} hibernated`)
       await sleep(500)
     }
     const birthS = (performance.now() - t0) / 1000
     await sleep(3000) // let births' checkpoints and the first ticks settle
-    const tk0 = count > 0 ? (await ticks(n.dir)).total : 0
+    const tk0 = (await ticks(n.dir)).total
     const d0 = treeBytes(n.dir)
     const c0 = cpuSeconds(pid)
     const w0 = performance.now()
@@ -125,7 +140,7 @@ export async function measure (count: number, extra: string[] = []): Promise<Den
     const c1 = cpuSeconds(pid)
     const w1 = performance.now()
     const d1 = treeBytes(n.dir)
-    const tk1 = count > 0 ? (await ticks(n.dir)).total : 0
+    const tk1 = (await ticks(n.dir)).total
     const dt = tk1 - tk0
     return {
       agents: count,
@@ -153,28 +168,76 @@ function bareTickSeconds (): number {
   return (c.user + c.system) / 1e6 / n
 }
 
-/** Runs the density benchmark: a node with zero agents (floor), then each count of `IGORD_DENSITY`. */
+/** CPU seconds (user + system: the fsyncs) of one heartbeat tick and its checkpoint in this process. */
+function checkpointedTickSeconds (): number {
+  const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-ckpt-'))
+  try {
+    const s = startAgent({ dir, price: 1000n, emit: () => {} }, { name: 'hb', wasm: readFileSync(WASM), wasmFile: WASM, manifest: readFileSync(MANIFEST), manifestFile: MANIFEST, budget: 10n ** 15n })
+    for (let i = 0; i < 20; i++) { s.agent.runTick(); writeCheckpoint(s.agent, s.lineage, 'running') }
+    const n = 300
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < n; i++) { s.agent.runTick(); writeCheckpoint(s.agent, s.lineage, 'running') }
+    const c = process.cpuUsage(c0)
+    return (c.user + c.system) / 1e6 / n
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** CPU seconds of hibernating a heartbeat and waking it from its live checkpoint file, in this process. */
+function wakeSeconds (): number {
+  const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-wake-'))
+  try {
+    const s = startAgent({ dir, price: 1000n, emit: () => {} }, { name: 'hb', wasm: readFileSync(WASM), wasmFile: WASM, manifest: readFileSync(MANIFEST), manifestFile: MANIFEST, budget: 10n ** 15n })
+    s.agent.runTick(); writeCheckpoint(s.agent, s.lineage, 'running')
+    const load = () => { const l = readLive(s.ckptPath); return { pageCount: l.pageCount, pages: l.pages, globals: l.globals, ...(l.digests === undefined ? {} : { digests: l.digests }) } }
+    for (let i = 0; i < 20; i++) { s.agent.hibernate(load); s.agent.wake() }
+    const n = 300
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < n; i++) { s.agent.hibernate(load); s.agent.wake() }
+    const c = process.cpuUsage(c0)
+    return (c.user + c.system) / 1e6 / n
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Runs the density benchmark: a node with 2 agents (floor), then each count of `IGORD_DENSITY`. */
 export async function bench (): Promise<BenchRow[]> {
   if (!existsSync('/proc/self/stat')) return []
   const counts = (process.env.IGORD_DENSITY ?? '100,1000').split(',').map(Number)
   const bare = bareTickSeconds()
-  const empty = await measure(0)
+  const saved = checkpointedTickSeconds()
+  const base = await measure(2)
   const rows: BenchRow[] = [
-    { name: 'node, 0 agents: CPU', value: empty.cores, unit: 'cores' },
-    { name: 'node, 0 agents: RSS', value: empty.rssMeanMiB, unit: 'MiB' },
-    { name: 'bare heartbeat tick, in process', value: bare * 1e6, unit: 'µs CPU' },
+    { name: 'node, 2 agents (tick threads up): CPU', value: base.cores, unit: 'cores' },
+    { name: 'node, 2 agents (tick threads up): RSS', value: base.rssMeanMiB, unit: 'MiB' },
+    { name: 'heartbeat tick, bare, in process', value: bare * 1e6, unit: 'µs CPU' },
+    { name: 'heartbeat tick + checkpoint, in process', value: saved * 1e6, unit: 'µs CPU', floor: bare * 1e6, ratio: saved / bare },
+    { name: 'checkpoint share of a checkpointed tick', value: 100 * (saved - bare) / saved, unit: '%' },
+    { name: 'heartbeat hibernate + wake from live file', value: wakeSeconds() * 1e6, unit: 'µs CPU' },
   ]
   for (const count of counts) {
     const d = await measure(count)
-    const floorCores = empty.cores + count * bare // the idle node plus N bare ticks a second
+    const floorCores = base.cores + count * bare // the 2-agent node plus N bare ticks a second
     const big = count >= 1000
     rows.push(
       { name: `${count} agents at 1 Hz: CPU`, value: d.cores, unit: 'cores', floor: floorCores, ratio: d.cores / floorCores, ...(big ? { target: '≤ 0.25 core (1,000 agents)', met: d.cores <= 0.25 } : {}) },
-      { name: `${count} agents at 1 Hz: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: empty.rssMeanMiB, ratio: d.rssPeakMiB / empty.rssMeanMiB, ...(big ? { target: '≤ 1 GiB (1,000 agents)', met: d.rssPeakMiB <= 1024 } : {}) },
-      { name: `${count} agents at 1 Hz: RSS per agent`, value: (d.rssMeanMiB - empty.rssMeanMiB) * 1024 / count, unit: 'KiB' },
+      { name: `${count} agents at 1 Hz: CPU per agent-tick`, value: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks * 1e6 : 0, unit: 'µs CPU', floor: saved * 1e6, ratio: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks / saved : 0 },
+      { name: `${count} agents at 1 Hz: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: d.rssPeakMiB / base.rssMeanMiB, ...(big ? { target: '≤ 1 GiB (1,000 agents)', met: d.rssPeakMiB <= 1024 } : {}) },
+      { name: `${count} agents at 1 Hz: RSS per agent`, value: (d.rssMeanMiB - base.rssMeanMiB) * 1024 / (count - 2), unit: 'KiB' },
       { name: `${count} agents at 1 Hz: disk per agent-tick`, value: d.diskPerTick / 1024, unit: 'KiB' },
       { name: `${count} agents at 1 Hz: ticks/s (expected ${count})`, value: d.ticks / (WINDOW_MS / 1000), unit: 'ticks/s' },
       { name: `${count} agents: birth until all ticked`, value: d.birthS, unit: 's' },
+    )
+  }
+  // idle agents (a tick every 5 min): hibernated after the default 10 s, against the same node with hibernation off
+  const idle = Number(process.env.IGORD_DENSITY_IDLE ?? 1000)
+  if (idle > 0) {
+    const off = await measure(idle, ['--hibernate-after', 'off'], 300_000)
+    const on = await measure(idle, [], 300_000, true)
+    rows.push(
+      { name: `${idle} idle agents, hibernated: RSS`, value: on.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: on.rssMeanMiB / base.rssMeanMiB },
+      { name: `${idle} idle agents, resident (--hibernate-after off): RSS`, value: off.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: off.rssMeanMiB / base.rssMeanMiB },
+      { name: `${idle} idle agents, hibernated: RSS per agent`, value: (on.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
+      { name: `${idle} idle agents, resident: RSS per agent`, value: (off.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
+      { name: `${idle} idle agents, hibernated: CPU`, value: on.cores, unit: 'cores', floor: base.cores, ratio: on.cores / base.cores },
     )
   }
   return rows
