@@ -52,7 +52,7 @@ export const DEFAULT_TICK_TIMEOUT_MS = 10_000
  * about a resume of the agent (read and check its live file, instantiate, copy its pages): for a
  * small agent well under a millisecond of CPU, so an agent idle 10 s costs at most that once per
  * 10 s, while one ticking more often than every 10 s (whose next tick always comes sooner) is never
- * dropped. docs/RATIONALE.md "Idle agents are not resident".
+ * dropped. docs/RATIONALE.md "Density: idle agents are not resident…".
  */
 export const DEFAULT_HIBERNATE_AFTER_MS = 10_000
 

@@ -164,7 +164,9 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     const h = opts.hibernate
     let timer: NodeJS.Timeout | undefined
     if (h !== undefined && nextTickInMs(agent, opts.intervalMs) > h.afterMs) {
-      timer = setTimeout(() => { if (agent.tick === lineage.lastTick && !agent.dirty) h.hibernate() }, h.afterMs)
+      timer = setTimeout(() => {
+        try { if (agent.tick === lineage.lastTick && !agent.dirty) h.hibernate() } catch { /* it stays resident */ }
+      }, h.afterMs)
     }
     try { await m.wait(opts.intervalMs, opts.signal, opts.pollDropsMs) } finally { clearTimeout(timer) }
   }
