@@ -14,15 +14,16 @@
  * Targets: 1,000 agents at 1 Hz in ≤ 0.25 of one core and ≤ 1 GiB RSS.
  *
  * Hibernation (runtime/agent.ts `hibernate`): the CPU of hibernating and waking a heartbeat from its
- * live file in this process, and the RSS of `IGORD_DENSITY_IDLE` (default 1,000) idle agents (a tick
- * every 5 min) hibernated after the default 10 s, beside the same node with `--hibernate-after off`.
+ * live file in this process, and the RSS of `IGORD_DENSITY_IDLE` (default 200) idle agents of 1 MiB of
+ * memory each (bench/resume.ts `bigMemoryAgent(16)`, a tick every 5 min) hibernated after the
+ * default 10 s, beside the same node with `--hibernate-after off`.
  *
  * `IGORD_DENSITY` (comma-separated agent counts, default `100,1000`), `IGORD_DENSITY_IDLE` (0: no
  * idle rows) and `IGORD_DENSITY_WINDOW_MS` (default 20 s) change what runs. Linux only (reads /proc); elsewhere the area prints nothing.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { controlRequest } from '../p2p/control.ts'
@@ -33,6 +34,7 @@ import { readLive } from '../checkpoint/live.ts'
 import { Agent } from '../runtime/agent.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import { liveInputs } from '../runtime/inputs.ts'
+import { bigMemoryAgent } from './resume.ts'
 import type { BenchRow } from './row.ts'
 
 const ROOT = join(import.meta.dirname, '..')
@@ -107,11 +109,11 @@ async function ticks (dir: string): Promise<{ total: number; started: number; hi
 export interface Density { agents: number; cores: number; rssMeanMiB: number; rssPeakMiB: number; diskPerTick: number; ticks: number; birthS: number }
 
 /**
- * Runs a node (`extra`: more `igord node` flags) with `count` heartbeat agents ticking every
- * `intervalMs` and measures it over the window, which starts once every agent has ticked (and, with
- * `hibernated`, once every agent is hibernated).
+ * Runs a node (`extra`: more `igord node` flags) with `count` agents (`agent`: wasm and manifest
+ * paths, default the heartbeat) ticking every `intervalMs` and measures it over the window, which
+ * starts once every agent has ticked (and, with `hibernated`, once every agent is hibernated).
  */
-export async function measure (count: number, extra: string[] = [], intervalMs = 1000, hibernated = false): Promise<Density> {
+export async function measure (count: number, extra: string[] = [], intervalMs = 1000, hibernated = false, agent = { wasm: WASM, manifest: MANIFEST }): Promise<Density> {
   const n = await startNode(extra)
   try {
     const pid = n.child.pid!
@@ -119,7 +121,7 @@ export async function measure (count: number, extra: string[] = [], intervalMs =
     let next = 0
     const birth = async () => {
       for (let k = next++; k < count; k = next++) {
-        await controlRequest(n.dir, { op: 'run', wasm: WASM, manifest: MANIFEST, name: `hb-${k}`, budget: '100000000000', intervalMs })
+        await controlRequest(n.dir, { op: 'run', wasm: agent.wasm, manifest: agent.manifest, name: `hb-${k}`, budget: '100000000000', intervalMs })
       }
     }
     await Promise.all(Array.from({ length: CONCURRENT_BIRTHS }, birth))
@@ -201,7 +203,7 @@ function wakeSeconds (): number {
 /** Runs the density benchmark: a node with 2 agents (floor), then each count of `IGORD_DENSITY`. */
 export async function bench (): Promise<BenchRow[]> {
   if (!existsSync('/proc/self/stat')) return []
-  const counts = (process.env.IGORD_DENSITY ?? '100,1000').split(',').map(Number)
+  const counts = (process.env.IGORD_DENSITY ?? '100,1000').split(',').filter((c) => c.trim() !== '').map(Number)
   const bare = bareTickSeconds()
   const saved = checkpointedTickSeconds()
   const base = await measure(2)
@@ -218,7 +220,8 @@ export async function bench (): Promise<BenchRow[]> {
     const floorCores = base.cores + count * bare // the 2-agent node plus N bare ticks a second
     const big = count >= 1000
     rows.push(
-      { name: `${count} agents at 1 Hz: CPU`, value: d.cores, unit: 'cores', floor: floorCores, ratio: d.cores / floorCores, ...(big ? { target: '≤ 0.25 core (1,000 agents)', met: d.cores <= 0.25 } : {}) },
+      // the CPU target counts only when the node kept up (≥ 90% of the ticks due); a saturated machine caps the CPU it can show
+      { name: `${count} agents at 1 Hz: CPU`, value: d.cores, unit: 'cores', floor: floorCores, ratio: d.cores / floorCores, ...(big ? { target: '≤ 0.25 core (1,000 agents), all ticks run', met: d.cores <= 0.25 && d.ticks >= 0.9 * count * WINDOW_MS / 1000 } : {}) },
       { name: `${count} agents at 1 Hz: CPU per agent-tick`, value: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks * 1e6 : 0, unit: 'µs CPU', floor: saved * 1e6, ratio: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks / saved : 0 },
       { name: `${count} agents at 1 Hz: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: d.rssPeakMiB / base.rssMeanMiB, ...(big ? { target: '≤ 1 GiB (1,000 agents)', met: d.rssPeakMiB <= 1024 } : {}) },
       { name: `${count} agents at 1 Hz: RSS per agent`, value: (d.rssMeanMiB - base.rssMeanMiB) * 1024 / (count - 2), unit: 'KiB' },
@@ -227,17 +230,25 @@ export async function bench (): Promise<BenchRow[]> {
       { name: `${count} agents: birth until all ticked`, value: d.birthS, unit: 's' },
     )
   }
-  // idle agents (a tick every 5 min): hibernated after the default 10 s, against the same node with hibernation off
-  const idle = Number(process.env.IGORD_DENSITY_IDLE ?? 1000)
+  // idle agents of 1 MiB of memory (a tick every 5 min): hibernated after the default 10 s, against
+  // the same node with hibernation off
+  const idle = Number(process.env.IGORD_DENSITY_IDLE ?? 200)
   if (idle > 0) {
-    const off = await measure(idle, ['--hibernate-after', 'off'], 300_000)
-    const on = await measure(idle, [], 300_000, true)
+    const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-mib-'))
+    const big = { wasm: join(dir, 'mib.wasm'), manifest: join(dir, 'mib.manifest.json') }
+    writeFileSync(big.wasm, bigMemoryAgent(16))
+    writeFileSync(big.manifest, JSON.stringify({ capabilities: {}, resource_limits: { max_memory_bytes: 64 * 1024 * 1024, max_fuel_per_tick: 1_000_000_000 } }))
+    let off: Density; let on: Density
+    try {
+      off = await measure(idle, ['--hibernate-after', 'off'], 300_000, false, big)
+      on = await measure(idle, [], 300_000, true, big)
+    } finally { rmSync(dir, { recursive: true, force: true }) }
     rows.push(
-      { name: `${idle} idle agents, hibernated: RSS`, value: on.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: on.rssMeanMiB / base.rssMeanMiB },
-      { name: `${idle} idle agents, resident (--hibernate-after off): RSS`, value: off.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: off.rssMeanMiB / base.rssMeanMiB },
-      { name: `${idle} idle agents, hibernated: RSS per agent`, value: (on.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
-      { name: `${idle} idle agents, resident: RSS per agent`, value: (off.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
-      { name: `${idle} idle agents, hibernated: CPU`, value: on.cores, unit: 'cores', floor: base.cores, ratio: on.cores / base.cores },
+      { name: `${idle} idle 1 MiB agents, hibernated: RSS`, value: on.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: on.rssMeanMiB / base.rssMeanMiB },
+      { name: `${idle} idle 1 MiB agents, resident: RSS`, value: off.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: off.rssMeanMiB / base.rssMeanMiB },
+      { name: `${idle} idle 1 MiB agents, hibernated: RSS per agent`, value: (on.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
+      { name: `${idle} idle 1 MiB agents, resident: RSS per agent`, value: (off.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
+      { name: `${idle} idle 1 MiB agents, hibernated: CPU`, value: on.cores, unit: 'cores', floor: base.cores, ratio: on.cores / base.cores },
     )
   }
   return rows
