@@ -10,7 +10,7 @@ import type { MdnsFactory } from '../p2p/mdns.ts'
 import type { AgentInfo, NodeFaults } from '../p2p/node.ts'
 import { DEFAULT_NODE_CAPS, INBOX_LIMITS } from '../hostcalls/manifest.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
-import { DEFAULT_TICK_TIMEOUT_MS } from '../runtime/pool.ts'
+import { DEFAULT_HIBERNATE_AFTER_MS, DEFAULT_TICK_TIMEOUT_MS } from '../runtime/pool.ts'
 import { formatBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 
 /**
@@ -83,11 +83,12 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--max-message-bytes <bytes>', `refuse agents whose manifest takes larger messages (default ${INBOX_LIMITS.max_message_bytes[1]} = 1MiB, the most a manifest may ask)`)
     .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
     .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
+    .option('--hibernate-after <duration>', 'hibernate an agent idle this long (drop its instance and memory until its next tick); "off": never', `${DEFAULT_HIBERNATE_AFTER_MS / 1000}s`)
     .option('-q, --quiet', 'do not print the agents\' log lines')
     .option('--msg-lookup <duration>', 'how long the host of an agent\'s DID is looked for before a message to it comes back as unknown', '10s')
     .option('--mdns', 'also find igord nodes on the LAN by mDNS (multicast 224.0.0.251:5353; off by default)')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean }) => {
+    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
@@ -108,6 +109,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         caps,
         tickTimeoutMs: parseTickTimeout(o.tickTimeout, '--tick-timeout'),
         msgLookupMs: parseDuration(o.msgLookup, '--msg-lookup'),
+        hibernateAfterMs: o.hibernateAfter === 'off' ? null : parseDuration(o.hibernateAfter, '--hibernate-after'),
         ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
@@ -148,7 +150,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
       if (o.json) { process.stdout.write(JSON.stringify(r, null, 2) + '\n'); return }
       process.stdout.write(`node ${String(r.peer)}\n`)
       const rows = [['NAME', 'STATUS', 'TICK', 'EPOCH', 'FUEL', 'BUDGET', 'DID'],
-        ...agents.map((a) => [a.name, a.status, String(a.tick), String(a.epoch), a.fuel, formatBudget(BigInt(a.budget)), a.did])]
+        ...agents.map((a) => [a.name, a.hibernated ? `${a.status} (hibernated)` : a.status, String(a.tick), String(a.epoch), a.fuel, formatBudget(BigInt(a.budget)), a.did])]
       const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
       for (const row of rows) process.stdout.write(row.map((c, i) => i === row.length - 1 ? c : c.padEnd(w[i])).join('  ') + '\n')
       const q = (r.quarantined ?? []) as string[]

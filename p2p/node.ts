@@ -33,7 +33,7 @@ import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
 import type { AgentHandle, WorkerSettings } from '../runtime/pool.ts'
-import { TickPool } from '../runtime/pool.ts'
+import { DEFAULT_HIBERNATE_AFTER_MS, TickPool } from '../runtime/pool.ts'
 import { DeliveryRefused } from '../runtime/mailbox.ts'
 import { InboxSpool } from '../checkpoint/spool.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
@@ -87,6 +87,12 @@ export interface NodeOptions {
   tickTimeoutMs?: number
   /** worker threads that run the ticks (default max(2, available parallelism)) */
   tickThreads?: number
+  /**
+   * an agent idle this long (waiting for its timer, a message or its interval) is hibernated: its
+   * instance and memory are dropped and restored from its live checkpoint on its next tick, ms
+   * (default runtime/pool.ts DEFAULT_HIBERNATE_AFTER_MS; null: never)
+   */
+  hibernateAfterMs?: number | null
   timeouts?: Partial<Timeouts>
   /** bounds on inbound offers (p2p/migrate.ts `DEFAULT_TARGET_LIMITS` for the rest) */
   targetLimits?: Partial<TargetLimits>
@@ -137,6 +143,8 @@ export interface AgentInfo {
   status: string
   epoch: number
   intervalMs: number
+  /** true while the agent is hibernated: not resident, restored from its live checkpoint on its next tick */
+  hibernated: boolean
 }
 
 /**
@@ -409,6 +417,7 @@ export class IgordNode {
       signal: controller.signal,
       acceptMigration: true,
       ...(this.#opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: this.#opts.checkpointEveryMs }),
+      ...(this.#opts.hibernateAfterMs === null ? {} : { hibernateAfterMs: this.#opts.hibernateAfterMs ?? DEFAULT_HIBERNATE_AFTER_MS }),
       onTick: (r) => { if (r.trap !== null) this.#opts.note(`${h.name}: tick ${r.tick} failed and was rolled back: ${r.trap}`) },
     }).then((end) => this.#loopEnded(h, end, controller), (e: Error) => {
       h.state = 'failed'
@@ -443,7 +452,7 @@ export class IgordNode {
 
   #info (h: Hosted): AgentInfo {
     const a = h.session.agent
-    return { name: h.name, did: a.spec.identity.did, tick: a.tick, fuel: String(a.fuel), budget: String(a.budget), status: h.state, epoch: h.session.lineage.epoch, intervalMs: h.intervalMs }
+    return { name: h.name, did: a.spec.identity.did, tick: a.tick, fuel: String(a.fuel), budget: String(a.budget), status: h.state, epoch: h.session.lineage.epoch, intervalMs: h.intervalMs, hibernated: h.session.status.hibernated }
   }
 
   /** Every agent hosted here. */

@@ -115,6 +115,13 @@ export interface RestoreState {
 }
 
 /**
+ * Where a hibernating agent's state comes back from (runtime/agent.ts {@link Agent.hibernate}): the
+ * memory size in pages, the non-zero pages with their digests when known, the globals — a
+ * checkpoint of exactly the state the agent hibernated in (checked on wake).
+ */
+export type HibernatedState = Pick<RestoreState, 'pageCount' | 'pages' | 'digests' | 'globals'>
+
+/**
  * A v128 global seen through the instrumenter's accessor exports (JS cannot read or write a v128
  * `WebAssembly.Global`): `get` returns its low and high i64 halves, `set` takes them.
  */
@@ -204,6 +211,8 @@ export class Agent {
   private flushOutput: () => void = () => {}
   private readonly image = new PageImage()
   private committedGlobals: Uint8Array[] = []
+  /** Set while the agent hibernates: how to load its state back. */
+  #asleep: { load (): HibernatedState } | null = null
 
   private constructor (spec: AgentSpec) {
     this.spec = spec
@@ -422,6 +431,54 @@ export class Agent {
     return a
   }
 
+  /**
+   * True while the agent hibernates: its instance and memory are dropped (only the page digests,
+   * globals, I/O state and counters stay in memory) until the next tick or checkpoint wakes it.
+   */
+  get hibernated (): boolean { return this.#asleep !== null }
+
+  /**
+   * Drops the instance, its memory and the committed page copies between ticks, keeping a small
+   * descriptor (page digests, globals, I/O state, tick, fuel, budget); the next {@link runTick},
+   * {@link checkpointState} or {@link wake} restores them from `load()` — a checkpoint of this very
+   * state (the agent's live checkpoint), checked page by page against the kept digests. Waking is
+   * the restore of a resume (instantiate, copy pages and globals), so fuel, state roots and replay
+   * are the same as for an agent that never hibernated. A no-op when already hibernating.
+   * @throws Error when a tick is open or memory changed since the last checkpoint
+   */
+  hibernate (load: () => HibernatedState): void {
+    if (this.#asleep !== null) return
+    if (this.log.openTick !== null) throw new Error('Agent.hibernate: a tick is open')
+    this.image.dropPages()
+    this.instance = undefined as unknown as WebAssembly.Instance
+    this.memory = undefined as unknown as WebAssembly.Memory
+    this.fuelGlobal = undefined as unknown as WebAssembly.Global
+    this.globals = []
+    this.flushOutput = () => {}
+    this.#asleep = { load }
+  }
+
+  /**
+   * Restores a hibernating agent (see {@link hibernate}); a no-op when it is resident. Runs the
+   * module's start function, as a resume does.
+   * @throws Error `cannot wake from its checkpoint: <what differs>` when `load()` fails or returns
+   *   another state (the agent stays hibernated); ModuleError as {@link Agent.restore}
+   */
+  wake (): void {
+    const asleep = this.#asleep
+    if (asleep === null) return
+    try {
+      const s = asleep.load()
+      if (s.globals.length !== this.committedGlobals.length || s.globals.some((g, i) => Buffer.compare(g.bytes, this.committedGlobals[i]) !== 0)) throw new Error('globals differ')
+      this.image.reload(s.pageCount, s.pages, s.digests)
+    } catch (e) {
+      throw new Error(`${this.spec.file ?? 'agent.wasm'}: cannot wake from its checkpoint: ${(e as Error).message.split('\n')[0]}`)
+    }
+    this.instantiate()
+    this.loadImageIntoInstance()
+    this.#asleep = null
+  }
+
   /** Current memory size in 64 KiB pages. */
   get pageCount (): number { return this.image.pageCount }
 
@@ -438,6 +495,7 @@ export class Agent {
    *   pass 2^64 − 1 microcents: the caller passes fewer and keeps the rest for a later tick
    */
   runTick (topUps?: readonly Message[]): TickResult | null {
+    this.wake()
     const fromInbox = topUps === undefined
     const funds: readonly Message[] = topUps ?? this.io.pending.filter((m) => m.kind === 'fund').slice(0, MAX_TOPUPS_PER_TICK)
     if (this.budget <= 0n && funds.length === 0) return null
@@ -562,6 +620,7 @@ export class Agent {
 
   /** The state as of the last committed tick, for the checkpoint writer; clears the dirty set. */
   checkpointState (): Snapshot {
+    this.wake()
     const { pages, digests, changed } = this.image.takeCheckpoint()
     return {
       pageCount: this.image.pageCount,

@@ -93,6 +93,34 @@ export class PageImage {
   }
 
   /**
+   * Drops the committed copies of the pages (a hibernating agent, runtime/agent.ts): the size and
+   * the digests stay, so {@link reload} can check what comes back.
+   * @throws Error when pages are dirty (their changes are in no checkpoint yet)
+   */
+  dropPages (): void {
+    if (this.dirty.size > 0) throw new Error(`PageImage.dropPages: ${this.dirty.size} pages changed since the last checkpoint`)
+    this.pages.length = 0
+  }
+
+  /**
+   * Takes back the pages dropped by {@link dropPages} from a checkpoint of the same state: the
+   * same size, the same non-zero pages with the same digests (`digests` when the caller has them,
+   * as a decoded live checkpoint does, else computed).
+   * @throws Error naming the size or the first page that differs (the image is left unchanged)
+   */
+  reload (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][]): void {
+    if (pageCount !== this.pageCount) throw new Error(`memory of ${pageCount} pages, expected ${this.pageCount}`)
+    if (pages.length !== this.digests.size) throw new Error(`${pages.length} non-zero pages, expected ${this.digests.size}`)
+    const known = new Map(digests ?? [])
+    for (const [i, bytes] of pages) {
+      const want = this.digests.get(i)
+      if (want === undefined) throw new Error(`page ${i} is not zero, expected zero`)
+      if (Buffer.compare(known.get(i) ?? pageDigest(bytes), want) !== 0) throw new Error(`page ${i} differs (SHA-256)`)
+    }
+    for (const [i, bytes] of pages) this.pages[i] = Buffer.from(bytes)
+  }
+
+  /**
    * Re-hashes the dirty pages, clears the dirty set and returns what a checkpoint needs:
    * every non-zero page (committed copies, not to be modified until written), the sorted digests
    * and the indices that changed.

@@ -60,6 +60,13 @@ export interface LoopOptions {
   mailbox?: Mailbox
   /** With a mailbox: also take drop files (`igord send --dir`) this often, ms (`igord run`). */
   pollDropsMs?: number
+  /**
+   * With a mailbox: an agent that has waited `afterMs` for its next tick (its timer, a message or
+   * the interval) is hibernated by `hibernate()` — called only when its last tick is checkpointed;
+   * the next tick wakes it. Never armed for a wait that ends sooner by itself (an interval or a
+   * `sleep_until` time within `afterMs`), so an agent ticking that often stays resident.
+   */
+  hibernate?: { afterMs: number; hibernate (): void }
 }
 
 /** How a loop ended. */
@@ -117,6 +124,18 @@ export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status,
   return { header, cid }
 }
 
+/**
+ * Ms until an idle agent's next tick comes by itself: its `sleep_until` time (Infinity for
+ * `sleep_until(0)`: only a message wakes it), or `intervalMs` when it did not ask to sleep.
+ */
+export function nextTickInMs (agent: Agent, intervalMs: number): number {
+  const sleep = agent.io.sleep
+  if (sleep === null) return intervalMs
+  if (sleep === 0n) return Infinity
+  const left = sleep - agent.spec.inputs.now()
+  return left <= 0n ? 0 : Number(left / 1_000_000n)
+}
+
 /** How long a stopping loop waits for HTTP requests in flight before its final checkpoint, ms. */
 export const SETTLE_MS = 1000
 
@@ -140,13 +159,24 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     mailbox?.afterCheckpoint()
     opts.onCheckpoint?.(header, cid)
   }
+  // an idle wait: the mailbox's, with the hibernation timer armed when the wait may outlast it
+  const idleWait = async (m: Mailbox): Promise<void> => {
+    const h = opts.hibernate
+    let timer: NodeJS.Timeout | undefined
+    if (h !== undefined && nextTickInMs(agent, opts.intervalMs) > h.afterMs) {
+      timer = setTimeout(() => {
+        try { if (agent.tick === lineage.lastTick && !agent.dirty) h.hibernate() } catch { /* it stays resident */ }
+      }, h.afterMs)
+    }
+    try { await m.wait(opts.intervalMs, opts.signal, opts.pollDropsMs) } finally { clearTimeout(timer) }
+  }
   mailbox?.open()
   mailbox?.sendPending() // requests a resumed checkpoint holds without outcome go out now (nothing pruned before a checkpoint)
   // An agent resumed (or restarted, or arrived) asleep — its last tick asked `sleep_until` — with
   // nothing in its inbox sleeps on: its next tick comes at its time or with a message, as if it
   // had never stopped (sleep_until(0): only a message wakes it).
   if (mailbox !== undefined && agent.io.sleep !== null && agent.io.pending.length === 0 && opts.maxTicks !== 0) {
-    await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
+    await idleWait(mailbox)
   }
   for (;;) {
     if (opts.signal?.aborted) break
@@ -174,7 +204,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break // do not wait for a tick that will not run
     if (more) await yieldToEventLoop()
-    else if (mailbox !== undefined) await mailbox.wait(opts.intervalMs, opts.signal, opts.pollDropsMs)
+    else if (mailbox !== undefined) await idleWait(mailbox)
     else {
       try { await sleep(opts.intervalMs, undefined, { signal: opts.signal }) } catch { /* aborted */ }
     }

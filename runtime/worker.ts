@@ -51,14 +51,19 @@ import { codeCacheOf, livePath, resumeAgent, startAgent } from './session.ts'
 /** Host settings of an agent in a worker: data directory, price (microcents per million fuel), optional simulation seed. */
 export interface WorkerSettings { dir: string; price: bigint; simSeed?: string }
 
-/** Loop options that cross the thread boundary (see {@link LoopOptions}; ms). */
-export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; checkpointEveryMs?: number; acceptMigration?: boolean; pollDropsMs?: number }
+/**
+ * Loop options that cross the thread boundary (see {@link LoopOptions}; ms). `hibernateAfterMs`:
+ * an agent idle that long is hibernated (LoopOptions `hibernate`: its instance and memory dropped,
+ * restored from its live checkpoint file on wake); absent: never.
+ */
+export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; checkpointEveryMs?: number; acceptMigration?: boolean; pollDropsMs?: number; hibernateAfterMs?: number }
 
 /**
  * What the main thread mirrors of a hosted agent: `tick`, lifetime `fuel`, `budget` (microcents),
- * consecutive `failures`, authority `epoch`, and `lastTick` (tick of the last checkpoint written).
+ * consecutive `failures`, authority `epoch`, `lastTick` (tick of the last checkpoint written), and
+ * `hibernated` (its instance and memory are dropped until its next tick: runtime/agent.ts `hibernate`).
  */
-export interface AgentStatus { tick: number; fuel: bigint; budget: bigint; failures: number; epoch: number; lastTick: number }
+export interface AgentStatus { tick: number; fuel: bigint; budget: bigint; failures: number; epoch: number; lastTick: number; hibernated: boolean }
 
 /**
  * Facts of a hosted agent, sent when it is created in a worker: its name, DID, this host's peer ID
@@ -125,6 +130,7 @@ function main (): void {
   const statusOf = (s: Slot): AgentStatus => ({
     tick: s.agent.tick, fuel: s.agent.fuel, budget: s.agent.budget, failures: s.agent.failures,
     epoch: s.session?.lineage.epoch ?? 0, lastTick: s.session?.lineage.lastTick ?? s.agent.tick,
+    hibernated: s.agent.hibernated,
   })
   // an agent's message goes to the main thread, which routes it (runtime/pool.ts `route`) and answers with `sent`
   let nextRef = 1
@@ -254,6 +260,17 @@ function main (): void {
         },
         onCheckpoint: () => { post({ ev: 'status', id: m.id, status: statusOf(s) }); lastStatus = performance.now() },
       }
+      if (m.opts.hibernateAfterMs !== undefined) {
+        // woken from its live file, which holds the state it hibernated in (checked page by page on wake)
+        const file = sess.ckptPath
+        opts.hibernate = {
+          afterMs: m.opts.hibernateAfterMs,
+          hibernate: () => {
+            sess.agent.hibernate(() => { const l = readLive(file); return { pageCount: l.pageCount, pages: l.pages, globals: l.globals, ...(l.digests === undefined ? {} : { digests: l.digests }) } })
+            post({ ev: 'status', id: m.id, status: statusOf(s) })
+          },
+        }
+      }
       try { return await runLoop(sess.agent, sess.lineage, { ...opts, mailbox: sess.mailbox }) } finally {
         s.controller = null
         post({ ev: 'status', id: m.id, status: statusOf(s) })
@@ -293,8 +310,8 @@ function main (): void {
     forge: (m: Extract<WorkerRequest, { t: 'forge' }>) => {
       // test-only fault `forge-final`: corrupt one byte of memory, run a tick and checkpoint it
       const sess = session(m.id)
-      const mem = (sess.agent as unknown as { memory: WebAssembly.Memory }).memory
-      const bytes = new Uint8Array(mem.buffer)
+      sess.agent.wake()
+      const bytes = new Uint8Array((sess.agent as unknown as { memory: WebAssembly.Memory }).memory.buffer)
       bytes[bytes.length - 1] ^= 0xff
       const tick = sess.agent.tick + 1
       sess.agent.runTick()

@@ -1,0 +1,255 @@
+/**
+ * Density (issue 10): how many agents one node holds. A real `igord node` child process hosts N
+ * heartbeat agents (agents-as/build/heartbeat.wasm) ticking at 1 Hz, each started over the control
+ * socket (as `igord run x.wasm --node D`); over a window of {@link WINDOW_MS} the bench reads the
+ * node's CPU time (utime + stime of all its threads, /proc/<pid>/stat), its RSS (VmRSS,
+ * /proc/<pid>/status, sampled every second: the mean and the peak) and the growth of its data
+ * directory (every file under it, bytes) per agent-tick (ticks counted with `ps`).
+ *
+ * Every node runs `--tick-threads 2` (the same on any machine). Floors, measured in the same run:
+ * the same node with 2 agents (libp2p, both tick threads up with their modules loaded: the fixed
+ * cost), plus in this process the CPU of a bare heartbeat tick (`agent_tick`, no checkpoint) and of
+ * a tick with its checkpoint (`writeCheckpoint`: the storage share of an agent-tick). The CPU floor
+ * of N agents is the 2-agent node plus N bare ticks a second.
+ * Targets: 1,000 agents at 1 Hz in ≤ 0.25 of one core and ≤ 1 GiB RSS.
+ *
+ * Hibernation (runtime/agent.ts `hibernate`): the CPU of hibernating and waking a heartbeat from its
+ * live file in this process, and the RSS of `IGORD_DENSITY_IDLE` (default 200) idle agents of 1 MiB of
+ * memory each (bench/resume.ts `bigMemoryAgent(16)`, a tick every 5 min) hibernated after the
+ * default 10 s, beside the same node with `--hibernate-after off`.
+ *
+ * `IGORD_DENSITY` (comma-separated agent counts, default `100,1000`), `IGORD_DENSITY_IDLE` (0: no
+ * idle rows) and `IGORD_DENSITY_WINDOW_MS` (default 20 s) change what runs. Linux only (reads /proc); elsewhere the area prints nothing.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { controlRequest } from '../p2p/control.ts'
+import { writeCheckpoint } from '../runtime/runner.ts'
+import { startAgent } from '../runtime/session.ts'
+import { parseManifest } from '../hostcalls/manifest.ts'
+import { readLive } from '../checkpoint/live.ts'
+import { Agent } from '../runtime/agent.ts'
+import { generateIdentity } from '../checkpoint/identity.ts'
+import { liveInputs } from '../runtime/inputs.ts'
+import { bigMemoryAgent } from './resume.ts'
+import type { BenchRow } from './row.ts'
+
+const ROOT = join(import.meta.dirname, '..')
+const IGORD = join(ROOT, 'cmd', 'igord.ts')
+const WASM = join(ROOT, 'agents-as', 'build', 'heartbeat.wasm')
+const MANIFEST = join(ROOT, 'agents-as', 'build', 'heartbeat.manifest.json')
+/** Measurement window, ms. */
+const WINDOW_MS = Number(process.env.IGORD_DENSITY_WINDOW_MS ?? 20_000)
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ). */
+const USER_HZ = 100
+/** Births sent to the node at once. */
+const CONCURRENT_BIRTHS = 8
+
+/** utime + stime of process `pid` (all its threads), s. */
+export function cpuSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / USER_HZ
+}
+
+/** Resident set size of process `pid`, bytes (VmRSS). */
+export function rssBytes (pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? 0 : Number(m[1]) * 1024
+}
+
+/** Bytes of every regular file under `dir`. */
+function treeBytes (dir: string): number {
+  let n = 0
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue
+    try { n += statSync(join(e.parentPath, e.name)).size } catch { /* removed meanwhile */ }
+  }
+  return n
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+interface NodeChild { child: ChildProcessWithoutNullStreams; dir: string; out: () => string }
+
+async function startNode (extra: string[]): Promise<NodeChild> {
+  const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-'))
+  const child = spawn(process.execPath, [IGORD, 'node', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--interval', '1s', '--tick-threads', '2', '--quiet', ...extra], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d) => { out += d })
+  child.stderr.on('data', (d) => { out += d })
+  const t0 = Date.now()
+  while (!/^listening /m.test(out)) {
+    if (child.exitCode !== null) throw new Error(`bench/density.ts: igord node exited: ${out}`)
+    if (Date.now() - t0 > 120_000) { child.kill('SIGKILL'); throw new Error('bench/density.ts: igord node did not start within 120 s') }
+    await sleep(50)
+  }
+  return { child, dir, out: () => out }
+}
+
+async function stopNode (n: NodeChild): Promise<void> {
+  if (n.child.exitCode === null) {
+    const exited = new Promise((resolve) => n.child.once('exit', resolve))
+    n.child.kill('SIGKILL')
+    await exited
+  }
+  rmSync(n.dir, { recursive: true, force: true })
+}
+
+/** Total ticks of every agent of the node, and how many have ticked at least once. */
+async function ticks (dir: string): Promise<{ total: number; started: number; hibernated: number }> {
+  const agents = (await controlRequest(dir, { op: 'ps' })).agents as { tick: number; hibernated?: boolean }[]
+  return { total: agents.reduce((s, a) => s + a.tick, 0), started: agents.filter((a) => a.tick >= 1).length, hibernated: agents.filter((a) => a.hibernated === true).length }
+}
+
+/** What one node did over the window. */
+export interface Density { agents: number; cores: number; rssMeanMiB: number; rssPeakMiB: number; diskPerTick: number; ticks: number; birthS: number }
+
+/**
+ * Runs a node (`extra`: more `igord node` flags) with `count` agents (`agent`: wasm and manifest
+ * paths, default the heartbeat) ticking every `intervalMs` and measures it over the window, which
+ * starts once every agent has ticked (and, with `hibernated`, once every agent is hibernated).
+ */
+export async function measure (count: number, extra: string[] = [], intervalMs = 1000, hibernated = false, agent = { wasm: WASM, manifest: MANIFEST }): Promise<Density> {
+  const n = await startNode(extra)
+  try {
+    const pid = n.child.pid!
+    const t0 = performance.now()
+    let next = 0
+    const birth = async () => {
+      for (let k = next++; k < count; k = next++) {
+        await controlRequest(n.dir, { op: 'run', wasm: agent.wasm, manifest: agent.manifest, name: `hb-${k}`, budget: '100000000000', intervalMs })
+      }
+    }
+    await Promise.all(Array.from({ length: CONCURRENT_BIRTHS }, birth))
+    for (const deadline = Date.now() + 300_000; ;) {
+      const t = await ticks(n.dir)
+      if (t.started === count && (!hibernated || t.hibernated === count)) break
+      if (Date.now() > deadline) throw new Error(`bench/density.ts: after 300 s, ${t.started} of ${count} agents ticked, ${t.hibernated} hibernated`)
+      await sleep(500)
+    }
+    const birthS = (performance.now() - t0) / 1000
+    await sleep(3000) // let births' checkpoints and the first ticks settle
+    const tk0 = (await ticks(n.dir)).total
+    const d0 = treeBytes(n.dir)
+    const c0 = cpuSeconds(pid)
+    const w0 = performance.now()
+    const rss: number[] = []
+    while (performance.now() - w0 < WINDOW_MS) { rss.push(rssBytes(pid)); await sleep(1000) }
+    const c1 = cpuSeconds(pid)
+    const w1 = performance.now()
+    const d1 = treeBytes(n.dir)
+    const tk1 = (await ticks(n.dir)).total
+    const dt = tk1 - tk0
+    return {
+      agents: count,
+      cores: (c1 - c0) / ((w1 - w0) / 1000),
+      rssMeanMiB: rss.reduce((s, x) => s + x, 0) / rss.length / 2 ** 20,
+      rssPeakMiB: Math.max(...rss) / 2 ** 20,
+      diskPerTick: dt > 0 ? (d1 - d0) / dt : 0,
+      ticks: dt,
+      birthS,
+    }
+  } finally {
+    await stopNode(n)
+  }
+}
+
+/** CPU seconds of one bare heartbeat tick in this process (no checkpoint, no hosting). */
+function bareTickSeconds (): number {
+  const manifest = parseManifest(readFileSync(MANIFEST), MANIFEST)
+  const agent = Agent.birth({ wasm: readFileSync(WASM), manifest, identity: generateIdentity(), budget: 10n ** 15n, price: 1000n, inputs: liveInputs(), emit: () => {} })
+  for (let i = 0; i < 200; i++) agent.runTick() // warm up
+  const n = 5000
+  const c0 = process.cpuUsage()
+  for (let i = 0; i < n; i++) { agent.runTick(); if (i % 500 === 0) agent.log.takeSegment() }
+  const c = process.cpuUsage(c0)
+  return (c.user + c.system) / 1e6 / n
+}
+
+/** CPU seconds (user + system: the fsyncs) of one heartbeat tick and its checkpoint in this process. */
+function checkpointedTickSeconds (): number {
+  const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-ckpt-'))
+  try {
+    const s = startAgent({ dir, price: 1000n, emit: () => {} }, { name: 'hb', wasm: readFileSync(WASM), wasmFile: WASM, manifest: readFileSync(MANIFEST), manifestFile: MANIFEST, budget: 10n ** 15n })
+    for (let i = 0; i < 20; i++) { s.agent.runTick(); writeCheckpoint(s.agent, s.lineage, 'running') }
+    const n = 300
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < n; i++) { s.agent.runTick(); writeCheckpoint(s.agent, s.lineage, 'running') }
+    const c = process.cpuUsage(c0)
+    return (c.user + c.system) / 1e6 / n
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** CPU seconds of hibernating a heartbeat and waking it from its live checkpoint file, in this process. */
+function wakeSeconds (): number {
+  const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-wake-'))
+  try {
+    const s = startAgent({ dir, price: 1000n, emit: () => {} }, { name: 'hb', wasm: readFileSync(WASM), wasmFile: WASM, manifest: readFileSync(MANIFEST), manifestFile: MANIFEST, budget: 10n ** 15n })
+    s.agent.runTick(); writeCheckpoint(s.agent, s.lineage, 'running')
+    const load = () => { const l = readLive(s.ckptPath); return { pageCount: l.pageCount, pages: l.pages, globals: l.globals, ...(l.digests === undefined ? {} : { digests: l.digests }) } }
+    for (let i = 0; i < 20; i++) { s.agent.hibernate(load); s.agent.wake() }
+    const n = 300
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < n; i++) { s.agent.hibernate(load); s.agent.wake() }
+    const c = process.cpuUsage(c0)
+    return (c.user + c.system) / 1e6 / n
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Runs the density benchmark: a node with 2 agents (floor), then each count of `IGORD_DENSITY`. */
+export async function bench (): Promise<BenchRow[]> {
+  if (!existsSync('/proc/self/stat')) return []
+  const counts = (process.env.IGORD_DENSITY ?? '100,1000').split(',').filter((c) => c.trim() !== '').map(Number)
+  const bare = bareTickSeconds()
+  const saved = checkpointedTickSeconds()
+  const base = await measure(2)
+  const rows: BenchRow[] = [
+    { name: 'node, 2 agents (tick threads up): CPU', value: base.cores, unit: 'cores' },
+    { name: 'node, 2 agents (tick threads up): RSS', value: base.rssMeanMiB, unit: 'MiB' },
+    { name: 'heartbeat tick, bare, in process', value: bare * 1e6, unit: 'µs CPU' },
+    { name: 'heartbeat tick + checkpoint, in process', value: saved * 1e6, unit: 'µs CPU', floor: bare * 1e6, ratio: saved / bare },
+    { name: 'checkpoint share of a checkpointed tick', value: 100 * (saved - bare) / saved, unit: '%' },
+    { name: 'heartbeat hibernate + wake from live file', value: wakeSeconds() * 1e6, unit: 'µs CPU' },
+  ]
+  for (const count of counts) {
+    const d = await measure(count)
+    const floorCores = base.cores + count * bare // the 2-agent node plus N bare ticks a second
+    const big = count >= 1000
+    rows.push(
+      // the CPU target counts only when the node kept up (≥ 90% of the ticks due); a saturated machine caps the CPU it can show
+      { name: `${count} agents at 1 Hz: CPU`, value: d.cores, unit: 'cores', floor: floorCores, ratio: d.cores / floorCores, ...(big ? { target: '≤ 0.25 core (1,000 agents), all ticks run', met: d.cores <= 0.25 && d.ticks >= 0.9 * count * WINDOW_MS / 1000 } : {}) },
+      { name: `${count} agents at 1 Hz: CPU per agent-tick`, value: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks * 1e6 : 0, unit: 'µs CPU', floor: saved * 1e6, ratio: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks / saved : 0 },
+      { name: `${count} agents at 1 Hz: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: d.rssPeakMiB / base.rssMeanMiB, ...(big ? { target: '≤ 1 GiB (1,000 agents)', met: d.rssPeakMiB <= 1024 } : {}) },
+      { name: `${count} agents at 1 Hz: RSS per agent`, value: (d.rssMeanMiB - base.rssMeanMiB) * 1024 / (count - 2), unit: 'KiB' },
+      { name: `${count} agents at 1 Hz: disk per agent-tick`, value: d.diskPerTick / 1024, unit: 'KiB' },
+      { name: `${count} agents at 1 Hz: ticks/s (expected ${count})`, value: d.ticks / (WINDOW_MS / 1000), unit: 'ticks/s' },
+      { name: `${count} agents: birth until all ticked`, value: d.birthS, unit: 's' },
+    )
+  }
+  // idle agents of 1 MiB of memory (a tick every 5 min): hibernated after the default 10 s, against
+  // the same node with hibernation off
+  const idle = Number(process.env.IGORD_DENSITY_IDLE ?? 200)
+  if (idle > 0) {
+    const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-mib-'))
+    const big = { wasm: join(dir, 'mib.wasm'), manifest: join(dir, 'mib.manifest.json') }
+    writeFileSync(big.wasm, bigMemoryAgent(16))
+    writeFileSync(big.manifest, JSON.stringify({ capabilities: {}, resource_limits: { max_memory_bytes: 64 * 1024 * 1024, max_fuel_per_tick: 1_000_000_000 } }))
+    let off: Density; let on: Density
+    try {
+      off = await measure(idle, ['--hibernate-after', 'off'], 300_000, false, big)
+      on = await measure(idle, [], 300_000, true, big)
+    } finally { rmSync(dir, { recursive: true, force: true }) }
+    rows.push(
+      { name: `${idle} idle 1 MiB agents, hibernated: RSS`, value: on.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: on.rssMeanMiB / base.rssMeanMiB },
+      { name: `${idle} idle 1 MiB agents, resident: RSS`, value: off.rssMeanMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: off.rssMeanMiB / base.rssMeanMiB },
+      { name: `${idle} idle 1 MiB agents, hibernated: RSS per agent`, value: (on.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
+      { name: `${idle} idle 1 MiB agents, resident: RSS per agent`, value: (off.rssMeanMiB - base.rssMeanMiB) * 1024 / (idle - 2), unit: 'KiB' },
+      { name: `${idle} idle 1 MiB agents, hibernated: CPU`, value: on.cores, unit: 'cores', floor: base.cores, ratio: on.cores / base.cores },
+    )
+  }
+  return rows
+}
