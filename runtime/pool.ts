@@ -31,6 +31,7 @@ import { E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import type { LoopEnd } from './runner.ts'
 import { SETTLE_MS } from './runner.ts'
+import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS } from './defaults.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
 export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts'
@@ -43,11 +44,7 @@ export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts
  */
 export const injected: { workerFaults?: { module: string; spec: string } } = {}
 
-/** Default wall-clock limit of one tick, ms (`--tick-timeout`). */
-export const DEFAULT_TICK_TIMEOUT_MS = 10_000
-
-/** Default time a stop waits for the tick in progress before terminating its worker, ms. */
-export const DEFAULT_STOP_GRACE_MS = 250
+export { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS } from './defaults.ts'
 
 /** Options of {@link TickPool}. */
 export interface PoolOptions {
