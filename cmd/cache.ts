@@ -13,18 +13,19 @@ import { isAbsolute, join } from 'node:path'
 /** Where under the user's cache directory the CLI keeps Node's compile cache. */
 export const COMPILE_CACHE_SUBDIR = join('igord', 'compile-cache')
 
-function home (): string | undefined {
-  try { return homedir() } catch { return undefined }
+function home (): string | null {
+  try { return homedir() } catch { return null }
 }
 
 /**
  * The compile cache directory of the CLI: `<cache>/igord/compile-cache`, where `<cache>` is
  * `%LOCALAPPDATA%` on Windows, `~/Library/Caches` on macOS, and `$XDG_CACHE_HOME` (when absolute)
- * or else `~/.cache` elsewhere (the XDG Base Directory spec). bin/igord computes the same path in sh.
+ * or else `~/.cache` elsewhere (the XDG Base Directory spec); `homeDir` null: no home directory
+ * known. bin/igord computes the same path in sh.
  * @returns an absolute path, or null when no absolute base is known (the cache is then off)
  */
-export function compileCacheDir (env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform, homeDir: string | undefined = home()): string | null {
-  const abs = (p: string | undefined): string | null => p !== undefined && p !== '' && isAbsolute(p) ? p : null
+export function compileCacheDir (env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform, homeDir: string | null = home()): string | null {
+  const abs = (p: string | null | undefined): string | null => p !== undefined && p !== null && p !== '' && isAbsolute(p) ? p : null
   const h = abs(homeDir)
   const base = platform === 'win32' ? abs(env.LOCALAPPDATA)
     : platform === 'darwin' ? (h === null ? null : join(h, 'Library', 'Caches'))
