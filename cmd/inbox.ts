@@ -52,8 +52,10 @@ async function body (text: string): Promise<Uint8Array> {
     const file = text.slice(1)
     try { b = new Uint8Array(readFileSync(file)) } catch (e) { throw new StorageError(`${file}: cannot read the message: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   }
-  const { DeliveryRefused } = await import('../runtime/mailbox.ts')
-  if (b.length > MAX_BODY) throw new DeliveryRefused(`message is ${b.length} bytes, over the largest max_message_bytes an agent can have (${MAX_BODY})`)
+  if (b.length > MAX_BODY) {
+    const { DeliveryRefused } = await import('../runtime/mailbox.ts')
+    throw new DeliveryRefused(`message is ${b.length} bytes, over the largest max_message_bytes an agent can have (${MAX_BODY})`)
+  }
   return b
 }
 
