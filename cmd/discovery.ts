@@ -5,8 +5,8 @@
  * Parsing and printing only.
  */
 import type { Command } from 'commander'
-import { controlRequest } from '../p2p/control.ts'
 import type { PeerInfo } from '../p2p/discovery.ts'
+import { controlRequest } from '../p2p/control-client.ts'
 import { parseDuration, UsageError } from './units.ts'
 
 /** Registers `peers` and `whereis` on `program`. */

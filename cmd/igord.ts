@@ -2,29 +2,32 @@
 /**
  * The `igord` command line: parsing, printing and exit codes only; the work is done by
  * `runtime/` and `checkpoint/`. Exit codes are {@link EXIT} and listed in `igord --help`.
+ *
+ * Startup: this module and the cmd/ modules it registers import only what parsing and `--help`
+ * need; each command's action imports the modules doing its work when it runs, so `inspect`,
+ * `verify`, `ps`, `send` and `logs` never load binaryen (runtime/instrument.ts) or libp2p
+ * (docs/RATIONALE.md "CLI startup").
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { basename, resolve } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import { EXIT, IgordError, ManifestError, ModuleError, StorageError } from '../checkpoint/errors.ts'
-import { formatReport, verifyHistory } from '../checkpoint/history.ts'
 import { checkAgentName, nameOfLive } from '../checkpoint/layout.ts'
 import { assertNotWritten, describeHolder, lockAgent } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
-import { formatInspect, inspectLive } from '../checkpoint/inspect.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { checkWithinCaps, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from '../runtime/agent.ts'
-import { instrument } from '../runtime/instrument.ts'
-import { formatReplay, replayHistory } from '../runtime/replay.ts'
-import type { AgentHandle } from '../runtime/pool.ts'
-import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS, TickPool } from '../runtime/pool.ts'
-import { defaultResumeDir } from '../runtime/session.ts'
+import type { AgentHandle, TickPool } from '../runtime/pool.ts'
+import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS } from '../runtime/defaults.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 import { addInboxCommands } from './inbox.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 import { addLogsCommand } from './logs.ts'
 import { addDiscoveryCommands } from './discovery.ts'
+import { enableCompileCache } from './cache.ts'
+
+enableCompileCache() // for the modules the command imports when it runs (cmd/cache.ts)
 
 const EXIT_HELP = `
 Exit codes:
@@ -174,6 +177,7 @@ loopOptions(program.command('run')
     const over = checkWithinCaps(parseManifest(manifest, manifestPath), caps)
     if (over !== null) throw new ManifestError(`${manifestPath}: ${over}`)
     noteTakeover(lockAgent(o.dir, name))
+    const { TickPool } = await import('../runtime/pool.ts')
     const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
     try {
       const agent = await pool.birth(
@@ -194,9 +198,11 @@ loopOptions(program.command('resume')
   .action(async (file: string, o: LoopFlags & { dir?: string; price: string; simSeed?: string }) => {
     const name = checkAgentName(nameOfLive(file), file)
     const loop = loopSettings(o)
+    const { defaultResumeDir } = await import('../runtime/session.ts')
     const dir = o.dir ?? defaultResumeDir(file)
     if (resolve(dir) !== defaultResumeDir(file)) assertNotWritten(defaultResumeDir(file), name, file)
     noteTakeover(lockAgent(dir, name))
+    const { TickPool } = await import('../runtime/pool.ts')
     const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
     try {
       const agent = await pool.resume(
@@ -216,9 +222,11 @@ program.command('verify')
   .option('--replay', 're-execute the whole archived life from its event logs (no real clock, random source or network) and check every tick and checkpoint')
   .option('--from <tick>', 'with --replay: start from the newest checkpoint at or before this tick')
   .addHelpText('after', EXIT_HELP)
-  .action((paths: string[], o: { json?: boolean; replay?: boolean; from?: string }) => {
+  .action(async (paths: string[], o: { json?: boolean; replay?: boolean; from?: string }) => {
     if (o.from !== undefined && !o.replay) throw new UsageError('--from needs --replay')
+    const { formatReport, verifyHistory } = await import('../checkpoint/history.ts')
     if (o.replay) {
+      const { formatReplay, replayHistory } = await import('../runtime/replay.ts') // binaryen: only with --replay
       const r = replayHistory(paths, o.from === undefined ? {} : { from: parseCount(o.from, '--from') })
       process.stdout.write(o.json ? JSON.stringify(r, jsonReplacer, 2) + '\n' : formatReplay(r, formatReport) + '\n')
       process.exitCode = r.valid ? EXIT.OK : EXIT.INVALID
@@ -234,7 +242,8 @@ program.command('inspect')
   .argument('<ckpt>', 'live checkpoint file (.ckpt)')
   .option('--json', 'print as JSON')
   .addHelpText('after', EXIT_HELP)
-  .action((file: string, o: { json?: boolean }) => {
+  .action(async (file: string, o: { json?: boolean }) => {
+    const { formatInspect, inspectLive } = await import('../checkpoint/inspect.ts')
     const view = inspectLive(file)
     process.stdout.write(o.json ? JSON.stringify(view, jsonReplacer, 2) + '\n' : formatInspect(view) + '\n')
   })
@@ -245,9 +254,10 @@ program.command('instrument')
   .requiredOption('-o, --output <file>', 'output .wasm')
   .addOption(new Option('--memory-limit <bytes>', 'memory cap in bytes (multiple of 65536)').default(String(DEFAULT_MAX_MEMORY_BYTES)))
   .addHelpText('after', EXIT_HELP)
-  .action((input: string, o: { output: string; memoryLimit: string }) => {
+  .action(async (input: string, o: { output: string; memoryLimit: string }) => {
     const limit = parseCount(o.memoryLimit, '--memory-limit')
     if (limit === 0 || limit % PAGE_SIZE !== 0) throw new UsageError(`--memory-limit: ${limit} is not a positive multiple of 65536`)
+    const { instrument } = await import('../runtime/instrument.ts')
     const out = instrument(readInput(input, 'the wasm module'), { memoryLimitPages: limit / PAGE_SIZE, file: input })
     try {
       writeFileSync(o.output, out.binary)

@@ -1,21 +1,17 @@
 /**
  * `igord send` and `igord fund`: put a message or a top-up into an agent's inbox (docs/ABI.md
  * "Inbox"), through a running node's control socket (`--node D`, or `--dir D` when a node serves
- * D) or straight into a data directory (runtime/offline.ts). Parsing and printing only.
+ * D) or straight into a data directory (runtime/offline.ts). Parsing and printing only; the modules
+ * doing the work are imported when `send` or `fund` runs, not for every igord command.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { StorageError } from '../checkpoint/errors.ts'
-import { signTopUp } from '../checkpoint/fund.ts'
 import { checkAgentName, controlSocketPath, nameOfLive } from '../checkpoint/layout.ts'
-import { readLive } from '../checkpoint/live.ts'
 import { INBOX_LIMITS } from '../hostcalls/manifest.ts'
-import { controlRequest } from '../p2p/control.ts'
-import { loadHostIdentity } from '../runtime/host.ts'
-import { DeliveryRefused, messageIdFrom, newMessageId, nowNs } from '../runtime/mailbox.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
-import { deliverOffline } from '../runtime/offline.ts'
+import { controlRequest } from '../p2p/control-client.ts'
 import { formatBudget, parseBudget, UsageError } from './units.ts'
 
 /** Where `send`/`fund` deliver: a node's control socket, or a data directory with no node. */
@@ -49,20 +45,30 @@ const MAX_BODY = INBOX_LIMITS.max_message_bytes[1]
  * @throws StorageError when the file cannot be read; DeliveryRefused (exit 11) for a body over
  *   {@link MAX_BODY}, which no agent takes (and which would not fit a control request)
  */
-function body (text: string): Uint8Array {
+async function body (text: string): Promise<Uint8Array> {
   let b: Uint8Array
   if (!text.startsWith('@')) b = new Uint8Array(Buffer.from(text, 'utf8'))
   else {
     const file = text.slice(1)
     try { b = new Uint8Array(readFileSync(file)) } catch (e) { throw new StorageError(`${file}: cannot read the message: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   }
-  if (b.length > MAX_BODY) throw new DeliveryRefused(`message is ${b.length} bytes, over the largest max_message_bytes an agent can have (${MAX_BODY})`)
+  if (b.length > MAX_BODY) {
+    const { DeliveryRefused } = await import('../runtime/mailbox.ts')
+    throw new DeliveryRefused(`message is ${b.length} bytes, over the largest max_message_bytes an agent can have (${MAX_BODY})`)
+  }
   return b
 }
 
-function idOf (o: { id?: string }): Uint8Array {
+async function idOf (o: { id?: string }): Promise<Uint8Array> {
+  const { messageIdFrom, newMessageId } = await import('../runtime/mailbox.ts')
   if (o.id === undefined) return newMessageId()
   try { return messageIdFrom(o.id) } catch (e) { throw new UsageError(`--id: ${(e as Error).message}`) }
+}
+
+/** What delivering into a data directory with no node uses: host key, live file, mailbox, top-up signing. */
+async function offline () {
+  const [host, off, mailbox, fund, live] = await Promise.all([import('../runtime/host.ts'), import('../runtime/offline.ts'), import('../runtime/mailbox.ts'), import('../checkpoint/fund.ts'), import('../checkpoint/live.ts')])
+  return { loadHostIdentity: host.loadHostIdentity, deliverOffline: off.deliverOffline, nowNs: mailbox.nowNs, newMessageId: mailbox.newMessageId, signTopUp: fund.signTopUp, readLive: live.readLive }
 }
 
 /** Registers `send` and `fund` on `program`. */
@@ -78,13 +84,14 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
     .addHelpText('after', exitHelp)
     .action(async (agent: string, message: string, o: { node?: string; dir?: string; id?: string; json?: boolean }) => {
       const t = target(agent, o)
-      const bytes = body(message)
-      const id = idOf(o)
+      const bytes = await body(message)
+      const id = await idOf(o)
       let r: { name: string; seq: number; duplicate: boolean; dropped?: boolean; forwarded?: string }
       if ('node' in t) {
         const a = await controlRequest(t.node, { op: 'send', agent: t.name, body64: Buffer.from(bytes).toString('base64'), id: Buffer.from(id).toString('hex') })
         r = { name: String(a.name), seq: Number(a.seq), duplicate: a.duplicate === true, ...(typeof a.forwarded === 'string' ? { forwarded: a.forwarded } : {}) }
       } else {
+        const { loadHostIdentity, deliverOffline, nowNs } = await offline()
         const from = loadHostIdentity(t.dir).peerId
         const d = deliverOffline(t.dir, t.name, { id, kind: 'message', from, time: nowNs(), body: bytes })
         r = { name: t.name, ...d }
@@ -114,6 +121,7 @@ export function addInboxCommands (program: Command, exitHelp: string): void {
         name = String(a.name); budget = BigInt(String(a.budget)); duplicate = a.duplicate === true
         if (typeof a.forwarded === 'string') { forwarded = a.forwarded; when = ` (forwarded to ${forwarded})` }
       } else {
+        const { loadHostIdentity, deliverOffline, nowNs, newMessageId, signTopUp, readLive } = await offline()
         const host = loadHostIdentity(t.dir)
         const live = readLive(resolve(t.dir, `${t.name}.ckpt`))
         const m: Incoming = signTopUp(host, live.parsed.agent, amount, newMessageId(), nowNs())

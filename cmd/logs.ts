@@ -1,11 +1,10 @@
 /**
  * `igord logs <agent | dir | x.ckpt> [--node D | --dir D] [--follow] [--from <tick>] [--json]`:
  * prints an agent's life from its event log (runtime/logs.ts), one line per thing, so nobody needs
- * a CBOR decoder. Parsing and printing only.
+ * a CBOR decoder. Parsing and printing only; runtime/logs.ts is imported when `logs` runs.
  */
 import type { Command } from 'commander'
-import { formatItem, findLogSource, itemJson, AgentLog, isNoise } from '../runtime/logs.ts'
-import type { LogItem } from '../runtime/logs.ts'
+import type { AgentLog, LogItem } from '../runtime/logs.ts'
 import { formatBudget, parseCount, UsageError } from './units.ts'
 
 /** How often `--follow` looks at the data directory, ms. */
@@ -33,6 +32,7 @@ export function addLogsCommand (program: Command, exitHelp: string): void {
       if (o.dir !== undefined && o.node !== undefined) throw new UsageError('give --dir or --node, not both')
       const from = o.from === undefined ? 0 : parseCount(o.from, '--from')
       const verbose = o.verbose === true || o.all === true
+      const { formatItem, findLogSource, itemJson, AgentLog, isNoise } = await import('../runtime/logs.ts')
       const log = new AgentLog(findLogSource(arg, o.dir ?? o.node))
       log.refresh()
       if (log.empty && !o.follow) throw new UsageError(`${arg}: agent '${log.source.name}' has no checkpoint in ${log.source.dir} yet`)

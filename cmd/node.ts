@@ -1,16 +1,17 @@
 /**
  * The node commands of the `igord` CLI: `node`, `ps`, `stop`, `migrate`, and `run --node`.
- * Parsing and printing only: the node is p2p/node.ts, the control socket p2p/control.ts.
+ * Parsing and printing only: the node is p2p/node.ts, the control socket p2p/control.ts, each
+ * imported when a command uses it (libp2p and the runtime only by `igord node`).
  */
 import type { Command } from 'commander'
 import { EXIT } from '../checkpoint/errors.ts'
-import { controlRequest } from '../p2p/control.ts'
 import { DEFAULT_LISTEN, KNOWN_CAPABILITIES } from '../p2p/defaults.ts'
 import type { MdnsFactory } from '../p2p/mdns.ts'
 import type { AgentInfo, NodeFaults } from '../p2p/node.ts'
 import { DEFAULT_NODE_CAPS, INBOX_LIMITS } from '../hostcalls/manifest.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
-import { DEFAULT_HIBERNATE_AFTER_MS, DEFAULT_TICK_TIMEOUT_MS } from '../runtime/pool.ts'
+import { DEFAULT_HIBERNATE_AFTER_MS, DEFAULT_TICK_TIMEOUT_MS } from '../runtime/defaults.ts'
+import { controlRequest } from '../p2p/control-client.ts'
 import { formatBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 
 /**

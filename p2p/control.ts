@@ -8,6 +8,8 @@
  * Requests: `{"op":"ps"}`, `{"op":"run","wasm":<abs path>,"manifest"?:<abs path>,"name"?,"budget":"<microcents>","intervalMs"?}`,
  * `{"op":"stop","name"}`, `{"op":"migrate","name","to":[<multiaddr>…]}`, `{"op":"peers"}`,
  * `{"op":"whereis","did","timeoutMs"?}`.
+ *
+ * The server is here; the client ({@link controlRequest}) is p2p/control-client.ts, re-exported.
  */
 import * as fs from 'node:fs'
 import * as net from 'node:net'
@@ -15,6 +17,7 @@ import * as path from 'node:path'
 import { EXIT, IgordError } from '../checkpoint/errors.ts'
 import { controlSocketPath } from '../checkpoint/layout.ts'
 import { quarantined } from './authority.ts'
+import { controlPath, jsonSafe } from './control-client.ts'
 import { NetworkError, RequestError } from './errors.ts'
 import type { IgordNode } from './node.ts'
 import { signTopUp } from '../checkpoint/fund.ts'
@@ -29,10 +32,7 @@ const MAX_REQUEST = 2 * 1024 * 1024 // a message of up to 1 MiB, base64
 /** How long `whereis` looks for an agent's host when the request does not say, ms. */
 export const WHEREIS_TIMEOUT_MS = 10_000
 
-/** Path of a data directory's control socket. */
-export function controlPath (dir: string): string { return path.resolve(controlSocketPath(dir)) }
-
-function jsonSafe (_k: string, v: unknown): unknown { return typeof v === 'bigint' ? v.toString() : v }
+export { controlPath, controlRequest } from './control-client.ts'
 
 /**
  * Serves the control socket of `node` at `<node.dir>/control.sock` (replacing a stale socket file).
@@ -137,40 +137,4 @@ async function handle (node: IgordNode, line: string, send: (o: unknown) => void
     default:
       throw new RequestError(`control: unknown op ${JSON.stringify(req.op)} (ps, run, stop, migrate, send, fund, peers, whereis)`)
   }
-}
-
-/**
- * Sends one request to the node serving `dir` and returns its final answer (without `ok`);
- * `onProgress` receives each progress object.
- * @throws NetworkError (exit 9) when no node serves `dir`; the node's error, with its exit code,
- *   when the request failed
- */
-export function controlRequest (dir: string, req: Record<string, unknown>, onProgress?: (p: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
-  const file = controlPath(dir)
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(file)
-    let buf = ''
-    let done = false
-    sock.setEncoding('utf8')
-    sock.on('connect', () => sock.write(JSON.stringify(req, jsonSafe) + '\n'))
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      if (done) return
-      done = true
-      reject(new NetworkError(e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-        ? `no node is running on ${dir} (cannot connect to ${file}); start one with 'igord node --data ${dir}'`
-        : `${file}: ${e.message}`))
-    })
-    sock.on('data', (d: string) => {
-      buf += d
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl); buf = buf.slice(nl + 1)
-        const m = JSON.parse(line) as Record<string, unknown>
-        if (m.progress !== undefined) { onProgress?.(m.progress as Record<string, unknown>); continue }
-        done = true
-        sock.end()
-        if (m.ok === true) { const { ok: _ok, ...rest } = m; resolve(rest) } else reject(new IgordError(String(m.error), Number(m.exit ?? EXIT.INTERNAL)))
-      }
-    })
-    sock.on('close', () => { if (!done) { done = true; reject(new NetworkError(`${file}: the node closed the connection without an answer`)) } })
-  })
 }

@@ -29,7 +29,7 @@ import { blobsDir, checkAgentName, historyDir, historyRoot, liveNames, livePath,
 import { peekLive, type LivePeek } from '../checkpoint/peek.ts'
 import { decodeEntry } from '../checkpoint/writer.ts'
 import { EventLog, type Event, type TickRecord } from '../hostcalls/eventlog.ts'
-import { tickCost } from './replay.ts'
+import { tickCost } from './cost.ts'
 
 // ---- items ---------------------------------------------------------------------------------------
 

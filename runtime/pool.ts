@@ -31,6 +31,7 @@ import { E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import type { LoopEnd } from './runner.ts'
 import { SETTLE_MS } from './runner.ts'
+import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS } from './defaults.ts'
 import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
 export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts'
@@ -43,21 +44,7 @@ export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts
  */
 export const injected: { workerFaults?: { module: string; spec: string } } = {}
 
-/** Default wall-clock limit of one tick, ms (`--tick-timeout`). */
-export const DEFAULT_TICK_TIMEOUT_MS = 10_000
-
-/**
- * Default idle time after which a node hibernates an agent (drops its instance and memory, restores
- * it from its live checkpoint on its next tick), ms (`igord node --hibernate-after`). Waking costs
- * about a resume of the agent (read and check its live file, instantiate, copy its pages): for a
- * small agent well under a millisecond of CPU, so an agent idle 10 s costs at most that once per
- * 10 s, while one ticking more often than every 10 s (whose next tick always comes sooner) is never
- * dropped. docs/RATIONALE.md "Density: idle agents are not resident…".
- */
-export const DEFAULT_HIBERNATE_AFTER_MS = 10_000
-
-/** Default time a stop waits for the tick in progress before terminating its worker, ms. */
-export const DEFAULT_STOP_GRACE_MS = 250
+export { DEFAULT_HIBERNATE_AFTER_MS, DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS } from './defaults.ts'
 
 /** Options of {@link TickPool}. */
 export interface PoolOptions {

@@ -41,6 +41,7 @@ import { EventLog } from '../hostcalls/eventlog.ts'
 import type { Event, Payload, TickRecord } from '../hostcalls/eventlog.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
+import { tickCost } from './cost.ts'
 import type { AgentSpec, RestoreState } from './agent.ts'
 import type { InputSource } from './inputs.ts'
 import type { CodeCache } from './code-cache.ts'
@@ -169,11 +170,7 @@ export function compareRecords (replayed: TickRecord, recorded: TickRecord): { f
   return null
 }
 
-/** Microcents a tick costs: min(budget, ceil(fuel × price / 10^6)) (DESIGN §6; what `Agent` charges). */
-export function tickCost (fuel: bigint, price: bigint, budget: bigint): bigint {
-  const cost = (fuel * price + 999_999n) / 1_000_000n
-  return cost > budget ? budget : cost
-}
+export { tickCost } from './cost.ts'
 
 /** What {@link Replayer.compareState} may use to say which part of the state differs. */
 export interface ArchivedView { pageCount: number; table: PageTable; globals: GlobalValue[] }
