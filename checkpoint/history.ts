@@ -23,6 +23,7 @@ import { headerCid, SIGNATURE_DOMAIN, verifyHeader, type CheckpointHeader } from
 import { publicKeyFromDid } from './identity.ts'
 import { Worker } from 'node:worker_threads'
 import { PAGE_SIZE, stateRootOfTable } from './state.ts'
+import { readBlobIn } from './store.ts'
 import { decodeEntry, entryFileName, type HistoryEntry } from './writer.ts'
 
 /** One problem found by {@link verifyHistory}: the tick (null when unknown), the file, what is wrong. */
@@ -421,7 +422,9 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
   const reported = new Set<string>()
   const readBlob = (cid: string): Uint8Array | null => {
     for (const d of blobDirs) {
-      try { return readTransient(path.join(d, cid)) } catch { /* try the next store */ }
+      try { return readTransient(path.join(d, cid)) } catch { /* not a loose file */ }
+      const b = readBlobIn(d, cid)
+      if (b !== null) return b
     }
     return null
   }

@@ -9,7 +9,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
-import { cidOf, cidOfDigest, isCid } from './hash.ts'
+import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
+import { PackSet, PackWriter, readSlot } from './pack.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -84,41 +85,75 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
 }
 
 /**
- * Content-addressed blob store: one file per blob in `dir`, named by its CID (CIDv1 raw sha2-256
- * base32). `put` writes atomically and skips blobs already present; `get` returns the bytes as
- * stored without checking them (history verification hashes every blob it uses).
+ * Content-addressed blob store of one blob directory (docs/FORMAT.md "Blob store"). It holds
+ * loose files named by CID (CIDv1 raw sha2-256 base32: code and manifests, written with
+ * {@link BlobStore.putFile}, and everything written by versions before packs) and pack files
+ * (checkpoint/pack.ts): pages, event-log segments and I/O states, appended with
+ * {@link BlobStore.putEx} and made durable by one `fdatasync` in {@link BlobStore.sync}.
+ *
+ * A store opened for an agent (`agent` given) appends to a pack of its own, created on the first
+ * sync, and reads that agent's packs; one opened without reads every pack in the directory (a
+ * node answering which blobs a migration target lacks) and writes to a pack named `shared+…`.
+ * `get` returns bytes as stored without checking them (history verification, replay and migration
+ * hash every blob they use).
  */
 export class BlobStore {
   /** The directory holding the blobs. */
   readonly dir: string
   /** CIDs known to be present (written or seen by this instance). */
   readonly #known = new Set<string>()
+  readonly #packs: PackSet
+  readonly #writer: PackWriter
   #dirty = false
 
   /**
    * @param dir created (with parents, mode 0700) when missing.
+   * @param agent the agent whose packs this store writes and reads; all packs when absent.
    * @throws StorageError when the directory cannot be created.
    */
-  constructor (dir: string) {
+  constructor (dir: string, agent?: string) {
     this.dir = dir
     try { makePrivateDir(dir) } catch (e) { throw ioError('create directory', dir, e) }
+    this.#packs = new PackSet(dir, agent)
+    this.#writer = new PackWriter(dir, agent ?? 'shared')
   }
 
-  /** Path of the blob file for `cid`. */
+  /** Path of the loose blob file for `cid` (which may not exist: the blob may be in a pack). */
   pathOf (cid: string): string {
     return path.join(this.dir, cid)
   }
 
+  /** Path of the pack this store appends to (it exists once a blob was synced). */
+  get packFile (): string { return this.#writer.file }
+
   /**
-   * Stores `bytes` unless a blob with the same CID exists; returns the CID. With `digest` (the
-   * SHA-256 of `bytes`, already known to the caller) nothing is hashed. With `sync: false` the
-   * directory is not fsynced; call {@link BlobStore.sync} once after a batch.
-   * @returns the CID and whether a new file was written.
+   * Queues `bytes` for this store's pack unless the blob is present (written or seen by this
+   * instance, a loose file, or in the packs in scope as they were when first looked at); returns the CID. With `digest` (the SHA-256 of `bytes`, already
+   * known to the caller) nothing is hashed. Queued blobs are readable with {@link BlobStore.get} at
+   * once and durable after {@link BlobStore.sync} (called here unless `sync` is false).
+   * @returns the CID and whether the blob was queued.
    * @throws StorageError on I/O failure.
    */
   putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true): { cid: string; written: boolean } {
-    const cid = digest !== undefined ? cidOfDigest(digest) : cidOf(bytes)
+    const d = digest ?? sha256(bytes)
+    const cid = cidOfDigest(d)
     if (this.#known.has(cid)) return { cid, written: false }
+    // a loose file, or a frame of the packs in scope (walked once, on the first miss)
+    if (fs.existsSync(this.pathOf(cid)) || this.#packs.find(cid, false, Infinity) !== undefined) { this.#known.add(cid); return { cid, written: false } }
+    this.#writer.add(cid, bytes, d)
+    this.#known.add(cid)
+    if (sync) this.sync()
+    return { cid, written: true }
+  }
+
+  /**
+   * Stores `bytes` as a loose file `<dir>/<cid>` (atomically; the directory fsynced unless `sync`
+   * is false) unless present. For blobs shared by many agents and checkpoints (code, manifests).
+   * @returns the CID and whether a new file was written.
+   * @throws StorageError on I/O failure.
+   */
+  putFile (bytes: Uint8Array, sync = true): { cid: string; written: boolean } {
+    const cid = cidOf(bytes)
     const file = this.pathOf(cid)
     if (fs.existsSync(file)) { this.#known.add(cid); return { cid, written: false } }
     atomicWrite(file, bytes, FILE_MODE, false)
@@ -128,7 +163,7 @@ export class BlobStore {
   }
 
   /**
-   * Stores `bytes` (atomically, durably) unless already present.
+   * Stores `bytes` (durably) in the pack unless already present.
    * @returns the blob's CID.
    * @throws StorageError on I/O failure.
    */
@@ -136,22 +171,68 @@ export class BlobStore {
     return this.putEx(bytes).cid
   }
 
-  /** Makes the renames of blobs put with `sync: false` durable (fsync of the directory). */
+  /**
+   * Makes everything put so far durable: appends the queued blobs to the pack with one `fdatasync`,
+   * and fsyncs the directory when loose files were written with `sync: false`.
+   * @throws StorageError on I/O failure (the queued blobs are then forgotten: put them again).
+   */
   sync (): void {
+    if (this.#writer.dirty) {
+      if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
+      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll) } catch (e) { this.#known.clear(); throw e }
+    }
     if (this.#dirty) { fsyncDir(this.dir); this.#dirty = false }
   }
 
-  /** True when the store holds a file named `cid`. */
+  /** Records that blobs `cids` are durably present (e.g. those of a checkpoint already archived), so puts skip them. */
+  noteKnown (cids: Iterable<string>): void { for (const c of cids) this.#known.add(c) }
+
+  /** True when the store holds blob `cid` (a loose file, a pack frame, or queued). */
   has (cid: string): boolean {
-    return isCid(cid) && (this.#known.has(cid) || fs.existsSync(this.pathOf(cid)))
+    if (!isCid(cid)) return false
+    if (this.#known.has(cid) || fs.existsSync(this.pathOf(cid))) return true
+    return this.#packs.find(cid, false) !== undefined
   }
 
   /**
-   * The stored bytes of `cid`, unverified.
+   * The stored bytes of `cid`, unverified: queued, a loose file, or from a pack.
    * @throws StorageError `<path>: cannot read: ENOENT …` when missing or unreadable.
    */
   get (cid: string): Uint8Array {
     if (!isCid(cid)) throw new StorageError(`${this.dir}: ${JSON.stringify(cid)} is not a blob CID`)
-    try { return fs.readFileSync(this.pathOf(cid)) } catch (e) { throw ioError('read', this.pathOf(cid), e) }
+    const q = this.#writer.pending(cid)
+    if (q !== undefined) return q
+    try { return fs.readFileSync(this.pathOf(cid)) } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('read', this.pathOf(cid), e)
+      const slot = this.#packs.find(cid)
+      if (slot === undefined) throw ioError('read', this.pathOf(cid), e)
+      return readSlot(slot, cid)
+    }
   }
+
+  /** Closes this store's pack (a store is not used after). */
+  close (): void { this.#writer.close() }
+}
+
+const readers = new Map<string, PackSet>()
+
+/**
+ * Blob `cid` from blob directory `dir` — a loose file `<dir>/<cid>` or a frame in any pack there —
+ * unverified; null when absent. Pack indexes are kept per directory for the process and refreshed
+ * on a miss.
+ */
+export function readBlobIn (dir: string, cid: string): Uint8Array | null {
+  try { return fs.readFileSync(path.join(dir, cid)) } catch { /* not a loose file */ }
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let set = readers.get(dir)
+    if (set === undefined) {
+      if (readers.size >= 64) readers.clear()
+      set = new PackSet(dir)
+      readers.set(dir, set)
+    }
+    const slot = set.find(cid)
+    if (slot === undefined) return null
+    try { return readSlot(slot, cid) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
+  }
+  return null
 }

@@ -23,7 +23,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { asMap, bytesField, decodeFile, describe, encodeFile, numberField } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
-import { cidOfDigest, isCid, sha256 } from './hash.ts'
+import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeLive, type LiveCheckpoint } from './live.ts'
@@ -179,13 +179,13 @@ export class CheckpointWriter {
     this.livePath = livePath(dir, name)
     this.historyDir = historyDir(dir, name)
     try { makePrivateDir(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot create directory: ${(e as NodeJS.ErrnoException).code ?? e}`) }
-    this.blobs = new BlobStore(blobsDir(dir))
+    this.blobs = new BlobStore(blobsDir(dir), name)
   }
 
   #cidOf (slot: '#code' | '#manifest', bytes: Uint8Array): string {
     const c = slot === '#code' ? this.#code : this.#manifest
     if (c !== null && c.bytes === bytes && c.length === bytes.length) return c.cid
-    const { cid } = this.blobs.putEx(bytes, undefined, false)
+    const { cid } = this.blobs.putFile(bytes, false)
     const v = { bytes, length: bytes.length, cid }
     if (slot === '#code') this.#code = v; else this.#manifest = v
     return cid
@@ -261,7 +261,7 @@ export class CheckpointWriter {
       if (s.pageCount < this.#pageCount) for (const i of [...table.keys()]) if (i >= s.pageCount) { table.delete(i); rows.push([i, null]) }
       rows.sort((x, y) => x[0] - y[0])
     }
-    this.blobs.sync()
+    try { this.blobs.sync() } catch (e) { this.#table = null; throw e }
 
     // 2. header, signature, history entry
     const header: CheckpointHeader = {
@@ -314,7 +314,13 @@ export class CheckpointWriter {
         if (e.parsed.prev === cid) fs.renameSync(p, path.join(this.historyDir, `.orphan-${later[0]}`))
       } catch { /* unreadable: leave it for verify to report */ }
     }
-    if (fs.existsSync(file)) return
+    if (fs.existsSync(file)) {
+      // archived: its blobs are durable, so this writer's puts can skip them
+      const p = live.parsed
+      const pages = live.digests !== undefined ? live.digests.map(([, d]) => cidOfDigest(d)) : live.pages.map(([, pg]) => cidOf(pg))
+      this.blobs.noteKnown([p.code, p.manifest, ...(p.log === null ? [] : [p.log]), ...(p.io === undefined ? [] : [p.io]), ...pages])
+      return
+    }
     this.#cidOf('#code', live.wasm)
     this.#cidOf('#manifest', live.manifest)
     if (live.log !== null) this.blobs.putEx(live.log, undefined, false)

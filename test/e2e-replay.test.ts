@@ -12,6 +12,7 @@ import * as path from 'node:path'
 import { verifyChain } from '../checkpoint/history.ts'
 import { forge } from './forge.ts'
 import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
+import { blobBytes, flipBlobByte } from './blobs.ts'
 
 test.after.each(cleanup)
 
@@ -55,10 +56,8 @@ test('verify --replay refuses an edited log blob (its CID no longer matches) bef
   const dir = tempDir()
   ok(['run', agentWasm('ledger'), '--dir', dir, '--ticks', '20', '--sim-seed', 'e2e'])
   const link = verifyChain([dir]).links.find((l) => l.entry.parsed.tick === 12)!
-  const blob = path.join(dir, 'blobs', link.entry.parsed.log!)
-  const bytes = fs.readFileSync(blob)
-  bytes[bytes.length - 3] ^= 1
-  fs.writeFileSync(blob, bytes)
+  const log = link.entry.parsed.log!
+  flipBlobByte(dir, log, blobBytes(dir, log).length - 3)
   const r = igord(['verify', '--replay', dir])
   assert.is(r.code, 6)
   assert.match(r.stdout, /^INVALID: 1 fault\ntick 12: event log blob bafk\w+ is corrupt/)
