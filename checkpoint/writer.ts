@@ -26,9 +26,9 @@ import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
-import { decodeGlobals, encodeLive, type LiveCheckpoint } from './live.ts'
+import { decodeGlobals, encodeDelta, encodeLive, type LiveCheckpoint } from './live.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite } from './store.ts'
+import { BlobStore, atomicWrite, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
 /**
@@ -73,7 +73,17 @@ export interface WriteStats {
   archiveMs: number
   /** live file, ms */
   liveMs: number
+  /** the live file was rewritten whole (first write of this writer, or a compaction); else a delta record was appended */
+  liveCompacted: boolean
+  /** size of the live file after the write, bytes */
+  liveBytes: number
 }
+
+/**
+ * The live file is rewritten whole (compacted) when appending would leave more dead bytes (bytes
+ * beyond the size of a whole copy) than this many times the size of a whole copy.
+ */
+export const COMPACT_RATIO = 1
 
 /** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */
 export interface HistoryEntry {
@@ -165,6 +175,10 @@ export class CheckpointWriter {
   /** page table of the last entry written: index → page CID */
   #table: Map<number, string> | null = null
   #pageCount = 0
+  /** the live file opened for appending (the one this writer last wrote whole), its size, and the size it had when written whole */
+  #liveFd: number | null = null
+  #liveSize = 0
+  #liveWhole = 0
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
 
@@ -279,18 +293,62 @@ export class CheckpointWriter {
     // 3. live file, then 4. the history entry. Until the entry is written the live file is one step
     // ahead of the history, which ensureArchived repairs on resume; the other order would let a copy
     // of the (older) live file resumed elsewhere fork the history at the orphaned entry.
+    let compacted = false
     try {
-      atomicWrite(this.livePath, encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }), 0o600)
+      const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
+      compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
       const t2 = performance.now()
       atomicWrite(entryFile, entry)
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1 }
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveSize }
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
+      this.#closeLive() // and the live file is rewritten whole
       throw e
     }
     this.#pageCount = s.pageCount
     return { header, headerBytes, cid }
   }
+
+  /**
+   * Writes the live file: appends `delta` (one fdatasync) when this writer wrote the file it finds
+   * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy; else
+   * (the first write of this writer, a base entry, a file replaced or grown by someone else, or
+   * too many dead bytes) writes the whole checkpoint from `whole()` atomically (compaction).
+   * @returns true when the file was rewritten whole.
+   * @throws StorageError on I/O failure.
+   */
+  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): boolean {
+    if (delta !== null && this.#liveFd !== null) {
+      const n = delta.reduce((k, c) => k + c.length, 0)
+      let same = false
+      try {
+        const a = fs.fstatSync(this.#liveFd); const b = fs.statSync(this.livePath)
+        same = a.ino === b.ino && a.dev === b.dev && a.size === this.#liveSize
+      } catch { /* gone: rewrite */ }
+      if (same && this.#liveSize + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
+        if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
+        try {
+          writeAll(this.#liveFd, delta)
+          fs.fdatasyncSync(this.#liveFd)
+        } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+        this.#liveSize += n
+        return false
+      }
+    }
+    this.#closeLive()
+    const chunks = whole()
+    atomicWrite(this.livePath, chunks, 0o600)
+    try { this.#liveFd = fs.openSync(this.livePath, 'a') } catch { this.#liveFd = null }
+    this.#liveWhole = this.#liveSize = chunks.reduce((k, c) => k + c.length, 0)
+    return true
+  }
+
+  #closeLive (): void {
+    if (this.#liveFd !== null) { try { fs.closeSync(this.#liveFd) } catch { /* closed */ } this.#liveFd = null }
+  }
+
+  /** Closes the files this writer keeps open (the live file); a later write reopens them. */
+  close (): void { this.#closeLive(); this.blobs.close() }
 
   /**
    * Makes sure the checkpoint being resumed is in this directory's history (a base entry plus its
