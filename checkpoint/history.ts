@@ -423,7 +423,7 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
   const readBlob = (cid: string): Uint8Array | null => {
     for (const d of blobDirs) {
       try { return readTransient(path.join(d, cid)) } catch { /* not a loose file */ }
-      const b = readBlobIn(d, cid)
+      const b = readBlobIn(d, cid, false)
       if (b !== null) return b
     }
     return null

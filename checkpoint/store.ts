@@ -219,10 +219,10 @@ const readers = new Map<string, PackSet>()
 /**
  * Blob `cid` from blob directory `dir` — a loose file `<dir>/<cid>` or a frame in any pack there —
  * unverified; null when absent. Pack indexes are kept per directory for the process and refreshed
- * on a miss.
+ * on a miss. `loose: false` skips the loose file (the caller already looked).
  */
-export function readBlobIn (dir: string, cid: string): Uint8Array | null {
-  try { return fs.readFileSync(path.join(dir, cid)) } catch { /* not a loose file */ }
+export function readBlobIn (dir: string, cid: string, loose = true): Uint8Array | null {
+  if (loose) try { return fs.readFileSync(path.join(dir, cid)) } catch { /* not a loose file */ }
   for (let attempt = 0; attempt < 2; attempt++) {
     let set = readers.get(dir)
     if (set === undefined) {
