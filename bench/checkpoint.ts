@@ -10,15 +10,17 @@
  * - full checkpoint (every page new) at 1, 16, 64 MiB: copy + hash of all pages (the runtime's
  *   share) + the live file; the archive (every page appended to the pack, one fdatasync)
  *   separately. Floor: copy + SHA-256 + write + fsync of the memory. Target at 64 MiB: each ≤ 1.5× floor.
- * - history growth per tick (pack bytes + history entry bytes per checkpoint) for a heartbeat (one
- *   small change a tick) and an agent touching 4 pages a tick, beside the bytes that changed (the
- *   floor: changed bytes + log + entry). Targets ≤ 4 KiB and ≤ 16 KiB a tick.
+ * - history growth per tick (pack bytes + history entry bytes per checkpoint): a stand-in changing
+ *   one word a tick in 1 and in 4 pages, beside the bytes that changed (floor: changed bytes + log
+ *   + entry), and real agents run by `igord run` (heartbeat; hashmap, a C agent growing its heap),
+ *   beside their history entries alone. Targets ≤ 4 KiB and ≤ 16 KiB a tick.
  * - verify throughput on a 10,000-checkpoint history (4-page memory, 1 dirty page and a log segment
  *   per checkpoint, written by CheckpointWriter to /dev/shm when present) beside raw node:crypto
  *   Ed25519 verify speed. Target ≥ 5,000 checkpoints/s.
  */
 import * as fs from 'node:fs'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
+import { spawnSync } from 'node:child_process'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { createHash, randomBytes, sign as cryptoSign, verify as cryptoVerify, generateKeyPairSync } from 'node:crypto'
@@ -29,6 +31,7 @@ import { CheckpointWriter, type Snapshot } from '../checkpoint/writer.ts'
 import type { BenchRow } from './row.ts'
 
 const MiB = 1024 * 1024
+const ROOT = path.join(import.meta.dirname, '..')
 
 /** Counts fsync/fdatasync calls made through node:fs (the writer's modules import it as a namespace). */
 const fsc = createRequire(import.meta.url)('node:fs') as typeof import('node:fs')
@@ -118,12 +121,16 @@ function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
 }
 
 /**
- * Archive bytes per checkpoint (pack growth + history entry) of a 64-page agent changing `touch`
- * pages a tick (one 8-byte word each) over 40 ticks, beside the floor: the bytes that changed
- * plus the log and entry.
+ * Archive bytes per checkpoint (pack growth + history entry) of a 64-page agent whose memory is
+ * text-like (compressible, as agents' heaps are) and that writes one 8-byte counter in each of
+ * `touch` pages a tick (heartbeat: the same hot page; 4 pages: spread over 8 hot pages), over 40
+ * ticks, beside the floor: the bytes that changed plus the log and entry.
  */
-function growth (dir: string, name: string, touch: number, targetKiB: number, id: Identity): BenchRow {
+export function growth (dir: string, name: string, touch: number, targetKiB: number, id: Identity): BenchRow {
   const m = new Mem(64 * PAGE_SIZE)
+  const text = Buffer.from('igord agent heap: entries, strings, counters and free space. ')
+  for (let i = 0; i < m.live.length; i += text.length) text.copy(m.live, i, 0, Math.min(text.length, m.live.length - i))
+  m.commit()
   const w = new CheckpointWriter(dir, name)
   const l: Lineage = { id, tick: 0, prev: null, fuel: 0n }
   write(w, l, m.snapshot(null), null)
@@ -133,7 +140,7 @@ function growth (dir: string, name: string, touch: number, targetKiB: number, id
   let entries = 0; let logs = 0
   const N = 40
   for (let k = 0; k < N; k++) {
-    for (let j = 0; j < touch; j++) m.live.writeBigUInt64LE(BigInt(k + 1), ((k * 13 + j * 17) % m.n) * PAGE_SIZE + 4096 + j * 64)
+    for (let j = 0; j < touch; j++) m.live.writeBigUInt64LE(BigInt(k + 1), (3 + ((j * 3 + k) % (touch === 1 ? 1 : 8))) * PAGE_SIZE + 1024 * (j + 1))
     const log = Buffer.from(`tick ${l.tick}: clock ${1_700_000_000_000 + k}`)
     write(w, l, m.snapshot(m.commit()), log)
     entries += fs.statSync(w.lastStats!.entryFile).size; logs += log.length
@@ -141,6 +148,28 @@ function growth (dir: string, name: string, touch: number, targetKiB: number, id
   const value = (packBytes() - p0 + entries) / N
   const floor = (touch * 8 * N + logs + entries) / N
   return { name: `history growth, ${touch} page${touch > 1 ? 's' : ''} touched a tick`, value: value / 1024, unit: 'KiB/tick', floor: floor / 1024, ratio: value / floor, target: `≤ ${targetKiB} KiB a tick`, met: value <= targetKiB * 1024 }
+}
+
+/**
+ * History bytes per tick of a real agent: `igord run` for 2 and for 2 + `n` ticks (a checkpoint
+ * after every tick), the difference in blob bytes + history entry bytes divided by `n`. Floor: the
+ * history entries alone.
+ */
+function agentGrowth (base: string, label: string, wasm: string, n: number, targetKiB: number): BenchRow {
+  const size = (ticks: number) => {
+    const dir = fs.mkdtempSync(path.join(base, 'igord-bench-grow-'))
+    try {
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'cmd', 'igord.ts'), 'run', wasm, '--dir', dir, '--ticks', String(ticks), '--interval', '0ms', '--checkpoint-every', '0ms', '--sim-seed', 'bench', '-q'], { encoding: 'utf8', timeout: 300_000 })
+      if (r.status !== 0) throw new Error(`igord run ${wasm}: ${r.stderr}`)
+      const sum = (d: string) => fs.readdirSync(d).reduce((k, f) => k + fs.statSync(path.join(d, f)).size, 0)
+      const hist = path.join(dir, 'history'); const h = path.join(hist, fs.readdirSync(hist)[0])
+      return { blobs: sum(path.join(dir, 'blobs')), entries: sum(h) }
+    } finally { fs.rmSync(dir, { recursive: true, force: true }) }
+  }
+  const a = size(2); const b = size(2 + n)
+  const value = (b.blobs - a.blobs + b.entries - a.entries) / n
+  const floor = (b.entries - a.entries) / n
+  return { name: `history growth, ${label}`, value: value / 1024, unit: 'KiB/tick', floor: floor / 1024, ratio: value / floor, target: `≤ ${targetKiB} KiB a tick`, met: value <= targetKiB * 1024 }
 }
 
 function full (dir: string, mib: number, id: Identity): BenchRow[] {
@@ -213,6 +242,8 @@ export async function bench (): Promise<BenchRow[]> {
     for (const mib of [1, 16, 64]) rows.push(...incremental(dir, mib, id))
     for (const mib of [1, 16, 64]) rows.push(...full(dir, mib, id))
     rows.push(growth(dir, 'heartbeat', 1, 4, id), growth(dir, 'sqlite', 4, 16, id))
+    rows.push(agentGrowth(dir, 'heartbeat agent (AssemblyScript)', path.join(ROOT, 'agents-as', 'build', 'heartbeat.wasm'), 30, 4))
+    rows.push(agentGrowth(dir, 'hashmap agent (C, grows its heap)', path.join(ROOT, 'agents-c', 'build', 'hashmap.wasm'), 20, 16))
   } finally { fs.rmSync(dir, { recursive: true, force: true }) }
   rows.push(...verifyRate(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), id))
   return rows

@@ -4,7 +4,10 @@
  *
  * ```
  * pack  = magic frame*            magic = "igordpk" 0x01 (8 bytes)
- * frame = kind (1 byte, 0x01 = blob) ‖ length (4 bytes, big-endian) ‖ SHA-256 of the payload (32) ‖ payload
+ * frame = kind (1 byte) ‖ length of the payload (4 bytes, big-endian) ‖ SHA-256 of the blob (32) ‖ payload
+ * kind 1: payload = the blob; kind 2: payload = the blob compressed with zstd;
+ * kind 3: a 65536-byte blob (a page) stored as 16 chunks of 4 KiB: payload = the 16 chunks'
+ *         SHA-256 digests, 32 zero bytes for an all-zero chunk; each other chunk is a blob of its own
  * ```
  *
  * A pack is only ever appended to, by the one writer that created it (a new writer instance, e.g.
@@ -18,13 +21,24 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
+import { constants as zlibConstants, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
 import { StorageError } from './errors.ts'
 import { cidOfDigest, digestOfCid } from './hash.ts'
 
 /** First 8 bytes of every pack: ASCII `igordpk` then the pack format version 1. */
 export const PACK_MAGIC = Uint8Array.of(0x69, 0x67, 0x6f, 0x72, 0x64, 0x70, 0x6b, 0x01)
-/** Frame kind of a blob. */
+/** Frame kind of a blob stored as it is. */
 export const FRAME_BLOB = 0x01
+/** Frame kind of a blob stored zstd-compressed. */
+export const FRAME_ZSTD = 0x02
+/** Frame kind of a 64 KiB blob stored as the digests of its 16 chunks of 4 KiB. */
+export const FRAME_CHUNKED = 0x03
+/** Chunk size of {@link FRAME_CHUNKED} frames, bytes. */
+export const CHUNK_SIZE = 4096
+/** Blob size of {@link FRAME_CHUNKED} frames (a wasm page), bytes. */
+export const CHUNKED_SIZE = 65536
+/** The largest blob a {@link FRAME_ZSTD} frame may expand to, bytes (a frame that claims more is corrupt). */
+export const MAX_ZSTD_OUTPUT = 256 * 1024 * 1024
 /** Bytes of a frame header: kind, length, digest. */
 export const FRAME_HEADER = 1 + 4 + 32
 /** File name suffix of packs. */
@@ -40,16 +54,16 @@ export function packOfAgent (name: string, agent: string): boolean { return name
 export function newPackName (agent: string): string { return `${agent}+${randomBytes(8).toString('hex')}${PACK_SUFFIX}` }
 
 /** The header of one blob frame: `kind ‖ len ‖ digest`. */
-export function frameHeader (len: number, digest: Uint8Array): Uint8Array {
+export function frameHeader (len: number, digest: Uint8Array, kind = FRAME_BLOB): Uint8Array {
   const h = Buffer.allocUnsafe(FRAME_HEADER)
-  h[0] = FRAME_BLOB
+  h[0] = kind
   h.writeUInt32BE(len, 1)
   h.set(digest, 5)
   return h
 }
 
-/** Where one blob lies in a pack: byte offset of its payload and its length. */
-export interface PackSlot { pack: PackIndex; off: number; len: number }
+/** Where one blob lies in a pack: byte offset of its payload, the payload's length, the frame kind. */
+export interface PackSlot { pack: PackIndex; off: number; len: number; kind: number }
 
 /**
  * The index of one pack file, built by walking its frame headers and extended by {@link PackIndex.scan}
@@ -85,10 +99,11 @@ export class PackIndex {
       let p = this.scanned
       while (p + FRAME_HEADER <= size) {
         if (fs.readSync(fd, h, 0, FRAME_HEADER, p) !== FRAME_HEADER) break
-        if (h[0] !== FRAME_BLOB) break
+        const kind = h[0]
+        if (kind !== FRAME_BLOB && kind !== FRAME_ZSTD && kind !== FRAME_CHUNKED) break
         const len = h.readUInt32BE(1)
         if (p + FRAME_HEADER + len > size) break
-        add(cidOfDigest(h.subarray(5, 37)), { pack: this, off: p + FRAME_HEADER, len })
+        add(cidOfDigest(h.subarray(5, 37)), { pack: this, off: p + FRAME_HEADER, len, kind })
         p += FRAME_HEADER + len
       }
       this.scanned = p
@@ -114,7 +129,7 @@ export function readSlot (slot: PackSlot, cid: string): Uint8Array {
       if (r === 0) throw new StorageError(`${slot.pack.file}: cannot read: blob at offset ${slot.off} is truncated`)
       n += r
     }
-    if (b[0] !== FRAME_BLOB || b.readUInt32BE(1) !== slot.len || Buffer.compare(b.subarray(5, FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${slot.off - FRAME_HEADER} is no longer blob ${cid} (the pack was rewritten)`)
+    if (b[0] !== slot.kind || b.readUInt32BE(1) !== slot.len || Buffer.compare(b.subarray(5, FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${slot.off - FRAME_HEADER} is no longer blob ${cid} (the pack was rewritten)`)
     return b.subarray(FRAME_HEADER)
   } catch (e) {
     if (e instanceof StorageError) throw e
@@ -182,7 +197,7 @@ export class PackWriter {
   #size = 0
   #chunks: Uint8Array[] = []
   #pending = new Map<string, Uint8Array>()
-  #slots: [string, number, number][] = []
+  #slots: [string, number, number, number][] = []
   #batchBytes = 0
 
   constructor (dir: string, agent: string) {
@@ -190,12 +205,15 @@ export class PackWriter {
     this.index = new PackIndex(this.file)
   }
 
-  /** Queues blob `bytes` with SHA-256 `digest` (CID `cid`) for the next flush. */
-  add (cid: string, bytes: Uint8Array, digest: Uint8Array): void {
+  /**
+   * Queues blob `bytes` with SHA-256 `digest` (CID `cid`) for the next flush, as a frame of `kind`
+   * with `payload` (default: the bytes themselves).
+   */
+  add (cid: string, bytes: Uint8Array, digest: Uint8Array, kind = FRAME_BLOB, payload = bytes): void {
     if (this.#pending.has(cid)) return
-    this.#chunks.push(frameHeader(bytes.length, digest), bytes)
-    this.#slots.push([cid, this.#batchBytes + FRAME_HEADER, bytes.length])
-    this.#batchBytes += FRAME_HEADER + bytes.length
+    this.#chunks.push(frameHeader(payload.length, digest, kind), payload)
+    this.#slots.push([cid, this.#batchBytes + FRAME_HEADER, payload.length, kind])
+    this.#batchBytes += FRAME_HEADER + payload.length
     this.#pending.set(cid, bytes)
   }
 
@@ -229,7 +247,7 @@ export class PackWriter {
       this.#reset()
       throw new StorageError(`${this.file}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
     }
-    for (const [cid, off, len] of this.#slots) noteSlot(cid, { pack: this.index, off: base + off, len })
+    for (const [cid, off, len, kind] of this.#slots) noteSlot(cid, { pack: this.index, off: base + off, len, kind })
     this.#size = base + this.#batchBytes
     this.index.scanned = this.#size
     this.#reset()
@@ -253,4 +271,37 @@ function fsyncDirOf (file: string): void {
 /** SHA-256 of `b` compared with the digest inside `cid`. */
 export function matchesCid (b: Uint8Array, cid: string): boolean {
   return Buffer.compare(createHash('sha256').update(b).digest(), digestOfCid(cid)) === 0
+}
+
+/**
+ * The blob a slot holds: its payload for kind 1, the decompressed payload for kind 2 (the payload
+ * as it is when it does not decompress: the caller's hash check then calls it corrupt), the 16
+ * chunks found with `chunk` for kind 3 (null when a chunk is missing).
+ * @throws StorageError when the pack cannot be read (see {@link readSlot}).
+ */
+export function blobOfSlot (slot: PackSlot, cid: string, chunk: (cid: string) => Uint8Array | null): Uint8Array | null {
+  const payload = readSlot(slot, cid)
+  if (slot.kind === FRAME_BLOB) return payload
+  if (slot.kind === FRAME_ZSTD) {
+    try { return zstdDecompressSync(payload, { maxOutputLength: MAX_ZSTD_OUTPUT }) } catch { return payload }
+  }
+  if (payload.length !== 32 * (CHUNKED_SIZE / CHUNK_SIZE)) return payload
+  const out = Buffer.alloc(CHUNKED_SIZE)
+  for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+    const d = payload.subarray(k * 32, k * 32 + 32)
+    if (d.every((x) => x === 0)) continue
+    const c = chunk(cidOfDigest(d))
+    if (c === null) return null
+    out.set(c.subarray(0, CHUNK_SIZE), k * CHUNK_SIZE)
+  }
+  return out
+}
+
+const ZSTD_FAST = { params: { [zlibConstants.ZSTD_c_compressionLevel]: 1 } }
+
+/** `b` compressed with zstd (level 1), or null when that does not make it smaller. */
+export function compress (b: Uint8Array): Uint8Array | null {
+  if (b.length < 64) return null
+  const z = zstdCompressSync(b, ZSTD_FAST)
+  return z.length < b.length ? z : null
 }

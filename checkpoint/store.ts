@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { PackSet, PackWriter, readSlot } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, PackSet, PackWriter } from './pack.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -131,19 +131,44 @@ export class BlobStore {
    * instance, a loose file, or in the packs in scope as they were when first looked at); returns the CID. With `digest` (the SHA-256 of `bytes`, already
    * known to the caller) nothing is hashed. Queued blobs are readable with {@link BlobStore.get} at
    * once and durable after {@link BlobStore.sync} (called here unless `sync` is false).
+   * `how.compress`: store it zstd-compressed when that makes it smaller; `how.chunk` (a 64 KiB
+   * page): store it as 16 chunks of 4 KiB, each chunk a blob of its own (compressed too when
+   * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store").
    * @returns the CID and whether the blob was queued.
    * @throws StorageError on I/O failure.
    */
-  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true): { cid: string; written: boolean } {
+  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean } = {}): { cid: string; written: boolean } {
     const d = digest ?? sha256(bytes)
     const cid = cidOfDigest(d)
-    if (this.#known.has(cid)) return { cid, written: false }
-    // a loose file, or a frame of the packs in scope (walked once, on the first miss)
-    if (fs.existsSync(this.pathOf(cid)) || this.#packs.find(cid, false, Infinity) !== undefined) { this.#known.add(cid); return { cid, written: false } }
-    this.#writer.add(cid, bytes, d)
+    if (this.#present(cid)) return { cid, written: false }
+    if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
+      const digests = Buffer.alloc(32 * (CHUNKED_SIZE / CHUNK_SIZE))
+      for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
+        if (isZero(c)) continue
+        const cd = sha256(c)
+        digests.set(cd, k * 32)
+        const ccid = cidOfDigest(cd)
+        if (this.#present(ccid)) continue
+        const z = how.compress === true ? compress(c) : null
+        this.#writer.add(ccid, c, cd, z === null ? FRAME_BLOB : FRAME_ZSTD, z ?? c)
+        this.#known.add(ccid)
+      }
+      this.#writer.add(cid, bytes, d, FRAME_CHUNKED, digests)
+    } else {
+      const z = how.compress === true ? compress(bytes) : null
+      this.#writer.add(cid, bytes, d, z === null ? FRAME_BLOB : FRAME_ZSTD, z ?? bytes)
+    }
     this.#known.add(cid)
     if (sync) this.sync()
     return { cid, written: true }
+  }
+
+  /** Known to this instance, a loose file, or a frame of the packs in scope (walked once, on the first miss). */
+  #present (cid: string): boolean {
+    if (this.#known.has(cid)) return true
+    if (fs.existsSync(this.pathOf(cid)) || this.#packs.find(cid, false, Infinity) !== undefined) { this.#known.add(cid); return true }
+    return false
   }
 
   /**
@@ -204,9 +229,9 @@ export class BlobStore {
     if (q !== undefined) return q
     try { return fs.readFileSync(this.pathOf(cid)) } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('read', this.pathOf(cid), e)
-      const slot = this.#packs.find(cid)
-      if (slot === undefined) throw ioError('read', this.pathOf(cid), e)
-      return readSlot(slot, cid)
+      const b = fromPacks(this.#packs, this.dir, cid, (c) => this.#writer.pending(c) ?? null)
+      if (b === null) throw ioError('read', this.pathOf(cid), e)
+      return b
     }
   }
 
@@ -230,9 +255,29 @@ export function readBlobIn (dir: string, cid: string, loose = true): Uint8Array 
       set = new PackSet(dir)
       readers.set(dir, set)
     }
-    const slot = set.find(cid)
-    if (slot === undefined) return null
-    try { return readSlot(slot, cid) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
+    try { return fromPacks(set, dir, cid) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
   }
   return null
+}
+
+/**
+ * Blob `cid` from the packs of `set` (chunks of a chunked page from `pending`, loose files of
+ * `dir`, or the packs), or null when it or one of its chunks is absent.
+ * @throws StorageError when a pack cannot be read or changed under the index.
+ */
+function fromPacks (set: PackSet, dir: string, cid: string, pending: (cid: string) => Uint8Array | null = () => null): Uint8Array | null {
+  const slot = set.find(cid)
+  if (slot === undefined) return null
+  return blobOfSlot(slot, cid, (c) => {
+    const q = pending(c)
+    if (q !== null) return q
+    try { return fs.readFileSync(path.join(dir, c)) } catch { /* not a loose file */ }
+    const s = set.find(c)
+    return s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, c, () => null)
+  })
+}
+
+function isZero (b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i += 8) if (b[i] !== 0 || b[i + 1] !== 0 || b[i + 2] !== 0 || b[i + 3] !== 0 || b[i + 4] !== 0 || b[i + 5] !== 0 || b[i + 6] !== 0 || b[i + 7] !== 0) return false
+  return true
 }

@@ -85,6 +85,12 @@ export interface WriteStats {
  */
 export const COMPACT_RATIO = 1
 
+/**
+ * A checkpoint that changes at most this many pages stores them as 4 KiB chunks, zstd-compressed
+ * (docs/FORMAT.md "Blob store"); one that changes more stores whole pages uncompressed.
+ */
+export const FINE_GRAIN_PAGES = 16
+
 /** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */
 export interface HistoryEntry {
   headerBytes: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; base: boolean
@@ -233,19 +239,22 @@ export class CheckpointWriter {
     const manifest = this.#cidOf('#manifest', a.manifest)
     let logCid: string | null = null
     if (a.log !== null) {
-      const r = this.blobs.putEx(a.log, undefined, false)
+      const r = this.blobs.putEx(a.log, undefined, false, { compress: true })
       logCid = r.cid; if (r.written) blobsWritten++
     }
     let ioCid: string | undefined
     if (a.io != null) {
-      const r = this.blobs.putEx(a.io, undefined, false)
+      const r = this.blobs.putEx(a.io, undefined, false, { compress: true })
       ioCid = r.cid; if (r.written) blobsWritten++
     }
     const base = this.#table === null
     const table = base ? new Map<number, string>() : this.#table!
     const rows: [number, string | null][] = []
+    // a few changed pages are stored as 4 KiB chunks, compressed (history growth O(changed chunks));
+    // many (a base entry, a full rewrite of memory) as they are (speed O(memory), no extra hashing)
+    const fine = !base && s.changed !== null && s.changed.length <= FINE_GRAIN_PAGES
     const putPage = (k: number): string => {
-      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false)
+      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine })
       if (r.written) { blobsWritten++; pageBlobsWritten++ }
       return r.cid
     }

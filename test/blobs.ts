@@ -15,17 +15,20 @@ export function blobBytes (dir: string, cid: string): Buffer {
   return Buffer.from(b)
 }
 
-/** Every blob frame of every pack in `<dir>/blobs`, as `[cid, pack file, frame offset, payload]`. */
-export function packedBlobs (dir: string): [string, string, number, Buffer][] {
-  const out: [string, string, number, Buffer][] = []
+/**
+ * Every frame of every pack in `<dir>/blobs`, as `[cid, pack file, frame offset, payload, kind]`
+ * (kind 1: the blob, 2: zstd, 3: a page as 16 chunk digests — checkpoint/pack.ts).
+ */
+export function packedBlobs (dir: string): [string, string, number, Buffer, number][] {
+  const out: [string, string, number, Buffer, number][] = []
   const bd = path.join(dir, 'blobs')
   for (const n of fs.readdirSync(bd).filter(isPackName).sort()) {
     const b = fs.readFileSync(path.join(bd, n))
     let p = PACK_MAGIC.length
-    while (p + FRAME_HEADER <= b.length && b[p] === 1) {
+    while (p + FRAME_HEADER <= b.length && b[p] >= 1 && b[p] <= 3) {
       const len = b.readUInt32BE(p + 1)
       if (p + FRAME_HEADER + len > b.length) break
-      out.push([cidOfDigest(b.subarray(p + 5, p + 37)), path.join(bd, n), p, b.subarray(p + FRAME_HEADER, p + FRAME_HEADER + len)])
+      out.push([cidOfDigest(b.subarray(p + 5, p + 37)), path.join(bd, n), p, b.subarray(p + FRAME_HEADER, p + FRAME_HEADER + len), b[p]])
       p += FRAME_HEADER + len
     }
   }
@@ -54,14 +57,30 @@ export function dropBlob (dir: string, cid: string): void {
   }
 }
 
-/** Flips byte `at` of blob `cid` where it is stored in `<dir>/blobs` (its loose file and every pack frame). */
+/**
+ * Damages blob `cid` where it is stored in `<dir>/blobs`: flips byte `at` of its loose file and of
+ * every raw pack frame; a compressed frame gets a payload byte flipped (it then no longer
+ * decompresses to the blob); a chunked page gets the chunk holding `at` damaged (the first
+ * non-zero chunk when that one is all zero).
+ */
 export function flipBlobByte (dir: string, cid: string, at: number): void {
   const loose = path.join(dir, 'blobs', cid)
   if (fs.existsSync(loose)) { const b = fs.readFileSync(loose); b[at] ^= 1; fs.writeFileSync(loose, b) }
-  for (const [c, file, off] of packedBlobs(dir)) {
-    if (c !== cid) continue
+  const flip = (file: string, pos: number) => {
     const fd = fs.openSync(file, 'r+')
-    try { const x = Buffer.alloc(1); fs.readSync(fd, x, 0, 1, off + FRAME_HEADER + at); x[0] ^= 1; fs.writeSync(fd, x, 0, 1, off + FRAME_HEADER + at) } finally { fs.closeSync(fd) }
+    try { const x = Buffer.alloc(1); fs.readSync(fd, x, 0, 1, pos); x[0] ^= 1; fs.writeSync(fd, x, 0, 1, pos) } finally { fs.closeSync(fd) }
+  }
+  for (const [c, file, off, payload, kind] of packedBlobs(dir)) {
+    if (c !== cid) continue
+    if (kind === 1) flip(file, off + FRAME_HEADER + at)
+    else if (kind === 2) flip(file, off + FRAME_HEADER + (payload.length >> 1))
+    else {
+      const ds = [...Array(16).keys()].map((k) => payload.subarray(k * 32, k * 32 + 32))
+      let k = at >> 12
+      if (ds[k].every((x) => x === 0)) k = ds.findIndex((d) => d.some((x) => x !== 0))
+      if (k < 0) { flip(file, off + FRAME_HEADER); continue } // an all-zero page: its digests
+      flipBlobByte(dir, cidOfDigest(ds[k]), k === at >> 12 ? at & 4095 : 0)
+    }
   }
 }
 
@@ -70,9 +89,11 @@ export function flipBlobByte (dir: string, cid: string, at: number): void {
  * `<dir>/blobs/<cid>` (0600) and the packs are removed — for tests that mutate blob files one by one.
  */
 export function unpackToFiles (dir: string): void {
-  for (const [cid, , , bytes] of packedBlobs(dir)) {
+  const frames = packedBlobs(dir)
+  const chunks = new Set(frames.filter((f) => f[4] === 3).flatMap((f) => [...Array(16).keys()].map((k) => f[3].subarray(k * 32, k * 32 + 32)).filter((d) => d.some((x) => x !== 0)).map((d) => cidOfDigest(d))))
+  for (const [cid] of frames) {
     const f = path.join(dir, 'blobs', cid)
-    if (!fs.existsSync(f)) fs.writeFileSync(f, bytes, { mode: 0o600 })
+    if (!chunks.has(cid) && !fs.existsSync(f)) fs.writeFileSync(f, blobBytes(dir, cid), { mode: 0o600 })
   }
   for (const n of fs.readdirSync(path.join(dir, 'blobs')).filter(isPackName)) fs.unlinkSync(path.join(dir, 'blobs', n))
 }

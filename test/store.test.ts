@@ -86,4 +86,30 @@ test('BlobStore appends pages to its agent\'s pack with one fdatasync per sync; 
   assert.is(readBlobIn(bd, cidOf(Buffer.from('never stored'))), null)
 })
 
+test('a page put with chunk + compress is stored as 4 KiB chunks, zstd-compressed; a page differing in one chunk adds one chunk', () => {
+  const bd = path.join(dir, 'blobs')
+  const s = new BlobStore(bd, 'a')
+  const page = Buffer.alloc(65536)
+  for (let k = 0; k < 16; k += 2) page.write(`chunk ${k} `.repeat(40), k * 4096) // 8 non-zero, compressible chunks
+  const c1 = s.putEx(page, undefined, false, { chunk: true, compress: true }).cid
+  assert.is(Buffer.compare(s.get(c1), page), 0, 'queued: readable')
+  s.sync()
+  const packSize = () => fs.statSync(s.packFile).size
+  const size1 = packSize()
+  assert.ok(size1 < 8 + 9 * 37 + 512 + 8 * 200, `8 compressed chunks and the page's digests (${size1} bytes)`)
+  const page2 = Buffer.from(page); page2[4096 * 2 + 5] ^= 0xff
+  const c2 = s.putEx(page2, undefined, true, { chunk: true, compress: true }).cid
+  assert.ok(packSize() - size1 < 2 * 37 + 512 + 200, `one chunk and the digests added (${packSize() - size1} bytes)`)
+  for (const [c, p] of [[c1, page], [c2, page2]] as const) {
+    assert.is(Buffer.compare(new BlobStore(bd).get(c), p), 0)
+    assert.is(Buffer.compare(readBlobIn(bd, c)!, p), 0)
+  }
+  const log = Buffer.from('tick 1: clock 1700000000000 '.repeat(30))
+  const lc = s.putEx(log, undefined, true, { compress: true }).cid
+  assert.is(Buffer.compare(readBlobIn(bd, lc)!, log), 0)
+  // an all-zero page is its digests only; a page whose chunk is missing is missing
+  const zc = s.putEx(Buffer.alloc(65536), undefined, true, { chunk: true }).cid
+  assert.is(Buffer.compare(readBlobIn(bd, zc)!, Buffer.alloc(65536)), 0)
+})
+
 test.run()
