@@ -118,8 +118,7 @@ export class PackIndex {
  *   slot, or the frame there is no longer `cid`'s.
  */
 export function readSlot (slot: PackSlot, cid: string): Uint8Array {
-  let fd: number
-  try { fd = fs.openSync(slot.pack.file, 'r') } catch (e) { throw new StorageError(`${slot.pack.file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+  const fd = openPack(slot.pack.file)
   try {
     const total = FRAME_HEADER + slot.len
     const b = Buffer.allocUnsafe(total)
@@ -132,9 +131,40 @@ export function readSlot (slot: PackSlot, cid: string): Uint8Array {
     if (b[0] !== slot.kind || b.readUInt32BE(1) !== slot.len || Buffer.compare(b.subarray(5, FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${slot.off - FRAME_HEADER} is no longer blob ${cid} (the pack was rewritten)`)
     return b.subarray(FRAME_HEADER)
   } catch (e) {
+    closePack(slot.pack.file)
     if (e instanceof StorageError) throw e
     throw new StorageError(`${slot.pack.file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
-  } finally { fs.closeSync(fd) }
+  }
+}
+
+/** Packs kept open for reading (at most {@link OPEN_PACKS}, least recently used closed first). */
+const openPacks = new Map<string, number>()
+const OPEN_PACKS = 32
+
+/**
+ * A read descriptor of `file`, reused while the file is still linked (a pack removed or replaced
+ * since it was opened is opened again, so nothing is read from a file no longer there).
+ * @throws StorageError `<file>: cannot read: …`.
+ */
+function openPack (file: string): number {
+  const fd = openPacks.get(file)
+  if (fd !== undefined) {
+    openPacks.delete(file)
+    let linked = false
+    try { linked = fs.fstatSync(fd).nlink > 0 } catch { /* closed */ }
+    if (linked) { openPacks.set(file, fd); return fd }
+    try { fs.closeSync(fd) } catch { /* closed */ }
+  }
+  let nfd: number
+  try { nfd = fs.openSync(file, 'r') } catch (e) { throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+  openPacks.set(file, nfd)
+  if (openPacks.size > OPEN_PACKS) { const [f, old] = openPacks.entries().next().value!; openPacks.delete(f); try { fs.closeSync(old) } catch { /* closed */ } }
+  return nfd
+}
+
+function closePack (file: string): void {
+  const fd = openPacks.get(file)
+  if (fd !== undefined) { openPacks.delete(file); try { fs.closeSync(fd) } catch { /* closed */ } }
 }
 
 /**
