@@ -13,6 +13,7 @@ import { verifyChain } from '../checkpoint/history.ts'
 import { forge } from './forge.ts'
 import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
 import { blobBytes, flipBlobByte } from './blobs.ts'
+import { createHash } from 'node:crypto'
 
 test.after.each(cleanup)
 
@@ -85,13 +86,17 @@ test('--from needs --replay (usage error, exit 2)', () => {
   assert.match(r.stderr, /--from needs --replay/)
 })
 
-/** Every file under `dir` (relative path → bytes as hex). */
+/**
+ * Every file under `dir` (relative path → bytes as hex). Packs are named by a random part per
+ * writer (docs/FORMAT.md "Blob store"), so a pack is keyed by the SHA-256 of its bytes instead.
+ */
 function tree (dir: string): Map<string, string> {
   const out = new Map<string, string>()
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name)
       if (e.isDirectory()) walk(p)
+      else if (e.name.endsWith('.pack')) { const b = fs.readFileSync(p); out.set(`blobs/pack ${createHash('sha256').update(b).digest('hex')}`, b.toString('hex')) }
       else out.set(path.relative(dir, p), fs.readFileSync(p).toString('hex'))
     }
   }
