@@ -9,11 +9,11 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { createHash } from 'node:crypto'
 import { verifyChain } from '../checkpoint/history.ts'
 import { forge } from './forge.ts'
 import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
 import { blobBytes, flipBlobByte } from './blobs.ts'
-import { createHash } from 'node:crypto'
 
 test.after.each(cleanup)
 
