@@ -216,15 +216,15 @@ export class PackSet {
 }
 
 /**
- * An append-only pack opened by its one writer. Frames are gathered by {@link PackWriter.add} and
- * written, then made durable with one `fdatasync`, by {@link PackWriter.flush}. The file is created
+ * An append-only pack of its one writer. Frames are gathered by {@link PackWriter.add} and
+ * written, then made durable with one `fdatasync`, by {@link PackWriter.flush} (which opens and
+ * closes the file: no descriptor is held between checkpoints). The file is created
  * (mode 0600, its directory fsynced once) on the first flush that has frames.
  */
 export class PackWriter {
   readonly file: string
   readonly index: PackIndex
-  #fd: number | null = null
-  #size = 0
+  #created = false
   #chunks: Uint8Array[] = []
   #pending = new Map<string, Uint8Array>()
   #slots: [string, number, number, number][] = []
@@ -260,36 +260,40 @@ export class PackWriter {
    */
   flush (noteSlot: (cid: string, slot: PackSlot) => void, write: (fd: number, chunks: Uint8Array[]) => void): void {
     if (this.#chunks.length === 0) return
-    if (this.#fd === null) {
+    // opened for each flush and closed after, so that writers of idle agents hold no descriptor
+    let fd: number
+    if (!this.#created) {
       try {
-        this.#fd = fs.openSync(this.file, 'wx', 0o600)
-        write(this.#fd, [PACK_MAGIC])
-        this.#size = PACK_MAGIC.length
-      } catch (e) { this.#fd = null; try { fs.unlinkSync(this.file) } catch { /* not created */ } throw new StorageError(`${this.file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+        fd = fs.openSync(this.file, 'wx', 0o600)
+      } catch (e) { throw new StorageError(`${this.file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+      try { write(fd, [PACK_MAGIC]) } catch (e) {
+        fs.closeSync(fd); try { fs.unlinkSync(this.file) } catch { /* not created */ }
+        throw new StorageError(`${this.file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? e}`)
+      }
+      this.#created = true
       fsyncDirOf(this.file)
+    } else {
+      try { fd = fs.openSync(this.file, 'a') } catch (e) { throw new StorageError(`${this.file}: cannot write: ${(e as NodeJS.ErrnoException).code ?? e}`) }
     }
-    const base = this.#size
+    let base = 0
     try {
-      write(this.#fd, this.#chunks)
-      fs.fdatasyncSync(this.#fd)
+      base = fs.fstatSync(fd).size
+      write(fd, this.#chunks)
+      fs.fdatasyncSync(fd)
     } catch (e) {
-      try { fs.ftruncateSync(this.#fd, base) } catch { /* readers ignore a torn tail */ }
+      try { if (base > 0) fs.ftruncateSync(fd, base) } catch { /* readers ignore a torn tail */ }
       this.#reset()
       throw new StorageError(`${this.file}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-    }
+    } finally { fs.closeSync(fd) }
     for (const [cid, off, len, kind] of this.#slots) noteSlot(cid, { pack: this.index, off: base + off, len, kind })
-    this.#size = base + this.#batchBytes
-    this.index.scanned = this.#size
+    if (this.index.scanned === base) this.index.scanned = base + this.#batchBytes
     this.#reset()
   }
 
   #reset (): void { this.#chunks = []; this.#pending = new Map(); this.#slots = []; this.#batchBytes = 0 }
 
-  /** Closes the file (queued frames are dropped). */
-  close (): void {
-    this.#reset()
-    if (this.#fd !== null) { try { fs.closeSync(this.#fd) } catch { /* closed */ } this.#fd = null }
-  }
+  /** Drops queued frames (nothing is held open between flushes). */
+  close (): void { this.#reset() }
 }
 
 function fsyncDirOf (file: string): void {

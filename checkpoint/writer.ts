@@ -181,9 +181,8 @@ export class CheckpointWriter {
   /** page table of the last entry written: index → page CID */
   #table: Map<number, string> | null = null
   #pageCount = 0
-  /** the live file opened for appending (the one this writer last wrote whole), its size, and the size it had when written whole */
-  #liveFd: number | null = null
-  #liveSize = 0
+  /** the live file this writer last wrote whole (inode, device, size now), and its size when written whole */
+  #liveFile: { ino: number; dev: number; size: number } | null = null
   #liveWhole = 0
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
@@ -308,7 +307,7 @@ export class CheckpointWriter {
       compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
       const t2 = performance.now()
       atomicWrite(entryFile, entry)
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveSize }
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
       this.#closeLive() // and the live file is rewritten whole
@@ -327,36 +326,40 @@ export class CheckpointWriter {
    * @throws StorageError on I/O failure.
    */
   #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): boolean {
-    if (delta !== null && this.#liveFd !== null) {
+    if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
-      let same = false
-      try {
-        const a = fs.fstatSync(this.#liveFd); const b = fs.statSync(this.livePath)
-        same = a.ino === b.ino && a.dev === b.dev && a.size === this.#liveSize
-      } catch { /* gone: rewrite */ }
-      if (same && this.#liveSize + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
-        if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
-        try {
-          writeAll(this.#liveFd, delta)
-          fs.fdatasyncSync(this.#liveFd)
-        } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-        this.#liveSize += n
-        return false
+      if (this.#liveFile.size + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
+        // opened for each append (no descriptor held between checkpoints), and only while it is
+        // still the file this writer left
+        let fd: number | null = null
+        try { fd = fs.openSync(this.livePath, 'a') } catch { /* gone: rewrite */ }
+        if (fd !== null) {
+          try {
+            const st = fs.fstatSync(fd)
+            if (st.ino === this.#liveFile.ino && st.dev === this.#liveFile.dev && st.size === this.#liveFile.size) {
+              if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
+              try {
+                writeAll(fd, delta)
+                fs.fdatasyncSync(fd)
+              } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+              this.#liveFile.size += n
+              return false
+            }
+          } finally { fs.closeSync(fd) }
+        }
       }
     }
-    this.#closeLive()
+    this.#liveFile = null
     const chunks = whole()
     atomicWrite(this.livePath, chunks, 0o600)
-    try { this.#liveFd = fs.openSync(this.livePath, 'a') } catch { this.#liveFd = null }
-    this.#liveWhole = this.#liveSize = chunks.reduce((k, c) => k + c.length, 0)
+    this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
+    try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
     return true
   }
 
-  #closeLive (): void {
-    if (this.#liveFd !== null) { try { fs.closeSync(this.#liveFd) } catch { /* closed */ } this.#liveFd = null }
-  }
+  #closeLive (): void { this.#liveFile = null }
 
-  /** Closes the files this writer keeps open (the live file); a later write reopens them. */
+  /** Drops what this writer holds between checkpoints (queued blobs); nothing stays open. */
   close (): void { this.#closeLive(); this.blobs.close() }
 
   /**

@@ -75,6 +75,11 @@ test('later writes append a delta record of the changed pages; readLive and peek
   assert.equal(memory(c), fakeMemory(f))
   assert.is(Buffer.compare(peekLive(live).header, r.headerBytes), 0)
   assert.equal(liveItems(fs.readFileSync(live), live).length, 2)
+  // nothing stays open between checkpoints (a node holds a writer per agent)
+  if (fs.existsSync('/proc/self/fd')) {
+    const open = fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { return '' } })
+    assert.not.ok(open.some((p) => p.startsWith(dir)), `descriptors left open: ${open.filter((p) => p.startsWith(dir)).join(', ')}`)
+  }
   // the history entry lists the same change
   assert.ok(verifyHistory([dir]).valid)
 })
