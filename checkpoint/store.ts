@@ -229,7 +229,7 @@ export class BlobStore {
     if (q !== undefined) return q
     try { return fs.readFileSync(this.pathOf(cid)) } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('read', this.pathOf(cid), e)
-      const b = fromPacks(this.#packs, this.dir, cid, (c) => this.#writer.pending(c) ?? null)
+      const b = fromPacks(this.#packs, cid, (c) => this.#writer.pending(c) ?? null)
       if (b === null) throw ioError('read', this.pathOf(cid), e)
       return b
     }
@@ -255,24 +255,23 @@ export function readBlobIn (dir: string, cid: string, loose = true): Uint8Array 
       set = new PackSet(dir)
       readers.set(dir, set)
     }
-    try { return fromPacks(set, dir, cid) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
+    try { return fromPacks(set, cid) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
   }
   return null
 }
 
 /**
- * Blob `cid` from the packs of `set` (chunks of a chunked page from `pending`, loose files of
- * `dir`, or the packs), or null when it or one of its chunks is absent.
+ * Blob `cid` from the packs of `set` (chunks of a chunked page from `pending` or the packs), or
+ * null when it or one of its chunks is absent.
  * @throws StorageError when a pack cannot be read or changed under the index.
  */
-function fromPacks (set: PackSet, dir: string, cid: string, pending: (cid: string) => Uint8Array | null = () => null): Uint8Array | null {
+function fromPacks (set: PackSet, cid: string, pending: (cid: string) => Uint8Array | null = () => null): Uint8Array | null {
   const slot = set.find(cid)
   if (slot === undefined) return null
   return blobOfSlot(slot, cid, (c) => {
     const q = pending(c)
     if (q !== null) return q
-    try { return fs.readFileSync(path.join(dir, c)) } catch { /* not a loose file */ }
-    const s = set.find(c)
+    const s = set.find(c) // chunks are only ever written to packs
     return s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, c, () => null)
   })
 }
