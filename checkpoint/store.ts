@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, PackSet, PackWriter } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, matchesCid, PackSet, PackWriter } from './pack.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -244,20 +244,39 @@ const readers = new Map<string, PackSet>()
 /**
  * Blob `cid` from blob directory `dir` — a loose file `<dir>/<cid>` or a frame in any pack there —
  * unverified; null when absent. Pack indexes are kept per directory for the process and refreshed
- * on a miss. `loose: false` skips the loose file (the caller already looked).
+ * on a miss. `loose: false` skips the loose file (the caller already looked). `chunks`: a cache of
+ * the 4 KiB chunks of pages read so far, for a caller reading many versions of the same pages
+ * (verify, replay): consecutive versions share most chunks.
  */
-export function readBlobIn (dir: string, cid: string, loose = true): Uint8Array | null {
+export function readBlobIn (dir: string, cid: string, loose = true, chunks?: ChunkCache): Uint8Array | null {
+  const packed = readPackedIn(dir, cid, chunks)
+  if (packed !== null) return packed
   if (loose) try { return fs.readFileSync(path.join(dir, cid)) } catch { /* not a loose file */ }
   for (let attempt = 0; attempt < 2; attempt++) {
-    let set = readers.get(dir)
-    if (set === undefined) {
-      if (readers.size >= 64) readers.clear()
-      set = new PackSet(dir)
-      readers.set(dir, set)
-    }
-    try { return fromPacks(set, cid) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
+    try { return fromPacks(packSetOf(dir), cid, undefined, chunks) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
   }
   return null
+}
+
+/**
+ * Blob `cid` when the index of `dir`'s packs already holds it (the index is built on the first
+ * call for a directory and not refreshed here), else null: a lookup that costs no file-system call
+ * for a blob that is not packed.
+ */
+export function readPackedIn (dir: string, cid: string, chunks?: ChunkCache): Uint8Array | null {
+  const set = packSetOf(dir)
+  if (set.find(cid, false, Infinity) === undefined) return null
+  try { return fromPacks(set, cid, undefined, chunks) } catch { readers.delete(dir); return null }
+}
+
+function packSetOf (dir: string): PackSet {
+  let set = readers.get(dir)
+  if (set === undefined) {
+    if (readers.size >= 64) readers.clear()
+    set = new PackSet(dir)
+    readers.set(dir, set)
+  }
+  return set
 }
 
 /**
@@ -265,15 +284,34 @@ export function readBlobIn (dir: string, cid: string, loose = true): Uint8Array 
  * null when it or one of its chunks is absent.
  * @throws StorageError when a pack cannot be read or changed under the index.
  */
-function fromPacks (set: PackSet, cid: string, pending: (cid: string) => Uint8Array | null = () => null): Uint8Array | null {
+function fromPacks (set: PackSet, cid: string, pending: (cid: string) => Uint8Array | null = () => null, cache?: ChunkCache): Uint8Array | null {
   const slot = set.find(cid)
   if (slot === undefined) return null
   return blobOfSlot(slot, cid, (c) => {
-    const q = pending(c)
-    if (q !== null) return q
+    const q = pending(c) ?? cache?.get(c)
+    if (q !== null && q !== undefined) return q
     const s = set.find(c) // chunks are only ever written to packs
-    return s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, c, () => null)
+    const b = s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, c, () => null)
+    if (b !== null && cache !== undefined) cache.put(c, b)
+    return b
   })
+}
+
+/**
+ * Chunks (4 KiB, by CID) read while assembling pages, for one reader's run (e.g. one verify):
+ * at most `max` (default 16,384 = 64 MiB), forgotten all at once when full. Only chunks whose bytes
+ * match their CID are kept, so a cached chunk is exactly what its CID names.
+ */
+export class ChunkCache {
+  readonly #map = new Map<string, Uint8Array>()
+  readonly #max: number
+  constructor (max = 16_384) { this.#max = max }
+  get (cid: string): Uint8Array | undefined { return this.#map.get(cid) }
+  put (cid: string, b: Uint8Array): void {
+    if (!matchesCid(b, cid)) return
+    if (this.#map.size >= this.#max) this.#map.clear()
+    this.#map.set(cid, b)
+  }
 }
 
 function isZero (b: Uint8Array): boolean {
