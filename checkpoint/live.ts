@@ -4,9 +4,13 @@
  * the agent's secret seed (so the file is written with mode 0600).
  *
  * Bytes: tag 55799 (`d9 d9 f7`) then a canonical CBOR map (keys in this canonical order)
- * `{v, key, log, sig, wasm, pages, header, globals, manifest, pageCount}`.
- * {@link encodeLive} frames the CBOR by hand and returns chunks for writev, so page bodies and the
- * wasm are never copied; the bytes equal `encodeFile()` of the same map.
+ * `{v, key, log, sig, wasm, pages, header, globals, manifest, pageCount}` — the whole checkpoint —
+ * then zero or more delta records `{v: 2, io?, log, sig, pages, header, globals, pageCount}`, one
+ * per later checkpoint of the same writer, each with the pages changed since the one before
+ * (issue 10). The file holds the checkpoint of its last complete record; a torn or zeroed tail is
+ * ignored. {@link encodeLive} (the whole checkpoint) and {@link encodeDelta} frame the CBOR by hand
+ * and return chunks for writev, so page bodies and the wasm are never copied; the bytes equal
+ * `encodeFile()` / `encode()` of the same map.
  */
 import * as fs from 'node:fs'
 import { asMap, bytesField, checkWellFormed, decode, decodeFile, describe, numberField } from './cbor.ts'
@@ -199,7 +203,10 @@ export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
  * field's type, page sizes and order, pageCount ≤ 65536, the header's fields, the signature against
  * `header.agent`, that the seed's DID is `header.agent`, `cid(wasm) = header.code`,
  * `cid(manifest) = header.manifest`, `cid(log) = header.log`, `cid(io) = header.io` (both absent or both present), and the state root recomputed from
- * the pages and globals (with the header's fuel and budget) equals `header.state`.
+ * the pages and globals (with the header's fuel and budget) equals `header.state`. With delta
+ * records, these checks apply to the checkpoint of the last complete record (the page table folded
+ * through every record); a record cut short or starting with a zero byte, and all after it, is
+ * ignored (see {@link liveItems}); a complete record that does not check is an error.
  * Returned byte arrays are views into `bytes`.
  * @param file names the file in errors.
  * @throws CheckpointError `<file>: <what is wrong>` — e.g. `empty file`, `truncated (…)`,

@@ -5,6 +5,10 @@
  * is skipped by its length. `igord logs --follow` looks at the live file of a running agent every
  * time it changes; reading (and state-root hashing) a whole 1 GiB file each second would not do.
  *
+ * With delta records (docs/FORMAT.md "Delta records") the header, signature and segment are those
+ * of the last complete record: each record is walked the same way, and one cut short by the end of
+ * the file (or starting with a zero byte) ends the walk.
+ *
  * What is checked: the file tag, the map shape, `v`, the header's fields, the signature against
  * `header.agent`, and `cid(log) = header.log`. The pages, wasm, manifest and secret key are NOT
  * checked (use `readLive` for that): what this returns is authentic (signed), not a proof that the
