@@ -5,8 +5,9 @@
  *   the runtime + writer do per checkpoint — compare all pages with the last committed copy, hash
  *   the dirty page, append its blob and the log to the pack (one fdatasync), sign the header,
  *   append a delta record to the live file (one fdatasync), write the history entry. The row names
- *   the fsyncs (file and directory) counted per checkpoint. Floor: page compare + hash 1 page +
- *   sign + write a small file + fsync. Target at 64 MiB: ≤ 5 ms all in (issue 10).
+ *   the fsyncs (file and directory) counted per checkpoint; "writer's share" is all in minus the
+ *   runtime's compare of every page. Floor: page compare + hash 1 page + sign + write a small file
+ *   + fsync. Target at 64 MiB: ≤ 5 ms all in, one fsync (issue 10).
  * - full checkpoint (every page new) at 1, 16, 64 MiB: copy + hash of all pages (the runtime's
  *   share) + the live file; the archive (every page appended to the pack, one fdatasync)
  *   separately. Floor: copy + SHA-256 + write + fsync of the memory. Target at 64 MiB: each ≤ 1.5× floor.
@@ -84,12 +85,12 @@ function fsyncWrite (file: string, data: Uint8Array): void {
   try { fs.writeSync(fd, data); fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
 }
 
-function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
+export function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
   const m = new Mem(mib * MiB)
   const w = new CheckpointWriter(dir, `inc${mib}`)
   const l: Lineage = { id, tick: 0, prev: null, fuel: 0n }
   write(w, l, m.snapshot(null), null)
-  const all: number[] = []; const archive: number[] = []; const live: number[] = []; const floor: number[] = []; const fsyncs: number[] = []
+  const all: number[] = []; const own: number[] = []; const archive: number[] = []; const live: number[] = []; const floor: number[] = []; const fsyncs: number[] = []
   const iters = mib >= 64 ? 9 : 15
   for (let k = 0; k < iters; k++) {
     m.live[(k * 7919) % m.live.length] ^= 0x5a
@@ -98,7 +99,7 @@ function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
     const changed = m.commit()
     const t1 = performance.now()
     write(w, l, m.snapshot(changed), Buffer.from(`tick ${l.tick}: clock 1700000000000`))
-    all.push(performance.now() - t0); fsyncs.push(syncs.n - n0)
+    all.push(performance.now() - t0); own.push(performance.now() - t1); fsyncs.push(syncs.n - n0)
     archive.push(t1 - t0 + w.lastStats!.archiveMs); live.push(w.lastStats!.liveMs)
     // floor: compare all pages + hash 1 page + sign + write a small file + fsync
     m.live[(k * 7919 + 1) % m.live.length] ^= 0x5a
@@ -112,9 +113,10 @@ function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
     floor.push(performance.now() - f0)
     m.live[(k * 7919 + 1) % m.live.length] ^= 0x5a
   }
-  const a = median(all); const f = median(floor); const ar = median(archive); const lv = median(live); const ns = median(fsyncs)
+  const a = median(all); const f = median(floor); const ar = median(archive); const lv = median(live); const ns = median(fsyncs); const o = median(own)
   return [
     { name: `incremental ckpt ${mib} MiB, 1 dirty page: all in (${ns} fsyncs)`, value: a, unit: 'ms', floor: f, ratio: a / f, ...(mib === 64 ? { target: '≤ 5 ms all in, one fsync', met: a <= 5 && ns <= 1 } : {}) },
+    { name: `incremental ckpt ${mib} MiB, 1 dirty page: writer's share`, value: o, unit: 'ms', floor: f, ratio: o / f },
     { name: `incremental ckpt ${mib} MiB, 1 dirty page: archive`, value: ar, unit: 'ms', floor: f, ratio: ar / f },
     { name: `incremental ckpt ${mib} MiB, 1 dirty page: live file`, value: lv, unit: 'ms', floor: f, ratio: lv / f },
   ]
