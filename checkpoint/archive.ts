@@ -4,24 +4,23 @@
  * globals of one archived checkpoint from its rebuilt page table. Replay (runtime/replay.ts)
  * restores agents from these.
  */
-import * as fs from 'node:fs'
-import * as path from 'node:path'
 import { CheckpointError } from './errors.ts'
 import { cidOfDigest, sha256 } from './hash.ts'
 import type { PageTable } from './history.ts'
+import { readBlobIn } from './store.ts'
 import { PAGE_SIZE, type GlobalValue } from './state.ts'
 import type { HistoryEntry } from './writer.ts'
 
 /**
- * The bytes of blob `cid`, from the first of `blobDirs` that holds it, checked against the CID
+ * The bytes of blob `cid`, from the first of `blobDirs` that holds it (a loose file or a pack frame), checked against the CID
  * (SHA-256, CIDv1 raw).
  * @param what names the blob in errors (e.g. `event log of tick 12`)
  * @throws CheckpointError `<what>: blob <cid> is missing (looked in …)` or `… is corrupt (…)`
  */
 export function readArchivedBlob (blobDirs: readonly string[], cid: string, what: string): Uint8Array {
   for (const d of blobDirs) {
-    let bytes: Uint8Array
-    try { bytes = fs.readFileSync(path.join(d, cid)) } catch { continue }
+    const bytes = readBlobIn(d, cid)
+    if (bytes === null) continue
     if (cidOfDigest(sha256(bytes)) !== cid) throw new CheckpointError(`${what}: blob ${cid} in ${d} is corrupt (its bytes do not match its CID)`)
     return bytes
   }

@@ -23,6 +23,7 @@ import { headerCid, SIGNATURE_DOMAIN, verifyHeader, type CheckpointHeader } from
 import { publicKeyFromDid } from './identity.ts'
 import { Worker } from 'node:worker_threads'
 import { PAGE_SIZE, stateRootOfTable } from './state.ts'
+import { ChunkCache, readBlobIn, readPackedIn } from './store.ts'
 import { decodeEntry, entryFileName, type HistoryEntry } from './writer.ts'
 
 /** One problem found by {@link verifyHistory}: the tick (null when unknown), the file, what is wrong. */
@@ -419,9 +420,14 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
 
   // 3. state roots along every chain; every referenced blob hashed once
   const reported = new Set<string>()
+  const chunks = new ChunkCache() // consecutive versions of a page share most of their 4 KiB chunks
   const readBlob = (cid: string): Uint8Array | null => {
     for (const d of blobDirs) {
-      try { return readTransient(path.join(d, cid)) } catch { /* try the next store */ }
+      const p = readPackedIn(d, cid, chunks) // already indexed: no lookup of a loose file
+      if (p !== null) return p
+      try { return readTransient(path.join(d, cid)) } catch { /* not a loose file */ }
+      const b = readBlobIn(d, cid, false, chunks)
+      if (b !== null) return b
     }
     return null
   }

@@ -4,12 +4,16 @@
  * the agent's secret seed (so the file is written with mode 0600).
  *
  * Bytes: tag 55799 (`d9 d9 f7`) then a canonical CBOR map (keys in this canonical order)
- * `{v, key, log, sig, wasm, pages, header, globals, manifest, pageCount}`.
- * {@link encodeLive} frames the CBOR by hand and returns chunks for writev, so page bodies and the
- * wasm are never copied; the bytes equal `encodeFile()` of the same map.
+ * `{v, key, log, sig, wasm, pages, header, globals, manifest, pageCount}` — the whole checkpoint —
+ * then zero or more delta records `{v: 2, io?, log, sig, pages, header, globals, pageCount}`, one
+ * per later checkpoint of the same writer, each with the pages changed since the one before
+ * (issue 10). The file holds the checkpoint of its last complete record; a torn or zeroed tail is
+ * ignored. {@link encodeLive} (the whole checkpoint) and {@link encodeDelta} frame the CBOR by hand
+ * and return chunks for writev, so page bodies and the wasm are never copied; the bytes equal
+ * `encodeFile()` / `encode()` of the same map.
  */
 import * as fs from 'node:fs'
-import { asMap, bytesField, decodeFile, describe, numberField } from './cbor.ts'
+import { asMap, bytesField, checkWellFormed, decode, decodeFile, describe, numberField } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf, sha256 } from './hash.ts'
 import { decodeHeader, FORMAT_VERSION, verifyHeader, type CheckpointHeader } from './header.ts'
@@ -109,6 +113,71 @@ export function encodeLive (c: Omit<LiveCheckpoint, 'parsed' | 'io'> & { io?: Ui
   return f.finish()
 }
 
+/** Version of a delta record (docs/FORMAT.md "Live checkpoint"). */
+export const DELTA_VERSION = 2
+
+/**
+ * One checkpoint appended to a live file as a delta record: the signed header and signature, the
+ * event log, I/O state and globals of the checkpoint, its page count, and `pages` — the rows of the
+ * page table that changed since the checkpoint before it in the file: `[index, 65536 bytes]` for a
+ * page that is new or changed, `[index, null]` for a page that became zero (pages at or beyond
+ * `pageCount` are dropped without a row being needed).
+ */
+export interface LiveDelta {
+  header: Uint8Array; sig: Uint8Array; pageCount: number; pages: [number, Uint8Array | null][]
+  globals: GlobalValue[]; log: Uint8Array | null; io: Uint8Array | null
+}
+
+const DELTA_FIELDS = ['v', 'io', 'log', 'sig', 'pages', 'header', 'globals', 'pageCount'] as const
+
+/**
+ * Encodes a delta record for `writev` (no file tag: it follows the file's earlier items), canonical
+ * CBOR `{v: 2, io?, log, sig, pages, header, globals, pageCount}`; page bodies are referenced, not copied.
+ * @throws CheckpointError `live checkpoint: …` for rows out of order, outside memory or not 65536 bytes.
+ */
+export function encodeDelta (d: LiveDelta): Uint8Array[] {
+  if (!Number.isSafeInteger(d.pageCount) || d.pageCount < 0 || d.pageCount > MAX_PAGES) throw new CheckpointError(`live checkpoint: pageCount ${d.pageCount} out of range 0..${MAX_PAGES}`)
+  if (d.sig.length !== 64) throw new CheckpointError('live checkpoint: the signature must be 64 bytes')
+  let last = -1
+  for (const [i, page] of d.pages) {
+    if (!Number.isInteger(i) || i <= last || i >= MAX_PAGES || (page !== null && i >= d.pageCount)) throw new CheckpointError(`live checkpoint: delta row ${i} out of order or outside memory of ${d.pageCount} pages`)
+    if (page !== null && page.length !== PAGE_SIZE) throw new CheckpointError(`live checkpoint: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
+    last = i
+  }
+  const f = new Framer(256 + d.header.length + (d.log && d.log.length < BY_REFERENCE ? d.log.length : 0) + (d.io && d.io.length < BY_REFERENCE ? d.io.length : 0) + d.pages.length * 16 + d.globals.length * 40)
+  f.raw(d.io === null ? 0xa7 : 0xa8) // map(7), or map(8) with the I/O state
+  f.text('v'); f.head(0, DELTA_VERSION)
+  if (d.io !== null) { f.text('io'); f.bytes(d.io) }
+  f.text('log'); if (d.log === null) f.raw(0xf6); else f.bytes(d.log)
+  f.text('sig'); f.bytes(d.sig)
+  f.text('pages'); f.head(4, d.pages.length)
+  for (const [i, page] of d.pages) { f.raw(0x82); f.head(0, i); if (page === null) f.raw(0xf6); else f.bytes(page) }
+  f.text('header'); f.bytes(d.header)
+  f.text('globals'); f.head(4, d.globals.length)
+  for (const g of d.globals) { f.raw(0x83); f.head(0, g.index); f.text(g.type); f.bytes(g.bytes) }
+  f.text('pageCount'); f.head(0, d.pageCount)
+  return f.finish()
+}
+
+/**
+ * Offsets just past each complete item of a live file: the first (the whole checkpoint) and each
+ * delta record after it. A record cut short (a torn tail after a kill mid-append) or starting with a
+ * zero byte (a tail a power cut left zeroed) ends the list: it and what follows are ignored.
+ * @throws CheckpointError for anything else that is not well-formed (as {@link decodeFile} would).
+ */
+export function liveItems (bytes: Uint8Array, file: string): number[] {
+  const ends = [checkWellFormed(bytes, 3, file)]
+  let p = ends[0]
+  while (p < bytes.length && bytes[p] !== 0) {
+    try { p = checkWellFormed(bytes, p, file) } catch (e) {
+      if (e instanceof CheckpointError && /: truncated \(/.test(e.message)) break
+      throw e
+    }
+    ends.push(p)
+  }
+  return ends
+}
+
 /**
  * Parses `[[index, type, bytes]…]` (ascending index) into globals.
  * @throws CheckpointError `<what>: field "globals" …`.
@@ -134,7 +203,10 @@ export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
  * field's type, page sizes and order, pageCount ≤ 65536, the header's fields, the signature against
  * `header.agent`, that the seed's DID is `header.agent`, `cid(wasm) = header.code`,
  * `cid(manifest) = header.manifest`, `cid(log) = header.log`, `cid(io) = header.io` (both absent or both present), and the state root recomputed from
- * the pages and globals (with the header's fuel and budget) equals `header.state`.
+ * the pages and globals (with the header's fuel and budget) equals `header.state`. With delta
+ * records, these checks apply to the checkpoint of the last complete record (the page table folded
+ * through every record); a record cut short or starting with a zero byte, and all after it, is
+ * ignored (see {@link liveItems}); a complete record that does not check is an error.
  * Returned byte arrays are views into `bytes`.
  * @param file names the file in errors.
  * @throws CheckpointError `<file>: <what is wrong>` — e.g. `empty file`, `truncated (…)`,
@@ -142,22 +214,28 @@ export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
  *   `state root does not match …`.
  */
 export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
-  const m = asMap(decodeFile(bytes, file), file, 'live checkpoint')
+  // a file with delta records after its first item (a torn last record is ignored)
+  let ends: number[] | null = null
+  if (bytes.length > 3 && bytes[0] === 0xd9 && bytes[1] === 0xd9 && bytes[2] === 0xf7) {
+    try { ends = liveItems(bytes, file) } catch { ends = null /* decodeFile below names the fault */ }
+  }
+  const first = ends !== null && ends.length > 0 ? bytes.subarray(0, ends[0]) : bytes
+  const m = asMap(decodeFile(first, file), file, 'live checkpoint')
   if (m.v !== FORMAT_VERSION) {
     if (typeof m.v === 'number' || typeof m.v === 'bigint') throw new CheckpointError(`${file}: unsupported checkpoint format version ${m.v} (this igord reads ${FORMAT_VERSION})`)
     throw new CheckpointError(`${file}: not a live checkpoint (no format version field "v")`)
   }
   asMap(m, file, 'live checkpoint', LIVE_FIELDS)
-  const header = bytesField(m, 'header', file)
-  const sig = bytesField(m, 'sig', file, 64)
+  let header = bytesField(m, 'header', file)
+  let sig = bytesField(m, 'sig', file, 64)
   const wasm = bytesField(m, 'wasm', file)
   const manifest = bytesField(m, 'manifest', file)
   const seed = bytesField(m, 'key', file, 32)
-  const pageCount = numberField(m, 'pageCount', file, MAX_PAGES)
-  const log = m.log === null ? null : bytesField(m, 'log', file)
-  const io = m.io === undefined ? null : bytesField(m, 'io', file)
+  let pageCount = numberField(m, 'pageCount', file, MAX_PAGES)
+  let log = m.log === null ? null : bytesField(m, 'log', file)
+  let io = m.io === undefined ? null : bytesField(m, 'io', file)
   if (!Array.isArray(m.pages)) throw new CheckpointError(`${file}: field "pages" must be an array, got ${describe(m.pages)}`)
-  const pages: [number, Uint8Array][] = []
+  const table = new Map<number, Uint8Array>()
   let last = -1
   for (const e of m.pages as unknown[]) {
     if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array)) throw new CheckpointError(`${file}: field "pages" entries must be [index, bytes]`)
@@ -166,9 +244,37 @@ export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
     if (i >= pageCount) throw new CheckpointError(`${file}: page ${i} is outside memory of ${pageCount} pages`)
     if (page.length !== PAGE_SIZE) throw new CheckpointError(`${file}: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
     last = i
-    pages.push([i, page])
+    table.set(i, page)
   }
-  const globals = decodeGlobals(m.globals, file)
+  let globals = decodeGlobals(m.globals, file)
+  // delta records: each replaces the header, signature, log, I/O state, globals and page count, and
+  // applies its page rows to the table of the checkpoint before it
+  for (let k = 1; ends !== null && k < ends.length; k++) {
+    const what = `${file}: delta record at offset ${ends[k - 1]}`
+    const d = asMap(decode(bytes.subarray(ends[k - 1], ends[k]), what, ends[k - 1]), what, 'delta record')
+    if (d.v !== DELTA_VERSION) throw new CheckpointError(`${what}: unsupported delta record version ${describe(d.v)} (this igord reads ${DELTA_VERSION})`)
+    asMap(d, what, 'delta record', DELTA_FIELDS)
+    header = bytesField(d, 'header', what)
+    sig = bytesField(d, 'sig', what, 64)
+    pageCount = numberField(d, 'pageCount', what, MAX_PAGES)
+    log = d.log === null ? null : bytesField(d, 'log', what)
+    io = d.io === undefined ? null : bytesField(d, 'io', what)
+    globals = decodeGlobals(d.globals, what)
+    if (!Array.isArray(d.pages)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(d.pages)}`)
+    let prev = -1
+    for (const e of d.pages as unknown[]) {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] === null || e[1] instanceof Uint8Array)) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes or null]`)
+      const [i, page] = e as [number, Uint8Array | null]
+      if (i <= prev || i >= MAX_PAGES) throw new CheckpointError(`${what}: page ${i} out of order or out of range`)
+      prev = i
+      if (page === null) { table.delete(i); continue }
+      if (i >= pageCount) throw new CheckpointError(`${what}: page ${i} is outside memory of ${pageCount} pages`)
+      if (page.length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
+      table.set(i, page)
+    }
+    for (const i of [...table.keys()]) if (i >= pageCount) table.delete(i)
+  }
+  const pages: [number, Uint8Array][] = [...table].sort((x, y) => x[0] - y[0])
   const parsed = decodeHeader(header, file)
   if (!verifyHeader(header, sig, parsed.agent)) throw new CheckpointError(`${file}: signature does not verify for ${parsed.agent} (header or signature altered)`)
   if (identityFromSeed(seed).did !== parsed.agent) throw new CheckpointError(`${file}: the secret key does not belong to ${parsed.agent}`)

@@ -5,6 +5,10 @@
  * is skipped by its length. `igord logs --follow` looks at the live file of a running agent every
  * time it changes; reading (and state-root hashing) a whole 1 GiB file each second would not do.
  *
+ * With delta records (docs/FORMAT.md "Delta records") the header, signature and segment are those
+ * of the last complete record: each record is walked the same way, and one cut short by the end of
+ * the file (or starting with a zero byte) ends the walk.
+ *
  * What is checked: the file tag, the map shape, `v`, the header's fields, the signature against
  * `header.agent`, and `cid(log) = header.log`. The pages, wasm, manifest and secret key are NOT
  * checked (use `readLive` for that): what this returns is authentic (signed), not a proof that the
@@ -14,6 +18,7 @@ import * as fs from 'node:fs'
 import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf } from './hash.ts'
 import { decodeHeader, FORMAT_VERSION, verifyHeader, type CheckpointHeader } from './header.ts'
+import { DELTA_VERSION } from './live.ts'
 
 /** The signed header of a live checkpoint and the event-log segment it carries. */
 export interface LivePeek {
@@ -47,8 +52,11 @@ class Cursor {
   fail (msg: string): never { throw new CheckpointError(`${this.#file}: ${msg}`) }
 
   need (n: number): void {
-    if (n > this.size - this.pos) this.fail(`truncated (need ${n} bytes at offset ${this.pos}, file has ${this.size})`)
+    if (n > this.size - this.pos) { this.truncated = true; this.fail(`truncated (need ${n} bytes at offset ${this.pos}, file has ${this.size})`) }
   }
+
+  /** Set when a read ran past the end of the file. */
+  truncated = false
 
   byte (): number {
     this.need(1)
@@ -127,28 +135,44 @@ export function peekLive (file: string): LivePeek {
     const c: Cursor = new Cursor(fd, fs.fstatSync(fd).size, file)
     if (c.size === 0) c.fail('empty file')
     if (c.size < 3 || c.byte() !== 0xd9 || c.byte() !== 0xd9 || c.byte() !== 0xf7) c.fail('not an igord file (does not start with the CBOR tag 55799 d9 d9 f7)')
-    const m = c.head()
-    if (m.major !== 5) c.fail('live checkpoint is not a CBOR map')
-    const got: { v?: unknown; header?: Uint8Array; sig?: Uint8Array; log?: Uint8Array | null } = {}
-    for (let k = 0; k < m.arg; k++) {
-      const kh = c.head()
-      if (kh.major !== 3) c.fail('live checkpoint has a key that is not text')
-      const key = c.text(kh.arg)
-      if (key === 'v') {
-        const h = c.head()
-        got.v = h.major === 0 ? h.arg : null
-      } else if (key === 'header' || key === 'sig' || key === 'log') {
-        const at = c.pos
-        const h = c.head()
-        if (key === 'log' && h.major === 7 && h.info === 22) { got.log = null; continue }
-        if (h.major !== 2) c.fail(`field "${key}" at offset ${at} must be a byte string`)
-        got[key] = c.bytes(h.arg)
-      } else c.skipItem()
+    type Got = { v?: unknown; header?: Uint8Array; sig?: Uint8Array; log?: Uint8Array | null }
+    /** One map item: its `v`, `header`, `sig` and `log`; everything else skipped. */
+    const item = (label: string): Got => {
+      const m = c.head()
+      if (m.major !== 5) c.fail(`${label} is not a CBOR map`)
+      const got: Got = {}
+      for (let k = 0; k < m.arg; k++) {
+        const kh = c.head()
+        if (kh.major !== 3) c.fail(`${label} has a key that is not text`)
+        const key = c.text(kh.arg)
+        if (key === 'v') {
+          const h = c.head()
+          got.v = h.major === 0 ? h.arg : null
+        } else if (key === 'header' || key === 'sig' || key === 'log') {
+          const at = c.pos
+          const h = c.head()
+          if (key === 'log' && h.major === 7 && h.info === 22) { got.log = null; continue }
+          if (h.major !== 2) c.fail(`field "${key}" at offset ${at} must be a byte string`)
+          got[key] = c.bytes(h.arg)
+        } else c.skipItem()
+      }
+      return got
     }
-    if (c.pos !== c.size) c.fail(`${c.size - c.pos} trailing bytes after the CBOR item at offset ${c.pos}`)
+    let got = item('live checkpoint')
     if (got.v !== FORMAT_VERSION) {
       if (typeof got.v === 'number') c.fail(`unsupported checkpoint format version ${got.v} (this igord reads ${FORMAT_VERSION})`)
       c.fail('not a live checkpoint (no format version field "v")')
+    }
+    // delta records (docs/FORMAT.md "Live checkpoint"): the last complete one is the checkpoint; a
+    // torn or zeroed tail is ignored
+    while (c.pos < c.size) {
+      const at = c.pos
+      if (c.byte() === 0) break
+      c.pos = at
+      let d: Got
+      try { d = item(`delta record at offset ${at}`) } catch (e) { if (c.truncated) break; throw e }
+      if (d.v !== DELTA_VERSION) c.fail(`delta record at offset ${at}: unsupported delta record version ${String(d.v)} (this igord reads ${DELTA_VERSION})`)
+      got = d
     }
     if (got.header === undefined) c.fail('field "header" is missing')
     if (got.sig === undefined || got.sig.length !== 64) c.fail('field "sig" must be 64 bytes')

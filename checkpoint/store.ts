@@ -9,7 +9,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
-import { cidOf, cidOfDigest, isCid } from './hash.ts'
+import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, matchesCid, PackSet, PackWriter } from './pack.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -84,41 +85,100 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
 }
 
 /**
- * Content-addressed blob store: one file per blob in `dir`, named by its CID (CIDv1 raw sha2-256
- * base32). `put` writes atomically and skips blobs already present; `get` returns the bytes as
- * stored without checking them (history verification hashes every blob it uses).
+ * Content-addressed blob store of one blob directory (docs/FORMAT.md "Blob store"). It holds
+ * loose files named by CID (CIDv1 raw sha2-256 base32: code and manifests, written with
+ * {@link BlobStore.putFile}, and everything written by versions before packs) and pack files
+ * (checkpoint/pack.ts): pages, event-log segments and I/O states, appended with
+ * {@link BlobStore.putEx} and made durable by one `fdatasync` in {@link BlobStore.sync}.
+ *
+ * A store opened for an agent (`agent` given) appends to a pack of its own, created on the first
+ * sync, and reads that agent's packs; one opened without reads every pack in the directory (a
+ * node answering which blobs a migration target lacks) and writes to a pack named `shared+…`.
+ * `get` returns bytes as stored without checking them (history verification, replay and migration
+ * hash every blob they use).
  */
 export class BlobStore {
   /** The directory holding the blobs. */
   readonly dir: string
   /** CIDs known to be present (written or seen by this instance). */
   readonly #known = new Set<string>()
+  readonly #packs: PackSet
+  readonly #writer: PackWriter
   #dirty = false
 
   /**
    * @param dir created (with parents, mode 0700) when missing.
+   * @param agent the agent whose packs this store writes and reads; all packs when absent.
    * @throws StorageError when the directory cannot be created.
    */
-  constructor (dir: string) {
+  constructor (dir: string, agent?: string) {
     this.dir = dir
     try { makePrivateDir(dir) } catch (e) { throw ioError('create directory', dir, e) }
+    this.#packs = new PackSet(dir, agent)
+    this.#writer = new PackWriter(dir, agent ?? 'shared')
   }
 
-  /** Path of the blob file for `cid`. */
+  /** Path of the loose blob file for `cid` (which may not exist: the blob may be in a pack). */
   pathOf (cid: string): string {
     return path.join(this.dir, cid)
   }
 
+  /** Path of the pack this store appends to (it exists once a blob was synced). */
+  get packFile (): string { return this.#writer.file }
+
   /**
-   * Stores `bytes` unless a blob with the same CID exists; returns the CID. With `digest` (the
-   * SHA-256 of `bytes`, already known to the caller) nothing is hashed. With `sync: false` the
-   * directory is not fsynced; call {@link BlobStore.sync} once after a batch.
+   * Queues `bytes` for this store's pack unless the blob is present (written or seen by this
+   * instance, a loose file, or in the packs in scope as they were when first looked at); returns the CID. With `digest` (the SHA-256 of `bytes`, already
+   * known to the caller) nothing is hashed. Queued blobs are readable with {@link BlobStore.get} at
+   * once and durable after {@link BlobStore.sync} (called here unless `sync` is false).
+   * `how.compress`: store it zstd-compressed when that makes it smaller; `how.chunk` (a 64 KiB
+   * page): store it as 16 chunks of 4 KiB, each chunk a blob of its own (compressed too when
+   * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store").
+   * @returns the CID and whether the blob was queued.
+   * @throws StorageError on I/O failure.
+   */
+  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean } = {}): { cid: string; written: boolean } {
+    const d = digest ?? sha256(bytes)
+    const cid = cidOfDigest(d)
+    if (this.#present(cid)) return { cid, written: false }
+    if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
+      const digests = Buffer.alloc(32 * (CHUNKED_SIZE / CHUNK_SIZE))
+      for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
+        if (isZero(c)) continue
+        const cd = sha256(c)
+        digests.set(cd, k * 32)
+        const ccid = cidOfDigest(cd)
+        if (this.#present(ccid)) continue
+        const z = how.compress === true ? compress(c) : null
+        this.#writer.add(ccid, c, cd, z === null ? FRAME_BLOB : FRAME_ZSTD, z ?? c)
+        this.#known.add(ccid)
+      }
+      this.#writer.add(cid, bytes, d, FRAME_CHUNKED, digests)
+    } else {
+      const z = how.compress === true ? compress(bytes) : null
+      this.#writer.add(cid, bytes, d, z === null ? FRAME_BLOB : FRAME_ZSTD, z ?? bytes)
+    }
+    this.#known.add(cid)
+    if (sync) this.sync()
+    return { cid, written: true }
+  }
+
+  /** Known to this instance, a loose file, or a frame of the packs in scope (walked once, on the first miss). */
+  #present (cid: string): boolean {
+    if (this.#known.has(cid)) return true
+    if (fs.existsSync(this.pathOf(cid)) || this.#packs.find(cid, false, Infinity) !== undefined) { this.#known.add(cid); return true }
+    return false
+  }
+
+  /**
+   * Stores `bytes` as a loose file `<dir>/<cid>` (atomically; the directory fsynced unless `sync`
+   * is false) unless present. For blobs shared by many agents and checkpoints (code, manifests).
    * @returns the CID and whether a new file was written.
    * @throws StorageError on I/O failure.
    */
-  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true): { cid: string; written: boolean } {
-    const cid = digest !== undefined ? cidOfDigest(digest) : cidOf(bytes)
-    if (this.#known.has(cid)) return { cid, written: false }
+  putFile (bytes: Uint8Array, sync = true): { cid: string; written: boolean } {
+    const cid = cidOf(bytes)
     const file = this.pathOf(cid)
     if (fs.existsSync(file)) { this.#known.add(cid); return { cid, written: false } }
     atomicWrite(file, bytes, FILE_MODE, false)
@@ -128,7 +188,7 @@ export class BlobStore {
   }
 
   /**
-   * Stores `bytes` (atomically, durably) unless already present.
+   * Stores `bytes` (durably) in the pack unless already present.
    * @returns the blob's CID.
    * @throws StorageError on I/O failure.
    */
@@ -136,22 +196,125 @@ export class BlobStore {
     return this.putEx(bytes).cid
   }
 
-  /** Makes the renames of blobs put with `sync: false` durable (fsync of the directory). */
+  /**
+   * Makes everything put so far durable: appends the queued blobs to the pack with one `fdatasync`,
+   * and fsyncs the directory when loose files were written with `sync: false`.
+   * @throws StorageError on I/O failure (the queued blobs are then forgotten: put them again).
+   */
   sync (): void {
+    if (this.#writer.dirty) {
+      if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
+      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll) } catch (e) { this.#known.clear(); throw e }
+    }
     if (this.#dirty) { fsyncDir(this.dir); this.#dirty = false }
   }
 
-  /** True when the store holds a file named `cid`. */
+  /** Records that blobs `cids` are durably present (e.g. those of a checkpoint already archived), so puts skip them. */
+  noteKnown (cids: Iterable<string>): void { for (const c of cids) this.#known.add(c) }
+
+  /** True when the store holds blob `cid` (a loose file, a pack frame, or queued). */
   has (cid: string): boolean {
-    return isCid(cid) && (this.#known.has(cid) || fs.existsSync(this.pathOf(cid)))
+    if (!isCid(cid)) return false
+    if (this.#known.has(cid) || fs.existsSync(this.pathOf(cid))) return true
+    return this.#packs.find(cid, false) !== undefined
   }
 
   /**
-   * The stored bytes of `cid`, unverified.
+   * The stored bytes of `cid`, unverified: queued, a loose file, or from a pack.
    * @throws StorageError `<path>: cannot read: ENOENT …` when missing or unreadable.
    */
   get (cid: string): Uint8Array {
     if (!isCid(cid)) throw new StorageError(`${this.dir}: ${JSON.stringify(cid)} is not a blob CID`)
-    try { return fs.readFileSync(this.pathOf(cid)) } catch (e) { throw ioError('read', this.pathOf(cid), e) }
+    const q = this.#writer.pending(cid)
+    if (q !== undefined) return q
+    try { return fs.readFileSync(this.pathOf(cid)) } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('read', this.pathOf(cid), e)
+      const b = fromPacks(this.#packs, cid, (c) => this.#writer.pending(c) ?? null)
+      if (b === null) throw ioError('read', this.pathOf(cid), e)
+      return b
+    }
   }
+
+  /** Closes this store's pack (a store is not used after). */
+  close (): void { this.#writer.close() }
+}
+
+const readers = new Map<string, PackSet>()
+
+/**
+ * Blob `cid` from blob directory `dir` — a loose file `<dir>/<cid>` or a frame in any pack there —
+ * unverified; null when absent. Pack indexes are kept per directory for the process and refreshed
+ * on a miss. `loose: false` skips the loose file (the caller already looked). `chunks`: a cache of
+ * the 4 KiB chunks of pages read so far, for a caller reading many versions of the same pages
+ * (verify, replay): consecutive versions share most chunks.
+ */
+export function readBlobIn (dir: string, cid: string, loose = true, chunks?: ChunkCache): Uint8Array | null {
+  const packed = readPackedIn(dir, cid, chunks)
+  if (packed !== null) return packed
+  if (loose) try { return fs.readFileSync(path.join(dir, cid)) } catch { /* not a loose file */ }
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try { return fromPacks(packSetOf(dir), cid, undefined, chunks) } catch { readers.delete(dir) /* rewritten under the index: rebuild it once */ }
+  }
+  return null
+}
+
+/**
+ * Blob `cid` when the index of `dir`'s packs already holds it (the index is built on the first
+ * call for a directory and not refreshed here), else null: a lookup that costs no file-system call
+ * for a blob that is not packed.
+ */
+export function readPackedIn (dir: string, cid: string, chunks?: ChunkCache): Uint8Array | null {
+  const set = packSetOf(dir)
+  if (set.find(cid, false, Infinity) === undefined) return null
+  try { return fromPacks(set, cid, undefined, chunks) } catch { readers.delete(dir); return null }
+}
+
+function packSetOf (dir: string): PackSet {
+  let set = readers.get(dir)
+  if (set === undefined) {
+    if (readers.size >= 64) readers.clear()
+    set = new PackSet(dir)
+    readers.set(dir, set)
+  }
+  return set
+}
+
+/**
+ * Blob `cid` from the packs of `set` (chunks of a chunked page from `pending` or the packs), or
+ * null when it or one of its chunks is absent.
+ * @throws StorageError when a pack cannot be read or changed under the index.
+ */
+function fromPacks (set: PackSet, cid: string, pending: (cid: string) => Uint8Array | null = () => null, cache?: ChunkCache): Uint8Array | null {
+  const slot = set.find(cid)
+  if (slot === undefined) return null
+  return blobOfSlot(slot, cid, (c) => {
+    const q = pending(c) ?? cache?.get(c)
+    if (q !== null && q !== undefined) return q
+    const s = set.find(c) // chunks are only ever written to packs
+    const b = s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, c, () => null)
+    if (b !== null && cache !== undefined) cache.put(c, b)
+    return b
+  })
+}
+
+/**
+ * Chunks (4 KiB, by CID) read while assembling pages, for one reader's run (e.g. one verify):
+ * at most `max` (default 16,384 = 64 MiB), forgotten all at once when full. Only chunks whose bytes
+ * match their CID are kept, so a cached chunk is exactly what its CID names.
+ */
+export class ChunkCache {
+  readonly #map = new Map<string, Uint8Array>()
+  readonly #max: number
+  constructor (max = 16_384) { this.#max = max }
+  get (cid: string): Uint8Array | undefined { return this.#map.get(cid) }
+  put (cid: string, b: Uint8Array): void {
+    if (!matchesCid(b, cid)) return
+    if (this.#map.size >= this.#max) this.#map.clear()
+    this.#map.set(cid, b)
+  }
+}
+
+function isZero (b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i += 8) if (b[i] !== 0 || b[i + 1] !== 0 || b[i + 2] !== 0 || b[i + 3] !== 0 || b[i + 4] !== 0 || b[i + 5] !== 0 || b[i + 6] !== 0 || b[i + 7] !== 0) return false
+  return true
 }

@@ -23,12 +23,12 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { asMap, bytesField, decodeFile, describe, encodeFile, numberField } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
-import { cidOfDigest, isCid, sha256 } from './hash.ts'
+import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
-import { decodeGlobals, encodeLive, type LiveCheckpoint } from './live.ts'
+import { decodeGlobals, encodeDelta, encodeLive, type LiveCheckpoint } from './live.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite } from './store.ts'
+import { BlobStore, atomicWrite, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
 /**
@@ -73,7 +73,23 @@ export interface WriteStats {
   archiveMs: number
   /** live file, ms */
   liveMs: number
+  /** the live file was rewritten whole (first write of this writer, or a compaction); else a delta record was appended */
+  liveCompacted: boolean
+  /** size of the live file after the write, bytes */
+  liveBytes: number
 }
+
+/**
+ * The live file is rewritten whole (compacted) when appending would leave more dead bytes (bytes
+ * beyond the size of a whole copy) than this many times the size of a whole copy.
+ */
+export const COMPACT_RATIO = 1
+
+/**
+ * A checkpoint that changes at most this many pages stores them as 4 KiB chunks, zstd-compressed
+ * (docs/FORMAT.md "Blob store"); one that changes more stores whole pages uncompressed.
+ */
+export const FINE_GRAIN_PAGES = 16
 
 /** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */
 export interface HistoryEntry {
@@ -165,6 +181,9 @@ export class CheckpointWriter {
   /** page table of the last entry written: index → page CID */
   #table: Map<number, string> | null = null
   #pageCount = 0
+  /** the live file this writer last wrote whole (inode, device, size now), and its size when written whole */
+  #liveFile: { ino: number; dev: number; size: number } | null = null
+  #liveWhole = 0
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
 
@@ -179,13 +198,13 @@ export class CheckpointWriter {
     this.livePath = livePath(dir, name)
     this.historyDir = historyDir(dir, name)
     try { makePrivateDir(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot create directory: ${(e as NodeJS.ErrnoException).code ?? e}`) }
-    this.blobs = new BlobStore(blobsDir(dir))
+    this.blobs = new BlobStore(blobsDir(dir), name)
   }
 
   #cidOf (slot: '#code' | '#manifest', bytes: Uint8Array): string {
     const c = slot === '#code' ? this.#code : this.#manifest
     if (c !== null && c.bytes === bytes && c.length === bytes.length) return c.cid
-    const { cid } = this.blobs.putEx(bytes, undefined, false)
+    const { cid } = this.blobs.putFile(bytes, false)
     const v = { bytes, length: bytes.length, cid }
     if (slot === '#code') this.#code = v; else this.#manifest = v
     return cid
@@ -219,19 +238,22 @@ export class CheckpointWriter {
     const manifest = this.#cidOf('#manifest', a.manifest)
     let logCid: string | null = null
     if (a.log !== null) {
-      const r = this.blobs.putEx(a.log, undefined, false)
+      const r = this.blobs.putEx(a.log, undefined, false, { compress: true })
       logCid = r.cid; if (r.written) blobsWritten++
     }
     let ioCid: string | undefined
     if (a.io != null) {
-      const r = this.blobs.putEx(a.io, undefined, false)
+      const r = this.blobs.putEx(a.io, undefined, false, { compress: true })
       ioCid = r.cid; if (r.written) blobsWritten++
     }
     const base = this.#table === null
     const table = base ? new Map<number, string>() : this.#table!
     const rows: [number, string | null][] = []
+    // a few changed pages are stored as 4 KiB chunks, compressed (history growth O(changed chunks));
+    // many (a base entry, a full rewrite of memory) as they are (speed O(memory), no extra hashing)
+    const fine = !base && s.changed !== null && s.changed.length <= FINE_GRAIN_PAGES
     const putPage = (k: number): string => {
-      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false)
+      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine })
       if (r.written) { blobsWritten++; pageBlobsWritten++ }
       return r.cid
     }
@@ -261,7 +283,7 @@ export class CheckpointWriter {
       if (s.pageCount < this.#pageCount) for (const i of [...table.keys()]) if (i >= s.pageCount) { table.delete(i); rows.push([i, null]) }
       rows.sort((x, y) => x[0] - y[0])
     }
-    this.blobs.sync()
+    try { this.blobs.sync() } catch (e) { this.#table = null; throw e }
 
     // 2. header, signature, history entry
     const header: CheckpointHeader = {
@@ -279,18 +301,66 @@ export class CheckpointWriter {
     // 3. live file, then 4. the history entry. Until the entry is written the live file is one step
     // ahead of the history, which ensureArchived repairs on resume; the other order would let a copy
     // of the (older) live file resumed elsewhere fork the history at the orphaned entry.
+    let compacted = false
     try {
-      atomicWrite(this.livePath, encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }), 0o600)
+      const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
+      compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
       const t2 = performance.now()
       atomicWrite(entryFile, entry)
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1 }
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
+      this.#closeLive() // and the live file is rewritten whole
       throw e
     }
     this.#pageCount = s.pageCount
     return { header, headerBytes, cid }
   }
+
+  /**
+   * Writes the live file: appends `delta` (one fdatasync) when this writer wrote the file it finds
+   * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy; else
+   * (the first write of this writer, a base entry, a file replaced or grown by someone else, or
+   * too many dead bytes) writes the whole checkpoint from `whole()` atomically (compaction).
+   * @returns true when the file was rewritten whole.
+   * @throws StorageError on I/O failure.
+   */
+  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): boolean {
+    if (delta !== null && this.#liveFile !== null) {
+      const n = delta.reduce((k, c) => k + c.length, 0)
+      if (this.#liveFile.size + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
+        // opened for each append (no descriptor held between checkpoints), and only while it is
+        // still the file this writer left
+        let fd: number | null = null
+        try { fd = fs.openSync(this.livePath, 'a') } catch { /* gone: rewrite */ }
+        if (fd !== null) {
+          try {
+            const st = fs.fstatSync(fd)
+            if (st.ino === this.#liveFile.ino && st.dev === this.#liveFile.dev && st.size === this.#liveFile.size) {
+              if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
+              try {
+                writeAll(fd, delta)
+                fs.fdatasyncSync(fd)
+              } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+              this.#liveFile.size += n
+              return false
+            }
+          } finally { fs.closeSync(fd) }
+        }
+      }
+    }
+    this.#liveFile = null
+    const chunks = whole()
+    atomicWrite(this.livePath, chunks, 0o600)
+    this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
+    try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
+    return true
+  }
+
+  #closeLive (): void { this.#liveFile = null }
+
+  /** Drops what this writer holds between checkpoints (queued blobs); nothing stays open. */
+  close (): void { this.#closeLive(); this.blobs.close() }
 
   /**
    * Makes sure the checkpoint being resumed is in this directory's history (a base entry plus its
@@ -314,7 +384,13 @@ export class CheckpointWriter {
         if (e.parsed.prev === cid) fs.renameSync(p, path.join(this.historyDir, `.orphan-${later[0]}`))
       } catch { /* unreadable: leave it for verify to report */ }
     }
-    if (fs.existsSync(file)) return
+    if (fs.existsSync(file)) {
+      // archived: its blobs are durable, so this writer's puts can skip them
+      const p = live.parsed
+      const pages = live.digests !== undefined ? live.digests.map(([, d]) => cidOfDigest(d)) : live.pages.map(([, pg]) => cidOf(pg))
+      this.blobs.noteKnown([p.code, p.manifest, ...(p.log === null ? [] : [p.log]), ...(p.io === undefined ? [] : [p.io]), ...pages])
+      return
+    }
     this.#cidOf('#code', live.wasm)
     this.#cidOf('#manifest', live.manifest)
     if (live.log !== null) this.blobs.putEx(live.log, undefined, false)

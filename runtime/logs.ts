@@ -27,6 +27,7 @@ import { cidOf } from '../checkpoint/hash.ts'
 import { headerCid, type CheckpointHeader } from '../checkpoint/header.ts'
 import { blobsDir, checkAgentName, historyDir, historyRoot, liveNames, livePath, nameOfLive, tickOfEntryName } from '../checkpoint/layout.ts'
 import { peekLive, type LivePeek } from '../checkpoint/peek.ts'
+import { readBlobIn } from '../checkpoint/store.ts'
 import { decodeEntry } from '../checkpoint/writer.ts'
 import { EventLog, type Event, type TickRecord } from '../hostcalls/eventlog.ts'
 import { tickCost } from './cost.ts'
@@ -623,10 +624,10 @@ export class AgentLog {
       return EventLog.decodeSegment(live.peek.log, `${this.source.live}: event log`)
     }
     const blob = path.join(this.source.blobs, h.log)
-    let bytes: Uint8Array
-    try { bytes = fs.readFileSync(blob) } catch (e) {
+    const bytes = readBlobIn(this.source.blobs, h.log)
+    if (bytes === null) {
       if (live !== null && live.cid === l.cid && live.peek.log !== null) return EventLog.decodeSegment(live.peek.log, `${this.source.live}: event log`)
-      throw new CheckpointError(`${blob}: cannot read the event log of the checkpoint at tick ${h.tick}: ${(e as NodeJS.ErrnoException).code ?? e}`)
+      throw new CheckpointError(`${blob}: cannot read the event log of the checkpoint at tick ${h.tick}: ENOENT`)
     }
     if (cidOf(bytes) !== h.log) throw new CheckpointError(`${blob}: the event log of the checkpoint at tick ${h.tick} is corrupt (its bytes do not match its CID)`)
     return EventLog.decodeSegment(bytes, blob)

@@ -9,9 +9,11 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { createHash } from 'node:crypto'
 import { verifyChain } from '../checkpoint/history.ts'
 import { forge } from './forge.ts'
 import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
+import { blobBytes, flipBlobByte } from './blobs.ts'
 
 test.after.each(cleanup)
 
@@ -55,10 +57,8 @@ test('verify --replay refuses an edited log blob (its CID no longer matches) bef
   const dir = tempDir()
   ok(['run', agentWasm('ledger'), '--dir', dir, '--ticks', '20', '--sim-seed', 'e2e'])
   const link = verifyChain([dir]).links.find((l) => l.entry.parsed.tick === 12)!
-  const blob = path.join(dir, 'blobs', link.entry.parsed.log!)
-  const bytes = fs.readFileSync(blob)
-  bytes[bytes.length - 3] ^= 1
-  fs.writeFileSync(blob, bytes)
+  const log = link.entry.parsed.log!
+  flipBlobByte(dir, log, blobBytes(dir, log).length - 3)
   const r = igord(['verify', '--replay', dir])
   assert.is(r.code, 6)
   assert.match(r.stdout, /^INVALID: 1 fault\ntick 12: event log blob bafk\w+ is corrupt/)
@@ -86,13 +86,17 @@ test('--from needs --replay (usage error, exit 2)', () => {
   assert.match(r.stderr, /--from needs --replay/)
 })
 
-/** Every file under `dir` (relative path → bytes as hex). */
+/**
+ * Every file under `dir` (relative path → bytes as hex). Packs are named by a random part per
+ * writer (docs/FORMAT.md "Blob store"), so a pack is keyed by the SHA-256 of its bytes instead.
+ */
 function tree (dir: string): Map<string, string> {
   const out = new Map<string, string>()
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name)
       if (e.isDirectory()) walk(p)
+      else if (e.name.endsWith('.pack')) { const b = fs.readFileSync(p); out.set(`blobs/pack ${createHash('sha256').update(b).digest('hex')}`, b.toString('hex')) }
       else out.set(path.relative(dir, p), fs.readFileSync(p).toString('hex'))
     }
   }

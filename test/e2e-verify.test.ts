@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert'
 import { cidOf } from '../checkpoint/hash.ts'
 import { decodeEntry, encodeEntry } from '../checkpoint/writer.ts'
 import { agentWasm, cleanup, igord, IGORD, tempDir, type Run } from './helpers.ts'
+import { blobBytes, flipBlobByte, packedBlobs } from './blobs.ts'
 
 test.after(cleanup)
 
@@ -67,13 +68,9 @@ test('flipping any single byte of an archived checkpoint makes it INVALID, namin
 
 test('flipping a byte of a page blob is INVALID', () => {
   const { dir } = history()
-  const blobs = join(dir, 'blobs')
-  const files = readdirSync(blobs).map((f) => join(blobs, f))
-  const page = files.find((f) => readFileSync(f).length === 65536)
+  const page = packedBlobs(dir).find((b) => (b[4] === 1 && b[3].length === 65536) || b[4] === 3)
   assert.ok(page !== undefined, 'a 64 KiB page blob exists')
-  const bytes = readFileSync(page)
-  bytes[1234] ^= 0xff
-  writeFileSync(page, bytes)
+  flipBlobByte(dir, page[0], 1234)
   const r = igord(['verify', dir])
   assert.is(r.code, 6)
   assert.match(r.stdout, /^INVALID/)
@@ -156,7 +153,7 @@ test('every archived page and global rewritten and the genesis base flag cleared
     const e = decodeEntry(readFileSync(file), file)
     const pages = e.pages.map(([i, c]): [number, string | null] => {
       if (c === null) return [i, c]
-      const body = Buffer.from(readFileSync(join(dir, 'blobs', c))); body[100] ^= 0x5a
+      const body = blobBytes(dir, c); body[100] ^= 0x5a
       const cid = cidOf(body); writeFileSync(join(dir, 'blobs', cid), body)
       return [i, cid]
     })

@@ -26,7 +26,7 @@ import { cidOf, sha256 } from '../checkpoint/hash.ts'
 import { decodeHeader, encodeHeader, signHeader } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
-import { decodeLive, encodeLive } from '../checkpoint/live.ts'
+import { decodeLive, encodeLive, liveItems } from '../checkpoint/live.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { PAGE_SIZE, stateRoot } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
@@ -409,7 +409,8 @@ test('history entry: decodeEntry', () => {
 test('live checkpoint: decodeLive', () => {
   const t: Target = {
     name: 'decodeLive',
-    run: (b) => { const c = decodeLive(b, 'a.ckpt'); sameBytes(Buffer.concat(encodeLive(c)), b, 'decodeLive') },
+    // a torn or zeroed tail after the whole checkpoint is ignored by design (docs/FORMAT.md "Delta records"): the checkpoint read is the first item's
+    run: (b) => { const c = decodeLive(b, 'a.ckpt'); const ends = liveItems(b, 'a.ckpt'); if (ends.length === 1) sameBytes(Buffer.concat(encodeLive(c)), b.subarray(0, ends[0]), 'decodeLive') },
     error: CheckpointError,
     names: /^a\.ckpt\b/,
   }

@@ -11,6 +11,7 @@ import { readLive } from '../checkpoint/live.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, type HistoryEntry, type Snapshot } from '../checkpoint/writer.ts'
 import { findHistory, formatReport, verifyHistory, type VerifyReport } from '../checkpoint/history.ts'
+import { blobBytes, dropBlob, flipBlobByte } from './blobs.ts'
 
 /** A stand-in for the runtime: pages, a dirty set, counters and lineage. */
 class Fake {
@@ -84,12 +85,11 @@ test('a flipped byte in a page blob is INVALID naming the tick and the blob', ()
   const { dir, fake } = history30()
   const r0 = verifyHistory([dir]); assert.ok(r0.valid)
   const page = fake.pages.get(29 % 3)!
-  const blob = path.join(dir, 'blobs', cidOf(page))
-  const b = fs.readFileSync(blob); b[1000] ^= 1; fs.writeFileSync(blob, b)
+  flipBlobByte(dir, cidOf(page), 1000)
   const r = verifyHistory([dir])
   assert.not.ok(r.valid)
   assert.ok(r.faults.some((f) => f.tick === 29 && f.fault.includes(cidOf(page)) && /corrupt/.test(f.fault)), formatReport(r))
-  fs.unlinkSync(blob)
+  dropBlob(dir, cidOf(page))
   assert.ok(verifyHistory([dir]).faults.some((f) => f.tick === 29 && /missing/.test(f.fault)))
 })
 
@@ -231,7 +231,7 @@ function rewriteMemory (dir: string, genesisBase: boolean): void {
       base: e.parsed.prev === null ? genesisBase : e.base,
       pages: e.pages.map(([i, c]) => {
         if (c === null) return [i, c]
-        const body = Buffer.from(fs.readFileSync(path.join(dir, 'blobs', c))); body[0] ^= 0xff
+        const body = blobBytes(dir, c); body[0] ^= 0xff
         const cid = cidOf(body); fs.writeFileSync(path.join(dir, 'blobs', cid), body)
         return [i, cid]
       }),

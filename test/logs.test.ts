@@ -20,6 +20,7 @@ import { describeEvent, escapeLine, formatEvent, formatItem, formatTick, itemJso
 import type { BudgetTrack, LogItem } from '../runtime/logs.ts'
 import { forge } from './forge.ts'
 import { agentWasm, cleanup, igord, igordSpawn, tempDir } from './helpers.ts'
+import { blobBytes, dropBlob, flipBlobByte } from './blobs.ts'
 
 test.after.each(cleanup)
 
@@ -247,7 +248,7 @@ test('igord logs reads the live file when the history lacks its last checkpoint,
   const last = entryAt(dir, 'heartbeat', 5)
   const logCid = decodeEntry(fs.readFileSync(last), last).parsed.log!
   fs.unlinkSync(last)
-  fs.unlinkSync(path.join(dir, 'blobs', logCid))
+  dropBlob(dir, logCid)
   const r = igord(['logs', live])
   assert.is(r.code, 0, r.stderr)
   assert.is(r.stdout, full)
@@ -292,15 +293,13 @@ test('igord logs: a corrupt segment is one line naming the blob (exit 3); unknow
   const dir = heartbeat(4)
   const logCid = decodeEntry(fs.readFileSync(entryAt(dir, 'heartbeat', 3)), 'e').parsed.log!
   const blob = path.join(dir, 'blobs', logCid)
-  const bytes = fs.readFileSync(blob)
-  bytes[bytes.length - 2] ^= 1
-  fs.writeFileSync(blob, bytes)
+  flipBlobByte(dir, logCid, blobBytes(dir, logCid).length - 2)
   const r = igord(['logs', 'heartbeat', '--dir', dir])
   assert.is(r.code, 3)
   assert.is(r.stderr, `igord: ${blob}: the event log of the checkpoint at tick 3 is corrupt (its bytes do not match its CID)\n`)
   assert.match(r.stdout, /tick 2  checkpoint/) // what came before was printed
   assert.is(igord(['logs', 'heartbeat', '--dir', dir, '--from', '4']).code, 0) // not read when skipped
-  fs.unlinkSync(blob)
+  dropBlob(dir, logCid)
   const gone = igord(['logs', 'heartbeat', '--dir', dir])
   assert.is(gone.code, 3)
   assert.match(gone.stderr, new RegExp(`^igord: ${blob}: cannot read the event log of the checkpoint at tick 3: ENOENT\n$`))

@@ -21,6 +21,7 @@ import { runLoop } from '../runtime/runner.ts'
 import type { LoopOptions } from '../runtime/runner.ts'
 import { resumeAgent, startAgent } from '../runtime/session.ts'
 import type { HostSettings } from '../runtime/session.ts'
+import { dropBlob } from './blobs.ts'
 
 const AGENTS = path.join(import.meta.dirname, '..', 'agents-as', 'build')
 const built = (name: string) => ({
@@ -244,7 +245,7 @@ test('an archive missing a log blob cannot be replayed: one clear line, not a cr
   const dir = tmp()
   await life(dir, 'heartbeat', 4)
   const log = verifyChain([dir]).links[2].entry.parsed.log!
-  fs.unlinkSync(path.join(dir, 'blobs', log))
+  dropBlob(dir, log)
   const r = replayHistory([dir])
   assert.not.ok(r.valid)
   assert.match(formatReplay(r, formatReport), /^INVALID: 1 fault/) // plain verify already fails

@@ -5,7 +5,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
-import { atomicWrite, BlobStore, testHooks } from '../checkpoint/store.ts'
+import { atomicWrite, BlobStore, readBlobIn, testHooks } from '../checkpoint/store.ts'
 
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-store-')) })
@@ -41,10 +41,10 @@ test('atomicWrite reports I/O failure as StorageError naming the path', () => {
   assert.throws(() => atomicWrite(path.join(dir, 'no', 'such', 'dir', 'x'), Buffer.from('x')), (e: Error) => e instanceof StorageError && /cannot create: ENOENT/.test(e.message))
 })
 
-test('BlobStore names blobs by CID, skips existing ones and returns bytes unverified', () => {
+test('BlobStore keeps code-like blobs as files by CID, skips existing ones and returns bytes unverified', () => {
   const s = new BlobStore(path.join(dir, 'blobs'))
   const b = Buffer.from('page body')
-  const cid = s.put(b)
+  const { cid } = s.putFile(b)
   assert.is(cid, cidOf(b))
   assert.ok(s.has(cid))
   assert.is(fs.readFileSync(path.join(dir, 'blobs', cid), 'utf8'), 'page body')
@@ -57,6 +57,59 @@ test('BlobStore names blobs by CID, skips existing ones and returns bytes unveri
   assert.throws(() => s.get(cidOf(Buffer.from('other'))), (e: Error) => e instanceof StorageError && /cannot read: ENOENT/.test(e.message))
   fs.writeFileSync(path.join(dir, 'file'), 'x')
   assert.throws(() => new BlobStore(path.join(dir, 'file', 'blobs')), (e: Error) => e instanceof StorageError && /cannot create directory/.test(e.message))
+})
+
+test('BlobStore appends pages to its agent\'s pack with one fdatasync per sync; other stores and readers find them; torn tails are ignored', () => {
+  const bd = path.join(dir, 'blobs')
+  const s = new BlobStore(bd, 'a')
+  const pages = [Buffer.alloc(65536, 1), Buffer.alloc(65536, 2), Buffer.from('log')]
+  const cids = pages.map((p) => s.putEx(p, undefined, false).cid)
+  assert.equal(fs.readdirSync(bd), [], 'nothing on disk before sync')
+  assert.is(Buffer.from(s.get(cids[2])).toString(), 'log', 'queued blobs are readable')
+  s.sync()
+  const packs = fs.readdirSync(bd)
+  assert.is(packs.length, 1); assert.match(packs[0], /^a\+[0-9a-f]{16}\.pack$/)
+  assert.is(fs.statSync(path.join(bd, packs[0])).mode & 0o777, 0o600)
+  assert.is(fs.statSync(path.join(bd, packs[0])).size, 8 + 3 * 37 + 65536 * 2 + 3)
+  assert.is(s.putEx(pages[0]).written, false)
+  // another store of the directory (a node) and the module reader find every blob
+  const all = new BlobStore(bd)
+  for (let k = 0; k < 3; k++) { assert.ok(all.has(cids[k])); assert.is(cidOf(all.get(cids[k])), cids[k]); assert.is(cidOf(readBlobIn(bd, cids[k])!), cids[k]) }
+  // a store of another agent does not read a's pack
+  assert.not.ok(new BlobStore(bd, 'b').has(cids[0]))
+  // a torn tail (a frame cut short by a crash) is ignored; later frames of a new writer are found
+  fs.appendFileSync(path.join(bd, packs[0]), Buffer.from([1, 0, 1, 0, 0, 9, 9, 9]))
+  const s2 = new BlobStore(bd, 'a')
+  const c4 = s2.put(Buffer.from('after a crash'))
+  assert.is(Buffer.from(new BlobStore(bd, 'a').get(c4)).toString(), 'after a crash')
+  assert.is(cidOf(new BlobStore(bd).get(cids[1])), cids[1])
+  assert.is(readBlobIn(bd, cidOf(Buffer.from('never stored'))), null)
+})
+
+test('a page put with chunk + compress is stored as 4 KiB chunks, zstd-compressed; a page differing in one chunk adds one chunk', () => {
+  const bd = path.join(dir, 'blobs')
+  const s = new BlobStore(bd, 'a')
+  const page = Buffer.alloc(65536)
+  for (let k = 0; k < 16; k += 2) page.write(`chunk ${k} `.repeat(40), k * 4096) // 8 non-zero, compressible chunks
+  const c1 = s.putEx(page, undefined, false, { chunk: true, compress: true }).cid
+  assert.is(Buffer.compare(s.get(c1), page), 0, 'queued: readable')
+  s.sync()
+  const packSize = () => fs.statSync(s.packFile).size
+  const size1 = packSize()
+  assert.ok(size1 < 8 + 9 * 37 + 512 + 8 * 200, `8 compressed chunks and the page's digests (${size1} bytes)`)
+  const page2 = Buffer.from(page); page2[4096 * 2 + 5] ^= 0xff
+  const c2 = s.putEx(page2, undefined, true, { chunk: true, compress: true }).cid
+  assert.ok(packSize() - size1 < 2 * 37 + 512 + 200, `one chunk and the digests added (${packSize() - size1} bytes)`)
+  for (const [c, p] of [[c1, page], [c2, page2]] as const) {
+    assert.is(Buffer.compare(new BlobStore(bd).get(c), p), 0)
+    assert.is(Buffer.compare(readBlobIn(bd, c)!, p), 0)
+  }
+  const log = Buffer.from('tick 1: clock 1700000000000 '.repeat(30))
+  const lc = s.putEx(log, undefined, true, { compress: true }).cid
+  assert.is(Buffer.compare(readBlobIn(bd, lc)!, log), 0)
+  // an all-zero page is its digests only; a page whose chunk is missing is missing
+  const zc = s.putEx(Buffer.alloc(65536), undefined, true, { chunk: true }).cid
+  assert.is(Buffer.compare(readBlobIn(bd, zc)!, Buffer.alloc(65536)), 0)
 })
 
 test.run()

@@ -28,6 +28,7 @@ import { peerIdFromPublicKey } from '../runtime/host.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
 import { runLoop, writeCheckpoint } from '../runtime/runner.ts'
 import type { Lineage } from '../runtime/runner.ts'
+import { blobBytes } from './blobs.ts'
 
 const NOW = 1_700_000_000_123_456_789n
 
@@ -440,7 +441,7 @@ test('runLoop: proc_exit retires the agent; the final checkpoint is finished wit
     assert.is(live.parsed.status, 'finished')
     assert.is(live.parsed.reason, 'proc_exit(5)')
     assert.is(live.parsed.tick, 3)
-    const segment = EventLog.decodeSegment(fs.readFileSync(path.join(dir, 'blobs', live.parsed.log!)))
+    const segment = EventLog.decodeSegment(blobBytes(dir, live.parsed.log!))
     assert.equal(segment.at(-1)!.events.at(-1), ['wasi.proc_exit', 5n])
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })

@@ -10,6 +10,7 @@ import { readLive } from '../checkpoint/live.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { CheckpointWriter, decodeEntry, type Snapshot } from '../checkpoint/writer.ts'
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+import { blobBytes, blobCids, packedBlobs } from './blobs.ts'
 
 /** A stand-in for the runtime: a page map, a dirty set and counters. */
 class Fake {
@@ -42,10 +43,10 @@ class Fake {
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-writer-')) })
 test.after.each(() => { fs.rmSync(dir, { recursive: true, force: true }) })
-const blobCount = () => fs.readdirSync(path.join(dir, 'blobs')).filter((n) => !n.startsWith('.')).length
+const blobCount = () => blobCids(dir).length
 const entries = () => fs.readdirSync(path.join(dir, 'history', 'a')).filter((n) => !n.startsWith('.')).sort()
 
-test('layout: live file (0600), history entry named <tick:012>-<cid>.cbor, blobs by CID', () => {
+test('layout: live file (0600), history entry named <tick:012>-<cid>.cbor, code and manifest as files by CID, pages and logs in the agent\'s pack', () => {
   const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
   const r = f.write(new CheckpointWriter(dir, 'a'), Buffer.from('log0'))
   const live = path.join(dir, 'a.ckpt')
@@ -55,7 +56,11 @@ test('layout: live file (0600), history entry named <tick:012>-<cid>.cbor, blobs
   const c = readLive(live)
   assert.is(Buffer.from(c.header).toString('hex'), Buffer.from(r.headerBytes).toString('hex'))
   assert.is(c.parsed.log, cidOf(Buffer.from('log0')))
-  for (const cid of [r.header.code, r.header.manifest, r.header.log!, cidOf(f.pages.get(0)!)]) assert.ok(fs.existsSync(path.join(dir, 'blobs', cid)), cid)
+  for (const cid of [r.header.code, r.header.manifest]) assert.ok(fs.existsSync(path.join(dir, 'blobs', cid)), cid)
+  const packs = fs.readdirSync(path.join(dir, 'blobs')).filter((n) => n.endsWith('.pack'))
+  assert.equal(packs.length, 1); assert.match(packs[0], /^a\+[0-9a-f]{16}\.pack$/)
+  assert.equal(packedBlobs(dir).map((x) => x[0]).sort(), [r.header.log!, cidOf(f.pages.get(0)!)].sort(), 'a first write stores whole pages')
+  for (const cid of [r.header.code, r.header.manifest, r.header.log!, cidOf(f.pages.get(0)!)]) assert.is(cidOf(blobBytes(dir, cid)), cid)
   assert.not.ok(fs.readdirSync(dir).some((n) => n.includes('.tmp-')))
 })
 
@@ -69,7 +74,7 @@ test('first write is a base entry; later ones are deltas that put only changed p
   const before = blobCount()
   f.poke(1, 99, 7)
   f.write(w)
-  assert.is(blobCount(), before + 1, 'exactly one new page blob')
+  assert.is(blobCount(), before + 2, 'one new page (its 16 chunk digests) and its one changed 4 KiB chunk')
   assert.is(w.lastStats!.pageBlobsWritten, 1)
   const e0 = decodeEntry(fs.readFileSync(path.join(dir, 'history', 'a', entries()[0])), 'e0')
   const e1 = decodeEntry(fs.readFileSync(path.join(dir, 'history', 'a', entries()[1])), 'e1')

@@ -1,0 +1,341 @@
+/**
+ * Pack files: the archive's blobs appended to one file per writer instead of one file per blob
+ * (docs/FORMAT.md "Blob store"). A pack is `<dir>/blobs/<agent>+<16 hex>.pack`:
+ *
+ * ```
+ * pack  = magic frame*            magic = "igordpk" 0x01 (8 bytes)
+ * frame = kind (1 byte) ‖ length of the payload (4 bytes, big-endian) ‖ SHA-256 of the blob (32) ‖ payload
+ * kind 1: payload = the blob; kind 2: payload = the blob compressed with zstd;
+ * kind 3: a 65536-byte blob (a page) stored as 16 chunks of 4 KiB: payload = the 16 chunks'
+ *         SHA-256 digests, 32 zero bytes for an all-zero chunk; each other chunk is a blob of its own
+ * ```
+ *
+ * A pack is only ever appended to, by the one writer that created it (a new writer instance, e.g.
+ * after a resume, starts a new pack), and made durable by one `fdatasync` per batch (one per
+ * checkpoint). Readers rebuild the index (CID → offset, length) by walking the frame headers; a frame
+ * that runs past the end of the file or has another kind (a torn tail after a crash, zeros after a
+ * power cut) ends the walk, so torn tails are ignored. Readers never trust a payload: every blob
+ * read from a pack is hashed against its CID by the caller that needs it (verify, replay,
+ * migration) — a frame's digest is only where to look.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { createHash, randomBytes } from 'node:crypto'
+import { constants as zlibConstants, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
+import { StorageError } from './errors.ts'
+import { cidOfDigest, digestOfCid } from './hash.ts'
+
+/** First 8 bytes of every pack: ASCII `igordpk` then the pack format version 1. */
+export const PACK_MAGIC = Uint8Array.of(0x69, 0x67, 0x6f, 0x72, 0x64, 0x70, 0x6b, 0x01)
+/** Frame kind of a blob stored as it is. */
+export const FRAME_BLOB = 0x01
+/** Frame kind of a blob stored zstd-compressed. */
+export const FRAME_ZSTD = 0x02
+/** Frame kind of a 64 KiB blob stored as the digests of its 16 chunks of 4 KiB. */
+export const FRAME_CHUNKED = 0x03
+/** Chunk size of {@link FRAME_CHUNKED} frames, bytes. */
+export const CHUNK_SIZE = 4096
+/** Blob size of {@link FRAME_CHUNKED} frames (a wasm page), bytes. */
+export const CHUNKED_SIZE = 65536
+/** The largest blob a {@link FRAME_ZSTD} frame may expand to, bytes (a frame that claims more is corrupt). */
+export const MAX_ZSTD_OUTPUT = 256 * 1024 * 1024
+/** Bytes of a frame header: kind, length, digest. */
+export const FRAME_HEADER = 1 + 4 + 32
+/** File name suffix of packs. */
+export const PACK_SUFFIX = '.pack'
+
+/** True when `name` (a file name in a blob directory) is a pack (`<agent>+<16 hex>.pack`). */
+export function isPackName (name: string): boolean { return /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\+[0-9a-f]{16}\.pack$/.test(name) }
+
+/** True when pack file name `name` was written by a writer of agent `agent`. */
+export function packOfAgent (name: string, agent: string): boolean { return name.startsWith(`${agent}+`) && isPackName(name) }
+
+/** A new pack file name for agent `agent`: `<agent>+<16 random hex>.pack`. */
+export function newPackName (agent: string): string { return `${agent}+${randomBytes(8).toString('hex')}${PACK_SUFFIX}` }
+
+/** The header of one blob frame: `kind ‖ len ‖ digest`. */
+export function frameHeader (len: number, digest: Uint8Array, kind = FRAME_BLOB): Uint8Array {
+  const h = Buffer.allocUnsafe(FRAME_HEADER)
+  h[0] = kind
+  h.writeUInt32BE(len, 1)
+  h.set(digest, 5)
+  return h
+}
+
+/** Where one blob lies in a pack: byte offset of its payload, the payload's length, the frame kind. */
+export interface PackSlot { pack: PackIndex; off: number; len: number; kind: number }
+
+/**
+ * The index of one pack file, built by walking its frame headers and extended by {@link PackIndex.scan}
+ * as the file grows (another process or thread may be appending to it).
+ */
+export class PackIndex {
+  /** Path of the pack. */
+  readonly file: string
+  /** Offset up to which the pack has been walked (the end of its last complete frame). */
+  scanned = 0
+  /** False when the file does not start with {@link PACK_MAGIC} (it is then ignored). */
+  valid = true
+
+  constructor (file: string) { this.file = file }
+
+  /**
+   * Walks the frames appended since the last scan and calls `add` for each complete blob frame.
+   * Stops at the end of the file, at a frame that runs past it, or at an unknown kind.
+   * @throws nothing: an unreadable pack adds nothing.
+   */
+  scan (add: (cid: string, slot: PackSlot) => void): void {
+    if (!this.valid) return
+    let fd: number
+    try { fd = fs.openSync(this.file, 'r') } catch { return }
+    try {
+      const size = fs.fstatSync(fd).size
+      const h = Buffer.allocUnsafe(FRAME_HEADER)
+      if (this.scanned === 0) {
+        if (size < PACK_MAGIC.length) return
+        if (fs.readSync(fd, h, 0, PACK_MAGIC.length, 0) !== PACK_MAGIC.length || Buffer.compare(h.subarray(0, PACK_MAGIC.length), PACK_MAGIC) !== 0) { this.valid = false; return }
+        this.scanned = PACK_MAGIC.length
+      }
+      let p = this.scanned
+      while (p + FRAME_HEADER <= size) {
+        if (fs.readSync(fd, h, 0, FRAME_HEADER, p) !== FRAME_HEADER) break
+        const kind = h[0]
+        if (kind !== FRAME_BLOB && kind !== FRAME_ZSTD && kind !== FRAME_CHUNKED) break
+        const len = h.readUInt32BE(1)
+        if (p + FRAME_HEADER + len > size) break
+        add(cidOfDigest(h.subarray(5, 37)), { pack: this, off: p + FRAME_HEADER, len, kind })
+        p += FRAME_HEADER + len
+      }
+      this.scanned = p
+    } catch { /* a read error ends the walk */ } finally { fs.closeSync(fd) }
+  }
+}
+
+/**
+ * Reads a slot's payload (unverified) together with its frame header, which must still name blob
+ * `cid` with the slot's length (else the pack changed under the index: a stale slot).
+ * @throws StorageError `<pack>: cannot read: …` when the pack cannot be read, is shorter than the
+ *   slot, or the frame there is no longer `cid`'s.
+ */
+export function readSlot (slot: PackSlot, cid: string): Uint8Array {
+  const fd = openPack(slot.pack.file)
+  try {
+    const total = FRAME_HEADER + slot.len
+    const b = Buffer.allocUnsafe(total)
+    let n = 0
+    while (n < total) {
+      const r = fs.readSync(fd, b, n, total - n, slot.off - FRAME_HEADER + n)
+      if (r === 0) throw new StorageError(`${slot.pack.file}: cannot read: blob at offset ${slot.off} is truncated`)
+      n += r
+    }
+    if (b[0] !== slot.kind || b.readUInt32BE(1) !== slot.len || Buffer.compare(b.subarray(5, FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${slot.off - FRAME_HEADER} is no longer blob ${cid} (the pack was rewritten)`)
+    return b.subarray(FRAME_HEADER)
+  } catch (e) {
+    closePack(slot.pack.file)
+    if (e instanceof StorageError) throw e
+    throw new StorageError(`${slot.pack.file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
+  }
+}
+
+/** Packs kept open for reading (at most {@link OPEN_PACKS}, least recently used closed first). */
+const openPacks = new Map<string, number>()
+const OPEN_PACKS = 32
+
+/**
+ * A read descriptor of `file`, reused while the file is still linked (a pack removed or replaced
+ * since it was opened is opened again, so nothing is read from a file no longer there).
+ * @throws StorageError `<file>: cannot read: …`.
+ */
+function openPack (file: string): number {
+  const fd = openPacks.get(file)
+  if (fd !== undefined) {
+    openPacks.delete(file)
+    let linked = false
+    try { linked = fs.fstatSync(fd).nlink > 0 } catch { /* closed */ }
+    if (linked) { openPacks.set(file, fd); return fd }
+    try { fs.closeSync(fd) } catch { /* closed */ }
+  }
+  let nfd: number
+  try { nfd = fs.openSync(file, 'r') } catch (e) { throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+  openPacks.set(file, nfd)
+  if (openPacks.size > OPEN_PACKS) { const [f, old] = openPacks.entries().next().value!; openPacks.delete(f); try { fs.closeSync(old) } catch { /* closed */ } }
+  return nfd
+}
+
+function closePack (file: string): void {
+  const fd = openPacks.get(file)
+  if (fd !== undefined) { openPacks.delete(file); try { fs.closeSync(fd) } catch { /* closed */ } }
+}
+
+/**
+ * An index over the packs of one blob directory (all of them, or only those of one agent), built
+ * lazily and extended on a miss: new packs are listed and known packs re-walked from where their
+ * last walk ended, at most once per `refreshMs` for {@link PackSet.find} with `fresh: false`.
+ */
+export class PackSet {
+  readonly dir: string
+  readonly #filter: (name: string) => boolean
+  readonly #packs = new Map<string, PackIndex>()
+  readonly #slots = new Map<string, PackSlot>()
+  #lastRefresh = -Infinity
+
+  /** @param agent when given, only that agent's packs are indexed (a writer's own archive). */
+  constructor (dir: string, agent?: string) {
+    this.dir = dir
+    this.#filter = agent === undefined ? isPackName : (n) => packOfAgent(n, agent)
+  }
+
+  /** Lists the directory for new packs and walks every pack's new frames. */
+  refresh (): void {
+    this.#lastRefresh = performance.now()
+    let names: string[]
+    try { names = fs.readdirSync(this.dir) } catch { return }
+    for (const n of names) {
+      if (!n.endsWith(PACK_SUFFIX) || this.#packs.has(n) || !this.#filter(n)) continue
+      this.#packs.set(n, new PackIndex(path.join(this.dir, n)))
+    }
+    const add = (cid: string, slot: PackSlot) => { if (!this.#slots.has(cid)) this.#slots.set(cid, slot) }
+    for (const p of this.#packs.values()) p.scan(add)
+  }
+
+  /**
+   * Where blob `cid` lies, or undefined. A miss refreshes the index first (always when `fresh`,
+   * else at most once every `refreshMs` ms).
+   */
+  find (cid: string, fresh = true, refreshMs = 1000): PackSlot | undefined {
+    let s = this.#slots.get(cid)
+    if (s === undefined && (fresh || performance.now() - this.#lastRefresh >= refreshMs)) { this.refresh(); s = this.#slots.get(cid) }
+    return s
+  }
+
+  /** Records a blob this process appended (so it is found without a walk). */
+  note (cid: string, slot: PackSlot): void { if (!this.#slots.has(cid)) this.#slots.set(cid, slot) }
+
+  /** Packs indexed so far. */
+  get packCount (): number { return this.#packs.size }
+}
+
+/**
+ * An append-only pack of its one writer. Frames are gathered by {@link PackWriter.add} and
+ * written, then made durable with one `fdatasync`, by {@link PackWriter.flush} (which opens and
+ * closes the file: no descriptor is held between checkpoints). The file is created
+ * (mode 0600, its directory fsynced once) on the first flush that has frames.
+ */
+export class PackWriter {
+  readonly file: string
+  readonly index: PackIndex
+  #created = false
+  #chunks: Uint8Array[] = []
+  #pending = new Map<string, Uint8Array>()
+  #slots: [string, number, number, number][] = []
+  #batchBytes = 0
+
+  constructor (dir: string, agent: string) {
+    this.file = path.join(dir, newPackName(agent))
+    this.index = new PackIndex(this.file)
+  }
+
+  /**
+   * Queues blob `bytes` with SHA-256 `digest` (CID `cid`) for the next flush, as a frame of `kind`
+   * with `payload` (default: the bytes themselves).
+   */
+  add (cid: string, bytes: Uint8Array, digest: Uint8Array, kind = FRAME_BLOB, payload = bytes): void {
+    if (this.#pending.has(cid)) return
+    this.#chunks.push(frameHeader(payload.length, digest, kind), payload)
+    this.#slots.push([cid, this.#batchBytes + FRAME_HEADER, payload.length, kind])
+    this.#batchBytes += FRAME_HEADER + payload.length
+    this.#pending.set(cid, bytes)
+  }
+
+  /** The bytes of a blob queued and not yet flushed, or undefined. */
+  pending (cid: string): Uint8Array | undefined { return this.#pending.get(cid) }
+
+  /** True when frames wait for {@link PackWriter.flush}. */
+  get dirty (): boolean { return this.#chunks.length > 0 }
+
+  /**
+   * Appends the queued frames (writev) and fdatasyncs the pack; `noteSlot` learns where each landed.
+   * On failure the pack is truncated back to its last flushed size (what a reader would ignore anyway).
+   * @throws StorageError `<pack>: cannot write: …`.
+   */
+  flush (noteSlot: (cid: string, slot: PackSlot) => void, write: (fd: number, chunks: Uint8Array[]) => void): void {
+    if (this.#chunks.length === 0) return
+    // opened for each flush and closed after, so that writers of idle agents hold no descriptor
+    let fd: number
+    if (!this.#created) {
+      try {
+        fd = fs.openSync(this.file, 'wx', 0o600)
+      } catch (e) { throw new StorageError(`${this.file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+      try { write(fd, [PACK_MAGIC]) } catch (e) {
+        fs.closeSync(fd); try { fs.unlinkSync(this.file) } catch { /* not created */ }
+        throw new StorageError(`${this.file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? e}`)
+      }
+      this.#created = true
+      fsyncDirOf(this.file)
+    } else {
+      try { fd = fs.openSync(this.file, 'a') } catch (e) { throw new StorageError(`${this.file}: cannot write: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+    }
+    let base = 0
+    try {
+      base = fs.fstatSync(fd).size
+      write(fd, this.#chunks)
+      fs.fdatasyncSync(fd)
+    } catch (e) {
+      try { if (base > 0) fs.ftruncateSync(fd, base) } catch { /* readers ignore a torn tail */ }
+      this.#reset()
+      throw new StorageError(`${this.file}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    } finally { fs.closeSync(fd) }
+    for (const [cid, off, len, kind] of this.#slots) noteSlot(cid, { pack: this.index, off: base + off, len, kind })
+    if (this.index.scanned === base) this.index.scanned = base + this.#batchBytes
+    this.#reset()
+  }
+
+  #reset (): void { this.#chunks = []; this.#pending = new Map(); this.#slots = []; this.#batchBytes = 0 }
+
+  /** Drops queued frames (nothing is held open between flushes). */
+  close (): void { this.#reset() }
+}
+
+function fsyncDirOf (file: string): void {
+  let fd: number
+  try { fd = fs.openSync(path.dirname(file), 'r') } catch { return }
+  try { fs.fsyncSync(fd) } catch { /* file systems that refuse directory fsync */ } finally { fs.closeSync(fd) }
+}
+
+/** SHA-256 of `b` compared with the digest inside `cid`. */
+export function matchesCid (b: Uint8Array, cid: string): boolean {
+  return Buffer.compare(createHash('sha256').update(b).digest(), digestOfCid(cid)) === 0
+}
+
+/**
+ * The blob a slot holds: its payload for kind 1, the decompressed payload for kind 2 (the payload
+ * as it is when it does not decompress: the caller's hash check then calls it corrupt), the 16
+ * chunks found with `chunk` for kind 3 (null when a chunk is missing).
+ * @throws StorageError when the pack cannot be read (see {@link readSlot}).
+ */
+export function blobOfSlot (slot: PackSlot, cid: string, chunk: (cid: string) => Uint8Array | null): Uint8Array | null {
+  const payload = readSlot(slot, cid)
+  if (slot.kind === FRAME_BLOB) return payload
+  if (slot.kind === FRAME_ZSTD) {
+    try { return zstdDecompressSync(payload, { maxOutputLength: MAX_ZSTD_OUTPUT }) } catch { return payload }
+  }
+  if (payload.length !== 32 * (CHUNKED_SIZE / CHUNK_SIZE)) return payload
+  const out = Buffer.alloc(CHUNKED_SIZE)
+  for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+    const d = payload.subarray(k * 32, k * 32 + 32)
+    if (d.every((x) => x === 0)) continue
+    const c = chunk(cidOfDigest(d))
+    if (c === null) return null
+    out.set(c.subarray(0, CHUNK_SIZE), k * CHUNK_SIZE)
+  }
+  return out
+}
+
+const ZSTD_FAST = { params: { [zlibConstants.ZSTD_c_compressionLevel]: 1 } }
+
+/** `b` compressed with zstd (level 1), or null when that does not make it smaller. */
+export function compress (b: Uint8Array): Uint8Array | null {
+  if (b.length < 64) return null
+  const z = zstdCompressSync(b, ZSTD_FAST)
+  return z.length < b.length ? z : null
+}

@@ -1,0 +1,151 @@
+/**
+ * The live file written by CheckpointWriter (docs/FORMAT.md "Live checkpoint"): the first write of
+ * a writer rewrites it whole, later ones append a delta record of the changed pages (one fdatasync),
+ * a compaction rewrites it whole once the dead bytes exceed COMPACT_RATIO × a whole copy; a torn or
+ * zeroed tail falls back to the last complete checkpoint, a complete record that is damaged is an
+ * error; readLive and peekLive agree; a copy of the file resumes elsewhere and its history verifies.
+ */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { CheckpointError } from '../checkpoint/errors.ts'
+import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+import { generateIdentity, type Identity } from '../checkpoint/identity.ts'
+import { decodeLive, liveItems, readLive } from '../checkpoint/live.ts'
+import { peekLive } from '../checkpoint/peek.ts'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { CheckpointWriter, COMPACT_RATIO, type Snapshot } from '../checkpoint/writer.ts'
+
+let dir = ''
+test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-live-append-')) })
+test.after.each(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+
+/** A stand-in for the runtime: pages, a dirty set, counters. */
+class Fake {
+  pages = new Map<number, Buffer>()
+  dirty = new Set<number>()
+  pageCount = 16
+  tick = 0; fuel = 0n; budget = 1_000_000n
+  prev: string | null = null
+  readonly id: Identity
+  constructor (id: Identity) { this.id = id }
+  poke (i: number, at: number, v: number) {
+    let p = this.pages.get(i)
+    if (p === undefined) { p = Buffer.alloc(PAGE_SIZE); this.pages.set(i, p) }
+    p[at] = v; this.dirty.add(i)
+  }
+  zero (i: number) { this.pages.delete(i); this.dirty.add(i) }
+  snapshot (): Snapshot {
+    const pages = [...this.pages.entries()].sort((a, b) => a[0] - b[0]).map(([i, p]): [number, Uint8Array] => [i, Buffer.from(p)])
+    const s: Snapshot = { pageCount: this.pageCount, pages, digests: pages.map(([i, p]) => [i, createHash('sha256').update(p).digest()]), changed: [...this.dirty], globals: [{ index: 0, type: 'i32', bytes: Uint8Array.of(this.tick & 255, 0, 0, 0) }] }
+    this.dirty.clear()
+    return s
+  }
+  write (w: CheckpointWriter) {
+    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: this.budget, price: 1000n, host: 'hostA', status: 'running', log: Buffer.from(`log ${this.tick}`) })
+    this.prev = r.cid; this.tick++; this.fuel += 100n; this.budget -= 1n
+    return r
+  }
+}
+
+/** The memory of a decoded live checkpoint as `index:sha256` strings. */
+const memory = (c: { pages: [number, Uint8Array][] }) => c.pages.map(([i, p]) => `${i}:${createHash('sha256').update(p).digest('hex').slice(0, 16)}`)
+const fakeMemory = (f: Fake) => memory({ pages: [...f.pages].sort((a, b) => a[0] - b[0]) })
+
+test('later writes append a delta record of the changed pages; readLive and peekLive read the newest checkpoint', () => {
+  const f = new Fake(generateIdentity())
+  for (let i = 0; i < 8; i++) f.poke(i, 1, i + 1)
+  const w = new CheckpointWriter(dir, 'a')
+  f.write(w)
+  assert.ok(w.lastStats!.liveCompacted, 'the first write of a writer is whole')
+  const live = path.join(dir, 'a.ckpt')
+  const whole = fs.statSync(live).size
+  const ino = fs.statSync(live).ino
+  f.poke(3, 100, 7); f.zero(5)
+  const r = f.write(w)
+  assert.not.ok(w.lastStats!.liveCompacted)
+  const grown = fs.statSync(live).size - whole
+  assert.ok(grown > PAGE_SIZE && grown < PAGE_SIZE + 2000, `one page and a small record appended (${grown} bytes)`)
+  assert.is(fs.statSync(live).ino, ino, 'appended in place')
+  const c = readLive(live)
+  assert.is(c.parsed.tick, 1)
+  assert.equal(memory(c), fakeMemory(f))
+  assert.is(Buffer.compare(peekLive(live).header, r.headerBytes), 0)
+  assert.equal(liveItems(fs.readFileSync(live), live).length, 2)
+  // nothing stays open between checkpoints (a node holds a writer per agent)
+  if (fs.existsSync('/proc/self/fd')) {
+    const open = fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { return '' } })
+    assert.not.ok(open.some((p) => p.startsWith(dir)), `descriptors left open: ${open.filter((p) => p.startsWith(dir)).join(', ')}`)
+  }
+  // the history entry lists the same change
+  assert.ok(verifyHistory([dir]).valid)
+})
+
+test(`compaction: the file is rewritten whole once its dead bytes exceed ${COMPACT_RATIO}× a whole copy`, () => {
+  const f = new Fake(generateIdentity())
+  for (let i = 0; i < 4; i++) f.poke(i, 1, 1)
+  const w = new CheckpointWriter(dir, 'a')
+  f.write(w)
+  const live = path.join(dir, 'a.ckpt')
+  const whole = fs.statSync(live).size
+  const compacted: number[] = []
+  for (let k = 1; k <= 12; k++) {
+    f.poke(k % 4, 2, k); f.write(w)
+    if (w.lastStats!.liveCompacted) compacted.push(k)
+    assert.ok(fs.statSync(live).size <= (1 + COMPACT_RATIO) * whole + PAGE_SIZE + 2000, `size ${fs.statSync(live).size} at write ${k}`)
+    assert.equal(memory(readLive(live)), fakeMemory(f))
+  }
+  assert.ok(compacted.length >= 2, `compacted at ${compacted.join(', ')}`)
+  assert.ok(verifyHistory([dir]).valid)
+})
+
+test('a torn or zeroed last record falls back to the checkpoint before it; a complete damaged record is an error', () => {
+  const f = new Fake(generateIdentity())
+  for (let i = 0; i < 6; i++) f.poke(i, 1, 1)
+  const w = new CheckpointWriter(dir, 'a')
+  f.write(w)
+  f.poke(0, 5, 5); f.write(w)
+  const before = fakeMemory(f)
+  f.poke(1, 9, 9); f.write(w)
+  const live = path.join(dir, 'a.ckpt')
+  const bytes = fs.readFileSync(live)
+  const ends = liveItems(bytes, live)
+  assert.is(ends.length, 3)
+  for (const cut of [ends[1] + 1, ends[1] + 100, bytes.length - 1]) {
+    const torn = bytes.subarray(0, cut)
+    const c = decodeLive(torn, live)
+    assert.is(c.parsed.tick, 1, `cut at ${cut}`)
+    assert.equal(memory(c), before)
+    fs.writeFileSync(path.join(dir, 'torn.ckpt'), torn)
+    assert.is(peekLive(path.join(dir, 'torn.ckpt')).parsed.tick, 1)
+  }
+  // a power cut that left the tail zeroed
+  const zeroed = Buffer.concat([bytes.subarray(0, ends[2]), Buffer.alloc(5000)])
+  assert.is(decodeLive(zeroed, live).parsed.tick, 2)
+  // a complete last record whose page was altered: refused, not silently skipped
+  const bad = Buffer.from(bytes); bad[bytes.length - 3000] ^= 1
+  assert.throws(() => decodeLive(bad, live), (e: unknown) => e instanceof CheckpointError && /state root does not match/.test((e as Error).message))
+})
+
+test('a copy of an appended live file resumes in another directory; the merged histories verify', () => {
+  const f = new Fake(generateIdentity())
+  f.poke(0, 1, 1)
+  const w = new CheckpointWriter(dir, 'a')
+  for (let k = 0; k < 4; k++) { f.poke(k, 3, k); f.write(w) }
+  const other = path.join(dir, 'other')
+  fs.mkdirSync(other)
+  fs.copyFileSync(path.join(dir, 'a.ckpt'), path.join(other, 'a.ckpt'))
+  const c = readLive(path.join(other, 'a.ckpt'))
+  const w2 = new CheckpointWriter(other, 'a')
+  w2.ensureArchived(c)
+  f.poke(2, 2, 2); f.write(w2)
+  assert.ok(w2.lastStats!.liveCompacted)
+  const r = verifyHistory([dir, other])
+  assert.ok(r.valid, formatReport(r))
+  assert.is(r.checkpoints, 5)
+})
+
+test.run()
