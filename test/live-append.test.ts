@@ -17,46 +17,22 @@ import { generateIdentity, type Identity } from '../checkpoint/identity.ts'
 import { decodeLive, liveItems, readLive } from '../checkpoint/live.ts'
 import { peekLive } from '../checkpoint/peek.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
-import { CheckpointWriter, COMPACT_RATIO, type Snapshot } from '../checkpoint/writer.ts'
+import { FakeAgent } from './fake-agent.ts'
+import { CheckpointWriter, COMPACT_RATIO } from '../checkpoint/writer.ts'
 
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-live-append-')) })
 test.after.each(() => { fs.rmSync(dir, { recursive: true, force: true }) })
 
-/** A stand-in for the runtime: pages, a dirty set, counters. */
-class Fake {
-  pages = new Map<number, Buffer>()
-  dirty = new Set<number>()
-  pageCount = 16
-  tick = 0; fuel = 0n; budget = 1_000_000n
-  prev: string | null = null
-  readonly id: Identity
-  constructor (id: Identity) { this.id = id }
-  poke (i: number, at: number, v: number) {
-    let p = this.pages.get(i)
-    if (p === undefined) { p = Buffer.alloc(PAGE_SIZE); this.pages.set(i, p) }
-    p[at] = v; this.dirty.add(i)
-  }
-  zero (i: number) { this.pages.delete(i); this.dirty.add(i) }
-  snapshot (): Snapshot {
-    const pages = [...this.pages.entries()].sort((a, b) => a[0] - b[0]).map(([i, p]): [number, Uint8Array] => [i, Buffer.from(p)])
-    const s: Snapshot = { pageCount: this.pageCount, pages, digests: pages.map(([i, p]) => [i, createHash('sha256').update(p).digest()]), changed: [...this.dirty], globals: [{ index: 0, type: 'i32', bytes: Uint8Array.of(this.tick & 255, 0, 0, 0) }] }
-    this.dirty.clear()
-    return s
-  }
-  write (w: CheckpointWriter) {
-    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: this.budget, price: 1000n, host: 'hostA', status: 'running', log: Buffer.from(`log ${this.tick}`) })
-    this.prev = r.cid; this.tick++; this.fuel += 100n; this.budget -= 1n
-    return r
-  }
-}
+
+const newFake = (id: Identity) => new FakeAgent(id, { pageCount: 16, logOf: (t) => Buffer.from(`log ${t}`) })
 
 /** The memory of a decoded live checkpoint as `index:sha256` strings. */
 const memory = (c: { pages: [number, Uint8Array][] }) => c.pages.map(([i, p]) => `${i}:${createHash('sha256').update(p).digest('hex').slice(0, 16)}`)
-const fakeMemory = (f: Fake) => memory({ pages: [...f.pages].sort((a, b) => a[0] - b[0]) })
+const fakeMemory = (f: FakeAgent) => memory({ pages: [...f.pages].sort((a, b) => a[0] - b[0]) })
 
 test('later writes append a delta record of the changed pages; readLive and peekLive read the newest checkpoint', () => {
-  const f = new Fake(generateIdentity())
+  const f = newFake(generateIdentity())
   for (let i = 0; i < 8; i++) f.poke(i, 1, i + 1)
   const w = new CheckpointWriter(dir, 'a')
   f.write(w)
@@ -85,7 +61,7 @@ test('later writes append a delta record of the changed pages; readLive and peek
 })
 
 test(`compaction: the file is rewritten whole once its dead bytes exceed ${COMPACT_RATIO}× a whole copy`, () => {
-  const f = new Fake(generateIdentity())
+  const f = newFake(generateIdentity())
   for (let i = 0; i < 4; i++) f.poke(i, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
   f.write(w)
@@ -103,7 +79,7 @@ test(`compaction: the file is rewritten whole once its dead bytes exceed ${COMPA
 })
 
 test('a torn or zeroed last record falls back to the checkpoint before it; a complete damaged record is an error', () => {
-  const f = new Fake(generateIdentity())
+  const f = newFake(generateIdentity())
   for (let i = 0; i < 6; i++) f.poke(i, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
   f.write(w)
@@ -131,7 +107,7 @@ test('a torn or zeroed last record falls back to the checkpoint before it; a com
 })
 
 test('a copy of an appended live file resumes in another directory; the merged histories verify', () => {
-  const f = new Fake(generateIdentity())
+  const f = newFake(generateIdentity())
   f.poke(0, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
   for (let k = 0; k < 4; k++) { f.poke(k, 3, k); f.write(w) }

@@ -3,42 +3,14 @@ import * as assert from 'uvu/assert'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
 import { cidOf } from '../checkpoint/hash.ts'
-import { generateIdentity, type Identity } from '../checkpoint/identity.ts'
+import { generateIdentity } from '../checkpoint/identity.ts'
 import { readLive } from '../checkpoint/live.ts'
-import { PAGE_SIZE } from '../checkpoint/state.ts'
-import { CheckpointWriter, decodeEntry, type Snapshot } from '../checkpoint/writer.ts'
+import { FakeAgent } from './fake-agent.ts'
+import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
 import { blobBytes, blobCids, packedBlobs } from './blobs.ts'
 
-/** A stand-in for the runtime: a page map, a dirty set and counters. */
-class Fake {
-  pages = new Map<number, Buffer>()
-  dirty = new Set<number>()
-  pageCount = 4
-  tick = 0; fuel = 0n; budget = 1_000_000n
-  prev: string | null = null
-  readonly id: Identity
-  constructor (id: Identity) { this.id = id }
-  poke (i: number, at: number, v: number) {
-    let p = this.pages.get(i)
-    if (p === undefined) { p = Buffer.alloc(PAGE_SIZE); this.pages.set(i, p) }
-    p[at] = v; this.dirty.add(i)
-  }
-  zero (i: number) { this.pages.delete(i); this.dirty.add(i) }
-  snapshot (): Snapshot {
-    const pages = [...this.pages.entries()].sort((a, b) => a[0] - b[0]) as [number, Uint8Array][]
-    const s: Snapshot = { pageCount: this.pageCount, pages, digests: pages.map(([i, p]) => [i, createHash('sha256').update(p).digest()]), changed: [...this.dirty], globals: [{ index: 0, type: 'i32', bytes: Uint8Array.of(this.tick & 255, 0, 0, 0) }] }
-    this.dirty.clear()
-    return s
-  }
-  write (w: CheckpointWriter, log: Uint8Array | null = null) {
-    const r = w.write({ identity: this.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: this.snapshot(), tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: this.budget, price: 1000n, host: 'hostA', status: 'running', log })
-    this.prev = r.cid; this.tick++; this.fuel += 100n; this.budget -= 1n
-    return r
-  }
-}
 
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-writer-')) })
@@ -47,7 +19,7 @@ const blobCount = () => blobCids(dir).length
 const entries = () => fs.readdirSync(path.join(dir, 'history', 'a')).filter((n) => !n.startsWith('.')).sort()
 
 test('layout: live file (0600), history entry named <tick:012>-<cid>.cbor, code and manifest as files by CID, pages and logs in the agent\'s pack', () => {
-  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const f = new FakeAgent(generateIdentity()); f.poke(0, 1, 1)
   const r = f.write(new CheckpointWriter(dir, 'a'), Buffer.from('log0'))
   const live = path.join(dir, 'a.ckpt')
   assert.is(fs.statSync(live).mode & 0o777, 0o600)
@@ -65,7 +37,7 @@ test('layout: live file (0600), history entry named <tick:012>-<cid>.cbor, code 
 })
 
 test('first write is a base entry; later ones are deltas that put only changed pages', () => {
-  const f = new Fake(generateIdentity())
+  const f = new FakeAgent(generateIdentity())
   f.poke(0, 1, 1); f.poke(1, 1, 2); f.poke(2, 1, 3)
   const w = new CheckpointWriter(dir, 'a')
   f.write(w)
@@ -93,7 +65,7 @@ test('first write is a base entry; later ones are deltas that put only changed p
 })
 
 test('changed === null writes every changed page and the delta vs the previous entry', () => {
-  const f = new Fake(generateIdentity()); f.poke(0, 1, 1); f.poke(1, 1, 1)
+  const f = new FakeAgent(generateIdentity()); f.poke(0, 1, 1); f.poke(1, 1, 1)
   const w = new CheckpointWriter(dir, 'a'); f.write(w)
   f.poke(1, 5, 5)
   const s = f.snapshot(); s.changed = null
@@ -104,7 +76,7 @@ test('changed === null writes every changed page and the delta vs the previous e
 })
 
 test('the secret key is only in the live file', () => {
-  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const f = new FakeAgent(generateIdentity()); f.poke(0, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
   for (let i = 0; i < 3; i++) { f.poke(0, 2, i); f.write(w, Buffer.from('log' + i)) }
   const seed = Buffer.from(f.id.seed)
@@ -115,7 +87,7 @@ test('the secret key is only in the live file', () => {
 })
 
 test('ensureArchived adds a resumed checkpoint to a new directory and sets aside a crash orphan', () => {
-  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const f = new FakeAgent(generateIdentity()); f.poke(0, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
   f.write(w); f.poke(0, 2, 2); f.write(w)
   const live = readLive(path.join(dir, 'a.ckpt'))
@@ -136,7 +108,7 @@ test('ensureArchived adds a resumed checkpoint to a new directory and sets aside
 })
 
 test('ensureArchived sets aside an entry left by a crash between the history entry and the live file', () => {
-  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const f = new FakeAgent(generateIdentity()); f.poke(0, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
   f.write(w); f.poke(0, 2, 2); f.write(w)
   const liveFile = path.join(dir, 'a.ckpt')
@@ -156,7 +128,7 @@ test('ensureArchived sets aside an entry left by a crash between the history ent
 
 test('everything a writer creates is private: folders 0700, files 0600 (live, entries, blobs), also after ensureArchived elsewhere', () => {
   const root = path.join(dir, 'new', 'data') // does not exist yet: the writer creates it
-  const f = new Fake(generateIdentity()); f.poke(0, 1, 1)
+  const f = new FakeAgent(generateIdentity()); f.poke(0, 1, 1)
   const w = new CheckpointWriter(root, 'a')
   for (let i = 0; i < 3; i++) { f.poke(i, 2, i); f.write(w, Buffer.from('log' + i)) }
   const other = path.join(dir, 'other')
