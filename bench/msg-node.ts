@@ -4,7 +4,7 @@
  * structured-clone messages:
  * - `workerData`: `{ dir, bootstrap: string[] }` (data directory; multiaddrs with /p2p/);
  * - requests `{ re, t, … }`, each answered `{ re, ok: true, value }` or `{ re, ok: false, error }`:
- *   `run {wasm, name}` → AgentInfo; `find {did, ms}` → `{ ms, peer }` (`discovery.findHost`, timed);
+ *   `run {wasm, name}` → AgentInfo; `find {did, ms, confirm}` → `{ ms, peer }` (`discovery.findHost`, timed);
  *   `raw {did, ms}` → ms of a raw kad-dht `findProviders` until its first provider; `rtt` installs
  *   the raw round-trip handler of {@link RAW_PROTOCOL}; `timings` → the durations (ms) of the
  *   node's `deliver` calls so far (agent messages into a hosted agent's inbox), and clears them;
@@ -41,7 +41,7 @@ async function main (): Promise<void> {
     run: async (m) => await node.run({ wasm: String(m.wasm), name: String(m.name), budget: 10n ** 13n }),
     find: async (m) => {
       const t = performance.now()
-      const h = await node.discovery.findHost(String(m.did), Number(m.ms))
+      const h = await node.discovery.findHost(String(m.did), Number(m.ms), { confirm: m.confirm !== false })
       return { ms: performance.now() - t, peer: h?.peer ?? null }
     },
     raw: async (m) => {

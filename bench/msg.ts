@@ -21,8 +21,11 @@
  * - messages/s one way: a second sender `ping2` on node 0 with ping's default window (64 messages
  *   without an answer): N2 / (first `route` call → last `ok`) while pong answers every message the
  *   other way; floor: the raw pipelined rate.
- * - DID lookup: `discovery.findHost(did)` of pong's DID from nodes 2–4, p50; floor: the raw kad-dht
- *   `findProviders` of the same key until its first provider, on the same nodes.
+ * - DID lookup: `discovery.findHost(did)` of pong's DID from nodes 2–4, p50, as a message's router
+ *   makes its first lookup (`confirm: false`: the DHT's answer as it is when it names one host);
+ *   floor: the raw kad-dht `findProviders` of the same key until its first provider, on the same
+ *   nodes. And the confirmed lookup (the provider asked `/igor/host/1.0.0`), floor: that raw
+ *   lookup plus one raw stream round trip.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -211,21 +214,28 @@ export async function bench (): Promise<BenchRow[]> {
     rows.push({ name: `messages/s node 0 → node 1 (${N2}, window 64, answered)`, value: perS, unit: 'msg/s', floor: pipeFloor, ratio: pipeFloor / perS })
     if (retried > 0) rows.push({ name: '  of which sent again after a retry-able refusal', value: retried, unit: 'msgs' })
 
-    // DID lookups from the nodes that neither host pong nor took part in the exchange
+    // DID lookups from the nodes that neither host pong nor took part in the exchange: as a message's
+    // router makes its first one (the DHT's answer as it is, when it names one host), and confirmed
+    // (each provider asked whether it hosts the DID now: after a failure, and for `igord whereis`)
     const looks: number[] = []
+    const confirmed: number[] = []
     const raws: number[] = []
     for (let i = 0; i < LOOKUPS; i++) {
       const n = remotes[1 + (i % 3)]
-      const h = await n.ask<{ ms: number; peer: string | null }>('find', { did: pong.did, ms: 10_000 })
-      if (h.peer !== info[0].peer) throw new Error(`bench msg: findHost from node ${2 + (i % 3)} found ${h.peer ?? 'nothing'}`)
-      looks.push(h.ms)
+      for (const [confirm, into] of [[false, looks], [true, confirmed]] as const) {
+        const h = await n.ask<{ ms: number; peer: string | null }>('find', { did: pong.did, ms: 10_000, confirm })
+        if (h.peer !== info[0].peer) throw new Error(`bench msg: findHost from node ${2 + (i % 3)} found ${h.peer ?? 'nothing'}`)
+        into.push(h.ms)
+      }
       raws.push(await n.ask<number>('raw', { did: pong.did, ms: 10_000 }))
     }
     const l50 = pct(looks, 0.5)
     const r50 = pct(raws, 0.5)
+    const c50 = pct(confirmed, 0.5)
     rows.push({ name: 'raw kad-dht findProviders (first provider), p50', value: r50, unit: 'ms' })
-    rows.push({ name: 'DID lookup discovery.findHost, 5 nodes, p50', value: l50, unit: 'ms', floor: r50, ratio: l50 / r50 })
+    rows.push({ name: 'DID lookup findHost (DHT answer as a router\'s first lookup), 5 nodes, p50', value: l50, unit: 'ms', floor: r50, ratio: l50 / r50 })
     rows.push({ name: 'DID lookup, p95', value: pct(looks, 0.95), unit: 'ms', floor: pct(raws, 0.95), ratio: pct(looks, 0.95) / pct(raws, 0.95) })
+    rows.push({ name: 'DID lookup confirmed (the host asked), p50', value: c50, unit: 'ms', floor: r50 + rtt50, ratio: c50 / (r50 + rtt50) })
   } finally {
     await Promise.all(remotes.map((r) => r.stop().catch(() => {})))
     await a?.shutdown()

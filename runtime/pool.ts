@@ -61,9 +61,10 @@ export interface PoolOptions {
   note? (line: string): void
   /**
    * Routes a signed message an agent sent (`message_send`) to its recipient (p2p/node.ts); its
-   * outcome goes back to the agent's mailbox. Absent: every message bounces (E_MSG_UNKNOWN).
+   * outcome goes back to the agent's mailbox. `first`: no earlier message of that agent to that
+   * recipient waits for an answer (runtime/mailbox.ts). Absent: every message bounces (E_MSG_UNKNOWN).
    */
-  route? (from: AgentHandle, env: Envelope): Promise<SendOutcome>
+  route? (from: AgentHandle, env: Envelope, first: boolean): Promise<SendOutcome>
 }
 
 /** Options of {@link AgentHandle.run}: the loop options (ms), an abort signal and a per-tick callback. */
@@ -388,7 +389,7 @@ export class TickPool {
     if (m.ev === 'emit') h.emit(m.line)
     else if (m.ev === 'send') {
       const route = this.#route ?? (async (): Promise<SendOutcome> => ({ ok: false, retry: false, code: E_MSG_UNKNOWN, reason: 'this host routes no messages' }))
-      route(h, m.env).catch((e: Error): SendOutcome => ({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
+      route(h, m.env, m.first !== false).catch((e: Error): SendOutcome => ({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
         .then((outcome) => { if (!slot.dead) slot.worker.postMessage({ t: 'sent', ref: m.ref, outcome } satisfies WorkerRequest) })
     } else if (m.ev === 'status') h.status = m.status
     else { h.status = m.status; h.loop?.opts.onTick?.(m.r) }

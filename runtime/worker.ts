@@ -91,7 +91,7 @@ export type WorkerMessage =
   | { ev: 'emit'; id: number; line: string }
   | { ev: 'status'; id: number; status: AgentStatus }
   | { ev: 'tick'; id: number; r: TickResult; status: AgentStatus }
-  | { ev: 'send'; id: number; ref: number; env: Envelope }
+  | { ev: 'send'; id: number; ref: number; env: Envelope; first: boolean }
 
 interface Slot {
   /** the agent, always; its lineage only once it has one (an adopted arrival gets it at `install`) */
@@ -129,10 +129,10 @@ function main (): void {
   // an agent's message goes to the main thread, which routes it (runtime/pool.ts `route`) and answers with `sent`
   let nextRef = 1
   const sending = new Map<number, (o: SendOutcome) => void>()
-  const sendFor = (id: number) => (env: Envelope): Promise<SendOutcome> => new Promise((resolve) => {
+  const sendFor = (id: number) => (env: Envelope, first = true): Promise<SendOutcome> => new Promise((resolve) => {
     const ref = nextRef++
     sending.set(ref, resolve)
-    post({ ev: 'send', id, ref, env })
+    post({ ev: 'send', id, ref, env, first })
   })
   const settingsFor = (id: number, s: WorkerSettings) => ({
     dir: s.dir, price: s.price, ...(s.simSeed === undefined ? {} : { simSeed: s.simSeed }),
