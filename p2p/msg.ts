@@ -46,6 +46,12 @@ export const MSG_WINDOW_FRAMES = 32
  */
 export const MSG_WINDOW_BYTES = MAX_MSG_FRAME + 16
 
+/**
+ * How long a sender keeps a stream open once every message on it is answered, for the next ones
+ * (a reply is often on its way within a tick or two), ms. Well under the host's wait for a frame.
+ */
+export const MSG_LINGER_MS = 500
+
 /** Bytes an inbound message stream buffers ahead of the host's read: the sender's window, and the frame being read. */
 export const MSG_STREAM_BUFFER = 2 * MSG_WINDOW_BYTES
 
@@ -164,9 +170,9 @@ interface Queued { env: Envelope; bytes: Uint8Array; resolve (o: SendOutcome): v
  * Sender side of one `/igor/msg/1.1.0` stream to host `to`: messages pushed are written in push
  * order, ahead of their answers within the window ({@link MSG_WINDOW_FRAMES},
  * {@link MSG_WINDOW_BYTES}), and each push settles with its own answer. The stream opens at the
- * first push (each of `addrs` tried in turn) and ends once every message pushed is answered; a
- * push after that ({@link done} true) needs a new MsgStream. After an answer with `retry`, or
- * when the stream fails, every message not answered yet settles with `retry` too (the host refuses
+ * first push (each of `addrs` tried in turn) and ends once every message pushed is answered and
+ * none came for {@link MSG_LINGER_MS}; a push after that ({@link done} true) needs a new MsgStream. After an
+ * answer with `retry` (the stream then ends: the host refuses the rest of it), or when it fails, every message not answered yet settles with `retry` too (the host refuses
  * the ones already written): none overtakes a message its sender will send again. Never throws.
  */
 export class MsgStream {
@@ -179,6 +185,8 @@ export class MsgStream {
   readonly #sent: Queued[] = []
   #sentBytes = 0
   #running = false
+  /** set while the stream lingers with nothing to send: a push wakes it */
+  #wake: (() => void) | null = null
   /** set once the stream ended (or failed): pushes go to a new MsgStream */
   done = false
 
@@ -199,7 +207,8 @@ export class MsgStream {
     if (this.done) throw new Error('MsgStream.push: the stream has ended')
     return new Promise<SendOutcome>((resolve) => {
       this.#queue.push({ env, bytes: encode(envelopeFrame(env)), resolve })
-      if (!this.#running) { this.#running = true; void this.#run() }
+      if (this.#wake !== null) this.#wake()
+      else if (!this.#running) { this.#running = true; void this.#run() }
     })
   }
 
@@ -221,6 +230,15 @@ export class MsgStream {
     throw new Error(last)
   }
 
+  /** Waits {@link MSG_LINGER_MS} for a push: true when one came; false when none did (then {@link done} is set). */
+  #linger (): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => { this.#wake = null; this.done = true; resolve(false) }, MSG_LINGER_MS)
+      t.unref()
+      this.#wake = () => { clearTimeout(t); this.#wake = null; resolve(true) }
+    })
+  }
+
   async #run (): Promise<void> {
     let ch: Channel
     try { ch = await this.#open() } catch (e) {
@@ -236,17 +254,22 @@ export class MsgStream {
           this.#sentBytes += q.bytes.length + 8
           await ch.sendRaw(q.bytes, 'msg', this.#t.stepMs)
         }
-        if (this.#sent.length === 0) break // every message answered, none waiting
+        if (this.#sent.length === 0) {
+          // every message answered, none waiting: linger for the next ones, then end
+          if (this.#queue.length > 0 || (!this.done && await this.#linger())) continue
+          break
+        }
         const out = outcomeOf(await ch.recv('msg', 2 * this.#t.stepMs, ['ok', 'refuse'], MAX_SMALL_FRAME), this.to)
         const q = this.#sent.shift()!
         this.#sentBytes -= q.bytes.length + 8
         q.resolve(out)
         if (!out.ok && out.retry) {
-          // the host refuses the rest of the stream: what is written is answered so, what is not is not sent
+          // the host refuses the rest of the stream: what is written is answered so, what is not is
+          // not sent, and what comes next goes on a new stream
+          this.done = true
           for (const w of this.#queue.splice(0)) w.resolve({ ok: false, retry: true, code: out.code, reason: `not sent: an earlier message was not taken (${out.reason.slice(0, 200)})` })
         }
       }
-      this.done = true
       await ch.close()
     } catch (e) {
       this.done = true

@@ -16,7 +16,7 @@ import { E_MSG_REFUSED, signEnvelope } from '../checkpoint/envelope.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import { DEFAULT_TIMEOUTS } from '../p2p/migrate.ts'
-import { answerMsg, MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_STREAM_BUFFER, MsgStream, sendEnvelope } from '../p2p/msg.ts'
+import { answerMsg, MSG_LINGER_MS, MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_STREAM_BUFFER, MsgStream, sendEnvelope } from '../p2p/msg.ts'
 import type { MsgHooks } from '../p2p/msg.ts'
 import { parseMultiaddr, startPeer } from '../p2p/peer.ts'
 import type { Peer } from '../p2p/peer.ts'
@@ -66,7 +66,12 @@ test('a burst on one stream: every message answered in push order, delivered in 
     assert.equal(seen, envs.map(text), 'delivered in order')
     assert.equal(order, envs.map(text), 'answered in order')
     assert.is(p.streams(), 1, 'one stream')
-    assert.ok(s.done, 'the stream ended once every message was answered')
+    assert.not.ok(s.done, 'it lingers for more')
+    const more = burst(3)
+    assert.ok((await Promise.all(more.map((e) => s.push(e)))).every((o) => o.ok))
+    assert.is(p.streams(), 1, 'a message during the linger goes on the same stream')
+    await new Promise((r) => setTimeout(r, MSG_LINGER_MS + 300))
+    assert.ok(s.done, 'the stream ended once every message was answered and none came for the linger time')
     assert.throws(() => s.push(envs[0]), /ended/)
   } finally { await p.stop() }
 })
@@ -90,6 +95,7 @@ test('a message refused with retry: the host refuses the rest of the stream unse
     assert.ok(outs.slice(2).every((o) => !o.ok && o.retry), 'm 3 and everything behind it: retry')
     assert.equal(seen, ['m 1', 'm 2', 'm 3'], 'nothing behind m 3 reached the inbox')
     assert.match((outs[3] as { reason: string }).reason, /earlier message/)
+    assert.ok(s.done, 'a stream with a message refused with retry takes no more')
 
     mode = 'final'
     seen.length = 0
