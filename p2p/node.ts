@@ -587,7 +587,12 @@ export class IgordNode {
             return
           }
           l.blocked = 0
-          this.#routeOne(env, l, placed).then((out) => { placed(); resolve(out) }, (e: Error) => { placed(); resolve({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }) })
+          const settle = (out: SendOutcome) => {
+            placed()
+            if (!out.ok && out.retry) l.blocked = Date.now()
+            resolve(out)
+          }
+          this.#routeOne(env, l, placed).then(settle, (e: Error) => settle({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
         }))
       })
     } finally {
