@@ -5,8 +5,9 @@
  * (bench/msg-node.ts) with their own event loop and tick worker, as nodes in processes of their own
  * would: the figures are those of two nodes talking, not of five nodes sharing one event loop.
  * - floors: a raw libp2p stream round trip node 0 → node 1 (fresh stream on the warm connection,
- *   300 bytes out, 8 back: the shape of one message exchange), and the raw pipelined rate (one
- *   stream, 300-byte requests each answered with 8 bytes as they arrive);
+ *   300 bytes out, 8 back: the shape of one message exchange), the raw pipelined rate (one
+ *   stream, 300-byte requests each answered with 8 bytes as they arrive), and one durable spool
+ *   write of a message (checkpoint/spool.ts: what every delivery costs before its `ok`);
  * - hand-off latency, p50 and p95: `ping` (agents-as) on node 0 sends N messages to `pong` on node
  *   1, one at a time (ping's window 1: it sends the next when the answer arrives), so that no
  *   message waits behind another. Timed on node 0 from its `route(env)` call — made right after the
@@ -20,7 +21,8 @@
  *   hand-off, pong's wake-up and tick.
  * - messages/s one way: a second sender `ping2` on node 0 with ping's default window (64 messages
  *   without an answer): N2 / (first `route` call → last `ok`) while pong answers every message the
- *   other way; floor: the raw pipelined rate.
+ *   other way; floors: the raw pipelined rate, and the storage floor 1 / (2 spool writes) (each
+ *   message and its answer are spooled once, on the same disk).
  * - DID lookup: `discovery.findHost(did)` of pong's DID from nodes 2–4, p50, as a message's router
  *   makes its first lookup (`confirm: false`: the DHT's answer as it is when it names one host);
  *   floor: the raw kad-dht `findProviders` of the same key until its first provider, on the same
@@ -33,6 +35,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
+import { InboxSpool } from '../checkpoint/spool.ts'
 import { IgordNode } from '../p2p/node.ts'
 import type { AgentInfo } from '../p2p/node.ts'
 import { newMessageId, nowNs } from '../runtime/mailbox.ts'
@@ -160,6 +163,16 @@ export async function bench (): Promise<BenchRow[]> {
     for (let i = 0; i < 5; i++) pipes.push(await rawPipe(a, bAddr, N2))
     const pipeFloor = pct(pipes, 0.5)
     rows.push({ name: `raw pipelined requests/s (one stream, ${N2} × 300 B / 8 B)`, value: pipeFloor, unit: 'req/s' })
+    // the durable write every delivered message costs (checkpoint/spool.ts: write, fsync, rename, fsync the directory)
+    const spool = new InboxSpool(tmp(), 'bench')
+    const writes: number[] = []
+    for (let i = 1; i <= 60; i++) {
+      const t = performance.now()
+      spool.put({ seq: i, id: newMessageId(), kind: 'message', from: ping.did, time: nowNs(), body: new Uint8Array(300) })
+      writes.push(performance.now() - t)
+    }
+    const spool50 = pct(writes.slice(10), 0.5)
+    rows.push({ name: 'durable spool write of one message (300 B), p50', value: spool50, unit: 'ms' })
 
     // the hand-offs node 0 makes, timed around its router
     type Routed = { start: number; end?: number; ok?: boolean; tries: number }
@@ -188,6 +201,7 @@ export async function bench (): Promise<BenchRow[]> {
     const hand = sent.slice(1).map((e) => e!.end! - e!.start) // the first one includes the lookup of pong's host
     const p50 = pct(hand, 0.5)
     rows.push({ name: 'message hand-off node 0 → node 1 (route → ok, one at a time), p50', value: p50, unit: 'ms', floor: rtt50, ratio: p50 / rtt50, target: '≤ 5 ms p50', met: p50 <= 5 })
+    rows.push({ name: '  floor with the durable write: round trip + spool write', value: rtt50 + spool50, unit: 'ms', floor: rtt50 + spool50, ratio: p50 / (rtt50 + spool50) })
     rows.push({ name: 'message hand-off, p95', value: pct(hand, 0.95), unit: 'ms', floor: pct(rtt, 0.95), ratio: pct(hand, 0.95) / pct(rtt, 0.95) })
     rows.push({ name: '  of which delivery into pong\'s inbox on node 1, p50', value: pct(deliverB, 0.5), unit: 'ms' })
     rows.push({ name: 'node 0 main-thread event-loop delay then, p50', value: lag.percentile(50) / 1e6, unit: 'ms' })
@@ -212,6 +226,9 @@ export async function bench (): Promise<BenchRow[]> {
     const span = Math.max(...sent2.map((e) => e!.end!)) - sent2[0]!.start
     const perS = N2 / (span / 1000)
     rows.push({ name: `messages/s node 0 → node 1 (${N2}, window 64, answered)`, value: perS, unit: 'msg/s', floor: pipeFloor, ratio: pipeFloor / perS })
+    // each message and its answer are written durably once (into pong's and ping2's inbox), on one disk
+    const diskS = 1000 / (2 * spool50)
+    rows.push({ name: '  storage floor: 1 / (2 spool writes), msg/s', value: diskS, unit: 'msg/s', floor: diskS, ratio: diskS / perS })
     if (retried > 0) rows.push({ name: '  of which sent again after a retry-able refusal', value: retried, unit: 'msgs' })
 
     // DID lookups from the nodes that neither host pong nor took part in the exchange: as a message's
