@@ -171,9 +171,10 @@ interface Queued { env: Envelope; bytes: Uint8Array; resolve (o: SendOutcome): v
  * order, ahead of their answers within the window ({@link MSG_WINDOW_FRAMES},
  * {@link MSG_WINDOW_BYTES}), and each push settles with its own answer. The stream opens at the
  * first push (each of `addrs` tried in turn) and ends once every message pushed is answered and
- * none came for {@link MSG_LINGER_MS}; a push after that ({@link done} true) needs a new MsgStream. After an
- * answer with `retry` (the stream then ends: the host refuses the rest of it), or when it fails, every message not answered yet settles with `retry` too (the host refuses
- * the ones already written): none overtakes a message its sender will send again. Never throws.
+ * none came for {@link MSG_LINGER_MS}; a push after that ({@link done} true) needs a new
+ * MsgStream. After an answer with `retry` (the stream then ends: the host refuses the rest of it),
+ * or when the stream fails, every message not answered yet settles with `retry` too: none
+ * overtakes a message its sender will send again. Never throws.
  */
 export class MsgStream {
   /** The host's peer ID. */

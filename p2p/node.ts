@@ -242,7 +242,7 @@ export class IgordNode {
   readonly #hosts = new Map<string, { peer: string; addrs: Multiaddr[]; until: number; delivered: boolean }>()
   /** the lanes of agent messages being routed, by `<from> <to>` ({@link route}) */
   readonly #lanes = new Map<string, Lane>()
-  /** the current message stream to each host (p2p/msg.ts `MsgStream`), by peer ID */
+  /** the current message stream of each lane to a host (p2p/msg.ts `MsgStream`), by `<peer ID> <from> <to>` */
   readonly #streams = new Map<string, MsgStream>()
   /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
   readonly #senders = new Map<string, { peer: string; until: number }>()
@@ -556,8 +556,8 @@ export class IgordNode {
    * recipient hosted here, else to the node that hosts it (`/igor/msg/1.1.0`, p2p/msg.ts) — the node
    * it moved to from here, or the one discovery finds. Never throws.
    *
-   * Messages of one sender to one recipient are placed in the order of the calls (a lane each), and
-   * those to one host share one stream, written ahead of their answers (p2p/msg.ts `MsgStream`):
+   * Messages of one sender to one recipient are placed in the order of the calls (a lane each), on
+   * one stream to the recipient's host, written ahead of their answers (p2p/msg.ts `MsgStream`):
    * the mailbox hands over its whole outbox at once. Once a message of a lane comes back `retry`,
    * every later one fails `retry` unsent until the mailbox sends its oldest message to that
    * recipient again (`first`): none overtakes a message that will be sent again.
@@ -607,13 +607,18 @@ export class IgordNode {
     if (this.#lanes.size >= MAX_LANES) for (const [k, l] of this.#lanes) if (l.pending === 0) this.#lanes.delete(k)
   }
 
-  /** Hands `env` to the current message stream to host `peer` (a new one when there is none or it ended). */
+  /**
+   * Hands `env` to the current stream of its lane to host `peer` (a new one when there is none or it
+   * ended). One stream per sender, recipient and host: a message the host holds (its recipient is
+   * migrating) or refuses with `retry` delays no other agent's messages.
+   */
   #sendTo (lane: Lane, peer: string, addrs: Multiaddr[], env: Envelope): Promise<SendOutcome> {
-    let s = this.#streams.get(peer)
+    const key = `${peer} ${env.from} ${env.to}`
+    let s = this.#streams.get(key)
     if (s === undefined || s.done) {
-      if (this.#streams.size >= MAX_HOST_CACHE) for (const [k, x] of this.#streams) if (x.done) this.#streams.delete(k)
+      if (this.#streams.size >= MAX_LANES) for (const [k, x] of this.#streams) if (x.done) this.#streams.delete(k)
       s = new MsgStream(this.peer, peer, addrs, this.timeouts)
-      this.#streams.set(peer, s)
+      this.#streams.set(key, s)
     }
     return s.push(env).then((out) => {
       if (!out.ok && out.retry) lane.blocked = Date.now()
