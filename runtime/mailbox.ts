@@ -336,10 +336,13 @@ export class Mailbox {
     const waiting = new Set<string>() // recipients with a message waiting for its retry
     for (const e of this.#outgoing.values()) if (e.timer !== null) waiting.add(e.to)
     const earlier = new Set<string>() // recipients with an earlier message still in the outbox
-    for (const o of this.agent.io.outbox) {
+    const outbox = this.agent.io.outbox
+    for (const o of outbox) {
       const first = !earlier.has(o.to)
       earlier.add(o.to)
       if (this.#outgoing.has(o.n) || waiting.has(o.to)) continue
+      // a message that bounced at once (no network) ran this again and left the outbox meanwhile
+      if (this.agent.io.outbox !== outbox && !this.agent.io.outbox.some((x) => x.n === o.n)) continue
       this.#transmit(o, performance.now(), 0, first)
     }
   }
