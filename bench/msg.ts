@@ -42,9 +42,12 @@ import { newMessageId, nowNs } from '../runtime/mailbox.ts'
 import { now, RAW_PIPE_PROTOCOL, RAW_PROTOCOL } from './msg-node.ts'
 import type { BenchRow } from './row.ts'
 
-/** Messages ping sends one at a time (latency), and ping2 with its window (throughput). */
+/**
+ * Messages ping sends one at a time (latency), and ping2 with its window (throughput; env
+ * BENCH_MSG_N2), and how long ping2's exchange may take, ms (env BENCH_MSG_WAIT).
+ */
 const N = 200
-const N2 = Number(process.env.BENCH_MSG_N2 ?? 1000)
+const N2 = Number(process.env.BENCH_MSG_N2 ?? 500)
 const LOOKUPS = 30
 
 const pct = (xs: number[], p: number) => { const s = [...xs].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(s.length * p))] }
@@ -219,7 +222,7 @@ export async function bench (): Promise<BenchRow[]> {
     rows.push({ name: 'agent to agent, p95', value: pct(e2e, 0.95), unit: 'ms' })
 
     await kick('ping2', `${pong.did} ${N2}`)
-    await until(() => answers('ping2') >= N2, Number(process.env.BENCH_MSG_WAIT ?? 240_000), `ping2 to get ${N2} answers`, () => `${answers('ping2')} answers, ${[...routed.keys()].filter((k) => k.startsWith(ping2.did)).length} routed; pong read ${logs.filter((l) => l.name === 'pong').length}; last lines: ${logs.slice(-3).map((l) => `[${l.name}] ${l.line}`).join(' | ')}`)
+    await until(() => answers('ping2') >= N2, Number(process.env.BENCH_MSG_WAIT ?? 300_000), `ping2 to get ${N2} answers`, () => `${answers('ping2')} answers, ${[...routed.keys()].filter((k) => k.startsWith(ping2.did)).length} routed; pong read ${logs.filter((l) => l.name === 'pong').length}; last lines: ${logs.slice(-3).map((l) => `[${l.name}] ${l.line}`).join(' | ')}`)
     const sent2 = [...Array(N2).keys()].map((i) => routed.get(`${ping2.did} ping ${i + 1}`))
     if (sent2.some((e) => e?.end === undefined || e.ok !== true)) throw new Error('bench msg: a message of ping2 was not delivered')
     const retried = sent2.filter((e) => e!.tries !== 1).length
