@@ -67,6 +67,13 @@ export interface MsgHooks {
   senderCheck (did: string, peer: string): Promise<string | null>
   /** Takes a checked message into the inbox of the agent `env.to` hosted here. */
   deliver (env: Envelope): Promise<SendOutcome>
+  /**
+   * Takes checked messages into the inboxes of their recipients hosted here, in order, as
+   * {@link deliver} would one by one, with one durable write for several where it can (group
+   * commit); one outcome each, and after the first `retry` outcome the rest `retry` without being
+   * tried. Absent: {@link deliver} one by one.
+   */
+  deliverMany? (envs: Envelope[]): Promise<SendOutcome[]>
 }
 
 /**
@@ -93,41 +100,94 @@ export function envelopeFrame (e: Envelope): Frame {
  * answers each `msg` frame in order until the sender ends the stream. Never throws: a failure is
  * answered with a `refuse` frame when the stream still works. A frame that cannot be read as a
  * message is refused for good and ends the stream (its framing may be lost); a message refused with
- * `retry` makes every later one of the stream refused with `retry`.
+ * `retry` makes every later one of the stream refused with `retry`. Frames that arrive while
+ * earlier ones are being taken (at most {@link MSG_WINDOW_FRAMES}, the sender's window) are taken
+ * together next (`hooks.deliverMany`: one durable write for them).
  */
 export async function answerMsg (ch: Channel, hooks: MsgHooks, stepMs: number, gate: PeerSlots): Promise<void> {
   const admitted = gate.enter(ch.peer)
   if (admitted !== null) { await refuse(ch, admitted, E_MSG_REFUSED, true, stepMs); return }
+  // frames read ahead of the answers, and how reading ended: the stream's end (null) or a bad frame
+  const frames: Envelope[] = []
+  let ended = undefined as Error | null | undefined
+  let stop = false
+  let wakeAnswers = null as (() => void) | null
+  let wakeReader = null as (() => void) | null
+  const reader = (async () => {
+    try {
+      for (;;) {
+        while (frames.length >= MSG_WINDOW_FRAMES && !stop) await new Promise<void>((resolve) => { wakeReader = resolve })
+        if (stop) return
+        // no timeout of its own: the answering side ends an idle stream (below)
+        const f = await ch.recvOrEnd('msg', 2 ** 31 - 1, ['msg'], MAX_MSG_FRAME)
+        if (f === null) { ended = null; break }
+        frames.push(decodeEnvelopeFrame(f))
+        wakeAnswers?.()
+      }
+    } catch (e) { ended = e as Error }
+    wakeAnswers?.()
+  })()
   try {
     let held: string | null = null // why an earlier message of this stream was refused with retry
     for (;;) {
-      let env: Envelope
-      try {
-        const f = await ch.recvOrEnd('msg', stepMs, ['msg'], MAX_MSG_FRAME)
-        if (f === null) break
-        env = decodeEnvelopeFrame(f)
-      } catch (e) {
-        await refuse(ch, (e as Error).message, E_MSG_REFUSED, false, stepMs)
-        return
+      if (frames.length === 0) {
+        if (ended !== undefined) break
+        // the sender has `stepMs` to send its next frame (or end the stream) once all are answered
+        const more = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => { wakeAnswers = null; resolve(false) }, stepMs)
+          wakeAnswers = () => { clearTimeout(t); wakeAnswers = null; resolve(true) }
+        })
+        if (!more) { ch.abort(); return }
+        continue
       }
-      const out: SendOutcome = held !== null ? { ok: false, retry: true, code: E_MSG_REFUSED, reason: `an earlier message on this stream was not taken (${held.slice(0, 200)})` } : await take(env, ch.peer, hooks)
-      if (out.ok) await ch.send({ t: 'ok', duplicate: out.duplicate }, 'ok', stepMs)
-      else {
-        if (out.retry && held === null) held = out.reason
-        await ch.send({ t: 'refuse', reason: out.reason.slice(0, 1000), code: out.code, retry: out.retry }, 'refuse', stepMs)
+      const batch = frames.splice(0)
+      wakeReader?.()
+      wakeReader = null
+      const outs: (SendOutcome | null)[] = held !== null ? batch.map(() => null) : await takeAll(batch, ch.peer, hooks)
+      for (const o of outs) {
+        const out: SendOutcome = o ?? { ok: false, retry: true, code: E_MSG_REFUSED, reason: `an earlier message on this stream was not taken (${held!.slice(0, 200)})` }
+        if (out.ok) await ch.send({ t: 'ok', duplicate: out.duplicate }, 'ok', stepMs)
+        else {
+          if (out.retry && held === null) held = out.reason
+          await ch.send({ t: 'refuse', reason: out.reason.slice(0, 1000), code: out.code, retry: out.retry }, 'refuse', stepMs)
+        }
       }
     }
+    if (ended !== null && ended !== undefined) { await refuse(ch, ended.message, E_MSG_REFUSED, false, stepMs); return }
     await ch.close()
-  } catch { ch.abort() } finally { gate.leave(ch.peer) }
+  } catch { ch.abort() } finally {
+    gate.leave(ch.peer)
+    stop = true
+    wakeReader?.()
+    await reader
+  }
 }
 
-/** Checks one message (signature, sender's host) and takes it into its recipient's inbox. */
-async function take (env: Envelope, peer: string, hooks: MsgHooks): Promise<SendOutcome> {
-  const bad = checkEnvelope(env)
-  if (bad !== null) return { ok: false, retry: false, code: E_MSG_REFUSED, reason: `forged or malformed message: ${bad}` }
-  const notHost = await hooks.senderCheck(env.from, peer)
-  if (notHost !== null) return { ok: false, retry: true, code: E_MSG_REFUSED, reason: notHost }
-  return await hooks.deliver(env)
+/**
+ * Checks messages (signature, sender's host) in order and takes those that pass into their
+ * recipients' inboxes together; one outcome each, null for those not tried after one came back
+ * `retry` (a sender that is not seen at `peer`, a recipient that cannot take it now).
+ */
+async function takeAll (envs: Envelope[], peer: string, hooks: MsgHooks): Promise<(SendOutcome | null)[]> {
+  const out: (SendOutcome | null)[] = envs.map(() => null)
+  const passed: number[] = []
+  for (let i = 0; i < envs.length; i++) {
+    const bad = checkEnvelope(envs[i])
+    if (bad !== null) { out[i] = { ok: false, retry: false, code: E_MSG_REFUSED, reason: `forged or malformed message: ${bad}` }; continue }
+    const notHost = await hooks.senderCheck(envs[i].from, peer)
+    if (notHost !== null) { out[i] = { ok: false, retry: true, code: E_MSG_REFUSED, reason: notHost }; break }
+    passed.push(i)
+  }
+  if (passed.length === 0) return out
+  const taken = passed.length > 1 && hooks.deliverMany !== undefined
+    ? await hooks.deliverMany(passed.map((i) => envs[i]))
+    : await (async () => {
+      const r: SendOutcome[] = []
+      for (const i of passed) { const o = await hooks.deliver(envs[i]); r.push(o); if (!o.ok && o.retry) break }
+      return r
+    })()
+  passed.forEach((i, k) => { if (k < taken.length) out[i] = taken[k] })
+  return out
 }
 
 async function refuse (ch: Channel, reason: string, code: number, retry: boolean, ms: number): Promise<void> {

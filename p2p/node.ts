@@ -32,7 +32,7 @@ import type { Manifest, NodeCaps } from '../hostcalls/manifest.ts'
 import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
-import type { AgentHandle, WorkerSettings } from '../runtime/pool.ts'
+import type { AgentHandle, DeliverManyResult, WorkerSettings } from '../runtime/pool.ts'
 import { TickPool } from '../runtime/pool.ts'
 import { DeliveryRefused } from '../runtime/mailbox.ts'
 import { InboxSpool } from '../checkpoint/spool.ts'
@@ -319,6 +319,7 @@ export class IgordNode {
         void answerMsg(new Channel(stream, conn.remotePeer.toString(), MSG_STREAM_BUFFER), {
           senderCheck: (did, from) => node.#senderCheck(did, from),
           deliver: (env) => node.#deliverEnvelope(env),
+          deliverMany: (envs) => node.#deliverEnvelopes(envs),
         }, node.timeouts.stepMs, node.#msgGate)
       }, { maxInboundStreams: 128 })
       await node.#kad.start()
@@ -686,6 +687,49 @@ export class IgordNode {
       if (!(e instanceof IgordError) || e.name !== 'DeliveryRefused') return { ok: false, retry: true, code: E_MSG_REFUSED, reason }
       return { ok: false, retry: false, code: / is full \(/.test(reason) ? E_MSG_FULL : E_MSG_REFUSED, reason }
     }
+  }
+
+  /**
+   * Takes checked agent messages into the inboxes of their recipients hosted here, in order (p2p/msg.ts
+   * `MsgHooks.deliverMany`): a run of messages for one running agent in one request to its worker
+   * with one fsync of its spool directory (group commit); anything else one by one as
+   * {@link #deliverEnvelope}. After the first `retry` outcome, the rest come back `retry` untried.
+   */
+  async #deliverEnvelopes (envs: Envelope[]): Promise<SendOutcome[]> {
+    const out: SendOutcome[] = []
+    for (let i = 0; i < envs.length;) {
+      let j = i + 1
+      while (j < envs.length && envs[j].to === envs[i].to) j++
+      const run = envs.slice(i, j)
+      const h = this.#find(run[0].to)
+      let outs: SendOutcome[] = []
+      if (h !== undefined && run.length > 1 && h.state !== 'migrating' && h.state !== 'handoff') outs = await this.#deliverRun(h, run)
+      else for (const e of run) { const o = await this.#deliverEnvelope(e); outs.push(o); if (!o.ok && o.retry) break }
+      out.push(...outs)
+      const stopped = outs.find((o) => !o.ok && o.retry)
+      if (stopped !== undefined || outs.length < run.length) {
+        const why = stopped !== undefined && !stopped.ok ? stopped.reason : 'not taken'
+        while (out.length < envs.length) out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: `not tried: an earlier message was not taken (${why.slice(0, 200)})` })
+        return out
+      }
+      i = j
+    }
+    return out
+  }
+
+  /** Messages for agent `h` in one worker request (runtime/pool.ts `deliverMany`); stops at the first that was not taken for a reason that may pass. */
+  async #deliverRun (h: Hosted, run: Envelope[]): Promise<SendOutcome[]> {
+    let rs: DeliverManyResult[]
+    try {
+      rs = await h.session.deliverMany(run.map((env) => ({ id: env.id, kind: 'message' as const, from: env.from, time: nowNs(), body: env.body })))
+    } catch (e) { return [{ ok: false, retry: true, code: E_MSG_REFUSED, reason: (e as Error).message.split('\n')[0] }] }
+    const out: SendOutcome[] = []
+    for (const r of rs) {
+      if ('seq' in r) out.push({ ok: true, duplicate: r.duplicate })
+      else if ('refused' in r) out.push({ ok: false, retry: false, code: / is full \(/.test(r.refused) ? E_MSG_FULL : E_MSG_REFUSED, reason: r.refused.split('\n')[0] })
+      else { out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: r.failed }); break }
+    }
+    return out
   }
 
   /**

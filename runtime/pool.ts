@@ -31,9 +31,9 @@ import { E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import type { LoopEnd } from './runner.ts'
 import { SETTLE_MS } from './runner.ts'
-import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
+import type { AgentFacts, AgentStatus, DeliverManyResult, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
-export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts'
+export type { AgentStatus, DeliverManyResult, WorkerLoopOptions, WorkerSettings } from './worker.ts'
 
 /**
  * Test-only: set only by the test launcher test/igord-faulty.ts before it runs the CLI, empty in the
@@ -282,6 +282,17 @@ export class AgentHandle {
    */
   async deliver (msg: Incoming): Promise<{ seq: number; duplicate: boolean }> {
     return await this.#op({ t: 'deliver', re: 0, msg }) as { seq: number; duplicate: boolean }
+  }
+
+  /**
+   * Takes several messages into the agent's inbox, in order, with one fsync of its spool directory
+   * (group commit): each stored durably before this resolves. Each comes back taken (`seq`),
+   * `duplicate`, `refused` (the DeliveryRefused reason) or `failed` (another error; the ones after
+   * it are not tried). Works whether its loop runs or not.
+   * @throws StorageError when the spool directory cannot be fsynced (none is acknowledged then)
+   */
+  async deliverMany (msgs: Incoming[]): Promise<DeliverManyResult[]> {
+    return await this.#op({ t: 'deliverMany', re: 0, msgs }) as DeliverManyResult[]
   }
 
   /** Test-only fault `forge-final`: flips the last byte of memory, runs a tick and checkpoints it; returns that tick. */

@@ -82,7 +82,15 @@ export type WorkerRequest =
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
   | { t: 'deliver'; re: number; id: number; msg: Incoming }
+  | { t: 'deliverMany'; re: number; id: number; msgs: Incoming[] }
   | { t: 'sent'; ref: number; outcome: SendOutcome }
+
+/**
+ * The outcome of one message of a `deliverMany` request: taken (`seq`, or `duplicate` with seq 0),
+ * `refused` (DeliveryRefused: the reason), or `failed` (any other error: the reason; the messages
+ * after it were not tried).
+ */
+export type DeliverManyResult = { seq: number; duplicate: boolean } | { refused: string } | { failed: string }
 
 /** A message to the main thread: an answer (with `re`) or an event. */
 export type WorkerMessage =
@@ -259,8 +267,33 @@ function main (): void {
         post({ ev: 'status', id: m.id, status: statusOf(s) })
       }
     },
-    // a message for the agent's inbox (stored durably before the answer; DeliveryRefused when refused)
-    deliver: (m: Extract<WorkerRequest, { t: 'deliver' }>) => session(m.id).mailbox.deliver(m.msg),
+    // a message for the agent's inbox (stored durably before the answer; DeliveryRefused when refused);
+    // first what a group commit left unsynced, so that not even a duplicate is answered before that
+    deliver: (m: Extract<WorkerRequest, { t: 'deliver' }>) => {
+      const mb = session(m.id).mailbox
+      mb.spool.flush()
+      return mb.deliver(m.msg)
+    },
+    // messages for the agent's inbox, in order, with one fsync of the spool directory for all
+    // (group commit): each answered taken, duplicate or refused (DeliveryRefused); the first other
+    // failure (StorageError) ends the batch, the rest not tried. Nothing is answered before the
+    // directory's fsync succeeded (else the whole request fails, and the next delivery tries it again).
+    deliverMany: (m: Extract<WorkerRequest, { t: 'deliverMany' }>): DeliverManyResult[] => {
+      const mb = session(m.id).mailbox
+      mb.spool.flush()
+      const out: DeliverManyResult[] = []
+      mb.spool.deferDirSync = true
+      try {
+        for (const msg of m.msgs) {
+          try { out.push({ ...mb.deliver(msg) }) } catch (e) {
+            if (!(e instanceof IgordError) || e.name !== 'DeliveryRefused') { out.push({ failed: (e as Error).message.split('\n')[0] }); break }
+            out.push({ refused: e.message })
+          }
+        }
+      } finally { mb.spool.deferDirSync = false }
+      mb.spool.flush()
+      return out
+    },
     // the main thread's answer to an `ev: 'send'` of an agent's mailbox
     sent: (m: Extract<WorkerRequest, { t: 'sent' }>) => { const r = sending.get(m.ref); sending.delete(m.ref); r?.(m.outcome) },
     stop: (m: Extract<WorkerRequest, { t: 'stop' }>) => { slots.get(m.id)?.controller?.abort() },

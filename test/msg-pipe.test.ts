@@ -76,6 +76,45 @@ test('a burst on one stream: every message answered in push order, delivered in 
   } finally { await p.stop() }
 })
 
+test('frames that arrive while earlier ones are taken are taken together (deliverMany), in order; a retry in a batch holds the rest', async () => {
+  const seen: string[] = []
+  const batches: number[] = []
+  let refuseAt: string | null = null
+  const p = await pair({
+    senderCheck: async () => null,
+    deliver: async (env) => { seen.push(text(env)); batches.push(1); await new Promise((r) => setTimeout(r, 15)); return { ok: true, duplicate: false } },
+    deliverMany: async (envs) => {
+      batches.push(envs.length)
+      const out: SendOutcome[] = []
+      for (const e of envs) {
+        if (text(e) === refuseAt) { out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: 'not now' }); break }
+        seen.push(text(e)); out.push({ ok: true, duplicate: false })
+      }
+      await new Promise((r) => setTimeout(r, 15))
+      while (out.length < envs.length) out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: 'behind' })
+      return out
+    },
+  })
+  try {
+    const envs = burst(60)
+    const s = new MsgStream(p.sender, p.host.peerId.toString(), [parseMultiaddr(p.addr, 'test')], DEFAULT_TIMEOUTS)
+    const outs = await Promise.all(envs.map((e) => s.push(e)))
+    assert.ok(outs.every((o) => o.ok))
+    assert.equal(seen, envs.map(text), 'taken in order')
+    assert.ok(batches.some((n) => n > 1), `some taken together: ${batches.join(',')}`)
+    assert.is(batches.reduce((a, b) => a + b, 0), 60)
+
+    seen.length = 0
+    const envs2 = burst(40)
+    refuseAt = 'm 20'
+    const s2 = new MsgStream(p.sender, p.host.peerId.toString(), [parseMultiaddr(p.addr, 'test')], DEFAULT_TIMEOUTS)
+    const outs2 = await Promise.all(envs2.map((e) => s2.push(e)))
+    assert.equal(seen, envs2.slice(0, 19).map(text), 'nothing from m 20 on was taken')
+    assert.ok(outs2.slice(0, 19).every((o) => o.ok))
+    assert.ok(outs2.slice(19).every((o) => !o.ok && o.retry))
+  } finally { await p.stop() }
+})
+
 test('a message refused with retry: the host refuses the rest of the stream unseen; a final refusal stops nothing', async () => {
   const seen: string[] = []
   let mode: 'retry' | 'final' = 'retry'
