@@ -150,8 +150,8 @@ export async function bench (): Promise<BenchRow[]> {
     const ping2 = await a.run({ wasm: join(AGENTS, 'ping.wasm'), name: 'ping2', budget: 10n ** 13n })
     // the DHT fills (every node bootstrapped from node 0) and the agents become findable everywhere
     for (const did of [pong.did, ping.did, ping2.did]) {
-      await until(async () => (await a!.discovery.findHost(did, 2000)) !== null, 60_000, `${did} to be found from node 0`)
-      for (const r of remotes) await until(async () => (await r.ask<{ peer: string | null }>('find', { did, ms: 2000 })).peer !== null, 60_000, `${did} to be found from every node`)
+      await until(async () => (await a!.discovery.findHost(did, 2000)) !== null, 120_000, `${did} to be found from node 0`)
+      for (const r of remotes) await until(async () => (await r.ask<{ peer: string | null }>('find', { did, ms: 2000 })).peer !== null, 120_000, `${did} to be found from every node`)
     }
 
     // warm-up: connection, JIT of both paths
