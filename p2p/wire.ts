@@ -66,8 +66,17 @@ export class Channel {
   async sendRaw (bytes: Uint8Array, step: string, timeoutMs: number): Promise<void> {
     try {
       const signal = AbortSignal.timeout(timeoutMs)
-      await this.#bytes.write(varint(bytes.length), { signal })
-      await this.#bytes.write(bytes, { signal })
+      const prefix = varint(bytes.length)
+      if (bytes.length <= MAX_SMALL_FRAME) {
+        // one write (one muxer frame, one encrypted chunk) for a small frame and its prefix
+        const one = new Uint8Array(prefix.length + bytes.length)
+        one.set(prefix, 0)
+        one.set(bytes, prefix.length)
+        await this.#bytes.write(one, { signal })
+      } else {
+        await this.#bytes.write(prefix, { signal })
+        await this.#bytes.write(bytes, { signal })
+      }
       this.sent += bytes.length
     } catch (e) {
       throw new NetworkError(`${step}: cannot send to ${this.peer}: ${why(e, timeoutMs)}`)
