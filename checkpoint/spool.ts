@@ -53,6 +53,14 @@ function readMessage (file: string): Message {
 export class InboxSpool {
   /** `<dir>/inbox/<name>`. */
   readonly dir: string
+  /**
+   * Group commit (runtime/worker.ts `deliverMany`): while true, {@link put} writes, fsyncs and
+   * renames each file but leaves the directory's fsync to {@link flush}, which must succeed before
+   * any message so written is acknowledged.
+   */
+  deferDirSync = false
+  /** A file was renamed into place and the directory not fsynced since. */
+  #unsynced = false
 
   /** @param dataDir the data directory; @param name the agent name (already checked by the caller). */
   constructor (dataDir: string, name: string) {
@@ -70,7 +78,20 @@ export class InboxSpool {
   put (m: Message): void {
     if (!Number.isSafeInteger(m.seq) || m.seq < 1) throw new Error(`InboxSpool.put: message without a seq (${m.seq})`)
     this.#ensureDir()
-    atomicWrite(path.join(this.dir, spoolFileName(m.seq)), encodeMessage(m))
+    if (this.deferDirSync) this.#unsynced = true // set before: a failure after the rename leaves it unsynced too
+    atomicWrite(path.join(this.dir, spoolFileName(m.seq)), encodeMessage(m), undefined, !this.deferDirSync)
+    if (!this.deferDirSync) this.#unsynced = false // that fsync of the directory covered every earlier rename
+  }
+
+  /**
+   * Fsyncs the directory when a {@link put} under {@link deferDirSync} left it unsynced: after it,
+   * every message written is durable.
+   * @throws StorageError when the fsync fails (the spool stays unsynced: call it again before acknowledging anything)
+   */
+  flush (): void {
+    if (!this.#unsynced) return
+    fsyncDir(this.dir)
+    this.#unsynced = false
   }
 
   /**

@@ -34,8 +34,12 @@ export interface Discovery {
   announce (did: string): Promise<void>
   /** This node no longer hosts `did` (handoff): stop announcing it. */
   withdraw (did: string): Promise<void>
-  /** The host of `did`, or null when none is found within `timeoutMs`. */
-  findHost (did: string, timeoutMs: number): Promise<HostInfo | null>
+  /**
+   * The host of `did`, or null when none is found within `timeoutMs`. With `confirm` false, a DHT
+   * answer that names one provider (with addresses) is taken as it is, without asking it; the
+   * default asks every provider found whether it hosts the DID now.
+   */
+  findHost (did: string, timeoutMs: number, opts?: { confirm?: boolean }): Promise<HostInfo | null>
   /** Peers this node knows. */
   peers (): Promise<PeerInfo[]>
 }
@@ -246,8 +250,15 @@ export class KadDiscovery implements Discovery {
    * {@link DiscoveryLimits.maxHops} in a row). The first answer `here` ends the lookup (when
    * several are in hand at once, during a handoff, the highest epoch wins). Null when no host
    * answers within `timeoutMs`.
+   *
+   * With `confirm: false` (a message's first lookup of its recipient, p2p/node.ts `route`), the
+   * first answer of the DHT is taken as it is when it names exactly one provider other than this
+   * node, with addresses, and this node has not handed the DID off: no question is asked. That
+   * provider may be a host the agent left (its stored records live on for up to
+   * {@link RECORD_VALIDITY_MS}); the caller then learns it from that host's refusal and looks up
+   * again with the default, confirmed lookup.
    */
-  async findHost (did: string, timeoutMs: number): Promise<HostInfo | null> {
+  async findHost (did: string, timeoutMs: number, opts: { confirm?: boolean } = {}): Promise<HostInfo | null> {
     const here = this.#hooks.where(did)
     if (here.state === 'here') return { peer: this.#peer.peerId.toString(), addrs: this.#selfAddrs() }
     const controller = new AbortController()
@@ -268,8 +279,18 @@ export class KadDiscovery implements Discovery {
       if (here.state === 'moved') ask(here.peer, here.addrs, 1)
       const key = await didKey(did)
       try {
+        let firstAnswer = true
         for await (const e of this.#peer.services.dht.findProviders(key, { signal: controller.signal })) {
           if (e.name !== 'PROVIDER') continue
+          if (firstAnswer && opts.confirm === false && here.state === 'unknown') {
+            const others = e.providers.filter((p) => !p.id.equals(this.#peer.peerId))
+            if (others.length === 1 && others[0].multiaddrs.length > 0 && others.length === e.providers.length) {
+              const id = others[0].id.toString()
+              controller.abort()
+              return { peer: id, addrs: others[0].multiaddrs.map((a) => withPeer(a, id)) }
+            }
+          }
+          firstAnswer = false
           for (const p of e.providers) ask(p.id.toString(), p.multiaddrs.map((a) => withPeer(a, p.id.toString())), 0)
         }
       } catch { /* aborted or the query failed: the answers so far count */ }

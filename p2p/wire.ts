@@ -66,8 +66,17 @@ export class Channel {
   async sendRaw (bytes: Uint8Array, step: string, timeoutMs: number): Promise<void> {
     try {
       const signal = AbortSignal.timeout(timeoutMs)
-      await this.#bytes.write(varint(bytes.length), { signal })
-      await this.#bytes.write(bytes, { signal })
+      const prefix = varint(bytes.length)
+      if (bytes.length <= MAX_SMALL_FRAME) {
+        // one write (one muxer frame, one encrypted chunk) for a small frame and its prefix
+        const one = new Uint8Array(prefix.length + bytes.length)
+        one.set(prefix, 0)
+        one.set(bytes, prefix.length)
+        await this.#bytes.write(one, { signal })
+      } else {
+        await this.#bytes.write(prefix, { signal })
+        await this.#bytes.write(bytes, { signal })
+      }
       this.sent += bytes.length
     } catch (e) {
       throw new NetworkError(`${step}: cannot send to ${this.peer}: ${why(e, timeoutMs)}`)
@@ -84,11 +93,25 @@ export class Channel {
    *   length prefix, malformed CBOR or an unexpected frame
    */
   async recv (step: string, timeoutMs: number, expect?: string[], maxBytes = MAX_FRAME): Promise<Frame> {
+    return (await this.#recv(step, timeoutMs, expect, maxBytes, false))!
+  }
+
+  /**
+   * As {@link Channel.recv}, but null when the peer ends the stream (closes its side) before the
+   * first byte of a frame: the end of a stream that carries several frames.
+   * @throws NetworkError as {@link Channel.recv} (an end inside a frame included)
+   */
+  async recvOrEnd (step: string, timeoutMs: number, expect?: string[], maxBytes = MAX_FRAME): Promise<Frame | null> {
+    return await this.#recv(step, timeoutMs, expect, maxBytes, true)
+  }
+
+  async #recv (step: string, timeoutMs: number, expect: string[] | undefined, maxBytes: number, endOk: boolean): Promise<Frame | null> {
     let bytes: Uint8Array
     const signal = AbortSignal.timeout(timeoutMs)
-    let length: number
+    let length: number | null
     try {
-      length = await this.#readPrefix(signal)
+      length = await this.#readPrefix(signal, endOk)
+      if (length === null) return null
     } catch (e) {
       if (e instanceof NetworkError) throw new NetworkError(`${step}: ${e.message}`)
       throw new NetworkError(`${step}: no answer from ${this.peer}: ${why(e, timeoutMs)}`)
@@ -104,10 +127,15 @@ export class Channel {
   }
 
   /** Reads an unsigned-varint length prefix (at most {@link MAX_PREFIX} bytes). */
-  async #readPrefix (signal: AbortSignal): Promise<number> {
+  async #readPrefix (signal: AbortSignal, endOk = false): Promise<number | null> {
     let n = 0
     for (let k = 0; k < MAX_PREFIX; k++) {
-      const b = (await this.#bytes.read({ bytes: 1, signal })).get(0)
+      let b: number
+      try { b = (await this.#bytes.read({ bytes: 1, signal })).get(0) } catch (e) {
+        // the end of the stream before a frame's first byte
+        if (k === 0 && endOk && (e as Error).name === 'UnexpectedEOFError') return null
+        throw e
+      }
       n += (b & 0x7f) * 2 ** (7 * k)
       if ((b & 0x80) === 0) return n
     }

@@ -94,10 +94,12 @@ export interface MailboxOptions {
   note? (line: string): void
   /**
    * Delivers a signed agent message (`message_send`) to its recipient, wherever it lives (the node's
-   * router, p2p/node.ts `route`), and says how it went. Absent (`igord run`): every message bounces
-   * with E_MSG_UNKNOWN, as no network is there to find its recipient.
+   * router, p2p/node.ts `route`), and says how it went. `first`: no earlier message to that
+   * recipient waits for an answer (several may be on their way at once; the router keeps them in
+   * the order of the calls). Absent (`igord run`): every message bounces with E_MSG_UNKNOWN, as no
+   * network is there to find its recipient.
    */
-  send? (env: Envelope): Promise<SendOutcome>
+  send? (env: Envelope, first: boolean): Promise<SendOutcome>
   /** How long a message whose recipient's host cannot be reached is retried before it bounces, ms (default {@link RETRY_FOR_MS}). */
   retryForMs?: number
 }
@@ -325,42 +327,56 @@ export class Mailbox {
    * handed to {@link MailboxOptions.send}. Delivered (or a duplicate): it leaves the outbox (the next
    * checkpoint records that). Refused for good: it comes back as a `bounce` inbox message with the
    * reason. Otherwise retried with backoff, for {@link RETRY_FOR_MS} at most, then bounced.
-   * One message per recipient is on its way at a time, the oldest first: a recipient gets an
-   * agent's messages in the order it sent them.
+   * A recipient gets an agent's messages in the order it sent them: they are handed over in outbox
+   * order, all at once (the router keeps that order on the wire); when one comes back to be tried
+   * again, the later ones to that recipient wait until it is delivered or bounced (each of them that
+   * came back too is sent again after it, as new).
    */
   sendOutbox (): void {
     if (this.#closed) return
-    const busy = new Set([...this.#outgoing.values()].map((e) => e.to))
-    for (const o of this.agent.io.outbox) {
-      if (this.#outgoing.has(o.n) || busy.has(o.to)) continue
-      busy.add(o.to)
-      this.#transmit(o, performance.now(), 0)
+    const waiting = new Set<string>() // recipients with a message waiting for its retry
+    for (const e of this.#outgoing.values()) if (e.timer !== null) waiting.add(e.to)
+    const earlier = new Set<string>() // recipients with an earlier message still in the outbox
+    const outbox = this.agent.io.outbox
+    for (const o of outbox) {
+      const first = !earlier.has(o.to)
+      earlier.add(o.to)
+      if (this.#outgoing.has(o.n) || waiting.has(o.to)) continue
+      // a message that bounced at once (no network) ran this again and left the outbox meanwhile
+      if (this.agent.io.outbox !== outbox && !this.agent.io.outbox.some((x) => x.n === o.n)) continue
+      this.#transmit(o, performance.now(), 0, first)
     }
   }
 
-  #transmit (o: OutboundMessage, since: number, attempt: number): void {
+  #transmit (o: OutboundMessage, since: number, attempt: number, first: boolean): void {
     const entry = { to: o.to, since, timer: null as NodeJS.Timeout | null }
     this.#outgoing.set(o.n, entry)
     const send = this.opts.send
     if (send === undefined) { this.#bounce(o, E_MSG_UNKNOWN, 'this host has no network to find the recipient (igord run routes no messages)'); return }
     let env: Envelope
     try { env = signEnvelope(this.agent.spec.identity, o) } catch (e) { this.#bounce(o, E_MSG_UNKNOWN, (e as Error).message); return }
-    send(env).then((out) => {
+    send(env, first).then((out) => {
       if (this.#closed || this.#outgoing.get(o.n) !== entry) return // stopped: the message stays in the outbox and is sent again
       if (!this.agent.io.outbox.some((x) => x.n === o.n)) { this.#outgoing.delete(o.n); return }
       if (out.ok) {
         this.#outgoing.delete(o.n)
         this.#acknowledged(o)
-        this.sendOutbox() // the next one to that recipient
+        this.sendOutbox() // the ones that waited behind it
         return
       }
       const retryFor = this.opts.retryForMs ?? RETRY_FOR_MS
       if (!out.retry) { this.#bounce(o, out.code, out.reason); return }
+      if (this.agent.io.outbox.some((x) => x.to === o.to && x.n < o.n)) {
+        // an earlier message to that recipient is on its way or waits: this one goes again after it
+        this.#outgoing.delete(o.n)
+        return
+      }
       if (performance.now() - since >= retryFor) { this.#bounce(o, E_MSG_UNREACHABLE, `not delivered within ${Math.round(retryFor / 1000)} s: ${out.reason}`); return }
       entry.timer = setTimeout(() => {
         if (this.#closed || this.#outgoing.get(o.n) !== entry) return
         if (!this.agent.io.outbox.some((x) => x.n === o.n)) { this.#outgoing.delete(o.n); return }
-        this.#transmit(o, since, attempt + 1)
+        this.#transmit(o, since, attempt + 1, true)
+        this.sendOutbox() // the later ones to that recipient, behind it
       }, Math.min(MAX_RETRY_BACKOFF_MS, 250 * 2 ** attempt))
     }, (e: unknown) => {
       this.#outgoing.delete(o.n)

@@ -32,9 +32,9 @@ import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import type { LoopEnd } from './runner.ts'
 import { SETTLE_MS } from './runner.ts'
 import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS } from './defaults.ts'
-import type { AgentFacts, AgentStatus, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
+import type { AgentFacts, AgentStatus, DeliverManyResult, WorkerLoopOptions, WorkerMessage, WorkerRequest, WorkerSettings } from './worker.ts'
 
-export type { AgentStatus, WorkerLoopOptions, WorkerSettings } from './worker.ts'
+export type { AgentStatus, DeliverManyResult, WorkerLoopOptions, WorkerSettings } from './worker.ts'
 
 /**
  * Test-only: set only by the test launcher test/igord-faulty.ts before it runs the CLI, empty in the
@@ -58,9 +58,10 @@ export interface PoolOptions {
   note? (line: string): void
   /**
    * Routes a signed message an agent sent (`message_send`) to its recipient (p2p/node.ts); its
-   * outcome goes back to the agent's mailbox. Absent: every message bounces (E_MSG_UNKNOWN).
+   * outcome goes back to the agent's mailbox. `first`: no earlier message of that agent to that
+   * recipient waits for an answer (runtime/mailbox.ts). Absent: every message bounces (E_MSG_UNKNOWN).
    */
-  route? (from: AgentHandle, env: Envelope): Promise<SendOutcome>
+  route? (from: AgentHandle, env: Envelope, first: boolean): Promise<SendOutcome>
 }
 
 /** Options of {@link AgentHandle.run}: the loop options (ms), an abort signal and a per-tick callback. */
@@ -280,6 +281,17 @@ export class AgentHandle {
     return await this.#op({ t: 'deliver', re: 0, msg }) as { seq: number; duplicate: boolean }
   }
 
+  /**
+   * Takes several messages into the agent's inbox, in order, with one fsync of its spool directory
+   * (group commit): each stored durably before this resolves. Each comes back taken (`seq`),
+   * `duplicate`, `refused` (the DeliveryRefused reason) or `failed` (another error; the ones after
+   * it are not tried). Works whether its loop runs or not.
+   * @throws StorageError when the spool directory cannot be fsynced (none is acknowledged then)
+   */
+  async deliverMany (msgs: Incoming[]): Promise<DeliverManyResult[]> {
+    return await this.#op({ t: 'deliverMany', re: 0, msgs }) as DeliverManyResult[]
+  }
+
   /** Test-only fault `forge-final`: flips the last byte of memory, runs a tick and checkpoints it; returns that tick. */
   async forge (): Promise<number> { return await this.#op({ t: 'forge', re: 0 }) as number }
 
@@ -385,7 +397,7 @@ export class TickPool {
     if (m.ev === 'emit') h.emit(m.line)
     else if (m.ev === 'send') {
       const route = this.#route ?? (async (): Promise<SendOutcome> => ({ ok: false, retry: false, code: E_MSG_UNKNOWN, reason: 'this host routes no messages' }))
-      route(h, m.env).catch((e: Error): SendOutcome => ({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
+      route(h, m.env, m.first !== false).catch((e: Error): SendOutcome => ({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
         .then((outcome) => { if (!slot.dead) slot.worker.postMessage({ t: 'sent', ref: m.ref, outcome } satisfies WorkerRequest) })
     } else if (m.ev === 'status') h.status = m.status
     else { h.status = m.status; h.loop?.opts.onTick?.(m.r) }

@@ -34,7 +34,7 @@ export interface HostSettings {
   /** Receives each line the agent logs. */
   emit (line: string): void
   /** Sends an agent's signed message (runtime/mailbox.ts `MailboxOptions.send`); absent: messages bounce. */
-  send? (env: Envelope): Promise<SendOutcome>
+  send? (env: Envelope, first?: boolean): Promise<SendOutcome>
 }
 
 /** A ready-to-run agent with its lineage and its mailbox (inbox, timer, HTTP requests). */

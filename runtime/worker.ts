@@ -87,7 +87,15 @@ export type WorkerRequest =
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
   | { t: 'deliver'; re: number; id: number; msg: Incoming }
+  | { t: 'deliverMany'; re: number; id: number; msgs: Incoming[] }
   | { t: 'sent'; ref: number; outcome: SendOutcome }
+
+/**
+ * The outcome of one message of a `deliverMany` request: taken (`seq`, or `duplicate` with seq 0),
+ * `refused` (DeliveryRefused: the reason), or `failed` (any other error: the reason; the messages
+ * after it were not tried).
+ */
+export type DeliverManyResult = { seq: number; duplicate: boolean } | { refused: string } | { failed: string }
 
 /** A message to the main thread: an answer (with `re`) or an event. */
 export type WorkerMessage =
@@ -96,7 +104,7 @@ export type WorkerMessage =
   | { ev: 'emit'; id: number; line: string }
   | { ev: 'status'; id: number; status: AgentStatus }
   | { ev: 'tick'; id: number; r: TickResult; status: AgentStatus }
-  | { ev: 'send'; id: number; ref: number; env: Envelope }
+  | { ev: 'send'; id: number; ref: number; env: Envelope; first: boolean }
 
 interface Slot {
   /** the agent, always; its lineage only once it has one (an adopted arrival gets it at `install`) */
@@ -135,10 +143,10 @@ function main (): void {
   // an agent's message goes to the main thread, which routes it (runtime/pool.ts `route`) and answers with `sent`
   let nextRef = 1
   const sending = new Map<number, (o: SendOutcome) => void>()
-  const sendFor = (id: number) => (env: Envelope): Promise<SendOutcome> => new Promise((resolve) => {
+  const sendFor = (id: number) => (env: Envelope, first = true): Promise<SendOutcome> => new Promise((resolve) => {
     const ref = nextRef++
     sending.set(ref, resolve)
-    post({ ev: 'send', id, ref, env })
+    post({ ev: 'send', id, ref, env, first })
   })
   const settingsFor = (id: number, s: WorkerSettings) => ({
     dir: s.dir, price: s.price, ...(s.simSeed === undefined ? {} : { simSeed: s.simSeed }),
@@ -276,8 +284,33 @@ function main (): void {
         post({ ev: 'status', id: m.id, status: statusOf(s) })
       }
     },
-    // a message for the agent's inbox (stored durably before the answer; DeliveryRefused when refused)
-    deliver: (m: Extract<WorkerRequest, { t: 'deliver' }>) => session(m.id).mailbox.deliver(m.msg),
+    // a message for the agent's inbox (stored durably before the answer; DeliveryRefused when refused);
+    // first what a group commit left unsynced, so that not even a duplicate is answered before that
+    deliver: (m: Extract<WorkerRequest, { t: 'deliver' }>) => {
+      const mb = session(m.id).mailbox
+      mb.spool.flush()
+      return mb.deliver(m.msg)
+    },
+    // messages for the agent's inbox, in order, with one fsync of the spool directory for all
+    // (group commit): each answered taken, duplicate or refused (DeliveryRefused); the first other
+    // failure (StorageError) ends the batch, the rest not tried. Nothing is answered before the
+    // directory's fsync succeeded (else the whole request fails, and the next delivery tries it again).
+    deliverMany: (m: Extract<WorkerRequest, { t: 'deliverMany' }>): DeliverManyResult[] => {
+      const mb = session(m.id).mailbox
+      mb.spool.flush()
+      const out: DeliverManyResult[] = []
+      mb.spool.deferDirSync = true
+      try {
+        for (const msg of m.msgs) {
+          try { out.push({ ...mb.deliver(msg) }) } catch (e) {
+            if (!(e instanceof IgordError) || e.name !== 'DeliveryRefused') { out.push({ failed: (e as Error).message.split('\n')[0] }); break }
+            out.push({ refused: e.message })
+          }
+        }
+      } finally { mb.spool.deferDirSync = false }
+      mb.spool.flush()
+      return out
+    },
     // the main thread's answer to an `ev: 'send'` of an agent's mailbox
     sent: (m: Extract<WorkerRequest, { t: 'sent' }>) => { const r = sending.get(m.ref); sending.delete(m.ref); r?.(m.outcome) },
     stop: (m: Extract<WorkerRequest, { t: 'stop' }>) => { slots.get(m.id)?.controller?.abort() },

@@ -42,7 +42,9 @@ test('ping (A) ↔ pong (B, moved to C mid-stream): each message exactly once, i
   const pongDid = ps(b.dir).find((x) => x.name === 'pong')!.did
   const pingDid = ps(a.dir).find((x) => x.name === 'ping')!.did
   const N = 40
-  const s = igord(['send', 'ping', `${pongDid} ${N}`, '--node', a.dir])
+  // at most one message per 250 ms (window 8): messages go out pipelined faster than pong can be
+  // migrated, and the migration must happen mid-stream
+  const s = igord(['send', 'ping', `${pongDid} ${N} 8 250`, '--node', a.dir])
   assert.is(s.code, 0, s.stderr)
   await until(() => got(b.live.stdout(), 'pong').length >= 5, 30_000, 'pong got 5 messages')
   const m = igord(['migrate', 'pong', '--to', c.addr, '--node', b.dir, '--json'])

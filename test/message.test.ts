@@ -103,7 +103,7 @@ function ping (answer: (e: Envelope, k: number) => SendOutcome | Promise<SendOut
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20))
 
-test('message_send: recorded as {to,id,body}; nothing leaves before the checkpoint; one at a time per recipient, in order; acks empty the outbox; replay VALID', async () => {
+test('message_send: recorded as {to,id,body}; nothing leaves before the checkpoint; handed over in order; acks empty the outbox; replay VALID', async () => {
   const { dir, s, sent } = ping(() => ({ ok: true, duplicate: false }))
   s.mailbox.deliver({ id: outboundId(B.did, 99), kind: 'message', from: '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN', time: 1n, body: new Uint8Array(Buffer.from(`${B.did} 3`)) })
   s.agent.runTick()
@@ -123,6 +123,35 @@ test('message_send: recorded as {to,id,body}; nothing leaves before the checkpoi
   const v = replayHistory([dir])
   assert.ok(v.valid, JSON.stringify({ d: v.divergence, e: v.error }))
   assert.ok(v.ticks >= 2)
+})
+
+test('the outbox is handed over at once, in order, only the oldest to a recipient marked first; when they come back retry the oldest is tried again first, the later ones behind it', async () => {
+  const calls: [string, boolean][] = []
+  let attempt = 0
+  const dir = tmp()
+  const s = startAgent({
+    dir, price: 1000n, simSeed: 'msg', emit: () => {},
+    send: async (e, first) => {
+      calls.push([Buffer.from(e.body).toString(), first === true])
+      attempt++
+      // the first three (ping 1 and the two behind it) come back retry, as a router's lane answers them
+      return attempt <= 3 ? { ok: false, retry: true, code: -20, reason: 'not now' } : { ok: true, duplicate: false }
+    },
+  }, { name: 'ping', wasm: fs.readFileSync(path.join(AGENTS, 'ping.wasm')), wasmFile: 'ping.wasm', manifest: fs.readFileSync(path.join(AGENTS, 'ping.manifest.json')), manifestFile: 'ping.manifest.json', budget: 1_000_000_000n })
+  s.mailbox.deliver({ id: outboundId(B.did, 97), kind: 'message', from: '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN', time: 1n, body: new Uint8Array(Buffer.from(`${B.did} 3`)) })
+  s.agent.runTick()
+  writeCheckpoint(s.agent, s.lineage, 'running')
+  s.mailbox.afterCheckpoint()
+  await settle()
+  assert.equal(calls, [['ping 1', true], ['ping 2', false], ['ping 3', false]], 'all three at once, in order')
+  s.mailbox.sendPending() // a checkpoint meanwhile: nothing goes out while the oldest waits for its retry
+  await settle()
+  assert.is(calls.length, 3)
+  for (let k = 0; k < 100 && s.agent.io.outbox.length > 0; k++) await settle()
+  s.mailbox.close()
+  assert.equal(calls.slice(3), [['ping 1', true], ['ping 2', false], ['ping 3', false]], 'the oldest again, then the ones behind it')
+  assert.is(s.agent.io.outbox.length, 0)
+  assert.ok(s.agent.io.pending.every((m) => m.kind !== 'bounce'))
 })
 
 test('a refusal comes back as a bounce (the outbox entry gone); a host that stays unreachable bounces after the retry time', async () => {

@@ -160,6 +160,28 @@ test('spool and drop files of two agents do not mix', () => {
   assert.is(decodeMessage(fs.readFileSync(path.join(b.dir, '000000000001.cbor')), 'x').seq, 1)
 })
 
+test('deferDirSync: puts leave the directory fsync to flush; a failed flush leaves the spool unsynced until one succeeds', () => {
+  const s = new InboxSpool(tmp(), 'echo')
+  s.deferDirSync = true
+  s.put(msg(1)); s.put(msg(2))
+  assert.equal(s.list().map((m) => m.seq), [1, 2])
+  const away = `${s.dir}.away`
+  fs.renameSync(s.dir, away) // the directory cannot be opened: its fsync fails
+  assert.throws(() => s.flush(), /cannot open directory/)
+  assert.throws(() => s.flush(), /cannot open directory/, 'still unsynced')
+  fs.renameSync(away, s.dir)
+  s.flush()
+  fs.renameSync(s.dir, away)
+  s.flush() // synced: nothing to do
+  fs.renameSync(away, s.dir)
+  s.deferDirSync = false
+  s.put(msg(3)) // a put with its own directory fsync
+  fs.renameSync(s.dir, away)
+  s.flush()
+  fs.renameSync(away, s.dir)
+  assert.equal(s.list().map((m) => m.seq), [1, 2, 3])
+})
+
 test('EffectJournal: markSent is durable and private, wasSent, prune keeps the pending ids', () => {
   const d = tmp()
   const j = new EffectJournal(d, 'poster')
