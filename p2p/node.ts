@@ -649,15 +649,22 @@ export class IgordNode {
   /** {@link route} of one message; calls `placed` once the message is queued on its stream (or settled). */
   async #routeOne (env: Envelope, lane: Lane, placed: () => void): Promise<SendOutcome> {
     if (this.#find(env.to) !== undefined || this.#arriving(env.to)) return await this.#deliverEnvelope(env)
-    const moved = this.#moved.get(env.to)
+    // the node it moved to from here, unless a lookup has been made or is due since
+    const moved = this.#hosts.has(env.to) ? undefined : this.#moved.get(env.to)
     if (moved !== undefined) {
       const sent = this.#sendTo(lane, moved.peer, this.#addrsOf(moved), env)
       placed()
       const out = await sent
       // not taken for a reason that may pass: the agent moved on from there (that node refuses with
-      // `retry`), or that node cannot be reached — look the agent up (findHost starts at that node
-      // and follows its `moved` answers)
-      if (out.ok || !out.retry) return out
+      // `retry`), or that node cannot be reached. Not sent elsewhere now: later messages of the lane are
+      // already on their way (refused `retry` behind this one), and a re-send now could land after
+      // one of them found the new host. The mailbox sends this one again first, and that attempt
+      // looks the agent up (findHost starts at that node and follows its `moved` answers).
+      if (!out.ok && out.retry) {
+        if (this.#hosts.size >= MAX_HOST_CACHE) this.#hosts.clear()
+        this.#hosts.set(env.to, { peer: moved.peer, addrs: this.#addrsOf(moved), until: 0, delivered: false })
+      }
+      return out
     }
     const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
     const known = this.#hosts.get(env.to) // the host of its last messages
@@ -787,10 +794,14 @@ export class IgordNode {
     return false
   }
 
-  /** Remembers an agent handed off from here (by name and DID), to forward its messages. */
+  /**
+   * Remembers an agent handed off from here (by name and DID), to forward its messages; messages to
+   * it from agents here go to the node it moved to first ({@link #routeOne}), not to a host cached before.
+   */
   #remember (m: Moved): void {
     this.#moved.set(m.name, m)
     this.#moved.set(m.did, m)
+    this.#hosts.delete(m.did)
   }
 
   /** Addresses to reach the host of a moved agent: the one its migration dialed, then those of open connections to it. */
