@@ -14,14 +14,15 @@ import { PAGE_SIZE } from './state.ts'
  * stored; `logBytes` the embedded event-log segment's size (0 when none); `fileBytes` the file size.
  * `inbox`: messages waiting (not consumed), HTTP requests without outcome, messages the agent sent
  * that no recipient's host acknowledged yet (`outbox`, sent again by whoever hosts it next), and the agent's sleep
- * (`null` default pace, `"message"` until the next message, else an ISO time) — from the I/O state.
+ * (`null` default pace, `"message"` until the next message, else an ISO time), and `blocked`: a
+ * `message_send` found the outbox full and the agent waits for room — from the I/O state.
  */
 export interface InspectView {
   file: string; did: string; tick: number; epoch: number; status: string; reason: string | null; target: string | null
   fuel: string; budget: string; price: string; code: string; manifest: string; prev: string | null; stateRoot: string
   pageCount: number; nonZeroPages: number; memoryBytes: number; globals: number; host: string; time: string
   log: string | null; logBytes: number; fileBytes: number
-  inbox: { waiting: number; requests: number; outbox: number; lastSeq: number; sleep: string | null }
+  inbox: { waiting: number; requests: number; outbox: number; lastSeq: number; sleep: string | null; blocked: boolean }
 }
 
 /**
@@ -66,6 +67,7 @@ export function inspectLive (path: string): InspectView {
       outbox: io?.outbox.length ?? 0,
       lastSeq: io?.last ?? 0,
       sleep: sleep === null ? null : sleep === 0n ? 'message' : new Date(Number(sleep / 1_000_000n)).toISOString(),
+      blocked: io?.blocked ?? false,
     },
   }
 }
@@ -92,7 +94,7 @@ export function formatInspect (v: InspectView): string {
     ['memory', `${v.pageCount} pages (${bytes(v.memoryBytes)}), ${v.nonZeroPages} non-zero`],
     ['globals', String(v.globals)],
     ['event log', v.log === null ? 'none' : `${bytes(v.logBytes)} (${v.log})`],
-    ['inbox', `${v.inbox.waiting} waiting, ${v.inbox.requests} HTTP request${v.inbox.requests === 1 ? '' : 's'} without outcome, ${v.inbox.outbox} in the outbox (sent, not yet acknowledged), last message #${v.inbox.lastSeq}${v.inbox.sleep === null ? '' : v.inbox.sleep === 'message' ? '; sleeping until a message' : `; sleeping until ${v.inbox.sleep}`}`],
+    ['inbox', `${v.inbox.waiting} waiting, ${v.inbox.requests} HTTP request${v.inbox.requests === 1 ? '' : 's'} without outcome, ${v.inbox.outbox} in the outbox (sent, not yet acknowledged), last message #${v.inbox.lastSeq}${v.inbox.sleep === null ? '' : v.inbox.sleep === 'message' ? '; sleeping until a message' : `; sleeping until ${v.inbox.sleep}`}${v.inbox.blocked ? '; its outbox was full: waiting for room' : ''}`],
     ['code', v.code],
     ['manifest', v.manifest],
     ['state root', v.stateRoot],

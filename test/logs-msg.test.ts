@@ -57,15 +57,16 @@ test('JSON form of message_send and bounce', () => {
   assert.is(m.kind, 'bounce'); assert.is(m.req, 3); assert.is(m.status, -23); assert.is(m.status_name, 'E_MSG_UNREACHABLE'); assert.is(m.body, 'gone')
 })
 
-test('inspect: the inbox line counts the outbox', () => {
+test('inspect: the inbox line counts the outbox and says when the agent waits for room in it', () => {
   const v: InspectView = {
     file: 'x.ckpt', did: DID, tick: 3, epoch: 0, status: 'running', reason: null, target: null, fuel: '1', budget: '2', price: '3',
     code: 'c', manifest: 'm', prev: null, stateRoot: '00', pageCount: 1, nonZeroPages: 1, memoryBytes: 65536, globals: 0, host: 'h',
     time: '2025-11-29T10:00:00.000Z', log: null, logBytes: 0, fileBytes: 100,
-    inbox: { waiting: 2, requests: 0, outbox: 3, lastSeq: 5, sleep: 'message' },
+    inbox: { waiting: 2, requests: 0, outbox: 3, lastSeq: 5, sleep: 'message', blocked: false },
   }
-  const line = formatInspect(v).split('\n').find((l) => l.startsWith('inbox'))
-  assert.is(line, 'inbox      2 waiting, 0 HTTP requests without outcome, 3 in the outbox (sent, not yet acknowledged), last message #5; sleeping until a message')
+  const line = (w: InspectView) => formatInspect(w).split('\n').find((l) => l.startsWith('inbox'))
+  assert.is(line(v), 'inbox      2 waiting, 0 HTTP requests without outcome, 3 in the outbox (sent, not yet acknowledged), last message #5; sleeping until a message')
+  assert.is(line({ ...v, inbox: { ...v.inbox, blocked: true } }), 'inbox      2 waiting, 0 HTTP requests without outcome, 3 in the outbox (sent, not yet acknowledged), last message #5; sleeping until a message; its outbox was full: waiting for room')
 })
 
 test.run()
