@@ -85,6 +85,11 @@ function fsyncWrite (file: string, data: Uint8Array): void {
   try { fs.writeSync(fd, data); fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
 }
 
+/**
+ * Incremental checkpoints of a `mib`-MiB memory with one dirty page each, written by a real
+ * CheckpointWriter in `dir`: rows for all in (ms, with the fsyncs counted), the writer's share, the
+ * archive and the live file, each against a floor of the same bytes written with one fsync.
+ */
 export function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
   const m = new Mem(mib * MiB)
   const w = new CheckpointWriter(dir, `inc${mib}`)
