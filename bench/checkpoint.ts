@@ -88,7 +88,8 @@ function fsyncWrite (file: string, data: Uint8Array): void {
 /**
  * Incremental checkpoints of a `mib`-MiB memory with one dirty page each, written by a real
  * CheckpointWriter in `dir`: rows for all in (ms, with the fsyncs counted), the writer's share, the
- * archive and the live file, each against a floor of the same bytes written with one fsync.
+ * archive and the live file, each against a floor measured beside it: compare every page, hash
+ * the dirty one, sign, and write a small file with one fsync.
  */
 export function incremental (dir: string, mib: number, id: Identity): BenchRow[] {
   const m = new Mem(mib * MiB)
