@@ -149,7 +149,7 @@ export class BlobStore {
         const cd = sha256(c)
         digests.set(cd, k * 32)
         const ccid = cidOfDigest(cd)
-        if (this.#present(ccid)) continue
+        if (this.#present(ccid, false)) continue // chunks are only ever in packs: no loose-file lookup
         const z = how.compress === true ? compress(c) : null
         this.#writer.add(ccid, c, cd, z === null ? FRAME_BLOB : FRAME_ZSTD, z ?? c)
         this.#known.add(ccid)
@@ -164,10 +164,13 @@ export class BlobStore {
     return { cid, written: true }
   }
 
-  /** Known to this instance, a loose file, or a frame of the packs in scope (walked once, on the first miss). */
-  #present (cid: string): boolean {
+  /**
+   * Known to this instance, a loose file (unless `loose` is false), or a frame of the packs in scope
+   * (walked once, on the first miss).
+   */
+  #present (cid: string, loose = true): boolean {
     if (this.#known.has(cid)) return true
-    if (fs.existsSync(this.pathOf(cid)) || this.#packs.find(cid, false, Infinity) !== undefined) { this.#known.add(cid); return true }
+    if ((loose && fs.existsSync(this.pathOf(cid))) || this.#packs.find(cid, false, Infinity) !== undefined) { this.#known.add(cid); return true }
     return false
   }
 

@@ -210,6 +210,11 @@ export const QUIET_MS = 30_000
 
 function stoppedMarker (dir: string, name: string): string { authority.migrateDir(dir); return recordPaths(dir, name).stopped }
 
+/** The outcome of a message its recipient's inbox refused for good (`reason` from DeliveryRefused): E_MSG_FULL for a full inbox, else E_MSG_REFUSED. */
+function refusedForGood (reason: string): SendOutcome {
+  return { ok: false, retry: false, code: / is full \(/.test(reason) ? E_MSG_FULL : E_MSG_REFUSED, reason }
+}
+
 /** A running node. */
 export class IgordNode {
   readonly dir: string
@@ -711,7 +716,7 @@ export class IgordNode {
       const reason = (e as Error).message.split('\n')[0]
       if (this.#moved.has(env.to) || / is still (arriving|migrating)/.test(reason)) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason }
       if (!(e instanceof IgordError) || e.name !== 'DeliveryRefused') return { ok: false, retry: true, code: E_MSG_REFUSED, reason }
-      return { ok: false, retry: false, code: / is full \(/.test(reason) ? E_MSG_FULL : E_MSG_REFUSED, reason }
+      return refusedForGood(reason)
     }
   }
 
@@ -752,7 +757,7 @@ export class IgordNode {
     const out: SendOutcome[] = []
     for (const r of rs) {
       if ('seq' in r) out.push({ ok: true, duplicate: r.duplicate })
-      else if ('refused' in r) out.push({ ok: false, retry: false, code: / is full \(/.test(r.refused) ? E_MSG_FULL : E_MSG_REFUSED, reason: r.refused.split('\n')[0] })
+      else if ('refused' in r) out.push(refusedForGood(r.refused.split('\n')[0]))
       else { out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: r.failed }); break }
     }
     return out
