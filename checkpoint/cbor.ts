@@ -14,21 +14,35 @@
  * order (which also rules out duplicate keys). So `encode(decode(x))` reproduces `x` byte for byte.
  * Every failure is a {@link CheckpointError} naming `what` (usually a file name).
  */
-import { Decoder, Encoder } from 'cbor-x'
 import { isUtf8 } from 'node:buffer'
+import { createRequire } from 'node:module'
+import type { Decoder, Encoder } from 'cbor-x'
 import { CheckpointError } from './errors.ts'
 
-const encoder = new Encoder({
-  useRecords: false,
-  variableMapSize: true,
-  tagUint8Array: false,
-  useTag259ForMaps: false,
-  mapsAsObjects: true,
-  pack: false,
-  structuredClone: false,
-  bundleStrings: false,
-} as ConstructorParameters<typeof Encoder>[0])
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: true } as ConstructorParameters<typeof Decoder>[0])
+/**
+ * cbor-x's encoder and decoder, loaded on first use: commands that never touch CBOR (`--version`,
+ * `--help`, manifest checks) do not pay for loading cbor-x and its native `cbor-extract` addon.
+ */
+let codec: { encoder: Encoder, decoder: Decoder } | undefined
+function cborX (): { encoder: Encoder, decoder: Decoder } {
+  if (codec === undefined) {
+    const lib = createRequire(import.meta.url)('cbor-x') as typeof import('cbor-x')
+    codec = {
+      encoder: new lib.Encoder({
+        useRecords: false,
+        variableMapSize: true,
+        tagUint8Array: false,
+        useTag259ForMaps: false,
+        mapsAsObjects: true,
+        pack: false,
+        structuredClone: false,
+        bundleStrings: false,
+      } as ConstructorParameters<typeof Encoder>[0]),
+      decoder: new lib.Decoder({ useRecords: false, mapsAsObjects: true } as ConstructorParameters<typeof Decoder>[0]),
+    }
+  }
+  return codec
+}
 
 /** Self-described CBOR tag 55799 (RFC 8949 §3.4.6) as it prefixes every igord file: `d9 d9 f7`. */
 export const FILE_MAGIC: Uint8Array = Uint8Array.of(0xd9, 0xd9, 0xf7)
@@ -45,12 +59,12 @@ function encodedKey (k: string | number): Uint8Array {
   if (typeof k === 'string') {
     let b = keyCache.get(k)
     if (b === undefined) {
-      b = encoder.encode(k) as Uint8Array
+      b = cborX().encoder.encode(k) as Uint8Array
       if (keyCache.size < 4096) keyCache.set(k, b)
     }
     return b
   }
-  return encoder.encode(canon(k, 'map key')) as Uint8Array
+  return cborX().encoder.encode(canon(k, 'map key')) as Uint8Array
 }
 
 function compareBytes (a: Uint8Array, b: Uint8Array): number {
@@ -117,7 +131,7 @@ function canon (v: unknown, path: string): unknown {
  * @throws TypeError on floats, `undefined`, Dates, Sets, other typed arrays, class instances.
  */
 export function encode (v: unknown): Uint8Array {
-  return encoder.encode(canon(v, 'value')) as Uint8Array
+  return cborX().encoder.encode(canon(v, 'value')) as Uint8Array
 }
 
 /** `encode(v)` prefixed with the self-described CBOR tag 55799 (`d9 d9 f7`), the start of every igord file. */
@@ -248,7 +262,7 @@ export function decode (bytes: Uint8Array, what: string, offsetBase = 0): unknow
   const end = checkWellFormed(bytes, 0, what, offsetBase)
   if (end !== bytes.length) throw new CheckpointError(`${what}: ${bytes.length - end} trailing bytes after the CBOR item at offset ${end + offsetBase}`)
   try {
-    return decoder.decode(bytes)
+    return cborX().decoder.decode(bytes)
   } catch (e) {
     throw new CheckpointError(`${what}: cannot decode CBOR: ${(e as Error).message.split('\n')[0]}`)
   }

@@ -44,7 +44,7 @@ test('compileCacheDir: the OS cache directory, never a relative path', () => {
   assert.is(compileCacheDir({}, 'win32', '/c/Users/u'), null)
 })
 
-test('inspect, verify, ps, send, logs, --version and --help load neither binaryen nor libp2p; run, verify --replay and instrument load binaryen', () => {
+test('inspect, verify, ps, send, logs, --version and --help load neither binaryen nor libp2p (--version and --help not even cbor-x); run, verify --replay and instrument load binaryen', () => {
   const dir = tempDir('igord-startup-')
   const r = igord(['run', agentWasm('heartbeat'), '--dir', dir, '--ticks', '2', '--interval', '10ms', '--quiet'])
   assert.is(r.code, 0, r.stderr)
@@ -56,6 +56,7 @@ test('inspect, verify, ps, send, logs, --version and --help load neither binarye
     [['send', 'heartbeat', 'hi', '--node', none], 9], [['logs', 'heartbeat', '--dir', dir], 0], [['peers', '--node', none], 9],
   ]
   for (const [args, code] of light) assert.equal(heavy(loaded(args, code)), [], `igord ${args.join(' ')}`)
+  for (const args of [['--version'], ['--help']]) assert.not.ok(loaded(args, 0).has('cbor-x'), `igord ${args.join(' ')} loads cbor-x only when it decodes or encodes`)
   for (const [args, code] of [[['verify', '--replay', dir], 0], [['instrument', agentWasm('heartbeat'), '-o', join(dir, 'out.wasm')], 0]] as [string[], number][]) {
     assert.ok(loaded(args, code).has('binaryen'), `igord ${args.join(' ')} loads binaryen`)
   }
