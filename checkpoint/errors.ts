@@ -35,13 +35,27 @@ export const EXIT = {
   REFUSED: 11,
 } as const
 
-/** An error a user can cause; `exitCode` is one of {@link EXIT}. */
+/** The name of an exit code in {@link EXIT} (`'CHECKPOINT'` for 3), or `'INTERNAL'` for an unknown one. */
+export function exitName (exitCode: number): string {
+  for (const [k, v] of Object.entries(EXIT)) if (v === exitCode) return k
+  return 'INTERNAL'
+}
+
+/**
+ * An error a user can cause; `exitCode` is one of {@link EXIT}. `code` is a stable, machine-readable
+ * reason for programs (the control socket, the HTTP API, embedders) that must not parse `message`:
+ * the exit code's name in {@link EXIT} (`'CHECKPOINT'`, `'IO'`, …) unless a subclass names a finer
+ * one (`'LOCKED'`, `'BAD_NAME'`, `'MIGRATION_REFUSED'`, `'DELIVERY_REFUSED'`, `'BAD_REQUEST'`).
+ * Codes are upper-case ASCII and never change meaning once released.
+ */
 export class IgordError extends Error {
   readonly exitCode: number
-  constructor (message: string, exitCode: number) {
+  readonly code: string
+  constructor (message: string, exitCode: number, code: string = exitName(exitCode)) {
     super(message)
     this.name = new.target.name
     this.exitCode = exitCode
+    this.code = code
   }
 }
 

@@ -27,9 +27,9 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { EXIT, IgordError } from './errors.ts'
 
-/** An agent name that breaks the rule of {@link checkAgentName} (exit 2, a usage error). */
+/** An agent name that breaks the rule of {@link checkAgentName} (exit 2, a usage error; code `BAD_NAME`). */
 export class NameError extends IgordError {
-  constructor (message: string) { super(message, EXIT.USAGE) }
+  constructor (message: string) { super(message, EXIT.USAGE, 'BAD_NAME') }
 }
 
 /** The agent-name rule as a regular expression: 1–128 of `[A-Za-z0-9._-]`, not starting with `.` or `-`. */

@@ -40,7 +40,7 @@ export class LockedError extends IgordError {
   /** the holder's record (null when the lock file could not be parsed) */
   readonly holder: LockHolder | null
   constructor (message: string, holder: LockHolder | null) {
-    super(message, EXIT.LOCKED)
+    super(message, EXIT.LOCKED, 'LOCKED')
     this.holder = holder
   }
 }

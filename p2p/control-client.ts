@@ -45,7 +45,7 @@ export function controlRequest (dir: string, req: Record<string, unknown>, onPro
         if (m.progress !== undefined) { onProgress?.(m.progress as Record<string, unknown>); continue }
         done = true
         sock.end()
-        if (m.ok === true) { const { ok: _ok, ...rest } = m; resolve(rest) } else reject(new IgordError(String(m.error), Number(m.exit ?? EXIT.INTERNAL)))
+        if (m.ok === true) { const { ok: _ok, ...rest } = m; resolve(rest) } else reject(new IgordError(String(m.error), Number(m.exit ?? EXIT.INTERNAL), typeof m.code === 'string' ? m.code : undefined))
       }
     })
     sock.on('close', () => { if (!done) { done = true; reject(new NetworkError(`${file}: the node closed the connection without an answer`)) } })

@@ -55,7 +55,7 @@ export async function serveControl (node: IgordNode): Promise<() => Promise<void
     sock.on('error', () => {})
     sock.on('data', (d: string) => {
       buf += d
-      if (buf.length > MAX_REQUEST) { sock.end(JSON.stringify({ ok: false, error: 'request too long', exit: EXIT.USAGE }) + '\n'); return }
+      if (buf.length > MAX_REQUEST) { sock.end(JSON.stringify({ ok: false, error: 'request too long', exit: EXIT.USAGE, code: 'BAD_REQUEST' }) + '\n'); return }
       const nl = buf.indexOf('\n')
       if (nl < 0) return
       const line = buf.slice(0, nl)
@@ -64,7 +64,8 @@ export async function serveControl (node: IgordNode): Promise<() => Promise<void
       const send = (o: unknown) => { if (!sock.destroyed) sock.write(JSON.stringify(o, jsonSafe) + '\n') }
       handle(node, line, send).then((r) => { send({ ok: true, ...r }); sock.end() }, (e: Error) => {
         const exit = e instanceof IgordError ? e.exitCode : EXIT.INTERNAL
-        send({ ok: false, error: e.message.split('\n')[0], exit }); sock.end()
+        const code = e instanceof IgordError ? e.code : 'INTERNAL'
+        send({ ok: false, error: e.message.split('\n')[0], exit, code }); sock.end()
       })
     })
   })

@@ -29,11 +29,11 @@ import type { Agent } from './agent.ts'
 
 /**
  * A message was refused (exit 11): the inbox is full, the message too large, or no agent of that
- * name is here. The message says which, e.g. `inbox of echo is full (256 messages)`.
+ * name is here (code `DELIVERY_REFUSED`). The message says which, e.g. `inbox of echo is full (256 messages)`.
  */
 export class DeliveryRefused extends IgordError {
   constructor (message: string) {
-    super(message, EXIT.REFUSED)
+    super(message, EXIT.REFUSED, 'DELIVERY_REFUSED')
     this.name = 'DeliveryRefused'
   }
 }

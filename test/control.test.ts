@@ -33,11 +33,12 @@ function fakeNode (dir: string): IgordNode {
   } as unknown as IgordNode
 }
 
-async function rejects (p: Promise<unknown>, re: RegExp, exit: number): Promise<void> {
+async function rejects (p: Promise<unknown>, re: RegExp, exit: number, code?: string): Promise<void> {
   try { await p } catch (e) {
     assert.instance(e, IgordError)
     assert.match((e as Error).message, re)
     assert.is((e as IgordError).exitCode, exit)
+    if (code !== undefined) assert.is((e as IgordError).code, code)
     return
   }
   assert.unreachable('expected an error')
@@ -68,21 +69,21 @@ test('run passes the budget as a bigint; migrate streams progress and 64-bit num
   } finally { await close() }
 })
 
-test('errors carry their exit codes: bad requests 2, node errors as thrown', async () => {
+test('errors carry their exit codes and stable codes: bad requests 2, node errors as thrown', async () => {
   const dir = mkdir()
   const close = await serveControl(fakeNode(dir))
   try {
     await rejects(controlRequest(dir, { op: 'dance' }), /control: unknown op "dance"/, 2)
     await rejects(controlRequest(dir, { op: 'run', wasm: '/x.wasm', budget: 'lots' }), /field "budget" must be an integer string/, 2)
     await rejects(controlRequest(dir, { op: 'migrate', name: 'a', to: 'x' }), /field "to" must be an array/, 2)
-    await rejects(controlRequest(dir, { op: 'stop', name: 'b' }), /no agent named b on this node/, 2)
-    await rejects(controlRequest(dir, { op: 'migrate', name: 'a', to: ['down'] }), /dial down: timed out/, 9)
+    await rejects(controlRequest(dir, { op: 'stop', name: 'b' }), /no agent named b on this node/, 2, 'BAD_REQUEST')
+    await rejects(controlRequest(dir, { op: 'migrate', name: 'a', to: ['down'] }), /dial down: timed out/, 9, 'NETWORK')
     const raw = await new Promise<string>((resolve) => {
       const s = net.connect(controlPath(dir), () => s.write('not json\n'))
       let out = ''
       s.on('data', (d) => { out += d }); s.on('close', () => resolve(out))
     })
-    assert.equal(JSON.parse(raw), { ok: false, error: 'control: the request is not JSON', exit: 2 })
+    assert.equal(JSON.parse(raw), { ok: false, error: 'control: the request is not JSON', exit: 2, code: 'BAD_REQUEST' })
   } finally { await close() }
 })
 
