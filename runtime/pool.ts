@@ -108,9 +108,9 @@ interface Loop {
   ticksBefore: number
 }
 
-function errorFrom (e: { message: string; exitCode: number | null; name: string; stack?: string }): Error {
+function errorFrom (e: { message: string; exitCode: number | null; code?: string; name: string; stack?: string }): Error {
   let err: Error
-  if (e.exitCode !== null) err = new IgordError(e.message, e.exitCode)
+  if (e.exitCode !== null) err = new IgordError(e.message, e.exitCode, e.code)
   else if (e.name === 'CompileError' || e.name === 'LinkError') err = new ModuleError(e.message) // as the CLI reports them in-process
   else err = new Error(e.message)
   err.name = e.name

@@ -100,7 +100,7 @@ export type DeliverManyResult = { seq: number; duplicate: boolean } | { refused:
 /** A message to the main thread: an answer (with `re`) or an event. */
 export type WorkerMessage =
   | { re: number; ok: true; value: unknown }
-  | { re: number; ok: false; error: { message: string; exitCode: number | null; name: string; stack?: string } }
+  | { re: number; ok: false; error: { message: string; exitCode: number | null; code?: string; name: string; stack?: string } }
   | { ev: 'emit'; id: number; line: string }
   | { ev: 'status'; id: number; status: AgentStatus }
   | { ev: 'tick'; id: number; r: TickResult; status: AgentStatus }
@@ -368,7 +368,7 @@ function main (): void {
       if (re !== null) post({ re, ok: true, value })
     }, (e: unknown) => {
       const err = e instanceof Error ? e : new Error(String(e))
-      if (re !== null) post({ re, ok: false, error: { message: err.message, exitCode: e instanceof IgordError ? e.exitCode : null, name: err.name, ...(err.stack === undefined ? {} : { stack: err.stack }) } })
+      if (re !== null) post({ re, ok: false, error: { message: err.message, exitCode: e instanceof IgordError ? e.exitCode : null, ...(e instanceof IgordError ? { code: e.code } : {}), name: err.name, ...(err.stack === undefined ? {} : { stack: err.stack }) } })
     })
   })
 }

@@ -151,6 +151,7 @@ test('agent_init that runs too long: birth fails naming the limit; nothing is wr
     assert.ok(err !== null)
     assert.match(err!.message, /^initspin\.wasm: birth failed: it exceeded the wall-clock limit of 300 ms$/)
     assert.is((err as { exitCode?: number }).exitCode, 4)
+    assert.is((err as { code?: string }).code, 'MODULE', 'the stable code crosses the thread boundary with the exit code')
     assert.not.ok(fs.existsSync(path.join(dir, 'initspin.ckpt')))
     // the pool still works
     const h = await pool.birth(settings(dir), files('heartbeat'), () => {})
