@@ -319,7 +319,7 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null)
         }
         for (;;) {
           log.refresh()
-          for (const it of log.items({ from })) if (!await emit(it)) return // the client reconnects with Last-Event-ID
+          for (const it of log.items({ from, markFirst: false })) if (!await emit(it)) return // the client reconnects with Last-Event-ID
           const h = log.last
           if (h !== null && (h.status === 'finished' || h.status === 'handoff')) {
             await stream.writeSSE({ id: `${h.tick}:done`, data: itemJson({ tick: h.tick, kind: 'done', status: h.status, ...(h.target === undefined ? {} : { target: h.target }) }) })
@@ -339,7 +339,11 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null)
     const b = await body(c)
     const wasm = str(b, 'wasm')!
     const manifest = str(b, 'manifest', true)
-    for (const [k, p] of [['wasm', wasm], ['manifest', manifest]] as const) if (p !== undefined && !path.isAbsolute(p)) throw new HttpError('bad_field', `field "${k}" must be an absolute path on the node`)
+    for (const [k, p] of [['wasm', wasm], ['manifest', manifest]] as const) {
+      if (p === undefined) continue
+      if (!path.isAbsolute(p)) throw new HttpError('bad_field', `field "${k}" must be an absolute path on the node`)
+      if (!fs.existsSync(p)) throw new HttpError('bad_field', `field "${k}": ${p}: no such file on the node`)
+    }
     const name = str(b, 'name', true)
     if (name !== undefined && !isAgentName(name)) throw new HttpError('bad_field', `field "name": ${JSON.stringify(String(name).slice(0, 80))} is not an agent name`)
     if (b.intervalMs !== undefined && (typeof b.intervalMs !== 'number' || !Number.isSafeInteger(b.intervalMs) || b.intervalMs < 0 || b.intervalMs > 86_400_000)) throw new HttpError('bad_field', 'field "intervalMs" must be an integer from 0 to 86400000 (ms)')

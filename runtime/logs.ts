@@ -527,6 +527,12 @@ interface Link { cid: string; prev: string | null; tick: number; file: string | 
 export interface ItemOptions {
   /** Yield nothing before this tick (default 0). */
   from?: number
+  /**
+   * Mark the first checkpoint item yielded `changed` (so the first line shows epoch and host; default
+   * true). False keeps `changed` as {@link checkpointItem} computes it, the same whatever the reader
+   * yielded before (the HTTP API's log stream, whose resumed events must equal the first ones).
+   */
+  markFirst?: boolean
 }
 
 /**
@@ -676,7 +682,7 @@ export class AgentLog {
         if (rec.tick >= from) yield * items
       }
       const it = checkpointItem(h, l.cid, prevHeader)
-      if (!this.#shownAny) it.changed = true
+      if (!this.#shownAny && opts.markFirst !== false) it.changed = true
       this.#shownAny = true
       yield it
       this.#done.add(l.cid)
