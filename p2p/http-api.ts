@@ -212,8 +212,8 @@ function errorBody (code: string, message: string): { error: string; code: strin
 function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null): App {
   const app = new Hono() as App
   app.closing = false
-  const metrics = nodeMetrics(node, limits)
   let streams = 0
+  const metrics = nodeMetrics(node, limits, () => streams)
 
   app.onError((e, c) => {
     if (e instanceof HttpError) return json(c, errorBody(e.code, e.message), ERROR_CODES[e.code] ?? 400)
@@ -460,10 +460,10 @@ class Carried {
 
 /**
  * The node's Prometheus registry (prom-client): gauges and counters read from the node at each
- * scrape (`collect`), migration counters and histograms fed by {@link IgordNode.migrationListeners}.
- * Names and units: docs/PROTOCOL.md "HTTP API".
+ * scrape (`collect`), migration counters and histograms fed by {@link IgordNode.migrationListeners},
+ * and (with `logStreams`) the number of open log streams. Names and units: docs/PROTOCOL.md "HTTP API".
  */
-export function nodeMetrics (node: IgordNode, limits: Pick<HttpApiLimits, 'maxDepartedAgents'> = DEFAULT_HTTP_LIMITS): Registry {
+export function nodeMetrics (node: IgordNode, limits: Pick<HttpApiLimits, 'maxDepartedAgents'> = DEFAULT_HTTP_LIMITS, logStreams?: () => number): Registry {
   const registry = new Registry()
   const agentLabels = ['agent', 'did'] as const
   const carried = new Map<string, Carried>()
@@ -519,5 +519,6 @@ export function nodeMetrics (node: IgordNode, limits: Pick<HttpApiLimits, 'maxDe
   new Gauge({ name: 'igord_node_agents', help: 'agents hosted by this node', registers: [registry], collect () { this.set(node.agents.size) } })
   new Gauge({ name: 'igord_node_agents_hibernated', help: 'agents of this node that are hibernated', registers: [registry], collect () { this.set([...node.agents.values()].filter((h) => h.session.status.hibernated).length) } })
   new Gauge({ name: 'igord_node_uptime_seconds', help: 'seconds since this node started', registers: [registry], collect () { this.set((Date.now() - node.startedAt) / 1000) } })
+  if (logStreams !== undefined) new Gauge({ name: 'igord_http_log_streams', help: 'log streams (SSE) open on this node\'s HTTP API', registers: [registry], collect () { this.set(logStreams()) } })
   return registry
 }

@@ -245,11 +245,15 @@ test('every endpoint, bad input, SSE resume, stream bounds, /metrics', async () 
   const from = await events('/api/agents/heartbeat/logs?from=3', 1)
   assert.ok((from.events[0].data.tick as number) >= 3, '?from skips earlier ticks')
   // the streams-per-node bound: two open streams, a third refused
+  const openStreams = async () => Number(parseProm((await call('GET', '/metrics')).text).find((f) => f.name === 'igord_http_log_streams')?.metrics[0].value)
+  for (let k = 0; k < 600 && await openStreams() !== 0; k++) await new Promise((res) => setTimeout(res, 100)) // the streams above were closed by the client
+  assert.is(await openStreams(), 0, 'closed streams are no longer counted')
   const c1 = new AbortController(); const c2 = new AbortController()
   try {
     const o1 = await fetch(api.url + '/api/agents/echo/logs?from=999999', { signal: c1.signal })
     const o2 = await fetch(api.url + '/api/agents/echo/logs?from=999999', { signal: c2.signal })
     assert.is(o1.status, 200); assert.is(o2.status, 200)
+    assert.is(await openStreams(), 2)
     refused(await call('GET', '/api/agents/heartbeat/logs'), 503, 'too_many_streams', 'third stream')
   } finally { c1.abort(); c2.abort() }
 
