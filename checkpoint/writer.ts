@@ -178,6 +178,12 @@ export class CheckpointWriter {
   readonly blobs: BlobStore
   /** What the last {@link CheckpointWriter.write} did (null before the first). */
   lastStats: WriteStats | null = null
+  /**
+   * Totals of this writer's {@link CheckpointWriter.write}s (node metrics, p2p/http-api.ts):
+   * checkpoints written, their wall time (ms) and bytes written to the live file and history
+   * entries (blob files are not counted: they hold the same pages, compressed or deduplicated).
+   */
+  readonly totals = { count: 0, ms: 0, bytes: 0 }
   /** page table of the last entry written: index → page CID */
   #table: Map<number, string> | null = null
   #pageCount = 0
@@ -302,12 +308,16 @@ export class CheckpointWriter {
     // ahead of the history, which ensureArchived repairs on resume; the other order would let a copy
     // of the (older) live file resumed elsewhere fork the history at the orphaned entry.
     let compacted = false
+    const liveBefore = this.#liveFile?.size ?? 0
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
       compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
       const t2 = performance.now()
       atomicWrite(entryFile, entry)
       this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
+      this.totals.count++
+      this.totals.ms += performance.now() - t0
+      this.totals.bytes += (compacted ? this.#liveWhole : (this.#liveFile?.size ?? liveBefore) - liveBefore) + entry.length
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
       this.#closeLive() // and the live file is rewritten whole

@@ -88,11 +88,18 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('-q, --quiet', 'do not print the agents\' log lines')
     .option('--msg-lookup <duration>', 'how long the host of an agent\'s DID is looked for before a message to it comes back as unknown', '10s')
     .option('--mdns', 'also find igord nodes on the LAN by mDNS (multicast 224.0.0.251:5353; off by default)')
+    .option('--http <[host:]port>', 'serve the HTTP API (agents, actions, SSE logs) and Prometheus /metrics on this address; a bare port listens on 127.0.0.1')
+    .option('--http-token <token>', 'every HTTP request must carry Authorization: Bearer <token> (default: $IGORD_HTTP_TOKEN); required when --http is not a loopback address, else the node refuses to start (exit 2)')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string }) => {
+    .action(async (o: CapFlags & { http?: string; httpToken?: string; listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
+      // the HTTP API's access rule is checked before anything starts (p2p/http-api.ts)
+      const httpApi = o.http === undefined ? undefined : await import('../p2p/http-api.ts')
+      const httpToken = o.httpToken ?? (process.env.IGORD_HTTP_TOKEN || undefined)
+      const httpAt = httpApi === undefined ? undefined : httpApi.parseHttpListen(o.http!)
+      if (httpApi !== undefined) httpApi.checkHttpAccess(httpAt!.host, httpToken)
       // loaded here so that the other commands do not pay for importing libp2p
       const { IgordNode } = await import('../p2p/node.ts')
       const { serveControl } = await import('../p2p/control.ts')
@@ -119,7 +126,10 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
       })
       let closeControl: () => Promise<void>
       try { closeControl = await serveControl(node) } catch (e) { await node.shutdown(); throw e }
+      let http: { url: string; close: () => Promise<void> } | undefined
+      try { http = httpApi === undefined ? undefined : await httpApi.serveHttp(node, { ...httpAt!, ...(httpToken === undefined ? {} : { token: httpToken }) }) } catch (e) { await closeControl(); await node.shutdown(); throw e }
       for (const a of node.addrs) process.stdout.write(`listening ${a}\n`)
+      if (http !== undefined) process.stdout.write(`http ${http.url}\n`)
       note(`node ${node.peerId} up with ${node.agents.size} agent(s); control socket ${o.data}/control.sock`)
       if (mdnsModule !== undefined) note(`mdns: looking for igord nodes on the LAN (${mdnsModule.MDNS_SERVICE_TAG})`)
       const { quarantined } = await import('../p2p/authority.ts')
@@ -134,6 +144,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         process.once('SIGINT', () => stop('SIGINT'))
         process.once('SIGTERM', () => stop('SIGTERM'))
       })
+      await http?.close()
       await closeControl()
       await node.shutdown()
       note('stopped')

@@ -62,7 +62,7 @@ export async function serveControl (node: IgordNode): Promise<() => Promise<void
       buf = ''
       sock.pause()
       const send = (o: unknown) => { if (!sock.destroyed) sock.write(JSON.stringify(o, jsonSafe) + '\n') }
-      handle(node, line, send).then((r) => { send({ ok: true, ...r }); sock.end() }, (e: Error) => {
+      handleLine(node, line, send).then((r) => { send({ ok: true, ...r }); sock.end() }, (e: Error) => {
         const exit = e instanceof IgordError ? e.exitCode : EXIT.INTERNAL
         const code = e instanceof IgordError ? e.code : 'INTERNAL'
         send({ ok: false, error: e.message.split('\n')[0], exit, code }); sock.end()
@@ -77,10 +77,22 @@ export async function serveControl (node: IgordNode): Promise<() => Promise<void
   }
 }
 
-async function handle (node: IgordNode, line: string, send: (o: unknown) => void): Promise<Record<string, unknown>> {
+async function handleLine (node: IgordNode, line: string, send: (o: unknown) => void): Promise<Record<string, unknown>> {
   let req: Record<string, unknown>
   try { req = JSON.parse(line) as Record<string, unknown> } catch { throw new RequestError('control: the request is not JSON') }
   if (req === null || typeof req !== 'object') throw new RequestError('control: the request must be a JSON object')
+  return await controlOp(node, req, send)
+}
+
+/**
+ * Carries out one control request (the ops of the module doc) on `node` — the control socket and
+ * the HTTP API (p2p/http-api.ts) both call it, so both check and act alike. `send` receives
+ * progress objects (`migrate`: `{sent, total}` bytes).
+ * @returns the answer's fields (without `ok`)
+ * @throws RequestError (exit 2) naming the bad field; the node's errors (DeliveryRefused exit 11,
+ *   NetworkError/RefusedError exit 9, ModuleError, ManifestError, StorageError, LockedError)
+ */
+export async function controlOp (node: IgordNode, req: Record<string, unknown>, send: (o: unknown) => void = () => {}): Promise<Record<string, unknown>> {
   const str = (k: string): string => {
     if (typeof req[k] !== 'string' || (req[k] as string).length === 0) throw new RequestError(`control: field "${k}" must be a non-empty string`)
     return req[k] as string

@@ -271,6 +271,14 @@ export class IgordNode {
    */
   readonly discovery: Discovery
   readonly #kad: KadDiscovery
+  /** When the node started (Date.now() ms). */
+  readonly startedAt = Date.now()
+  /**
+   * Told of the outcome of each migration of an agent away from this node (`migrate` and the
+   * agent's own requests): the agent's name and DID, and the result, or null when it stayed here.
+   * A listener must not throw (p2p/http-api.ts counts them for `/metrics`).
+   */
+  readonly migrationListeners = new Set<(name: string, did: string, result: MigrateResult | null) => void>()
 
   private constructor (opts: NodeOptions, host: HostIdentity, peer: Peer) {
     this.#opts = opts
@@ -973,6 +981,7 @@ export class IgordNode {
           this.#unlock(h.name)
           void h.session.close()
           authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, addr: r.addr, tick: r.tick, confirmed: r.confirmed })
+          for (const l of this.migrationListeners) l(h.name, h.session.did, r)
           this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
           return r
         } catch (e) {
@@ -986,6 +995,7 @@ export class IgordNode {
     }
     h.migration = null
     const last = errors[errors.length - 1]
+    for (const l of this.migrationListeners) l(h.name, h.session.did, null)
     authority.recordOutcome(this.dir, { role: 'source', outcome: 'aborted', id, name: h.name, errors: errors.map((e) => e.message) })
     this.#startLoop(h) // nothing was committed: the agent continues here
     this.#opts.note(`${h.name} stays here: ${last.message}`)

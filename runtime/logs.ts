@@ -527,6 +527,12 @@ interface Link { cid: string; prev: string | null; tick: number; file: string | 
 export interface ItemOptions {
   /** Yield nothing before this tick (default 0). */
   from?: number
+  /**
+   * Mark the first checkpoint item yielded `changed` (so the first line shows epoch and host; default
+   * true). False keeps `changed` as {@link checkpointItem} computes it, the same whatever the reader
+   * yielded before (the HTTP API's log stream, whose resumed events must equal the first ones).
+   */
+  markFirst?: boolean
 }
 
 /**
@@ -562,23 +568,9 @@ export class AgentLog {
    *   the history directory cannot be listed (other than not existing)
    */
   refresh (): void {
-    let names: string[] = []
-    try { names = fs.readdirSync(this.source.history) } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`${this.source.history}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
-    }
-    for (const n of names.sort()) {
-      if (this.#files.has(n) || tickOfEntryName(n) === null) continue
-      const file = path.join(this.source.history, n)
-      let bytes: Uint8Array
-      try { bytes = fs.readFileSync(file) } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue
-        throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
-      }
-      const e = decodeEntry(bytes, file)
-      const cid = headerCid(e.headerBytes)
-      this.#files.add(n)
-      if (!this.#links.has(cid) || this.#links.get(cid)!.file === null) this.#links.set(cid, { cid, prev: e.parsed.prev, tick: e.parsed.tick, file })
-    }
+    // the live file first: a writer writes checkpoint N's live file before its history entry, and
+    // N-1's entry before N's live file, so a listing taken after reading live N holds N's prev (the
+    // other order can miss both N-1 and N and cut the chain there)
     let st: fs.Stats | null = null
     try { st = fs.statSync(this.source.live, { bigint: false }) } catch { st = null }
     const key = st === null ? '' : `${st.ino}:${st.size}:${st.mtimeMs}`
@@ -596,6 +588,23 @@ export class AgentLog {
           if (e instanceof StorageError && !fs.existsSync(this.source.live)) { this.#liveStat = ''; this.#live = null } else throw e
         }
       }
+    }
+    let names: string[] = []
+    try { names = fs.readdirSync(this.source.history) } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`${this.source.history}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
+    }
+    for (const n of names.sort()) {
+      if (this.#files.has(n) || tickOfEntryName(n) === null) continue
+      const file = path.join(this.source.history, n)
+      let bytes: Uint8Array
+      try { bytes = fs.readFileSync(file) } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue
+        throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
+      }
+      const e = decodeEntry(bytes, file)
+      const cid = headerCid(e.headerBytes)
+      this.#files.add(n)
+      if (!this.#links.has(cid) || this.#links.get(cid)!.file === null) this.#links.set(cid, { cid, prev: e.parsed.prev, tick: e.parsed.tick, file })
     }
   }
 
@@ -676,7 +685,7 @@ export class AgentLog {
         if (rec.tick >= from) yield * items
       }
       const it = checkpointItem(h, l.cid, prevHeader)
-      if (!this.#shownAny) it.changed = true
+      if (!this.#shownAny && opts.markFirst !== false) it.changed = true
       this.#shownAny = true
       yield it
       this.#done.add(l.cid)

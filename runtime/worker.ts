@@ -63,7 +63,11 @@ export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; chec
  * consecutive `failures`, authority `epoch`, `lastTick` (tick of the last checkpoint written), and
  * `hibernated` (its instance and memory are dropped until its next tick: runtime/agent.ts `hibernate`).
  */
-export interface AgentStatus { tick: number; fuel: bigint; budget: bigint; failures: number; epoch: number; lastTick: number; hibernated: boolean }
+export interface AgentStatus {
+  tick: number; fuel: bigint; budget: bigint; failures: number; epoch: number; lastTick: number; hibernated: boolean
+  /** totals of the checkpoints written since the agent was loaded in its worker (checkpoint/writer.ts `totals`: count, ms, bytes) */
+  checkpoints?: { count: number; ms: number; bytes: number }
+}
 
 /**
  * Facts of a hosted agent, sent when it is created in a worker: its name, DID, this host's peer ID
@@ -139,6 +143,7 @@ function main (): void {
     tick: s.agent.tick, fuel: s.agent.fuel, budget: s.agent.budget, failures: s.agent.failures,
     epoch: s.session?.lineage.epoch ?? 0, lastTick: s.session?.lineage.lastTick ?? s.agent.tick,
     hibernated: s.agent.hibernated,
+    ...(s.session === null ? {} : { checkpoints: { ...s.session.lineage.writer.totals } }),
   })
   // an agent's message goes to the main thread, which routes it (runtime/pool.ts `route`) and answers with `sent`
   let nextRef = 1
