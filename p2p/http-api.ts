@@ -70,19 +70,20 @@ export const DEFAULT_HTTP_LIMITS: HttpApiLimits = {
 }
 
 /**
- * The stable `code`s of error bodies, with their HTTP status: request checks first, then the
- * node's errors by exit code (checkpoint/errors.ts EXIT).
+ * The `code`s of the HTTP layer's own refusals, with their HTTP status. The node's errors answer
+ * with their own stable `IgordError.code` (checkpoint/errors.ts: `BAD_REQUEST`, `CHECKPOINT`,
+ * `NETWORK`, `LOCKED`, …), the same code the control socket sends, and the status of their exit
+ * code in {@link STATUS_OF_EXIT}.
  */
 export const ERROR_CODES: Readonly<Record<string, number>> = {
-  bad_json: 400, bad_field: 400, bad_request: 400, unauthorized: 401, not_found: 404, no_such_agent: 404,
-  body_too_large: 413, unsupported_media_type: 415, bad_host: 421, too_many_streams: 503,
-  bad_checkpoint: 422, bad_module: 422, bad_manifest: 422, stopped: 409, io: 500, network: 502, locked: 409, refused: 409, internal: 500,
+  BAD_JSON: 400, BAD_FIELD: 400, UNAUTHORIZED: 401, NOT_FOUND: 404, NO_SUCH_AGENT: 404,
+  BODY_TOO_LARGE: 413, UNSUPPORTED_MEDIA_TYPE: 415, BAD_HOST: 421, TOO_MANY_STREAMS: 503, INTERNAL: 500,
 }
 
-/** Error `code` of each exit code of a node error. */
-const CODE_OF_EXIT: Readonly<Record<number, string>> = {
-  [EXIT.USAGE]: 'bad_request', [EXIT.CHECKPOINT]: 'bad_checkpoint', [EXIT.MODULE]: 'bad_module', [EXIT.MANIFEST]: 'bad_manifest',
-  [EXIT.STOPPED]: 'stopped', [EXIT.IO]: 'io', [EXIT.NETWORK]: 'network', [EXIT.LOCKED]: 'locked', [EXIT.REFUSED]: 'refused',
+/** HTTP status of a node error by its exit code (checkpoint/errors.ts EXIT); 500 for any other. */
+export const STATUS_OF_EXIT: Readonly<Record<number, number>> = {
+  [EXIT.USAGE]: 400, [EXIT.CHECKPOINT]: 422, [EXIT.MODULE]: 422, [EXIT.MANIFEST]: 422, [EXIT.INVALID]: 422,
+  [EXIT.STOPPED]: 409, [EXIT.IO]: 500, [EXIT.NETWORK]: 502, [EXIT.LOCKED]: 409, [EXIT.REFUSED]: 409,
 }
 
 /** An error answered as `{error, code}` with the status of `code` in {@link ERROR_CODES}. */
@@ -215,13 +216,10 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
 
   app.onError((e, c) => {
     if (e instanceof HttpError) return json(c, errorBody(e.code, e.message), ERROR_CODES[e.code] ?? 400)
-    if (e instanceof IgordError) {
-      const code = CODE_OF_EXIT[e.exitCode] ?? 'internal'
-      return json(c, errorBody(code, e.message), ERROR_CODES[code])
-    }
-    return json(c, errorBody('internal', `internal error: ${e.message}`), 500)
+    if (e instanceof IgordError) return json(c, errorBody(e.code, e.message), STATUS_OF_EXIT[e.exitCode] ?? 500)
+    return json(c, errorBody('INTERNAL', `internal error: ${e.message}`), 500)
   })
-  app.notFound((c) => json(c, errorBody('not_found', `no route ${c.req.method} ${c.req.path}`), 404))
+  app.notFound((c) => json(c, errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`), 404))
 
   // access: the token when there is one; else (loopback) only loopback Host names, against DNS rebinding
   const want = token === null ? null : createHash('sha256').update(token).digest()
@@ -231,26 +229,26 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
       const got = m === null ? null : createHash('sha256').update(m[1]).digest()
       if (got === null || !timingSafeEqual(got, want)) {
         c.header('WWW-Authenticate', 'Bearer realm="igord"')
-        return json(c, errorBody('unauthorized', m === null ? 'this node needs Authorization: Bearer <token>' : 'wrong token'), 401)
+        return json(c, errorBody('UNAUTHORIZED', m === null ? 'this node needs Authorization: Bearer <token>' : 'wrong token'), 401)
       }
     } else {
       const host = (c.req.header('host') ?? '').replace(/:\d+$/, '')
-      if (!isLoopbackHost(host)) return json(c, errorBody('bad_host', `Host ${JSON.stringify(host.slice(0, 80))} is not a loopback name (this node serves loopback clients only)`), 421)
+      if (!isLoopbackHost(host)) return json(c, errorBody('BAD_HOST', `Host ${JSON.stringify(host.slice(0, 80))} is not a loopback name (this node serves loopback clients only)`), 421)
     }
     await next()
   })
   app.use('/api/*', async (c, next) => {
     if (c.req.method === 'POST' && !/^application\/json\b/i.test(c.req.header('content-type') ?? '')) {
-      return json(c, errorBody('unsupported_media_type', 'POST bodies must be Content-Type: application/json'), 415)
+      return json(c, errorBody('UNSUPPORTED_MEDIA_TYPE', 'POST bodies must be Content-Type: application/json'), 415)
     }
     await next()
   })
-  app.use('/api/*', bodyLimit({ maxSize: limits.maxBodyBytes, onError: (c) => json(c, errorBody('body_too_large', `the request body is over ${limits.maxBodyBytes} bytes`), 413) }))
+  app.use('/api/*', bodyLimit({ maxSize: limits.maxBodyBytes, onError: (c) => json(c, errorBody('BODY_TOO_LARGE', `the request body is over ${limits.maxBodyBytes} bytes`), 413) }))
 
-  /** The hosted agent `id` names (name or DID). @throws HttpError no_such_agent */
+  /** The hosted agent `id` names (name or DID). @throws HttpError NO_SUCH_AGENT */
   const hosted = (id: string) => {
     const h = node.agents.get(id) ?? [...node.agents.values()].find((x) => x.session.did === id)
-    if (h === undefined) throw new HttpError('no_such_agent', `no agent ${JSON.stringify(id.slice(0, 120))} on this node`)
+    if (h === undefined) throw new HttpError('NO_SUCH_AGENT', `no agent ${JSON.stringify(id.slice(0, 120))} on this node`)
     return h
   }
   const view = (a: AgentInfo): AgentView => ({ ...a, host: node.peerId })
@@ -258,14 +256,14 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
     const text = await c.req.text()
     if (text.trim() === '') return {}
     let b: unknown
-    try { b = JSON.parse(text) } catch (e) { throw new HttpError('bad_json', `the body is not JSON: ${(e as Error).message}`) }
-    if (b === null || typeof b !== 'object' || Array.isArray(b)) throw new HttpError('bad_json', 'the body must be a JSON object')
+    try { b = JSON.parse(text) } catch (e) { throw new HttpError('BAD_JSON', `the body is not JSON: ${(e as Error).message}`) }
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) throw new HttpError('BAD_JSON', 'the body must be a JSON object')
     return b as Record<string, unknown>
   }
   const str = (b: Record<string, unknown>, k: string, optional = false): string | undefined => {
     const v = b[k]
     if (v === undefined && optional) return undefined
-    if (typeof v !== 'string' || v.length === 0) throw new HttpError('bad_field', `field "${k}" must be a non-empty string`)
+    if (typeof v !== 'string' || v.length === 0) throw new HttpError('BAD_FIELD', `field "${k}" must be a non-empty string`)
     return v
   }
 
@@ -283,7 +281,7 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
     const name = agentName(node, c.req.param('id'))
     const q = c.req.query('limit')
     const limit = q === undefined ? limits.defaultHistory : Number(q)
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > limits.maxHistory) throw new HttpError('bad_field', `limit must be an integer from 1 to ${limits.maxHistory}`)
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > limits.maxHistory) throw new HttpError('BAD_FIELD', `limit must be an integer from 1 to ${limits.maxHistory}`)
     return json(c, readHistory(node.dir, name, limit))
   })
 
@@ -294,15 +292,15 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
     if (last !== undefined && last !== '') {
       if (/^\d+:done$/.test(last)) return c.body(null, 204) // the log ended: EventSource stops reconnecting on 204
       const m = /^(\d{1,15}):(\d{1,9})$/.exec(last)
-      if (m === null) throw new HttpError('bad_field', `Last-Event-ID ${JSON.stringify(last.slice(0, 40))} is not <tick>:<n>`)
+      if (m === null) throw new HttpError('BAD_FIELD', `Last-Event-ID ${JSON.stringify(last.slice(0, 40))} is not <tick>:<n>`)
       resume = { tick: Number(m[1]), n: Number(m[2]) }
     }
     const qf = c.req.query('from')
-    if (qf !== undefined && !/^\d{1,15}$/.test(qf)) throw new HttpError('bad_field', 'from must be a tick (a non-negative integer)')
+    if (qf !== undefined && !/^\d{1,15}$/.test(qf)) throw new HttpError('BAD_FIELD', 'from must be a tick (a non-negative integer)')
     const from = resume?.tick ?? (qf === undefined ? 0 : Number(qf))
     const verbose = /^(1|true|yes)$/i.test(c.req.query('verbose') ?? '')
     const log = new AgentLog({ dir: node.dir, name, history: historyDir(node.dir, name), blobs: blobsDir(node.dir), live: livePath(node.dir, name) })
-    if (streams >= limits.maxStreams) throw new HttpError('too_many_streams', `${limits.maxStreams} log streams are open on this node; try again later`)
+    if (streams >= limits.maxStreams) throw new HttpError('TOO_MANY_STREAMS', `${limits.maxStreams} log streams are open on this node; try again later`)
     streams++
     return streamSSE(c, async (stream) => {
       try {
@@ -329,7 +327,7 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
         }
       } finally { streams-- }
     }, async (e, stream) => {
-      await stream.writeSSE({ event: 'error', data: JSON.stringify(errorBody(e instanceof IgordError ? CODE_OF_EXIT[e.exitCode] ?? 'internal' : 'internal', e.message)) })
+      await stream.writeSSE({ event: 'error', data: JSON.stringify(errorBody(e instanceof IgordError ? e.code : 'INTERNAL', e.message)) })
     })
   })
 
@@ -339,12 +337,12 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
     const manifest = str(b, 'manifest', true)
     for (const [k, p] of [['wasm', wasm], ['manifest', manifest]] as const) {
       if (p === undefined) continue
-      if (!path.isAbsolute(p)) throw new HttpError('bad_field', `field "${k}" must be an absolute path on the node`)
-      if (!fs.existsSync(p)) throw new HttpError('bad_field', `field "${k}": ${p}: no such file on the node`)
+      if (!path.isAbsolute(p)) throw new HttpError('BAD_FIELD', `field "${k}" must be an absolute path on the node`)
+      if (!fs.existsSync(p)) throw new HttpError('BAD_FIELD', `field "${k}": ${p}: no such file on the node`)
     }
     const name = str(b, 'name', true)
-    if (name !== undefined && !isAgentName(name)) throw new HttpError('bad_field', `field "name": ${JSON.stringify(String(name).slice(0, 80))} is not an agent name`)
-    if (b.intervalMs !== undefined && (typeof b.intervalMs !== 'number' || !Number.isSafeInteger(b.intervalMs) || b.intervalMs < 0 || b.intervalMs > 86_400_000)) throw new HttpError('bad_field', 'field "intervalMs" must be an integer from 0 to 86400000 (ms)')
+    if (name !== undefined && !isAgentName(name)) throw new HttpError('BAD_FIELD', `field "name": ${JSON.stringify(String(name).slice(0, 80))} is not an agent name`)
+    if (b.intervalMs !== undefined && (typeof b.intervalMs !== 'number' || !Number.isSafeInteger(b.intervalMs) || b.intervalMs < 0 || b.intervalMs > 86_400_000)) throw new HttpError('BAD_FIELD', 'field "intervalMs" must be an integer from 0 to 86400000 (ms)')
     const budget = units(b.budget, 'budget')
     const r = await controlOp(node, { op: 'run', wasm, budget: String(budget), ...(manifest === undefined ? {} : { manifest }), ...(name === undefined ? {} : { name }), ...(b.intervalMs === undefined ? {} : { intervalMs: b.intervalMs }) })
     return json(c, view(r.agent as AgentInfo), 201)
@@ -359,24 +357,24 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
   app.post('/api/agents/:id/migrate', async (c) => {
     const b = await body(c)
     const to = typeof b.peer === 'string' ? [b.peer] : b.peer
-    if (!Array.isArray(to) || to.length === 0 || to.length > 16 || to.some((x) => typeof x !== 'string' || x.length === 0 || x.length > 1024)) throw new HttpError('bad_field', 'field "peer" must be a multiaddr ending in /p2p/<peer id>, or an array of up to 16')
+    if (!Array.isArray(to) || to.length === 0 || to.length > 16 || to.some((x) => typeof x !== 'string' || x.length === 0 || x.length > 1024)) throw new HttpError('BAD_FIELD', 'field "peer" must be a multiaddr ending in /p2p/<peer id>, or an array of up to 16')
     const r = await controlOp(node, { op: 'migrate', name: hosted(c.req.param('id')).name, to })
     return json(c, r.result)
   })
 
   app.post('/api/agents/:id/send', async (c) => {
     const b = await body(c)
-    if ((b.message === undefined) === (b.body64 === undefined)) throw new HttpError('bad_field', 'give field "message" (text) or "body64" (base64), one of them')
+    if ((b.message === undefined) === (b.body64 === undefined)) throw new HttpError('BAD_FIELD', 'give field "message" (text) or "body64" (base64), one of them')
     let body64: string
     if (b.message !== undefined) {
-      if (typeof b.message !== 'string') throw new HttpError('bad_field', 'field "message" must be a string')
+      if (typeof b.message !== 'string') throw new HttpError('BAD_FIELD', 'field "message" must be a string')
       body64 = Buffer.from(b.message, 'utf8').toString('base64')
     } else {
-      if (typeof b.body64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(b.body64)) throw new HttpError('bad_field', 'field "body64" must be base64')
+      if (typeof b.body64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(b.body64)) throw new HttpError('BAD_FIELD', 'field "body64" must be base64')
       body64 = b.body64
     }
     const id = str(b, 'id', true)
-    if (id !== undefined && !/^[0-9a-f]{32}$/.test(id)) throw new HttpError('bad_field', 'field "id" must be 32 lowercase hex digits')
+    if (id !== undefined && !/^[0-9a-f]{32}$/.test(id)) throw new HttpError('BAD_FIELD', 'field "id" must be 32 lowercase hex digits')
     const r = await controlOp(node, { op: 'send', agent: hosted(c.req.param('id')).name, body64, ...(id === undefined ? {} : { id }) })
     return json(c, r)
   })
@@ -384,7 +382,7 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
   app.post('/api/agents/:id/fund', async (c) => {
     const b = await body(c)
     const amount = units(b.units, 'units')
-    if (amount === 0n) throw new HttpError('bad_field', 'field "units" must be more than 0')
+    if (amount === 0n) throw new HttpError('BAD_FIELD', 'field "units" must be more than 0')
     const r = await controlOp(node, { op: 'fund', agent: hosted(c.req.param('id')).name, amount: String(amount) })
     return json(c, r)
   })
@@ -401,7 +399,7 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
 export function units (v: unknown, field: string): bigint {
   const s = typeof v === 'number' && Number.isFinite(v) ? String(v) : v
   const m = typeof s === 'string' ? /^(\d{1,12})(?:\.(\d{1,6}))?$/.exec(s.trim()) : null
-  if (m === null) throw new HttpError('bad_field', `field "${field}" must be budget units, e.g. "10" or "0.5" (at most 6 decimals)`)
+  if (m === null) throw new HttpError('BAD_FIELD', `field "${field}" must be budget units, e.g. "10" or "0.5" (at most 6 decimals)`)
   return BigInt(m[1]) * 1_000_000n + BigInt((m[2] ?? '').padEnd(6, '0'))
 }
 
@@ -410,7 +408,7 @@ function agentName (node: IgordNode, id: string): string {
   const h = node.agents.get(id) ?? [...node.agents.values()].find((x) => x.session.did === id)
   if (h !== undefined) return h.name
   if (isAgentName(id) && (fs.existsSync(historyDir(node.dir, id)) || fs.existsSync(livePath(node.dir, id)))) return id
-  throw new HttpError('no_such_agent', `no agent ${JSON.stringify(id.slice(0, 120))} on this node`)
+  throw new HttpError('NO_SUCH_AGENT', `no agent ${JSON.stringify(id.slice(0, 120))} on this node`)
 }
 
 /** Reads {@link HistoryView} of agent `name` from `<dir>/history/<name>` and `<dir>/migrations.log` (the newest `limit` entries). */
