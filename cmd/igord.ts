@@ -237,6 +237,43 @@ program.command('verify')
     process.exitCode = report.valid ? EXIT.OK : EXIT.INVALID
   })
 
+program.command('gc')
+  .description('retention: drop the page blobs of old checkpoints (every history entry, event log, code and manifest is kept; verify still proves the whole chain) and merge each agent\'s packs into one')
+  .argument('<path>', 'a data directory (every agent with a history there) or its history/<name> directory')
+  .option('--keep-every <n>', 'keep the pages of every n-th checkpoint along the chain (position from genesis; 0: none but the ones below)', '10')
+  .option('--keep-last <k>', 'keep the pages of the newest k checkpoints (at least 1)', '1')
+  .option('--dry-run', 'say what would be dropped; change nothing')
+  .option('--json', 'print one JSON report per agent')
+  .addHelpText('after', `
+Always kept too: the first checkpoint, every handoff and the first checkpoint of each epoch, the one
+the live .ckpt holds. Pruned checkpoints are listed in history/<name>/gc.json; verify then checks
+their state roots against the signed page digests only and says how many. An agent being written
+(igord run/resume, or a node serving the directory: its own --keep-every does this) is refused (exit 10).
+${EXIT_HELP}`)
+  .action(async (p: string, o: { keepEvery: string; keepLast: string; dryRun?: boolean; json?: boolean }) => {
+    const keepEvery = parseCount(o.keepEvery, '--keep-every')
+    const keepLast = parseCount(o.keepLast, '--keep-last')
+    const { formatGc, gcAgent, gcTargets } = await import('../checkpoint/gc.ts')
+    const { dir, names } = gcTargets(p)
+    if (names.length === 0) { note(`${p}: no agent history to collect`); return }
+    let refused: IgordError | null = null
+    for (const name of names) {
+      let lock: Lock | null = null
+      if (o.dryRun !== true) {
+        try { lock = lockAgent(dir, name) } catch (e) {
+          if (!(e instanceof IgordError) || e.exitCode !== EXIT.LOCKED) throw e
+          note(`gc: ${name}: refused, the agent is being written: ${e.message}`)
+          refused = e; continue
+        }
+      }
+      try {
+        const r = gcAgent(dir, name, { keepEvery, keepLast, dryRun: o.dryRun === true })
+        process.stdout.write(o.json ? JSON.stringify(r) + '\n' : formatGc(r) + '\n')
+      } finally { lock?.release() }
+    }
+    if (refused !== null) process.exitCode = EXIT.LOCKED
+  })
+
 program.command('inspect')
   .description('show what a live checkpoint holds')
   .argument('<ckpt>', 'live checkpoint file (.ckpt)')
