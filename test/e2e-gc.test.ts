@@ -11,6 +11,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { agentWasm, cleanup, IGORD_FAULTY, igord, igordSpawn, tempDir } from './helpers.ts'
 import { prng } from './prng.ts'
+import { startNode, stopNode, until } from './node-helpers.ts'
+import { controlRequest } from '../p2p/control-client.ts'
 
 test.after.each(cleanup)
 
@@ -82,6 +84,23 @@ test('kill -9 of igord gc at random moments: verify VALID, resume works, the liv
   const rp = igord(['verify', '--replay', dir])
   assert.is(rp.code, 0, `seed ${seed}: ${rp.stdout}`)
   assert.match(rp.stdout, /^VALID: replayed 61 ticks \(ticks 0–60\)/)
+})
+
+test('igord node --keep-every: bounded gc passes in the node while the agent runs; the history stays VALID and replays', async () => {
+  const n = await startNode({ args: ['--keep-every', '5', '--keep-last', '2', '--gc-every', '300ms', '--hibernate-after', 'off'] })
+  let stopped = false
+  try {
+    await controlRequest(n.dir, { op: 'run', wasm: agentWasm('heartbeat'), name: 'heartbeat', budget: '100000000', intervalMs: 20 })
+    await until(() => fs.existsSync(path.join(n.dir, 'history', 'heartbeat', 'gc.json')) && fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 40, 120_000, 'a gc record and 40 checkpoints')
+    await until(() => /gc: heartbeat: kept the pages of/.test(n.live.stderr()), 60_000, 'a gc note')
+    const out = await stopNode(n); stopped = true
+    assert.is(out.code, 0, out.stderr)
+    const v = igord(['verify', n.dir])
+    assert.is(v.code, 0, v.stdout)
+    assert.match(v.stdout, /pruned by gc: the page bytes of \d+ of \d+ checkpoints/)
+    const rp = igord(['verify', '--replay', n.dir])
+    assert.is(rp.code, 0, rp.stdout)
+  } finally { if (!stopped) await stopNode(n) }
 })
 
 test.run()
