@@ -285,6 +285,7 @@ export function gcAgent (dir: string, name: string, opts: GcOptions): GcReport {
     record: newlyPruned.length > 0 || record !== null ? recordFile : null,
   }
   if (opts.dryRun === true) return report
+  gcHooks.step?.('planned')
 
   // 5. new pack (temp name, fsync, rename, directory fsync)
   if (rewrite && out.length > 0) {

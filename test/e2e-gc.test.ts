@@ -66,12 +66,16 @@ test('kill -9 of igord gc at random moments: verify VALID, resume works, the liv
   const rand = prng(seed)
   const dir = tempDir()
   live(['run', agentWasm('heartbeat'), '--dir', dir, '--ticks', '30'])
-  for (let round = 0; round < 5; round++) {
+  const steps: number[] = [] // how many steps each killed gc reached
+  for (let round = 0; round < 6; round++) {
     live(['resume', path.join(dir, 'heartbeat.ckpt'), '--ticks', '4']) // a new pack to merge each round
     const g = igordSpawn(['gc', dir, '--keep-every', String(2 + (round % 3))], { IGORD_FAULT: 'gc-slow:120' }, IGORD_FAULTY)
-    const delay = Math.floor(rand() * 1500)
+    // from the moment gc has planned (it then writes, renames, records and unlinks, 120 ms apart)
+    await g.waitFor(() => g.stderr().includes('gc step planned')).catch(() => {}) // or it ended first
+    const delay = Math.floor(rand() * 700)
     await new Promise((resolve) => setTimeout(resolve, delay))
     g.child.kill('SIGKILL')
+    steps.push(g.stderr().split('\n').filter((l) => l.startsWith('igord-faulty: gc step')).length)
     const end = await g.done()
     const what = `seed ${seed}, round ${round}, kill after ${delay} ms (${end.signal ?? `exit ${end.code}`})`
     const v = igord(['verify', dir])
@@ -80,10 +84,11 @@ test('kill -9 of igord gc at random moments: verify VALID, resume works, the liv
     const v2 = igord(['verify', dir])
     assert.is(v2.code, 0, `${what}, then resumed: ${v2.stdout}`)
   }
+  assert.ok(steps.some((k) => k >= 2 && k < 6), `seed ${seed}: no kill landed between gc's durable steps (${steps.join(', ')})`)
   ok(['gc', dir, '--keep-every', '3'])
   const rp = igord(['verify', '--replay', dir])
   assert.is(rp.code, 0, `seed ${seed}: ${rp.stdout}`)
-  assert.match(rp.stdout, /^VALID: replayed 61 ticks \(ticks 0–60\)/)
+  assert.match(rp.stdout, /^VALID: replayed 67 ticks \(ticks 0–66\)/) // 30 ticks, then 6 rounds of 4 + 2
 })
 
 test('igord node --keep-every: bounded gc passes in the node while the agent runs; the history stays VALID and replays', async () => {
