@@ -3,12 +3,13 @@
  * drops the page blobs of checkpoints nobody needs to restore any more, keeping every history
  * entry and every event log, I/O state, code and manifest, so `verify` still proves the whole chain.
  *
- * What is kept, for one agent's history (one linear chain; gc refuses a forked or gapped history):
+ * What is kept, for one agent's history (its unforked segments in tick order, each starting with a
+ * base entry — a history with a gap, where the agent lived elsewhere, is several; gc refuses a fork):
  * the pages (every page of the rebuilt page table, and the 4 KiB chunks of chunked pages) of
  * - every checkpoint at chain position `k` with `k % keepEvery === 0` (position from the chain's first
  *   entry, the genesis: positions never change because entries are never deleted);
  * - the last `keepLast` checkpoints (at least 1: the newest, which a running writer continues from);
- * - the first checkpoint, every handoff and the first checkpoint of every epoch;
+ * - the first checkpoint of every segment, every handoff and the first checkpoint of every epoch;
  * - the checkpoint the live `.ckpt` holds and the one a pending arrival (`migrate/<name>.pending.ckpt`)
  *   holds, when in the history (a resume tells its writer those blobs are stored);
  * and no checkpoint the GC record already lists as pruned (its pages may be gone).
@@ -99,7 +100,11 @@ export function readGcRecord (file: string): GcRecord | null {
 /** One checkpoint of the chain gc walks. */
 interface Link { cid: string; entry: HistoryEntry; file: string }
 
-/** Decodes the entries of `hist` into one linear chain from its first entry. @throws GcError */
+/**
+ * Decodes the entries of `hist` into its chain: one or more unforked segments, each starting with a
+ * base entry (the genesis, or where the agent came back after living elsewhere), in tick order.
+ * @throws GcError for an unreadable entry, a fork, or a segment starting with a delta entry
+ */
 function chainOf (hist: string): Link[] {
   let names: string[]
   try { names = fs.readdirSync(hist) } catch (e) { throw new StorageError(`${hist}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
@@ -120,14 +125,17 @@ function chainOf (hist: string): Link[] {
     if (p === null || !byCid.has(p)) { roots.push(l); continue }
     const c = children.get(p); if (c === undefined) children.set(p, [l]); else c.push(l)
   }
-  if (roots.length !== 1) throw new GcError(`${hist}: ${roots.length === 0 ? 'no history entries' : `${roots.length} chains (a gap or a second genesis)`}: gc works on one unbroken chain; run igord verify`)
-  if (!roots[0].entry.base) throw new GcError(`${roots[0].file}: the first entry is a delta whose parent is missing: run igord verify`)
+  if (roots.length === 0) throw new GcError(`${hist}: no history entries`)
+  roots.sort((a, b) => a.entry.parsed.tick - b.entry.parsed.tick)
   const chain: Link[] = []
-  for (let l: Link | undefined = roots[0]; l !== undefined;) {
-    chain.push(l)
-    const c: Link[] = children.get(l.cid) ?? []
-    if (c.length > 1) throw new GcError(`${hist}: the history forks after tick ${l.entry.parsed.tick}: run igord verify; gc refuses a forked history`)
-    l = c[0]
+  for (const root of roots) {
+    if (!root.entry.base) throw new GcError(`${root.file}: a delta entry whose previous checkpoint is not here: run igord verify; gc needs every segment to start with a base entry`)
+    for (let l: Link | undefined = root; l !== undefined;) {
+      chain.push(l)
+      const c: Link[] = children.get(l.cid) ?? []
+      if (c.length > 1) throw new GcError(`${hist}: the history forks after tick ${l.entry.parsed.tick}: run igord verify; gc refuses a forked history`)
+      l = c[0]
+    }
   }
   if (chain.length !== byCid.size) throw new GcError(`${hist}: the entries do not form one chain: run igord verify`)
   return chain
@@ -205,8 +213,9 @@ export function gcAgent (dir: string, name: string, opts: GcOptions): GcReport {
   for (const f of [livePath(dir, name), recordPaths(dir, name).pendingCkpt]) { const c = liveCid(f); if (c !== null) pinned.add(c) }
   const keep: boolean[] = chain.map((l, k) => {
     const h = l.entry.parsed
-    const prev = k > 0 ? chain[k - 1].entry.parsed : null
-    return k === 0 || (keepEvery > 0 && k % keepEvery === 0) || k >= chain.length - keepLast ||
+    const prevLink = k > 0 ? chain[k - 1] : null
+    const prev = prevLink === null ? null : { ...prevLink.entry.parsed, cid: prevLink.cid }
+    return k === 0 || h.prev === null || (prev !== null && h.prev !== prev.cid) || (keepEvery > 0 && k % keepEvery === 0) || k >= chain.length - keepLast ||
       h.status === 'handoff' || (prev !== null && prev.epoch !== h.epoch) || pinned.has(l.cid)
   })
 

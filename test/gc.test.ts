@@ -188,6 +188,21 @@ test('a crash after each durable step of gc leaves a VALID history that a second
   }
 })
 
+test('a history with a gap (the agent lived elsewhere between) is collected segment by segment; the live .ckpt is never touched', () => {
+  const a = mkdir(); const b = mkdir()
+  const fake = new Fake(generateIdentity())
+  fake.session(a, 12); fake.session(b, 12); fake.session(a, 12) // a: ticks 0–11 and 24–35
+  const liveBefore = fs.readFileSync(path.join(a, 'fake.ckpt'))
+  assert.not.ok(verifyHistory([a]).valid) // the gap alone
+  const r = gcAgent(a, 'fake', { keepEvery: 5, keepLast: 1 })
+  // positions 0, 5, 10 | 15, 20 (k % 5), 12 (its segment's first: tick 24), 23 (the last)
+  assert.equal([r.checkpoints, r.kept], [24, 7])
+  assert.equal(fs.readFileSync(path.join(a, 'fake.ckpt')), liveBefore)
+  const v = verifyHistory([a, b])
+  assert.ok(v.valid, JSON.stringify(v.faults))
+  assert.is(v.pruned, 17)
+})
+
 test('gcTargets: a data directory (every agent) or history/<name>; anything else is refused', () => {
   const { dir } = history()
   assert.equal(gcTargets(dir), { dir, names: ['fake'] })
