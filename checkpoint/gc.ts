@@ -237,19 +237,23 @@ export function gcAgent (dir: string, name: string, opts: GcOptions): GcReport {
 
   // 3. the agent's packs and their frames
   const all = fs.existsSync(blobs) ? fs.readdirSync(blobs) : []
-  let packs = all.filter((n) => packOfAgent(n, name) && !(opts.excludePacks?.has(n) ?? false))
+  const agentPacks = all.filter((n) => packOfAgent(n, name))
+  let packs = agentPacks.filter((n) => !(opts.excludePacks?.has(n) ?? false))
   packs = packs.map((n) => ({ n, t: fs.statSync(path.join(blobs, n)).mtimeMs })).sort((a, b) => a.t - b.t || (a.n < b.n ? -1 : 1)).map((x) => x.n)
   if (opts.maxPacks !== undefined && packs.length > opts.maxPacks) packs = packs.slice(0, Math.max(1, opts.maxPacks))
-  const frames: FrameRef[] = []
-  for (const n of packs) {
+  const frames: FrameRef[] = [] // of the packs this pass merges
+  const others: FrameRef[] = [] // of the agent's other packs (a running writer's, those left for the next pass)
+  for (const n of agentPacks) {
     const idx = new PackIndex(path.join(blobs, n))
-    idx.scan((cid, slot) => frames.push({ cid, slot }))
+    const into = packs.includes(n) ? frames : others
+    idx.scan((cid, slot) => into.push({ cid, slot }))
   }
   // a page frame is dropped when the history names it as a page and no kept checkpoint needs it;
-  // a chunk when it is a chunk of no kept page frame; anything else stays (e.g. the blobs of a
-  // checkpoint whose entry a crash has not written yet, which the next resume archives)
+  // a chunk when it is a chunk of no kept page frame in any of the agent's packs (a chunked page
+  // names chunks stored by earlier writers); anything else stays (e.g. the blobs of a checkpoint
+  // whose entry a crash has not written yet, which the next resume archives)
   const chunksOf = new Map<string, string[]>()
-  for (const f of frames) {
+  for (const f of [...frames, ...others]) {
     if (f.slot.kind !== FRAME_CHUNKED || f.slot.len !== 32 * (CHUNKED_SIZE / CHUNK_SIZE) || chunksOf.has(f.cid)) continue
     const fd = fs.openSync(f.slot.pack.file, 'r')
     try {

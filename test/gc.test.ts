@@ -35,7 +35,7 @@ class Fake {
     const i = this.tick % 4
     let p = this.pages.get(i)
     if (p === undefined) { p = Buffer.alloc(PAGE_SIZE); this.pages.set(i, p) }
-    p.writeUInt32LE(this.tick * 7 + 1, 64 * (this.tick % 500)); this.dirty.add(i)
+    p.writeUInt32LE(this.tick * 7 + 1, (this.tick * 4099) % (PAGE_SIZE - 4)); this.dirty.add(i) // another 4 KiB chunk each time
   }
   snapshot (): Snapshot {
     const pages = [...this.pages.entries()].sort((a, b) => a[0] - b[0]) as [number, Uint8Array][]
@@ -201,6 +201,35 @@ test('a history with a gap (the agent lived elsewhere between) is collected segm
   const v = verifyHistory([a, b])
   assert.ok(v.valid, JSON.stringify(v.faults))
   assert.is(v.pruned, 17)
+})
+
+test('in a running writer (the node\'s way): its own pack is left alone, the chunks its pages share with older packs stay, and it writes on after forget()', () => {
+  const dir = mkdir()
+  const fake = new Fake(generateIdentity())
+  fake.session(dir, 10)
+  const w = new CheckpointWriter(dir, 'fake')
+  const write = (n: number) => {
+    for (let k = 0; k < n; k++) {
+      fake.step()
+      const r = w.write({ identity: fake.id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), snapshot: fake.snapshot(), tick: fake.tick, epoch: 0, prev: fake.prev, fuel: fake.fuel, budget: fake.budget, price: 1000n, host: 'hostA', status: 'running', log: Buffer.from(`log of tick ${fake.tick}`) })
+      fake.prev = r.cid; fake.tick++; fake.fuel += 1000n; fake.budget -= 3n
+    }
+  }
+  write(10)
+  const own = w.blobs.packName
+  for (let pass = 0; pass < 3; pass++) {
+    const r = gcAgent(dir, 'fake', { keepEvery: 7, keepLast: 1, excludePacks: new Set([own]) })
+    assert.ok(fs.existsSync(path.join(dir, 'blobs', own)), 'the writer\'s pack stays')
+    if (pass === 0) assert.ok(r.newlyPruned > 10)
+    w.blobs.forget()
+    const v = verifyHistory([dir])
+    assert.ok(v.valid, `pass ${pass}: ${JSON.stringify(v.faults)}`)
+    write(6)
+    const v2 = verifyHistory([dir])
+    assert.ok(v2.valid, `pass ${pass}, then 6 checkpoints: ${JSON.stringify(v2.faults)}`)
+  }
+  assert.ok(restorable(dir).at(-1), 'the newest checkpoint can be restored')
+  w.close()
 })
 
 test('gcTargets: a data directory (every agent) or history/<name>; anything else is refused', () => {
