@@ -91,6 +91,18 @@ test('kill -9 of igord gc at random moments: verify VALID, resume works, the liv
   assert.match(rp.stdout, /^VALID: replayed 67 ticks \(ticks 0–66\)/) // 30 ticks, then 6 rounds of 4 + 2
 })
 
+test('run/resume --keep-every: gc passes between ticks of the running agent; VALID, replays, resumes', () => {
+  const dir = tempDir()
+  const out = igord(['run', agentWasm('heartbeat'), '--dir', dir, '--ticks', '60', '--interval', '15ms', '--keep-every', '5', '--gc-every', '200ms', '-q'])
+  assert.is(out.code, 0, out.stderr)
+  assert.match(out.stderr, /igord: gc: heartbeat: pages of \d+ more checkpoints pruned/)
+  assert.ok(fs.existsSync(path.join(dir, 'history', 'heartbeat', 'gc.json')))
+  const v = igord(['verify', '--replay', dir])
+  assert.is(v.code, 0, v.stdout)
+  live(['resume', path.join(dir, 'heartbeat.ckpt'), '--ticks', '3', '--keep-every', '5'])
+  assert.is(igord(['verify', dir]).code, 0)
+})
+
 test('igord node --keep-every: bounded gc passes in the node while the agent runs; the history stays VALID and replays', async () => {
   const n = await startNode({ args: ['--keep-every', '5', '--keep-last', '2', '--gc-every', '300ms', '--hibernate-after', 'off'] })
   let stopped = false
