@@ -362,14 +362,14 @@ export function historyNames (dir: string): string[] {
 /**
  * Resolves `igord gc`'s path: a data directory (every agent with a history there) or a
  * `history/<name>` directory (that agent; the data directory is two levels up).
- * @throws GcError when the path is neither
+ * @throws StorageError (exit 8) when the path is neither
  */
 export function gcTargets (p: string): { dir: string; names: string[] } {
   const abs = path.resolve(p)
   if (fs.existsSync(path.join(abs, 'history'))) return { dir: abs, names: historyNames(abs) }
   const dir = path.dirname(path.dirname(abs))
   if (path.basename(path.dirname(abs)) === 'history' && isAgentName(path.basename(abs)) && fs.existsSync(abs)) return { dir, names: [path.basename(abs)] }
-  throw new GcError(`${p}: not a data directory (with history/) nor a history/<name> directory`)
+  throw new StorageError(`${p}: not a data directory (with history/) nor a history/<name> directory`)
 }
 
 /** One line of a {@link GcReport}: `heartbeat: kept pages of 7 of 61 checkpoints …`. */

@@ -273,6 +273,7 @@ ${EXIT_HELP}`)
     const { dir, names } = gcTargets(p)
     if (names.length === 0) { note(`${p}: no agent history to collect`); return }
     let refused: IgordError | null = null
+    let failed: IgordError | null = null
     for (const name of names) {
       let lock: Lock | null = null
       if (o.dryRun !== true) {
@@ -285,9 +286,15 @@ ${EXIT_HELP}`)
       try {
         const r = gcAgent(dir, name, { keepEvery, keepLast, dryRun: o.dryRun === true })
         process.stdout.write(o.json ? JSON.stringify(r) + '\n' : formatGc(r) + '\n')
+      } catch (e) {
+        // one agent's unusable history (exit 6) or I/O failure (exit 8) does not stop the others
+        if (!(e instanceof IgordError) || names.length === 1) throw e
+        note(`gc: ${name}: ${e.message}`)
+        failed = e
       } finally { lock?.release() }
     }
-    if (refused !== null) process.exitCode = EXIT.LOCKED
+    if (failed !== null) process.exitCode = failed.exitCode
+    else if (refused !== null) process.exitCode = EXIT.LOCKED
   })
 
 program.command('inspect')
