@@ -240,9 +240,6 @@ export class BlobStore {
     }
   }
 
-  /** File name (not path) of the pack this store appends to (it may not exist yet). */
-  get packName (): string { return path.basename(this.#writer.file) }
-
   /**
    * Forgets which blobs are present (the CIDs known and the pack index), so that the next puts and
    * reads look again: called after `igord gc` (checkpoint/gc.ts) rewrote packs under this store.

@@ -358,7 +358,7 @@ function main (): void {
     // writer's pack is left alone, and its store forgets what it knew (gc may have dropped it)
     gc: (m: Extract<WorkerRequest, { t: 'gc' }>) => {
       const w = session(m.id).lineage.writer
-      try { return gcAgent(w.dir, w.name, { ...m.opts, excludePacks: new Set([w.blobs.packName]) }) } finally { w.blobs.forget() }
+      try { return gcAgent(w.dir, w.name, { ...m.opts, excludePacks: new Set([path.basename(w.blobs.packFile)]) }) } finally { w.blobs.forget() }
     },
     // a migration target's check of the ticks it receives (runtime/replay.ts); each replayed tick is watched under `m.id`
     replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next)),
