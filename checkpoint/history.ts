@@ -18,13 +18,15 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { IgordError } from './errors.ts'
 import { topUpsOfSegment, verifyTopUp, type RecordedTopUp } from './fund.ts'
-import { digestOfCid } from './hash.ts'
+import { cidOfDigest, digestOfCid } from './hash.ts'
 import { headerCid, SIGNATURE_DOMAIN, verifyHeader, type CheckpointHeader } from './header.ts'
 import { publicKeyFromDid } from './identity.ts'
 import { Worker } from 'node:worker_threads'
 import { PAGE_SIZE, stateRootOfTable } from './state.ts'
 import { ChunkCache, readBlobIn, readPackedIn } from './store.ts'
 import { decodeEntry, entryFileName, type HistoryEntry } from './writer.ts'
+import { readGcRecord } from './gc.ts'
+import { GC_RECORD } from './layout.ts'
 
 /** One problem found by {@link verifyHistory}: the tick (null when unknown), the file, what is wrong. */
 export interface Fault { tick: number | null; file: string; fault: string }
@@ -48,6 +50,14 @@ export interface VerifyReport {
   valid: boolean; did: string | null; checkpoints: number; ticks: [number, number] | null
   epochs: number[]; hosts: string[]; handoffs: Handoff[]; faults: Fault[]; forks: Fork[]
   topUps: Funding[]
+  /**
+   * Checkpoints whose page bytes were not checked because a GC record (`gcRecords`) lists them as
+   * pruned by `igord gc`: their state roots are still checked against the page digests their entries
+   * sign, but their pages may be gone, so their memory cannot be restored nor checked byte by byte.
+   */
+  pruned: number
+  /** The GC records read (`history/<name>/gc.json`, docs/FORMAT.md "GC record"). */
+  gcRecords: string[]
 }
 
 interface Node {
@@ -161,7 +171,7 @@ export interface ChainLink { cid: string; file: string; entry: HistoryEntry; cop
  * A verified history as one linear chain. `links` run from the genesis (tick 0) to the newest
  * checkpoint and are empty unless `report.valid`; `blobDirs` are the blob stores of the paths.
  */
-export interface VerifiedChain { report: VerifyReport; links: ChainLink[]; blobDirs: string[] }
+export interface VerifiedChain { report: VerifyReport; links: ChainLink[]; blobDirs: string[]; pruned: ReadonlySet<string> }
 
 /**
  * Verifies like {@link verifyHistory} and, when the history is VALID (so it is one unforked chain
@@ -169,7 +179,7 @@ export interface VerifiedChain { report: VerifyReport; links: ChainLink[]; blobD
  * Never throws for bad data: an invalid history gives `links: []` and the report's faults.
  */
 export function verifyChain (paths: string[]): VerifiedChain {
-  const { report, nodes, blobDirs } = verifyInternal(paths)
+  const { report, nodes, blobDirs, pruned } = verifyInternal(paths)
   const links: ChainLink[] = []
   if (report.valid) {
     let n: Node | undefined = [...nodes.values()].find((x) => x.h.prev === null)
@@ -179,11 +189,24 @@ export function verifyChain (paths: string[]): VerifiedChain {
       n = n.children[0]
     }
   }
-  return { report, links, blobDirs }
+  return { report, links, blobDirs, pruned }
 }
 
-function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<string, Node>; blobDirs: string[] } {
+function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<string, Node>; blobDirs: string[]; pruned: Set<string> } {
   const { files, blobDirs, faults } = findHistory(paths)
+  // GC records next to the entries: the checkpoints whose pages igord gc pruned, by header CID
+  const pruned = new Set<string>()
+  const gcRecords: string[] = []
+  const recordAgents: [string, string][] = []
+  for (const d of new Set(files.map((f) => path.resolve(path.dirname(f))))) {
+    const file = path.join(d, GC_RECORD)
+    try {
+      const r = readGcRecord(file)
+      if (r === null) continue
+      gcRecords.push(file); recordAgents.push([file, r.agent])
+      for (const c of r.pruned) pruned.add(c)
+    } catch (e) { faults.push({ tick: null, file, fault: message(e, file) }) }
+  }
 
   // 1. decode, name check, signature
   const decoded: Decoded[] = []
@@ -213,17 +236,18 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
   const signaturesOk = startSignatureCheck(decoded)
   const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong, shared by both runs
   const segs: SegmentCache = new Map() // event log cid → its top-ups, shared by both runs
-  let result = analyze(decoded, blobOk, segs, blobDirs)
+  let result = analyze(decoded, blobOk, segs, blobDirs, pruned)
   const oks = signaturesOk()
   if (oks.some((ok) => !ok)) {
     decoded.forEach((d, k) => {
       // an unauthentic header's tick cannot be trusted: name the tick in the file name when there is one
       if (!oks[k]) faults.push({ tick: d.tickOfName ?? d.e.parsed.tick, file: d.file, fault: `signature does not verify for ${d.e.parsed.agent}` })
     })
-    result = analyze(decoded.filter((_, k) => oks[k]), blobOk, segs, blobDirs)
+    result = analyze(decoded.filter((_, k) => oks[k]), blobOk, segs, blobDirs, pruned)
   }
   const { nodes, forks, did } = result
   faults.push(...result.faults)
+  for (const [file, agent] of recordAgents) if (did !== null && agent !== did) faults.push({ tick: null, file, fault: `GC record of ${agent}, but the history is ${did}` })
   // 4. summary
   const all = [...nodes.values()].sort(byTick)
   const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
@@ -244,8 +268,10 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
     faults,
     forks,
     topUps: result.topUps,
+    pruned: result.prunedChecked,
+    gcRecords,
   }
-  return { report, nodes, blobDirs }
+  return { report, nodes, blobDirs, pruned }
 }
 
 const scratch = Buffer.allocUnsafe(1 << 20)
@@ -351,7 +377,7 @@ export function nextPageTable (e: HistoryEntry, parent: PageTable | null, inPlac
 type SegmentCache = Map<string, RecordedTopUp[] | string>
 
 /** Links, forks, DID, state roots, blobs and top-ups of authentic entries. */
-function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: SegmentCache, blobDirs: string[]): { nodes: Map<string, Node>; forks: Fork[]; faults: Fault[]; did: string | null; topUps: Funding[] } {
+function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: SegmentCache, blobDirs: string[], pruned: ReadonlySet<string>): { nodes: Map<string, Node>; forks: Fork[]; faults: Fault[]; did: string | null; topUps: Funding[]; prunedChecked: number } {
   const faults: Fault[] = []
   const nodes = new Map<string, Node>()
   let did: string | null = null
@@ -464,10 +490,16 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
   // or a genesis that is not a base entry): one fault at the first, naming every tick left unchecked.
   interface Unchecked { fault: Fault; cause: string; first: number; last: number }
   const runs: Unchecked[] = []
-  const stack: { n: Node; parent: Table | null; parentRun: Unchecked | null; own: boolean }[] = roots.sort(byTick).reverse().map((n) => ({ n, parent: null, parentRun: null, own: false }))
+  // `covered`: every page blob of the parent's table was checked (at it or an ancestor). A checkpoint
+  // the GC record lists skips its page blobs (they may be pruned) and so leaves its children
+  // uncovered: the next checkpoint not listed checks every page of its table, not only its rows.
+  const stack: { n: Node; parent: Table | null; parentRun: Unchecked | null; own: boolean; covered: boolean }[] = roots.sort(byTick).reverse().map((n) => ({ n, parent: null, parentRun: null, own: false, covered: true }))
   const visited = new Set<Node>()
+  let prunedChecked = 0
   while (stack.length > 0) {
-    const { n, parent, parentRun, own } = stack.pop()!
+    const { n, parent, parentRun, own, covered } = stack.pop()!
+    const isPruned = pruned.has(n.cid)
+    if (isPruned) prunedChecked++
     if (visited.has(n)) continue
     visited.add(n)
     const h = n.h
@@ -483,9 +515,17 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
       // `base` is not signed: it only says how the table is rebuilt; the signed state root decides.
       // A genesis has no parent, so it must be a base entry.
       const next = nextPageTable(e, h.prev === null ? null : parent, own && n.reps.length === 1, digestOf, (i, c) => {
+        if (isPruned) return
         const r = checkBlob(c, `page ${i}`, true)
         if (r !== null) problems.push(r)
       })
+      if (!isPruned && !covered && !e.base && next.table !== null) {
+        next.table.forEach((d, i) => {
+          if (d === undefined) return
+          const r = checkBlob(cidOfDigest(d), `page ${i}`, true)
+          if (r !== null) problems.push(r)
+        })
+      }
       if (next.fault !== null) problems.push(next.fault)
       const t = next.table
       if (t === null) {
@@ -512,7 +552,7 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
       for (const f of problems) faults.push({ tick: h.tick, file, fault: f })
     }
     const kids = n.children
-    for (let k = kids.length - 1; k >= 0; k--) stack.push({ n: kids[k], parent: table, parentRun: table === null ? run : null, own: kids.length === 1 })
+    for (let k = kids.length - 1; k >= 0; k--) stack.push({ n: kids[k], parent: table, parentRun: table === null ? run : null, own: kids.length === 1, covered: !isPruned })
   }
   for (const r of runs) {
     const ticks = r.first === r.last ? `tick ${r.first} is` : `ticks ${r.first}–${r.last} are`
@@ -561,7 +601,7 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
     if (rise && h.budget > p!.h.budget + total) faults.push({ tick: h.tick, file, fault: `budget increased from ${p!.h.budget} to ${h.budget} but the event log records top-ups of only ${total}` })
   }
 
-  return { nodes, forks, faults, did, topUps: [...funders.values()] }
+  return { nodes, forks, faults, did, topUps: [...funders.values()], prunedChecked }
 }
 
 /** Microcents as units (1 unit = 1,000,000 microcents) without trailing zeros: `5`, `0.25`. */
@@ -587,6 +627,7 @@ export function formatReport (r: VerifyReport): string {
       const count = r.topUps.reduce((k, f) => k + f.count, 0)
       lines.push(`  top-ups: ${count} (${r.topUps.map((f) => `+${units(f.amount)} units from ${f.from}`).join(', ')})`)
     }
+    if (r.pruned > 0) lines.push(`  pruned by gc: the page bytes of ${r.pruned} of ${r.checkpoints} checkpoints were not checked (their state roots only against the signed page digests); the unsigned GC record ${r.gcRecords.join(', ')} says igord gc removed them`)
     return lines.join('\n')
   }
   const k = r.faults.length + r.forks.length

@@ -7,6 +7,7 @@
  *   host.key                  0600  the host's Ed25519 seed
  *   <name>.ckpt               0600  live checkpoint of agent <name> (holds its secret key)
  *   history/<name>/           0700  one signed entry per checkpoint: <tick:012>-<header cid>.cbor (0600)
+ *     gc.json                 0600  the GC record: checkpoints whose pages igord gc pruned (checkpoint/gc.ts)
  *   blobs/<cid>               0600  page bodies, wasm, manifests, event-log segments (dir 0700)
  *   locks/<name>.lock         0600  the process writing agent <name> (checkpoint/lock.ts)
  *   locks/.node.lock          0600  the node serving this directory
@@ -73,6 +74,12 @@ export function historyRoot (dir: string): string { return path.join(dir, 'histo
 
 /** `<dir>/history/<name>`, one agent's history entries. */
 export function historyDir (dir: string, name: string): string { return path.join(dir, 'history', name) }
+
+/** `<dir>/history/<name>/gc.json`: the GC record of agent `name` (checkpoint/gc.ts). */
+export function gcRecordPath (dir: string, name: string): string { return path.join(dir, 'history', name, GC_RECORD) }
+
+/** File name of the GC record inside a history directory. */
+export const GC_RECORD = 'gc.json'
 
 /** `<dir>/blobs`, the content-addressed blob store. */
 export function blobsDir (dir: string): string { return path.join(dir, 'blobs') }

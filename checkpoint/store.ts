@@ -102,8 +102,9 @@ export class BlobStore {
   readonly dir: string
   /** CIDs known to be present (written or seen by this instance). */
   readonly #known = new Set<string>()
-  readonly #packs: PackSet
-  readonly #writer: PackWriter
+  #packs: PackSet
+  readonly #agent: string | undefined
+  #writer: PackWriter
   #dirty = false
 
   /**
@@ -114,6 +115,7 @@ export class BlobStore {
   constructor (dir: string, agent?: string) {
     this.dir = dir
     try { makePrivateDir(dir) } catch (e) { throw ioError('create directory', dir, e) }
+    this.#agent = agent
     this.#packs = new PackSet(dir, agent)
     this.#writer = new PackWriter(dir, agent ?? 'shared')
   }
@@ -236,6 +238,17 @@ export class BlobStore {
       if (b === null) throw ioError('read', this.pathOf(cid), e)
       return b
     }
+  }
+
+  /**
+   * Forgets which blobs are present (the CIDs known and the pack index), so that the next puts and
+   * reads look again: called after `igord gc` (checkpoint/gc.ts) rewrote packs under this store.
+   * Later blobs go to a new pack (when nothing is queued), so the next gc pass can merge the old one.
+   */
+  forget (): void {
+    this.#known.clear()
+    this.#packs = new PackSet(this.dir, this.#agent)
+    if (!this.#writer.dirty) this.#writer = new PackWriter(this.dir, this.#agent ?? 'shared')
   }
 
   /** Closes this store's pack (a store is not used after). */

@@ -78,10 +78,10 @@ function note (line: string): void {
 }
 
 /** Options shared by `run` and `resume`. */
-interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; tickTimeout: string; quiet?: boolean }
+interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; tickTimeout: string; quiet?: boolean; keepEvery?: string; keepLast: string; gcEvery: string }
 
 /** Loop flags, read and checked before anything is born or resumed. */
-interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint; tickTimeoutMs: number }
+interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint; tickTimeoutMs: number; gc?: { keepEvery: number; keepLast: number; everyMs: number } }
 
 function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
   return {
@@ -90,6 +90,7 @@ function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
     ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
     price: BigInt(parseCount(flags.price, '--price')),
     tickTimeoutMs: parseTickTimeout(flags.tickTimeout, '--tick-timeout'),
+    ...(flags.keepEvery === undefined ? {} : { gc: { keepEvery: parseCount(flags.keepEvery, '--keep-every'), keepLast: parseCount(flags.keepLast, '--keep-last'), everyMs: Math.max(1, parseDuration(flags.gcEvery, '--gc-every')) } }),
   }
 }
 
@@ -108,16 +109,28 @@ async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): P
   const onTerm = () => onSignal('SIGTERM')
   process.on('SIGINT', onInt)
   process.on('SIGTERM', onTerm)
+  // retention (--keep-every): igord gc in the agent's worker, between its ticks (runtime/pool.ts `gc`)
+  let gcBusy = false
+  let gcTimer: NodeJS.Timeout | null = loop.gc === undefined ? null : setInterval(() => {
+    if (gcBusy) return
+    gcBusy = true
+    agent.gc({ keepEvery: loop.gc!.keepEvery, keepLast: loop.gc!.keepLast, maxPacks: 32 }).then(
+      (r) => { if (r.newlyPruned > 0 || r.packsBefore > 1) note(`gc: ${r.agent}: pages of ${r.newlyPruned} more checkpoints pruned (${r.pruned} of ${r.checkpoints}); blobs/ ${r.blobsBytesBefore} → ${r.blobsBytesAfter} bytes`) },
+      (e: Error) => { if (gcTimer !== null) note(`gc: ${e.message}`) },
+    ).finally(() => { gcBusy = false })
+  }, loop.gc.everyMs)
+  gcTimer?.unref()
   const onTick = (r: TickResult) => {
     if (r.trap !== null) note(`tick ${r.tick} failed and was rolled back: ${r.trap} (fuel ${r.fuel})`)
   }
   try {
-    const { price: _p, tickTimeoutMs: _t, ...opts } = loop
+    const { price: _p, tickTimeoutMs: _t, gc: _g, ...opts } = loop
     const end = await agent.run({ ...opts, pollDropsMs: DROP_POLL_MS, onTick })
     const s = agent.status
     note(`stopped at tick ${s.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${s.fuel}, budget ${formatBudget(s.budget)}; checkpoint ${agent.ckptPath}`)
     return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
   } finally {
+    if (gcTimer !== null) { clearInterval(gcTimer); gcTimer = null }
     process.off('SIGINT', onInt)
     process.off('SIGTERM', onTerm)
   }
@@ -148,6 +161,9 @@ const loopOptions = (c: Command): Command => c
   .option('--price <microcents>', 'host price in microcents per million fuel', '1000')
   .option('--sim-seed <seed>', 'simulation mode: clock and random bytes derived from this seed and the tick number')
   .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
+  .option('--keep-every <n>', 'retention: every --gc-every, run igord gc on this agent between ticks, keeping the pages of every n-th checkpoint (see igord gc --help); default: no gc')
+  .option('--keep-last <k>', 'with --keep-every: keep the pages of the newest k checkpoints', '2')
+  .option('--gc-every <duration>', 'with --keep-every: how often', '1m')
   .option('-q, --quiet', 'do not print the agent\'s log lines')
 
 loopOptions(program.command('run')
@@ -235,6 +251,50 @@ program.command('verify')
     const report = verifyHistory(paths)
     process.stdout.write(o.json ? JSON.stringify(report, jsonReplacer, 2) + '\n' : formatReport(report) + '\n')
     process.exitCode = report.valid ? EXIT.OK : EXIT.INVALID
+  })
+
+program.command('gc')
+  .description('retention: drop the page blobs of old checkpoints (every history entry, event log, code and manifest is kept; verify still proves the whole chain) and merge each agent\'s packs into one')
+  .argument('<path>', 'a data directory (every agent with a history there) or its history/<name> directory')
+  .option('--keep-every <n>', 'keep the pages of every n-th checkpoint along the chain (position from genesis; 0: none but the ones below)', '10')
+  .option('--keep-last <k>', 'keep the pages of the newest k checkpoints (at least 1)', '1')
+  .option('--dry-run', 'say what would be dropped; change nothing')
+  .option('--json', 'print one JSON report per agent')
+  .addHelpText('after', `
+Always kept too: the first checkpoint, every handoff and the first checkpoint of each epoch, the one
+the live .ckpt holds. Pruned checkpoints are listed in history/<name>/gc.json; verify then checks
+their state roots against the signed page digests only and says how many. An agent being written
+(igord run/resume, or a node serving the directory: its own --keep-every does this) is refused (exit 10).
+${EXIT_HELP}`)
+  .action(async (p: string, o: { keepEvery: string; keepLast: string; dryRun?: boolean; json?: boolean }) => {
+    const keepEvery = parseCount(o.keepEvery, '--keep-every')
+    const keepLast = parseCount(o.keepLast, '--keep-last')
+    const { formatGc, gcAgent, gcTargets } = await import('../checkpoint/gc.ts')
+    const { dir, names } = gcTargets(p)
+    if (names.length === 0) { note(`${p}: no agent history to collect`); return }
+    let refused: IgordError | null = null
+    let failed: IgordError | null = null
+    for (const name of names) {
+      let lock: Lock | null = null
+      if (o.dryRun !== true) {
+        try { lock = lockAgent(dir, name) } catch (e) {
+          if (!(e instanceof IgordError) || e.exitCode !== EXIT.LOCKED) throw e
+          note(`gc: ${name}: refused, the agent is being written: ${e.message}`)
+          refused = e; continue
+        }
+      }
+      try {
+        const r = gcAgent(dir, name, { keepEvery, keepLast, dryRun: o.dryRun === true })
+        process.stdout.write(o.json ? JSON.stringify(r) + '\n' : formatGc(r) + '\n')
+      } catch (e) {
+        // one agent's unusable history (exit 6) or I/O failure (exit 8) does not stop the others
+        if (!(e instanceof IgordError) || names.length === 1) throw e
+        note(`gc: ${name}: ${e.message}`)
+        failed = e
+      } finally { lock?.release() }
+    }
+    if (failed !== null) process.exitCode = failed.exitCode
+    else if (refused !== null) process.exitCode = EXIT.LOCKED
   })
 
 program.command('inspect')

@@ -85,13 +85,16 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
     .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
     .option('--hibernate-after <duration>', 'hibernate an agent idle this long (drop its instance and memory until its next tick); "off": never', `${DEFAULT_HIBERNATE_AFTER_MS / 1000}s`)
+    .option('--keep-every <n>', 'retention: every --gc-every, run igord gc over the hosted agents, keeping the pages of every n-th checkpoint (see igord gc --help); default: no gc')
+    .option('--keep-last <k>', 'with --keep-every: keep the pages of the newest k checkpoints', '2')
+    .option('--gc-every <duration>', 'with --keep-every: how often a bounded gc pass runs', '1m')
     .option('-q, --quiet', 'do not print the agents\' log lines')
     .option('--msg-lookup <duration>', 'how long the host of an agent\'s DID is looked for before a message to it comes back as unknown', '10s')
     .option('--mdns', 'also find igord nodes on the LAN by mDNS (multicast 224.0.0.251:5353; off by default)')
     .option('--http <[host:]port>', 'serve the HTTP API (agents, actions, SSE logs) and Prometheus /metrics on this address; a bare port listens on 127.0.0.1')
     .option('--http-token <token>', 'every HTTP request must carry Authorization: Bearer <token> (default: $IGORD_HTTP_TOKEN); required when --http is not a loopback address, else the node refuses to start (exit 2)')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { http?: string; httpToken?: string; listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string }) => {
+    .action(async (o: CapFlags & { http?: string; httpToken?: string; listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string; keepEvery?: string; keepLast: string; gcEvery: string }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
@@ -118,6 +121,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         tickTimeoutMs: parseTickTimeout(o.tickTimeout, '--tick-timeout'),
         msgLookupMs: parseDuration(o.msgLookup, '--msg-lookup'),
         hibernateAfterMs: o.hibernateAfter === 'off' ? null : parseDuration(o.hibernateAfter, '--hibernate-after'),
+        ...(o.keepEvery === undefined ? {} : { gc: { keepEvery: parseCount(o.keepEvery, '--keep-every'), keepLast: parseCount(o.keepLast, '--keep-last'), everyMs: Math.max(1, parseDuration(o.gcEvery, '--gc-every')) } }),
         ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },

@@ -11,6 +11,7 @@
  * checkpoint is `running`, completes or resolves interrupted arrivals, and only then answers the
  * migration and status protocols; on shutdown every agent writes a final checkpoint.
  */
+import { formatGc } from '../checkpoint/gc.ts'
 import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -57,6 +58,11 @@ import { checkEnvelope, E_MSG_FULL, E_MSG_REFUSED, E_MSG_UNKNOWN } from '../chec
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import { nowNs, RETRY_FOR_MS } from '../runtime/mailbox.ts'
 
+/** Most hosted agents one retention pass of a node collects ({@link NodeOptions.gc}). */
+export const GC_AGENTS_PER_PASS = 8
+/** Most packs of one agent one retention pass merges (the rest wait for the next pass). */
+export const GC_PACKS_PER_AGENT = 32
+
 /** Protocol ID of the node information query (price, capabilities, addresses). */
 export const INFO_PROTOCOL = '/igor/info/1.0.0'
 
@@ -93,6 +99,12 @@ export interface NodeOptions {
    * (default runtime/pool.ts DEFAULT_HIBERNATE_AFTER_MS; null: never)
    */
   hibernateAfterMs?: number | null
+  /**
+   * retention policy (`igord node --keep-every`): every `everyMs` ms a pass runs `igord gc`
+   * (checkpoint/gc.ts) over at most {@link GC_AGENTS_PER_PASS} hosted agents, round robin, each in
+   * its worker between ticks and merging at most {@link GC_PACKS_PER_AGENT} packs; absent: none
+   */
+  gc?: { keepEvery: number; keepLast: number; everyMs: number }
   timeouts?: Partial<Timeouts>
   /** bounds on inbound offers (p2p/migrate.ts `DEFAULT_TARGET_LIMITS` for the rest) */
   targetLimits?: Partial<TargetLimits>
@@ -315,6 +327,32 @@ export class IgordNode {
    * arrivals, then answers `/igor/migrate/1.0.0`, `/igor/migrate/status/1.0.0` and `/igor/info/1.0.0`.
    * @throws StorageError (data directory), NetworkError (cannot listen), RequestError (bad address)
    */
+  #gcTimer: NodeJS.Timeout | null = null
+  #gcNext = 0
+  #gcBusy = false
+
+  /**
+   * One retention pass (see {@link NodeOptions.gc}): bounded work, one agent at a time; a pass still
+   * running when the next is due is not doubled. Notes what it pruned and any failure; never throws.
+   */
+  async #gcPass (): Promise<void> {
+    const policy = this.#opts.gc
+    if (policy === undefined || this.#gcBusy || this.#closing) return
+    this.#gcBusy = true
+    try {
+      const hosted = [...this.agents.values()]
+      for (let k = 0; k < Math.min(GC_AGENTS_PER_PASS, hosted.length) && !this.#closing; k++) {
+        const h = hosted[(this.#gcNext++) % hosted.length]
+        if (h.state === 'migrating' || h.migration !== null) continue
+        try {
+          const r = await h.session.gc({ keepEvery: policy.keepEvery, keepLast: policy.keepLast, maxPacks: GC_PACKS_PER_AGENT })
+          if (r.newlyPruned > 0 || r.packsBefore > 1) this.#opts.note(`gc: ${formatGc(r)}`)
+        } catch (e) { this.#opts.note(`gc: ${h.name}: ${(e as Error).message}`) }
+      }
+      this.#blobs.forget() // packs were rewritten under the node's own index
+    } finally { this.#gcBusy = false }
+  }
+
   static async start (opts: NodeOptions): Promise<IgordNode> {
     for (const a of [...opts.listen, ...(opts.bootstrap ?? [])]) parseMultiaddr(a, 'address')
     makePrivateDir(opts.dir)
@@ -332,6 +370,7 @@ export class IgordNode {
     const peer = node.peer
     try {
       await node.#restore()
+      if (opts.gc !== undefined) { node.#gcTimer = setInterval(() => { void node.#gcPass() }, opts.gc.everyMs); node.#gcTimer.unref() }
       clearSpools(node.#spoolRoot()) // left by a crash; never the only copy of anything
       // streams over the gate's limits are refused with a reason (receiveAgent), not reset by libp2p
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
@@ -850,6 +889,7 @@ export class IgordNode {
    */
   async shutdown (): Promise<void> {
     this.#closing = true
+    if (this.#gcTimer !== null) clearInterval(this.#gcTimer)
     this.#kad.close()
     const pool = this.#pool.close() // stops every loop at once; from here on nothing is restored
     const paused = Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))

@@ -15,6 +15,7 @@
  * - Stopping never waits for a tick: when a stopped loop has not ended after `stopGraceMs` because
  *   its worker is inside a tick, the worker is terminated; the agents keep their last checkpoints.
  */
+import type { GcReport } from '../checkpoint/gc.ts'
 import { availableParallelism } from 'node:os'
 import type { EventLoopUtilization } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
@@ -291,6 +292,13 @@ export class AgentHandle {
   async deliverMany (msgs: Incoming[]): Promise<DeliverManyResult[]> {
     return await this.#op({ t: 'deliverMany', re: 0, msgs }) as DeliverManyResult[]
   }
+
+  /**
+   * Runs one `igord gc` pass over the agent's history in its worker, between its ticks (checkpoint/gc.ts
+   * `gcAgent`; the writer's own pack is left alone and its store forgets what it knew).
+   * @throws GcError, StorageError
+   */
+  async gc (opts: { keepEvery: number; keepLast: number; maxPacks?: number }): Promise<GcReport> { return await this.#op({ t: 'gc', re: 0, opts }) as GcReport }
 
   /** Test-only fault `forge-final`: flips the last byte of memory, runs a tick and checkpoints it; returns that tick. */
   async forge (): Promise<number> { return await this.#op({ t: 'forge', re: 0 }) as number }

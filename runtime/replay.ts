@@ -402,9 +402,13 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
   const dirs = chain.blobDirs
   const genesis = links[0].entry.parsed
   const codeCache = opts.codeCache === undefined ? defaultCodeCache(dirs) : opts.codeCache ?? undefined
+  // checkpoints whose pages igord gc pruned (the GC record) are never restored from: replay starts,
+  // and restarts where the agent was resumed, from the nearest kept snapshot at or before
+  const kept = (k: number): boolean => k === 0 || !chain.pruned.has(links[k].cid)
+  const keptTables = new Map<number, PageTable>()
   let startIndex = 0
   if (opts.from !== undefined) {
-    for (let k = 0; k < links.length; k++) if (links[k].entry.parsed.tick <= opts.from) startIndex = k
+    for (let k = 0; k < links.length; k++) if (links[k].entry.parsed.tick <= opts.from && kept(k)) startIndex = k
   }
   let replayer: Replayer | null = null
   let table: PageTable = []
@@ -423,6 +427,7 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
       const prevTable = table
       const next = nextPageTable(link.entry, k === 0 ? null : table, false)
       if (next.table === null) throw new CheckpointError(`${link.file}: cannot rebuild the page table (a delta entry without its parent)`)
+      if (kept(k)) keptTables.set(k, next.table)
       if (k < startIndex) { table = next.table; continue }
       if (k === startIndex) {
         if (k === 0) {
@@ -446,12 +451,22 @@ export function replayChain (chain: VerifiedChain, opts: ReplayOptions = {}): Re
       }
       // Where the real agent was restored from the previous checkpoint, do the same.
       if (replayer === null || link.copies.every((c) => c.entry.base)) {
-        const before = links[k - 1]
+        let j = k - 1
+        while (j > 0 && !kept(j)) j--
+        const before = links[j]
         const ticksSoFar = replayer?.ticks ?? 0
         const topUpIds = replayer?.topUpIds ?? new Map<string, number>()
         const bh = before.entry.parsed
         const io = bh.io === undefined ? undefined : decodeIo(readArchivedBlob(dirs, bh.io, `I/O state of tick ${bh.tick}`), `I/O state ${bh.io}`)
-        replayer = Replayer.restore({ header: bh, wasm, manifest, ...(codeCache === undefined ? {} : { codeCache }), ...archivedState(dirs, prevTable, before.entry), ...(io === undefined ? {} : { io }) })
+        replayer = Replayer.restore({ header: bh, wasm, manifest, ...(codeCache === undefined ? {} : { codeCache }), ...archivedState(dirs, j === k - 1 ? prevTable : keptTables.get(j)!, before.entry), ...(io === undefined ? {} : { io }) })
+        for (const [id, tick] of topUpIds) if (tick <= bh.tick) replayer.topUpIds.set(id, tick)
+        // the pruned checkpoints between the kept snapshot and this one: replayed again, checked again
+        for (let m = j + 1; m < k; m++) {
+          const lm = links[m]
+          const d = replayer.runSegment(segment(lm.entry.parsed, lm.file), lm.entry.parsed, lm.file)
+          if (d !== null) { report.divergence = d; break }
+        }
+        if (report.divergence !== null) break
         replayer.ticks = ticksSoFar
         for (const [id, tick] of topUpIds) replayer.topUpIds.set(id, tick)
       }

@@ -18,6 +18,7 @@
  * than the tick timeout (worker.terminate() interrupts running wasm). Nothing but guest code runs
  * under the mark, so a terminated worker never leaves a half-written file.
  */
+import { gcAgent } from '../checkpoint/gc.ts'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { parentPort, workerData } from 'node:worker_threads'
@@ -88,6 +89,7 @@ export type WorkerRequest =
   | { t: 'checkpoint'; re: number; id: number; status: Status; extra: { reason?: string; target?: string } }
   | { t: 'last'; re: number; id: number }
   | { t: 'forge'; re: number; id: number }
+  | { t: 'gc'; re: number; id: number; opts: { keepEvery: number; keepLast: number; maxPacks?: number } }
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
   | { t: 'deliver'; re: number; id: number; msg: Incoming }
@@ -356,6 +358,12 @@ function main (): void {
       writeCheckpoint(sess.agent, sess.lineage, 'running')
       post({ ev: 'status', id: m.id, status: statusOf(get(m.id)) })
       return tick
+    },
+    // retention in the agent's own thread, between its ticks and checkpoints (checkpoint/gc.ts): the
+    // writer's pack is left alone, and its store forgets what it knew (gc may have dropped it)
+    gc: (m: Extract<WorkerRequest, { t: 'gc' }>) => {
+      const w = session(m.id).lineage.writer
+      try { return gcAgent(w.dir, w.name, { ...m.opts, excludePacks: new Set([path.basename(w.blobs.packFile)]) }) } finally { w.blobs.forget() }
     },
     // a migration target's check of the ticks it receives (runtime/replay.ts); each replayed tick is watched under `m.id`
     replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next)),
