@@ -9,7 +9,8 @@ const HISTORY_MS = 2500 // an agent's history (charts, timeline)
 const HISTORY_LIMIT = 300 // checkpoints read per history poll
 const LOG_TAIL_TICKS = 20 // the log starts this many ticks before the agent's current tick
 const LOG_MAX_LINES = 500 // older log lines are dropped from the page
-const REQUEST_MS = 15000
+const REQUEST_MS = 15000 // a read
+const ACTION_MS = 180000 // an action: a migration on a loaded machine can take a while
 const TOKEN_KEY = 'igord.token'
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id))
@@ -30,7 +31,7 @@ async function api (path, method = 'GET', body = undefined) {
   if (method !== 'GET') headers['content-type'] = 'application/json'
   let r
   try {
-    r = await fetch(path, { method, headers, body: method === 'GET' ? undefined : JSON.stringify(body ?? {}), signal: AbortSignal.timeout(REQUEST_MS), cache: 'no-store' })
+    r = await fetch(path, { method, headers, body: method === 'GET' ? undefined : JSON.stringify(body ?? {}), signal: AbortSignal.timeout(method === 'GET' ? REQUEST_MS : ACTION_MS), cache: 'no-store' })
   } catch (e) {
     throw new ApiError(`cannot reach the node: ${e.message}`, 'network', 0)
   }
@@ -144,7 +145,8 @@ function askToken (why) {
 
 $('auth-form').addEventListener('submit', async (ev) => {
   ev.preventDefault()
-  const value = /** @type {HTMLInputElement} */ ($('token')).value.trim()
+  const input = /** @type {HTMLInputElement} */ ($('token'))
+  const value = input.value.trim()
   token = value
   sessionReady = false
   try {
@@ -152,7 +154,7 @@ $('auth-form').addEventListener('submit', async (ev) => {
     await ensureSession()
     sessionStorage.setItem(TOKEN_KEY, value)
     $('auth-error').textContent = ''
-    /** @type {HTMLInputElement} */ ($('token')).value = ''
+    input.value = ''
     route()
   } catch (e) {
     show('auth')
@@ -269,7 +271,7 @@ function agentView (name) {
       lastId = ev.lastEventId || lastId
       let it
       try { it = JSON.parse(ev.data) } catch { return }
-      appendLog(it)
+      appendLog(it, ev.lastEventId)
       if (it.kind === 'done') { done = true; es.close(); state('ended') }
     })
     es.addEventListener('error', (ev) => {
@@ -302,11 +304,11 @@ function agentView (name) {
   }
 }
 
-/** Adds one log line and drops the oldest beyond {@link LOG_MAX_LINES}; keeps the view at the bottom if it was there. */
-function appendLog (it) {
+/** Adds one log line (`data-id`: its event id, `<tick>:<n>`) and drops the oldest beyond {@link LOG_MAX_LINES}; keeps the view at the bottom if it was there. */
+function appendLog (it, id = '') {
   const log = $('log')
   const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4
-  log.append(el('li', { class: `k-${String(it.kind).replace(/[^a-z_]/g, '')}` }, it.kind === 'error' ? `error  ${it.text}` : itemText(it)))
+  log.append(el('li', { class: `k-${String(it.kind).replace(/[^a-z_]/g, '')}`, 'data-id': id }, it.kind === 'error' ? `error  ${it.text}` : itemText(it)))
   while (log.childElementCount > LOG_MAX_LINES) log.firstElementChild.remove()
   if (atEnd) log.scrollTop = log.scrollHeight
 }
