@@ -224,6 +224,7 @@ function agentView (name) {
   const path = `/api/agents/${encodeURIComponent(name)}`
   let hosted = null // true / false once known
   let firstTick = null
+  let movedTo = null // {to, tick} when this node's last checkpoint of the agent is a handoff
   let stopped = false
 
   const stopSummary = every(POLL_MS, async () => {
@@ -231,12 +232,16 @@ function agentView (name) {
     try { a = await api(path) } catch (e) {
       if (e.code === 'no_such_agent') {
         hosted = false
-        setText($('agent-note'), 'This agent is not running on this node (it left, or it never ran here); its history here is shown below.')
+        $('actions').disabled = true
+        setText($('agent-note'), movedTo === null
+          ? 'This agent is not running on this node (it left, or it never ran here); its history here is shown below.'
+          : `This agent handed off to ${movedTo.to} at tick ${movedTo.tick}: it runs there now. Its history here is shown below.`)
         setText($('f-status'), 'not on this node'); $('f-status').className = ''
       } else setText($('agent-note'), e.message)
       return
     }
     hosted = true
+    $('actions').disabled = false
     nodePeer = a.host
     setText($('node'), `node ${a.host}`)
     firstTick ??= a.tick
@@ -249,6 +254,8 @@ function agentView (name) {
   const stopHistory = every(HISTORY_MS, async () => {
     let h
     try { h = await api(`${path}/history?limit=${HISTORY_LIMIT}`) } catch (e) { if (e.code !== 'no_such_agent') setText($('timeline-note'), e.message); return }
+    const last = h.checkpoints[h.checkpoints.length - 1]
+    movedTo = last?.status === 'handoff' ? { to: last.target, tick: last.tick } : null
     renderCharts(h)
     renderTimeline(h)
   })

@@ -67,8 +67,10 @@ async function assertEventOrder (page: Page): Promise<void> {
 test('console: lists an agent, streams its log, shows an action error, migrates it to a second node and shows the handoff', async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM}: no Chromium here; \`make test\` installs Debian's chromium (make chromium), or set IGORD_CHROMIUM`)
   const shots = mkdtempSync(join(tmpdir(), 'igord-console-shots-')) // kept after the test: the screenshots
-  const a = await httpNode()
-  const b = await httpNode(['--http-token', TOKEN])
+  // 300 ms ticks on both nodes (a node runs an arriving agent at its own --interval): readable logs, and
+  // B's newest 300 checkpoints (what the page reads) still reach back to A's epoch during the test
+  const a = await httpNode(['--interval', '300ms'])
+  const b = await httpNode(['--interval', '300ms', '--http-token', TOKEN])
   const r = igord(['run', agentWasm('heartbeat'), '--node', a.dir, '--interval', '300ms'])
   assert.is(r.code, 0, r.stderr)
   await until(() => (ps(a.dir).find((x) => x.name === 'heartbeat')?.tick ?? 0) >= 2, WAIT_MS, 'heartbeat ticks on node A')
@@ -146,6 +148,8 @@ test('console: lists an agent, streams its log, shows an action error, migrates 
     assert.match(await page.locator('#log li.k-done').textContent() ?? '', /handed off to /)
     assert.is(await page.locator('#log-state').textContent(), 'ended')
     await page.locator('#f-status', { hasText: 'not on this node' }).waitFor()
+    assert.ok(await page.locator('#actions').isDisabled(), 'actions are disabled for an agent that left')
+    await page.locator('#agent-note', { hasText: `handed off to ${b.peer}` }).waitFor()
     await assertEventOrder(page)
     await page.screenshot({ path: join(shots, 'agent-a.png'), fullPage: true })
 
@@ -164,13 +168,15 @@ test('console: lists an agent, streams its log, shows an action error, migrates 
     const onB = await logTicks(pb)
     await pb.locator('#log li', { hasText: new RegExp(`^tick ${onB[onB.length - 1] + 1}\\s+log\\s`) }).waitFor()
     await assertEventOrder(pb)
+    await pb.locator('#timeline li.handoff').waitFor() // B's history holds the chain from A: both epochs, the handoff between
+    assert.is(await pb.locator('#timeline li').count(), 3, 'epoch 0 on A, the handoff, epoch 1 on B')
     await pb.screenshot({ path: join(shots, 'agent-b.png'), fullPage: true })
     await pb.click('a[href="#/"]')
     await pb.locator('tr[data-agent="heartbeat"] td', { hasText: b.peer }).waitFor()
 
     assert.equal(problems, [], 'no script error or CSP violation')
     console.log(`  screenshots in ${shots}`)
-    if (process.env.CONSOLE_SCREENSHOT) copyFileSync(join(shots, 'agent-a.png'), process.env.CONSOLE_SCREENSHOT)
+    if (process.env.CONSOLE_SCREENSHOT) copyFileSync(join(shots, 'agent-b.png'), process.env.CONSOLE_SCREENSHOT)
   }
 })
 
