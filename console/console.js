@@ -403,7 +403,7 @@ function renderTimeline (h) {
     }
     if (x.stop) return el('li', {}, el('strong', {}, `${x.status[0].toUpperCase()}${x.status.slice(1)} at tick ${x.tick}`), x.reason ? ` (${x.reason})` : '')
     const here = x.host === nodePeer ? ' (this node)' : ''
-    return el('li', {}, el('strong', {}, `Epoch ${x.epoch}`), ` on ${shortPeer(x.host)}${here}: ticks ${x.from}–${x.to}, ${x.n} checkpoint${x.n === 1 ? '' : 's'}`,
+    return el('li', {}, el('strong', {}, `Epoch ${x.epoch}`), ` on ${shortPeer(x.host)}${here}: ${x.from === x.to ? `tick ${x.from}` : `ticks ${x.from}–${x.to}`}, ${x.n} checkpoint${x.n === 1 ? '' : 's'}`,
       el('span', { class: 'here' }, ` ${new Date(x.start).toLocaleTimeString()}–${new Date(x.until).toLocaleTimeString()}`))
   })
   if (lis.length === 0) lis.push(el('li', {}, 'no checkpoints on this node yet'))

@@ -148,7 +148,7 @@ test('console: lists an agent, streams its log, shows an action error, migrates 
     assert.match(await page.locator('#log li.k-done').textContent() ?? '', /handed off to /)
     assert.is(await page.locator('#log-state').textContent(), 'ended')
     await page.locator('#f-status', { hasText: 'not on this node' }).waitFor()
-    assert.ok(await page.locator('#actions').isDisabled(), 'actions are disabled for an agent that left')
+    assert.ok(await page.locator('#stop-form button').isDisabled() && await page.locator('#migrate-peer').isDisabled(), 'actions are disabled for an agent that left')
     await page.locator('#agent-note', { hasText: `handed off to ${b.peer}` }).waitFor()
     await assertEventOrder(page)
     await page.screenshot({ path: join(shots, 'agent-a.png'), fullPage: true })
