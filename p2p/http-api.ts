@@ -185,25 +185,24 @@ export interface HttpApi { url: string; port: number; close (): Promise<void> }
  */
 export async function serveHttp (node: IgordNode, opts: HttpApiOptions): Promise<HttpApi> {
   const needToken = checkHttpAccess(opts.host, opts.token)
-  const app = buildApp(node, { ...DEFAULT_HTTP_LIMITS, ...opts.limits }, needToken ? opts.token! : null)
+  const closed = new AbortController()
+  const app = buildApp(node, { ...DEFAULT_HTTP_LIMITS, ...opts.limits }, needToken ? opts.token! : null, closed.signal)
   let server: ServerType
   const port = await new Promise<number>((resolve, reject) => {
     server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port }, (info: AddressInfo) => resolve(info.port))
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new IgordError(`--http ${opts.host}:${opts.port}: cannot listen: ${e.code ?? e.message}`, EXIT.NETWORK)))
+    server.once('error', (e: NodeJS.ErrnoException) => { closed.abort(); reject(new IgordError(`--http ${opts.host}:${opts.port}: cannot listen: ${e.code ?? e.message}`, EXIT.NETWORK)) })
   })
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host
   return {
     url: `http://${host}:${port}`,
     port,
     close: () => new Promise<void>((resolve) => {
-      app.closing = true
+      closed.abort()
       server.close(() => resolve())
       ;(server as { closeAllConnections?: () => void }).closeAllConnections?.()
     }),
   }
 }
-
-type App = Hono & { closing: boolean }
 
 /** Name of the cookie that `POST /api/session` sets; only the log stream (`GET /api/agents/:id/logs`) accepts it instead of the bearer header. */
 export const SESSION_COOKIE = 'igord_session'
@@ -235,11 +234,10 @@ function errorBody (code: string, message: string): { error: string; code: strin
   return { error: message.split('\n')[0], code }
 }
 
-function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null): App {
-  const app = new Hono() as App
-  app.closing = false
-  const metrics = nodeMetrics(node, limits)
+function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null, closed: AbortSignal): Hono {
+  const app = new Hono()
   let streams = 0
+  const metrics = nodeMetrics(node, limits, () => streams, closed)
 
   app.onError((e, c) => {
     if (e instanceof HttpError) return json(c, errorBody(e.code, e.message), ERROR_CODES[e.code] ?? 400)
@@ -367,9 +365,9 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null)
             await stream.writeSSE({ id: `${h.tick}:done`, data: itemJson({ tick: h.tick, kind: 'done', status: h.status, ...(h.target === undefined ? {} : { target: h.target }) }) })
             return
           }
-          if (stream.aborted || app.closing) return
+          if (stream.aborted || closed.aborted) return
           await stream.sleep(limits.pollMs)
-          if (stream.aborted || app.closing) return
+          if (stream.aborted || closed.aborted) return
         }
       } finally { streams-- }
     }, async (e, stream) => {
@@ -502,10 +500,11 @@ class Carried {
 
 /**
  * The node's Prometheus registry (prom-client): gauges and counters read from the node at each
- * scrape (`collect`), migration counters and histograms fed by {@link IgordNode.migrationListeners}.
- * Names and units: docs/PROTOCOL.md "HTTP API".
+ * scrape (`collect`), migration counters and histograms fed by {@link IgordNode.migrationListeners},
+ * and (with `logStreams`) the number of open log streams; `signal` aborted: stops listening to the
+ * node. Names and units: docs/PROTOCOL.md "HTTP API".
  */
-export function nodeMetrics (node: IgordNode, limits: Pick<HttpApiLimits, 'maxDepartedAgents'> = DEFAULT_HTTP_LIMITS): Registry {
+export function nodeMetrics (node: IgordNode, limits: Pick<HttpApiLimits, 'maxDepartedAgents'> = DEFAULT_HTTP_LIMITS, logStreams?: () => number, signal?: AbortSignal): Registry {
   const registry = new Registry()
   const agentLabels = ['agent', 'did'] as const
   const carried = new Map<string, Carried>()
@@ -558,8 +557,10 @@ export function nodeMetrics (node: IgordNode, limits: Pick<HttpApiLimits, 'maxDe
     }
   }
   node.migrationListeners.add(listener)
+  signal?.addEventListener('abort', () => node.migrationListeners.delete(listener), { once: true })
   new Gauge({ name: 'igord_node_agents', help: 'agents hosted by this node', registers: [registry], collect () { this.set(node.agents.size) } })
   new Gauge({ name: 'igord_node_agents_hibernated', help: 'agents of this node that are hibernated', registers: [registry], collect () { this.set([...node.agents.values()].filter((h) => h.session.status.hibernated).length) } })
   new Gauge({ name: 'igord_node_uptime_seconds', help: 'seconds since this node started', registers: [registry], collect () { this.set((Date.now() - node.startedAt) / 1000) } })
+  if (logStreams !== undefined) new Gauge({ name: 'igord_http_log_streams', help: 'log streams (SSE) open on this node\'s HTTP API', registers: [registry], collect () { this.set(logStreams()) } })
   return registry
 }

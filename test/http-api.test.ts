@@ -16,7 +16,7 @@ import { checkHttpAccess, isLoopbackHost, parseHttpListen, serveHttp, units } fr
 import type { HttpApi } from '../p2p/http-api.ts'
 import { IgordNode } from '../p2p/node.ts'
 import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
-import { until } from './node-helpers.ts'
+import { nodeTracker, startNode as startNodeChild, stopNode, until } from './node-helpers.ts'
 
 interface Family { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string>; count?: string }[] }
 const parseProm = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Family[]
@@ -34,7 +34,10 @@ let b: IgordNode | null = null
 let api: HttpApi | null = null
 let tokenApi: HttpApi | null = null
 
+const children = nodeTracker()
+
 test.after(async () => {
+  await children.killAll()
   await api?.close(); await tokenApi?.close()
   await a?.shutdown(); await b?.shutdown()
   cleanup()
@@ -140,6 +143,21 @@ test('igord node --http 0.0.0.0:<port> without a token exits 2 before it starts 
   assert.not.ok(existsSync(dir), 'the node did not start')
 })
 
+test('igord node --http 127.0.0.1:0 with IGORD_HTTP_TOKEN: prints its URL, needs the token, stops cleanly on SIGINT', async () => {
+  const n = children.track(await startNodeChild({ args: ['--listen', '/ip4/127.0.0.1/tcp/0', '--http', '127.0.0.1:0'], env: { IGORD_HTTP_TOKEN: TOKEN } }))
+  await n.live.waitFor((out) => /^http \S+/m.test(out))
+  const url = /^http (\S+)/m.exec(n.live.stdout())![1]
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/)
+  const none = await fetch(url + '/api/agents', { signal: AbortSignal.timeout(60_000) })
+  assert.is(none.status, 401)
+  await none.body?.cancel()
+  const ok = await fetch(url + '/api/agents', { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(60_000) })
+  assert.is(ok.status, 200)
+  assert.is(((await ok.json()) as { peer: string }).peer, n.peer)
+  const end = await stopNode(n)
+  assert.is(end.code, 0, end.stderr)
+})
+
 test('every endpoint, bad input, SSE resume, stream bounds, /metrics', async () => {
   ;[a, b] = await Promise.all([startNode(), startNode()])
   api = await serveHttp(a, { host: '127.0.0.1', port: 0, limits: { maxStreams: 2, maxEventsPerStream: 6, pollMs: 50 } })
@@ -227,11 +245,15 @@ test('every endpoint, bad input, SSE resume, stream bounds, /metrics', async () 
   const from = await events('/api/agents/heartbeat/logs?from=3', 1)
   assert.ok((from.events[0].data.tick as number) >= 3, '?from skips earlier ticks')
   // the streams-per-node bound: two open streams, a third refused
+  const openStreams = async () => Number(parseProm((await call('GET', '/metrics')).text).find((f) => f.name === 'igord_http_log_streams')?.metrics[0].value)
+  for (let k = 0; k < 600 && await openStreams() !== 0; k++) await new Promise((res) => setTimeout(res, 100)) // the streams above were closed by the client
+  assert.is(await openStreams(), 0, 'closed streams are no longer counted')
   const c1 = new AbortController(); const c2 = new AbortController()
   try {
     const o1 = await fetch(api.url + '/api/agents/echo/logs?from=999999', { signal: c1.signal })
     const o2 = await fetch(api.url + '/api/agents/echo/logs?from=999999', { signal: c2.signal })
     assert.is(o1.status, 200); assert.is(o2.status, 200)
+    assert.is(await openStreams(), 2)
     refused(await call('GET', '/api/agents/heartbeat/logs'), 503, 'too_many_streams', 'third stream')
   } finally { c1.abort(); c2.abort() }
 
