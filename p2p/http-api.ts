@@ -255,16 +255,18 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
   const want = token === null ? null : createHash('sha256').update(token).digest()
   const cookie = token === null ? null : sessionCookieValue(token)
   app.use('*', async (c, next) => {
-    if (want !== null && !isConsoleRequest(c.req.method, c.req.path)) {
-      const m = /^Bearer (\S+)$/.exec(c.req.header('authorization') ?? '')
-      let got = m === null ? null : createHash('sha256').update(m[1]).digest()
-      if (m === null && c.req.method === 'GET' && LOG_ROUTE.test(c.req.path)) {
-        const v = getCookie(c, SESSION_COOKIE)
-        if (v !== undefined && cookie !== null && sameSecret(v, cookie)) got = want
-      }
-      if (got === null || !timingSafeEqual(got, want)) {
-        c.header('WWW-Authenticate', 'Bearer realm="igord"')
-        return json(c, errorBody('unauthorized', m === null ? 'this node needs Authorization: Bearer <token>' : 'wrong token'), 401)
+    if (want !== null) {
+      if (!isConsoleRequest(c.req.method, c.req.path)) {
+        const m = /^Bearer (\S+)$/.exec(c.req.header('authorization') ?? '')
+        let got = m === null ? null : createHash('sha256').update(m[1]).digest()
+        if (m === null && c.req.method === 'GET' && LOG_ROUTE.test(c.req.path)) {
+          const v = getCookie(c, SESSION_COOKIE)
+          if (v !== undefined && cookie !== null && sameSecret(v, cookie)) got = want
+        }
+        if (got === null || !timingSafeEqual(got, want)) {
+          c.header('WWW-Authenticate', 'Bearer realm="igord"')
+          return json(c, errorBody('unauthorized', m === null ? 'this node needs Authorization: Bearer <token>' : 'wrong token'), 401)
+        }
       }
     } else {
       const host = (c.req.header('host') ?? '').replace(/:\d+$/, '')

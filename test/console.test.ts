@@ -6,6 +6,7 @@
  * page in a real browser: test/e2e-console.test.ts.
  */
 import { readFileSync } from 'node:fs'
+import * as http from 'node:http'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { consoleDir, consoleRoutes, isConsoleRequest } from '../p2p/console.ts'
@@ -99,20 +100,25 @@ test('with a token: the console files need none, the API does; a cookie alone op
   assert.is(stop.status, 401, 'nor act')
 })
 
+/** GET `p` of `api` with a `Host` header (fetch cannot set it): the status. */
+const withHost = (api: HttpApi, p: string, host: string) => new Promise<number>((resolve, reject) => {
+  const req = http.request(api.url + p, { headers: { host }, timeout: 60_000 }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+  req.on('error', reject)
+  req.on('timeout', () => req.destroy(new Error('timed out')))
+  req.end()
+})
+
 test('without a token: POST /api/session says so and sets nothing; a non-loopback Host is refused for the console too', async () => {
   const s = await fetch(open!.url + '/api/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
   assert.is(s.status, 200)
   assert.equal(await s.json(), { token: false })
   assert.is(s.headers.get('set-cookie'), null)
-  const r = await new Promise<number>((resolve, reject) => {
-    // fetch cannot set Host: a raw request
-    import('node:http').then(({ request }) => {
-      const req = request(open!.url + '/', { headers: { host: 'evil.example' } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
-      req.on('error', reject)
-      req.end()
-    }, reject)
-  })
-  assert.is(r, 421)
+  assert.is(await withHost(open!, '/', 'evil.example'), 421)
+})
+
+test('with a token, the console opens under any Host name (a node reached by its name), the API still needs the token', async () => {
+  assert.is(await withHost(locked!, '/', 'igord.example:8080'), 200)
+  assert.is(await withHost(locked!, '/api/agents', 'igord.example:8080'), 401)
 })
 
 test('isConsoleRequest and a package without console files', async () => {
