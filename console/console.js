@@ -107,7 +107,6 @@ function svg (tag, attrs = {}, text = undefined) {
   return e
 }
 function setText (e, t) { if (e.textContent !== t) e.textContent = t }
-function announce (t) { $('announce').textContent = t }
 
 // ---- views -----------------------------------------------------------------------------------
 
@@ -349,7 +348,6 @@ async function actionSubmit (ev, path) {
   } finally {
     button.disabled = false
   }
-  announce(out.textContent)
 }
 
 // ---- history: charts and timeline -------------------------------------------------------------
@@ -421,4 +419,6 @@ function renderTimeline (h) {
 // ---- start -----------------------------------------------------------------------------------
 
 window.addEventListener('hashchange', () => { route(); $('main').focus() })
+// the skip link moves focus without touching the hash (the hash is the route)
+document.querySelector('a.skip').addEventListener('click', (ev) => { ev.preventDefault(); $('main').focus() })
 route()

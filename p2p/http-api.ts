@@ -123,7 +123,8 @@ export function isLoopbackHost (host: string): boolean {
 /**
  * The access rule of `--http`: a loopback address may go without a token; any other address needs
  * one (`--http-token` or `IGORD_HTTP_TOKEN`), checked before anything is bound. With a token, every
- * request must carry `Authorization: Bearer <token>`, whatever the address.
+ * request must carry `Authorization: Bearer <token>`, whatever the address — except the console's
+ * files (p2p/console.ts) and the log stream with the session cookie of `POST /api/session`.
  * @returns whether requests need the token
  * @throws IgordError (exit 2) for a non-loopback host without a token, or a token shorter than 16 characters
  */

@@ -100,7 +100,7 @@ test('console: lists an agent, streams its log, shows an action error, migrates 
     await row.getByRole('link', { name: 'heartbeat' }).focus()
     await page.keyboard.press('Enter')
     await page.waitForURL(/#\/agents\/heartbeat$/)
-    await page.locator('#log li').first().waitFor()
+    await page.locator('#log li', { hasText: /^tick \d+\s+log\s+tick \d+, age/ }).first().waitFor()
     const before = await logTicks(page)
     assert.ok(before.length > 0, 'log lines shown when the page opened')
     const shown = before[before.length - 1]
@@ -112,7 +112,7 @@ test('console: lists an agent, streams its log, shows an action error, migrates 
       await new Promise((res) => setTimeout(res, 50))
     }
     const t0 = Date.now()
-    await page.locator('#log li', { hasText: new RegExp(`^tick ${next}\\s+log\\s`) }).waitFor()
+    await page.locator('#log li', { hasText: new RegExp(`^tick ${next}\\s+log\\s+tick ${next}, age`) }).waitFor()
     console.log(`  tick ${next} ran after the page showed tick ${shown}; its line appeared ${Date.now() - t0} ms after the node reported it`)
     const ticks = await logTicks(page)
     assert.ok(ticks.indexOf(next) > ticks.indexOf(shown), 'the new line comes after the ones shown before')
@@ -166,7 +166,7 @@ test('console: lists an agent, streams its log, shows an action error, migrates 
     await pb.locator('#f-epoch', { hasText: /^1$/ }).waitFor()
     await pb.locator('#log li', { hasText: /^tick \d+\s+log\s+tick \d+, age/ }).first().waitFor()
     const onB = await logTicks(pb)
-    await pb.locator('#log li', { hasText: new RegExp(`^tick ${onB[onB.length - 1] + 1}\\s+log\\s`) }).waitFor()
+    await pb.locator('#log li', { hasText: new RegExp(`^tick ${onB[onB.length - 1] + 1}\\s+log\\s+tick \\d+, age`) }).waitFor()
     await assertEventOrder(pb)
     await pb.locator('#timeline li.handoff').waitFor() // B's history holds the chain from A: both epochs, the handoff between
     assert.is(await pb.locator('#timeline li').count(), 3, 'epoch 0 on A, the handoff, epoch 1 on B')
