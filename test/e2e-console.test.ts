@@ -5,7 +5,8 @@
  * while open (a tick that happened after the page showed the log appears in it, in order, each
  * tick once); an action's API error shows as one line; migrating from the page moves the agent to a
  * second node, whose console (with a token: the page asks for it, and the log stream opens with the
- * session cookie) lists it at epoch 1; the first node's timeline shows the handoff. Screenshots are
+ * session cookie) shows it at epoch 1 with the handoff in its timeline, as does the first node's; send
+ * (refused: no inbox), fund and stop from the page. Screenshots are
  * saved in a temp dir (printed); `CONSOLE_SCREENSHOT=<file>` also copies the agent page there
  * (how docs/console.png is made).
  */
@@ -64,7 +65,7 @@ async function assertEventOrder (page: Page): Promise<void> {
   }
 }
 
-test('console: lists an agent, streams its log, shows an action error, migrates it to a second node and shows the handoff', async () => {
+test('console: lists an agent, streams its log, shows action errors, migrates it to a second node and shows the handoff, funds and stops it', async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM}: no Chromium here; \`make test\` installs Debian's chromium (make chromium), or set IGORD_CHROMIUM`)
   const shots = mkdtempSync(join(tmpdir(), 'igord-console-shots-')) // kept after the test: the screenshots
   // 300 ms ticks on both nodes (a node runs an arriving agent at its own --interval): readable logs, and
@@ -170,9 +171,29 @@ test('console: lists an agent, streams its log, shows an action error, migrates 
     await assertEventOrder(pb)
     await pb.locator('#timeline li.handoff').waitFor() // B's history holds the chain from A: both epochs, the handoff between
     assert.is(await pb.locator('#timeline li').count(), 3, 'epoch 0 on A, the handoff, epoch 1 on B')
+
+    // the other actions, with the bearer header: send is refused (heartbeat has no inbox) with the node's one line, fund works
+    const act = async (p: Page, form: string, input: [string, string] | null): Promise<{ cls: string; text: string }> => {
+      if (input !== null) await p.fill(input[0], input[1])
+      await p.click(`#${form} button`)
+      await p.waitForFunction((f) => /\b(ok|error)\b/.test(document.querySelector(`#${f} output`)?.className ?? ''), form, { timeout: 3 * WAIT_MS })
+      const o = p.locator(`#${form} output`)
+      return { cls: await o.getAttribute('class') ?? '', text: await o.textContent() ?? '' }
+    }
+    const sent = await act(pb, 'send-form', ['#send-message', 'hello'])
+    assert.is(sent.cls, 'result error', sent.text)
+    assert.match(sent.text, /^Error: heartbeat does not read messages \(.*"inbox"\)$/)
+    const funded = await act(pb, 'fund-form', ['#fund-units', '0.5'])
+    assert.is(funded.cls, 'result ok', funded.text)
+    assert.match(funded.text, /^funded; budget \d+(\.\d+)?$/)
     await pb.screenshot({ path: join(shots, 'agent-b.png'), fullPage: true })
+    const stopped = await act(pb, 'stop-form', null)
+    assert.is(stopped.cls, 'result ok', stopped.text)
+    assert.match(stopped.text, /^stopped at tick \d+$/)
+    await until(() => ps(b.dir).some((x) => x.name === 'heartbeat' && x.status === 'stopped'), WAIT_MS, 'heartbeat stopped on B')
     await pb.click('a[href="#/"]')
     await pb.locator('tr[data-agent="heartbeat"] td', { hasText: b.peer }).waitFor()
+    await pb.locator('tr[data-agent="heartbeat"] td', { hasText: /^stopped$/ }).waitFor()
 
     assert.equal(problems, [], 'no script error or CSP violation')
     console.log(`  screenshots in ${shots}`)
