@@ -16,7 +16,7 @@ C_FLAGS := --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Iagents-
   $(if $(wildcard /usr/share/wasi-sysroot),--sysroot=/usr/share/wasi-sysroot)
 WASI_PACKAGES := clang lld wasi-libc libclang-rt-14-dev-wasm32
 
-.PHONY: install agents demo demo-p2p test bench typecheck clean wasi-toolchain
+.PHONY: install agents demo demo-p2p test bench typecheck clean wasi-toolchain chromium
 
 install: node_modules/.installed
 
@@ -49,13 +49,22 @@ wasi-toolchain:
 	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y $(WASI_PACKAGES); \
 	fi
 
+# Debian's Chromium for the browser tests (test/e2e-console.test.ts drives /usr/bin/chromium with
+# playwright-core; no browser is ever downloaded), installed with apt when missing, as above.
+chromium:
+	@if ! test -x /usr/bin/chromium; then \
+	  echo "installing Chromium for the browser tests: chromium"; \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; \
+	fi
+
 demo: agents
 	$(NODE) scripts/demo.ts
 
 demo-p2p: agents
 	$(NODE) scripts/demo-p2p.ts
 
-test: agents
+test: agents chromium
 	$(NODE) test/run.ts
 
 bench: agents

@@ -14,13 +14,16 @@
  * - `POST /api/agents` `{wasm, manifest?, name?, budget, intervalMs?}` → 201 AgentView
  * - `POST /api/agents/:id/stop` `{}`, `/migrate` `{peer}` (a multiaddr or an array of them),
  *   `/send` `{message}` (UTF-8) or `{body64}`, `/fund` `{units}`
+ * - `POST /api/session` `{}` (with the bearer header) → sets the session cookie that the log stream
+ *   also takes (a browser's EventSource cannot send a header); `{token: false}` on a node without one
  * - `GET /metrics` → Prometheus text format 0.0.4
+ * - `GET /`, `/console/console.js`, `/console/console.css`: the web console (p2p/console.ts), no token needed
  *
  * Errors: a 4xx/5xx JSON body `{error: "<one line>", code: "<stable code>"}` ({@link ERROR_CODES}).
  * POST bodies must be `Content-Type: application/json` (so that a web page cannot post a form
  * here: that needs a CORS preflight, which is never granted) and at most `maxBodyBytes`.
  */
-import { timingSafeEqual, createHash } from 'node:crypto'
+import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import type { AddressInfo } from 'node:net'
@@ -29,6 +32,7 @@ import type { ServerType } from '@hono/node-server'
 import { Hono } from 'hono'
 import type { Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { getCookie, setCookie } from 'hono/cookie'
 import { streamSSE } from 'hono/streaming'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { EXIT, IgordError } from '../checkpoint/errors.ts'
@@ -38,6 +42,7 @@ import { decodeEntry } from '../checkpoint/writer.ts'
 import { AgentLog, isNoise, itemJson } from '../runtime/logs.ts'
 import type { LogItem } from '../runtime/logs.ts'
 import { jsonSafe } from './control-client.ts'
+import { consoleRoutes, isConsoleRequest } from './console.ts'
 import { controlOp } from './control.ts'
 import type { AgentInfo, IgordNode } from './node.ts'
 import type { MigrateResult } from './migrate.ts'
@@ -119,7 +124,8 @@ export function isLoopbackHost (host: string): boolean {
 /**
  * The access rule of `--http`: a loopback address may go without a token; any other address needs
  * one (`--http-token` or `IGORD_HTTP_TOKEN`), checked before anything is bound. With a token, every
- * request must carry `Authorization: Bearer <token>`, whatever the address.
+ * request must carry `Authorization: Bearer <token>`, whatever the address — except the console's
+ * files (p2p/console.ts) and the log stream with the session cookie of `POST /api/session`.
  * @returns whether requests need the token
  * @throws IgordError (exit 2) for a non-loopback host without a token, or a token shorter than 16 characters
  */
@@ -200,6 +206,27 @@ export async function serveHttp (node: IgordNode, opts: HttpApiOptions): Promise
   }
 }
 
+/** Name of the cookie that `POST /api/session` sets; only the log stream (`GET /api/agents/:id/logs`) accepts it instead of the bearer header. */
+export const SESSION_COOKIE = 'igord_session'
+/** Lifetime of the session cookie, seconds (12 h). */
+export const SESSION_MAX_AGE_S = 12 * 3600
+/** Paths of the log stream route, the one route that takes the session cookie. */
+const LOG_ROUTE = /^\/api\/agents\/[^/]+\/logs$/
+
+/**
+ * The session cookie's value for `token`: HMAC-SHA256 keyed by the token over a fixed label,
+ * base64url (43 characters). It is not the token (a leaked cookie opens log streams, not the
+ * actions) and stays valid as long as the node keeps the token.
+ */
+export function sessionCookieValue (token: string): string {
+  return createHmac('sha256', token).update('igord console log stream v1').digest('base64url')
+}
+
+/** Constant-time equality of two strings (through their SHA-256). */
+function sameSecret (a: string, b: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest())
+}
+
 /** A JSON answer, bigints as decimal strings. */
 function json (c: Context, body: unknown, status = 200): Response {
   return c.body(JSON.stringify(body, jsonSafe), status as 200, { 'content-type': 'application/json; charset=utf-8' })
@@ -221,15 +248,24 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
   })
   app.notFound((c) => json(c, errorBody('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`), 404))
 
-  // access: the token when there is one; else (loopback) only loopback Host names, against DNS rebinding
+  // access: the token when there is one; else (loopback) only loopback Host names, against DNS rebinding.
+  // With a token, the console's static files need none (they hold no data), and the log stream also
+  // takes the session cookie of POST /api/session (EventSource cannot send a header; RATIONALE.md).
   const want = token === null ? null : createHash('sha256').update(token).digest()
+  const cookie = token === null ? null : sessionCookieValue(token)
   app.use('*', async (c, next) => {
     if (want !== null) {
-      const m = /^Bearer (\S+)$/.exec(c.req.header('authorization') ?? '')
-      const got = m === null ? null : createHash('sha256').update(m[1]).digest()
-      if (got === null || !timingSafeEqual(got, want)) {
-        c.header('WWW-Authenticate', 'Bearer realm="igord"')
-        return json(c, errorBody('UNAUTHORIZED', m === null ? 'this node needs Authorization: Bearer <token>' : 'wrong token'), 401)
+      if (!isConsoleRequest(c.req.method, c.req.path)) {
+        const m = /^Bearer (\S+)$/.exec(c.req.header('authorization') ?? '')
+        let got = m === null ? null : createHash('sha256').update(m[1]).digest()
+        if (m === null && c.req.method === 'GET' && LOG_ROUTE.test(c.req.path)) {
+          const v = getCookie(c, SESSION_COOKIE)
+          if (v !== undefined && cookie !== null && sameSecret(v, cookie)) got = want
+        }
+        if (got === null || !timingSafeEqual(got, want)) {
+          c.header('WWW-Authenticate', 'Bearer realm="igord"')
+          return json(c, errorBody('UNAUTHORIZED', m === null ? 'this node needs Authorization: Bearer <token>' : 'wrong token'), 401)
+        }
       }
     } else {
       const host = (c.req.header('host') ?? '').replace(/:\d+$/, '')
@@ -266,6 +302,15 @@ function buildApp (node: IgordNode, limits: HttpApiLimits, token: string | null,
     if (typeof v !== 'string' || v.length === 0) throw new HttpError('BAD_FIELD', `field "${k}" must be a non-empty string`)
     return v
   }
+
+  app.post('/api/session', async (c) => {
+    await body(c)
+    if (cookie === null) return json(c, { token: false })
+    setCookie(c, SESSION_COOKIE, cookie, { path: '/api/agents', httpOnly: true, sameSite: 'Strict', maxAge: SESSION_MAX_AGE_S })
+    return json(c, { token: true, cookie: SESSION_COOKIE, maxAge: SESSION_MAX_AGE_S })
+  })
+
+  app.route('/', consoleRoutes())
 
   app.get('/api/agents', (c) => json(c, { peer: node.peerId, addrs: node.addrs, agents: node.list().map(view) }))
 
