@@ -277,6 +277,7 @@ export async function birth (opts: BirthOptions): Promise<Agent> {
   const wasmFile = typeof opts.wasm === 'string' ? opts.wasm : 'module'
   if (opts.name === undefined && typeof opts.wasm !== 'string') throw new IgordError('birth: name is required when wasm is given as bytes', EXIT.USAGE)
   const name = checkAgentName(opts.name ?? basename(wasmFile).replace(/\.wasm$/, ''), opts.name === undefined ? `${wasmFile} (give a name)` : 'name')
+  const wasm = typeof opts.wasm === 'string' ? readInput(opts.wasm, 'the wasm module') : opts.wasm
   let manifestFile: string
   let manifest: Uint8Array
   if (opts.manifest === undefined) {
@@ -290,7 +291,6 @@ export async function birth (opts: BirthOptions): Promise<Agent> {
     manifestFile = 'manifest'
     manifest = opts.manifest
   }
-  const wasm = typeof opts.wasm === 'string' ? readInput(opts.wasm, 'the wasm module') : opts.wasm
   // refused (not clamped) above the host's caps, as a local `igord run` does (docs/ABI.md)
   const over = checkWithinCaps(parseManifest(manifest, manifestFile), opts.caps ?? DEFAULT_NODE_CAPS)
   if (over !== null) throw new ManifestError(`${manifestFile}: ${over}`)
