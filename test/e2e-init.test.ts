@@ -73,7 +73,7 @@ test('a TypeScript project installs the tarball and type-checks `import { … } 
   sh(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], consumer, 180_000)
   // and a type error in the use of the API is caught
   writeFileSync(join(consumer, 'bad.ts'), "import { birth } from 'igord'\nawait birth({ wasm: 'x.wasm', dir: 1 })\n")
-  const bad = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--target', 'es2024', '--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types'), 'bad.ts'], { cwd: consumer, env, encoding: 'utf8', timeout: 180_000 })
+  const bad = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['--ignoreConfig', '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--target', 'es2024', '--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types'), 'bad.ts'], { cwd: consumer, env, encoding: 'utf8', timeout: 180_000 })
   assert.is.not(bad.status, 0)
   const errors = bad.stdout.trim().split('\n').filter((l) => /error TS/.test(l))
   assert.is(errors.length, 1, bad.stdout) // the types resolved (not \`any\`): only the bad field is refused
