@@ -55,7 +55,8 @@ export interface IgordNodeHandle {
   list (): AgentInfo[]
   /**
    * Births an agent on this node and starts its loop (`igord run --node`).
-   * @throws ManifestError / ModuleError / StorageError as {@link birth}; IgordError (code `BAD_REQUEST`) for a name in use
+   * @throws IgordError (code `BAD_REQUEST`) for a name in use, a capability this node does not offer
+   *   or limits above its caps; StorageError (code `IO`), ManifestError, ModuleError for bad files
    */
   run (req: NodeRunRequest): Promise<AgentInfo>
   /** Stops an agent with a final checkpoint (`igord stop`). @throws IgordError (code `BAD_REQUEST`) for an unknown agent */
