@@ -8,23 +8,24 @@
  * `verify`, `ps`, `send` and `logs` never load binaryen (runtime/instrument.ts) or libp2p
  * (docs/RATIONALE.md "CLI startup").
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { basename, resolve } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
-import { EXIT, IgordError, ManifestError, ModuleError, StorageError } from '../checkpoint/errors.ts'
+import { EXIT, IgordError, ModuleError, StorageError } from '../checkpoint/errors.ts'
 import { checkAgentName, nameOfLive } from '../checkpoint/layout.ts'
-import { assertNotWritten, describeHolder, lockAgent } from '../checkpoint/lock.ts'
+import { lockAgent } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
-import { checkWithinCaps, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
+import { DEFAULT_MAX_MEMORY_BYTES, DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
 import type { TickResult } from '../runtime/agent.ts'
-import type { AgentHandle, TickPool } from '../runtime/pool.ts'
 import { DEFAULT_STOP_GRACE_MS, DEFAULT_TICK_TIMEOUT_MS } from '../runtime/defaults.ts'
+import type { Agent } from '../lib/agent.ts'
 import { formatBudget, parseBudget, parseCount, parseDuration, parseLimit, parseTickTimeout, UsageError } from './units.ts'
 import { addInboxCommands } from './inbox.ts'
 import { addNodeCommands, runOnNode } from './node.ts'
 import { addLogsCommand } from './logs.ts'
 import { addDiscoveryCommands } from './discovery.ts'
+import { addInitCommand } from './init.ts'
 import { enableCompileCache } from './cache.ts'
 
 enableCompileCache() // for the modules the command imports when it runs (cmd/cache.ts)
@@ -65,14 +66,6 @@ function quietOnClosedOutput (): void {
 }
 quietOnClosedOutput()
 
-function readInput (path: string, what: string): Uint8Array {
-  try {
-    return readFileSync(path)
-  } catch (e) {
-    throw new StorageError(`${path}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
-}
-
 function note (line: string): void {
   process.stderr.write(`igord: ${line}\n`)
 }
@@ -94,16 +87,13 @@ function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
   }
 }
 
-/** How often `igord run`/`resume` take messages left by `igord send --dir`, ms. */
-const DROP_POLL_MS = 250
-
 /** Runs the agent's loop in its worker thread until it stops or a signal stops it (without waiting for a tick in progress). */
-async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): Promise<number> {
+async function drive (agent: Agent, loop: LoopSettings): Promise<number> {
   let signals = 0
   const onSignal = (sig: string) => {
     if (++signals > 1) process.exit(130)
     note(`${sig}: finishing the tick and writing a final checkpoint (a tick still running after ${DEFAULT_STOP_GRACE_MS} ms is ended and rolled back)`)
-    void pool.close() // stops the loop: after its tick, or by ending the tick after the stop grace
+    void agent.stop() // stops the loop: after its tick, or by ending the tick after the stop grace
   }
   const onInt = () => onSignal('SIGINT')
   const onTerm = () => onSignal('SIGTERM')
@@ -125,7 +115,7 @@ async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): P
   }
   try {
     const { price: _p, tickTimeoutMs: _t, gc: _g, ...opts } = loop
-    const end = await agent.run({ ...opts, pollDropsMs: DROP_POLL_MS, onTick })
+    const end = await agent.run({ ...opts, onTick }) // also takes `igord send --dir` drops (lib/agent.ts)
     const s = agent.status
     note(`stopped at tick ${s.tick} (${end.status}${end.reason ? `: ${end.reason}` : ''}); fuel ${s.fuel}, budget ${formatBudget(s.budget)}; checkpoint ${agent.ckptPath}`)
     return end.status === 'paused' || end.status === 'exhausted' ? EXIT.STOPPED : EXIT.OK
@@ -134,10 +124,6 @@ async function drive (agent: AgentHandle, loop: LoopSettings, pool: TickPool): P
     process.off('SIGINT', onInt)
     process.off('SIGTERM', onTerm)
   }
-}
-
-function noteTakeover (lock: Lock): void {
-  if (lock.tookOver !== null) note(`took over the stale lock ${lock.file} of ${describeHolder(lock.tookOver)} (no longer running)`)
 }
 
 function emitter (name: string, quiet: boolean | undefined): (line: string) => void {
@@ -186,24 +172,17 @@ loopOptions(program.command('run')
       await runOnNode(o.node, { wasm: resolve(wasmPath), manifest: resolve(manifestPath), name, budget, intervalMs: loop.intervalMs, json: o.json === true })
       return
     }
-    const wasm = readInput(wasmPath, 'the wasm module')
-    const manifest = readInput(manifestPath, 'the manifest')
     // A local run refuses (does not clamp) limits above the default node caps (docs/ABI.md).
     const caps = o.maxFuelPerTick === undefined ? DEFAULT_NODE_CAPS : { ...DEFAULT_NODE_CAPS, maxFuelPerTick: BigInt(parseLimit(o.maxFuelPerTick, '--max-fuel-per-tick')) }
-    const over = checkWithinCaps(parseManifest(manifest, manifestPath), caps)
-    if (over !== null) throw new ManifestError(`${manifestPath}: ${over}`)
-    noteTakeover(lockAgent(o.dir, name))
-    const { TickPool } = await import('../runtime/pool.ts')
-    const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
+    const { birth } = await import('../lib/agent.ts')
+    const agent = await birth({
+      wasm: wasmPath, manifest: manifestPath, name, budget, caps, dir: o.dir, price: loop.price, tickTimeoutMs: loop.tickTimeoutMs,
+      ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }), onLog: emitter(name, o.quiet), onNote: note,
+    })
     try {
-      const agent = await pool.birth(
-        { dir: o.dir, price: loop.price, ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-        { name, wasm, wasmFile: wasmPath, manifest, manifestFile: manifestPath, budget },
-        emitter(name, o.quiet),
-      )
       note(`born ${agent.did} as '${name}' on host ${agent.host}; checkpoints in ${resolve(o.dir)}`)
-      process.exitCode = await drive(agent, loop, pool)
-    } finally { await pool.close() }
+      process.exitCode = await drive(agent, loop)
+    } finally { await agent.close() }
   })
 
 loopOptions(program.command('resume')
@@ -214,21 +193,15 @@ loopOptions(program.command('resume')
   .action(async (file: string, o: LoopFlags & { dir?: string; price: string; simSeed?: string }) => {
     const name = checkAgentName(nameOfLive(file), file)
     const loop = loopSettings(o)
-    const { defaultResumeDir } = await import('../runtime/session.ts')
-    const dir = o.dir ?? defaultResumeDir(file)
-    if (resolve(dir) !== defaultResumeDir(file)) assertNotWritten(defaultResumeDir(file), name, file)
-    noteTakeover(lockAgent(dir, name))
-    const { TickPool } = await import('../runtime/pool.ts')
-    const pool = new TickPool({ size: 1, tickTimeoutMs: loop.tickTimeoutMs, note })
+    const { resume } = await import('../lib/agent.ts')
+    const agent = await resume(file, {
+      ...(o.dir === undefined ? {} : { dir: o.dir }), price: loop.price, tickTimeoutMs: loop.tickTimeoutMs,
+      ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }), onLog: emitter(name, o.quiet), onNote: note,
+    })
     try {
-      const agent = await pool.resume(
-        { dir, price: loop.price, ...(o.simSeed === undefined ? {} : { simSeed: o.simSeed }) },
-        file,
-        emitter(name, o.quiet),
-      )
       note(`resumed ${agent.did} as '${name}' at tick ${agent.status.tick} on host ${agent.host}`)
-      process.exitCode = await drive(agent, loop, pool)
-    } finally { await pool.close() }
+      process.exitCode = await drive(agent, loop)
+    } finally { await agent.close() }
   })
 
 program.command('verify')
@@ -240,15 +213,16 @@ program.command('verify')
   .addHelpText('after', EXIT_HELP)
   .action(async (paths: string[], o: { json?: boolean; replay?: boolean; from?: string }) => {
     if (o.from !== undefined && !o.replay) throw new UsageError('--from needs --replay')
-    const { formatReport, verifyHistory } = await import('../checkpoint/history.ts')
+    const { formatReport } = await import('../checkpoint/history.ts')
+    const { replay, verify } = await import('../lib/tools.ts')
     if (o.replay) {
-      const { formatReplay, replayHistory } = await import('../runtime/replay.ts') // binaryen: only with --replay
-      const r = replayHistory(paths, o.from === undefined ? {} : { from: parseCount(o.from, '--from') })
+      const { formatReplay } = await import('../runtime/replay.ts') // binaryen: only with --replay
+      const r = await replay(paths, o.from === undefined ? {} : { from: parseCount(o.from, '--from') })
       process.stdout.write(o.json ? JSON.stringify(r, jsonReplacer, 2) + '\n' : formatReplay(r, formatReport) + '\n')
       process.exitCode = r.valid ? EXIT.OK : EXIT.INVALID
       return
     }
-    const report = verifyHistory(paths)
+    const report = await verify(paths)
     process.stdout.write(o.json ? JSON.stringify(report, jsonReplacer, 2) + '\n' : formatReport(report) + '\n')
     process.exitCode = report.valid ? EXIT.OK : EXIT.INVALID
   })
@@ -303,8 +277,9 @@ program.command('inspect')
   .option('--json', 'print as JSON')
   .addHelpText('after', EXIT_HELP)
   .action(async (file: string, o: { json?: boolean }) => {
-    const { formatInspect, inspectLive } = await import('../checkpoint/inspect.ts')
-    const view = inspectLive(file)
+    const { formatInspect } = await import('../checkpoint/inspect.ts')
+    const { inspect } = await import('../lib/tools.ts')
+    const view = await inspect(file)
     process.stdout.write(o.json ? JSON.stringify(view, jsonReplacer, 2) + '\n' : formatInspect(view) + '\n')
   })
 
@@ -317,8 +292,8 @@ program.command('instrument')
   .action(async (input: string, o: { output: string; memoryLimit: string }) => {
     const limit = parseCount(o.memoryLimit, '--memory-limit')
     if (limit === 0 || limit % PAGE_SIZE !== 0) throw new UsageError(`--memory-limit: ${limit} is not a positive multiple of 65536`)
-    const { instrument } = await import('../runtime/instrument.ts')
-    const out = instrument(readInput(input, 'the wasm module'), { memoryLimitPages: limit / PAGE_SIZE, file: input })
+    const { instrument } = await import('../lib/tools.ts')
+    const out = await instrument(input, { memoryLimitBytes: limit })
     try {
       writeFileSync(o.output, out.binary)
     } catch (e) {
@@ -328,6 +303,7 @@ program.command('instrument')
   })
 
 addNodeCommands(program, EXIT_HELP)
+addInitCommand(program, EXIT_HELP)
 addInboxCommands(program, EXIT_HELP)
 addLogsCommand(program, EXIT_HELP)
 addDiscoveryCommands(program, EXIT_HELP)

@@ -19,7 +19,7 @@ import type { GcReport } from '../checkpoint/gc.ts'
 import { availableParallelism } from 'node:os'
 import type { EventLoopUtilization } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
-import { IgordError, ModuleError } from '../checkpoint/errors.ts'
+import { CheckpointError, IgordError, ManifestError, ModuleError, StorageError } from '../checkpoint/errors.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
@@ -109,9 +109,14 @@ interface Loop {
   ticksBefore: number
 }
 
+/** The IgordError classes rebuilt as themselves from a worker's error (others become a plain IgordError with the same `code` and `exitCode`). */
+const ERROR_CLASSES: Record<string, new (message: string) => IgordError> = { CheckpointError, ModuleError, ManifestError, StorageError }
+
 function errorFrom (e: { message: string; exitCode: number | null; code?: string; name: string; stack?: string }): Error {
   let err: Error
-  if (e.exitCode !== null) err = new IgordError(e.message, e.exitCode, e.code)
+  const Known = Object.hasOwn(ERROR_CLASSES, e.name) ? ERROR_CLASSES[e.name] : undefined
+  if (e.exitCode !== null && Known !== undefined && (e.code === undefined || e.code === new Known('').code)) err = new Known(e.message)
+  else if (e.exitCode !== null) err = new IgordError(e.message, e.exitCode, e.code)
   else if (e.name === 'CompileError' || e.name === 'LinkError') err = new ModuleError(e.message) // as the CLI reports them in-process
   else err = new Error(e.message)
   err.name = e.name
