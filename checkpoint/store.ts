@@ -59,12 +59,16 @@ export const testHooks: { beforeRename: ((tmp: string, file: string) => void) | 
  * Atomically replaces `file` with `data` (one buffer or chunks written with writev, not copied):
  * writes `<dir>/.<name>.tmp-<pid>-<random>`, fsyncs it, renames it over `file`, fsyncs the directory
  * (skipped when `syncDir` is false, for callers that fsync the directory once for a batch).
+ * With `syncFile` false nothing is synced (neither the file nor the directory): the rename still
+ * gives readers the old or the whole new file across a process kill, but a power cut may lose the
+ * file or leave it torn or empty (history entries between sync points: docs/FORMAT.md "Writing and
+ * crash safety"; the caller syncs them later with {@link fsyncFile} and {@link fsyncDir}).
  * The temp file is removed if anything fails, leaving the old `file` untouched.
  * @param mode permission bits for the new file; default 0o600 (everything igord writes holds agent
  *   state or keys: docs/FORMAT.md "Data directory"); a umask can only narrow it.
  * @throws StorageError `<path>: cannot <step>: <errno> …`.
  */
-export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true): void {
+export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true, syncFile = true): void {
   const dir = path.dirname(file)
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
   let fd: number
@@ -73,7 +77,7 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
   try {
     try {
       writeAll(fd, Array.isArray(data) ? data : [data])
-      fs.fsyncSync(fd)
+      if (syncFile) fs.fsyncSync(fd)
     } catch (e) { throw ioError('write', tmp, e) } finally { fs.closeSync(fd) }
     if (testHooks.beforeRename !== null) testHooks.beforeRename(tmp, file)
     try { fs.renameSync(tmp, file) } catch (e) { throw ioError('rename into place', file, e) }
@@ -81,7 +85,21 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
   } finally {
     if (!ok) try { fs.unlinkSync(tmp) } catch { /* already gone */ }
   }
-  if (syncDir) fsyncDir(dir)
+  if (syncDir && syncFile) fsyncDir(dir)
+}
+
+/**
+ * fsync (`data` true: fdatasync) the file at `file`, written earlier without a sync. A file that is
+ * gone (ENOENT: e.g. set aside since) is skipped.
+ * @throws StorageError `<path>: cannot fsync: …`.
+ */
+export function fsyncFile (file: string, data = false): void {
+  let fd: number
+  try { fd = fs.openSync(file, 'r') } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw ioError('open', file, e)
+  }
+  try { if (data) fs.fdatasyncSync(fd); else fs.fsyncSync(fd) } catch (e) { throw ioError('fsync', file, e) } finally { fs.closeSync(fd) }
 }
 
 /**
@@ -200,17 +218,32 @@ export class BlobStore {
   }
 
   /**
-   * Makes everything put so far durable: appends the queued blobs to the pack with one `fdatasync`,
-   * and fsyncs the directory when loose files were written with `sync: false`.
+   * Makes everything put so far durable: appends the queued blobs to the pack, `fdatasync`s the
+   * pack when it holds frames not yet synced (this call's or {@link BlobStore.flush}'s), and fsyncs
+   * the directory when loose files were written with `sync: false`.
    * @throws StorageError on I/O failure (the queued blobs are then forgotten: put them again).
    */
   sync (): void {
-    if (this.#writer.dirty) {
-      if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
-      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll) } catch (e) { this.#known.clear(); throw e }
-    }
+    this.flush(true)
     if (this.#dirty) { fsyncDir(this.dir); this.#dirty = false }
   }
+
+  /**
+   * Appends the queued blobs to the pack (one `writev`) without a sync unless `durable`: readers
+   * (this and other processes) see them at once; a power cut may lose them until the next
+   * {@link BlobStore.sync} (the live file's delta records cover them meanwhile: docs/FORMAT.md
+   * "Writing and crash safety").
+   * @throws StorageError on I/O failure (the queued blobs are then forgotten: put them again).
+   */
+  flush (durable = false): void {
+    if (this.#writer.dirty) {
+      if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
+      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll, durable) } catch (e) { this.#known.clear(); throw e }
+    } else if (durable) this.#writer.sync()
+  }
+
+  /** Pack files of this store's agent in the folder (all packs for a store opened without one), as paths. */
+  packFiles (): string[] { return this.#packs.files() }
 
   /** Records that blobs `cids` are durably present (e.g. those of a checkpoint already archived), so puts skip them. */
   noteKnown (cids: Iterable<string>): void { for (const c of cids) this.#known.add(c) }

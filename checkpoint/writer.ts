@@ -26,9 +26,9 @@ import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
-import { decodeGlobals, encodeDelta, encodeLive, type LiveCheckpoint } from './live.ts'
+import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite, testHooks, writeAll } from './store.ts'
+import { BlobStore, atomicWrite, fsyncDir, fsyncFile, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
 /**
@@ -185,6 +185,8 @@ export class CheckpointWriter {
   #liveFile: { ino: number; dev: number; size: number } | null = null
   #liveWhole = 0
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
+  /** files written without a sync that {@link CheckpointWriter.sync} makes durable: history entries, earlier packs */
+  readonly #unsynced = new Set<string>()
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
 
   /**
@@ -283,7 +285,6 @@ export class CheckpointWriter {
       if (s.pageCount < this.#pageCount) for (const i of [...table.keys()]) if (i >= s.pageCount) { table.delete(i); rows.push([i, null]) }
       rows.sort((x, y) => x[0] - y[0])
     }
-    try { this.blobs.sync() } catch (e) { this.#table = null; throw e }
 
     // 2. header, signature, history entry
     const header: CheckpointHeader = {
@@ -298,15 +299,20 @@ export class CheckpointWriter {
     const entry = encodeEntry({ headerBytes, sig, base, pageCount: s.pageCount, pages: rows, globals: s.globals })
     const t1 = performance.now()
 
-    // 3. live file, then 4. the history entry. Until the entry is written the live file is one step
-    // ahead of the history, which ensureArchived repairs on resume; the other order would let a copy
-    // of the (older) live file resumed elsewhere fork the history at the orphaned entry.
+    // 3. live file, then 4. the history entry (docs/FORMAT.md "Writing and crash safety"). Only the
+    // live file is synced: a delta record appended (its pack frames written just before, without a
+    // sync) or, for a whole rewrite, everything written unsynced so far synced first. Until the
+    // entry is written the live file is one step ahead of the history, which ensureArchived repairs
+    // on resume; the other order would let a copy of the (older) live file resumed elsewhere fork
+    // the history at the orphaned entry.
     let compacted = false
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
       compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
       const t2 = performance.now()
-      atomicWrite(entryFile, entry)
+      atomicWrite(entryFile, entry, undefined, false, false)
+      this.#unsynced.add(entryFile)
+      if (a.status !== 'running') this.sync() // a stop, finish, handoff or exhaustion leaves everything durable
       this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
@@ -318,10 +324,13 @@ export class CheckpointWriter {
   }
 
   /**
-   * Writes the live file: appends `delta` (one fdatasync) when this writer wrote the file it finds
+   * Writes the live file: appends `delta` (the pack's new frames written first without a sync,
+   * then the record and one fdatasync of the live file) when this writer wrote the file it finds
    * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy; else
    * (the first write of this writer, a base entry, a file replaced or grown by someone else, or
-   * too many dead bytes) writes the whole checkpoint from `whole()` atomically (compaction).
+   * too many dead bytes) makes everything written so far durable ({@link CheckpointWriter.sync}:
+   * the records about to be dropped covered it) and writes the whole checkpoint from `whole()`
+   * atomically (compaction).
    * @returns true when the file was rewritten whole.
    * @throws StorageError on I/O failure.
    */
@@ -337,6 +346,7 @@ export class CheckpointWriter {
           try {
             const st = fs.fstatSync(fd)
             if (st.ino === this.#liveFile.ino && st.dev === this.#liveFile.dev && st.size === this.#liveFile.size) {
+              this.blobs.flush()
               if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
               try {
                 writeAll(fd, delta)
@@ -350,6 +360,7 @@ export class CheckpointWriter {
       }
     }
     this.#liveFile = null
+    this.sync()
     const chunks = whole()
     atomicWrite(this.livePath, chunks, 0o600)
     this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
@@ -357,23 +368,57 @@ export class CheckpointWriter {
     return true
   }
 
-  #closeLive (): void { this.#liveFile = null }
-
-  /** Drops what this writer holds between checkpoints (queued blobs); nothing stays open. */
-  close (): void { this.#closeLive(); this.blobs.close() }
-
   /**
-   * Makes sure the checkpoint being resumed is in this directory's history (a base entry plus its
-   * blobs are written when it is missing, e.g. after copying the `.ckpt` to a new machine), and sets
-   * aside (renames to `.orphan-<file>`, which verify ignores) a single history entry that a crash
-   * left after it: the only entry past `live`'s tick, whose `prev` is `live`. Does not touch the
-   * live file.
+   * Makes durable everything this writer (and, after {@link CheckpointWriter.ensureArchived}, the
+   * writer before it) wrote without a sync: the pack (fdatasync), earlier packs of the agent that
+   * may hold unsynced frames, history entries (fsync each) and the history folder. Called before
+   * every whole rewrite of the live file, after a checkpoint whose status is not `running`, and by
+   * {@link CheckpointWriter.close}; cheap when nothing is pending.
    * @throws StorageError on I/O failure.
    */
-  ensureArchived (live: LiveCheckpoint): void {
+  sync (): void {
+    this.blobs.sync()
+    if (this.#unsynced.size === 0) return
+    let entries = false
+    for (const f of this.#unsynced) {
+      const isEntry = path.dirname(f) === this.historyDir
+      fsyncFile(f, !isEntry)
+      if (isEntry) entries = true
+    }
+    if (entries) fsyncDir(this.historyDir)
+    this.#unsynced.clear()
+  }
+
+  #closeLive (): void { this.#liveFile = null }
+
+  /**
+   * Makes everything written durable ({@link CheckpointWriter.sync}) and drops what this writer
+   * holds between checkpoints (queued blobs); nothing stays open.
+   * @throws StorageError when the sync fails (the writer is closed all the same).
+   */
+  close (): void { try { this.sync() } finally { this.#closeLive(); this.blobs.close() } }
+
+  /**
+   * Makes sure the checkpoint being resumed, and every checkpoint its live file still holds as
+   * delta records, is in this directory's history with its blobs (docs/FORMAT.md "Writing and crash
+   * safety": between two whole writes of the live file, packs and history entries are written
+   * without a sync, so a power cut may take them; the records hold everything they held). For the
+   * live file `<dir>/<name>.ckpt` holding `live` (when `live` came from elsewhere, only `live`
+   * itself), in file order: an entry that is missing, torn or not that checkpoint's is written
+   * again (a base entry for the file's whole checkpoint, a delta from the checkpoint before it for
+   * a record), and a record's blobs (its changed pages, log, I/O state) missing from the packs are
+   * appended again. Entries and packs that already were there are synced before this writer's
+   * first whole write replaces the records (this writer's first write always is one), so a kill or
+   * power cut during or after the recovery finds the records still there. Also sets aside (renames to
+   * `.orphan-<file>`, which verify ignores) a single history entry that an older version left
+   * after the live checkpoint: the only entry past `live`'s tick, whose `prev` is `live`. Does not
+   * touch the live file.
+   * @returns how many checkpoints were re-archived (entries written).
+   * @throws StorageError on I/O failure; CheckpointError when a record of the live file cannot be read.
+   */
+  ensureArchived (live: LiveCheckpoint): number {
     const cid = headerCid(live.header)
     const tick = live.parsed.tick
-    const file = path.join(this.historyDir, entryFileName(tick, cid))
     let names: string[]
     try { names = fs.readdirSync(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
     const later = names.filter((n) => (tickOfEntryName(n) ?? -1) > tick)
@@ -384,24 +429,110 @@ export class CheckpointWriter {
         if (e.parsed.prev === cid) fs.renameSync(p, path.join(this.historyDir, `.orphan-${later[0]}`))
       } catch { /* unreadable: leave it for verify to report */ }
     }
-    if (fs.existsSync(file)) {
+    const steps = (live.records ?? 0) > 0 ? this.#stepsOf(live) : null
+    if (steps === null) return this.#archiveWhole(live) ? 1 : 0
+    return this.#recover(steps, live)
+  }
+
+  /** The checkpoints of `<dir>/<name>.ckpt` when its last one is `live`, else null. */
+  #stepsOf (live: LiveCheckpoint): LiveStep[] | null {
+    let bytes: Uint8Array
+    try { bytes = fs.readFileSync(this.livePath) } catch { return null }
+    const steps = liveSteps(bytes, this.livePath)
+    return Buffer.compare(steps[steps.length - 1].header, live.header) === 0 ? steps : null
+  }
+
+  /** True when `file` holds a readable history entry of exactly `header` and `sig`. */
+  #entryHolds (file: string, header: Uint8Array, sig: Uint8Array): boolean {
+    try {
+      const e = decodeEntry(fs.readFileSync(file), file)
+      return Buffer.compare(e.headerBytes, header) === 0 && Buffer.compare(e.sig, sig) === 0
+    } catch { return false }
+  }
+
+  /** Writes history entry `file` (no sync: the live file's records cover it until {@link CheckpointWriter.sync}). */
+  #writeEntry (file: string, e: Omit<HistoryEntry, 'parsed'>): void {
+    this.blobs.flush() // its blobs reach the files before it does
+    atomicWrite(file, encodeEntry(e), undefined, false, false)
+    this.#unsynced.add(file)
+  }
+
+  /** {@link CheckpointWriter.ensureArchived} for `live` alone: a base entry and its blobs when its entry is missing or torn. */
+  #archiveWhole (live: LiveCheckpoint): boolean {
+    const p = live.parsed
+    const file = path.join(this.historyDir, entryFileName(p.tick, headerCid(live.header)))
+    if (this.#entryHolds(file, live.header, live.sig)) {
       // archived: its blobs are durable, so this writer's puts can skip them
-      const p = live.parsed
       const pages = live.digests !== undefined ? live.digests.map(([, d]) => cidOfDigest(d)) : live.pages.map(([, pg]) => cidOf(pg))
       this.blobs.noteKnown([p.code, p.manifest, ...(p.log === null ? [] : [p.log]), ...(p.io === undefined ? [] : [p.io]), ...pages])
-      return
+      return false
     }
     this.#cidOf('#code', live.wasm)
     this.#cidOf('#manifest', live.manifest)
-    if (live.log !== null) this.blobs.putEx(live.log, undefined, false)
-    if (live.io !== null) this.blobs.putEx(live.io, undefined, false)
+    if (live.log !== null) this.blobs.putEx(live.log, undefined, false, { compress: true })
+    if (live.io !== null) this.blobs.putEx(live.io, undefined, false, { compress: true })
     const rows: [number, string][] = []
     const digests = new Map(live.digests ?? [])
     for (const [i, page] of live.pages) {
       const d = digests.get(i) ?? sha256(page)
       rows.push([i, this.blobs.putEx(page, d, false).cid])
     }
-    this.blobs.sync()
-    atomicWrite(file, encodeEntry({ headerBytes: live.header, sig: live.sig, base: true, pageCount: live.pageCount, pages: rows, globals: live.globals }))
+    this.#writeEntry(file, { headerBytes: live.header, sig: live.sig, base: true, pageCount: live.pageCount, pages: rows, globals: live.globals })
+    return true
+  }
+
+  /** {@link CheckpointWriter.ensureArchived} for every checkpoint of a live file with delta records. */
+  #recover (steps: LiveStep[], live: LiveCheckpoint): number {
+    let written = 0
+    // digests of the file's last checkpoint serve for the pages no record changed
+    const touched = new Set<number>()
+    for (let k = 1; k < steps.length; k++) for (const [i] of steps[k].pages) touched.add(i)
+    const finalDigests = new Map(live.digests ?? [])
+    const table = new Map<number, string>()
+    for (let k = 0; k < steps.length; k++) {
+      const st = steps[k]
+      const h = decodeHeader(st.header, `${this.livePath}: checkpoint ${k}`)
+      const file = path.join(this.historyDir, entryFileName(h.tick, headerCid(st.header)))
+      const held = this.#entryHolds(file, st.header, st.sig)
+      if (held) this.#unsynced.add(file) // the writer before this one may not have synced it
+      if (st.whole) {
+        const rows: [number, string][] = []
+        const put: [Uint8Array, Uint8Array][] = []
+        for (const [i, page] of st.pages) {
+          const d = (!touched.has(i) ? finalDigests.get(i) : undefined) ?? sha256(page!)
+          const c = cidOfDigest(d)
+          table.set(i, c); rows.push([i, c]); put.push([page!, d])
+        }
+        if (held) { this.blobs.noteKnown([h.code, h.manifest, ...(h.log === null ? [] : [h.log]), ...(h.io === undefined ? [] : [h.io]), ...rows.map(([, c]) => c)]); continue }
+        this.#cidOf('#code', live.wasm)
+        this.#cidOf('#manifest', live.manifest)
+        if (st.log !== null) this.blobs.putEx(st.log, undefined, false, { compress: true })
+        if (st.io !== null) this.blobs.putEx(st.io, undefined, false, { compress: true })
+        for (const [page, d] of put) this.blobs.putEx(page, d, false)
+        this.#writeEntry(file, { headerBytes: st.header, sig: st.sig, base: true, pageCount: st.pageCount, pages: rows, globals: st.globals })
+        written++
+        continue
+      }
+      // a delta record: its blobs may be missing even when its entry is there (a power cut keeps any subset)
+      const rows: [number, string | null][] = []
+      const fine = st.pages.length <= FINE_GRAIN_PAGES
+      for (const [i, page] of st.pages) {
+        if (page === null) { table.delete(i); rows.push([i, null]); continue }
+        const d = sha256(page)
+        const c = this.blobs.putEx(page, d, false, { chunk: fine, compress: fine }).cid
+        table.set(i, c); rows.push([i, c])
+      }
+      for (const i of [...table.keys()]) if (i >= st.pageCount) { table.delete(i); if (!rows.some(([r]) => r === i)) rows.push([i, null]) }
+      rows.sort((x, y) => x[0] - y[0])
+      if (st.log !== null) this.blobs.putEx(st.log, undefined, false, { compress: true })
+      if (st.io !== null) this.blobs.putEx(st.io, undefined, false, { compress: true })
+      if (held) continue
+      this.#writeEntry(file, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
+      written++
+    }
+    this.blobs.flush()
+    // packs of the writers before this one may hold frames they never synced
+    for (const f of this.blobs.packFiles()) this.#unsynced.add(f)
+    return written
   }
 }
