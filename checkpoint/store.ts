@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, matchesCid, PackSet, PackWriter } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackSet, PackWriter, readSlot, type PackSlot } from './pack.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -120,8 +120,9 @@ export class BlobStore {
   readonly dir: string
   /** CIDs known to be present (written or seen by this instance). */
   readonly #known = new Set<string>()
-  readonly #packs: PackSet
+  #packs: PackSet
   readonly #writer: PackWriter
+  readonly #agent: string | undefined
   #dirty = false
 
   /**
@@ -132,6 +133,7 @@ export class BlobStore {
   constructor (dir: string, agent?: string) {
     this.dir = dir
     try { makePrivateDir(dir) } catch (e) { throw ioError('create directory', dir, e) }
+    this.#agent = agent
     this.#packs = new PackSet(dir, agent)
     this.#writer = new PackWriter(dir, agent ?? 'shared')
   }
@@ -240,6 +242,54 @@ export class BlobStore {
       if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
       try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll, durable) } catch (e) { this.#known.clear(); throw e }
     } else if (durable) this.#writer.sync()
+  }
+
+  /**
+   * Checks blob `cid` as this store would read it from the packs in scope. When its frame (or, for a
+   * chunked page, one of its chunks) does not hash to its CID, does not decompress, or a chunk is
+   * missing — a tail that a power cut left torn or zeroed behind intact frame headers — cuts that
+   * pack just before the frame (ftruncate, no sync), so that the blob and everything after it in
+   * that pack count as absent, and rebuilds the index. Only for frames written after their pack's
+   * last sync, which the live file's delta records cover (checkpoint/writer.ts `ensureArchived`;
+   * docs/FORMAT.md "Writing and crash safety"). Call until it returns false (a cut chunk may leave
+   * a page frame in another pack without it).
+   * @returns true when a pack was cut.
+   * @throws StorageError when the pack cannot be cut.
+   */
+  cutDamaged (cid: string): boolean {
+    const slot = this.#packs.find(cid, false, Infinity)
+    if (slot === undefined) return false
+    const bad = this.#badFrame(slot, cid)
+    if (bad === null) return false
+    const at = bad.off - FRAME_HEADER
+    let fd: number
+    try { fd = fs.openSync(bad.pack.file, 'r+') } catch (e) { throw ioError('open', bad.pack.file, e) }
+    try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the damaged tail at ${at} of`, bad.pack.file, e) } finally { fs.closeSync(fd) }
+    this.#packs = new PackSet(this.dir, this.#agent)
+    this.#known.clear()
+    readers.delete(this.dir)
+    return true
+  }
+
+  /** The slot to cut at when `slot` (blob `cid`) or one of its chunks is damaged, else null. */
+  #badFrame (slot: PackSlot, cid: string): PackSlot | null {
+    if (slot.kind === FRAME_CHUNKED) {
+      let list: Uint8Array
+      try { list = readSlot(slot, cid) } catch { return slot }
+      if (list.length !== 32 * (CHUNKED_SIZE / CHUNK_SIZE)) return slot
+      for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+        const d = list.subarray(k * 32, k * 32 + 32)
+        if (d.every((x) => x === 0)) continue
+        const c = cidOfDigest(d)
+        const cs = this.#packs.find(c, false, Infinity)
+        if (cs === undefined || cs.kind === FRAME_CHUNKED) return slot
+        const bad = this.#badFrame(cs, c)
+        if (bad !== null) return bad.pack === slot.pack && bad.off > slot.off ? slot : bad
+      }
+    }
+    let b: Uint8Array | null
+    try { b = blobOfSlot(slot, cid, (c) => { const cs = this.#packs.find(c, false, Infinity); return cs === undefined ? null : blobOfSlot(cs, c, () => null) }) } catch { return slot }
+    return b !== null && matchesCid(b, cid) ? null : slot
   }
 
   /** Pack files of this store's agent in the folder (all packs for a store opened without one), as paths. */

@@ -27,6 +27,7 @@ import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
+import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
 import { BlobStore, atomicWrite, fsyncDir, fsyncFile, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
@@ -146,6 +147,16 @@ export function decodeEntry (bytes: Uint8Array, file: string): HistoryEntry {
   const globals = decodeGlobals(m.globals, file)
   const parsed = decodeHeader(headerBytes, file)
   return { headerBytes, sig, parsed, base, pageCount, pages, globals }
+}
+
+/** CIDs of the non-zero 4 KiB chunks of a 64 KiB page (docs/FORMAT.md "Blob store"). */
+function chunkCids (page: Uint8Array): string[] {
+  const out: string[] = []
+  for (let k = 0; k < PAGE_SIZE / CHUNK_SIZE; k++) {
+    const c = page.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
+    if (c.some((x) => x !== 0)) out.push(cidOf(c))
+  }
+  return out
 }
 
 function ms (t0: number): number { return performance.now() - t0 }
@@ -516,16 +527,23 @@ export class CheckpointWriter {
       // a delta record: its blobs may be missing even when its entry is there (a power cut keeps any subset)
       const rows: [number, string | null][] = []
       const fine = st.pages.length <= FINE_GRAIN_PAGES
+      const put = (b: Uint8Array, d: Uint8Array | undefined, how: { chunk?: boolean; compress?: boolean }): string => {
+        const c = cidOfDigest(d ?? sha256(b))
+        // a torn or zeroed pack tail: cut (then put again below), the blob and, for a page, the chunks a put would reuse
+        const cids = how.chunk === true && b.length === PAGE_SIZE ? [c, ...chunkCids(b)] : [c]
+        for (const x of cids) for (let n = 0; n < 64 && this.blobs.cutDamaged(x); n++) { /* cut again: a chunk may leave a page frame without it */ }
+        return this.blobs.putEx(b, d, false, how).cid
+      }
       for (const [i, page] of st.pages) {
         if (page === null) { table.delete(i); rows.push([i, null]); continue }
         const d = sha256(page)
-        const c = this.blobs.putEx(page, d, false, { chunk: fine, compress: fine }).cid
+        const c = put(page, d, { chunk: fine, compress: fine })
         table.set(i, c); rows.push([i, c])
       }
       for (const i of [...table.keys()]) if (i >= st.pageCount) { table.delete(i); if (!rows.some(([r]) => r === i)) rows.push([i, null]) }
       rows.sort((x, y) => x[0] - y[0])
-      if (st.log !== null) this.blobs.putEx(st.log, undefined, false, { compress: true })
-      if (st.io !== null) this.blobs.putEx(st.io, undefined, false, { compress: true })
+      if (st.log !== null) put(st.log, undefined, { compress: true })
+      if (st.io !== null) put(st.io, undefined, { compress: true })
       if (held) continue
       this.#writeEntry(file, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
       written++
