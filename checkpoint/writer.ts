@@ -10,14 +10,20 @@
  * entry a writer instance writes is a base entry (the full page table), so every directory's history
  * can be verified on its own after a resume elsewhere.
  *
- * Crash safety (docs/FORMAT.md "Write order"): blobs first (then one fsync of the blob directory),
- * then the live file, then the history entry, each atomic. A kill at any instant leaves the old or
- * the new live file, a history whose every entry has its blobs, and no history entry past the live
- * file: so a copy of the live file alone, resumed anywhere, continues the history and never forks it.
- * A kill between the live file and its entry leaves the live checkpoint one step ahead of the
- * history; {@link CheckpointWriter.ensureArchived}, called on every resume (and by a node on start),
- * archives it. Entries written past the live file by older versions (which wrote the entry first)
- * are still set aside there.
+ * Crash safety (docs/FORMAT.md "Writing and crash safety"): blobs, then the live file, then the
+ * history entry. Only the live file is synced per checkpoint (its delta record's fdatasync): pack
+ * frames and entries are written without a sync and made durable at a sync point
+ * ({@link CheckpointWriter.sync}) before each whole write of the live file, after a checkpoint
+ * whose status is not `running`, and on close — so the records since the file's last whole write
+ * cover every checkpoint a power cut may take from the archive. A kill at any instant leaves the
+ * old or the new live file, a history whose every entry has its blobs, and no history entry past
+ * the live file; a power cut may also take entries and blobs of checkpoints the records hold (never
+ * an entry past the live file: it is written after its record is durable). So a copy of the live
+ * file alone, resumed anywhere, continues the history and never forks it.
+ * {@link CheckpointWriter.ensureArchived}, called on every resume (and by a node on start),
+ * re-archives from the live file every checkpoint missing or damaged in the history (and the live
+ * checkpoint a kill left one step ahead of it). Entries written past the live file by older
+ * versions (which wrote the entry first) are still set aside there.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
