@@ -158,6 +158,45 @@ function untilCompaction (seed: number, crashAt: number): { dir: string; pc: Pow
   return { dir, pc, start, end, tick }
 }
 
+test('an ordinary checkpoint makes one fsync (the live record\'s); a stop leaves everything durable', () => {
+  const dir = tempDir('igord-sync-')
+  const s = new Synth(SEED)
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  const pc = new PowerCut(dir)
+  pc.install()
+  let compacted = false
+  try {
+    const n0 = pc.syncs
+    compacted = s.step(w)
+    assert.is(pc.syncs - n0, 1, 'syncs of a delta checkpoint')
+  } finally { pc.uninstall() }
+  assert.not.ok(compacted)
+  // the entry and the pack frames of that checkpoint are not durable yet: a cut takes them
+  const cut1 = pc.cut('drop')
+  assert.ok(cut1.some((l) => l.startsWith('history')) && cut1.some((l) => l.startsWith('blobs')), `a cut after a delta checkpoint: ${cut1.join(', ')}`)
+  recoverAndVerify(dir, 'syn', 'after a cut of a delta checkpoint')
+  // a paused checkpoint ends with a sync point: a cut right after it takes nothing
+  const live = readLive(path.join(dir, 'syn.ckpt'))
+  const s2 = new Synth(SEED)
+  Object.assign(s2, { id: identityFromSeed(live.seed), tick: live.parsed.tick + 1, prev: headerCid(live.header), fuel: live.parsed.fuel + 1000n })
+  for (const [i, p] of live.pages) if (i < s2.mem.length) s2.mem[i] = Buffer.from(p)
+  const w2 = new CheckpointWriter(dir, 'syn')
+  w2.ensureArchived(live)
+  s2.write(w2, null); s2.step(w2)
+  const pc2 = new PowerCut(dir)
+  pc2.install()
+  try {
+    s2.mem[1][7] ^= 1
+    w2.write({ identity: s2.id, wasm: s2.wasm, manifest: Buffer.from('{}'), snapshot: { pageCount: 6, pages: s2.mem.map((p, i) => [i, p]), digests: s2.mem.map((p, i) => [i, sha256(p)]), changed: [1], globals: s2.globals }, tick: s2.tick, epoch: 0, prev: s2.prev, fuel: s2.fuel, budget: 1_000_000_000n, price: 1000n, host: 'test', status: 'paused', log: null })
+  } finally { pc2.uninstall() }
+  const cut2 = pc2.cut('drop', Math.random, checkpointFile(dir))
+  assert.equal(cut2.filter((l) => !l.includes('.tmp-')), [], 'a cut right after a paused checkpoint')
+  const v = verifyHistory([dir])
+  assert.ok(v.valid, formatReport(v))
+  assert.is(v.ticks?.[1], s2.tick)
+})
+
 test(`kill -9 and power cut at every mutating call of a compaction: the file reads as the last complete checkpoint and resumes VALID (CRASH_SEED=${SEED})`, () => {
   const rand = prng(SEED + 1)
   const count = untilCompaction(SEED, Infinity)
