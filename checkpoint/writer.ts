@@ -98,6 +98,14 @@ export const COMPACT_RATIO = 1
  */
 export const FINE_GRAIN_PAGES = 16
 
+/**
+ * A sync point ({@link CheckpointWriter.sync}) also comes after the checkpoint that leaves this many
+ * files written without a sync (history entries, earlier packs), so that an agent whose records are
+ * small (few pages changed, a big memory) and compacts rarely does not owe thousands of fsyncs at
+ * once: at most one extra sync point per this many checkpoints.
+ */
+export const MAX_UNSYNCED = 256
+
 /** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */
 export interface HistoryEntry {
   headerBytes: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; base: boolean
@@ -329,7 +337,9 @@ export class CheckpointWriter {
       const t2 = performance.now()
       atomicWrite(entryFile, entry, undefined, false, false)
       this.#unsynced.add(entryFile)
-      if (a.status !== 'running') this.sync() // a stop, finish, handoff or exhaustion leaves everything durable
+      // a stop, finish, handoff or exhaustion leaves everything durable; so does a long run of
+      // records between compactions (it bounds the fsyncs the next sync point owes)
+      if (a.status !== 'running' || this.#unsynced.size >= MAX_UNSYNCED) this.sync()
       this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
