@@ -76,9 +76,9 @@ export interface WriteStats {
   entryPages: number
   /** path of the history entry written */
   entryFile: string
-  /** blobs + history entry, ms */
+  /** blobs queued, header signed, history entry written (and a sync point after it, when one came), ms */
   archiveMs: number
-  /** live file, ms */
+  /** live file, ms: the pack's new frames written just before the delta record, the record and its fdatasync; or the sync point and the whole write */
   liveMs: number
   /** the live file was rewritten whole (first write of this writer, or a compaction); else a delta record was appended */
   liveCompacted: boolean
