@@ -245,22 +245,43 @@ export class BlobStore {
   }
 
   /**
-   * Checks blob `cid` as this store would read it from the packs in scope. When its frame (or, for a
-   * chunked page, one of its chunks) does not hash to its CID, does not decompress, or a chunk is
-   * missing — a tail that a power cut left torn or zeroed behind intact frame headers — cuts that
-   * pack just before the frame (ftruncate, no sync), so that the blob and everything after it in
-   * that pack count as absent, and rebuilds the index. Only for frames written after their pack's
-   * last sync, which the live file's delta records cover (checkpoint/writer.ts `ensureArchived`;
-   * docs/FORMAT.md "Writing and crash safety"). Call until it returns false (a cut chunk may leave
-   * a page frame in another pack without it).
-   * @returns true when a pack was cut.
-   * @throws StorageError when the pack cannot be cut.
+   * Checks blob `cid`, whose bytes the caller holds (`bytes`), as this store would read it from the
+   * packs in scope. When the frame holding it (or, for a chunked page, one of its chunks) does not
+   * read back as `bytes` — a tail that a power cut left torn or zeroed behind intact frame headers —
+   * cuts that pack just before the damaged frame (ftruncate, no sync), so that the blob and everything
+   * after it in that pack count as absent, and rebuilds the index; repeats while something is cut (a
+   * cut chunk may leave a page frame in another pack without it). With `chunks` (a 64 KiB page a put
+   * would store as chunks) and the page then absent, its chunks are checked the same way, since a
+   * put reuses chunks it finds. Only for frames written after their pack's last sync, which the live
+   * file's delta records cover (checkpoint/writer.ts `ensureArchived`; docs/FORMAT.md "Writing and
+   * crash safety"). Costs one read of the blob (its chunks) and a compare when it is intact.
+   * @returns how many cuts were made (0: the blob is intact or absent).
+   * @throws StorageError when a pack cannot be cut.
    */
-  cutDamaged (cid: string): boolean {
+  repair (cid: string, bytes: Uint8Array, chunks = false): number {
+    let cuts = 0
+    while (cuts < 64 && this.#cutOnce(cid, bytes)) cuts++
+    if (chunks && bytes.length === CHUNKED_SIZE && this.#packs.find(cid, false, Infinity) === undefined) {
+      for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
+        if (isZero(c)) continue
+        const ccid = cidOf(c)
+        while (cuts < 64 && this.#cutOnce(ccid, c)) cuts++
+      }
+    }
+    return cuts
+  }
+
+  /** One check and cut of {@link BlobStore.repair}: true when a pack was cut. */
+  #cutOnce (cid: string, bytes: Uint8Array): boolean {
     const slot = this.#packs.find(cid, false, Infinity)
     if (slot === undefined) return false
-    const bad = this.#badFrame(slot, cid)
-    if (bad === null) return false
+    const lookup = (c: string): Uint8Array | null => { const cs = this.#packs.find(c, false, Infinity); return cs === undefined || cs.kind === FRAME_CHUNKED ? null : blobOfSlot(cs, c, () => null) }
+    try {
+      const b = blobOfSlot(slot, cid, lookup)
+      if (b !== null && Buffer.compare(b, bytes) === 0) return false // intact: the fast path
+    } catch { /* unreadable: find the frame below */ }
+    const bad = this.#badFrame(slot, cid) ?? slot
     const at = bad.off - FRAME_HEADER
     let fd: number
     try { fd = fs.openSync(bad.pack.file, 'r+') } catch (e) { throw ioError('open', bad.pack.file, e) }

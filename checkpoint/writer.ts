@@ -33,7 +33,6 @@ import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
-import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
 import { BlobStore, atomicWrite, fsyncDir, fsyncFile, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
@@ -99,12 +98,14 @@ export const COMPACT_RATIO = 1
 export const FINE_GRAIN_PAGES = 16
 
 /**
- * A sync point ({@link CheckpointWriter.sync}) also comes after the checkpoint that leaves this many
- * files written without a sync (history entries, earlier packs), so that an agent whose records are
- * small (few pages changed, a big memory) and compacts rarely does not owe thousands of fsyncs at
- * once: at most one extra sync point per this many checkpoints.
+ * A sync point ({@link CheckpointWriter.sync}) also comes after every delta record whose position
+ * in the live file (1 = the first after the whole checkpoint) is a multiple of this: an agent whose
+ * records are small (few pages changed, a big memory) and compacts rarely then never owes more than
+ * this many entry fsyncs at once, and a recovery reads back at most about this many records (a
+ * sync-point record followed by another record was synced: the writer appends nothing after a
+ * sync point that failed).
  */
-export const MAX_UNSYNCED = 256
+export const SYNC_EVERY = 64
 
 /** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */
 export interface HistoryEntry {
@@ -163,16 +164,6 @@ export function decodeEntry (bytes: Uint8Array, file: string): HistoryEntry {
   return { headerBytes, sig, parsed, base, pageCount, pages, globals }
 }
 
-/** CIDs of the non-zero 4 KiB chunks of a 64 KiB page (docs/FORMAT.md "Blob store"). */
-function chunkCids (page: Uint8Array): string[] {
-  const out: string[] = []
-  for (let k = 0; k < PAGE_SIZE / CHUNK_SIZE; k++) {
-    const c = page.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
-    if (c.some((x) => x !== 0)) out.push(cidOf(c))
-  }
-  return out
-}
-
 function ms (t0: number): number { return performance.now() - t0 }
 
 function findPage (pages: [number, Uint8Array][], i: number): number {
@@ -212,6 +203,8 @@ export class CheckpointWriter {
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
   /** files written without a sync that {@link CheckpointWriter.sync} makes durable: history entries, earlier packs */
   readonly #unsynced = new Set<string>()
+  /** delta records appended to the live file since this writer last wrote it whole */
+  #records = 0
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
 
   /**
@@ -337,9 +330,10 @@ export class CheckpointWriter {
       const t2 = performance.now()
       atomicWrite(entryFile, entry, undefined, false, false)
       this.#unsynced.add(entryFile)
-      // a stop, finish, handoff or exhaustion leaves everything durable; so does a long run of
-      // records between compactions (it bounds the fsyncs the next sync point owes)
-      if (a.status !== 'running' || this.#unsynced.size >= MAX_UNSYNCED) this.sync()
+      // a stop, finish, handoff or exhaustion leaves everything durable; so does every
+      // SYNC_EVERY-th record (it bounds what a sync point owes and what a recovery reads)
+      if (!compacted) this.#records++; else this.#records = 0
+      if (a.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
       this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
@@ -461,12 +455,24 @@ export class CheckpointWriter {
     return this.#recover(steps, live)
   }
 
-  /** The checkpoints of `<dir>/<name>.ckpt` when its last one is `live`, else null. */
+  /**
+   * The checkpoints of the live file `live` was decoded from (its bytes, when `live`'s byte arrays
+   * are views into them as {@link readLive} leaves them; else `<dir>/<name>.ckpt` read again) when
+   * its last one is `live`, else null.
+   */
   #stepsOf (live: LiveCheckpoint): LiveStep[] | null {
+    const last = (steps: LiveStep[]) => Buffer.compare(steps[steps.length - 1].header, live.header) === 0
+    const buf = live.header.buffer
+    if (buf instanceof ArrayBuffer && buf.byteLength > 3) {
+      const b = new Uint8Array(buf)
+      if (b[0] === 0xd9 && b[1] === 0xd9 && b[2] === 0xf7) {
+        try { const steps = liveSteps(b, this.livePath); if (last(steps)) return steps } catch { /* not the whole file: read it */ }
+      }
+    }
     let bytes: Uint8Array
     try { bytes = fs.readFileSync(this.livePath) } catch { return null }
     const steps = liveSteps(bytes, this.livePath)
-    return Buffer.compare(steps[steps.length - 1].header, live.header) === 0 ? steps : null
+    return last(steps) ? steps : null
   }
 
   /** True when `file` holds a readable history entry of exactly `header` and `sig`. */
@@ -508,17 +514,32 @@ export class CheckpointWriter {
     return true
   }
 
-  /** {@link CheckpointWriter.ensureArchived} for every checkpoint of a live file with delta records. */
+  /**
+   * {@link CheckpointWriter.ensureArchived} for every checkpoint of a live file with delta records
+   * that may have lost its entry or blobs: those after the file's last sync point known complete (a
+   * record at which the writer syncs — every {@link SYNC_EVERY}th, or one whose status is not
+   * `running` — followed by another record: the writer appends nothing after a sync point that
+   * failed). Those up to it, and the whole checkpoint then, are durable and are not read again.
+   */
   #recover (steps: LiveStep[], live: LiveCheckpoint): number {
     let written = 0
-    // digests of the file's last checkpoint serve for the pages no record changed
+    const headers = steps.map((st, k) => decodeHeader(st.header, `${this.livePath}: checkpoint ${k}`))
+    let synced = 0 // steps 0..synced-1 are durable (0: none known)
+    for (let k = steps.length - 2; k >= 1; k--) if (k % SYNC_EVERY === 0 || headers[k].status !== 'running') { synced = k + 1; break }
+    // digests of the file's last checkpoint serve for the whole checkpoint's pages no record changed
     const touched = new Set<number>()
     for (let k = 1; k < steps.length; k++) for (const [i] of steps[k].pages) touched.add(i)
     const finalDigests = new Map(live.digests ?? [])
-    const table = new Map<number, string>()
+    const table = new Set<number>() // non-zero pages of the step
     for (let k = 0; k < steps.length; k++) {
       const st = steps[k]
-      const h = decodeHeader(st.header, `${this.livePath}: checkpoint ${k}`)
+      const h = headers[k]
+      if (k < synced) {
+        if (st.whole) table.clear()
+        for (const [i, page] of st.pages) if (page === null) table.delete(i); else table.add(i)
+        for (const i of [...table]) if (i >= st.pageCount) table.delete(i)
+        continue
+      }
       const file = path.join(this.historyDir, entryFileName(h.tick, headerCid(st.header)))
       const held = this.#entryHolds(file, st.header, st.sig)
       if (held) this.#unsynced.add(file) // the writer before this one may not have synced it
@@ -526,11 +547,12 @@ export class CheckpointWriter {
         const rows: [number, string][] = []
         const put: [Uint8Array, Uint8Array][] = []
         for (const [i, page] of st.pages) {
+          table.add(i)
+          if (held) continue
           const d = (!touched.has(i) ? finalDigests.get(i) : undefined) ?? sha256(page!)
-          const c = cidOfDigest(d)
-          table.set(i, c); rows.push([i, c]); put.push([page!, d])
+          rows.push([i, cidOfDigest(d)]); put.push([page!, d])
         }
-        if (held) { this.blobs.noteKnown([h.code, h.manifest, ...(h.log === null ? [] : [h.log]), ...(h.io === undefined ? [] : [h.io]), ...rows.map(([, c]) => c)]); continue }
+        if (held) continue // its blobs were synced before the file was written whole
         this.#cidOf('#code', live.wasm)
         this.#cidOf('#manifest', live.manifest)
         if (st.log !== null) this.blobs.putEx(st.log, undefined, false, { compress: true })
@@ -544,19 +566,16 @@ export class CheckpointWriter {
       const rows: [number, string | null][] = []
       const fine = st.pages.length <= FINE_GRAIN_PAGES
       const put = (b: Uint8Array, d: Uint8Array | undefined, how: { chunk?: boolean; compress?: boolean }): string => {
-        const c = cidOfDigest(d ?? sha256(b))
-        // a torn or zeroed pack tail: cut (then put again below), the blob and, for a page, the chunks a put would reuse
-        const cids = how.chunk === true && b.length === PAGE_SIZE ? [c, ...chunkCids(b)] : [c]
-        for (const x of cids) for (let n = 0; n < 64 && this.blobs.cutDamaged(x); n++) { /* cut again: a chunk may leave a page frame without it */ }
-        return this.blobs.putEx(b, d, false, how).cid
+        const dd = d ?? sha256(b)
+        this.blobs.repair(cidOfDigest(dd), b, how.chunk === true) // a torn or zeroed pack tail is cut; what it held is put again below
+        return this.blobs.putEx(b, dd, false, how).cid
       }
       for (const [i, page] of st.pages) {
         if (page === null) { table.delete(i); rows.push([i, null]); continue }
-        const d = sha256(page)
-        const c = put(page, d, { chunk: fine, compress: fine })
-        table.set(i, c); rows.push([i, c])
+        const c = put(page, sha256(page), { chunk: fine, compress: fine })
+        table.add(i); rows.push([i, c])
       }
-      for (const i of [...table.keys()]) if (i >= st.pageCount) { table.delete(i); if (!rows.some(([r]) => r === i)) rows.push([i, null]) }
+      for (const i of [...table]) if (i >= st.pageCount) { table.delete(i); if (!rows.some(([r]) => r === i)) rows.push([i, null]) }
       rows.sort((x, y) => x[0] - y[0])
       if (st.log !== null) put(st.log, undefined, { compress: true })
       if (st.io !== null) put(st.io, undefined, { compress: true })
@@ -564,6 +583,9 @@ export class CheckpointWriter {
       this.#writeEntry(file, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
       written++
     }
+    // every page of the live checkpoint is now durable or queued: this writer's first (base) write skips them
+    const p = live.parsed
+    if (live.digests !== undefined) this.blobs.noteKnown([p.code, p.manifest, ...live.digests.map(([, d]) => cidOfDigest(d))])
     this.blobs.flush()
     // packs of the writers before this one may hold frames they never synced
     for (const f of this.blobs.packFiles()) this.#unsynced.add(f)

@@ -21,7 +21,7 @@ import { headerCid } from '../checkpoint/header.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { PAGE_SIZE, type GlobalValue } from '../checkpoint/state.ts'
 import { sha256 } from '../checkpoint/hash.ts'
-import { CheckpointWriter, type Snapshot } from '../checkpoint/writer.ts'
+import { CheckpointWriter, SYNC_EVERY, type Snapshot } from '../checkpoint/writer.ts'
 import { runLoop } from '../runtime/runner.ts'
 import { resumeAgent, startAgent } from '../runtime/session.ts'
 import type { HostSettings } from '../runtime/session.ts'
@@ -113,14 +113,16 @@ class Synth {
   tick = 0; prev: string | null = null; fuel = 0n
   readonly wasm: Buffer
   readonly globals: GlobalValue[] = [{ index: 0, type: 'i32', bytes: Uint8Array.of(1, 2, 3, 4) }]
-  constructor (seed: number) {
+  readonly pageCount: number
+  constructor (seed: number, pages = 4) {
     const r = prng(seed)
-    const bytes = (n: number) => { const b = Buffer.alloc(n); for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256); return b }
-    this.mem = [bytes(PAGE_SIZE), bytes(PAGE_SIZE), bytes(PAGE_SIZE), bytes(PAGE_SIZE)]
+    const bytes = (n: number) => { const b = Buffer.alloc(n); for (let i = 0; i < n; i += 4) b.writeUInt32LE(Math.floor(r() * 2 ** 32), i); return b }
+    this.mem = Array.from({ length: pages }, () => bytes(PAGE_SIZE))
     this.wasm = bytes(3000)
+    this.pageCount = pages + 2
   }
   write (w: CheckpointWriter, changed: number[] | null): boolean {
-    const snapshot: Snapshot = { pageCount: 6, pages: this.mem.map((p, i) => [i, p]), digests: this.mem.map((p, i) => [i, sha256(p)]), changed, globals: this.globals }
+    const snapshot: Snapshot = { pageCount: this.pageCount, pages: this.mem.map((p, i) => [i, p]), digests: this.mem.map((p, i) => [i, sha256(p)]), changed, globals: this.globals }
     const r = w.write({ identity: this.id, wasm: this.wasm, manifest: Buffer.from('{}'), snapshot, tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: 1_000_000_000n, price: 1000n, host: 'test', time: 1_700_000_000_000 + this.tick, status: 'running', log: Buffer.from(`tick ${this.tick}`) })
     this.tick++; this.prev = r.cid; this.fuel += 1000n
     return w.lastStats!.liveCompacted
@@ -195,6 +197,25 @@ test('an ordinary checkpoint makes one fsync (the live record\'s); a stop leaves
   const v = verifyHistory([dir])
   assert.ok(v.valid, formatReport(v))
   assert.is(v.ticks?.[1], s2.tick)
+})
+
+test(`records up to a completed sync point (every ${SYNC_EVERY}th) survive a power cut; the recovery rewrites only what came after`, () => {
+  const dir = tempDir('igord-syncevery-')
+  const s = new Synth(SEED, 96) // a whole checkpoint of 96 pages: no compaction within the records below
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  const pc = new PowerCut(dir)
+  pc.install()
+  const extra = 5
+  try {
+    for (let k = 0; k < SYNC_EVERY + extra; k++) assert.not.ok(s.step(w), `record ${k + 1} compacted the file`)
+  } finally { pc.uninstall() }
+  pc.cut('drop')
+  const ticks = new Set(entryTicks(dir, 'syn'))
+  for (let t = 0; t <= SYNC_EVERY; t++) assert.ok(ticks.has(t), `the entry of tick ${t} (up to the sync point at record ${SYNC_EVERY}) did not survive`)
+  for (let t = SYNC_EVERY + 1; t <= SYNC_EVERY + extra; t++) assert.not.ok(ticks.has(t), `the entry of tick ${t} (after the sync point) was synced`)
+  const n = recoverAndVerify(dir, 'syn', 'after a cut past a sync point')
+  assert.is(n, extra, 'entries the recovery wrote')
 })
 
 test(`kill -9 and power cut at every mutating call of a compaction: the file reads as the last complete checkpoint and resumes VALID (CRASH_SEED=${SEED})`, () => {
