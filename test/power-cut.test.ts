@@ -93,7 +93,7 @@ test(`power cuts at seeded random points of resumes and checkpoints of an agent 
     if (round % 4 < 2) recovered += recoverAndVerify(dir, 'ledger', what)
   }
   recovered += recoverAndVerify(dir, 'ledger', `after ${rounds} rounds (seed ${SEED})`)
-  assert.ok(crashes >= rounds - 3, `only ${crashes} of ${rounds} cuts landed inside a round (seed ${SEED})`)
+  assert.ok(crashes >= rounds / 2, `only ${crashes} of ${rounds} cuts landed inside a round (seed ${SEED})`)
   assert.ok(recovered > 0, `no cut ever took a history entry (seed ${SEED}): the test did not test the recovery`)
 
   // a copy of the .ckpt alone, resumed elsewhere, continues the history: merged, VALID
