@@ -75,9 +75,9 @@ export interface WriteStats {
   entryPages: number
   /** path of the history entry written */
   entryFile: string
-  /** blobs queued, header signed, history entry written (and a sync point after it, when one came), ms */
+  /** blobs written to the pack (and, before a whole write of the live file, the sync point), header signed, history entry written (and a sync point after it, when one came), ms */
   archiveMs: number
-  /** live file, ms: the pack's new frames written just before the delta record, the record and its fdatasync; or the sync point and the whole write */
+  /** live file, ms: the delta record and its fdatasync, or the whole write */
   liveMs: number
   /** the live file was rewritten whole (first write of this writer, or a compaction); else a delta record was appended */
   liveCompacted: boolean
@@ -203,6 +203,8 @@ export class CheckpointWriter {
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
   /** files written without a sync that {@link CheckpointWriter.sync} makes durable: history entries, earlier packs */
   readonly #unsynced = new Set<string>()
+  /** ms of the last write spent writing the pack (and, before a whole write, in the sync point): counted as archive */
+  #packMs = 0
   /** delta records appended to the live file since this writer last wrote it whole */
   #records = 0
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
@@ -324,6 +326,7 @@ export class CheckpointWriter {
     // on resume; the other order would let a copy of the (older) live file resumed elsewhere fork
     // the history at the orphaned entry.
     let compacted = false
+    this.#packMs = 0
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
       compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
@@ -334,7 +337,7 @@ export class CheckpointWriter {
       // SYNC_EVERY-th record (it bounds what a sync point owes and what a recovery reads)
       if (!compacted) this.#records++; else this.#records = 0
       if (a.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + this.#packMs + ms(t2), liveMs: t2 - t1 - this.#packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
       this.#closeLive() // and the live file is rewritten whole
@@ -367,7 +370,9 @@ export class CheckpointWriter {
           try {
             const st = fs.fstatSync(fd)
             if (st.ino === this.#liveFile.ino && st.dev === this.#liveFile.dev && st.size === this.#liveFile.size) {
+              const f0 = performance.now()
               this.blobs.flush()
+              this.#packMs = performance.now() - f0
               if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
               try {
                 writeAll(fd, delta)
@@ -381,7 +386,9 @@ export class CheckpointWriter {
       }
     }
     this.#liveFile = null
+    const s0 = performance.now()
     this.sync()
+    this.#packMs = performance.now() - s0
     const chunks = whole()
     atomicWrite(this.livePath, chunks, 0o600)
     this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
