@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackSet, PackWriter, readSlot, type PackSlot } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackSet, PackWriter, readSlot, type PackSlot } from './pack.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -254,26 +254,29 @@ export class BlobStore {
    * would store as chunks) and the page then absent, its chunks are checked the same way, since a
    * put reuses chunks it finds. Only for frames written after their pack's last sync, which the live
    * file's delta records cover (checkpoint/writer.ts `ensureArchived`; docs/FORMAT.md "Writing and
-   * crash safety"). Costs one read of the blob (its chunks) and a compare when it is intact.
-   * @returns how many cuts were made (0: the blob is intact or absent).
+   * crash safety"): a pack is cut only when every complete frame from the damaged one to its end
+   * names a blob in `mayCut()` (the blobs the caller is about to put again), so damage elsewhere
+   * (bit rot in a synced pack) is left for verify to report, never cut. Costs one read of the blob
+   * (its chunks) and a compare when it is intact; `mayCut` is called only when one is damaged.
+   * @returns how many cuts were made (0: the blob is intact, absent, or damaged where it may not be cut).
    * @throws StorageError when a pack cannot be cut.
    */
-  repair (cid: string, bytes: Uint8Array, chunks = false): number {
+  repair (cid: string, bytes: Uint8Array, chunks: boolean, mayCut: () => Set<string>): number {
     let cuts = 0
-    while (cuts < 64 && this.#cutOnce(cid, bytes)) cuts++
+    while (cuts < 64 && this.#cutOnce(cid, bytes, mayCut)) cuts++
     if (chunks && bytes.length === CHUNKED_SIZE && this.#packs.find(cid, false, Infinity) === undefined) {
       for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
         const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
         if (isZero(c)) continue
         const ccid = cidOf(c)
-        while (cuts < 64 && this.#cutOnce(ccid, c)) cuts++
+        while (cuts < 64 && this.#cutOnce(ccid, c, mayCut)) cuts++
       }
     }
     return cuts
   }
 
   /** One check and cut of {@link BlobStore.repair}: true when a pack was cut. */
-  #cutOnce (cid: string, bytes: Uint8Array): boolean {
+  #cutOnce (cid: string, bytes: Uint8Array, mayCut: () => Set<string>): boolean {
     const slot = this.#packs.find(cid, false, Infinity)
     if (slot === undefined) return false
     const lookup = (c: string): Uint8Array | null => { const cs = this.#packs.find(c, false, Infinity); return cs === undefined || cs.kind === FRAME_CHUNKED ? null : blobOfSlot(cs, c, () => null) }
@@ -283,6 +286,13 @@ export class BlobStore {
     } catch { /* unreadable: find the frame below */ }
     const bad = this.#badFrame(slot, cid) ?? slot
     const at = bad.off - FRAME_HEADER
+    // everything the cut drops must be the caller's to put again
+    const tail = new PackIndex(bad.pack.file)
+    tail.scanned = at
+    const allowed = mayCut()
+    let foreign = false
+    tail.scan((c) => { if (!allowed.has(c)) foreign = true })
+    if (foreign) return false
     let fd: number
     try { fd = fs.openSync(bad.pack.file, 'r+') } catch (e) { throw ioError('open', bad.pack.file, e) }
     try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the damaged tail at ${at} of`, bad.pack.file, e) } finally { fs.closeSync(fd) }

@@ -33,6 +33,7 @@ import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
+import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
 import { BlobStore, atomicWrite, fsyncDir, fsyncFile, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
@@ -463,14 +464,17 @@ export class CheckpointWriter {
   }
 
   /**
-   * The checkpoints of the live file `live` was decoded from (its bytes, when `live`'s byte arrays
-   * are views into them as {@link readLive} leaves them; else `<dir>/<name>.ckpt` read again) when
-   * its last one is `live`, else null.
+   * The checkpoints of `<dir>/<name>.ckpt` when its last one is `live` (else null: `live` came from
+   * elsewhere, and only it is archived here). Parsed from the bytes `live` was decoded from when its
+   * byte arrays are views into them, as {@link readLive} leaves them and the file still has their
+   * size; else the file is read again.
    */
   #stepsOf (live: LiveCheckpoint): LiveStep[] | null {
+    let size: number
+    try { size = fs.statSync(this.livePath).size } catch { return null }
     const last = (steps: LiveStep[]) => Buffer.compare(steps[steps.length - 1].header, live.header) === 0
     const buf = live.header.buffer
-    if (buf instanceof ArrayBuffer && buf.byteLength > 3) {
+    if (buf instanceof ArrayBuffer && buf.byteLength === size && size > 3) {
       const b = new Uint8Array(buf)
       if (b[0] === 0xd9 && b[1] === 0xd9 && b[2] === 0xf7) {
         try { const steps = liveSteps(b, this.livePath); if (last(steps)) return steps } catch { /* not the whole file: read it */ }
@@ -537,57 +541,77 @@ export class CheckpointWriter {
     const touched = new Set<number>()
     for (let k = 1; k < steps.length; k++) for (const [i] of steps[k].pages) touched.add(i)
     const finalDigests = new Map(live.digests ?? [])
+    // what each step not known durable must have: entry file, whether it holds, and its blobs
+    interface Todo { file: string; held: boolean; blobs: { b: Uint8Array; d: Uint8Array; how: { chunk?: boolean; compress?: boolean } }[]; cids: Map<number, string> }
+    const todo: Todo[] = []
+    for (let k = synced; k < steps.length; k++) {
+      const st = steps[k]
+      const file = path.join(this.historyDir, entryFileName(headers[k].tick, headerCid(st.header)))
+      const held = this.#entryHolds(file, st.header, st.sig)
+      if (held) this.#unsynced.add(file) // the writer before this one may not have synced it
+      const blobs: Todo['blobs'] = []
+      const cids = new Map<number, string>() // page index → CID
+      // a whole checkpoint's blobs were synced before the file was written whole: put again (and
+      // checked) only when its entry must be written again; a record's are always checked, since a
+      // power cut keeps any subset of its entry and blobs
+      if (!st.whole || !held) {
+        const fine = !st.whole && st.pages.length <= FINE_GRAIN_PAGES
+        for (const b of [st.log, st.io]) if (b !== null) blobs.push({ b, d: sha256(b), how: { compress: true } })
+        for (const [i, page] of st.pages) {
+          if (page === null) continue
+          const d = (st.whole && !touched.has(i) ? finalDigests.get(i) : undefined) ?? sha256(page)
+          blobs.push({ b: page, d, how: st.whole ? {} : { chunk: fine, compress: fine } })
+          cids.set(i, cidOfDigest(d))
+        }
+      }
+      todo.push({ file, held, blobs, cids })
+    }
+    // 1. cut damaged pack tails (a power cut's torn or zeroed frames behind intact headers), but only
+    // where everything cut is put again in 2; all cuts come before any put, so a later cut cannot
+    // drop a blob an earlier put found present
+    let recoverable: Set<string> | null = null
+    const mayCut = (): Set<string> => {
+      if (recoverable !== null) return recoverable
+      recoverable = new Set()
+      for (const t of todo) {
+        for (const { b, d, how } of t.blobs) {
+          recoverable.add(cidOfDigest(d))
+          if (how.chunk !== true || b.length !== PAGE_SIZE) continue
+          for (let c = 0; c < PAGE_SIZE / CHUNK_SIZE; c++) {
+            const chunk = b.subarray(c * CHUNK_SIZE, (c + 1) * CHUNK_SIZE)
+            if (chunk.some((x) => x !== 0)) recoverable.add(cidOf(chunk))
+          }
+        }
+      }
+      return recoverable
+    }
+    for (const t of todo) for (const { b, d, how } of t.blobs) this.blobs.repair(cidOfDigest(d), b, how.chunk === true, mayCut)
+    // 2. put what is missing, write the entries that are
     const table = new Set<number>() // non-zero pages of the step
     for (let k = 0; k < steps.length; k++) {
       const st = steps[k]
-      const h = headers[k]
-      if (k < synced) {
-        if (st.whole) table.clear()
-        for (const [i, page] of st.pages) if (page === null) table.delete(i); else table.add(i)
-        for (const i of [...table]) if (i >= st.pageCount) table.delete(i)
-        continue
-      }
-      const file = path.join(this.historyDir, entryFileName(h.tick, headerCid(st.header)))
-      const held = this.#entryHolds(file, st.header, st.sig)
-      if (held) this.#unsynced.add(file) // the writer before this one may not have synced it
+      const t = k >= synced ? todo[k - synced] : null
+      if (t !== null) for (const { b, d, how } of t.blobs) this.blobs.putEx(b, d, false, how)
       if (st.whole) {
-        const rows: [number, string][] = []
-        const put: [Uint8Array, Uint8Array][] = []
-        for (const [i, page] of st.pages) {
-          table.add(i)
-          if (held) continue
-          const d = (!touched.has(i) ? finalDigests.get(i) : undefined) ?? sha256(page!)
-          rows.push([i, cidOfDigest(d)]); put.push([page!, d])
-        }
-        if (held) continue // its blobs were synced before the file was written whole
+        table.clear()
+        for (const [i] of st.pages) table.add(i)
+        if (t === null || t.held) continue
         this.#cidOf('#code', live.wasm)
         this.#cidOf('#manifest', live.manifest)
-        if (st.log !== null) this.blobs.putEx(st.log, undefined, false, { compress: true })
-        if (st.io !== null) this.blobs.putEx(st.io, undefined, false, { compress: true })
-        for (const [page, d] of put) this.blobs.putEx(page, d, false)
-        this.#writeEntry(file, { headerBytes: st.header, sig: st.sig, base: true, pageCount: st.pageCount, pages: rows, globals: st.globals })
+        const rows: [number, string][] = [...t.cids].sort((x, y) => x[0] - y[0])
+        this.#writeEntry(t.file, { headerBytes: st.header, sig: st.sig, base: true, pageCount: st.pageCount, pages: rows, globals: st.globals })
         written++
         continue
       }
-      // a delta record: its blobs may be missing even when its entry is there (a power cut keeps any subset)
       const rows: [number, string | null][] = []
-      const fine = st.pages.length <= FINE_GRAIN_PAGES
-      const put = (b: Uint8Array, d: Uint8Array | undefined, how: { chunk?: boolean; compress?: boolean }): string => {
-        const dd = d ?? sha256(b)
-        this.blobs.repair(cidOfDigest(dd), b, how.chunk === true) // a torn or zeroed pack tail is cut; what it held is put again below
-        return this.blobs.putEx(b, dd, false, how).cid
-      }
       for (const [i, page] of st.pages) {
         if (page === null) { table.delete(i); rows.push([i, null]); continue }
-        const c = put(page, sha256(page), { chunk: fine, compress: fine })
-        table.add(i); rows.push([i, c])
+        table.add(i); rows.push([i, t?.cids.get(i) ?? ''])
       }
       for (const i of [...table]) if (i >= st.pageCount) { table.delete(i); if (!rows.some(([r]) => r === i)) rows.push([i, null]) }
+      if (t === null || t.held) continue
       rows.sort((x, y) => x[0] - y[0])
-      if (st.log !== null) put(st.log, undefined, { compress: true })
-      if (st.io !== null) put(st.io, undefined, { compress: true })
-      if (held) continue
-      this.#writeEntry(file, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
+      this.#writeEntry(t.file, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
       written++
     }
     // every page of the live checkpoint is now durable or queued: this writer's first (base) write skips them

@@ -218,6 +218,29 @@ test(`records up to a completed sync point (every ${SYNC_EVERY}th) survive a pow
   assert.is(n, extra, 'entries the recovery wrote')
 })
 
+test('damage the recovery may not cut (a synced frame: bit rot) is left for verify to report, never cut', () => {
+  const dir = tempDir('igord-rot-')
+  const s = new Synth(SEED)
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  const original = Buffer.from(s.mem[0])
+  s.mem[0][100] ^= 0xff; s.write(w, [0])
+  s.mem[0][100] ^= 0xff; s.write(w, [0]) // record 2 names page 0 as the whole checkpoint had it: that (synced) frame
+  const pack = fs.readdirSync(path.join(dir, 'blobs')).find((n) => n.endsWith('.pack'))!
+  const packFile = path.join(dir, 'blobs', pack)
+  const bytes = fs.readFileSync(packFile)
+  const at = bytes.indexOf(original)
+  assert.ok(at > 0, 'page 0 stored whole in the pack')
+  bytes[at + 5000] ^= 1
+  fs.writeFileSync(packFile, bytes)
+  const w2 = new CheckpointWriter(dir, 'syn')
+  w2.ensureArchived(readLive(path.join(dir, 'syn.ckpt')))
+  assert.is(fs.statSync(packFile).size, bytes.length, 'the pack was cut')
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  assert.ok(r.faults.some((f) => /corrupt/.test(f.fault)), formatReport(r))
+})
+
 test(`kill -9 and power cut at every mutating call of a compaction: the file reads as the last complete checkpoint and resumes VALID (CRASH_SEED=${SEED})`, () => {
   const rand = prng(SEED + 1)
   const count = untilCompaction(SEED, Infinity)
