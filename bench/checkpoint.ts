@@ -3,11 +3,15 @@
  *
  * - incremental checkpoint (1 dirty page) at 1, 16, 64 MiB through CheckpointWriter, all in: what
  *   the runtime + writer do per checkpoint — compare all pages with the last committed copy, hash
- *   the dirty page, append its blob and the log to the pack (one fdatasync), sign the header,
- *   append a delta record to the live file (one fdatasync), write the history entry. The row names
- *   the fsyncs (file and directory) counted per checkpoint; "writer's share" is all in minus the
- *   runtime's compare of every page. Floor: page compare + hash 1 page + sign + write a small file
- *   + fsync. Target at 64 MiB: ≤ 5 ms all in, one fsync (issue 10).
+ *   the dirty page, append its blob and the log to the pack (written, not synced), sign the
+ *   header, append a delta record to the live file (its one fdatasync), write the history entry
+ *   (not synced: the live file's records cover both until the next compaction). The row names the
+ *   fsyncs (file and directory) counted per checkpoint (median); "writer's share" is all in minus
+ *   the runtime's compare of every page, "compare alone" that compare. Floor: page compare + hash
+ *   1 page + sign + write a small file + fsync. Target at 64 MiB, DESIGN §11 word for word:
+ *   ≤ 5 ms all in, one fsync; ≤ 2× the floor. When comparing 64 MiB alone takes more than 5 ms
+ *   on the machine, the all-in row says so with the measured compare time (the ≤ 5 ms part then
+ *   cannot be met by the writer; speeding up the compare is the runtime's, runtime/agent.ts).
  * - full checkpoint (every page new) at 1, 16, 64 MiB: copy + hash of all pages (the runtime's
  *   share) + the live file; the archive (every page appended to the pack, one fdatasync)
  *   separately. Floor: copy + SHA-256 + write + fsync of the memory. Target at 64 MiB: each ≤ 1.5× floor.
@@ -96,7 +100,7 @@ export function incremental (dir: string, mib: number, id: Identity): BenchRow[]
   const w = new CheckpointWriter(dir, `inc${mib}`)
   const l: Lineage = { id, tick: 0, prev: null, fuel: 0n }
   write(w, l, m.snapshot(null), null)
-  const all: number[] = []; const own: number[] = []; const archive: number[] = []; const live: number[] = []; const floor: number[] = []; const fsyncs: number[] = []
+  const all: number[] = []; const own: number[] = []; const archive: number[] = []; const live: number[] = []; const floor: number[] = []; const fsyncs: number[] = []; const cmp: number[] = []
   const iters = mib >= 64 ? 9 : 15
   for (let k = 0; k < iters; k++) {
     m.live[(k * 7919) % m.live.length] ^= 0x5a
@@ -105,7 +109,7 @@ export function incremental (dir: string, mib: number, id: Identity): BenchRow[]
     const changed = m.commit()
     const t1 = performance.now()
     write(w, l, m.snapshot(changed), Buffer.from(`tick ${l.tick}: clock 1700000000000`))
-    all.push(performance.now() - t0); own.push(performance.now() - t1); fsyncs.push(syncs.n - n0)
+    all.push(performance.now() - t0); own.push(performance.now() - t1); fsyncs.push(syncs.n - n0); cmp.push(t1 - t0)
     archive.push(t1 - t0 + w.lastStats!.archiveMs); live.push(w.lastStats!.liveMs)
     // floor: compare all pages + hash 1 page + sign + write a small file + fsync
     m.live[(k * 7919 + 1) % m.live.length] ^= 0x5a
@@ -119,10 +123,13 @@ export function incremental (dir: string, mib: number, id: Identity): BenchRow[]
     floor.push(performance.now() - f0)
     m.live[(k * 7919 + 1) % m.live.length] ^= 0x5a
   }
-  const a = median(all); const f = median(floor); const ar = median(archive); const lv = median(live); const ns = median(fsyncs); const o = median(own)
+  const a = median(all); const f = median(floor); const ar = median(archive); const lv = median(live); const ns = median(fsyncs); const o = median(own); const c = median(cmp)
+  // DESIGN §11: ≤ 5 ms all in, one fsync; ≤ 2× the floor
+  const why = mib === 64 && a > 5 && c > 5 ? `; ≤ 5 ms not reachable on this machine: comparing ${mib} MiB alone takes ${c.toFixed(1)} ms` : ''
   return [
-    { name: `incremental ckpt ${mib} MiB, 1 dirty page: all in (${ns} fsyncs)`, value: a, unit: 'ms', floor: f, ratio: a / f, ...(mib === 64 ? { target: '≤ 5 ms all in, one fsync', met: a <= 5 && ns <= 1 } : {}) },
-    { name: `incremental ckpt ${mib} MiB, 1 dirty page: writer's share`, value: o, unit: 'ms', floor: f, ratio: o / f },
+    { name: `incremental ckpt ${mib} MiB, 1 dirty page: all in (${ns} fsync${ns === 1 ? '' : 's'}; writer's share ${o.toFixed(2)} ms${why})`, value: a, unit: 'ms', floor: f, ratio: a / f, ...(mib === 64 ? { target: '≤ 5 ms all in, one fsync; ≤ 2× the floor', met: a <= 5 && ns <= 1 && a / f <= 2 } : {}) },
+    { name: `incremental ckpt ${mib} MiB, 1 dirty page: writer's share (${ns} fsync${ns === 1 ? '' : 's'})`, value: o, unit: 'ms', floor: f, ratio: o / f },
+    { name: `incremental ckpt ${mib} MiB, 1 dirty page: compare alone (runtime's share)`, value: c, unit: 'ms', floor: f, ratio: c / f },
     { name: `incremental ckpt ${mib} MiB, 1 dirty page: archive`, value: ar, unit: 'ms', floor: f, ratio: ar / f },
     { name: `incremental ckpt ${mib} MiB, 1 dirty page: live file`, value: lv, unit: 'ms', floor: f, ratio: lv / f },
   ]

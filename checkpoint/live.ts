@@ -33,6 +33,8 @@ export interface LiveCheckpoint {
   /** The I/O state's bytes (checkpoint/io.ts) whose CID is `header.io`; null when the header has none. */
   io: Uint8Array | null
   digests?: [number, Uint8Array][]
+  /** How many delta records {@link decodeLive} folded after the whole checkpoint (0 or absent: none). */
+  records?: number
 }
 
 const LIVE_FIELDS = ['v', 'io', 'key', 'log', 'sig', 'wasm', 'pages', 'header', 'globals', 'manifest', 'pageCount'] as const
@@ -285,7 +287,7 @@ export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
   const digests: [number, Uint8Array][] = pages.map(([i, p]) => [i, sha256(p)])
   const root = stateRoot({ pages: pageCount, digests, globals, fuel: parsed.fuel, budget: parsed.budget })
   if (Buffer.compare(root, parsed.state) !== 0) throw new CheckpointError(`${file}: state root does not match the signed header (memory pages or globals altered)`)
-  return { header, sig, parsed, wasm, manifest, pageCount, pages, globals, log, seed, digests, io }
+  return { header, sig, parsed, wasm, manifest, pageCount, pages, globals, log, seed, digests, io, records: ends === null ? 0 : ends.length - 1 }
 }
 
 /**
@@ -298,4 +300,49 @@ export function readLive (path: string): LiveCheckpoint {
     throw new StorageError(`${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
   return decodeLive(bytes, path)
+}
+
+/**
+ * One checkpoint held by a live file (see {@link liveSteps}): its signed header and signature,
+ * page count, globals, event-log segment and I/O state, and its pages — every non-zero page
+ * (`whole`: the file's whole checkpoint) or the rows of the page table changed since the step
+ * before it (`[index, 65536 bytes or null]`, a delta record as written). Byte arrays are views
+ * into the file's bytes.
+ */
+export interface LiveStep {
+  header: Uint8Array; sig: Uint8Array; pageCount: number; globals: GlobalValue[]
+  log: Uint8Array | null; io: Uint8Array | null
+  whole: boolean; pages: [number, Uint8Array | null][]
+}
+
+/**
+ * Every checkpoint a live file holds, in file order: its whole checkpoint, then one per complete
+ * delta record (a torn tail is ignored as by {@link decodeLive}). Used to re-archive checkpoints a
+ * power cut took from the history (checkpoint/writer.ts `ensureArchived`). Checks the shape of
+ * each item; signatures and state roots are left to whoever uses a step (history verify).
+ * @throws CheckpointError `<file>: …` naming the item at fault, as {@link decodeLive}.
+ */
+export function liveSteps (bytes: Uint8Array, file: string): LiveStep[] {
+  const ends = liveItems(bytes, file)
+  const steps: LiveStep[] = []
+  for (let k = 0; k < ends.length; k++) {
+    const start = k === 0 ? 0 : ends[k - 1]
+    const what = k === 0 ? file : `${file}: delta record at offset ${start}`
+    const m = k === 0
+      ? asMap(decodeFile(bytes.subarray(0, ends[0]), file), file, 'live checkpoint', LIVE_FIELDS)
+      : asMap(decode(bytes.subarray(start, ends[k]), what, start), what, 'delta record', DELTA_FIELDS)
+    if (!Array.isArray(m.pages)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(m.pages)}`)
+    const pages: [number, Uint8Array | null][] = []
+    for (const e of m.pages as unknown[]) {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array || (k > 0 && e[1] === null))) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes${k > 0 ? ' or null' : ''}]`)
+      if (e[1] !== null && e[1].length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${e[0]} is ${e[1].length} bytes, expected ${PAGE_SIZE}`)
+      pages.push([e[0], e[1]])
+    }
+    steps.push({
+      header: bytesField(m, 'header', what), sig: bytesField(m, 'sig', what, 64), pageCount: numberField(m, 'pageCount', what, MAX_PAGES),
+      globals: decodeGlobals(m.globals, what), log: m.log === null ? null : bytesField(m, 'log', what), io: m.io === undefined ? null : bytesField(m, 'io', what),
+      whole: k === 0, pages,
+    })
+  }
+  return steps
 }

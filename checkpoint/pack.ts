@@ -211,6 +211,13 @@ export class PackSet {
   /** Records a blob this process appended (so it is found without a walk). */
   note (cid: string, slot: PackSlot): void { if (!this.#slots.has(cid)) this.#slots.set(cid, slot) }
 
+  /** Paths of the packs in scope now in the folder (listed afresh, not walked). */
+  files (): string[] {
+    let names: string[]
+    try { names = fs.readdirSync(this.dir) } catch { return [] }
+    return names.filter((n) => n.endsWith(PACK_SUFFIX) && this.#filter(n)).map((n) => path.join(this.dir, n))
+  }
+
   /** Packs indexed so far. */
   get packCount (): number { return this.#packs.size }
 }
@@ -229,6 +236,8 @@ export class PackWriter {
   #pending = new Map<string, Uint8Array>()
   #slots: [string, number, number, number][] = []
   #batchBytes = 0
+  /** frames were appended by a flush without `fdatasync` */
+  #unsynced = false
 
   constructor (dir: string, agent: string) {
     this.file = path.join(dir, newPackName(agent))
@@ -254,12 +263,13 @@ export class PackWriter {
   get dirty (): boolean { return this.#chunks.length > 0 }
 
   /**
-   * Appends the queued frames (writev) and fdatasyncs the pack; `noteSlot` learns where each landed.
+   * Appends the queued frames (writev) and fdatasyncs the pack (unless `durable` is false: then
+   * {@link PackWriter.sync} does it later); `noteSlot` learns where each landed.
    * On failure the pack is truncated back to its last flushed size (what a reader would ignore anyway).
    * @throws StorageError `<pack>: cannot write: …`.
    */
-  flush (noteSlot: (cid: string, slot: PackSlot) => void, write: (fd: number, chunks: Uint8Array[]) => void): void {
-    if (this.#chunks.length === 0) return
+  flush (noteSlot: (cid: string, slot: PackSlot) => void, write: (fd: number, chunks: Uint8Array[]) => void, durable = true): void {
+    if (this.#chunks.length === 0) { if (durable) this.sync(); return }
     // opened for each flush and closed after, so that writers of idle agents hold no descriptor
     let fd: number
     if (!this.#created) {
@@ -279,7 +289,7 @@ export class PackWriter {
     try {
       base = fs.fstatSync(fd).size
       write(fd, this.#chunks)
-      fs.fdatasyncSync(fd)
+      if (durable) { fs.fdatasyncSync(fd); this.#unsynced = false } else this.#unsynced = true
     } catch (e) {
       try { if (base > 0) fs.ftruncateSync(fd, base) } catch { /* readers ignore a torn tail */ }
       this.#reset()
@@ -291,6 +301,18 @@ export class PackWriter {
   }
 
   #reset (): void { this.#chunks = []; this.#pending = new Map(); this.#slots = []; this.#batchBytes = 0 }
+
+  /**
+   * fdatasyncs the pack when a flush appended frames without it (else nothing).
+   * @throws StorageError `<pack>: cannot sync: …`.
+   */
+  sync (): void {
+    if (!this.#unsynced) return
+    let fd: number
+    try { fd = fs.openSync(this.file, 'r') } catch (e) { throw new StorageError(`${this.file}: cannot sync: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+    try { fs.fdatasyncSync(fd) } catch (e) { throw new StorageError(`${this.file}: cannot sync: ${(e as NodeJS.ErrnoException).code ?? e}`) } finally { fs.closeSync(fd) }
+    this.#unsynced = false
+  }
 
   /** Drops queued frames (nothing is held open between flushes). */
   close (): void { this.#reset() }

@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, matchesCid, PackSet, PackWriter } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackSet, PackWriter, readSlot, type PackSlot } from './pack.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -59,12 +59,16 @@ export const testHooks: { beforeRename: ((tmp: string, file: string) => void) | 
  * Atomically replaces `file` with `data` (one buffer or chunks written with writev, not copied):
  * writes `<dir>/.<name>.tmp-<pid>-<random>`, fsyncs it, renames it over `file`, fsyncs the directory
  * (skipped when `syncDir` is false, for callers that fsync the directory once for a batch).
+ * With `syncFile` false nothing is synced (neither the file nor the directory): the rename still
+ * gives readers the old or the whole new file across a process kill, but a power cut may lose the
+ * file or leave it torn or empty (history entries between sync points: docs/FORMAT.md "Writing and
+ * crash safety"; the caller syncs them later with {@link fsyncFile} and {@link fsyncDir}).
  * The temp file is removed if anything fails, leaving the old `file` untouched.
  * @param mode permission bits for the new file; default 0o600 (everything igord writes holds agent
  *   state or keys: docs/FORMAT.md "Data directory"); a umask can only narrow it.
  * @throws StorageError `<path>: cannot <step>: <errno> …`.
  */
-export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true): void {
+export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true, syncFile = true): void {
   const dir = path.dirname(file)
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
   let fd: number
@@ -73,7 +77,7 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
   try {
     try {
       writeAll(fd, Array.isArray(data) ? data : [data])
-      fs.fsyncSync(fd)
+      if (syncFile) fs.fsyncSync(fd)
     } catch (e) { throw ioError('write', tmp, e) } finally { fs.closeSync(fd) }
     if (testHooks.beforeRename !== null) testHooks.beforeRename(tmp, file)
     try { fs.renameSync(tmp, file) } catch (e) { throw ioError('rename into place', file, e) }
@@ -81,7 +85,21 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
   } finally {
     if (!ok) try { fs.unlinkSync(tmp) } catch { /* already gone */ }
   }
-  if (syncDir) fsyncDir(dir)
+  if (syncDir && syncFile) fsyncDir(dir)
+}
+
+/**
+ * fsync (`data` true: fdatasync) the file at `file`, written earlier without a sync. A file that is
+ * gone (ENOENT: e.g. set aside since) is skipped.
+ * @throws StorageError `<path>: cannot fsync: …`.
+ */
+export function fsyncFile (file: string, data = false): void {
+  let fd: number
+  try { fd = fs.openSync(file, 'r') } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw ioError('open', file, e)
+  }
+  try { if (data) fs.fdatasyncSync(fd); else fs.fsyncSync(fd) } catch (e) { throw ioError('fsync', file, e) } finally { fs.closeSync(fd) }
 }
 
 /**
@@ -202,17 +220,111 @@ export class BlobStore {
   }
 
   /**
-   * Makes everything put so far durable: appends the queued blobs to the pack with one `fdatasync`,
-   * and fsyncs the directory when loose files were written with `sync: false`.
+   * Makes everything put so far durable: appends the queued blobs to the pack, `fdatasync`s the
+   * pack when it holds frames not yet synced (this call's or {@link BlobStore.flush}'s), and fsyncs
+   * the directory when loose files were written with `sync: false`.
    * @throws StorageError on I/O failure (the queued blobs are then forgotten: put them again).
    */
   sync (): void {
-    if (this.#writer.dirty) {
-      if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
-      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll) } catch (e) { this.#known.clear(); throw e }
-    }
+    this.flush(true)
     if (this.#dirty) { fsyncDir(this.dir); this.#dirty = false }
   }
+
+  /**
+   * Appends the queued blobs to the pack (one `writev`) without a sync unless `durable`: readers
+   * (this and other processes) see them at once; a power cut may lose them until the next
+   * {@link BlobStore.sync} (the live file's delta records cover them meanwhile: docs/FORMAT.md
+   * "Writing and crash safety").
+   * @throws StorageError on I/O failure (the queued blobs are then forgotten: put them again).
+   */
+  flush (durable = false): void {
+    if (this.#writer.dirty) {
+      if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
+      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll, durable) } catch (e) { this.#known.clear(); throw e }
+    } else if (durable) this.#writer.sync()
+  }
+
+  /**
+   * Checks blob `cid`, whose bytes the caller holds (`bytes`), as this store would read it from the
+   * packs in scope. When the frame holding it (or, for a chunked page, one of its chunks) does not
+   * read back as `bytes` — a tail that a power cut left torn or zeroed behind intact frame headers —
+   * cuts that pack just before the damaged frame (ftruncate, no sync), so that the blob and everything
+   * after it in that pack count as absent, and rebuilds the index; repeats while something is cut (a
+   * cut chunk may leave a page frame in another pack without it). With `chunks` (a 64 KiB page a put
+   * would store as chunks) and the page then absent, its chunks are checked the same way, since a
+   * put reuses chunks it finds. Only for frames written after their pack's last sync, which the live
+   * file's delta records cover (checkpoint/writer.ts `ensureArchived`; docs/FORMAT.md "Writing and
+   * crash safety"): a pack is cut only when every complete frame from the damaged one to its end
+   * names a blob in `mayCut()` (the blobs the caller is about to put again), so damage elsewhere
+   * (bit rot in a synced pack) is left for verify to report, never cut. Costs one read of the blob
+   * (its chunks) and a compare when it is intact; `mayCut` is called only when one is damaged.
+   * @returns how many cuts were made (0: the blob is intact, absent, or damaged where it may not be cut).
+   * @throws StorageError when a pack cannot be cut.
+   */
+  repair (cid: string, bytes: Uint8Array, chunks: boolean, mayCut: () => Set<string>): number {
+    let cuts = 0
+    while (cuts < 64 && this.#cutOnce(cid, bytes, mayCut)) cuts++
+    if (chunks && bytes.length === CHUNKED_SIZE && this.#packs.find(cid, false, Infinity) === undefined) {
+      for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
+        if (isZero(c)) continue
+        const ccid = cidOf(c)
+        while (cuts < 64 && this.#cutOnce(ccid, c, mayCut)) cuts++
+      }
+    }
+    return cuts
+  }
+
+  /** One check and cut of {@link BlobStore.repair}: true when a pack was cut. */
+  #cutOnce (cid: string, bytes: Uint8Array, mayCut: () => Set<string>): boolean {
+    const slot = this.#packs.find(cid, false, Infinity)
+    if (slot === undefined) return false
+    const lookup = (c: string): Uint8Array | null => { const cs = this.#packs.find(c, false, Infinity); return cs === undefined || cs.kind === FRAME_CHUNKED ? null : blobOfSlot(cs, c, () => null) }
+    try {
+      const b = blobOfSlot(slot, cid, lookup)
+      if (b !== null && Buffer.compare(b, bytes) === 0) return false // intact: the fast path
+    } catch { /* unreadable: find the frame below */ }
+    const bad = this.#badFrame(slot, cid) ?? slot
+    const at = bad.off - FRAME_HEADER
+    // everything the cut drops must be the caller's to put again
+    const tail = new PackIndex(bad.pack.file)
+    tail.scanned = at
+    const allowed = mayCut()
+    let foreign = false
+    tail.scan((c) => { if (!allowed.has(c)) foreign = true })
+    if (foreign) return false
+    let fd: number
+    try { fd = fs.openSync(bad.pack.file, 'r+') } catch (e) { throw ioError('open', bad.pack.file, e) }
+    try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the damaged tail at ${at} of`, bad.pack.file, e) } finally { fs.closeSync(fd) }
+    this.#packs = new PackSet(this.dir, this.#agent)
+    this.#known.clear()
+    readers.delete(this.dir)
+    return true
+  }
+
+  /** The slot to cut at when `slot` (blob `cid`) or one of its chunks is damaged, else null. */
+  #badFrame (slot: PackSlot, cid: string): PackSlot | null {
+    if (slot.kind === FRAME_CHUNKED) {
+      let list: Uint8Array
+      try { list = readSlot(slot, cid) } catch { return slot }
+      if (list.length !== 32 * (CHUNKED_SIZE / CHUNK_SIZE)) return slot
+      for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
+        const d = list.subarray(k * 32, k * 32 + 32)
+        if (d.every((x) => x === 0)) continue
+        const c = cidOfDigest(d)
+        const cs = this.#packs.find(c, false, Infinity)
+        if (cs === undefined || cs.kind === FRAME_CHUNKED) return slot
+        const bad = this.#badFrame(cs, c)
+        if (bad !== null) return bad.pack === slot.pack && bad.off > slot.off ? slot : bad
+      }
+    }
+    let b: Uint8Array | null
+    try { b = blobOfSlot(slot, cid, (c) => { const cs = this.#packs.find(c, false, Infinity); return cs === undefined ? null : blobOfSlot(cs, c, () => null) }) } catch { return slot }
+    return b !== null && matchesCid(b, cid) ? null : slot
+  }
+
+  /** Pack files of this store's agent in the folder (all packs for a store opened without one), as paths. */
+  packFiles (): string[] { return this.#packs.files() }
 
   /** Records that blobs `cids` are durably present (e.g. those of a checkpoint already archived), so puts skip them. */
   noteKnown (cids: Iterable<string>): void { for (const c of cids) this.#known.add(c) }
@@ -243,12 +355,18 @@ export class BlobStore {
   /**
    * Forgets which blobs are present (the CIDs known and the pack index), so that the next puts and
    * reads look again: called after `igord gc` (checkpoint/gc.ts) rewrote packs under this store.
-   * Later blobs go to a new pack (when nothing is queued), so the next gc pass can merge the old one.
+   * Later blobs go to a new pack (when nothing is queued), so the next gc pass can merge the old one;
+   * the old pack is fdatasynced first when it holds unsynced frames, since the writer's later sync
+   * points only reach the new one (docs/FORMAT.md "Writing and crash safety").
+   * @throws StorageError when the old pack cannot be synced (the store keeps writing to it then)
    */
   forget (): void {
     this.#known.clear()
     this.#packs = new PackSet(this.dir, this.#agent)
-    if (!this.#writer.dirty) this.#writer = new PackWriter(this.dir, this.#agent ?? 'shared')
+    if (!this.#writer.dirty) {
+      this.#writer.sync()
+      this.#writer = new PackWriter(this.dir, this.#agent ?? 'shared')
+    }
   }
 
   /** Closes this store's pack (a store is not used after). */

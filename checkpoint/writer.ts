@@ -10,14 +10,20 @@
  * entry a writer instance writes is a base entry (the full page table), so every directory's history
  * can be verified on its own after a resume elsewhere.
  *
- * Crash safety (docs/FORMAT.md "Write order"): blobs first (then one fsync of the blob directory),
- * then the live file, then the history entry, each atomic. A kill at any instant leaves the old or
- * the new live file, a history whose every entry has its blobs, and no history entry past the live
- * file: so a copy of the live file alone, resumed anywhere, continues the history and never forks it.
- * A kill between the live file and its entry leaves the live checkpoint one step ahead of the
- * history; {@link CheckpointWriter.ensureArchived}, called on every resume (and by a node on start),
- * archives it. Entries written past the live file by older versions (which wrote the entry first)
- * are still set aside there.
+ * Crash safety (docs/FORMAT.md "Writing and crash safety"): blobs, then the live file, then the
+ * history entry. Only the live file is synced per checkpoint (its delta record's fdatasync): pack
+ * frames and entries are written without a sync and made durable at a sync point
+ * ({@link CheckpointWriter.sync}) before each whole write of the live file, after a checkpoint
+ * whose status is not `running`, and on close — so the records since the file's last whole write
+ * cover every checkpoint a power cut may take from the archive. A kill at any instant leaves the
+ * old or the new live file, a history whose every entry has its blobs, and no history entry past
+ * the live file; a power cut may also take entries and blobs of checkpoints the records hold (never
+ * an entry past the live file: it is written after its record is durable). So a copy of the live
+ * file alone, resumed anywhere, continues the history and never forks it.
+ * {@link CheckpointWriter.ensureArchived}, called on every resume (and by a node on start),
+ * re-archives from the live file every checkpoint missing or damaged in the history (and the live
+ * checkpoint a kill left one step ahead of it). Entries written past the live file by older
+ * versions (which wrote the entry first) are still set aside there.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -26,9 +32,10 @@ import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
-import { decodeGlobals, encodeDelta, encodeLive, type LiveCheckpoint } from './live.ts'
+import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
+import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite, testHooks, writeAll } from './store.ts'
+import { BlobStore, atomicWrite, fsyncDir, fsyncFile, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
 /**
@@ -69,9 +76,9 @@ export interface WriteStats {
   entryPages: number
   /** path of the history entry written */
   entryFile: string
-  /** blobs + history entry, ms */
+  /** blobs written to the pack (and, before a whole write of the live file, the sync point), header signed, history entry written (and a sync point after it, when one came), ms */
   archiveMs: number
-  /** live file, ms */
+  /** live file, ms: the delta record and its fdatasync, or the whole write */
   liveMs: number
   /** the live file was rewritten whole (first write of this writer, or a compaction); else a delta record was appended */
   liveCompacted: boolean
@@ -90,6 +97,16 @@ export const COMPACT_RATIO = 1
  * (docs/FORMAT.md "Blob store"); one that changes more stores whole pages uncompressed.
  */
 export const FINE_GRAIN_PAGES = 16
+
+/**
+ * A sync point ({@link CheckpointWriter.sync}) also comes after every delta record whose position
+ * in the live file (1 = the first after the whole checkpoint) is a multiple of this: an agent whose
+ * records are small (few pages changed, a big memory) and compacts rarely then never owes more than
+ * this many entry fsyncs at once, and a recovery reads back at most about this many records (a
+ * sync-point record followed by another record was synced: the writer appends nothing after a
+ * sync point that failed).
+ */
+export const SYNC_EVERY = 64
 
 /** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */
 export interface HistoryEntry {
@@ -191,6 +208,12 @@ export class CheckpointWriter {
   #liveFile: { ino: number; dev: number; size: number } | null = null
   #liveWhole = 0
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
+  /** files written without a sync that {@link CheckpointWriter.sync} makes durable: history entries, earlier packs */
+  readonly #unsynced = new Set<string>()
+  /** ms of the last write spent writing the pack (and, before a whole write, in the sync point): counted as archive */
+  #packMs = 0
+  /** delta records appended to the live file since this writer last wrote it whole */
+  #records = 0
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
 
   /**
@@ -289,7 +312,6 @@ export class CheckpointWriter {
       if (s.pageCount < this.#pageCount) for (const i of [...table.keys()]) if (i >= s.pageCount) { table.delete(i); rows.push([i, null]) }
       rows.sort((x, y) => x[0] - y[0])
     }
-    try { this.blobs.sync() } catch (e) { this.#table = null; throw e }
 
     // 2. header, signature, history entry
     const header: CheckpointHeader = {
@@ -304,17 +326,26 @@ export class CheckpointWriter {
     const entry = encodeEntry({ headerBytes, sig, base, pageCount: s.pageCount, pages: rows, globals: s.globals })
     const t1 = performance.now()
 
-    // 3. live file, then 4. the history entry. Until the entry is written the live file is one step
-    // ahead of the history, which ensureArchived repairs on resume; the other order would let a copy
-    // of the (older) live file resumed elsewhere fork the history at the orphaned entry.
+    // 3. live file, then 4. the history entry (docs/FORMAT.md "Writing and crash safety"). Only the
+    // live file is synced: a delta record appended (its pack frames written just before, without a
+    // sync) or, for a whole rewrite, everything written unsynced so far synced first. Until the
+    // entry is written the live file is one step ahead of the history, which ensureArchived repairs
+    // on resume; the other order would let a copy of the (older) live file resumed elsewhere fork
+    // the history at the orphaned entry.
     let compacted = false
     const liveBefore = this.#liveFile?.size ?? 0
+    this.#packMs = 0
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
       compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
       const t2 = performance.now()
-      atomicWrite(entryFile, entry)
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + ms(t2), liveMs: t2 - t1, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
+      atomicWrite(entryFile, entry, undefined, false, false)
+      this.#unsynced.add(entryFile)
+      // a stop, finish, handoff or exhaustion leaves everything durable; so does every
+      // SYNC_EVERY-th record (it bounds what a sync point owes and what a recovery reads)
+      if (!compacted) this.#records++; else this.#records = 0
+      if (a.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + this.#packMs + ms(t2), liveMs: t2 - t1 - this.#packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
       this.totals.count++
       this.totals.ms += performance.now() - t0
       this.totals.bytes += (compacted ? this.#liveWhole : (this.#liveFile?.size ?? liveBefore) - liveBefore) + entry.length
@@ -328,10 +359,13 @@ export class CheckpointWriter {
   }
 
   /**
-   * Writes the live file: appends `delta` (one fdatasync) when this writer wrote the file it finds
+   * Writes the live file: appends `delta` (the pack's new frames written first without a sync,
+   * then the record and one fdatasync of the live file) when this writer wrote the file it finds
    * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy; else
    * (the first write of this writer, a base entry, a file replaced or grown by someone else, or
-   * too many dead bytes) writes the whole checkpoint from `whole()` atomically (compaction).
+   * too many dead bytes) makes everything written so far durable ({@link CheckpointWriter.sync}:
+   * the records about to be dropped covered it) and writes the whole checkpoint from `whole()`
+   * atomically (compaction).
    * @returns true when the file was rewritten whole.
    * @throws StorageError on I/O failure.
    */
@@ -347,6 +381,9 @@ export class CheckpointWriter {
           try {
             const st = fs.fstatSync(fd)
             if (st.ino === this.#liveFile.ino && st.dev === this.#liveFile.dev && st.size === this.#liveFile.size) {
+              const f0 = performance.now()
+              this.blobs.flush()
+              this.#packMs = performance.now() - f0
               if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
               try {
                 writeAll(fd, delta)
@@ -360,6 +397,9 @@ export class CheckpointWriter {
       }
     }
     this.#liveFile = null
+    const s0 = performance.now()
+    this.sync()
+    this.#packMs = performance.now() - s0
     const chunks = whole()
     atomicWrite(this.livePath, chunks, 0o600)
     this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
@@ -367,23 +407,57 @@ export class CheckpointWriter {
     return true
   }
 
-  #closeLive (): void { this.#liveFile = null }
-
-  /** Drops what this writer holds between checkpoints (queued blobs); nothing stays open. */
-  close (): void { this.#closeLive(); this.blobs.close() }
-
   /**
-   * Makes sure the checkpoint being resumed is in this directory's history (a base entry plus its
-   * blobs are written when it is missing, e.g. after copying the `.ckpt` to a new machine), and sets
-   * aside (renames to `.orphan-<file>`, which verify ignores) a single history entry that a crash
-   * left after it: the only entry past `live`'s tick, whose `prev` is `live`. Does not touch the
-   * live file.
+   * Makes durable everything this writer (and, after {@link CheckpointWriter.ensureArchived}, the
+   * writer before it) wrote without a sync: the pack (fdatasync), earlier packs of the agent that
+   * may hold unsynced frames, history entries (fsync each) and the history folder. Called before
+   * every whole rewrite of the live file, after a checkpoint whose status is not `running`, and by
+   * {@link CheckpointWriter.close}; cheap when nothing is pending.
    * @throws StorageError on I/O failure.
    */
-  ensureArchived (live: LiveCheckpoint): void {
+  sync (): void {
+    this.blobs.sync()
+    if (this.#unsynced.size === 0) return
+    let entries = false
+    for (const f of this.#unsynced) {
+      const isEntry = path.dirname(f) === this.historyDir
+      fsyncFile(f, !isEntry)
+      if (isEntry) entries = true
+    }
+    if (entries) fsyncDir(this.historyDir)
+    this.#unsynced.clear()
+  }
+
+  #closeLive (): void { this.#liveFile = null }
+
+  /**
+   * Makes everything written durable ({@link CheckpointWriter.sync}) and drops what this writer
+   * holds between checkpoints (queued blobs); nothing stays open.
+   * @throws StorageError when the sync fails (the writer is closed all the same).
+   */
+  close (): void { try { this.sync() } finally { this.#closeLive(); this.blobs.close() } }
+
+  /**
+   * Makes sure the checkpoint being resumed, and every checkpoint its live file still holds as
+   * delta records, is in this directory's history with its blobs (docs/FORMAT.md "Writing and crash
+   * safety": between two whole writes of the live file, packs and history entries are written
+   * without a sync, so a power cut may take them; the records hold everything they held). For the
+   * live file `<dir>/<name>.ckpt` holding `live` (when `live` came from elsewhere, only `live`
+   * itself), in file order: an entry that is missing, torn or not that checkpoint's is written
+   * again (a base entry for the file's whole checkpoint, a delta from the checkpoint before it for
+   * a record), and a record's blobs (its changed pages, log, I/O state) missing from the packs are
+   * appended again. Entries and packs that already were there are synced before this writer's
+   * first whole write replaces the records (this writer's first write always is one), so a kill or
+   * power cut during or after the recovery finds the records still there. Also sets aside (renames to
+   * `.orphan-<file>`, which verify ignores) a single history entry that an older version left
+   * after the live checkpoint: the only entry past `live`'s tick, whose `prev` is `live`. Does not
+   * touch the live file.
+   * @returns how many checkpoints were re-archived (entries written).
+   * @throws StorageError on I/O failure; CheckpointError when a record of the live file cannot be read.
+   */
+  ensureArchived (live: LiveCheckpoint): number {
     const cid = headerCid(live.header)
     const tick = live.parsed.tick
-    const file = path.join(this.historyDir, entryFileName(tick, cid))
     let names: string[]
     try { names = fs.readdirSync(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
     const later = names.filter((n) => (tickOfEntryName(n) ?? -1) > tick)
@@ -394,24 +468,168 @@ export class CheckpointWriter {
         if (e.parsed.prev === cid) fs.renameSync(p, path.join(this.historyDir, `.orphan-${later[0]}`))
       } catch { /* unreadable: leave it for verify to report */ }
     }
-    if (fs.existsSync(file)) {
+    const steps = (live.records ?? 0) > 0 ? this.#stepsOf(live) : null
+    if (steps === null) return this.#archiveWhole(live) ? 1 : 0
+    return this.#recover(steps, live)
+  }
+
+  /**
+   * The checkpoints of `<dir>/<name>.ckpt` when its last one is `live` (else null: `live` came from
+   * elsewhere, and only it is archived here). Parsed from the bytes `live` was decoded from when its
+   * byte arrays are views into them, as {@link readLive} leaves them and the file still has their
+   * size; else the file is read again.
+   */
+  #stepsOf (live: LiveCheckpoint): LiveStep[] | null {
+    let size: number
+    try { size = fs.statSync(this.livePath).size } catch { return null }
+    const last = (steps: LiveStep[]) => Buffer.compare(steps[steps.length - 1].header, live.header) === 0
+    const buf = live.header.buffer
+    if (buf instanceof ArrayBuffer && buf.byteLength === size && size > 3) {
+      const b = new Uint8Array(buf)
+      if (b[0] === 0xd9 && b[1] === 0xd9 && b[2] === 0xf7) {
+        try { const steps = liveSteps(b, this.livePath); if (last(steps)) return steps } catch { /* not the whole file: read it */ }
+      }
+    }
+    let bytes: Uint8Array
+    try { bytes = fs.readFileSync(this.livePath) } catch { return null }
+    const steps = liveSteps(bytes, this.livePath)
+    return last(steps) ? steps : null
+  }
+
+  /** True when `file` holds a readable history entry of exactly `header` and `sig`. */
+  #entryHolds (file: string, header: Uint8Array, sig: Uint8Array): boolean {
+    try {
+      const e = decodeEntry(fs.readFileSync(file), file)
+      return Buffer.compare(e.headerBytes, header) === 0 && Buffer.compare(e.sig, sig) === 0
+    } catch { return false }
+  }
+
+  /** Writes history entry `file` (no sync: the live file's records cover it until {@link CheckpointWriter.sync}). */
+  #writeEntry (file: string, e: Omit<HistoryEntry, 'parsed'>): void {
+    this.blobs.flush() // its blobs reach the files before it does
+    atomicWrite(file, encodeEntry(e), undefined, false, false)
+    this.#unsynced.add(file)
+  }
+
+  /** {@link CheckpointWriter.ensureArchived} for `live` alone: a base entry and its blobs when its entry is missing or torn. */
+  #archiveWhole (live: LiveCheckpoint): boolean {
+    const p = live.parsed
+    const file = path.join(this.historyDir, entryFileName(p.tick, headerCid(live.header)))
+    if (this.#entryHolds(file, live.header, live.sig)) {
       // archived: its blobs are durable, so this writer's puts can skip them
-      const p = live.parsed
       const pages = live.digests !== undefined ? live.digests.map(([, d]) => cidOfDigest(d)) : live.pages.map(([, pg]) => cidOf(pg))
       this.blobs.noteKnown([p.code, p.manifest, ...(p.log === null ? [] : [p.log]), ...(p.io === undefined ? [] : [p.io]), ...pages])
-      return
+      return false
     }
     this.#cidOf('#code', live.wasm)
     this.#cidOf('#manifest', live.manifest)
-    if (live.log !== null) this.blobs.putEx(live.log, undefined, false)
-    if (live.io !== null) this.blobs.putEx(live.io, undefined, false)
+    if (live.log !== null) this.blobs.putEx(live.log, undefined, false, { compress: true })
+    if (live.io !== null) this.blobs.putEx(live.io, undefined, false, { compress: true })
     const rows: [number, string][] = []
     const digests = new Map(live.digests ?? [])
     for (const [i, page] of live.pages) {
       const d = digests.get(i) ?? sha256(page)
       rows.push([i, this.blobs.putEx(page, d, false).cid])
     }
-    this.blobs.sync()
-    atomicWrite(file, encodeEntry({ headerBytes: live.header, sig: live.sig, base: true, pageCount: live.pageCount, pages: rows, globals: live.globals }))
+    this.#writeEntry(file, { headerBytes: live.header, sig: live.sig, base: true, pageCount: live.pageCount, pages: rows, globals: live.globals })
+    return true
+  }
+
+  /**
+   * {@link CheckpointWriter.ensureArchived} for every checkpoint of a live file with delta records
+   * that may have lost its entry or blobs: those after the file's last sync point known complete (a
+   * record at which the writer syncs — every {@link SYNC_EVERY}th, or one whose status is not
+   * `running` — followed by another record: the writer appends nothing after a sync point that
+   * failed). Those up to it, and the whole checkpoint then, are durable and are not read again.
+   */
+  #recover (steps: LiveStep[], live: LiveCheckpoint): number {
+    let written = 0
+    const headers = steps.map((st, k) => decodeHeader(st.header, `${this.livePath}: checkpoint ${k}`))
+    let synced = 0 // steps 0..synced-1 are durable (0: none known)
+    for (let k = steps.length - 2; k >= 1; k--) if (k % SYNC_EVERY === 0 || headers[k].status !== 'running') { synced = k + 1; break }
+    // digests of the file's last checkpoint serve for the whole checkpoint's pages no record changed
+    const touched = new Set<number>()
+    for (let k = 1; k < steps.length; k++) for (const [i] of steps[k].pages) touched.add(i)
+    const finalDigests = new Map(live.digests ?? [])
+    // what each step not known durable must have: entry file, whether it holds, and its blobs
+    interface Todo { file: string; held: boolean; blobs: { b: Uint8Array; d: Uint8Array; how: { chunk?: boolean; compress?: boolean } }[]; cids: Map<number, string> }
+    const todo: Todo[] = []
+    for (let k = synced; k < steps.length; k++) {
+      const st = steps[k]
+      const file = path.join(this.historyDir, entryFileName(headers[k].tick, headerCid(st.header)))
+      const held = this.#entryHolds(file, st.header, st.sig)
+      if (held) this.#unsynced.add(file) // the writer before this one may not have synced it
+      const blobs: Todo['blobs'] = []
+      const cids = new Map<number, string>() // page index → CID
+      // a whole checkpoint's blobs were synced before the file was written whole: put again (and
+      // checked) only when its entry must be written again; a record's are always checked, since a
+      // power cut keeps any subset of its entry and blobs
+      if (!st.whole || !held) {
+        const fine = !st.whole && st.pages.length <= FINE_GRAIN_PAGES
+        for (const b of [st.log, st.io]) if (b !== null) blobs.push({ b, d: sha256(b), how: { compress: true } })
+        for (const [i, page] of st.pages) {
+          if (page === null) continue
+          const d = (st.whole && !touched.has(i) ? finalDigests.get(i) : undefined) ?? sha256(page)
+          blobs.push({ b: page, d, how: st.whole ? {} : { chunk: fine, compress: fine } })
+          cids.set(i, cidOfDigest(d))
+        }
+      }
+      todo.push({ file, held, blobs, cids })
+    }
+    // 1. cut damaged pack tails (a power cut's torn or zeroed frames behind intact headers), but only
+    // where everything cut is put again in 2; all cuts come before any put, so a later cut cannot
+    // drop a blob an earlier put found present
+    let recoverable: Set<string> | null = null
+    const mayCut = (): Set<string> => {
+      if (recoverable !== null) return recoverable
+      recoverable = new Set()
+      for (const t of todo) {
+        for (const { b, d, how } of t.blobs) {
+          recoverable.add(cidOfDigest(d))
+          if (how.chunk !== true || b.length !== PAGE_SIZE) continue
+          for (let c = 0; c < PAGE_SIZE / CHUNK_SIZE; c++) {
+            const chunk = b.subarray(c * CHUNK_SIZE, (c + 1) * CHUNK_SIZE)
+            if (chunk.some((x) => x !== 0)) recoverable.add(cidOf(chunk))
+          }
+        }
+      }
+      return recoverable
+    }
+    for (const t of todo) for (const { b, d, how } of t.blobs) this.blobs.repair(cidOfDigest(d), b, how.chunk === true, mayCut)
+    // 2. put what is missing, write the entries that are
+    const table = new Set<number>() // non-zero pages of the step
+    for (let k = 0; k < steps.length; k++) {
+      const st = steps[k]
+      const t = k >= synced ? todo[k - synced] : null
+      if (t !== null) for (const { b, d, how } of t.blobs) this.blobs.putEx(b, d, false, how)
+      if (st.whole) {
+        table.clear()
+        for (const [i] of st.pages) table.add(i)
+        if (t === null || t.held) continue
+        this.#cidOf('#code', live.wasm)
+        this.#cidOf('#manifest', live.manifest)
+        const rows: [number, string][] = [...t.cids].sort((x, y) => x[0] - y[0])
+        this.#writeEntry(t.file, { headerBytes: st.header, sig: st.sig, base: true, pageCount: st.pageCount, pages: rows, globals: st.globals })
+        written++
+        continue
+      }
+      const rows: [number, string | null][] = []
+      for (const [i, page] of st.pages) {
+        if (page === null) { table.delete(i); rows.push([i, null]); continue }
+        table.add(i); rows.push([i, t?.cids.get(i) ?? ''])
+      }
+      for (const i of [...table]) if (i >= st.pageCount) { table.delete(i); if (!rows.some(([r]) => r === i)) rows.push([i, null]) }
+      if (t === null || t.held) continue
+      rows.sort((x, y) => x[0] - y[0])
+      this.#writeEntry(t.file, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
+      written++
+    }
+    // every page of the live checkpoint is now durable or queued: this writer's first (base) write skips them
+    const p = live.parsed
+    if (live.digests !== undefined) this.blobs.noteKnown([p.code, p.manifest, ...live.digests.map(([, d]) => cidOfDigest(d))])
+    this.blobs.flush()
+    // packs of the writers before this one may hold frames they never synced
+    for (const f of this.blobs.packFiles()) this.#unsynced.add(f)
+    return written
   }
 }

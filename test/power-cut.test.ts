@@ -1,0 +1,278 @@
+/**
+ * One fsync per checkpoint is safe (issue 10, docs/FORMAT.md "Writing and crash safety"): between
+ * two whole writes of the live file, pack frames and history entries are written without a sync,
+ * and the live file's delta records cover them. A power cut is simulated with test/powercut.ts
+ * (node:fs wrapped: data written since the last fsync, and names since the last directory fsync,
+ * are dropped — or, at random, kept, torn or zeroed), at seeded random points of resumes and
+ * checkpoints (compactions and the recovery itself included); then the live file must read,
+ * no history entry may lie past it, and after the recovery (ensureArchived) the history is VALID
+ * and reaches the live checkpoint, also merged with a copy of the `.ckpt` resumed elsewhere.
+ * A kill -9 (the process stops at a call, every written byte stays) and a power cut at every
+ * mutating call of a compaction: the file reads as the last complete checkpoint and, resumed,
+ * verifies VALID. The seed is printed in every failure; set CRASH_SEED to reproduce one.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { formatReport, verifyHistory } from '../checkpoint/history.ts'
+import { generateIdentity, identityFromSeed, type Identity } from '../checkpoint/identity.ts'
+import { headerCid } from '../checkpoint/header.ts'
+import { readLive } from '../checkpoint/live.ts'
+import { PAGE_SIZE, type GlobalValue } from '../checkpoint/state.ts'
+import { sha256 } from '../checkpoint/hash.ts'
+import { CheckpointWriter, SYNC_EVERY, type Snapshot } from '../checkpoint/writer.ts'
+import { runLoop } from '../runtime/runner.ts'
+import { resumeAgent, startAgent } from '../runtime/session.ts'
+import type { HostSettings } from '../runtime/session.ts'
+import { agentWasm, cleanup, tempDir } from './helpers.ts'
+import { PowerCut, PowerCutCrash } from './powercut.ts'
+import { prng } from './prng.ts'
+
+// test-timeout: 600
+test.after(cleanup)
+
+const SEED = Number(process.env.CRASH_SEED ?? (Date.now() % 1e6))
+const WASM = fs.readFileSync(agentWasm('ledger'))
+const MANIFEST = fs.readFileSync(agentWasm('ledger').replace(/\.wasm$/, '.manifest.json'))
+const settings = (dir: string): HostSettings => ({ dir, price: 1000n, emit: () => {} })
+/** what a power cut may take: the checkpoint's own files (the mailbox's spool keeps its own rules) */
+const checkpointFile = (root: string) => (p: string) => { const r = path.relative(root, p); return r.endsWith('.ckpt') || r.startsWith('history' + path.sep) || r.startsWith('blobs' + path.sep) }
+
+function entryTicks (dir: string, name: string): number[] {
+  return fs.readdirSync(path.join(dir, 'history', name)).filter((n) => !n.startsWith('.')).map((n) => Number(n.slice(0, 12)))
+}
+
+/** After a cut: the live file reads, and no history entry lies past it (no fork for a copied .ckpt). */
+function checkAfterCut (dir: string, name: string, what: string): number {
+  const live = readLive(path.join(dir, `${name}.ckpt`))
+  const newest = Math.max(-1, ...entryTicks(dir, name))
+  assert.ok(newest <= live.parsed.tick, `${what}: a history entry (tick ${newest}) is past the live file (tick ${live.parsed.tick})`)
+  return live.parsed.tick
+}
+
+/** Recovery, then: VALID, and the history reaches the live checkpoint. Returns the entries re-archived. */
+function recoverAndVerify (dir: string, name: string, what: string): number {
+  const live = readLive(path.join(dir, `${name}.ckpt`))
+  const w = new CheckpointWriter(dir, name)
+  const n = w.ensureArchived(live)
+  const r = verifyHistory([dir])
+  assert.ok(r.valid, `${what}: not VALID after recovery:\n${formatReport(r)}`)
+  assert.is(r.ticks?.[1], live.parsed.tick, `${what}: the history does not reach the live checkpoint`)
+  return n
+}
+
+test(`power cuts at seeded random points of resumes and checkpoints of an agent (CRASH_SEED=${SEED})`, async () => {
+  const rand = prng(SEED)
+  const dir = tempDir('igord-cut-')
+  const s0 = startAgent(settings(dir), { name: 'ledger', wasm: WASM, wasmFile: 'ledger.wasm', manifest: MANIFEST, manifestFile: 'ledger.manifest.json', budget: 10_000_000n })
+  await runLoop(s0.agent, s0.lineage, { intervalMs: 0, maxTicks: 3, checkpointEveryMs: 0 })
+  const ckpt = path.join(dir, 'ledger.ckpt')
+  let perRound = 0
+  let recovered = 0; let crashes = 0
+  const rounds = 16
+  for (let round = 0; round < rounds; round++) {
+    const mode = round % 2 === 0 ? 'drop' : 'random'
+    const pc = new PowerCut(dir)
+    // round 0 runs to the end to learn how many mutating calls a round makes
+    pc.crashAt = round === 0 ? Infinity : 1 + Math.floor(rand() * perRound * 1.1)
+    const what = `round ${round} (${mode}, crash at call ${pc.crashAt}, seed ${SEED})`
+    pc.install()
+    let err: unknown = null
+    try {
+      const s = resumeAgent(settings(dir), ckpt)
+      await runLoop(s.agent, s.lineage, { intervalMs: 0, maxTicks: 6, checkpointEveryMs: 0 })
+      s.mailbox.close()
+    } catch (e) { err = e } finally { pc.uninstall() }
+    if (!pc.crashed && err !== null) throw err
+    if (round === 0) perRound = pc.calls
+    if (pc.crashed) crashes++
+    pc.cut(mode, rand, checkpointFile(dir))
+    checkAfterCut(dir, 'ledger', what)
+    // every other round, the next round's resume does the recovery (a cut may land in it)
+    if (round % 4 < 2) recovered += recoverAndVerify(dir, 'ledger', what)
+  }
+  recovered += recoverAndVerify(dir, 'ledger', `after ${rounds} rounds (seed ${SEED})`)
+  assert.ok(crashes >= rounds / 2, `only ${crashes} of ${rounds} cuts landed inside a round (seed ${SEED})`)
+  assert.ok(recovered > 0, `no cut ever took a history entry (seed ${SEED}): the test did not test the recovery`)
+
+  // a copy of the .ckpt alone, resumed elsewhere, continues the history: merged, VALID
+  const other = tempDir('igord-cut-copy-')
+  fs.copyFileSync(ckpt, path.join(other, 'ledger.ckpt'))
+  const s = resumeAgent(settings(other), path.join(other, 'ledger.ckpt'))
+  await runLoop(s.agent, s.lineage, { intervalMs: 0, maxTicks: 3, checkpointEveryMs: 0 })
+  s.mailbox.close()
+  const r = verifyHistory([dir, other])
+  assert.ok(r.valid, `merged with a resumed copy (seed ${SEED}): ${formatReport(r)}`)
+})
+
+/** A small synthetic agent written by a CheckpointWriter directly, so that compactions come often and on cue. */
+class Synth {
+  readonly id: Identity = generateIdentity()
+  readonly mem: Buffer[]
+  tick = 0; prev: string | null = null; fuel = 0n
+  readonly wasm: Buffer
+  readonly globals: GlobalValue[] = [{ index: 0, type: 'i32', bytes: Uint8Array.of(1, 2, 3, 4) }]
+  readonly pageCount: number
+  constructor (seed: number, pages = 4) {
+    const r = prng(seed)
+    const bytes = (n: number) => { const b = Buffer.alloc(n); for (let i = 0; i < n; i += 4) b.writeUInt32LE(Math.floor(r() * 2 ** 32), i); return b }
+    this.mem = Array.from({ length: pages }, () => bytes(PAGE_SIZE))
+    this.wasm = bytes(3000)
+    this.pageCount = pages + 2
+  }
+  write (w: CheckpointWriter, changed: number[] | null): boolean {
+    const snapshot: Snapshot = { pageCount: this.pageCount, pages: this.mem.map((p, i) => [i, p]), digests: this.mem.map((p, i) => [i, sha256(p)]), changed, globals: this.globals }
+    const r = w.write({ identity: this.id, wasm: this.wasm, manifest: Buffer.from('{}'), snapshot, tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: 1_000_000_000n, price: 1000n, host: 'test', time: 1_700_000_000_000 + this.tick, status: 'running', log: Buffer.from(`tick ${this.tick}`) })
+    this.tick++; this.prev = r.cid; this.fuel += 1000n
+    return w.lastStats!.liveCompacted
+  }
+  /** changes one page in place and writes a checkpoint; true when it rewrote the live file whole */
+  step (w: CheckpointWriter): boolean {
+    const i = this.tick % this.mem.length
+    this.mem[i].writeUInt32LE(this.tick, (this.tick * 4099) % (PAGE_SIZE - 4))
+    return this.write(w, [i])
+  }
+}
+
+/**
+ * Births a synthetic agent in a new directory under `pc` (installed here, crashing at
+ * `crashAt`) and writes checkpoints until the first compaction (a whole rewrite after delta
+ * records) has been written. Returns the directory, the mutating calls made before that
+ * compaction began and after it ended, the tick it wrote, and whether the crash landed.
+ */
+function untilCompaction (seed: number, crashAt: number): { dir: string; pc: PowerCut; start: number; end: number; tick: number } {
+  const dir = tempDir('igord-compact-')
+  const pc = new PowerCut(dir)
+  pc.crashAt = crashAt
+  pc.install()
+  let start = -1; let end = -1; let tick = -1
+  try {
+    const s = new Synth(seed)
+    const w = new CheckpointWriter(dir, 'syn')
+    s.write(w, null)
+    for (let k = 0; k < 40 && end < 0; k++) {
+      const c0 = pc.calls
+      tick = s.tick
+      if (s.step(w)) { start = c0; end = pc.calls }
+    }
+  } catch (e) { if (!pc.crashed) throw e } finally { pc.uninstall() }
+  return { dir, pc, start, end, tick }
+}
+
+test('an ordinary checkpoint makes one fsync (the live record\'s); a stop leaves everything durable', () => {
+  const dir = tempDir('igord-sync-')
+  const s = new Synth(SEED)
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  const pc = new PowerCut(dir)
+  pc.install()
+  let compacted = false
+  try {
+    const n0 = pc.syncs
+    compacted = s.step(w)
+    assert.is(pc.syncs - n0, 1, 'syncs of a delta checkpoint')
+  } finally { pc.uninstall() }
+  assert.not.ok(compacted)
+  // the entry and the pack frames of that checkpoint are not durable yet: a cut takes them
+  const cut1 = pc.cut('drop')
+  assert.ok(cut1.some((l) => l.startsWith('history')) && cut1.some((l) => l.startsWith('blobs')), `a cut after a delta checkpoint: ${cut1.join(', ')}`)
+  recoverAndVerify(dir, 'syn', 'after a cut of a delta checkpoint')
+  // a paused checkpoint ends with a sync point: a cut right after it takes nothing
+  const live = readLive(path.join(dir, 'syn.ckpt'))
+  const s2 = new Synth(SEED)
+  Object.assign(s2, { id: identityFromSeed(live.seed), tick: live.parsed.tick + 1, prev: headerCid(live.header), fuel: live.parsed.fuel + 1000n })
+  for (const [i, p] of live.pages) if (i < s2.mem.length) s2.mem[i] = Buffer.from(p)
+  const w2 = new CheckpointWriter(dir, 'syn')
+  w2.ensureArchived(live)
+  s2.write(w2, null); s2.step(w2)
+  const pc2 = new PowerCut(dir)
+  pc2.install()
+  try {
+    s2.mem[1][7] ^= 1
+    w2.write({ identity: s2.id, wasm: s2.wasm, manifest: Buffer.from('{}'), snapshot: { pageCount: 6, pages: s2.mem.map((p, i) => [i, p]), digests: s2.mem.map((p, i) => [i, sha256(p)]), changed: [1], globals: s2.globals }, tick: s2.tick, epoch: 0, prev: s2.prev, fuel: s2.fuel, budget: 1_000_000_000n, price: 1000n, host: 'test', status: 'paused', log: null })
+  } finally { pc2.uninstall() }
+  const cut2 = pc2.cut('drop', Math.random, checkpointFile(dir))
+  assert.equal(cut2.filter((l) => !l.includes('.tmp-')), [], 'a cut right after a paused checkpoint')
+  const v = verifyHistory([dir])
+  assert.ok(v.valid, formatReport(v))
+  assert.is(v.ticks?.[1], s2.tick)
+})
+
+test(`records up to a completed sync point (every ${SYNC_EVERY}th) survive a power cut; the recovery rewrites only what came after`, () => {
+  const dir = tempDir('igord-syncevery-')
+  const s = new Synth(SEED, 96) // a whole checkpoint of 96 pages: no compaction within the records below
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  const pc = new PowerCut(dir)
+  pc.install()
+  const extra = 5
+  try {
+    for (let k = 0; k < SYNC_EVERY + extra; k++) assert.not.ok(s.step(w), `record ${k + 1} compacted the file`)
+  } finally { pc.uninstall() }
+  pc.cut('drop')
+  const ticks = new Set(entryTicks(dir, 'syn'))
+  for (let t = 0; t <= SYNC_EVERY; t++) assert.ok(ticks.has(t), `the entry of tick ${t} (up to the sync point at record ${SYNC_EVERY}) did not survive`)
+  for (let t = SYNC_EVERY + 1; t <= SYNC_EVERY + extra; t++) assert.not.ok(ticks.has(t), `the entry of tick ${t} (after the sync point) was synced`)
+  const n = recoverAndVerify(dir, 'syn', 'after a cut past a sync point')
+  assert.is(n, extra, 'entries the recovery wrote')
+})
+
+test('damage the recovery may not cut (a synced frame: bit rot) is left for verify to report, never cut', () => {
+  const dir = tempDir('igord-rot-')
+  const s = new Synth(SEED)
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  const original = Buffer.from(s.mem[0])
+  s.mem[0][100] ^= 0xff; s.write(w, [0])
+  s.mem[0][100] ^= 0xff; s.write(w, [0]) // record 2 names page 0 as the whole checkpoint had it: that (synced) frame
+  const pack = fs.readdirSync(path.join(dir, 'blobs')).find((n) => n.endsWith('.pack'))!
+  const packFile = path.join(dir, 'blobs', pack)
+  const bytes = fs.readFileSync(packFile)
+  const at = bytes.indexOf(original)
+  assert.ok(at > 0, 'page 0 stored whole in the pack')
+  bytes[at + 5000] ^= 1
+  fs.writeFileSync(packFile, bytes)
+  const w2 = new CheckpointWriter(dir, 'syn')
+  w2.ensureArchived(readLive(path.join(dir, 'syn.ckpt')))
+  assert.is(fs.statSync(packFile).size, bytes.length, 'the pack was cut')
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  assert.ok(r.faults.some((f) => /corrupt/.test(f.fault)), formatReport(r))
+})
+
+test(`kill -9 and power cut at every mutating call of a compaction: the file reads as the last complete checkpoint and resumes VALID (CRASH_SEED=${SEED})`, () => {
+  const rand = prng(SEED + 1)
+  const count = untilCompaction(SEED, Infinity)
+  assert.ok(count.end > count.start + 3, `no compaction found (calls ${count.start}..${count.end})`)
+  fs.rmSync(count.dir, { recursive: true, force: true })
+  let atNew = 0; let runs = 0
+  for (let k = count.start + 1; k <= count.end; k++) {
+    for (const mode of ['kill', 'drop', 'random'] as const) {
+      const what = `${mode} at call ${k - count.start} of the compaction's ${count.end - count.start} (seed ${SEED})`
+      const r = untilCompaction(SEED, k)
+      assert.ok(r.pc.crashed && r.tick === count.tick, `${what}: the crash did not land in the compaction`)
+      if (mode !== 'kill') r.pc.cut(mode, rand)
+      const tick = checkAfterCut(r.dir, 'syn', what)
+      assert.ok(tick === count.tick - 1 || tick === count.tick, `${what}: the live file is at tick ${tick}, expected ${count.tick - 1} or ${count.tick}`)
+      if (tick === count.tick) atNew++
+      recoverAndVerify(r.dir, 'syn', what)
+      // and it goes on from there: a resumed writer's checkpoints follow it, VALID
+      const live = readLive(path.join(r.dir, 'syn.ckpt'))
+      const w = new CheckpointWriter(r.dir, 'syn')
+      w.ensureArchived(live)
+      const s = new Synth(SEED)
+      Object.assign(s, { id: identityFromSeed(live.seed), tick: live.parsed.tick + 1, prev: headerCid(live.header), fuel: live.parsed.fuel + 1000n })
+      for (const [i, p] of live.pages) if (i < s.mem.length) s.mem[i] = Buffer.from(p)
+      s.write(w, null); s.step(w); s.step(w)
+      w.close()
+      const v = verifyHistory([r.dir])
+      assert.ok(v.valid, `${what}: not VALID after resuming: ${formatReport(v)}`)
+      fs.rmSync(r.dir, { recursive: true, force: true })
+      runs++
+    }
+  }
+  assert.ok(atNew > 0 && atNew < runs, `crash points before and after the compacted file landed: ${atNew} of ${runs} resumed at the new checkpoint`)
+})
+
+test.run()
