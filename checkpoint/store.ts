@@ -55,6 +55,10 @@ export function fsyncDir (dir: string): void {
  */
 export const testHooks: { beforeRename: ((tmp: string, file: string) => void) | null } = { beforeRename: null }
 
+/** Temp-name suffix unique to this thread (pid + random + counter: no random draw per write). */
+const TMP_TAG = randomBytes(4).toString('hex')
+let tmpSeq = 0
+
 /**
  * Atomically replaces `file` with `data` (one buffer or chunks written with writev, not copied):
  * writes `<dir>/.<name>.tmp-<pid>-<random>`, fsyncs it, renames it over `file`, fsyncs the directory
@@ -66,7 +70,7 @@ export const testHooks: { beforeRename: ((tmp: string, file: string) => void) | 
  */
 export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true): void {
   const dir = path.dirname(file)
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
+  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${TMP_TAG}-${(tmpSeq++).toString(36)}`)
   let fd: number
   try { fd = fs.openSync(tmp, 'wx', mode) } catch (e) { throw ioError('create', tmp, e) }
   let ok = false
@@ -133,21 +137,32 @@ export class BlobStore {
    * once and durable after {@link BlobStore.sync} (called here unless `sync` is false).
    * `how.compress`: store it zstd-compressed when that makes it smaller; `how.chunk` (a 64 KiB
    * page): store it as 16 chunks of 4 KiB, each chunk a blob of its own (compressed too when
-   * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store").
+   * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store");
+   * `how.chunkDigests` (512 bytes: the SHA-256 of each 4 KiB chunk, 32 zero bytes for an all-zero
+   * chunk — the chunked frame's payload) saves hashing the chunks; the caller vouches for them, as
+   * for `digest`. `how.loose: false` skips looking for a loose file of `bytes` (blobs igord only
+   * ever packs: at worst an old loose copy is packed once more).
    * @returns the CID and whether the blob was queued.
    * @throws StorageError on I/O failure.
    */
-  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean } = {}): { cid: string; written: boolean } {
+  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean; loose?: boolean; chunkDigests?: Uint8Array } = {}): { cid: string; written: boolean } {
     const d = digest ?? sha256(bytes)
     const cid = cidOfDigest(d)
-    if (this.#present(cid)) return { cid, written: false }
+    if (this.#present(cid, how.loose !== false)) return { cid, written: false }
     if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
+      const given = how.chunkDigests !== undefined && how.chunkDigests.length === 32 * (CHUNKED_SIZE / CHUNK_SIZE) ? how.chunkDigests : null
       const digests = Buffer.alloc(32 * (CHUNKED_SIZE / CHUNK_SIZE))
       for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
-        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
-        if (isZero(c)) continue
-        const cd = sha256(c)
+        let cd: Uint8Array
+        if (given !== null) {
+          cd = given.subarray(k * 32, k * 32 + 32)
+          if (isZero(cd)) continue
+        } else {
+          if (isZero(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))) continue
+          cd = sha256(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))
+        }
         digests.set(cd, k * 32)
+        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
         const ccid = cidOfDigest(cd)
         if (this.#present(ccid, false)) continue // chunks are only ever in packs: no loose-file lookup
         const z = how.compress === true ? compress(c) : null
