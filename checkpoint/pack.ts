@@ -24,6 +24,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { constants as zlibConstants, createZstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
 import { StorageError } from './errors.ts'
 import { cidOfDigest, digestOfCid } from './hash.ts'
+import { RecentMap } from './recent.ts'
 
 /** First 8 bytes of every pack: ASCII `igordpk` then the pack format version 1. */
 export const PACK_MAGIC = Uint8Array.of(0x69, 0x67, 0x6f, 0x72, 0x64, 0x70, 0x6b, 0x01)
@@ -172,17 +173,27 @@ function closePack (file: string): void {
  * lazily and extended on a miss: new packs are listed and known packs re-walked from where their
  * last walk ended, at most once per `refreshMs` for {@link PackSet.find} with `fresh: false`.
  */
+/** Slots (and, in checkpoint/store.ts, known CIDs) a writer's store remembers per generation (checkpoint/recent.ts). */
+export const WRITER_RECENT = 256
+
 export class PackSet {
   readonly dir: string
   readonly #filter: (name: string) => boolean
   readonly #packs = new Map<string, PackIndex>()
-  readonly #slots = new Map<string, PackSlot>()
+  readonly #slots: RecentMap<string, PackSlot>
   #lastRefresh = -Infinity
 
-  /** @param agent when given, only that agent's packs are indexed (a writer's own archive). */
+  /**
+   * @param agent when given, only that agent's packs are indexed (a writer's own archive), and only
+   *   the {@link WRITER_RECENT} × 2 most recently used slots are remembered: a writer looks blobs up
+   *   to skip storing them again, and one living for days at 1 Hz would otherwise hold an entry for
+   *   every blob it ever wrote (~1.7 KiB of heap a heartbeat tick, with BlobStore's own set).
+   *   A forgotten blob is at worst stored again.
+   */
   constructor (dir: string, agent?: string) {
     this.dir = dir
     this.#filter = agent === undefined ? isPackName : (n) => packOfAgent(n, agent)
+    this.#slots = new RecentMap(agent === undefined ? Infinity : WRITER_RECENT)
   }
 
   /** Lists the directory for new packs and walks every pack's new frames. */

@@ -10,7 +10,8 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, matchesCid, PackSet, PackWriter } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_ZSTD, matchesCid, PackSet, PackWriter, WRITER_RECENT } from './pack.ts'
+import { RecentMap } from './recent.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -105,7 +106,7 @@ export class BlobStore {
   /** The directory holding the blobs. */
   readonly dir: string
   /** CIDs known to be present (written or seen by this instance). */
-  readonly #known = new Set<string>()
+  readonly #known: { has (cid: string): boolean; add (cid: string): void; clear (): void }
   readonly #packs: PackSet
   readonly #writer: PackWriter
   #dirty = false
@@ -119,6 +120,9 @@ export class BlobStore {
     this.dir = dir
     try { makePrivateDir(dir) } catch (e) { throw ioError('create directory', dir, e) }
     this.#packs = new PackSet(dir, agent)
+    // a writer's store remembers only recent CIDs (a miss is only slower: see PackSet); others all
+    if (agent === undefined) this.#known = new Set<string>()
+    else { const m = new RecentMap<string, true>(WRITER_RECENT); this.#known = { has: (c) => m.has(c), add: (c) => m.set(c, true), clear: () => m.clear() } }
     this.#writer = new PackWriter(dir, agent ?? 'shared')
   }
 
