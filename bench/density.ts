@@ -86,7 +86,9 @@ interface NodeChild { child: ChildProcessWithoutNullStreams; dir: string; out: (
 
 async function startNode (extra: string[]): Promise<NodeChild> {
   const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-'))
-  const child = spawn(process.execPath, [IGORD, 'node', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--interval', '1s', '--tick-threads', '2', '--quiet', ...extra], { stdio: ['pipe', 'pipe', 'pipe'] })
+  // the environment bin/igord starts a node with (its malloc setting)
+  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072' }
+  const child = spawn(process.execPath, [IGORD, 'node', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--interval', '1s', '--tick-threads', '2', '--quiet', ...extra], { stdio: ['pipe', 'pipe', 'pipe'], env })
   let out = ''
   child.stdout.on('data', (d) => { out += d })
   child.stderr.on('data', (d) => { out += d })
