@@ -62,7 +62,7 @@ let tmpSeq = 0
 
 /**
  * Atomically replaces `file` with `data` (one buffer or chunks written with writev, not copied):
- * writes `<dir>/.<name>.tmp-<pid>-<random>`, fsyncs it, renames it over `file`, fsyncs the directory
+ * writes `<dir>/.<name>.tmp-<pid>-<random>-<n>` (random per thread, n a counter), fsyncs it, renames it over `file`, fsyncs the directory
  * (skipped when `syncDir` is false, for callers that fsync the directory once for a batch).
  * The temp file is removed if anything fails, leaving the old `file` untouched.
  * @param mode permission bits for the new file; default 0o600 (everything igord writes holds agent
