@@ -355,16 +355,16 @@ interface ZstdHandle { writeSync (flush: number, input: Uint8Array, inOff: numbe
  * state); a finished frame leaves the context ready for the next. Null (fall back to
  * `zstdCompressSync`) when this Node's stream does not look like that or fails a round trip.
  */
-let reused: { h: ZstdHandle; state: Uint32Array } | null | undefined
+let reused: { h: ZstdHandle; state: Uint32Array; stream: unknown } | null | undefined
 
-function reusedContext (): { h: ZstdHandle; state: Uint32Array } | null {
+function reusedContext (): { h: ZstdHandle; state: Uint32Array; stream: unknown } | null {
   if (reused !== undefined) return reused
   reused = null
   try {
     const s = createZstdCompress(ZSTD_FAST) as unknown as { _handle?: ZstdHandle; _writeState?: Uint32Array }
     const h = s._handle; const state = s._writeState
     if (h === undefined || typeof h.writeSync !== 'function' || typeof h.reset !== 'function' || !(state instanceof Uint32Array) || state.length !== 2) return null
-    const ctx = { h, state }
+    const ctx = { h, state, stream: s } // the stream stays referenced with its handle
     const probe = Buffer.alloc(4096)
     for (let i = 0; i < probe.length; i += 3) probe[i] = i & 255
     const z = viaContext(ctx, probe)
@@ -375,7 +375,7 @@ function reusedContext (): { h: ZstdHandle; state: Uint32Array } | null {
 }
 
 /** `b` compressed by `ctx` into a new buffer, or null when the frame does not fit in `b.length` bytes. */
-function viaContext (ctx: { h: ZstdHandle; state: Uint32Array }, b: Uint8Array): Uint8Array | null {
+function viaContext (ctx: { h: ZstdHandle; state: Uint32Array; stream: unknown }, b: Uint8Array): Uint8Array | null {
   const out = Buffer.allocUnsafe(b.length)
   ctx.h.writeSync(zlibConstants.ZSTD_e_end, b, 0, b.length, out, 0, out.length)
   const [availOut, availIn] = ctx.state
