@@ -11,7 +11,10 @@
  * cost), plus in this process the CPU of a bare heartbeat tick (`agent_tick`, no checkpoint) and of
  * a tick with its checkpoint (`writeCheckpoint`: the storage share of an agent-tick). The CPU floor
  * of N agents is the 2-agent node plus N bare ticks a second.
- * Targets: 1,000 agents at 1 Hz in ≤ 0.25 of one core and ≤ 1 GiB RSS.
+ * Targets: 1,000 agents at 1 Hz in ≤ 0.25 of one core and ≤ 1 GiB RSS. The node's CPU is also
+ * split by kernel share (stime: system calls, fsync above all), and group commit is measured
+ * directly (fdatasync of 64 files one after the other against all at once on libuv's pool: CPU and
+ * wall time per sync, {@link groupSync}).
  *
  * Hibernation (runtime/agent.ts `hibernate`): the CPU of hibernating and waking a heartbeat from its
  * live file in this process, and the RSS of `IGORD_DENSITY_IDLE` (default 200) idle agents of 1 MiB of
@@ -23,7 +26,7 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { controlRequest } from '../p2p/control.ts'
@@ -55,6 +58,12 @@ export function cpuSeconds (pid: number): number {
   return (Number(f[11]) + Number(f[12])) / USER_HZ
 }
 
+/** stime of process `pid` (all its threads: system calls such as fsync), s. */
+export function sysSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]) / USER_HZ
+}
+
 /** Resident set size of process `pid`, bytes (VmRSS). */
 export function rssBytes (pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -77,7 +86,9 @@ interface NodeChild { child: ChildProcessWithoutNullStreams; dir: string; out: (
 
 async function startNode (extra: string[]): Promise<NodeChild> {
   const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-'))
-  const child = spawn(process.execPath, [IGORD, 'node', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--interval', '1s', '--tick-threads', '2', '--quiet', ...extra], { stdio: ['pipe', 'pipe', 'pipe'] })
+  // the environment bin/igord starts a node with (its malloc setting)
+  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072' }
+  const child = spawn(process.execPath, [IGORD, 'node', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--interval', '1s', '--tick-threads', '2', '--quiet', ...extra], { stdio: ['pipe', 'pipe', 'pipe'], env })
   let out = ''
   child.stdout.on('data', (d) => { out += d })
   child.stderr.on('data', (d) => { out += d })
@@ -106,7 +117,7 @@ async function ticks (dir: string): Promise<{ total: number; started: number; hi
 }
 
 /** What one node did over the window. */
-export interface Density { agents: number; cores: number; rssMeanMiB: number; rssPeakMiB: number; diskPerTick: number; ticks: number; birthS: number }
+export interface Density { agents: number; cores: number; sysCores: number; rssMeanMiB: number; rssPeakMiB: number; diskPerTick: number; ticks: number; birthS: number }
 
 /**
  * Runs a node (`extra`: more `igord node` flags) with `count` agents (`agent`: wasm and manifest
@@ -136,10 +147,12 @@ export async function measure (count: number, extra: string[] = [], intervalMs =
     const tk0 = (await ticks(n.dir)).total
     const d0 = treeBytes(n.dir)
     const c0 = cpuSeconds(pid)
+    const s0 = sysSeconds(pid)
     const w0 = performance.now()
     const rss: number[] = []
     while (performance.now() - w0 < WINDOW_MS) { rss.push(rssBytes(pid)); await sleep(1000) }
     const c1 = cpuSeconds(pid)
+    const s1 = sysSeconds(pid)
     const w1 = performance.now()
     const d1 = treeBytes(n.dir)
     const tk1 = (await ticks(n.dir)).total
@@ -147,6 +160,7 @@ export async function measure (count: number, extra: string[] = [], intervalMs =
     return {
       agents: count,
       cores: (c1 - c0) / ((w1 - w0) / 1000),
+      sysCores: (s1 - s0) / ((w1 - w0) / 1000),
       rssMeanMiB: rss.reduce((s, x) => s + x, 0) / rss.length / 2 ** 20,
       rssPeakMiB: Math.max(...rss) / 2 ** 20,
       diskPerTick: dt > 0 ? (d1 - d0) / dt : 0,
@@ -200,6 +214,36 @@ function wakeSeconds (): number {
   } finally { rmSync(dir, { recursive: true, force: true }) }
 }
 
+/**
+ * Group commit, measured (issue 10): `files` files in one directory under the temp dir, each
+ * appended 1 KiB and fdatasynced, `rounds` times: one after the other on this thread (what a tick
+ * thread does today: one agent's checkpoint after the other) against all at once on libuv's
+ * thread pool (what a tick thread sharing its syncs across agents would do). CPU (user + system,
+ * µs) and wall time (µs) per sync.
+ */
+async function groupSync (files = 64, rounds = 10): Promise<{ serialCpu: number; serialWall: number; groupCpu: number; groupWall: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-sync-'))
+  const fds = Array.from({ length: files }, (_, i) => openSync(join(dir, `f${i}`), 'a'))
+  const buf = Buffer.alloc(1024, 7)
+  const time = async (f: () => Promise<void> | void): Promise<[number, number]> => {
+    const c0 = process.cpuUsage(); const w0 = performance.now()
+    for (let r = 0; r < rounds; r++) await f()
+    const c = process.cpuUsage(c0)
+    return [(c.user + c.system) / (rounds * files), (performance.now() - w0) * 1000 / (rounds * files)]
+  }
+  try {
+    const serial = () => { for (const fd of fds) { writeSync(fd, buf); fdatasyncSync(fd) } }
+    const group = () => Promise.all(fds.map((fd) => { writeSync(fd, buf); return new Promise<void>((resolve, reject) => fdatasync(fd, (e) => e === null ? resolve() : reject(e))) })).then(() => {})
+    await time(serial); await time(group) // warm up
+    const [serialCpu, serialWall] = await time(serial)
+    const [groupCpu, groupWall] = await time(group)
+    return { serialCpu, serialWall, groupCpu, groupWall }
+  } finally {
+    for (const fd of fds) closeSync(fd)
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 /** Runs the density benchmark: a node with 2 agents (floor), then each count of `IGORD_DENSITY`. */
 export async function bench (): Promise<BenchRow[]> {
   if (!existsSync('/proc/self/stat')) return []
@@ -215,6 +259,13 @@ export async function bench (): Promise<BenchRow[]> {
     { name: 'checkpoint share of a checkpointed tick', value: 100 * (saved - bare) / saved, unit: '%' },
     { name: 'heartbeat hibernate + wake from live file', value: wakeSeconds() * 1e6, unit: 'µs CPU' },
   ]
+  const g = await groupSync()
+  rows.push(
+    { name: 'fdatasync, 64 files one after the other: CPU per sync', value: g.serialCpu, unit: 'µs CPU' },
+    { name: 'fdatasync, 64 files at once (libuv pool): CPU per sync', value: g.groupCpu, unit: 'µs CPU', floor: g.serialCpu, ratio: g.groupCpu / g.serialCpu },
+    { name: 'fdatasync, 64 files one after the other: wall per sync', value: g.serialWall, unit: 'µs' },
+    { name: 'fdatasync, 64 files at once (libuv pool): wall per sync', value: g.groupWall, unit: 'µs', floor: g.serialWall, ratio: g.groupWall / g.serialWall },
+  )
   for (const count of counts) {
     const d = await measure(count)
     const floorCores = base.cores + count * bare // the 2-agent node plus N bare ticks a second
@@ -223,6 +274,7 @@ export async function bench (): Promise<BenchRow[]> {
       // the CPU target counts only when the node kept up (≥ 90% of the ticks due); a saturated machine caps the CPU it can show
       { name: `${count} agents at 1 Hz: CPU`, value: d.cores, unit: 'cores', floor: floorCores, ratio: d.cores / floorCores, ...(big ? { target: '≤ 0.25 core (1,000 agents), all ticks run', met: d.cores <= 0.25 && d.ticks >= 0.9 * count * WINDOW_MS / 1000 } : {}) },
       { name: `${count} agents at 1 Hz: CPU per agent-tick`, value: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks * 1e6 : 0, unit: 'µs CPU', floor: saved * 1e6, ratio: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks / saved : 0 },
+      { name: `${count} agents at 1 Hz: of which kernel (system calls)`, value: d.cores > 0 ? 100 * d.sysCores / d.cores : 0, unit: '%' },
       { name: `${count} agents at 1 Hz: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: d.rssPeakMiB / base.rssMeanMiB, ...(big ? { target: '≤ 1 GiB (1,000 agents)', met: d.rssPeakMiB <= 1024 } : {}) },
       { name: `${count} agents at 1 Hz: RSS per agent`, value: (d.rssMeanMiB - base.rssMeanMiB) * 1024 / (count - 2), unit: 'KiB' },
       { name: `${count} agents at 1 Hz: disk per agent-tick`, value: d.diskPerTick / 1024, unit: 'KiB' },

@@ -5,7 +5,7 @@
  * (0x55) and a sha2-256 multihash (0x12, 32 bytes), written in multibase base32 lower case, so every
  * one looks like `bafkrei…` and is 59 characters long (multiformats CID spec).
  */
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { base32 } from 'multiformats/bases/base32'
 import { CheckpointError } from './errors.ts'
 
@@ -21,7 +21,7 @@ const CID_RE = /^bafkrei[a-h][a-z2-7]{50}[aeimquy4]$/
 
 /** SHA-256 of `bytes` (32 bytes, a Buffer). */
 export function sha256 (bytes: Uint8Array): Uint8Array {
-  return createHash('sha256').update(bytes).digest()
+  return hash('sha256', bytes, 'buffer') // one-shot: no Hash object per call
 }
 
 /** The CID string (`bafkrei…`) of a 32-byte SHA-256 digest, without hashing anything. */

@@ -10,7 +10,8 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackSet, PackWriter, readSlot, type PackSlot } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackSet, PackWriter, readSlot, WRITER_RECENT, type PackSlot } from './pack.ts'
+import { RecentMap } from './recent.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
 /** Most buffers handed to one writev call (Linux IOV_MAX). */
@@ -55,9 +56,13 @@ export function fsyncDir (dir: string): void {
  */
 export const testHooks: { beforeRename: ((tmp: string, file: string) => void) | null } = { beforeRename: null }
 
+/** Temp-name suffix unique to this thread (pid + random + counter: no random draw per write). */
+const TMP_TAG = randomBytes(4).toString('hex')
+let tmpSeq = 0
+
 /**
  * Atomically replaces `file` with `data` (one buffer or chunks written with writev, not copied):
- * writes `<dir>/.<name>.tmp-<pid>-<random>`, fsyncs it, renames it over `file`, fsyncs the directory
+ * writes `<dir>/.<name>.tmp-<pid>-<random>-<n>` (random per thread, n a counter), fsyncs it, renames it over `file`, fsyncs the directory
  * (skipped when `syncDir` is false, for callers that fsync the directory once for a batch).
  * With `syncFile` false nothing is synced (neither the file nor the directory): the rename still
  * gives readers the old or the whole new file across a process kill, but a power cut may lose the
@@ -70,7 +75,7 @@ export const testHooks: { beforeRename: ((tmp: string, file: string) => void) | 
  */
 export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true, syncFile = true): void {
   const dir = path.dirname(file)
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
+  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${TMP_TAG}-${(tmpSeq++).toString(36)}`)
   let fd: number
   try { fd = fs.openSync(tmp, 'wx', mode) } catch (e) { throw ioError('create', tmp, e) }
   let ok = false
@@ -119,7 +124,7 @@ export class BlobStore {
   /** The directory holding the blobs. */
   readonly dir: string
   /** CIDs known to be present (written or seen by this instance). */
-  readonly #known = new Set<string>()
+  readonly #known: { has (cid: string): boolean; add (cid: string): void; clear (): void }
   #packs: PackSet
   readonly #agent: string | undefined
   #writer: PackWriter
@@ -135,6 +140,9 @@ export class BlobStore {
     try { makePrivateDir(dir) } catch (e) { throw ioError('create directory', dir, e) }
     this.#agent = agent
     this.#packs = new PackSet(dir, agent)
+    // a writer's store remembers only recent CIDs (a miss is only slower: see PackSet); others all
+    if (agent === undefined) this.#known = new Set<string>()
+    else { const m = new RecentMap<string, true>(WRITER_RECENT); this.#known = { has: (c) => m.has(c), add: (c) => m.set(c, true), clear: () => m.clear() } }
     this.#writer = new PackWriter(dir, agent ?? 'shared')
   }
 
@@ -153,21 +161,32 @@ export class BlobStore {
    * once and durable after {@link BlobStore.sync} (called here unless `sync` is false).
    * `how.compress`: store it zstd-compressed when that makes it smaller; `how.chunk` (a 64 KiB
    * page): store it as 16 chunks of 4 KiB, each chunk a blob of its own (compressed too when
-   * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store").
+   * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store");
+   * `how.chunkDigests` (512 bytes: the SHA-256 of each 4 KiB chunk, 32 zero bytes for an all-zero
+   * chunk — the chunked frame's payload) saves hashing the chunks; the caller vouches for them, as
+   * for `digest`. `how.loose: false` skips looking for a loose file of `bytes` (blobs igord only
+   * ever packs: at worst an old loose copy is packed once more).
    * @returns the CID and whether the blob was queued.
    * @throws StorageError on I/O failure.
    */
-  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean } = {}): { cid: string; written: boolean } {
+  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean; loose?: boolean; chunkDigests?: Uint8Array } = {}): { cid: string; written: boolean } {
     const d = digest ?? sha256(bytes)
     const cid = cidOfDigest(d)
-    if (this.#present(cid)) return { cid, written: false }
+    if (this.#present(cid, how.loose !== false)) return { cid, written: false }
     if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
+      const given = how.chunkDigests !== undefined && how.chunkDigests.length === 32 * (CHUNKED_SIZE / CHUNK_SIZE) ? how.chunkDigests : null
       const digests = Buffer.alloc(32 * (CHUNKED_SIZE / CHUNK_SIZE))
       for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
-        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
-        if (isZero(c)) continue
-        const cd = sha256(c)
+        let cd: Uint8Array
+        if (given !== null) {
+          cd = given.subarray(k * 32, k * 32 + 32)
+          if (isZero(cd)) continue
+        } else {
+          if (isZero(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))) continue
+          cd = sha256(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))
+        }
         digests.set(cd, k * 32)
+        const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
         const ccid = cidOfDigest(cd)
         if (this.#present(ccid, false)) continue // chunks are only ever in packs: no loose-file lookup
         const z = how.compress === true ? compress(c) : null

@@ -48,6 +48,12 @@ export interface Snapshot {
   pageCount: number; pages: [number, Uint8Array][]; digests: [number, Uint8Array][]
   changed: number[] | null /* page indices changed since the previous write; null = all */
   globals: GlobalValue[]
+  /**
+   * For some changed pages, by index: the SHA-256 of each of its 16 chunks of 4 KiB (512 bytes, 32
+   * zero bytes for an all-zero chunk), so that storing the page in chunks hashes nothing more
+   * (runtime/memory.ts hashes only the chunks that changed). Trusted like `digests`.
+   */
+  chunkDigests?: Map<number, Uint8Array>
 }
 
 /**
@@ -267,12 +273,12 @@ export class CheckpointWriter {
     const manifest = this.#cidOf('#manifest', a.manifest)
     let logCid: string | null = null
     if (a.log !== null) {
-      const r = this.blobs.putEx(a.log, undefined, false, { compress: true })
+      const r = this.blobs.putEx(a.log, undefined, false, { compress: true, loose: false })
       logCid = r.cid; if (r.written) blobsWritten++
     }
     let ioCid: string | undefined
     if (a.io != null) {
-      const r = this.blobs.putEx(a.io, undefined, false, { compress: true })
+      const r = this.blobs.putEx(a.io, undefined, false, { compress: true, loose: false })
       ioCid = r.cid; if (r.written) blobsWritten++
     }
     const base = this.#table === null
@@ -282,7 +288,8 @@ export class CheckpointWriter {
     // many (a base entry, a full rewrite of memory) as they are (speed O(memory), no extra hashing)
     const fine = !base && s.changed !== null && s.changed.length <= FINE_GRAIN_PAGES
     const putPage = (k: number): string => {
-      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine })
+      const cd = fine ? s.chunkDigests?.get(s.pages[k][0]) : undefined
+      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine, loose: false, ...(cd === undefined ? {} : { chunkDigests: cd }) })
       if (r.written) { blobsWritten++; pageBlobsWritten++ }
       return r.cid
     }

@@ -1,16 +1,33 @@
 /**
- * The committed image of an agent's linear memory, page by page, and the dirty set since the
- * last checkpoint.
+ * The committed image of an agent's linear memory and the dirty set since the last checkpoint.
  *
- * After every successful tick the live memory is compared with the committed copy page by page
- * (`Buffer.compare` runs at memory speed) and only changed pages are copied; a failed tick is rolled
- * back by copying the committed pages back. Checkpoints hash only the pages dirtied since the last
- * one (DESIGN §7).
+ * The committed copy is one buffer per agent (a slab of `pageCount × 64 KiB`, all-zero pages
+ * included as zeros): one allocation, compared with and copied from the live memory with offsets
+ * (no per-page views), and freed as a unit when the agent hibernates. After every successful tick
+ * the live memory is compared with it in runs of {@link RUN_PAGES} pages (`Buffer#compare`, i.e.
+ * memcmp), drilling down to pages only in runs that differ; changed pages are copied in and
+ * marked dirty, together with which of their 4 KiB chunks changed. A failed tick is rolled back by
+ * copying the committed pages back. Checkpoints hash only the pages dirtied since the last one
+ * (DESIGN §7) and, for a checkpoint of few pages, only their changed chunks (the archive's storage
+ * grain, checkpoint/store.ts `putEx` `chunkDigests`).
  */
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { CHUNK_SIZE } from '../checkpoint/pack.ts'
+import { FINE_GRAIN_PAGES } from '../checkpoint/writer.ts'
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE)
+const ZERO_CHUNK = ZERO_PAGE.subarray(0, CHUNK_SIZE)
+const EMPTY = Buffer.alloc(0)
+/** Pages compared in one call before drilling down (1 MiB). */
+const RUN_PAGES = 16
+/** 4 KiB chunks per page, and the size of a page's chunk digest list (32 bytes each). */
+const CHUNKS = PAGE_SIZE / CHUNK_SIZE
+const CHUNK_LIST = 32 * CHUNKS
+const ZERO_LIST = new Uint8Array(CHUNK_LIST)
+const ALL_CHUNKS = (1 << CHUNKS) - 1
+/** Slab growth step cap, pages (64 MiB): growth doubles the slab up to this much at a time. */
+const GROW_STEP_PAGES = 1024
 
 /** True when a 64 KiB page holds only zero bytes. */
 export function isZeroPage (page: Uint8Array): boolean {
@@ -19,39 +36,83 @@ export function isZeroPage (page: Uint8Array): boolean {
 
 /** SHA-256 of one page, 32 bytes (the page digest of DESIGN §7). */
 export function pageDigest (page: Uint8Array): Uint8Array {
-  return createHash('sha256').update(page).digest()
+  return hash('sha256', page, 'buffer')
 }
 
-/** Committed pages of one memory plus digests of the non-zero ones as of the last checkpoint. */
+function asBuffer (b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+}
+
+/** Committed memory of one agent plus digests of the non-zero pages as of the last checkpoint. */
 export class PageImage {
   /** Number of 64 KiB pages in the committed memory. */
   pageCount = 0
-  /** Committed copy of each page; `undefined` for pages that are all zero. */
-  readonly pages: (Buffer | undefined)[] = []
   /** Pages changed since the last checkpoint (indices). */
   readonly dirty = new Set<number>()
   /** Digests of the non-zero pages as of the last checkpoint, by index. */
   readonly digests = new Map<number, Uint8Array>()
+  /** The committed memory: `pageCount` pages used, capacity `slab.length / 64 KiB`. */
+  #slab: Buffer = EMPTY
+  /** Cached 64 KiB views of the slab, by page (dropped when the slab is replaced). */
+  #views: (Buffer | undefined)[] = []
+  /** Per dirty page: bit k set when chunk k may differ from the page as of the last checkpoint. */
+  readonly #masks = new Map<number, number>()
+  /** Per non-zero page, when known: the digest list of its 16 chunks as of the last checkpoint. */
+  readonly #chunkLists = new Map<number, Uint8Array>()
 
   /**
    * Compares `mem` (the live memory bytes) with the committed image, copies the changed pages in
-   * and marks them dirty. `mem.length` must be a multiple of 64 KiB.
+   * and marks them dirty. `mem.length` must be a multiple of 64 KiB and at least `pageCount` pages.
    * @returns the number of pages changed
    */
   commit (mem: Uint8Array): number {
     const count = mem.length / PAGE_SIZE
+    if (count > this.#slab.length / PAGE_SIZE) this.#grow(count)
+    const live = asBuffer(mem)
+    const slab = this.#slab
     let changed = 0
-    for (let i = 0; i < count; i++) {
-      const live = mem.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
-      const old = this.pages[i]
-      if (old === undefined ? ZERO_PAGE.equals(live) : old.equals(live)) continue
-      if (old !== undefined) old.set(live)
-      else this.pages[i] = Buffer.from(live)
-      this.dirty.add(i)
-      changed++
+    for (let r = 0; r < count; r += RUN_PAGES) {
+      const end = Math.min(count, r + RUN_PAGES)
+      if (slab.compare(live, r * PAGE_SIZE, end * PAGE_SIZE, r * PAGE_SIZE, end * PAGE_SIZE) === 0) continue
+      for (let i = r; i < end; i++) {
+        const at = i * PAGE_SIZE
+        if (slab.compare(live, at, at + PAGE_SIZE, at, at + PAGE_SIZE) === 0) continue
+        let mask = 0
+        for (let k = 0; k < CHUNKS; k++) {
+          const c = at + k * CHUNK_SIZE
+          if (slab.compare(live, c, c + CHUNK_SIZE, c, c + CHUNK_SIZE) !== 0) mask |= 1 << k
+        }
+        live.copy(slab, at, at, at + PAGE_SIZE)
+        this.#masks.set(i, (this.#masks.get(i) ?? 0) | mask)
+        this.dirty.add(i)
+        changed++
+      }
     }
     this.pageCount = count
     return changed
+  }
+
+  /** Replaces the slab by one of at least `count` pages holding the committed pages. */
+  #grow (count: number): void {
+    const have = this.#slab.length / PAGE_SIZE
+    const next = Math.max(count, Math.min(2 * have, have + GROW_STEP_PAGES))
+    const slab = Buffer.alloc(next * PAGE_SIZE)
+    this.#slab.copy(slab, 0, 0, this.pageCount * PAGE_SIZE)
+    this.#slab = slab
+    this.#views = []
+  }
+
+  /** The committed page `i` (a view of the slab), or undefined when it is all zero, outside memory or dropped. */
+  committed (i: number): Uint8Array | undefined {
+    if (i < 0 || i >= this.pageCount || (i + 1) * PAGE_SIZE > this.#slab.length) return undefined // outside, or dropped
+    const v = this.#view(i)
+    return isZeroPage(v) ? undefined : v
+  }
+
+  #view (i: number): Buffer {
+    let v = this.#views[i]
+    if (v === undefined) { v = this.#slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE); this.#views[i] = v }
+    return v
   }
 
   /**
@@ -59,20 +120,27 @@ export class PageImage {
    * memory did not grow). `mem.length` must equal `pageCount × 64 KiB`.
    */
   rollback (mem: Uint8Array): void {
-    for (let i = 0; i < this.pageCount; i++) {
-      const live = mem.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
-      const old = this.pages[i] ?? ZERO_PAGE
-      if (!old.equals(live)) live.set(old)
+    const live = asBuffer(mem)
+    for (let r = 0; r < this.pageCount; r += RUN_PAGES) {
+      const end = Math.min(this.pageCount, r + RUN_PAGES)
+      if (this.#slab.compare(live, r * PAGE_SIZE, end * PAGE_SIZE, r * PAGE_SIZE, end * PAGE_SIZE) === 0) continue
+      for (let i = r; i < end; i++) {
+        const at = i * PAGE_SIZE
+        if (this.#slab.compare(live, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) this.#slab.copy(live, at, at, at + PAGE_SIZE)
+      }
     }
   }
 
   /** Copies the committed pages into a freshly instantiated memory of at least `pageCount` pages. */
   restoreInto (mem: Uint8Array): void {
-    for (let i = 0; i < this.pageCount; i++) {
-      const p = this.pages[i]
-      if (p !== undefined) mem.set(p, i * PAGE_SIZE)
-      else mem.fill(0, i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
-    }
+    this.#slab.copy(asBuffer(mem), 0, 0, this.pageCount * PAGE_SIZE)
+  }
+
+  /** A slab of exactly `pageCount` pages holding `pages` (`[index, 64 KiB bytes]`). */
+  #fill (pageCount: number, pages: [number, Uint8Array][]): void {
+    this.#slab = pageCount === 0 ? EMPTY : Buffer.alloc(pageCount * PAGE_SIZE)
+    this.#views = []
+    for (const [i, bytes] of pages) this.#slab.set(bytes, i * PAGE_SIZE)
   }
 
   /**
@@ -81,25 +149,26 @@ export class PageImage {
    * Nothing is dirty afterwards.
    */
   load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][]): void {
-    this.pages.length = 0
     this.dirty.clear()
     this.digests.clear()
+    this.#masks.clear()
+    this.#chunkLists.clear()
     this.pageCount = pageCount
+    this.#fill(pageCount, pages)
     const known = new Map(digests ?? [])
-    for (const [i, bytes] of pages) {
-      this.pages[i] = Buffer.from(bytes)
-      this.digests.set(i, known.get(i) ?? pageDigest(bytes))
-    }
+    for (const [i, bytes] of pages) this.digests.set(i, known.get(i) ?? pageDigest(bytes))
   }
 
   /**
-   * Drops the committed copies of the pages (a hibernating agent, runtime/agent.ts): the size and
+   * Drops the committed copy of memory (a hibernating agent, runtime/agent.ts): the size and
    * the digests stay, so {@link reload} can check what comes back.
    * @throws Error when pages are dirty (their changes are in no checkpoint yet)
    */
   dropPages (): void {
     if (this.dirty.size > 0) throw new Error(`PageImage.dropPages: ${this.dirty.size} pages changed since the last checkpoint`)
-    this.pages.length = 0
+    this.#slab = EMPTY
+    this.#views = []
+    this.#chunkLists.clear()
   }
 
   /**
@@ -117,37 +186,60 @@ export class PageImage {
       if (want === undefined) throw new Error(`page ${i} is not zero, expected zero`)
       if (Buffer.compare(known.get(i) ?? pageDigest(bytes), want) !== 0) throw new Error(`page ${i} differs (SHA-256)`)
     }
-    for (const [i, bytes] of pages) this.pages[i] = Buffer.from(bytes)
+    this.#fill(pageCount, pages)
+  }
+
+  /** Page `i`'s chunk digest list (zeros for zero chunks) from the last one and the chunks in `mask`. */
+  #chunkList (i: number, page: Uint8Array, mask: number): Uint8Array {
+    const prev = this.digests.has(i) ? this.#chunkLists.get(i) : ZERO_LIST
+    if (prev === undefined) mask = ALL_CHUNKS
+    const list = Buffer.alloc(CHUNK_LIST) // new each time: the writer may still hold the last one
+    for (let k = 0; k < CHUNKS; k++) {
+      if ((mask & (1 << k)) === 0) { list.set(prev!.subarray(k * 32, k * 32 + 32), k * 32); continue }
+      const c = page.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
+      if (!ZERO_CHUNK.equals(c)) list.set(hash('sha256', c, 'buffer'), k * 32)
+    }
+    return list
   }
 
   /**
    * Re-hashes the dirty pages, clears the dirty set and returns what a checkpoint needs:
-   * every non-zero page (committed copies, not to be modified until written), the sorted digests
-   * and the indices that changed.
+   * every non-zero page (views of the committed memory, not to be modified until written), the
+   * sorted digests, the indices that changed and, when few changed (≤ checkpoint/writer.ts
+   * `FINE_GRAIN_PAGES`), each changed non-zero page's 4 KiB chunk digest list (512 bytes, 32 zero
+   * bytes for a zero chunk), hashing only the chunks that changed.
    */
-  takeCheckpoint (): { pages: [number, Uint8Array][]; digests: [number, Uint8Array][]; changed: number[] } {
+  takeCheckpoint (): { pages: [number, Uint8Array][]; digests: [number, Uint8Array][]; changed: number[]; chunkDigests: Map<number, Uint8Array> } {
     const changed = [...this.dirty].sort((a, b) => a - b)
+    const fine = changed.length <= FINE_GRAIN_PAGES
+    const chunkDigests = new Map<number, Uint8Array>()
     for (const i of changed) {
-      const p = this.pages[i]
-      if (p === undefined || i >= this.pageCount || isZeroPage(p)) {
-        this.pages[i] = undefined
+      const mask = this.#masks.get(i) ?? ALL_CHUNKS
+      const p = i < this.pageCount ? this.#view(i) : undefined
+      if (p === undefined || isZeroPage(p)) {
         this.digests.delete(i)
+        this.#chunkLists.delete(i)
       } else {
+        if (fine) {
+          const list = this.#chunkList(i, p, mask)
+          this.#chunkLists.set(i, list)
+          chunkDigests.set(i, list)
+        } else this.#chunkLists.delete(i)
         this.digests.set(i, pageDigest(p))
       }
     }
     // Pages beyond pageCount cannot exist (memory never shrinks), but keep the image exact.
     for (const i of this.digests.keys()) if (i >= this.pageCount) this.digests.delete(i)
     this.dirty.clear()
+    this.#masks.clear()
     const pages: [number, Uint8Array][] = []
     const digests: [number, Uint8Array][] = []
     for (let i = 0; i < this.pageCount; i++) {
-      const p = this.pages[i]
       const d = this.digests.get(i)
-      if (p === undefined || d === undefined) continue
-      pages.push([i, p])
+      if (d === undefined) continue
+      pages.push([i, this.#view(i)])
       digests.push([i, d])
     }
-    return { pages, digests, changed }
+    return { pages, digests, changed, chunkDigests }
   }
 }

@@ -37,6 +37,7 @@ import { decodeIo, encodeIo, isEmptyIo } from '../checkpoint/io.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { Agent } from './agent.ts'
 import { Mailbox } from './mailbox.ts'
+import { reclaimSoon } from './reclaim.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 import type { Incoming } from './mailbox.ts'
 import type { TickResult } from './agent.ts'
@@ -282,6 +283,7 @@ function main (): void {
           afterMs: m.opts.hibernateAfterMs,
           hibernate: () => {
             sess.agent.hibernate(() => { const l = readLive(file); return { pageCount: l.pageCount, pages: l.pages, globals: l.globals, ...(l.digests === undefined ? {} : { digests: l.digests }) } })
+            reclaimSoon() // the dropped instance and pages are freed at the next full GC
             post({ ev: 'status', id: m.id, status: statusOf(s) })
           },
         }

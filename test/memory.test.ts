@@ -32,13 +32,13 @@ test('commit detects exactly the changed pages and copies them', () => {
   mem[3 * PAGE_SIZE + PAGE_SIZE - 1] = 2
   assert.is(img.commit(mem), 2)
   assert.equal([...img.dirty].sort(), [1, 3])
-  assert.equal(img.pages[1], Buffer.from(page(mem, 1)))
-  assert.equal(img.pages[3], Buffer.from(page(mem, 3)))
-  assert.is(img.pages[0], undefined)
-  assert.is(img.pages[2], undefined)
+  assert.equal(img.committed(1), Buffer.from(page(mem, 1)))
+  assert.equal(img.committed(3), Buffer.from(page(mem, 3)))
+  assert.is(img.committed(0), undefined)
+  assert.is(img.committed(2), undefined)
   // the image holds copies, not views of the live memory
   mem[1 * PAGE_SIZE + 10] = 9
-  assert.is(img.pages[1]![10], 1)
+  assert.is(img.committed(1)![10], 1)
   // unchanged memory: nothing to commit
   mem[1 * PAGE_SIZE + 10] = 1
   assert.is(img.commit(mem), 0)
@@ -133,13 +133,13 @@ test('load without digests hashes the pages; nothing is dirty afterwards', () =>
   img.load(3, [[0, p0], [2, p2]])
   assert.is(img.pageCount, 3)
   assert.is(img.dirty.size, 0)
-  assert.is(img.pages[1], undefined)
+  assert.is(img.committed(1), undefined)
   const cp = img.takeCheckpoint()
   assert.equal(cp.changed, [])
   assert.equal(cp.digests.map(([i, d]) => [i, hex(d)]), [[0, sha(p0)], [2, sha(p2)]])
   // the image holds copies of the given pages
   p0[0] = 7
-  assert.is(img.pages[0]![0], 1)
+  assert.is(img.committed(0)![0], 1)
   const mem = memory(3)
   img.restoreInto(mem)
   assert.is(mem[0], 1); assert.is(mem[PAGE_SIZE], 0); assert.is(mem[2 * PAGE_SIZE], 2)
@@ -154,6 +154,101 @@ test('load with given digests uses them instead of re-hashing', () => {
   const cp = img.takeCheckpoint()
   assert.equal(cp.digests.map(([i, d]) => [i, hex(d)]), [[0, hex(given)], [1, sha(p1)]])
   assert.is(hex(pageDigest(p1)), sha(p1))
+})
+
+/** The 16 chunk digests of a page as the archive stores them (32 zero bytes for a zero chunk). */
+function chunkList (p: Uint8Array): string {
+  const out = Buffer.alloc(512)
+  for (let k = 0; k < 16; k++) {
+    const c = p.subarray(k * 4096, (k + 1) * 4096)
+    if (c.some((x) => x !== 0)) out.set(createHash('sha256').update(c).digest(), k * 32)
+  }
+  return out.toString('hex')
+}
+
+test('changes are found across runs of pages: each changed page, none other, in a memory of 40 pages', () => {
+  const img = new PageImage()
+  const mem = memory(40)
+  img.commit(mem)
+  for (const i of [0, 15, 16, 17, 31, 39]) mem[i * PAGE_SIZE + (i * 977) % PAGE_SIZE] = i + 1
+  assert.is(img.commit(mem), 6)
+  assert.equal([...img.dirty].sort((a, b) => a - b), [0, 15, 16, 17, 31, 39])
+  for (let i = 0; i < 40; i++) assert.equal(img.committed(i) ?? null, [0, 15, 16, 17, 31, 39].includes(i) ? Buffer.from(page(mem, i)) : null)
+  // rollback across runs restores exactly the committed bytes
+  const committed = mem.slice()
+  mem[20 * PAGE_SIZE + 5] = 9; mem[39 * PAGE_SIZE + 1] = 8
+  img.rollback(mem)
+  assert.equal(mem, committed)
+})
+
+test('takeCheckpoint gives each changed page its chunk digest list, re-hashing only changed chunks, across commits and growth', () => {
+  const img = new PageImage()
+  let mem = memory(2)
+  mem[100] = 1; mem[5 * 4096 + 3] = 2
+  img.commit(mem)
+  let cp = img.takeCheckpoint()
+  assert.equal([...cp.chunkDigests.keys()], [0])
+  assert.is(Buffer.from(cp.chunkDigests.get(0)!).toString('hex'), chunkList(page(mem, 0)))
+  // two commits before the next checkpoint, one chunk changed back: the list is still exact
+  mem[100] = 7; img.commit(mem)
+  mem[100] = 1; mem[15 * 4096] = 3; img.commit(mem)
+  cp = img.takeCheckpoint()
+  assert.equal(cp.changed, [0])
+  assert.is(Buffer.from(cp.chunkDigests.get(0)!).toString('hex'), chunkList(page(mem, 0)))
+  // growth: the slab is replaced, old pages kept, a new page gets its list
+  const big = memory(5)
+  big.set(mem)
+  big[4 * PAGE_SIZE + 4096 * 2] = 4
+  big[1 * PAGE_SIZE] = 5
+  mem = big
+  assert.is(img.commit(mem), 2)
+  cp = img.takeCheckpoint()
+  assert.equal(cp.changed, [1, 4])
+  for (const i of [1, 4]) assert.is(Buffer.from(cp.chunkDigests.get(i)!).toString('hex'), chunkList(page(mem, i)))
+  assert.equal(cp.pages.map(([i, p]) => [i, sha(p)]), [0, 1, 4].map((i) => [i, sha(page(mem, i))]))
+  // a page that became zero has no list; the lists given out before are not modified later
+  const kept = Buffer.from(cp.chunkDigests.get(4)!)
+  mem.fill(0, 4 * PAGE_SIZE, 5 * PAGE_SIZE)
+  mem[1 * PAGE_SIZE + 4096] = 6
+  img.commit(mem)
+  const next = img.takeCheckpoint()
+  assert.equal(next.changed, [1, 4])
+  assert.equal([...next.chunkDigests.keys()], [1])
+  assert.is(Buffer.from(next.chunkDigests.get(1)!).toString('hex'), chunkList(page(mem, 1)))
+  assert.equal(Buffer.from(cp.chunkDigests.get(4)!), kept)
+})
+
+test('after load and after dropPages/reload, the first chunk lists are computed in full and exact', () => {
+  const p0 = new Uint8Array(PAGE_SIZE); p0[3] = 1; p0[9000] = 2
+  const img = new PageImage()
+  img.load(1, [[0, p0]])
+  const mem = memory(1); img.restoreInto(mem)
+  mem[9000] = 3
+  img.commit(mem)
+  let cp = img.takeCheckpoint()
+  assert.is(Buffer.from(cp.chunkDigests.get(0)!).toString('hex'), chunkList(page(mem, 0)))
+  img.dropPages()
+  assert.is(img.committed(0), undefined)
+  img.reload(1, [[0, Buffer.from(page(mem, 0))]])
+  assert.equal(img.committed(0), Buffer.from(page(mem, 0)))
+  mem[3] = 0
+  img.commit(mem)
+  cp = img.takeCheckpoint()
+  assert.is(Buffer.from(cp.chunkDigests.get(0)!).toString('hex'), chunkList(page(mem, 0)))
+})
+
+test('many changed pages (a full rewrite) come without chunk lists', () => {
+  const img = new PageImage()
+  const mem = memory(20)
+  for (let i = 0; i < 20; i++) mem[i * PAGE_SIZE] = 1
+  img.commit(mem)
+  const cp = img.takeCheckpoint()
+  assert.is(cp.changed.length, 20)
+  assert.is(cp.chunkDigests.size, 0)
+  mem[3 * PAGE_SIZE + 4096] = 2
+  img.commit(mem)
+  // the page's list is unknown after a checkpoint without lists: computed in full
+  assert.is(Buffer.from(img.takeCheckpoint().chunkDigests.get(3)!).toString('hex'), chunkList(page(mem, 3)))
 })
 
 test.run()

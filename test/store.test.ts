@@ -6,6 +6,9 @@ import * as path from 'node:path'
 import { StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { atomicWrite, BlobStore, readBlobIn, testHooks } from '../checkpoint/store.ts'
+import { compress } from '../checkpoint/pack.ts'
+import { createHash } from 'node:crypto'
+import { zstdDecompressSync } from 'node:zlib'
 
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-store-')) })
@@ -110,6 +113,43 @@ test('a page put with chunk + compress is stored as 4 KiB chunks, zstd-compresse
   // an all-zero page is its digests only; a page whose chunk is missing is missing
   const zc = s.putEx(Buffer.alloc(65536), undefined, true, { chunk: true }).cid
   assert.is(Buffer.compare(readBlobIn(bd, zc)!, Buffer.alloc(65536)), 0)
+})
+
+test('compress round-trips through the reused zstd context, also right after input it could not shrink', () => {
+  const rnd = (n: number, seed: number) => { const b = Buffer.alloc(n); let x = seed; for (let i = 0; i < n; i++) { x = (x * 1103515245 + 12345) >>> 0; b[i] = x >>> 24 } return b }
+  const inputs: Buffer[] = []
+  for (let k = 0; k < 40; k++) {
+    const b = k % 3 === 0 ? rnd(4096, k) : Buffer.alloc(k % 2 === 0 ? 4096 : 300)
+    if (k % 3 !== 0) for (let i = 0; i < b.length; i += 1 + (k % 11)) b[i] = (i * k) & 255
+    inputs.push(b)
+  }
+  let shrunk = 0; let kept = 0
+  for (const b of inputs) {
+    const z = compress(b)
+    if (z === null) { kept++; continue }
+    shrunk++
+    assert.ok(z.length < b.length)
+    assert.is(Buffer.compare(zstdDecompressSync(z), b), 0)
+  }
+  assert.ok(shrunk > 0 && kept > 0, `both outcomes exercised (${shrunk} shrunk, ${kept} not)`)
+  assert.is(compress(Buffer.alloc(63)), null, 'too small to try')
+})
+
+test('putEx with given chunk digests stores the same frames as when it hashes the chunks itself', () => {
+  const page = Buffer.alloc(65536)
+  for (let k = 0; k < 16; k += 3) page.write(`chunk ${k} `.repeat(40), k * 4096)
+  const list = Buffer.alloc(512)
+  for (let k = 0; k < 16; k++) {
+    const c = page.subarray(k * 4096, (k + 1) * 4096)
+    if (c.some((x) => x !== 0)) list.set(createHash('sha256').update(c).digest(), k * 32)
+  }
+  const a = new BlobStore(path.join(dir, 'a'), 'x')
+  const b = new BlobStore(path.join(dir, 'b'), 'x')
+  const ca = a.putEx(page, undefined, true, { chunk: true, compress: true }).cid
+  const cb = b.putEx(page, undefined, true, { chunk: true, compress: true, chunkDigests: list, loose: false }).cid
+  assert.is(ca, cb)
+  assert.equal(fs.readFileSync(a.packFile), fs.readFileSync(b.packFile))
+  assert.is(Buffer.compare(readBlobIn(path.join(dir, 'b'), cb)!, page), 0)
 })
 
 test.run()
