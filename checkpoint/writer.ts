@@ -70,6 +70,22 @@ export interface WriteArgs {
   io?: Uint8Array | null
 }
 
+/**
+ * A checkpoint as {@link CheckpointWriter.write} wrote it: the parsed header, its signed bytes (the
+ * canonical CBOR the signature covers), the Ed25519 signature (64 bytes, RFC 8032), the header's
+ * CID (the next checkpoint's `prev`), and the event-log segment and I/O state it names (null when
+ * none) — everything a caller needs to hand the checkpoint on (a migration offer, the control
+ * socket) without reading it back from disk.
+ */
+export interface WrittenCheckpoint {
+  header: CheckpointHeader
+  headerBytes: Uint8Array
+  sig: Uint8Array
+  cid: string
+  log: Uint8Array | null
+  io: Uint8Array | null
+}
+
 /** What one {@link CheckpointWriter.write} did: counts and wall time (ms) of the archive and live parts. */
 export interface WriteStats {
   /** the history entry was a base entry (full page table) */
@@ -201,6 +217,8 @@ export class CheckpointWriter {
   readonly blobs: BlobStore
   /** What the last {@link CheckpointWriter.write} did (null before the first). */
   lastStats: WriteStats | null = null
+  /** The last checkpoint this writer wrote (null before the first and after a failed write). */
+  last: WrittenCheckpoint | null = null
   /**
    * Totals of this writer's {@link CheckpointWriter.write}s (node metrics, p2p/http-api.ts):
    * checkpoints written, their wall time (ms) and bytes written to the live file and history
@@ -249,11 +267,12 @@ export class CheckpointWriter {
    * Writes one checkpoint: blobs, live file, history entry (in that order, each atomic; see the
    * module doc for why the live file comes before the entry).
    * `time` is `a.time` or now (Unix ms); `log` (an event-log segment) is stored as a blob and referenced by CID.
-   * @returns the header, its signed bytes and its CID (the next checkpoint's `prev`).
+   * @returns the checkpoint written: header, signed bytes, signature, CID (the next checkpoint's
+   *   `prev`), log and I/O state; also kept as {@link CheckpointWriter.last}.
    * @throws CheckpointError for an inconsistent snapshot or header field; StorageError on I/O
    *   failure (the previous live checkpoint is then still intact).
    */
-  write (a: WriteArgs): { header: CheckpointHeader; headerBytes: Uint8Array; cid: string } {
+  write (a: WriteArgs): WrittenCheckpoint {
     const t0 = performance.now()
     const s = a.snapshot
     if (!Number.isSafeInteger(s.pageCount) || s.pageCount < 0 || s.pageCount > MAX_PAGES) throw new CheckpointError(`checkpoint: pageCount ${s.pageCount} out of range`)
@@ -359,10 +378,12 @@ export class CheckpointWriter {
     } catch (e) {
       this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
       this.#closeLive() // and the live file is rewritten whole
+      this.last = null
       throw e
     }
     this.#pageCount = s.pageCount
-    return { header, headerBytes, cid }
+    this.last = { header, headerBytes, sig, cid, log: a.log, io: a.io ?? null }
+    return this.last
   }
 
   /**

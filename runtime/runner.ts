@@ -8,7 +8,7 @@
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises'
 import type { Identity } from '../checkpoint/identity.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
-import type { CheckpointWriter } from '../checkpoint/writer.ts'
+import type { CheckpointWriter, WrittenCheckpoint } from '../checkpoint/writer.ts'
 import { encodeIo, isEmptyIo } from '../checkpoint/io.ts'
 import { TICK } from './agent.ts'
 import type { Agent, TickResult } from './agent.ts'
@@ -95,13 +95,13 @@ function headerTime (agent: Agent): number {
  * the header carries the agent's price (`agent.spec.price`) and the input clock's time.
  * @throws StorageError when the files cannot be written (the previous checkpoint stays intact)
  */
-export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string } = {}): { header: CheckpointHeader; cid: string } {
+export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string } = {}): WrittenCheckpoint {
   // A running agent with nothing left to spend is exhausted, whichever step spent the last microcent.
   if (status === 'running' && agent.budget === 0n) {
     status = 'exhausted'
     extra = { ...extra, reason: 'budget exhausted' }
   }
-  const { header, cid } = lineage.writer.write({
+  const written = lineage.writer.write({
     identity: lineage.identity,
     wasm: lineage.wasm,
     manifest: lineage.manifest,
@@ -119,9 +119,9 @@ export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status,
     log: agent.log.takeSegment(),
     io: isEmptyIo(agent.io) ? null : encodeIo(agent.io),
   })
-  lineage.prev = cid
+  lineage.prev = written.cid
   lineage.lastTick = agent.tick
-  return { header, cid }
+  return written
 }
 
 /**

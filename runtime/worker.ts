@@ -30,7 +30,7 @@ import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
 import { atomicWrite } from '../checkpoint/store.ts'
-import { CheckpointWriter, decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
+import { CheckpointWriter, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
 import { decodeIo, encodeIo, isEmptyIo } from '../checkpoint/io.ts'
@@ -325,11 +325,9 @@ function main (): void {
     stop: (m: Extract<WorkerRequest, { t: 'stop' }>) => { slots.get(m.id)?.controller?.abort() },
     checkpoint: (m: Extract<WorkerRequest, { t: 'checkpoint' }>) => {
       const sess = session(m.id)
-      writeCheckpoint(sess.agent, sess.lineage, m.status, m.extra)
-      const file = sess.lineage.writer.lastStats!.entryFile
-      const entry = decodeEntry(fs.readFileSync(file), file)
+      const w = writeCheckpoint(sess.agent, sess.lineage, m.status, m.extra)
       post({ ev: 'status', id: m.id, status: statusOf(get(m.id)) })
-      return { header: entry.headerBytes, sig: entry.sig, cid: headerCid(entry.headerBytes) }
+      return { header: w.headerBytes, sig: w.sig, cid: w.cid }
     },
     last: (m: Extract<WorkerRequest, { t: 'last' }>) => {
       const s = get(m.id)
@@ -389,28 +387,22 @@ function main (): void {
 }
 
 /**
- * The agent's last checkpoint as a live checkpoint, built from memory (the agent's committed
- * state, whose page digests are known) and the small history entry just written, instead of
- * re-reading and re-hashing the live file; falls back to reading the live file when the last write
- * is not at hand or does not match the agent's state root.
+ * The agent's last checkpoint as a live checkpoint, built from memory: the agent's committed state
+ * (whose page digests are known) and what the writer kept of its last write (signed header,
+ * signature, log, I/O state: `CheckpointWriter.last`), instead of re-reading and re-hashing the live
+ * file; falls back to reading the live file when the last write is not this lineage's last
+ * checkpoint or does not match the agent's state root.
  */
 function lastCheckpoint (sess: Session): LiveCheckpoint {
   const { writer, identity, wasm, manifest, prev } = sess.lineage
-  const entryFile = writer.lastStats?.entryFile
-  if (entryFile !== undefined && prev !== null) {
-    try {
-      const e = decodeEntry(fs.readFileSync(entryFile), entryFile)
-      const snap = sess.agent.checkpointState()
-      const p = e.parsed
-      const root = stateRoot({ pages: snap.pageCount, digests: snap.digests, globals: snap.globals, fuel: p.fuel, budget: p.budget })
-      if (headerCid(e.headerBytes) === prev && p.tick === sess.agent.tick && Buffer.compare(root, p.state) === 0) {
-        const log = p.log === null ? null : writer.blobs.get(p.log)
-        if (log !== null && cidOf(log) !== p.log) throw new Error('corrupt log blob')
-        const io = p.io === undefined ? null : writer.blobs.get(p.io)
-        if (io !== null && cidOf(io) !== p.io) throw new Error('corrupt io blob')
-        return { header: e.headerBytes, sig: e.sig, parsed: p, wasm, manifest, pageCount: snap.pageCount, pages: snap.pages, globals: snap.globals, log, seed: identity.seed, digests: snap.digests, io }
-      }
-    } catch { /* fall back to the file */ }
+  const w = writer.last
+  if (w !== null && prev !== null && w.cid === prev && w.header.tick === sess.agent.tick) {
+    const snap = sess.agent.checkpointState()
+    const p = w.header
+    const root = stateRoot({ pages: snap.pageCount, digests: snap.digests, globals: snap.globals, fuel: p.fuel, budget: p.budget })
+    if (Buffer.compare(root, p.state) === 0) {
+      return { header: w.headerBytes, sig: w.sig, parsed: p, wasm, manifest, pageCount: snap.pageCount, pages: snap.pages, globals: snap.globals, log: w.log, seed: identity.seed, digests: snap.digests, io: w.io }
+    }
   }
   return readLive(sess.ckptPath)
 }

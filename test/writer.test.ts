@@ -6,6 +6,7 @@ import * as path from 'node:path'
 import { cidOf } from '../checkpoint/hash.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import { readLive } from '../checkpoint/live.ts'
+import { verifyHeader } from '../checkpoint/header.ts'
 import { FakeAgent } from './fake-agent.ts'
 import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
@@ -28,6 +29,10 @@ test('layout: live file (0600), history entry named <tick:012>-<cid>.cbor, code 
   const c = readLive(live)
   assert.is(Buffer.from(c.header).toString('hex'), Buffer.from(r.headerBytes).toString('hex'))
   assert.is(c.parsed.log, cidOf(Buffer.from('log0')))
+  // the signed bytes come back from the write (and stay as writer.last): nobody reads them back from disk
+  assert.equal(Buffer.from(r.sig), Buffer.from(c.sig))
+  assert.ok(verifyHeader(r.headerBytes, r.sig, c.parsed.agent))
+  assert.equal(Buffer.from(r.log!), Buffer.from('log0'))
   for (const cid of [r.header.code, r.header.manifest]) assert.ok(fs.existsSync(path.join(dir, 'blobs', cid)), cid)
   const packs = fs.readdirSync(path.join(dir, 'blobs')).filter((n) => n.endsWith('.pack'))
   assert.equal(packs.length, 1); assert.match(packs[0], /^a\+[0-9a-f]{16}\.pack$/)
