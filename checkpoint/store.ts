@@ -134,13 +134,16 @@ export class BlobStore {
    * `how.compress`: store it zstd-compressed when that makes it smaller; `how.chunk` (a 64 KiB
    * page): store it as 16 chunks of 4 KiB, each chunk a blob of its own (compressed too when
    * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store").
+   * `how.loose: false`: do not look for a loose file `<cid>` (one `stat` a blob; pages: only
+   * versions before packs wrote them loose, and a second copy in a pack is harmless);
+   * `how.cid`: the CID of `digest`, when the caller has it.
    * @returns the CID and whether the blob was queued.
    * @throws StorageError on I/O failure.
    */
-  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean } = {}): { cid: string; written: boolean } {
+  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean; loose?: boolean; cid?: string } = {}): { cid: string; written: boolean } {
     const d = digest ?? sha256(bytes)
-    const cid = cidOfDigest(d)
-    if (this.#present(cid)) return { cid, written: false }
+    const cid = how.cid ?? cidOfDigest(d)
+    if (this.#present(cid, how.loose !== false)) return { cid, written: false }
     if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
       const digests = Buffer.alloc(32 * (CHUNKED_SIZE / CHUNK_SIZE))
       for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {

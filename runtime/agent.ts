@@ -112,6 +112,12 @@ export interface RestoreState {
   /** SHA-256 of each page in `pages`, when already known (saves re-hashing). */
   digests?: [number, Uint8Array][]
   globals: GlobalValue[]
+  /**
+   * The caller hands `pages` over (e.g. views into a live file it just read and keeps no other use
+   * of): the image keeps them by reference, without a copy, and overwrites them in place as later
+   * ticks commit. Default false: the pages are copied.
+   */
+  adopt?: boolean
 }
 
 /**
@@ -419,7 +425,7 @@ export class Agent {
     a.instantiate()
     a.tick = state.tick
     a.fuel = state.fuel
-    a.image.load(state.pageCount, state.pages, state.digests)
+    a.image.load(state.pageCount, state.pages, state.digests, state.adopt === true)
     a.committedGlobals = a.globalsInfo.map((info, i) => {
       const g = state.globals[i]
       if (g.index !== info.index || g.type !== info.type) {

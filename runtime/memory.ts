@@ -78,16 +78,17 @@ export class PageImage {
   /**
    * Loads an image from a checkpoint's non-zero pages (`[index, 64 KiB bytes]`), with their
    * digests when the caller already has them (a decoded live checkpoint does), else computing them.
-   * Nothing is dirty afterwards.
+   * Nothing is dirty afterwards. With `adopt` the pages are kept by reference, not copied (the
+   * caller gives them up: they are overwritten in place as later ticks commit).
    */
-  load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][]): void {
+  load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][], adopt = false): void {
     this.pages.length = 0
     this.dirty.clear()
     this.digests.clear()
     this.pageCount = pageCount
     const known = new Map(digests ?? [])
     for (const [i, bytes] of pages) {
-      this.pages[i] = Buffer.from(bytes)
+      this.pages[i] = !adopt ? Buffer.from(bytes) : Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
       this.digests.set(i, known.get(i) ?? pageDigest(bytes))
     }
   }

@@ -88,7 +88,9 @@ export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array
 
 /**
  * Restores an agent from its live checkpoint file, ready to continue in `s.dir` (by default the
- * file's own directory) under the same name, DID, tick count and epoch.
+ * file's own directory) under the same name, DID, tick count and epoch. The agent's memory image
+ * takes the pages read from the file without copying them: the returned `live.pages` are that
+ * image (they change as the agent commits ticks).
  * @throws CheckpointError for a bad file or an agent that has finished; ModuleError, ManifestError
  */
 export function resumeAgent (s: HostSettings, file: string): Session & { live: LiveCheckpoint } {
@@ -105,7 +107,7 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
   const identity = identityFromSeed(live.seed)
   const agent = Agent.restore(
     { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)`, codeCache: codeCacheOf(s), ...(live.io === null ? {} : { io: decodeIo(live.io, `${file} (io)`) }) },
-    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
+    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals, adopt: true },
   )
   const writer = new CheckpointWriter(s.dir, name)
   writer.ensureArchived(live)
