@@ -66,12 +66,16 @@ export class PageImage {
     }
   }
 
-  /** Copies the committed pages into a freshly instantiated memory of at least `pageCount` pages. */
+  /**
+   * Copies the committed pages into a freshly instantiated memory of at least `pageCount` pages.
+   * A page committed as zero is cleared only when it is not zero already (its data segments wrote
+   * it), so untouched pages of a fresh memory stay untouched (not made resident).
+   */
   restoreInto (mem: Uint8Array): void {
     for (let i = 0; i < this.pageCount; i++) {
       const p = this.pages[i]
       if (p !== undefined) mem.set(p, i * PAGE_SIZE)
-      else mem.fill(0, i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
+      else if (!ZERO_PAGE.equals(mem.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE))) mem.fill(0, i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
     }
   }
 
