@@ -309,7 +309,8 @@ export function hashPackedIn (dir: string, cid: string, run: ReadRun): { digest:
           const s = set.find(ccid) // chunks are only ever written to packs
           const b = s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, ccid, () => null, run.packs)
           if (b === null) return null
-          if (b.length === CHUNK_SIZE) c = b
+          // kept compact: a decompressed chunk is a view into a larger zlib buffer it would pin
+          if (b.length === CHUNK_SIZE && b.buffer.byteLength <= 2 * CHUNK_SIZE) c = b
           else { c = new Uint8Array(CHUNK_SIZE); c.set(b.subarray(0, CHUNK_SIZE)) }
           run.chunks.put(key, c)
         }
