@@ -23,7 +23,7 @@ import { headerCid, SIGNATURE_DOMAIN, verifyHeader, type CheckpointHeader } from
 import { publicKeyFromDid } from './identity.ts'
 import { Worker } from 'node:worker_threads'
 import { PAGE_SIZE, stateRootOfTable } from './state.ts'
-import { ChunkCache, readBlobIn, readPackedIn } from './store.ts'
+import { ChunkCache, hashPackedIn, ReadRun, readBlobIn, readPackedIn } from './store.ts'
 import { decodeEntry, entryFileName, type HistoryEntry } from './writer.ts'
 import { readGcRecord } from './gc.ts'
 import { GC_RECORD } from './layout.ts'
@@ -218,7 +218,7 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
     const nameTick = NAME_RE.exec(path.basename(file))
     const tickOfName = nameTick ? Number(nameTick[1]) : null
     let bytes: Uint8Array
-    try { bytes = fs.readFileSync(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
+    try { bytes = readEntryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
     let e: HistoryEntry
     try { e = decodeEntry(bytes, file) } catch (err) {
       if (!(err instanceof IgordError)) throw err
@@ -272,6 +272,31 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
     gcRecords,
   }
   return { report, nodes, blobDirs, pruned }
+}
+
+let slab = Buffer.allocUnsafe(1 << 20)
+let slabUsed = 0
+
+/**
+ * The bytes of a history entry file (kept: decoded entries hold views into them), read into a
+ * shared 1 MiB slab while they fit in what is left of it (one open, read and close a file: no
+ * `fstat`, no allocation of its own), else with `readFileSync`.
+ */
+function readEntryFile (file: string): Uint8Array {
+  if (slab.length - slabUsed < 64 * 1024) { slab = Buffer.allocUnsafe(1 << 20); slabUsed = 0 }
+  const fd = fs.openSync(file, 'r')
+  try {
+    let n = 0
+    for (;;) {
+      const k = fs.readSync(fd, slab, slabUsed + n, slab.length - slabUsed - n, n)
+      if (k === 0) break
+      n += k
+      if (slabUsed + n === slab.length) return fs.readFileSync(file) // too big for what is left
+    }
+    const b = slab.subarray(slabUsed, slabUsed + n)
+    slabUsed += (n + 7) & ~7
+    return b
+  } finally { fs.closeSync(fd) }
 }
 
 const scratch = Buffer.allocUnsafe(1 << 20)
@@ -447,15 +472,25 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
   // 3. state roots along every chain; every referenced blob hashed once
   const reported = new Set<string>()
   const chunks = new ChunkCache() // consecutive versions of a page share most of their 4 KiB chunks
+  const run = new ReadRun() // the same, for pages hashed in place; packs checked once
   const readBlob = (cid: string): Uint8Array | null => {
     for (const d of blobDirs) {
-      const p = readPackedIn(d, cid, chunks) // already indexed: no lookup of a loose file
+      const p = readPackedIn(d, cid, chunks, run) // already indexed: no lookup of a loose file
       if (p !== null) return p
       try { return readTransient(path.join(d, cid)) } catch { /* not a loose file */ }
       const b = readBlobIn(d, cid, false, chunks)
       if (b !== null) return b
     }
     return null
+  }
+  /** A page's digest and length: hashed in place when packed (chunks never assembled), else read. */
+  const hashPage = (cid: string): { digest: Uint8Array; length: number } | null => {
+    for (const d of blobDirs) {
+      const h = hashPackedIn(d, cid, run)
+      if (h !== null) return h
+    }
+    const b = readBlob(cid)
+    return b === null ? null : { digest: createHash('sha256').update(b).digest(), length: b.length }
   }
   const checkBlob = (cid: string, label: string, isPage: boolean): string | null => {
     let r = blobOk.get(cid)
@@ -464,13 +499,14 @@ function analyze (decoded: Decoded[], blobOk: Map<string, string | null>, segs: 
       reported.add(cid); return r
     }
     reported.add(cid)
-    const b = readBlob(cid)
-    if (b === null) r = `${label} blob ${cid} is missing`
-    else if (isPage && b.length !== PAGE_SIZE) r = `${label} blob ${cid} is ${b.length} bytes, expected ${PAGE_SIZE}`
-    else if (Buffer.compare(createHash('sha256').update(b).digest(), digestOfCid(cid)) !== 0) r = `${label} blob ${cid} is corrupt (its bytes do not match its CID)`
+    const b = isPage ? null : readBlob(cid)
+    const h = isPage ? hashPage(cid) : b === null ? null : { digest: createHash('sha256').update(b).digest(), length: b.length }
+    if (h === null) r = `${label} blob ${cid} is missing`
+    else if (isPage && h.length !== PAGE_SIZE) r = `${label} blob ${cid} is ${h.length} bytes, expected ${PAGE_SIZE}`
+    else if (Buffer.compare(h.digest, digestOfCid(cid)) !== 0) r = `${label} blob ${cid} is corrupt (its bytes do not match its CID)`
     else {
       r = null
-      if (label === 'event log') scanSegment(cid, b) // while its bytes are at hand
+      if (label === 'event log' && b !== null) scanSegment(cid, b) // while its bytes are at hand
     }
     blobOk.set(cid, r)
     return r

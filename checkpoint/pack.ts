@@ -91,20 +91,27 @@ export class PackIndex {
     try { fd = fs.openSync(this.file, 'r') } catch { return }
     try {
       const size = fs.fstatSync(fd).size
-      const h = Buffer.allocUnsafe(FRAME_HEADER)
+      const h = Buffer.allocUnsafe(PACK_MAGIC.length)
       if (this.scanned === 0) {
         if (size < PACK_MAGIC.length) return
         if (fs.readSync(fd, h, 0, PACK_MAGIC.length, 0) !== PACK_MAGIC.length || Buffer.compare(h.subarray(0, PACK_MAGIC.length), PACK_MAGIC) !== 0) { this.valid = false; return }
         this.scanned = PACK_MAGIC.length
       }
+      // frame headers are parsed out of blocks read in turn (one read per block, not per frame)
       let p = this.scanned
+      const block = scanBlock()
+      let bStart = 0; let bLen = 0 // block holds the file's bytes [bStart, bStart + bLen)
       while (p + FRAME_HEADER <= size) {
-        if (fs.readSync(fd, h, 0, FRAME_HEADER, p) !== FRAME_HEADER) break
-        const kind = h[0]
+        if (p < bStart || p + FRAME_HEADER > bStart + bLen) {
+          bStart = p; bLen = fs.readSync(fd, block, 0, Math.min(block.length, size - p), p)
+          if (bLen < FRAME_HEADER) break
+        }
+        const o = p - bStart
+        const kind = block[o]
         if (kind !== FRAME_BLOB && kind !== FRAME_ZSTD && kind !== FRAME_CHUNKED) break
-        const len = h.readUInt32BE(1)
+        const len = block.readUInt32BE(o + 1)
         if (p + FRAME_HEADER + len > size) break
-        add(cidOfDigest(h.subarray(5, 37)), { pack: this, off: p + FRAME_HEADER, len, kind })
+        add(cidOfDigest(block.subarray(o + 5, o + 37)), { pack: this, off: p + FRAME_HEADER, len, kind })
         p += FRAME_HEADER + len
       }
       this.scanned = p
@@ -112,14 +119,20 @@ export class PackIndex {
   }
 }
 
+let scanBuffer: Buffer | null = null
+/** The buffer {@link PackIndex.scan} reads frame headers into, 64 KiB, allocated once. */
+function scanBlock (): Buffer { return (scanBuffer ??= Buffer.allocUnsafe(65536)) }
+
 /**
  * Reads a slot's payload (unverified) together with its frame header, which must still name blob
  * `cid` with the slot's length (else the pack changed under the index: a stale slot).
  * @throws StorageError `<pack>: cannot read: …` when the pack cannot be read, is shorter than the
  *   slot, or the frame there is no longer `cid`'s.
+ * @param run packs already found still linked during the caller's run (one verify): their cached
+ *   descriptors are reused without another `fstat`; a pack checked or opened here is added.
  */
-export function readSlot (slot: PackSlot, cid: string): Uint8Array {
-  const fd = openPack(slot.pack.file)
+export function readSlot (slot: PackSlot, cid: string, run?: Set<string>): Uint8Array {
+  const fd = openPack(slot.pack.file, run)
   try {
     const total = FRAME_HEADER + slot.len
     const b = Buffer.allocUnsafe(total)
@@ -147,18 +160,20 @@ const OPEN_PACKS = 32
  * since it was opened is opened again, so nothing is read from a file no longer there).
  * @throws StorageError `<file>: cannot read: …`.
  */
-function openPack (file: string): number {
+function openPack (file: string, run?: Set<string>): number {
   const fd = openPacks.get(file)
   if (fd !== undefined) {
+    if (run?.has(file) === true) return fd
     openPacks.delete(file)
     let linked = false
     try { linked = fs.fstatSync(fd).nlink > 0 } catch { /* closed */ }
-    if (linked) { openPacks.set(file, fd); return fd }
+    if (linked) { openPacks.set(file, fd); run?.add(file); return fd }
     try { fs.closeSync(fd) } catch { /* closed */ }
   }
   let nfd: number
   try { nfd = fs.openSync(file, 'r') } catch (e) { throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`) }
   openPacks.set(file, nfd)
+  run?.add(file)
   if (openPacks.size > OPEN_PACKS) { const [f, old] = openPacks.entries().next().value!; openPacks.delete(f); try { fs.closeSync(old) } catch { /* closed */ } }
   return nfd
 }
@@ -344,14 +359,13 @@ export function matchesCid (b: Uint8Array, cid: string): boolean {
  * The blob a slot holds: its payload for kind 1, the decompressed payload for kind 2 (the payload
  * as it is when it does not decompress: the caller's hash check then calls it corrupt), the 16
  * chunks found with `chunk` for kind 3 (null when a chunk is missing).
+ * `run`: see {@link readSlot}.
  * @throws StorageError when the pack cannot be read (see {@link readSlot}).
  */
-export function blobOfSlot (slot: PackSlot, cid: string, chunk: (cid: string) => Uint8Array | null): Uint8Array | null {
-  const payload = readSlot(slot, cid)
+export function blobOfSlot (slot: PackSlot, cid: string, chunk: (cid: string) => Uint8Array | null, run?: Set<string>): Uint8Array | null {
+  const payload = readSlot(slot, cid, run)
   if (slot.kind === FRAME_BLOB) return payload
-  if (slot.kind === FRAME_ZSTD) {
-    try { return zstdDecompressSync(payload, { maxOutputLength: MAX_ZSTD_OUTPUT }) } catch { return payload }
-  }
+  if (slot.kind === FRAME_ZSTD) return decompressOne(payload)
   if (payload.length !== 32 * (CHUNKED_SIZE / CHUNK_SIZE)) return payload
   const out = Buffer.alloc(CHUNKED_SIZE)
   for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
@@ -362,6 +376,11 @@ export function blobOfSlot (slot: PackSlot, cid: string, chunk: (cid: string) =>
     out.set(c.subarray(0, CHUNK_SIZE), k * CHUNK_SIZE)
   }
   return out
+}
+
+/** A kind-2 payload decompressed, or the payload itself when it does not decompress (see {@link blobOfSlot}). */
+function decompressOne (payload: Uint8Array): Uint8Array {
+  try { return zstdDecompressSync(payload, { maxOutputLength: MAX_ZSTD_OUTPUT }) } catch { return payload }
 }
 
 const ZSTD_FAST = { params: { [zlibConstants.ZSTD_c_compressionLevel]: 1 } }

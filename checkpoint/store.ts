@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackSet, PackWriter, readSlot, WRITER_RECENT, type PackSlot } from './pack.ts'
@@ -165,13 +165,14 @@ export class BlobStore {
    * `how.chunkDigests` (512 bytes: the SHA-256 of each 4 KiB chunk, 32 zero bytes for an all-zero
    * chunk — the chunked frame's payload) saves hashing the chunks; the caller vouches for them, as
    * for `digest`. `how.loose: false` skips looking for a loose file of `bytes` (blobs igord only
-   * ever packs: at worst an old loose copy is packed once more).
+   * ever packs: at worst an old loose copy is packed once more); `how.cid`: the CID of `digest`,
+   * when the caller has it.
    * @returns the CID and whether the blob was queued.
    * @throws StorageError on I/O failure.
    */
-  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean; loose?: boolean; chunkDigests?: Uint8Array } = {}): { cid: string; written: boolean } {
+  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean; loose?: boolean; chunkDigests?: Uint8Array; cid?: string } = {}): { cid: string; written: boolean } {
     const d = digest ?? sha256(bytes)
-    const cid = cidOfDigest(d)
+    const cid = how.cid ?? cidOfDigest(d)
     if (this.#present(cid, how.loose !== false)) return { cid, written: false }
     if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
       const given = how.chunkDigests !== undefined && how.chunkDigests.length === 32 * (CHUNKED_SIZE / CHUNK_SIZE) ? how.chunkDigests : null
@@ -414,12 +415,83 @@ export function readBlobIn (dir: string, cid: string, loose = true, chunks?: Chu
 /**
  * Blob `cid` when the index of `dir`'s packs already holds it (the index is built on the first
  * call for a directory and not refreshed here), else null: a lookup that costs no file-system call
- * for a blob that is not packed.
+ * for a blob that is not packed. `run`: see {@link ReadRun}.
  */
-export function readPackedIn (dir: string, cid: string, chunks?: ChunkCache): Uint8Array | null {
+export function readPackedIn (dir: string, cid: string, chunks?: ChunkCache, run?: ReadRun): Uint8Array | null {
   const set = packSetOf(dir)
   if (set.find(cid, false, Infinity) === undefined) return null
-  try { return fromPacks(set, cid, undefined, chunks) } catch { readers.delete(dir); return null }
+  try { return fromPacks(set, cid, undefined, chunks, run?.packs) } catch { readers.delete(dir); return null }
+}
+
+/**
+ * The SHA-256 (32 bytes) and length of blob `cid` as the packs of `dir` store it, when their index
+ * already holds it (as {@link readPackedIn}: not refreshed for `cid` itself), else null. A page
+ * stored as chunks (kind 3) is hashed chunk by chunk, never assembled, each chunk read (and
+ * decompressed) once per run and kept in `run` for later versions of the same page: what verify
+ * needs to check a page against its CID, one pass of SHA-256 over its 64 KiB. The digest is of
+ * exactly the bytes {@link readBlobIn} would return (a chunk stored with another length is cut or
+ * zero-padded to 4 KiB as there), so comparing it with the CID decides exactly as hashing those
+ * bytes would. Also null when a chunk is absent or a pack cannot be read: the caller then reads the
+ * blob with {@link readBlobIn}, which names the fault.
+ */
+export function hashPackedIn (dir: string, cid: string, run: ReadRun): { digest: Uint8Array; length: number } | null {
+  const set = packSetOf(dir)
+  const slot = set.find(cid, false, Infinity)
+  if (slot === undefined) return null
+  try {
+    if (slot.kind !== FRAME_CHUNKED) {
+      const b = blobOfSlot(slot, cid, () => null, run.packs)
+      return b === null ? null : { digest: createHash('sha256').update(b).digest(), length: b.length }
+    }
+    const list = readSlot(slot, cid, run.packs) as Buffer
+    if (list.length !== LIST_SIZE) return { digest: createHash('sha256').update(list).digest(), length: list.length }
+    const h = createHash('sha256')
+    for (let k = 0; k < LIST_SIZE; k += 32) {
+      const d = list.subarray(k, k + 32)
+      const key = d.toString('latin1')
+      let c = run.chunks.get(key)
+      if (c === undefined) {
+        if (key === ZERO_KEY) c = ZERO_CHUNK
+        else {
+          const ccid = cidOfDigest(d)
+          const s = set.find(ccid) // chunks are only ever written to packs
+          const b = s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, ccid, () => null, run.packs)
+          if (b === null) return null
+          // kept compact: a decompressed chunk is a view into a larger zlib buffer it would pin
+          if (b.length === CHUNK_SIZE && b.buffer.byteLength <= 2 * CHUNK_SIZE) c = b
+          else { c = new Uint8Array(CHUNK_SIZE); c.set(b.subarray(0, CHUNK_SIZE)) }
+          run.chunks.put(key, c)
+        }
+      }
+      h.update(c)
+    }
+    return { digest: h.digest(), length: CHUNKED_SIZE }
+  } catch { readers.delete(dir); return null }
+}
+
+/** Bytes of a kind-3 payload: 16 chunk digests. */
+const LIST_SIZE = 32 * (CHUNKED_SIZE / CHUNK_SIZE)
+const ZERO_CHUNK = new Uint8Array(CHUNK_SIZE)
+const ZERO_KEY = '\0'.repeat(32)
+
+/**
+ * What one reader's run (one verify) keeps between reads: the packs found still linked (their
+ * descriptors are then reused without an `fstat` each read: see `readSlot`), and the 4 KiB chunks
+ * of chunked pages read by {@link hashPackedIn}, keyed by their 32-byte digest as a latin1 string
+ * (at most `maxChunks`, default 16,384 = 64 MiB, forgotten all at once when full). Chunk bytes are
+ * kept as stored (decompressed), not checked against their digest: every page built from them is
+ * hashed whole, and a run is one pass, so the cache hides nothing a re-read of the pack would show.
+ */
+export class ReadRun {
+  readonly packs = new Set<string>()
+  readonly chunks: { get (key: string): Uint8Array | undefined; put (key: string, b: Uint8Array): void }
+  constructor (maxChunks = 16_384) {
+    const map = new Map<string, Uint8Array>()
+    this.chunks = {
+      get: (key) => map.get(key),
+      put: (key, b) => { if (map.size >= maxChunks) map.clear(); map.set(key, b) },
+    }
+  }
 }
 
 function packSetOf (dir: string): PackSet {
@@ -437,17 +509,17 @@ function packSetOf (dir: string): PackSet {
  * null when it or one of its chunks is absent.
  * @throws StorageError when a pack cannot be read or changed under the index.
  */
-function fromPacks (set: PackSet, cid: string, pending: (cid: string) => Uint8Array | null = () => null, cache?: ChunkCache): Uint8Array | null {
+function fromPacks (set: PackSet, cid: string, pending: (cid: string) => Uint8Array | null = () => null, cache?: ChunkCache, run?: Set<string>): Uint8Array | null {
   const slot = set.find(cid)
   if (slot === undefined) return null
   return blobOfSlot(slot, cid, (c) => {
     const q = pending(c) ?? cache?.get(c)
     if (q !== null && q !== undefined) return q
     const s = set.find(c) // chunks are only ever written to packs
-    const b = s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, c, () => null)
+    const b = s === undefined || s.kind === FRAME_CHUNKED ? null : blobOfSlot(s, c, () => null, run)
     if (b !== null && cache !== undefined) cache.put(c, b)
     return b
-  })
+  }, run)
 }
 
 /**

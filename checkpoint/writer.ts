@@ -306,9 +306,9 @@ export class CheckpointWriter {
     // a few changed pages are stored as 4 KiB chunks, compressed (history growth O(changed chunks));
     // many (a base entry, a full rewrite of memory) as they are (speed O(memory), no extra hashing)
     const fine = !base && s.changed !== null && s.changed.length <= FINE_GRAIN_PAGES
-    const putPage = (k: number): string => {
+    const putPage = (k: number, cid?: string): string => {
       const cd = fine ? s.chunkDigests?.get(s.pages[k][0]) : undefined
-      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine, loose: false, ...(cd === undefined ? {} : { chunkDigests: cd }) })
+      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine, loose: false, ...(cd === undefined ? {} : { chunkDigests: cd }), ...(cid === undefined ? {} : { cid }) })
       if (r.written) { blobsWritten++; pageBlobsWritten++ }
       return r.cid
     }
@@ -317,7 +317,7 @@ export class CheckpointWriter {
       for (let k = 0; k < s.pages.length; k++) {
         const i = s.pages[k][0]
         const cid = base ? putPage(k) : cidOfDigest(s.digests[k][1])
-        if (!base && table.get(i) !== cid) putPage(k)
+        if (!base && table.get(i) !== cid) putPage(k, cid)
         next.set(i, cid)
         if (base || table.get(i) !== cid) rows.push([i, cid])
       }
@@ -332,7 +332,7 @@ export class CheckpointWriter {
         const k = findPage(s.pages, i)
         if (k >= 0) {
           const cid = cidOfDigest(s.digests[k][1])
-          if (table.get(i) !== cid) { putPage(k); table.set(i, cid); rows.push([i, cid]) }
+          if (table.get(i) !== cid) { putPage(k, cid); table.set(i, cid); rows.push([i, cid]) }
         } else if (table.has(i)) { table.delete(i); rows.push([i, null]) }
       }
       if (s.pageCount < this.#pageCount) for (const i of [...table.keys()]) if (i >= s.pageCount) { table.delete(i); rows.push([i, null]) }

@@ -131,9 +131,18 @@ export class PageImage {
     }
   }
 
-  /** Copies the committed pages into a freshly instantiated memory of at least `pageCount` pages. */
+  /**
+   * Copies the committed pages into a freshly instantiated memory of at least `pageCount` pages.
+   * A page committed as zero is cleared only when it is not zero already (its data segments wrote
+   * it), so untouched pages of a fresh memory stay untouched (not made resident).
+   */
   restoreInto (mem: Uint8Array): void {
-    this.#slab.copy(asBuffer(mem), 0, 0, this.pageCount * PAGE_SIZE)
+    const live = asBuffer(mem)
+    for (let i = 0; i < this.pageCount; i++) {
+      const at = i * PAGE_SIZE
+      if (this.digests.has(i) || this.dirty.has(i)) this.#slab.copy(live, at, at, at + PAGE_SIZE) // non-zero as of the last checkpoint, or committed since
+      else if (!ZERO_PAGE.equals(live.subarray(at, at + PAGE_SIZE))) live.fill(0, at, at + PAGE_SIZE)
+    }
   }
 
   /** A slab of exactly `pageCount` pages holding `pages` (`[index, 64 KiB bytes]`). */
@@ -146,7 +155,7 @@ export class PageImage {
   /**
    * Loads an image from a checkpoint's non-zero pages (`[index, 64 KiB bytes]`), with their
    * digests when the caller already has them (a decoded live checkpoint does), else computing them.
-   * Nothing is dirty afterwards.
+   * Nothing is dirty afterwards. The pages are copied into the image's one slab.
    */
   load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][]): void {
     this.dirty.clear()

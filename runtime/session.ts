@@ -88,7 +88,9 @@ export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array
 
 /**
  * Restores an agent from its live checkpoint file, ready to continue in `s.dir` (by default the
- * file's own directory) under the same name, DID, tick count and epoch.
+ * file's own directory) under the same name, DID, tick count and epoch. The agent's memory image
+ * takes the pages read from the file without copying them: the returned `live.pages` are that
+ * image (they change as the agent commits ticks).
  * @throws CheckpointError for a bad file or an agent that has finished; ModuleError, ManifestError
  */
 export function resumeAgent (s: HostSettings, file: string): Session & { live: LiveCheckpoint } {

@@ -5,10 +5,11 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
-import { atomicWrite, BlobStore, readBlobIn, testHooks } from '../checkpoint/store.ts'
-import { compress } from '../checkpoint/pack.ts'
+import { atomicWrite, BlobStore, hashPackedIn, ReadRun, readBlobIn, testHooks } from '../checkpoint/store.ts'
+import { compress, FRAME_HEADER, isPackName } from '../checkpoint/pack.ts'
 import { createHash } from 'node:crypto'
 import { zstdDecompressSync } from 'node:zlib'
+import { cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
 
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-store-')) })
@@ -150,6 +151,48 @@ test('putEx with given chunk digests stores the same frames as when it hashes th
   assert.is(ca, cb)
   assert.equal(fs.readFileSync(a.packFile), fs.readFileSync(b.packFile))
   assert.is(Buffer.compare(readBlobIn(path.join(dir, 'b'), cb)!, page), 0)
+})
+
+test('hashPackedIn hashes chunked pages in place as readBlobIn reads them; a damaged chunk shows in a new run; a missing chunk gives null', () => {
+  const bd = path.join(dir, 'blobs')
+  const s = new BlobStore(bd, 'h')
+  const page = Buffer.alloc(65536)
+  for (let k = 0; k < 16; k += 2) page.write(`chunk ${k} `.repeat(40), k * 4096) // 8 non-zero, compressible chunks
+  const page2 = Buffer.from(page); page2[4096 * 4 + 9] ^= 0xff // shares 7 of them
+  const raw = Buffer.from(Array.from({ length: 65536 }, (_, i) => (i * 131) & 255)) // stored whole
+  const c1 = s.putEx(page, undefined, false, { chunk: true, compress: true }).cid
+  const c2 = s.putEx(page2, undefined, false, { chunk: true, compress: true }).cid
+  const c3 = s.putEx(raw, undefined, true).cid
+  const sha = (b: Uint8Array) => createHash('sha256').update(b).digest()
+  const run = new ReadRun()
+  for (const [c, p] of [[c1, page], [c2, page2], [c3, raw]] as const) {
+    const h = hashPackedIn(bd, c, run)
+    assert.ok(h !== null, 'packed')
+    assert.is(h!.length, 65536)
+    assert.is(Buffer.compare(h!.digest, digestOfCid(c)), 0)
+    assert.is(Buffer.compare(h!.digest, sha(readBlobIn(bd, c)!)), 0)
+    assert.is(Buffer.compare(h!.digest, sha(p)), 0)
+  }
+  assert.is(hashPackedIn(bd, cidOfDigest(sha(Buffer.from('not stored'))), run), null, 'not packed: null')
+  // flip a byte inside the frame of chunk 0 of page 1 (stored compressed): a new run sees the page corrupt
+  const pack = fs.readdirSync(bd).filter(isPackName).map((n) => path.join(bd, n))[0]
+  const b = fs.readFileSync(pack)
+  const chunk0 = sha(page.subarray(0, 4096))
+  const at = b.indexOf(chunk0)
+  assert.ok(at > 0, 'chunk frame found')
+  const payloadEnd = at + 32 + b.readUInt32BE(at - 4)
+  assert.is(b[at - 5], 2, 'a zstd frame')
+  b[payloadEnd - 3] ^= 0x55
+  fs.writeFileSync(pack, b)
+  const h1 = hashPackedIn(bd, c1, new ReadRun())
+  assert.ok(h1 === null || Buffer.compare(h1.digest, digestOfCid(c1)) !== 0, 'damaged chunk: page does not match its CID')
+  const back = readBlobIn(bd, c1)
+  if (h1 !== null) assert.is(Buffer.compare(h1.digest, sha(back!)), 0, 'the same bytes readBlobIn returns')
+  // a chunk frame cut out of the pack: the page is not hashed (null: the caller's slow path names it missing)
+  const kept = Buffer.concat([b.subarray(0, at - 5), b.subarray(payloadEnd)])
+  fs.writeFileSync(pack, kept)
+  assert.is(FRAME_HEADER, 37)
+  assert.is(hashPackedIn(bd, c1, new ReadRun()), null)
 })
 
 test.run()
