@@ -368,7 +368,10 @@ export class TickPool {
     for (let i = 0; i < this.#slots.length; i++) {
       const s = this.#slots[i]
       if (s === null) return this.#spawn(i)
-      if (best < 0 || s.agents.size < this.#slots[best]!.agents.size) best = i
+      // fewest agents; among equals, fewest requests in flight (a migration target's replay and
+      // restore, sent together, then run side by side)
+      const b = best < 0 ? null : this.#slots[best]!
+      if (b === null || s.agents.size < b.agents.size || (s.agents.size === b.agents.size && s.pending.size < b.pending.size)) best = i
     }
     return this.#slots[best]!
   }
