@@ -318,6 +318,7 @@ export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string
  */
 export async function sendAgent (ch: Channel, a: { id: string; name: string; live: LiveCheckpoint; addrs: string[]; addr: string; me: string; base?: ReplayBase }, hooks: SourceHooks, t: Timeouts): Promise<MigrateResult> {
   const t0 = performance.now()
+  if (process.env.MIGTRACE) console.error('TRACE offer-us', String(process.hrtime.bigint() / 1000n))
   const steps: Record<string, number> = {}
   let mark = t0
   const step = (k: string) => { const now = performance.now(); steps[k] = now - mark; mark = now }
@@ -337,6 +338,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'], MAX_OFFER_FRAME)
   if (answer.t === 'refuse') throw new RefusedError(ch.peer, textOf(answer, 'reason', 'offer'))
   step('offer')
+  if (process.env.MIGTRACE) console.error('TRACE accept-us', String(process.hrtime.bigint() / 1000n))
   if (!Array.isArray(answer.want)) throw new NetworkError(`offer: malformed accept from ${ch.peer}: "want" must be an array`)
   // Blobs the target lacks: the wasm and pages, by CID.
   const byCid = new Map<string, Uint8Array>()
@@ -372,11 +374,13 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   }
   if (batch.length > 0) await flush()
   step('transfer')
+  if (process.env.MIGTRACE) console.error('TRACE sent-us', String(process.hrtime.bigint() / 1000n))
   await ch.sendRaw(plan.frame, 'transfer', t.stepMs) // `end`: key, log, io, baseIo with shared bodies left out (p2p/endframe.ts)
   const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'], MAX_SMALL_FRAME)
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
   const replayedTicks = typeof pending.replayed === 'number' && Number.isSafeInteger(pending.replayed) && pending.replayed >= 0 ? pending.replayed : 0
   const transferMs = performance.now() - t0
+  if (process.env.MIGTRACE) console.error('TRACE pending-us', String(process.hrtime.bigint() / 1000n))
   step('verify')
   hooks.fault?.('source-after-pending', ch)
   const h = await hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
@@ -442,6 +446,12 @@ export interface TargetHooks {
   failed? (offer: Offer | null, fromPeer: string, reason: string): void
   /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
   fault? (step: string, ch: Channel): void
+  /**
+   * Optional: prepares the offered module (`wasm`, checked against the offer's code CID) for its
+   * replay and restore — e.g. instruments it in a worker while the pages are in transit. Never throws;
+   * its failure is found again, and reported, by the replay or restore.
+   */
+  warm? (wasm: Uint8Array, offer: Offer): void
   /** Runs runtime/replay.ts `replaySegment` elsewhere (a node: in a tick worker thread, under its tick timeout); default: here. */
   replay? (...a: Parameters<typeof replaySegment>): Promise<ReturnType<typeof replaySegment>>
 }
@@ -570,6 +580,9 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     reserved = need
     try { spool = new Spool(hooks.spoolRoot) } catch (e) { throw await refused(ch, (e as Error).message, t) }
     await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
+    if (!wanted.has(offer.parsed.code) && hooks.warm !== undefined) {
+      try { const w = hooks.getBlob(offer.parsed.code); if (cidOf(w) === offer.parsed.code) hooks.warm(w, offer) } catch { /* found again by assemble */ }
+    }
     // transfer: every blob is hashed as it arrives and spooled to disk
     let frames = 0
     let end: Frame
@@ -594,6 +607,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
         inFrame.add(c); blobs.push([c, b])
       }
       spool.putAll(blobs) // one writev per frame
+      for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer) // instrumented while the pages arrive
     }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
     let got: Map<string, Uint8Array>

@@ -1079,6 +1079,7 @@ export class IgordNode {
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
       },
       fault: (step, ch) => this.#fault(step, ch),
+      warm: (wasm, o) => { this.#pool.warmCode(wasm, Math.floor(o.manifest.maxMemoryBytes / 65536), this.dir).catch(() => { /* reported by the replay or restore */ }) },
       replay: (start, records, next) => this.#pool.replay({ ...start, codeCache: { dir: codeCacheDir(this.dir) } }, records, next), // arrivals share the node's code cache
     }
   }

@@ -471,6 +471,19 @@ export class TickPool {
     }
   }
 
+  /**
+   * Instruments `wasm` for a memory cap of `memoryLimitPages` in a worker, through the on-disk code
+   * cache of data directory `dir` (runtime/code-cache.ts `loadInstrumented`), so that the replay and
+   * restore that follow find it there: a migration target calls it while the offer's pages are
+   * still arriving.
+   * @throws ModuleError / ManifestError as `loadInstrumented`
+   */
+  async warmCode (wasm: Uint8Array, memoryLimitPages: number, dir: string): Promise<void> {
+    const slot = this.#place()
+    const id = this.#next++
+    await this.request(slot, { t: 'code', re: 0, id, wasm, memoryLimitPages, dir }, id, 'create')
+  }
+
   #watch (): void {
     const now = performance.now()
     for (const slot of this.#slots) {
