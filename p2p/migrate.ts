@@ -46,6 +46,8 @@ export const MIGRATE_PROTOCOL = '/igor/migrate/1.0.0'
 export const STATUS_PROTOCOL = '/igor/migrate/status/1.0.0'
 /** Blob frames are filled to at least this many bytes (except the last): 1 MiB (DESIGN §3 asks ≥ 256 KiB). */
 export const CHUNK_BYTES = 1024 * 1024
+/** Received bytes a target holds in memory while they wait to be written to the offer's spool (8 MiB); beyond, it reads no frame until they are written. */
+export const SPOOL_QUEUE_BYTES = 8 * 1024 * 1024
 /** Largest wasm module accepted in an offer, bytes. */
 export const MAX_WASM_BYTES = 64 * 1024 * 1024
 
@@ -143,10 +145,14 @@ export class Spool {
   readonly dir: string
   /** the file holding the blobs, in arrival order */
   readonly file: string
-  /** bytes stored */
+  /** bytes stored, and bytes of them queued for writing (held in memory until written) */
   bytes = 0
+  queued = 0
   readonly #at = new Map<string, { off: number; len: number }>()
   #fd: number | null
+  /** the queued writes, in order; the first failure's message */
+  #writing: Promise<void> = Promise.resolve()
+  #failed: string | null = null
 
   /** Creates a new empty spool under `root`. @throws NetworkError when the folder or file cannot be created */
   constructor (root: string) {
@@ -159,12 +165,26 @@ export class Spool {
     } catch (e) { throw new NetworkError(`spool: cannot create ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   }
 
-  /** Appends blobs `[cid, bytes]` (each already checked against its CID) with one writev. @throws NetworkError on I/O failure */
+  /**
+   * Appends blobs `[cid, bytes]` (each already checked against its CID) with one writev on the
+   * thread pool, after the writes queued before (so a busy disk does not stall the stream's
+   * reader); `bytes` must not change until {@link load}. A failed write is thrown by {@link load}.
+   * @throws NetworkError when the spool is closed
+   */
   putAll (blobs: [string, Uint8Array][]): void {
-    if (this.#fd === null) throw new NetworkError(`spool: ${this.file} is closed`)
-    try { writeAll(this.#fd, blobs.map((b) => b[1])) } catch (e) { throw new NetworkError(`spool: cannot write ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+    const fd = this.#fd
+    if (fd === null) throw new NetworkError(`spool: ${this.file} is closed`)
+    const at = this.bytes
     for (const [cid, b] of blobs) { this.#at.set(cid, { off: this.bytes, len: b.length }); this.bytes += b.length }
+    const n = this.bytes - at
+    this.queued += n
+    this.#writing = this.#writing.then(async () => { if (this.#failed === null) await writevAt(fd, blobs.map((b) => b[1]), at) })
+      .catch((e: NodeJS.ErrnoException) => { this.#failed ??= `spool: cannot write ${this.file}: ${e.code ?? e.message}` })
+      .finally(() => { this.queued -= n })
   }
+
+  /** Waits for the queued writes (a reader calls it when {@link queued} is over its bound, so a slow disk slows the sender). */
+  async settled (): Promise<void> { await this.#writing }
 
   has (cid: string): boolean { return this.#at.has(cid) }
 
@@ -172,12 +192,14 @@ export class Spool {
   get count (): number { return this.#at.size }
 
   /**
-   * Every stored blob by CID, read back in one read into one `SharedArrayBuffer` (so that handing
-   * the pages to tick workers shares them instead of copying: runtime/pool.ts); the views are not
-   * to be written. Not hashed again (see the class doc).
-   * @throws NetworkError when the file is unreadable or shorter than what was written
+   * Every stored blob by CID, once the queued writes are done, read back in one read into one
+   * `SharedArrayBuffer` (so that handing the pages to tick workers shares them instead of copying:
+   * runtime/pool.ts); the views are not to be written. Not hashed again (see the class doc).
+   * @throws NetworkError when a write failed, or the file is unreadable or short
    */
-  load (): Map<string, Uint8Array> {
+  async load (): Promise<Map<string, Uint8Array>> {
+    await this.#writing
+    if (this.#failed !== null) throw new NetworkError(this.#failed)
     if (this.#fd === null) throw new NetworkError(`spool: ${this.file} is closed`)
     const all = new Uint8Array(new SharedArrayBuffer(this.bytes))
     try {
@@ -197,9 +219,29 @@ export class Spool {
    * large file can take a while; an offer answered `pending` need not wait for it).
    */
   remove (later = false): void {
-    if (this.#fd !== null) { try { fs.closeSync(this.#fd) } catch { /* gone */ } this.#fd = null }
-    if (later) fs.rm(this.dir, { recursive: true, force: true }, () => { /* best effort: a restart clears spools */ })
-    else try { fs.rmSync(this.dir, { recursive: true, force: true }) } catch { /* best effort */ }
+    const fd = this.#fd
+    this.#fd = null
+    this.#failed ??= 'spool: removed' // writes queued and not yet started are skipped
+    // unlinking is safe with the descriptor open; it is closed only once no write uses it
+    if (!later) try { fs.rmSync(this.dir, { recursive: true, force: true }) } catch { /* best effort */ }
+    void this.#writing.then(() => {
+      if (fd !== null) try { fs.closeSync(fd) } catch { /* gone */ }
+      if (later) fs.rm(this.dir, { recursive: true, force: true }, () => { /* best effort: a restart clears spools */ })
+    })
+  }
+}
+
+/** Writes every byte of `chunks` to `fd` from offset `at` (fs.writev on the thread pool, resuming after short writes). */
+async function writevAt (fd: number, chunks: Uint8Array[], at: number): Promise<void> {
+  let i = 0
+  let skip = 0 // bytes of chunks[i] already written
+  while (i < chunks.length) {
+    const batch = chunks.slice(i, i + 1024).map((c, k) => k === 0 ? c.subarray(skip) : c)
+    let n = await new Promise<number>((resolve, reject) => fs.writev(fd, batch, at, (e, w) => { if (e) reject(e); else resolve(w) }))
+    if (n === 0 && batch.some((c) => c.length > 0)) throw new Error('the write made no progress')
+    at += n
+    while (i < chunks.length && n >= chunks[i].length - skip) { n -= chunks[i].length - skip; i++; skip = 0 }
+    skip += n
   }
 }
 
@@ -607,11 +649,12 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
         inFrame.add(c); blobs.push([c, b])
       }
       spool.putAll(blobs) // one writev per frame
+      if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
       for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer) // instrumented while the pages arrive
     }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
     let got: Map<string, Uint8Array>
-    try { got = spool.load() } catch (e) { throw await refused(ch, (e as Error).message, t) }
+    try { got = await spool.load() } catch (e) { throw await refused(ch, (e as Error).message, t) }
     let live: LiveCheckpoint
     let replayed = 0
     try {
