@@ -360,7 +360,6 @@ export async function openChannel (peer: Peer, addr: Multiaddr, protocol: string
  */
 export async function sendAgent (ch: Channel, a: { id: string; name: string; live: LiveCheckpoint; addrs: string[]; addr: string; me: string; base?: ReplayBase }, hooks: SourceHooks, t: Timeouts): Promise<MigrateResult> {
   const t0 = performance.now()
-  if (process.env.MIGTRACE) console.error('TRACE offer-us', String(process.hrtime.bigint() / 1000n))
   const steps: Record<string, number> = {}
   let mark = t0
   const step = (k: string) => { const now = performance.now(); steps[k] = now - mark; mark = now }
@@ -380,7 +379,6 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   const answer = await ch.recv('offer', t.stepMs, ['accept', 'refuse'], MAX_OFFER_FRAME)
   if (answer.t === 'refuse') throw new RefusedError(ch.peer, textOf(answer, 'reason', 'offer'))
   step('offer')
-  if (process.env.MIGTRACE) console.error('TRACE accept-us', String(process.hrtime.bigint() / 1000n))
   if (!Array.isArray(answer.want)) throw new NetworkError(`offer: malformed accept from ${ch.peer}: "want" must be an array`)
   // Blobs the target lacks: the wasm and pages, by CID.
   const byCid = new Map<string, Uint8Array>()
@@ -416,13 +414,11 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   }
   if (batch.length > 0) await flush()
   step('transfer')
-  if (process.env.MIGTRACE) console.error('TRACE sent-us', String(process.hrtime.bigint() / 1000n))
   await ch.sendRaw(plan.frame, 'transfer', t.stepMs) // `end`: key, log, io, baseIo with shared bodies left out (p2p/endframe.ts)
   const pending = await ch.recv('pending', t.stepMs + t.frameMs, ['pending', 'refuse'], MAX_SMALL_FRAME)
   if (pending.t === 'refuse') throw new RefusedError(ch.peer, textOf(pending, 'reason', 'pending'))
   const replayedTicks = typeof pending.replayed === 'number' && Number.isSafeInteger(pending.replayed) && pending.replayed >= 0 ? pending.replayed : 0
   const transferMs = performance.now() - t0
-  if (process.env.MIGTRACE) console.error('TRACE pending-us', String(process.hrtime.bigint() / 1000n))
   step('verify')
   hooks.fault?.('source-after-pending', ch)
   const h = await hooks.commit(ch.peer) // the commit point: from here on the agent belongs to the target
