@@ -618,9 +618,6 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     reserved = need
     try { spool = new Spool(hooks.spoolRoot) } catch (e) { throw await refused(ch, (e as Error).message, t) }
     await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
-    if (!wanted.has(offer.parsed.code) && hooks.warm !== undefined) {
-      try { const w = hooks.getBlob(offer.parsed.code); if (cidOf(w) === offer.parsed.code) hooks.warm(w, offer) } catch { /* found again by assemble */ }
-    }
     // transfer: every blob is hashed as it arrives and spooled to disk
     let frames = 0
     let end: Frame
@@ -646,7 +643,8 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       }
       spool.putAll(blobs) // one writev per frame
       if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
-      for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer) // instrumented while the pages arrive
+      // a module T did not hold is instrumented while the pages arrive (one T holds ran or arrived here before: its code cache has it)
+      for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer)
     }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
     let got: Map<string, Uint8Array>
