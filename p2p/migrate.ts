@@ -22,7 +22,6 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { describe } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 import { cidOf, cidOfDigest, digestOfCid, sha256 } from '../checkpoint/hash.ts'
-import { writeAll } from '../checkpoint/store.ts'
 import { decodeHeader, headerCid, verifyHeader } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { identityFromSeed } from '../checkpoint/identity.ts'
@@ -642,9 +641,9 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
         inFrame.add(c); blobs.push([c, b])
       }
       spool.putAll(blobs) // one writev per frame
-      if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
       // a module T did not hold is instrumented while the pages arrive (one T holds ran or arrived here before: its code cache has it)
       for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer)
+      if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
     }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
     let got: Map<string, Uint8Array>
