@@ -32,6 +32,11 @@ export class PageImage {
   readonly dirty = new Set<number>()
   /** Digests of the non-zero pages as of the last checkpoint, by index. */
   readonly digests = new Map<number, Uint8Array>()
+  /**
+   * Pages held by reference to the caller's bytes since {@link load} (not copied; never written
+   * through): the first {@link commit} that changes one replaces it with a copy.
+   */
+  readonly #borrowed = new Set<number>()
 
   /**
    * Compares `mem` (the live memory bytes) with the committed image, copies the changed pages in
@@ -45,8 +50,8 @@ export class PageImage {
       const live = mem.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
       const old = this.pages[i]
       if (old === undefined ? ZERO_PAGE.equals(live) : old.equals(live)) continue
-      if (old !== undefined) old.set(live)
-      else this.pages[i] = Buffer.from(live)
+      if (old !== undefined && !this.#borrowed.has(i)) old.set(live)
+      else { this.pages[i] = Buffer.from(live); this.#borrowed.delete(i) }
       this.dirty.add(i)
       changed++
     }
@@ -78,16 +83,20 @@ export class PageImage {
   /**
    * Loads an image from a checkpoint's non-zero pages (`[index, 64 KiB bytes]`), with their
    * digests when the caller already has them (a decoded live checkpoint does), else computing them.
-   * Nothing is dirty afterwards.
+   * Nothing is dirty afterwards. The pages are held by reference, not copied (a restore of a
+   * 64 MiB memory copies it once, into the instance): the caller must not change them afterwards;
+   * the image never writes into them (the first change of a page replaces it with a copy).
    */
   load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][]): void {
     this.pages.length = 0
+    this.#borrowed.clear()
     this.dirty.clear()
     this.digests.clear()
     this.pageCount = pageCount
     const known = new Map(digests ?? [])
     for (const [i, bytes] of pages) {
-      this.pages[i] = Buffer.from(bytes)
+      this.pages[i] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      this.#borrowed.add(i)
       this.digests.set(i, known.get(i) ?? pageDigest(bytes))
     }
   }
@@ -100,6 +109,7 @@ export class PageImage {
   dropPages (): void {
     if (this.dirty.size > 0) throw new Error(`PageImage.dropPages: ${this.dirty.size} pages changed since the last checkpoint`)
     this.pages.length = 0
+    this.#borrowed.clear()
   }
 
   /**
@@ -117,6 +127,7 @@ export class PageImage {
       if (want === undefined) throw new Error(`page ${i} is not zero, expected zero`)
       if (Buffer.compare(known.get(i) ?? pageDigest(bytes), want) !== 0) throw new Error(`page ${i} differs (SHA-256)`)
     }
+    this.#borrowed.clear()
     for (const [i, bytes] of pages) this.pages[i] = Buffer.from(bytes)
   }
 

@@ -137,12 +137,26 @@ test('load without digests hashes the pages; nothing is dirty afterwards', () =>
   const cp = img.takeCheckpoint()
   assert.equal(cp.changed, [])
   assert.equal(cp.digests.map(([i, d]) => [i, hex(d)]), [[0, sha(p0)], [2, sha(p2)]])
-  // the image holds copies of the given pages
-  p0[0] = 7
-  assert.is(img.pages[0]![0], 1)
+  // the image holds the given pages by reference (a restore copies memory once, into the instance)
+  assert.ok(img.pages[0]!.buffer === p0.buffer)
   const mem = memory(3)
   img.restoreInto(mem)
   assert.is(mem[0], 1); assert.is(mem[PAGE_SIZE], 0); assert.is(mem[2 * PAGE_SIZE], 2)
+  // and never writes into them: the first change of a page replaces it with a copy, later ones write the copy
+  mem[5] = 42
+  assert.is(img.commit(mem), 1)
+  assert.is(p0[5], 1, 'the caller\'s page is unchanged')
+  assert.is(img.pages[0]![5], 42)
+  assert.not.ok(img.pages[0]!.buffer === p0.buffer)
+  const copy = img.pages[0]!
+  mem[6] = 43
+  assert.is(img.commit(mem), 1)
+  assert.ok(img.pages[0] === copy, 'the copy is written in place')
+  assert.is(copy[6], 43); assert.is(p0[6], 1)
+  // a rollback restores from the image, not from the caller's bytes
+  mem[2 * PAGE_SIZE] = 99
+  img.rollback(mem)
+  assert.is(mem[2 * PAGE_SIZE], 2); assert.is(p2[0], 2)
 })
 
 test('load with given digests uses them instead of re-hashing', () => {
