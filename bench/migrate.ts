@@ -65,7 +65,7 @@ export async function bench (): Promise<BenchRow[]> {
     // warm-up: the connection, the JIT of both paths (raw stream and a whole migration)
     for (let i = 0; i < 3; i++) await rawSend(a, b, 8 * CHUNK)
     const small = writeStateAgent(src, 2)
-    a.run({ wasm: small.wasm, manifest: small.manifest, name: 'warm', budget: 10n ** 12n, intervalMs: 20 })
+    await a.run({ wasm: small.wasm, manifest: small.manifest, name: 'warm', budget: 10n ** 12n, intervalMs: 20 })
     await sleep(50)
     await moveAndStop('warm', a, b)
 
@@ -81,7 +81,7 @@ export async function bench (): Promise<BenchRow[]> {
     const runs: { r: MigrateResult; downtime: number }[] = []
     for (let i = 0; i < 5; i++) {
       const two = writeStateAgent(src, 32)
-      a.run({ wasm: two.wasm, manifest: two.manifest, name: `two${i}`, budget: 10n ** 12n, intervalMs: 20 })
+      await a.run({ wasm: two.wasm, manifest: two.manifest, name: `two${i}`, budget: 10n ** 12n, intervalMs: 20 })
       await sleep(60)
       runs.push(await moveAndStop(`two${i}`, a, b))
     }
@@ -94,7 +94,7 @@ export async function bench (): Promise<BenchRow[]> {
 
     // 64 MiB agent
     const big = writeStateAgent(src, 1024)
-    a.run({ wasm: big.wasm, manifest: big.manifest, name: 'big', budget: 10n ** 12n, intervalMs: 20 })
+    await a.run({ wasm: big.wasm, manifest: big.manifest, name: 'big', budget: 10n ** 12n, intervalMs: 20 })
     await sleep(100)
     const { r: r64 } = await moveAndStop('big', a, b)
     const mib = r64.blobBytes / 1048576

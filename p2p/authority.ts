@@ -120,12 +120,14 @@ export function quarantined (dir: string): string[] {
 }
 
 /**
- * Durably stores a pending arrival: the live checkpoint chunks (mode 0600), then the record.
+ * Durably stores a pending arrival: the live checkpoint chunks (mode 0600), then the record, each
+ * written and fsynced then renamed into place, with one fsync of the folder for both renames (a
+ * record found without its checkpoint after a crash holds nothing and is dropped at start).
  * @throws StorageError on I/O failure
  */
 export function writePending (dir: string, name: string, live: Uint8Array[], rec: PendingRecord): void {
   const p = recordPaths(dir, name)
-  atomicWrite(p.pendingCkpt, live, 0o600)
+  atomicWrite(p.pendingCkpt, live, 0o600, false)
   atomicWrite(p.pending, encodeFile({ v: 1, ...rec }), 0o600)
 }
 

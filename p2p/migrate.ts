@@ -45,6 +45,8 @@ export const MIGRATE_PROTOCOL = '/igor/migrate/1.0.0'
 export const STATUS_PROTOCOL = '/igor/migrate/status/1.0.0'
 /** Blob frames are filled to at least this many bytes (except the last): 1 MiB (DESIGN §3 asks ≥ 256 KiB). */
 export const CHUNK_BYTES = 1024 * 1024
+/** Received bytes a target holds in memory while they wait to be written to the offer's spool (8 MiB); beyond, it reads no frame until they are written. */
+export const SPOOL_QUEUE_BYTES = 8 * 1024 * 1024
 /** Largest wasm module accepted in an offer, bytes. */
 export const MAX_WASM_BYTES = 64 * 1024 * 1024
 
@@ -128,49 +130,118 @@ export class InboundGate {
 }
 
 /**
- * The received blobs of one offer, on disk: `<root>/<random>/<cid>`, folders 0700 and files 0600.
- * Every blob is hashed on arrival and kept only when its CID is one the target asked for. A spool
- * is never the only copy of anything (the source keeps the agent until the target answered
- * `pending`, and the target stores the agent as pending before that), so {@link remove} deletes it.
+ * The received blobs of one offer, on disk: one file `<root>/<random>/blobs` (folder 0700, file
+ * 0600) to which each `blobs` frame's blobs are appended with one `writev`, and an index in memory
+ * (CID → offset, length). Blobs are hashed once, on arrival, by the caller ({@link receiveAgent}),
+ * and appended only when their CID is one the target asked for; {@link load} reads them back in
+ * one read, without hashing again (the file is this process's own, private, and lives only for the
+ * offer: docs/RATIONALE.md "Migration at stream speed"). No fsync: a spool is never the only copy
+ * of anything (the source keeps the agent until the target answered `pending`, and the target
+ * stores the agent as pending before that), so {@link remove} deletes it and a restart clears it.
  */
 export class Spool {
   /** the spool's folder */
   readonly dir: string
-  /** bytes stored */
+  /** the file holding the blobs, in arrival order */
+  readonly file: string
+  /** bytes stored, and bytes of them queued for writing (held in memory until written) */
   bytes = 0
-  readonly #cids = new Set<string>()
+  queued = 0
+  readonly #at = new Map<string, { off: number; len: number }>()
+  #fd: number | null
+  /** the queued writes, in order; the first failure's message */
+  #writing: Promise<void> = Promise.resolve()
+  #failed: string | null = null
 
-  /** Creates a new empty spool under `root`. @throws NetworkError when the folder cannot be created */
+  /** Creates a new empty spool under `root`. @throws NetworkError when the folder or file cannot be created */
   constructor (root: string) {
     this.dir = path.join(root, randomBytes(8).toString('hex'))
+    this.file = path.join(this.dir, 'blobs')
     try {
       fs.mkdirSync(root, { recursive: true, mode: 0o700 })
       fs.mkdirSync(this.dir, { mode: 0o700 })
-    } catch (e) { throw new NetworkError(`spool: cannot create ${this.dir}: ${(e as Error).message}`) }
+      this.#fd = fs.openSync(this.file, 'wx+', 0o600)
+    } catch (e) { throw new NetworkError(`spool: cannot create ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   }
 
-  /** Stores one blob under its CID (mode 0600). @throws NetworkError on I/O failure */
-  put (cid: string, bytes: Uint8Array): void {
-    try { fs.writeFileSync(path.join(this.dir, cid), bytes, { mode: 0o600, flag: 'wx' }) } catch (e) { throw new NetworkError(`spool: cannot write blob ${cid}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-    this.#cids.add(cid)
-    this.bytes += bytes.length
+  /**
+   * Appends blobs `[cid, bytes]` (each already checked against its CID) with one writev on the
+   * thread pool, after the writes queued before (so a busy disk does not stall the stream's
+   * reader); `bytes` must not change until {@link load}. A failed write is thrown by {@link load}.
+   * @throws NetworkError when the spool is closed
+   */
+  putAll (blobs: [string, Uint8Array][]): void {
+    const fd = this.#fd
+    if (fd === null) throw new NetworkError(`spool: ${this.file} is closed`)
+    const at = this.bytes
+    for (const [cid, b] of blobs) { this.#at.set(cid, { off: this.bytes, len: b.length }); this.bytes += b.length }
+    const n = this.bytes - at
+    this.queued += n
+    this.#writing = this.#writing.then(async () => { if (this.#failed === null) await writevAt(fd, blobs.map((b) => b[1]), at) })
+      .catch((e: NodeJS.ErrnoException) => { this.#failed ??= `spool: cannot write ${this.file}: ${e.code ?? e.message}` })
+      .finally(() => { this.queued -= n })
   }
 
-  has (cid: string): boolean { return this.#cids.has(cid) }
+  /** Waits for the queued writes (a reader calls it when {@link queued} is over its bound, so a slow disk slows the sender). */
+  async settled (): Promise<void> { await this.#writing }
+
+  has (cid: string): boolean { return this.#at.has(cid) }
 
   /** Blobs stored. */
-  get count (): number { return this.#cids.size }
+  get count (): number { return this.#at.size }
 
-  /** The bytes of a stored blob, re-hashed. @throws NetworkError when missing, unreadable or altered */
-  get (cid: string): Uint8Array {
-    let b: Uint8Array
-    try { b = fs.readFileSync(path.join(this.dir, cid)) } catch (e) { throw new NetworkError(`spool: cannot read blob ${cid}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-    if (cidOf(b) !== cid) throw new NetworkError(`spool: blob ${cid} changed on disk`)
-    return b
+  /**
+   * Every stored blob by CID, once the queued writes are done, read back in one read into one
+   * `SharedArrayBuffer` (so that handing the pages to tick workers shares them instead of copying:
+   * runtime/pool.ts); the views are not to be written. Not hashed again (see the class doc).
+   * @throws NetworkError when a write failed, or the file is unreadable or short
+   */
+  async load (): Promise<Map<string, Uint8Array>> {
+    await this.#writing
+    if (this.#failed !== null) throw new NetworkError(this.#failed)
+    if (this.#fd === null) throw new NetworkError(`spool: ${this.file} is closed`)
+    const all = new Uint8Array(new SharedArrayBuffer(this.bytes))
+    try {
+      for (let off = 0; off < this.bytes;) {
+        const n = fs.readSync(this.#fd, all, off, this.bytes - off, off)
+        if (n === 0) throw new Error(`${this.bytes - off} bytes missing`)
+        off += n
+      }
+    } catch (e) { throw new NetworkError(`spool: cannot read ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+    const out = new Map<string, Uint8Array>()
+    for (const [cid, { off, len }] of this.#at) out.set(cid, all.subarray(off, off + len))
+    return out
   }
 
-  /** Deletes the spool's folder; never throws. */
-  remove (): void { try { fs.rmSync(this.dir, { recursive: true, force: true }) } catch { /* best effort */ } }
+  /**
+   * Closes and deletes the spool; never throws. `later`: delete it in the background (freeing a
+   * large file can take a while; an offer answered `pending` need not wait for it).
+   */
+  remove (later = false): void {
+    const fd = this.#fd
+    this.#fd = null
+    this.#failed ??= 'spool: removed' // writes queued and not yet started are skipped
+    // unlinking is safe with the descriptor open; it is closed only once no write uses it
+    if (!later) try { fs.rmSync(this.dir, { recursive: true, force: true }) } catch { /* best effort */ }
+    void this.#writing.then(() => {
+      if (fd !== null) try { fs.closeSync(fd) } catch { /* gone */ }
+      if (later) fs.rm(this.dir, { recursive: true, force: true }, () => { /* best effort: a restart clears spools */ })
+    })
+  }
+}
+
+/** Writes every byte of `chunks` to `fd` from offset `at` (fs.writev on the thread pool, resuming after short writes). */
+async function writevAt (fd: number, chunks: Uint8Array[], at: number): Promise<void> {
+  let i = 0
+  let skip = 0 // bytes of chunks[i] already written
+  while (i < chunks.length) {
+    const batch = chunks.slice(i, i + 1024).map((c, k) => k === 0 ? c.subarray(skip) : c)
+    let n = await new Promise<number>((resolve, reject) => fs.writev(fd, batch, at, (e, w) => { if (e) reject(e); else resolve(w) }))
+    if (n === 0 && batch.some((c) => c.length > 0)) throw new Error('the write made no progress')
+    at += n
+    while (i < chunks.length && n >= chunks[i].length - skip) { n -= chunks[i].length - skip; i++; skip = 0 }
+    skip += n
+  }
 }
 
 /** Deletes every spool folder under `root` (left by a crash: spools are never the only copy); never throws. */
@@ -390,9 +461,16 @@ export interface TargetHooks {
   getBlob (cid: string): Uint8Array
   /**
    * Checks the assembled agent can run here and stores it durably as pending (before the target
-   * answers `pending`); throws to refuse (the message is sent as the reason).
+   * answers `pending`); throws to refuse (the message is sent as the reason), leaving no pending
+   * files. Runs while the offer's replay does ({@link TargetHooks.discard} undoes it when the
+   * replay fails); `live`'s pages may be views of a `SharedArrayBuffer` ({@link Spool.load}): read only.
    */
   prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void | Promise<void>
+  /**
+   * Undoes a successful {@link TargetHooks.prepare} whose offer then failed its replay (prepare runs
+   * while the replay does): removes the pending files; {@link TargetHooks.failed} follows.
+   */
+  discard (offer: Offer): void
   /**
    * Checks the signed handoff (p2p/authority.ts `checkHandoff`), installs and starts the agent;
    * throws to refuse the handoff (the message is sent as the reason; the pending agent is then
@@ -405,6 +483,12 @@ export interface TargetHooks {
   failed? (offer: Offer | null, fromPeer: string, reason: string): void
   /** test hook: may kill the process, or cut the stream and connection `ch`, at a step */
   fault? (step: string, ch: Channel): void
+  /**
+   * Optional: prepares the offered module (`wasm`, checked against the offer's code CID) for its
+   * replay and restore — e.g. instruments it in a worker while the pages are in transit. Never throws;
+   * its failure is found again, and reported, by the replay or restore.
+   */
+  warm? (wasm: Uint8Array, offer: Offer): void
   /** Runs runtime/replay.ts `replaySegment` elsewhere (a node: in a tick worker thread, under its tick timeout); default: here. */
   replay? (...a: Parameters<typeof replaySegment>): Promise<ReturnType<typeof replaySegment>>
 }
@@ -501,10 +585,10 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
   let spool: Spool | null = null
   let reserved = 0
   let inGate = true
-  const leaveGate = () => {
+  const leaveGate = (later = false) => {
     if (!inGate) return
     inGate = false
-    spool?.remove()
+    spool?.remove(later)
     gate.release(reserved)
     gate.leave(ch.peer)
   }
@@ -547,28 +631,43 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       if (fr.t === 'end') { end = fr; break }
       if (++frames === 1) hooks.fault?.('target-during-transfer', ch)
       if (!Array.isArray(fr.b) || fr.b.length === 0) throw await refused(ch, 'transfer: field "b" must be a non-empty array of byte strings', t)
+      const blobs: [string, Uint8Array][] = []
+      const inFrame = new Set<string>()
       for (const b of fr.b as unknown[]) {
         if (!(b instanceof Uint8Array) || b.length > MAX_WASM_BYTES) throw await refused(ch, 'transfer: a blob is not a byte string or is too large', t)
-        const c = cidOf(b)
-        if (!wanted.has(c) || spool.has(c)) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
+        const c = cidOf(b) // the only hash of a received blob
+        if (!wanted.has(c) || spool.has(c) || inFrame.has(c)) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
         if (c !== offer.parsed.code && b.length !== PAGE_SIZE) throw await refused(ch, `transfer: page ${c} is ${b.length} bytes, not ${PAGE_SIZE}`, t)
-        spool.put(c, b)
+        inFrame.add(c); blobs.push([c, b])
       }
+      spool.putAll(blobs) // one writev per frame
+      // a module T did not hold is instrumented while the pages arrive (one T holds ran or arrived here before: its code cache has it)
+      for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer)
+      if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
     }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
-    const got = spool
+    let got: Map<string, Uint8Array>
+    try { got = await spool.load() } catch (e) { throw await refused(ch, (e as Error).message, t) }
     let live: LiveCheckpoint
     let replayed = 0
     try {
       live = assemble(offer, end, got, hooks)
-      replayed = await replayBase(offer, live, got, hooks, baseIoOf(offer, end))
-      await hooks.prepare(offer, ch.peer, live)
+      // The replay (a tick worker) runs while the node restores the agent for hosting (another
+      // worker) and stores it as pending (this thread); a failed replay undoes the pending write.
+      // A replay failure is reported before a failure of prepare, as when they ran one after the other.
+      const [r, p] = await Promise.allSettled([replayBase(offer, live, got, hooks, baseIoOf(offer, end)), hooks.prepare(offer, ch.peer, live)])
+      if (r.status === 'rejected') {
+        if (p.status === 'fulfilled') hooks.discard(offer)
+        throw r.reason
+      }
+      if (p.status === 'rejected') throw p.reason
+      replayed = r.value
     } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
     }
     pendingWritten = true
-    leaveGate() // the agent is stored as pending: the spool and the offer's slot are no longer needed
+    leaveGate(true) // the agent is stored as pending: the spool and the offer's slot are no longer needed
     hooks.fault?.('target-after-pending', ch)
     await ch.send({ t: 'pending', replayed }, 'pending', t.stepMs)
     const h = await ch.recv('handoff', t.handoffMs, ['handoff'], MAX_SMALL_FRAME)
@@ -614,11 +713,12 @@ async function refuse (ch: Channel, reason: string, t: Timeouts): Promise<void> 
 
 /**
  * Builds the live checkpoint from the offer, the `end` frame (secret key, event log), the received
- * blobs and the local store, and verifies it: the key belongs to the DID, the wasm and log match
- * their CIDs, every page hashes to its CID and is 64 KiB, and the state root matches the header.
+ * blobs `got` (by CID, each hashed on arrival: {@link Spool.load}) and the local store, and verifies
+ * it: the key belongs to the DID, the wasm and log match their CIDs, every local blob hashes to its
+ * CID, every page is 64 KiB, and the state root matches the header.
  * @throws NetworkError naming what does not match
  */
-function assemble (offer: Offer, end: Frame, got: Spool, hooks: TargetHooks): LiveCheckpoint {
+function assemble (offer: Offer, end: Frame, got: Map<string, Uint8Array>, hooks: TargetHooks): LiveCheckpoint {
   const seed = bytesOf(end, 'key', 'end', 32)
   if (identityFromSeed(seed).did !== offer.parsed.agent) throw new NetworkError('verify: the secret key does not belong to the offered agent')
   const log = end.log === null ? null : bytesOf(end, 'log', 'end')
@@ -626,7 +726,8 @@ function assemble (offer: Offer, end: Frame, got: Spool, hooks: TargetHooks): Li
   const io = end.io === undefined ? null : bytesOf(end, 'io', 'end')
   if ((io === null) !== (offer.parsed.io === undefined) || (io !== null && cidOf(io) !== offer.parsed.io)) throw new NetworkError('verify: the I/O state does not match the checkpoint\'s io CID')
   const blob = (c: string): Uint8Array => {
-    if (got.has(c)) return got.get(c)
+    const b = got.get(c)
+    if (b !== undefined) return b
     const local = hooks.getBlob(c)
     if (cidOf(local) !== c) throw new NetworkError(`verify: local blob ${c} is corrupt`)
     return local
@@ -672,13 +773,13 @@ function baseIoOf (offer: Offer, end: Frame): IoState | undefined {
  * exactly the offered checkpoint. Returns the number of ticks replayed (0 without a base or log).
  * @throws NetworkError `verify: …` for a bad base; `replay diverges at tick N (<field>): <message>`
  */
-async function replayBase (offer: Offer, live: LiveCheckpoint, got: Spool, hooks: TargetHooks, io: IoState | undefined): Promise<number> {
+async function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks, io: IoState | undefined): Promise<number> {
   const b = offer.base
   if (b === undefined || live.log === null) return 0
   const pages: [number, Uint8Array][] = []
   const digests: [number, Uint8Array][] = []
   for (const [i, c] of b.pages) {
-    let p = got.has(c) ? got.get(c) : undefined
+    let p = got.get(c)
     if (p === undefined) {
       p = hooks.getBlob(c)
       if (cidOf(p) !== c) throw new NetworkError(`verify: local blob ${c} is corrupt`)

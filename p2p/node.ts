@@ -1108,6 +1108,7 @@ export class IgordNode {
       hasBlob: (c) => this.#blobs.has(c),
       getBlob: (c) => this.#blobs.get(c),
       prepare: (o, from, live) => this.#prepare(o, from, live),
+      discard: (o) => { authority.dropPending(this.dir, o.name); this.#prepared.delete(o.name) },
       install: async (o, h) => {
         const prepared = this.#inbound.get(o.name) ?? null
         const reason = authority.checkHandoff(h, o.parsed, o.cid, this.peerId)
@@ -1128,6 +1129,7 @@ export class IgordNode {
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
       },
       fault: (step, ch) => this.#fault(step, ch),
+      warm: (wasm, o) => { this.#pool.warmCode(wasm, Math.floor(o.manifest.maxMemoryBytes / 65536), this.dir).catch(() => { /* reported by the replay or restore */ }) },
       replay: (start, records, next) => this.#pool.replay({ ...start, codeCache: { dir: codeCacheDir(this.dir) } }, records, next), // arrivals share the node's code cache
     }
   }
@@ -1165,13 +1167,17 @@ export class IgordNode {
   }
 
   async #prepare (o: Offer, from: string, live: LiveCheckpoint): Promise<void> {
-    let agent: AgentHandle
-    try {
-      agent = await this.#pool.adopt(this.#settings(), o.name, live, this.#emitter(o.name)) // restored in a tick worker
-    } catch (e) { throw new Error(`the agent cannot run here: ${(e as Error).message.split('\n')[0]}`) }
+    // restored in a tick worker while this thread writes the pending files
+    const adopting = this.#pool.adopt(this.#settings(), o.name, live, this.#emitter(o.name))
+    adopting.catch(() => {}) // awaited below
     try {
       authority.writePending(this.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
-    } catch (e) { void agent.close(); throw e }
+    } catch (e) { void adopting.then((a) => a.close(), () => {}); throw e }
+    let agent: AgentHandle
+    try { agent = await adopting } catch (e) {
+      authority.dropPending(this.dir, o.name)
+      throw new Error(`the agent cannot run here: ${(e as Error).message.split('\n')[0]}`)
+    }
     this.#inbound.set(o.name, agent)
     this.#prepared.set(o.name, live)
   }

@@ -381,7 +381,10 @@ export class TickPool {
     for (let i = 0; i < this.#slots.length; i++) {
       const s = this.#slots[i]
       if (s === null) return this.#spawn(i)
-      if (best < 0 || s.agents.size < this.#slots[best]!.agents.size) best = i
+      // fewest agents; among equals, fewest requests in flight (a migration target's replay and
+      // restore, sent together, then run side by side)
+      const b = best < 0 ? null : this.#slots[best]!
+      if (b === null || s.agents.size < b.agents.size || (s.agents.size === b.agents.size && s.pending.size < b.pending.size)) best = i
     }
     return this.#slots[best]!
   }
@@ -479,6 +482,19 @@ export class TickPool {
       if ((e as { watchdog?: boolean }).watchdog === true) throw new Error(`a replayed tick exceeded the wall-clock limit of ${formatLimit(this.tickTimeoutMs)}`)
       throw e
     }
+  }
+
+  /**
+   * Instruments `wasm` for a memory cap of `memoryLimitPages` in a worker, through the on-disk code
+   * cache of data directory `dir` (runtime/code-cache.ts `loadInstrumented`), so that the replay and
+   * restore that follow find it there: a migration target calls it while the offer's pages are
+   * still arriving.
+   * @throws ModuleError / ManifestError as `loadInstrumented`
+   */
+  async warmCode (wasm: Uint8Array, memoryLimitPages: number, dir: string): Promise<void> {
+    const slot = this.#place()
+    const id = this.#next++
+    await this.request(slot, { t: 'code', re: 0, id, wasm, memoryLimitPages, dir }, id, 'create')
   }
 
   #watch (): void {

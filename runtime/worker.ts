@@ -43,6 +43,7 @@ import type { Incoming } from './mailbox.ts'
 import type { TickResult } from './agent.ts'
 import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
+import { loadInstrumented } from './code-cache.ts'
 import { replaySegment } from './replay.ts'
 import type { ReplayStart } from './replay.ts'
 import { runLoop, writeCheckpoint } from './runner.ts'
@@ -93,6 +94,7 @@ export type WorkerRequest =
   | { t: 'gc'; re: number; id: number; opts: { keepEvery: number; keepLast: number; maxPacks?: number } }
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
+  | { t: 'code'; re: number; id: number; wasm: Uint8Array; memoryLimitPages: number; dir: string }
   | { t: 'deliver'; re: number; id: number; msg: Incoming }
   | { t: 'deliverMany'; re: number; id: number; msgs: Incoming[] }
   | { t: 'sent'; ref: number; outcome: SendOutcome }
@@ -367,6 +369,8 @@ function main (): void {
     },
     // a migration target's check of the ticks it receives (runtime/replay.ts); each replayed tick is watched under `m.id`
     replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next)),
+    // a migration target instruments an arriving module while its pages are still in transit (runtime/code-cache.ts)
+    code: (m: Extract<WorkerRequest, { t: 'code' }>) => { loadInstrumented(m.wasm, { memoryLimitPages: m.memoryLimitPages, cache: codeCacheOf({ dir: m.dir }) }); return null },
     drop: (m: Extract<WorkerRequest, { t: 'drop' }>) => {
       slots.get(m.id)?.controller?.abort()
       slots.delete(m.id)

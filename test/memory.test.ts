@@ -143,6 +143,18 @@ test('load without digests hashes the pages; nothing is dirty afterwards', () =>
   const mem = memory(3)
   img.restoreInto(mem)
   assert.is(mem[0], 1); assert.is(mem[PAGE_SIZE], 0); assert.is(mem[2 * PAGE_SIZE], 2)
+  // and never writes into the caller's pages: commits go to the image's own copy
+  mem[5] = 42
+  assert.is(img.commit(mem), 1)
+  assert.is(p0[5], 1, 'the caller\'s page is unchanged')
+  assert.is(img.committed(0)![5], 42)
+  mem[6] = 43
+  assert.is(img.commit(mem), 1)
+  assert.is(img.committed(0)![6], 43); assert.is(p0[6], 1)
+  // a rollback restores from the image, not from the caller's bytes
+  mem[2 * PAGE_SIZE] = 99
+  img.rollback(mem)
+  assert.is(mem[2 * PAGE_SIZE], 2); assert.is(p2[0], 2)
 })
 
 test('load with given digests uses them instead of re-hashing', () => {
