@@ -29,7 +29,7 @@ import { lockAgent, lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore } from '../checkpoint/store.ts'
 import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
-import type { Manifest, NodeCaps } from '../hostcalls/manifest.ts'
+import type { NodeCaps } from '../hostcalls/manifest.ts'
 import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
@@ -47,6 +47,7 @@ import type { ForwardRetry, InboxStreamLimits } from './inbox.ts'
 import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
 import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
 import { KadDiscovery } from './discovery.ts'
+import { INFO_PROTOCOL, Market, queryInfo } from './market.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
 import type { DhtLimits } from './dht-store.ts'
 import type { MdnsFactory } from './mdns.ts'
@@ -63,10 +64,9 @@ export const GC_AGENTS_PER_PASS = 8
 /** Most packs of one agent one retention pass merges (the rest wait for the next pass). */
 export const GC_PACKS_PER_AGENT = 32
 
-/** Protocol ID of the node information query (price, capabilities, addresses). */
-export const INFO_PROTOCOL = '/igor/info/1.0.0'
-
 export { KNOWN_CAPABILITIES } from './defaults.ts'
+export { INFO_PROTOCOL, queryInfo } from './market.ts'
+export type { NodeInfo } from './market.ts'
 
 /** Options of {@link IgordNode.start}. */
 export interface NodeOptions {
@@ -283,6 +283,8 @@ export class IgordNode {
    */
   readonly discovery: Discovery
   readonly #kad: KadDiscovery
+  /** the price market: `/igor/info/1.0.0` answers and the choice of cheaper peers (p2p/market.ts) */
+  readonly #market: Market
   /** When the node started (Date.now() ms). */
   readonly startedAt = Date.now()
   /**
@@ -312,6 +314,14 @@ export class IgordNode {
       note: opts.note,
     }, opts.discoveryLimits)
     this.discovery = this.#kad
+    this.#market = new Market({
+      price: this.price,
+      capabilities: this.capabilities,
+      addrs: () => this.addrs,
+      agentCount: () => this.agents.size,
+      stepMs: () => this.timeouts.stepMs,
+      peers: () => this.discovery.peers(),
+    })
   }
 
   /** Where `did` is as far as this node knows: hosted here (its epoch), handed off (to whom), or unknown. */
@@ -377,7 +387,7 @@ export class IgordNode {
         void receiveAgent(new Channel(stream, conn.remotePeer.toString()), node.#targetHooks(), node.timeouts, node.#gate)
       }, { maxInboundStreams: 128 })
       await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#answerStatus(new Channel(stream, conn.remotePeer.toString())) })
-      await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#answerInfo(new Channel(stream, conn.remotePeer.toString())) })
+      await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#market.answerInfo(new Channel(stream, conn.remotePeer.toString())) })
       // a message forwarded by the node an agent left: delivered here or refused, never forwarded again
       await peer.handle(INBOX_PROTOCOL, (stream, conn) => {
         void answerInbox(new Channel(stream, conn.remotePeer.toString(), INBOX_STREAM_BUFFER), {
@@ -1048,7 +1058,7 @@ export class IgordNode {
 
   async #selfMigrate (h: Hosted, target: string | null): Promise<void> {
     try {
-      const addrs = target !== null ? [parseMultiaddr(target, 'migrate_request')] : await this.#cheapestPeers(h.session.agent.spec.manifest)
+      const addrs = target !== null ? [parseMultiaddr(target, 'migrate_request')] : await this.#market.cheapestPeers(h.session.agent.spec.manifest)
       if (addrs.length === 0) throw new NetworkError(`no known peer cheaper than this node (${this.price} microcents per million fuel) grants the agent's capabilities`)
       this.#opts.note(`${h.name} asked to move to ${target ?? 'the cheapest known peer'}`)
       await this.#migrateStopped(h, addrs)
@@ -1057,25 +1067,6 @@ export class IgordNode {
       if (h.state === 'migrating') this.#startLoop(h)
       this.#opts.note(`${h.name}: its migration request failed: ${(e as Error).message}`)
     }
-  }
-
-  /**
-   * Dialable addresses of known peers (p2p/discovery.ts `peers`: `--bootstrap`, found through the
-   * DHT, connected) that grant every capability of `m` and ask a lower price than this node,
-   * cheapest first (equal prices: in the order they were listed), one address each. Peers that do
-   * not answer `/igor/info/1.0.0` are skipped.
-   */
-  async #cheapestPeers (m: Manifest): Promise<Multiaddr[]> {
-    const need = [...m.capabilities.keys()]
-    const offers: { price: bigint; addr: Multiaddr }[] = []
-    for (const p of await this.discovery.peers()) {
-      if (p.price === undefined || p.capabilities === undefined || p.addrs.length === 0) continue
-      const price = BigInt(p.price)
-      if (price >= this.price || !need.every((c) => p.capabilities!.includes(c))) continue
-      try { offers.push({ price, addr: parseMultiaddr(p.addrs[0], 'peer') }) } catch { /* skipped */ }
-    }
-    offers.sort((a, b) => (a.price < b.price ? -1 : a.price > b.price ? 1 : 0))
-    return offers.map((o) => o.addr)
   }
 
   async #answerStatus (ch: Channel): Promise<void> {
@@ -1087,13 +1078,6 @@ export class IgordNode {
       if (done !== null && done.parsed.target === ch.peer) answer = { t: 'status', state: 'handoff', header: done.header, sig: done.sig }
       else if (this.agents.get(name)?.migration?.offer === offer) answer = { t: 'status', state: 'pending' }
       await ch.send(answer as { t: string }, 'status', this.timeouts.stepMs)
-      await ch.close()
-    } catch { ch.abort() }
-  }
-
-  async #answerInfo (ch: Channel): Promise<void> {
-    try {
-      await ch.send({ t: 'info', v: 1, price: this.price, capabilities: [...this.capabilities], addrs: this.addrs, agents: this.agents.size }, 'info', this.timeouts.stepMs)
       await ch.close()
     } catch { ch.abort() }
   }
@@ -1281,19 +1265,3 @@ function readFile (p: string, what: string): Uint8Array {
   try { return fs.readFileSync(p) } catch (e) { throw new StorageError(`${p}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
 }
 
-/** A node's answer to `/igor/info/1.0.0`: price (microcents per million fuel), capabilities, dialable addresses. */
-export interface NodeInfo { price: bigint; capabilities: string[]; addrs: string[]; agents: number }
-
-/**
- * Asks a peer for its {@link NodeInfo}.
- * @throws NetworkError when it cannot be reached or answers malformed
- */
-export async function queryInfo (peer: Peer, addr: Multiaddr, t: Timeouts): Promise<NodeInfo> {
-  const ch = await openChannel(peer, addr, INFO_PROTOCOL, t)
-  try {
-    const f = await ch.recv('info', t.stepMs, ['info'])
-    const price = typeof f.price === 'bigint' ? f.price : BigInt(Number(f.price))
-    const list = (v: unknown) => Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
-    return { price, capabilities: list(f.capabilities), addrs: list(f.addrs), agents: Number(f.agents) }
-  } finally { await ch.close() }
-}
