@@ -48,6 +48,8 @@ import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChann
 import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
 import { KadDiscovery } from './discovery.ts'
 import { INFO_PROTOCOL, Market, queryInfo } from './market.ts'
+import { Faults } from './faults.ts'
+import type { NodeFaults } from './faults.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
 import type { DhtLimits } from './dht-store.ts'
 import type { MdnsFactory } from './mdns.ts'
@@ -67,6 +69,7 @@ export const GC_PACKS_PER_AGENT = 32
 export { KNOWN_CAPABILITIES } from './defaults.ts'
 export { INFO_PROTOCOL, queryInfo } from './market.ts'
 export type { NodeInfo } from './market.ts'
+export type { NodeFaults } from './faults.ts'
 
 /** Options of {@link IgordNode.start}. */
 export interface NodeOptions {
@@ -134,18 +137,6 @@ export interface NodeOptions {
    * last checkpoint is read for the offer.
    */
   faults?: NodeFaults
-}
-
-/**
- * Test-only fault hooks of a node ({@link NodeOptions.faults}): undefined in production.
- * `step(step, ch, peer, note)`: called at each migration step (steps: source-after-offer,
- * source-during-transfer, source-after-pending, source-after-handoff, target-during-transfer,
- * target-after-pending, target-after-handoff). `beforeOffer(session, note)`: called on the source
- * once the agent's loop stopped for `migrate`, before its last checkpoint is offered.
- */
-export interface NodeFaults {
-  step? (step: string, ch: Channel, peer: Peer, note: (line: string) => void): void
-  beforeOffer? (session: AgentHandle, note: (line: string) => void): void | Promise<void>
 }
 
 /** One hosted agent as `igord ps` shows it. fuel and budget are decimal strings (fuel units, microcents). */
@@ -285,6 +276,8 @@ export class IgordNode {
   readonly #kad: KadDiscovery
   /** the price market: `/igor/info/1.0.0` answers and the choice of cheaper peers (p2p/market.ts) */
   readonly #market: Market
+  /** test-only fault hooks, no-ops in production (p2p/faults.ts) */
+  readonly #faults: Faults
   /** When the node started (Date.now() ms). */
   readonly startedAt = Date.now()
   /**
@@ -314,6 +307,7 @@ export class IgordNode {
       note: opts.note,
     }, opts.discoveryLimits)
     this.discovery = this.#kad
+    this.#faults = new Faults(opts.faults, peer, opts.note)
     this.#market = new Market({
       price: this.price,
       capabilities: this.capabilities,
@@ -416,10 +410,6 @@ export class IgordNode {
 
   /** This node's dialable multiaddrs (`…/p2p/<peer id>`). */
   get addrs (): string[] { return dialableAddrs(this.peer) }
-
-  #fault (step: string, ch: Channel): void {
-    this.#opts.faults?.step?.(step, ch, this.peer, this.#opts.note)
-  }
 
   #spoolRoot (): string { return path.join(authority.migrateDir(this.dir), 'spool') }
 
@@ -938,7 +928,7 @@ export class IgordNode {
     h.state = 'migrating'
     const t0 = performance.now()
     await this.#pause(h)
-    await this.#opts.faults?.beforeOffer?.(h.session, this.#opts.note)
+    await this.#faults.beforeOffer(h.session)
     return await this.#migrateStopped(h, addrs, progress, t0)
   }
 
@@ -1010,7 +1000,7 @@ export class IgordNode {
         return handoff
       },
       ...(progress === undefined ? {} : { progress }),
-      fault: (step: string, ch: Channel) => this.#fault(step, ch),
+      fault: (step: string, ch: Channel) => this.#faults.step(step, ch),
     }
     peers: for (const addr of addrs) {
       for (let attempt = 0; attempt < 2 && !committed; attempt++) {
@@ -1111,7 +1101,7 @@ export class IgordNode {
         this.#opts.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
         authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
       },
-      fault: (step, ch) => this.#fault(step, ch),
+      fault: (step, ch) => this.#faults.step(step, ch),
       replay: (start, records, next) => this.#pool.replay({ ...start, codeCache: { dir: codeCacheDir(this.dir) } }, records, next), // arrivals share the node's code cache
     }
   }
