@@ -19,12 +19,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { IgordError, StorageError } from '../checkpoint/errors.ts'
 import { cidOf, cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
-import { decodeHeader, headerCid } from '../checkpoint/header.ts'
-import type { CheckpointHeader } from '../checkpoint/header.ts'
+import { headerCid } from '../checkpoint/header.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
-import { encodeLive, readLive } from '../checkpoint/live.ts'
+import { readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
-import { blobsDir, codeCacheDir, isAgentName, liveNames, makePrivateDir, recordPaths } from '../checkpoint/layout.ts'
+import { blobsDir, isAgentName, liveNames, makePrivateDir } from '../checkpoint/layout.ts'
 import { lockAgent, lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore } from '../checkpoint/store.ts'
@@ -44,11 +43,12 @@ import * as authority from './authority.ts'
 import { NetworkError, RefusedError, RequestError } from './errors.ts'
 import { answerInbox, DEFAULT_FORWARD_RETRY, forwardMessage, INBOX_PROTOCOL, INBOX_STREAM_BUFFER, StreamGate } from './inbox.ts'
 import type { ForwardRetry, InboxStreamLimits } from './inbox.ts'
-import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
-import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
+import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, openChannel, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
+import type { MigrateResult, Progress, ReplayBase, TargetLimits, Timeouts } from './migrate.ts'
 import { KadDiscovery } from './discovery.ts'
 import { INFO_PROTOCOL, Market, queryInfo } from './market.ts'
 import { Faults } from './faults.ts'
+import { stoppedMarker, Target } from './target.ts'
 import type { NodeFaults } from './faults.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
 import type { DhtLimits } from './dht-store.ts'
@@ -211,8 +211,6 @@ export const SENDER_CHECK_MS = 3000
 /** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
 export const QUIET_MS = 30_000
 
-function stoppedMarker (dir: string, name: string): string { authority.migrateDir(dir); return recordPaths(dir, name).stopped }
-
 /** The outcome of a message its recipient's inbox refused for good (`reason` from DeliveryRefused): E_MSG_FULL for a full inbox, else E_MSG_REFUSED. */
 function refusedForGood (reason: string): SendOutcome {
   return { ok: false, retry: false, code: / is full \(/.test(reason) ? E_MSG_FULL : E_MSG_REFUSED, reason }
@@ -230,25 +228,16 @@ export class IgordNode {
   readonly agents = new Map<string, Hosted>()
   readonly #opts: NodeOptions
   readonly #blobs: BlobStore
-  /** names with an inbound migration in progress, and agents restored (prepared) for them */
-  readonly #inbound = new Map<string, AgentHandle | null>()
   /** the worker threads that hold the agents and run their ticks */
   readonly #pool: TickPool
   /** names of agents being born (`run`) */
   readonly #birthing = new Set<string>()
-  /** the verified live checkpoints of prepared arrivals (so that installing does not re-read and re-hash them) */
-  readonly #prepared = new Map<string, LiveCheckpoint>()
   #closing = false
-  readonly #resolving = new Set<string>()
   /** the node's lock on its data directory, and one writer lock per agent it hosts (checkpoint/lock.ts) */
   #dirLock: Lock | null = null
   readonly #locks = new Map<string, Lock>()
-  /** the offer that reserved each name in {@link #inbound} while its transfer runs */
-  readonly #reserved = new Map<string, Offer>()
   /** agents handed off from here (by name and by DID), to forward messages for them */
   readonly #moved = new Map<string, Moved>()
-  /** counts of offers in progress and spool bytes (p2p/migrate.ts `InboundGate`) */
-  readonly #gate: InboundGate
   /** counts of inbound inbox streams (p2p/inbox.ts) */
   readonly #inboxGate: StreamGate
   /** counts of inbound agent-message streams (p2p/msg.ts) */
@@ -278,6 +267,8 @@ export class IgordNode {
   readonly #market: Market
   /** test-only fault hooks, no-ops in production (p2p/faults.ts) */
   readonly #faults: Faults
+  /** the target side: arrivals in progress and pending (p2p/target.ts) */
+  readonly #target: Target
   /** When the node started (Date.now() ms). */
   readonly startedAt = Date.now()
   /**
@@ -298,7 +289,6 @@ export class IgordNode {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
     this.#blobs = new BlobStore(blobsDir(opts.dir))
     this.#pool = new TickPool({ note: opts.note, route: (_from, env, first) => this.route(env, first), ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
-    this.#gate = new InboundGate(opts.targetLimits)
     this.#inboxGate = new StreamGate(opts.inboxLimits)
     this.#kad = new KadDiscovery(peer, {
       where: (did) => this.#where(did),
@@ -308,6 +298,30 @@ export class IgordNode {
     }, opts.discoveryLimits)
     this.discovery = this.#kad
     this.#faults = new Faults(opts.faults, peer, opts.note)
+    this.#target = new Target({
+      dir: this.dir,
+      peerId: this.peerId,
+      peer,
+      timeouts: this.timeouts,
+      capabilities: this.capabilities,
+      caps: opts.caps ?? DEFAULT_NODE_CAPS,
+      ...(opts.targetLimits === undefined ? {} : { limits: opts.targetLimits }),
+      closing: () => this.#closing,
+      hostedDid: (name) => this.agents.get(name)?.session.agent.spec.identity.did,
+      pool: this.#pool,
+      settings: () => this.#settings(),
+      emitter: (name) => this.#emitter(name),
+      hasBlob: (c) => this.#blobs.has(c),
+      getBlob: (c) => this.#blobs.get(c),
+      fault: (step, ch) => this.#faults.step(step, ch),
+      note: opts.note,
+      lock: (name) => this.#lock(name),
+      host: (name, session) => { this.#host(name, session, this.#opts.intervalMs) },
+      arrived: (name, did) => {
+        for (const k of [name, did]) if (this.#moved.get(k)?.did === did) this.#moved.delete(k) // it is back here
+        this.#startLoop(this.agents.get(name)!)
+      },
+    })
     this.#market = new Market({
       price: this.price,
       capabilities: this.capabilities,
@@ -375,10 +389,10 @@ export class IgordNode {
     try {
       await node.#restore()
       if (opts.gc !== undefined) { node.#gcTimer = setInterval(() => { void node.#gcPass() }, opts.gc.everyMs); node.#gcTimer.unref() }
-      clearSpools(node.#spoolRoot()) // left by a crash; never the only copy of anything
+      node.#target.clearSpools() // left by a crash; never the only copy of anything
       // streams over the gate's limits are refused with a reason (receiveAgent), not reset by libp2p
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
-        void receiveAgent(new Channel(stream, conn.remotePeer.toString()), node.#targetHooks(), node.timeouts, node.#gate)
+        node.#target.receive(new Channel(stream, conn.remotePeer.toString()))
       }, { maxInboundStreams: 128 })
       await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#answerStatus(new Channel(stream, conn.remotePeer.toString())) })
       await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#market.answerInfo(new Channel(stream, conn.remotePeer.toString())) })
@@ -411,8 +425,6 @@ export class IgordNode {
   /** This node's dialable multiaddrs (`…/p2p/<peer id>`). */
   get addrs (): string[] { return dialableAddrs(this.peer) }
 
-  #spoolRoot (): string { return path.join(authority.migrateDir(this.dir), 'spool') }
-
   #settings (): WorkerSettings {
     return { dir: this.dir, price: this.price }
   }
@@ -424,7 +436,7 @@ export class IgordNode {
   // ── hosting ────────────────────────────────────────────────────────────────
 
   async #restore (): Promise<void> {
-    for (const name of authority.pendingNames(this.dir)) await this.#recoverPending(name)
+    for (const name of authority.pendingNames(this.dir)) await this.#target.recoverPending(name)
     let sent: Map<string, { to: string; addr: string }> | null = null
     const moved = (name: string, did: string, peer: string | undefined) => {
       if (peer === undefined) return
@@ -533,7 +545,7 @@ export class IgordNode {
    */
   async run (req: RunRequest): Promise<AgentInfo> {
     const name = req.name ?? path.basename(req.wasm).replace(/\.wasm$/, '')
-    if (this.agents.has(name) || this.#inbound.has(name) || this.#birthing.has(name)) throw new RequestError(`an agent named ${name} already lives on this node`)
+    if (this.agents.has(name) || this.#target.has(name) || this.#birthing.has(name)) throw new RequestError(`an agent named ${name} already lives on this node`)
     const manifestFile = req.manifest ?? req.wasm.replace(/\.wasm$/, '') + '.manifest.json'
     const wasm = readFile(req.wasm, 'the wasm module')
     const manifest = readFile(manifestFile, 'the manifest')
@@ -584,15 +596,15 @@ export class IgordNode {
   async deliver (nameOrDid: string, msg: Incoming, opts: { forward?: boolean } = {}): Promise<DeliverResult> {
     let h = this.#find(nameOrDid)
     // until the handed-off agent leaves `agents` (after the handoff frame), it is still "migrating"
-    const busy = (x: Hosted | undefined) => x === undefined ? this.#arriving(nameOrDid) : x.state === 'migrating' || x.state === 'handoff'
+    const busy = (x: Hosted | undefined) => x === undefined ? this.#target.arriving(nameOrDid) : x.state === 'migrating' || x.state === 'handoff'
     for (let waited = 0; busy(h) && waited < DELIVER_WAIT_MS; waited += 50) {
       await sleep(50)
       h = this.#find(nameOrDid)
     }
     if (h === undefined) {
       const moved = this.#moved.get(nameOrDid)
-      if (moved === undefined && opts.forward !== false && nameOrDid.startsWith('did:key:') && !this.#arriving(nameOrDid)) return await this.#deliverByDid(nameOrDid, msg)
-      if (moved === undefined) throw new DeliveryRefused(this.#arriving(nameOrDid) ? `${nameOrDid} is still arriving after ${DELIVER_WAIT_MS / 1000} s; try again` : `no agent named ${nameOrDid} on this node`)
+      if (moved === undefined && opts.forward !== false && nameOrDid.startsWith('did:key:') && !this.#target.arriving(nameOrDid)) return await this.#deliverByDid(nameOrDid, msg)
+      if (moved === undefined) throw new DeliveryRefused(this.#target.arriving(nameOrDid) ? `${nameOrDid} is still arriving after ${DELIVER_WAIT_MS / 1000} s; try again` : `no agent named ${nameOrDid} on this node`)
       if (opts.forward === false) throw new DeliveryRefused(`${nameOrDid} moved to ${moved.peer} and is no longer here (a forwarded message is not forwarded again)`)
       const f = await forwardMessage(this.peer, moved.peer, this.#addrsOf(moved), moved.did, msg, { ...this.timeouts, deliverMs: DELIVER_WAIT_MS + this.timeouts.stepMs }, this.#opts.forwardRetry ?? DEFAULT_FORWARD_RETRY)
       return { name: moved.name, did: moved.did, seq: f.seq, duplicate: f.duplicate, budget: String(f.budget), forwarded: f.to }
@@ -700,7 +712,7 @@ export class IgordNode {
 
   /** {@link route} of one message; calls `placed` once the message is queued on its stream (or settled). */
   async #routeOne (env: Envelope, lane: Lane, placed: () => void): Promise<SendOutcome> {
-    if (this.#find(env.to) !== undefined || this.#arriving(env.to)) return await this.#deliverEnvelope(env)
+    if (this.#find(env.to) !== undefined || this.#target.arriving(env.to)) return await this.#deliverEnvelope(env)
     // the node it moved to from here, unless a lookup has been made or is due since
     const moved = this.#hosts.has(env.to) ? undefined : this.#moved.get(env.to)
     if (moved !== undefined) {
@@ -835,15 +847,6 @@ export class IgordNode {
     const moved = this.#moved.get(nameOrDid)
     if (moved !== undefined) return moved.did
     throw new DeliveryRefused(`no agent named ${nameOrDid} on this node`)
-  }
-
-  /** True while an agent (by name or DID) is arriving here: an offer in progress, or a pending arrival. */
-  #arriving (nameOrDid: string): boolean {
-    for (const [name, prepared] of this.#inbound) {
-      if (name === nameOrDid || this.#reserved.get(name)?.parsed.agent === nameOrDid) return true
-      if ((prepared as AgentHandle | null | undefined)?.did === nameOrDid) return true
-    }
-    return false
   }
 
   /**
@@ -1071,184 +1074,6 @@ export class IgordNode {
       await ch.close()
     } catch { ch.abort() }
   }
-
-  // ── target side ───────────────────────────────────────────────────────────
-
-  #targetHooks (): TargetHooks {
-    return {
-      me: this.peerId,
-      spoolRoot: this.#spoolRoot(),
-      policy: (o, from) => this.#policy(o, from),
-      hasBlob: (c) => this.#blobs.has(c),
-      getBlob: (c) => this.#blobs.get(c),
-      prepare: (o, from, live) => this.#prepare(o, from, live),
-      install: async (o, h) => {
-        const prepared = this.#inbound.get(o.name) ?? null
-        const reason = authority.checkHandoff(h, o.parsed, o.cid, this.peerId)
-        if (reason !== null) throw new NetworkError(`handoff: ${reason}`)
-        await this.#commitArrival(o.name, this.#prepared.get(o.name) ?? readLive(authority.recordPaths(this.dir, o.name).pendingCkpt), h, prepared)
-      },
-      unresolved: (o) => { void this.#resolve(o.name) },
-      failed: (o, from, reason) => {
-        // only the offer that reserved the name releases it (a refused rival offer must not)
-        if (o !== null && this.#reserved.get(o.name) === o) {
-          this.#reserved.delete(o.name)
-          if (!fs.existsSync(authority.recordPaths(this.dir, o.name).pending)) {
-            void this.#inbound.get(o.name)?.close() // the prepared agent leaves its worker
-            this.#inbound.delete(o.name)
-          }
-        }
-        this.#opts.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
-        authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
-      },
-      fault: (step, ch) => this.#faults.step(step, ch),
-      replay: (start, records, next) => this.#pool.replay({ ...start, codeCache: { dir: codeCacheDir(this.dir) } }, records, next), // arrivals share the node's code cache
-    }
-  }
-
-  #policy (o: Offer, from: string): string | null {
-    if (this.#closing) return 'this node is shutting down'
-    if (!o.manifest.migration.enabled) return 'the agent\'s manifest forbids migration (migration_policy.enabled is false)'
-    for (const c of o.manifest.capabilities.keys()) if (!this.capabilities.has(c)) return `capability ${JSON.stringify(c)} not offered by this node`
-    const over = checkWithinCaps(o.manifest, this.#opts.caps ?? DEFAULT_NODE_CAPS)
-    if (over !== null) return over
-    if (o.pageCount * 65536 > o.manifest.maxMemoryBytes) return 'the agent\'s memory exceeds its own manifest limit'
-    if (this.agents.has(o.name)) {
-      const here = this.agents.get(o.name)!
-      return here.session.agent.spec.identity.did === o.parsed.agent ? `${o.name} already runs on this node` : `an agent named ${o.name} already lives on this node`
-    }
-    if (this.#inbound.has(o.name) && this.#inbound.get(o.name) === undefined) return `a migration of ${o.name} is already in progress`
-    let pending: authority.PendingRecord | null
-    try { pending = authority.readPending(this.dir, o.name, this.#opts.note) } catch (e) { return `the pending record of ${o.name} here is unreadable: ${(e as Error).message}` }
-    if (pending !== null && (pending.agent !== o.parsed.agent || (pending.offer !== o.cid && o.parsed.tick <= pending.tick))) {
-      return `${o.name} is already pending here from another migration`
-    }
-    const file = livePath(this.dir, o.name)
-    if (fs.existsSync(file)) {
-      try {
-        const old = readLive(file).parsed
-        if (old.agent !== o.parsed.agent) return `an agent named ${o.name} already lives on this node`
-        if (old.status !== 'handoff') return `${o.name} is already on this node (status ${old.status})`
-        if (o.parsed.epoch <= old.epoch) return `stale offer: epoch ${o.parsed.epoch} is not after the epoch ${old.epoch} this node handed off`
-      } catch { return `${o.name}.ckpt on this node is unreadable` }
-    }
-    void from
-    this.#inbound.set(o.name, undefined as unknown as null) // reserved while the transfer runs
-    this.#reserved.set(o.name, o)
-    return null
-  }
-
-  async #prepare (o: Offer, from: string, live: LiveCheckpoint): Promise<void> {
-    let agent: AgentHandle
-    try {
-      agent = await this.#pool.adopt(this.#settings(), o.name, live, this.#emitter(o.name)) // restored in a tick worker
-    } catch (e) { throw new Error(`the agent cannot run here: ${(e as Error).message.split('\n')[0]}`) }
-    try {
-      authority.writePending(this.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
-    } catch (e) { void agent.close(); throw e }
-    this.#inbound.set(o.name, agent)
-    this.#prepared.set(o.name, live)
-  }
-
-  /**
-   * Makes this node the agent's host: stores the handoff record, moves the pending live checkpoint
-   * into place, archives the arriving checkpoint and the handoff in this node's history, and starts
-   * the agent (its next checkpoint follows the handoff, in epoch + 1).
-   */
-  async #commitArrival (name: string, live: LiveCheckpoint, h: { header: Uint8Array; sig: Uint8Array }, prepared: AgentHandle | null): Promise<void> {
-    const paths = authority.recordPaths(this.dir, name)
-    authority.writeHandoffRecord(this.dir, name, h) // the target's commit point
-    const file = livePath(this.dir, name)
-    try { fs.renameSync(paths.pendingCkpt, file) } catch (e) { throw new StorageError(`${file}: cannot install the arriving agent: ${(e as Error).message}`) }
-    authority.dropPending(this.dir, name)
-    try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
-    const p = decodeParsed(h.header)
-    this.#prepared.delete(name)
-    this.#reserved.delete(name)
-    let hosted: Hosted
-    try { // the name stays in #inbound (a message for the agent waits) until it is hosted
-      this.#lock(name)
-      let session: AgentHandle
-      if (prepared !== null) {
-        await prepared.install(live)
-        session = prepared
-      } else {
-        session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
-      }
-      await this.#continueAfterHandoff(session, h.header, h.sig)
-      hosted = this.#host(name, session, this.#opts.intervalMs)
-    } finally { this.#inbound.delete(name) }
-    for (const k of [name, p.agent]) if (this.#moved.get(k)?.did === p.agent) this.#moved.delete(k) // it is back here
-    this.#startLoop(hosted)
-    authority.recordOutcome(this.dir, { role: 'target', outcome: 'arrived', name, agent: p.agent, from: p.host, tick: p.tick, epoch: p.epoch + 1 })
-    this.#opts.note(`${name} (${p.agent}) arrived from ${p.host} at tick ${p.tick}, epoch ${p.epoch + 1}`)
-  }
-
-  /** On start: completes an arrival whose handoff record was written, or starts resolving it. */
-  async #recoverPending (name: string): Promise<void> {
-    const paths = authority.recordPaths(this.dir, name)
-    let rec: authority.PendingRecord | null; let handoff: authority.SignedHeader | null
-    try {
-      rec = authority.readPending(this.dir, name, this.#opts.note)
-      handoff = authority.readHandoffRecord(this.dir, name, this.#opts.note)
-    } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`); return }
-    if (rec !== null && handoff !== null && handoff.parsed.prev === rec.offer && fs.existsSync(paths.pendingCkpt)) {
-      try { await this.#commitArrival(name, readLive(paths.pendingCkpt), handoff, null) } catch (e) { this.#opts.note(`cannot complete the arrival of ${name}: ${(e as Error).message}`) }
-      return
-    }
-    if (rec === null) { // never answered pending (or its record was quarantined): set the copy aside, never delete it
-      try { authority.setAsideOrphanPending(this.dir, name, this.#opts.note) } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
-      return
-    }
-    if (!fs.existsSync(paths.pendingCkpt)) { authority.dropPending(this.dir, name); return } // a record alone holds no agent state
-    void this.#resolve(name)
-  }
-
-  /**
-   * Resolves a pending arrival by asking its source, with backoff, until it answers `handoff`
-   * (install the agent) or `aborted` (drop it). Never starts the agent without a signed handoff.
-   */
-  async #resolve (name: string): Promise<void> {
-    if (this.#resolving.has(name)) return
-    this.#resolving.add(name)
-    try {
-      for (let k = 0; !this.#closing; k++) {
-        let rec: authority.PendingRecord | null = null
-        try { rec = authority.readPending(this.dir, name, this.#opts.note) } catch (e) { if (k === 0) this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
-        if (rec === null && !fs.existsSync(authority.recordPaths(this.dir, name).pending)) return
-        if (rec === null) { await sleep(Math.min(5000, 200 * 2 ** Math.min(k, 5))); continue }
-        this.#inbound.set(name, this.#inbound.get(name) ?? null)
-        try {
-          const addrs = rec.addrs.map((a) => parseMultiaddr(a, 'pending source'))
-          const a = await queryStatus(this.peer, addrs, { name, agent: rec.agent, offer: rec.offer, id: rec.id, tick: rec.tick }, this.timeouts)
-          if (a.state === 'handoff') {
-            const live = readLive(authority.recordPaths(this.dir, name).pendingCkpt)
-            const reason = authority.checkHandoff(a, live.parsed, rec.offer, this.peerId)
-            if (reason !== null) throw new NetworkError(`status: ${reason}`)
-            await this.#commitArrival(name, live, a, this.#inbound.get(name) ?? null)
-            authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-handoff', name, id: rec.id })
-            return
-          }
-          if (a.state === 'aborted') {
-            authority.dropPending(this.dir, name)
-            void this.#inbound.get(name)?.close() // the prepared agent leaves its worker
-            this.#inbound.delete(name)
-            this.#prepared.delete(name)
-            authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-aborted', name, id: rec.id })
-            this.#opts.note(`the source of ${name} aborted that migration; dropped the pending copy`)
-            return
-          }
-        } catch (e) {
-          if (k === 0) this.#opts.note(`pending ${name}: cannot resolve yet: ${(e as Error).message}`)
-        }
-        await sleep(Math.min(5000, 200 * 2 ** Math.min(k, 5)))
-      }
-    } finally { this.#resolving.delete(name) }
-  }
-}
-
-function decodeParsed (header: Uint8Array): CheckpointHeader {
-  return decodeHeader(header, 'handoff checkpoint')
 }
 
 function readFile (p: string, what: string): Uint8Array {
