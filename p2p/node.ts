@@ -12,22 +12,19 @@
  * migration and status protocols; on shutdown every agent writes a final checkpoint.
  */
 import { formatGc } from '../checkpoint/gc.ts'
-import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { IgordError, StorageError } from '../checkpoint/errors.ts'
-import { cidOf, cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
 import { headerCid } from '../checkpoint/header.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
-import { stateRoot } from '../checkpoint/state.ts'
-import { blobsDir, isAgentName, liveNames, makePrivateDir } from '../checkpoint/layout.ts'
+import { blobsDir, liveNames, makePrivateDir } from '../checkpoint/layout.ts'
 import { lockAgent, lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore } from '../checkpoint/store.ts'
-import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
+import { CheckpointWriter } from '../checkpoint/writer.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
 import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
@@ -35,20 +32,21 @@ import type { HostIdentity } from '../runtime/host.ts'
 import type { AgentHandle, DeliverManyResult, WorkerSettings } from '../runtime/pool.ts'
 import { DEFAULT_HIBERNATE_AFTER_MS, TickPool } from '../runtime/pool.ts'
 import { DeliveryRefused } from '../runtime/mailbox.ts'
-import { InboxSpool } from '../checkpoint/spool.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
 import type { LoopEnd } from '../runtime/runner.ts'
 import { livePath } from '../runtime/session.ts'
 import * as authority from './authority.ts'
-import { NetworkError, RefusedError, RequestError } from './errors.ts'
+import { RequestError } from './errors.ts'
 import { answerInbox, DEFAULT_FORWARD_RETRY, forwardMessage, INBOX_PROTOCOL, INBOX_STREAM_BUFFER, StreamGate } from './inbox.ts'
 import type { ForwardRetry, InboxStreamLimits } from './inbox.ts'
-import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, openChannel, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
-import type { MigrateResult, Progress, ReplayBase, TargetLimits, Timeouts } from './migrate.ts'
+import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, STATUS_PROTOCOL } from './migrate.ts'
+import type { MigrateResult, Progress, TargetLimits, Timeouts } from './migrate.ts'
 import { KadDiscovery } from './discovery.ts'
 import { INFO_PROTOCOL, Market, queryInfo } from './market.ts'
 import { Faults } from './faults.ts'
 import { stoppedMarker, Target } from './target.ts'
+import { QUIET_MS, Source } from './source.ts'
+import type { Moved } from './source.ts'
 import type { NodeFaults } from './faults.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
 import type { DhtLimits } from './dht-store.ts'
@@ -70,6 +68,7 @@ export { KNOWN_CAPABILITIES } from './defaults.ts'
 export { INFO_PROTOCOL, queryInfo } from './market.ts'
 export type { NodeInfo } from './market.ts'
 export type { NodeFaults } from './faults.ts'
+export { QUIET_MS } from './source.ts'
 
 /** Options of {@link IgordNode.start}. */
 export interface NodeOptions {
@@ -157,9 +156,6 @@ export interface AgentInfo {
  */
 export interface DeliverResult { name: string; did: string; seq: number; duplicate: boolean; budget: string; forwarded?: string }
 
-/** An agent handed off from this node: its name, DID, the peer it went to and that peer's addresses (multiaddrs with /p2p/). */
-interface Moved { name: string; did: string; peer: string; addrs: string[] }
-
 /** A `run` request: birth a new agent on this node. `budget` in microcents, `intervalMs` ms. */
 export interface RunRequest { wasm: string; manifest?: string; name?: string; budget: bigint; intervalMs?: number }
 
@@ -207,9 +203,6 @@ export const SENDER_CHECK_TTL_MS = 10_000
 
 /** How long one sender-host check may look, ms. */
 export const SENDER_CHECK_MS = 3000
-
-/** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
-export const QUIET_MS = 30_000
 
 /** The outcome of a message its recipient's inbox refused for good (`reason` from DeliveryRefused): E_MSG_FULL for a full inbox, else E_MSG_REFUSED. */
 function refusedForGood (reason: string): SendOutcome {
@@ -269,6 +262,8 @@ export class IgordNode {
   readonly #faults: Faults
   /** the target side: arrivals in progress and pending (p2p/target.ts) */
   readonly #target: Target
+  /** the source side: agents migrating out (p2p/source.ts) */
+  readonly #source: Source<Hosted>
   /** When the node started (Date.now() ms). */
   readonly startedAt = Date.now()
   /**
@@ -321,6 +316,26 @@ export class IgordNode {
         for (const k of [name, did]) if (this.#moved.get(k)?.did === did) this.#moved.delete(k) // it is back here
         this.#startLoop(this.agents.get(name)!)
       },
+    })
+    this.#source = new Source<Hosted>({
+      dir: this.dir,
+      peerId: this.peerId,
+      peer,
+      timeouts: this.timeouts,
+      price: this.price,
+      addrs: () => this.addrs,
+      blobs: this.#blobs,
+      faults: this.#faults,
+      market: { cheapestPeers: (m) => this.#market.cheapestPeers(m) },
+      listeners: this.migrationListeners,
+      note: opts.note,
+      migrationOf: (name) => this.agents.get(name)?.migration,
+      pause: (h) => this.#pause(h),
+      startLoop: (h) => this.#startLoop(h),
+      remember: (m) => this.#remember(m),
+      drop: (name) => { this.agents.delete(name) },
+      withdraw: (did) => this.discovery.withdraw(did),
+      unlock: (name) => this.#unlock(name),
     })
     this.#market = new Market({
       price: this.price,
@@ -394,7 +409,7 @@ export class IgordNode {
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
         node.#target.receive(new Channel(stream, conn.remotePeer.toString()))
       }, { maxInboundStreams: 128 })
-      await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#answerStatus(new Channel(stream, conn.remotePeer.toString())) })
+      await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#source.answerStatus(new Channel(stream, conn.remotePeer.toString())) })
       await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#market.answerInfo(new Channel(stream, conn.remotePeer.toString())) })
       // a message forwarded by the node an agent left: delivered here or refused, never forwarded again
       await peer.handle(INBOX_PROTOCOL, (stream, conn) => {
@@ -515,7 +530,7 @@ export class IgordNode {
         return
       }
       h.state = 'migrating'
-      void this.#selfMigrate(h, end.migrate.target)
+      void this.#source.selfMigrate(h, end.migrate.target)
       return
     }
     h.state = end.status
@@ -924,156 +939,9 @@ export class IgordNode {
    *   (exit 9) when no candidate took it
    */
   async migrate (name: string, to: string[], progress?: Progress): Promise<MigrateResult> {
-    const h = this.#get(name)
-    const addrs = to.map((a) => parseMultiaddr(a, '--to'))
-    if (addrs.length === 0) throw new RequestError('migrate: no target given')
-    if (h.state !== 'running') throw new RequestError(`${name} is ${h.state}, not running`)
-    h.state = 'migrating'
-    const t0 = performance.now()
-    await this.#pause(h)
-    await this.#faults.beforeOffer(h.session)
-    return await this.#migrateStopped(h, addrs, progress, t0)
+    return await this.#source.migrate(this.#get(name), to, progress)
   }
 
-  /**
-   * The replay base of `live` (its `prev` checkpoint P, DESIGN §8/§9), rebuilt from this node's
-   * history of the agent: P's page table is `live`'s with the pages listed in `live`'s history entry
-   * reverted to their CID as of P, found by walking the entries back from P (a page listed in no
-   * entry back to a base entry was zero at P); when `live`'s entry is a base entry, P's whole table is
-   * rebuilt back to the last base entry; P's I/O state blob comes from the blob store. Undefined for
-   * a genesis checkpoint, a checkpoint without a log, or when P's history is not at hand, does not
-   * reproduce P's state root, or P's I/O state blob is missing or corrupt.
-   */
-  #replayBase (h: Hosted, live: LiveCheckpoint): ReplayBase | undefined {
-    const p = live.parsed
-    if (p.prev === null || p.log === null) return undefined
-    try {
-      const dir = h.session.historyDir
-      const files = new Map<string, string>()
-      for (const f of fs.readdirSync(dir)) if (!f.startsWith('.') && f.endsWith('.cbor')) files.set(f.slice(13, -5), path.join(dir, f))
-      const entryOf = (cid: string) => {
-        const file = files.get(cid)
-        if (file === undefined) return undefined
-        const e = decodeEntry(fs.readFileSync(file), file)
-        return headerCid(e.headerBytes) === cid ? e : undefined
-      }
-      const last = entryOf(headerCid(live.header))
-      const pEntry = entryOf(p.prev)
-      if (last === undefined || pEntry === undefined) return undefined
-      const need = last.base ? null : new Set(last.pages.map((r) => r[0]))
-      const resolved = new Map<number, string | null>()
-      for (let e = pEntry; ;) {
-        for (const [i, c] of e.pages) if (!resolved.has(i) && (need === null || need.has(i))) resolved.set(i, c)
-        if (e.base || (need !== null && resolved.size === need.size)) break
-        const prev = e.parsed.prev === null ? undefined : entryOf(e.parsed.prev)
-        if (prev === undefined) return undefined
-        e = prev
-      }
-      const table = new Map<number, string>()
-      if (need !== null) {
-        for (const [i, d] of live.digests ?? []) table.set(i, cidOfDigest(d))
-        if (live.digests === undefined) for (const [i, pg] of live.pages) table.set(i, cidOf(pg))
-        for (const i of need) { const c = resolved.get(i); if (c === undefined || c === null) table.delete(i); else table.set(i, c) }
-      } else for (const [i, c] of resolved) if (c !== null) table.set(i, c)
-      const pages = [...table].filter(([i]) => i < pEntry.pageCount).sort((x, y) => x[0] - y[0])
-      const P = pEntry.parsed
-      const root = stateRoot({ pages: pEntry.pageCount, digests: pages.map(([i, c]) => [i, digestOfCid(c)]), globals: pEntry.globals, fuel: P.fuel, budget: P.budget })
-      if (Buffer.compare(root, P.state) !== 0) return undefined
-      // P's I/O state (its request counters) is part of the state replay starts from
-      const io = P.io === undefined ? null : this.#blobs.get(P.io)
-      if (io !== null && cidOf(io) !== P.io) return undefined
-      return { header: pEntry.headerBytes, sig: pEntry.sig, pageCount: pEntry.pageCount, pages, globals: pEntry.globals, blob: (c) => this.#blobs.get(c), io }
-    } catch { return undefined }
-  }
-
-  async #migrateStopped (h: Hosted, addrs: Multiaddr[], progress?: Progress, t0 = performance.now()): Promise<MigrateResult> {
-    const live = await h.session.lastCheckpoint()
-    const base = this.#replayBase(h, live)
-    const stopMs = performance.now() - t0
-    const offer = headerCid(live.header)
-    const id = randomBytes(16).toString('hex')
-    h.migration = { id, offer }
-    const errors: Error[] = []
-    let committed = false
-    const hooks = {
-      commit: async (target: string) => {
-        const handoff = await h.session.checkpoint('handoff', { target })
-        committed = true
-        h.state = 'handoff'
-        return handoff
-      },
-      ...(progress === undefined ? {} : { progress }),
-      fault: (step: string, ch: Channel) => this.#faults.step(step, ch),
-    }
-    peers: for (const addr of addrs) {
-      for (let attempt = 0; attempt < 2 && !committed; attempt++) {
-        if (attempt > 0) await sleep(250 * 2 ** attempt)
-        let ch: Channel | null = null
-        try {
-          const tDial = performance.now()
-          ch = await openChannel(this.peer, addr, MIGRATE_PROTOCOL, this.timeouts)
-          const dialMs = performance.now() - tDial
-          const r = await sendAgent(ch, { id, name: h.name, live, addrs: this.addrs, addr: addr.toString(), me: this.peerId, ...(base === undefined ? {} : { base }) }, hooks, this.timeouts)
-          r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
-          r.ms = performance.now() - t0
-          this.#remember({ name: h.name, did: h.session.did, peer: r.to, addrs: [r.addr] })
-          this.agents.delete(h.name)
-          void this.discovery.withdraw(h.session.did) // never throws; stored records expire, this node answers "moved"
-          // everything its spool held is in the offered checkpoint; files left could only be stale
-          try { new InboxSpool(this.dir, h.name).prune(Number.MAX_SAFE_INTEGER) } catch { /* best effort */ }
-          this.#unlock(h.name)
-          void h.session.close()
-          authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, addr: r.addr, tick: r.tick, confirmed: r.confirmed })
-          for (const l of this.migrationListeners) l(h.name, h.session.did, r)
-          this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
-          return r
-        } catch (e) {
-          ch?.abort()
-          if (committed) throw e // cannot happen: sendAgent does not throw after the commit
-          errors.push(e as Error)
-          if (e instanceof RequestError) break peers // the agent cannot move now (p2p/endframe.ts planEnd): no peer would do
-          if (e instanceof RefusedError || (e instanceof IgordError && !(e instanceof NetworkError))) break
-        }
-      }
-    }
-    h.migration = null
-    const last = errors[errors.length - 1]
-    for (const l of this.migrationListeners) l(h.name, h.session.did, null)
-    authority.recordOutcome(this.dir, { role: 'source', outcome: 'aborted', id, name: h.name, errors: errors.map((e) => e.message) })
-    this.#startLoop(h) // nothing was committed: the agent continues here
-    this.#opts.note(`${h.name} stays here: ${last.message}`)
-    if (errors.length > 1) {
-      const msg = `${last.message}${errors.length > 1 ? ` (${errors.length} attempts; first: ${errors[0].message})` : ''}`
-      throw last instanceof RefusedError ? new RefusedError(last.message.split(' ')[0], last.reason) : new NetworkError(msg)
-    }
-    throw last
-  }
-
-  async #selfMigrate (h: Hosted, target: string | null): Promise<void> {
-    try {
-      const addrs = target !== null ? [parseMultiaddr(target, 'migrate_request')] : await this.#market.cheapestPeers(h.session.agent.spec.manifest)
-      if (addrs.length === 0) throw new NetworkError(`no known peer cheaper than this node (${this.price} microcents per million fuel) grants the agent's capabilities`)
-      this.#opts.note(`${h.name} asked to move to ${target ?? 'the cheapest known peer'}`)
-      await this.#migrateStopped(h, addrs)
-    } catch (e) {
-      h.quietUntil = Date.now() + QUIET_MS
-      if (h.state === 'migrating') this.#startLoop(h)
-      this.#opts.note(`${h.name}: its migration request failed: ${(e as Error).message}`)
-    }
-  }
-
-  async #answerStatus (ch: Channel): Promise<void> {
-    try {
-      const q = await ch.recv('status', this.timeouts.stepMs, ['status'])
-      const name = String(q.name); const offer = String(q.offer); const tick = Number(q.tick)
-      let answer: Record<string, unknown> = { t: 'status', state: 'aborted' }
-      const done = isAgentName(name) && Number.isSafeInteger(tick) ? authority.findHandoff(this.dir, name, tick, offer) : null
-      if (done !== null && done.parsed.target === ch.peer) answer = { t: 'status', state: 'handoff', header: done.header, sig: done.sig }
-      else if (this.agents.get(name)?.migration?.offer === offer) answer = { t: 'status', state: 'pending' }
-      await ch.send(answer as { t: string }, 'status', this.timeouts.stepMs)
-      await ch.close()
-    } catch { ch.abort() }
-  }
 }
 
 function readFile (p: string, what: string): Uint8Array {
