@@ -16,7 +16,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { IgordError, StorageError } from '../checkpoint/errors.ts'
+import { StorageError } from '../checkpoint/errors.ts'
 import { headerCid } from '../checkpoint/header.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
@@ -29,7 +29,7 @@ import type { NodeCaps } from '../hostcalls/manifest.ts'
 import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
-import type { AgentHandle, DeliverManyResult, WorkerSettings } from '../runtime/pool.ts'
+import type { AgentHandle, WorkerSettings } from '../runtime/pool.ts'
 import { DEFAULT_HIBERNATE_AFTER_MS, TickPool } from '../runtime/pool.ts'
 import { DeliveryRefused } from '../runtime/mailbox.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
@@ -46,6 +46,7 @@ import { INFO_PROTOCOL, Market, queryInfo } from './market.ts'
 import { Faults } from './faults.ts'
 import { stoppedMarker, Target } from './target.ts'
 import { QUIET_MS, Source } from './source.ts'
+import { Router } from './routing.ts'
 import type { Moved } from './source.ts'
 import type { NodeFaults } from './faults.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
@@ -53,11 +54,9 @@ import type { DhtLimits } from './dht-store.ts'
 import type { MdnsFactory } from './mdns.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
-import { Channel, PeerSlots } from './wire.ts'
-import { answerMsg, DEFAULT_MSG_STREAM_LIMITS, MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_STREAM_BUFFER, MsgStream } from './msg.ts'
-import { checkEnvelope, E_MSG_FULL, E_MSG_REFUSED, E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
+import { Channel } from './wire.ts'
+import { MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_STREAM_BUFFER } from './msg.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
-import { nowNs, RETRY_FOR_MS } from '../runtime/mailbox.ts'
 
 /** Most hosted agents one retention pass of a node collects ({@link NodeOptions.gc}). */
 export const GC_AGENTS_PER_PASS = 8
@@ -69,6 +68,7 @@ export { INFO_PROTOCOL, queryInfo } from './market.ts'
 export type { NodeInfo } from './market.ts'
 export type { NodeFaults } from './faults.ts'
 export { QUIET_MS } from './source.ts'
+export { HOST_CACHE_TTL_MS, MAX_HOST_CACHE, MAX_LANES, SENDER_CHECK_MS, SENDER_CHECK_TTL_MS } from './routing.ts'
 
 /** Options of {@link IgordNode.start}. */
 export interface NodeOptions {
@@ -173,41 +173,11 @@ interface Hosted {
   quietUntil: number
 }
 
-/**
- * How long a recipient's host found by discovery is reused for its next messages, ms; dropped at
- * once when a message there is refused or fails (the recipient may have moved on).
- */
-export const HOST_CACHE_TTL_MS = 30_000
-
-/** Recipients whose host is remembered at most ({@link HOST_CACHE_TTL_MS}); the cache is emptied when full. */
-export const MAX_HOST_CACHE = 4096
-
-/** Lanes (sender, recipient) of agent messages kept at most: idle ones are dropped when full ({@link IgordNode.route}). */
-export const MAX_LANES = 4096
-
-/**
- * The messages of one sender to one recipient being routed ({@link IgordNode.route}): `tail`
- * settles once the last one is placed; `pending` counts those not settled; `blocked` is when
- * (Date.now() ms) one came back `retry` (0: none since the mailbox last sent its oldest).
- */
-interface Lane { tail: Promise<void>; pending: number; blocked: number }
-
 /** How long a message for an agent being migrated waits for the migration's outcome, ms. */
 export const DELIVER_WAIT_MS = 60_000
 
 /** Default {@link NodeOptions.msgLookupMs}, ms. */
 export const MSG_LOOKUP_MS = 10_000
-
-/** How long a receiving node trusts that a peer hosts a sender DID once discovery said so, ms. */
-export const SENDER_CHECK_TTL_MS = 10_000
-
-/** How long one sender-host check may look, ms. */
-export const SENDER_CHECK_MS = 3000
-
-/** The outcome of a message its recipient's inbox refused for good (`reason` from DeliveryRefused): E_MSG_FULL for a full inbox, else E_MSG_REFUSED. */
-function refusedForGood (reason: string): SendOutcome {
-  return { ok: false, retry: false, code: / is full \(/.test(reason) ? E_MSG_FULL : E_MSG_REFUSED, reason }
-}
 
 /** A running node. */
 export class IgordNode {
@@ -233,23 +203,6 @@ export class IgordNode {
   readonly #moved = new Map<string, Moved>()
   /** counts of inbound inbox streams (p2p/inbox.ts) */
   readonly #inboxGate: StreamGate
-  /** counts of inbound agent-message streams (p2p/msg.ts) */
-  readonly #msgGate = new PeerSlots(DEFAULT_MSG_STREAM_LIMITS.maxPerPeer, DEFAULT_MSG_STREAM_LIMITS.maxTotal, 'message streams')
-  /**
-   * recipient DIDs of agent messages this node sends to another node: DID → that node (found by
-   * discovery, or delivered to), the addresses used, and until when (Date.now() ms) it is used
-   * without a lookup ({@link HOST_CACHE_TTL_MS}; 0 after a failure there). One that took a message
-   * (`delivered`) is kept past that as the last known host: a recipient whose host cannot be found
-   * for a moment (it restarts) is tried there rather than bounced as unknown; one that never took a
-   * message is not. An entry also makes the next lookup of that DID a confirmed one. At most {@link MAX_HOST_CACHE} entries (cleared when full).
-   */
-  readonly #hosts = new Map<string, { peer: string; addrs: Multiaddr[]; until: number; delivered: boolean }>()
-  /** the lanes of agent messages being routed, by `<from> <to>` ({@link route}) */
-  readonly #lanes = new Map<string, Lane>()
-  /** the current message stream of each lane to a host (p2p/msg.ts `MsgStream`), by `<peer ID> <from> <to>` */
-  readonly #streams = new Map<string, MsgStream>()
-  /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
-  readonly #senders = new Map<string, { peer: string; until: number }>()
   /**
    * Where agents live and which peers exist (p2p/discovery.ts): agents hosted here are announced
    * in the DHT (birth, restore, arrival) and withdrawn at handoff.
@@ -262,6 +215,8 @@ export class IgordNode {
   readonly #faults: Faults
   /** the target side: arrivals in progress and pending (p2p/target.ts) */
   readonly #target: Target
+  /** agent messages: routing out, taking in (p2p/routing.ts) */
+  readonly #router: Router
   /** the source side: agents migrating out (p2p/source.ts) */
   readonly #source: Source<Hosted>
   /** When the node started (Date.now() ms). */
@@ -336,6 +291,18 @@ export class IgordNode {
       drop: (name) => { this.agents.delete(name) },
       withdraw: (did) => this.discovery.withdraw(did),
       unlock: (name) => this.#unlock(name),
+    })
+    this.#router = new Router({
+      peerId: this.peerId,
+      peer,
+      timeouts: this.timeouts,
+      lookupMs: opts.msgLookupMs ?? MSG_LOOKUP_MS,
+      findHost: (did, ms, o) => this.discovery.findHost(did, ms, o),
+      find: (nameOrDid) => this.#find(nameOrDid),
+      arriving: (nameOrDid) => this.#target.arriving(nameOrDid),
+      moved: (nameOrDid) => this.#moved.get(nameOrDid),
+      addrsOf: (m) => this.#addrsOf(m),
+      deliver: (to, msg, o) => this.deliver(to, msg, o),
     })
     this.#market = new Market({
       price: this.price,
@@ -419,11 +386,7 @@ export class IgordNode {
       }, { maxInboundStreams: 128 })
       // a message an agent elsewhere sent to an agent here (p2p/msg.ts)
       await peer.handle([MSG_PROTOCOL, MSG_PROTOCOL_V1], (stream, conn) => {
-        void answerMsg(new Channel(stream, conn.remotePeer.toString(), MSG_STREAM_BUFFER), {
-          senderCheck: (did, from) => node.#senderCheck(did, from),
-          deliver: (env) => node.#deliverEnvelope(env),
-          deliverMany: (envs) => node.#deliverEnvelopes(envs),
-        }, node.timeouts.stepMs, node.#msgGate)
+        node.#router.answer(new Channel(stream, conn.remotePeer.toString(), MSG_STREAM_BUFFER))
       }, { maxInboundStreams: 128 })
       await node.#kad.start()
       for (const b of opts.bootstrap ?? []) {
@@ -648,208 +611,16 @@ export class IgordNode {
     return { name: did, did, seq: f.seq, duplicate: f.duplicate, budget: String(f.budget), forwarded: f.to }
   }
 
-  // ── agent messages (issue 9) ─────────────────────────────────────────────────
+  // ── agent messages (issue 9): p2p/routing.ts ──────────────────────────────
 
   /**
-   * Routes a signed message an agent hosted here sent (runtime/mailbox.ts): into the inbox of a
-   * recipient hosted here, else to the node that hosts it (`/igor/msg/1.1.0`, p2p/msg.ts) — the node
-   * it moved to from here, or the one discovery finds. Never throws.
-   *
-   * Messages of one sender to one recipient are placed in the order of the calls (a lane each), on
-   * one stream to the recipient's host, written ahead of their answers (p2p/msg.ts `MsgStream`):
-   * the mailbox hands over its whole outbox at once. Once a message of a lane comes back `retry`,
-   * every later one fails `retry` unsent until the mailbox sends its oldest message to that
-   * recipient again (`first`): none overtakes a message that will be sent again.
-   * @param first no earlier message of this sender to this recipient waits for an answer (the mailbox
-   *   knows; default true)
-   * @returns delivered (or a duplicate); refused for good (`retry` false: the message bounces with
-   *   the code); or not delivered now (`retry` true)
+   * Routes a signed message an agent hosted here sent (runtime/mailbox.ts): p2p/routing.ts
+   * `Router.route` (lanes in call order, streams to hosts, the host cache). Never throws.
+   * @param first no earlier message of this sender to this recipient waits for an answer (default true)
+   * @returns delivered (or a duplicate); refused for good (`retry` false); or not delivered now (`retry` true)
    */
   async route (env: Envelope, first = true): Promise<SendOutcome> {
-    const bad = checkEnvelope(env)
-    if (bad !== null) return { ok: false, retry: false, code: E_MSG_REFUSED, reason: bad }
-    const key = `${env.from} ${env.to}`
-    let lane = this.#lanes.get(key)
-    if (lane === undefined) {
-      if (this.#lanes.size >= MAX_LANES) this.#pruneLanes()
-      lane = { tail: Promise.resolve(), pending: 0, blocked: 0 }
-      this.#lanes.set(key, lane)
-    }
-    const l = lane
-    l.pending++
-    try {
-      return await new Promise<SendOutcome>((resolve) => {
-        l.tail = l.tail.then(() => new Promise<void>((placed) => {
-          if (l.blocked !== 0 && !first) {
-            placed()
-            resolve({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: 'not sent: an earlier message to this recipient was not delivered yet' })
-            return
-          }
-          l.blocked = 0
-          const settle = (out: SendOutcome) => {
-            placed()
-            if (!out.ok && out.retry) l.blocked = Date.now()
-            resolve(out)
-          }
-          this.#routeOne(env, l, placed).then(settle, (e: Error) => settle({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
-        }))
-      })
-    } finally {
-      if (--l.pending === 0 && l.blocked === 0 && this.#lanes.get(key) === l) this.#lanes.delete(key)
-    }
-  }
-
-  /** Drops lanes with nothing in them: unblocked ones, and blocked ones older than twice the mailbox's retry time. */
-  #pruneLanes (): void {
-    const stale = Date.now() - 2 * RETRY_FOR_MS
-    for (const [k, l] of this.#lanes) if (l.pending === 0 && l.blocked < stale) this.#lanes.delete(k)
-    if (this.#lanes.size >= MAX_LANES) for (const [k, l] of this.#lanes) if (l.pending === 0) this.#lanes.delete(k)
-  }
-
-  /**
-   * Hands `env` to the current stream of its lane to host `peer` (a new one when there is none or it
-   * ended). One stream per sender, recipient and host: a message the host holds (its recipient is
-   * migrating) or refuses with `retry` delays no other agent's messages.
-   */
-  #sendTo (lane: Lane, peer: string, addrs: Multiaddr[], env: Envelope): Promise<SendOutcome> {
-    const key = `${peer} ${env.from} ${env.to}`
-    let s = this.#streams.get(key)
-    if (s === undefined || s.done) {
-      if (this.#streams.size >= MAX_LANES) for (const [k, x] of this.#streams) if (x.done) this.#streams.delete(k)
-      s = new MsgStream(this.peer, peer, addrs, this.timeouts)
-      this.#streams.set(key, s)
-    }
-    return s.push(env).then((out) => {
-      if (!out.ok && out.retry) lane.blocked = Date.now()
-      return out
-    })
-  }
-
-  /** {@link route} of one message; calls `placed` once the message is queued on its stream (or settled). */
-  async #routeOne (env: Envelope, lane: Lane, placed: () => void): Promise<SendOutcome> {
-    if (this.#find(env.to) !== undefined || this.#target.arriving(env.to)) return await this.#deliverEnvelope(env)
-    // the node it moved to from here, unless a lookup has been made or is due since
-    const moved = this.#hosts.has(env.to) ? undefined : this.#moved.get(env.to)
-    if (moved !== undefined) {
-      const sent = this.#sendTo(lane, moved.peer, this.#addrsOf(moved), env)
-      placed()
-      const out = await sent
-      // not taken for a reason that may pass: the agent moved on from there (that node refuses with
-      // `retry`), or that node cannot be reached. Not sent elsewhere now: later messages of the lane are
-      // already on their way (refused `retry` behind this one), and a re-send now could land after
-      // one of them found the new host. The mailbox sends this one again first, and that attempt
-      // looks the agent up (findHost starts at that node and follows its `moved` answers).
-      if (!out.ok && out.retry) {
-        if (this.#hosts.size >= MAX_HOST_CACHE) this.#hosts.clear()
-        this.#hosts.set(env.to, { peer: moved.peer, addrs: this.#addrsOf(moved), until: 0, delivered: false })
-      }
-      return out
-    }
-    const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
-    const known = this.#hosts.get(env.to) // the host of its last messages
-    let to: { peer: string; addrs: Multiaddr[] }
-    let lost = false // discovery found no host: `to` is the last known one (it may be restarting)
-    if (known !== undefined && known.until > Date.now()) to = known
-    else {
-      // a recipient looked up for the first time: the DHT's answer as it is, when it names one host;
-      // after a failure there, or once the cached host is old, a confirmed lookup
-      const host = await this.discovery.findHost(env.to, lookup, { confirm: known !== undefined })
-      if (host === null) {
-        if (known === undefined || !known.delivered) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
-        to = known
-        lost = true
-      } else {
-        if (host.peer === this.peerId) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason: `${env.to} is arriving here` }
-        to = { peer: host.peer, addrs: host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } }) }
-        // the next messages (placed before this one is answered) go there too, without a lookup
-        if (this.#hosts.size >= MAX_HOST_CACHE && !this.#hosts.has(env.to)) this.#hosts.clear()
-        this.#hosts.set(env.to, { peer: to.peer, addrs: to.addrs, until: Date.now() + HOST_CACHE_TTL_MS, delivered: known?.peer === to.peer && known.delivered })
-      }
-    }
-    const sent = this.#sendTo(lane, to.peer, to.addrs, env)
-    placed()
-    const out = await sent
-    const now = this.#hosts.get(env.to)
-    if (out.ok) {
-      if (this.#hosts.size >= MAX_HOST_CACHE && now === undefined) this.#hosts.clear()
-      if (now === undefined || now.peer === to.peer) this.#hosts.set(env.to, { peer: to.peer, addrs: to.addrs, until: Date.now() + HOST_CACHE_TTL_MS, delivered: true })
-    } else if (now !== undefined && now.peer === to.peer) {
-      // the recipient may have moved on: look it up afresh next time, keeping this host as the last known (used when discovery finds none only if it took a message before)
-      this.#hosts.set(env.to, { ...now, until: 0 })
-    }
-    if (lost && !out.ok) return { ...out, reason: `no host of ${env.to} found within ${lookup / 1000} s; its last known host ${to.peer}: ${out.reason}` }
-    return out
-  }
-
-  /** Takes a checked agent message into the inbox of its recipient hosted here (never forwarded). */
-  async #deliverEnvelope (env: Envelope): Promise<SendOutcome> {
-    try {
-      const r = await this.deliver(env.to, { id: env.id, kind: 'message', from: env.from, time: nowNs(), body: env.body }, { forward: false })
-      return { ok: true, duplicate: r.duplicate }
-    } catch (e) {
-      const reason = (e as Error).message.split('\n')[0]
-      if (this.#moved.has(env.to) || / is still (arriving|migrating)/.test(reason)) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason }
-      if (!(e instanceof IgordError) || e.name !== 'DeliveryRefused') return { ok: false, retry: true, code: E_MSG_REFUSED, reason }
-      return refusedForGood(reason)
-    }
-  }
-
-  /**
-   * Takes checked agent messages into the inboxes of their recipients hosted here, in order (p2p/msg.ts
-   * `MsgHooks.deliverMany`): a run of messages for one running agent in one request to its worker
-   * with one fsync of its spool directory (group commit); anything else one by one as
-   * {@link #deliverEnvelope}. After the first `retry` outcome, the rest come back `retry` untried.
-   */
-  async #deliverEnvelopes (envs: Envelope[]): Promise<SendOutcome[]> {
-    const out: SendOutcome[] = []
-    for (let i = 0; i < envs.length;) {
-      let j = i + 1
-      while (j < envs.length && envs[j].to === envs[i].to) j++
-      const run = envs.slice(i, j)
-      const h = this.#find(run[0].to)
-      let outs: SendOutcome[] = []
-      if (h !== undefined && run.length > 1 && h.state !== 'migrating' && h.state !== 'handoff') outs = await this.#deliverRun(h, run)
-      else for (const e of run) { const o = await this.#deliverEnvelope(e); outs.push(o); if (!o.ok && o.retry) break }
-      out.push(...outs)
-      const stopped = outs.find((o) => !o.ok && o.retry)
-      if (stopped !== undefined || outs.length < run.length) {
-        const why = stopped !== undefined && !stopped.ok ? stopped.reason : 'not taken'
-        while (out.length < envs.length) out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: `not tried: an earlier message was not taken (${why.slice(0, 200)})` })
-        return out
-      }
-      i = j
-    }
-    return out
-  }
-
-  /** Messages for agent `h` in one worker request (runtime/pool.ts `deliverMany`); stops at the first that was not taken for a reason that may pass. */
-  async #deliverRun (h: Hosted, run: Envelope[]): Promise<SendOutcome[]> {
-    let rs: DeliverManyResult[]
-    try {
-      rs = await h.session.deliverMany(run.map((env) => ({ id: env.id, kind: 'message' as const, from: env.from, time: nowNs(), body: env.body })))
-    } catch (e) { return [{ ok: false, retry: true, code: E_MSG_REFUSED, reason: (e as Error).message.split('\n')[0] }] }
-    const out: SendOutcome[] = []
-    for (const r of rs) {
-      if ('seq' in r) out.push({ ok: true, duplicate: r.duplicate })
-      else if ('refused' in r) out.push(refusedForGood(r.refused.split('\n')[0]))
-      else { out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: r.failed }); break }
-    }
-    return out
-  }
-
-  /**
-   * Whether `peer` hosts the sender `did` (a forged sender is refused): as discovery sees it, the
-   * answer kept {@link SENDER_CHECK_TTL_MS}. Null when it does, else the reason.
-   */
-  async #senderCheck (did: string, peer: string): Promise<string | null> {
-    const known = this.#senders.get(did)
-    if (known !== undefined && known.peer === peer && known.until > Date.now()) return null
-    const host = await this.discovery.findHost(did, SENDER_CHECK_MS)
-    if (host === null) return `the sender ${did} is not hosted by the sending peer ${peer} (no host of it found)`
-    if (host.peer !== peer) return `the sender ${did} is hosted by ${host.peer}, not by the sending peer ${peer}`
-    if (this.#senders.size >= 4096) this.#senders.clear()
-    this.#senders.set(did, { peer, until: Date.now() + SENDER_CHECK_TTL_MS })
-    return null
+    return await this.#router.route(env, first)
   }
 
   /**
@@ -866,12 +637,12 @@ export class IgordNode {
 
   /**
    * Remembers an agent handed off from here (by name and DID), to forward its messages; messages to
-   * it from agents here go to the node it moved to first ({@link #routeOne}), not to a host cached before.
+   * it from agents here go to the node it moved to first (p2p/routing.ts `Router`), not to a host cached before.
    */
   #remember (m: Moved): void {
     this.#moved.set(m.name, m)
     this.#moved.set(m.did, m)
-    this.#hosts.delete(m.did)
+    this.#router.forgetHost(m.did)
   }
 
   /** Addresses to reach the host of a moved agent: the one its migration dialed, then those of open connections to it. */
