@@ -1,6 +1,6 @@
 /**
- * Test-only fault hooks of a node (p2p/node.ts `NodeOptions.faults`; test/faults.ts builds them
- * from `IGORD_FAULT`, the shipped CLI never sets them). Carved out of p2p/node.ts
+ * Test-only fault hooks of a node (p2p/node.ts `NodeOptions.faults`; only test/faults.ts builds
+ * them, the shipped CLI never sets them). Carved out of p2p/node.ts
  * (docs/RATIONALE.md "Splitting p2p/node.ts"): the source and target sides call {@link Faults}
  * without knowing whether any hook is installed.
  */
