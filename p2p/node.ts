@@ -12,31 +12,20 @@
  * migration and status protocols; on shutdown every agent writes a final checkpoint.
  */
 import { formatGc } from '../checkpoint/gc.ts'
-import * as fs from 'node:fs'
-import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { StorageError } from '../checkpoint/errors.ts'
-import { headerCid } from '../checkpoint/header.ts'
-import type { LiveCheckpoint } from '../checkpoint/live.ts'
-import { readLive } from '../checkpoint/live.ts'
-import { blobsDir, liveNames, makePrivateDir } from '../checkpoint/layout.ts'
-import { lockAgent, lockNode } from '../checkpoint/lock.ts'
+import { blobsDir, makePrivateDir } from '../checkpoint/layout.ts'
+import { lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore } from '../checkpoint/store.ts'
-import { CheckpointWriter } from '../checkpoint/writer.ts'
 import type { NodeCaps } from '../hostcalls/manifest.ts'
-import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
+import { DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
-import type { AgentHandle, WorkerSettings } from '../runtime/pool.ts'
-import { DEFAULT_HIBERNATE_AFTER_MS, TickPool } from '../runtime/pool.ts'
+import type { WorkerSettings } from '../runtime/pool.ts'
+import { TickPool } from '../runtime/pool.ts'
 import { DeliveryRefused } from '../runtime/mailbox.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
-import type { LoopEnd } from '../runtime/runner.ts'
-import { livePath } from '../runtime/session.ts'
-import * as authority from './authority.ts'
-import { RequestError } from './errors.ts'
 import { answerInbox, DEFAULT_FORWARD_RETRY, forwardMessage, INBOX_PROTOCOL, INBOX_STREAM_BUFFER, StreamGate } from './inbox.ts'
 import type { ForwardRetry, InboxStreamLimits } from './inbox.ts'
 import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, STATUS_PROTOCOL } from './migrate.ts'
@@ -44,9 +33,11 @@ import type { MigrateResult, Progress, TargetLimits, Timeouts } from './migrate.
 import { KadDiscovery } from './discovery.ts'
 import { INFO_PROTOCOL, Market, queryInfo } from './market.ts'
 import { Faults } from './faults.ts'
-import { stoppedMarker, Target } from './target.ts'
-import { QUIET_MS, Source } from './source.ts'
+import { Target } from './target.ts'
+import { Source } from './source.ts'
 import { Router } from './routing.ts'
+import { Hosting } from './hosting.ts'
+import type { AgentInfo, Hosted, RunRequest } from './hosting.ts'
 import type { Moved } from './source.ts'
 import type { NodeFaults } from './faults.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
@@ -68,6 +59,7 @@ export { INFO_PROTOCOL, queryInfo } from './market.ts'
 export type { NodeInfo } from './market.ts'
 export type { NodeFaults } from './faults.ts'
 export { QUIET_MS } from './source.ts'
+export type { AgentInfo, RunRequest } from './hosting.ts'
 export { HOST_CACHE_TTL_MS, MAX_HOST_CACHE, MAX_LANES, SENDER_CHECK_MS, SENDER_CHECK_TTL_MS } from './routing.ts'
 
 /** Options of {@link IgordNode.start}. */
@@ -138,40 +130,12 @@ export interface NodeOptions {
   faults?: NodeFaults
 }
 
-/** One hosted agent as `igord ps` shows it. fuel and budget are decimal strings (fuel units, microcents). */
-export interface AgentInfo {
-  name: string; did: string; tick: number; fuel: string; budget: string
-  /** running, migrating, stopped, paused, exhausted, finished or failed */
-  status: string
-  epoch: number
-  intervalMs: number
-  /** true while the agent is hibernated: not resident, restored from its live checkpoint on its next tick */
-  hibernated: boolean
-}
-
 /**
  * Where {@link IgordNode.deliver} put a message: the agent's name and DID, the seq its inbox gave it
  * (0 with `duplicate`: the agent already had that id), its budget after it (microcents, decimal),
  * and `forwarded`: the peer ID of the node it was forwarded to, when the agent had left this one.
  */
 export interface DeliverResult { name: string; did: string; seq: number; duplicate: boolean; budget: string; forwarded?: string }
-
-/** A `run` request: birth a new agent on this node. `budget` in microcents, `intervalMs` ms. */
-export interface RunRequest { wasm: string; manifest?: string; name?: string; budget: bigint; intervalMs?: number }
-
-interface Hosted {
-  name: string
-  /** the agent, held by a tick worker thread */
-  session: AgentHandle
-  intervalMs: number
-  state: string
-  controller: AbortController | null
-  loop: Promise<void> | null
-  /** the migration in progress (source side): its id and the offered checkpoint's CID */
-  migration: { id: string; offer: string } | null
-  /** agent-initiated migration requests are ignored until this time (ms since epoch) after a failure */
-  quietUntil: number
-}
 
 /** How long a message for an agent being migrated waits for the migration's outcome, ms. */
 export const DELIVER_WAIT_MS = 60_000
@@ -188,17 +152,17 @@ export class IgordNode {
   readonly capabilities: Set<string>
   readonly price: bigint
   readonly timeouts: Timeouts
-  readonly agents = new Map<string, Hosted>()
+  /** the agents hosted here, by name (the hosting's map, p2p/hosting.ts) */
+  readonly agents: Map<string, Hosted>
+  /** hosted agents: their loops, birth, stop, restore at start, writer locks (p2p/hosting.ts) */
+  readonly #hosting: Hosting
   readonly #opts: NodeOptions
   readonly #blobs: BlobStore
   /** the worker threads that hold the agents and run their ticks */
   readonly #pool: TickPool
-  /** names of agents being born (`run`) */
-  readonly #birthing = new Set<string>()
   #closing = false
-  /** the node's lock on its data directory, and one writer lock per agent it hosts (checkpoint/lock.ts) */
+  /** the node's lock on its data directory (checkpoint/lock.ts); the agents' writer locks are the hosting's */
   #dirLock: Lock | null = null
-  readonly #locks = new Map<string, Lock>()
   /** agents handed off from here (by name and by DID), to forward messages for them */
   readonly #moved = new Map<string, Moved>()
   /** counts of inbound inbox streams (p2p/inbox.ts) */
@@ -248,6 +212,25 @@ export class IgordNode {
     }, opts.discoveryLimits)
     this.discovery = this.#kad
     this.#faults = new Faults(opts.faults, peer, opts.note)
+    this.#hosting = new Hosting({
+      dir: this.dir,
+      capabilities: this.capabilities,
+      caps: opts.caps ?? DEFAULT_NODE_CAPS,
+      intervalMs: opts.intervalMs,
+      ...(opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: opts.checkpointEveryMs }),
+      ...(opts.hibernateAfterMs === undefined ? {} : { hibernateAfterMs: opts.hibernateAfterMs }),
+      closing: () => this.#closing,
+      note: opts.note,
+      pool: this.#pool,
+      settings: () => this.#settings(),
+      emitter: (name) => this.#emitter(name),
+      announce: (did) => this.discovery.announce(did),
+      arriving: (name) => this.#target.has(name),
+      recoverPending: (name) => this.#target.recoverPending(name),
+      remember: (m) => this.#remember(m),
+      selfMigrate: (h, target) => this.#source.selfMigrate(h, target),
+    })
+    this.agents = this.#hosting.agents
     this.#target = new Target({
       dir: this.dir,
       peerId: this.peerId,
@@ -265,11 +248,11 @@ export class IgordNode {
       getBlob: (c) => this.#blobs.get(c),
       fault: (step, ch) => this.#faults.step(step, ch),
       note: opts.note,
-      lock: (name) => this.#lock(name),
-      host: (name, session) => { this.#host(name, session, this.#opts.intervalMs) },
+      lock: (name) => this.#hosting.lock(name),
+      host: (name, session) => { this.#hosting.host(name, session, this.#opts.intervalMs) },
       arrived: (name, did) => {
         for (const k of [name, did]) if (this.#moved.get(k)?.did === did) this.#moved.delete(k) // it is back here
-        this.#startLoop(this.agents.get(name)!)
+        this.#hosting.startLoop(this.agents.get(name)!)
       },
     })
     this.#source = new Source<Hosted>({
@@ -285,12 +268,12 @@ export class IgordNode {
       listeners: this.migrationListeners,
       note: opts.note,
       migrationOf: (name) => this.agents.get(name)?.migration,
-      pause: (h) => this.#pause(h),
-      startLoop: (h) => this.#startLoop(h),
+      pause: (h) => this.#hosting.pause(h),
+      startLoop: (h) => this.#hosting.startLoop(h),
       remember: (m) => this.#remember(m),
       drop: (name) => { this.agents.delete(name) },
       withdraw: (did) => this.discovery.withdraw(did),
-      unlock: (name) => this.#unlock(name),
+      unlock: (name) => this.#hosting.unlock(name),
     })
     this.#router = new Router({
       peerId: this.peerId,
@@ -298,7 +281,7 @@ export class IgordNode {
       timeouts: this.timeouts,
       lookupMs: opts.msgLookupMs ?? MSG_LOOKUP_MS,
       findHost: (did, ms, o) => this.discovery.findHost(did, ms, o),
-      find: (nameOrDid) => this.#find(nameOrDid),
+      find: (nameOrDid) => this.#hosting.find(nameOrDid),
       arriving: (nameOrDid) => this.#target.arriving(nameOrDid),
       moved: (nameOrDid) => this.#moved.get(nameOrDid),
       addrsOf: (m) => this.#addrsOf(m),
@@ -369,7 +352,7 @@ export class IgordNode {
     node.#dirLock = dirLock
     const peer = node.peer
     try {
-      await node.#restore()
+      await node.#hosting.restore()
       if (opts.gc !== undefined) { node.#gcTimer = setInterval(() => { void node.#gcPass() }, opts.gc.everyMs); node.#gcTimer.unref() }
       node.#target.clearSpools() // left by a crash; never the only copy of anything
       // streams over the gate's limits are refused with a reason (receiveAgent), not reset by libp2p
@@ -411,150 +394,23 @@ export class IgordNode {
     return (line) => this.#opts.emit(name, line)
   }
 
-  // ── hosting ────────────────────────────────────────────────────────────────
-
-  async #restore (): Promise<void> {
-    for (const name of authority.pendingNames(this.dir)) await this.#target.recoverPending(name)
-    let sent: Map<string, { to: string; addr: string }> | null = null
-    const moved = (name: string, did: string, peer: string | undefined) => {
-      if (peer === undefined) return
-      sent ??= authority.handoffTargets(this.dir)
-      const to = sent.get(name)
-      this.#remember({ name, did, peer, addrs: to !== undefined && to.to === peer ? [to.addr] : [] })
-    }
-    for (const name of liveNames(this.dir)) {
-      if (this.agents.has(name)) continue
-      const file = livePath(this.dir, name)
-      let live: LiveCheckpoint
-      try { live = readLive(file) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
-      const h = live.parsed
-      const cid = headerCid(live.header)
-      if (h.status !== 'running') {
-        // a kill between its live file and its history entry leaves a stopped agent's last checkpoint
-        // (e.g. a handoff, which findHandoff must find) only in the live file: archive it
-        try { new CheckpointWriter(this.dir, name).ensureArchived(live) } catch (e) { this.#opts.note(`${name}: cannot archive its last checkpoint: ${(e as Error).message}`) }
-        if (h.status === 'handoff') moved(name, h.agent, h.target)
-        continue
-      }
-      let gone: authority.SignedHeader | null
-      try { gone = authority.findHandoff(this.dir, name, h.tick, cid) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
-      if (gone !== null) { moved(name, h.agent, gone.parsed.target); this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
-      try {
-        this.#lock(name)
-        const session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
-        const arrival = authority.readHandoffRecord(this.dir, name, this.#opts.note)
-        if (arrival !== null && arrival.parsed.prev === cid) {
-          await this.#continueAfterHandoff(session, arrival.header, arrival.sig)
-        } else if (arrival !== null) authority.dropHandoffRecord(this.dir, name)
-        const stopped = fs.existsSync(stoppedMarker(this.dir, name))
-        const hosted = this.#host(name, session, this.#opts.intervalMs)
-        if (stopped) hosted.state = 'stopped'
-        else { this.#startLoop(hosted); this.#opts.note(`restored ${name} (${session.did}) at tick ${session.status.tick}, epoch ${session.status.epoch}`) }
-      } catch (e) { this.#unlock(name); this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
-    }
-  }
-
-  /** Writes the handoff into this node's history and links the agent's next checkpoint to it (epoch + 1), in its worker. */
-  async #continueAfterHandoff (session: AgentHandle, header: Uint8Array, sig: Uint8Array): Promise<void> {
-    await session.linkHandoff(header, sig)
-  }
-
-  #host (name: string, session: AgentHandle, intervalMs: number): Hosted {
-    const h: Hosted = { name, session, intervalMs, state: 'running', controller: null, loop: null, migration: null, quietUntil: 0 }
-    this.agents.set(name, h)
-    void this.discovery.announce(session.did) // bounded, never throws
-    return h
-  }
-
-  #startLoop (h: Hosted): void {
-    const controller = new AbortController()
-    h.controller = controller
-    h.state = 'running'
-    h.loop = h.session.run({
-      intervalMs: h.intervalMs,
-      signal: controller.signal,
-      acceptMigration: true,
-      ...(this.#opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: this.#opts.checkpointEveryMs }),
-      ...(this.#opts.hibernateAfterMs === null ? {} : { hibernateAfterMs: this.#opts.hibernateAfterMs ?? DEFAULT_HIBERNATE_AFTER_MS }),
-      onTick: (r) => { if (r.trap !== null) this.#opts.note(`${h.name}: tick ${r.tick} failed and was rolled back: ${r.trap}`) },
-    }).then((end) => this.#loopEnded(h, end, controller), (e: Error) => {
-      h.state = 'failed'
-      this.#opts.note(`${h.name}: stopped on an error: ${e.message}`)
-    })
-  }
-
-  #loopEnded (h: Hosted, end: LoopEnd, controller: AbortController): void {
-    if (controller.signal.aborted) return // stopped, migrating or shutting down: whoever aborted takes over
-    if (end.migrate !== undefined && !this.#closing) {
-      if (Date.now() < h.quietUntil) {
-        // a request soon after a failed one is ignored: the tick and its checkpoint stand, the agent goes on here
-        this.#opts.note(`${h.name}: ignoring its migration request at tick ${h.session.agent.tick} (the last one failed less than ${QUIET_MS / 1000} s ago)`)
-        this.#startLoop(h)
-        return
-      }
-      h.state = 'migrating'
-      void this.#source.selfMigrate(h, end.migrate.target)
-      return
-    }
-    h.state = end.status
-    this.#opts.note(`${h.name}: ${end.status}${end.reason ? ` (${end.reason})` : ''} at tick ${h.session.agent.tick}`)
-  }
-
-  /** Aborts an agent's loop and waits for its final checkpoint. */
-  async #pause (h: Hosted): Promise<void> {
-    h.controller?.abort()
-    await h.loop
-    h.controller = null
-    h.loop = null
-  }
-
-  #info (h: Hosted): AgentInfo {
-    const a = h.session.agent
-    return { name: h.name, did: a.spec.identity.did, tick: a.tick, fuel: String(a.fuel), budget: String(a.budget), status: h.state, epoch: h.session.lineage.epoch, intervalMs: h.intervalMs, hibernated: h.session.status.hibernated }
-  }
+  // ── hosting: p2p/hosting.ts ──────────────────────────────────────────────
 
   /** Every agent hosted here. */
-  list (): AgentInfo[] { return [...this.agents.values()].map((h) => this.#info(h)) }
+  list (): AgentInfo[] { return this.#hosting.list() }
 
   /**
-   * Births a new agent on this node (as `igord run`) and starts its loop.
+   * Births a new agent on this node (as `igord run`) and starts its loop (p2p/hosting.ts).
    * @throws ModuleError, ManifestError, StorageError (as `igord run`); RequestError when the name is
    *   taken or a capability is not granted by this node
    */
-  async run (req: RunRequest): Promise<AgentInfo> {
-    const name = req.name ?? path.basename(req.wasm).replace(/\.wasm$/, '')
-    if (this.agents.has(name) || this.#target.has(name) || this.#birthing.has(name)) throw new RequestError(`an agent named ${name} already lives on this node`)
-    const manifestFile = req.manifest ?? req.wasm.replace(/\.wasm$/, '') + '.manifest.json'
-    const wasm = readFile(req.wasm, 'the wasm module')
-    const manifest = readFile(manifestFile, 'the manifest')
-    const parsed = parseManifest(manifest, manifestFile)
-    const missing = [...parsed.capabilities.keys()].filter((c) => !this.capabilities.has(c))
-    if (missing.length > 0) throw new RequestError(`capability ${JSON.stringify(missing[0])} not offered by this node`)
-    const over = checkWithinCaps(parsed, this.#opts.caps ?? DEFAULT_NODE_CAPS)
-    if (over !== null) throw new RequestError(`${manifestFile}: ${over}`)
-    this.#lock(name)
-    let session: AgentHandle
-    this.#birthing.add(name)
-    try { session = await this.#pool.birth(this.#settings(), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget }, this.#emitter(name)) } catch (e) { this.#unlock(name); throw e } finally { this.#birthing.delete(name) }
-    try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
-    const h = this.#host(name, session, req.intervalMs ?? this.#opts.intervalMs)
-    this.#startLoop(h)
-    this.#opts.note(`born ${session.did} as '${name}'`)
-    return this.#info(h)
-  }
+  async run (req: RunRequest): Promise<AgentInfo> { return await this.#hosting.run(req) }
 
   /**
    * Stops an agent (final checkpoint); it stays on disk, listed as stopped, and is not restarted.
    * @throws RequestError when there is no such agent
    */
-  async stopAgent (name: string): Promise<AgentInfo> {
-    const h = this.#get(name)
-    if (h.state === 'migrating') throw new RequestError(`${name} is migrating`)
-    fs.writeFileSync(stoppedMarker(this.dir, name), '', { mode: 0o600 })
-    await this.#pause(h)
-    h.state = 'stopped'
-    return this.#info(h)
-  }
+  async stopAgent (name: string): Promise<AgentInfo> { return await this.#hosting.stopAgent(name) }
 
   // ── inbox ───────────────────────────────────────────────────────────────
 
@@ -572,12 +428,12 @@ export class IgordNode {
    *   migrating, the new host refused or could not be reached
    */
   async deliver (nameOrDid: string, msg: Incoming, opts: { forward?: boolean } = {}): Promise<DeliverResult> {
-    let h = this.#find(nameOrDid)
+    let h = this.#hosting.find(nameOrDid)
     // until the handed-off agent leaves `agents` (after the handoff frame), it is still "migrating"
     const busy = (x: Hosted | undefined) => x === undefined ? this.#target.arriving(nameOrDid) : x.state === 'migrating' || x.state === 'handoff'
     for (let waited = 0; busy(h) && waited < DELIVER_WAIT_MS; waited += 50) {
       await sleep(50)
-      h = this.#find(nameOrDid)
+      h = this.#hosting.find(nameOrDid)
     }
     if (h === undefined) {
       const moved = this.#moved.get(nameOrDid)
@@ -590,7 +446,7 @@ export class IgordNode {
     if (busy(h)) throw new DeliveryRefused(`${h.name} is still migrating after ${DELIVER_WAIT_MS / 1000} s; try again`)
     const r = await h.session.deliver(msg)
     if (msg.kind === 'fund' && !r.duplicate && h.state === 'exhausted') {
-      this.#startLoop(h)
+      this.#hosting.startLoop(h)
       this.#opts.note(`${h.name}: funded, running again`)
     }
     return { name: h.name, did: h.session.did, ...r, budget: String(h.session.agent.budget + (msg.kind === 'fund' && !r.duplicate ? msg.amount ?? 0n : 0n)) }
@@ -628,7 +484,7 @@ export class IgordNode {
    * @throws DeliveryRefused when there is none
    */
   didOf (nameOrDid: string): string {
-    const h = this.#find(nameOrDid)
+    const h = this.#hosting.find(nameOrDid)
     if (h !== undefined) return h.session.did
     const moved = this.#moved.get(nameOrDid)
     if (moved !== undefined) return moved.did
@@ -657,20 +513,6 @@ export class IgordNode {
     return [...out.values()]
   }
 
-  /** A hosted agent by name or DID. */
-  #find (nameOrDid: string): Hosted | undefined {
-    const h = this.agents.get(nameOrDid)
-    if (h !== undefined) return h
-    for (const x of this.agents.values()) if (x.session.did === nameOrDid) return x
-    return undefined
-  }
-
-  #get (name: string): Hosted {
-    const h = this.agents.get(name)
-    if (h === undefined) throw new RequestError(`no agent named ${name} on this node`)
-    return h
-  }
-
   /**
    * Stops every agent, then libp2p. Each agent writes a final checkpoint after its tick, or, when
    * its tick does not end within the stop grace (runtime/pool.ts), keeps its last one: shutdown
@@ -681,23 +523,12 @@ export class IgordNode {
     if (this.#gcTimer !== null) clearInterval(this.#gcTimer)
     this.#kad.close()
     const pool = this.#pool.close() // stops every loop at once; from here on nothing is restored
-    const paused = Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
+    const paused = Promise.all([...this.agents.values()].map((h) => this.#hosting.pause(h).catch(() => {})))
     await pool
     await paused
     try { await this.peer.stop() } catch { /* already stopped */ }
-    for (const l of this.#locks.values()) l.release()
-    this.#locks.clear()
+    this.#hosting.releaseLocks()
     this.#dirLock?.release()
-  }
-
-  /** Takes the writer lock of agent `name` (kept until it leaves or the node stops). @throws LockedError, StorageError */
-  #lock (name: string): void {
-    if (!this.#locks.has(name)) this.#locks.set(name, lockAgent(this.dir, name))
-  }
-
-  #unlock (name: string): void {
-    this.#locks.get(name)?.release()
-    this.#locks.delete(name)
   }
 
   // ── source side ───────────────────────────────────────────────────────────
@@ -710,12 +541,6 @@ export class IgordNode {
    *   (exit 9) when no candidate took it
    */
   async migrate (name: string, to: string[], progress?: Progress): Promise<MigrateResult> {
-    return await this.#source.migrate(this.#get(name), to, progress)
+    return await this.#source.migrate(this.#hosting.get(name), to, progress)
   }
-
 }
-
-function readFile (p: string, what: string): Uint8Array {
-  try { return fs.readFileSync(p) } catch (e) { throw new StorageError(`${p}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-}
-
