@@ -305,11 +305,6 @@ export class IgordNode {
     return { state: 'unknown' }
   }
 
-  /**
-   * Starts a node: loads or creates `host.key`, starts libp2p, restores agents and interrupted
-   * arrivals, then answers `/igor/migrate/1.0.0`, `/igor/migrate/status/1.0.0` and `/igor/info/1.0.0`.
-   * @throws StorageError (data directory), NetworkError (cannot listen), RequestError (bad address)
-   */
   #gcTimer: NodeJS.Timeout | null = null
   #gcNext = 0
   #gcBusy = false
@@ -336,6 +331,11 @@ export class IgordNode {
     } finally { this.#gcBusy = false }
   }
 
+  /**
+   * Starts a node: loads or creates `host.key`, starts libp2p, restores agents and interrupted
+   * arrivals, then answers `/igor/migrate/1.0.0`, `/igor/migrate/status/1.0.0` and `/igor/info/1.0.0`.
+   * @throws StorageError (data directory), NetworkError (cannot listen), RequestError (bad address)
+   */
   static async start (opts: NodeOptions): Promise<IgordNode> {
     for (const a of [...opts.listen, ...(opts.bootstrap ?? [])]) parseMultiaddr(a, 'address')
     makePrivateDir(opts.dir)
