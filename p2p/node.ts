@@ -12,61 +12,55 @@
  * migration and status protocols; on shutdown every agent writes a final checkpoint.
  */
 import { formatGc } from '../checkpoint/gc.ts'
-import { randomBytes } from 'node:crypto'
-import * as fs from 'node:fs'
-import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { IgordError, StorageError } from '../checkpoint/errors.ts'
-import { cidOf, cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
-import { decodeHeader, headerCid } from '../checkpoint/header.ts'
-import type { CheckpointHeader } from '../checkpoint/header.ts'
-import type { LiveCheckpoint } from '../checkpoint/live.ts'
-import { encodeLive, readLive } from '../checkpoint/live.ts'
-import { stateRoot } from '../checkpoint/state.ts'
-import { blobsDir, codeCacheDir, isAgentName, liveNames, makePrivateDir, recordPaths } from '../checkpoint/layout.ts'
-import { lockAgent, lockNode } from '../checkpoint/lock.ts'
+import { blobsDir, makePrivateDir } from '../checkpoint/layout.ts'
+import { lockNode } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
 import { BlobStore } from '../checkpoint/store.ts'
-import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
-import type { Manifest, NodeCaps } from '../hostcalls/manifest.ts'
-import { checkWithinCaps, DEFAULT_NODE_CAPS, parseManifest } from '../hostcalls/manifest.ts'
+import type { NodeCaps } from '../hostcalls/manifest.ts'
+import { DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
 import { loadHostIdentity } from '../runtime/host.ts'
 import type { HostIdentity } from '../runtime/host.ts'
-import type { AgentHandle, DeliverManyResult, WorkerSettings } from '../runtime/pool.ts'
-import { DEFAULT_HIBERNATE_AFTER_MS, TickPool } from '../runtime/pool.ts'
+import type { WorkerSettings } from '../runtime/pool.ts'
+import { TickPool } from '../runtime/pool.ts'
 import { DeliveryRefused } from '../runtime/mailbox.ts'
-import { InboxSpool } from '../checkpoint/spool.ts'
 import type { Incoming } from '../runtime/mailbox.ts'
-import type { LoopEnd } from '../runtime/runner.ts'
-import { livePath } from '../runtime/session.ts'
-import * as authority from './authority.ts'
-import { NetworkError, RefusedError, RequestError } from './errors.ts'
 import { answerInbox, DEFAULT_FORWARD_RETRY, forwardMessage, INBOX_PROTOCOL, INBOX_STREAM_BUFFER, StreamGate } from './inbox.ts'
 import type { ForwardRetry, InboxStreamLimits } from './inbox.ts'
-import { clearSpools, DEFAULT_TIMEOUTS, InboundGate, MIGRATE_PROTOCOL, openChannel, queryStatus, receiveAgent, sendAgent, STATUS_PROTOCOL } from './migrate.ts'
-import type { MigrateResult, Offer, Progress, ReplayBase, TargetHooks, TargetLimits, Timeouts } from './migrate.ts'
+import { DEFAULT_TIMEOUTS, MIGRATE_PROTOCOL, STATUS_PROTOCOL } from './migrate.ts'
+import type { MigrateResult, Progress, TargetLimits, Timeouts } from './migrate.ts'
 import { KadDiscovery } from './discovery.ts'
+import { INFO_PROTOCOL, Market, queryInfo } from './market.ts'
+import { Faults } from './faults.ts'
+import { Target } from './target.ts'
+import { Source } from './source.ts'
+import { Router } from './routing.ts'
+import { Hosting } from './hosting.ts'
+import type { AgentInfo, Hosted, RunRequest } from './hosting.ts'
+import type { Moved } from './source.ts'
+import type { NodeFaults } from './faults.ts'
 import type { Discovery, DiscoveryLimits, Whereabouts } from './discovery.ts'
 import type { DhtLimits } from './dht-store.ts'
 import type { MdnsFactory } from './mdns.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
-import { Channel, PeerSlots } from './wire.ts'
-import { answerMsg, DEFAULT_MSG_STREAM_LIMITS, MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_STREAM_BUFFER, MsgStream } from './msg.ts'
-import { checkEnvelope, E_MSG_FULL, E_MSG_REFUSED, E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
+import { Channel } from './wire.ts'
+import { MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_STREAM_BUFFER } from './msg.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
-import { nowNs, RETRY_FOR_MS } from '../runtime/mailbox.ts'
 
 /** Most hosted agents one retention pass of a node collects ({@link NodeOptions.gc}). */
 export const GC_AGENTS_PER_PASS = 8
 /** Most packs of one agent one retention pass merges (the rest wait for the next pass). */
 export const GC_PACKS_PER_AGENT = 32
 
-/** Protocol ID of the node information query (price, capabilities, addresses). */
-export const INFO_PROTOCOL = '/igor/info/1.0.0'
-
 export { KNOWN_CAPABILITIES } from './defaults.ts'
+export { INFO_PROTOCOL, queryInfo } from './market.ts'
+export type { NodeInfo } from './market.ts'
+export type { NodeFaults } from './faults.ts'
+export { QUIET_MS } from './source.ts'
+export type { AgentInfo, RunRequest } from './hosting.ts'
+export { HOST_CACHE_TTL_MS, MAX_HOST_CACHE, MAX_LANES, SENDER_CHECK_MS, SENDER_CHECK_TTL_MS } from './routing.ts'
 
 /** Options of {@link IgordNode.start}. */
 export interface NodeOptions {
@@ -137,95 +131,17 @@ export interface NodeOptions {
 }
 
 /**
- * Test-only fault hooks of a node ({@link NodeOptions.faults}): undefined in production.
- * `step(step, ch, peer, note)`: called at each migration step (steps: source-after-offer,
- * source-during-transfer, source-after-pending, source-after-handoff, target-during-transfer,
- * target-after-pending, target-after-handoff). `beforeOffer(session, note)`: called on the source
- * once the agent's loop stopped for `migrate`, before its last checkpoint is offered.
- */
-export interface NodeFaults {
-  step? (step: string, ch: Channel, peer: Peer, note: (line: string) => void): void
-  beforeOffer? (session: AgentHandle, note: (line: string) => void): void | Promise<void>
-}
-
-/** One hosted agent as `igord ps` shows it. fuel and budget are decimal strings (fuel units, microcents). */
-export interface AgentInfo {
-  name: string; did: string; tick: number; fuel: string; budget: string
-  /** running, migrating, stopped, paused, exhausted, finished or failed */
-  status: string
-  epoch: number
-  intervalMs: number
-  /** true while the agent is hibernated: not resident, restored from its live checkpoint on its next tick */
-  hibernated: boolean
-}
-
-/**
  * Where {@link IgordNode.deliver} put a message: the agent's name and DID, the seq its inbox gave it
  * (0 with `duplicate`: the agent already had that id), its budget after it (microcents, decimal),
  * and `forwarded`: the peer ID of the node it was forwarded to, when the agent had left this one.
  */
 export interface DeliverResult { name: string; did: string; seq: number; duplicate: boolean; budget: string; forwarded?: string }
 
-/** An agent handed off from this node: its name, DID, the peer it went to and that peer's addresses (multiaddrs with /p2p/). */
-interface Moved { name: string; did: string; peer: string; addrs: string[] }
-
-/** A `run` request: birth a new agent on this node. `budget` in microcents, `intervalMs` ms. */
-export interface RunRequest { wasm: string; manifest?: string; name?: string; budget: bigint; intervalMs?: number }
-
-interface Hosted {
-  name: string
-  /** the agent, held by a tick worker thread */
-  session: AgentHandle
-  intervalMs: number
-  state: string
-  controller: AbortController | null
-  loop: Promise<void> | null
-  /** the migration in progress (source side): its id and the offered checkpoint's CID */
-  migration: { id: string; offer: string } | null
-  /** agent-initiated migration requests are ignored until this time (ms since epoch) after a failure */
-  quietUntil: number
-}
-
-/**
- * How long a recipient's host found by discovery is reused for its next messages, ms; dropped at
- * once when a message there is refused or fails (the recipient may have moved on).
- */
-export const HOST_CACHE_TTL_MS = 30_000
-
-/** Recipients whose host is remembered at most ({@link HOST_CACHE_TTL_MS}); the cache is emptied when full. */
-export const MAX_HOST_CACHE = 4096
-
-/** Lanes (sender, recipient) of agent messages kept at most: idle ones are dropped when full ({@link IgordNode.route}). */
-export const MAX_LANES = 4096
-
-/**
- * The messages of one sender to one recipient being routed ({@link IgordNode.route}): `tail`
- * settles once the last one is placed; `pending` counts those not settled; `blocked` is when
- * (Date.now() ms) one came back `retry` (0: none since the mailbox last sent its oldest).
- */
-interface Lane { tail: Promise<void>; pending: number; blocked: number }
-
 /** How long a message for an agent being migrated waits for the migration's outcome, ms. */
 export const DELIVER_WAIT_MS = 60_000
 
 /** Default {@link NodeOptions.msgLookupMs}, ms. */
 export const MSG_LOOKUP_MS = 10_000
-
-/** How long a receiving node trusts that a peer hosts a sender DID once discovery said so, ms. */
-export const SENDER_CHECK_TTL_MS = 10_000
-
-/** How long one sender-host check may look, ms. */
-export const SENDER_CHECK_MS = 3000
-
-/** After a failed agent-initiated migration, further requests of that agent are ignored this long, ms. */
-export const QUIET_MS = 30_000
-
-function stoppedMarker (dir: string, name: string): string { authority.migrateDir(dir); return recordPaths(dir, name).stopped }
-
-/** The outcome of a message its recipient's inbox refused for good (`reason` from DeliveryRefused): E_MSG_FULL for a full inbox, else E_MSG_REFUSED. */
-function refusedForGood (reason: string): SendOutcome {
-  return { ok: false, retry: false, code: / is full \(/.test(reason) ? E_MSG_FULL : E_MSG_REFUSED, reason }
-}
 
 /** A running node. */
 export class IgordNode {
@@ -236,53 +152,37 @@ export class IgordNode {
   readonly capabilities: Set<string>
   readonly price: bigint
   readonly timeouts: Timeouts
-  readonly agents = new Map<string, Hosted>()
+  /** the agents hosted here, by name (the hosting's map, p2p/hosting.ts) */
+  readonly agents: Map<string, Hosted>
+  /** hosted agents: their loops, birth, stop, restore at start, writer locks (p2p/hosting.ts) */
+  readonly #hosting: Hosting
   readonly #opts: NodeOptions
   readonly #blobs: BlobStore
-  /** names with an inbound migration in progress, and agents restored (prepared) for them */
-  readonly #inbound = new Map<string, AgentHandle | null>()
   /** the worker threads that hold the agents and run their ticks */
   readonly #pool: TickPool
-  /** names of agents being born (`run`) */
-  readonly #birthing = new Set<string>()
-  /** the verified live checkpoints of prepared arrivals (so that installing does not re-read and re-hash them) */
-  readonly #prepared = new Map<string, LiveCheckpoint>()
   #closing = false
-  readonly #resolving = new Set<string>()
-  /** the node's lock on its data directory, and one writer lock per agent it hosts (checkpoint/lock.ts) */
+  /** the node's lock on its data directory (checkpoint/lock.ts); the agents' writer locks are the hosting's */
   #dirLock: Lock | null = null
-  readonly #locks = new Map<string, Lock>()
-  /** the offer that reserved each name in {@link #inbound} while its transfer runs */
-  readonly #reserved = new Map<string, Offer>()
   /** agents handed off from here (by name and by DID), to forward messages for them */
   readonly #moved = new Map<string, Moved>()
-  /** counts of offers in progress and spool bytes (p2p/migrate.ts `InboundGate`) */
-  readonly #gate: InboundGate
   /** counts of inbound inbox streams (p2p/inbox.ts) */
   readonly #inboxGate: StreamGate
-  /** counts of inbound agent-message streams (p2p/msg.ts) */
-  readonly #msgGate = new PeerSlots(DEFAULT_MSG_STREAM_LIMITS.maxPerPeer, DEFAULT_MSG_STREAM_LIMITS.maxTotal, 'message streams')
-  /**
-   * recipient DIDs of agent messages this node sends to another node: DID → that node (found by
-   * discovery, or delivered to), the addresses used, and until when (Date.now() ms) it is used
-   * without a lookup ({@link HOST_CACHE_TTL_MS}; 0 after a failure there). One that took a message
-   * (`delivered`) is kept past that as the last known host: a recipient whose host cannot be found
-   * for a moment (it restarts) is tried there rather than bounced as unknown; one that never took a
-   * message is not. An entry also makes the next lookup of that DID a confirmed one. At most {@link MAX_HOST_CACHE} entries (cleared when full).
-   */
-  readonly #hosts = new Map<string, { peer: string; addrs: Multiaddr[]; until: number; delivered: boolean }>()
-  /** the lanes of agent messages being routed, by `<from> <to>` ({@link route}) */
-  readonly #lanes = new Map<string, Lane>()
-  /** the current message stream of each lane to a host (p2p/msg.ts `MsgStream`), by `<peer ID> <from> <to>` */
-  readonly #streams = new Map<string, MsgStream>()
-  /** sender DIDs recently seen hosted by a peer: DID → peer and until when (Date.now() ms) */
-  readonly #senders = new Map<string, { peer: string; until: number }>()
   /**
    * Where agents live and which peers exist (p2p/discovery.ts): agents hosted here are announced
    * in the DHT (birth, restore, arrival) and withdrawn at handoff.
    */
   readonly discovery: Discovery
   readonly #kad: KadDiscovery
+  /** the price market: `/igor/info/1.0.0` answers and the choice of cheaper peers (p2p/market.ts) */
+  readonly #market: Market
+  /** test-only fault hooks, no-ops in production (p2p/faults.ts) */
+  readonly #faults: Faults
+  /** the target side: arrivals in progress and pending (p2p/target.ts) */
+  readonly #target: Target
+  /** agent messages: routing out, taking in (p2p/routing.ts) */
+  readonly #router: Router
+  /** the source side: agents migrating out (p2p/source.ts) */
+  readonly #source: Source<Hosted>
   /** When the node started (Date.now() ms). */
   readonly startedAt = Date.now()
   /**
@@ -303,7 +203,6 @@ export class IgordNode {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts }
     this.#blobs = new BlobStore(blobsDir(opts.dir))
     this.#pool = new TickPool({ note: opts.note, route: (_from, env, first) => this.route(env, first), ...(opts.tickTimeoutMs === undefined ? {} : { tickTimeoutMs: opts.tickTimeoutMs }), ...(opts.tickThreads === undefined ? {} : { size: opts.tickThreads }) })
-    this.#gate = new InboundGate(opts.targetLimits)
     this.#inboxGate = new StreamGate(opts.inboxLimits)
     this.#kad = new KadDiscovery(peer, {
       where: (did) => this.#where(did),
@@ -312,6 +211,90 @@ export class IgordNode {
       note: opts.note,
     }, opts.discoveryLimits)
     this.discovery = this.#kad
+    this.#faults = new Faults(opts.faults, peer, opts.note)
+    this.#hosting = new Hosting({
+      dir: this.dir,
+      capabilities: this.capabilities,
+      caps: opts.caps ?? DEFAULT_NODE_CAPS,
+      intervalMs: opts.intervalMs,
+      ...(opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: opts.checkpointEveryMs }),
+      ...(opts.hibernateAfterMs === undefined ? {} : { hibernateAfterMs: opts.hibernateAfterMs }),
+      closing: () => this.#closing,
+      note: opts.note,
+      pool: this.#pool,
+      settings: () => this.#settings(),
+      emitter: (name) => this.#emitter(name),
+      announce: (did) => this.discovery.announce(did),
+      arriving: (name) => this.#target.has(name),
+      recoverPending: (name) => this.#target.recoverPending(name),
+      remember: (m) => this.#remember(m),
+      selfMigrate: (h, target) => this.#source.selfMigrate(h, target),
+    })
+    this.agents = this.#hosting.agents
+    this.#target = new Target({
+      dir: this.dir,
+      peerId: this.peerId,
+      peer,
+      timeouts: this.timeouts,
+      capabilities: this.capabilities,
+      caps: opts.caps ?? DEFAULT_NODE_CAPS,
+      ...(opts.targetLimits === undefined ? {} : { limits: opts.targetLimits }),
+      closing: () => this.#closing,
+      hostedDid: (name) => this.agents.get(name)?.session.agent.spec.identity.did,
+      pool: this.#pool,
+      settings: () => this.#settings(),
+      emitter: (name) => this.#emitter(name),
+      hasBlob: (c) => this.#blobs.has(c),
+      getBlob: (c) => this.#blobs.get(c),
+      fault: (step, ch) => this.#faults.step(step, ch),
+      note: opts.note,
+      lock: (name) => this.#hosting.lock(name),
+      host: (name, session) => { this.#hosting.host(name, session, this.#opts.intervalMs) },
+      arrived: (name, did) => {
+        for (const k of [name, did]) if (this.#moved.get(k)?.did === did) this.#moved.delete(k) // it is back here
+        this.#hosting.startLoop(this.agents.get(name)!)
+      },
+    })
+    this.#source = new Source<Hosted>({
+      dir: this.dir,
+      peerId: this.peerId,
+      peer,
+      timeouts: this.timeouts,
+      price: this.price,
+      addrs: () => this.addrs,
+      blobs: this.#blobs,
+      faults: this.#faults,
+      market: { cheapestPeers: (m) => this.#market.cheapestPeers(m) },
+      listeners: this.migrationListeners,
+      note: opts.note,
+      migrationOf: (name) => this.agents.get(name)?.migration,
+      pause: (h) => this.#hosting.pause(h),
+      startLoop: (h) => this.#hosting.startLoop(h),
+      remember: (m) => this.#remember(m),
+      drop: (name) => { this.agents.delete(name) },
+      withdraw: (did) => this.discovery.withdraw(did),
+      unlock: (name) => this.#hosting.unlock(name),
+    })
+    this.#router = new Router({
+      peerId: this.peerId,
+      peer,
+      timeouts: this.timeouts,
+      lookupMs: opts.msgLookupMs ?? MSG_LOOKUP_MS,
+      findHost: (did, ms, o) => this.discovery.findHost(did, ms, o),
+      find: (nameOrDid) => this.#hosting.find(nameOrDid),
+      arriving: (nameOrDid) => this.#target.arriving(nameOrDid),
+      moved: (nameOrDid) => this.#moved.get(nameOrDid),
+      addrsOf: (m) => this.#addrsOf(m),
+      deliver: (to, msg, o) => this.deliver(to, msg, o),
+    })
+    this.#market = new Market({
+      price: this.price,
+      capabilities: this.capabilities,
+      addrs: () => this.addrs,
+      agentCount: () => this.agents.size,
+      stepMs: () => this.timeouts.stepMs,
+      peers: () => this.discovery.peers(),
+    })
   }
 
   /** Where `did` is as far as this node knows: hosted here (its epoch), handed off (to whom), or unknown. */
@@ -322,11 +305,6 @@ export class IgordNode {
     return { state: 'unknown' }
   }
 
-  /**
-   * Starts a node: loads or creates `host.key`, starts libp2p, restores agents and interrupted
-   * arrivals, then answers `/igor/migrate/1.0.0`, `/igor/migrate/status/1.0.0` and `/igor/info/1.0.0`.
-   * @throws StorageError (data directory), NetworkError (cannot listen), RequestError (bad address)
-   */
   #gcTimer: NodeJS.Timeout | null = null
   #gcNext = 0
   #gcBusy = false
@@ -353,6 +331,11 @@ export class IgordNode {
     } finally { this.#gcBusy = false }
   }
 
+  /**
+   * Starts a node: loads or creates `host.key`, starts libp2p, restores agents and interrupted
+   * arrivals, then answers `/igor/migrate/1.0.0`, `/igor/migrate/status/1.0.0` and `/igor/info/1.0.0`.
+   * @throws StorageError (data directory), NetworkError (cannot listen), RequestError (bad address)
+   */
   static async start (opts: NodeOptions): Promise<IgordNode> {
     for (const a of [...opts.listen, ...(opts.bootstrap ?? [])]) parseMultiaddr(a, 'address')
     makePrivateDir(opts.dir)
@@ -369,15 +352,15 @@ export class IgordNode {
     node.#dirLock = dirLock
     const peer = node.peer
     try {
-      await node.#restore()
+      await node.#hosting.restore()
       if (opts.gc !== undefined) { node.#gcTimer = setInterval(() => { void node.#gcPass() }, opts.gc.everyMs); node.#gcTimer.unref() }
-      clearSpools(node.#spoolRoot()) // left by a crash; never the only copy of anything
+      node.#target.clearSpools() // left by a crash; never the only copy of anything
       // streams over the gate's limits are refused with a reason (receiveAgent), not reset by libp2p
       await peer.handle(MIGRATE_PROTOCOL, (stream, conn) => {
-        void receiveAgent(new Channel(stream, conn.remotePeer.toString()), node.#targetHooks(), node.timeouts, node.#gate)
+        node.#target.receive(new Channel(stream, conn.remotePeer.toString()))
       }, { maxInboundStreams: 128 })
-      await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#answerStatus(new Channel(stream, conn.remotePeer.toString())) })
-      await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#answerInfo(new Channel(stream, conn.remotePeer.toString())) })
+      await peer.handle(STATUS_PROTOCOL, (stream, conn) => { void node.#source.answerStatus(new Channel(stream, conn.remotePeer.toString())) })
+      await peer.handle(INFO_PROTOCOL, (stream, conn) => { void node.#market.answerInfo(new Channel(stream, conn.remotePeer.toString())) })
       // a message forwarded by the node an agent left: delivered here or refused, never forwarded again
       await peer.handle(INBOX_PROTOCOL, (stream, conn) => {
         void answerInbox(new Channel(stream, conn.remotePeer.toString(), INBOX_STREAM_BUFFER), {
@@ -386,11 +369,7 @@ export class IgordNode {
       }, { maxInboundStreams: 128 })
       // a message an agent elsewhere sent to an agent here (p2p/msg.ts)
       await peer.handle([MSG_PROTOCOL, MSG_PROTOCOL_V1], (stream, conn) => {
-        void answerMsg(new Channel(stream, conn.remotePeer.toString(), MSG_STREAM_BUFFER), {
-          senderCheck: (did, from) => node.#senderCheck(did, from),
-          deliver: (env) => node.#deliverEnvelope(env),
-          deliverMany: (envs) => node.#deliverEnvelopes(envs),
-        }, node.timeouts.stepMs, node.#msgGate)
+        node.#router.answer(new Channel(stream, conn.remotePeer.toString(), MSG_STREAM_BUFFER))
       }, { maxInboundStreams: 128 })
       await node.#kad.start()
       for (const b of opts.bootstrap ?? []) {
@@ -407,12 +386,6 @@ export class IgordNode {
   /** This node's dialable multiaddrs (`…/p2p/<peer id>`). */
   get addrs (): string[] { return dialableAddrs(this.peer) }
 
-  #fault (step: string, ch: Channel): void {
-    this.#opts.faults?.step?.(step, ch, this.peer, this.#opts.note)
-  }
-
-  #spoolRoot (): string { return path.join(authority.migrateDir(this.dir), 'spool') }
-
   #settings (): WorkerSettings {
     return { dir: this.dir, price: this.price }
   }
@@ -421,150 +394,23 @@ export class IgordNode {
     return (line) => this.#opts.emit(name, line)
   }
 
-  // ── hosting ────────────────────────────────────────────────────────────────
-
-  async #restore (): Promise<void> {
-    for (const name of authority.pendingNames(this.dir)) await this.#recoverPending(name)
-    let sent: Map<string, { to: string; addr: string }> | null = null
-    const moved = (name: string, did: string, peer: string | undefined) => {
-      if (peer === undefined) return
-      sent ??= authority.handoffTargets(this.dir)
-      const to = sent.get(name)
-      this.#remember({ name, did, peer, addrs: to !== undefined && to.to === peer ? [to.addr] : [] })
-    }
-    for (const name of liveNames(this.dir)) {
-      if (this.agents.has(name)) continue
-      const file = livePath(this.dir, name)
-      let live: LiveCheckpoint
-      try { live = readLive(file) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
-      const h = live.parsed
-      const cid = headerCid(live.header)
-      if (h.status !== 'running') {
-        // a kill between its live file and its history entry leaves a stopped agent's last checkpoint
-        // (e.g. a handoff, which findHandoff must find) only in the live file: archive it
-        try { new CheckpointWriter(this.dir, name).ensureArchived(live) } catch (e) { this.#opts.note(`${name}: cannot archive its last checkpoint: ${(e as Error).message}`) }
-        if (h.status === 'handoff') moved(name, h.agent, h.target)
-        continue
-      }
-      let gone: authority.SignedHeader | null
-      try { gone = authority.findHandoff(this.dir, name, h.tick, cid) } catch (e) { this.#opts.note(`not restoring ${name}: ${(e as Error).message}`); continue }
-      if (gone !== null) { moved(name, h.agent, gone.parsed.target); this.#opts.note(`${name} was handed off to ${gone.parsed.target} at tick ${h.tick}; not restoring it`); continue }
-      try {
-        this.#lock(name)
-        const session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
-        const arrival = authority.readHandoffRecord(this.dir, name, this.#opts.note)
-        if (arrival !== null && arrival.parsed.prev === cid) {
-          await this.#continueAfterHandoff(session, arrival.header, arrival.sig)
-        } else if (arrival !== null) authority.dropHandoffRecord(this.dir, name)
-        const stopped = fs.existsSync(stoppedMarker(this.dir, name))
-        const hosted = this.#host(name, session, this.#opts.intervalMs)
-        if (stopped) hosted.state = 'stopped'
-        else { this.#startLoop(hosted); this.#opts.note(`restored ${name} (${session.did}) at tick ${session.status.tick}, epoch ${session.status.epoch}`) }
-      } catch (e) { this.#unlock(name); this.#opts.note(`not restoring ${name}: ${(e as Error).message}`) }
-    }
-  }
-
-  /** Writes the handoff into this node's history and links the agent's next checkpoint to it (epoch + 1), in its worker. */
-  async #continueAfterHandoff (session: AgentHandle, header: Uint8Array, sig: Uint8Array): Promise<void> {
-    await session.linkHandoff(header, sig)
-  }
-
-  #host (name: string, session: AgentHandle, intervalMs: number): Hosted {
-    const h: Hosted = { name, session, intervalMs, state: 'running', controller: null, loop: null, migration: null, quietUntil: 0 }
-    this.agents.set(name, h)
-    void this.discovery.announce(session.did) // bounded, never throws
-    return h
-  }
-
-  #startLoop (h: Hosted): void {
-    const controller = new AbortController()
-    h.controller = controller
-    h.state = 'running'
-    h.loop = h.session.run({
-      intervalMs: h.intervalMs,
-      signal: controller.signal,
-      acceptMigration: true,
-      ...(this.#opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: this.#opts.checkpointEveryMs }),
-      ...(this.#opts.hibernateAfterMs === null ? {} : { hibernateAfterMs: this.#opts.hibernateAfterMs ?? DEFAULT_HIBERNATE_AFTER_MS }),
-      onTick: (r) => { if (r.trap !== null) this.#opts.note(`${h.name}: tick ${r.tick} failed and was rolled back: ${r.trap}`) },
-    }).then((end) => this.#loopEnded(h, end, controller), (e: Error) => {
-      h.state = 'failed'
-      this.#opts.note(`${h.name}: stopped on an error: ${e.message}`)
-    })
-  }
-
-  #loopEnded (h: Hosted, end: LoopEnd, controller: AbortController): void {
-    if (controller.signal.aborted) return // stopped, migrating or shutting down: whoever aborted takes over
-    if (end.migrate !== undefined && !this.#closing) {
-      if (Date.now() < h.quietUntil) {
-        // a request soon after a failed one is ignored: the tick and its checkpoint stand, the agent goes on here
-        this.#opts.note(`${h.name}: ignoring its migration request at tick ${h.session.agent.tick} (the last one failed less than ${QUIET_MS / 1000} s ago)`)
-        this.#startLoop(h)
-        return
-      }
-      h.state = 'migrating'
-      void this.#selfMigrate(h, end.migrate.target)
-      return
-    }
-    h.state = end.status
-    this.#opts.note(`${h.name}: ${end.status}${end.reason ? ` (${end.reason})` : ''} at tick ${h.session.agent.tick}`)
-  }
-
-  /** Aborts an agent's loop and waits for its final checkpoint. */
-  async #pause (h: Hosted): Promise<void> {
-    h.controller?.abort()
-    await h.loop
-    h.controller = null
-    h.loop = null
-  }
-
-  #info (h: Hosted): AgentInfo {
-    const a = h.session.agent
-    return { name: h.name, did: a.spec.identity.did, tick: a.tick, fuel: String(a.fuel), budget: String(a.budget), status: h.state, epoch: h.session.lineage.epoch, intervalMs: h.intervalMs, hibernated: h.session.status.hibernated }
-  }
+  // ── hosting: p2p/hosting.ts ──────────────────────────────────────────────
 
   /** Every agent hosted here. */
-  list (): AgentInfo[] { return [...this.agents.values()].map((h) => this.#info(h)) }
+  list (): AgentInfo[] { return this.#hosting.list() }
 
   /**
-   * Births a new agent on this node (as `igord run`) and starts its loop.
+   * Births a new agent on this node (as `igord run`) and starts its loop (p2p/hosting.ts).
    * @throws ModuleError, ManifestError, StorageError (as `igord run`); RequestError when the name is
    *   taken or a capability is not granted by this node
    */
-  async run (req: RunRequest): Promise<AgentInfo> {
-    const name = req.name ?? path.basename(req.wasm).replace(/\.wasm$/, '')
-    if (this.agents.has(name) || this.#inbound.has(name) || this.#birthing.has(name)) throw new RequestError(`an agent named ${name} already lives on this node`)
-    const manifestFile = req.manifest ?? req.wasm.replace(/\.wasm$/, '') + '.manifest.json'
-    const wasm = readFile(req.wasm, 'the wasm module')
-    const manifest = readFile(manifestFile, 'the manifest')
-    const parsed = parseManifest(manifest, manifestFile)
-    const missing = [...parsed.capabilities.keys()].filter((c) => !this.capabilities.has(c))
-    if (missing.length > 0) throw new RequestError(`capability ${JSON.stringify(missing[0])} not offered by this node`)
-    const over = checkWithinCaps(parsed, this.#opts.caps ?? DEFAULT_NODE_CAPS)
-    if (over !== null) throw new RequestError(`${manifestFile}: ${over}`)
-    this.#lock(name)
-    let session: AgentHandle
-    this.#birthing.add(name)
-    try { session = await this.#pool.birth(this.#settings(), { name, wasm, wasmFile: req.wasm, manifest, manifestFile, budget: req.budget }, this.#emitter(name)) } catch (e) { this.#unlock(name); throw e } finally { this.#birthing.delete(name) }
-    try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
-    const h = this.#host(name, session, req.intervalMs ?? this.#opts.intervalMs)
-    this.#startLoop(h)
-    this.#opts.note(`born ${session.did} as '${name}'`)
-    return this.#info(h)
-  }
+  async run (req: RunRequest): Promise<AgentInfo> { return await this.#hosting.run(req) }
 
   /**
    * Stops an agent (final checkpoint); it stays on disk, listed as stopped, and is not restarted.
    * @throws RequestError when there is no such agent
    */
-  async stopAgent (name: string): Promise<AgentInfo> {
-    const h = this.#get(name)
-    if (h.state === 'migrating') throw new RequestError(`${name} is migrating`)
-    fs.writeFileSync(stoppedMarker(this.dir, name), '', { mode: 0o600 })
-    await this.#pause(h)
-    h.state = 'stopped'
-    return this.#info(h)
-  }
+  async stopAgent (name: string): Promise<AgentInfo> { return await this.#hosting.stopAgent(name) }
 
   // ── inbox ───────────────────────────────────────────────────────────────
 
@@ -582,17 +428,17 @@ export class IgordNode {
    *   migrating, the new host refused or could not be reached
    */
   async deliver (nameOrDid: string, msg: Incoming, opts: { forward?: boolean } = {}): Promise<DeliverResult> {
-    let h = this.#find(nameOrDid)
+    let h = this.#hosting.find(nameOrDid)
     // until the handed-off agent leaves `agents` (after the handoff frame), it is still "migrating"
-    const busy = (x: Hosted | undefined) => x === undefined ? this.#arriving(nameOrDid) : x.state === 'migrating' || x.state === 'handoff'
+    const busy = (x: Hosted | undefined) => x === undefined ? this.#target.arriving(nameOrDid) : x.state === 'migrating' || x.state === 'handoff'
     for (let waited = 0; busy(h) && waited < DELIVER_WAIT_MS; waited += 50) {
       await sleep(50)
-      h = this.#find(nameOrDid)
+      h = this.#hosting.find(nameOrDid)
     }
     if (h === undefined) {
       const moved = this.#moved.get(nameOrDid)
-      if (moved === undefined && opts.forward !== false && nameOrDid.startsWith('did:key:') && !this.#arriving(nameOrDid)) return await this.#deliverByDid(nameOrDid, msg)
-      if (moved === undefined) throw new DeliveryRefused(this.#arriving(nameOrDid) ? `${nameOrDid} is still arriving after ${DELIVER_WAIT_MS / 1000} s; try again` : `no agent named ${nameOrDid} on this node`)
+      if (moved === undefined && opts.forward !== false && nameOrDid.startsWith('did:key:') && !this.#target.arriving(nameOrDid)) return await this.#deliverByDid(nameOrDid, msg)
+      if (moved === undefined) throw new DeliveryRefused(this.#target.arriving(nameOrDid) ? `${nameOrDid} is still arriving after ${DELIVER_WAIT_MS / 1000} s; try again` : `no agent named ${nameOrDid} on this node`)
       if (opts.forward === false) throw new DeliveryRefused(`${nameOrDid} moved to ${moved.peer} and is no longer here (a forwarded message is not forwarded again)`)
       const f = await forwardMessage(this.peer, moved.peer, this.#addrsOf(moved), moved.did, msg, { ...this.timeouts, deliverMs: DELIVER_WAIT_MS + this.timeouts.stepMs }, this.#opts.forwardRetry ?? DEFAULT_FORWARD_RETRY)
       return { name: moved.name, did: moved.did, seq: f.seq, duplicate: f.duplicate, budget: String(f.budget), forwarded: f.to }
@@ -600,7 +446,7 @@ export class IgordNode {
     if (busy(h)) throw new DeliveryRefused(`${h.name} is still migrating after ${DELIVER_WAIT_MS / 1000} s; try again`)
     const r = await h.session.deliver(msg)
     if (msg.kind === 'fund' && !r.duplicate && h.state === 'exhausted') {
-      this.#startLoop(h)
+      this.#hosting.startLoop(h)
       this.#opts.note(`${h.name}: funded, running again`)
     }
     return { name: h.name, did: h.session.did, ...r, budget: String(h.session.agent.budget + (msg.kind === 'fund' && !r.duplicate ? msg.amount ?? 0n : 0n)) }
@@ -621,208 +467,16 @@ export class IgordNode {
     return { name: did, did, seq: f.seq, duplicate: f.duplicate, budget: String(f.budget), forwarded: f.to }
   }
 
-  // ── agent messages (issue 9) ─────────────────────────────────────────────────
+  // ── agent messages (issue 9): p2p/routing.ts ──────────────────────────────
 
   /**
-   * Routes a signed message an agent hosted here sent (runtime/mailbox.ts): into the inbox of a
-   * recipient hosted here, else to the node that hosts it (`/igor/msg/1.1.0`, p2p/msg.ts) — the node
-   * it moved to from here, or the one discovery finds. Never throws.
-   *
-   * Messages of one sender to one recipient are placed in the order of the calls (a lane each), on
-   * one stream to the recipient's host, written ahead of their answers (p2p/msg.ts `MsgStream`):
-   * the mailbox hands over its whole outbox at once. Once a message of a lane comes back `retry`,
-   * every later one fails `retry` unsent until the mailbox sends its oldest message to that
-   * recipient again (`first`): none overtakes a message that will be sent again.
-   * @param first no earlier message of this sender to this recipient waits for an answer (the mailbox
-   *   knows; default true)
-   * @returns delivered (or a duplicate); refused for good (`retry` false: the message bounces with
-   *   the code); or not delivered now (`retry` true)
+   * Routes a signed message an agent hosted here sent (runtime/mailbox.ts): p2p/routing.ts
+   * `Router.route` (lanes in call order, streams to hosts, the host cache). Never throws.
+   * @param first no earlier message of this sender to this recipient waits for an answer (default true)
+   * @returns delivered (or a duplicate); refused for good (`retry` false); or not delivered now (`retry` true)
    */
   async route (env: Envelope, first = true): Promise<SendOutcome> {
-    const bad = checkEnvelope(env)
-    if (bad !== null) return { ok: false, retry: false, code: E_MSG_REFUSED, reason: bad }
-    const key = `${env.from} ${env.to}`
-    let lane = this.#lanes.get(key)
-    if (lane === undefined) {
-      if (this.#lanes.size >= MAX_LANES) this.#pruneLanes()
-      lane = { tail: Promise.resolve(), pending: 0, blocked: 0 }
-      this.#lanes.set(key, lane)
-    }
-    const l = lane
-    l.pending++
-    try {
-      return await new Promise<SendOutcome>((resolve) => {
-        l.tail = l.tail.then(() => new Promise<void>((placed) => {
-          if (l.blocked !== 0 && !first) {
-            placed()
-            resolve({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: 'not sent: an earlier message to this recipient was not delivered yet' })
-            return
-          }
-          l.blocked = 0
-          const settle = (out: SendOutcome) => {
-            placed()
-            if (!out.ok && out.retry) l.blocked = Date.now()
-            resolve(out)
-          }
-          this.#routeOne(env, l, placed).then(settle, (e: Error) => settle({ ok: false, retry: true, code: E_MSG_UNKNOWN, reason: e.message.split('\n')[0] }))
-        }))
-      })
-    } finally {
-      if (--l.pending === 0 && l.blocked === 0 && this.#lanes.get(key) === l) this.#lanes.delete(key)
-    }
-  }
-
-  /** Drops lanes with nothing in them: unblocked ones, and blocked ones older than twice the mailbox's retry time. */
-  #pruneLanes (): void {
-    const stale = Date.now() - 2 * RETRY_FOR_MS
-    for (const [k, l] of this.#lanes) if (l.pending === 0 && l.blocked < stale) this.#lanes.delete(k)
-    if (this.#lanes.size >= MAX_LANES) for (const [k, l] of this.#lanes) if (l.pending === 0) this.#lanes.delete(k)
-  }
-
-  /**
-   * Hands `env` to the current stream of its lane to host `peer` (a new one when there is none or it
-   * ended). One stream per sender, recipient and host: a message the host holds (its recipient is
-   * migrating) or refuses with `retry` delays no other agent's messages.
-   */
-  #sendTo (lane: Lane, peer: string, addrs: Multiaddr[], env: Envelope): Promise<SendOutcome> {
-    const key = `${peer} ${env.from} ${env.to}`
-    let s = this.#streams.get(key)
-    if (s === undefined || s.done) {
-      if (this.#streams.size >= MAX_LANES) for (const [k, x] of this.#streams) if (x.done) this.#streams.delete(k)
-      s = new MsgStream(this.peer, peer, addrs, this.timeouts)
-      this.#streams.set(key, s)
-    }
-    return s.push(env).then((out) => {
-      if (!out.ok && out.retry) lane.blocked = Date.now()
-      return out
-    })
-  }
-
-  /** {@link route} of one message; calls `placed` once the message is queued on its stream (or settled). */
-  async #routeOne (env: Envelope, lane: Lane, placed: () => void): Promise<SendOutcome> {
-    if (this.#find(env.to) !== undefined || this.#arriving(env.to)) return await this.#deliverEnvelope(env)
-    // the node it moved to from here, unless a lookup has been made or is due since
-    const moved = this.#hosts.has(env.to) ? undefined : this.#moved.get(env.to)
-    if (moved !== undefined) {
-      const sent = this.#sendTo(lane, moved.peer, this.#addrsOf(moved), env)
-      placed()
-      const out = await sent
-      // not taken for a reason that may pass: the agent moved on from there (that node refuses with
-      // `retry`), or that node cannot be reached. Not sent elsewhere now: later messages of the lane are
-      // already on their way (refused `retry` behind this one), and a re-send now could land after
-      // one of them found the new host. The mailbox sends this one again first, and that attempt
-      // looks the agent up (findHost starts at that node and follows its `moved` answers).
-      if (!out.ok && out.retry) {
-        if (this.#hosts.size >= MAX_HOST_CACHE) this.#hosts.clear()
-        this.#hosts.set(env.to, { peer: moved.peer, addrs: this.#addrsOf(moved), until: 0, delivered: false })
-      }
-      return out
-    }
-    const lookup = this.#opts.msgLookupMs ?? MSG_LOOKUP_MS
-    const known = this.#hosts.get(env.to) // the host of its last messages
-    let to: { peer: string; addrs: Multiaddr[] }
-    let lost = false // discovery found no host: `to` is the last known one (it may be restarting)
-    if (known !== undefined && known.until > Date.now()) to = known
-    else {
-      // a recipient looked up for the first time: the DHT's answer as it is, when it names one host;
-      // after a failure there, or once the cached host is old, a confirmed lookup
-      const host = await this.discovery.findHost(env.to, lookup, { confirm: known !== undefined })
-      if (host === null) {
-        if (known === undefined || !known.delivered) return { ok: false, retry: false, code: E_MSG_UNKNOWN, reason: `no host of ${env.to} found within ${lookup / 1000} s` }
-        to = known
-        lost = true
-      } else {
-        if (host.peer === this.peerId) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason: `${env.to} is arriving here` }
-        to = { peer: host.peer, addrs: host.addrs.flatMap((a) => { try { return [parseMultiaddr(a, 'findHost')] } catch { return [] } }) }
-        // the next messages (placed before this one is answered) go there too, without a lookup
-        if (this.#hosts.size >= MAX_HOST_CACHE && !this.#hosts.has(env.to)) this.#hosts.clear()
-        this.#hosts.set(env.to, { peer: to.peer, addrs: to.addrs, until: Date.now() + HOST_CACHE_TTL_MS, delivered: known?.peer === to.peer && known.delivered })
-      }
-    }
-    const sent = this.#sendTo(lane, to.peer, to.addrs, env)
-    placed()
-    const out = await sent
-    const now = this.#hosts.get(env.to)
-    if (out.ok) {
-      if (this.#hosts.size >= MAX_HOST_CACHE && now === undefined) this.#hosts.clear()
-      if (now === undefined || now.peer === to.peer) this.#hosts.set(env.to, { peer: to.peer, addrs: to.addrs, until: Date.now() + HOST_CACHE_TTL_MS, delivered: true })
-    } else if (now !== undefined && now.peer === to.peer) {
-      // the recipient may have moved on: look it up afresh next time, keeping this host as the last known (used when discovery finds none only if it took a message before)
-      this.#hosts.set(env.to, { ...now, until: 0 })
-    }
-    if (lost && !out.ok) return { ...out, reason: `no host of ${env.to} found within ${lookup / 1000} s; its last known host ${to.peer}: ${out.reason}` }
-    return out
-  }
-
-  /** Takes a checked agent message into the inbox of its recipient hosted here (never forwarded). */
-  async #deliverEnvelope (env: Envelope): Promise<SendOutcome> {
-    try {
-      const r = await this.deliver(env.to, { id: env.id, kind: 'message', from: env.from, time: nowNs(), body: env.body }, { forward: false })
-      return { ok: true, duplicate: r.duplicate }
-    } catch (e) {
-      const reason = (e as Error).message.split('\n')[0]
-      if (this.#moved.has(env.to) || / is still (arriving|migrating)/.test(reason)) return { ok: false, retry: true, code: E_MSG_UNKNOWN, reason }
-      if (!(e instanceof IgordError) || e.name !== 'DeliveryRefused') return { ok: false, retry: true, code: E_MSG_REFUSED, reason }
-      return refusedForGood(reason)
-    }
-  }
-
-  /**
-   * Takes checked agent messages into the inboxes of their recipients hosted here, in order (p2p/msg.ts
-   * `MsgHooks.deliverMany`): a run of messages for one running agent in one request to its worker
-   * with one fsync of its spool directory (group commit); anything else one by one as
-   * {@link #deliverEnvelope}. After the first `retry` outcome, the rest come back `retry` untried.
-   */
-  async #deliverEnvelopes (envs: Envelope[]): Promise<SendOutcome[]> {
-    const out: SendOutcome[] = []
-    for (let i = 0; i < envs.length;) {
-      let j = i + 1
-      while (j < envs.length && envs[j].to === envs[i].to) j++
-      const run = envs.slice(i, j)
-      const h = this.#find(run[0].to)
-      let outs: SendOutcome[] = []
-      if (h !== undefined && run.length > 1 && h.state !== 'migrating' && h.state !== 'handoff') outs = await this.#deliverRun(h, run)
-      else for (const e of run) { const o = await this.#deliverEnvelope(e); outs.push(o); if (!o.ok && o.retry) break }
-      out.push(...outs)
-      const stopped = outs.find((o) => !o.ok && o.retry)
-      if (stopped !== undefined || outs.length < run.length) {
-        const why = stopped !== undefined && !stopped.ok ? stopped.reason : 'not taken'
-        while (out.length < envs.length) out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: `not tried: an earlier message was not taken (${why.slice(0, 200)})` })
-        return out
-      }
-      i = j
-    }
-    return out
-  }
-
-  /** Messages for agent `h` in one worker request (runtime/pool.ts `deliverMany`); stops at the first that was not taken for a reason that may pass. */
-  async #deliverRun (h: Hosted, run: Envelope[]): Promise<SendOutcome[]> {
-    let rs: DeliverManyResult[]
-    try {
-      rs = await h.session.deliverMany(run.map((env) => ({ id: env.id, kind: 'message' as const, from: env.from, time: nowNs(), body: env.body })))
-    } catch (e) { return [{ ok: false, retry: true, code: E_MSG_REFUSED, reason: (e as Error).message.split('\n')[0] }] }
-    const out: SendOutcome[] = []
-    for (const r of rs) {
-      if ('seq' in r) out.push({ ok: true, duplicate: r.duplicate })
-      else if ('refused' in r) out.push(refusedForGood(r.refused.split('\n')[0]))
-      else { out.push({ ok: false, retry: true, code: E_MSG_REFUSED, reason: r.failed }); break }
-    }
-    return out
-  }
-
-  /**
-   * Whether `peer` hosts the sender `did` (a forged sender is refused): as discovery sees it, the
-   * answer kept {@link SENDER_CHECK_TTL_MS}. Null when it does, else the reason.
-   */
-  async #senderCheck (did: string, peer: string): Promise<string | null> {
-    const known = this.#senders.get(did)
-    if (known !== undefined && known.peer === peer && known.until > Date.now()) return null
-    const host = await this.discovery.findHost(did, SENDER_CHECK_MS)
-    if (host === null) return `the sender ${did} is not hosted by the sending peer ${peer} (no host of it found)`
-    if (host.peer !== peer) return `the sender ${did} is hosted by ${host.peer}, not by the sending peer ${peer}`
-    if (this.#senders.size >= 4096) this.#senders.clear()
-    this.#senders.set(did, { peer, until: Date.now() + SENDER_CHECK_TTL_MS })
-    return null
+    return await this.#router.route(env, first)
   }
 
   /**
@@ -830,30 +484,21 @@ export class IgordNode {
    * @throws DeliveryRefused when there is none
    */
   didOf (nameOrDid: string): string {
-    const h = this.#find(nameOrDid)
+    const h = this.#hosting.find(nameOrDid)
     if (h !== undefined) return h.session.did
     const moved = this.#moved.get(nameOrDid)
     if (moved !== undefined) return moved.did
     throw new DeliveryRefused(`no agent named ${nameOrDid} on this node`)
   }
 
-  /** True while an agent (by name or DID) is arriving here: an offer in progress, or a pending arrival. */
-  #arriving (nameOrDid: string): boolean {
-    for (const [name, prepared] of this.#inbound) {
-      if (name === nameOrDid || this.#reserved.get(name)?.parsed.agent === nameOrDid) return true
-      if ((prepared as AgentHandle | null | undefined)?.did === nameOrDid) return true
-    }
-    return false
-  }
-
   /**
    * Remembers an agent handed off from here (by name and DID), to forward its messages; messages to
-   * it from agents here go to the node it moved to first ({@link #routeOne}), not to a host cached before.
+   * it from agents here go to the node it moved to first (p2p/routing.ts `Router`), not to a host cached before.
    */
   #remember (m: Moved): void {
     this.#moved.set(m.name, m)
     this.#moved.set(m.did, m)
-    this.#hosts.delete(m.did)
+    this.#router.forgetHost(m.did)
   }
 
   /** Addresses to reach the host of a moved agent: the one its migration dialed, then those of open connections to it. */
@@ -868,20 +513,6 @@ export class IgordNode {
     return [...out.values()]
   }
 
-  /** A hosted agent by name or DID. */
-  #find (nameOrDid: string): Hosted | undefined {
-    const h = this.agents.get(nameOrDid)
-    if (h !== undefined) return h
-    for (const x of this.agents.values()) if (x.session.did === nameOrDid) return x
-    return undefined
-  }
-
-  #get (name: string): Hosted {
-    const h = this.agents.get(name)
-    if (h === undefined) throw new RequestError(`no agent named ${name} on this node`)
-    return h
-  }
-
   /**
    * Stops every agent, then libp2p. Each agent writes a final checkpoint after its tick, or, when
    * its tick does not end within the stop grace (runtime/pool.ts), keeps its last one: shutdown
@@ -892,23 +523,12 @@ export class IgordNode {
     if (this.#gcTimer !== null) clearInterval(this.#gcTimer)
     this.#kad.close()
     const pool = this.#pool.close() // stops every loop at once; from here on nothing is restored
-    const paused = Promise.all([...this.agents.values()].map((h) => this.#pause(h).catch(() => {})))
+    const paused = Promise.all([...this.agents.values()].map((h) => this.#hosting.pause(h).catch(() => {})))
     await pool
     await paused
     try { await this.peer.stop() } catch { /* already stopped */ }
-    for (const l of this.#locks.values()) l.release()
-    this.#locks.clear()
+    this.#hosting.releaseLocks()
     this.#dirLock?.release()
-  }
-
-  /** Takes the writer lock of agent `name` (kept until it leaves or the node stops). @throws LockedError, StorageError */
-  #lock (name: string): void {
-    if (!this.#locks.has(name)) this.#locks.set(name, lockAgent(this.dir, name))
-  }
-
-  #unlock (name: string): void {
-    this.#locks.get(name)?.release()
-    this.#locks.delete(name)
   }
 
   // ── source side ───────────────────────────────────────────────────────────
@@ -921,385 +541,6 @@ export class IgordNode {
    *   (exit 9) when no candidate took it
    */
   async migrate (name: string, to: string[], progress?: Progress): Promise<MigrateResult> {
-    const h = this.#get(name)
-    const addrs = to.map((a) => parseMultiaddr(a, '--to'))
-    if (addrs.length === 0) throw new RequestError('migrate: no target given')
-    if (h.state !== 'running') throw new RequestError(`${name} is ${h.state}, not running`)
-    h.state = 'migrating'
-    const t0 = performance.now()
-    await this.#pause(h)
-    await this.#opts.faults?.beforeOffer?.(h.session, this.#opts.note)
-    return await this.#migrateStopped(h, addrs, progress, t0)
+    return await this.#source.migrate(this.#hosting.get(name), to, progress)
   }
-
-  /**
-   * The replay base of `live` (its `prev` checkpoint P, DESIGN §8/§9), rebuilt from this node's
-   * history of the agent: P's page table is `live`'s with the pages listed in `live`'s history entry
-   * reverted to their CID as of P, found by walking the entries back from P (a page listed in no
-   * entry back to a base entry was zero at P); when `live`'s entry is a base entry, P's whole table is
-   * rebuilt back to the last base entry; P's I/O state blob comes from the blob store. Undefined for
-   * a genesis checkpoint, a checkpoint without a log, or when P's history is not at hand, does not
-   * reproduce P's state root, or P's I/O state blob is missing or corrupt.
-   */
-  #replayBase (h: Hosted, live: LiveCheckpoint): ReplayBase | undefined {
-    const p = live.parsed
-    if (p.prev === null || p.log === null) return undefined
-    try {
-      const dir = h.session.historyDir
-      const files = new Map<string, string>()
-      for (const f of fs.readdirSync(dir)) if (!f.startsWith('.') && f.endsWith('.cbor')) files.set(f.slice(13, -5), path.join(dir, f))
-      const entryOf = (cid: string) => {
-        const file = files.get(cid)
-        if (file === undefined) return undefined
-        const e = decodeEntry(fs.readFileSync(file), file)
-        return headerCid(e.headerBytes) === cid ? e : undefined
-      }
-      const last = entryOf(headerCid(live.header))
-      const pEntry = entryOf(p.prev)
-      if (last === undefined || pEntry === undefined) return undefined
-      const need = last.base ? null : new Set(last.pages.map((r) => r[0]))
-      const resolved = new Map<number, string | null>()
-      for (let e = pEntry; ;) {
-        for (const [i, c] of e.pages) if (!resolved.has(i) && (need === null || need.has(i))) resolved.set(i, c)
-        if (e.base || (need !== null && resolved.size === need.size)) break
-        const prev = e.parsed.prev === null ? undefined : entryOf(e.parsed.prev)
-        if (prev === undefined) return undefined
-        e = prev
-      }
-      const table = new Map<number, string>()
-      if (need !== null) {
-        for (const [i, d] of live.digests ?? []) table.set(i, cidOfDigest(d))
-        if (live.digests === undefined) for (const [i, pg] of live.pages) table.set(i, cidOf(pg))
-        for (const i of need) { const c = resolved.get(i); if (c === undefined || c === null) table.delete(i); else table.set(i, c) }
-      } else for (const [i, c] of resolved) if (c !== null) table.set(i, c)
-      const pages = [...table].filter(([i]) => i < pEntry.pageCount).sort((x, y) => x[0] - y[0])
-      const P = pEntry.parsed
-      const root = stateRoot({ pages: pEntry.pageCount, digests: pages.map(([i, c]) => [i, digestOfCid(c)]), globals: pEntry.globals, fuel: P.fuel, budget: P.budget })
-      if (Buffer.compare(root, P.state) !== 0) return undefined
-      // P's I/O state (its request counters) is part of the state replay starts from
-      const io = P.io === undefined ? null : this.#blobs.get(P.io)
-      if (io !== null && cidOf(io) !== P.io) return undefined
-      return { header: pEntry.headerBytes, sig: pEntry.sig, pageCount: pEntry.pageCount, pages, globals: pEntry.globals, blob: (c) => this.#blobs.get(c), io }
-    } catch { return undefined }
-  }
-
-  async #migrateStopped (h: Hosted, addrs: Multiaddr[], progress?: Progress, t0 = performance.now()): Promise<MigrateResult> {
-    const live = await h.session.lastCheckpoint()
-    const base = this.#replayBase(h, live)
-    const stopMs = performance.now() - t0
-    const offer = headerCid(live.header)
-    const id = randomBytes(16).toString('hex')
-    h.migration = { id, offer }
-    const errors: Error[] = []
-    let committed = false
-    const hooks = {
-      commit: async (target: string) => {
-        const handoff = await h.session.checkpoint('handoff', { target })
-        committed = true
-        h.state = 'handoff'
-        return handoff
-      },
-      ...(progress === undefined ? {} : { progress }),
-      fault: (step: string, ch: Channel) => this.#fault(step, ch),
-    }
-    peers: for (const addr of addrs) {
-      for (let attempt = 0; attempt < 2 && !committed; attempt++) {
-        if (attempt > 0) await sleep(250 * 2 ** attempt)
-        let ch: Channel | null = null
-        try {
-          const tDial = performance.now()
-          ch = await openChannel(this.peer, addr, MIGRATE_PROTOCOL, this.timeouts)
-          const dialMs = performance.now() - tDial
-          const r = await sendAgent(ch, { id, name: h.name, live, addrs: this.addrs, addr: addr.toString(), me: this.peerId, ...(base === undefined ? {} : { base }) }, hooks, this.timeouts)
-          r.steps = { stop: stopMs, dial: dialMs, ...r.steps }
-          r.ms = performance.now() - t0
-          this.#remember({ name: h.name, did: h.session.did, peer: r.to, addrs: [r.addr] })
-          this.agents.delete(h.name)
-          void this.discovery.withdraw(h.session.did) // never throws; stored records expire, this node answers "moved"
-          // everything its spool held is in the offered checkpoint; files left could only be stale
-          try { new InboxSpool(this.dir, h.name).prune(Number.MAX_SAFE_INTEGER) } catch { /* best effort */ }
-          this.#unlock(h.name)
-          void h.session.close()
-          authority.recordOutcome(this.dir, { role: 'source', outcome: 'handoff', id, agent: r.agent, name: h.name, to: r.to, addr: r.addr, tick: r.tick, confirmed: r.confirmed })
-          for (const l of this.migrationListeners) l(h.name, h.session.did, r)
-          this.#opts.note(`${h.name} handed off to ${r.to} at tick ${r.tick} (${r.pagesSent} of ${r.pagesOffered} pages sent, ${r.replayedTicks} ticks replayed by the target, ${r.ms.toFixed(0)} ms${r.confirmed ? '' : '; start not confirmed yet'})`)
-          return r
-        } catch (e) {
-          ch?.abort()
-          if (committed) throw e // cannot happen: sendAgent does not throw after the commit
-          errors.push(e as Error)
-          if (e instanceof RequestError) break peers // the agent cannot move now (p2p/endframe.ts planEnd): no peer would do
-          if (e instanceof RefusedError || (e instanceof IgordError && !(e instanceof NetworkError))) break
-        }
-      }
-    }
-    h.migration = null
-    const last = errors[errors.length - 1]
-    for (const l of this.migrationListeners) l(h.name, h.session.did, null)
-    authority.recordOutcome(this.dir, { role: 'source', outcome: 'aborted', id, name: h.name, errors: errors.map((e) => e.message) })
-    this.#startLoop(h) // nothing was committed: the agent continues here
-    this.#opts.note(`${h.name} stays here: ${last.message}`)
-    if (errors.length > 1) {
-      const msg = `${last.message}${errors.length > 1 ? ` (${errors.length} attempts; first: ${errors[0].message})` : ''}`
-      throw last instanceof RefusedError ? new RefusedError(last.message.split(' ')[0], last.reason) : new NetworkError(msg)
-    }
-    throw last
-  }
-
-  async #selfMigrate (h: Hosted, target: string | null): Promise<void> {
-    try {
-      const addrs = target !== null ? [parseMultiaddr(target, 'migrate_request')] : await this.#cheapestPeers(h.session.agent.spec.manifest)
-      if (addrs.length === 0) throw new NetworkError(`no known peer cheaper than this node (${this.price} microcents per million fuel) grants the agent's capabilities`)
-      this.#opts.note(`${h.name} asked to move to ${target ?? 'the cheapest known peer'}`)
-      await this.#migrateStopped(h, addrs)
-    } catch (e) {
-      h.quietUntil = Date.now() + QUIET_MS
-      if (h.state === 'migrating') this.#startLoop(h)
-      this.#opts.note(`${h.name}: its migration request failed: ${(e as Error).message}`)
-    }
-  }
-
-  /**
-   * Dialable addresses of known peers (p2p/discovery.ts `peers`: `--bootstrap`, found through the
-   * DHT, connected) that grant every capability of `m` and ask a lower price than this node,
-   * cheapest first (equal prices: in the order they were listed), one address each. Peers that do
-   * not answer `/igor/info/1.0.0` are skipped.
-   */
-  async #cheapestPeers (m: Manifest): Promise<Multiaddr[]> {
-    const need = [...m.capabilities.keys()]
-    const offers: { price: bigint; addr: Multiaddr }[] = []
-    for (const p of await this.discovery.peers()) {
-      if (p.price === undefined || p.capabilities === undefined || p.addrs.length === 0) continue
-      const price = BigInt(p.price)
-      if (price >= this.price || !need.every((c) => p.capabilities!.includes(c))) continue
-      try { offers.push({ price, addr: parseMultiaddr(p.addrs[0], 'peer') }) } catch { /* skipped */ }
-    }
-    offers.sort((a, b) => (a.price < b.price ? -1 : a.price > b.price ? 1 : 0))
-    return offers.map((o) => o.addr)
-  }
-
-  async #answerStatus (ch: Channel): Promise<void> {
-    try {
-      const q = await ch.recv('status', this.timeouts.stepMs, ['status'])
-      const name = String(q.name); const offer = String(q.offer); const tick = Number(q.tick)
-      let answer: Record<string, unknown> = { t: 'status', state: 'aborted' }
-      const done = isAgentName(name) && Number.isSafeInteger(tick) ? authority.findHandoff(this.dir, name, tick, offer) : null
-      if (done !== null && done.parsed.target === ch.peer) answer = { t: 'status', state: 'handoff', header: done.header, sig: done.sig }
-      else if (this.agents.get(name)?.migration?.offer === offer) answer = { t: 'status', state: 'pending' }
-      await ch.send(answer as { t: string }, 'status', this.timeouts.stepMs)
-      await ch.close()
-    } catch { ch.abort() }
-  }
-
-  async #answerInfo (ch: Channel): Promise<void> {
-    try {
-      await ch.send({ t: 'info', v: 1, price: this.price, capabilities: [...this.capabilities], addrs: this.addrs, agents: this.agents.size }, 'info', this.timeouts.stepMs)
-      await ch.close()
-    } catch { ch.abort() }
-  }
-
-  // ── target side ───────────────────────────────────────────────────────────
-
-  #targetHooks (): TargetHooks {
-    return {
-      me: this.peerId,
-      spoolRoot: this.#spoolRoot(),
-      policy: (o, from) => this.#policy(o, from),
-      hasBlob: (c) => this.#blobs.has(c),
-      getBlob: (c) => this.#blobs.get(c),
-      prepare: (o, from, live) => this.#prepare(o, from, live),
-      discard: (o) => { authority.dropPending(this.dir, o.name); this.#prepared.delete(o.name) },
-      install: async (o, h) => {
-        const prepared = this.#inbound.get(o.name) ?? null
-        const reason = authority.checkHandoff(h, o.parsed, o.cid, this.peerId)
-        if (reason !== null) throw new NetworkError(`handoff: ${reason}`)
-        await this.#commitArrival(o.name, this.#prepared.get(o.name) ?? readLive(authority.recordPaths(this.dir, o.name).pendingCkpt), h, prepared)
-      },
-      unresolved: (o) => { void this.#resolve(o.name) },
-      failed: (o, from, reason) => {
-        // only the offer that reserved the name releases it (a refused rival offer must not)
-        if (o !== null && this.#reserved.get(o.name) === o) {
-          this.#reserved.delete(o.name)
-          if (!fs.existsSync(authority.recordPaths(this.dir, o.name).pending)) {
-            void this.#inbound.get(o.name)?.close() // the prepared agent leaves its worker
-            this.#inbound.delete(o.name)
-          }
-        }
-        this.#opts.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
-        authority.recordOutcome(this.dir, { role: 'target', outcome: 'failed', from, name: o?.name, reason })
-      },
-      fault: (step, ch) => this.#fault(step, ch),
-      warm: (wasm, o) => { this.#pool.warmCode(wasm, Math.floor(o.manifest.maxMemoryBytes / 65536), this.dir).catch(() => { /* reported by the replay or restore */ }) },
-      replay: (start, records, next) => this.#pool.replay({ ...start, codeCache: { dir: codeCacheDir(this.dir) } }, records, next), // arrivals share the node's code cache
-    }
-  }
-
-  #policy (o: Offer, from: string): string | null {
-    if (this.#closing) return 'this node is shutting down'
-    if (!o.manifest.migration.enabled) return 'the agent\'s manifest forbids migration (migration_policy.enabled is false)'
-    for (const c of o.manifest.capabilities.keys()) if (!this.capabilities.has(c)) return `capability ${JSON.stringify(c)} not offered by this node`
-    const over = checkWithinCaps(o.manifest, this.#opts.caps ?? DEFAULT_NODE_CAPS)
-    if (over !== null) return over
-    if (o.pageCount * 65536 > o.manifest.maxMemoryBytes) return 'the agent\'s memory exceeds its own manifest limit'
-    if (this.agents.has(o.name)) {
-      const here = this.agents.get(o.name)!
-      return here.session.agent.spec.identity.did === o.parsed.agent ? `${o.name} already runs on this node` : `an agent named ${o.name} already lives on this node`
-    }
-    if (this.#inbound.has(o.name) && this.#inbound.get(o.name) === undefined) return `a migration of ${o.name} is already in progress`
-    let pending: authority.PendingRecord | null
-    try { pending = authority.readPending(this.dir, o.name, this.#opts.note) } catch (e) { return `the pending record of ${o.name} here is unreadable: ${(e as Error).message}` }
-    if (pending !== null && (pending.agent !== o.parsed.agent || (pending.offer !== o.cid && o.parsed.tick <= pending.tick))) {
-      return `${o.name} is already pending here from another migration`
-    }
-    const file = livePath(this.dir, o.name)
-    if (fs.existsSync(file)) {
-      try {
-        const old = readLive(file).parsed
-        if (old.agent !== o.parsed.agent) return `an agent named ${o.name} already lives on this node`
-        if (old.status !== 'handoff') return `${o.name} is already on this node (status ${old.status})`
-        if (o.parsed.epoch <= old.epoch) return `stale offer: epoch ${o.parsed.epoch} is not after the epoch ${old.epoch} this node handed off`
-      } catch { return `${o.name}.ckpt on this node is unreadable` }
-    }
-    void from
-    this.#inbound.set(o.name, undefined as unknown as null) // reserved while the transfer runs
-    this.#reserved.set(o.name, o)
-    return null
-  }
-
-  async #prepare (o: Offer, from: string, live: LiveCheckpoint): Promise<void> {
-    // restored in a tick worker while this thread writes the pending files
-    const adopting = this.#pool.adopt(this.#settings(), o.name, live, this.#emitter(o.name))
-    adopting.catch(() => {}) // awaited below
-    try {
-      authority.writePending(this.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
-    } catch (e) { void adopting.then((a) => a.close(), () => {}); throw e }
-    let agent: AgentHandle
-    try { agent = await adopting } catch (e) {
-      authority.dropPending(this.dir, o.name)
-      throw new Error(`the agent cannot run here: ${(e as Error).message.split('\n')[0]}`)
-    }
-    this.#inbound.set(o.name, agent)
-    this.#prepared.set(o.name, live)
-  }
-
-  /**
-   * Makes this node the agent's host: stores the handoff record, moves the pending live checkpoint
-   * into place, archives the arriving checkpoint and the handoff in this node's history, and starts
-   * the agent (its next checkpoint follows the handoff, in epoch + 1).
-   */
-  async #commitArrival (name: string, live: LiveCheckpoint, h: { header: Uint8Array; sig: Uint8Array }, prepared: AgentHandle | null): Promise<void> {
-    const paths = authority.recordPaths(this.dir, name)
-    authority.writeHandoffRecord(this.dir, name, h) // the target's commit point
-    const file = livePath(this.dir, name)
-    try { fs.renameSync(paths.pendingCkpt, file) } catch (e) { throw new StorageError(`${file}: cannot install the arriving agent: ${(e as Error).message}`) }
-    authority.dropPending(this.dir, name)
-    try { fs.unlinkSync(stoppedMarker(this.dir, name)) } catch { /* none */ }
-    const p = decodeParsed(h.header)
-    this.#prepared.delete(name)
-    this.#reserved.delete(name)
-    let hosted: Hosted
-    try { // the name stays in #inbound (a message for the agent waits) until it is hosted
-      this.#lock(name)
-      let session: AgentHandle
-      if (prepared !== null) {
-        await prepared.install(live)
-        session = prepared
-      } else {
-        session = await this.#pool.resume(this.#settings(), file, this.#emitter(name))
-      }
-      await this.#continueAfterHandoff(session, h.header, h.sig)
-      hosted = this.#host(name, session, this.#opts.intervalMs)
-    } finally { this.#inbound.delete(name) }
-    for (const k of [name, p.agent]) if (this.#moved.get(k)?.did === p.agent) this.#moved.delete(k) // it is back here
-    this.#startLoop(hosted)
-    authority.recordOutcome(this.dir, { role: 'target', outcome: 'arrived', name, agent: p.agent, from: p.host, tick: p.tick, epoch: p.epoch + 1 })
-    this.#opts.note(`${name} (${p.agent}) arrived from ${p.host} at tick ${p.tick}, epoch ${p.epoch + 1}`)
-  }
-
-  /** On start: completes an arrival whose handoff record was written, or starts resolving it. */
-  async #recoverPending (name: string): Promise<void> {
-    const paths = authority.recordPaths(this.dir, name)
-    let rec: authority.PendingRecord | null; let handoff: authority.SignedHeader | null
-    try {
-      rec = authority.readPending(this.dir, name, this.#opts.note)
-      handoff = authority.readHandoffRecord(this.dir, name, this.#opts.note)
-    } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`); return }
-    if (rec !== null && handoff !== null && handoff.parsed.prev === rec.offer && fs.existsSync(paths.pendingCkpt)) {
-      try { await this.#commitArrival(name, readLive(paths.pendingCkpt), handoff, null) } catch (e) { this.#opts.note(`cannot complete the arrival of ${name}: ${(e as Error).message}`) }
-      return
-    }
-    if (rec === null) { // never answered pending (or its record was quarantined): set the copy aside, never delete it
-      try { authority.setAsideOrphanPending(this.dir, name, this.#opts.note) } catch (e) { this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
-      return
-    }
-    if (!fs.existsSync(paths.pendingCkpt)) { authority.dropPending(this.dir, name); return } // a record alone holds no agent state
-    void this.#resolve(name)
-  }
-
-  /**
-   * Resolves a pending arrival by asking its source, with backoff, until it answers `handoff`
-   * (install the agent) or `aborted` (drop it). Never starts the agent without a signed handoff.
-   */
-  async #resolve (name: string): Promise<void> {
-    if (this.#resolving.has(name)) return
-    this.#resolving.add(name)
-    try {
-      for (let k = 0; !this.#closing; k++) {
-        let rec: authority.PendingRecord | null = null
-        try { rec = authority.readPending(this.dir, name, this.#opts.note) } catch (e) { if (k === 0) this.#opts.note(`pending ${name}: ${(e as Error).message}; left in place`) }
-        if (rec === null && !fs.existsSync(authority.recordPaths(this.dir, name).pending)) return
-        if (rec === null) { await sleep(Math.min(5000, 200 * 2 ** Math.min(k, 5))); continue }
-        this.#inbound.set(name, this.#inbound.get(name) ?? null)
-        try {
-          const addrs = rec.addrs.map((a) => parseMultiaddr(a, 'pending source'))
-          const a = await queryStatus(this.peer, addrs, { name, agent: rec.agent, offer: rec.offer, id: rec.id, tick: rec.tick }, this.timeouts)
-          if (a.state === 'handoff') {
-            const live = readLive(authority.recordPaths(this.dir, name).pendingCkpt)
-            const reason = authority.checkHandoff(a, live.parsed, rec.offer, this.peerId)
-            if (reason !== null) throw new NetworkError(`status: ${reason}`)
-            await this.#commitArrival(name, live, a, this.#inbound.get(name) ?? null)
-            authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-handoff', name, id: rec.id })
-            return
-          }
-          if (a.state === 'aborted') {
-            authority.dropPending(this.dir, name)
-            void this.#inbound.get(name)?.close() // the prepared agent leaves its worker
-            this.#inbound.delete(name)
-            this.#prepared.delete(name)
-            authority.recordOutcome(this.dir, { role: 'target', outcome: 'resolved-aborted', name, id: rec.id })
-            this.#opts.note(`the source of ${name} aborted that migration; dropped the pending copy`)
-            return
-          }
-        } catch (e) {
-          if (k === 0) this.#opts.note(`pending ${name}: cannot resolve yet: ${(e as Error).message}`)
-        }
-        await sleep(Math.min(5000, 200 * 2 ** Math.min(k, 5)))
-      }
-    } finally { this.#resolving.delete(name) }
-  }
-}
-
-function decodeParsed (header: Uint8Array): CheckpointHeader {
-  return decodeHeader(header, 'handoff checkpoint')
-}
-
-function readFile (p: string, what: string): Uint8Array {
-  try { return fs.readFileSync(p) } catch (e) { throw new StorageError(`${p}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-}
-
-/** A node's answer to `/igor/info/1.0.0`: price (microcents per million fuel), capabilities, dialable addresses. */
-export interface NodeInfo { price: bigint; capabilities: string[]; addrs: string[]; agents: number }
-
-/**
- * Asks a peer for its {@link NodeInfo}.
- * @throws NetworkError when it cannot be reached or answers malformed
- */
-export async function queryInfo (peer: Peer, addr: Multiaddr, t: Timeouts): Promise<NodeInfo> {
-  const ch = await openChannel(peer, addr, INFO_PROTOCOL, t)
-  try {
-    const f = await ch.recv('info', t.stepMs, ['info'])
-    const price = typeof f.price === 'bigint' ? f.price : BigInt(Number(f.price))
-    const list = (v: unknown) => Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
-    return { price, capabilities: list(f.capabilities), addrs: list(f.addrs), agents: Number(f.agents) }
-  } finally { await ch.close() }
 }
