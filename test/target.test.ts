@@ -17,7 +17,6 @@ import type { Offer } from '../p2p/migrate.ts'
 import type { Peer } from '../p2p/peer.ts'
 import { Target } from '../p2p/target.ts'
 import type { TargetNode } from '../p2p/target.ts'
-import type { TickPool } from '../runtime/pool.ts'
 
 const manifest = (doc: object = {}): Manifest => parseManifest(new TextEncoder().encode(JSON.stringify({ capabilities: ['log'], ...doc })), 'test.manifest.json')
 
