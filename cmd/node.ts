@@ -103,6 +103,14 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
       const httpToken = o.httpToken ?? (process.env.IGORD_HTTP_TOKEN || undefined)
       const httpAt = httpApi === undefined ? undefined : httpApi.parseHttpListen(o.http!)
       if (httpApi !== undefined) httpApi.checkHttpAccess(httpAt!.host, httpToken)
+      // SIGINT/SIGTERM are caught from here on, before the first await that loads or starts anything:
+      // a signal while the node starts stops it cleanly once it is up (never the default kill)
+      let signals = 0
+      const stopping = new Promise<string>((resolve) => {
+        const stop = (sig: string) => { if (++signals > 1) process.exit(130); resolve(sig) }
+        process.on('SIGINT', () => stop('SIGINT'))
+        process.on('SIGTERM', () => stop('SIGTERM'))
+      })
       // loaded here so that the other commands do not pay for importing libp2p
       const { IgordNode } = await import('../p2p/node.ts')
       const { serveControl } = await import('../p2p/control.ts')
@@ -138,16 +146,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
       if (mdnsModule !== undefined) note(`mdns: looking for igord nodes on the LAN (${mdnsModule.MDNS_SERVICE_TAG})`)
       const { quarantined } = await import('../p2p/authority.ts')
       for (const q of quarantined(o.data)) note(`quarantined (unreadable, set aside, not deleted): ${q}`)
-      await new Promise<void>((resolve) => {
-        let signals = 0
-        const stop = (sig: string) => {
-          if (++signals > 1) process.exit(130)
-          note(`${sig}: checkpointing every agent and stopping`)
-          resolve()
-        }
-        process.once('SIGINT', () => stop('SIGINT'))
-        process.once('SIGTERM', () => stop('SIGTERM'))
-      })
+      note(`${await stopping}: checkpointing every agent and stopping`)
       await http?.close()
       await closeControl()
       await node.shutdown()
