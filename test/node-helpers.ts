@@ -33,6 +33,19 @@ export function ps (dir: string): { name: string; did: string; tick: number; sta
 }
 
 /** Stops a node with SIGINT and returns its exit. */
+/**
+ * The texts agent `name` logged in its committed history in data directory `dir`, in order
+ * (`igord logs --json`). This, not a node's stdout, is what an agent did: a node killed with
+ * SIGKILL loses the lines still on their way from its tick threads, although their ticks were
+ * committed, and a tick re-run after a crash prints its lines again.
+ */
+export function committedLog (dir: string, name: string): string[] {
+  const r = igord(['logs', name, '--dir', dir, '--json'])
+  if (r.code !== 0) throw new Error(`igord logs ${name} --dir ${dir}: exit ${r.code}: ${r.stderr}`)
+  return r.stdout.trimEnd().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { kind: string; text?: string })
+    .filter((i) => i.kind === 'log').map((i) => i.text ?? '')
+}
+
 export async function stopNode (n: NodeProc): Promise<{ code: number | null; stdout: string; stderr: string }> {
   n.live.child.kill('SIGINT')
   return await n.live.done(60_000)
