@@ -15,6 +15,7 @@ import { EXIT, IgordError, ModuleError, StorageError } from '../checkpoint/error
 import { checkAgentName, nameOfLive } from '../checkpoint/layout.ts'
 import { lockAgent } from '../checkpoint/lock.ts'
 import type { Lock } from '../checkpoint/lock.ts'
+import type { GcReport } from '../checkpoint/gc.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { DEFAULT_MAX_MEMORY_BYTES, DEFAULT_NODE_CAPS } from '../hostcalls/manifest.ts'
 import type { TickResult } from '../runtime/agent.ts'
@@ -227,6 +228,22 @@ program.command('verify')
     process.exitCode = report.valid ? EXIT.OK : EXIT.INVALID
   })
 
+/**
+ * `igord gc` of an agent whose lock is held: asks the node serving `dir` (control op `gc`) to
+ * collect it in its worker. Returns its reports, or null when no node serves `dir` or it does not
+ * host `name` (another process writes it: the caller refuses, exit 10).
+ * @throws the node's gc errors (GcError exit 6, StorageError exit 8)
+ */
+async function gcByNode (dir: string, name: string, opts: { keepEvery: number; keepLast: number }): Promise<GcReport[] | null> {
+  const { controlRequest } = await import('../p2p/control-client.ts')
+  let answer: Record<string, unknown>
+  try { answer = await controlRequest(dir, { op: 'gc', name, ...opts }) } catch (e) {
+    if (e instanceof IgordError && (e.exitCode === EXIT.NETWORK || e.code === 'BAD_REQUEST')) return null
+    throw e
+  }
+  return answer.reports as GcReport[]
+}
+
 program.command('gc')
   .description('retention: drop the page blobs of old checkpoints (every history entry, event log, code and manifest is kept; verify still proves the whole chain) and merge each agent\'s packs into one')
   .argument('<path>', 'a data directory (every agent with a history there) or its history/<name> directory')
@@ -237,8 +254,9 @@ program.command('gc')
   .addHelpText('after', `
 Always kept too: the first checkpoint, every handoff and the first checkpoint of each epoch, the one
 the live .ckpt holds. Pruned checkpoints are listed in history/<name>/gc.json; verify then checks
-their state roots against the signed page digests only and says how many. An agent being written
-(igord run/resume, or a node serving the directory: its own --keep-every does this) is refused (exit 10).
+their state roots against the signed page digests only and says how many. An agent hosted by a node serving the directory is collected by that node, in the agent's worker
+between its ticks (control op gc); one being written by another process (igord run/resume) is
+refused (exit 10).
 ${EXIT_HELP}`)
   .action(async (p: string, o: { keepEvery: string; keepLast: string; dryRun?: boolean; json?: boolean }) => {
     const keepEvery = parseCount(o.keepEvery, '--keep-every')
@@ -253,6 +271,12 @@ ${EXIT_HELP}`)
       if (o.dryRun !== true) {
         try { lock = lockAgent(dir, name) } catch (e) {
           if (!(e instanceof IgordError) || e.exitCode !== EXIT.LOCKED) throw e
+          // a node serving the directory collects its own agents, in their workers, between ticks
+          const viaNode = await gcByNode(dir, name, { keepEvery, keepLast })
+          if (viaNode !== null) {
+            for (const r of viaNode) process.stdout.write(o.json ? JSON.stringify(r) + '\n' : formatGc(r) + '\n')
+            continue
+          }
           note(`gc: ${name}: refused, the agent is being written: ${e.message}`)
           refused = e; continue
         }

@@ -136,6 +136,15 @@ export async function controlOp (node: IgordNode, req: Record<string, unknown>, 
       const id = req.id === undefined ? newMessageId() : messageIdFrom(str('id'))
       return { ...await node.deliver(agent, signTopUp(node.host, did, amount, id, nowNs())) }
     }
+    case 'gc': {
+      const count = (k: string, dflt: number): number => {
+        const v = req[k] ?? dflt
+        if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new RequestError(`control: field "${k}" must be a non-negative integer`)
+        return v
+      }
+      const opts = { keepEvery: count('keepEvery', 10), keepLast: count('keepLast', 1), dryRun: req.dryRun === true }
+      return { ...await node.gcNow(req.name === undefined ? undefined : str('name'), opts) }
+    }
     case 'peers':
       return { peer: node.peerId, peers: await node.discovery.peers() }
     case 'whereis': {

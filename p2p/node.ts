@@ -12,6 +12,7 @@
  * migration and status protocols; on shutdown every agent writes a final checkpoint.
  */
 import { formatGc } from '../checkpoint/gc.ts'
+import type { GcReport } from '../checkpoint/gc.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { blobsDir, makePrivateDir } from '../checkpoint/layout.ts'
@@ -46,6 +47,7 @@ import type { MdnsFactory } from './mdns.ts'
 import { dialableAddrs, parseMultiaddr, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
 import { Channel } from './wire.ts'
+import { RequestError } from './errors.ts'
 import { MSG_PROTOCOL, MSG_PROTOCOL_V1, MSG_STREAM_BUFFER } from './msg.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
 
@@ -329,6 +331,30 @@ export class IgordNode {
       }
       this.#blobs.forget() // packs were rewritten under the node's own index
     } finally { this.#gcBusy = false }
+  }
+
+  /**
+   * `igord gc` on a directory this node serves (control op `gc`): one retention pass over the
+   * hosted agent `name` (or every hosted agent), each in its own worker between its ticks, as
+   * {@link NodeOptions.gc} does but unbounded in packs. An agent in a migration is skipped.
+   * @returns one report per agent collected (checkpoint/gc.ts `GcReport`), and the names skipped
+   *   with why
+   * @throws RequestError when `name` is given and not hosted here; the gc's own errors
+   *   (GcError exit 6, StorageError exit 8) for a single named agent
+   */
+  async gcNow (name: string | undefined, opts: { keepEvery: number; keepLast: number; dryRun?: boolean }): Promise<{ reports: GcReport[]; skipped: { name: string; reason: string }[] }> {
+    const hosted = name === undefined ? [...this.agents.values()] : [this.agents.get(name)]
+    if (hosted[0] === undefined && name !== undefined) throw new RequestError(`gc: no agent named "${name}" is hosted by this node`)
+    const reports: GcReport[] = []; const skipped: { name: string; reason: string }[] = []
+    for (const h of hosted as Hosted[]) {
+      if (h.state === 'migrating' || h.migration !== null) { skipped.push({ name: h.name, reason: 'migrating' }); continue }
+      try { reports.push(await h.session.gc(opts)) } catch (e) {
+        if (name !== undefined) throw e
+        skipped.push({ name: h.name, reason: (e as Error).message })
+      }
+    }
+    if (opts.dryRun !== true) this.#blobs.forget()
+    return { reports, skipped }
   }
 
   /**

@@ -303,7 +303,7 @@ export class AgentHandle {
    * `gcAgent`; the writer's own pack is left alone and its store forgets what it knew).
    * @throws GcError, StorageError
    */
-  async gc (opts: { keepEvery: number; keepLast: number; maxPacks?: number }): Promise<GcReport> { return await this.#op({ t: 'gc', re: 0, opts }) as GcReport }
+  async gc (opts: { keepEvery: number; keepLast: number; maxPacks?: number; dryRun?: boolean }): Promise<GcReport> { return await this.#op({ t: 'gc', re: 0, opts }) as GcReport }
 
   /** Test-only fault `forge-final`: flips the last byte of memory, runs a tick and checkpoints it; returns that tick. */
   async forge (): Promise<number> { return await this.#op({ t: 'forge', re: 0 }) as number }

@@ -91,7 +91,7 @@ export type WorkerRequest =
   | { t: 'checkpoint'; re: number; id: number; status: Status; extra: { reason?: string; target?: string } }
   | { t: 'last'; re: number; id: number }
   | { t: 'forge'; re: number; id: number }
-  | { t: 'gc'; re: number; id: number; opts: { keepEvery: number; keepLast: number; maxPacks?: number } }
+  | { t: 'gc'; re: number; id: number; opts: { keepEvery: number; keepLast: number; maxPacks?: number; dryRun?: boolean } }
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
   | { t: 'code'; re: number; id: number; wasm: Uint8Array; memoryLimitPages: number; dir: string }

@@ -1,7 +1,7 @@
 /**
  * End-to-end tests of `igord gc` through the real CLI: heartbeat lives 60 ticks, `gc --keep-every 10`
  * shrinks its blobs, verify and verify --replay stay VALID and the agent resumes; a running writer's
- * agent is refused (exit 10); and kill -9 of `igord gc` at seeded random moments (bounded rounds,
+ * agent is refused (exit 10), one a node hosts is collected by that node (control op `gc`); and kill -9 of `igord gc` at seeded random moments (bounded rounds,
  * gc slowed between its durable steps by test/igord-faulty.ts `gc-slow`) never costs validity,
  * a resume, or anything the live `.ckpt` needs.
  */
@@ -110,6 +110,32 @@ test('igord node --keep-every: bounded gc passes in the node while the agent run
     await controlRequest(n.dir, { op: 'run', wasm: agentWasm('heartbeat'), name: 'heartbeat', budget: '100000000', intervalMs: 20 })
     await until(() => fs.existsSync(path.join(n.dir, 'history', 'heartbeat', 'gc.json')) && fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 40, 120_000, 'a gc record and 40 checkpoints')
     await until(() => /gc: heartbeat: kept the pages of/.test(n.live.stderr()), 60_000, 'a gc note')
+    const out = await stopNode(n); stopped = true
+    assert.is(out.code, 0, out.stderr)
+    const v = igord(['verify', n.dir])
+    assert.is(v.code, 0, v.stdout)
+    assert.match(v.stdout, /pruned by gc: the page bytes of \d+ of \d+ checkpoints/)
+    const rp = igord(['verify', '--replay', n.dir])
+    assert.is(rp.code, 0, rp.stdout)
+  } finally { if (!stopped) await stopNode(n) }
+})
+
+test('igord gc on a directory a node serves: the node collects its hosted agent between ticks (control op gc); an unknown name is refused', async () => {
+  const n = await startNode({ args: ['--hibernate-after', 'off'] })
+  let stopped = false
+  try {
+    await controlRequest(n.dir, { op: 'run', wasm: agentWasm('heartbeat'), name: 'heartbeat', budget: '100000000', intervalMs: 20 })
+    await until(() => fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 30, 120_000, '30 checkpoints')
+    const g = igord(['gc', n.dir, '--keep-every', '4', '--json'])
+    assert.is(g.code, 0, g.stdout + g.stderr)
+    const r = JSON.parse(g.stdout.trim().split('\n')[0]) as { agent: string; pruned: number; checkpoints: number; dryRun: boolean }
+    assert.is(r.agent, 'heartbeat')
+    assert.is(r.dryRun, false)
+    assert.ok(r.pruned > 0 && r.pruned < r.checkpoints, JSON.stringify(r))
+    assert.ok(fs.existsSync(path.join(n.dir, 'history', 'heartbeat', 'gc.json')))
+    const bad = controlRequest(n.dir, { op: 'gc', name: 'nobody' })
+    await bad.then(() => assert.unreachable('gc of an unknown agent answered ok'), (e: Error & { code?: string }) => { assert.is(e.code, 'BAD_REQUEST'); assert.match(e.message, /no agent named "nobody"/) })
+    await until(() => /tick \d+/.test(n.live.stdout()), 10_000, 'the agent still ticking')
     const out = await stopNode(n); stopped = true
     assert.is(out.code, 0, out.stderr)
     const v = igord(['verify', n.dir])
