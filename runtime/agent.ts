@@ -365,6 +365,10 @@ export class Agent {
     }
     try { this.flushOutput() } catch (e) { if (trap === null) { trap = trapMessage(e); exit = null } } // a per-tick limit
     if (comp !== null) {
+      // jco keeps resource handle tables in its glue, outside every core instance: no snapshot can
+      // carry a handle, so a call may not end holding one (docs/ABI.md "Components").
+      const held = comp.handles()
+      if (trap === null && held > 0) { trap = `${name} returned holding ${held} resource handle${held === 1 ? '' : 's'}; igord cannot carry resources across ticks (they live in jco's glue, outside the snapshot): drop every resource before returning`; exit = null }
       // Each core instance has its own counter, all set to the limit: the tick's fuel is their sum,
       // and a tick whose sum passes the limit fails as out of fuel (docs/ABI.md "Components").
       let fuel = 0n

@@ -75,8 +75,11 @@ export interface ComponentCore {
   definesMemory: boolean
 }
 
-/** The jco glue's entry point in instantiation mode. */
-type GlueInstantiate = (getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, unknown>, instantiateCore: (m: WebAssembly.Module, imports?: WebAssembly.Imports) => WebAssembly.Instance) => Record<string, unknown>
+/** What igord reads of one glue instance's own state: its resource handle tables (jco's `HANDLE_TABLES`). */
+interface GlueHooks { handleTables?: number[][] }
+
+/** The jco glue's entry point in instantiation mode, with igord's hooks object first. */
+type GlueInstantiate = (hooks: GlueHooks, getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, unknown>, instantiateCore: (m: WebAssembly.Module, imports?: WebAssembly.Imports) => WebAssembly.Instance) => Record<string, unknown>
 
 /** A component ready to instantiate: transpiled, every core module instrumented and compiled. */
 export interface ComponentCode {
@@ -91,7 +94,7 @@ export interface ComponentCode {
   imports: string[]
   /** The component's exports as jco lists them (`[name, 'function' | 'instance']`). */
   exports: [string, string][]
-  /** Evaluates a fresh copy of nothing: the glue keeps all its state inside each call. */
+  /** The glue's `instantiate` (all of its state lives inside each call), hooks first. */
   glue: GlueInstantiate
 }
 
@@ -166,13 +169,42 @@ export function clearComponentCache (): void { memo.clear(); compiled.clear() }
  * The glue's `instantiate` as a function of its own: the ES module text minus its two `export`
  * keywords, evaluated with `new Function`. Every piece of the glue's state lives inside each call
  * of `instantiate` (checked: nothing but `instantiate` and `_util` at the top level), so one
- * function serves every instance.
+ * function serves every instance. The glue's resource handle tables (`const HANDLE_TABLES = []`,
+ * the only glue state that outlives a call of a component without async) are handed to the
+ * caller's hooks object, so the runtime can see handles held across ticks.
+ * @throws ModuleError when the glue has ES imports or other exports, or uses resources without the
+ *   `HANDLE_TABLES` igord knows how to watch (another jco version)
  */
 function glueFunction (src: string, file: string): GlueInstantiate {
-  const body = src.replace(/^export function instantiate\(/m, 'function instantiate(').replace(/^export const _util = /m, 'const _util = ')
+  let body = src.replace(/^export function instantiate\(/m, 'function instantiate(').replace(/^export const _util = /m, 'const _util = ')
   if (/^\s*(import|export)\b/m.test(body)) throw new ModuleError(`${file}: jco's glue imports or exports more than instantiate (this igord expects instantiation mode without ES imports)`)
+  const tables = /const HANDLE_TABLES\s*=\s*\[\];/
+  if (tables.test(body)) body = body.replace(tables, 'const HANDLE_TABLES = []; __igor_state.current.handleTables = HANDLE_TABLES;')
+  else if (/rscTableCreate(Own|Borrow)\(/.test(body)) throw new ModuleError(`${file}: the component uses resources, and this jco's glue keeps their handles where igord cannot see them; igord cannot snapshot it`)
   // eslint-disable-next-line no-new-func -- the glue is jco's generated code for this component
-  return new Function(`"use strict";\n${body}\nreturn instantiate`)() as GlueInstantiate
+  const inner = new Function('__igor_state', `"use strict";\n${body}\nreturn instantiate`)
+  const state: { current: GlueHooks } = { current: {} }
+  const instantiate = inner(state) as (...args: unknown[]) => Record<string, unknown>
+  return (hooks, ...args) => {
+    state.current = hooks
+    try { return instantiate(...args) } finally { state.current = {} }
+  }
+}
+
+/** T_FLAG of jco's handle tables: set on a free slot's link and on an own handle's rep. */
+const T_FLAG = 1 << 30
+
+/**
+ * Live handles in jco's handle tables: each table is `[free-list head, 0]` followed by one
+ * `[scope, rep]` pair per handle; a slot is free when its first word has T_FLAG set.
+ */
+export function liveHandles (tables: readonly number[][] | undefined): number {
+  let n = 0
+  for (const t of tables ?? []) {
+    if (t === undefined) continue
+    for (let k = 1; 2 * k + 1 < t.length; k++) if ((t[2 * k] & T_FLAG) === 0 && t[2 * k + 1] !== 0) n++
+  }
+  return n
 }
 
 /** The transpile of `wasm`: memory, disk cache, or jco in a worker thread now. */
@@ -291,6 +323,8 @@ export interface ComponentInstance {
   /** The world's exports, lifted by the glue. */
   init (): void
   tick (): unknown
+  /** Resource handles the glue's tables hold now (0 for a component without resources). */
+  handles (): number
 }
 
 /**
@@ -305,7 +339,9 @@ export function instantiateComponent (code: ComponentCode, imports: Record<strin
   const byName = new Map(code.cores.map((c, k) => [c.name, k]))
   const byModule = new Map(code.cores.map((c, k) => [c.module, k]))
   const cores: WebAssembly.Instance[] = []
+  const hooks: GlueHooks = {}
   const ex = code.glue(
+    hooks,
     (name) => {
       const k = byName.get(name)
       if (k === undefined) throw new ModuleError(`${file}: the glue asks for a core module ${name} that jco did not produce`)
@@ -330,6 +366,7 @@ export function instantiateComponent (code: ComponentCode, imports: Record<strin
     fuel: cores.map((c) => c.exports[FUEL_GLOBAL] as WebAssembly.Global),
     init: ex.init as () => void,
     tick: ex.tick as () => unknown,
+    handles: () => liveHandles(hooks.handleTables),
   }
 }
 
