@@ -25,6 +25,7 @@ import { Agent } from '../runtime/agent.ts'
 import type { AgentSpec } from '../runtime/agent.ts'
 import { clearComponentCache, componentCacheStats, CORE_GLOBAL_STRIDE, instantiateComponent, isComponent, liveHandles, loadComponent } from '../runtime/component.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
+import { rewrite } from '../runtime/instrument.ts'
 
 const WIT = readFileSync(new URL('../wit/agent.wit', import.meta.url), 'utf8')
 const dirs: string[] = []
@@ -219,6 +220,25 @@ world w { import h; export init: func(); export tick: func() -> u32; }`
   assert.is(inst.handles(), 1, 'the guest keeps the handle in a global: it lives on in the glue')
   assert.is(inst.tick(), 0)
   assert.is(inst.handles(), 0, 'dropped')
+})
+
+test('instrumenter: a component core module may import its memory (not capped, not given one); a core agent may not', () => {
+  const mod = wat(`(module (import "env" "memory" (memory 1)) (global $g (mut i32) (i32.const 0))
+    (func (export "f") (result i32) (global.set $g (i32.add (global.get $g) (i32.const 1))) (i32.store (i32.const 0) (global.get $g)) (memory.grow (i32.const 1))))`)
+  assert.throws(() => rewrite(mod, { memoryLimitPages: 4 }), /imports its memory \(env\.memory\); agents must define their own memory/)
+  const r = rewrite(mod, { memoryLimitPages: 4, importedMemory: true })
+  const m = new WebAssembly.Module(r.binary as Uint8Array<ArrayBuffer>)
+  assert.equal(WebAssembly.Module.imports(m).map((i) => `${i.module}.${i.name}:${i.kind}`), ['env.memory:memory'])
+  assert.not.ok(WebAssembly.Module.exports(m).some((e) => e.kind === 'memory'), 'no memory of its own')
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 2 })
+  const inst = new WebAssembly.Instance(m, { env: { memory } })
+  ;(inst.exports.__igor_fuel as WebAssembly.Global).value = 1_000_000n
+  assert.is((inst.exports.f as () => number)(), 1)
+  assert.is(new DataView(memory.buffer).getInt32(0, true), 1, 'writes the shared memory')
+  assert.is((inst.exports.f as () => number)(), -1, 'the defining side\'s maximum bounds growth')
+  assert.ok((inst.exports.__igor_fuel as WebAssembly.Global).value < 1_000_000n, 'metered')
+  const shared = wat('(module (import "env" "memory" (memory 1 2 shared)))')
+  assert.throws(() => rewrite(shared, { memoryLimitPages: 4, importedMemory: true }), /threads/)
 })
 
 test.run()
