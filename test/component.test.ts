@@ -145,7 +145,7 @@ test('componentImports: typed refusals as WIT error-codes record nothing; values
 })
 
 test('a scripted component: results, trap rolled back through a fresh instance, out of fuel, invalid tick-result; restore gives the same state root', async () => {
-  const wasm = await scripted([0, M.IDLE, M.MORE, M.UNREACHABLE, M.IDLE, M.LOOP, M.BAD, M.IDLE, M.FINISH])
+  const wasm = await scripted([0, M.IDLE, M.MORE, M.UNREACHABLE, M.IDLE, M.LOOP, M.BAD, M.IDLE, M.IDLE, M.FINISH])
   const a = Agent.birth(spec(wasm))
   assert.ok(a.component !== null)
   assert.is(a.globalsInfo.length, 1)
@@ -169,6 +169,14 @@ test('a scripted component: results, trap rolled back through a fresh instance, 
   const ra = a.runTick()!; const rb = b.runTick()!
   assert.equal([ra.result, rb.result, ra.fuel], [0, 0, rb.fuel])
   assert.is(root(b), root(a), 'and they tick alike')
+  const snap = a.checkpointState()
+  const kept = { pageCount: snap.pageCount, pages: snap.pages.map(([i, p]): [number, Uint8Array] => [i, p.slice()]), digests: snap.digests, globals: snap.globals }
+  a.hibernate(() => kept)
+  assert.ok(a.hibernated, 'instance and memory dropped')
+  const rh = a.runTick()!
+  assert.not.ok(a.hibernated, 'woken by the tick')
+  assert.is(b.runTick()!.fuel, rh.fuel)
+  assert.is(root(b), root(a), 'a hibernated component wakes into the same state')
   assert.is(a.runTick()!.result, 2)
 })
 
