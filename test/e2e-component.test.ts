@@ -1,3 +1,4 @@
+// test-timeout: 600
 /**
  * Component agents end to end through the real CLI (issue 12): existing AssemblyScript agents
  * (ledger, heartbeat) built unchanged as components of world igor:agent/agent
