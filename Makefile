@@ -5,6 +5,9 @@ NODE := $(CURDIR)/node_modules/.bin/node
 
 AS_AGENTS := $(basename $(notdir $(wildcard agents-as/agents/*.ts)))
 AS_WASM := $(AS_AGENTS:%=agents-as/build/%.wasm)
+# Existing AS agents also built, unchanged, as components of world igor:agent/agent (wit/agent.wit).
+AS_COMPONENTS := ledger heartbeat
+AS_COMPONENT_WASM := $(AS_COMPONENTS:%=agents-as/build/%.component.wasm)
 
 # C agents: WASI reactors built with Debian's clang + lld + wasi-libc (installed below when missing).
 C_AGENTS := $(basename $(notdir $(wildcard agents-c/agents/*.c)))
@@ -26,12 +29,15 @@ node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-agents: install $(AS_WASM) $(C_WASM)
+agents: install $(AS_WASM) $(C_WASM) $(AS_COMPONENT_WASM)
 
 agents-as/build/%.wasm: agents-as/agents/%.ts agents-as/sdk/*.ts agents-as/asconfig.json
 	@mkdir -p agents-as/build
 	asc $< --config agents-as/asconfig.json --target release -o $@
 	@cp agents-as/agents/$*.manifest.json agents-as/build/$*.manifest.json
+
+agents-as/build/%.component.wasm: agents-as/agents/%.ts agents-as/component/igor.ts wit/agent.wit scripts/componentize-as.ts
+	$(NODE) scripts/componentize-as.ts $*
 
 agents-c/build/%.wasm: agents-c/agents/%.c agents-c/agents/%.manifest.json agents-c/include/*.h | wasi-toolchain
 	@mkdir -p agents-c/build
