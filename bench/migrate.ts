@@ -7,7 +7,11 @@
  *   the same 2 MiB over the raw stream; with the time of each protocol step;
  * - downtime: from stopping the agent on the source to its first tick on the target, ms;
  * - a 64 MiB agent's transfer throughput (offer → pending: transfer, verification and the durable
- *   pending write), MiB/s, beside the raw stream throughput, target ≥ 50 %.
+ *   pending write), MiB/s, beside the raw stream throughput, target ≥ 50 %: three moves of three
+ *   different 64 MiB agents (each a first visit: another module, other pages), each right after a
+ *   raw 64 MiB run over the same connection; the row is the median move against the median raw
+ *   run, judged by the median of the three pairs' ratios (each printed), so that one moment of a
+ *   loaded machine does not decide it.
  * Moved agents are stopped on the target after each measurement so that nothing ticks in the
  * background of the next one.
  */
@@ -38,7 +42,7 @@ async function rawSend (from: IgordNode, to: IgordNode, bytes: number): Promise<
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** Runs the migration benchmarks (about 20–40 s). */
+/** Runs the migration benchmarks (about 30–60 s). */
 export async function bench (): Promise<BenchRow[]> {
   const dirs: string[] = []
   const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'igord-bench-mig-')); dirs.push(d); return d }
@@ -92,15 +96,23 @@ export async function bench (): Promise<BenchRow[]> {
     const mid = runs.map((x) => x.r).sort((x, y) => x.ms - y.ms)[2]
     for (const [k, v] of Object.entries(mid.steps)) rows.push({ name: `  2 MiB step: ${k}`, value: v, unit: 'ms' })
 
-    // 64 MiB agent
-    const big = writeStateAgent(src, 1024)
-    await a.run({ wasm: big.wasm, manifest: big.manifest, name: 'big', budget: 10n ** 12n, intervalMs: 20 })
-    await sleep(100)
-    const { r: r64 } = await moveAndStop('big', a, b)
-    const mib = r64.blobBytes / 1048576
-    const value = mib / (r64.transferMs / 1000)
-    rows.push({ name: 'migrate 64 MiB agent: offer → pending throughput', value, unit: 'MiB/s', floor: rawMiBs, ratio: rawMiBs / value, target: '≥ 0.5 of raw libp2p', met: value / rawMiBs >= 0.5 })
-    rows.push({ name: 'migrate 64 MiB agent end to end', value: r64.ms, unit: 'ms' })
+    // 64 MiB agents: three pairs (raw 64 MiB, then a move of a 64 MiB agent the target never saw)
+    const pairs: { raw: number; value: number; r: MigrateResult }[] = []
+    for (let k = 0; k < 3; k++) {
+      const big = writeStateAgent(src, 1024, 11 + k)
+      await a.run({ wasm: big.wasm, manifest: big.manifest, name: `big${k}`, budget: 10n ** 12n, intervalMs: 20 })
+      await sleep(100)
+      const raw = 64 / (await rawSend(a, b, 64 * CHUNK) / 1000)
+      const { r } = await moveAndStop(`big${k}`, a, b)
+      pairs.push({ raw, value: (r.blobBytes / 1048576) / (r.transferMs / 1000), r })
+    }
+    const value = median(pairs.map((p) => p.value))
+    const raw = median(pairs.map((p) => p.raw))
+    const ratio = median(pairs.map((p) => p.value / p.raw))
+    rows.push({ name: 'migrate 64 MiB agent: offer → pending throughput', value, unit: 'MiB/s', floor: raw, ratio: raw / value, target: '≥ 0.5 of raw libp2p', met: ratio >= 0.5 })
+    pairs.forEach((p, k) => rows.push({ name: `  64 MiB move ${k + 1}: offer → pending / raw`, value: p.value / p.raw, unit: 'ratio', floor: p.raw }))
+    const r64 = pairs.map((p) => p.r).sort((x, y) => x.transferMs - y.transferMs)[1]
+    rows.push({ name: 'migrate 64 MiB agent end to end (median move)', value: r64.ms, unit: 'ms' })
     for (const [k, v] of Object.entries(r64.steps)) rows.push({ name: `  64 MiB step: ${k}`, value: v, unit: 'ms' })
   } finally {
     await a.shutdown(); await b.shutdown()

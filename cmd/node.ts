@@ -82,6 +82,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--max-event-bytes-per-tick <bytes>', `refuse agents whose manifest asks more event bytes per tick (default ${DEFAULT_NODE_CAPS.tickLimits.eventBytes} = 4MiB)`)
     .option('--max-inbox-messages <n>', `refuse agents whose manifest lets more messages wait in their inbox (default ${INBOX_LIMITS.max_inbox_messages[1]}, the most a manifest may ask)`)
     .option('--max-message-bytes <bytes>', `refuse agents whose manifest takes larger messages (default ${INBOX_LIMITS.max_message_bytes[1]} = 1MiB, the most a manifest may ask)`)
+    .option('--migrate-memory <bytes>', 'blobs of inbound migrations held in memory by all offers in progress together; an offer that does not fit is spooled to disk ("0": always spool)', '256MiB')
     .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)
     .option('--tick-threads <n>', 'worker threads that run the agents\' ticks (default: the number of CPUs, at least 2)')
     .option('--hibernate-after <duration>', 'hibernate an agent idle this long (drop its instance and memory until its next tick); "off": never', `${DEFAULT_HIBERNATE_AFTER_MS / 1000}s`)
@@ -94,7 +95,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--http <[host:]port>', 'serve the HTTP API (agents, actions, SSE logs) and Prometheus /metrics on this address; a bare port listens on 127.0.0.1')
     .option('--http-token <token>', 'every HTTP request must carry Authorization: Bearer <token> (default: $IGORD_HTTP_TOKEN); required when --http is not a loopback address, else the node refuses to start (exit 2)')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { http?: string; httpToken?: string; listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string; keepEvery?: string; keepLast: string; gcEvery: string }) => {
+    .action(async (o: CapFlags & { http?: string; httpToken?: string; listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string; keepEvery?: string; keepLast: string; gcEvery: string; migrateMemory: string }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
@@ -129,6 +130,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         tickTimeoutMs: parseTickTimeout(o.tickTimeout, '--tick-timeout'),
         msgLookupMs: parseDuration(o.msgLookup, '--msg-lookup'),
         hibernateAfterMs: o.hibernateAfter === 'off' ? null : parseDuration(o.hibernateAfter, '--hibernate-after'),
+        targetLimits: { maxMemoryBytes: o.migrateMemory.trim() === '0' ? 0 : parseLimit(o.migrateMemory, '--migrate-memory') },
         ...(o.keepEvery === undefined ? {} : { gc: { keepEvery: parseCount(o.keepEvery, '--keep-every'), keepLast: parseCount(o.keepLast, '--keep-last'), everyMs: Math.max(1, parseDuration(o.gcEvery, '--gc-every')) } }),
         ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,

@@ -87,28 +87,36 @@ export interface TargetLimits {
    * accepted, {@link MAX_WASM_BYTES} when the wasm is asked for plus 64 KiB per page asked for
    */
   maxSpoolBytes: number
+  /**
+   * bytes of received blobs all offers in progress may hold in memory together (the same
+   * reservation as for the spool, made first: an offer that fits is received into memory,
+   * {@link MemorySpool}; one that does not is spooled to disk, {@link Spool}, under `maxSpoolBytes`)
+   */
+  maxMemoryBytes: number
 }
 
-/** Default {@link TargetLimits}: 2 offers per peer, 8 in total, 16 GiB of spool. */
-export const DEFAULT_TARGET_LIMITS: TargetLimits = { maxOffersPerPeer: 2, maxOffers: 8, maxSpoolBytes: 16 * 1024 ** 3 }
+/** Default {@link TargetLimits}: 2 offers per peer, 8 in total, 16 GiB of spool, 256 MiB of it in memory. */
+export const DEFAULT_TARGET_LIMITS: TargetLimits = { maxOffersPerPeer: 2, maxOffers: 8, maxSpoolBytes: 16 * 1024 ** 3, maxMemoryBytes: 256 * 1024 ** 2 }
 
 /**
- * The target's count of offers in progress per peer and in total, and of spool bytes reserved
- * (one per node, shared by all inbound streams). Single-threaded: no locking.
+ * The target's count of offers in progress per peer and in total, and of spool bytes reserved on
+ * disk and in memory (one per node, shared by all inbound streams). Single-threaded: no locking.
  */
 export class InboundGate {
   readonly limits: TargetLimits
   readonly #slots: PeerSlots
   #spool = 0
+  #memory = 0
 
   constructor (limits: Partial<TargetLimits> = {}) {
     this.limits = { ...DEFAULT_TARGET_LIMITS, ...limits }
     this.#slots = new PeerSlots(this.limits.maxOffersPerPeer, this.limits.maxOffers, 'offers')
   }
 
-  /** Offers in progress, and spool bytes reserved by them. */
+  /** Offers in progress, and spool bytes reserved by them on disk and in memory. */
   get offers (): number { return this.#slots.total }
   get spoolBytes (): number { return this.#spool }
+  get memoryBytes (): number { return this.#memory }
 
   /** Admits one more offer from `peer`; returns null (admitted: call {@link leave} later) or the refusal reason. */
   enter (peer: string): string | null { return this.#slots.enter(peer) }
@@ -127,6 +135,80 @@ export class InboundGate {
 
   /** Releases a reservation made by {@link reserve}. */
   release (bytes: number): void { this.#spool = Math.max(0, this.#spool - bytes) }
+
+  /** Reserves `bytes` of the in-memory budget; true (reserved: call {@link releaseMemory} later) or false (it does not fit: spool to disk). */
+  reserveMemory (bytes: number): boolean {
+    if (this.#memory + bytes > this.limits.maxMemoryBytes) return false
+    this.#memory += bytes
+    return true
+  }
+
+  /** Releases a reservation made by {@link reserveMemory}. */
+  releaseMemory (bytes: number): void { this.#memory = Math.max(0, this.#memory - bytes) }
+}
+
+/**
+ * The received blobs of one offer held in memory (an offer within the node's in-memory budget,
+ * {@link TargetLimits.maxMemoryBytes}; the interface of {@link Spool}): each blob is copied on
+ * arrival — a page into the next 64 KiB slot of one `SharedArrayBuffer` of `pages` slots (allocated
+ * at once; the system commits its memory as the slots are written), any other blob (the wasm) into
+ * its own — and {@link load} returns those views: nothing is written to disk or read back. Blobs are
+ * hashed once, on arrival, by the caller ({@link receiveAgent}). Holds at most `pages` × 64 KiB
+ * plus one blob that is not a page slot (≤ {@link MAX_WASM_BYTES}), or a page past the slots:
+ * within the offer's reservation.
+ */
+export class MemorySpool {
+  /** bytes stored; bytes waiting for a write (always 0: nothing is written) */
+  bytes = 0
+  readonly queued = 0
+  readonly #at = new Map<string, Uint8Array>()
+  readonly #slots: Uint8Array
+  #used = 0
+  #removed = false
+
+  /** @param pages 64 KiB slots for the pages the offer was asked for */
+  constructor (pages: number) { this.#slots = new Uint8Array(new SharedArrayBuffer(pages * PAGE_SIZE)) }
+
+  /**
+   * Copies blobs `[cid, bytes]` (each already checked against its CID) in.
+   * @throws NetworkError when the spool was removed
+   */
+  putAll (blobs: [string, Uint8Array][]): void {
+    if (this.#removed) throw new NetworkError('spool: removed')
+    for (const [cid, b] of blobs) {
+      let v: Uint8Array
+      if (b.length === PAGE_SIZE && (this.#used + 1) * PAGE_SIZE <= this.#slots.length) v = this.#slots.subarray(this.#used * PAGE_SIZE, ++this.#used * PAGE_SIZE)
+      else v = new Uint8Array(new SharedArrayBuffer(b.length))
+      v.set(b)
+      this.#at.set(cid, v)
+      this.bytes += b.length
+    }
+  }
+
+  /** Nothing waits for a write. */
+  async settled (): Promise<void> {}
+
+  has (cid: string): boolean { return this.#at.has(cid) }
+
+  /** Blobs stored. */
+  get count (): number { return this.#at.size }
+
+  /**
+   * Every stored blob by CID: views of `SharedArrayBuffer`s (so that handing the pages to tick
+   * workers shares them), not to be written.
+   * @throws NetworkError when the spool was removed
+   */
+  async load (): Promise<Map<string, Uint8Array>> {
+    if (this.#removed) throw new NetworkError('spool: removed')
+    return new Map(this.#at)
+  }
+
+  /** Drops the blobs (what {@link load} returned stays valid for whoever holds it); never throws. `later`: as {@link Spool.remove} (no effect here). */
+  remove (later = false): void {
+    void later
+    this.#removed = true
+    this.#at.clear()
+  }
 }
 
 /**
@@ -460,12 +542,23 @@ export interface TargetHooks {
   hasBlob (cid: string): boolean
   getBlob (cid: string): Uint8Array
   /**
-   * Checks the assembled agent can run here and stores it durably as pending (before the target
-   * answers `pending`); throws to refuse (the message is sent as the reason), leaving no pending
-   * files. Runs while the offer's replay does ({@link TargetHooks.discard} undoes it when the
-   * replay fails); `live`'s pages may be views of a `SharedArrayBuffer` ({@link Spool.load}): read only.
+   * Stores the assembled agent durably as pending (before the target answers `pending`) and, with
+   * `restore` true, checks it can run here by restoring it for hosting (else {@link
+   * TargetHooks.restoreLater} follows once its replay succeeded); throws to refuse (the message is
+   * sent as the reason), leaving no pending files. Runs while the offer's replay does ({@link
+   * TargetHooks.discard} undoes it when the replay fails); `live`'s pages may be views of a
+   * `SharedArrayBuffer` ({@link Spool.load}): read only.
    */
-  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint): void | Promise<void>
+  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint, restore: boolean): void | Promise<void>
+  /**
+   * Optional: restores the agent for hosting in the background, after `pending` — called instead of
+   * a restore in {@link TargetHooks.prepare} when the offer's replay re-executed ticks of this very
+   * module into exactly the offered state (which proves the module instantiates here and the state
+   * restores into it: docs/RATIONALE.md "Offer → pending at half the raw stream"). Its failure is
+   * the node's to handle at install (it resumes the agent from its pending checkpoint). Absent:
+   * `prepare` always restores.
+   */
+  restoreLater? (offer: Offer, live: LiveCheckpoint): void
   /**
    * Undoes a successful {@link TargetHooks.prepare} whose offer then failed its replay (prepare runs
    * while the replay does): removes the pending files; {@link TargetHooks.failed} follows.
@@ -582,14 +675,15 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
   }
   let offer: Offer | null = null
   let pendingWritten = false
-  let spool: Spool | null = null
+  let spool: Spool | MemorySpool | null = null
   let reserved = 0
+  let inMemory = false
   let inGate = true
   const leaveGate = (later = false) => {
     if (!inGate) return
     inGate = false
     spool?.remove(later)
-    gate.release(reserved)
+    if (inMemory) gate.releaseMemory(reserved); else gate.release(reserved)
     gate.leave(ch.peer)
   }
   try {
@@ -612,12 +706,19 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     const bound = announced(offer)
     if (bound !== null) throw await refused(ch, bound, t)
     const need = (wanted.has(offer.parsed.code) ? MAX_WASM_BYTES : 0) + wantPages * PAGE_SIZE
-    const noSpace = gate.reserve(need)
-    if (noSpace !== null) throw await refused(ch, noSpace, t)
-    reserved = need
-    try { spool = new Spool(hooks.spoolRoot) } catch (e) { throw await refused(ch, (e as Error).message, t) }
+    // received into memory when the node's in-memory budget has room for the reservation, else spooled to disk
+    if (gate.reserveMemory(need)) {
+      inMemory = true
+      reserved = need
+      spool = new MemorySpool(wantPages)
+    } else {
+      const noSpace = gate.reserve(need)
+      if (noSpace !== null) throw await refused(ch, noSpace, t)
+      reserved = need
+      try { spool = new Spool(hooks.spoolRoot) } catch (e) { throw await refused(ch, (e as Error).message, t) }
+    }
     await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
-    // transfer: every blob is hashed as it arrives and spooled to disk
+    // transfer: every blob is hashed as it arrives and kept in memory or spooled to disk
     let frames = 0
     let end: Frame
     for (;;) {
@@ -655,13 +756,16 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       // The replay (a tick worker) runs while the node restores the agent for hosting (another
       // worker) and stores it as pending (this thread); a failed replay undoes the pending write.
       // A replay failure is reported before a failure of prepare, as when they ran one after the other.
-      const [r, p] = await Promise.allSettled([replayBase(offer, live, got, hooks, baseIoOf(offer, end)), hooks.prepare(offer, ch.peer, live)])
+      // With a replay, the restore for hosting waits until after `pending` (the replay is that check).
+      const later = hooks.restoreLater !== undefined && replays(offer, live)
+      const [r, p] = await Promise.allSettled([replayBase(offer, live, got, hooks, baseIoOf(offer, end)), hooks.prepare(offer, ch.peer, live, !later)])
       if (r.status === 'rejected') {
         if (p.status === 'fulfilled') hooks.discard(offer)
         throw r.reason
       }
       if (p.status === 'rejected') throw p.reason
       replayed = r.value
+      if (later) hooks.restoreLater!(offer, live)
     } catch (e) {
       await refuse(ch, (e as Error).message.split('\n')[0], t)
       throw e
@@ -773,9 +877,12 @@ function baseIoOf (offer: Offer, end: Frame): IoState | undefined {
  * exactly the offered checkpoint. Returns the number of ticks replayed (0 without a base or log).
  * @throws NetworkError `verify: …` for a bad base; `replay diverges at tick N (<field>): <message>`
  */
+/** Whether {@link replayBase} re-executes ticks for this offer (it has a replay base and the offered checkpoint a log). */
+function replays (offer: Offer, live: LiveCheckpoint): boolean { return offer.base !== undefined && live.log !== null }
+
 async function replayBase (offer: Offer, live: LiveCheckpoint, got: Map<string, Uint8Array>, hooks: TargetHooks, io: IoState | undefined): Promise<number> {
   const b = offer.base
-  if (b === undefined || live.log === null) return 0
+  if (b === undefined || live.log === null) return 0 // as replays(): nothing to re-execute
   const pages: [number, Uint8Array][] = []
   const digests: [number, Uint8Array][] = []
   for (const [i, c] of b.pages) {

@@ -71,6 +71,12 @@ export class Target {
   /** the verified live checkpoints of prepared arrivals (so that installing does not re-read and re-hash them) */
   readonly #prepared = new Map<string, LiveCheckpoint>()
   readonly #resolving = new Set<string>()
+  /**
+   * arrivals whose restore for hosting runs after `pending` ({@link restoreLater}), by name: the
+   * restored agent, or null when that restore failed (the agent is then resumed from its pending
+   * checkpoint at install)
+   */
+  readonly #restoring = new Map<string, Promise<AgentHandle | null>>()
   /** the offer that reserved each name in {@link #inbound} while its transfer runs */
   readonly #reserved = new Map<string, Offer>()
   /** counts of offers in progress and spool bytes (p2p/migrate.ts `InboundGate`) */
@@ -113,12 +119,13 @@ export class Target {
       policy: (o, from) => this.policy(o, from),
       hasBlob: (c) => n.hasBlob(c),
       getBlob: (c) => n.getBlob(c),
-      prepare: (o, from, live) => this.prepare(o, from, live),
-      discard: (o) => { authority.dropPending(n.dir, o.name); this.#prepared.delete(o.name) },
+      prepare: (o, from, live, restore) => this.prepare(o, from, live, restore),
+      restoreLater: (o, live) => this.restoreLater(o, live),
+      discard: (o) => { authority.dropPending(n.dir, o.name); this.#prepared.delete(o.name); this.#restoring.delete(o.name) },
       install: async (o, h) => {
-        const prepared = this.#inbound.get(o.name) ?? null
         const reason = authority.checkHandoff(h, o.parsed, o.cid, n.peerId)
         if (reason !== null) throw new NetworkError(`handoff: ${reason}`)
+        const prepared = await this.#preparedAgent(o.name)
         await this.commitArrival(o.name, this.#prepared.get(o.name) ?? readLive(authority.recordPaths(n.dir, o.name).pendingCkpt), h, prepared)
       },
       unresolved: (o) => { void this.resolve(o.name) },
@@ -140,6 +147,7 @@ export class Target {
       if (!fs.existsSync(authority.recordPaths(this.#n.dir, o.name).pending)) {
         void this.#inbound.get(o.name)?.close() // the prepared agent leaves its worker
         this.#inbound.delete(o.name)
+        this.#restoring.delete(o.name) // a restore still running closes its agent when it ends
       }
     }
     this.#n.note(`inbound migration${o === null ? '' : ` of ${o.name}`} from ${from}: ${reason}`)
@@ -186,11 +194,17 @@ export class Target {
   }
 
   /**
-   * Restores the assembled agent in a tick worker and stores it durably as pending.
+   * Stores the assembled agent durably as pending and, with `restore` (the default), restores it
+   * in a tick worker meanwhile; without, {@link restoreLater} follows once its replay succeeded.
    * @throws Error "the agent cannot run here: …", StorageError (the pending record)
    */
-  async prepare (o: Offer, from: string, live: LiveCheckpoint): Promise<void> {
+  async prepare (o: Offer, from: string, live: LiveCheckpoint, restore = true): Promise<void> {
     const n = this.#n
+    if (!restore) {
+      authority.writePending(n.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
+      this.#prepared.set(o.name, live)
+      return
+    }
     // restored in a tick worker while this thread writes the pending files
     const adopting = n.pool.adopt(n.settings(), o.name, live, n.emitter(o.name))
     adopting.catch(() => {}) // awaited below
@@ -204,6 +218,41 @@ export class Target {
     }
     this.#inbound.set(o.name, agent)
     this.#prepared.set(o.name, live)
+  }
+
+  /**
+   * Restores a pending arrival for hosting in a tick worker, in the background: called after
+   * `pending` for an arrival whose replay re-executed its ticks here into exactly the offered state
+   * (so the module instantiates and the state restores here: p2p/migrate.ts
+   * `TargetHooks.restoreLater`), so that the source's commit and the handoff overlap it. Install
+   * waits for it ({@link #preparedAgent}); when it fails, install resumes the agent from its pending
+   * checkpoint instead (as after a restart). An arrival that ended meanwhile (failed, aborted,
+   * discarded) has its restored agent closed. Never throws.
+   */
+  restoreLater (o: Offer, live: LiveCheckpoint): void {
+    const n = this.#n
+    const p: Promise<AgentHandle | null> = n.pool.adopt(n.settings(), o.name, live, n.emitter(o.name)).then((agent) => {
+      if (this.#restoring.get(o.name) !== p) { void agent.close(); return null } // the arrival ended meanwhile
+      this.#inbound.set(o.name, agent)
+      return agent
+    }, (e: Error) => {
+      n.note(`${o.name}: restoring the arrival for hosting failed (${e.message.split('\n')[0]}); it will be resumed from its pending checkpoint`)
+      return null
+    })
+    this.#restoring.set(o.name, p)
+  }
+
+  /**
+   * The agent restored for hosting for arrival `name` (waiting for a {@link restoreLater} still
+   * running), or null: none (install then resumes it from its pending checkpoint).
+   */
+  async #preparedAgent (name: string): Promise<AgentHandle | null> {
+    const restoring = this.#restoring.get(name)
+    if (restoring !== undefined) {
+      await restoring
+      this.#restoring.delete(name)
+    }
+    return this.#inbound.get(name) ?? null
   }
 
   /**
@@ -285,7 +334,7 @@ export class Target {
             const live = readLive(authority.recordPaths(n.dir, name).pendingCkpt)
             const reason = authority.checkHandoff(a, live.parsed, rec.offer, n.peerId)
             if (reason !== null) throw new NetworkError(`status: ${reason}`)
-            await this.commitArrival(name, live, a, this.#inbound.get(name) ?? null)
+            await this.commitArrival(name, live, a, await this.#preparedAgent(name))
             authority.recordOutcome(n.dir, { role: 'target', outcome: 'resolved-handoff', name, id: rec.id })
             return
           }
@@ -294,6 +343,7 @@ export class Target {
             void this.#inbound.get(name)?.close() // the prepared agent leaves its worker
             this.#inbound.delete(name)
             this.#prepared.delete(name)
+            this.#restoring.delete(name) // a restore still running closes its agent when it ends
             authority.recordOutcome(n.dir, { role: 'target', outcome: 'resolved-aborted', name, id: rec.id })
             n.note(`the source of ${name} aborted that migration; dropped the pending copy`)
             return

@@ -31,7 +31,7 @@ let agent: LiveCheckpoint // an agent of the evil peer's own (it holds its key)
 const others: Peer[] = []
 
 test.before(async () => {
-  T = track(await startNode())
+  T = track(await startNode({ args: ['--migrate-memory', '0'] })) // every offer spooled to disk (the stalled offer below)
   X = await evil.startEvil()
   agent = evil.ownAgent(3)
 })

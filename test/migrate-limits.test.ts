@@ -2,7 +2,8 @@
  * p2p/migrate.ts target limits with an in-process node (p2p/node.ts) and the malicious peer of
  * test/evil-peer.ts, with small limits so that each bound is reached quickly: the whole-offer
  * deadline (a stalled offer is refused by it, not by the frame timeout), empty `blobs` frames, the
- * spool-space reservation, and the memory an offer's replay base announces. Each refusal carries its
+ * spool-space reservation, the in-memory receive budget (beyond it, offers are spooled to disk), and
+ * the memory an offer's replay base announces. Each refusal carries its
  * reason, and the offer's reservations (name, slot, spool) are released.
  */
 import { readdirSync } from 'node:fs'
@@ -11,7 +12,10 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { headerCid } from '../checkpoint/header.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
+import { cidOf } from '../checkpoint/hash.ts'
+import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { IgordNode } from '../p2p/node.ts'
+import { MAX_WASM_BYTES } from '../p2p/migrate.ts'
 import type { TargetLimits, Timeouts } from '../p2p/migrate.ts'
 import type { Peer } from '../p2p/peer.ts'
 import * as evil from './evil-peer.ts'
@@ -51,12 +55,38 @@ test('a stalled offer is refused by the whole-offer deadline (frame timeout 60 s
 })
 
 test('spool space: an offer needing more than the node\'s free spool is refused before accept', async () => {
-  const T = await target({}, { maxSpoolBytes: 1024 * 1024 })
+  const T = await target({}, { maxSpoolBytes: 1024 * 1024, maxMemoryBytes: 0 })
   try {
     const ch = await evil.openMigrate(X, T.addrs[0])
     await ch.send(evil.offerFrame(agent, 'big'), 'offer', 10_000)
     assert.match(await evil.refusal(ch), /^not enough spool space: the offer needs up to \d+ bytes, 1048576 of the node's 1048576 are free$/)
     ch.abort()
+  } finally { await T.shutdown() }
+})
+
+test('in-memory receive within the node budget: an offer that fits is held in memory (no spool), a concurrent one over the budget is spooled to disk; the budget is released when an offer ends', async () => {
+  const notes: string[] = []
+  const need = MAX_WASM_BYTES + new Set(agent.pages.map(([, p]) => cidOf(p))).size * PAGE_SIZE // the wasm and every page are asked for
+  const T = await target({}, { maxMemoryBytes: need }, notes)
+  try {
+    const blobs = evil.blobsOf(agent)
+    const stall = async (name: string) => {
+      const ch = await evil.openMigrate(X, T.addrs[0])
+      await ch.send(evil.offerFrame(agent, name), 'offer', 10_000)
+      const accept = await ch.recv('offer', 10_000, ['accept'])
+      await ch.send({ t: 'blobs', b: (accept.want as string[]).map((c) => blobs.get(c)!) }, 'transfer', 10_000)
+      return ch
+    }
+    const m1 = await stall('mem1') // fits the budget: in memory
+    assert.equal(spool(T), [], 'the first offer is not spooled')
+    const m2 = await stall('mem2') // the budget is taken: spooled to disk
+    assert.is(spool(T).length, 1, 'the second offer is spooled')
+    m1.abort()
+    for (let i = 0; i < 400 && !notes.some((l) => /inbound migration of mem1 from/.test(l)); i++) await new Promise((r) => setTimeout(r, 25))
+    assert.ok(notes.some((l) => /inbound migration of mem1 from/.test(l)), 'the first offer ended')
+    const m3 = await stall('mem3') // the budget was released: in memory again
+    assert.is(spool(T).length, 1, 'only the second offer is spooled')
+    m2.abort(); m3.abort()
   } finally { await T.shutdown() }
 })
 

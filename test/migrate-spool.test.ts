@@ -1,7 +1,9 @@
 /**
  * p2p/migrate.ts `Spool`, the target's store of one offer's received blobs: one file per offer
  * (folder 0700, file 0600) appended frame by frame on the thread pool, read back by CID in one read
- * into a SharedArrayBuffer without hashing again, deleted at once or in the background.
+ * into a SharedArrayBuffer without hashing again, deleted at once or in the background; and
+ * `MemorySpool`, the same for an offer within the node's in-memory budget: pages copied into 64 KiB
+ * slots of one SharedArrayBuffer, other blobs into their own, nothing on disk.
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
@@ -9,7 +11,7 @@ import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { cidOf } from '../checkpoint/hash.ts'
-import { clearSpools, Spool } from '../p2p/migrate.ts'
+import { clearSpools, MemorySpool, Spool } from '../p2p/migrate.ts'
 import { cleanup, tempDir } from './helpers.ts'
 
 test.after(() => cleanup())
@@ -71,6 +73,36 @@ test('the write queue counts the bytes waiting to be written and drains to 0', a
   assert.is(s.queued, 0)
   assert.is(statSync(s.file).size, 16 * 65536)
   s.remove()
+})
+
+test('MemorySpool: pages come back by CID as slots of one SharedArrayBuffer, other blobs in their own; a page past the slots still fits; nothing waits; removed: load fails', async () => {
+  const s = new MemorySpool(3)
+  const wasm = blob(300_000)
+  const pages = [blob(65536), blob(65536), blob(65536), blob(65536)]
+  s.putAll([wasm, pages[0]])
+  s.putAll([pages[1], pages[2], pages[3]]) // one more page than slots (e.g. a wasm of 64 KiB took a slot)
+  assert.is(s.queued, 0)
+  assert.is(s.count, 5)
+  assert.is(s.bytes, 300_000 + 4 * 65536)
+  for (const [c] of [wasm, ...pages]) assert.ok(s.has(c))
+  await s.settled()
+  const got = await s.load()
+  for (const [c, b] of [wasm, ...pages]) {
+    const x = got.get(c)!
+    assert.ok(x.buffer instanceof SharedArrayBuffer, 'shared, not copied into each worker')
+    assert.ok(Buffer.compare(x, b) === 0, `blob ${c}`)
+    assert.ok(x !== b && x.buffer !== b.buffer, 'copied out of the frame')
+  }
+  const slab = got.get(pages[0][0])!.buffer
+  assert.is(slab.byteLength, 3 * 65536)
+  assert.ok(got.get(pages[1][0])!.buffer === slab && got.get(pages[2][0])!.buffer === slab, 'the pages share the slots')
+  assert.ok(got.get(pages[3][0])!.buffer !== slab && got.get(wasm[0])!.buffer !== slab)
+  s.remove()
+  let err: Error | null = null
+  try { await s.load() } catch (e) { err = e as Error }
+  assert.match(err?.message ?? '', /^spool: removed$/)
+  assert.throws(() => s.putAll([blob(5)]), /spool: removed/)
+  assert.ok(Buffer.compare(got.get(pages[0][0])!, pages[0][1]) === 0, 'what load returned stays valid')
 })
 
 test.run()

@@ -9,13 +9,16 @@ import binaryen from 'binaryen'
 
 /**
  * Writes `<dir>/state<pages>.wasm` and its manifest (no capabilities, memory limit 128 MiB).
+ * `fill` (1–255, default 7): the byte the pages are filled with at birth; another fill gives
+ * another module and other pages (`<dir>/state<pages>-<fill>.wasm`), e.g. for a target that must
+ * receive everything again.
  * @returns the two paths
  */
-export function writeStateAgent (dir: string, pages: number): { wasm: string; manifest: string } {
+export function writeStateAgent (dir: string, pages: number, fill = 7): { wasm: string; manifest: string } {
   const wat = `(module
     (memory (export "memory") ${pages} 2048)
     (func (export "agent_init") (local $i i32)
-      (memory.fill (i32.const 0) (i32.const 7) (i32.const ${pages * 65536}))
+      (memory.fill (i32.const 0) (i32.const ${fill}) (i32.const ${pages * 65536}))
       (loop $l
         (i32.store (i32.add (i32.mul (local.get $i) (i32.const 65536)) (i32.const 4)) (local.get $i))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -25,8 +28,9 @@ export function writeStateAgent (dir: string, pages: number): { wasm: string; ma
       (i32.const 0)))`
   const m = binaryen.parseText(wat)
   m.setFeatures(binaryen.Features.MVP | binaryen.Features.BulkMemory)
-  const wasm = join(dir, `state${pages}.wasm`)
-  const manifest = join(dir, `state${pages}.manifest.json`)
+  const base = fill === 7 ? `state${pages}` : `state${pages}-${fill}`
+  const wasm = join(dir, `${base}.wasm`)
+  const manifest = join(dir, `${base}.manifest.json`)
   writeFileSync(wasm, m.emitBinary())
   m.dispose()
   writeFileSync(manifest, JSON.stringify({ capabilities: {}, resource_limits: { max_memory_bytes: 128 * 1024 * 1024 } }))
