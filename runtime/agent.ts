@@ -27,7 +27,7 @@ import { WasiExit, wasiHost } from '../hostcalls/wasi.ts'
 import type { InputSource } from './inputs.ts'
 import { loadInstrumented } from './code-cache.ts'
 import type { CodeCache, InstrumentedGlobal } from './code-cache.ts'
-import { FUEL_GLOBAL, fuelUsed } from './fuel.ts'
+import { DIRTY_EXPORT, FUEL_GLOBAL, fuelUsed } from './fuel.ts'
 import { checkAbiExports, scanModule } from './module-facts.ts'
 import { PageImage } from './memory.ts'
 
@@ -100,6 +100,13 @@ export interface AgentSpec {
    * Default: the outbox holds the manifest's `max_outbox_messages` (at most 64, checkpoint/io.ts `MAX_OUTBOX`).
    */
   outboxFull? (): boolean
+  /**
+   * Whether commits compare only the 4 KiB chunks the instrumenter's write barrier marked in the
+   * dirty map (runtime/fuel.ts DIRTY_EXPORT, runtime/memory.ts `track`) instead of the whole
+   * memory (default true). false: the barrier still runs (it is in the cached code) but its map is
+   * ignored. Either way, the first commit after an instantiation compares the whole memory.
+   */
+  dirtyMap?: boolean
 }
 
 /** Saved state to restore into (from a live checkpoint). */
@@ -242,6 +249,7 @@ export class Agent {
   private hostContext (): HostContext {
     return {
       memory: () => this.memory,
+      wrote: (ptr, len) => this.image.wrote(ptr, len),
       did: this.spec.identity.did,
       sign: (msg) => this.spec.signer !== undefined ? this.spec.signer(msg) : sign(this.spec.identity, msg),
       budget: () => this.budget,
@@ -307,6 +315,8 @@ export class Agent {
     this.instance = new WebAssembly.Instance(this.module, { ...igorImports(this.spec.manifest, ctx), ...wasi.imports })
     const ex = this.instance.exports
     this.memory = ex.memory as WebAssembly.Memory
+    const map = ex[DIRTY_EXPORT]
+    this.image.track(map instanceof WebAssembly.Memory && this.spec.dirtyMap !== false ? new Uint8Array(map.buffer) : null)
     this.fuelGlobal = ex[FUEL_GLOBAL] as WebAssembly.Global
     this.globals = this.globalsInfo.map((g) => slotOf(ex, g))
   }

@@ -14,9 +14,9 @@ import type { CodeCache, Instrumented, InstrumentedGlobal } from './code-cache.t
 import { ALLOWED_FEATURES, checkCode, checkHeader, checkModuleFacts, scanModule, thrownMessage } from './features.ts'
 import { uleb } from './wasm-code.ts'
 import type { ModuleFacts } from './features.ts'
-import { FUEL_GLOBAL, START_FUEL, meter } from './fuel.ts'
+import { DIRTY_EXPORT, FUEL_GLOBAL, START_FUEL, meter } from './fuel.ts'
 
-export { FUEL_GLOBAL, START_FUEL, COSTS, fuelUsed } from './fuel.ts'
+export { FUEL_GLOBAL, START_FUEL, COSTS, DIRTY_EXPORT, fuelUsed } from './fuel.ts'
 
 /** Prefix of the export names given to internal mutable globals: `__igor_g<index>`. */
 export const GLOBAL_EXPORT_PREFIX = '__igor_g'
@@ -78,6 +78,7 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
   if (facts.exports.some((x) => x.name === FUEL_GLOBAL) || facts.imports.some((x) => x.name === FUEL_GLOBAL)) {
     throw new ModuleError(`${file}: already instrumented (it has ${FUEL_GLOBAL})`)
   }
+  if (facts.exports.some((x) => x.name === DIRTY_EXPORT)) throw new ModuleError(`${file}: already exports "${DIRTY_EXPORT}", the name igord gives to its dirty map`)
   checkModuleFacts(facts, file)
   const mem = facts.memories[0]
   if (mem && mem.initial > limit) {

@@ -59,6 +59,52 @@ export class PageImage {
   readonly #masks = new Map<number, number>()
   /** Per non-zero page, when known: the digest list of its 16 chunks as of the last checkpoint. */
   readonly #chunkLists = new Map<number, Uint8Array>()
+  /** The instance's dirty map (runtime/fuel.ts DIRTY_EXPORT), as a Buffer over memory 1; null: none. */
+  #map: Buffer | null = null
+  /**
+   * True when every write to memory since the live memory last equalled the committed image is
+   * marked in {@link #map}: set by a full compare or rollback that cleared the map, dropped by a new
+   * map, a load, a reload, a dropped image or {@link distrust}.
+   */
+  #trusted = false
+
+  /**
+   * When true (environment `IGORD_CHECK_DIRTY=1`, inherited by worker threads and child processes;
+   * tests set it), every commit and rollback guided by the dirty map is followed by a compare of the
+   * whole memory, and a difference left behind throws `PageImage: the dirty map missed page <i>`.
+   */
+  static checkMarks = process.env.IGORD_CHECK_DIRTY === '1'
+
+  /**
+   * Uses `map` (the dirty map of the instance whose memory the next commits see, runtime/fuel.ts
+   * DIRTY_EXPORT: one byte per 4 KiB chunk, 1 = written) to compare only written chunks, or null to
+   * compare the whole memory at every commit. The next commit compares the whole memory either way
+   * (the map cannot vouch for what happened before it was attached), then clears the map and trusts it.
+   */
+  track (map: Uint8Array | null): void {
+    this.#map = map === null ? null : asBuffer(map)
+    this.#trusted = false
+  }
+
+  /**
+   * Marks bytes [ptr, ptr + len) of memory as written by the host (a hostcall), so the next commit
+   * compares them. `ptr + len` ≤ the memory size (the hostcall checked its bounds). A no-op when
+   * no map is attached.
+   */
+  wrote (ptr: number, len: number): void {
+    const map = this.#map
+    if (map === null || len <= 0) return
+    const first = Math.floor(ptr / CHUNK_SIZE)
+    const last = Math.floor((ptr + len - 1) / CHUNK_SIZE)
+    if (last >= map.length) { this.#trusted = false; return }
+    map.fill(1, first, last + 1)
+  }
+
+  /** The next commit compares the whole memory (a write the map may not show, e.g. by the host). */
+  distrust (): void { this.#trusted = false }
+
+  /** True when the next commit will compare only the chunks the dirty map marks. */
+  get tracking (): boolean { return this.#map !== null && this.#trusted }
 
   /**
    * Compares `mem` (the live memory bytes) with the committed image, copies the changed pages in
@@ -69,6 +115,80 @@ export class PageImage {
     const count = mem.length / PAGE_SIZE
     if (count > this.#slab.length / PAGE_SIZE) this.#grow(count)
     const live = asBuffer(mem)
+    if (this.#map !== null && this.#trusted) {
+      const changed = this.#marked(live, count, true)
+      this.pageCount = count
+      return changed
+    }
+    const changed = this.#commitAll(live, count)
+    this.#untracked(count)
+    return changed
+  }
+
+  /** After a whole compare (live memory = image): clears the map, which is trusted from now on. */
+  #untracked (count: number): void {
+    this.pageCount = count
+    if (this.#map === null) return
+    this.#map.fill(0)
+    this.#trusted = true
+  }
+
+  /**
+   * Walks the chunks the dirty map marks among the first `count` pages, each with the chunk after
+   * it (a store of up to 16 bytes marks only the chunk of its first byte), compares them with the
+   * image and, per page that differs: on commit, copies the differing chunks into the image and
+   * marks the page dirty; on rollback, copies the image's chunks back into `live`. Clears the map
+   * over the walked range. With {@link checkMarks}, then compares the whole memory.
+   * @returns the number of pages that differed
+   */
+  #marked (live: Buffer, count: number, commit: boolean): number {
+    const map = this.#map!
+    const slab = this.#slab
+    const n = Math.min(count * CHUNKS, map.length)
+    let changed = 0
+    let page = -1; let want = 0
+    const flush = (): void => {
+      if (page < 0) return
+      const at = page * PAGE_SIZE
+      let diff = 0
+      for (let k = 0; k < CHUNKS; k++) {
+        if ((want & (1 << k)) === 0) continue
+        const c = at + k * CHUNK_SIZE
+        if (slab.compare(live, c, c + CHUNK_SIZE, c, c + CHUNK_SIZE) === 0) continue
+        diff |= 1 << k
+        if (commit) live.copy(slab, c, c, c + CHUNK_SIZE)
+        else slab.copy(live, c, c, c + CHUNK_SIZE)
+      }
+      if (diff !== 0) {
+        changed++
+        if (commit) {
+          this.#masks.set(page, (this.#masks.get(page) ?? 0) | diff)
+          this.dirty.add(page)
+        }
+      }
+    }
+    const want1 = (c: number): void => {
+      const p = c >>> 4
+      if (p !== page) { flush(); page = p; want = 0 }
+      want |= 1 << (c & (CHUNKS - 1))
+    }
+    for (let k = map.indexOf(1, 0); k >= 0 && k < n; k = map.indexOf(1, k + 1)) {
+      want1(k)
+      if (k + 1 < n) want1(k + 1)
+    }
+    flush()
+    map.fill(0, 0, n)
+    if (PageImage.checkMarks) {
+      for (let i = 0; i < count; i++) {
+        const at = i * PAGE_SIZE
+        if (slab.compare(live, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) throw new Error(`PageImage: the dirty map missed page ${i}`)
+      }
+    }
+    return changed
+  }
+
+  /** {@link commit} without the map: compares the whole memory in runs. */
+  #commitAll (live: Buffer, count: number): number {
     const slab = this.#slab
     let changed = 0
     for (let r = 0; r < count; r += RUN_PAGES) {
@@ -88,7 +208,6 @@ export class PageImage {
         changed++
       }
     }
-    this.pageCount = count
     return changed
   }
 
@@ -121,6 +240,7 @@ export class PageImage {
    */
   rollback (mem: Uint8Array): void {
     const live = asBuffer(mem)
+    if (this.#map !== null && this.#trusted) { this.#marked(live, this.pageCount, false); return }
     for (let r = 0; r < this.pageCount; r += RUN_PAGES) {
       const end = Math.min(this.pageCount, r + RUN_PAGES)
       if (this.#slab.compare(live, r * PAGE_SIZE, end * PAGE_SIZE, r * PAGE_SIZE, end * PAGE_SIZE) === 0) continue
@@ -129,6 +249,7 @@ export class PageImage {
         if (this.#slab.compare(live, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) this.#slab.copy(live, at, at, at + PAGE_SIZE)
       }
     }
+    this.#untracked(this.pageCount)
   }
 
   /**
@@ -162,6 +283,7 @@ export class PageImage {
     this.digests.clear()
     this.#masks.clear()
     this.#chunkLists.clear()
+    this.#trusted = false
     this.pageCount = pageCount
     this.#fill(pageCount, pages)
     const known = new Map(digests ?? [])
@@ -178,6 +300,8 @@ export class PageImage {
     this.#slab = EMPTY
     this.#views = []
     this.#chunkLists.clear()
+    this.#map = null
+    this.#trusted = false
   }
 
   /**
@@ -196,6 +320,7 @@ export class PageImage {
       if (Buffer.compare(known.get(i) ?? pageDigest(bytes), want) !== 0) throw new Error(`page ${i} differs (SHA-256)`)
     }
     this.#fill(pageCount, pages)
+    this.#trusted = false
   }
 
   /** Page `i`'s chunk digest list (zeros for zero chunks) from the last one and the chunks in `mask`. */
