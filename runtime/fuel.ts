@@ -304,20 +304,29 @@ function storeType (x: Instr): number {
  * The write barrier before a store (stack: address, value → address, value): sets the dirty map's
  * byte of the chunk holding the effective address `address + offset` (wrapping in i32: an address
  * that wraps is out of bounds, so the store traps and writes nothing; the mark is then only extra).
- * Costs no fuel; it never traps (every i32 shifted right by 12 is inside the 1 MiB map).
+ * The function remembers the last chunk it marked (local `last`, holding the chunk's bitwise NOT
+ * so that its zero start value matches no chunk) and skips marking it again: the host clears the
+ * map only between calls from outside (runtime/memory.ts, after a tick), so a mark made earlier in
+ * the same call is still there. A store into the chunk of the store before it, the common case in
+ * loops, costs a shift, a xor and a compare. Costs no fuel; it never traps (every i32 shifted
+ * right by 12 is inside the 1 MiB map).
  */
 function storeBarrier (wasm: Uint8Array, x: Instr, type: number, temp: (role: string, type: number) => number): number[] {
-  const c = new Cursor(wasm, x.start + 1, x.end)
-  if (x.op === 0xfd) c.u() // sub-opcode
-  const align = c.u()
-  if ((align & 0x40) !== 0) c.u() // memory index (always 0 here: one memory)
-  const offset = c.u()
+  const imm = new Cursor(wasm, x.start + 1, x.end)
+  if (x.op === 0xfd) imm.u() // sub-opcode
+  const align = imm.u()
+  if ((align & 0x40) !== 0) imm.u() // memory index (always 0 here: one memory)
+  const offset = imm.u()
   const v = temp(`v${type}`, type)
-  const a = temp('a', I32)
+  const a = temp('a', I32); const c = temp('c', I32); const t = temp('t', I32); const last = temp('last', I32)
   return [
     OP.localSet, ...uleb(v), OP.localTee, ...uleb(a),
     ...(offset === 0 ? [] : [OP.i32Const, ...sleb(offset | 0), 0x6a]), // i32.add
-    OP.i32Const, 12, 0x76, OP.i32Const, 1, ...MARK_STORE, // i32.shr_u; map[chunk] = 1
+    OP.i32Const, 12, 0x76, OP.localTee, ...uleb(c), // i32.shr_u: the chunk
+    OP.i32Const, ...sleb(-1), 0x73, OP.localTee, ...uleb(t), OP.localGet, ...uleb(last), OP.i32Ne, OP.if, VOID, // i32.xor: ~chunk ≠ last?
+    OP.localGet, ...uleb(t), OP.localSet, ...uleb(last),
+    OP.localGet, ...uleb(c), OP.i32Const, 1, ...MARK_STORE, // map[chunk] = 1
+    OP.end,
     OP.localGet, ...uleb(a), OP.localGet, ...uleb(v),
   ]
 }
