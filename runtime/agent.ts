@@ -100,13 +100,6 @@ export interface AgentSpec {
    * Default: the outbox holds the manifest's `max_outbox_messages` (at most 64, checkpoint/io.ts `MAX_OUTBOX`).
    */
   outboxFull? (): boolean
-  /**
-   * Whether commits compare only the 4 KiB chunks the instrumenter's write barrier marked in the
-   * dirty map (runtime/fuel.ts DIRTY_EXPORT, runtime/memory.ts `track`) instead of the whole
-   * memory (default true). false: the barrier still runs (it is in the cached code) but its map is
-   * ignored. Either way, the first commit after an instantiation compares the whole memory.
-   */
-  dirtyMap?: boolean
 }
 
 /** Saved state to restore into (from a live checkpoint). */
@@ -315,8 +308,9 @@ export class Agent {
     this.instance = new WebAssembly.Instance(this.module, { ...igorImports(this.spec.manifest, ctx), ...wasi.imports })
     const ex = this.instance.exports
     this.memory = ex.memory as WebAssembly.Memory
+    // commits compare only the chunks the write barrier marked (the first one after this compares all)
     const map = ex[DIRTY_EXPORT]
-    this.image.track(map instanceof WebAssembly.Memory && this.spec.dirtyMap !== false ? new Uint8Array(map.buffer) : null)
+    this.image.track(map instanceof WebAssembly.Memory ? new Uint8Array(map.buffer) : null)
     this.fuelGlobal = ex[FUEL_GLOBAL] as WebAssembly.Global
     this.globals = this.globalsInfo.map((g) => slotOf(ex, g))
   }

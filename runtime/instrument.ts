@@ -1,6 +1,7 @@
 /**
  * The instrumenter (DESIGN §5): validate a wasm module, gate its features, meter it with fuel,
- * export its mutable globals as `__igor_g<index>`, cap and export its memory. Results are cached by
+ * export its mutable globals as `__igor_g<index>`, cap and export its memory, and add the write
+ * barrier that marks written 4 KiB chunks in the dirty map `__igor_dirty` (memory 1; runtime/fuel.ts). Results are cached by
  * the original module's CID, the memory limit and the recipe, in memory and optionally on disk
  * (runtime/code-cache.ts, which also runs {@link rewrite} in a helper thread for code that does not
  * load this module).

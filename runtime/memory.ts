@@ -4,10 +4,13 @@
  * The committed copy is one buffer per agent (a slab of `pageCount × 64 KiB`, all-zero pages
  * included as zeros): one allocation, compared with and copied from the live memory with offsets
  * (no per-page views), and freed as a unit when the agent hibernates. After every successful tick
- * the live memory is compared with it in runs of {@link RUN_PAGES} pages (`Buffer#compare`, i.e.
- * memcmp), drilling down to pages only in runs that differ; changed pages are copied in and
- * marked dirty, together with which of their 4 KiB chunks changed. A failed tick is rolled back by
- * copying the committed pages back. Checkpoints hash only the pages dirtied since the last one
+ * the live memory is compared with it: only the 4 KiB chunks the instance's dirty map marks (the
+ * instrumenter's write barrier, runtime/fuel.ts `DIRTY_EXPORT`, plus host writes reported with
+ * {@link PageImage.wrote}) and the chunk after each, or — the first commit after {@link PageImage.track},
+ * after a load, or with no map — the whole memory in runs of {@link RUN_PAGES} pages
+ * (`Buffer#compare`, i.e. memcmp), drilling down to pages only in runs that differ. Changed chunks
+ * are copied in and their pages marked dirty, together with which of their chunks changed. A
+ * failed tick is rolled back by copying the committed chunks back the same way. Checkpoints hash only the pages dirtied since the last one
  * (DESIGN §7) and, for a checkpoint of few pages, only their changed chunks (the archive's storage
  * grain, checkpoint/store.ts `putEx` `chunkDigests`).
  */
