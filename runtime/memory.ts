@@ -32,6 +32,19 @@ const ALL_CHUNKS = (1 << CHUNKS) - 1
 /** Slab growth step cap, pages (64 MiB): growth doubles the slab up to this much at a time. */
 const GROW_STEP_PAGES = 1024
 
+/**
+ * Zeroes the marks among the first `n` bytes of a dirty map, run by run (`indexOf`, memchr): the
+ * map's untouched pages are never written, so a map costs resident memory only where marks were.
+ */
+function clearMarks (map: Buffer, n: number): void {
+  for (let k = map.indexOf(1); k >= 0 && k < n;) {
+    const end = map.indexOf(0, k)
+    const e = end < 0 || end > n ? n : end
+    map.fill(0, k, e)
+    k = e >= n ? -1 : map.indexOf(1, e)
+  }
+}
+
 /** True when a 64 KiB page holds only zero bytes. */
 export function isZeroPage (page: Uint8Array): boolean {
   return ZERO_PAGE.equals(page)
@@ -132,7 +145,7 @@ export class PageImage {
   #untracked (count: number): void {
     this.pageCount = count
     if (this.#map === null) return
-    this.#map.fill(0)
+    clearMarks(this.#map, this.#map.length)
     this.#trusted = true
   }
 
@@ -180,7 +193,7 @@ export class PageImage {
       if (k + 1 < n) want1(k + 1)
     }
     flush()
-    map.fill(0, 0, n)
+    clearMarks(map, n)
     if (PageImage.checkMarks) {
       for (let i = 0; i < count; i++) {
         const at = i * PAGE_SIZE
