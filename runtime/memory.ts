@@ -216,9 +216,8 @@ export class PageImage {
         let mask = 0
         for (let k = 0; k < CHUNKS; k++) {
           const c = at + k * CHUNK_SIZE
-          if (slab.compare(live, c, c + CHUNK_SIZE, c, c + CHUNK_SIZE) !== 0) mask |= 1 << k
+          if (slab.compare(live, c, c + CHUNK_SIZE, c, c + CHUNK_SIZE) !== 0) { mask |= 1 << k; live.copy(slab, c, c, c + CHUNK_SIZE) }
         }
-        live.copy(slab, at, at, at + PAGE_SIZE)
         this.#masks.set(i, (this.#masks.get(i) ?? 0) | mask)
         this.dirty.add(i)
         changed++
