@@ -10,9 +10,9 @@
  * after a load, or with no map — the whole memory in runs of {@link RUN_PAGES} pages
  * (`Buffer#compare`, i.e. memcmp), drilling down to pages only in runs that differ. Changed chunks
  * are copied in and their pages marked dirty, together with which of their chunks changed. A
- * failed tick is rolled back by copying the committed chunks back the same way. Checkpoints hash only the pages dirtied since the last one
- * (DESIGN §7) and, for a checkpoint of few pages, only their changed chunks (the archive's storage
- * grain, checkpoint/store.ts `putEx` `chunkDigests`).
+ * failed tick is rolled back by copying the committed chunks back the same way. Checkpoints hash
+ * only the pages dirtied since the last one (DESIGN §7) and, for a checkpoint of few pages, only
+ * their changed chunks (the archive's storage grain, checkpoint/store.ts `putEx` `chunkDigests`).
  */
 import { hash } from 'node:crypto'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
@@ -123,8 +123,9 @@ export class PageImage {
   get tracking (): boolean { return this.#map !== null && this.#trusted }
 
   /**
-   * Compares `mem` (the live memory bytes) with the committed image, copies the changed pages in
-   * and marks them dirty. `mem.length` must be a multiple of 64 KiB and at least `pageCount` pages.
+   * Compares `mem` (the live memory bytes) with the committed image (the chunks the dirty map
+   * marks, or all of it: see {@link track}), copies the changed chunks in and marks their pages
+   * dirty. `mem.length` must be a multiple of 64 KiB and at least `pageCount` pages.
    * @returns the number of pages changed
    */
   commit (mem: Uint8Array): number {
