@@ -11,13 +11,18 @@
  * - C interpreter: the `vm` C agent's switch-dispatch bytecode VM (agents-c/agents/vm.c, built by
  *   `make agents`), the shape of SQLite's VDBE loop.
  * The AssemblyScript kernels are compiled with -O3 in this run.
- * Rows: one per kernel (value = metered ms, floor = plain ms, ratio), then the geomean and worst.
+ * Rows: one per kernel (value = metered ms, floor = plain ms, ratio), then the geomean and worst
+ * over those five. Then the write barrier alone (runtime/fuel.ts: every store and bulk write marks
+ * the dirty map): per kernel, plus a store loop (one u32 store per 3 instructions, the worst case),
+ * the instrumented module ÷ the same module metered without the barrier, and their geomean (user
+ * CPU time, best of 6, alternated: the rows compare two builds, not against a machine floor).
  */
 import asc from 'assemblyscript/asc'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { BenchRow } from './row.ts'
-import { instrument, FUEL_GLOBAL } from '../runtime/instrument.ts'
+import { instrument, rewrite, FUEL_GLOBAL } from '../runtime/instrument.ts'
+import { meter } from '../runtime/fuel.ts'
 
 const KERNELS = `
 export function alu(n: i32): u32 {
@@ -38,6 +43,14 @@ export function sieve(n: i32, reps: i32): i32 {
     }
   }
   return count
+}
+export function stores(n: i32, reps: i32): u32 {
+  const base = __heap_base
+  const pages = <i32>((base + (<usize>n << 2) + 0xffff) >>> 16) - memory.size()
+  if (pages > 0) memory.grow(pages)
+  let h: u32 = 1
+  for (let r = 0; r < reps; r++) for (let i = 0; i < n; i++) { h = h * 1664525 + 1013904223; store<u32>(base + (<usize>i << 2), h) }
+  return h ^ load<u32>(base + 4)
 }
 function fib(n: i32): i32 { return n < 2 ? n : fib(n - 1) + fib(n - 2) }
 export function fibRec(n: i32): i32 { return fib(n) }
@@ -86,13 +99,20 @@ function load (bin: Uint8Array, name: string): Inst {
   return { fn: ex[name] as Fn, fuel }
 }
 
-/** Best-of-`reps` ms of plain and metered runs, alternated; also checks both give the same result. */
-function measure (plain: Inst, metered: Inst, args: number[], reps: number): { plain: number; metered: number } {
+/** User CPU time of this process, ms (less disturbed than wall time by other jobs on the machine). */
+const cpuMs = (): number => process.cpuUsage().user / 1000
+
+/**
+ * Best-of-`reps` ms of plain and metered runs, alternated; also checks both give the same result.
+ * `clock`: wall time (default) or {@link cpuMs}.
+ */
+function measure (plain: Inst, metered: Inst, args: number[], reps: number, clock: () => number = () => performance.now()): { plain: number; metered: number } {
   let bp = Infinity; let bm = Infinity
   for (let i = 0; i < reps; i++) {
-    let t = performance.now(); const a = plain.fn(...args); bp = Math.min(bp, performance.now() - t)
+    if (plain.fuel) plain.fuel.value = 10n ** 15n
+    let t = clock(); const a = plain.fn(...args); bp = Math.min(bp, clock() - t)
     metered.fuel!.value = 10n ** 15n
-    t = performance.now(); const b = metered.fn(...args); bm = Math.min(bm, performance.now() - t)
+    t = clock(); const b = metered.fn(...args); bm = Math.min(bm, clock() - t)
     if (a !== b) throw new Error(`metered result ${b} differs from plain ${a}`)
   }
   return { plain: bp, metered: bm }
@@ -129,6 +149,21 @@ export async function bench (): Promise<BenchRow[]> {
   const worst = Math.max(...ratios)
   rows.push({ name: 'fuel: metered ÷ plain, geomean', value: round(geo), unit: '×', ratio: round(geo), target: '≤ 1.15', met: geo <= 1.15 })
   rows.push({ name: 'fuel: metered ÷ plain, worst', value: round(worst), unit: '×', ratio: round(worst), target: '≤ 1.5', met: worst <= 1.5 })
+  // the write barrier alone: the instrumented module against the same module metered without it
+  const noBarrier = (bin: Uint8Array, limit: number): Uint8Array => meter(rewrite(bin, { memoryLimitPages: limit, meter: false }).binary, new Set(), { dirtyMap: false })
+  const kBare = noBarrier(kernels, 1024); const pBare = noBarrier(program, 1024); const vmBare = noBarrier(vm, 256)
+  const barrier: number[] = []
+  for (const [name, bare, full, fn, args] of [...cases.map(([n, p, f, fn, a]): [string, Uint8Array, Uint8Array, string, number[]] => [n, p === kernels ? kBare : p === program ? pBare : vmBare, f, fn, a]),
+    ['store loop (4e6 u32 stores × 25)', kBare, kInst, 'stores', [4_000_000, 25]] as [string, Uint8Array, Uint8Array, string, number[]]]) {
+    const a = load(bare, fn); const b = load(full, fn)
+    measure(a, b, args, 1, cpuMs)
+    const r = measure(a, b, args, 6, cpuMs)
+    const ratio = r.metered / r.plain
+    barrier.push(ratio)
+    rows.push({ name: `write barrier: ${name}`, value: round(r.metered), unit: 'ms', floor: round(r.plain), ratio: round(ratio) })
+  }
+  const bgeo = Math.exp(barrier.reduce((s, x) => s + Math.log(x), 0) / barrier.length)
+  rows.push({ name: 'write barrier: with ÷ without, geomean', value: round(bgeo), unit: '×', ratio: round(bgeo) })
   return rows
 }
 

@@ -20,8 +20,17 @@ import { WASI_SIGNATURES } from './wasi.ts'
 
 /** What the host functions need from the runtime for one agent. */
 export interface HostContext {
-  /** The agent instance's linear memory (read on every call: it may have grown). */
+  /**
+   * The agent instance's linear memory (read on every call: it may have grown). A host function
+   * that writes into it must report the bytes with {@link HostContext.wrote}.
+   */
   memory (): WebAssembly.Memory
+  /**
+   * Reports that a host function wrote bytes [ptr, ptr + len) of memory (within bounds), so that
+   * the runtime's dirty tracking compares them at the tick's commit (runtime/memory.ts `wrote`):
+   * an unreported host write could be missed by the next checkpoint. Absent: nothing tracks writes.
+   */
+  wrote? (ptr: number, len: number): void
   /** The agent's `did:key` (W3C did:key, Ed25519). */
   did: string
   /** Signs `msg` with the agent's Ed25519 key (RFC 8032, deterministic); returns the 64-byte signature. */
@@ -191,6 +200,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         ctx.randomFill(buf)
         ctx.log.record('rand_bytes', buf)
         new Uint8Array(mem.buffer, ptr, len).set(buf)
+        ctx.wrote?.(ptr, len)
         return RAND_OK
       },
       log_emit: (ptr: number, len: number): void => {
@@ -222,6 +232,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         if (!inBounds(mem, ptr, did.length)) return E_BOUNDS
         ctx.log.record('agent_did', ctx.did)
         new Uint8Array(mem.buffer, ptr, did.length).set(did)
+        ctx.wrote?.(ptr, did.length)
         return did.length
       },
       agent_sign: (msgPtr: number, msgLen: number, sigPtr: number): number => {
@@ -234,6 +245,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         if (sig.length !== SIGNATURE_BYTES) throw new Error(`agent_sign: host signer returned ${sig.length} bytes, not ${SIGNATURE_BYTES}`)
         ctx.log.record('agent_sign', sig, msgLen)
         new Uint8Array(ctx.memory().buffer, sigPtr, SIGNATURE_BYTES).set(sig)
+        ctx.wrote?.(sigPtr, SIGNATURE_BYTES)
         return 0
       },
       inbox_next: (ptr: number, cap: number): number => {
@@ -253,6 +265,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         ctx.log.record('inbox', cbor)
         ctx.inboxTake?.(m)
         new Uint8Array(ctx.memory().buffer, ptr, bytes.length).set(bytes)
+        ctx.wrote?.(ptr, bytes.length)
         return bytes.length
       },
       sleep_until: (at: bigint): number => {

@@ -253,6 +253,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
     const dv = view()
     dv.setUint32(countPtr, 0, true)
     dv.setUint32(sizePtr, 0, true)
+    ctx.wrote?.(countPtr, 4); ctx.wrote?.(sizePtr, 4)
     return ERRNO.SUCCESS
   }
 
@@ -266,6 +267,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       if (id !== CLOCK_REALTIME && id !== CLOCK_MONOTONIC) return ERRNO.INVAL
       if (!inside(ptr, 8)) return ERRNO.FAULT
       view().setBigUint64(ptr, CLOCK_RESOLUTION_NS, true)
+      ctx.wrote?.(ptr, 8)
       return ERRNO.SUCCESS
     },
     clock_time_get: (id: number, _precision: bigint, ptr: number): number => {
@@ -276,6 +278,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       const t = BigInt.asUintN(64, ctx.now())
       ctx.log.record('wasi.clock_time_get', t)
       view().setBigUint64(ptr, t, true)
+      ctx.wrote?.(ptr, 8)
       return ERRNO.SUCCESS
     },
     random_get: (ptr: number, len: number): number => {
@@ -288,6 +291,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       ctx.randomFill(buf)
       ctx.log.record('wasi.random_get', buf)
       new Uint8Array(ctx.memory().buffer, ptr, len).set(buf)
+      ctx.wrote?.(ptr, len)
       return ERRNO.SUCCESS
     },
     fd_write: (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number => {
@@ -312,6 +316,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       const mem = ctx.memory().buffer
       for (const [buf, len] of parts) output(fd, new Uint8Array(mem, buf, len))
       view().setUint32(nwrittenPtr, total, true)
+      ctx.wrote?.(nwrittenPtr, 4)
       return ERRNO.SUCCESS
     },
     fd_read: (fd: number, iovs: number, iovsLen: number, nreadPtr: number): number => {
@@ -319,6 +324,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       if (fd !== 0) return ERRNO.BADF
       if (!inside(iovs, iovsLen * 8) || !inside(nreadPtr, 4)) return ERRNO.FAULT
       view().setUint32(nreadPtr, 0, true) // stdin is empty: end of file
+      ctx.wrote?.(nreadPtr, 4)
       return ERRNO.SUCCESS
     },
     fd_fdstat_get: (fd: number, ptr: number): number => {
@@ -326,6 +332,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       if (!isStdio(fd)) return ERRNO.BADF
       if (!inside(ptr, 24)) return ERRNO.FAULT
       new Uint8Array(ctx.memory().buffer, ptr, 24).fill(0)
+      ctx.wrote?.(ptr, 24)
       const dv = view()
       dv.setUint8(ptr, FILETYPE_CHARACTER_DEVICE) // fs_filetype; fs_flags (u16 at 2) stay 0
       dv.setBigUint64(ptr + 8, fd === 0 ? RIGHTS_FD_READ : RIGHTS_FD_WRITE, true) // fs_rights_base

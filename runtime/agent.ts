@@ -28,7 +28,7 @@ import { WasiExit, wasiHost } from '../hostcalls/wasi.ts'
 import type { InputSource } from './inputs.ts'
 import { loadInstrumented } from './code-cache.ts'
 import type { CodeCache, InstrumentedGlobal } from './code-cache.ts'
-import { FUEL_GLOBAL, fuelUsed } from './fuel.ts'
+import { DIRTY_EXPORT, FUEL_GLOBAL, fuelUsed } from './fuel.ts'
 import { checkAbiExports, scanModule } from './module-facts.ts'
 import { instantiateComponent, isComponent, loadComponent, wasi2Host } from './component.ts'
 import type { ComponentCode, ComponentGlobal, ComponentInstance } from './component.ts'
@@ -262,6 +262,7 @@ export class Agent {
   private hostContext (): HostContext {
     return {
       memory: () => this.memory,
+      wrote: (ptr, len) => this.image.wrote(ptr, len),
       did: this.spec.identity.did,
       sign: (msg) => this.spec.signer !== undefined ? this.spec.signer(msg) : sign(this.spec.identity, msg),
       budget: () => this.budget,
@@ -331,6 +332,10 @@ export class Agent {
       const c = instantiateComponent(code, imports, this.spec.file ?? 'agent.wasm')
       this.comp = c
       this.memory = c.memory
+      // No dirty map for a component: jco's glue writes lowered values into memory from JavaScript
+      // (no barrier sees them), and each core module marks its own map while several may share the
+      // one memory. Every commit compares the whole memory.
+      this.image.track(null)
       this.globals = (this.globalsInfo as ComponentGlobal[]).map((g) => slotOf(c.cores[g.core].exports, g))
       return
     }
@@ -339,6 +344,9 @@ export class Agent {
     this.instance = new WebAssembly.Instance(this.module, { ...igorImports(this.spec.manifest, ctx), ...wasi.imports })
     const ex = this.instance.exports
     this.memory = ex.memory as WebAssembly.Memory
+    // commits compare only the chunks the write barrier marked (the first one after this compares all)
+    const map = ex[DIRTY_EXPORT]
+    this.image.track(map instanceof WebAssembly.Memory ? new Uint8Array(map.buffer) : null)
     this.fuelGlobal = ex[FUEL_GLOBAL] as WebAssembly.Global
     this.globals = this.globalsInfo.map((g) => slotOf(ex, g))
   }

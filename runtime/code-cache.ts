@@ -36,7 +36,7 @@ import { COSTS, START_FUEL } from './fuel.ts'
  * instrumenter's output can change for the same input — the feature gate, the global exports, the
  * meter's placement, the memory cap — so that no cache entry made by older code is used.
  */
-export const INSTRUMENT_VERSION = 'igord-instrument-3'
+export const INSTRUMENT_VERSION = 'igord-instrument-4'
 
 /** A mutable global of the original module, exported by the instrumenter. */
 export interface InstrumentedGlobal {

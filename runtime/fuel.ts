@@ -13,14 +13,31 @@
  * charge, and before every exit from the function (`return`, a branch to the function's outermost
  * label, the final `end`). The counter is threaded through direct calls (see {@link meter}).
  */
-import { decodeCode, exportedGlobal, replaceSections, sleb, uleb } from './wasm-code.ts'
-import type { Body } from './wasm-code.ts'
+import { Cursor, decodeCode, exportedGlobal, replaceSections, sleb, uleb } from './wasm-code.ts'
+import type { Body, Code, Instr } from './wasm-code.ts'
 
 /** Name (internal and export) of the i64 fuel counter global. */
 export const FUEL_GLOBAL = '__igor_fuel'
 
 /** Initial value of `__igor_fuel` (fuel): what a wasm start function may burn during instantiation. */
 export const START_FUEL = 1_000_000_000n
+
+/**
+ * Export name of the dirty map: memory 1 of an instrumented module, one byte per 4 KiB chunk of
+ * memory 0 (byte k covers addresses [k × 4096, (k + 1) × 4096)). Every store, `memory.fill`,
+ * `memory.copy` and `memory.init` sets to 1 the byte of the chunk its first written byte is in
+ * (a store of up to 16 bytes may spill into the next chunk: the reader covers chunk k + 1 too);
+ * bulk operations set every byte of their destination range. The agent's code cannot name memory 1
+ * (the feature gate refuses multi-memory), so it cannot read or clear the map. See docs/ABI.md
+ * "Dirty map".
+ */
+export const DIRTY_EXPORT = '__igor_dirty'
+
+/** Size of the dirty map in 64 KiB pages: 2^32 bytes of memory 0 / 4 KiB chunks = 2^20 bytes. */
+export const DIRTY_MAP_PAGES = 16
+
+/** log2 of the dirty map's grain, bytes (4 KiB: checkpoint/pack.ts CHUNK_SIZE). */
+export const DIRTY_SHIFT = 12
 
 /**
  * Fuel per executed instruction (structural ones cost 0, see {@link weightOf}), bytes of bulk
@@ -60,9 +77,10 @@ const VOID = 0x40
  * @throws RangeError when the module has no `__igor_fuel` export or uses an instruction the decoder
  *   does not know (the feature gate refuses those first).
  */
-export function meter (wasm: Uint8Array, unmetered: ReadonlySet<string> = new Set()): Uint8Array {
+export function meter (wasm: Uint8Array, unmetered: ReadonlySet<string> = new Set(), opts: { dirtyMap?: boolean } = {}): Uint8Array {
   const code = decodeCode(wasm)
   const g = exportedGlobal(code, FUEL_GLOBAL)
+  const dirtyMap = opts.dirtyMap !== false
   const plain = new Set(code.exports.filter(([n, k]) => k === 0 && unmetered.has(n)).map(([, , i]) => i))
   const nDef = code.bodies.length
   if (nDef === 0) return wasm
@@ -86,7 +104,7 @@ export function meter (wasm: Uint8Array, unmetered: ReadonlySet<string> = new Se
     twinTypes.push(typeOf([...t.params, [I64]], [...t.results, [I64]]))
     // the block that takes the original body's place: its type is the original result type
     const bt = t.results.length === 0 ? [VOID] : t.results.length === 1 ? t.results[0] : sleb(typeOf([], t.results))
-    twins.push(meterBody(wasm, body, g, bt, twinOf))
+    twins.push(meterBody(wasm, body, g, bt, twinOf, dirtyMap))
     if (plain.has(body.funcIndex)) { wrappers.push(originalBody(wasm, body)); continue }
     const w: number[] = [0]
     for (let k = 0; k < t.params.length; k++) w.push(OP.localGet, ...uleb(k))
@@ -97,7 +115,32 @@ export function meter (wasm: Uint8Array, unmetered: ReadonlySet<string> = new Se
   const funcSection = [...uleb(2 * nDef), ...[...code.funcTypes, ...twinTypes].flatMap((x) => uleb(x))]
   const bodies = [...wrappers, ...twins]
   const codeSection = [...uleb(bodies.length), ...bodies.flat()]
-  return replaceSections(wasm, code, new Map([[1, typeSection], [3, funcSection], [10, codeSection]]))
+  const sections = new Map([[1, typeSection], [3, funcSection], [10, codeSection]])
+  if (dirtyMap) addDirtyMap(wasm, code, sections)
+  return replaceSections(wasm, code, sections)
+}
+
+/**
+ * Adds the dirty map (memory 1, {@link DIRTY_MAP_PAGES} pages, minimum = maximum) to the memory
+ * section and exports it as {@link DIRTY_EXPORT}. The module must define exactly one memory and
+ * import none (the feature gate and the memory cap see to it).
+ */
+function addDirtyMap (wasm: Uint8Array, code: Code, sections: Map<number, number[]>): void {
+  const mem = code.sections.find(([id]) => id === 5)
+  const ex = code.sections.find(([id]) => id === 7)
+  if (mem === undefined || ex === undefined) throw new RangeError('no memory or export section to add the dirty map to')
+  if (code.exports.some(([n]) => n === DIRTY_EXPORT)) throw new RangeError(`the module already exports ${DIRTY_EXPORT}`)
+  const body = (s: [number, number, number]): { count: number; rest: number[] } => {
+    const c = new Cursor(wasm, s[1] + 1, s[2]); c.u() // section size
+    const count = c.u()
+    return { count, rest: Array.from(wasm.subarray(c.pos, s[2])) }
+  }
+  const m = body(mem)
+  if (m.count !== 1) throw new RangeError(`${m.count} memories where one was expected`)
+  sections.set(5, [...uleb(2), ...m.rest, 0x01, ...uleb(DIRTY_MAP_PAGES), ...uleb(DIRTY_MAP_PAGES)])
+  const e = body(ex)
+  const name = Array.from(new TextEncoder().encode(DIRTY_EXPORT))
+  sections.set(7, [...uleb(e.count + 1), ...e.rest, ...uleb(name.length), ...name, 0x02, ...uleb(1)])
 }
 
 /** One body as it was, size-prefixed (locals and instruction bytes unchanged). */
@@ -112,15 +155,23 @@ function originalBody (wasm: Uint8Array, body: Body): number[] {
  * The twin of one body, size-prefixed: `block <bt>` + the metered body + a check + the counter.
  * Local indices at or above the parameter count move up by one (the counter is the new last parameter).
  */
-function meterBody (wasm: Uint8Array, body: Body, g: number, bt: number[], twinOf: (f: number) => number): number[] {
+function meterBody (wasm: Uint8Array, body: Body, g: number, bt: number[], twinOf: (f: number) => number, dirtyMap: boolean): number[] {
   const { instrs } = body
   const usesGrow = instrs.some((x) => x.op === 0x40)
   const usesBulk = instrs.some((x) => x.op === 0xfc && (x.sub === 8 || x.sub === 10 || x.sub === 11))
+  /** Value types of the locals added to the body, in order (index `next + k`). */
   const extra: number[] = []
   const fl = body.params
   const next = body.params + 1 + body.localCount
   const s0 = usesGrow || usesBulk ? next + extra.push(I32) - 1 : -1
   const s1 = usesGrow ? next + extra.push(I32) - 1 : -1
+  /** The write barrier's scratch locals, one per role, added on first use. */
+  const temps = new Map<string, number>()
+  const temp = (role: string, type: number): number => {
+    let t = temps.get(role)
+    if (t === undefined) { t = next + extra.push(type) - 1; temps.set(role, t) }
+    return t
+  }
 
   const gset = [OP.globalSet, ...uleb(g)]
   const get = [OP.localGet, ...uleb(fl)]
@@ -205,14 +256,21 @@ function meterBody (wasm: Uint8Array, body: Body, g: number, bt: number[], twinO
       }
       case 0x11: at(i).push(check, writeBack); at(i + 1).push(reload); break
       case 0x40: at(i).push(growBefore); at(i + 1).push(growAfter); break
-      case 0xfc: if (x.sub === 8 || x.sub === 10 || x.sub === 11) at(i).push(bulk); break
+      case 0xfc: if (x.sub === 8 || x.sub === 10 || x.sub === 11) { at(i).push(bulk); if (dirtyMap) at(i).push(bulkBarrier(temp)) } break
+      default:
+        if (dirtyMap) {
+          const type = storeType(x)
+          if (type !== 0) at(i).push(storeBarrier(wasm, x, type, temp))
+        }
     }
   }
   finish()
 
-  const out: number[] = [...uleb(body.locals.length + (extra.length > 0 ? 1 : 0))]
+  const groups: Array<[number, number]> = [] // [count, type] runs of `extra`
+  for (const t of extra) { const last = groups.at(-1); if (last !== undefined && last[1] === t) last[0]++; else groups.push([1, t]) }
+  const out: number[] = [...uleb(body.locals.length + groups.length)]
   for (const [n, t] of body.locals) out.push(...uleb(n), ...t)
-  if (extra.length > 0) out.push(...uleb(extra.length), I32)
+  for (const [n, t] of groups) out.push(...uleb(n), t)
   out.push(OP.block, ...bt)
   for (let i = 0; i < instrs.length; i++) {
     for (const seq of insert.get(i) ?? []) for (const b of seq) out.push(b)
@@ -224,6 +282,77 @@ function meterBody (wasm: Uint8Array, body: Body, g: number, bt: number[], twinO
   // instrs' final `end` closed the block; every exit but `return` arrives here
   out.push(...check, ...get, OP.end)
   return [...uleb(out.length), ...out]
+}
+
+const F32 = 0x7d; const F64 = 0x7c; const V128 = 0x7b
+/** i32.store8 into memory 1 at offset 0 (memarg: align 0 with the memory-index flag 0x40, memory 1, offset 0). */
+const MARK_STORE = [0x3a, 0x40, 0x01, 0x00]
+
+/** The value type a store instruction takes (its second operand), or 0 when `x` is not a store. */
+function storeType (x: Instr): number {
+  switch (x.op) {
+    case 0x36: case 0x3a: case 0x3b: return I32
+    case 0x37: case 0x3c: case 0x3d: case 0x3e: return I64
+    case 0x38: return F32
+    case 0x39: return F64
+    case 0xfd: return x.sub === 11 || (x.sub >= 88 && x.sub <= 91) ? V128 : 0 // v128.store, v128.store*_lane
+  }
+  return 0
+}
+
+/**
+ * The write barrier before a store (stack: address, value → address, value): sets the dirty map's
+ * byte of the chunk holding the effective address `address + offset` (wrapping in i32: an address
+ * that wraps is out of bounds, so the store traps and writes nothing; the mark is then only extra).
+ * The function remembers the last chunk it marked (local `last`, holding the chunk's bitwise NOT
+ * so that its zero start value matches no chunk) and skips marking it again: the host clears the
+ * map only between calls from outside (runtime/memory.ts, after a tick), so a mark made earlier in
+ * the same call is still there. A store into the chunk of the store before it, the common case in
+ * loops, costs a shift, a xor and a compare. Costs no fuel; it never traps (every i32 shifted
+ * right by 12 is inside the 1 MiB map).
+ */
+function storeBarrier (wasm: Uint8Array, x: Instr, type: number, temp: (role: string, type: number) => number): number[] {
+  const imm = new Cursor(wasm, x.start + 1, x.end)
+  if (x.op === 0xfd) imm.u() // sub-opcode
+  const align = imm.u()
+  if ((align & 0x40) !== 0) imm.u() // memory index (always 0 here: one memory)
+  const offset = imm.u()
+  const v = temp(`v${type}`, type)
+  const a = temp('a', I32); const c = temp('c', I32); const t = temp('t', I32); const last = temp('last', I32)
+  return [
+    OP.localSet, ...uleb(v), OP.localTee, ...uleb(a),
+    ...(offset === 0 ? [] : [OP.i32Const, ...sleb(offset | 0), 0x6a]), // i32.add
+    OP.i32Const, 12, 0x76, OP.localTee, ...uleb(c), // i32.shr_u: the chunk
+    OP.i32Const, ...sleb(-1), 0x73, OP.localTee, ...uleb(t), OP.localGet, ...uleb(last), OP.i32Ne, OP.if, VOID, // i32.xor: ~chunk ≠ last?
+    OP.localGet, ...uleb(t), OP.localSet, ...uleb(last),
+    OP.localGet, ...uleb(c), OP.i32Const, 1, ...MARK_STORE, // map[chunk] = 1
+    OP.end,
+    OP.localGet, ...uleb(a), OP.localGet, ...uleb(v),
+  ]
+}
+
+/**
+ * The write barrier before `memory.fill` / `memory.copy` / `memory.init` (stack: dest, x, len →
+ * dest, x, len): when len > 0 and dest + len ≤ 2^32 (computed in i64, so nothing wraps), fills the
+ * dirty map's bytes of every chunk in [dest, dest + len) with 1 (one `memory.fill` of memory 1).
+ * A range past 2^32 is out of bounds, so the operation traps before writing anything. Costs no
+ * fuel; it never traps.
+ */
+function bulkBarrier (temp: (role: string, type: number) => number): number[] {
+  const d = temp('a', I32); const x = temp(`v${I32}`, I32); const n = temp('n', I32); const e = temp(`v${I64}`, I64)
+  const chunkOfD = [OP.localGet, ...uleb(d), OP.i32Const, 12, 0x76]
+  return [
+    OP.localSet, ...uleb(n), OP.localSet, ...uleb(x), OP.localSet, ...uleb(d),
+    OP.localGet, ...uleb(n), OP.if, VOID,
+    OP.localGet, ...uleb(d), OP.i64ExtendI32U, OP.localGet, ...uleb(n), OP.i64ExtendI32U, OP.i64Add, OP.localTee, ...uleb(e),
+    OP.i64Const, ...sleb(0x1_0000_0000n), 0x58, OP.if, VOID, // i64.le_u
+    ...chunkOfD, OP.i32Const, 1,
+    OP.localGet, ...uleb(e), OP.i64Const, 1, OP.i64Sub, OP.i64Const, 12, OP.i64ShrU, 0xa7, // i32.wrap_i64: last chunk
+    ...chunkOfD, 0x6b, OP.i32Const, 1, 0x6a, // − first chunk + 1
+    0xfc, ...uleb(11), 0x01, // memory.fill memory 1
+    OP.end, OP.end,
+    OP.localGet, ...uleb(d), OP.localGet, ...uleb(x), OP.localGet, ...uleb(n),
+  ]
 }
 
 /** An unsigned LEB128 at `pos` of `b`. */

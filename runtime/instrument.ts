@@ -1,6 +1,7 @@
 /**
  * The instrumenter (DESIGN §5): validate a wasm module, gate its features, meter it with fuel,
- * export its mutable globals as `__igor_g<index>`, cap and export its memory. Results are cached by
+ * export its mutable globals as `__igor_g<index>`, cap and export its memory, and add the write
+ * barrier that marks written 4 KiB chunks in the dirty map `__igor_dirty` (memory 1; runtime/fuel.ts). Results are cached by
  * the original module's CID, the memory limit and the recipe, in memory and optionally on disk
  * (runtime/code-cache.ts, which also runs {@link rewrite} in a helper thread for code that does not
  * load this module).
@@ -14,9 +15,9 @@ import type { CodeCache, Instrumented, InstrumentedGlobal } from './code-cache.t
 import { ALLOWED_FEATURES, checkCode, checkHeader, checkModuleFacts, scanModule, thrownMessage } from './features.ts'
 import { uleb } from './wasm-code.ts'
 import type { ModuleFacts } from './features.ts'
-import { FUEL_GLOBAL, START_FUEL, meter } from './fuel.ts'
+import { DIRTY_EXPORT, FUEL_GLOBAL, START_FUEL, meter } from './fuel.ts'
 
-export { FUEL_GLOBAL, START_FUEL, COSTS, fuelUsed } from './fuel.ts'
+export { FUEL_GLOBAL, START_FUEL, COSTS, DIRTY_EXPORT, fuelUsed } from './fuel.ts'
 
 /** Prefix of the export names given to internal mutable globals: `__igor_g<index>`. */
 export const GLOBAL_EXPORT_PREFIX = '__igor_g'
@@ -78,6 +79,7 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
   if (facts.exports.some((x) => x.name === FUEL_GLOBAL) || facts.imports.some((x) => x.name === FUEL_GLOBAL)) {
     throw new ModuleError(`${file}: already instrumented (it has ${FUEL_GLOBAL})`)
   }
+  if (facts.exports.some((x) => x.name === DIRTY_EXPORT)) throw new ModuleError(`${file}: already exports "${DIRTY_EXPORT}", the name igord gives to its dirty map`)
   checkModuleFacts(facts, file, { importedMemory: opts.importedMemory === true })
   // A component's core module may import the memory another of its instances defines: it is
   // neither given a memory nor capped here (the defining module's cap bounds the shared memory).

@@ -4,12 +4,15 @@
  * The committed copy is one buffer per agent (a slab of `pageCount × 64 KiB`, all-zero pages
  * included as zeros): one allocation, compared with and copied from the live memory with offsets
  * (no per-page views), and freed as a unit when the agent hibernates. After every successful tick
- * the live memory is compared with it in runs of {@link RUN_PAGES} pages (`Buffer#compare`, i.e.
- * memcmp), drilling down to pages only in runs that differ; changed pages are copied in and
- * marked dirty, together with which of their 4 KiB chunks changed. A failed tick is rolled back by
- * copying the committed pages back. Checkpoints hash only the pages dirtied since the last one
- * (DESIGN §7) and, for a checkpoint of few pages, only their changed chunks (the archive's storage
- * grain, checkpoint/store.ts `putEx` `chunkDigests`).
+ * the live memory is compared with it: only the 4 KiB chunks the instance's dirty map marks (the
+ * instrumenter's write barrier, runtime/fuel.ts `DIRTY_EXPORT`, plus host writes reported with
+ * {@link PageImage.wrote}) and the chunk after each, or — the first commit after {@link PageImage.track},
+ * after a load, or with no map — the whole memory in runs of {@link RUN_PAGES} pages
+ * (`Buffer#compare`, i.e. memcmp), drilling down to pages only in runs that differ. Changed chunks
+ * are copied in and their pages marked dirty, together with which of their chunks changed. A
+ * failed tick is rolled back by copying the committed chunks back the same way. Checkpoints hash
+ * only the pages dirtied since the last one (DESIGN §7) and, for a checkpoint of few pages, only
+ * their changed chunks (the archive's storage grain, checkpoint/store.ts `putEx` `chunkDigests`).
  */
 import { hash } from 'node:crypto'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
@@ -28,6 +31,19 @@ const ZERO_LIST = new Uint8Array(CHUNK_LIST)
 const ALL_CHUNKS = (1 << CHUNKS) - 1
 /** Slab growth step cap, pages (64 MiB): growth doubles the slab up to this much at a time. */
 const GROW_STEP_PAGES = 1024
+
+/**
+ * Zeroes the marks among the first `n` bytes of a dirty map, run by run (`indexOf`, memchr): the
+ * map's untouched pages are never written, so a map costs resident memory only where marks were.
+ */
+function clearMarks (map: Buffer, n: number): void {
+  for (let k = map.indexOf(1); k >= 0 && k < n;) {
+    const end = map.indexOf(0, k)
+    const e = end < 0 || end > n ? n : end
+    map.fill(0, k, e)
+    k = e >= n ? -1 : map.indexOf(1, e)
+  }
+}
 
 /** True when a 64 KiB page holds only zero bytes. */
 export function isZeroPage (page: Uint8Array): boolean {
@@ -59,16 +75,137 @@ export class PageImage {
   readonly #masks = new Map<number, number>()
   /** Per non-zero page, when known: the digest list of its 16 chunks as of the last checkpoint. */
   readonly #chunkLists = new Map<number, Uint8Array>()
+  /** The instance's dirty map (runtime/fuel.ts DIRTY_EXPORT), as a Buffer over memory 1; null: none. */
+  #map: Buffer | null = null
+  /**
+   * True when every write to memory since the live memory last equalled the committed image is
+   * marked in {@link #map}: set by a full compare or rollback that cleared the map, dropped by a new
+   * map, a load, a reload, a dropped image or {@link distrust}.
+   */
+  #trusted = false
 
   /**
-   * Compares `mem` (the live memory bytes) with the committed image, copies the changed pages in
-   * and marks them dirty. `mem.length` must be a multiple of 64 KiB and at least `pageCount` pages.
+   * When true (environment `IGORD_CHECK_DIRTY=1`, inherited by worker threads and child processes;
+   * tests set it), every commit and rollback guided by the dirty map is followed by a compare of the
+   * whole memory, and a difference left behind throws `PageImage: the dirty map missed page <i>`.
+   */
+  static checkMarks = process.env.IGORD_CHECK_DIRTY === '1'
+
+  /**
+   * Uses `map` (the dirty map of the instance whose memory the next commits see, runtime/fuel.ts
+   * DIRTY_EXPORT: one byte per 4 KiB chunk, 1 = written) to compare only written chunks, or null to
+   * compare the whole memory at every commit. The next commit compares the whole memory either way
+   * (the map cannot vouch for what happened before it was attached), then clears the map and trusts it.
+   */
+  track (map: Uint8Array | null): void {
+    this.#map = map === null ? null : asBuffer(map)
+    this.#trusted = false
+  }
+
+  /**
+   * Marks bytes [ptr, ptr + len) of memory as written by the host (a hostcall), so the next commit
+   * compares them. `ptr + len` ≤ the memory size (the hostcall checked its bounds). A no-op when
+   * no map is attached.
+   */
+  wrote (ptr: number, len: number): void {
+    const map = this.#map
+    if (map === null || len <= 0) return
+    const first = Math.floor(ptr / CHUNK_SIZE)
+    const last = Math.floor((ptr + len - 1) / CHUNK_SIZE)
+    if (last >= map.length) { this.#trusted = false; return }
+    map.fill(1, first, last + 1)
+  }
+
+  /** The next commit compares the whole memory (a write the map may not show, e.g. by the host). */
+  distrust (): void { this.#trusted = false }
+
+  /** True when the next commit will compare only the chunks the dirty map marks. */
+  get tracking (): boolean { return this.#map !== null && this.#trusted }
+
+  /**
+   * Compares `mem` (the live memory bytes) with the committed image (the chunks the dirty map
+   * marks, or all of it: see {@link track}), copies the changed chunks in and marks their pages
+   * dirty. `mem.length` must be a multiple of 64 KiB and at least `pageCount` pages.
    * @returns the number of pages changed
    */
   commit (mem: Uint8Array): number {
     const count = mem.length / PAGE_SIZE
     if (count > this.#slab.length / PAGE_SIZE) this.#grow(count)
     const live = asBuffer(mem)
+    if (this.#map !== null && this.#trusted) {
+      const changed = this.#marked(live, count, true)
+      this.pageCount = count
+      return changed
+    }
+    const changed = this.#commitAll(live, count)
+    this.#untracked(count)
+    return changed
+  }
+
+  /** After a whole compare (live memory = image): clears the map, which is trusted from now on. */
+  #untracked (count: number): void {
+    this.pageCount = count
+    if (this.#map === null) return
+    clearMarks(this.#map, this.#map.length)
+    this.#trusted = true
+  }
+
+  /**
+   * Walks the chunks the dirty map marks among the first `count` pages, each with the chunk after
+   * it (a store of up to 16 bytes marks only the chunk of its first byte), compares them with the
+   * image and, per page that differs: on commit, copies the differing chunks into the image and
+   * marks the page dirty; on rollback, copies the image's chunks back into `live`. Clears the map
+   * over the walked range. With {@link checkMarks}, then compares the whole memory.
+   * @returns the number of pages that differed
+   */
+  #marked (live: Buffer, count: number, commit: boolean): number {
+    const map = this.#map!
+    const slab = this.#slab
+    const n = Math.min(count * CHUNKS, map.length)
+    let changed = 0
+    let page = -1; let want = 0
+    const flush = (): void => {
+      if (page < 0) return
+      const at = page * PAGE_SIZE
+      let diff = 0
+      for (let k = 0; k < CHUNKS; k++) {
+        if ((want & (1 << k)) === 0) continue
+        const c = at + k * CHUNK_SIZE
+        if (slab.compare(live, c, c + CHUNK_SIZE, c, c + CHUNK_SIZE) === 0) continue
+        diff |= 1 << k
+        if (commit) live.copy(slab, c, c, c + CHUNK_SIZE)
+        else slab.copy(live, c, c, c + CHUNK_SIZE)
+      }
+      if (diff !== 0) {
+        changed++
+        if (commit) {
+          this.#masks.set(page, (this.#masks.get(page) ?? 0) | diff)
+          this.dirty.add(page)
+        }
+      }
+    }
+    const want1 = (c: number): void => {
+      const p = c >>> 4
+      if (p !== page) { flush(); page = p; want = 0 }
+      want |= 1 << (c & (CHUNKS - 1))
+    }
+    for (let k = map.indexOf(1, 0); k >= 0 && k < n; k = map.indexOf(1, k + 1)) {
+      want1(k)
+      if (k + 1 < n) want1(k + 1)
+    }
+    flush()
+    clearMarks(map, n)
+    if (PageImage.checkMarks) {
+      for (let i = 0; i < count; i++) {
+        const at = i * PAGE_SIZE
+        if (slab.compare(live, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) throw new Error(`PageImage: the dirty map missed page ${i}`)
+      }
+    }
+    return changed
+  }
+
+  /** {@link commit} without the map: compares the whole memory in runs. */
+  #commitAll (live: Buffer, count: number): number {
     const slab = this.#slab
     let changed = 0
     for (let r = 0; r < count; r += RUN_PAGES) {
@@ -80,15 +217,13 @@ export class PageImage {
         let mask = 0
         for (let k = 0; k < CHUNKS; k++) {
           const c = at + k * CHUNK_SIZE
-          if (slab.compare(live, c, c + CHUNK_SIZE, c, c + CHUNK_SIZE) !== 0) mask |= 1 << k
+          if (slab.compare(live, c, c + CHUNK_SIZE, c, c + CHUNK_SIZE) !== 0) { mask |= 1 << k; live.copy(slab, c, c, c + CHUNK_SIZE) }
         }
-        live.copy(slab, at, at, at + PAGE_SIZE)
         this.#masks.set(i, (this.#masks.get(i) ?? 0) | mask)
         this.dirty.add(i)
         changed++
       }
     }
-    this.pageCount = count
     return changed
   }
 
@@ -121,6 +256,7 @@ export class PageImage {
    */
   rollback (mem: Uint8Array): void {
     const live = asBuffer(mem)
+    if (this.#map !== null && this.#trusted) { this.#marked(live, this.pageCount, false); return }
     for (let r = 0; r < this.pageCount; r += RUN_PAGES) {
       const end = Math.min(this.pageCount, r + RUN_PAGES)
       if (this.#slab.compare(live, r * PAGE_SIZE, end * PAGE_SIZE, r * PAGE_SIZE, end * PAGE_SIZE) === 0) continue
@@ -129,6 +265,7 @@ export class PageImage {
         if (this.#slab.compare(live, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) this.#slab.copy(live, at, at, at + PAGE_SIZE)
       }
     }
+    this.#untracked(this.pageCount)
   }
 
   /**
@@ -162,6 +299,7 @@ export class PageImage {
     this.digests.clear()
     this.#masks.clear()
     this.#chunkLists.clear()
+    this.#trusted = false
     this.pageCount = pageCount
     this.#fill(pageCount, pages)
     const known = new Map(digests ?? [])
@@ -178,6 +316,8 @@ export class PageImage {
     this.#slab = EMPTY
     this.#views = []
     this.#chunkLists.clear()
+    this.#map = null
+    this.#trusted = false
   }
 
   /**
@@ -196,6 +336,7 @@ export class PageImage {
       if (Buffer.compare(known.get(i) ?? pageDigest(bytes), want) !== 0) throw new Error(`page ${i} differs (SHA-256)`)
     }
     this.#fill(pageCount, pages)
+    this.#trusted = false
   }
 
   /** Page `i`'s chunk digest list (zeros for zero chunks) from the last one and the chunks in `mask`. */

@@ -356,6 +356,7 @@ function main (): void {
       sess.agent.wake()
       const bytes = new Uint8Array((sess.agent as unknown as { memory: WebAssembly.Memory }).memory.buffer)
       bytes[bytes.length - 1] ^= 0xff
+      ;(sess.agent as unknown as { image: { distrust (): void } }).image.distrust() // a write the dirty map cannot see
       const tick = sess.agent.tick + 1
       sess.agent.runTick()
       writeCheckpoint(sess.agent, sess.lineage, 'running')

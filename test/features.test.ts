@@ -159,7 +159,7 @@ test('data.drop in a module without memory is accepted and runs (binaryen keeps 
   acceptedAndSame(bin, 5)
   const out = instrument(bin, { memoryLimitPages: 3, file: 'gate.wasm' })
   const facts = scanModule(out.binary)
-  assert.equal(facts.memories, [{ flags: 1, initial: 0, maximum: 3 }])
+  assert.equal(facts.memories, [{ flags: 1, initial: 0, maximum: 3 }, { flags: 1, initial: 16, maximum: 16 }], 'memory 0, then the dirty map')
   assert.ok(facts.exports.some((x) => x.name === 'memory' && x.kind === 2), 'the new memory is exported')
 })
 

@@ -47,7 +47,7 @@ function plainCall (ex: Exports, fn: string, args: unknown[]): unknown {
   try { return ex[fn](...args) } catch (e) { return (e as Error).message }
 }
 function binaryenValid (bin: Uint8Array): boolean {
-  const m = binaryen.readBinary(bin); m.setFeatures(BASE)
+  const m = binaryen.readBinary(bin); m.setFeatures(BASE | F.MultiMemory) // the dirty map is memory 1
   const ok = m.validate(); m.dispose(); return ok === 1
 }
 
