@@ -5,6 +5,9 @@ NODE := $(CURDIR)/node_modules/.bin/node
 
 AS_AGENTS := $(basename $(notdir $(wildcard agents-as/agents/*.ts)))
 AS_WASM := $(AS_AGENTS:%=agents-as/build/%.wasm)
+# Existing AS agents also built, unchanged, as components of world igor:agent/agent (wit/agent.wit).
+AS_COMPONENTS := ledger heartbeat
+AS_COMPONENT_WASM := $(AS_COMPONENTS:%=agents-as/build/%.component.wasm)
 
 # C agents: WASI reactors built with Debian's clang + lld + wasi-libc (installed below when missing).
 C_AGENTS := $(basename $(notdir $(wildcard agents-c/agents/*.c)))
@@ -34,7 +37,7 @@ JS_AGENTS := $(basename $(notdir $(wildcard agents-js/agents/*.js)))
 JS_WASM := $(JS_AGENTS:%=agents-js/build/%.wasm)
 JCO := $(NODE) --import ./scripts/jco-preopen.ts node_modules/@bytecodealliance/jco/dist/jco.js
 
-agents: install $(AS_WASM) $(C_WASM) $(JS_WASM)
+agents: install $(AS_WASM) $(C_WASM) $(AS_COMPONENT_WASM) $(JS_WASM)
 
 agents-js/build/%.wasm: agents-js/agents/%.js agents-js/agents/%.manifest.json agents-js/wit/%.wit wit/agent.wit
 	@mkdir -p agents-js/build
@@ -45,6 +48,9 @@ agents-as/build/%.wasm: agents-as/agents/%.ts agents-as/sdk/*.ts agents-as/ascon
 	@mkdir -p agents-as/build
 	asc $< --config agents-as/asconfig.json --target release -o $@
 	@cp agents-as/agents/$*.manifest.json agents-as/build/$*.manifest.json
+
+agents-as/build/%.component.wasm: agents-as/agents/%.ts agents-as/component/igor.ts wit/agent.wit scripts/componentize-as.ts
+	$(NODE) scripts/componentize-as.ts $*
 
 agents-c/build/%.wasm: agents-c/agents/%.c agents-c/agents/%.manifest.json agents-c/include/*.h | wasi-toolchain
 	@mkdir -p agents-c/build

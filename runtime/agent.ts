@@ -21,6 +21,7 @@ import { EventLog } from '../hostcalls/eventlog.ts'
 import { checkRequest, E_NOT_ALLOWED, E_TOO_MANY } from '../hostcalls/http.ts'
 import { E_TOO_LONG } from '../hostcalls/igor.ts'
 import { checkImports, igorImports } from '../hostcalls/igor.ts'
+import { checkComponentImports, componentImports } from '../hostcalls/component.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { WasiExit, wasiHost } from '../hostcalls/wasi.ts'
@@ -29,10 +30,15 @@ import { loadInstrumented } from './code-cache.ts'
 import type { CodeCache, InstrumentedGlobal } from './code-cache.ts'
 import { FUEL_GLOBAL, fuelUsed } from './fuel.ts'
 import { checkAbiExports, scanModule } from './module-facts.ts'
+import { instantiateComponent, isComponent, loadComponent, wasi2Host } from './component.ts'
+import type { ComponentCode, ComponentGlobal, ComponentInstance } from './component.ts'
 import { PageImage } from './memory.ts'
 
 /** Tick return codes of the guest ABI (DESIGN §4). */
 export const TICK = { IDLE: 0, MORE: 1, FINISHED: 2 } as const
+
+/** A component's `tick-result` enum case (wit/agent.wit) → the core ABI's tick code. */
+const TICK_RESULTS: Readonly<Record<string, number>> = { idle: TICK.IDLE, more: TICK.MORE, finished: TICK.FINISHED }
 
 /** What one tick did. */
 export interface TickResult {
@@ -171,7 +177,10 @@ export function trapMessage (e: unknown): string {
 /** A loaded, instrumented agent with its committed state. */
 export class Agent {
   readonly spec: AgentSpec
+  /** The instrumented module (for a component: the core module holding its memory). */
   readonly module: WebAssembly.Module
+  /** Set when the agent is a component (runtime/component.ts): its transpiled, instrumented code. */
+  readonly component: ComponentCode | null = null
   readonly globalsInfo: InstrumentedGlobal[]
   /** CID of the original wasm. */
   readonly codeCid: string
@@ -204,6 +213,8 @@ export class Agent {
   #tickIo: IoState | null = null
   #sleepAsked = false
   private instance!: WebAssembly.Instance
+  /** A component agent's live instance (its core instances and the glue's exports). */
+  private comp: ComponentInstance | null = null
   private memory!: WebAssembly.Memory
   private fuelGlobal!: WebAssembly.Global
   private globals: GlobalSlot[] = []
@@ -221,6 +232,15 @@ export class Agent {
     this.budget = spec.budget
     this.io = spec.io ?? emptyIo()
     const file = spec.file ?? 'agent.wasm'
+    if (isComponent(spec.wasm)) {
+      const code = loadComponent(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file, ...(spec.codeCache === undefined ? {} : { cache: spec.codeCache }) })
+      checkComponentImports(code.imports, spec.manifest, file, wasi2Host.served)
+      this.component = code
+      this.codeCid = code.cid
+      this.globalsInfo = code.globals
+      this.module = code.cores[code.memoryCore].module
+      return
+    }
     const inst = loadInstrumented(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file, ...(spec.codeCache === undefined ? {} : { cache: spec.codeCache }) })
     this.codeCid = inst.cid
     this.globalsInfo = inst.globals
@@ -302,6 +322,18 @@ export class Agent {
 
   private instantiate (): void {
     const ctx = this.hostContext()
+    if (this.component !== null) {
+      const code = this.component
+      this.comp = null
+      const wasi = this.spec.manifest.capabilities.has('wasi') ? wasi2Host.create(this.spec.manifest, ctx) : { imports: {}, flush: () => {} }
+      const imports = { ...wasi.imports, ...componentImports(this.spec.manifest, ctx) }
+      this.flushOutput = wasi.flush
+      const c = instantiateComponent(code, imports, this.spec.file ?? 'agent.wasm')
+      this.comp = c
+      this.memory = c.memory
+      this.globals = (this.globalsInfo as ComponentGlobal[]).map((g) => slotOf(c.cores[g.core].exports, g))
+      return
+    }
     const wasi = wasiHost(this.spec.manifest, ctx) // {} unless the manifest grants `wasi`
     this.flushOutput = wasi.flush
     this.instance = new WebAssembly.Instance(this.module, { ...igorImports(this.spec.manifest, ctx), ...wasi.imports })
@@ -318,17 +350,38 @@ export class Agent {
    */
   private metered (name: string): { result: unknown; trap: string | null; exit: number | null; fuel: bigint } {
     const limit = this.spec.manifest.maxFuelPerTick
-    this.fuelGlobal.value = limit
+    const comp = this.comp
+    if (comp !== null) for (const g of comp.fuel) g.value = limit
+    else this.fuelGlobal.value = limit
     let result: unknown = null
     let trap: string | null = null
     let exit: number | null = null
     try {
-      result = (this.instance.exports[name] as () => unknown)()
+      if (comp !== null) result = name === 'tick' ? comp.tick() : comp.init()
+      else result = (this.instance.exports[name] as () => unknown)()
     } catch (e) {
       if (e instanceof WasiExit) exit = e.code
       else trap = trapMessage(e)
     }
     try { this.flushOutput() } catch (e) { if (trap === null) { trap = trapMessage(e); exit = null } } // a per-tick limit
+    if (comp !== null) {
+      // jco keeps resource handle tables in its glue, outside every core instance: no snapshot can
+      // carry a handle, so a call may not end holding one (docs/ABI.md "Components").
+      const held = comp.handles()
+      if (trap === null && held > 0) { trap = `${name} returned holding ${held} resource handle${held === 1 ? '' : 's'}; igord cannot carry resources across ticks (they live in jco's glue, outside the snapshot): drop every resource before returning`; exit = null }
+      // Each core instance has its own counter, all set to the limit: the tick's fuel is their sum,
+      // and a tick whose sum passes the limit fails as out of fuel (docs/ABI.md "Components").
+      let fuel = 0n
+      let out = false
+      for (const g of comp.fuel) {
+        const remaining = g.value as bigint
+        if (remaining < 0n) out = true
+        fuel += fuelUsed(limit, remaining)
+      }
+      if (fuel > limit) { fuel = limit; out = true }
+      if (out && (trap !== null || exit === null)) { trap = `out of fuel (limit ${limit} per tick)`; exit = null }
+      return { result, trap, exit, fuel }
+    }
     const remaining = this.fuelGlobal.value as bigint
     if (trap !== null && remaining < 0n) trap = `out of fuel (limit ${limit} per tick)`
     return { result, trap, exit, fuel: fuelUsed(limit, remaining) }
@@ -351,8 +404,9 @@ export class Agent {
 
   private rollback (): void {
     const live = new Uint8Array(this.memory.buffer)
-    if (live.length !== this.image.pageCount * PAGE_SIZE) {
-      // The failed tick grew memory, which cannot shrink: start a fresh instance from the image.
+    if (live.length !== this.image.pageCount * PAGE_SIZE || this.component !== null) {
+      // The failed tick grew memory, which cannot shrink, or trapped a component (its glue marks
+      // the instance poisoned and may hold state of the aborted call): start a fresh instance from the image.
       this.instantiate()
       this.loadImageIntoInstance()
     } else {
@@ -389,10 +443,10 @@ export class Agent {
     }
     spec.inputs.beginTick(0)
     a.log.beginTick(0)
-    const exports = a.instance.exports
+    const exports = a.comp === null ? a.instance.exports : { init: a.comp.init }
     let trap: string | null = null
     let fuel = 0n
-    for (const name of ['_initialize', 'agent_init']) {
+    for (const name of a.comp === null ? ['_initialize', 'agent_init'] : ['init']) {
       if (typeof exports[name] !== 'function') continue
       const r = a.metered(name)
       fuel += r.fuel
@@ -451,6 +505,7 @@ export class Agent {
     if (this.log.openTick !== null) throw new Error('Agent.hibernate: a tick is open')
     this.image.dropPages()
     this.instance = undefined as unknown as WebAssembly.Instance
+    this.comp = null
     this.memory = undefined as unknown as WebAssembly.Memory
     this.fuelGlobal = undefined as unknown as WebAssembly.Global
     this.globals = []
@@ -523,12 +578,12 @@ export class Agent {
     this.#tickIo = null
     this.#sleepAsked = false
     if (fromInbox && funds.length > 0) this.#takeTopUps(funds)
-    const r = this.metered('agent_tick')
+    const r = this.metered(this.component === null ? 'agent_tick' : 'tick')
     let { trap } = r
     let result: number | null = null
     if (trap === null && r.exit !== null) result = TICK.FINISHED // WASI proc_exit: the agent is done
     else if (trap === null) {
-      const v = r.result
+      const v = this.component === null ? r.result : TICK_RESULTS[String(r.result)]
       if (v === TICK.IDLE || v === TICK.MORE || v === TICK.FINISHED) result = v
       else trap = `agent_tick returned ${String(v)} (expected 0, 1 or 2)`
     }
