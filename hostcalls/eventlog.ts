@@ -50,7 +50,7 @@ export interface TickLimits {
   events: number
   /** Bytes of log output one tick may produce: `log_emit` lines and WASI stdout/stderr, UTF-8. */
   logBytes: number
-  /** Bytes of randomness one tick may take: `rand_bytes`, `env.seed`, WASI `random_get`. */
+  /** Bytes of randomness one tick may take: `rand_bytes`, `env.seed`, WASI `random_get`, WASI 0.2 `wasi:random/*` (hostcalls/wasi2.ts). */
   randomBytes: number
   /**
    * Total size of one tick's events, bytes: every payload (bytes and UTF-8 text by length, an
