@@ -65,7 +65,7 @@ export interface Instrumented {
 }
 
 /** The instrumenter proper: original bytes and memory cap (pages) → instrumented bytes and globals. */
-export type Rewrite = (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string }) => { binary: Uint8Array; globals: InstrumentedGlobal[] }
+export type Rewrite = (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string; importedMemory?: boolean }) => { binary: Uint8Array; globals: InstrumentedGlobal[] }
 
 /** The on-disk cache to use: a directory (checkpoint/layout.ts `codeCacheDir`) and its bound. */
 export interface CodeCache {
@@ -133,6 +133,11 @@ export interface LoadOptions {
   cache?: CodeCache
   /** The instrumenter on a miss (default: this thread's registered one, else a helper thread). */
   rewrite?: Rewrite
+  /**
+   * Accept a module importing its memory (a component's core module; runtime/component.ts). The
+   * entry is shared with core agents: a core agent importing memory is refused by its import check.
+   */
+  importedMemory?: boolean
 }
 
 /**
@@ -173,7 +178,7 @@ export function loadInstrumented (wasm: Uint8Array, opts: LoadOptions): Instrume
   }
   codeCacheStats.misses++
   const rewrite = opts.rewrite ?? inThread ?? rewriteInHelper
-  const { binary, globals } = rewrite(wasm, { memoryLimitPages: limit, ...(opts.file === undefined ? {} : { file: opts.file }) })
+  const { binary, globals } = rewrite(wasm, { memoryLimitPages: limit, ...(opts.file === undefined ? {} : { file: opts.file }), ...(opts.importedMemory === true ? { importedMemory: true } : {}) })
   const result: Instrumented = { binary, globals, cid }
   if (cache !== undefined && file !== null) writeEntry(file, result, limit, cache)
   remember(key, result)
@@ -343,7 +348,7 @@ function dropHelper (h: Helper): void {
  * while the callers (Agent.birth/restore) stay synchronous. The helper is kept for
  * {@link HELPER_IDLE_MS} for the next miss, and never keeps the process alive.
  */
-function rewriteInHelper (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
+function rewriteInHelper (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string; importedMemory?: boolean }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
   const file = opts.file ?? 'module'
   const h = helper ??= startHelper()
   if (h.timer !== null) { clearTimeout(h.timer); h.timer = null }
@@ -351,7 +356,7 @@ function rewriteInHelper (wasm: Uint8Array, opts: { memoryLimitPages: number; fi
   let keep = false
   try {
     Atomics.store(h.signal, 0, 0)
-    h.worker.postMessage({ port: port2, wasm, limit: opts.memoryLimitPages, file: opts.file }, [port2])
+    h.worker.postMessage({ port: port2, wasm, limit: opts.memoryLimitPages, file: opts.file, importedMemory: opts.importedMemory === true }, [port2])
     const deadline = Date.now() + HELPER_TIMEOUT_MS
     while (Atomics.load(h.signal, 0) === 0) {
       if (Date.now() > deadline) throw new ModuleError(`${file}: the instrumentation thread did not answer within ${HELPER_TIMEOUT_MS / 60_000} minutes`)

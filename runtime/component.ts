@@ -150,7 +150,7 @@ export function loadComponent (wasm: Uint8Array, opts: ComponentLoadOptions): Co
   const globals: ComponentGlobal[] = []
   t.files.forEach(([name, bytes], k) => {
     const facts = scanModule(bytes)
-    const inst = loadInstrumented(bytes, { memoryLimitPages: opts.memoryLimitPages, file: `${file} (core module ${name})`, ...(opts.cache === undefined ? {} : { cache: opts.cache }) })
+    const inst = loadInstrumented(bytes, { memoryLimitPages: opts.memoryLimitPages, file: `${file} (core module ${name})`, importedMemory: true, ...(opts.cache === undefined ? {} : { cache: opts.cache }) })
     cores.push({ name, cid: inst.cid, module: new WebAssembly.Module(inst.binary as Uint8Array<ArrayBuffer>), definesMemory: facts.memories.length > 0 })
     for (const g of inst.globals) globals.push({ ...g, index: k * CORE_GLOBAL_STRIDE + g.index, core: k })
   })

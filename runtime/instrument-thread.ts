@@ -11,14 +11,14 @@ import { IgordError } from '../checkpoint/errors.ts'
 import { rewrite } from './instrument.ts'
 import { thrownMessage } from './module-facts.ts'
 
-interface Request { port: MessagePort; wasm: Uint8Array; limit: number; file?: string }
+interface Request { port: MessagePort; wasm: Uint8Array; limit: number; file?: string; importedMemory?: boolean }
 
 const signal = (workerData as { signal: Int32Array }).signal
 
 if (parentPort === null) throw new Error('runtime/instrument-thread.ts must run in a worker thread')
 parentPort.on('message', (m: Request) => {
   try {
-    const r = rewrite(m.wasm, { memoryLimitPages: m.limit, ...(m.file === undefined ? {} : { file: m.file }) })
+    const r = rewrite(m.wasm, { memoryLimitPages: m.limit, ...(m.file === undefined ? {} : { file: m.file }), importedMemory: m.importedMemory === true })
     m.port.postMessage({ ok: true, binary: r.binary, globals: r.globals })
   } catch (e) {
     m.port.postMessage({ ok: false, name: e instanceof Error ? e.name : 'Error', message: thrownMessage(e), exitCode: e instanceof IgordError ? e.exitCode : null })

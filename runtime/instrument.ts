@@ -64,7 +64,7 @@ export function clearInstrumentCache (): void { clearMemoryCache() }
  *   reference meter counts instructions on.
  * @throws ModuleError as {@link instrument}.
  */
-export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string; meter?: boolean }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
+export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; file?: string; meter?: boolean; importedMemory?: boolean }): { binary: Uint8Array; globals: InstrumentedGlobal[] } {
   const file = opts.file ?? 'module'
   const limit = opts.memoryLimitPages
   checkHeader(wasm, file)
@@ -78,7 +78,10 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
   if (facts.exports.some((x) => x.name === FUEL_GLOBAL) || facts.imports.some((x) => x.name === FUEL_GLOBAL)) {
     throw new ModuleError(`${file}: already instrumented (it has ${FUEL_GLOBAL})`)
   }
-  checkModuleFacts(facts, file)
+  checkModuleFacts(facts, file, { importedMemory: opts.importedMemory === true })
+  // A component's core module may import the memory another of its instances defines: it is
+  // neither given a memory nor capped here (the defining module's cap bounds the shared memory).
+  const importsMemory = facts.imports.some((x) => x.kind === 2)
   const mem = facts.memories[0]
   if (mem && mem.initial > limit) {
     throw new ModuleError(`${file}: initial memory is ${mem.initial} pages, above the limit of ${limit} pages`)
@@ -88,7 +91,7 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
 
   // A module without memory gets an empty one here, in the bytes, so that binaryen keeps its passive
   // data segments (binaryen's setMemory would drop them, and a data.drop would then not validate).
-  const m = readQuietly(mem ? wasm : withEmptyMemory(wasm, facts), file)
+  const m = readQuietly(mem || importsMemory ? wasm : withEmptyMemory(wasm, facts), file)
   try {
     m.setFeatures(ALLOWED_FEATURES)
     if (m.getGlobal(FUEL_GLOBAL)) {
@@ -123,7 +126,7 @@ export function rewrite (wasm: Uint8Array, opts: { memoryLimitPages: number; fil
     const problem = validateQuietly(m)
     if (problem !== null) throw new ModuleError(`${file}: could not be instrumented (binaryen: ${problem})`)
     const emitted = quietly(() => m.emitBinary()).value // binaryen prints warnings ("Some VMs may not accept…")
-    const capped = capMemory(emitted, limit, file)
+    const capped = importsMemory ? emitted : capMemory(emitted, limit, file)
     // Fuel is metered last, on the exact code the engine will run (docs/ABI.md "Fuel").
     const accessors = new Set(globals.flatMap((g) => g.accessors === undefined ? [] : [g.accessors.get, g.accessors.set]))
     let binary: Uint8Array

@@ -356,10 +356,20 @@ export function fail (file: string, what: string, where?: string): never {
 /**
  * Checks the module-level part of the feature gate from {@link scanModule}'s facts.
  * @param file the name used in error messages.
+ * @param opts.importedMemory accept one imported memory (a core module of a component, which shares
+ *   the memory another of its core instances defines; runtime/component.ts), checked like a defined one
  * @throws ModuleError naming the first rejected feature found.
  */
-export function checkModuleFacts (facts: ModuleFacts, file: string): void {
+export function checkModuleFacts (facts: ModuleFacts, file: string, opts: { importedMemory?: boolean } = {}): void {
+  let importedMemories = 0
   for (const imp of facts.imports) {
+    if (imp.kind === 2 && opts.importedMemory === true && imp.limits !== undefined) {
+      importedMemories++
+      if ((imp.limits.flags & 2) !== 0) fail(file, 'threads (a shared memory)')
+      if ((imp.limits.flags & 4) !== 0) fail(file, 'memory64 (a 64-bit memory)')
+      if ((imp.limits.flags & 8) !== 0) fail(file, 'custom page sizes')
+      continue
+    }
     if (imp.kind === 2) throw new ModuleError(`${file}: imports its memory (${imp.module}.${imp.name}); agents must define their own memory`)
     if (imp.kind === 3 && imp.mutable === true) throw new ModuleError(`${file}: imports a mutable global (${imp.module}.${imp.name}); only immutable globals may be imported`)
   }
@@ -370,7 +380,7 @@ export function checkModuleFacts (facts: ModuleFacts, file: string): void {
     if ((m.flags & 4) !== 0) fail(file, 'memory64 (a 64-bit memory)')
     if ((m.flags & 8) !== 0) fail(file, 'custom page sizes')
   }
-  if (facts.memories.length > 1) fail(file, `multi-memory (${facts.memories.length} memories)`)
+  if (facts.memories.length + importedMemories > 1) fail(file, `multi-memory (${facts.memories.length + importedMemories} memories)`)
   if (facts.tables > 1) fail(file, `reference types (${facts.tables} tables)`)
   if (facts.tableProblem) fail(file, `reference types (${facts.tableProblem})`)
   if (facts.segmentProblem) fail(file, facts.segmentProblem)

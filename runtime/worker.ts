@@ -44,6 +44,7 @@ import type { TickResult } from './agent.ts'
 import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
 import { loadInstrumented } from './code-cache.ts'
+import { isComponent, loadComponent } from './component.ts'
 import { replaySegment } from './replay.ts'
 import type { ReplayStart } from './replay.ts'
 import { runLoop, writeCheckpoint } from './runner.ts'
@@ -370,7 +371,12 @@ function main (): void {
     // a migration target's check of the ticks it receives (runtime/replay.ts); each replayed tick is watched under `m.id`
     replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next)),
     // a migration target instruments an arriving module while its pages are still in transit (runtime/code-cache.ts)
-    code: (m: Extract<WorkerRequest, { t: 'code' }>) => { loadInstrumented(m.wasm, { memoryLimitPages: m.memoryLimitPages, cache: codeCacheOf({ dir: m.dir }) }); return null },
+    code: (m: Extract<WorkerRequest, { t: 'code' }>) => {
+      const opts = { memoryLimitPages: m.memoryLimitPages, cache: codeCacheOf({ dir: m.dir }) }
+      if (isComponent(m.wasm)) loadComponent(m.wasm, opts) // transpile + every core module, cached
+      else loadInstrumented(m.wasm, opts)
+      return null
+    },
     drop: (m: Extract<WorkerRequest, { t: 'drop' }>) => {
       slots.get(m.id)?.controller?.abort()
       slots.delete(m.id)

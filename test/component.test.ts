@@ -25,6 +25,7 @@ import { Agent } from '../runtime/agent.ts'
 import type { AgentSpec } from '../runtime/agent.ts'
 import { clearComponentCache, componentCacheStats, CORE_GLOBAL_STRIDE, instantiateComponent, isComponent, liveHandles, loadComponent } from '../runtime/component.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
+import { rewrite } from '../runtime/instrument.ts'
 
 const WIT = readFileSync(new URL('../wit/agent.wit', import.meta.url), 'utf8')
 const dirs: string[] = []
@@ -144,7 +145,7 @@ test('componentImports: typed refusals as WIT error-codes record nothing; values
 })
 
 test('a scripted component: results, trap rolled back through a fresh instance, out of fuel, invalid tick-result; restore gives the same state root', async () => {
-  const wasm = await scripted([0, M.IDLE, M.MORE, M.UNREACHABLE, M.IDLE, M.LOOP, M.BAD, M.IDLE, M.FINISH])
+  const wasm = await scripted([0, M.IDLE, M.MORE, M.UNREACHABLE, M.IDLE, M.LOOP, M.BAD, M.IDLE, M.IDLE, M.FINISH])
   const a = Agent.birth(spec(wasm))
   assert.ok(a.component !== null)
   assert.is(a.globalsInfo.length, 1)
@@ -168,6 +169,14 @@ test('a scripted component: results, trap rolled back through a fresh instance, 
   const ra = a.runTick()!; const rb = b.runTick()!
   assert.equal([ra.result, rb.result, ra.fuel], [0, 0, rb.fuel])
   assert.is(root(b), root(a), 'and they tick alike')
+  const snap = a.checkpointState()
+  const kept = { pageCount: snap.pageCount, pages: snap.pages.map(([i, p]): [number, Uint8Array] => [i, p.slice()]), digests: snap.digests, globals: snap.globals }
+  a.hibernate(() => kept)
+  assert.ok(a.hibernated, 'instance and memory dropped')
+  const rh = a.runTick()!
+  assert.not.ok(a.hibernated, 'woken by the tick')
+  assert.is(b.runTick()!.fuel, rh.fuel)
+  assert.is(root(b), root(a), 'a hibernated component wakes into the same state')
   assert.is(a.runTick()!.result, 2)
 })
 
@@ -219,6 +228,25 @@ world w { import h; export init: func(); export tick: func() -> u32; }`
   assert.is(inst.handles(), 1, 'the guest keeps the handle in a global: it lives on in the glue')
   assert.is(inst.tick(), 0)
   assert.is(inst.handles(), 0, 'dropped')
+})
+
+test('instrumenter: a component core module may import its memory (not capped, not given one); a core agent may not', () => {
+  const mod = wat(`(module (import "env" "memory" (memory 1)) (global $g (mut i32) (i32.const 0))
+    (func (export "f") (result i32) (global.set $g (i32.add (global.get $g) (i32.const 1))) (i32.store (i32.const 0) (global.get $g)) (memory.grow (i32.const 1))))`)
+  assert.throws(() => rewrite(mod, { memoryLimitPages: 4 }), /imports its memory \(env\.memory\); agents must define their own memory/)
+  const r = rewrite(mod, { memoryLimitPages: 4, importedMemory: true })
+  const m = new WebAssembly.Module(r.binary as Uint8Array<ArrayBuffer>)
+  assert.equal(WebAssembly.Module.imports(m).map((i) => `${i.module}.${i.name}:${i.kind}`), ['env.memory:memory'])
+  assert.not.ok(WebAssembly.Module.exports(m).some((e) => e.kind === 'memory'), 'no memory of its own')
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 2 })
+  const inst = new WebAssembly.Instance(m, { env: { memory } })
+  ;(inst.exports.__igor_fuel as WebAssembly.Global).value = 1_000_000n
+  assert.is((inst.exports.f as () => number)(), 1)
+  assert.is(new DataView(memory.buffer).getInt32(0, true), 1, 'writes the shared memory')
+  assert.is((inst.exports.f as () => number)(), -1, 'the defining side\'s maximum bounds growth')
+  assert.ok((inst.exports.__igor_fuel as WebAssembly.Global).value < 1_000_000n, 'metered')
+  const shared = wat('(module (import "env" "memory" (memory 1 2 shared)))')
+  assert.throws(() => rewrite(shared, { memoryLimitPages: 4, importedMemory: true }), /threads/)
 })
 
 test.run()

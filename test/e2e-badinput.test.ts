@@ -126,8 +126,8 @@ const withElem = (elem: number[], i64 = false): Uint8Array => Uint8Array.from([.
   0x0a, 0x06, 0x01, 0x04, 0x00, i64 ? 0x42 : 0x41, 0x00, 0x0b, // body: i32.const 0 or i64.const 0
 ])
 
-test('a WebAssembly component is named as one (exit 4)', () => {
-  refusedAtLoad('comp.wasm', Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]), /is a WebAssembly component \(component model, layer 1\), not a core module; igord runs core WebAssembly modules only/)
+test('a WebAssembly component is run as one: an empty component is refused for lacking init and tick (exit 4)', () => {
+  refusedAtLoad('comp.wasm', Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]), /comp\.wasm: a component agent must export the functions init and tick of world igor:agent\/agent \(it lacks init, tick; exports: none\)/)
 })
 
 test('an empty file, WebAssembly text and another file type are named as such (exit 4)', () => {

@@ -1,3 +1,4 @@
+// test-timeout: 600
 /**
  * Component agents end to end through the real CLI (issue 12): existing AssemblyScript agents
  * (ledger, heartbeat) built unchanged as components of world igor:agent/agent
@@ -90,13 +91,13 @@ test('two nodes on 127.0.0.1: a component agent migrates A → B and keeps ticki
   const r = igord(['run', HEART, '--node', a.dir, '--interval', '20ms'])
   assert.is(r.code, 0, r.stderr)
   const tickOf = (n: NodeProc) => ps(n.dir).find((x) => x.name === 'heartbeat.component')?.tick ?? -1
-  await until(() => tickOf(a) >= 5, 30_000, 'ticks on A')
-  const m = igord(['migrate', 'heartbeat.component', '--to', b.addr, '--node', a.dir, '--json'], 60_000)
+  await until(() => tickOf(a) >= 5, 90_000, 'ticks on A')
+  const m = igord(['migrate', 'heartbeat.component', '--to', b.addr, '--node', a.dir, '--json'], 120_000)
   assert.is(m.code, 0, m.stderr)
   const mj = JSON.parse(m.stdout) as Record<string, unknown>
   assert.is(mj.epoch, 1)
   assert.is(mj.to, b.peer)
-  await until(() => tickOf(b) > Number(mj.tick) + 3, 30_000, 'ticks on B')
+  await until(() => tickOf(b) > Number(mj.tick) + 3, 90_000, 'ticks on B')
   assert.ok(!ps(a.dir).some((x) => x.name === 'heartbeat.component' && x.status === 'running'), 'A no longer runs it')
   const v = igord(['verify', '--replay', a.dir, b.dir])
   assert.is(v.code, 0, v.stdout + v.stderr)
