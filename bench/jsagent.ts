@@ -28,8 +28,8 @@ const ROOT = path.join(import.meta.dirname, '..')
 const JS = path.join(ROOT, 'agents-js', 'build', 'heartbeat.wasm')
 const AS = path.join(ROOT, 'agents-as', 'build', 'heartbeat.wasm')
 const TICKS = 100
-/** Kept between runs, so a later `make bench` loads the instrumented engine from cache. */
-const CACHE = path.join(os.tmpdir(), 'igord-bench-jsagent-cache')
+/** Kept between runs (as bench/component.ts's), so a later `make bench` loads the instrumented engine from cache. */
+const CACHE = path.join(ROOT, '.bench-cache')
 
 interface Figures { loadMs: number; fuelPerTick: number; msPerTick: number; fullBytes: number; fullMs: number; incrMs: number }
 
