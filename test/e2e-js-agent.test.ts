@@ -5,7 +5,7 @@
  * directory (a cold code cache: the component is transpiled and instrumented again there) and
  * resumed, it reaches the same state root, fuel and budget as an uninterrupted `--sim-seed` run;
  * the merged history and the control's replay VALID; a message in its inbox is answered with a
- * random number and still replays.
+ * random number and still replays; on two nodes on 127.0.0.1 it migrates A → B and keeps ticking.
  *
  * Instrumenting the engine's 12.5 MB core module takes a minute or two on a loaded machine (once
  * per code CID and data directory, then cached), so this file runs long.
@@ -16,7 +16,11 @@ import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { ROOT, cleanup, igord, inspectJson, tempDir } from './helpers.ts'
+import { ps, startNode, until } from './node-helpers.ts'
+import type { NodeProc } from './node-helpers.ts'
 
+const running: NodeProc[] = []
+test.after.each(async () => { for (const n of running.splice(0)) if (n.live.child.exitCode === null) { n.live.child.kill('SIGKILL'); await n.live.done() } })
 test.after(cleanup)
 
 const JS_HEARTBEAT = join(ROOT, 'agents-js', 'build', 'heartbeat.wasm')
@@ -87,6 +91,29 @@ test('inbox and random: a message sent to the stopped JS heartbeat is answered w
   const v = igord(['verify', '--replay', d], RUN_MS)
   assert.is(v.code, 0, v.stdout + v.stderr)
   assert.match(v.stdout, /^VALID: replayed 5 ticks/)
+})
+
+test('two nodes on 127.0.0.1: the JS heartbeat migrates A → B and keeps ticking; merged histories replay VALID', async () => {
+  // Both hosts have instrumented this code before (the control's code cache): the migration
+  // itself, not a first 12.5 MB instrumentation, is what is timed here.
+  const dirs = [tempDir('igord-js-node-a-'), tempDir('igord-js-node-b-')]
+  for (const d of dirs) cpSync(join(control, 'cache'), join(d, 'cache'), { recursive: true })
+  const [a, b] = await Promise.all(dirs.map((dir) => startNode({ dir, args: [] })))
+  running.push(a, b)
+  const r = igord(['run', JS_HEARTBEAT, '--node', a.dir, '--interval', '20ms'], RUN_MS)
+  assert.is(r.code, 0, r.stderr)
+  const tickOf = (n: NodeProc) => ps(n.dir).find((x) => x.name === 'heartbeat')?.tick ?? -1
+  await until(() => tickOf(a) >= 5, 300_000, 'ticks on A')
+  const m = igord(['migrate', 'heartbeat', '--to', b.addr, '--node', a.dir, '--json'], RUN_MS)
+  assert.is(m.code, 0, m.stdout + m.stderr)
+  const mj = JSON.parse(m.stdout) as Record<string, unknown>
+  assert.is(mj.epoch, 1)
+  assert.is(mj.to, b.peer)
+  await until(() => tickOf(b) > Number(mj.tick) + 3, 300_000, 'ticks on B')
+  assert.ok(!ps(a.dir).some((x) => x.name === 'heartbeat' && x.status === 'running'), 'A no longer runs it')
+  const v = igord(['verify', '--replay', a.dir, b.dir], RUN_MS)
+  assert.is(v.code, 0, v.stdout + v.stderr)
+  assert.match(v.stdout, /^VALID/)
 })
 
 test.run()
