@@ -29,7 +29,20 @@ node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-agents: install $(AS_WASM) $(C_WASM) $(AS_COMPONENT_WASM)
+# JavaScript agents: components built by `jco componentize` (ComponentizeJS, StarlingMonkey) against
+# each agent's own world in agents-js/wit (the igor:agent package is linked in as wit/agent.wit).
+# `-d all` disables every WASI feature of the engine: the component imports only igor:agent
+# interfaces (docs/RATIONALE.md "JavaScript agents"). Offline after `npm install`.
+JS_AGENTS := $(basename $(notdir $(wildcard agents-js/agents/*.js)))
+JS_WASM := $(JS_AGENTS:%=agents-js/build/%.wasm)
+JCO := $(NODE) --import ./scripts/jco-preopen.ts node_modules/@bytecodealliance/jco/dist/jco.js
+
+agents: install $(AS_WASM) $(C_WASM) $(AS_COMPONENT_WASM) $(JS_WASM)
+
+agents-js/build/%.wasm: agents-js/agents/%.js agents-js/agents/%.manifest.json agents-js/wit/%.wit wit/agent.wit
+	@mkdir -p agents-js/build
+	$(JCO) componentize $< --wit agents-js/wit -n $* -d all -o $@
+	@cp agents-js/agents/$*.manifest.json agents-js/build/$*.manifest.json
 
 agents-as/build/%.wasm: agents-as/agents/%.ts agents-as/sdk/*.ts agents-as/asconfig.json
 	@mkdir -p agents-as/build
@@ -80,4 +93,4 @@ typecheck: install
 	tsc --noEmit
 
 clean:
-	rm -rf agents-as/build agents-c/build
+	rm -rf agents-as/build agents-c/build agents-js/build

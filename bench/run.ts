@@ -1,11 +1,11 @@
 /**
  * `make bench`: runs every benchmark module and prints each figure beside its floor measured in
  * the same run, the ratio and the DESIGN §11 target. `--json` prints one object of named figures
- * instead. `--only <area>` runs one module (fuel, checkpoint, resume, replay, migrate, msg, density, startup, component).
+ * instead. `--only <area>` runs one module (fuel, checkpoint, resume, replay, migrate, msg, density, startup, component, jsagent).
  */
 import type { BenchRow } from './row.ts'
 
-const AREAS = ['fuel', 'checkpoint', 'resume', 'replay', 'migrate', 'msg', 'density', 'startup', 'component'] as const
+const AREAS = ['fuel', 'checkpoint', 'resume', 'replay', 'migrate', 'msg', 'density', 'startup', 'component', 'jsagent'] as const
 const args = process.argv.slice(2)
 const json = args.includes('--json')
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined

@@ -50,7 +50,7 @@ export interface TickLimits {
   events: number
   /** Bytes of log output one tick may produce: `log_emit` lines and WASI stdout/stderr, UTF-8. */
   logBytes: number
-  /** Bytes of randomness one tick may take: `rand_bytes`, `env.seed`, WASI `random_get`. */
+  /** Bytes of randomness one tick may take: `rand_bytes`, `env.seed`, WASI `random_get`, WASI 0.2 `wasi:random/*` (hostcalls/wasi2.ts). */
   randomBytes: number
   /**
    * Total size of one tick's events, bytes: every payload (bytes and UTF-8 text by length, an
@@ -84,7 +84,10 @@ const TICK_LIMIT_UNITS: Readonly<Record<keyof TickLimits, string>> = { events: '
 /** Hostcalls (event names) whose payload is log output, counted against `logBytes`. */
 export const LOG_EVENTS: ReadonlySet<string> = new Set(['log_emit', 'wasi.stdout', 'wasi.stderr'])
 /** Hostcalls (event names) whose payload is randomness, counted against `randomBytes`. */
-export const RANDOM_EVENTS: ReadonlySet<string> = new Set(['rand_bytes', 'env.seed', 'wasi.random_get'])
+export const RANDOM_EVENTS: ReadonlySet<string> = new Set(['rand_bytes', 'env.seed', 'wasi.random_get',
+  // WASI 0.2 (hostcalls/wasi2.ts WASI2_EVENTS)
+  'wasi:random/random.get-random-bytes', 'wasi:random/random.get-random-u64', 'wasi:random/insecure.get-insecure-random-bytes',
+  'wasi:random/insecure.get-insecure-random-u64', 'wasi:random/insecure-seed.insecure-seed'])
 
 /**
  * A tick crossed one of its {@link TickLimits}. The message names the limit, e.g.

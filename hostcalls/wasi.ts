@@ -144,7 +144,7 @@ export interface WasiHost {
 const utf8Lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
 
 /** The partial output line of one fd: a growable byte buffer (appends are amortized O(1) per byte). */
-class LineBuffer {
+export class LineBuffer {
   #buf = new Uint8Array(0)
   #len = 0
   get length (): number { return this.#len }
@@ -173,6 +173,49 @@ class LineBuffer {
     this.#len -= n
     return out
   }
+}
+
+/**
+ * The output lines of fds 1 (stdout) and 2 (stderr) of one agent instance, shared by the
+ * preview 1 subset and WASI 0.2 (hostcalls/wasi2.ts): `output(fd, chunk)` splits bytes into lines
+ * at `\n` (a partial line waits; lines over {@link MAX_LINE_BYTES} are cut), decodes UTF-8
+ * (malformed → U+FFFD), records each line as `wasi.stdout` / `wasi.stderr` and passes it to
+ * `ctx.emit`; `flush()` emits both partial lines; `pending` holds them (fd 1 first), so a caller
+ * can count their bytes against the tick's limits before it buffers more.
+ * @param ctx the agent's host context (event log, log output)
+ * @throws nothing itself; ctx's callbacks may throw (e.g. TickLimitTrap from `log.record`)
+ */
+export function stdioLines (ctx: HostContext): { pending: readonly LineBuffer[]; output (fd: 1 | 2, chunk: Uint8Array): void; flush (): void } {
+  const pending = [new LineBuffer(), new LineBuffer()] // fd 1, fd 2
+  const emitLine = (fd: number, bytes: Uint8Array): void => {
+    for (let off = 0; off === 0 || off < bytes.length; off += MAX_LINE_BYTES) {
+      const line = utf8Lossy.decode(bytes.subarray(off, off + MAX_LINE_BYTES))
+      ctx.log.record(fd === 1 ? 'wasi.stdout' : 'wasi.stderr', line)
+      ctx.emit(line)
+    }
+  }
+  const output = (fd: 1 | 2, chunk: Uint8Array): void => {
+    const buf = pending[fd - 1]
+    let start = 0
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      const piece = chunk.subarray(start, nl)
+      if (buf.length === 0) emitLine(fd, piece)
+      else {
+        buf.append(piece)
+        emitLine(fd, buf.take())
+      }
+      start = nl + 1
+    }
+    buf.append(chunk.subarray(start))
+    while (buf.length >= MAX_LINE_BYTES) emitLine(fd, buf.takeFirst(MAX_LINE_BYTES))
+  }
+  const flush = (): void => {
+    // Take both partial lines first: if recording one crosses a per-tick limit, nothing is left
+    // over for the next tick (whose replay would not have it).
+    const rest = pending.map((b) => b.take())
+    rest.forEach((bytes, i) => { if (bytes.length > 0) emitLine(i + 1, bytes) })
+  }
+  return { pending, output, flush }
 }
 
 /**
@@ -205,36 +248,7 @@ class LineBuffer {
  * @throws nothing itself; `proc_exit` throws WasiExit, and ctx's callbacks may throw
  */
 export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
-  const pending = [new LineBuffer(), new LineBuffer()] // fd 1, fd 2
-
-  const emitLine = (fd: number, bytes: Uint8Array): void => {
-    for (let off = 0; off === 0 || off < bytes.length; off += MAX_LINE_BYTES) {
-      const line = utf8Lossy.decode(bytes.subarray(off, off + MAX_LINE_BYTES))
-      ctx.log.record(fd === 1 ? 'wasi.stdout' : 'wasi.stderr', line)
-      ctx.emit(line)
-    }
-  }
-  const output = (fd: number, chunk: Uint8Array): void => {
-    const buf = pending[fd - 1]
-    let start = 0
-    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
-      const piece = chunk.subarray(start, nl)
-      if (buf.length === 0) emitLine(fd, piece)
-      else {
-        buf.append(piece)
-        emitLine(fd, buf.take())
-      }
-      start = nl + 1
-    }
-    buf.append(chunk.subarray(start))
-    while (buf.length >= MAX_LINE_BYTES) emitLine(fd, buf.takeFirst(MAX_LINE_BYTES))
-  }
-  const flush = (): void => {
-    // Take both partial lines first: if recording one crosses a per-tick limit, nothing is left
-    // over for the next tick (whose replay would not have it).
-    const rest = pending.map((b) => b.take())
-    rest.forEach((bytes, i) => { if (bytes.length > 0) emitLine(i + 1, bytes) })
-  }
+  const { pending, output, flush } = stdioLines(ctx)
   if (!manifest.capabilities.has(WASI_CAPABILITY)) return { imports: {}, flush }
 
   /** Is [ptr, ptr+len) inside memory? (ptr, len unsigned) */
@@ -314,7 +328,7 @@ export function wasiHost (manifest: Manifest, ctx: HostContext): WasiHost {
       // before buffering anything (a write that would cross them traps and outputs nothing).
       if (total > 0) ctx.log.admit(fd === 1 ? 'wasi.stdout' : 'wasi.stderr', pending[0].length + pending[1].length + total)
       const mem = ctx.memory().buffer
-      for (const [buf, len] of parts) output(fd, new Uint8Array(mem, buf, len))
+      for (const [buf, len] of parts) output(fd as 1 | 2, new Uint8Array(mem, buf, len))
       view().setUint32(nwrittenPtr, total, true)
       ctx.wrote?.(nwrittenPtr, 4)
       return ERRNO.SUCCESS

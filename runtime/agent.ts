@@ -30,7 +30,8 @@ import { loadInstrumented } from './code-cache.ts'
 import type { CodeCache, InstrumentedGlobal } from './code-cache.ts'
 import { DIRTY_EXPORT, FUEL_GLOBAL, fuelUsed } from './fuel.ts'
 import { checkAbiExports, scanModule } from './module-facts.ts'
-import { instantiateComponent, isComponent, loadComponent, wasi2Host } from './component.ts'
+import { coreImports, instantiateComponent, isComponent, loadComponent, wasi2Host } from './component.ts'
+import { checkWasi2Imports } from '../hostcalls/wasi2.ts'
 import type { ComponentCode, ComponentGlobal, ComponentInstance } from './component.ts'
 import { PageImage } from './memory.ts'
 
@@ -235,6 +236,7 @@ export class Agent {
     if (isComponent(spec.wasm)) {
       const code = loadComponent(spec.wasm, { memoryLimitPages: Math.floor(spec.manifest.maxMemoryBytes / PAGE_SIZE), file, ...(spec.codeCache === undefined ? {} : { cache: spec.codeCache }) })
       checkComponentImports(code.imports, spec.manifest, file, wasi2Host.served)
+      checkWasi2Imports(coreImports(code), spec.manifest, file) // each WASI function, by name
       this.component = code
       this.codeCid = code.cid
       this.globalsInfo = code.globals

@@ -26,6 +26,7 @@ import type { CodeCache, InstrumentedGlobal } from './code-cache.ts'
 import { FUEL_GLOBAL } from './fuel.ts'
 import { scanModule } from './module-facts.ts'
 import type { HostContext } from '../hostcalls/igor.ts'
+import { WASI2_FUNCTIONS, wasi2Host as makeWasi2Host } from '../hostcalls/wasi2.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 
 /**
@@ -371,13 +372,21 @@ export function instantiateComponent (code: ComponentCode, imports: Record<strin
 }
 
 /**
- * Where igord's WASI 0.2 host (clocks, random, stdout/stderr through the event log) plugs in for
- * components whose manifest grants `wasi`: the `wasi:` interfaces it serves (unversioned,
+ * igord's WASI 0.2 host (hostcalls/wasi2.ts: clocks, random, stdout/stderr, exit through the event
+ * log) for components whose manifest grants `wasi`: the `wasi:` interfaces it serves (unversioned,
  * `wasi:cli/stdout`) and, per instance, its import object (keyed as the glue asks) and a `flush`
- * of partial output lines run after every metered call. Until one is registered, a component
- * importing `wasi:*` is refused at load (hostcalls/component.ts `checkComponentImports`).
+ * of partial output lines run after every metered call. Which functions of those interfaces it
+ * serves is checked at load by hostcalls/wasi2.ts `checkWasi2Imports`.
  */
 export const wasi2Host: {
-  served: Set<string>
+  served: ReadonlySet<string>
   create (manifest: Manifest, ctx: HostContext): { imports: Record<string, unknown>; flush (): void }
-} = { served: new Set(), create: () => ({ imports: {}, flush: () => {} }) }
+} = { served: new Set(Object.keys(WASI2_FUNCTIONS)), create: (manifest, ctx) => makeWasi2Host(manifest, ctx) }
+
+/**
+ * The function imports of every core module of `code` (`{ module: 'wasi:io/streams@0.2.12',
+ * name: '[method]output-stream.write' }`, …): what hostcalls/wasi2.ts `checkWasi2Imports` checks.
+ */
+export function coreImports (code: ComponentCode): { module: string; name: string }[] {
+  return code.cores.flatMap((c) => WebAssembly.Module.imports(c.module).filter((i) => i.kind === 'function'))
+}
