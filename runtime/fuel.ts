@@ -122,22 +122,25 @@ export function meter (wasm: Uint8Array, unmetered: ReadonlySet<string> = new Se
 
 /**
  * Adds the dirty map (memory 1, {@link DIRTY_MAP_PAGES} pages, minimum = maximum) to the memory
- * section and exports it as {@link DIRTY_EXPORT}. The module must define exactly one memory and
- * import none (the feature gate and the memory cap see to it).
+ * section and exports it as {@link DIRTY_EXPORT}. Memory 0 is the module's one memory: defined
+ * (a core agent: the feature gate and the memory cap see to it) or imported (a core module of a
+ * component, which shares another's memory; the map is then the module's only defined memory, the
+ * sections are created when absent).
  */
 function addDirtyMap (wasm: Uint8Array, code: Code, sections: Map<number, number[]>): void {
   const mem = code.sections.find(([id]) => id === 5)
   const ex = code.sections.find(([id]) => id === 7)
-  if (mem === undefined || ex === undefined) throw new RangeError('no memory or export section to add the dirty map to')
   if (code.exports.some(([n]) => n === DIRTY_EXPORT)) throw new RangeError(`the module already exports ${DIRTY_EXPORT}`)
-  const body = (s: [number, number, number]): { count: number; rest: number[] } => {
+  const body = (s: [number, number, number] | undefined): { count: number; rest: number[] } => {
+    if (s === undefined) return { count: 0, rest: [] }
     const c = new Cursor(wasm, s[1] + 1, s[2]); c.u() // section size
     const count = c.u()
     return { count, rest: Array.from(wasm.subarray(c.pos, s[2])) }
   }
   const m = body(mem)
-  if (m.count !== 1) throw new RangeError(`${m.count} memories where one was expected`)
-  sections.set(5, [...uleb(2), ...m.rest, 0x01, ...uleb(DIRTY_MAP_PAGES), ...uleb(DIRTY_MAP_PAGES)])
+  const imported = code.importedMemories
+  if (m.count + imported !== 1) throw new RangeError(`${m.count} defined and ${imported} imported memories where one was expected`)
+  sections.set(5, [...uleb(m.count + 1), ...m.rest, 0x01, ...uleb(DIRTY_MAP_PAGES), ...uleb(DIRTY_MAP_PAGES)])
   const e = body(ex)
   const name = Array.from(new TextEncoder().encode(DIRTY_EXPORT))
   sections.set(7, [...uleb(e.count + 1), ...e.rest, ...uleb(name.length), ...name, 0x02, ...uleb(1)])

@@ -47,6 +47,8 @@ export interface Code {
   importedFuncs: number
   /** Number of imported globals. */
   importedGlobals: number
+  /** Number of imported memories. */
+  importedMemories: number
   /** Exports as [name, kind, index]. */
   exports: Array<[string, number, number]>
   /** The type section's function types, each value type as its raw bytes. */
@@ -178,7 +180,7 @@ export function decodeCode (wasm: Uint8Array): Code {
   const sections: Array<[number, number, number]> = []
   const funcTypes: number[] = []
   const exports: Array<[string, number, number]> = []
-  let importedFuncs = 0; let importedGlobals = 0
+  let importedFuncs = 0; let importedGlobals = 0; let importedMemories = 0
   const bodies: Body[] = []
   let section = { start: wasm.length, end: wasm.length }
   let pos = 8
@@ -205,7 +207,7 @@ export function decodeCode (wasm: Uint8Array): Code {
       for (let i = 0; i < n; i++) {
         c.name(); c.name()
         const kind = c.byte()
-        if (kind === 0) { c.u(); importedFuncs++ } else if (kind === 1) { c.valType(); limits(c) } else if (kind === 2) limits(c)
+        if (kind === 0) { c.u(); importedFuncs++ } else if (kind === 1) { c.valType(); limits(c) } else if (kind === 2) { limits(c); importedMemories++ }
         else if (kind === 3) { c.valType(); c.byte(); importedGlobals++ } else if (kind === 4) { c.byte(); c.u() } else throw new RangeError(`unknown import kind ${kind}`)
       }
     } else if (id === 3) {
@@ -240,7 +242,7 @@ export function decodeCode (wasm: Uint8Array): Code {
     }
     pos = end
   }
-  return { bodies, section, importedFuncs, importedGlobals, exports, types, funcTypes, sections }
+  return { bodies, section, importedFuncs, importedGlobals, importedMemories, exports, types, funcTypes, sections }
 }
 
 function limits (c: Cursor): void {
@@ -319,16 +321,26 @@ export function exportedGlobal (code: Code, name: string): number {
   return e[2]
 }
 
+/** Position of each known section id in a module (WebAssembly spec §5.5.2: tags, id 13, after memories; data count, id 12, before code). */
+const SECTION_ORDER = new Map([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5], [13, 6], [6, 7], [7, 8], [8, 9], [9, 10], [12, 11], [10, 12], [11, 13]])
+
 /**
  * Returns `wasm` with the contents of some sections replaced (`contents`: section id → new contents
- * without the id and size). Every id in `contents` must be present in `code.sections`.
+ * without the id and size). An id of `contents` absent from `code.sections` is inserted where the
+ * spec's section order puts it (before the first later known section; custom sections stay where
+ * they were).
  */
 export function replaceSections (wasm: Uint8Array, code: Code, contents: Map<number, number[]>): Uint8Array {
+  const section = (id: number, c: number[]): Uint8Array => Uint8Array.from([id, ...uleb(c.length), ...c])
+  const missing = [...contents.keys()].filter((id) => !code.sections.some(([x]) => x === id)).sort((a, b) => SECTION_ORDER.get(a)! - SECTION_ORDER.get(b)!)
   const parts: Uint8Array[] = [wasm.subarray(0, 8)]
   for (const [id, start, end] of code.sections) {
+    const rank = SECTION_ORDER.get(id)
+    while (rank !== undefined && missing.length > 0 && SECTION_ORDER.get(missing[0])! < rank) { const m = missing.shift()!; parts.push(section(m, contents.get(m)!)) }
     const c = contents.get(id)
-    parts.push(c === undefined ? wasm.subarray(start, end) : Uint8Array.from([id, ...uleb(c.length), ...c]))
+    parts.push(c === undefined ? wasm.subarray(start, end) : section(id, c))
   }
+  for (const m of missing) parts.push(section(m, contents.get(m)!))
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
   let at = 0
   for (const p of parts) { out.set(p, at); at += p.length }
