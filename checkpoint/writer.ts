@@ -109,6 +109,23 @@ export interface WriteStats {
 }
 
 /**
+ * A checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end}: `fd` is the
+ * live file's descriptor whose fdatasync makes its delta record durable (null: the file was written
+ * whole and durably, nothing to sync); `header` the checkpoint's parsed header. The rest is the
+ * writer's own.
+ */
+export interface PendingCheckpoint {
+  readonly fd: number | null
+  readonly header: CheckpointHeader
+  /** @internal what {@link CheckpointWriter.end} needs */
+  readonly done: {
+    headerBytes: Uint8Array; sig: Uint8Array; cid: string; log: Uint8Array | null; io: Uint8Array | null; status: Status
+    entryFile: string; entry: Uint8Array; base: boolean; blobsWritten: number; pageBlobsWritten: number; entryPages: number
+    compacted: boolean; liveBefore: number; pageCount: number; t0: number; t1: number; packMs: number
+  }
+}
+
+/**
  * The live file is rewritten whole (compacted) when appending would leave more dead bytes (bytes
  * beyond the size of a whole copy) than this many times the size of a whole copy.
  */
@@ -239,6 +256,8 @@ export class CheckpointWriter {
   /** delta records appended to the live file since this writer last wrote it whole */
   #records = 0
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
+  /** the checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end} */
+  #pending: PendingCheckpoint | null = null
 
   /**
    * Creates `dir`, `dir/history/<name>` and `dir/blobs` (mode 0700) when missing.
@@ -273,6 +292,27 @@ export class CheckpointWriter {
    *   failure (the previous live checkpoint is then still intact).
    */
   write (a: WriteArgs): WrittenCheckpoint {
+    const p = this.begin(a)
+    let err: unknown = null
+    if (p.fd !== null) try { fs.fdatasyncSync(p.fd) } catch (e) { err = e }
+    return this.end(p, err)
+  }
+
+  /**
+   * The first half of {@link CheckpointWriter.write}, for a group commit (checkpoint/group-commit.ts):
+   * everything but the live file's fdatasync and what must follow it. Writes the checkpoint's blobs
+   * (pack, unsynced), signs the header, and appends its delta record to the live file without a
+   * sync — or, when the file is rewritten whole (first write, compaction), writes it whole and
+   * durably. Returns the pending checkpoint: `fd` is the live file's descriptor to fdatasync (held
+   * open until {@link CheckpointWriter.end}), null when nothing is left to sync. Nothing of the
+   * checkpoint may be shown to anyone (messages, HTTP, status, the next tick) before `end` returned:
+   * until then the record may not be durable, and the history entry is not written.
+   * Only one checkpoint of a writer may be pending at a time.
+   * @throws CheckpointError as `write`; StorageError on I/O failure (nothing is pending then);
+   *   Error when a checkpoint of this writer is pending already.
+   */
+  begin (a: WriteArgs): PendingCheckpoint {
+    if (this.#pending !== null) throw new Error(`${this.livePath}: a checkpoint (tick ${this.#pending.header.tick}) is still being synced`)
     const t0 = performance.now()
     const s = a.snapshot
     if (!Number.isSafeInteger(s.pageCount) || s.pageCount < 0 || s.pageCount > MAX_PAGES) throw new CheckpointError(`checkpoint: pageCount ${s.pageCount} out of range`)
@@ -358,32 +398,62 @@ export class CheckpointWriter {
     // entry is written the live file is one step ahead of the history, which ensureArchived repairs
     // on resume; the other order would let a copy of the (older) live file resumed elsewhere fork
     // the history at the orphaned entry.
-    let compacted = false
     const liveBefore = this.#liveFile?.size ?? 0
     this.#packMs = 0
+    let live: { compacted: boolean; fd: number | null }
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
-      compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
+      live = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
+    } catch (e) { this.#failed(); throw e }
+    const p: PendingCheckpoint = {
+      fd: live.fd, header,
+      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs },
+    }
+    this.#pending = p
+    return p
+  }
+
+  /**
+   * The second half of {@link CheckpointWriter.write}: `err` is null when `p.fd` was fdatasynced
+   * (or there was nothing to sync), else the failure of that sync. Closes the descriptor, then —
+   * the record being durable — writes the history entry (unsynced) and, for a checkpoint whose
+   * status is not `running` or every {@link SYNC_EVERY}th record, makes everything durable
+   * ({@link CheckpointWriter.sync}). On any failure the writer forgets its page table and live file
+   * (its next write is whole, as after any StorageError) and throws.
+   * @returns the checkpoint written (also {@link CheckpointWriter.last}).
+   * @throws StorageError `<live file>: cannot append the checkpoint: …` when `err` is set, or on I/O failure.
+   */
+  end (p: PendingCheckpoint, err: unknown): WrittenCheckpoint {
+    if (this.#pending !== p) throw new Error(`${this.livePath}: checkpoint (tick ${p.header.tick}) is not the one pending`)
+    this.#pending = null
+    const d = p.done
+    if (p.fd !== null) try { fs.closeSync(p.fd) } catch { /* synced or failed: nothing left to lose */ }
+    const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
+    const compacted = d.compacted
+    try {
+      if (err !== null) throw err instanceof StorageError ? err : new StorageError(`${this.livePath}: cannot append the checkpoint: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
       const t2 = performance.now()
       atomicWrite(entryFile, entry, undefined, false, false)
       this.#unsynced.add(entryFile)
       // a stop, finish, handoff or exhaustion leaves everything durable; so does every
       // SYNC_EVERY-th record (it bounds what a sync point owes and what a recovery reads)
       if (!compacted) this.#records++; else this.#records = 0
-      if (a.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + this.#packMs + ms(t2), liveMs: t2 - t1 - this.#packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
+      if (d.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: d.entryPages, entryFile, archiveMs: t1 - t0 + d.packMs + ms(t2), liveMs: t2 - t1 - d.packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
       this.totals.count++
       this.totals.ms += performance.now() - t0
       this.totals.bytes += (compacted ? this.#liveWhole : (this.#liveFile?.size ?? liveBefore) - liveBefore) + entry.length
-    } catch (e) {
-      this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
-      this.#closeLive() // and the live file is rewritten whole
-      this.last = null
-      throw e
-    }
-    this.#pageCount = s.pageCount
-    this.last = { header, headerBytes, sig, cid, log: a.log, io: a.io ?? null }
+    } catch (e) { this.#failed(); throw e }
+    this.#pageCount = d.pageCount
+    this.last = { header: p.header, headerBytes, sig, cid, log: d.log, io: d.io }
     return this.last
+  }
+
+  /** After a failed write: the next one is whole (page table and live file forgotten). */
+  #failed (): void {
+    this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
+    this.#closeLive() // and the live file is rewritten whole
+    this.last = null
   }
 
   /**
@@ -397,7 +467,7 @@ export class CheckpointWriter {
    * @returns true when the file was rewritten whole.
    * @throws StorageError on I/O failure.
    */
-  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): boolean {
+  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; fd: number | null } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
       if (this.#liveFile.size + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
@@ -406,6 +476,7 @@ export class CheckpointWriter {
         let fd: number | null = null
         try { fd = fs.openSync(this.livePath, 'a') } catch { /* gone: rewrite */ }
         if (fd !== null) {
+          let held = false
           try {
             const st = fs.fstatSync(fd)
             if (st.ino === this.#liveFile.ino && st.dev === this.#liveFile.dev && st.size === this.#liveFile.size) {
@@ -413,14 +484,12 @@ export class CheckpointWriter {
               this.blobs.flush()
               this.#packMs = performance.now() - f0
               if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
-              try {
-                writeAll(fd, delta)
-                fs.fdatasyncSync(fd)
-              } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+              try { writeAll(fd, delta) } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
               this.#liveFile.size += n
-              return false
+              held = true // fdatasynced, then closed, by the caller (end)
+              return { compacted: false, fd }
             }
-          } finally { fs.closeSync(fd) }
+          } finally { if (!held) fs.closeSync(fd) }
         }
       }
     }
@@ -432,7 +501,7 @@ export class CheckpointWriter {
     atomicWrite(this.livePath, chunks, 0o600)
     this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
     try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
-    return true
+    return { compacted: true, fd: null }
   }
 
   /**
