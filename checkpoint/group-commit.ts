@@ -15,7 +15,7 @@
  */
 import * as fs from 'node:fs'
 import { StorageError } from './errors.ts'
-import type { CheckpointWriter, PendingCheckpoint, WriteArgs, WrittenCheckpoint } from './writer.ts'
+import { jobError, type CheckpointWriter, type PendingCheckpoint, type SyncJob, type WriteArgs, type WrittenCheckpoint } from './writer.ts'
 
 interface Queued {
   writer: CheckpointWriter
@@ -24,72 +24,102 @@ interface Queued {
   reject (e: Error): void
 }
 
-/** Counts of a {@link GroupCommit} since it was made: batches flushed, checkpoints in them, syncs failed. */
-export interface GroupCommitStats { batches: number; checkpoints: number; failed: number }
+/** Counts of a {@link GroupCommit} since it was made: batches flushed, checkpoints in them, syncs run, batches failed. */
+export interface GroupCommitStats { batches: number; checkpoints: number; syncs: number; failed: number }
+
+/** Makes one descriptor durable (`job.data`: fdatasync, else fsync) and calls back once. */
+export type SyncFn = (job: SyncJob, cb: (err: Error | null) => void) => void
+
+const poolSync: SyncFn = (job, cb) => { if (job.data) fs.fdatasync(job.fd, cb); else fs.fsync(job.fd, cb) }
 
 /** See the module doc. One per thread is enough ({@link groupCommit}); `sync` is replaceable for tests. */
 export class GroupCommit {
   readonly #queue: Queued[] = []
   #scheduled = false
-  readonly #sync: (fd: number, cb: (err: Error | null) => void) => void
+  readonly #sync: SyncFn
   /** see {@link GroupCommitStats} */
-  readonly stats: GroupCommitStats = { batches: 0, checkpoints: 0, failed: 0 }
+  readonly stats: GroupCommitStats = { batches: 0, checkpoints: 0, syncs: 0, failed: 0 }
 
-  /** `sync` (default `fs.fdatasync` on libuv's pool) makes one descriptor's data durable and calls back once. */
-  constructor (sync?: (fd: number, cb: (err: Error | null) => void) => void) {
-    this.#sync = sync ?? ((fd, cb) => fs.fdatasync(fd, cb))
-  }
-
-  /** Checkpoints begun and not yet settled. */
-  get pending (): number { return this.#queue.length }
+  /** `sync` (default: `fs.fdatasync` / `fs.fsync` on libuv's pool) makes one descriptor durable. */
+  constructor (sync: SyncFn = poolSync) { this.#sync = sync }
 
   /**
-   * Writes `a` with `writer` ({@link CheckpointWriter.begin}) now, and settles once its record is
-   * durable and its history entry written ({@link CheckpointWriter.end}); a checkpoint that needs no
-   * sync (a whole write of the live file, already durable) settles at once.
+   * Writes `a` with `writer` ({@link CheckpointWriter.begin}) now, and settles once it is durable
+   * and its history entry written ({@link CheckpointWriter.end}): its syncs (the live record's, or
+   * for a whole write of the live file the sync point's and the new file's) run with those of every
+   * checkpoint begun meanwhile; a whole write is then renamed into place and its folder fsynced
+   * (once for all the batch's whole writes in one folder).
    * @returns the checkpoint written, as {@link CheckpointWriter.write}.
    * @throws (rejects) as `begin` and `end`; StorageError when any sync of its batch failed.
    */
   commit (writer: CheckpointWriter, a: WriteArgs): Promise<WrittenCheckpoint> {
     let p: PendingCheckpoint
     try { p = writer.begin(a) } catch (e) { return Promise.reject(e) }
-    if (p.fd === null) {
-      try { return Promise.resolve(writer.end(p, null)) } catch (e) { return Promise.reject(e) }
-    }
     return new Promise<WrittenCheckpoint>((resolve, reject) => {
       this.#queue.push({ writer, p, resolve, reject })
       if (!this.#scheduled) { this.#scheduled = true; setImmediate(() => this.#flush()) }
     })
   }
 
-  /** Syncs every queued descriptor at once, then ends each checkpoint (all failed when one sync failed). */
+  /** Runs `jobs` all at once; calls `done` with the first error and its job (null: all durable). */
+  #all (jobs: SyncJob[], done: (err: Error | null, job: SyncJob | null) => void): void {
+    let left = jobs.length
+    let first: Error | null = null
+    let firstJob: SyncJob | null = null
+    if (left === 0) { done(null, null); return }
+    this.stats.syncs += jobs.length
+    for (const j of jobs) {
+      let called = false
+      const cb = (e: Error | null): void => {
+        if (called) return
+        called = true
+        if (e !== null && first === null) { first = jobError(j, e); if (first !== null) firstJob = j }
+        if (--left === 0) done(first, firstJob)
+      }
+      try { this.#sync(j, cb) } catch (e) { cb(e as Error) }
+    }
+  }
+
+  /** Syncs every queued checkpoint's descriptors at once, renames whole writes into place, then ends each (all failed when one step failed). */
   #flush (): void {
     this.#scheduled = false
     const batch = this.#queue.splice(0)
     if (batch.length === 0) return
     this.stats.batches++
     this.stats.checkpoints += batch.length
-    const errors: (Error | null)[] = new Array(batch.length).fill(null)
-    let left = batch.length
-    const settle = (): void => {
-      const k = errors.findIndex((e) => e !== null)
-      if (k >= 0) this.stats.failed++
-      for (let i = 0; i < batch.length; i++) {
-        const { writer, p, resolve, reject } = batch[i]
-        const err = errors[i] ?? (k < 0 ? null : new StorageError(`${writer.livePath}: checkpoint (tick ${p.header.tick}) not made durable: the sync of ${batch[k].writer.livePath} in the same group commit failed: ${(errors[k] as NodeJS.ErrnoException).code ?? errors[k]!.message}`))
-        try { resolve(writer.end(p, err)) } catch (e) { reject(e as Error) }
+    const settle = (err: Error | null, culprit: Queued | null): void => {
+      if (err !== null) this.stats.failed++
+      for (const q of batch) {
+        const e = err === null ? null : q === culprit ? err : new StorageError(`${q.writer.livePath}: checkpoint (tick ${q.p.header.tick}) not made durable: a sync of the same group commit failed: ${err.message}`)
+        try { q.resolve(q.writer.end(q.p, e)) } catch (x) { q.reject(x as Error) }
       }
     }
-    for (let i = 0; i < batch.length; i++) {
-      let called = false
-      const done = (err: Error | null): void => {
-        if (called) return
-        called = true
-        errors[i] = err
-        if (--left === 0) settle()
+    const owner = new Map<number, Queued>()
+    for (const q of batch) for (const j of q.p.syncs) owner.set(j.fd, q)
+    this.#all(batch.flatMap((q) => q.p.syncs), (err, job) => {
+      if (err !== null) { settle(err, job === null ? null : owner.get(job.fd) ?? null); return }
+      // every sync returned: whole writes go into place, and each of their folders is fsynced once
+      const dirs = new Map<string, SyncJob>()
+      try {
+        for (const q of batch) {
+          if (q.p.rename === null) continue
+          q.writer.install(q.p)
+          if (!dirs.has(q.p.rename.dir)) {
+            let fd: number
+            try { fd = fs.openSync(q.p.rename.dir, 'r') } catch (e) { throw new StorageError(`${q.p.rename.dir}: cannot open to sync: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+            dirs.set(q.p.rename.dir, { fd, file: q.p.rename.dir, data: false, dir: true })
+          }
+        }
+      } catch (e) {
+        for (const j of dirs.values()) fs.closeSync(j.fd)
+        settle(e as Error, null)
+        return
       }
-      try { this.#sync(batch[i].p.fd!, done) } catch (e) { done(e as Error) }
-    }
+      this.#all([...dirs.values()], (e) => {
+        for (const j of dirs.values()) try { fs.closeSync(j.fd) } catch { /* closed */ }
+        settle(e, null)
+      })
+    })
   }
 }
 

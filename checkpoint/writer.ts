@@ -35,7 +35,7 @@ import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
 import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite, fsyncDir, fsyncFile, testHooks, writeAll } from './store.ts'
+import { BlobStore, atomicWrite, fsyncDir, fsyncFile, tempPath, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
 /**
@@ -109,20 +109,54 @@ export interface WriteStats {
 }
 
 /**
- * A checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end}: `fd` is the
- * live file's descriptor whose fdatasync makes its delta record durable (null: the file was written
- * whole and durably, nothing to sync); `header` the checkpoint's parsed header. The rest is the
- * writer's own.
+ * One descriptor a pending checkpoint needs made durable: `fd` (held open by the writer until
+ * {@link CheckpointWriter.end}) of `file`, synced with `fdatasync` when `data`, else `fsync`; `dir`:
+ * a directory, whose fsync some file systems refuse (EINVAL, EISDIR, EPERM: then nothing to do).
+ */
+export interface SyncJob { readonly fd: number; readonly file: string; readonly data: boolean; readonly dir: boolean }
+
+/**
+ * A checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end}. `syncs`: the
+ * descriptors to make durable (any order, all at once): for a delta record, the live file; for a
+ * whole write of the live file, the sync point (pack, history entries and folders written unsynced
+ * since the last one) and the new file, written under a temporary name. `rename`: for a whole write,
+ * once every sync returned, `from` is renamed to `to` ({@link CheckpointWriter.install}) and folder
+ * `dir` fsynced. `header`: the checkpoint's parsed header. The rest is the writer's own.
  */
 export interface PendingCheckpoint {
-  readonly fd: number | null
+  readonly syncs: readonly SyncJob[]
+  readonly rename: { readonly from: string; readonly to: string; readonly dir: string } | null
   readonly header: CheckpointHeader
   /** @internal what {@link CheckpointWriter.end} needs */
   readonly done: {
     headerBytes: Uint8Array; sig: Uint8Array; cid: string; log: Uint8Array | null; io: Uint8Array | null; status: Status
     entryFile: string; entry: Uint8Array; base: boolean; blobsWritten: number; pageBlobsWritten: number; entryPages: number
-    compacted: boolean; liveBefore: number; pageCount: number; t0: number; t1: number; packMs: number
+    compacted: boolean; liveBefore: number; pageCount: number; t0: number; t1: number; packMs: number; wholeBytes: number
+    renamed: boolean
   }
+}
+
+/** Opens `file` for a {@link SyncJob} (null when it is gone: set aside since, nothing to sync). @throws StorageError */
+function openJob (file: string, data: boolean, dir: boolean): SyncJob | null {
+  try { return { fd: fs.openSync(file, 'r'), file, data, dir } } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !dir) return null
+    throw new StorageError(`${file}: cannot open to sync: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+}
+
+/**
+ * Runs one {@link SyncJob} on this thread.
+ * @throws StorageError `<file>: cannot sync: …` (a directory's refusal is not an error).
+ */
+export function runJobSync (j: SyncJob): void {
+  try { if (j.data) fs.fdatasyncSync(j.fd); else fs.fsyncSync(j.fd) } catch (e) { const err = jobError(j, e); if (err !== null) throw err }
+}
+
+/** The StorageError of a failed {@link SyncJob} (null: a directory whose file system refuses fsync). */
+export function jobError (j: SyncJob, e: unknown): StorageError | null {
+  const code = (e as NodeJS.ErrnoException).code
+  if (j.dir && (code === 'EINVAL' || code === 'EISDIR' || code === 'EPERM')) return null
+  return e instanceof StorageError ? e : new StorageError(`${j.file}: cannot sync: ${code ?? (e as Error).message}`)
 }
 
 /**
@@ -294,17 +328,32 @@ export class CheckpointWriter {
   write (a: WriteArgs): WrittenCheckpoint {
     const p = this.begin(a)
     let err: unknown = null
-    if (p.fd !== null) try { fs.fdatasyncSync(p.fd) } catch (e) { err = e }
+    try {
+      for (const j of p.syncs) runJobSync(j)
+      if (p.rename !== null) { this.install(p); fsyncDir(p.rename.dir) }
+    } catch (e) { err = e }
     return this.end(p, err)
   }
 
   /**
+   * Renames a pending whole write of the live file into place (see {@link PendingCheckpoint}
+   * `rename`); call only once every sync of `p` returned. The caller then fsyncs `p.rename.dir`.
+   * @throws StorageError `<live file>: cannot rename into place: …`.
+   */
+  install (p: PendingCheckpoint): void {
+    if (p.rename === null || p.done.renamed) return
+    if (testHooks.beforeRename !== null) testHooks.beforeRename(p.rename.from, p.rename.to)
+    try { fs.renameSync(p.rename.from, p.rename.to) } catch (e) { throw new StorageError(`${p.rename.to}: cannot rename into place: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+    p.done.renamed = true
+  }
+
+  /**
    * The first half of {@link CheckpointWriter.write}, for a group commit (checkpoint/group-commit.ts):
-   * everything but the live file's fdatasync and what must follow it. Writes the checkpoint's blobs
-   * (pack, unsynced), signs the header, and appends its delta record to the live file without a
-   * sync — or, when the file is rewritten whole (first write, compaction), writes it whole and
-   * durably. Returns the pending checkpoint: `fd` is the live file's descriptor to fdatasync (held
-   * open until {@link CheckpointWriter.end}), null when nothing is left to sync. Nothing of the
+   * everything but its syncs and what must follow them. Writes the checkpoint's blobs (pack,
+   * unsynced), signs the header, and appends its delta record to the live file without a sync — or,
+   * when the file is rewritten whole (first write, compaction), writes it whole under a temporary
+   * name without a sync. Returns the pending checkpoint: what to sync, and for a whole write what
+   * to rename then ({@link PendingCheckpoint}). Nothing of the
    * checkpoint may be shown to anyone (messages, HTTP, status, the next tick) before `end` returned:
    * until then the record may not be durable, and the history entry is not written.
    * Only one checkpoint of a writer may be pending at a time.
@@ -400,14 +449,14 @@ export class CheckpointWriter {
     // the history at the orphaned entry.
     const liveBefore = this.#liveFile?.size ?? 0
     this.#packMs = 0
-    let live: { compacted: boolean; fd: number | null }
+    let live: { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number }
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
       live = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
     } catch (e) { this.#failed(); throw e }
     const p: PendingCheckpoint = {
-      fd: live.fd, header,
-      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs },
+      syncs: live.syncs, rename: live.rename, header,
+      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, renamed: false },
     }
     this.#pending = p
     return p
@@ -427,11 +476,20 @@ export class CheckpointWriter {
     if (this.#pending !== p) throw new Error(`${this.livePath}: checkpoint (tick ${p.header.tick}) is not the one pending`)
     this.#pending = null
     const d = p.done
-    if (p.fd !== null) try { fs.closeSync(p.fd) } catch { /* synced or failed: nothing left to lose */ }
+    for (const j of p.syncs) try { fs.closeSync(j.fd) } catch { /* synced or failed: nothing left to lose */ }
+    if (err === null && p.rename !== null && !d.renamed) err = new Error('the whole live file was not renamed into place')
+    if (err !== null && p.rename !== null && !d.renamed) try { fs.unlinkSync(p.rename.from) } catch { /* gone */ }
     const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
     const compacted = d.compacted
     try {
-      if (err !== null) throw err instanceof StorageError ? err : new StorageError(`${this.livePath}: cannot append the checkpoint: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      if (err !== null) throw err instanceof StorageError ? err : new StorageError(`${this.livePath}: cannot ${compacted ? 'write' : 'append'} the checkpoint: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      if (compacted) {
+        // the sync point and the new file are durable, and the file is in place
+        this.#unsynced.clear()
+        this.blobs.synced()
+        this.#liveWhole = d.wholeBytes
+        try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
+      }
       const t2 = performance.now()
       atomicWrite(entryFile, entry, undefined, false, false)
       this.#unsynced.add(entryFile)
@@ -467,7 +525,7 @@ export class CheckpointWriter {
    * @returns true when the file was rewritten whole.
    * @throws StorageError on I/O failure.
    */
-  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; fd: number | null } {
+  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
       if (this.#liveFile.size + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
@@ -487,22 +545,44 @@ export class CheckpointWriter {
               try { writeAll(fd, delta) } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
               this.#liveFile.size += n
               held = true // fdatasynced, then closed, by the caller (end)
-              return { compacted: false, fd }
+              return { compacted: false, syncs: [{ fd, file: this.livePath, data: true, dir: false }], rename: null, wholeBytes: 0 }
             }
           } finally { if (!held) fs.closeSync(fd) }
         }
       }
     }
     this.#liveFile = null
+    // the sync point (everything written unsynced: the records about to be dropped covered it) and
+    // the new file, all synced at once before the rename (write: here; a group commit: on the pool)
     const s0 = performance.now()
-    this.sync()
-    this.#packMs = performance.now() - s0
-    const chunks = whole()
-    atomicWrite(this.livePath, chunks, 0o600)
-    this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
-    try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
-    return { compacted: true, fd: null }
+    const syncs: SyncJob[] = []
+    try {
+      const add = (file: string, data: boolean, dir = false): void => { const j = openJob(file, data, dir); if (j !== null) syncs.push(j) }
+      const b = this.blobs.syncList()
+      if (b.pack !== null) add(b.pack, true)
+      if (b.dir !== null) add(b.dir, false, true)
+      let entries = false
+      for (const f of this.#unsynced) {
+        const isEntry = path.dirname(f) === this.historyDir
+        add(f, !isEntry)
+        if (isEntry) entries = true
+      }
+      if (entries) add(this.historyDir, false, true)
+      this.#packMs = performance.now() - s0
+      const chunks = whole()
+      const wholeBytes = chunks.reduce((k, c) => k + c.length, 0)
+      const tmp = tempPath(this.livePath)
+      let fd: number
+      try { fd = fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      syncs.push({ fd, file: tmp, data: false, dir: false })
+      try { writeAll(fd, chunks) } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes }
+    } catch (e) {
+      for (const j of syncs) try { fs.closeSync(j.fd) } catch { /* closed */ }
+      throw e
+    }
   }
+
 
   /**
    * Makes durable everything this writer (and, after {@link CheckpointWriter.ensureArchived}, the
