@@ -166,6 +166,14 @@ export function jobError (j: SyncJob, e: unknown): StorageError | null {
 export const COMPACT_RATIO = 1
 
 /**
+ * ...or than this many bytes (512 KiB), whichever is more: a small agent (a whole copy of a few
+ * pages) would otherwise rewrite its file every second or third checkpoint, each whole write
+ * costing a sync point (pack, every entry since, folders) and the new file's syncs (docs/RATIONALE.md
+ * "Group commit").
+ */
+export const COMPACT_MIN_BYTES = 512 * 1024
+
+/**
  * A checkpoint that changes at most this many pages stores them as 4 KiB chunks, zstd-compressed
  * (docs/FORMAT.md "Blob store"); one that changes more stores whole pages uncompressed.
  */
@@ -517,7 +525,8 @@ export class CheckpointWriter {
   /**
    * Writes the live file: appends `delta` (the pack's new frames written first without a sync,
    * then the record and one fdatasync of the live file) when this writer wrote the file it finds
-   * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy; else
+   * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy (or
+   * {@link COMPACT_MIN_BYTES}); else
    * (the first write of this writer, a base entry, a file replaced or grown by someone else, or
    * too many dead bytes) makes everything written so far durable ({@link CheckpointWriter.sync}:
    * the records about to be dropped covered it) and writes the whole checkpoint from `whole()`
@@ -528,7 +537,7 @@ export class CheckpointWriter {
   #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
-      if (this.#liveFile.size + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
+      if (this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
         // opened for each append (no descriptor held between checkpoints), and only while it is
         // still the file this writer left
         let fd: number | null = null
