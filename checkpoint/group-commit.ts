@@ -1,17 +1,20 @@
 /**
  * Group commit of checkpoints across the agents of one thread (issue 10; docs/RATIONALE.md "Group
- * commit"): each checkpoint is written unsynced ({@link CheckpointWriter.begin}: blobs, signed
- * header, the live file's delta record), and the live files' `fdatasync`s of every checkpoint
- * begun while the thread was busy run together on libuv's thread pool once the thread has run what
- * was ready (`setImmediate`), instead of one after the other on the thread. ext4's journal commits
- * concurrent syncs together, and the thread ticks other agents while the disk works.
+ * commit across agents, built"): each checkpoint is written unsynced ({@link CheckpointWriter.begin}:
+ * blobs, signed header, the live file's delta record — or a whole new live file under a temporary
+ * name), and the syncs of every checkpoint begun while the thread was busy run together on libuv's
+ * thread pool once the thread has run what was ready (`setImmediate`), instead of one after the
+ * other on the thread: a delta record's one fdatasync; for a whole write, the sync point (pack,
+ * history entries and folders written unsynced since the last one) and the new file, then the
+ * rename into place and one fsync per folder for all the batch's whole writes in it. ext4's journal
+ * commits concurrent syncs together, and the thread ticks other agents while the disk works.
  *
- * Durability is the writer's, unchanged: a checkpoint's promise settles only after its record's
- * fdatasync returned and {@link CheckpointWriter.end} wrote its history entry, so a caller that
- * shows nothing of a tick before that (runtime/runner.ts: messages, HTTP requests, status, the next
- * tick) shows nothing a power cut could take. When any sync of a batch fails, every checkpoint of
- * the batch fails (StorageError; each writer then writes its next checkpoint whole, as after any
- * StorageError): a failed fdatasync says the disk lost something, and the batch's records share it.
+ * Durability is the writer's, unchanged: a checkpoint's promise settles only after every sync it
+ * needed returned and {@link CheckpointWriter.end} wrote its history entry, so a caller that shows
+ * nothing of a tick before that (runtime/runner.ts: messages, HTTP requests, status, the next tick)
+ * shows nothing a power cut could take. When any step of a batch fails, every checkpoint of the
+ * batch fails (StorageError; each writer then writes its next checkpoint whole, as after any
+ * StorageError): a failed sync says the disk lost something, and the batch's checkpoints share it.
  */
 import * as fs from 'node:fs'
 import { StorageError } from './errors.ts'
