@@ -103,9 +103,11 @@ export class GroupCommit {
       if (err !== null) { settle(err, job === null ? null : owner.get(job.fd) ?? null); return }
       // every sync returned: whole writes go into place, and each of their folders is fsynced once
       const dirs = new Map<string, SyncJob>()
+      let at: Queued | null = null
       try {
         for (const q of batch) {
           if (q.p.rename === null) continue
+          at = q
           q.writer.install(q.p)
           if (!dirs.has(q.p.rename.dir)) {
             let fd: number
@@ -115,7 +117,7 @@ export class GroupCommit {
         }
       } catch (e) {
         for (const j of dirs.values()) fs.closeSync(j.fd)
-        settle(e as Error, null)
+        settle(e as Error, at)
         return
       }
       this.#all([...dirs.values()], (e) => {

@@ -485,12 +485,14 @@ export class CheckpointWriter {
     this.#pending = null
     const d = p.done
     for (const j of p.syncs) try { fs.closeSync(j.fd) } catch { /* synced or failed: nothing left to lose */ }
-    if (err === null && p.rename !== null && !d.renamed) err = new Error('the whole live file was not renamed into place')
+    if (err === null && p.rename !== null && !d.renamed) err = new StorageError(`${this.livePath}: the whole live file was not renamed into place`)
     if (err !== null && p.rename !== null && !d.renamed) try { fs.unlinkSync(p.rename.from) } catch { /* gone */ }
     const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
     const compacted = d.compacted
     try {
-      if (err !== null) throw err instanceof StorageError ? err : new StorageError(`${this.livePath}: cannot ${compacted ? 'write' : 'append'} the checkpoint: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      // a system call's error becomes a StorageError naming the live file; anything else (a test
+      // hook's simulated crash) is thrown as it is
+      if (err !== null) throw err instanceof StorageError || (err as NodeJS.ErrnoException).code === undefined ? err : new StorageError(`${this.livePath}: cannot ${compacted ? 'write' : 'append'} the checkpoint: ${(err as NodeJS.ErrnoException).code}`)
       if (compacted) {
         // the sync point and the new file are durable, and the file is in place
         this.#unsynced.clear()
