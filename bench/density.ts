@@ -217,9 +217,9 @@ function wakeSeconds (): number {
 /**
  * Group commit, measured (issue 10): `files` files in one directory under the temp dir, each
  * appended 1 KiB and fdatasynced, `rounds` times: one after the other on this thread (what a tick
- * thread does today: one agent's checkpoint after the other) against all at once on libuv's
- * thread pool (what a tick thread sharing its syncs across agents would do). CPU (user + system,
- * µs) and wall time (µs) per sync.
+ * thread did before checkpoint/group-commit.ts: one agent's checkpoint after the other) against all
+ * at once on libuv's thread pool (what its group commit does). CPU (user + system, µs) and wall
+ * time (µs) per sync.
  */
 async function groupSync (files = 64, rounds = 10): Promise<{ serialCpu: number; serialWall: number; groupCpu: number; groupWall: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'igord-bench-density-sync-'))

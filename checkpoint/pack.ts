@@ -340,6 +340,12 @@ export class PackWriter {
     this.#unsynced = false
   }
 
+  /** True when a flush appended frames without a sync ({@link PackWriter.sync} would fdatasync). */
+  get unsynced (): boolean { return this.#unsynced }
+
+  /** Records that the caller fdatasynced the pack itself (a group commit's sync point). */
+  markSynced (): void { this.#unsynced = false }
+
   /** Drops queued frames (nothing is held open between flushes). */
   close (): void { this.#reset() }
 }

@@ -75,7 +75,7 @@ let tmpSeq = 0
  */
 export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode = FILE_MODE, syncDir = true, syncFile = true): void {
   const dir = path.dirname(file)
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${TMP_TAG}-${(tmpSeq++).toString(36)}`)
+  const tmp = tempPath(file)
   let fd: number
   try { fd = fs.openSync(tmp, 'wx', mode) } catch (e) { throw ioError('create', tmp, e) }
   let ok = false
@@ -91,6 +91,11 @@ export function atomicWrite (file: string, data: Uint8Array | Uint8Array[], mode
     if (!ok) try { fs.unlinkSync(tmp) } catch { /* already gone */ }
   }
   if (syncDir && syncFile) fsyncDir(dir)
+}
+
+/** A temporary name beside `file` for writing it atomically (`.<name>.tmp-<pid>-<thread tag>-<n>`: unique to this thread). */
+export function tempPath (file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${TMP_TAG}-${(tmpSeq++).toString(36)}`)
 }
 
 /**
@@ -249,6 +254,22 @@ export class BlobStore {
     this.flush(true)
     if (this.#dirty) { fsyncDir(this.dir); this.#dirty = false }
   }
+
+  /**
+   * What {@link BlobStore.sync} would make durable, for a caller that syncs it itself (a group
+   * commit's sync point, checkpoint/writer.ts `begin`): the queued blobs are appended first
+   * (unsynced); then `pack` is the pack file to fdatasync (null: nothing unsynced) and `dir` the
+   * blob directory to fsync (null: no loose file written unsynced). Call
+   * {@link BlobStore.synced} once both are durable.
+   * @throws StorageError as {@link BlobStore.flush}.
+   */
+  syncList (): { pack: string | null; dir: string | null } {
+    this.flush()
+    return { pack: this.#writer.unsynced ? this.#writer.file : null, dir: this.#dirty ? this.dir : null }
+  }
+
+  /** After the caller synced what {@link BlobStore.syncList} listed. */
+  synced (): void { this.#writer.markSynced(); this.#dirty = false }
 
   /**
    * Appends the queued blobs to the pack (one `writev`) without a sync unless `durable`: readers

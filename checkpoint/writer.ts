@@ -35,7 +35,7 @@ import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
 import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite, fsyncDir, fsyncFile, testHooks, writeAll } from './store.ts'
+import { BlobStore, atomicWrite, fsyncDir, fsyncFile, tempPath, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
 /**
@@ -109,10 +109,69 @@ export interface WriteStats {
 }
 
 /**
+ * One descriptor a pending checkpoint needs made durable: `fd` (held open by the writer until
+ * {@link CheckpointWriter.end}) of `file`, synced with `fdatasync` when `data`, else `fsync`; `dir`:
+ * a directory, whose fsync some file systems refuse (EINVAL, EISDIR, EPERM: then nothing to do).
+ */
+export interface SyncJob { readonly fd: number; readonly file: string; readonly data: boolean; readonly dir: boolean }
+
+/**
+ * A checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end}. `syncs`: the
+ * descriptors to make durable (any order, all at once): for a delta record, the live file; for a
+ * whole write of the live file, the sync point (pack, history entries and folders written unsynced
+ * since the last one) and the new file, written under a temporary name. `rename`: for a whole write,
+ * once every sync returned, `from` is renamed to `to` ({@link CheckpointWriter.install}) and folder
+ * `dir` fsynced. `header`: the checkpoint's parsed header. The rest is the writer's own.
+ */
+export interface PendingCheckpoint {
+  readonly syncs: readonly SyncJob[]
+  readonly rename: { readonly from: string; readonly to: string; readonly dir: string } | null
+  readonly header: CheckpointHeader
+  /** @internal what {@link CheckpointWriter.end} needs */
+  readonly done: {
+    headerBytes: Uint8Array; sig: Uint8Array; cid: string; log: Uint8Array | null; io: Uint8Array | null; status: Status
+    entryFile: string; entry: Uint8Array; base: boolean; blobsWritten: number; pageBlobsWritten: number; entryPages: number
+    compacted: boolean; liveBefore: number; pageCount: number; t0: number; t1: number; packMs: number; wholeBytes: number
+    renamed: boolean
+  }
+}
+
+/** Opens `file` for a {@link SyncJob} (null when it is gone: set aside since, nothing to sync). @throws StorageError */
+function openJob (file: string, data: boolean, dir: boolean): SyncJob | null {
+  try { return { fd: fs.openSync(file, 'r'), file, data, dir } } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !dir) return null
+    throw new StorageError(`${file}: cannot open to sync: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+}
+
+/**
+ * Runs one {@link SyncJob} on this thread.
+ * @throws StorageError `<file>: cannot sync: …` (a directory's refusal is not an error).
+ */
+export function runJobSync (j: SyncJob): void {
+  try { if (j.data) fs.fdatasyncSync(j.fd); else fs.fsyncSync(j.fd) } catch (e) { const err = jobError(j, e); if (err !== null) throw err }
+}
+
+/** The StorageError of a failed {@link SyncJob} (null: a directory whose file system refuses fsync). */
+export function jobError (j: SyncJob, e: unknown): StorageError | null {
+  const code = (e as NodeJS.ErrnoException).code
+  if (j.dir && (code === 'EINVAL' || code === 'EISDIR' || code === 'EPERM')) return null
+  return e instanceof StorageError ? e : new StorageError(`${j.file}: cannot sync: ${code ?? (e as Error).message}`)
+}
+
+/**
  * The live file is rewritten whole (compacted) when appending would leave more dead bytes (bytes
  * beyond the size of a whole copy) than this many times the size of a whole copy.
  */
 export const COMPACT_RATIO = 1
+
+/**
+ * ...or than this many bytes (512 KiB), whichever is more: a small agent (a whole copy of a few
+ * pages) would otherwise rewrite its file every second or third checkpoint, each whole write
+ * costing a sync point (pack, every entry since, folders) and the new file's syncs (docs/RATIONALE.md
+ * "Group commit").
+ */
+export const COMPACT_MIN_BYTES = 512 * 1024
 
 /**
  * A checkpoint that changes at most this many pages stores them as 4 KiB chunks, zstd-compressed
@@ -239,6 +298,8 @@ export class CheckpointWriter {
   /** delta records appended to the live file since this writer last wrote it whole */
   #records = 0
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
+  /** the checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end} */
+  #pending: PendingCheckpoint | null = null
 
   /**
    * Creates `dir`, `dir/history/<name>` and `dir/blobs` (mode 0700) when missing.
@@ -273,6 +334,42 @@ export class CheckpointWriter {
    *   failure (the previous live checkpoint is then still intact).
    */
   write (a: WriteArgs): WrittenCheckpoint {
+    const p = this.begin(a)
+    let err: unknown = null
+    try {
+      for (const j of p.syncs) runJobSync(j)
+      if (p.rename !== null) { this.install(p); fsyncDir(p.rename.dir) }
+    } catch (e) { err = e }
+    return this.end(p, err)
+  }
+
+  /**
+   * Renames a pending whole write of the live file into place (see {@link PendingCheckpoint}
+   * `rename`); call only once every sync of `p` returned. The caller then fsyncs `p.rename.dir`.
+   * @throws StorageError `<live file>: cannot rename into place: …`.
+   */
+  install (p: PendingCheckpoint): void {
+    if (p.rename === null || p.done.renamed) return
+    if (testHooks.beforeRename !== null) testHooks.beforeRename(p.rename.from, p.rename.to)
+    try { fs.renameSync(p.rename.from, p.rename.to) } catch (e) { throw new StorageError(`${p.rename.to}: cannot rename into place: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+    p.done.renamed = true
+  }
+
+  /**
+   * The first half of {@link CheckpointWriter.write}, for a group commit (checkpoint/group-commit.ts):
+   * everything but its syncs and what must follow them. Writes the checkpoint's blobs (pack,
+   * unsynced), signs the header, and appends its delta record to the live file without a sync — or,
+   * when the file is rewritten whole (first write, compaction), writes it whole under a temporary
+   * name without a sync. Returns the pending checkpoint: what to sync, and for a whole write what
+   * to rename then ({@link PendingCheckpoint}). Nothing of the
+   * checkpoint may be shown to anyone (messages, HTTP, status, the next tick) before `end` returned:
+   * until then the record may not be durable, and the history entry is not written.
+   * Only one checkpoint of a writer may be pending at a time.
+   * @throws CheckpointError as `write`; StorageError on I/O failure (nothing is pending then);
+   *   Error when a checkpoint of this writer is pending already.
+   */
+  begin (a: WriteArgs): PendingCheckpoint {
+    if (this.#pending !== null) throw new Error(`${this.livePath}: a checkpoint (tick ${this.#pending.header.tick}) is still being synced`)
     const t0 = performance.now()
     const s = a.snapshot
     if (!Number.isSafeInteger(s.pageCount) || s.pageCount < 0 || s.pageCount > MAX_PAGES) throw new CheckpointError(`checkpoint: pageCount ${s.pageCount} out of range`)
@@ -358,38 +455,80 @@ export class CheckpointWriter {
     // entry is written the live file is one step ahead of the history, which ensureArchived repairs
     // on resume; the other order would let a copy of the (older) live file resumed elsewhere fork
     // the history at the orphaned entry.
-    let compacted = false
     const liveBefore = this.#liveFile?.size ?? 0
     this.#packMs = 0
+    let live: { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number }
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
-      compacted = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
+      live = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
+    } catch (e) { this.#failed(); throw e }
+    const p: PendingCheckpoint = {
+      syncs: live.syncs, rename: live.rename, header,
+      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, renamed: false },
+    }
+    this.#pending = p
+    return p
+  }
+
+  /**
+   * The second half of {@link CheckpointWriter.write}: `err` is null when `p.fd` was fdatasynced
+   * (or there was nothing to sync), else the failure of that sync. Closes the descriptor, then —
+   * the record being durable — writes the history entry (unsynced) and, for a checkpoint whose
+   * status is not `running` or every {@link SYNC_EVERY}th record, makes everything durable
+   * ({@link CheckpointWriter.sync}). On any failure the writer forgets its page table and live file
+   * (its next write is whole, as after any StorageError) and throws.
+   * @returns the checkpoint written (also {@link CheckpointWriter.last}).
+   * @throws StorageError `<live file>: cannot append the checkpoint: …` when `err` is set, or on I/O failure.
+   */
+  end (p: PendingCheckpoint, err: unknown): WrittenCheckpoint {
+    if (this.#pending !== p) throw new Error(`${this.livePath}: checkpoint (tick ${p.header.tick}) is not the one pending`)
+    this.#pending = null
+    const d = p.done
+    for (const j of p.syncs) try { fs.closeSync(j.fd) } catch { /* synced or failed: nothing left to lose */ }
+    if (err === null && p.rename !== null && !d.renamed) err = new StorageError(`${this.livePath}: the whole live file was not renamed into place`)
+    if (err !== null && p.rename !== null && !d.renamed) try { fs.unlinkSync(p.rename.from) } catch { /* gone */ }
+    const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
+    const compacted = d.compacted
+    try {
+      // a system call's error becomes a StorageError naming the live file; anything else (a test
+      // hook's simulated crash) is thrown as it is
+      if (err !== null) throw err instanceof StorageError || (err as NodeJS.ErrnoException).code === undefined ? err : new StorageError(`${this.livePath}: cannot ${compacted ? 'write' : 'append'} the checkpoint: ${(err as NodeJS.ErrnoException).code}`)
+      if (compacted) {
+        // the sync point and the new file are durable, and the file is in place
+        this.#unsynced.clear()
+        this.blobs.synced()
+        this.#liveWhole = d.wholeBytes
+        try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
+      }
       const t2 = performance.now()
       atomicWrite(entryFile, entry, undefined, false, false)
       this.#unsynced.add(entryFile)
       // a stop, finish, handoff or exhaustion leaves everything durable; so does every
       // SYNC_EVERY-th record (it bounds what a sync point owes and what a recovery reads)
       if (!compacted) this.#records++; else this.#records = 0
-      if (a.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: rows.length, entryFile, archiveMs: t1 - t0 + this.#packMs + ms(t2), liveMs: t2 - t1 - this.#packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
+      if (d.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: d.entryPages, entryFile, archiveMs: t1 - t0 + d.packMs + ms(t2), liveMs: t2 - t1 - d.packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
       this.totals.count++
       this.totals.ms += performance.now() - t0
       this.totals.bytes += (compacted ? this.#liveWhole : (this.#liveFile?.size ?? liveBefore) - liveBefore) + entry.length
-    } catch (e) {
-      this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
-      this.#closeLive() // and the live file is rewritten whole
-      this.last = null
-      throw e
-    }
-    this.#pageCount = s.pageCount
-    this.last = { header, headerBytes, sig, cid, log: a.log, io: a.io ?? null }
+    } catch (e) { this.#failed(); throw e }
+    this.#pageCount = d.pageCount
+    this.last = { header: p.header, headerBytes, sig, cid, log: d.log, io: d.io }
     return this.last
+  }
+
+  /** After a failed write: the next one is whole (page table and live file forgotten). */
+  #failed (): void {
+    this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
+    this.#closeLive() // and the live file is rewritten whole
+    this.last = null
   }
 
   /**
    * Writes the live file: appends `delta` (the pack's new frames written first without a sync,
    * then the record and one fdatasync of the live file) when this writer wrote the file it finds
-   * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy; else
+   * there and the dead bytes stay within {@link COMPACT_RATIO} × the size of a whole copy (or
+   * {@link COMPACT_MIN_BYTES}); else
    * (the first write of this writer, a base entry, a file replaced or grown by someone else, or
    * too many dead bytes) makes everything written so far durable ({@link CheckpointWriter.sync}:
    * the records about to be dropped covered it) and writes the whole checkpoint from `whole()`
@@ -397,15 +536,16 @@ export class CheckpointWriter {
    * @returns true when the file was rewritten whole.
    * @throws StorageError on I/O failure.
    */
-  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): boolean {
+  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
-      if (this.#liveFile.size + n - this.#liveWhole <= COMPACT_RATIO * this.#liveWhole) {
+      if (this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
         // opened for each append (no descriptor held between checkpoints), and only while it is
         // still the file this writer left
         let fd: number | null = null
         try { fd = fs.openSync(this.livePath, 'a') } catch { /* gone: rewrite */ }
         if (fd !== null) {
+          let held = false
           try {
             const st = fs.fstatSync(fd)
             if (st.ino === this.#liveFile.ino && st.dev === this.#liveFile.dev && st.size === this.#liveFile.size) {
@@ -413,27 +553,47 @@ export class CheckpointWriter {
               this.blobs.flush()
               this.#packMs = performance.now() - f0
               if (testHooks.beforeRename !== null) testHooks.beforeRename(this.livePath, this.livePath)
-              try {
-                writeAll(fd, delta)
-                fs.fdatasyncSync(fd)
-              } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+              try { writeAll(fd, delta) } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
               this.#liveFile.size += n
-              return false
+              held = true // fdatasynced, then closed, by the caller (end)
+              return { compacted: false, syncs: [{ fd, file: this.livePath, data: true, dir: false }], rename: null, wholeBytes: 0 }
             }
-          } finally { fs.closeSync(fd) }
+          } finally { if (!held) fs.closeSync(fd) }
         }
       }
     }
     this.#liveFile = null
+    // the sync point (everything written unsynced: the records about to be dropped covered it) and
+    // the new file, all synced at once before the rename (write: here; a group commit: on the pool)
     const s0 = performance.now()
-    this.sync()
-    this.#packMs = performance.now() - s0
-    const chunks = whole()
-    atomicWrite(this.livePath, chunks, 0o600)
-    this.#liveWhole = chunks.reduce((k, c) => k + c.length, 0)
-    try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
-    return true
+    const syncs: SyncJob[] = []
+    try {
+      const add = (file: string, data: boolean, dir = false): void => { const j = openJob(file, data, dir); if (j !== null) syncs.push(j) }
+      const b = this.blobs.syncList()
+      if (b.pack !== null) add(b.pack, true)
+      if (b.dir !== null) add(b.dir, false, true)
+      let entries = false
+      for (const f of this.#unsynced) {
+        const isEntry = path.dirname(f) === this.historyDir
+        add(f, !isEntry)
+        if (isEntry) entries = true
+      }
+      if (entries) add(this.historyDir, false, true)
+      this.#packMs = performance.now() - s0
+      const chunks = whole()
+      const wholeBytes = chunks.reduce((k, c) => k + c.length, 0)
+      const tmp = tempPath(this.livePath)
+      let fd: number
+      try { fd = fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      syncs.push({ fd, file: tmp, data: false, dir: false })
+      try { writeAll(fd, chunks) } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes }
+    } catch (e) {
+      for (const j of syncs) try { fs.closeSync(j.fd) } catch { /* closed */ }
+      throw e
+    }
   }
+
 
   /**
    * Makes durable everything this writer (and, after {@link CheckpointWriter.ensureArchived}, the

@@ -30,6 +30,10 @@ import { addInitCommand } from './init.ts'
 import { enableCompileCache } from './cache.ts'
 
 enableCompileCache() // for the modules the command imports when it runs (cmd/cache.ts)
+// libuv's thread pool (shared by every thread of the process) runs the tick threads' group-commit
+// fdatasyncs side by side (checkpoint/group-commit.ts); its default of 4 would queue them. Read
+// when the pool is first used, which nothing imported above has done; set it to override.
+process.env.UV_THREADPOOL_SIZE ??= '16'
 
 const EXIT_HELP = `
 Exit codes:

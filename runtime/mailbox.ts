@@ -310,12 +310,12 @@ export class Mailbox {
   get saved (): IoState { return this.#saved }
 
   /**
-   * Call after every durable checkpoint of the agent's current state: prunes the spool up to the
-   * checkpoint's `io.last` and the journal to the requests still pending, then starts every pending
-   * request not in flight.
+   * Call after every durable checkpoint: `io` is the I/O state that checkpoint holds (default the
+   * agent's current one; a group commit passes the one it wrote, since messages and outcomes may
+   * have been taken while its sync was pending). Prunes the spool up to the checkpoint's `io.last`
+   * and the journal to the requests it still holds, then starts every pending request not in flight.
    */
-  afterCheckpoint (): void {
-    const io = this.agent.io
+  afterCheckpoint (io: IoState = this.agent.io): void {
     this.#saved = io
     this.spool.prune(io.last)
     this.journal.prune(new Set(io.requests.map((r) => r.id)))

@@ -8,7 +8,8 @@
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises'
 import type { Identity } from '../checkpoint/identity.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
-import type { CheckpointWriter, WrittenCheckpoint } from '../checkpoint/writer.ts'
+import type { CheckpointWriter, WriteArgs, WrittenCheckpoint } from '../checkpoint/writer.ts'
+import { groupCommit, type GroupCommit } from '../checkpoint/group-commit.ts'
 import { encodeIo, isEmptyIo } from '../checkpoint/io.ts'
 import { TICK } from './agent.ts'
 import type { Agent, TickResult } from './agent.ts'
@@ -67,6 +68,12 @@ export interface LoopOptions {
    * `sleep_until` time within `afterMs`), so an agent ticking that often stays resident.
    */
   hibernate?: { afterMs: number; hibernate (): void }
+  /**
+   * How checkpoints are made durable: through this group commit (default: the thread's,
+   * checkpoint/group-commit.ts `groupCommit`), their live records' fdatasyncs shared with other
+   * agents' checkpoints of the thread; null: each synced on the thread before the loop goes on.
+   */
+  commit?: GroupCommit | null
 }
 
 /** How a loop ended. */
@@ -90,18 +97,18 @@ function headerTime (agent: Agent): number {
 }
 
 /**
- * Writes a checkpoint of the agent's committed state with `status` (`running` becomes `exhausted`
- * when the budget is zero), linked to `lineage.prev`, and advances the lineage. The event log recorded since the previous checkpoint becomes its segment;
- * the header carries the agent's price (`agent.spec.price`) and the input clock's time.
- * @throws StorageError when the files cannot be written (the previous checkpoint stays intact)
+ * The writer's arguments for a checkpoint of the agent's committed state with `status` (`running`
+ * becomes `exhausted` when the budget is zero), linked to `lineage.prev`. Takes the event log
+ * recorded since the previous checkpoint as its segment; the header carries the agent's price
+ * (`agent.spec.price`) and the input clock's time.
  */
-export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string } = {}): WrittenCheckpoint {
+function checkpointArgs (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string }): WriteArgs {
   // A running agent with nothing left to spend is exhausted, whichever step spent the last microcent.
   if (status === 'running' && agent.budget === 0n) {
     status = 'exhausted'
     extra = { ...extra, reason: 'budget exhausted' }
   }
-  const written = lineage.writer.write({
+  return {
     identity: lineage.identity,
     wasm: lineage.wasm,
     manifest: lineage.manifest,
@@ -118,9 +125,34 @@ export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status,
     ...extra,
     log: agent.log.takeSegment(),
     io: isEmptyIo(agent.io) ? null : encodeIo(agent.io),
-  })
+  }
+}
+
+/**
+ * Writes a checkpoint of the agent's committed state with `status` (`running` becomes `exhausted`
+ * when the budget is zero), linked to `lineage.prev`, and advances the lineage. The event log recorded since the previous checkpoint becomes its segment;
+ * the header carries the agent's price (`agent.spec.price`) and the input clock's time.
+ * @throws StorageError when the files cannot be written (the previous checkpoint stays intact)
+ */
+export function writeCheckpoint (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string } = {}): WrittenCheckpoint {
+  const written = lineage.writer.write(checkpointArgs(agent, lineage, status, extra))
   lineage.prev = written.cid
   lineage.lastTick = agent.tick
+  return written
+}
+
+/**
+ * {@link writeCheckpoint} through a group commit (checkpoint/group-commit.ts): the checkpoint is
+ * taken and written now, and the promise settles — the lineage advanced — once it is durable, its
+ * live record's fdatasync shared with the other checkpoints of the thread begun meanwhile. The agent
+ * must not tick, and nothing of its ticks may be shown, before it settles.
+ * @throws (rejects) StorageError as {@link writeCheckpoint}, or when a sync of its batch failed
+ */
+export async function commitCheckpoint (agent: Agent, lineage: Lineage, status: Status, extra: { reason?: string; target?: string } = {}, group: GroupCommit = groupCommit): Promise<WrittenCheckpoint> {
+  const tick = agent.tick
+  const written = await group.commit(lineage.writer, checkpointArgs(agent, lineage, status, extra))
+  lineage.prev = written.cid
+  lineage.lastTick = tick
   return written
 }
 
@@ -152,11 +184,15 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   // the I/O state is replaced, never changed in place, so identity tells a change; with a mailbox,
   // what it recovered (spooled messages, in-doubt outcomes) is not in the checkpoint yet
   let savedIo = mailbox?.saved ?? agent.io
-  const save = (s: Status, why?: string) => {
-    const { header, cid } = writeCheckpoint(agent, lineage, s, why === undefined ? {} : { reason: why })
-    savedIo = agent.io
+  // the checkpoint is durable before anything of its ticks is shown: its messages and HTTP
+  // requests leave, the status is told, and the next tick runs only once the commit settled
+  const save = async (s: Status, why?: string): Promise<void> => {
+    const io = agent.io // messages delivered while the commit is pending are not in it
+    const extra = why === undefined ? {} : { reason: why }
+    const { header, cid } = opts.commit === null ? writeCheckpoint(agent, lineage, s, extra) : await commitCheckpoint(agent, lineage, s, extra, opts.commit)
+    savedIo = io
     lastWrite = performance.now()
-    mailbox?.afterCheckpoint()
+    mailbox?.afterCheckpoint(io)
     opts.onCheckpoint?.(header, cid)
   }
   // an idle wait: the mailbox's, with the hibernation timer armed when the wait may outlast it
@@ -200,7 +236,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     if (agent.migrationRequest !== null && opts.acceptMigration === true) { migrate = agent.migrationRequest; break }
     const more = r.result === TICK.MORE
     // segmentFull bounds the records held; new requests and messages go out only once their tick is checkpointed
-    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0 || agent.newMessages.length > 0) save('running')
+    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0 || agent.newMessages.length > 0) await save('running')
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break // do not wait for a tick that will not run
     if (more) await yieldToEventLoop()
@@ -219,6 +255,6 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
   // A final checkpoint for ticks not yet saved, or to record why the agent stopped, or for messages
   // taken into its inbox since (a checkpoint at the same tick with the same state: docs/FORMAT.md).
   // Nothing is written when neither changed.
-  if (agent.tick !== lineage.lastTick || agent.io !== savedIo) save(status, reason)
+  if (agent.tick !== lineage.lastTick || agent.io !== savedIo) await save(status, reason)
   return { status, ...(reason === undefined ? {} : { reason }), ticks, ...(migrate === undefined ? {} : { migrate }) }
 }

@@ -271,7 +271,9 @@ function main (): void {
           if (r.trap !== null || s.agent.failures !== lastFailures) {
             post({ ev: 'tick', id: m.id, r, status: statusOf(s) })
             lastStatus = now
-          } else if (r.result !== 1 || now - lastStatus >= STATUS_EVERY_MS) {
+          } else if (r.result === 1 && now - lastStatus >= STATUS_EVERY_MS) {
+            // an agent asking for more work without checkpointing every tick; any other tick is
+            // checkpointed before the loop goes on, and onCheckpoint tells its status once durable
             post({ ev: 'status', id: m.id, status: statusOf(s) })
             lastStatus = now
           }

@@ -21,7 +21,9 @@ import { headerCid } from '../checkpoint/header.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { PAGE_SIZE, type GlobalValue } from '../checkpoint/state.ts'
 import { sha256 } from '../checkpoint/hash.ts'
-import { CheckpointWriter, SYNC_EVERY, type Snapshot } from '../checkpoint/writer.ts'
+import { CheckpointWriter, SYNC_EVERY, type Snapshot, type WriteArgs } from '../checkpoint/writer.ts'
+import { GroupCommit } from '../checkpoint/group-commit.ts'
+import { StorageError } from '../checkpoint/errors.ts'
 import { runLoop } from '../runtime/runner.ts'
 import { resumeAgent, startAgent } from '../runtime/session.ts'
 import type { HostSettings } from '../runtime/session.ts'
@@ -52,11 +54,11 @@ function checkAfterCut (dir: string, name: string, what: string): number {
 }
 
 /** Recovery, then: VALID, and the history reaches the live checkpoint. Returns the entries re-archived. */
-function recoverAndVerify (dir: string, name: string, what: string): number {
+function recoverAndVerify (dir: string, name: string, what: string, several = false): number {
   const live = readLive(path.join(dir, `${name}.ckpt`))
   const w = new CheckpointWriter(dir, name)
   const n = w.ensureArchived(live)
-  const r = verifyHistory([dir])
+  const r = verifyHistory([several ? path.join(dir, 'history', name) : dir])
   assert.ok(r.valid, `${what}: not VALID after recovery:\n${formatReport(r)}`)
   assert.is(r.ticks?.[1], live.parsed.tick, `${what}: the history does not reach the live checkpoint`)
   return n
@@ -121,17 +123,26 @@ class Synth {
     this.wasm = bytes(3000)
     this.pageCount = pages + 2
   }
-  write (w: CheckpointWriter, changed: number[] | null): boolean {
+  /** the writer's arguments for a checkpoint of the current memory at the current tick */
+  args (changed: number[] | null): WriteArgs {
     const snapshot: Snapshot = { pageCount: this.pageCount, pages: this.mem.map((p, i) => [i, p]), digests: this.mem.map((p, i) => [i, sha256(p)]), changed, globals: this.globals }
-    const r = w.write({ identity: this.id, wasm: this.wasm, manifest: Buffer.from('{}'), snapshot, tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: 1_000_000_000n, price: 1000n, host: 'test', time: 1_700_000_000_000 + this.tick, status: 'running', log: Buffer.from(`tick ${this.tick}`) })
-    this.tick++; this.prev = r.cid; this.fuel += 1000n
+    return { identity: this.id, wasm: this.wasm, manifest: Buffer.from('{}'), snapshot, tick: this.tick, epoch: 0, prev: this.prev, fuel: this.fuel, budget: 1_000_000_000n, price: 1000n, host: 'test', time: 1_700_000_000_000 + this.tick, status: 'running', log: Buffer.from(`tick ${this.tick}`) }
+  }
+  /** after a checkpoint written: the next tick follows it */
+  advance (cid: string): void { this.tick++; this.prev = cid; this.fuel += 1000n }
+  write (w: CheckpointWriter, changed: number[] | null): boolean {
+    this.advance(w.write(this.args(changed)).cid)
     return w.lastStats!.liveCompacted
+  }
+  /** changes one page in place; returns its index (the snapshot's `changed`) */
+  touch (): number {
+    const i = this.tick % this.mem.length
+    this.mem[i].writeUInt32LE(this.tick, (this.tick * 4099) % (PAGE_SIZE - 4))
+    return i
   }
   /** changes one page in place and writes a checkpoint; true when it rewrote the live file whole */
   step (w: CheckpointWriter): boolean {
-    const i = this.tick % this.mem.length
-    this.mem[i].writeUInt32LE(this.tick, (this.tick * 4099) % (PAGE_SIZE - 4))
-    return this.write(w, [i])
+    return this.write(w, [this.touch()])
   }
 }
 
@@ -273,6 +284,127 @@ test(`kill -9 and power cut at every mutating call of a compaction: the file rea
     }
   }
   assert.ok(atNew > 0 && atNew < runs, `crash points before and after the compacted file landed: ${atNew} of ${runs} resumed at the new checkpoint`)
+})
+
+/** `n` synthetic agents in one directory, each with a writer that has written its whole first checkpoint. */
+function synths (dir: string, n: number, seed: number): { s: Synth; w: CheckpointWriter; name: string }[] {
+  return Array.from({ length: n }, (_, k) => {
+    const s = new Synth(seed + k)
+    const w = new CheckpointWriter(dir, `syn${k}`)
+    s.write(w, null)
+    return { s, w, name: `syn${k}` }
+  })
+}
+
+/** A group commit whose syncs wait until `release()` (then run the real fs.fdatasync / fs.fsync), recording each descriptor asked. */
+function heldCommit (fail?: (k: number) => boolean): { gc: GroupCommit; fds: number[]; release (): void } {
+  const held: (() => void)[] = []
+  const fds: number[] = []
+  const gc = new GroupCommit((job, cb) => {
+    const k = fds.length
+    fds.push(job.fd)
+    held.push(() => {
+      if (fail?.(k) === true) { const e = new Error('EIO: i/o error, fdatasync') as NodeJS.ErrnoException; e.code = 'EIO'; cb(e); return }
+      if (job.data) fs.fdatasync(job.fd, cb); else fs.fsync(job.fd, cb)
+    })
+  })
+  return { gc, fds, release: () => { for (const h of held.splice(0)) h() } }
+}
+
+const turns = async (n: number): Promise<void> => { for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r)) }
+
+test('group commit: a batch syncs every agent\'s live record, and nothing of a checkpoint shows before its sync returned', async () => {
+  const dir = tempDir('igord-group-')
+  const agents = synths(dir, 5, SEED)
+  const pc = new PowerCut(dir)
+  pc.install()
+  const { gc, fds, release } = heldCommit()
+  const settled: boolean[] = agents.map(() => false)
+  let all: Promise<unknown>
+  try {
+    const ticks = agents.map(({ s }) => s.tick)
+    const proms = agents.map(({ s, w }, k) => gc.commit(w, s.args([s.touch()])).then((r) => { settled[k] = true; s.advance(r.cid); return r }))
+    all = Promise.all(proms)
+    await turns(5) // the batch was flushed (its syncs asked for), and is held
+    assert.is(fds.length, agents.length, 'syncs asked for by one batch')
+    // every descriptor of the batch, each its agent's live file
+    const inodes = new Set(fds.map((fd) => fs.fstatSync(fd).ino))
+    assert.equal(inodes, new Set(agents.map(({ w }) => fs.statSync(w.livePath).ino)), 'the batch\'s descriptors are the agents\' live files')
+    // held: no checkpoint settled, no history entry written, the writer's last is the one before
+    assert.equal(settled, agents.map(() => false), 'a checkpoint settled before its sync returned')
+    agents.forEach(({ w, name }, k) => {
+      assert.not.ok(entryTicks(dir, name).includes(ticks[k]), `${name}: its history entry was written before its record was durable`)
+      assert.is(w.last?.header.tick, ticks[k] - 1, `${name}: writer.last moved before the sync`)
+    })
+    assert.throws(() => agents[0].w.begin(agents[0].s.args([0])), /still being synced/, 'a second checkpoint of a writer while one is pending')
+    release()
+    await all
+  } finally { pc.uninstall() }
+  assert.equal(settled, agents.map(() => true))
+  assert.is(gc.stats.batches, 1)
+  assert.is(gc.stats.checkpoints, agents.length)
+  // what settled is durable: a power cut right now leaves every agent at the checkpoint it was told of
+  pc.cut('drop')
+  for (const { s, name } of agents) {
+    const live = readLive(path.join(dir, `${name}.ckpt`))
+    assert.is(live.parsed.tick, s.tick - 1, `${name}: a checkpoint settled by the group commit was lost at a power cut`)
+    assert.is(headerCid(live.header), s.prev)
+    recoverAndVerify(dir, name, `${name} after a cut past a group commit`, true)
+  }
+})
+
+test('group commit: one failed sync fails every checkpoint of its batch; each writer then writes whole, and all recover VALID', async () => {
+  const dir = tempDir('igord-group-fail-')
+  const agents = synths(dir, 4, SEED + 100)
+  const { gc, release } = heldCommit((k) => k === 2)
+  const proms = agents.map(({ s, w }) => gc.commit(w, s.args([s.touch()])).then(() => null, (e: Error) => e))
+  await turns(5)
+  release()
+  const errs = await Promise.all(proms)
+  errs.forEach((e, k) => {
+    assert.instance(e, StorageError, `${agents[k].name}: its checkpoint did not fail with the batch`)
+    assert.match(e!.message, k === 2 ? /syn2\.ckpt: cannot sync: EIO/ : /not made durable: a sync of the same group commit failed: .*syn2\.ckpt: cannot sync: EIO/)
+  })
+  assert.is(gc.stats.failed, 1)
+  for (const { s, w, name } of agents) {
+    assert.is(w.last, null, `${name}: writer.last after a failed checkpoint`)
+    assert.not.ok(entryTicks(dir, name).includes(s.tick), `${name}: an entry of a failed checkpoint`)
+    // the failed checkpoint is retried (same tick, same prev): whole, since the writer forgot its file
+    s.write(w, null)
+    assert.ok(w.lastStats!.liveCompacted, `${name}: the write after a failed group commit was not whole`)
+    w.close()
+    recoverAndVerify(dir, name, `${name} after a failed group commit`, true)
+  }
+})
+
+test('group commit in runLoop: the next tick, its checkpoint\'s callbacks and the lineage wait for the sync', async () => {
+  const dir = tempDir('igord-group-loop-')
+  const s = startAgent(settings(dir), { name: 'ledger', wasm: WASM, wasmFile: 'ledger.wasm', manifest: MANIFEST, manifestFile: 'ledger.manifest.json', budget: 1_000_000_000n })
+  const { gc, fds, release } = heldCommit()
+  const seen: string[] = []
+  let loopDone = false
+  const loop = runLoop(s.agent, s.lineage, { intervalMs: 0, maxTicks: 8, checkpointEveryMs: 0, commit: gc, mailbox: s.mailbox, onTick: (r) => seen.push(`tick ${r.tick}`), onCheckpoint: (h) => seen.push(`checkpoint ${h.tick}`) }).finally(() => { loopDone = true })
+  try {
+  for (let round = 1; round <= 3; round++) {
+    for (let i = 0; i < 2000 && gc.stats.batches < round; i++) await new Promise((r) => setTimeout(r, 5))
+    assert.is(gc.stats.batches, round, `round ${round}: the checkpoint's syncs were not asked for`)
+    assert.ok(fds.length >= round, `round ${round}: no sync asked`)
+    const t = s.agent.tick
+    await turns(5)
+    assert.is(s.agent.tick, t, `round ${round}: a tick ran before the checkpoint of tick ${t} was durable`)
+    assert.ok(s.lineage.lastTick < t, `round ${round}: the lineage moved to tick ${t} before its sync`)
+    assert.not.ok(seen.includes(`checkpoint ${t}`), `round ${round}: onCheckpoint of tick ${t} before its sync`)
+    // a whole write asks for its folder's fsync once its other syncs returned: release until it settled
+    for (let i = 0; i < 2000 && s.lineage.lastTick < t; i++) { release(); await new Promise((r) => setTimeout(r, 5)) }
+  }
+    for (let i = 0; i < 2000 && !loopDone; i++) { await new Promise((r) => setTimeout(r, 5)); release() }
+  } finally { if (!loopDone) { release(); for (let i = 0; i < 2000 && !loopDone; i++) { await new Promise((r) => setTimeout(r, 5)); release() } } }
+  await loop
+  s.mailbox.close()
+  assert.ok(seen.includes('checkpoint 8'), seen.join(', '))
+  assert.is(s.lineage.lastTick, 8)
+  const r = verifyHistory([dir])
+  assert.ok(r.valid, formatReport(r))
 })
 
 test.run()

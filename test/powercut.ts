@@ -10,7 +10,7 @@
  * zeroed (a tail a power cut left as zeros). Directories themselves are assumed durable.
  *
  * {@link PowerCut.crashAt}: the n-th mutating call (open for writing, write, writev, fsync,
- * fdatasync, rename, unlink, ftruncate) throws {@link PowerCutCrash} instead of running, and so
+ * fdatasync (also the asynchronous ones), rename, unlink, ftruncate) throws {@link PowerCutCrash} instead of running, and so
  * does every mutating call after it (the machine is off): what the process does next cannot reach
  * the disk.
  */
@@ -21,7 +21,7 @@ import { createRequire, syncBuiltinESMExports } from 'node:module'
 const fsc = createRequire(import.meta.url)('node:fs') as typeof import('node:fs')
 const real = {
   openSync: fsc.openSync, closeSync: fsc.closeSync, writeSync: fsc.writeSync, writevSync: fsc.writevSync,
-  fsyncSync: fsc.fsyncSync, fdatasyncSync: fsc.fdatasyncSync, renameSync: fsc.renameSync, unlinkSync: fsc.unlinkSync,
+  fsyncSync: fsc.fsyncSync, fdatasyncSync: fsc.fdatasyncSync, fdatasync: fsc.fdatasync, fsync: fsc.fsync, renameSync: fsc.renameSync, unlinkSync: fsc.unlinkSync,
   ftruncateSync: fsc.ftruncateSync, writeFileSync: fsc.writeFileSync,
 }
 
@@ -96,6 +96,11 @@ export class PowerCut {
     this.#step()
     this.syncs++
     call(fd)
+    this.#synced1(fd, p)
+  }
+
+  /** Records what a sync of `fd` (path `p`) made durable. */
+  #synced1 (fd: number, p: string): void {
     const st = fsc.fstatSync(fd)
     if (st.isDirectory()) { this.#snapshotDir(p); return }
     const b = fsc.readFileSync(p)
@@ -125,6 +130,19 @@ export class PowerCut {
     } as typeof fsc.writevSync
     fsc.fsyncSync = (fd: number) => self.#sync(fd, real.fsyncSync)
     fsc.fdatasyncSync = (fd: number) => self.#sync(fd, real.fdatasyncSync)
+    // the asynchronous ones (a group commit's, on libuv's pool): durable once they called back without error
+    const later = (call: typeof real.fdatasync) => function (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) {
+      const p = self.#fds.get(fd)
+      if (p === undefined) { call(fd, cb); return }
+      try { self.#step() } catch (e) { process.nextTick(cb, e as NodeJS.ErrnoException); return }
+      self.syncs++
+      call(fd, (err) => {
+        if (err === null && !self.crashed) self.#synced1(fd, p)
+        cb(err)
+      })
+    } as typeof fsc.fdatasync
+    fsc.fdatasync = later(real.fdatasync)
+    fsc.fsync = later(real.fsync) as typeof fsc.fsync
     fsc.renameSync = function (a: FS.PathLike, b: FS.PathLike) {
       if (self.#mine(path.resolve(String(b)))) self.#step()
       real.renameSync(a, b)
