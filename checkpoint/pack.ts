@@ -124,31 +124,80 @@ let scanBuffer: Buffer | null = null
 function scanBlock (): Buffer { return (scanBuffer ??= Buffer.allocUnsafe(65536)) }
 
 /**
+ * What the reads of one run (one verify, checkpoint/store.ts `ReadRun`) share: the packs found still
+ * linked (as a set of paths: see {@link readSlot}) and one read-ahead window, 256 KiB of one pack
+ * read in one `pread`, from which later frames of that pack are served without a syscall (a verify
+ * walks a history in tick order, which is the order its frames were appended in). The window holds
+ * only bytes below the pack's walked end at the time it was read ({@link PackIndex.scanned}: whole
+ * frames, never changed afterwards in an append-only pack), so a frame appended since is read from
+ * the file; a pack rewritten under a run is trusted no more and no less than the descriptor kept
+ * for it.
+ */
+export class PackRun extends Set<string> {
+  file = ''
+  start = 0
+  len = 0
+  buf: Buffer | null = null
+}
+
+/** Bytes of a {@link PackRun}'s read-ahead window. */
+const WINDOW = 256 * 1024
+
+/**
  * Reads a slot's payload (unverified) together with its frame header, which must still name blob
- * `cid` with the slot's length (else the pack changed under the index: a stale slot).
+ * `cid` with the slot's length (else the pack changed under the index: a stale slot). The payload
+ * is a buffer of its own (the caller may keep it).
  * @throws StorageError `<pack>: cannot read: …` when the pack cannot be read, is shorter than the
  *   slot, or the frame there is no longer `cid`'s.
  * @param run packs already found still linked during the caller's run (one verify): their cached
- *   descriptors are reused without another `fstat`; a pack checked or opened here is added.
+ *   descriptors are reused without another `fstat`; a pack checked or opened here is added. A
+ *   {@link PackRun} also serves frames of up to 64 KiB from its read-ahead window.
  */
 export function readSlot (slot: PackSlot, cid: string, run?: Set<string>): Uint8Array {
   const fd = openPack(slot.pack.file, run)
   try {
     const total = FRAME_HEADER + slot.len
-    const b = Buffer.allocUnsafe(total)
-    let n = 0
-    while (n < total) {
-      const r = fs.readSync(fd, b, n, total - n, slot.off - FRAME_HEADER + n)
-      if (r === 0) throw new StorageError(`${slot.pack.file}: cannot read: blob at offset ${slot.off} is truncated`)
-      n += r
-    }
-    if (b[0] !== slot.kind || b.readUInt32BE(1) !== slot.len || Buffer.compare(b.subarray(5, FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${slot.off - FRAME_HEADER} is no longer blob ${cid} (the pack was rewritten)`)
-    return b.subarray(FRAME_HEADER)
+    const at = slot.off - FRAME_HEADER
+    let b: Buffer
+    let o = 0
+    if (run instanceof PackRun && total <= WINDOW / 4) {
+      if (run.file !== slot.pack.file || at < run.start || at + total > run.start + run.len) {
+        const w = (run.buf ??= Buffer.allocUnsafe(WINDOW))
+        run.file = ''
+        const upTo = Math.min(WINDOW, slot.pack.scanned - at) // whole frames only (see PackRun)
+        let n = 0
+        while (n < upTo) {
+          const r = fs.readSync(fd, w, n, upTo - n, at + n)
+          if (r === 0) break
+          n += r
+        }
+        run.file = slot.pack.file; run.start = at; run.len = n
+      }
+      if (at + total <= run.start + run.len) { b = run.buf!; o = at - run.start } else b = readAt(slot, fd, total)
+    } else b = readAt(slot, fd, total)
+    if (b[o] !== slot.kind || b.readUInt32BE(o + 1) !== slot.len || Buffer.compare(b.subarray(o + 5, o + FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${at} is no longer blob ${cid} (the pack was rewritten)`)
+    if (!(run instanceof PackRun && b === run.buf)) return b.subarray(FRAME_HEADER)
+    const payload = Buffer.allocUnsafe(slot.len)
+    b.copy(payload, 0, o + FRAME_HEADER, o + total)
+    return payload
   } catch (e) {
     closePack(slot.pack.file)
+    if (run instanceof PackRun) run.file = ''
     if (e instanceof StorageError) throw e
     throw new StorageError(`${slot.pack.file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
   }
+}
+
+/** The frame of `slot` (`total` bytes, header included) read from `fd` into a new buffer. */
+function readAt (slot: PackSlot, fd: number, total: number): Buffer {
+  const b = Buffer.allocUnsafe(total)
+  let n = 0
+  while (n < total) {
+    const r = fs.readSync(fd, b, n, total - n, slot.off - FRAME_HEADER + n)
+    if (r === 0) throw new StorageError(`${slot.pack.file}: cannot read: blob at offset ${slot.off} is truncated`)
+    n += r
+  }
+  return b
 }
 
 /** Packs kept open for reading (at most {@link OPEN_PACKS}, least recently used closed first). */

@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackSet, PackWriter, readSlot, WRITER_RECENT, type PackSlot } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackRun, PackSet, PackWriter, readSlot, WRITER_RECENT, type PackSlot } from './pack.ts'
 import { RecentMap } from './recent.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
@@ -476,14 +476,15 @@ const ZERO_KEY = '\0'.repeat(32)
 
 /**
  * What one reader's run (one verify) keeps between reads: the packs found still linked (their
- * descriptors are then reused without an `fstat` each read: see `readSlot`), and the 4 KiB chunks
+ * descriptors are then reused without an `fstat` each read: see `readSlot`) with a read-ahead window
+ * serving small frames without a syscall each (checkpoint/pack.ts `PackRun`), and the 4 KiB chunks
  * of chunked pages read by {@link hashPackedIn}, keyed by their 32-byte digest as a latin1 string
  * (at most `maxChunks`, default 16,384 = 64 MiB, forgotten all at once when full). Chunk bytes are
  * kept as stored (decompressed), not checked against their digest: every page built from them is
  * hashed whole, and a run is one pass, so the cache hides nothing a re-read of the pack would show.
  */
 export class ReadRun {
-  readonly packs = new Set<string>()
+  readonly packs = new PackRun()
   readonly chunks: { get (key: string): Uint8Array | undefined; put (key: string, b: Uint8Array): void }
   constructor (maxChunks = 16_384) {
     const map = new Map<string, Uint8Array>()
