@@ -140,6 +140,13 @@ export class PackRun extends Set<string> {
   buf: Buffer | null = null
 }
 
+/**
+ * An uninitialised buffer of `n` bytes; from 1 KiB up with an ArrayBuffer of its own rather than a
+ * slice of Node's shared pool, so that a 4 KiB chunk kept in a cache (checkpoint/store.ts
+ * `hashPackedIn`) pins only itself.
+ */
+function ownBuffer (n: number): Buffer { return n >= 1024 ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n) }
+
 /** Bytes of a {@link PackRun}'s read-ahead window. */
 const WINDOW = 256 * 1024
 
@@ -177,7 +184,7 @@ export function readSlot (slot: PackSlot, cid: string, run?: Set<string>): Uint8
     } else b = readAt(slot, fd, total)
     if (b[o] !== slot.kind || b.readUInt32BE(o + 1) !== slot.len || Buffer.compare(b.subarray(o + 5, o + FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${at} is no longer blob ${cid} (the pack was rewritten)`)
     if (!(run instanceof PackRun && b === run.buf)) return b.subarray(FRAME_HEADER)
-    const payload = Buffer.allocUnsafe(slot.len)
+    const payload = ownBuffer(slot.len)
     b.copy(payload, 0, o + FRAME_HEADER, o + total)
     return payload
   } catch (e) {
@@ -519,7 +526,7 @@ function decompressReused (payload: Uint8Array): Uint8Array | null {
   const [availOut, availIn] = ctx.state
   const n = out.length - availOut
   if (availIn !== 0 || n !== want) { ctx.h.reset(); return null } // cannot happen for a whole frame; start clean
-  const b = Buffer.allocUnsafe(n) // a 4 KiB chunk gets an ArrayBuffer of its own (not the pool's)
+  const b = ownBuffer(n)
   out.copy(b, 0, 0, n)
   return b
 }
