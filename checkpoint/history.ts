@@ -210,70 +210,72 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
 
   // 1. decode, name check, signature (checked as entries decode, on a second thread for large histories)
   const signatures = new SignatureCheck(files.length)
-  const decoded: Decoded[] = []
-  const seenFiles = new Set<string>()
-  for (const file of files) {
-    const abs = path.resolve(file)
-    if (seenFiles.has(abs)) continue
-    seenFiles.add(abs)
-    const nameTick = NAME_RE.exec(path.basename(file))
-    const tickOfName = nameTick ? Number(nameTick[1]) : null
-    let bytes: Uint8Array
-    try { bytes = readEntryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
-    let e: HistoryEntry
-    try { e = decodeEntry(bytes, file) } catch (err) {
-      if (!(err instanceof IgordError)) throw err
-      faults.push({ tick: tickOfName, file, fault: message(err, file) }); continue
+  try {
+    const decoded: Decoded[] = []
+    const seenFiles = new Set<string>()
+    for (const file of files) {
+      const abs = path.resolve(file)
+      if (seenFiles.has(abs)) continue
+      seenFiles.add(abs)
+      const nameTick = NAME_RE.exec(path.basename(file))
+      const tickOfName = nameTick ? Number(nameTick[1]) : null
+      let bytes: Uint8Array
+      try { bytes = readEntryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
+      let e: HistoryEntry
+      try { e = decodeEntry(bytes, file) } catch (err) {
+        if (!(err instanceof IgordError)) throw err
+        faults.push({ tick: tickOfName, file, fault: message(err, file) }); continue
+      }
+      const cid = headerCid(e.headerBytes)
+      const tick = e.parsed.tick
+      const expected = entryFileName(tick, cid)
+      if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
+      try { publicKeyFromDid(e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
+      decoded.push({ file, e, cid, tickOfName })
+      signatures.add(decoded[decoded.length - 1])
     }
-    const cid = headerCid(e.headerBytes)
-    const tick = e.parsed.tick
-    const expected = entryFileName(tick, cid)
-    if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
-    try { publicKeyFromDid(e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
-    decoded.push({ file, e, cid, tickOfName })
-    signatures.add(decoded[decoded.length - 1])
-  }
-  // the second thread goes on with the signatures while the rest is analysed; if any fails, the
-  // analysis is redone without the unauthentic entries
-  signatures.flush()
-  const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong, shared by both runs
-  const segs: SegmentCache = new Map() // event log cid → its top-ups, shared by both runs
-  let result = analyze(decoded, blobOk, segs, blobDirs, pruned)
-  const oks = signatures.finish()
-  if (oks.some((ok) => !ok)) {
-    decoded.forEach((d, k) => {
-      // an unauthentic header's tick cannot be trusted: name the tick in the file name when there is one
-      if (!oks[k]) faults.push({ tick: d.tickOfName ?? d.e.parsed.tick, file: d.file, fault: `signature does not verify for ${d.e.parsed.agent}` })
-    })
-    result = analyze(decoded.filter((_, k) => oks[k]), blobOk, segs, blobDirs, pruned)
-  }
-  const { nodes, forks, did } = result
-  faults.push(...result.faults)
-  for (const [file, agent] of recordAgents) if (did !== null && agent !== did) faults.push({ tick: null, file, fault: `GC record of ${agent}, but the history is ${did}` })
-  // 4. summary
-  const all = [...nodes.values()].sort(byTick)
-  const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
-  const hosts: string[] = []
-  for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
-  const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
-  if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found (give a data directory, its history/ folder, history/<name>/, entry files, or folders of these)' })
-  faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
-  forks.sort((a, b) => a.tick - b.tick)
-  const report: VerifyReport = {
-    valid: faults.length === 0 && forks.length === 0 && all.length > 0,
-    did,
-    checkpoints: all.length,
-    ticks: all.length > 0 ? [all[0].h.tick, all[all.length - 1].h.tick] : null,
-    epochs,
-    hosts,
-    handoffs,
-    faults,
-    forks,
-    topUps: result.topUps,
-    pruned: result.prunedChecked,
-    gcRecords,
-  }
-  return { report, nodes, blobDirs, pruned }
+    // the second thread goes on with the signatures while the rest is analysed; if any fails, the
+    // analysis is redone without the unauthentic entries
+    signatures.flush()
+    const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong, shared by both runs
+    const segs: SegmentCache = new Map() // event log cid → its top-ups, shared by both runs
+    let result = analyze(decoded, blobOk, segs, blobDirs, pruned)
+    const oks = signatures.finish()
+    if (oks.some((ok) => !ok)) {
+      decoded.forEach((d, k) => {
+        // an unauthentic header's tick cannot be trusted: name the tick in the file name when there is one
+        if (!oks[k]) faults.push({ tick: d.tickOfName ?? d.e.parsed.tick, file: d.file, fault: `signature does not verify for ${d.e.parsed.agent}` })
+      })
+      result = analyze(decoded.filter((_, k) => oks[k]), blobOk, segs, blobDirs, pruned)
+    }
+    const { nodes, forks, did } = result
+    faults.push(...result.faults)
+    for (const [file, agent] of recordAgents) if (did !== null && agent !== did) faults.push({ tick: null, file, fault: `GC record of ${agent}, but the history is ${did}` })
+    // 4. summary
+    const all = [...nodes.values()].sort(byTick)
+    const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
+    const hosts: string[] = []
+    for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
+    const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
+    if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found (give a data directory, its history/ folder, history/<name>/, entry files, or folders of these)' })
+    faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
+    forks.sort((a, b) => a.tick - b.tick)
+    const report: VerifyReport = {
+      valid: faults.length === 0 && forks.length === 0 && all.length > 0,
+      did,
+      checkpoints: all.length,
+      ticks: all.length > 0 ? [all[0].h.tick, all[all.length - 1].h.tick] : null,
+      epochs,
+      hosts,
+      handoffs,
+      faults,
+      forks,
+      topUps: result.topUps,
+      pruned: result.prunedChecked,
+      gcRecords,
+    }
+    return { report, nodes, blobDirs, pruned }
+  } finally { signatures.close() } // a worker is never left running, even when something throws
 }
 
 let slab = Buffer.allocUnsafe(1 << 20)
@@ -386,6 +388,11 @@ class SignatureCheck {
     try { this.#worker.postMessage({ base: from, buf, ends, lengths }, [buf.buffer]) } catch { /* checked by finish */ }
   }
 
+  /** Stops the worker, if any (idempotent; {@link SignatureCheck.finish} calls it). */
+  close (): void {
+    if (this.#worker !== null) { void this.#worker.terminate(); this.#worker = null }
+  }
+
   /** Every added entry's result (true: the signature verifies for the entry's DID), in order. */
   finish (): boolean[] {
     this.flush()
@@ -399,7 +406,7 @@ class SignatureCheck {
       while (Atomics.load(flags, i) === 3 && this.#worker !== null && performance.now() - since < SIGNATURE_STALL_MS) Atomics.wait(flags, i, 3, 20)
       if (Atomics.load(flags, i) === 3) Atomics.store(flags, i, one(i) ? 1 : 2) // the worker stalled or failed
     }
-    if (this.#worker !== null) void this.#worker.terminate()
+    this.close()
     return Array.from({ length: n }, (_, i) => i < inFlags ? flags[i] === 1 : one(i))
   }
 }
