@@ -208,70 +208,74 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
     } catch (e) { faults.push({ tick: null, file, fault: message(e, file) }) }
   }
 
-  // 1. decode, name check, signature
-  const decoded: Decoded[] = []
-  const seenFiles = new Set<string>()
-  for (const file of files) {
-    const abs = path.resolve(file)
-    if (seenFiles.has(abs)) continue
-    seenFiles.add(abs)
-    const nameTick = NAME_RE.exec(path.basename(file))
-    const tickOfName = nameTick ? Number(nameTick[1]) : null
-    let bytes: Uint8Array
-    try { bytes = readEntryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
-    let e: HistoryEntry
-    try { e = decodeEntry(bytes, file) } catch (err) {
-      if (!(err instanceof IgordError)) throw err
-      faults.push({ tick: tickOfName, file, fault: message(err, file) }); continue
+  // 1. decode, name check, signature (checked as entries decode, on a second thread for large histories)
+  const signatures = new SignatureCheck(files.length)
+  try {
+    const decoded: Decoded[] = []
+    const seenFiles = new Set<string>()
+    for (const file of files) {
+      const abs = path.resolve(file)
+      if (seenFiles.has(abs)) continue
+      seenFiles.add(abs)
+      const nameTick = NAME_RE.exec(path.basename(file))
+      const tickOfName = nameTick ? Number(nameTick[1]) : null
+      let bytes: Uint8Array
+      try { bytes = readEntryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
+      let e: HistoryEntry
+      try { e = decodeEntry(bytes, file) } catch (err) {
+        if (!(err instanceof IgordError)) throw err
+        faults.push({ tick: tickOfName, file, fault: message(err, file) }); continue
+      }
+      const cid = headerCid(e.headerBytes)
+      const tick = e.parsed.tick
+      const expected = entryFileName(tick, cid)
+      if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
+      try { publicKeyFromDid(e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
+      decoded.push({ file, e, cid, tickOfName })
+      signatures.add(decoded[decoded.length - 1])
     }
-    const cid = headerCid(e.headerBytes)
-    const tick = e.parsed.tick
-    const expected = entryFileName(tick, cid)
-    if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
-    try { publicKeyFromDid(e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
-    decoded.push({ file, e, cid, tickOfName })
-  }
-  // signatures are checked on a second thread (large histories) while the rest is analysed; if any
-  // fails, the analysis is redone without the unauthentic entries
-  const signaturesOk = startSignatureCheck(decoded)
-  const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong, shared by both runs
-  const segs: SegmentCache = new Map() // event log cid → its top-ups, shared by both runs
-  let result = analyze(decoded, blobOk, segs, blobDirs, pruned)
-  const oks = signaturesOk()
-  if (oks.some((ok) => !ok)) {
-    decoded.forEach((d, k) => {
-      // an unauthentic header's tick cannot be trusted: name the tick in the file name when there is one
-      if (!oks[k]) faults.push({ tick: d.tickOfName ?? d.e.parsed.tick, file: d.file, fault: `signature does not verify for ${d.e.parsed.agent}` })
-    })
-    result = analyze(decoded.filter((_, k) => oks[k]), blobOk, segs, blobDirs, pruned)
-  }
-  const { nodes, forks, did } = result
-  faults.push(...result.faults)
-  for (const [file, agent] of recordAgents) if (did !== null && agent !== did) faults.push({ tick: null, file, fault: `GC record of ${agent}, but the history is ${did}` })
-  // 4. summary
-  const all = [...nodes.values()].sort(byTick)
-  const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
-  const hosts: string[] = []
-  for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
-  const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
-  if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found (give a data directory, its history/ folder, history/<name>/, entry files, or folders of these)' })
-  faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
-  forks.sort((a, b) => a.tick - b.tick)
-  const report: VerifyReport = {
-    valid: faults.length === 0 && forks.length === 0 && all.length > 0,
-    did,
-    checkpoints: all.length,
-    ticks: all.length > 0 ? [all[0].h.tick, all[all.length - 1].h.tick] : null,
-    epochs,
-    hosts,
-    handoffs,
-    faults,
-    forks,
-    topUps: result.topUps,
-    pruned: result.prunedChecked,
-    gcRecords,
-  }
-  return { report, nodes, blobDirs, pruned }
+    // the second thread goes on with the signatures while the rest is analysed; if any fails, the
+    // analysis is redone without the unauthentic entries
+    signatures.flush()
+    const blobOk = new Map<string, string | null>() // cid → null (ok) or what is wrong, shared by both runs
+    const segs: SegmentCache = new Map() // event log cid → its top-ups, shared by both runs
+    let result = analyze(decoded, blobOk, segs, blobDirs, pruned)
+    const oks = signatures.finish()
+    if (oks.some((ok) => !ok)) {
+      decoded.forEach((d, k) => {
+        // an unauthentic header's tick cannot be trusted: name the tick in the file name when there is one
+        if (!oks[k]) faults.push({ tick: d.tickOfName ?? d.e.parsed.tick, file: d.file, fault: `signature does not verify for ${d.e.parsed.agent}` })
+      })
+      result = analyze(decoded.filter((_, k) => oks[k]), blobOk, segs, blobDirs, pruned)
+    }
+    const { nodes, forks, did } = result
+    faults.push(...result.faults)
+    for (const [file, agent] of recordAgents) if (did !== null && agent !== did) faults.push({ tick: null, file, fault: `GC record of ${agent}, but the history is ${did}` })
+    // 4. summary
+    const all = [...nodes.values()].sort(byTick)
+    const epochs = [...new Set(all.map((n) => n.h.epoch))].sort((a, b) => a - b)
+    const hosts: string[] = []
+    for (const n of all) if (!hosts.includes(n.h.host)) hosts.push(n.h.host)
+    const handoffs: Handoff[] = all.filter((n) => n.h.status === 'handoff').map((n) => ({ tick: n.h.tick, epoch: n.h.epoch, from: n.h.host, to: n.h.target ?? '' }))
+    if (all.length === 0 && faults.length === 0) faults.push({ tick: null, file: paths.join(', '), fault: 'no history entries found (give a data directory, its history/ folder, history/<name>/, entry files, or folders of these)' })
+    faults.sort((a, b) => (a.tick ?? -1) - (b.tick ?? -1) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
+    forks.sort((a, b) => a.tick - b.tick)
+    const report: VerifyReport = {
+      valid: faults.length === 0 && forks.length === 0 && all.length > 0,
+      did,
+      checkpoints: all.length,
+      ticks: all.length > 0 ? [all[0].h.tick, all[all.length - 1].h.tick] : null,
+      epochs,
+      hosts,
+      handoffs,
+      faults,
+      forks,
+      topUps: result.topUps,
+      pruned: result.prunedChecked,
+      gcRecords,
+    }
+    return { report, nodes, blobDirs, pruned }
+  } finally { signatures.close() } // a worker is never left running, even when something throws
 }
 
 let slab = Buffer.allocUnsafe(1 << 20)
@@ -321,48 +325,117 @@ function readTransient (file: string): Uint8Array {
 
 interface Decoded { file: string; e: HistoryEntry; cid: string; tickOfName: number | null }
 
+/** Entries from which signatures are checked on a second thread (fewer are checked on the calling thread). */
+const SIGNATURE_THREAD_MIN = 1000
+/** Entries sent to the signature thread in one message. */
+const SIGNATURE_BATCH = 256
+
 /**
- * Verifies every entry's signature. With many entries a worker thread starts on them at once and
- * the returned function (called after the rest of the analysis) shares what is left: both threads
- * claim entries from one atomic counter. Returns the per-entry results.
+ * Verifies every entry's signature, starting while the entries are still being read: with at least
+ * {@link SIGNATURE_THREAD_MIN} files, a worker thread is started at once and is sent the entries in
+ * batches as they decode ({@link SignatureCheck.add}), so the second core works from the first
+ * batch on instead of after every file was read; {@link SignatureCheck.finish} (called after the
+ * rest of the analysis) checks what the worker has not claimed yet, from the last entry backwards,
+ * and waits for what it is checking. Each entry is claimed once, by either thread, with an atomic
+ * compare-and-swap on its flag: 0 unclaimed, 3 being checked, 1 valid, 2 not. A worker that cannot
+ * start, fails, or leaves an entry claimed for longer than {@link SIGNATURE_STALL_MS} is not waited
+ * for: the calling thread checks those entries itself (a signature checked twice gives the same answer).
  */
-function startSignatureCheck (list: Decoded[]): () => boolean[] {
-  const n = list.length
-  const verifyOne = (d: Decoded) => verifyHeader(d.e.headerBytes, d.e.sig, d.e.parsed.agent)
-  if (n < 1000) { const r = list.map(verifyOne); return () => r }
-  // flags[i]: 0 pending, 1 ok, 2 bad; flags[n]: next unclaimed index; flags[n + 1]: worker done
-  const flags = new Int32Array(new SharedArrayBuffer(4 * (n + 2)))
-  const msgs = list.map((d) => { const m = new Uint8Array(SIGNATURE_DOMAIN.length + d.e.headerBytes.length); m.set(SIGNATURE_DOMAIN); m.set(d.e.headerBytes, SIGNATURE_DOMAIN.length); return m })
-  let worker: Worker | null = null
-  let failed = false
-  try {
-    worker = new Worker(VERIFY_WORKER, { eval: true, workerData: { flags, msgs, sigs: list.map((d) => d.e.sig), pubs: list.map((d) => publicKeyFromDid(d.e.parsed.agent)) } })
-    worker.on('error', () => { failed = true })
-    worker.unref()
-  } catch { worker = null }
-  return () => {
-    for (let i = Atomics.add(flags, n, 1); i < n; i = Atomics.add(flags, n, 1)) flags[i] = verifyOne(list[i]) ? 1 : 2
-    if (worker !== null) {
-      while (Atomics.load(flags, n + 1) === 0 && !failed) Atomics.wait(flags, n + 1, 0, 20)
-      void worker.terminate()
+class SignatureCheck {
+  readonly #list: Decoded[] = []
+  readonly #flags: Int32Array
+  #worker: Worker | null = null
+  #sent = 0
+
+  /** @param files how many entries may be added at most (the files to read). */
+  constructor (files: number) {
+    this.#flags = new Int32Array(new SharedArrayBuffer(4 * Math.max(1, files)))
+    if (files < SIGNATURE_THREAD_MIN) return
+    try {
+      this.#worker = new Worker(VERIFY_WORKER, { eval: true, workerData: { flags: this.#flags } })
+      this.#worker.on('error', () => { this.#worker = null })
+      this.#worker.unref()
+    } catch { this.#worker = null }
+  }
+
+  /** Adds the next decoded entry (its index in the results is the number added before it). */
+  add (d: Decoded): void {
+    this.#list.push(d)
+    if (this.#list.length - this.#sent >= SIGNATURE_BATCH) this.flush()
+  }
+
+  /** Sends the entries added since the last batch to the worker (when there is one). */
+  flush (): void {
+    const from = this.#sent; const to = this.#list.length
+    this.#sent = to
+    if (this.#worker === null || to === from || to > this.#flags.length) return
+    // one transferred buffer per batch: domain-separated messages, then 64-byte signatures, then public keys
+    let bytes = 0
+    for (let i = from; i < to; i++) bytes += SIGNATURE_DOMAIN.length + this.#list[i].e.headerBytes.length + 64 + 32
+    const buf = new Uint8Array(bytes)
+    const ends = new Int32Array(to - from)
+    let o = 0
+    for (let i = from; i < to; i++) {
+      const e = this.#list[i].e
+      buf.set(SIGNATURE_DOMAIN, o); o += SIGNATURE_DOMAIN.length
+      buf.set(e.headerBytes, o); o += e.headerBytes.length
+      ends[i - from] = o
+      if (e.sig.length === 64) buf.set(e.sig, o) // else left zero: the worker sees a wrong length below
+      o += 64
+      buf.set(publicKeyFromDid(e.parsed.agent), o); o += 32
     }
-    // anything a failed worker claimed but did not finish is checked here
-    return Array.from({ length: n }, (_, i) => flags[i] === 0 ? verifyOne(list[i]) : flags[i] === 1)
+    const lengths = Int32Array.from(this.#list.slice(from, to), (d) => d.e.sig.length)
+    try { this.#worker.postMessage({ base: from, buf, ends, lengths }, [buf.buffer]) } catch { /* checked by finish */ }
+  }
+
+  /** Stops the worker, if any (idempotent; {@link SignatureCheck.finish} calls it). */
+  close (): void {
+    if (this.#worker !== null) { void this.#worker.terminate(); this.#worker = null }
+  }
+
+  /** Every added entry's result (true: the signature verifies for the entry's DID), in order. */
+  finish (): boolean[] {
+    this.flush()
+    const n = this.#list.length
+    const flags = this.#flags
+    const one = (i: number) => verifyHeader(this.#list[i].e.headerBytes, this.#list[i].e.sig, this.#list[i].e.parsed.agent)
+    const inFlags = Math.min(n, flags.length)
+    for (let i = inFlags - 1; i >= 0; i--) if (Atomics.compareExchange(flags, i, 0, 3) === 0) Atomics.store(flags, i, one(i) ? 1 : 2)
+    for (let i = 0; i < inFlags; i++) {
+      const since = performance.now()
+      while (Atomics.load(flags, i) === 3 && this.#worker !== null && performance.now() - since < SIGNATURE_STALL_MS) Atomics.wait(flags, i, 3, 20)
+      if (Atomics.load(flags, i) === 3) Atomics.store(flags, i, one(i) ? 1 : 2) // the worker stalled or failed
+    }
+    this.close()
+    return Array.from({ length: n }, (_, i) => i < inFlags ? flags[i] === 1 : one(i))
   }
 }
 
-/** Worker body (CommonJS, evaluated): claims entries from flags[n], verifies them, writes 1 (ok) or 2; flags[n + 1] = 1 when done. */
+/** How long {@link SignatureCheck.finish} waits for one entry the worker claimed before checking it itself, ms. */
+const SIGNATURE_STALL_MS = 5000
+
+/**
+ * Worker body (CommonJS, evaluated): for each batch `{ base, buf, ends, lengths }` (see
+ * `SignatureCheck.flush`) claims each entry's flag (0 → 3), verifies, stores 1 or 2 and notifies.
+ */
 const VERIFY_WORKER = `
-const { workerData } = require('node:worker_threads'); const crypto = require('node:crypto')
-const { flags, msgs, sigs, pubs } = workerData; const n = msgs.length; const keys = new Map()
+const { workerData, parentPort } = require('node:worker_threads'); const crypto = require('node:crypto')
+const { flags } = workerData; const keys = new Map()
 const SPKI = Buffer.from('302a300506032b6570032100', 'hex')
-for (let i = Atomics.add(flags, n, 1); i < n; i = Atomics.add(flags, n, 1)) {
-  const id = Buffer.from(pubs[i]).toString('base64'); let k = keys.get(id)
-  if (k === undefined) { k = crypto.createPublicKey({ key: Buffer.concat([SPKI, pubs[i]]), format: 'der', type: 'spki' }); keys.set(id, k) }
-  let ok = false; try { ok = sigs[i].length === 64 && crypto.verify(null, msgs[i], k, sigs[i]) } catch {}
-  flags[i] = ok ? 1 : 2
-}
-Atomics.store(flags, n + 1, 1); Atomics.notify(flags, n + 1)
+parentPort.on('message', ({ base, buf, ends, lengths }) => {
+  let start = 0
+  for (let j = 0; j < ends.length; j++) {
+    const end = ends[j]; const i = base + j
+    const next = end + 64 + 32
+    if (Atomics.compareExchange(flags, i, 0, 3) === 0) {
+      const pub = buf.subarray(end + 64, next); const id = Buffer.from(pub).toString('base64'); let k = keys.get(id)
+      if (k === undefined) { k = crypto.createPublicKey({ key: Buffer.concat([SPKI, pub]), format: 'der', type: 'spki' }); keys.set(id, k) }
+      let ok = false; try { ok = lengths[j] === 64 && crypto.verify(null, buf.subarray(start, end), k, buf.subarray(end, end + 64)) } catch {}
+      Atomics.store(flags, i, ok ? 1 : 2); Atomics.notify(flags, i)
+    }
+    start = next
+  }
+})
 `
 
 /**

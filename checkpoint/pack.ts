@@ -21,7 +21,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
-import { constants as zlibConstants, createZstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
+import { constants as zlibConstants, createZstdCompress, createZstdDecompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
 import { StorageError } from './errors.ts'
 import { cidOfDigest, digestOfCid } from './hash.ts'
 import { RecentMap } from './recent.ts'
@@ -124,31 +124,87 @@ let scanBuffer: Buffer | null = null
 function scanBlock (): Buffer { return (scanBuffer ??= Buffer.allocUnsafe(65536)) }
 
 /**
+ * What the reads of one run (one verify, checkpoint/store.ts `ReadRun`) share: the packs found still
+ * linked (as a set of paths: see {@link readSlot}) and one read-ahead window, 256 KiB of one pack
+ * read in one `pread`, from which later frames of that pack are served without a syscall (a verify
+ * walks a history in tick order, which is the order its frames were appended in). The window holds
+ * only bytes below the pack's walked end at the time it was read ({@link PackIndex.scanned}: whole
+ * frames, never changed afterwards in an append-only pack), so a frame appended since is read from
+ * the file; a pack rewritten under a run is trusted no more and no less than the descriptor kept
+ * for it.
+ */
+export class PackRun extends Set<string> {
+  file = ''
+  start = 0
+  len = 0
+  buf: Buffer | null = null
+}
+
+/**
+ * An uninitialised buffer of `n` bytes; from 1 KiB up with an ArrayBuffer of its own rather than a
+ * slice of Node's shared pool, so that a 4 KiB chunk kept in a cache (checkpoint/store.ts
+ * `hashPackedIn`) pins only itself.
+ */
+function ownBuffer (n: number): Buffer { return n >= 1024 ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n) }
+
+/** Bytes of a {@link PackRun}'s read-ahead window. */
+const WINDOW = 256 * 1024
+
+/**
  * Reads a slot's payload (unverified) together with its frame header, which must still name blob
- * `cid` with the slot's length (else the pack changed under the index: a stale slot).
+ * `cid` with the slot's length (else the pack changed under the index: a stale slot). The payload
+ * is a buffer of its own (the caller may keep it).
  * @throws StorageError `<pack>: cannot read: …` when the pack cannot be read, is shorter than the
  *   slot, or the frame there is no longer `cid`'s.
  * @param run packs already found still linked during the caller's run (one verify): their cached
- *   descriptors are reused without another `fstat`; a pack checked or opened here is added.
+ *   descriptors are reused without another `fstat`; a pack checked or opened here is added. A
+ *   {@link PackRun} also serves frames of up to 64 KiB from its read-ahead window.
  */
 export function readSlot (slot: PackSlot, cid: string, run?: Set<string>): Uint8Array {
   const fd = openPack(slot.pack.file, run)
   try {
     const total = FRAME_HEADER + slot.len
-    const b = Buffer.allocUnsafe(total)
-    let n = 0
-    while (n < total) {
-      const r = fs.readSync(fd, b, n, total - n, slot.off - FRAME_HEADER + n)
-      if (r === 0) throw new StorageError(`${slot.pack.file}: cannot read: blob at offset ${slot.off} is truncated`)
-      n += r
-    }
-    if (b[0] !== slot.kind || b.readUInt32BE(1) !== slot.len || Buffer.compare(b.subarray(5, FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${slot.off - FRAME_HEADER} is no longer blob ${cid} (the pack was rewritten)`)
-    return b.subarray(FRAME_HEADER)
+    const at = slot.off - FRAME_HEADER
+    let b: Buffer
+    let o = 0
+    if (run instanceof PackRun && total <= WINDOW / 4) {
+      if (run.file !== slot.pack.file || at < run.start || at + total > run.start + run.len) {
+        const w = (run.buf ??= Buffer.allocUnsafe(WINDOW))
+        run.file = ''
+        const upTo = Math.min(WINDOW, slot.pack.scanned - at) // whole frames only (see PackRun)
+        let n = 0
+        while (n < upTo) {
+          const r = fs.readSync(fd, w, n, upTo - n, at + n)
+          if (r === 0) break
+          n += r
+        }
+        run.file = slot.pack.file; run.start = at; run.len = n
+      }
+      if (at + total <= run.start + run.len) { b = run.buf!; o = at - run.start } else b = readAt(slot, fd, total)
+    } else b = readAt(slot, fd, total)
+    if (b[o] !== slot.kind || b.readUInt32BE(o + 1) !== slot.len || Buffer.compare(b.subarray(o + 5, o + FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${at} is no longer blob ${cid} (the pack was rewritten)`)
+    if (!(run instanceof PackRun && b === run.buf)) return b.subarray(FRAME_HEADER)
+    const payload = ownBuffer(slot.len)
+    b.copy(payload, 0, o + FRAME_HEADER, o + total)
+    return payload
   } catch (e) {
     closePack(slot.pack.file)
+    if (run instanceof PackRun) run.file = ''
     if (e instanceof StorageError) throw e
     throw new StorageError(`${slot.pack.file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
   }
+}
+
+/** The frame of `slot` (`total` bytes, header included) read from `fd` into a new buffer. */
+function readAt (slot: PackSlot, fd: number, total: number): Buffer {
+  const b = Buffer.allocUnsafe(total)
+  let n = 0
+  while (n < total) {
+    const r = fs.readSync(fd, b, n, total - n, slot.off - FRAME_HEADER + n)
+    if (r === 0) throw new StorageError(`${slot.pack.file}: cannot read: blob at offset ${slot.off} is truncated`)
+    n += r
+  }
+  return b
 }
 
 /** Packs kept open for reading (at most {@link OPEN_PACKS}, least recently used closed first). */
@@ -385,8 +441,100 @@ export function blobOfSlot (slot: PackSlot, cid: string, chunk: (cid: string) =>
 }
 
 /** A kind-2 payload decompressed, or the payload itself when it does not decompress (see {@link blobOfSlot}). */
-function decompressOne (payload: Uint8Array): Uint8Array {
+export function decompressOne (payload: Uint8Array): Uint8Array {
+  const r = decompressReused(payload)
+  if (r !== null) return r
   try { return zstdDecompressSync(payload, { maxOutputLength: MAX_ZSTD_OUTPUT }) } catch { return payload }
+}
+
+/** Largest frame content (bytes) decoded with the reused context; larger frames go the one-shot way. */
+const REUSED_MAX_OUTPUT = CHUNKED_SIZE
+
+/**
+ * The Frame_Content_Size a zstd frame declares (RFC 8878 §3.1.1.1), when `f` is exactly one
+ * well-formed frame: the magic number, a header with that size and no dictionary ID nor reserved
+ * bit, then blocks (§3.1.1.2: 3-byte headers; raw and compressed blocks carry Block_Size bytes, RLE
+ * one) up to the last, then the 4-byte checksum when the header announces one, ending exactly at
+ * the end of `f`. Else -1 (a frame without a declared size, a torn or concatenated frame…). Only
+ * the framing is checked here, not the blocks' contents.
+ */
+export function zstdContentSize (f: Uint8Array): number {
+  if (f.length < 6 || f[0] !== 0x28 || f[1] !== 0xb5 || f[2] !== 0x2f || f[3] !== 0xfd) return -1
+  const fhd = f[4]
+  if ((fhd & 0x08) !== 0 || (fhd & 0x03) !== 0) return -1 // reserved bit; a dictionary ID
+  const single = (fhd & 0x20) !== 0
+  const flag = fhd >> 6
+  let p = 5 + (single ? 0 : 1) // Window_Descriptor unless Single_Segment
+  const size = flag === 0 ? (single ? 1 : 0) : flag === 1 ? 2 : flag === 2 ? 4 : 8
+  if (size === 0 || p + size > f.length) return -1
+  let fcs: number
+  if (size === 1) fcs = f[p]
+  else if (size === 2) fcs = (f[p] | (f[p + 1] << 8)) + 256
+  else {
+    fcs = (f[p] | (f[p + 1] << 8) | (f[p + 2] << 16)) + f[p + 3] * 0x1000000
+    if (size === 8 && (f[p + 4] | f[p + 5] | f[p + 6] | f[p + 7]) !== 0) return -1 // ≥ 4 GiB: not here
+  }
+  p += size
+  for (;;) {
+    if (p + 3 > f.length) return -1
+    const bh = f[p] | (f[p + 1] << 8) | (f[p + 2] << 16)
+    const type = (bh >> 1) & 3
+    if (type === 3) return -1
+    p += 3 + (type === 1 ? 1 : bh >>> 3)
+    if ((bh & 1) !== 0) break
+  }
+  if ((fhd & 0x04) !== 0) p += 4 // Content_Checksum
+  return p === f.length ? fcs : -1
+}
+
+/** This thread's reused decompression context (see {@link decompressReused}); null: none works here. */
+let dctx: { h: ZstdHandle; state: Uint32Array; stream: { destroyed: boolean; _handle?: unknown }; flush: number } | null | undefined
+let dOut: Buffer | null = null
+
+function decompressContext (): typeof dctx {
+  if (dctx !== undefined && dctx !== null && (dctx.stream.destroyed || dctx.stream._handle == null)) dctx = undefined // an error closed it
+  if (dctx !== undefined) return dctx
+  dctx = null
+  try {
+    const s = createZstdDecompress() as unknown as { _handle?: ZstdHandle; _writeState?: Uint32Array; _finishFlushFlag?: number; destroyed: boolean; on (e: string, f: () => void): void }
+    s.on('error', () => { /* a corrupt frame: seen through `destroyed`, the payload then goes the one-shot way */ })
+    const h = s._handle; const state = s._writeState
+    if (h === undefined || typeof h.writeSync !== 'function' || typeof h.reset !== 'function' || !(state instanceof Uint32Array) || state.length !== 2 || typeof s._finishFlushFlag !== 'number') return null
+    dctx = { h, state, stream: s, flush: s._finishFlushFlag }
+    dOut ??= Buffer.allocUnsafe(REUSED_MAX_OUTPUT + 1)
+  } catch { dctx = null }
+  return dctx
+}
+
+/**
+ * One zstd frame decoded by this thread's reused decompression context, as {@link decompressOne}
+ * would decode it, or null when this path does not decide (the caller then decodes it one-shot):
+ * `zstdDecompressSync` builds a stream and a native context per call (~30 µs of fixed cost, more than
+ * decoding a 4 KiB chunk; verify decodes one or more chunks per checkpoint). Only a frame whose
+ * header declares its content size (≤ 64 KiB) and whose blocks end exactly at the payload's end
+ * ({@link zstdContentSize}) is decoded here, so the context ends every call at a frame boundary,
+ * ready for the next (no reset: resetting node's zstd context costs as much as a new one); the
+ * result is kept only when the context took every input byte, reported no error and gave exactly
+ * the declared size. Anything else — a truncated or concatenated frame, an unknown size, a block
+ * that does not decode — returns null, so a damaged frame reads exactly as it does one-shot. A
+ * context closed by an error is replaced on the next call.
+ */
+function decompressReused (payload: Uint8Array): Uint8Array | null {
+  const want = zstdContentSize(payload)
+  if (want < 0 || want > REUSED_MAX_OUTPUT) return null
+  const ctx = decompressContext()
+  if (ctx == null) return null
+  const out = dOut!
+  try {
+    ctx.h.writeSync(ctx.flush, payload, 0, payload.length, out, 0, out.length)
+  } catch { dctx = undefined; return null }
+  if (ctx.stream.destroyed || ctx.stream._handle == null) { dctx = undefined; return null }
+  const [availOut, availIn] = ctx.state
+  const n = out.length - availOut
+  if (availIn !== 0 || n !== want) { ctx.h.reset(); return null } // cannot happen for a whole frame; start clean
+  const b = ownBuffer(n)
+  out.copy(b, 0, 0, n)
+  return b
 }
 
 const ZSTD_FAST = { params: { [zlibConstants.ZSTD_c_compressionLevel]: 1 } }

@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
-import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackSet, PackWriter, readSlot, WRITER_RECENT, type PackSlot } from './pack.ts'
+import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackRun, PackSet, PackWriter, readSlot, WRITER_RECENT, type PackSlot } from './pack.ts'
 import { RecentMap } from './recent.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
 
@@ -469,10 +469,9 @@ export function hashPackedIn (dir: string, cid: string, run: ReadRun): { digest:
     const h = createHash('sha256')
     for (let k = 0; k < LIST_SIZE; k += 32) {
       const d = list.subarray(k, k + 32)
-      const key = d.toString('latin1')
-      let c = run.chunks.get(key)
+      let c = run.chunks.get(d)
       if (c === undefined) {
-        if (key === ZERO_KEY) c = ZERO_CHUNK
+        if (d.equals(ZERO_DIGEST)) c = ZERO_CHUNK
         else {
           const ccid = cidOfDigest(d)
           const s = set.find(ccid) // chunks are only ever written to packs
@@ -481,7 +480,7 @@ export function hashPackedIn (dir: string, cid: string, run: ReadRun): { digest:
           // kept compact: a decompressed chunk is a view into a larger zlib buffer it would pin
           if (b.length === CHUNK_SIZE && b.buffer.byteLength <= 2 * CHUNK_SIZE) c = b
           else { c = new Uint8Array(CHUNK_SIZE); c.set(b.subarray(0, CHUNK_SIZE)) }
-          run.chunks.put(key, c)
+          run.chunks.put(d, c)
         }
       }
       h.update(c)
@@ -493,24 +492,28 @@ export function hashPackedIn (dir: string, cid: string, run: ReadRun): { digest:
 /** Bytes of a kind-3 payload: 16 chunk digests. */
 const LIST_SIZE = 32 * (CHUNKED_SIZE / CHUNK_SIZE)
 const ZERO_CHUNK = new Uint8Array(CHUNK_SIZE)
-const ZERO_KEY = '\0'.repeat(32)
+const ZERO_DIGEST = Buffer.alloc(32)
 
 /**
  * What one reader's run (one verify) keeps between reads: the packs found still linked (their
- * descriptors are then reused without an `fstat` each read: see `readSlot`), and the 4 KiB chunks
- * of chunked pages read by {@link hashPackedIn}, keyed by their 32-byte digest as a latin1 string
- * (at most `maxChunks`, default 16,384 = 64 MiB, forgotten all at once when full). Chunk bytes are
- * kept as stored (decompressed), not checked against their digest: every page built from them is
- * hashed whole, and a run is one pass, so the cache hides nothing a re-read of the pack would show.
+ * descriptors are then reused without an `fstat` each read: see `readSlot`) with a read-ahead window
+ * serving small frames without a syscall each (checkpoint/pack.ts `PackRun`), and the 4 KiB chunks
+ * of chunked pages read by {@link hashPackedIn}, by their 32-byte digest (at most `maxChunks`,
+ * default 16,384 = 64 MiB, forgotten all at once when full). Chunk bytes are kept as stored
+ * (decompressed), not checked against their digest: every page built from them is hashed whole,
+ * and a run is one pass, so the cache hides nothing a re-read of the pack would show.
  */
 export class ReadRun {
-  readonly packs = new Set<string>()
-  readonly chunks: { get (key: string): Uint8Array | undefined; put (key: string, b: Uint8Array): void }
+  readonly packs = new PackRun()
+  /** Chunks by digest: `get` the chunk stored under these 32 bytes, `put` one (the digest is copied). */
+  readonly chunks: { get (digest: Buffer): Uint8Array | undefined; put (digest: Buffer, b: Uint8Array): void }
   constructor (maxChunks = 16_384) {
-    const map = new Map<string, Uint8Array>()
+    // keyed by the digest's first 6 bytes as a number (no string made per lookup); a hit must
+    // match all 32 bytes, so two digests sharing a prefix only displace each other
+    const map = new Map<number, { d: Buffer; b: Uint8Array }>()
     this.chunks = {
-      get: (key) => map.get(key),
-      put: (key, b) => { if (map.size >= maxChunks) map.clear(); map.set(key, b) },
+      get: (d) => { const e = map.get(d.readUIntBE(0, 6)); return e !== undefined && e.d.equals(d) ? e.b : undefined },
+      put: (d, b) => { if (map.size >= maxChunks) map.clear(); map.set(d.readUIntBE(0, 6), { d: Buffer.from(d), b }) },
     }
   }
 }

@@ -1,5 +1,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { randomBytes } from 'node:crypto'
+import { base32 } from 'multiformats/bases/base32'
 import { CheckpointError } from '../checkpoint/errors.ts'
 import { cidOf, cidOfDigest, digestOfCid, isCid, sha256 } from '../checkpoint/hash.ts'
 
@@ -33,6 +35,32 @@ test('isCid accepts exactly the canonical strings cidOf produces', () => {
   assert.not.ok(isCid(c.slice(0, 58) + 'b'))
   assert.not.ok(isCid(c.slice(0, 7) + 't' + c.slice(8)))
   assert.not.ok(isCid(c.toUpperCase()))
+})
+
+test('cidOfDigest and digestOfCid agree with multiformats base32 on random digests', () => {
+  for (let i = 0; i < 500; i++) {
+    const d = randomBytes(32)
+    const ref = base32.encode(Buffer.concat([Buffer.from([0x01, 0x55, 0x12, 0x20]), d]))
+    assert.is(cidOfDigest(d), ref)
+    assert.is(hex(digestOfCid(ref)), hex(d))
+  }
+})
+
+test('digestOfCid throws exactly when isCid refuses (every one-character change of a CID)', () => {
+  const c = cidOf(Buffer.from('y'))
+  const chars = 'abcdefghijklmnopqrstuvwxyz234567ABZ0189=-é'
+  let refused = 0
+  for (let i = 0; i < c.length; i++) {
+    for (const ch of chars) {
+      const s = c.slice(0, i) + ch + c.slice(i + 1)
+      let threw = false
+      try { digestOfCid(s) } catch (e) { threw = e instanceof CheckpointError }
+      assert.is(threw, !isCid(s), s)
+      if (threw) refused++
+    }
+  }
+  assert.ok(refused > 500, String(refused))
+  for (const s of [c + 'a', c.slice(1), 'b' + c.slice(2), c.slice(0, 58)]) assert.throws(() => digestOfCid(s), (e: Error) => e instanceof CheckpointError)
 })
 
 test.run()

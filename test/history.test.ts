@@ -205,6 +205,20 @@ test('a large history (signatures checked on a second thread) still names a bad 
   assert.ok(r.faults.some((f) => f.tick === 700 && /signature does not verify/.test(f.fault)), formatReport(r))
 })
 
+test('a large history: bad signatures in the first batch, across a batch boundary and in the last partial batch are all named', () => {
+  // entries reach the signature thread in batches of 256 as they are read (history.ts SignatureCheck)
+  const dir = mkdir(); const a = new Fake(generateIdentity())
+  a.run(new CheckpointWriter(dir, 'a'), 1100)
+  const bad = [3, 255, 256, 700, 1099]
+  for (const t of bad) rewrite(entryAt(dir, t), (e) => { const sig = Uint8Array.from(e.sig); sig[20] ^= 4; return { ...e, sig } })
+  const other = decodeEntry(fs.readFileSync(entryAt(dir, 899)), 'tick 899').sig
+  rewrite(entryAt(dir, 900), (e) => ({ ...e, sig: Uint8Array.from(other) })) // a valid signature, of another header
+  const r = verifyHistory([dir])
+  assert.not.ok(r.valid)
+  for (const t of [...bad, 900]) assert.ok(r.faults.some((f) => f.tick === t && /signature does not verify/.test(f.fault)), `tick ${t}: ${formatReport(r)}`)
+  assert.is(r.faults.filter((f) => /signature does not verify/.test(f.fault)).length, bad.length + 1, formatReport(r))
+})
+
 test('nothing to verify, and unreadable paths, are INVALID', () => {
   const dir = mkdir()
   assert.not.ok(verifyHistory([dir]).valid)
