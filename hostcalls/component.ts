@@ -121,15 +121,17 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
   const has = (cap: string): boolean => manifest.capabilities.has(cap)
   const out: Record<string, Record<string, (...args: never[]) => unknown>> = {}
   const key = (iface: string): string => `${IGOR_PACKAGE}/${iface}`
+  // an s64 input, recorded under the core ABI's event name so replay feeds it back
+  const recordI64 = (event: string, value: bigint): bigint => {
+    ctx.log.admit(event, 8)
+    const v = BigInt.asIntN(64, value)
+    ctx.log.record(event, v)
+    return v
+  }
   out[key('types')] = {}
   if (has('clock')) {
     out[key('clock')] = {
-      now: (): bigint => {
-        ctx.log.admit('clock_now', 8)
-        const v = BigInt.asIntN(64, ctx.now())
-        ctx.log.record('clock_now', v)
-        return v
-      },
+      now: (): bigint => recordI64('clock_now', ctx.now()),
     }
   }
   if (has('rand')) {
@@ -159,12 +161,7 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
   }
   if (has('wallet')) {
     out[key('wallet')] = {
-      balance: (): bigint => {
-        ctx.log.admit('wallet_balance', 8)
-        const v = BigInt.asIntN(64, ctx.budget())
-        ctx.log.record('wallet_balance', v)
-        return v
-      },
+      balance: (): bigint => recordI64('wallet_balance', ctx.budget()),
     }
   }
   if (has('identity')) {
