@@ -9,29 +9,53 @@
  * A compaction must replace the file by a rename (a new inode), never rewrite it in place.
  */
 import { spawnSync } from 'node:child_process'
-import { cpSync, readFileSync, statSync } from 'node:fs'
+import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import binaryen from 'binaryen'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { readLive } from '../checkpoint/live.ts'
-import { agentWasm, cleanup, igord, IGORD, ROOT, tempDir } from './helpers.ts'
+import { cleanup, igord, IGORD, ROOT, tempDir } from './helpers.ts'
 
 test.after(cleanup)
 
 const PRELOAD = join(ROOT, 'test', 'fixtures', 'kill-mid-write.ts')
 
-/** A heartbeat stopped after 2 ticks in a fresh data directory. */
+/**
+ * `churn`: an agent that rewrites 20 whole pages (1.25 MiB) with fresh bytes every tick, so each
+ * delta record is big enough that the live file is compacted again after one append (the dead
+ * bytes would pass the size of a whole copy; checkpoint/writer.ts COMPACT_RATIO, COMPACT_MIN_BYTES)
+ * — a heartbeat's small records would not reach a compaction within a few ticks.
+ */
+function writeChurn (dir: string): string {
+  const wat = `(module (memory (export "memory") 24 24) (global $t (mut i32) (i32.const 0))
+    (func (export "agent_tick") (result i32) (local $a i32)
+      (global.set $t (i32.add (global.get $t) (i32.const 1)))
+      (loop $l
+        (i32.store (local.get $a) (i32.mul (i32.add (local.get $a) (global.get $t)) (i32.const -1640531535)))
+        (local.set $a (i32.add (local.get $a) (i32.const 4)))
+        (br_if $l (i32.lt_u (local.get $a) (i32.const ${20 * 65536}))))
+      (i32.const 0)))`
+  const m = binaryen.parseText(wat)
+  const wasm = join(dir, 'churn.wasm')
+  writeFileSync(wasm, m.emitBinary())
+  m.dispose()
+  writeFileSync(join(dir, 'churn.manifest.json'), JSON.stringify({ capabilities: {} }))
+  return wasm
+}
+
+/** A churn agent stopped after 2 ticks in a fresh data directory. */
 function born (): { dir: string; ckpt: string } {
   const dir = tempDir()
-  const r = igord(['run', agentWasm('heartbeat'), '--dir', dir, '--ticks', '2', '--interval', '0ms', '-q'])
+  const r = igord(['run', writeChurn(tempDir()), '--dir', dir, '--ticks', '2', '--interval', '0ms', '-q'])
   assert.is(r.code, 0, r.stderr)
-  return { dir, ckpt: join(dir, 'heartbeat.ckpt') }
+  return { dir, ckpt: join(dir, 'churn.ckpt') }
 }
 
 /** `igord resume` of `ckpt` for 3 ticks, SIGKILLed mid-way through its `nth` write to the live file (0: never). */
 function resumeKilledAt (ckpt: string, nth: number) {
   return spawnSync(process.execPath, ['--import', PRELOAD, IGORD, 'resume', ckpt, '--ticks', '3', '--interval', '0ms', '--checkpoint-every', '0ms', '-q'], {
-    encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL', env: { ...process.env, KILL_WRITE_MATCH: 'heartbeat.ckpt', KILL_WRITE_NTH: String(nth) },
+    encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL', env: { ...process.env, KILL_WRITE_MATCH: 'churn.ckpt', KILL_WRITE_NTH: String(nth) },
   })
 }
 
@@ -43,14 +67,14 @@ test('a kill in the middle of any write of the live file (compaction or append) 
   for (let nth = 1; nth <= 50; nth++) {
     const copy = tempDir()
     cpSync(dir, copy, { recursive: true })
-    const live = join(copy, 'heartbeat.ckpt')
+    const live = join(copy, 'churn.ckpt')
     const r = resumeKilledAt(live, nth)
     if (r.signal !== 'SIGKILL') {
       assert.is(r.status, 0, `resume without a kill at write ${nth}: ${r.stderr}`)
       break
     }
     kills++
-    assert.match(r.stderr, new RegExp(`kill-mid-write: write ${nth} to \\S*heartbeat\\.ckpt`))
+    assert.match(r.stderr, new RegExp(`kill-mid-write: write ${nth} to \\S*churn\\.ckpt`))
     const target = /kill-mid-write: write \d+ to (\S+)/.exec(r.stderr)![1]
     if (nth > 1) (target.includes('.tmp-') ? compactions : appends).push(nth) // later compactions are by the dead-bytes ratio
     let c
