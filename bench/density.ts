@@ -282,6 +282,21 @@ export async function bench (): Promise<BenchRow[]> {
       { name: `${count} agents: birth until all ticked`, value: d.birthS, unit: 's' },
     )
   }
+  // the same heartbeats with the idle checkpoint policy (runtime/runner.ts idleCheckpointEveryMs):
+  // a heartbeat has no effects, so it is checkpointed every 10 s instead of every tick
+  const policyCount = Math.max(...counts)
+  if (Number.isFinite(policyCount) && policyCount > 0) {
+    const d = await measure(policyCount, ['--idle-checkpoint-every', '10s'])
+    const floorCores = base.cores + policyCount * bare
+    const ticksDue = policyCount * WINDOW_MS / 1000
+    rows.push(
+      { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: CPU`, value: d.cores, unit: 'cores', floor: floorCores, ratio: d.cores / floorCores, ...(policyCount >= 1000 ? { target: '≤ 0.25 core (1,000 agents), all ticks run', met: d.cores <= 0.25 && d.ticks >= 0.9 * ticksDue } : {}) },
+      { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: CPU per agent-tick`, value: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks * 1e6 : 0, unit: 'µs CPU', floor: bare * 1e6, ratio: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks / bare : 0 },
+      { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: d.rssPeakMiB / base.rssMeanMiB },
+      { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: disk per agent-tick`, value: d.diskPerTick / 1024, unit: 'KiB' },
+      { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: ticks/s (checkpointed, expected ${policyCount})`, value: d.ticks / (WINDOW_MS / 1000), unit: 'ticks/s' },
+    )
+  }
   // idle agents of 1 MiB of memory (a tick every 5 min): hibernated after the default 10 s, against
   // the same node with hibernation off
   const idle = Number(process.env.IGORD_DENSITY_IDLE ?? 200)

@@ -76,15 +76,16 @@ function note (line: string): void {
 }
 
 /** Options shared by `run` and `resume`. */
-interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; tickTimeout: string; quiet?: boolean; keepEvery?: string; keepLast: string; gcEvery: string }
+interface LoopFlags { interval: string; ticks?: string; checkpointEvery: string; idleCheckpointEvery: string; tickTimeout: string; quiet?: boolean; keepEvery?: string; keepLast: string; gcEvery: string }
 
 /** Loop flags, read and checked before anything is born or resumed. */
-interface LoopSettings { intervalMs: number; checkpointEveryMs: number; maxTicks?: number; price: bigint; tickTimeoutMs: number; gc?: { keepEvery: number; keepLast: number; everyMs: number } }
+interface LoopSettings { intervalMs: number; checkpointEveryMs: number; idleCheckpointEveryMs: number; maxTicks?: number; price: bigint; tickTimeoutMs: number; gc?: { keepEvery: number; keepLast: number; everyMs: number } }
 
 function loopSettings (flags: LoopFlags & { price: string }): LoopSettings {
   return {
     intervalMs: parseDuration(flags.interval, '--interval'),
     checkpointEveryMs: parseDuration(flags.checkpointEvery, '--checkpoint-every'),
+    idleCheckpointEveryMs: parseDuration(flags.idleCheckpointEvery, '--idle-checkpoint-every'),
     ...(flags.ticks === undefined ? {} : { maxTicks: parseCount(flags.ticks, '--ticks') }),
     price: BigInt(parseCount(flags.price, '--price')),
     tickTimeoutMs: parseTickTimeout(flags.tickTimeout, '--tick-timeout'),
@@ -149,6 +150,7 @@ const loopOptions = (c: Command): Command => c
   .option('--interval <duration>', 'pause after an idle tick (e.g. 10ms, 1s)', '1s')
   .option('--ticks <n>', 'stop (with a checkpoint, exit 0) after this many ticks in this session')
   .option('--checkpoint-every <duration>', 'while the agent asks for more work, checkpoint at most this often', '1s')
+  .option('--idle-checkpoint-every <duration>', 'checkpoint the idle agent at most this often (0: after every idle tick; a tick with an effect is always checkpointed at once; a crash loses at most this much of its idle ticks, which then run again)', '0')
   .option('--price <microcents>', 'host price in microcents per million fuel', '1000')
   .option('--sim-seed <seed>', 'simulation mode: clock and random bytes derived from this seed and the tick number')
   .option('--tick-timeout <duration>', 'wall-clock limit of one tick: a longer tick is ended, rolled back and counted as a failure', `${DEFAULT_TICK_TIMEOUT_MS / 1000}s`)

@@ -73,6 +73,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--price <microcents>', 'price in microcents per million fuel', '1000')
     .option('--interval <duration>', 'tick interval of restored and arriving agents', '1s')
     .option('--checkpoint-every <duration>', 'while an agent asks for more work, checkpoint at most this often', '1s')
+    .option('--idle-checkpoint-every <duration>', 'checkpoint an idle agent at most this often (0: after every idle tick; a tick with an effect is always checkpointed at once; a crash loses at most this much of an idle agent\'s ticks, which then run again)', '0')
     .option('--max-fuel-per-tick <n>', `refuse agents whose manifest asks more fuel per tick (default ${DEFAULT_NODE_CAPS.maxFuelPerTick})`)
     .option('--max-memory <bytes>', `refuse agents whose manifest asks more memory (default ${DEFAULT_NODE_CAPS.maxMemoryBytes} = 1GiB)`)
     .option('--max-failures <n>', `refuse agents whose manifest allows more consecutive failed ticks (default ${DEFAULT_NODE_CAPS.maxFailures})`)
@@ -95,7 +96,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
     .option('--http <[host:]port>', 'serve the HTTP API (agents, actions, SSE logs) and Prometheus /metrics on this address; a bare port listens on 127.0.0.1')
     .option('--http-token <token>', 'every HTTP request must carry Authorization: Bearer <token> (default: $IGORD_HTTP_TOKEN); required when --http is not a loopback address, else the node refuses to start (exit 2)')
     .addHelpText('after', exitHelp)
-    .action(async (o: CapFlags & { http?: string; httpToken?: string; listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string; keepEvery?: string; keepLast: string; gcEvery: string; migrateMemory: string }) => {
+    .action(async (o: CapFlags & { http?: string; httpToken?: string; listen?: string[]; data: string; bootstrap?: string[]; capabilities?: string; price: string; interval: string; checkpointEvery: string; idleCheckpointEvery: string; tickTimeout: string; tickThreads?: string; quiet?: boolean; msgLookup: string; mdns?: boolean; hibernateAfter: string; keepEvery?: string; keepLast: string; gcEvery: string; migrateMemory: string }) => {
       const capabilities = o.capabilities === undefined ? [...KNOWN_CAPABILITIES] : o.capabilities.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
       for (const c of capabilities) if (!(KNOWN_CAPABILITIES as readonly string[]).includes(c)) throw new UsageError(`--capabilities: unknown capability ${JSON.stringify(c)} (known: ${KNOWN_CAPABILITIES.join(', ')})`)
       const caps = nodeCaps(o)
@@ -126,6 +127,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         price: BigInt(parseCount(o.price, '--price')),
         intervalMs: parseDuration(o.interval, '--interval'),
         checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every'),
+        idleCheckpointEveryMs: parseDuration(o.idleCheckpointEvery, '--idle-checkpoint-every'),
         caps,
         tickTimeoutMs: parseTickTimeout(o.tickTimeout, '--tick-timeout'),
         msgLookupMs: parseDuration(o.msgLookup, '--msg-lookup'),

@@ -72,6 +72,12 @@ export interface RunOptions {
   maxTicks?: number
   /** While the agent keeps asking for more work, checkpoint at most this often, ms (default 1000). */
   checkpointEveryMs?: number
+  /**
+   * While the agent is idle, checkpoint at most this often, ms (default 0: after every idle tick);
+   * a tick with an effect is checkpointed at once, and a crash loses at most this much of an idle
+   * agent's ticks, which then run again (runtime/runner.ts `idleCheckpointEveryMs`).
+   */
+  idleCheckpointEveryMs?: number
   /** Aborting stops the loop as {@link Agent.stop} does. */
   signal?: AbortSignal
   /** Called after each failed tick, and now and then after successful ones. */
@@ -157,6 +163,7 @@ export class Agent {
     const done = this.#handle.run({
       intervalMs: opts.intervalMs ?? 1000,
       checkpointEveryMs: opts.checkpointEveryMs ?? 1000,
+      ...(opts.idleCheckpointEveryMs === undefined ? {} : { idleCheckpointEveryMs: opts.idleCheckpointEveryMs }),
       ...(opts.maxTicks === undefined ? {} : { maxTicks: opts.maxTicks }),
       pollDropsMs: DROP_POLL_MS,
       signal,

@@ -76,6 +76,7 @@ export interface HostingNode {
   caps: NodeCaps
   intervalMs: number
   checkpointEveryMs?: number
+  idleCheckpointEveryMs?: number
   hibernateAfterMs?: number | null
   closing (): boolean
   note (line: string): void
@@ -170,6 +171,7 @@ export class Hosting {
       signal: controller.signal,
       acceptMigration: true,
       ...(this.#n.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: this.#n.checkpointEveryMs }),
+      ...(this.#n.idleCheckpointEveryMs === undefined ? {} : { idleCheckpointEveryMs: this.#n.idleCheckpointEveryMs }),
       ...(this.#n.hibernateAfterMs === null ? {} : { hibernateAfterMs: this.#n.hibernateAfterMs ?? DEFAULT_HIBERNATE_AFTER_MS }),
       onTick: (r) => { if (r.trap !== null) this.#n.note(`${h.name}: tick ${r.tick} failed and was rolled back: ${r.trap}`) },
     }).then((end) => this.#loopEnded(h, end, controller), (e: Error) => {

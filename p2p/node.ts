@@ -80,6 +80,8 @@ export interface NodeOptions {
   intervalMs: number
   /** checkpoint at most this often while an agent asks for more work, ms */
   checkpointEveryMs?: number
+  /** checkpoint an idle agent at most this often, ms (runtime/runner.ts `idleCheckpointEveryMs`; default 0: every idle tick) */
+  idleCheckpointEveryMs?: number
   /**
    * the highest limits an agent's manifest may ask for here (default `DEFAULT_NODE_CAPS`): a `run`
    * or a migration offer above them is refused with the field, the value asked and the cap
@@ -220,6 +222,7 @@ export class IgordNode {
       caps: opts.caps ?? DEFAULT_NODE_CAPS,
       intervalMs: opts.intervalMs,
       ...(opts.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: opts.checkpointEveryMs }),
+      ...(opts.idleCheckpointEveryMs === undefined ? {} : { idleCheckpointEveryMs: opts.idleCheckpointEveryMs }),
       ...(opts.hibernateAfterMs === undefined ? {} : { hibernateAfterMs: opts.hibernateAfterMs }),
       closing: () => this.#closing,
       note: opts.note,

@@ -40,6 +40,15 @@ export interface LoopOptions {
   maxTicks?: number
   /** While the agent returns 1, checkpoint at most this often, ms (default 1000). */
   checkpointEveryMs?: number
+  /**
+   * While the agent is idle (its tick returned 0), checkpoint at most this often, ms; 0 (default):
+   * after every idle tick. A tick with an effect (an HTTP request, a message) is checkpointed at
+   * once whatever this says, and so is the last tick before a wait that ends past this deadline
+   * or may hibernate the agent. What it trades: a crash (kill -9, power cut) loses up to this much
+   * of an idle agent's ticks; they never happened — the restarted agent runs them again from its
+   * last checkpoint, reading the same inbox messages (docs/RATIONALE.md "Idle checkpoints").
+   */
+  idleCheckpointEveryMs?: number
   /** Aborting ends the loop after the current tick with a final checkpoint. */
   signal?: AbortSignal
   /** Called after every tick. */
@@ -174,6 +183,7 @@ export const SETTLE_MS = 1000
 /** Runs the agent until it finishes, pauses, exhausts its budget, reaches `maxTicks` or is aborted. */
 export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions): Promise<LoopEnd> {
   const every = opts.checkpointEveryMs ?? 1000
+  const idleEvery = opts.idleCheckpointEveryMs ?? 0
   const maxFailures = agent.spec.manifest.maxFailures
   let lastWrite = performance.now()
   let ticks = 0
@@ -206,6 +216,14 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     }
     try { await m.wait(opts.intervalMs, opts.signal, opts.pollDropsMs) } finally { clearTimeout(timer) }
   }
+  // an idle tick is checkpointed unless the idle policy defers it: its next tick comes before the
+  // deadline, and the wait cannot hibernate the agent (which needs its last tick checkpointed)
+  const idleDue = (): boolean => {
+    if (idleEvery <= 0) return true
+    const wait = mailbox === undefined ? opts.intervalMs : nextTickInMs(agent, opts.intervalMs)
+    if (opts.hibernate !== undefined && wait > opts.hibernate.afterMs) return true
+    return performance.now() + wait - lastWrite >= idleEvery
+  }
   mailbox?.open()
   mailbox?.sendPending() // requests a resumed checkpoint holds without outcome go out now (nothing pruned before a checkpoint)
   // An agent resumed (or restarted, or arrived) asleep — its last tick asked `sleep_until` — with
@@ -236,7 +254,8 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     if (agent.migrationRequest !== null && opts.acceptMigration === true) { migrate = agent.migrationRequest; break }
     const more = r.result === TICK.MORE
     // segmentFull bounds the records held; new requests and messages go out only once their tick is checkpointed
-    if (!more || performance.now() - lastWrite >= every || agent.log.segmentFull || agent.newRequests.length > 0 || agent.newMessages.length > 0) await save('running')
+    if (more ? performance.now() - lastWrite >= every : idleDue()) await save('running')
+    else if (agent.log.segmentFull || agent.newRequests.length > 0 || agent.newMessages.length > 0) await save('running')
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break // do not wait for a tick that will not run
     if (more) await yieldToEventLoop()

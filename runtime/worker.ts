@@ -60,7 +60,7 @@ export interface WorkerSettings { dir: string; price: bigint; simSeed?: string }
  * an agent idle that long is hibernated (LoopOptions `hibernate`: its instance and memory dropped,
  * restored from its live checkpoint file on wake); absent: never.
  */
-export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; checkpointEveryMs?: number; acceptMigration?: boolean; pollDropsMs?: number; hibernateAfterMs?: number }
+export interface WorkerLoopOptions { intervalMs: number; maxTicks?: number; checkpointEveryMs?: number; idleCheckpointEveryMs?: number; acceptMigration?: boolean; pollDropsMs?: number; hibernateAfterMs?: number }
 
 /**
  * What the main thread mirrors of a hosted agent: `tick`, lifetime `fuel`, `budget` (microcents),

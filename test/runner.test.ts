@@ -110,6 +110,24 @@ test('an idle agent checkpoints after every tick; maxTicks stops with status run
   assert.is(live().prev, rec.cids[3])
 })
 
+test('idleCheckpointEveryMs: idle ticks within the deadline are not checkpointed one by one; the stop writes one that holds them all; a wait that may hibernate checkpoints first', async () => {
+  const { agent, lineage, genesis } = setup(counter({ ret: 0 }))
+  const rec = recorder()
+  const end = await runLoop(agent, lineage, { intervalMs: 2, maxTicks: 12, idleCheckpointEveryMs: 3_600_000, onCheckpoint: rec.onCheckpoint })
+  assert.equal(end, { status: 'running', ticks: 12 })
+  assert.equal(rec.headers.map((h) => h.tick), [12], 'one checkpoint, at the stop')
+  assert.is(rec.headers[0].prev, genesis)
+  assert.is(live().tick, 12)
+  // an idle wait that may outlast the hibernation delay needs the last tick checkpointed
+  const rec2 = recorder()
+  await runLoop(agent, lineage, { intervalMs: 2, maxTicks: 3, idleCheckpointEveryMs: 3_600_000, hibernate: { afterMs: 1, hibernate: () => {} }, onCheckpoint: rec2.onCheckpoint })
+  assert.equal(rec2.headers.map((h) => h.tick), [13, 14, 15])
+  // 0 (the default) checkpoints every idle tick
+  const rec3 = recorder()
+  await runLoop(agent, lineage, { intervalMs: 0, maxTicks: 3, idleCheckpointEveryMs: 0, onCheckpoint: rec3.onCheckpoint })
+  assert.equal(rec3.headers.map((h) => h.tick), [16, 17, 18])
+})
+
 test('a second loop continues the chain; no checkpoint is written when no tick ran since the last one', async () => {
   const { agent, lineage } = setup(counter({ ret: 0 }))
   await runLoop(agent, lineage, { intervalMs: 0, maxTicks: 2 })
