@@ -163,8 +163,10 @@ export function encodeDelta (d: LiveDelta): Uint8Array[] {
 
 /**
  * Offsets just past each complete item of a live file: the first (the whole checkpoint) and each
- * delta record after it. A record cut short (a torn tail after a kill mid-append) or starting with a
- * zero byte (a tail a power cut left zeroed) ends the list: it and what follows are ignored.
+ * delta record after it. A record cut short (a torn tail after a kill mid-append), starting with a
+ * zero byte (a tail a power cut left zeroed), or not well-formed while the file ends with a zero
+ * byte (an append a power cut zeroed from somewhere inside it: no record ends with 0x00 but one of
+ * a memory of 0 pages, which is well-formed) ends the list: it and what follows are ignored.
  * @throws CheckpointError for anything else that is not well-formed (as {@link decodeFile} would).
  */
 export function liveItems (bytes: Uint8Array, file: string): number[] {
@@ -172,13 +174,16 @@ export function liveItems (bytes: Uint8Array, file: string): number[] {
   let p = ends[0]
   while (p < bytes.length && bytes[p] !== 0) {
     try { p = checkWellFormed(bytes, p, file) } catch (e) {
-      if (e instanceof CheckpointError && /: truncated \(/.test(e.message)) break
+      if (e instanceof CheckpointError && (/: truncated \(/.test(e.message) || zeroTail(bytes))) break
       throw e
     }
     ends.push(p)
   }
   return ends
 }
+
+/** True when `bytes` end with a zero byte: what a power cut leaves of an append it zeroed (see {@link liveItems}). */
+function zeroTail (bytes: Uint8Array): boolean { return bytes.length > 0 && bytes[bytes.length - 1] === 0 }
 
 /**
  * Parses `[[index, type, bytes]…]` (ascending index) into globals.
@@ -208,7 +213,9 @@ export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
  * the pages and globals (with the header's fuel and budget) equals `header.state`. With delta
  * records, these checks apply to the checkpoint of the last complete record (the page table folded
  * through every record); a record cut short or starting with a zero byte, and all after it, is
- * ignored (see {@link liveItems}); a complete record that does not check is an error.
+ * ignored (see {@link liveItems}); a complete record that does not check is an error, unless it is
+ * the last one and the file ends with a zero byte (a power cut zeroed the append from inside it):
+ * then the checkpoint before it is the file's.
  * Returned byte arrays are views into `bytes`.
  * @param file names the file in errors.
  * @throws CheckpointError `<file>: <what is wrong>` — e.g. `empty file`, `truncated (…)`,
@@ -216,6 +223,20 @@ export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
  *   `state root does not match …`.
  */
 export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
+  try { return decodeLiveItems(bytes, file) } catch (e) {
+    // a last delta record that a power cut zeroed from inside one of its byte strings is still
+    // well-formed but does not check: with the file ending in zeros, it is a torn append, and the
+    // checkpoint before it is the file's (it was never synced, so no history entry names it)
+    if (!(e instanceof CheckpointError) || !zeroTail(bytes)) throw e
+    let ends: number[] = []
+    try { ends = liveItems(bytes, file) } catch { throw e }
+    if (ends.length < 2) throw e
+    try { return decodeLiveItems(bytes.subarray(0, ends[ends.length - 2]), file) } catch { throw e }
+  }
+}
+
+/** {@link decodeLive} without its fallback for a zeroed last record. */
+function decodeLiveItems (bytes: Uint8Array, file: string): LiveCheckpoint {
   // a file with delta records after its first item (a torn last record is ignored)
   let ends: number[] | null = null
   if (bytes.length > 3 && bytes[0] === 0xd9 && bytes[1] === 0xd9 && bytes[2] === 0xf7) {

@@ -79,7 +79,7 @@ test(`compaction: the file is rewritten whole once its dead bytes exceed ${COMPA
   assert.ok(verifyHistory([dir]).valid)
 })
 
-test('a torn or zeroed last record falls back to the checkpoint before it; a complete damaged record is an error', () => {
+test('a torn or zeroed last record (zeroed at its start or from inside it) falls back to the checkpoint before it; a complete damaged record is an error', () => {
   const f = newFake(generateIdentity())
   for (let i = 0; i < 6; i++) f.poke(i, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
@@ -102,6 +102,14 @@ test('a torn or zeroed last record falls back to the checkpoint before it; a com
   // a power cut that left the tail zeroed
   const zeroed = Buffer.concat([bytes.subarray(0, ends[2]), Buffer.alloc(5000)])
   assert.is(decodeLive(zeroed, live).parsed.tick, 2)
+  // a power cut that zeroed the last append from inside it: bad CBOR from there on, or (zeros only
+  // in its last bytes) a well-formed record that does not check; either way the file ends in 0x00
+  for (const from of [ends[1] + 50, ends[1] + 2000, bytes.length - 1]) {
+    const z = Buffer.concat([bytes.subarray(0, from), Buffer.alloc(bytes.length - from)])
+    const c = decodeLive(z, live)
+    assert.is(c.parsed.tick, 1, `zeroed from ${from}`)
+    assert.equal(memory(c), before)
+  }
   // a complete last record whose page was altered: refused, not silently skipped
   const bad = Buffer.from(bytes); bad[bytes.length - 3000] ^= 1
   assert.throws(() => decodeLive(bad, live), (e: unknown) => e instanceof CheckpointError && /state root does not match/.test((e as Error).message))
