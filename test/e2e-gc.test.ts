@@ -12,6 +12,7 @@ import * as path from 'node:path'
 import { agentWasm, cleanup, IGORD_FAULTY, igord, igordSpawn, tempDir } from './helpers.ts'
 import { prng } from './prng.ts'
 import { startNode, stopNode, until } from './node-helpers.ts'
+import type { NodeProc } from './node-helpers.ts'
 import { controlRequest } from '../p2p/control-client.ts'
 
 test.after.each(cleanup)
@@ -103,13 +104,16 @@ test('run/resume --keep-every: gc passes between ticks of the running agent; VAL
   assert.is(igord(['verify', dir]).code, 0)
 })
 
-test('igord node --keep-every: bounded gc passes in the node while the agent runs; the history stays VALID and replays', async () => {
-  const n = await startNode({ args: ['--keep-every', '5', '--keep-last', '2', '--gc-every', '300ms', '--hibernate-after', 'off'] })
+/**
+ * A node started with `args`, hosting heartbeat at a 20 ms interval, handed to `body`; then the
+ * node stops cleanly and its directory must verify VALID with pruned checkpoints, and replay.
+ */
+async function gcOnNode (args: string[], body: (n: NodeProc) => Promise<void>): Promise<void> {
+  const n = await startNode({ args })
   let stopped = false
   try {
     await controlRequest(n.dir, { op: 'run', wasm: agentWasm('heartbeat'), name: 'heartbeat', budget: '100000000', intervalMs: 20 })
-    await until(() => fs.existsSync(path.join(n.dir, 'history', 'heartbeat', 'gc.json')) && fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 40, 120_000, 'a gc record and 40 checkpoints')
-    await until(() => /gc: heartbeat: kept the pages of/.test(n.live.stderr()), 60_000, 'a gc note')
+    await body(n)
     const out = await stopNode(n); stopped = true
     assert.is(out.code, 0, out.stderr)
     const v = igord(['verify', n.dir])
@@ -118,13 +122,17 @@ test('igord node --keep-every: bounded gc passes in the node while the agent run
     const rp = igord(['verify', '--replay', n.dir])
     assert.is(rp.code, 0, rp.stdout)
   } finally { if (!stopped) await stopNode(n) }
+}
+
+test('igord node --keep-every: bounded gc passes in the node while the agent runs; the history stays VALID and replays', async () => {
+  await gcOnNode(['--keep-every', '5', '--keep-last', '2', '--gc-every', '300ms', '--hibernate-after', 'off'], async (n) => {
+    await until(() => fs.existsSync(path.join(n.dir, 'history', 'heartbeat', 'gc.json')) && fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 40, 120_000, 'a gc record and 40 checkpoints')
+    await until(() => /gc: heartbeat: kept the pages of/.test(n.live.stderr()), 60_000, 'a gc note')
+  })
 })
 
 test('igord gc on a directory a node serves: the node collects its hosted agent between ticks (control op gc); an unknown name is refused', async () => {
-  const n = await startNode({ args: ['--hibernate-after', 'off'] })
-  let stopped = false
-  try {
-    await controlRequest(n.dir, { op: 'run', wasm: agentWasm('heartbeat'), name: 'heartbeat', budget: '100000000', intervalMs: 20 })
+  await gcOnNode(['--hibernate-after', 'off'], async (n) => {
     await until(() => fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 30, 120_000, '30 checkpoints')
     const g = igord(['gc', n.dir, '--keep-every', '4', '--json'])
     assert.is(g.code, 0, g.stdout + g.stderr)
@@ -136,14 +144,7 @@ test('igord gc on a directory a node serves: the node collects its hosted agent 
     const bad = controlRequest(n.dir, { op: 'gc', name: 'nobody' })
     await bad.then(() => assert.unreachable('gc of an unknown agent answered ok'), (e: Error & { code?: string }) => { assert.is(e.code, 'BAD_REQUEST'); assert.match(e.message, /no agent named "nobody"/) })
     await until(() => /tick \d+/.test(n.live.stdout()), 10_000, 'the agent still ticking')
-    const out = await stopNode(n); stopped = true
-    assert.is(out.code, 0, out.stderr)
-    const v = igord(['verify', n.dir])
-    assert.is(v.code, 0, v.stdout)
-    assert.match(v.stdout, /pruned by gc: the page bytes of \d+ of \d+ checkpoints/)
-    const rp = igord(['verify', '--replay', n.dir])
-    assert.is(rp.code, 0, rp.stdout)
-  } finally { if (!stopped) await stopNode(n) }
+  })
 })
 
 test.run()

@@ -9,7 +9,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import binaryen from 'binaryen'
+import { GATE_FEATURES as FEATURES, wat } from './wat.ts'
 import fs from 'node:fs'
 import path from 'node:path'
 import { rewrite, fuelUsed, FUEL_GLOBAL, COSTS } from '../runtime/instrument.ts'
@@ -18,19 +18,6 @@ import { decodeCode } from '../runtime/wasm-code.ts'
 import { referenceMeter } from './fuel-reference.ts'
 
 const ROOT = path.join(import.meta.dirname, '..')
-const F = binaryen.Features
-const FEATURES = F.MutableGlobals | F.SignExt | F.NontrappingFPToInt | F.BulkMemory | F.BulkMemoryOpt | F.Multivalue | F.SIMD128
-
-/** Assembles WAT with binaryen's text parser. */
-function wat (text: string): Uint8Array {
-  const m = binaryen.parseText(text)
-  m.setFeatures(FEATURES)
-  assert.ok(m.validate(), 'test module must validate')
-  const b = m.emitBinary()
-  m.dispose()
-  return b
-}
-
 type Exports = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** Thrown by the test host's `proc_exit`. */

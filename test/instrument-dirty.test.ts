@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import binaryen from 'binaryen'
+import { GATE_FEATURES as FEATURES, wat } from './wat.ts'
 import { ModuleError } from '../checkpoint/errors.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
@@ -20,18 +20,7 @@ import { FUEL_GLOBAL, fuelUsed, rewrite } from '../runtime/instrument.ts'
 import { PageImage } from '../runtime/memory.ts'
 import { prng } from './prng.ts'
 
-const F = binaryen.Features
-const FEATURES = F.MutableGlobals | F.SignExt | F.NontrappingFPToInt | F.BulkMemory | F.BulkMemoryOpt | F.Multivalue | F.SIMD128
 const CHUNK = 4096
-
-function wat (text: string): Uint8Array {
-  const m = binaryen.parseText(text)
-  m.setFeatures(FEATURES)
-  assert.ok(m.validate(), 'test module must validate')
-  const b = m.emitBinary()
-  m.dispose()
-  return b
-}
 
 type Exports = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 function instantiate (bin: Uint8Array): Exports {
