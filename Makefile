@@ -25,8 +25,13 @@ install: node_modules/.installed
 
 # `npm install` (not `npm ci`): npm 11.19's `ci` refuses this lock file because it never records
 # cbor-extract's optional per-platform packages; `install` keeps the locked versions and the lock.
+# Run twice: first under the system Node (which installs the pinned one), then npm itself again
+# under the pinned Node, because npm skips optional packages whose `engines` the running Node does
+# not meet (jco's @napi-rs/lzma native binding needs Node >= 22; Debian's Node is 20).
+NPM_CLI := $(realpath $(shell command -v npm))
 node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
+	$(NODE) $(NPM_CLI) install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # JavaScript agents: components built by `jco componentize` (ComponentizeJS, StarlingMonkey) against
