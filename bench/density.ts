@@ -22,7 +22,7 @@
  * default 10 s, beside the same node with `--hibernate-after off`.
  *
  * `IGORD_DENSITY` (comma-separated agent counts, default `100,1000`), `IGORD_DENSITY_IDLE` (0: no
- * idle rows) and `IGORD_DENSITY_WINDOW_MS` (default 20 s) change what runs. Linux only (reads /proc); elsewhere the area prints nothing.
+ * idle rows), `IGORD_DENSITY_WINDOW_MS` (default 20 s) and `IGORD_DENSITY_SETTLE_MS` change what runs. Linux only (reads /proc); elsewhere the area prints nothing.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
@@ -46,6 +46,12 @@ const WASM = join(ROOT, 'agents-as', 'build', 'heartbeat.wasm')
 const MANIFEST = join(ROOT, 'agents-as', 'build', 'heartbeat.manifest.json')
 /** Measurement window, ms. */
 const WINDOW_MS = Number(process.env.IGORD_DENSITY_WINDOW_MS ?? 20_000)
+/**
+ * Wait between the last birth and the window, ms (`IGORD_DENSITY_SETTLE_MS`, default 3 s). A node
+ * with no peer retries each new DID's DHT announcement with backoff for about a minute
+ * (p2p/discovery.ts `provideAttempts`): a window right after 1,000 births counts that too.
+ */
+const SETTLE_MS = Number(process.env.IGORD_DENSITY_SETTLE_MS ?? 3000)
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ). */
 const USER_HZ = 100
 /** Births sent to the node at once. */
@@ -143,7 +149,7 @@ export async function measure (count: number, extra: string[] = [], intervalMs =
       await sleep(500)
     }
     const birthS = (performance.now() - t0) / 1000
-    await sleep(3000) // let births' checkpoints and the first ticks settle
+    await sleep(SETTLE_MS) // let births' checkpoints, the first ticks and the DIDs' DHT announcements settle
     const tk0 = (await ticks(n.dir)).total
     const d0 = treeBytes(n.dir)
     const c0 = cpuSeconds(pid)
