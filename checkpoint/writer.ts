@@ -35,7 +35,7 @@ import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
 import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite, fsyncDir, fsyncFile, tempPath, testHooks, writeAll } from './store.ts'
+import { BlobStore, atomicWrite, fsyncDir, tempPath, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
 
 /**
@@ -495,8 +495,7 @@ export class CheckpointWriter {
       if (err !== null) throw err instanceof StorageError || (err as NodeJS.ErrnoException).code === undefined ? err : new StorageError(`${this.livePath}: cannot ${compacted ? 'write' : 'append'} the checkpoint: ${(err as NodeJS.ErrnoException).code}`)
       if (compacted) {
         // the sync point and the new file are durable, and the file is in place
-        this.#unsynced.clear()
-        this.blobs.synced()
+        this.#syncPointDone()
         this.#liveWhole = d.wholeBytes
         try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
       }
@@ -568,17 +567,7 @@ export class CheckpointWriter {
     const s0 = performance.now()
     const syncs: SyncJob[] = []
     try {
-      const add = (file: string, data: boolean, dir = false): void => { const j = openJob(file, data, dir); if (j !== null) syncs.push(j) }
-      const b = this.blobs.syncList()
-      if (b.pack !== null) add(b.pack, true)
-      if (b.dir !== null) add(b.dir, false, true)
-      let entries = false
-      for (const f of this.#unsynced) {
-        const isEntry = path.dirname(f) === this.historyDir
-        add(f, !isEntry)
-        if (isEntry) entries = true
-      }
-      if (entries) add(this.historyDir, false, true)
+      this.#syncPoint(syncs)
       this.#packMs = performance.now() - s0
       const chunks = whole()
       const wholeBytes = chunks.reduce((k, c) => k + c.length, 0)
@@ -604,17 +593,39 @@ export class CheckpointWriter {
    * @throws StorageError on I/O failure.
    */
   sync (): void {
-    this.blobs.sync()
-    if (this.#unsynced.size === 0) return
+    const jobs: SyncJob[] = []
+    try {
+      this.#syncPoint(jobs)
+      for (const j of jobs) runJobSync(j)
+    } finally { for (const j of jobs) try { fs.closeSync(j.fd) } catch { /* closed */ } }
+    this.#syncPointDone()
+  }
+
+  /**
+   * Opens the descriptors of a sync point into `jobs` (the caller syncs and closes them, then
+   * calls {@link CheckpointWriter.#syncPointDone}): the pack's queued blobs appended and the pack
+   * (fdatasync), the blob folder when it gained a file, every file written unsynced since the last
+   * sync point (history entries fsync, others fdatasync) and the history folder when entries are
+   * among them. {@link CheckpointWriter.sync} runs them here; a whole write of the live file hands
+   * them to its caller (a group commit runs them on libuv's pool).
+   * @throws StorageError when one cannot be opened (a file gone since is skipped).
+   */
+  #syncPoint (jobs: SyncJob[]): void {
+    const add = (file: string, data: boolean, dir = false): void => { const j = openJob(file, data, dir); if (j !== null) jobs.push(j) }
+    const b = this.blobs.syncList()
+    if (b.pack !== null) add(b.pack, true)
+    if (b.dir !== null) add(b.dir, false, true)
     let entries = false
     for (const f of this.#unsynced) {
       const isEntry = path.dirname(f) === this.historyDir
-      fsyncFile(f, !isEntry)
+      add(f, !isEntry)
       if (isEntry) entries = true
     }
-    if (entries) fsyncDir(this.historyDir)
-    this.#unsynced.clear()
+    if (entries) add(this.historyDir, false, true)
   }
+
+  /** After the descriptors of a sync point returned from their syncs: nothing written is owed a sync. */
+  #syncPointDone (): void { this.blobs.synced(); this.#unsynced.clear() }
 
   #closeLive (): void { this.#liveFile = null }
 

@@ -254,8 +254,7 @@ export async function runLoop (agent: Agent, lineage: Lineage, opts: LoopOptions
     if (agent.migrationRequest !== null && opts.acceptMigration === true) { migrate = agent.migrationRequest; break }
     const more = r.result === TICK.MORE
     // segmentFull bounds the records held; new requests and messages go out only once their tick is checkpointed
-    if (more ? performance.now() - lastWrite >= every : idleDue()) await save('running')
-    else if (agent.log.segmentFull || agent.newRequests.length > 0 || agent.newMessages.length > 0) await save('running')
+    if ((more ? performance.now() - lastWrite >= every : idleDue()) || agent.log.segmentFull || agent.newRequests.length > 0 || agent.newMessages.length > 0) await save('running')
     if (opts.signal?.aborted) break
     if (opts.maxTicks !== undefined && ticks >= opts.maxTicks) break // do not wait for a tick that will not run
     if (more) await yieldToEventLoop()
