@@ -3,18 +3,17 @@
  * functions for jco's instantiation-mode glue, and the load-time check of a component's imports
  * against its manifest.
  *
- * Each function is the typed twin of a core `igor.*` host function (hostcalls/igor.ts): the same
- * checks and refusals, the same per-tick limits, the same event names and payloads, so replay,
+ * Each function is the typed twin of a core `igor.*` host function (hostcalls/igor.ts), through the
+ * same typed half (`hostOps`) where there is one: the same checks and refusals, the same per-tick limits, the same event names and payloads, so replay,
  * `igord verify --replay` and migration treat a component agent like a core one. jco's glue lifts
  * and lowers the values (strings, lists, records, results) through the guest's memory and
  * `cabi_realloc`; a refusal is returned as `{ tag: 'err', val: <error-code> }`. A host trap is an
  * `Error` (HostTrap, TickLimitTrap): the glue rethrows Error instances, so it traps the tick.
  */
 import { ModuleError } from '../checkpoint/errors.ts'
-import { isAgentDid } from '../checkpoint/envelope.ts'
-import { encodeMessage, encodeRequest, encodeSendEvent, MAX_DID_BYTES } from '../checkpoint/io.ts'
+import { encodeMessage, MAX_DID_BYTES } from '../checkpoint/io.ts'
 import type { HostContext } from './igor.ts'
-import { E_BAD_TARGET, E_NOT_ALLOWED, E_TOO_LONG, MAX_HTTP_PART_BYTES, MAX_LOG_BYTES, MAX_RAND_BYTES, MAX_TARGET_BYTES, SIGNATURE_BYTES } from './igor.ts'
+import { E_TOO_LONG, hostOps, MAX_HTTP_PART_BYTES, MAX_LOG_BYTES, MAX_RAND_BYTES, MAX_TARGET_BYTES, SIGNATURE_BYTES } from './igor.ts'
 import type { Manifest } from './manifest.ts'
 
 /** The package every igor interface belongs to, and the major version igord serves. */
@@ -121,17 +120,12 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
   const has = (cap: string): boolean => manifest.capabilities.has(cap)
   const out: Record<string, Record<string, (...args: never[]) => unknown>> = {}
   const key = (iface: string): string => `${IGOR_PACKAGE}/${iface}`
-  // an s64 input, recorded under the core ABI's event name so replay feeds it back
-  const recordI64 = (event: string, value: bigint): bigint => {
-    ctx.log.admit(event, 8)
-    const v = BigInt.asIntN(64, value)
-    ctx.log.record(event, v)
-    return v
-  }
+  // a core result code as the WIT result: a value when ≥ 0, else its error-code
+  const result = <T>(r: number, val: T): { tag: 'ok'; val: T } | { tag: 'err'; val: string } => r < 0 ? errorCase(r) : ok(val)
   out[key('types')] = {}
   if (has('clock')) {
     out[key('clock')] = {
-      now: (): bigint => recordI64('clock_now', ctx.now()),
+      now: (): bigint => hostOps.recordI64(ctx, 'clock_now', () => ctx.now()),
     }
   }
   if (has('rand')) {
@@ -140,11 +134,7 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
         len >>>= 0
         if (len === 0) return ok(new Uint8Array(0))
         if (len > MAX_RAND_BYTES) return errorCase(E_TOO_LONG)
-        ctx.log.admit('rand_bytes', len)
-        const buf = new Uint8Array(len)
-        ctx.randomFill(buf)
-        ctx.log.record('rand_bytes', buf)
-        return ok(buf)
+        return ok(hostOps.randomBytes(ctx, len))
       },
     }
   }
@@ -161,7 +151,7 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
   }
   if (has('wallet')) {
     out[key('wallet')] = {
-      balance: (): bigint => recordI64('wallet_balance', ctx.budget()),
+      balance: (): bigint => hostOps.recordI64(ctx, 'wallet_balance', () => ctx.budget()),
     }
   }
   if (has('identity')) {
@@ -172,10 +162,7 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
       },
       sign: (message: Uint8Array): Uint8Array => {
         ctx.log.admit('agent_sign', SIGNATURE_BYTES + message.length)
-        const sig = ctx.sign(message.slice())
-        if (sig.length !== SIGNATURE_BYTES) throw new Error(`agent_sign: host signer returned ${sig.length} bytes, not ${SIGNATURE_BYTES}`)
-        ctx.log.record('agent_sign', sig, message.length)
-        return sig
+        return hostOps.sign(ctx, message.slice())
       },
     }
   }
@@ -184,10 +171,7 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
       request: (target: string | null | undefined) => {
         const t = target ?? ''
         if (Buffer.byteLength(t, 'utf8') > MAX_TARGET_BYTES) return errorCase(E_TOO_LONG)
-        if (t !== '' && !/^\/[\x21-\x7e]+$/.test(t)) return errorCase(E_BAD_TARGET)
-        ctx.log.record('migrate_request', t)
-        ctx.requestMigration(t === '' ? null : t)
-        return ok(undefined)
+        return result(hostOps.migrate(ctx, t), undefined)
       },
     }
   }
@@ -207,12 +191,7 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
   }
   if (has('timer')) {
     out[key('timer')] = {
-      sleepUntil: (at: bigint) => {
-        if (at < 0n) return errorCase(E_BAD_TARGET)
-        ctx.log.record('sleep_until', at)
-        ctx.sleep?.(at)
-        return ok(undefined)
-      },
+      sleepUntil: (at: bigint) => result(hostOps.sleepUntil(ctx, at), undefined),
     }
   }
   if (has('http')) {
@@ -221,13 +200,8 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
         const sizes = [Buffer.byteLength(method), Buffer.byteLength(url), Buffer.byteLength(headers), body.length]
         if (sizes.some((l) => l > MAX_HTTP_PART_BYTES)) return errorCase(E_TOO_LONG)
         ctx.log.admit('http_request', sizes.reduce((n, l) => n + l, 0))
-        const r = ctx.httpRequest?.({ method, url, headers, body: body.slice() }) ?? E_NOT_ALLOWED
-        if (typeof r === 'number') {
-          ctx.log.record('http_request', BigInt(r))
-          return errorCase(r)
-        }
-        ctx.log.record('http_request', encodeRequest(r))
-        return ok(r.id)
+        const id = hostOps.httpRequest(ctx, { method, url, headers, body: body.slice() })
+        return result(id, id)
       },
     }
   }
@@ -237,13 +211,8 @@ export function componentImports (manifest: Manifest, ctx: HostContext): Record<
         const dl = Buffer.byteLength(to)
         if (dl > MAX_DID_BYTES || body.length > MAX_HTTP_PART_BYTES) return errorCase(E_TOO_LONG)
         ctx.log.admit('message_send', dl + body.length)
-        const r = isAgentDid(to) ? ctx.messageSend?.({ to, body: body.slice() }) ?? E_BAD_TARGET : E_BAD_TARGET
-        if (typeof r === 'number') {
-          ctx.log.record('message_send', BigInt(r))
-          return errorCase(r)
-        }
-        ctx.log.record('message_send', encodeSendEvent(r))
-        return ok(r.n)
+        const n = hostOps.messageSend(ctx, to, body.slice())
+        return result(n, n)
       },
     }
   }

@@ -142,6 +142,72 @@ function inBounds (mem: WebAssembly.Memory, ptr: number, len: number): boolean {
 }
 
 /**
+ * The typed halves of the `igor` host functions, shared by the core ABI (below: each reads its
+ * arguments from linear memory and checks their bounds first) and the component interfaces
+ * (hostcalls/component.ts: jco's glue lifts them). Each does its capability's own checks, counts
+ * against the tick's limits and records its event exactly as docs/ABI.md says, and returns the
+ * core result: a value, or a negative result code.
+ */
+export const hostOps = {
+  /** An s64 input (`clock_now`, `wallet_balance`) read by `read` once admitted (a refused call reads nothing), recorded under `event`. @throws TickLimitTrap */
+  recordI64 (ctx: HostContext, event: 'clock_now' | 'wallet_balance', read: () => bigint): bigint {
+    ctx.log.admit(event, 8)
+    const v = BigInt.asIntN(64, read())
+    ctx.log.record(event, v)
+    return v
+  },
+  /** `len` (1 … {@link MAX_RAND_BYTES}) random bytes, recorded as `rand_bytes`. @throws TickLimitTrap */
+  randomBytes (ctx: HostContext, len: number): Uint8Array {
+    ctx.log.admit('rand_bytes', len)
+    const buf = new Uint8Array(len)
+    ctx.randomFill(buf)
+    ctx.log.record('rand_bytes', buf)
+    return buf
+  },
+  /** The 64-byte Ed25519 signature of `msg` (a copy the caller owns), recorded as `agent_sign`. @throws TickLimitTrap; Error for a signer returning another length */
+  sign (ctx: HostContext, msg: Uint8Array): Uint8Array {
+    const sig = ctx.sign(msg)
+    if (sig.length !== SIGNATURE_BYTES) throw new Error(`agent_sign: host signer returned ${sig.length} bytes, not ${SIGNATURE_BYTES}`)
+    ctx.log.record('agent_sign', sig, msg.length)
+    return sig
+  },
+  /** `sleep_until(at)`: 0, or {@link E_BAD_TARGET} for a negative time (nothing recorded). */
+  sleepUntil (ctx: HostContext, at: bigint): number {
+    if (at < 0n) return E_BAD_TARGET
+    ctx.log.record('sleep_until', at)
+    ctx.sleep?.(at)
+    return 0
+  },
+  /** Issues an HTTP request (parts already read and within {@link MAX_HTTP_PART_BYTES}): its id, or a negative code; recorded as `http_request`. @throws TickLimitTrap */
+  httpRequest (ctx: HostContext, req: { method: string; url: string; headers: string; body: Uint8Array }): number {
+    const r = ctx.httpRequest?.(req) ?? E_NOT_ALLOWED
+    if (typeof r === 'number') {
+      ctx.log.record('http_request', BigInt(r))
+      return r
+    }
+    ctx.log.record('http_request', encodeRequest(r))
+    return r.id
+  },
+  /** Queues a message to `to` (`body` a copy the caller owns): its number, or a negative code; recorded as `message_send`. @throws TickLimitTrap */
+  messageSend (ctx: HostContext, to: string, body: Uint8Array): number {
+    const r = isAgentDid(to) ? ctx.messageSend?.({ to, body }) ?? E_BAD_TARGET : E_BAD_TARGET
+    if (typeof r === 'number') {
+      ctx.log.record('message_send', BigInt(r))
+      return r
+    }
+    ctx.log.record('message_send', encodeSendEvent(r))
+    return r.n
+  },
+  /** `migrate_request(target)` (at most {@link MAX_TARGET_BYTES}; '' = the cheapest peer): 0, or {@link E_BAD_TARGET}; recorded as `migrate_request`. */
+  migrate (ctx: HostContext, target: string): number {
+    if (target !== '' && !/^\/[\x21-\x7e]+$/.test(target)) return E_BAD_TARGET
+    ctx.log.record('migrate_request', target)
+    ctx.requestMigration(target === '' ? null : target)
+    return 0
+  },
+}
+
+/**
  * Builds the import object for one agent instance.
  *
  * `igor` holds only the functions of the capabilities `manifest` grants:
@@ -183,22 +249,14 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
   const granted = grantedImports(manifest)
   const all: Record<string, Record<string, (...args: never[]) => unknown>> = {
     igor: {
-      clock_now: (): bigint => {
-        ctx.log.admit('clock_now', 8)
-        const v = BigInt.asIntN(64, ctx.now())
-        ctx.log.record('clock_now', v)
-        return v
-      },
+      clock_now: (): bigint => hostOps.recordI64(ctx, 'clock_now', () => ctx.now()),
       rand_bytes: (ptr: number, len: number): number => {
         ptr >>>= 0; len >>>= 0
         if (len === 0) return RAND_OK
         if (len > MAX_RAND_BYTES) return E_TOO_LONG
         const mem = ctx.memory()
         if (!inBounds(mem, ptr, len)) return E_BOUNDS
-        ctx.log.admit('rand_bytes', len)
-        const buf = new Uint8Array(len)
-        ctx.randomFill(buf)
-        ctx.log.record('rand_bytes', buf)
+        const buf = hostOps.randomBytes(ctx, len)
         new Uint8Array(mem.buffer, ptr, len).set(buf)
         ctx.wrote?.(ptr, len)
         return RAND_OK
@@ -215,12 +273,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         ctx.log.record('log_emit', line)
         ctx.emit(line)
       },
-      wallet_balance: (): bigint => {
-        ctx.log.admit('wallet_balance', 8)
-        const v = BigInt.asIntN(64, ctx.budget())
-        ctx.log.record('wallet_balance', v)
-        return v
-      },
+      wallet_balance: (): bigint => hostOps.recordI64(ctx, 'wallet_balance', () => ctx.budget()),
       agent_did: (ptr: number, cap: number): number => {
         ptr >>>= 0; cap >>>= 0
         const did = utf8.encode(ctx.did)
@@ -240,10 +293,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         const mem = ctx.memory()
         if (!inBounds(mem, msgPtr, msgLen) || !inBounds(mem, sigPtr, SIGNATURE_BYTES)) return E_BOUNDS
         ctx.log.admit('agent_sign', SIGNATURE_BYTES + msgLen) // before hashing a message of any length
-        const msg = new Uint8Array(mem.buffer, msgPtr, msgLen).slice()
-        const sig = ctx.sign(msg)
-        if (sig.length !== SIGNATURE_BYTES) throw new Error(`agent_sign: host signer returned ${sig.length} bytes, not ${SIGNATURE_BYTES}`)
-        ctx.log.record('agent_sign', sig, msgLen)
+        const sig = hostOps.sign(ctx, new Uint8Array(mem.buffer, msgPtr, msgLen).slice())
         new Uint8Array(ctx.memory().buffer, sigPtr, SIGNATURE_BYTES).set(sig)
         ctx.wrote?.(sigPtr, SIGNATURE_BYTES)
         return 0
@@ -268,12 +318,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         ctx.wrote?.(ptr, bytes.length)
         return bytes.length
       },
-      sleep_until: (at: bigint): number => {
-        if (at < 0n) return E_BAD_TARGET
-        ctx.log.record('sleep_until', at)
-        ctx.sleep?.(at)
-        return 0
-      },
+      sleep_until: (at: bigint): number => hostOps.sleepUntil(ctx, at),
       http_request: (mp: number, ml: number, up: number, ul: number, hp: number, hl: number, bp: number, bl: number): number => {
         const parts: [number, number][] = [[mp >>> 0, ml >>> 0], [up >>> 0, ul >>> 0], [hp >>> 0, hl >>> 0], [bp >>> 0, bl >>> 0]]
         if (parts.some(([, l]) => l > MAX_HTTP_PART_BYTES)) return E_TOO_LONG
@@ -282,13 +327,7 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         ctx.log.admit('http_request', parts.reduce((n, [, l]) => n + l, 0))
         const [method, url, headers] = parts.slice(0, 3).map(([p, l]) => utf8Lossy.decode(new Uint8Array(mem.buffer, p, l)))
         const body = new Uint8Array(mem.buffer, parts[3][0], parts[3][1]).slice()
-        const r = ctx.httpRequest?.({ method, url, headers, body }) ?? E_NOT_ALLOWED
-        if (typeof r === 'number') {
-          ctx.log.record('http_request', BigInt(r))
-          return r
-        }
-        ctx.log.record('http_request', encodeRequest(r))
-        return r.id
+        return hostOps.httpRequest(ctx, { method, url, headers, body })
       },
       message_send: (dp: number, dl: number, bp: number, bl: number): number => {
         dp >>>= 0; dl >>>= 0; bp >>>= 0; bl >>>= 0
@@ -297,24 +336,14 @@ export function igorImports (manifest: Manifest, ctx: HostContext): WebAssembly.
         if (!inBounds(mem, dp, dl) || !inBounds(mem, bp, bl)) return E_BOUNDS
         ctx.log.admit('message_send', dl + bl)
         const to = utf8Lossy.decode(new Uint8Array(mem.buffer, dp, dl))
-        const r = isAgentDid(to) ? ctx.messageSend?.({ to, body: new Uint8Array(mem.buffer, bp, bl).slice() }) ?? E_BAD_TARGET : E_BAD_TARGET
-        if (typeof r === 'number') {
-          ctx.log.record('message_send', BigInt(r))
-          return r
-        }
-        ctx.log.record('message_send', encodeSendEvent(r))
-        return r.n
+        return hostOps.messageSend(ctx, to, new Uint8Array(mem.buffer, bp, bl).slice())
       },
       migrate_request: (ptr: number, len: number): number => {
         ptr >>>= 0; len >>>= 0
         if (len > MAX_TARGET_BYTES) return E_TOO_LONG
         const mem = ctx.memory()
         if (!inBounds(mem, ptr, len)) return E_BOUNDS
-        const target = utf8Lossy.decode(new Uint8Array(mem.buffer, ptr, len))
-        if (len > 0 && !/^\/[\x21-\x7e]+$/.test(target)) return E_BAD_TARGET
-        ctx.log.record('migrate_request', target)
-        ctx.requestMigration(len === 0 ? null : target)
-        return 0
+        return hostOps.migrate(ctx, utf8Lossy.decode(new Uint8Array(mem.buffer, ptr, len)))
       },
     },
     env: {
