@@ -5,9 +5,9 @@
  *
  * Bytes: tag 55799 (`d9 d9 f7`) then a canonical CBOR map (keys in this canonical order)
  * `{v, key, log, sig, wasm, pages, header, globals, manifest, pageCount}` — the whole checkpoint —
- * then zero or more delta records `{v: 2, io?, log, sig, pages, header, globals, pageCount}`, one
- * per later checkpoint of the same writer, each with the pages changed since the one before
- * (issue 10). The file holds the checkpoint of its last complete record; a torn or zeroed tail is
+ * then zero or more delta records `{v: 2|3, io?, log, sig, pages, header, globals, pageCount}`, one
+ * per later checkpoint of the same writer, each with the pages changed since the one before — a
+ * whole page, or (version 3) only its 4 KiB chunks that changed (issue 10). The file holds the checkpoint of its last complete record; a torn or zeroed tail is
  * ignored. {@link encodeLive} (the whole checkpoint) and {@link encodeDelta} frame the CBOR by hand
  * and return chunks for writev, so page bodies and the wasm are never copied; the bytes equal
  * `encodeFile()` / `encode()` of the same map.
@@ -64,6 +64,13 @@ class Framer {
       this.chunks.push(x)
     } else { this.buf.set(x, this.p); this.p += x.length }
   }
+  /** One byte string whose body is `parts` concatenated, each part referenced (parts ≥ {@link BY_REFERENCE} bytes). */
+  bytesOf (parts: Uint8Array[]): void {
+    this.head(2, parts.reduce((n, x) => n + x.length, 0))
+    if (this.p > this.start) this.chunks.push(this.buf.subarray(this.start, this.p))
+    this.start = this.p
+    for (const x of parts) this.chunks.push(x)
+  }
   finish (): Uint8Array[] {
     if (this.p > this.start) this.chunks.push(this.buf.subarray(this.start, this.p))
     this.start = this.p
@@ -115,18 +122,37 @@ export function encodeLive (c: Omit<LiveCheckpoint, 'parsed' | 'io'> & { io?: Ui
   return f.finish()
 }
 
-/** Version of a delta record (docs/FORMAT.md "Live checkpoint"). */
-export const DELTA_VERSION = 2
+/**
+ * Version of a delta record with chunk rows (docs/FORMAT.md "Delta records"): `[index, mask,
+ * chunks]` rows besides `[index, page or null]`. A record without chunk rows is written as
+ * {@link DELTA_VERSION_PAGES}, which igord before chunk rows reads too.
+ */
+export const DELTA_VERSION = 3
+/** Version of a delta record whose rows are all whole pages or null (the only version before chunk rows). */
+export const DELTA_VERSION_PAGES = 2
+/** The delta record versions this igord reads. */
+export const DELTA_VERSIONS: readonly number[] = [DELTA_VERSION_PAGES, DELTA_VERSION]
+/** Bytes of one chunk of a chunk row (4 KiB; 16 per page), the grain of checkpoint/pack.ts. */
+export const ROW_CHUNK = 4096
+const ROW_CHUNKS = PAGE_SIZE / ROW_CHUNK
+const ALL_ROW_CHUNKS = (1 << ROW_CHUNKS) - 1
+
+/**
+ * A row of a delta record to write: `[index, 65536 bytes]` for a page that is new or changed,
+ * `[index, null]` for a page that became zero, or `[index, 65536 bytes, mask]` for a changed page
+ * of which only the 4 KiB chunks whose bits are set in `mask` (bit k: bytes k×4096…) differ from
+ * the page the file held before (or from zeros for a page it did not hold): only those are written.
+ */
+export type DeltaRow = [number, Uint8Array | null] | [number, Uint8Array, number]
 
 /**
  * One checkpoint appended to a live file as a delta record: the signed header and signature, the
  * event log, I/O state and globals of the checkpoint, its page count, and `pages` — the rows of the
- * page table that changed since the checkpoint before it in the file: `[index, 65536 bytes]` for a
- * page that is new or changed, `[index, null]` for a page that became zero (pages at or beyond
- * `pageCount` are dropped without a row being needed).
+ * page table that changed since the checkpoint before it in the file ({@link DeltaRow}; pages at
+ * or beyond `pageCount` are dropped without a row being needed).
  */
 export interface LiveDelta {
-  header: Uint8Array; sig: Uint8Array; pageCount: number; pages: [number, Uint8Array | null][]
+  header: Uint8Array; sig: Uint8Array; pageCount: number; pages: DeltaRow[]
   globals: GlobalValue[]; log: Uint8Array | null; io: Uint8Array | null
 }
 
@@ -134,31 +160,104 @@ const DELTA_FIELDS = ['v', 'io', 'log', 'sig', 'pages', 'header', 'globals', 'pa
 
 /**
  * Encodes a delta record for `writev` (no file tag: it follows the file's earlier items), canonical
- * CBOR `{v: 2, io?, log, sig, pages, header, globals, pageCount}`; page bodies are referenced, not copied.
- * @throws CheckpointError `live checkpoint: …` for rows out of order, outside memory or not 65536 bytes.
+ * CBOR `{v, io?, log, sig, pages, header, globals, pageCount}`: version {@link DELTA_VERSION} with
+ * a chunk row `[index, mask, chunks]` for each row with a mask of fewer than all 16 chunks, else
+ * {@link DELTA_VERSION_PAGES}. Page bodies and chunks are referenced, not copied.
+ * @throws CheckpointError `live checkpoint: …` for rows out of order, outside memory, not 65536
+ *   bytes or with a mask outside 1..0xffff.
  */
 export function encodeDelta (d: LiveDelta): Uint8Array[] {
   if (!Number.isSafeInteger(d.pageCount) || d.pageCount < 0 || d.pageCount > MAX_PAGES) throw new CheckpointError(`live checkpoint: pageCount ${d.pageCount} out of range 0..${MAX_PAGES}`)
   if (d.sig.length !== 64) throw new CheckpointError('live checkpoint: the signature must be 64 bytes')
   let last = -1
-  for (const [i, page] of d.pages) {
+  let chunked = false
+  for (const [i, page, mask] of d.pages) {
     if (!Number.isInteger(i) || i <= last || i >= MAX_PAGES || (page !== null && i >= d.pageCount)) throw new CheckpointError(`live checkpoint: delta row ${i} out of order or outside memory of ${d.pageCount} pages`)
     if (page !== null && page.length !== PAGE_SIZE) throw new CheckpointError(`live checkpoint: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
+    if (mask !== undefined && (!Number.isInteger(mask) || mask < 1 || mask > ALL_ROW_CHUNKS)) throw new CheckpointError(`live checkpoint: page ${i} has chunk mask ${mask}, expected 1..${ALL_ROW_CHUNKS}`)
+    if (mask !== undefined && mask !== ALL_ROW_CHUNKS) chunked = true
     last = i
   }
-  const f = new Framer(256 + d.header.length + (d.log && d.log.length < BY_REFERENCE ? d.log.length : 0) + (d.io && d.io.length < BY_REFERENCE ? d.io.length : 0) + d.pages.length * 16 + d.globals.length * 40)
+  const f = new Framer(256 + d.header.length + (d.log && d.log.length < BY_REFERENCE ? d.log.length : 0) + (d.io && d.io.length < BY_REFERENCE ? d.io.length : 0) + d.pages.length * 20 + d.globals.length * 40)
   f.raw(d.io === null ? 0xa7 : 0xa8) // map(7), or map(8) with the I/O state
-  f.text('v'); f.head(0, DELTA_VERSION)
+  f.text('v'); f.head(0, chunked ? DELTA_VERSION : DELTA_VERSION_PAGES)
   if (d.io !== null) { f.text('io'); f.bytes(d.io) }
   f.text('log'); if (d.log === null) f.raw(0xf6); else f.bytes(d.log)
   f.text('sig'); f.bytes(d.sig)
   f.text('pages'); f.head(4, d.pages.length)
-  for (const [i, page] of d.pages) { f.raw(0x82); f.head(0, i); if (page === null) f.raw(0xf6); else f.bytes(page) }
+  for (const [i, page, mask] of d.pages) {
+    if (page !== null && mask !== undefined && mask !== ALL_ROW_CHUNKS) {
+      const parts: Uint8Array[] = []
+      for (let k = 0; k < ROW_CHUNKS; k++) if ((mask & (1 << k)) !== 0) parts.push(page.subarray(k * ROW_CHUNK, (k + 1) * ROW_CHUNK))
+      f.raw(0x83); f.head(0, i); f.head(0, mask); f.bytesOf(parts)
+      continue
+    }
+    f.raw(0x82); f.head(0, i); if (page === null) f.raw(0xf6); else f.bytes(page)
+  }
   f.text('header'); f.bytes(d.header)
   f.text('globals'); f.head(4, d.globals.length)
   for (const g of d.globals) { f.raw(0x83); f.head(0, g.index); f.text(g.type); f.bytes(g.bytes) }
   f.text('pageCount'); f.head(0, d.pageCount)
   return f.finish()
+}
+
+/** Number of bits set in a 16-bit chunk mask. */
+function popcount16 (m: number): number {
+  let n = 0
+  for (; m !== 0; m &= m - 1) n++
+  return n
+}
+
+/**
+ * Checks the `pages` rows of a delta record of version `v` and applies them to `table` (index →
+ * 64 KiB page): a page row sets, null deletes, a chunk row (version 3) sets a new page made of the
+ * page the table held (zeros if none) with the row's chunks written over it. Then drops pages at or
+ * beyond `pageCount`.
+ * @returns the rows resolved to whole pages (`[index, 65536 bytes or null]`), in order.
+ * @throws CheckpointError `<what>: …` naming the row at fault.
+ */
+function applyRows (table: Map<number, Uint8Array>, rows: unknown, v: number, pageCount: number, what: string): [number, Uint8Array | null][] {
+  if (!Array.isArray(rows)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(rows)}`)
+  const out: [number, Uint8Array | null][] = []
+  let prev = -1
+  for (const e of rows as unknown[]) {
+    const chunk = v >= DELTA_VERSION && Array.isArray(e) && e.length === 3
+    if (!Array.isArray(e) || typeof e[0] !== 'number' || !(chunk
+      ? typeof e[1] === 'number' && e[2] instanceof Uint8Array
+      : e.length === 2 && (e[1] === null || e[1] instanceof Uint8Array))) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes or null]${v >= DELTA_VERSION ? ' or [index, mask, chunks]' : ''}`)
+    const i = e[0]
+    if (i <= prev || i >= MAX_PAGES) throw new CheckpointError(`${what}: page ${i} out of order or out of range`)
+    prev = i
+    if (!chunk && e[1] === null) { table.delete(i); out.push([i, null]); continue }
+    if (i >= pageCount) throw new CheckpointError(`${what}: page ${i} is outside memory of ${pageCount} pages`)
+    let page: Uint8Array
+    if (chunk) {
+      const mask = e[1] as number; const body = e[2] as Uint8Array
+      if (!Number.isInteger(mask) || mask < 1 || mask > ALL_ROW_CHUNKS) throw new CheckpointError(`${what}: page ${i} has chunk mask ${mask}, expected 1..${ALL_ROW_CHUNKS}`)
+      if (body.length !== popcount16(mask) * ROW_CHUNK) throw new CheckpointError(`${what}: page ${i} has ${body.length} bytes of chunks, expected ${popcount16(mask) * ROW_CHUNK} for mask ${mask}`)
+      page = new Uint8Array(PAGE_SIZE)
+      const before = table.get(i)
+      if (before !== undefined) page.set(before)
+      for (let k = 0, at = 0; k < ROW_CHUNKS; k++) {
+        if ((mask & (1 << k)) === 0) continue
+        page.set(body.subarray(at, at + ROW_CHUNK), k * ROW_CHUNK)
+        at += ROW_CHUNK
+      }
+    } else {
+      page = e[1] as Uint8Array
+      if (page.length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
+    }
+    table.set(i, page)
+    out.push([i, page])
+  }
+  for (const i of [...table.keys()]) if (i >= pageCount) table.delete(i)
+  return out
+}
+
+/** Refuses a delta record version this igord does not read. */
+function checkDeltaVersion (v: unknown, what: string): number {
+  if (typeof v !== 'number' || !DELTA_VERSIONS.includes(v)) throw new CheckpointError(`${what}: unsupported delta record version ${describe(v)} (this igord reads ${DELTA_VERSIONS.join(' and ')})`)
+  return v
 }
 
 /**
@@ -275,7 +374,7 @@ function decodeLiveItems (bytes: Uint8Array, file: string): LiveCheckpoint {
   for (let k = 1; ends !== null && k < ends.length; k++) {
     const what = `${file}: delta record at offset ${ends[k - 1]}`
     const d = asMap(decode(bytes.subarray(ends[k - 1], ends[k]), what, ends[k - 1]), what, 'delta record')
-    if (d.v !== DELTA_VERSION) throw new CheckpointError(`${what}: unsupported delta record version ${describe(d.v)} (this igord reads ${DELTA_VERSION})`)
+    const v = checkDeltaVersion(d.v, what)
     asMap(d, what, 'delta record', DELTA_FIELDS)
     header = bytesField(d, 'header', what)
     sig = bytesField(d, 'sig', what, 64)
@@ -283,19 +382,7 @@ function decodeLiveItems (bytes: Uint8Array, file: string): LiveCheckpoint {
     log = d.log === null ? null : bytesField(d, 'log', what)
     io = d.io === undefined ? null : bytesField(d, 'io', what)
     globals = decodeGlobals(d.globals, what)
-    if (!Array.isArray(d.pages)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(d.pages)}`)
-    let prev = -1
-    for (const e of d.pages as unknown[]) {
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] === null || e[1] instanceof Uint8Array)) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes or null]`)
-      const [i, page] = e as [number, Uint8Array | null]
-      if (i <= prev || i >= MAX_PAGES) throw new CheckpointError(`${what}: page ${i} out of order or out of range`)
-      prev = i
-      if (page === null) { table.delete(i); continue }
-      if (i >= pageCount) throw new CheckpointError(`${what}: page ${i} is outside memory of ${pageCount} pages`)
-      if (page.length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
-      table.set(i, page)
-    }
-    for (const i of [...table.keys()]) if (i >= pageCount) table.delete(i)
+    applyRows(table, d.pages, v, pageCount, what)
   }
   const pages: [number, Uint8Array][] = [...table].sort((x, y) => x[0] - y[0])
   const parsed = decodeHeader(header, file)
@@ -327,8 +414,8 @@ export function readLive (path: string): LiveCheckpoint {
  * One checkpoint held by a live file (see {@link liveSteps}): its signed header and signature,
  * page count, globals, event-log segment and I/O state, and its pages — every non-zero page
  * (`whole`: the file's whole checkpoint) or the rows of the page table changed since the step
- * before it (`[index, 65536 bytes or null]`, a delta record as written). Byte arrays are views
- * into the file's bytes.
+ * before it (`[index, 65536 bytes or null]`: a delta record's rows, chunk rows resolved to whole
+ * pages). Byte arrays are views into the file's bytes, but for pages resolved from chunk rows.
  */
 export interface LiveStep {
   header: Uint8Array; sig: Uint8Array; pageCount: number; globals: GlobalValue[]
@@ -346,21 +433,27 @@ export interface LiveStep {
 export function liveSteps (bytes: Uint8Array, file: string): LiveStep[] {
   const ends = liveItems(bytes, file)
   const steps: LiveStep[] = []
+  const table = new Map<number, Uint8Array>() // the page table so far: chunk rows apply to it
   for (let k = 0; k < ends.length; k++) {
     const start = k === 0 ? 0 : ends[k - 1]
     const what = k === 0 ? file : `${file}: delta record at offset ${start}`
     const m = k === 0
       ? asMap(decodeFile(bytes.subarray(0, ends[0]), file), file, 'live checkpoint', LIVE_FIELDS)
       : asMap(decode(bytes.subarray(start, ends[k]), what, start), what, 'delta record', DELTA_FIELDS)
-    if (!Array.isArray(m.pages)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(m.pages)}`)
-    const pages: [number, Uint8Array | null][] = []
-    for (const e of m.pages as unknown[]) {
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array || (k > 0 && e[1] === null))) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes${k > 0 ? ' or null' : ''}]`)
-      if (e[1] !== null && e[1].length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${e[0]} is ${e[1].length} bytes, expected ${PAGE_SIZE}`)
-      pages.push([e[0], e[1]])
-    }
+    const pageCount = numberField(m, 'pageCount', what, MAX_PAGES)
+    let pages: [number, Uint8Array | null][]
+    if (k === 0) {
+      if (!Array.isArray(m.pages)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(m.pages)}`)
+      pages = []
+      for (const e of m.pages as unknown[]) {
+        if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array)) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes]`)
+        if (e[1].length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${e[0]} is ${e[1].length} bytes, expected ${PAGE_SIZE}`)
+        pages.push([e[0], e[1]])
+        table.set(e[0], e[1])
+      }
+    } else pages = applyRows(table, m.pages, checkDeltaVersion(m.v, what), pageCount, what)
     steps.push({
-      header: bytesField(m, 'header', what), sig: bytesField(m, 'sig', what, 64), pageCount: numberField(m, 'pageCount', what, MAX_PAGES),
+      header: bytesField(m, 'header', what), sig: bytesField(m, 'sig', what, 64), pageCount,
       globals: decodeGlobals(m.globals, what), log: m.log === null ? null : bytesField(m, 'log', what), io: m.io === undefined ? null : bytesField(m, 'io', what),
       whole: k === 0, pages,
     })

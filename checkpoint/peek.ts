@@ -18,7 +18,7 @@ import * as fs from 'node:fs'
 import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf } from './hash.ts'
 import { decodeHeader, FORMAT_VERSION, verifyHeader, type CheckpointHeader } from './header.ts'
-import { DELTA_VERSION } from './live.ts'
+import { DELTA_VERSIONS } from './live.ts'
 
 /** The signed header of a live checkpoint and the event-log segment it carries. */
 export interface LivePeek {
@@ -171,7 +171,7 @@ export function peekLive (file: string): LivePeek {
       c.pos = at
       let d: Got
       try { d = item(`delta record at offset ${at}`) } catch (e) { if (c.truncated) break; throw e }
-      if (d.v !== DELTA_VERSION) c.fail(`delta record at offset ${at}: unsupported delta record version ${String(d.v)} (this igord reads ${DELTA_VERSION})`)
+      if (typeof d.v !== 'number' || !DELTA_VERSIONS.includes(d.v)) c.fail(`delta record at offset ${at}: unsupported delta record version ${String(d.v)} (this igord reads ${DELTA_VERSIONS.join(' and ')})`)
       got = d
     }
     if (got.header === undefined) c.fail('field "header" is missing')

@@ -61,6 +61,13 @@ export class InboxSpool {
   deferDirSync = false
   /** A file was renamed into place and the directory not fsynced since. */
   #unsynced = false
+  /**
+   * Every spool file with a seq ≤ this was removed by {@link prune} (-1: none yet). Seqs only grow
+   * (the agent's mailbox numbers messages past its I/O state's `last`), so a prune up to no more
+   * than this has nothing to remove and does not list the directory: an idle agent's checkpoint
+   * costs no directory scan.
+   */
+  #prunedUpTo = -1
 
   /** @param dataDir the data directory; @param name the agent name (already checked by the caller). */
   constructor (dataDir: string, name: string) {
@@ -77,6 +84,7 @@ export class InboxSpool {
    */
   put (m: Message): void {
     if (!Number.isSafeInteger(m.seq) || m.seq < 1) throw new Error(`InboxSpool.put: message without a seq (${m.seq})`)
+    if (m.seq <= this.#prunedUpTo) this.#prunedUpTo = m.seq - 1
     this.#ensureDir()
     if (this.deferDirSync) this.#unsynced = true // set before: a failure after the rename leaves it unsynced too
     atomicWrite(path.join(this.dir, spoolFileName(m.seq)), encodeMessage(m), undefined, !this.deferDirSync)
@@ -125,6 +133,7 @@ export class InboxSpool {
    * @throws StorageError on I/O failure
    */
   prune (upto: number): void {
+    if (upto <= this.#prunedUpTo) return
     let removed = false
     for (const n of list(this.dir)) {
       const seq = seqOfSpoolName(n)
@@ -133,6 +142,7 @@ export class InboxSpool {
       removed = true
     }
     if (removed) fsyncDir(this.dir)
+    this.#prunedUpTo = upto
   }
 
   /**
@@ -197,6 +207,12 @@ export class EffectJournal {
   }
 
   #file (id: number): string { return path.join(this.dir, `${id}.sent`) }
+  /**
+   * The ids of the marks in the journal, once {@link prune} has listed it (null before): only this
+   * object writes marks for its agent while it runs it, so later prunes remove from this set
+   * instead of listing the directory at every checkpoint.
+   */
+  #marks: Set<number> | null = null
 
   /**
    * Records, durably, that request `id` is about to be sent. Call before the first byte leaves.
@@ -205,6 +221,7 @@ export class EffectJournal {
   markSent (id: number): void {
     try { makePrivateDir(this.dir) } catch (e) { throw ioError('create directory', this.dir, e) }
     atomicWrite(this.#file(id), new Uint8Array(0))
+    this.#marks?.add(id)
   }
 
   /** True when request `id` may have been sent (its mark exists). */
@@ -217,10 +234,17 @@ export class EffectJournal {
    * outcome is recorded); `keep` is the set of request ids still pending.
    */
   prune (keep: ReadonlySet<number>): void {
-    for (const n of list(this.dir)) {
-      const m = /^(\d+)\.sent$/.exec(n)
-      if (m === null || keep.has(Number(m[1]))) continue
-      try { fs.unlinkSync(path.join(this.dir, n)) } catch { /* gone */ }
+    if (this.#marks === null) {
+      this.#marks = new Set()
+      for (const n of list(this.dir)) {
+        const m = /^(\d+)\.sent$/.exec(n)
+        if (m !== null) this.#marks.add(Number(m[1]))
+      }
+    }
+    for (const id of this.#marks) {
+      if (keep.has(id)) continue
+      try { fs.unlinkSync(this.#file(id)) } catch { /* gone */ }
+      this.#marks.delete(id)
     }
   }
 }

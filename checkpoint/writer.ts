@@ -32,7 +32,7 @@ import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
-import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint, type LiveStep } from './live.ts'
+import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type DeltaRow, type LiveCheckpoint, type LiveStep } from './live.ts'
 import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
 import { BlobStore, atomicWrite, fsyncDir, tempPath, testHooks, writeAll } from './store.ts'
@@ -248,6 +248,9 @@ export function decodeEntry (bytes: Uint8Array, file: string): HistoryEntry {
 
 function ms (t0: number): number { return performance.now() - t0 }
 
+/** The chunk digest list of a zero page (32 zero bytes per chunk, as Snapshot `chunkDigests`). */
+const ZERO_LIST = new Uint8Array(32 * 16)
+
 function findPage (pages: [number, Uint8Array][], i: number): number {
   let lo = 0; let hi = pages.length - 1
   while (lo <= hi) {
@@ -286,6 +289,12 @@ export class CheckpointWriter {
   readonly totals = { count: 0, ms: 0, bytes: 0 }
   /** page table of the last entry written: index → page CID */
   #table: Map<number, string> | null = null
+  /**
+   * Page index → 4 KiB chunk digest list (as Snapshot `chunkDigests`) of the page the live file's
+   * page table holds, for the pages whose list a snapshot gave; a changed page whose old and new
+   * lists are both known goes into the next delta record as a chunk row (only its changed chunks).
+   */
+  readonly #liveLists = new Map<number, Uint8Array>()
   #pageCount = 0
   /** the live file this writer last wrote whole (inode, device, size now), and its size when written whole */
   #liveFile: { ino: number; dev: number; size: number } | null = null
@@ -400,6 +409,7 @@ export class CheckpointWriter {
     const base = this.#table === null
     const table = base ? new Map<number, string>() : this.#table!
     const rows: [number, string | null][] = []
+    const fresh = new Set<number>() // pages the live file's table did not hold (their chunks are compared with zeros)
     // a few changed pages are stored as 4 KiB chunks, compressed (history growth O(changed chunks));
     // many (a base entry, a full rewrite of memory) as they are (speed O(memory), no extra hashing)
     const fine = !base && s.changed !== null && s.changed.length <= FINE_GRAIN_PAGES
@@ -414,6 +424,7 @@ export class CheckpointWriter {
       for (let k = 0; k < s.pages.length; k++) {
         const i = s.pages[k][0]
         const cid = base ? putPage(k) : cidOfDigest(s.digests[k][1])
+        if (!base && !table.has(i)) fresh.add(i)
         if (!base && table.get(i) !== cid) putPage(k, cid)
         next.set(i, cid)
         if (base || table.get(i) !== cid) rows.push([i, cid])
@@ -429,6 +440,7 @@ export class CheckpointWriter {
         const k = findPage(s.pages, i)
         if (k >= 0) {
           const cid = cidOfDigest(s.digests[k][1])
+          if (!table.has(i)) fresh.add(i)
           if (table.get(i) !== cid) { putPage(k, cid); table.set(i, cid); rows.push([i, cid]) }
         } else if (table.has(i)) { table.delete(i); rows.push([i, null]) }
       }
@@ -459,8 +471,9 @@ export class CheckpointWriter {
     this.#packMs = 0
     let live: { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number }
     try {
-      const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
+      const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]) => this.#deltaRow(s, i, c, fresh.has(i))), globals: s.globals, log: a.log, io: a.io ?? null })
       live = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
+      this.#keepLists(s, rows, base)
     } catch (e) { this.#failed(); throw e }
     const p: PendingCheckpoint = {
       syncs: live.syncs, rename: live.rename, header,
@@ -516,9 +529,37 @@ export class CheckpointWriter {
     return this.last
   }
 
+  /**
+   * The delta record row of page `i` (page CID `cid`, null: now zero): a chunk row with the chunks
+   * whose digests differ from the page the file holds (from zeros for a `fresh` page: one the file
+   * did not hold), when both digest lists are known (see {@link CheckpointWriter.#liveLists}); else
+   * the whole page.
+   */
+  #deltaRow (s: Snapshot, i: number, cid: string | null, fresh: boolean): DeltaRow {
+    if (cid === null) return [i, null]
+    const page = s.pages[findPage(s.pages, i)][1]
+    const now = s.chunkDigests?.get(i)
+    const before = fresh ? ZERO_LIST : this.#liveLists.get(i)
+    if (now === undefined || before === undefined || now.length !== before.length) return [i, page]
+    let mask = 0
+    for (let k = 0; k * 32 < now.length; k++) if (Buffer.compare(now.subarray(k * 32, k * 32 + 32), before.subarray(k * 32, k * 32 + 32)) !== 0) mask |= 1 << k
+    return mask === 0 ? [i, page] : [i, page, mask]
+  }
+
+  /** Brings {@link CheckpointWriter.#liveLists} up to the page table just written (`rows`; all of it for a base). */
+  #keepLists (s: Snapshot, rows: [number, string | null][], base: boolean): void {
+    if (base) this.#liveLists.clear()
+    for (const [i, cid] of rows) {
+      const list = cid === null ? undefined : s.chunkDigests?.get(i)
+      if (list === undefined) this.#liveLists.delete(i); else this.#liveLists.set(i, list)
+    }
+    for (const i of [...this.#liveLists.keys()]) if (i >= s.pageCount) this.#liveLists.delete(i)
+  }
+
   /** After a failed write: the next one is whole (page table and live file forgotten). */
   #failed (): void {
     this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
+    this.#liveLists.clear()
     this.#closeLive() // and the live file is rewritten whole
     this.last = null
   }

@@ -143,9 +143,17 @@ function slotOf (ex: WebAssembly.Exports, g: InstrumentedGlobal): GlobalSlot {
   return { get: ex[g.accessors.get] as V128Global['get'], set: ex[g.accessors.set] as V128Global['set'] }
 }
 
-function readGlobal (g: GlobalSlot, type: InstrumentedGlobal['type']): Uint8Array {
-  const out = new Uint8Array(GLOBAL_SIZES[type])
-  const dv = new DataView(out.buffer)
+/** Scratch of {@link readGlobal}: the value's bytes before they are known to differ. */
+const GLOBAL_SCRATCH = new Uint8Array(16)
+const GLOBAL_VIEW = new DataView(GLOBAL_SCRATCH.buffer)
+
+/**
+ * The little-endian bytes of a global's value (4, 8 or 16 bytes by `type`). Returns `prev` itself
+ * when it holds the same bytes (committed globals are never changed in place, so an unchanged
+ * global costs no allocation a tick).
+ */
+function readGlobal (g: GlobalSlot, type: InstrumentedGlobal['type'], prev?: Uint8Array): Uint8Array {
+  const dv = GLOBAL_VIEW
   switch (type) {
     case 'i32': dv.setInt32(0, (g as WebAssembly.Global).value as number, true); break
     case 'i64': dv.setBigInt64(0, (g as WebAssembly.Global).value as bigint, true); break
@@ -154,7 +162,13 @@ function readGlobal (g: GlobalSlot, type: InstrumentedGlobal['type']): Uint8Arra
     case 'v128': { const [lo, hi] = (g as V128Global).get(); dv.setBigInt64(0, lo, true); dv.setBigInt64(8, hi, true); break }
     default: throw new ModuleError(`global of type ${type} cannot be snapshotted from the host`)
   }
-  return out
+  const size = GLOBAL_SIZES[type]
+  if (prev !== undefined && prev.length === size) {
+    let same = true
+    for (let k = 0; k < size; k++) if (prev[k] !== GLOBAL_SCRATCH[k]) { same = false; break }
+    if (same) return prev
+  }
+  return GLOBAL_SCRATCH.slice(0, size)
 }
 
 function writeGlobal (g: GlobalSlot, type: InstrumentedGlobal['type'], bytes: Uint8Array): void {
@@ -408,7 +422,8 @@ export class Agent {
 
   private commit (): number {
     const changed = this.image.commit(new Uint8Array(this.memory.buffer))
-    this.committedGlobals = this.globals.map((g, i) => readGlobal(g, this.globalsInfo[i].type))
+    const prev = this.committedGlobals
+    this.committedGlobals = this.globals.map((g, i) => readGlobal(g, this.globalsInfo[i].type, prev[i]))
     return changed
   }
 

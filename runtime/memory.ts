@@ -37,11 +37,12 @@ const GROW_STEP_PAGES = 1024
  * map's untouched pages are never written, so a map costs resident memory only where marks were.
  */
 function clearMarks (map: Buffer, n: number): void {
-  for (let k = map.indexOf(1); k >= 0 && k < n;) {
-    const end = map.indexOf(0, k)
-    const e = end < 0 || end > n ? n : end
-    map.fill(0, k, e)
-    k = e >= n ? -1 : map.indexOf(1, e)
+  const v = map.length > n ? map.subarray(0, n) : map // memchr never runs past the walked range
+  for (let k = v.indexOf(1); k >= 0;) {
+    const end = v.indexOf(0, k)
+    const e = end < 0 ? n : end
+    v.fill(0, k, e)
+    k = e >= n ? -1 : v.indexOf(1, e)
   }
 }
 
@@ -189,7 +190,9 @@ export class PageImage {
       if (p !== page) { flush(); page = p; want = 0 }
       want |= 1 << (c & (CHUNKS - 1))
     }
-    for (let k = map.indexOf(1, 0); k >= 0 && k < n; k = map.indexOf(1, k + 1)) {
+    // the walk's memchr stops at the memory's end, not the map's (sized for the largest memory)
+    const marks = map.length > n ? map.subarray(0, n) : map
+    for (let k = marks.indexOf(1, 0); k >= 0; k = marks.indexOf(1, k + 1)) {
       want1(k)
       if (k + 1 < n) want1(k + 1)
     }
