@@ -108,6 +108,9 @@ function withPeer (a: Multiaddr, id: string): string {
 /** The first lookup of this node's own key after a new peer connects comes this much later, ms. */
 const LOOKUP_FIRST_MS = 1000
 
+/** Parked announcements (made while no peer was connected) sent at once when a peer connects. */
+const PARKED_CONCURRENCY = 4
+
 /** A peer that did not answer its info query is asked again after this long at the earliest, ms. */
 const INFO_RETRY_MS = 5000
 
@@ -125,6 +128,14 @@ export class KadDiscovery implements Discovery {
   /** price and capabilities by peer ID, with when they were asked (ms since epoch) */
   readonly #info = new Map<string, { at: number; info: PeerPrice | null }>()
   readonly #timers = new Set<ReturnType<typeof setTimeout>>()
+  /**
+   * DIDs whose announcement waits for a peer: an attempt made while this node had no connection
+   * reached nobody, so instead of retrying on a timer (1,000 agents born on a node with no peer
+   * yet would each retry for a minute) they are announced again when a peer connects.
+   */
+  readonly #parked = new Set<string>()
+  /** Announcements of parked DIDs running now (at most {@link PARKED_CONCURRENCY}). */
+  #unparking = 0
   #closed = false
   /** peers ever connected (bounded): a new one restarts the lookups at {@link LOOKUP_FIRST_MS} */
   readonly #seen = new Set<string>()
@@ -149,6 +160,7 @@ export class KadDiscovery implements Discovery {
         .then(() => hooks.note(`mdns: connected to ${id}`), (err: Error) => hooks.note(`mdns: found ${id}, cannot connect: ${err.message.split('\n')[0]}`))
     })
     peer.addEventListener('peer:connect', (e) => {
+      this.#unpark()
       const id = e.detail.toString()
       if (this.#seen.has(id) || this.#seen.size >= this.#limits.maxPeers * 4) return
       this.#seen.add(id)
@@ -206,18 +218,37 @@ export class KadDiscovery implements Discovery {
 
   /**
    * Announces `did`: stores a provider record for its key on the closest peers of the DHT (and
-   * here). Never throws; an announcement that reached no peer (no peer known yet) is tried again
-   * with backoff, {@link DiscoveryLimits.provideAttempts} times, after which kad-dht's re-provide
-   * (every {@link REPROVIDE_INTERVAL_MS}) keeps it alive.
+   * here). Never throws; an announcement that reached no peer is tried again with backoff,
+   * {@link DiscoveryLimits.provideAttempts} times, after which kad-dht's re-provide (every
+   * {@link REPROVIDE_INTERVAL_MS}) keeps it alive — or, when this node had no connection at all,
+   * once a peer connects (no timer per DID meanwhile).
    */
   async announce (did: string): Promise<void> {
     this.#announced.set(did, 0)
+    this.#parked.delete(did)
     await this.#provide(did)
+  }
+
+  /** DIDs whose announcement waits for a peer to connect (see {@link KadDiscovery.#parked}). */
+  get parked (): number { return this.#parked.size }
+
+  /** Announces the parked DIDs again, {@link PARKED_CONCURRENCY} at a time, as first announcements. */
+  #unpark (): void {
+    while (this.#unparking < PARKED_CONCURRENCY && this.#parked.size > 0 && !this.#closed) {
+      const did = this.#parked.values().next().value as string
+      this.#parked.delete(did)
+      if (!this.#announced.has(did)) continue
+      this.#announced.set(did, 0)
+      this.#unparking++
+      void this.#provide(did).finally(() => { this.#unparking--; this.#unpark() })
+    }
   }
 
   async #provide (did: string): Promise<void> {
     const attempt = this.#announced.get(did)
     if (attempt === undefined || this.#closed) return
+    // with no connection the query would reach nobody (and wait out provideMs): wait for a peer
+    if (this.#peer.getConnections().length === 0) { this.#parked.add(did); return }
     this.#announced.set(did, attempt + 1)
     let stored = 0
     try {
@@ -226,9 +257,11 @@ export class KadDiscovery implements Discovery {
         if (e.name === 'PEER_RESPONSE' && e.messageName === 'ADD_PROVIDER') stored++ // sent (ADD_PROVIDER has no answer)
       }
     } catch (e) {
-      if (!this.#closed && attempt === 0) this.#hooks.note(`announcing ${did}: ${(e as Error).message.split('\n')[0]}; trying again`)
+      if (!this.#closed && attempt === 0 && this.#peer.getConnections().length > 0) this.#hooks.note(`announcing ${did}: ${(e as Error).message.split('\n')[0]}; trying again`)
     }
-    if (stored > 0 || this.#closed || !this.#announced.has(did) || attempt + 1 >= this.#limits.provideAttempts) return
+    if (stored > 0 || this.#closed || !this.#announced.has(did)) return
+    if (this.#peer.getConnections().length === 0) { this.#parked.add(did); return } // reached nobody: wait for a peer
+    if (attempt + 1 >= this.#limits.provideAttempts) return
     const t = setTimeout(() => { this.#timers.delete(t); void this.#provide(did) }, Math.min(30_000, 1000 * 2 ** attempt))
     t.unref()
     this.#timers.add(t)

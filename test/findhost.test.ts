@@ -70,4 +70,22 @@ test('confirm: false takes a one-provider DHT answer as it is; the default asks;
   }
 })
 
+test('an announcement made with no peer connected waits for one (no retry timer), then reaches it', async () => {
+  const nodes: Awaited<ReturnType<typeof node>>[] = []
+  try {
+    nodes.push(await node())
+    const [a] = nodes
+    const dids = Array.from({ length: 6 }, () => generateIdentity().did)
+    for (const did of dids) { a.where.set(did, { state: 'here', epoch: 1 }); await a.disc.announce(did) }
+    assert.is(a.disc.parked, dids.length, 'all parked: nobody to announce to')
+    nodes.push(await node())
+    const [, b] = nodes
+    await b.peer.dial(a.peer.getMultiaddrs()[0])
+    await until(async () => a.disc.parked === 0, 30_000, 'the parked announcements to go out')
+    for (const did of dids) await until(async () => (await b.disc.findHost(did, 3000))?.peer === a.peer.peerId.toString(), 60_000, `b to find ${did} on a`)
+  } finally {
+    for (const n of nodes) { n.disc.close(); await n.peer.stop() }
+  }
+})
+
 test.run()
