@@ -244,8 +244,13 @@ function closePack (file: string): void {
  * lazily and extended on a miss: new packs are listed and known packs re-walked from where their
  * last walk ended, at most once per `refreshMs` for {@link PackSet.find} with `fresh: false`.
  */
-/** Slots (and, in checkpoint/store.ts, known CIDs) a writer's store remembers per generation (checkpoint/recent.ts). */
-export const WRITER_RECENT = 256
+/**
+ * Slots (and, in checkpoint/store.ts, known CIDs) a writer's store remembers per generation
+ * (checkpoint/recent.ts): the CIDs of the last dozens of checkpoints. A node holds a writer per
+ * agent, so this is per-agent resident memory (~100 bytes an entry, ≤ 4 × this a writer: ~25 KiB
+ * at 64, where 256 cost ~100 MiB over 1,000 agents); a miss only stores a blob again.
+ */
+export const WRITER_RECENT = 64
 
 export class PackSet {
   readonly dir: string
