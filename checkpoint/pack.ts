@@ -586,9 +586,15 @@ function viaContext (ctx: { h: ZstdHandle; state: Uint32Array; stream: unknown }
   return z
 }
 
-/** `b` compressed with zstd (level 1), or null when that does not make it smaller. */
+/**
+ * Blobs shorter than this (bytes) are stored as they are: a zstd call costs ~20 µs however small its
+ * input, and a checkpoint's event-log segment is often a hundred bytes that compress to little.
+ */
+export const COMPRESS_MIN_BYTES = 512
+
+/** `b` compressed with zstd (level 1), or null when that does not make it smaller or `b` is shorter than {@link COMPRESS_MIN_BYTES}. */
 export function compress (b: Uint8Array): Uint8Array | null {
-  if (b.length < 64) return null
+  if (b.length < COMPRESS_MIN_BYTES) return null
   const ctx = reusedContext()
   if (ctx !== null) {
     try { return viaContext(ctx, b) } catch { reused = null }

@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import { StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { atomicWrite, BlobStore, hashPackedIn, ReadRun, readBlobIn, testHooks } from '../checkpoint/store.ts'
-import { compress, FRAME_HEADER, isPackName } from '../checkpoint/pack.ts'
+import { compress, COMPRESS_MIN_BYTES, FRAME_HEADER, isPackName } from '../checkpoint/pack.ts'
 import { createHash } from 'node:crypto'
 import { zstdDecompressSync } from 'node:zlib'
 import { cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
@@ -133,7 +133,8 @@ test('compress round-trips through the reused zstd context, also right after inp
     assert.is(Buffer.compare(zstdDecompressSync(z), b), 0)
   }
   assert.ok(shrunk > 0 && kept > 0, `both outcomes exercised (${shrunk} shrunk, ${kept} not)`)
-  assert.is(compress(Buffer.alloc(63)), null, 'too small to try')
+  assert.is(compress(Buffer.alloc(COMPRESS_MIN_BYTES - 1)), null, 'too small to try')
+  assert.ok(compress(Buffer.alloc(COMPRESS_MIN_BYTES)) !== null, 'long enough to try')
 })
 
 test('putEx with given chunk digests stores the same frames as when it hashes the chunks itself', () => {
