@@ -137,6 +137,7 @@ export function addNodeCommands (program: Command, exitHelp: string): void {
         ...(o.tickThreads === undefined ? {} : { tickThreads: tickThreads(o.tickThreads) }),
         note,
         emit: o.quiet ? () => {} : (name, line) => { process.stdout.write(`[${name}] ${line}\n`) },
+        quiet: o.quiet === true,
         ...(injected.faults === undefined ? {} : { faults: injected.faults }),
         ...(mdns === undefined ? {} : { mdns }),
       })

@@ -104,6 +104,7 @@ export async function startNode (opts: StartNodeOptions): Promise<IgordNodeHandl
     ...(opts.tickThreads === undefined ? {} : { tickThreads: opts.tickThreads }),
     note: opts.onNote ?? (() => {}),
     emit: onLog === undefined ? () => {} : (name, line) => onLog(name, line),
+    quiet: onLog === undefined,
   }
   const node: IgordNode = await IgordNode.start(options)
   let closeControl = async (): Promise<void> => {}

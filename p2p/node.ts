@@ -125,6 +125,8 @@ export interface NodeOptions {
   note (line: string): void
   /** an agent's log line */
   emit (name: string, line: string): void
+  /** true: `emit` drops every line (`igord node --quiet`), so the tick threads do not send them */
+  quiet?: boolean
   /**
    * Fault injection, for tests only (test/faults.ts installs it; the shipped CLI never sets it):
    * `step` is called at each migration step with the stream's channel (it may kill the process,
@@ -416,7 +418,7 @@ export class IgordNode {
   get addrs (): string[] { return dialableAddrs(this.peer) }
 
   #settings (): WorkerSettings {
-    return { dir: this.dir, price: this.price }
+    return { dir: this.dir, price: this.price, ...(this.#opts.quiet === true ? { quiet: true } : {}) }
   }
 
   #emitter (name: string): (line: string) => void {

@@ -52,8 +52,12 @@ import type { LoopEnd, LoopOptions } from './runner.ts'
 import type { Session } from './session.ts'
 import { codeCacheOf, livePath, resumeAgent, startAgent } from './session.ts'
 
-/** Host settings of an agent in a worker: data directory, price (microcents per million fuel), optional simulation seed. */
-export interface WorkerSettings { dir: string; price: bigint; simSeed?: string }
+/**
+ * Host settings of an agent in a worker: data directory, price (microcents per million fuel),
+ * optional simulation seed; `quiet`: the host drops the agent's log lines and notes, so the worker
+ * does not send them (a message to the main thread per line: ~10% of an idle heartbeat's tick).
+ */
+export interface WorkerSettings { dir: string; price: bigint; simSeed?: string; quiet?: boolean }
 
 /**
  * Loop options that cross the thread boundary (see {@link LoopOptions}; ms). `hibernateAfterMs`:
@@ -159,9 +163,12 @@ function main (): void {
     sending.set(ref, resolve)
     post({ ev: 'send', id, ref, env, first })
   })
+  const quiet = (_line: string): void => {}
+  /** Where agent `id`'s log lines and notes go: to the main thread, unless its host drops them. */
+  const lines = (id: number, s: WorkerSettings) => s.quiet === true ? quiet : (line: string) => post({ ev: 'emit', id, line })
   const settingsFor = (id: number, s: WorkerSettings) => ({
     dir: s.dir, price: s.price, ...(s.simSeed === undefined ? {} : { simSeed: s.simSeed }),
-    emit: (line: string) => post({ ev: 'emit', id, line }),
+    emit: lines(id, s),
     send: sendFor(id),
   })
   // Guest code runs in two private methods of Agent: `instantiate` (the start function) and
@@ -218,7 +225,7 @@ function main (): void {
       const live = m.live
       const inputs = m.settings.simSeed === undefined ? liveInputs() : simulatedInputs(m.settings.simSeed)
       const agent = creatingAs(m.id, () => Agent.restore(
-        { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: (line) => post({ ev: 'emit', id: m.id, line }), file: `${m.name} (wasm)`, codeCache: codeCacheOf({ dir: m.settings.dir, emit: (line) => post({ ev: 'emit', id: m.id, line }) }), ...(live.io === null ? {} : { io: decodeIo(live.io, `${m.name} (io)`) }) },
+        { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: lines(m.id, m.settings), file: `${m.name} (wasm)`, codeCache: codeCacheOf({ dir: m.settings.dir, emit: lines(m.id, m.settings) }), ...(live.io === null ? {} : { io: decodeIo(live.io, `${m.name} (io)`) }) },
         { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
       ))
       watch(m.id, agent)
@@ -232,7 +239,7 @@ function main (): void {
       const writer = new CheckpointWriter(s.settings.dir, s.name)
       writer.ensureArchived(live)
       const host = loadHostIdentity(s.settings.dir).peerId
-      const mailbox = new Mailbox(s.agent, { dir: s.settings.dir, name: s.name, host, note: (line) => post({ ev: 'emit', id: m.id, line }), send: sendFor(m.id) })
+      const mailbox = new Mailbox(s.agent, { dir: s.settings.dir, name: s.name, host, note: lines(m.id, s.settings), send: sendFor(m.id) })
       mailbox.recover(live.parsed.host, true) // the source answered what may have left it; what it holds never left
       s.session = {
         agent: s.agent, name: s.name, ckptPath: livePath(s.settings.dir, s.name), mailbox,

@@ -59,6 +59,20 @@ test('birth and a loop in a worker: ticks, log lines, status mirror and checkpoi
   } finally { await pool.close() }
 })
 
+test('a quiet host: the worker sends no log line; the ticks, checkpoints and history are as usual', async () => {
+  const pool = new TickPool({ size: 1 })
+  const dir = tempDir()
+  try {
+    const lines: string[] = []
+    const h = await pool.birth({ ...settings(dir), quiet: true }, files('heartbeat'), (l) => lines.push(l))
+    const end = await within(h.run({ intervalMs: 1, maxTicks: 5 }), 60_000, 'five ticks')
+    assert.equal(end, { status: 'running', ticks: 5 })
+    assert.equal(lines, [], 'no line crossed to the main thread')
+    assert.is(readLive(h.ckptPath).parsed.tick, 5)
+    assert.ok(verifyHistory([dir]).valid)
+  } finally { await pool.close() }
+})
+
 test('the watchdog ends a runaway tick: rolled back to the last checkpoint, counted, paused after max_consecutive_failures', async () => {
   const pool = new TickPool({ size: 1, tickTimeoutMs: 300 })
   const dir = tempDir()
