@@ -86,6 +86,13 @@ test('a message to a DID nobody hosts comes back to the sender as a bounce with 
 })
 
 test('forged messages are refused: a bad signature, and a sender DID the sending peer does not host', async () => {
+  // the igord children are unref'd: a ref'd timer keeps this file alive for the whole test (a run
+  // on a loaded machine once ended here with uvu's "Exiting early before testing is finished")
+  const alive = setInterval(() => {}, 1000)
+  try { await forgedRefused() } finally { clearInterval(alive) }
+})
+
+async function forgedRefused (): Promise<void> {
   const b = track(await startNode())
   assert.is(igord(['run', agentWasm('pong'), '--node', b.dir]).code, 0)
   const pongDid = ps(b.dir).find((x) => x.name === 'pong')!.did
@@ -109,6 +116,6 @@ test('forged messages are refused: a bad signature, and a sender DID the sending
   const end = await stopNode(b)
   assert.is(end.code, 0, end.stderr)
   assert.equal(got(end.stdout, 'pong'), [], 'pong never got a forged message')
-})
+}
 
 test.run()

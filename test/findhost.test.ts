@@ -88,4 +88,25 @@ test('an announcement made with no peer connected waits for one (no retry timer)
   }
 })
 
+test('a peer that connects and leaves at once: the parked announcements wait for the next one, without spinning', async () => {
+  const nodes: Awaited<ReturnType<typeof node>>[] = []
+  try {
+    nodes.push(await node())
+    const [a] = nodes
+    const dids = Array.from({ length: 6 }, () => generateIdentity().did)
+    for (const did of dids) { a.where.set(did, { state: 'here', epoch: 1 }); await a.disc.announce(did) }
+    nodes.push(await node())
+    const [, b] = nodes
+    await b.peer.dial(a.peer.getMultiaddrs()[0])
+    await b.peer.stop()
+    // a spinning re-park would starve this (shared) event loop: timers still fire, and every DID parks again
+    const t0 = Date.now()
+    await sleep(100)
+    assert.ok(Date.now() - t0 < 10_000, 'the event loop turns')
+    await until(async () => a.disc.parked === dids.length && a.peer.getConnections().length === 0, 60_000, 'every announcement parked again')
+  } finally {
+    for (const n of nodes) { n.disc.close(); await n.peer.stop() }
+  }
+})
+
 test.run()
