@@ -232,9 +232,13 @@ export class KadDiscovery implements Discovery {
   /** DIDs whose announcement waits for a peer to connect (see {@link KadDiscovery.#parked}). */
   get parked (): number { return this.#parked.size }
 
-  /** Announces the parked DIDs again, {@link PARKED_CONCURRENCY} at a time, as first announcements. */
+  /**
+   * Announces the parked DIDs again, {@link PARKED_CONCURRENCY} at a time, as first announcements,
+   * while this node has a connection (without one, each would park again at once: they wait for
+   * the next `peer:connect` instead of looping).
+   */
   #unpark (): void {
-    while (this.#unparking < PARKED_CONCURRENCY && this.#parked.size > 0 && !this.#closed) {
+    while (this.#unparking < PARKED_CONCURRENCY && this.#parked.size > 0 && !this.#closed && this.#peer.getConnections().length > 0) {
       const did = this.#parked.values().next().value as string
       this.#parked.delete(did)
       if (!this.#announced.has(did)) continue
