@@ -34,10 +34,11 @@ import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
 import { planEnd, restoreBaseIo, sharedOf } from './endframe.ts'
+import { PendingFile, writevAt } from './pending-file.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
-import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
-import type { Frame } from './wire.ts'
+import { blobsFrameParts, bytesOf, Channel, copyOut, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
+import type { BlobsFrame, Frame } from './wire.ts'
 
 /** Protocol ID of the migration stream. */
 export const MIGRATE_PROTOCOL = '/igor/migrate/1.0.0'
@@ -163,6 +164,8 @@ export class MemorySpool {
   readonly queued = 0
   readonly #at = new Map<string, Uint8Array>()
   readonly #slots: Uint8Array
+  /** the buffers {@link take} handed out (the slots' one, and the blobs' own) */
+  readonly #taken = new WeakSet<ArrayBufferLike>()
   #used = 0
   #removed = false
 
@@ -170,16 +173,27 @@ export class MemorySpool {
   constructor (pages: number) { this.#slots = new Uint8Array(new SharedArrayBuffer(pages * PAGE_SIZE)) }
 
   /**
-   * Copies blobs `[cid, bytes]` (each already checked against its CID) in.
+   * Memory for a received blob of `length` bytes, to copy it into before {@link putAll}: the next
+   * free 64 KiB slot for a page while slots remain, else a buffer of its own (shared too).
+   */
+  take (length: number): Uint8Array {
+    const v = length === PAGE_SIZE && (this.#used + 1) * PAGE_SIZE <= this.#slots.length
+      ? this.#slots.subarray(this.#used * PAGE_SIZE, ++this.#used * PAGE_SIZE)
+      : new Uint8Array(new SharedArrayBuffer(length))
+    this.#taken.add(v.buffer)
+    return v
+  }
+
+  /**
+   * Keeps blobs `[cid, bytes]` (each already checked against its CID): memory from {@link take} as it
+   * is, any other blob copied in (as into memory from `take`).
    * @throws NetworkError when the spool was removed
    */
   putAll (blobs: [string, Uint8Array][]): void {
     if (this.#removed) throw new NetworkError('spool: removed')
     for (const [cid, b] of blobs) {
-      let v: Uint8Array
-      if (b.length === PAGE_SIZE && (this.#used + 1) * PAGE_SIZE <= this.#slots.length) v = this.#slots.subarray(this.#used * PAGE_SIZE, ++this.#used * PAGE_SIZE)
-      else v = new Uint8Array(new SharedArrayBuffer(b.length))
-      v.set(b)
+      let v = b
+      if (!this.#taken.has(b.buffer)) { v = this.take(b.length); v.set(b) }
       this.#at.set(cid, v)
       this.bytes += b.length
     }
@@ -246,6 +260,9 @@ export class Spool {
     } catch (e) { throw new NetworkError(`spool: cannot create ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   }
 
+  /** Memory for a received blob of `length` bytes, to copy it into before {@link putAll} (a buffer of its own, held until written). */
+  take (length: number): Uint8Array { return new Uint8Array(length) }
+
   /**
    * Appends blobs `[cid, bytes]` (each already checked against its CID) with one writev on the
    * thread pool, after the writes queued before (so a busy disk does not stall the stream's
@@ -309,20 +326,6 @@ export class Spool {
       if (fd !== null) try { fs.closeSync(fd) } catch { /* gone */ }
       if (later) fs.rm(this.dir, { recursive: true, force: true }, () => { /* best effort: a restart clears spools */ })
     })
-  }
-}
-
-/** Writes every byte of `chunks` to `fd` from offset `at` (fs.writev on the thread pool, resuming after short writes). */
-async function writevAt (fd: number, chunks: Uint8Array[], at: number): Promise<void> {
-  let i = 0
-  let skip = 0 // bytes of chunks[i] already written
-  while (i < chunks.length) {
-    const batch = chunks.slice(i, i + 1024).map((c, k) => k === 0 ? c.subarray(skip) : c)
-    let n = await new Promise<number>((resolve, reject) => fs.writev(fd, batch, at, (e, w) => { if (e) reject(e); else resolve(w) }))
-    if (n === 0 && batch.some((c) => c.length > 0)) throw new Error('the write made no progress')
-    at += n
-    while (i < chunks.length && n >= chunks[i].length - skip) { n -= chunks[i].length - skip; i++; skip = 0 }
-    skip += n
   }
 }
 
@@ -454,6 +457,8 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   await ch.send({
     t: 'offer', v: 1, id: a.id, name: a.name, header: live.header, sig: live.sig, manifest: live.manifest,
     pageCount: live.pageCount, pages: rows, globals: live.globals.map((g) => [g.index, g.type, g.bytes]), from: a.addrs,
+    // the lengths of what `end` carries, so that the target can lay its pending file out as the pages arrive
+    ...(live.log === null ? {} : { logBytes: live.log.length }), ...(live.io === null ? {} : { ioBytes: live.io.length }),
     ...(base === undefined ? {} : { base: { header: base.header, sig: base.sig, pageCount: base.pageCount, pages: base.pages, globals: base.globals.map((g) => [g.index, g.type, g.bytes]) } }),
   }, 'offer', t.stepMs)
   hooks.fault?.('source-after-offer', ch)
@@ -484,7 +489,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   let batchBytes = 0
   let frames = 0
   const flush = async () => {
-    await ch.send({ t: 'blobs', b: batch }, 'transfer', t.frameMs)
+    await ch.sendParts(blobsFrameParts(batch), 'transfer', t.frameMs) // the frame `{t: "blobs", b: batch}`, the blobs not copied
     sent += batchBytes; batch = []; batchBytes = 0
     if (++frames === 1) hooks.fault?.('source-during-transfer', ch)
     hooks.progress?.(sent, total)
@@ -527,6 +532,11 @@ export interface Offer {
   id: string; name: string; header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; cid: string
   manifestBytes: Uint8Array; manifest: Manifest; pageCount: number; pages: [number, string][]
   globals: LiveCheckpoint['globals']; from: string[]
+  /**
+   * the lengths of the event log and I/O state the `end` frame will carry, as announced (null: none,
+   * as the header says); undefined when the offer did not announce them (they are then not used)
+   */
+  ends?: { logBytes: number | null; ioBytes: number | null }
   base?: { header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; pageCount: number; pages: [number, string][]; globals: LiveCheckpoint['globals'] }
 }
 
@@ -547,9 +557,11 @@ export interface TargetHooks {
    * TargetHooks.restoreLater} follows once its replay succeeded); throws to refuse (the message is
    * sent as the reason), leaving no pending files. Runs while the offer's replay does ({@link
    * TargetHooks.discard} undoes it when the replay fails); `live`'s pages may be views of a
-   * `SharedArrayBuffer` ({@link Spool.load}): read only.
+   * `SharedArrayBuffer` ({@link Spool.load}): read only. `file`: the pending live checkpoint, already
+   * written and synced there (p2p/pending-file.ts, under {@link TargetHooks.spoolRoot}): to be
+   * renamed into place rather than written again.
    */
-  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint, restore: boolean): void | Promise<void>
+  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint, restore: boolean, file?: string): void | Promise<void>
   /**
    * Optional: restores the agent for hosting in the background, after `pending` — called instead of
    * a restore in {@link TargetHooks.prepare} when the offer's replay re-executed ticks of this very
@@ -609,6 +621,16 @@ export function decodeOffer (f: Frame): Offer {
   const { pageCount, pages, globals } = decodeTable(f, 'offer')
   const from = Array.isArray(f.from) ? (f.from as unknown[]).filter((x): x is string => typeof x === 'string').slice(0, 16) : []
   const offer: Offer = { id, name, header, sig, parsed, cid: headerCid(header), manifestBytes, manifest, pageCount, pages, globals, from }
+  const size = (k: string): number | undefined => {
+    const v = f[k]
+    if (v === undefined) return undefined
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > MAX_FRAME) throw new NetworkError(`offer: field "${k}" must be a length in bytes (at most ${MAX_FRAME})`)
+    return v
+  }
+  const logBytes = size('logBytes'); const ioBytes = size('ioBytes')
+  if ((logBytes !== undefined || parsed.log === null) && (ioBytes !== undefined || parsed.io === undefined)) {
+    offer.ends = { logBytes: parsed.log === null ? null : logBytes!, ioBytes: parsed.io === undefined ? null : ioBytes! }
+  }
   if (f.base !== undefined && f.base !== null) {
     const b = f.base as Frame
     if (typeof b !== 'object' || Array.isArray(b)) throw new NetworkError('offer: field "base" must be a map')
@@ -673,9 +695,19 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       throw e
     }
   }
+  const recvBlobs = async (step: string, ms: number, expect: string[], max: number): Promise<Frame | BlobsFrame> => {
+    const left = deadline - Date.now()
+    if (left <= 0) throw new NetworkError(`${step}: the offer is still unfinished after ${t.offerMs} ms (the limit of one offer)`)
+    try { return await ch.recvBlobs(step, Math.min(ms, left), expect, max) } catch (e) {
+      if (Date.now() >= deadline) throw new NetworkError(`${step}: the offer is still unfinished after ${t.offerMs} ms (the limit of one offer)`)
+      throw e
+    }
+  }
   let offer: Offer | null = null
   let pendingWritten = false
   let spool: Spool | MemorySpool | null = null
+  /** the pending live checkpoint written as the pages arrive (an offer received into memory that announced the lengths of its `end`) */
+  let pending: PendingFile | null = null
   let reserved = 0
   let inMemory = false
   let inGate = true
@@ -683,6 +715,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     if (!inGate) return
     inGate = false
     spool?.remove(later)
+    pending?.remove(later)
     if (inMemory) gate.releaseMemory(reserved); else gate.release(reserved)
     gate.leave(ch.peer)
   }
@@ -718,24 +751,42 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       try { spool = new Spool(hooks.spoolRoot) } catch (e) { throw await refused(ch, (e as Error).message, t) }
     }
     await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
-    // transfer: every blob is hashed as it arrives and kept in memory or spooled to disk
+    // the pending file is laid out once the wasm is at hand; blobs received before that wait in `early`
+    const lay = inMemory && offer.ends !== undefined
+    let early: [string, Uint8Array][] | null = lay ? [] : null
+    const plan = (wasm: Uint8Array) => {
+      const o = offer!
+      try { pending = new PendingFile(hooks.spoolRoot, { header: o.header, sig: o.sig, manifest: o.manifestBytes, pageCount: o.pageCount, pages: o.pages, globals: o.globals, wasm, ...o.ends! }) } catch { pending = null } // then written whole after `end`, as without
+      pending?.put(early!)
+      early = null
+    }
+    if (lay && !wanted.has(offer.parsed.code)) { try { plan(hooks.getBlob(offer.parsed.code)) } catch { early = null } }
+    // transfer: every blob is copied once, from the received chunks to where it stays, and hashed there
     let frames = 0
     let end: Frame
     for (;;) {
       // while the wasm is awaited a frame may hold it; once every blob is in, only `end` (log, I/O states) may come
       const max = (wanted.has(offer.parsed.code) && !spool.has(offer.parsed.code)) || spool.count === wanted.size ? MAX_FRAME : MAX_BLOBS_FRAME
-      let fr: Frame
-      try { fr = await recv('transfer', t.frameMs, ['blobs', 'end'], max) } catch (e) {
+      let fr: Frame | BlobsFrame
+      try { fr = await recvBlobs('transfer', t.frameMs, ['blobs', 'end'], max) } catch (e) {
         await refuse(ch, (e as Error).message, t)
         throw e
       }
-      if (fr.t === 'end') { end = fr; break }
+      if (fr.t === 'end') { end = fr as Frame; break }
       if (++frames === 1) hooks.fault?.('target-during-transfer', ch)
-      if (!Array.isArray(fr.b) || fr.b.length === 0) throw await refused(ch, 'transfer: field "b" must be a non-empty array of byte strings', t)
+      // a canonical frame's blobs are copied once, out of its chunks into the spool's memory; a
+      // frame that is not (decoded whole, it fails the checks below) would hold them as views
+      const fast = 'chunks' in fr ? fr as BlobsFrame : null
+      const count = fast !== null ? fast.blobs.length : Array.isArray((fr as Frame).b) ? ((fr as Frame).b as unknown[]).length : 0
+      if (count === 0) throw await refused(ch, 'transfer: field "b" must be a non-empty array of byte strings', t)
       const blobs: [string, Uint8Array][] = []
       const inFrame = new Set<string>()
-      for (const b of fr.b as unknown[]) {
-        if (!(b instanceof Uint8Array) || b.length > MAX_WASM_BYTES) throw await refused(ch, 'transfer: a blob is not a byte string or is too large', t)
+      for (let k = 0; k < count; k++) {
+        const slow = fast === null ? ((fr as Frame).b as unknown[])[k] : null
+        const size = fast !== null ? fast.blobs[k][1] : slow instanceof Uint8Array ? slow.length : -1
+        if (size < 0 || size > MAX_WASM_BYTES) throw await refused(ch, 'transfer: a blob is not a byte string or is too large', t)
+        let b: Uint8Array
+        if (fast !== null) { b = spool.take(size); copyOut(fast.chunks, fast.blobs[k][0], b) } else b = slow as Uint8Array
         const c = cidOf(b) // the only hash of a received blob
         if (!wanted.has(c) || spool.has(c) || inFrame.has(c)) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
         if (c !== offer.parsed.code && b.length !== PAGE_SIZE) throw await refused(ch, `transfer: page ${c} is ${b.length} bytes, not ${PAGE_SIZE}`, t)
@@ -744,6 +795,10 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       spool.putAll(blobs) // one writev per frame
       // a module T did not hold is instrumented while the pages arrive (one T holds ran or arrived here before: its code cache has it)
       for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer)
+      if (early !== null) {
+        early.push(...blobs)
+        for (const [c, b] of blobs) if (c === offer.parsed.code) plan(b)
+      } else (pending as PendingFile | null)?.put(blobs)
       if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
     }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
@@ -758,7 +813,11 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       // A replay failure is reported before a failure of prepare, as when they ran one after the other.
       // With a replay, the restore for hosting waits until after `pending` (the replay is that check).
       const later = hooks.restoreLater !== undefined && replays(offer, live)
-      const [r, p] = await Promise.allSettled([replayBase(offer, live, got, hooks, baseIoOf(offer, end)), hooks.prepare(offer, ch.peer, live, !later)])
+      const rp = replayBase(offer, live, got, hooks, baseIoOf(offer, end))
+      // the pending file written during the transfer is completed and synced (else prepare writes it whole)
+      const pf = pending as PendingFile | null
+      const pp = (async () => hooks.prepare(offer, ch.peer, live, !later, pf === null ? undefined : await pf.finish(live).catch(() => undefined)))()
+      const [r, p] = await Promise.allSettled([rp, pp])
       if (r.status === 'rejected') {
         if (p.status === 'fulfilled') hooks.discard(offer)
         throw r.reason
