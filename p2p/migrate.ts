@@ -34,6 +34,7 @@ import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
 import { planEnd, restoreBaseIo, sharedOf } from './endframe.ts'
+import { hashShared } from './hasher.ts'
 import { PendingFile, writevAt } from './pending-file.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
@@ -48,6 +49,8 @@ export const STATUS_PROTOCOL = '/igor/migrate/status/1.0.0'
 export const CHUNK_BYTES = 1024 * 1024
 /** Received bytes a target holds in memory while they wait to be written to the offer's spool (8 MiB); beyond, it reads no frame until they are written. */
 export const SPOOL_QUEUE_BYTES = 8 * 1024 * 1024
+/** Received pages a target holds while their hashes are computed (16 MiB); beyond, it reads no frame until they are checked. */
+export const UNCHECKED_BYTES = 16 * 1024 * 1024
 /** Largest wasm module accepted in an offer, bytes. */
 export const MAX_WASM_BYTES = 64 * 1024 * 1024
 
@@ -761,46 +764,85 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       early = null
     }
     if (lay && !wanted.has(offer.parsed.code)) { try { plan(hooks.getBlob(offer.parsed.code)) } catch { early = null } }
-    // transfer: every blob is copied once, from the received chunks to where it stays, and hashed there
+    // transfer: every blob is copied once, from the received chunks to where it stays; a frame of
+    // pages in shared memory is hashed in the hash thread while the next frames arrive, and checked
+    // when its digests are back (frames in arrival order), any other here at once
+    const code = offer.parsed.code
+    let codeIn = !wanted.has(code)
     let frames = 0
+    let received = 0 // blobs received, checked or not: never more than were asked for
+    let unchecked = 0 // bytes of them not yet checked
+    let checking: Promise<void> = Promise.resolve()
+    let fail: (e: Error) => void = () => {}
+    const failed = new Promise<never>((_resolve, reject) => { fail = reject })
+    failed.catch(() => {}) // raced below
+    /** checks one frame's blobs against the CIDs asked for, then keeps them (throws the refusal reason) */
+    const keep = (got: Uint8Array[], cids: string[]): void => {
+      const blobs: [string, Uint8Array][] = []
+      const inFrame = new Set<string>()
+      got.forEach((b, k) => {
+        const c = cids[k]
+        if (!wanted.has(c) || spool!.has(c) || inFrame.has(c)) throw new NetworkError('transfer: received a blob that was not asked for (or twice)')
+        if (c !== code && b.length !== PAGE_SIZE) throw new NetworkError(`transfer: page ${c} is ${b.length} bytes, not ${PAGE_SIZE}`)
+        inFrame.add(c); blobs.push([c, b])
+      })
+      spool!.putAll(blobs) // one writev per frame
+      for (const [c, b] of blobs) {
+        if (c !== code) continue
+        codeIn = true
+        hooks.warm?.(b, offer!) // a module T did not hold is instrumented while the pages arrive
+      }
+      if (early !== null) {
+        early.push(...blobs)
+        for (const [c, b] of blobs) if (c === code) plan(b)
+      } else (pending as PendingFile | null)?.put(blobs)
+    }
     let end: Frame
     for (;;) {
       // while the wasm is awaited a frame may hold it; once every blob is in, only `end` (log, I/O states) may come
-      const max = (wanted.has(offer.parsed.code) && !spool.has(offer.parsed.code)) || spool.count === wanted.size ? MAX_FRAME : MAX_BLOBS_FRAME
+      const max = !codeIn || received === wanted.size ? MAX_FRAME : MAX_BLOBS_FRAME
       let fr: Frame | BlobsFrame
-      try { fr = await recvBlobs('transfer', t.frameMs, ['blobs', 'end'], max) } catch (e) {
+      try {
+        const next = recvBlobs('transfer', t.frameMs, ['blobs', 'end'], max)
+        next.catch(() => {}) // when a check fails first
+        fr = await Promise.race([next, failed])
+      } catch (e) {
         await refuse(ch, (e as Error).message, t)
         throw e
       }
       if (fr.t === 'end') { end = fr as Frame; break }
       if (++frames === 1) hooks.fault?.('target-during-transfer', ch)
-      // a canonical frame's blobs are copied once, out of its chunks into the spool's memory; a
-      // frame that is not (decoded whole, it fails the checks below) would hold them as views
+      // a canonical frame's blobs are copied out of its chunks into the spool's memory; a frame
+      // that is not (decoded whole: it fails the checks) holds them as views
       const fast = 'chunks' in fr ? fr as BlobsFrame : null
       const count = fast !== null ? fast.blobs.length : Array.isArray((fr as Frame).b) ? ((fr as Frame).b as unknown[]).length : 0
       if (count === 0) throw await refused(ch, 'transfer: field "b" must be a non-empty array of byte strings', t)
-      const blobs: [string, Uint8Array][] = []
-      const inFrame = new Set<string>()
+      if (received + count > wanted.size) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
+      received += count
+      const got: Uint8Array[] = []
       for (let k = 0; k < count; k++) {
         const slow = fast === null ? ((fr as Frame).b as unknown[])[k] : null
         const size = fast !== null ? fast.blobs[k][1] : slow instanceof Uint8Array ? slow.length : -1
         if (size < 0 || size > MAX_WASM_BYTES) throw await refused(ch, 'transfer: a blob is not a byte string or is too large', t)
         let b: Uint8Array
         if (fast !== null) { b = spool.take(size); copyOut(fast.chunks, fast.blobs[k][0], b) } else b = slow as Uint8Array
-        const c = cidOf(b) // the only hash of a received blob
-        if (!wanted.has(c) || spool.has(c) || inFrame.has(c)) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
-        if (c !== offer.parsed.code && b.length !== PAGE_SIZE) throw await refused(ch, `transfer: page ${c} is ${b.length} bytes, not ${PAGE_SIZE}`, t)
-        inFrame.add(c); blobs.push([c, b])
+        got.push(b)
       }
-      spool.putAll(blobs) // one writev per frame
-      // a module T did not hold is instrumented while the pages arrive (one T holds ran or arrived here before: its code cache has it)
-      for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer)
-      if (early !== null) {
-        early.push(...blobs)
-        for (const [c, b] of blobs) if (c === offer.parsed.code) plan(b)
-      } else (pending as PendingFile | null)?.put(blobs)
+      const shared = got[0].buffer
+      if (shared instanceof SharedArrayBuffer && got.every((b) => b.length === PAGE_SIZE && b.buffer === shared)) {
+        const n = count * PAGE_SIZE
+        unchecked += n
+        const digests = hashShared(got).catch(() => got.map((b) => sha256(b))) // no hash thread: hashed here
+        checking = checking.then(async () => { const d = await digests; keep(got, d.map(cidOfDigest)) }).finally(() => { unchecked -= n })
+        checking.catch((e: Error) => fail(e))
+        if (unchecked > UNCHECKED_BYTES) await checking.catch(() => {})
+      } else {
+        await checking.catch(() => {}) // frames are checked in order
+        try { keep(got, got.map((b) => cidOf(b))) } catch (e) { fail(e as Error) }
+      }
       if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
     }
+    try { await Promise.race([checking, failed]) } catch (e) { throw await refused(ch, (e as Error).message, t) }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
     let got: Map<string, Uint8Array>
     try { got = await spool.load() } catch (e) { throw await refused(ch, (e as Error).message, t) }
