@@ -1,7 +1,8 @@
 /**
  * SHA-256 of byte ranges of SharedArrayBuffers in a helper thread (p2p/hash-thread.ts), so that a
  * migration target hashes received pages beside the thread that carries the stream instead of on
- * it (docs/RATIONALE.md "Offer → pending: …"). One thread per process, started on first use,
+ * it, and commits fresh shared memory ahead of the copies into it (docs/RATIONALE.md "Offer →
+ * pending: …"). One thread per process, started on first use,
  * never keeping the process alive, ended after {@link IDLE_MS} without a request.
  */
 import { Worker } from 'node:worker_threads'
@@ -55,4 +56,19 @@ export function hashShared (views: Uint8Array[]): Promise<Uint8Array[]> {
     t.waiting.set(id, { resolve, reject })
     t.worker.postMessage({ id, buf, ranges: views.map((v) => [v.byteOffset, v.length]) })
   })
+}
+
+/**
+ * Has the helper thread commit the memory of `buf` (a fresh SharedArrayBuffer that this thread is
+ * about to fill) ahead of this thread's writes: the page faults of first touch are then taken
+ * there, not on the thread that copies received bytes in. It adds 0 atomically to one word of
+ * each 4 KiB page, so it never changes a byte, whatever this thread wrote meanwhile. Never throws.
+ */
+export function touchShared (buf: SharedArrayBuffer): void {
+  try {
+    const t = thread ??= start()
+    if (t.timer !== null) { clearTimeout(t.timer); t.timer = null }
+    t.worker.postMessage({ id: 0, buf, ranges: [], touch: true })
+    if (t.waiting.size === 0) { t.timer = setTimeout(() => { if (thread === t && t.waiting.size === 0) { thread = null; void t.worker.terminate() } }, IDLE_MS); t.timer.unref() }
+  } catch { /* only slower */ }
 }

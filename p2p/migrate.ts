@@ -34,7 +34,7 @@ import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
 import { planEnd, restoreBaseIo, sharedOf } from './endframe.ts'
-import { hashShared } from './hasher.ts'
+import { hashShared, touchShared } from './hasher.ts'
 import { PendingFile, writevAt } from './pending-file.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
@@ -174,6 +174,9 @@ export class MemorySpool {
 
   /** @param pages 64 KiB slots for the pages the offer was asked for */
   constructor (pages: number) { this.#slots = new Uint8Array(new SharedArrayBuffer(pages * PAGE_SIZE)) }
+
+  /** The memory of the page slots (not to be written but through {@link take}). */
+  get memory (): SharedArrayBuffer { return this.#slots.buffer as SharedArrayBuffer }
 
   /**
    * Memory for a received blob of `length` bytes, to copy it into before {@link putAll}: the next
@@ -747,6 +750,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       inMemory = true
       reserved = need
       spool = new MemorySpool(wantPages)
+      touchShared(spool.memory) // its page faults taken by the hash thread, ahead of the copies
     } else {
       const noSpace = gate.reserve(need)
       if (noSpace !== null) throw await refused(ch, noSpace, t)
