@@ -153,13 +153,14 @@ export class InboundGate {
 
 /**
  * The received blobs of one offer held in memory (an offer within the node's in-memory budget,
- * {@link TargetLimits.maxMemoryBytes}; the interface of {@link Spool}): each blob is copied on
- * arrival — a page into the next 64 KiB slot of one `SharedArrayBuffer` of `pages` slots (allocated
- * at once; the system commits its memory as the slots are written), any other blob (the wasm) into
- * its own — and {@link load} returns those views: nothing is written to disk or read back. Blobs are
- * hashed once, on arrival, by the caller ({@link receiveAgent}). Holds at most `pages` × 64 KiB
- * plus one blob that is not a page slot (≤ {@link MAX_WASM_BYTES}), or a page past the slots:
- * within the offer's reservation.
+ * {@link TargetLimits.maxMemoryBytes}; the interface of {@link Spool}): each blob is copied once on
+ * arrival, from the frame's chunks into memory {@link take} hands out — a page into the next 64 KiB
+ * slot of one `SharedArrayBuffer` of `pages` slots ({@link memory}, allocated at once; the caller
+ * has a helper thread commit it ahead of the copies), any other blob (the wasm) into its own — and
+ * {@link load} returns those views: nothing is written to disk or read back. Blobs are hashed once,
+ * by the caller ({@link receiveAgent}), before {@link putAll} keeps them. Holds at most `pages` ×
+ * 64 KiB plus one blob that is not a page slot (≤ {@link MAX_WASM_BYTES}), or a page past the
+ * slots: within the offer's reservation.
  */
 export class MemorySpool {
   /** bytes stored; bytes waiting for a write (always 0: nothing is written) */
@@ -679,8 +680,11 @@ function decodeTable (f: Frame, step: string): { pageCount: number; pages: [numb
  * read, when `gate` already counts {@link TargetLimits.maxOffersPerPeer} offers of that peer or
  * {@link TargetLimits.maxOffers} in total; each frame's length is checked on its prefix against the
  * limit of its step; an offer announcing more pages than its manifest's memory limit, or more spool
- * bytes than the gate has free, is refused before `accept`; received blobs go to a {@link Spool} in
- * `hooks.spoolRoot`, hashed on arrival; no frame within `t.frameMs` (or `t.stepMs`), or the offer
+ * bytes than the gate has free, is refused before `accept`; received blobs go to a {@link MemorySpool}
+ * (within the in-memory budget) or a {@link Spool} in `hooks.spoolRoot`, each hashed once (pages in
+ * memory in the hash thread, p2p/hasher.ts, checked in arrival order before `end` is handled), never
+ * more than were asked for; for an offer in memory that announced the lengths of its `end`, the
+ * pending live checkpoint is written as the pages arrive (p2p/pending-file.ts); no frame within `t.frameMs` (or `t.stepMs`), or the offer
  * still unfinished `t.offerMs` after the stream opened, ends it. On every exit the spool is deleted
  * and the gate's count and reservation are released (the agent name is released by `hooks.failed`).
  */
