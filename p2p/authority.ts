@@ -131,6 +131,18 @@ export function writePending (dir: string, name: string, live: Uint8Array[], rec
   atomicWrite(p.pending, encodeFile({ v: 1, ...rec }), 0o600)
 }
 
+/**
+ * As {@link writePending}, for a pending live checkpoint already written and synced as `file`
+ * (p2p/pending-file.ts, on the same file system): renames it into place, then writes the record,
+ * with one fsync of the folder for both renames.
+ * @throws StorageError on I/O failure
+ */
+export function writePendingFile (dir: string, name: string, file: string, rec: PendingRecord): void {
+  const p = recordPaths(dir, name)
+  try { fs.renameSync(file, p.pendingCkpt) } catch (e) { throw new StorageError(`${p.pendingCkpt}: cannot move the received checkpoint into place: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  atomicWrite(p.pending, encodeFile({ v: 1, ...rec }), 0o600)
+}
+
 function decodePending (bytes: Uint8Array, file: string): PendingRecord {
   const m = asMap(decodeFile(bytes, file), file, 'pending record')
   const str = (k: string) => { if (typeof m[k] !== 'string') throw new Unreadable(`${file}: field "${k}" must be a string`); return m[k] as string }

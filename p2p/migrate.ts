@@ -34,10 +34,12 @@ import { parseManifest } from '../hostcalls/manifest.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { replaySegment } from '../runtime/replay.ts'
 import { planEnd, restoreBaseIo, sharedOf } from './endframe.ts'
+import { hashShared, touchShared } from './hasher.ts'
+import { PendingFile, writevAt } from './pending-file.ts'
 import { NetworkError, RefusedError } from './errors.ts'
 import type { Peer } from './peer.ts'
-import { bytesOf, Channel, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
-import type { Frame } from './wire.ts'
+import { blobsFrameParts, bytesOf, Channel, copyOut, MAX_FRAME, MAX_OFFER_FRAME, MAX_SMALL_FRAME, PeerSlots, textOf } from './wire.ts'
+import type { BlobsFrame, Frame } from './wire.ts'
 
 /** Protocol ID of the migration stream. */
 export const MIGRATE_PROTOCOL = '/igor/migrate/1.0.0'
@@ -47,6 +49,8 @@ export const STATUS_PROTOCOL = '/igor/migrate/status/1.0.0'
 export const CHUNK_BYTES = 1024 * 1024
 /** Received bytes a target holds in memory while they wait to be written to the offer's spool (8 MiB); beyond, it reads no frame until they are written. */
 export const SPOOL_QUEUE_BYTES = 8 * 1024 * 1024
+/** Received pages a target holds while their hashes are computed (16 MiB); beyond, it reads no frame until they are checked. */
+export const UNCHECKED_BYTES = 16 * 1024 * 1024
 /** Largest wasm module accepted in an offer, bytes. */
 export const MAX_WASM_BYTES = 64 * 1024 * 1024
 
@@ -149,13 +153,14 @@ export class InboundGate {
 
 /**
  * The received blobs of one offer held in memory (an offer within the node's in-memory budget,
- * {@link TargetLimits.maxMemoryBytes}; the interface of {@link Spool}): each blob is copied on
- * arrival — a page into the next 64 KiB slot of one `SharedArrayBuffer` of `pages` slots (allocated
- * at once; the system commits its memory as the slots are written), any other blob (the wasm) into
- * its own — and {@link load} returns those views: nothing is written to disk or read back. Blobs are
- * hashed once, on arrival, by the caller ({@link receiveAgent}). Holds at most `pages` × 64 KiB
- * plus one blob that is not a page slot (≤ {@link MAX_WASM_BYTES}), or a page past the slots:
- * within the offer's reservation.
+ * {@link TargetLimits.maxMemoryBytes}; the interface of {@link Spool}): each blob is copied once on
+ * arrival, from the frame's chunks into memory {@link take} hands out — a page into the next 64 KiB
+ * slot of one `SharedArrayBuffer` of `pages` slots ({@link memory}, allocated at once; the caller
+ * has a helper thread commit it ahead of the copies), any other blob (the wasm) into its own — and
+ * {@link load} returns those views: nothing is written to disk or read back. Blobs are hashed once,
+ * by the caller ({@link receiveAgent}), before {@link putAll} keeps them. Holds at most `pages` ×
+ * 64 KiB plus one blob that is not a page slot (≤ {@link MAX_WASM_BYTES}), or a page past the
+ * slots: within the offer's reservation.
  */
 export class MemorySpool {
   /** bytes stored; bytes waiting for a write (always 0: nothing is written) */
@@ -163,23 +168,39 @@ export class MemorySpool {
   readonly queued = 0
   readonly #at = new Map<string, Uint8Array>()
   readonly #slots: Uint8Array
+  /** the buffers {@link take} handed out (the slots' one, and the blobs' own) */
+  readonly #taken = new WeakSet<ArrayBufferLike>()
   #used = 0
   #removed = false
 
   /** @param pages 64 KiB slots for the pages the offer was asked for */
   constructor (pages: number) { this.#slots = new Uint8Array(new SharedArrayBuffer(pages * PAGE_SIZE)) }
 
+  /** The memory of the page slots (not to be written but through {@link take}). */
+  get memory (): SharedArrayBuffer { return this.#slots.buffer as SharedArrayBuffer }
+
   /**
-   * Copies blobs `[cid, bytes]` (each already checked against its CID) in.
+   * Memory for a received blob of `length` bytes, to copy it into before {@link putAll}: the next
+   * free 64 KiB slot for a page while slots remain, else a buffer of its own (shared too).
+   */
+  take (length: number): Uint8Array {
+    const v = length === PAGE_SIZE && (this.#used + 1) * PAGE_SIZE <= this.#slots.length
+      ? this.#slots.subarray(this.#used * PAGE_SIZE, ++this.#used * PAGE_SIZE)
+      : new Uint8Array(new SharedArrayBuffer(length))
+    this.#taken.add(v.buffer)
+    return v
+  }
+
+  /**
+   * Keeps blobs `[cid, bytes]` (each already checked against its CID): memory from {@link take} as it
+   * is, any other blob copied in (as into memory from `take`).
    * @throws NetworkError when the spool was removed
    */
   putAll (blobs: [string, Uint8Array][]): void {
     if (this.#removed) throw new NetworkError('spool: removed')
     for (const [cid, b] of blobs) {
-      let v: Uint8Array
-      if (b.length === PAGE_SIZE && (this.#used + 1) * PAGE_SIZE <= this.#slots.length) v = this.#slots.subarray(this.#used * PAGE_SIZE, ++this.#used * PAGE_SIZE)
-      else v = new Uint8Array(new SharedArrayBuffer(b.length))
-      v.set(b)
+      let v = b
+      if (!this.#taken.has(b.buffer)) { v = this.take(b.length); v.set(b) }
       this.#at.set(cid, v)
       this.bytes += b.length
     }
@@ -246,6 +267,9 @@ export class Spool {
     } catch (e) { throw new NetworkError(`spool: cannot create ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   }
 
+  /** Memory for a received blob of `length` bytes, to copy it into before {@link putAll} (a buffer of its own, held until written). */
+  take (length: number): Uint8Array { return new Uint8Array(length) }
+
   /**
    * Appends blobs `[cid, bytes]` (each already checked against its CID) with one writev on the
    * thread pool, after the writes queued before (so a busy disk does not stall the stream's
@@ -309,20 +333,6 @@ export class Spool {
       if (fd !== null) try { fs.closeSync(fd) } catch { /* gone */ }
       if (later) fs.rm(this.dir, { recursive: true, force: true }, () => { /* best effort: a restart clears spools */ })
     })
-  }
-}
-
-/** Writes every byte of `chunks` to `fd` from offset `at` (fs.writev on the thread pool, resuming after short writes). */
-async function writevAt (fd: number, chunks: Uint8Array[], at: number): Promise<void> {
-  let i = 0
-  let skip = 0 // bytes of chunks[i] already written
-  while (i < chunks.length) {
-    const batch = chunks.slice(i, i + 1024).map((c, k) => k === 0 ? c.subarray(skip) : c)
-    let n = await new Promise<number>((resolve, reject) => fs.writev(fd, batch, at, (e, w) => { if (e) reject(e); else resolve(w) }))
-    if (n === 0 && batch.some((c) => c.length > 0)) throw new Error('the write made no progress')
-    at += n
-    while (i < chunks.length && n >= chunks[i].length - skip) { n -= chunks[i].length - skip; i++; skip = 0 }
-    skip += n
   }
 }
 
@@ -454,6 +464,8 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   await ch.send({
     t: 'offer', v: 1, id: a.id, name: a.name, header: live.header, sig: live.sig, manifest: live.manifest,
     pageCount: live.pageCount, pages: rows, globals: live.globals.map((g) => [g.index, g.type, g.bytes]), from: a.addrs,
+    // the lengths of what `end` carries, so that the target can lay its pending file out as the pages arrive
+    ...(live.log === null ? {} : { logBytes: live.log.length }), ...(live.io === null ? {} : { ioBytes: live.io.length }),
     ...(base === undefined ? {} : { base: { header: base.header, sig: base.sig, pageCount: base.pageCount, pages: base.pages, globals: base.globals.map((g) => [g.index, g.type, g.bytes]) } }),
   }, 'offer', t.stepMs)
   hooks.fault?.('source-after-offer', ch)
@@ -484,7 +496,7 @@ export async function sendAgent (ch: Channel, a: { id: string; name: string; liv
   let batchBytes = 0
   let frames = 0
   const flush = async () => {
-    await ch.send({ t: 'blobs', b: batch }, 'transfer', t.frameMs)
+    await ch.sendParts(blobsFrameParts(batch), 'transfer', t.frameMs) // the frame `{t: "blobs", b: batch}`, the blobs not copied
     sent += batchBytes; batch = []; batchBytes = 0
     if (++frames === 1) hooks.fault?.('source-during-transfer', ch)
     hooks.progress?.(sent, total)
@@ -527,6 +539,11 @@ export interface Offer {
   id: string; name: string; header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; cid: string
   manifestBytes: Uint8Array; manifest: Manifest; pageCount: number; pages: [number, string][]
   globals: LiveCheckpoint['globals']; from: string[]
+  /**
+   * the lengths of the event log and I/O state the `end` frame will carry, as announced (null: none,
+   * as the header says); undefined when the offer did not announce them (they are then not used)
+   */
+  ends?: { logBytes: number | null; ioBytes: number | null }
   base?: { header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; pageCount: number; pages: [number, string][]; globals: LiveCheckpoint['globals'] }
 }
 
@@ -547,9 +564,11 @@ export interface TargetHooks {
    * TargetHooks.restoreLater} follows once its replay succeeded); throws to refuse (the message is
    * sent as the reason), leaving no pending files. Runs while the offer's replay does ({@link
    * TargetHooks.discard} undoes it when the replay fails); `live`'s pages may be views of a
-   * `SharedArrayBuffer` ({@link Spool.load}): read only.
+   * `SharedArrayBuffer` ({@link Spool.load}): read only. `file`: the pending live checkpoint, already
+   * written and synced there (p2p/pending-file.ts, under {@link TargetHooks.spoolRoot}): to be
+   * renamed into place rather than written again.
    */
-  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint, restore: boolean): void | Promise<void>
+  prepare (offer: Offer, fromPeer: string, live: LiveCheckpoint, restore: boolean, file?: string): void | Promise<void>
   /**
    * Optional: restores the agent for hosting in the background, after `pending` — called instead of
    * a restore in {@link TargetHooks.prepare} when the offer's replay re-executed ticks of this very
@@ -609,6 +628,16 @@ export function decodeOffer (f: Frame): Offer {
   const { pageCount, pages, globals } = decodeTable(f, 'offer')
   const from = Array.isArray(f.from) ? (f.from as unknown[]).filter((x): x is string => typeof x === 'string').slice(0, 16) : []
   const offer: Offer = { id, name, header, sig, parsed, cid: headerCid(header), manifestBytes, manifest, pageCount, pages, globals, from }
+  const size = (k: string): number | undefined => {
+    const v = f[k]
+    if (v === undefined) return undefined
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > MAX_FRAME) throw new NetworkError(`offer: field "${k}" must be a length in bytes (at most ${MAX_FRAME})`)
+    return v
+  }
+  const logBytes = size('logBytes'); const ioBytes = size('ioBytes')
+  if ((logBytes !== undefined || parsed.log === null) && (ioBytes !== undefined || parsed.io === undefined)) {
+    offer.ends = { logBytes: parsed.log === null ? null : logBytes!, ioBytes: parsed.io === undefined ? null : ioBytes! }
+  }
   if (f.base !== undefined && f.base !== null) {
     const b = f.base as Frame
     if (typeof b !== 'object' || Array.isArray(b)) throw new NetworkError('offer: field "base" must be a map')
@@ -651,8 +680,11 @@ function decodeTable (f: Frame, step: string): { pageCount: number; pages: [numb
  * read, when `gate` already counts {@link TargetLimits.maxOffersPerPeer} offers of that peer or
  * {@link TargetLimits.maxOffers} in total; each frame's length is checked on its prefix against the
  * limit of its step; an offer announcing more pages than its manifest's memory limit, or more spool
- * bytes than the gate has free, is refused before `accept`; received blobs go to a {@link Spool} in
- * `hooks.spoolRoot`, hashed on arrival; no frame within `t.frameMs` (or `t.stepMs`), or the offer
+ * bytes than the gate has free, is refused before `accept`; received blobs go to a {@link MemorySpool}
+ * (within the in-memory budget) or a {@link Spool} in `hooks.spoolRoot`, each hashed once (pages in
+ * memory in the hash thread, p2p/hasher.ts, checked in arrival order before `end` is handled), never
+ * more than were asked for; for an offer in memory that announced the lengths of its `end`, the
+ * pending live checkpoint is written as the pages arrive (p2p/pending-file.ts); no frame within `t.frameMs` (or `t.stepMs`), or the offer
  * still unfinished `t.offerMs` after the stream opened, ends it. On every exit the spool is deleted
  * and the gate's count and reservation are released (the agent name is released by `hooks.failed`).
  */
@@ -673,9 +705,19 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       throw e
     }
   }
+  const recvBlobs = async (step: string, ms: number, expect: string[], max: number): Promise<Frame | BlobsFrame> => {
+    const left = deadline - Date.now()
+    if (left <= 0) throw new NetworkError(`${step}: the offer is still unfinished after ${t.offerMs} ms (the limit of one offer)`)
+    try { return await ch.recvBlobs(step, Math.min(ms, left), expect, max) } catch (e) {
+      if (Date.now() >= deadline) throw new NetworkError(`${step}: the offer is still unfinished after ${t.offerMs} ms (the limit of one offer)`)
+      throw e
+    }
+  }
   let offer: Offer | null = null
   let pendingWritten = false
   let spool: Spool | MemorySpool | null = null
+  /** the pending live checkpoint written as the pages arrive (an offer received into memory that announced the lengths of its `end`) */
+  let pending: PendingFile | null = null
   let reserved = 0
   let inMemory = false
   let inGate = true
@@ -683,6 +725,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
     if (!inGate) return
     inGate = false
     spool?.remove(later)
+    pending?.remove(later)
     if (inMemory) gate.releaseMemory(reserved); else gate.release(reserved)
     gate.leave(ch.peer)
   }
@@ -711,6 +754,7 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       inMemory = true
       reserved = need
       spool = new MemorySpool(wantPages)
+      touchShared(spool.memory) // its page faults taken by the hash thread, ahead of the copies
     } else {
       const noSpace = gate.reserve(need)
       if (noSpace !== null) throw await refused(ch, noSpace, t)
@@ -718,34 +762,95 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       try { spool = new Spool(hooks.spoolRoot) } catch (e) { throw await refused(ch, (e as Error).message, t) }
     }
     await ch.send({ t: 'accept', want }, 'accept', t.stepMs)
-    // transfer: every blob is hashed as it arrives and kept in memory or spooled to disk
+    // the pending file is laid out once the wasm is at hand; blobs received before that wait in `early`
+    const lay = inMemory && offer.ends !== undefined
+    let early: [string, Uint8Array][] | null = lay ? [] : null
+    const plan = (wasm: Uint8Array) => {
+      const o = offer!
+      try { pending = new PendingFile(hooks.spoolRoot, { header: o.header, sig: o.sig, manifest: o.manifestBytes, pageCount: o.pageCount, pages: o.pages, globals: o.globals, wasm, ...o.ends! }) } catch { pending = null } // then written whole after `end`, as without
+      pending?.put(early!)
+      early = null
+    }
+    if (lay && !wanted.has(offer.parsed.code)) { try { plan(hooks.getBlob(offer.parsed.code)) } catch { early = null } }
+    // transfer: every blob is copied once, from the received chunks to where it stays; a frame of
+    // pages in shared memory is hashed in the hash thread while the next frames arrive, and checked
+    // when its digests are back (frames in arrival order), any other here at once
+    const code = offer.parsed.code
+    let codeIn = !wanted.has(code)
     let frames = 0
+    let received = 0 // blobs received, checked or not: never more than were asked for
+    let unchecked = 0 // bytes of them not yet checked
+    let checking: Promise<void> = Promise.resolve()
+    let fail: (e: Error) => void = () => {}
+    const failed = new Promise<never>((_resolve, reject) => { fail = reject })
+    failed.catch(() => {}) // raced below
+    /** checks one frame's blobs against the CIDs asked for, then keeps them (throws the refusal reason) */
+    const keep = (got: Uint8Array[], cids: string[]): void => {
+      const blobs: [string, Uint8Array][] = []
+      const inFrame = new Set<string>()
+      got.forEach((b, k) => {
+        const c = cids[k]
+        if (!wanted.has(c) || spool!.has(c) || inFrame.has(c)) throw new NetworkError('transfer: received a blob that was not asked for (or twice)')
+        if (c !== code && b.length !== PAGE_SIZE) throw new NetworkError(`transfer: page ${c} is ${b.length} bytes, not ${PAGE_SIZE}`)
+        inFrame.add(c); blobs.push([c, b])
+      })
+      spool!.putAll(blobs) // one writev per frame
+      for (const [c, b] of blobs) {
+        if (c !== code) continue
+        codeIn = true
+        hooks.warm?.(b, offer!) // a module T did not hold is instrumented while the pages arrive
+      }
+      if (early !== null) {
+        early.push(...blobs)
+        for (const [c, b] of blobs) if (c === code) plan(b)
+      } else (pending as PendingFile | null)?.put(blobs)
+    }
     let end: Frame
     for (;;) {
       // while the wasm is awaited a frame may hold it; once every blob is in, only `end` (log, I/O states) may come
-      const max = (wanted.has(offer.parsed.code) && !spool.has(offer.parsed.code)) || spool.count === wanted.size ? MAX_FRAME : MAX_BLOBS_FRAME
-      let fr: Frame
-      try { fr = await recv('transfer', t.frameMs, ['blobs', 'end'], max) } catch (e) {
+      const max = !codeIn || received === wanted.size ? MAX_FRAME : MAX_BLOBS_FRAME
+      let fr: Frame | BlobsFrame
+      try {
+        const next = recvBlobs('transfer', t.frameMs, ['blobs', 'end'], max)
+        next.catch(() => {}) // when a check fails first
+        fr = await Promise.race([next, failed])
+      } catch (e) {
         await refuse(ch, (e as Error).message, t)
         throw e
       }
-      if (fr.t === 'end') { end = fr; break }
+      if (fr.t === 'end') { end = fr as Frame; break }
       if (++frames === 1) hooks.fault?.('target-during-transfer', ch)
-      if (!Array.isArray(fr.b) || fr.b.length === 0) throw await refused(ch, 'transfer: field "b" must be a non-empty array of byte strings', t)
-      const blobs: [string, Uint8Array][] = []
-      const inFrame = new Set<string>()
-      for (const b of fr.b as unknown[]) {
-        if (!(b instanceof Uint8Array) || b.length > MAX_WASM_BYTES) throw await refused(ch, 'transfer: a blob is not a byte string or is too large', t)
-        const c = cidOf(b) // the only hash of a received blob
-        if (!wanted.has(c) || spool.has(c) || inFrame.has(c)) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
-        if (c !== offer.parsed.code && b.length !== PAGE_SIZE) throw await refused(ch, `transfer: page ${c} is ${b.length} bytes, not ${PAGE_SIZE}`, t)
-        inFrame.add(c); blobs.push([c, b])
+      // a canonical frame's blobs are copied out of its chunks into the spool's memory; a frame
+      // that is not (decoded whole: it fails the checks) holds them as views
+      const fast = 'chunks' in fr ? fr as BlobsFrame : null
+      const count = fast !== null ? fast.blobs.length : Array.isArray((fr as Frame).b) ? ((fr as Frame).b as unknown[]).length : 0
+      if (count === 0) throw await refused(ch, 'transfer: field "b" must be a non-empty array of byte strings', t)
+      if (received + count > wanted.size) throw await refused(ch, 'transfer: received a blob that was not asked for (or twice)', t)
+      received += count
+      const got: Uint8Array[] = []
+      for (let k = 0; k < count; k++) {
+        const slow = fast === null ? ((fr as Frame).b as unknown[])[k] : null
+        const size = fast !== null ? fast.blobs[k][1] : slow instanceof Uint8Array ? slow.length : -1
+        if (size < 0 || size > MAX_WASM_BYTES) throw await refused(ch, 'transfer: a blob is not a byte string or is too large', t)
+        let b: Uint8Array
+        if (fast !== null) { b = spool.take(size); copyOut(fast.chunks, fast.blobs[k][0], b) } else b = slow as Uint8Array
+        got.push(b)
       }
-      spool.putAll(blobs) // one writev per frame
-      // a module T did not hold is instrumented while the pages arrive (one T holds ran or arrived here before: its code cache has it)
-      for (const [c, b] of blobs) if (c === offer.parsed.code) hooks.warm?.(b, offer)
+      const shared = got[0].buffer
+      if (shared instanceof SharedArrayBuffer && got.every((b) => b.length === PAGE_SIZE && b.buffer === shared)) {
+        const n = count * PAGE_SIZE
+        unchecked += n
+        const digests = hashShared(got).catch(() => got.map((b) => sha256(b))) // no hash thread: hashed here
+        checking = checking.then(async () => { const d = await digests; keep(got, d.map(cidOfDigest)) }).finally(() => { unchecked -= n })
+        checking.catch((e: Error) => fail(e))
+        if (unchecked > UNCHECKED_BYTES) await checking.catch(() => {})
+      } else {
+        await checking.catch(() => {}) // frames are checked in order
+        try { keep(got, got.map((b) => cidOf(b))) } catch (e) { fail(e as Error) }
+      }
       if (spool.queued > SPOOL_QUEUE_BYTES) await spool.settled()
     }
+    try { await Promise.race([checking, failed]) } catch (e) { throw await refused(ch, (e as Error).message, t) }
     for (const c of wanted) if (!spool.has(c)) throw await refused(ch, `transfer: blob ${c} was asked for but not sent`, t)
     let got: Map<string, Uint8Array>
     try { got = await spool.load() } catch (e) { throw await refused(ch, (e as Error).message, t) }
@@ -758,7 +863,11 @@ export async function receiveAgent (ch: Channel, hooks: TargetHooks, t: Timeouts
       // A replay failure is reported before a failure of prepare, as when they ran one after the other.
       // With a replay, the restore for hosting waits until after `pending` (the replay is that check).
       const later = hooks.restoreLater !== undefined && replays(offer, live)
-      const [r, p] = await Promise.allSettled([replayBase(offer, live, got, hooks, baseIoOf(offer, end)), hooks.prepare(offer, ch.peer, live, !later)])
+      const rp = replayBase(offer, live, got, hooks, baseIoOf(offer, end))
+      // the pending file written during the transfer is completed and synced (else prepare writes it whole)
+      const pf = pending as PendingFile | null
+      const pp = (async () => hooks.prepare(offer, ch.peer, live, !later, pf === null ? undefined : await pf.finish(live).catch(() => undefined)))()
+      const [r, p] = await Promise.allSettled([rp, pp])
       if (r.status === 'rejected') {
         if (p.status === 'fulfilled') hooks.discard(offer)
         throw r.reason

@@ -119,7 +119,7 @@ export class Target {
       policy: (o, from) => this.policy(o, from),
       hasBlob: (c) => n.hasBlob(c),
       getBlob: (c) => n.getBlob(c),
-      prepare: (o, from, live, restore) => this.prepare(o, from, live, restore),
+      prepare: (o, from, live, restore, file) => this.prepare(o, from, live, restore, file),
       restoreLater: (o, live) => this.restoreLater(o, live),
       discard: (o) => { authority.dropPending(n.dir, o.name); this.#prepared.delete(o.name); this.#restoring.delete(o.name) },
       install: async (o, h) => {
@@ -196,12 +196,16 @@ export class Target {
   /**
    * Stores the assembled agent durably as pending and, with `restore` (the default), restores it
    * in a tick worker meanwhile; without, {@link restoreLater} follows once its replay succeeded.
+   * `file`: the pending live checkpoint already written and synced there (p2p/pending-file.ts),
+   * renamed into place instead of written.
    * @throws Error "the agent cannot run here: …", StorageError (the pending record)
    */
-  async prepare (o: Offer, from: string, live: LiveCheckpoint, restore = true): Promise<void> {
+  async prepare (o: Offer, from: string, live: LiveCheckpoint, restore = true, file?: string): Promise<void> {
     const n = this.#n
+    const rec = { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch }
+    const store = () => { if (file !== undefined) authority.writePendingFile(n.dir, o.name, file, rec); else authority.writePending(n.dir, o.name, encodeLive(live), rec) }
     if (!restore) {
-      authority.writePending(n.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
+      store()
       this.#prepared.set(o.name, live)
       return
     }
@@ -209,7 +213,7 @@ export class Target {
     const adopting = n.pool.adopt(n.settings(), o.name, live, n.emitter(o.name))
     adopting.catch(() => {}) // awaited below
     try {
-      authority.writePending(n.dir, o.name, encodeLive(live), { id: o.id, from, addrs: o.from, offer: o.cid, agent: o.parsed.agent, tick: o.parsed.tick, epoch: o.parsed.epoch })
+      store()
     } catch (e) { void adopting.then((a) => a.close(), () => {}); throw e }
     let agent: AgentHandle
     try { agent = await adopting } catch (e) {

@@ -10,6 +10,22 @@
 import type { Stream } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 import type { ByteStream } from '@libp2p/utils'
+import { Uint8ArrayList } from 'uint8arraylist'
+
+/**
+ * A received frame body as the stream's chunks, not joined: what `ByteStream.read` returns (a
+ * `Uint8ArrayList` of the version @libp2p/utils bundles), by the few members used here.
+ */
+export interface Chunks extends Iterable<Uint8Array> {
+  readonly byteLength: number
+  /** the byte at `index` */
+  get (index: number): number
+  /** the bytes joined (a copy when they span chunks) */
+  subarray (): Uint8Array
+}
+
+/** What `ByteStream.write` takes: a list of chunks sent as one write. @libp2p/utils bundles another version of `uint8arraylist` than the one igord imports; both mark their lists with the same `Symbol.for` and are read by it. */
+type Sendable = Parameters<ByteStream<Stream>['write']>[0]
 import { decode, encode } from '../checkpoint/cbor.ts'
 import { NetworkError } from './errors.ts'
 
@@ -84,6 +100,38 @@ export class Channel {
   }
 
   /**
+   * Sends one frame given as its encoded bytes in `parts` (concatenated in order), without joining
+   * them: the prefix and the parts go to the stream as one list, which the muxer cuts into its own
+   * frames as for one buffer (see {@link Channel.send}; {@link blobsFrameParts}).
+   */
+  async sendParts (parts: Uint8Array[], step: string, timeoutMs: number): Promise<void> {
+    let n = 0
+    for (const p of parts) n += p.length
+    try {
+      await this.#bytes.write(new Uint8ArrayList(varint(n), ...parts) as unknown as Sendable, { signal: AbortSignal.timeout(timeoutMs) })
+      this.sent += n
+    } catch (e) {
+      throw new NetworkError(`${step}: cannot send to ${this.peer}: ${why(e, timeoutMs)}`)
+    }
+  }
+
+  /**
+   * As {@link Channel.recv}, except that a `blobs` frame laid out as canonical CBOR encodes
+   * `{b: [byte strings], t: "blobs"}` ({@link blobsLayout}) is not joined or decoded: it is returned
+   * as the received chunks and the place of each blob in them, for the caller to copy each blob
+   * once, where it is to stay ({@link copyOut}). Any other frame is decoded and checked against
+   * `expect` as by {@link Channel.recv} (a `blobs` frame in another layout is not canonical CBOR and
+   * fails there).
+   * @throws NetworkError as {@link Channel.recv}
+   */
+  async recvBlobs (step: string, timeoutMs: number, expect: string[], maxBytes = MAX_FRAME): Promise<Frame | BlobsFrame> {
+    const body = (await this.#body(step, timeoutMs, maxBytes, false))!
+    const blobs = blobsLayout(body)
+    if (blobs !== null) return { t: 'blobs', chunks: body, blobs }
+    return decodeFrame(body.subarray(), step, this.peer, expect)
+  }
+
+  /**
    * Reads one frame (length prefix and body) within `timeoutMs`; when `expect` is given, a frame of
    * another type is an error (an `error` frame's `reason` is reported as the peer's words).
    * @param maxBytes the largest frame accepted at this step, bytes (default {@link MAX_FRAME}); a
@@ -106,7 +154,13 @@ export class Channel {
   }
 
   async #recv (step: string, timeoutMs: number, expect: string[] | undefined, maxBytes: number, endOk: boolean): Promise<Frame | null> {
-    let bytes: Uint8Array
+    const body = await this.#body(step, timeoutMs, maxBytes, endOk)
+    if (body === null) return null
+    return decodeFrame(body.subarray(), step, this.peer, expect)
+  }
+
+  /** Reads one frame's length prefix and body (the received chunks, not joined); null at the end of the stream when `endOk`. */
+  async #body (step: string, timeoutMs: number, maxBytes: number, endOk: boolean): Promise<Chunks | null> {
     const signal = AbortSignal.timeout(timeoutMs)
     let length: number | null
     try {
@@ -117,13 +171,14 @@ export class Channel {
       throw new NetworkError(`${step}: no answer from ${this.peer}: ${why(e, timeoutMs)}`)
     }
     if (length > maxBytes) throw new NetworkError(`${step}: ${this.peer} sent a frame of ${length} bytes; the limit of this step is ${maxBytes} bytes`)
+    let body: Chunks
     try {
-      bytes = length === 0 ? new Uint8Array(0) : (await this.#bytes.read({ bytes: length, signal })).subarray()
+      body = length === 0 ? new Uint8ArrayList() : await this.#bytes.read({ bytes: length, signal })
     } catch (e) {
       throw new NetworkError(`${step}: no answer from ${this.peer}: ${why(e, timeoutMs)}`)
     }
-    this.received += bytes.length
-    return decodeFrame(bytes, step, this.peer, expect)
+    this.received += body.byteLength
+    return body
   }
 
   /** Reads an unsigned-varint length prefix (at most {@link MAX_PREFIX} bytes). */
@@ -166,6 +221,89 @@ function why (e: unknown, timeoutMs: number): string {
   if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return `timed out after ${timeoutMs} ms`
   if (err?.name === 'UnexpectedEOFError') return 'the stream ended (peer closed or crashed)'
   return (err?.message ?? String(e)).split('\n')[0]
+}
+
+/** A received `blobs` frame left in its chunks ({@link Channel.recvBlobs}): each blob's `[offset, length]` in `chunks`, in order. */
+export interface BlobsFrame { t: 'blobs'; chunks: Chunks; blobs: [number, number][] }
+
+const BLOBS_KEY = Uint8Array.of(0xa2, 0x61, 0x62) // map(2), "b"
+const BLOBS_TAIL = Uint8Array.of(0x61, 0x74, 0x65, 0x62, 0x6c, 0x6f, 0x62, 0x73) // "t", "blobs"
+
+/** The shortest CBOR head of major type `major` (0–7) with argument `n` (< 2^32), as canonical CBOR writes it. */
+function head (major: number, n: number): number[] {
+  const m = major << 5
+  if (n < 24) return [m | n]
+  if (n < 0x100) return [m | 24, n]
+  if (n < 0x10000) return [m | 25, n >> 8, n & 0xff]
+  return [m | 26, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]
+}
+
+/**
+ * The bytes of the frame `{t: "blobs", b: blobs}` in canonical CBOR — exactly `encode` of that map
+ * (checkpoint/cbor.ts; test/wire.test.ts) — as a list of parts that holds the blobs themselves,
+ * not copies: the CBOR heads between them are the only new bytes. Each blob is shorter than 2^32 bytes.
+ */
+export function blobsFrameParts (blobs: Uint8Array[]): Uint8Array[] {
+  const parts: Uint8Array[] = []
+  let pre = [...BLOBS_KEY, ...head(4, blobs.length)]
+  for (const b of blobs) {
+    parts.push(Uint8Array.from([...pre, ...head(2, b.length)]), b)
+    pre = []
+  }
+  parts.push(Uint8Array.from([...pre, ...BLOBS_TAIL]))
+  return parts
+}
+
+/**
+ * Where the blobs are in a frame body laid out exactly as canonical CBOR encodes
+ * `{b: [byte strings], t: "blobs"}` (shortest heads, nothing after; what {@link blobsFrameParts}
+ * sends): each blob's `[offset, length]` in `body`, or null when the body is laid out otherwise
+ * (another frame, or no canonical CBOR: decode it to learn which). A body this accepts decodes to the
+ * same frame through `decode`; reads only the heads, never the blobs.
+ */
+export function blobsLayout (body: Chunks): [number, number][] | null {
+  const n = body.byteLength
+  let at = 0
+  const byte = (): number => at < n ? body.get(at++) : -1
+  /** the argument of a head of major type `major` at `at`, shortest form required; -1 when not one */
+  const arg = (major: number): number => {
+    const b = byte()
+    if (b < 0 || b >> 5 !== major) return -1
+    const ai = b & 31
+    if (ai < 24) return ai
+    const len = ai === 24 ? 1 : ai === 25 ? 2 : ai === 26 ? 4 : 0
+    if (len === 0 || at + len > n) return -1
+    let v = 0
+    for (let k = 0; k < len; k++) v = v * 256 + byte()
+    return v < (len === 1 ? 24 : 2 ** (8 * len / 2)) ? -1 : v // not the shortest form
+  }
+  for (const k of BLOBS_KEY) if (byte() !== k) return null
+  const count = arg(4)
+  if (count < 0) return null
+  const out: [number, number][] = []
+  for (let i = 0; i < count; i++) {
+    const len = arg(2)
+    if (len < 0 || at + len > n) return null
+    out.push([at, len])
+    at += len
+  }
+  for (const k of BLOBS_TAIL) if (byte() !== k) return null
+  return at === n ? out : null
+}
+
+/** Copies `dst.length` bytes of `chunks` from `offset` into `dst` (one copy, chunk by chunk). */
+export function copyOut (chunks: Chunks, offset: number, dst: Uint8Array): void {
+  let want = dst.length
+  let o = 0
+  let skip = offset
+  for (const c of chunks) {
+    if (want === 0) break
+    if (skip >= c.length) { skip -= c.length; continue }
+    const take = Math.min(c.length - skip, want)
+    dst.set(skip === 0 && take === c.length ? c : c.subarray(skip, skip + take), o)
+    o += take; want -= take; skip = 0
+  }
+  if (want !== 0) throw new RangeError(`copyOut: ${want} bytes past the end of the frame`)
 }
 
 /**

@@ -335,6 +335,8 @@ export class TickPool {
   #re = 1
   #closing = false
   #closed: Promise<void> | null = null
+  /** the worker that did the last code work ({@link #codeSlot}) */
+  #lastCode: WorkerSlot | null = null
   readonly #timer: NodeJS.Timeout
 
   /** @throws RangeError for a size or timeout that is not a positive integer */
@@ -373,6 +375,20 @@ export class TickPool {
     worker.on('exit', () => { if (!slot.dead) this.#kill(slot, null, 'the worker thread exited', false) })
     this.#slots[index] = slot
     return slot
+  }
+
+  /**
+   * The worker for a migration target's code work (warming an arriving module, then its replay):
+   * the one that did the last, while it lives — its instrumentation helper (and binaryen) is
+   * likely still loaded (runtime/code-cache.ts, kept 30 s), and a replay queued behind the warm of
+   * its module finds it in that worker's memory instead of instrumenting it again elsewhere — else
+   * the one {@link #place} picks.
+   */
+  #codeSlot (): WorkerSlot {
+    const s = this.#lastCode
+    if (s !== null && !s.dead && this.#slots.includes(s) && !this.#closing) return s
+    this.#lastCode = this.#place()
+    return this.#lastCode
   }
 
   #place (): WorkerSlot {
@@ -469,12 +485,13 @@ export class TickPool {
 
   /**
    * Runs runtime/replay.ts `replaySegment(start, records, next)` in a worker (a migration target's
-   * check of the ticks it receives), each replayed tick under the wall-clock limit.
+   * check of the ticks it receives), each replayed tick under the wall-clock limit; in the worker of
+   * the last {@link warmCode}, behind it (its module is then at hand there).
    * @returns ticks re-executed and the first divergence, as `replaySegment`
    * @throws ModuleError / ManifestError as `replaySegment`; Error `a replayed tick exceeded the wall-clock limit of …`
    */
   async replay (start: ReplayStart, records: readonly TickRecord[], next: CheckpointHeader): Promise<{ ticks: number; divergence: Divergence | null }> {
-    const slot = this.#place()
+    const slot = this.#codeSlot()
     const id = this.#next++
     try {
       return await this.request(slot, { t: 'replay', re: 0, id, start, records, next }, id, 'create') as { ticks: number; divergence: Divergence | null }
@@ -488,11 +505,12 @@ export class TickPool {
    * Instruments `wasm` for a memory cap of `memoryLimitPages` in a worker, through the on-disk code
    * cache of data directory `dir` (runtime/code-cache.ts `loadInstrumented`), so that the replay and
    * restore that follow find it there: a migration target calls it while the offer's pages are
-   * still arriving.
+   * still arriving. Runs in the worker of the last one while it lives (its instrumentation helper,
+   * with binaryen, is kept for a while after each use).
    * @throws ModuleError / ManifestError as `loadInstrumented`
    */
   async warmCode (wasm: Uint8Array, memoryLimitPages: number, dir: string): Promise<void> {
-    const slot = this.#place()
+    const slot = this.#codeSlot()
     const id = this.#next++
     await this.request(slot, { t: 'code', re: 0, id, wasm, memoryLimitPages, dir }, id, 'create')
   }

@@ -3,7 +3,8 @@
  * test/evil-peer.ts, with small limits so that each bound is reached quickly: the whole-offer
  * deadline (a stalled offer is refused by it, not by the frame timeout), empty `blobs` frames, the
  * spool-space reservation, the in-memory receive budget (beyond it, offers are spooled to disk), and
- * the memory an offer's replay base announces. Each refusal carries its
+ * the memory an offer's replay base announces, blobs not asked for among pages hashed beside the
+ * stream. Each refusal carries its
  * reason, and the offer's reservations (name, slot, spool) are released.
  */
 import { readdirSync } from 'node:fs'
@@ -16,6 +17,7 @@ import { cidOf } from '../checkpoint/hash.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { IgordNode } from '../p2p/node.ts'
 import { MAX_WASM_BYTES } from '../p2p/migrate.ts'
+import { blobsFrameParts } from '../p2p/wire.ts'
 import type { TargetLimits, Timeouts } from '../p2p/migrate.ts'
 import type { Peer } from '../p2p/peer.ts'
 import * as evil from './evil-peer.ts'
@@ -102,6 +104,29 @@ test('announced memory: a replay base larger than the manifest allows is refused
     await ch.send(f, 'offer', 10_000)
     assert.is(await evil.refusal(ch), 'the offer\'s replay base announces 60000 pages of memory; the agent\'s manifest allows 1024')
     ch.abort()
+  } finally { await T.shutdown() }
+})
+
+test('in memory, pages are hashed beside the stream: a page not asked for, or one sent twice in later frames, is refused at once (not by the 60 s frame timeout) and nothing is left in the spool', async () => {
+  const T = await target({ frameMs: 60_000, stepMs: 60_000 })
+  try {
+    const blobs = evil.blobsOf(agent)
+    for (const twice of [false, true]) {
+      const ch = await evil.openMigrate(X, T.addrs[0])
+      await ch.send(evil.offerFrame(agent, twice ? 'dup' : 'stranger'), 'offer', 10_000)
+      const want = (await ch.recv('offer', 10_000, ['accept'])).want as string[]
+      const pages = want.map((c) => blobs.get(c)!).filter((b) => b.length === PAGE_SIZE)
+      assert.ok(pages.length >= 1, 'the test agent has a page to send')
+      const t0 = Date.now()
+      if (twice) {
+        await ch.sendParts(blobsFrameParts([pages[0]]), 'transfer', 10_000) // canonical: received in place and hashed in the hash thread
+        await ch.sendParts(blobsFrameParts([pages[0]]), 'transfer', 10_000)
+      } else await ch.sendParts(blobsFrameParts([pages[0], new Uint8Array(PAGE_SIZE).fill(9)]), 'transfer', 10_000)
+      assert.is(await evil.refusal(ch, 30_000), 'transfer: received a blob that was not asked for (or twice)')
+      assert.ok(Date.now() - t0 < 30_000)
+      ch.abort()
+    }
+    assert.equal(spool(T), [])
   } finally { await T.shutdown() }
 })
 

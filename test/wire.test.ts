@@ -2,15 +2,16 @@
  * p2p/wire.ts: frames (one canonical CBOR map with a text `t`, varint length-prefixed) over an
  * in-memory libp2p stream pair (@libp2p/utils `streamPair`, no network): round trip, byte
  * counters, large frames, per-step length limits, expected types, `error` frames, malformed frames, timeouts, a reset
- * stream, and the field readers.
+ * stream, and the field readers; `blobs` frames sent as parts and received in their chunks.
  */
 import { streamPair } from '@libp2p/utils'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { encode } from '../checkpoint/cbor.ts'
 import { NetworkError } from '../p2p/errors.ts'
-import { bytesOf, Channel, MAX_OFFER_FRAME, textOf } from '../p2p/wire.ts'
-import type { Frame } from '../p2p/wire.ts'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { blobsFrameParts, blobsLayout, bytesOf, Channel, copyOut, MAX_OFFER_FRAME, textOf } from '../p2p/wire.ts'
+import type { BlobsFrame, Frame } from '../p2p/wire.ts'
 
 // AbortSignal.timeout timers do not keep the process alive; a node's sockets do, here this does
 const keepAlive = setInterval(() => {}, 1000)
@@ -99,6 +100,60 @@ test('bytesOf and textOf check type and length', () => {
   assert.is(textOf(f, 'name', 'offer'), 'abc')
   assert.throws(() => textOf(f, 'name', 'offer', 2), /offer: field "name" must be a text string of at most 2 characters/)
   assert.throws(() => textOf(f, 'key', 'offer'), /must be a text string/)
+})
+
+
+test('blobsFrameParts is encode({t: "blobs", b}) byte for byte, for every head length', () => {
+  const sizes = [[0], [1, 23, 24], [255, 256, 65535, 65536], Array.from({ length: 30 }, (_, i) => i * 7), [70_000]]
+  for (const ns of sizes) {
+    const b = ns.map((n) => new Uint8Array(n).map((_, i) => (i * 13 + n) & 255))
+    const joined = Buffer.concat(blobsFrameParts(b))
+    assert.ok(Buffer.compare(joined, encode({ t: 'blobs', b })) === 0, `sizes ${ns.join(',')}`)
+    const at = blobsLayout(new Uint8ArrayList(joined))!
+    assert.equal(at.map(([, n]) => n), ns)
+    at.forEach(([off, n], k) => assert.ok(Buffer.compare(joined.subarray(off, off + n), b[k]) === 0))
+  }
+  assert.ok(blobsFrameParts([new Uint8Array(9)]).some((p) => p.length === 9), 'the blob is a part, not copied')
+})
+
+test('blobsLayout: null for any other frame or a layout that is not canonical CBOR', () => {
+  const list = (x: Uint8Array | number[]) => new Uint8ArrayList(Uint8Array.from(x))
+  assert.is(blobsLayout(list(encode({ t: 'end', key: new Uint8Array(32), log: null }))), null)
+  assert.is(blobsLayout(list(encode({ t: 'blobs', b: [new Uint8Array(3)], x: 1 }))), null)
+  const good = [...encode({ t: 'blobs', b: [new Uint8Array(3)] })]
+  assert.ok(blobsLayout(list(good)) !== null)
+  assert.is(blobsLayout(list([...good, 0])), null, 'a byte after the map')
+  assert.is(blobsLayout(list(good.slice(0, -1))), null, 'cut short')
+  // the byte string's length 3 written as a one-byte argument (0x58 0x03): not the shortest head
+  assert.is(blobsLayout(list([0xa2, 0x61, 0x62, 0x81, 0x58, 3, 0, 0, 0, ...good.slice(-8)])), null)
+  // a length past the end of the frame
+  assert.is(blobsLayout(list([0xa2, 0x61, 0x62, 0x81, 0x5a, 0xff, 0xff, 0xff, 0xff, ...good.slice(-8)])), null)
+})
+
+test('copyOut copies a range that spans chunks; past the end is a RangeError', () => {
+  const parts = [Uint8Array.of(1, 2, 3), Uint8Array.of(4), Uint8Array.of(5, 6, 7, 8)]
+  const l = new Uint8ArrayList(...parts)
+  const dst = new Uint8Array(5)
+  copyOut(l, 2, dst)
+  assert.equal([...dst], [3, 4, 5, 6, 7])
+  assert.throws(() => copyOut(l, 6, new Uint8Array(3)), RangeError)
+})
+
+test('recvBlobs: a canonical blobs frame (sent as parts) comes as chunks and places; another frame decoded and checked', async () => {
+  const [a, b] = await pair()
+  const big = [new Uint8Array(200_000).map((_, i) => i & 255), new Uint8Array(65536).fill(7), new Uint8Array(0)]
+  const [, got] = await Promise.all([a.sendParts(blobsFrameParts(big), 'transfer', 10_000), b.recvBlobs('transfer', 10_000, ['blobs', 'end'])])
+  assert.is(got.t, 'blobs')
+  const f = got as BlobsFrame
+  assert.is(f.blobs.length, 3)
+  f.blobs.forEach(([off, n], k) => { const d = new Uint8Array(n); copyOut(f.chunks, off, d); assert.ok(Buffer.compare(d, big[k]) === 0) })
+  assert.is(a.sent, encode({ t: 'blobs', b: big }).length)
+  assert.is(b.received, a.sent)
+  await a.send({ t: 'end', log: null }, 'transfer', 1000)
+  assert.equal(await b.recvBlobs('transfer', 1000, ['blobs', 'end']), { t: 'end', log: null })
+  await a.send({ t: 'started' }, 'transfer', 1000)
+  await rejects(b.recvBlobs('transfer', 1000, ['blobs', 'end']), /^transfer: unexpected frame "started" from peerA/)
+  a.abort(); b.abort()
 })
 
 test.run()

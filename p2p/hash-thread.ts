@@ -1,0 +1,28 @@
+/**
+ * The thread of p2p/hasher.ts: answers each request `{ id, buf, ranges }` (`buf` a
+ * SharedArrayBuffer, `ranges` `[offset, length]` pairs in it) with `{ id, digests }`: the SHA-256
+ * of each range, 32 bytes each, in order, in one buffer (transferred); `{ id, error }` when one
+ * cannot be hashed. `{ buf, touch: true }`: commits `buf`'s memory (one atomic add of 0 per 4 KiB),
+ * no answer.
+ */
+import { hash } from 'node:crypto'
+import { parentPort } from 'node:worker_threads'
+
+interface Request { id: number; buf: SharedArrayBuffer; ranges: [number, number][]; touch?: boolean }
+
+if (parentPort === null) throw new Error('p2p/hash-thread.ts must run in a worker thread')
+const port = parentPort
+port.on('message', (m: Request) => {
+  if (m.touch === true) { // commit the memory ahead of the thread that will write it: add 0 to one word of each 4 KiB, atomically (never changing a byte)
+    const words = new Int32Array(m.buf, 0, Math.floor(m.buf.byteLength / 4))
+    for (let i = 0; i < words.length; i += 1024) Atomics.add(words, i, 0)
+    return
+  }
+  try {
+    const out = new Uint8Array(32 * m.ranges.length)
+    m.ranges.forEach(([off, len], k) => out.set(hash('sha256', new Uint8Array(m.buf, off, len), 'buffer'), 32 * k))
+    port.postMessage({ id: m.id, digests: out }, [out.buffer])
+  } catch (e) {
+    port.postMessage({ id: m.id, error: (e as Error).message })
+  }
+})
