@@ -36,13 +36,14 @@ import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type LiveCheckpoint,
 import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
 import { BlobStore, atomicWrite, fsyncDir, tempPath, testHooks, writeAll } from './store.ts'
-import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
+import { MAX_PAGES, PAGE_SIZE, StateRootCache, type GlobalValue } from './state.ts'
 
 /**
  * The agent's state handed to {@link CheckpointWriter.write} by the runtime.
  * `pages` are `[index, 64 KiB]` for every non-zero page, ascending; `digests` the SHA-256 of each of
- * those pages (same indices, same order); `changed` the page indices changed since the previous
- * write of this writer (null = all); `globals` ascending by index.
+ * those pages (same indices, same order; a digest array is not modified once handed over: a changed
+ * page comes with a new one, so the writer re-encodes only those rows of the state root); `changed`
+ * the page indices changed since the previous write of this writer (null = all); `globals` ascending by index.
  */
 export interface Snapshot {
   pageCount: number; pages: [number, Uint8Array][]; digests: [number, Uint8Array][]
@@ -300,6 +301,8 @@ export class CheckpointWriter {
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
   /** the checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end} */
   #pending: PendingCheckpoint | null = null
+  /** the state root's encoded page rows of the last write (only changed digests are encoded again) */
+  readonly #roots = new StateRootCache()
 
   /**
    * Creates `dir`, `dir/history/<name>` and `dir/blobs` (mode 0700) when missing.
@@ -381,7 +384,7 @@ export class CheckpointWriter {
       if (s.pages[k][1].length !== PAGE_SIZE) throw new CheckpointError(`checkpoint: page ${i} is ${s.pages[k][1].length} bytes`)
       last = i
     }
-    const state = stateRoot({ pages: s.pageCount, digests: s.digests, globals: s.globals, fuel: a.fuel, budget: a.budget })
+    const state = this.#roots.root({ pages: s.pageCount, digests: s.digests, globals: s.globals, fuel: a.fuel, budget: a.budget })
 
     // 1. blobs (renames made durable by one directory fsync below)
     let blobsWritten = 0; let pageBlobsWritten = 0
