@@ -66,9 +66,9 @@ test('StateRootCache gives stateRoot over successive checkpoints: digests change
   const check = (pages: number, fuel: bigint) => assert.is(hex(cache.root({ pages, digests, globals: gl, fuel, budget: 7n })), reference(pages, digests, gl, fuel, 7n))
   check(300, 1n)
   check(300, 2n ** 40n) // same rows, another prefix length
-  digests = digests.map(([i, x]) => [i, i % 9 === 0 ? d(i + 1000) : x]) // some rows changed (new arrays)
+  digests = digests.map(([i, x]): [number, Uint8Array] => [i, i % 9 === 0 ? d(i + 1000) : x]) // some rows changed (new arrays)
   check(300, 3n)
-  digests = [...digests.slice(0, 10), [31, d(31)], ...digests.slice(10)].sort((a, b) => a[0] - b[0]) // a page added
+  digests = [...digests.slice(0, 10), [31, d(31)] as [number, Uint8Array], ...digests.slice(10)].sort((a, b) => a[0] - b[0]) // a page added
   check(300, 4n)
   digests = digests.filter(([i]) => i !== 31 && i !== 0) // pages dropped
   check(300, 5n)
