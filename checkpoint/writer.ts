@@ -99,9 +99,17 @@ export interface WriteStats {
   entryPages: number
   /** path of the history entry written */
   entryFile: string
-  /** blobs written to the pack (and, before a whole write of the live file, the sync point), header signed, history entry written (and a sync point after it, when one came), ms */
+  /**
+   * blobs written to the pack (and, before a whole write of the live file, the sync point: the
+   * queued frames appended and, in {@link CheckpointWriter.write}, its syncs of the pack, history
+   * entries and folders), header signed, history entry written (and a sync point after it, when one came), ms
+   */
   archiveMs: number
-  /** live file, ms: the delta record and its fdatasync, or the whole write */
+  /**
+   * live file, ms: the delta record and its fdatasync, or the whole write (the new file written,
+   * synced, renamed into place, its folder synced); after {@link CheckpointWriter.end} of a group
+   * commit also the sync point's syncs, which ran together with the file's
+   */
   liveMs: number
   /** the live file was rewritten whole (first write of this writer, or a compaction); else a delta record was appended */
   liveCompacted: boolean
@@ -133,6 +141,8 @@ export interface PendingCheckpoint {
     headerBytes: Uint8Array; sig: Uint8Array; cid: string; log: Uint8Array | null; io: Uint8Array | null; status: Status
     entryFile: string; entry: Uint8Array; base: boolean; blobsWritten: number; pageBlobsWritten: number; entryPages: number
     compacted: boolean; liveBefore: number; pageCount: number; t0: number; t1: number; packMs: number; wholeBytes: number
+    /** the first this many of `syncs` are the sync point's (pack, entries, folders), the rest the live file's */
+    syncPointJobs: number
     renamed: boolean
   }
 }
@@ -340,7 +350,13 @@ export class CheckpointWriter {
     const p = this.begin(a)
     let err: unknown = null
     try {
-      for (const j of p.syncs) runJobSync(j)
+      // the sync point's syncs (pack, entries, folders: the archive's durability) are timed as the
+      // archive's (WriteStats.archiveMs), the new file's as the live file's
+      const n = p.done.syncPointJobs
+      const s0 = performance.now()
+      for (let k = 0; k < n; k++) runJobSync(p.syncs[k])
+      p.done.packMs += performance.now() - s0
+      for (let k = n; k < p.syncs.length; k++) runJobSync(p.syncs[k])
       if (p.rename !== null) { this.install(p); fsyncDir(p.rename.dir) }
     } catch (e) { err = e }
     return this.end(p, err)
@@ -460,14 +476,14 @@ export class CheckpointWriter {
     // the history at the orphaned entry.
     const liveBefore = this.#liveFile?.size ?? 0
     this.#packMs = 0
-    let live: { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number }
+    let live: { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number; syncPointJobs: number }
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]): [number, Uint8Array | null] => [i, c === null ? null : s.pages[findPage(s.pages, i)][1]]), globals: s.globals, log: a.log, io: a.io ?? null })
       live = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
     } catch (e) { this.#failed(); throw e }
     const p: PendingCheckpoint = {
       syncs: live.syncs, rename: live.rename, header,
-      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, renamed: false },
+      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, syncPointJobs: live.syncPointJobs, renamed: false },
     }
     this.#pending = p
     return p
@@ -538,7 +554,7 @@ export class CheckpointWriter {
    * @returns true when the file was rewritten whole.
    * @throws StorageError on I/O failure.
    */
-  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number } {
+  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number; syncPointJobs: number } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
       if (this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
@@ -558,7 +574,7 @@ export class CheckpointWriter {
               try { writeAll(fd, delta) } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
               this.#liveFile.size += n
               held = true // fdatasynced, then closed, by the caller (end)
-              return { compacted: false, syncs: [{ fd, file: this.livePath, data: true, dir: false }], rename: null, wholeBytes: 0 }
+              return { compacted: false, syncs: [{ fd, file: this.livePath, data: true, dir: false }], rename: null, wholeBytes: 0, syncPointJobs: 0 }
             }
           } finally { if (!held) fs.closeSync(fd) }
         }
@@ -572,6 +588,7 @@ export class CheckpointWriter {
     try {
       this.#syncPoint(syncs)
       this.#packMs = performance.now() - s0
+      const syncPointJobs = syncs.length
       const chunks = whole()
       const wholeBytes = chunks.reduce((k, c) => k + c.length, 0)
       const tmp = tempPath(this.livePath)
@@ -579,7 +596,7 @@ export class CheckpointWriter {
       try { fd = fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
       syncs.push({ fd, file: tmp, data: false, dir: false })
       try { writeAll(fd, chunks) } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-      return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes }
+      return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes, syncPointJobs }
     } catch (e) {
       for (const j of syncs) try { fs.closeSync(j.fd) } catch { /* closed */ }
       throw e
