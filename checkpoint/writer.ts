@@ -210,10 +210,56 @@ const ENTRY_FIELDS = ['sig', 'base', 'pages', 'header', 'globals', 'pageCount'] 
 
 export { entryFileName } from './layout.ts'
 
+/** Appends CBOR heads and items of a history entry to one buffer (see {@link encodeEntry}). */
+class EntryBytes {
+  readonly b: Buffer
+  p = 0
+  constructor (size: number) { this.b = Buffer.allocUnsafe(size) }
+  head (major: number, n: number): void {
+    const b = this.b; const m = major << 5; let p = this.p
+    if (n < 24) b[p++] = m | n
+    else if (n < 0x100) { b[p++] = m | 24; b[p++] = n } else if (n < 0x10000) { b[p++] = m | 25; b[p++] = n >>> 8; b[p++] = n & 255 } else { b[p++] = m | 26; b[p++] = n >>> 24; b[p++] = (n >>> 16) & 255; b[p++] = (n >>> 8) & 255; b[p++] = n & 255 }
+    this.p = p
+  }
+  text (s: string): void { const n = Buffer.byteLength(s); this.head(3, n); this.b.write(s, this.p, 'utf8'); this.p += n }
+  bytes (x: Uint8Array): void { this.head(2, x.length); this.b.set(x, this.p); this.p += x.length }
+}
+
+const u32 = (n: unknown): boolean => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 0x100000000
+
 /**
  * Bytes of a history entry: tag 55799 + canonical CBOR `{sig, base, pages, header, globals, pageCount}`.
+ * Framed by hand (one buffer, no intermediate objects: one entry per checkpoint) when every
+ * number is below 2^32, byte strings are Uint8Arrays and rows hold strings or null — always, for
+ * what the writer makes; anything else goes through the generic canonical encoder. Same bytes
+ * either way (test/writer.test.ts).
  */
 export function encodeEntry (e: Omit<HistoryEntry, 'parsed'>): Uint8Array {
+  let size = 64 + e.headerBytes.length + e.sig.length
+  let plain = e.headerBytes instanceof Uint8Array && e.sig instanceof Uint8Array && typeof e.base === 'boolean' && u32(e.pageCount) && Array.isArray(e.pages) && Array.isArray(e.globals)
+  for (let k = 0; plain && k < e.pages.length; k++) {
+    const r = e.pages[k]
+    if (!Array.isArray(r) || r.length !== 2 || !u32(r[0]) || (r[1] !== null && typeof r[1] !== 'string')) plain = false
+    else size += 16 + (r[1] === null ? 0 : 3 * r[1].length)
+  }
+  for (let k = 0; plain && k < e.globals.length; k++) {
+    const g = e.globals[k]
+    if (!u32(g.index) || typeof g.type !== 'string' || !(g.bytes instanceof Uint8Array)) plain = false
+    else size += 16 + 3 * g.type.length + g.bytes.length
+  }
+  if (plain) {
+    const w = new EntryBytes(size)
+    w.b[0] = 0xd9; w.b[1] = 0xd9; w.b[2] = 0xf7; w.b[3] = 0xa6; w.p = 4 // tag 55799, map(6): keys in canonical order
+    w.text('sig'); w.bytes(e.sig)
+    w.text('base'); w.b[w.p++] = e.base ? 0xf5 : 0xf4
+    w.text('pages'); w.head(4, e.pages.length)
+    for (const [i, c] of e.pages) { w.b[w.p++] = 0x82; w.head(0, i); if (c === null) w.b[w.p++] = 0xf6; else w.text(c) }
+    w.text('header'); w.bytes(e.headerBytes)
+    w.text('globals'); w.head(4, e.globals.length)
+    for (const g of e.globals) { w.b[w.p++] = 0x83; w.head(0, g.index); w.text(g.type); w.bytes(g.bytes) }
+    w.text('pageCount'); w.head(0, e.pageCount)
+    return w.b.subarray(0, w.p)
+  }
   return encodeFile({
     header: e.headerBytes,
     sig: e.sig,
