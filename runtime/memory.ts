@@ -76,6 +76,11 @@ export class PageImage {
   #slab: Buffer = EMPTY
   /** Cached 64 KiB views of the slab, by page (dropped when the slab is replaced). */
   #views: (Buffer | undefined)[] = []
+  /**
+   * The lists the last {@link takeCheckpoint} returned, for the slab and page count they were made
+   * of (never modified: the next call returns copies); null after a load, reload or dropped image.
+   */
+  #out: { slab: Buffer; count: number; pages: [number, Uint8Array][]; digests: [number, Uint8Array][] } | null = null
   /** Per dirty page: bit k set when chunk k may differ from the page as of the last checkpoint. */
   readonly #masks = new Map<number, number>()
   /** Per non-zero page, when known: the digest list of its 16 chunks as of the last checkpoint. */
@@ -240,6 +245,7 @@ export class PageImage {
     this.#slab.copy(slab, 0, 0, this.pageCount * PAGE_SIZE)
     this.#slab = slab
     this.#views = []
+    this.#out = null
   }
 
   /** The committed page `i` (a view of the slab), or undefined when it is all zero, outside memory or dropped. */
@@ -300,6 +306,7 @@ export class PageImage {
     for (let k = 1; whole && k < pages.length; k++) if (pages[k][0] <= pages[k - 1][0]) whole = false
     this.#slab = pageCount === 0 ? EMPTY : whole ? Buffer.allocUnsafeSlow(pageCount * PAGE_SIZE) : Buffer.alloc(pageCount * PAGE_SIZE)
     this.#views = []
+    this.#out = null
   }
 
   /** A slab of exactly `pageCount` pages holding `pages` (`[index, 64 KiB bytes]`). */
@@ -368,6 +375,7 @@ export class PageImage {
     if (this.dirty.size > 0) throw new Error(`PageImage.dropPages: ${this.dirty.size} pages changed since the last checkpoint`)
     this.#slab = EMPTY
     this.#views = []
+    this.#out = null
     this.#chunkLists.clear()
     this.#map = null
     this.#trusted = false
@@ -416,13 +424,20 @@ export class PageImage {
     const changed = [...this.dirty].sort((a, b) => a - b)
     const fine = changed.length <= FINE_GRAIN_PAGES
     const chunkDigests = new Map<number, Uint8Array>()
+    // the lists of the last checkpoint serve again (copied, changed rows replaced) while the same
+    // pages are non-zero in the same slab: no list of every page rebuilt for a few changed ones
+    const last = this.#out
+    let same = last !== null && last.slab === this.#slab && last.count === this.pageCount
     for (const i of changed) {
       const mask = this.#masks.get(i) ?? ALL_CHUNKS
       const p = i < this.pageCount ? this.#view(i) : undefined
+      const had = this.digests.has(i)
       if (p === undefined || isZeroPage(p)) {
+        if (had) same = false
         this.digests.delete(i)
         this.#chunkLists.delete(i)
       } else {
+        if (!had) same = false
         if (fine) {
           const list = this.#chunkList(i, p, mask)
           this.#chunkLists.set(i, list)
@@ -431,10 +446,21 @@ export class PageImage {
         this.digests.set(i, pageDigest(p))
       }
     }
-    // Pages beyond pageCount cannot exist (memory never shrinks), but keep the image exact.
-    for (const i of this.digests.keys()) if (i >= this.pageCount) this.digests.delete(i)
     this.dirty.clear()
     this.#masks.clear()
+    if (same) {
+      const pages = last!.pages.slice()
+      const digests = last!.digests.slice()
+      for (const i of changed) {
+        let lo = 0; let hi = pages.length - 1
+        while (lo < hi) { const mid = (lo + hi) >> 1; if (pages[mid][0] < i) lo = mid + 1; else hi = mid }
+        digests[lo] = [i, this.digests.get(i)!]
+      }
+      this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
+      return { pages, digests, changed, chunkDigests }
+    }
+    // Pages beyond pageCount cannot exist (memory never shrinks), but keep the image exact.
+    for (const i of this.digests.keys()) if (i >= this.pageCount) this.digests.delete(i)
     const pages: [number, Uint8Array][] = []
     const digests: [number, Uint8Array][] = []
     for (let i = 0; i < this.pageCount; i++) {
@@ -443,6 +469,7 @@ export class PageImage {
       pages.push([i, this.#view(i)])
       digests.push([i, d])
     }
+    this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
     return { pages, digests, changed, chunkDigests }
   }
 }
