@@ -24,7 +24,8 @@ import { checkGlobal, GLOBAL_SIZES, MAX_PAGES, PAGE_SIZE, stateRoot, type Global
  * A live checkpoint, decoded. `header` holds the signed bytes as stored, `parsed` their decoded
  * form. `pages` are `[index, 64 KiB]` for every non-zero page in ascending index order; after
  * {@link decodeLive} they are views into the file's bytes. `seed` is the agent's 32-byte secret key.
- * `digests` (`[index, SHA-256]` per page) is filled by {@link decodeLive}, ignored by {@link encodeLive}.
+ * `digests` (`[index, SHA-256]` per page) is filled by {@link decodeLive} (by {@link checkLiveState}
+ * after a decode with `deferState`), ignored by {@link encodeLive}.
  */
 export interface LiveCheckpoint {
   header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader
