@@ -115,6 +115,7 @@ export interface RestoreState {
   /** Lifetime fuel. */
   fuel: bigint
   pageCount: number
+  /** `[index, 65536 bytes]` for every non-zero page, strictly ascending, below `pageCount` (else {@link Agent.restore} throws). */
   pages: [number, Uint8Array][]
   /** SHA-256 of each page in `pages`, when already known (saves re-hashing). */
   digests?: [number, Uint8Array][]
