@@ -77,8 +77,8 @@ export class PageImage {
   /** Cached 64 KiB views of the slab, by page (dropped when the slab is replaced). */
   #views: (Buffer | undefined)[] = []
   /**
-   * The lists the last {@link takeCheckpoint} returned, for the slab and page count they were made
-   * of (never modified: the next call returns copies); null after a load, reload or dropped image.
+   * Copies of the lists the last {@link takeCheckpoint} returned, for the slab and page count they
+   * were made of (callers get copies of these); null after a load, reload or dropped image.
    */
   #out: { slab: Buffer; count: number; pages: [number, Uint8Array][]; digests: [number, Uint8Array][] } | null = null
   /** Per dirty page: bit k set when chunk k may differ from the page as of the last checkpoint. */
@@ -449,15 +449,20 @@ export class PageImage {
     this.dirty.clear()
     this.#masks.clear()
     if (same) {
-      const pages = last!.pages.slice()
+      const pages = last!.pages
       const digests = last!.digests.slice()
       for (const i of changed) {
+        const d = this.digests.get(i)
+        if (d === undefined) continue // zero before and after
         let lo = 0; let hi = pages.length - 1
         while (lo < hi) { const mid = (lo + hi) >> 1; if (pages[mid][0] < i) lo = mid + 1; else hi = mid }
-        digests[lo] = [i, this.digests.get(i)!]
+        if (pages[lo]?.[0] !== i) { same = false; break }
+        digests[lo] = [i, d]
       }
-      this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
-      return { pages, digests, changed, chunkDigests }
+      if (same) {
+        this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
+        return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests }
+      }
     }
     // Pages beyond pageCount cannot exist (memory never shrinks), but keep the image exact.
     for (const i of this.digests.keys()) if (i >= this.pageCount) this.digests.delete(i)
@@ -470,6 +475,6 @@ export class PageImage {
       digests.push([i, d])
     }
     this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
-    return { pages, digests, changed, chunkDigests }
+    return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests }
   }
 }

@@ -191,6 +191,30 @@ test('load into a fresh memory: one pass into the image and the memory, stray pa
   assert.ok(img.tracking); assert.is(map2.indexOf(1), -1)
 })
 
+test('takeCheckpoint lists stay exact across checkpoints that reuse them: changed, zeroed, revived, still-zero pages, growth', () => {
+  const mem = memory(6)
+  for (const i of [0, 2, 3, 5]) mem[i * PAGE_SIZE + 1] = i + 1
+  const img = new PageImage()
+  const expect = (m: Uint8Array, label: string) => {
+    const cp = img.takeCheckpoint()
+    const want: [number, string][] = []
+    for (let i = 0; i < m.length / PAGE_SIZE; i++) if (!isZeroPage(page(m, i))) want.push([i, sha(page(m, i))])
+    assert.equal(cp.digests.map(([i, d]) => [i, hex(d)]), want, label)
+    assert.equal(cp.pages.map(([i, p]) => [i, sha(p)]), want, label)
+    cp.pages.pop(); cp.digests.reverse() // a caller's changes to the lists do not reach the next ones
+  }
+  img.commit(mem); expect(mem, 'first')
+  mem[2 * PAGE_SIZE + 9] = 7; img.commit(mem); expect(mem, 'one changed')
+  mem[4 * PAGE_SIZE + 9] = 1; img.commit(mem); mem[4 * PAGE_SIZE + 9] = 0; img.commit(mem) // dirty, zero before and after
+  assert.ok(img.dirty.has(4))
+  expect(mem, 'a page dirtied and zero again')
+  const before = mem[3 * PAGE_SIZE + 1]; mem[3 * PAGE_SIZE + 1] = 0; img.commit(mem); expect(mem, 'a page became zero')
+  mem[3 * PAGE_SIZE + 1] = before; img.commit(mem); expect(mem, 'and came back')
+  mem[0] = 9; mem[5 * PAGE_SIZE] = 9; img.commit(mem); expect(mem, 'two changed')
+  const grown = memory(8); grown.set(mem); grown[7 * PAGE_SIZE] = 1; img.commit(grown); expect(grown, 'grown')
+  grown[7 * PAGE_SIZE + 2] = 2; img.commit(grown); expect(grown, 'after growth')
+})
+
 test('load with given digests uses them instead of re-hashing', () => {
   const p0 = new Uint8Array(PAGE_SIZE).fill(1)
   const p1 = new Uint8Array(PAGE_SIZE).fill(3)
