@@ -143,6 +143,51 @@ export function encodeFile (v: unknown): Uint8Array {
   return out
 }
 
+/** Encoded text keys of {@link encodeFlatMap}, with each key set's canonical order. */
+const flatOrder = new Map<string, { keys: string[]; heads: Uint8Array[] }>()
+
+/**
+ * {@link encode} of a plain object whose values are all strings, booleans, null, Uint8Arrays,
+ * non-negative safe-integer numbers or BigInts in [0, 2^64) — a checkpoint header, encoded once per
+ * checkpoint — framed by hand in one buffer (the key set's canonical order is computed once). Any
+ * other value: {@link encode} itself. Same bytes either way (test/cbor.test.ts).
+ * @throws TypeError as {@link encode}.
+ */
+export function encodeFlatMap (o: Record<string, unknown>): Uint8Array {
+  const names = Object.keys(o)
+  const id = names.join('\u0000')
+  let order = flatOrder.get(id)
+  if (order === undefined) {
+    const heads = names.map((k) => encodedKey(k))
+    const idx = names.map((_, i) => i).sort((a, b) => compareBytes(heads[a], heads[b]))
+    for (let i = 1; i < idx.length; i++) if (compareBytes(heads[idx[i]], heads[idx[i - 1]]) === 0) return encode(o)
+    order = { keys: idx.map((i) => names[i]), heads: idx.map((i) => heads[i]) }
+    if (flatOrder.size < 64) flatOrder.set(id, order)
+  }
+  let size = 9
+  for (let k = 0; k < order.keys.length; k++) {
+    const v = o[order.keys[k]]
+    size += order.heads[k].length + 9
+    if (typeof v === 'string') size += 3 * v.length
+    else if (v instanceof Uint8Array) { if (v.constructor !== Uint8Array && !Buffer.isBuffer(v)) return encode(o); size += v.length } else if (typeof v === 'number') { if (!Number.isSafeInteger(v) || v < 0) return encode(o) } else if (typeof v === 'bigint') { if (v < 0n || v >= TWO64N) return encode(o) } else if (v !== null && typeof v !== 'boolean') return encode(o)
+  }
+  const b = Buffer.allocUnsafe(size)
+  let p = 0
+  const head = (major: number, n: number): void => {
+    const m = major << 5
+    if (n < 24) b[p++] = m | n
+    else if (n < 0x100) { b[p++] = m | 24; b[p++] = n } else if (n < 0x10000) { b[p++] = m | 25; b[p++] = n >>> 8; b[p++] = n & 255 } else if (n < TWO32) { b[p++] = m | 26; b.writeUInt32BE(n, p); p += 4 } else { b[p++] = m | 27; b.writeBigUInt64BE(BigInt(n), p); p += 8 }
+  }
+  head(5, order.keys.length)
+  for (let k = 0; k < order.keys.length; k++) {
+    b.set(order.heads[k], p); p += order.heads[k].length
+    const v = o[order.keys[k]]
+    if (typeof v === 'string') { const n = Buffer.byteLength(v); head(3, n); b.write(v, p, 'utf8'); p += n } else if (v instanceof Uint8Array) { head(2, v.length); b.set(v, p); p += v.length } else if (typeof v === 'number') head(0, v)
+    else if (typeof v === 'bigint') { if (v < TWO32N) head(0, Number(v)); else { b[p++] = 0x1b; b.writeBigUInt64BE(v, p); p += 8 } } else b[p++] = v === null ? 0xf6 : v === true ? 0xf5 : 0xf4
+  }
+  return b.subarray(0, p)
+}
+
 function truncated (what: string, need: number, at: number, have: number): CheckpointError {
   return new CheckpointError(`${what}: truncated (need ${need} bytes at offset ${at}, file has ${have})`)
 }

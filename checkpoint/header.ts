@@ -5,7 +5,7 @@
  * Signature = Ed25519 (RFC 8032) by the agent's key over {@link SIGNATURE_DOMAIN} ‖ header bytes.
  * Verification always uses the header bytes exactly as stored; nothing is re-encoded to verify.
  */
-import { asMap, bigintField, bytesField, decode, describe, encode, numberField, textField } from './cbor.ts'
+import { asMap, bigintField, bytesField, decode, describe, encode, encodeFlatMap, numberField, textField } from './cbor.ts'
 import { CheckpointError } from './errors.ts'
 import { cidOf, isCid } from './hash.ts'
 import { publicKeyFromDid, sign, verifySignature, type Identity } from './identity.ts'
@@ -103,7 +103,7 @@ export function encodeHeader (h: CheckpointHeader): Uint8Array {
   const o: Record<string, unknown> = {}
   for (const f of FIELDS) if (h[f] !== undefined) o[f] = h[f]
   validateHeader(o as unknown as CheckpointHeader, 'header')
-  return encode(o)
+  return encodeFlatMap(o)
 }
 
 /**

@@ -24,7 +24,8 @@ import { checkGlobal, GLOBAL_SIZES, MAX_PAGES, PAGE_SIZE, stateRoot, type Global
  * A live checkpoint, decoded. `header` holds the signed bytes as stored, `parsed` their decoded
  * form. `pages` are `[index, 64 KiB]` for every non-zero page in ascending index order; after
  * {@link decodeLive} they are views into the file's bytes. `seed` is the agent's 32-byte secret key.
- * `digests` (`[index, SHA-256]` per page) is filled by {@link decodeLive}, ignored by {@link encodeLive}.
+ * `digests` (`[index, SHA-256]` per page) is filled by {@link decodeLive} (by {@link checkLiveState}
+ * after a decode with `deferState`), ignored by {@link encodeLive}.
  */
 export interface LiveCheckpoint {
   header: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader
@@ -35,6 +36,24 @@ export interface LiveCheckpoint {
   digests?: [number, Uint8Array][]
   /** How many delta records {@link decodeLive} folded after the whole checkpoint (0 or absent: none). */
   records?: number
+  /**
+   * True when decoded with `{ deferState: true }`: everything is checked but the pages against
+   * the header's state root, and `digests` is absent until {@link checkLiveState} hashed them (the
+   * caller hashes the pages while copying them where they go: runtime/session.ts `resumeAgent`).
+   * Absent when the option was ignored (see {@link DecodeLiveOptions}): `digests` are then there.
+   */
+  unchecked?: boolean
+}
+
+/** Options of {@link decodeLive} and {@link readLive}. */
+export interface DecodeLiveOptions {
+  /**
+   * Leave the pages' digests and the state root to {@link checkLiveState} (the result is marked
+   * `unchecked`). Ignored for a file with delta records that ends with a zero byte, whose last
+   * record a power cut may have zeroed from inside a page: only the state root tells (then the
+   * checkpoint before it is the file's), so such a file is checked whole here.
+   */
+  deferState?: boolean
 }
 
 const LIVE_FIELDS = ['v', 'io', 'key', 'log', 'sig', 'wasm', 'pages', 'header', 'globals', 'manifest', 'pageCount'] as const
@@ -315,14 +334,15 @@ export function decodeGlobals (v: unknown, what: string): GlobalValue[] {
  * ignored (see {@link liveItems}); a complete record that does not check is an error, unless it is
  * the last one and the file ends with a zero byte (a power cut zeroed the append from inside it):
  * then the checkpoint before it is the file's.
- * Returned byte arrays are views into `bytes`.
+ * Returned byte arrays are views into `bytes`. With `opts.deferState` (see {@link DecodeLiveOptions})
+ * the pages are not hashed and the state root is left to {@link checkLiveState}.
  * @param file names the file in errors.
  * @throws CheckpointError `<file>: <what is wrong>` — e.g. `empty file`, `truncated (…)`,
  *   `not an igord file …`, `unsupported checkpoint format version N …`, `signature does not verify …`,
  *   `state root does not match …`.
  */
-export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
-  try { return decodeLiveItems(bytes, file) } catch (e) {
+export function decodeLive (bytes: Uint8Array, file: string, opts: DecodeLiveOptions = {}): LiveCheckpoint {
+  try { return decodeLiveItems(bytes, file, opts.deferState === true) } catch (e) {
     // a last delta record that a power cut zeroed from inside one of its byte strings is still
     // well-formed but does not check: with the file ending in zeros, it is a torn append, and the
     // checkpoint before it is the file's (it was never synced, so no history entry names it)
@@ -330,12 +350,28 @@ export function decodeLive (bytes: Uint8Array, file: string): LiveCheckpoint {
     let ends: number[] = []
     try { ends = liveItems(bytes, file) } catch { throw e }
     if (ends.length < 2) throw e
-    try { return decodeLiveItems(bytes.subarray(0, ends[ends.length - 2]), file) } catch { throw e }
+    try { return decodeLiveItems(bytes.subarray(0, ends[ends.length - 2]), file, false) } catch { throw e }
   }
 }
 
-/** {@link decodeLive} without its fallback for a zeroed last record. */
-function decodeLiveItems (bytes: Uint8Array, file: string): LiveCheckpoint {
+/**
+ * Checks the pages of a live checkpoint decoded with `{ deferState: true }` against its header's
+ * state root, given their digests (`[index, SHA-256]` in the order of `live.pages`; hashed here
+ * when absent), and fills `live.digests`. A no-op for a checkpoint already checked.
+ * @throws CheckpointError `<file>: state root does not match the signed header …`, as {@link decodeLive}.
+ */
+export function checkLiveState (live: LiveCheckpoint, file: string, digests?: [number, Uint8Array][]): void {
+  if (live.unchecked !== true) return
+  const ds = digests ?? live.pages.map(([i, p]): [number, Uint8Array] => [i, sha256(p)])
+  if (ds.length !== live.pages.length || ds.some(([i], k) => i !== live.pages[k][0])) throw new Error(`${file}: checkLiveState: the digests are not those of the pages`)
+  const root = stateRoot({ pages: live.pageCount, digests: ds, globals: live.globals, fuel: live.parsed.fuel, budget: live.parsed.budget })
+  if (Buffer.compare(root, live.parsed.state) !== 0) throw new CheckpointError(`${file}: state root does not match the signed header (memory pages or globals altered)`)
+  live.digests = ds
+  delete live.unchecked
+}
+
+/** {@link decodeLive} without its fallback for a zeroed last record; `defer`: see {@link DecodeLiveOptions}. */
+function decodeLiveItems (bytes: Uint8Array, file: string, defer: boolean): LiveCheckpoint {
   // a file with delta records after its first item (a torn last record is ignored)
   let ends: number[] | null = null
   if (bytes.length > 3 && bytes[0] === 0xd9 && bytes[1] === 0xd9 && bytes[2] === 0xf7) {
@@ -392,6 +428,8 @@ function decodeLiveItems (bytes: Uint8Array, file: string): LiveCheckpoint {
   if (cidOf(manifest) !== parsed.manifest) throw new CheckpointError(`${file}: the embedded manifest does not match the header's manifest CID ${parsed.manifest}`)
   if ((log === null) !== (parsed.log === null) || (log !== null && cidOf(log) !== parsed.log)) throw new CheckpointError(`${file}: the embedded event log does not match the header's log CID ${parsed.log}`)
   if ((io === null) !== (parsed.io === undefined) || (io !== null && cidOf(io) !== parsed.io)) throw new CheckpointError(`${file}: the embedded I/O state does not match the header's io CID ${parsed.io ?? '(none)'}`)
+  // a zeroed last record is told by its state root alone (see decodeLive): checked here
+  if (defer && !(zeroTail(bytes) && ends !== null && ends.length > 1)) return { header, sig, parsed, wasm, manifest, pageCount, pages, globals, log, seed, io, records: ends === null ? 0 : ends.length - 1, unchecked: true }
   const digests: [number, Uint8Array][] = pages.map(([i, p]) => [i, sha256(p)])
   const root = stateRoot({ pages: pageCount, digests, globals, fuel: parsed.fuel, budget: parsed.budget })
   if (Buffer.compare(root, parsed.state) !== 0) throw new CheckpointError(`${file}: state root does not match the signed header (memory pages or globals altered)`)
@@ -399,15 +437,15 @@ function decodeLiveItems (bytes: Uint8Array, file: string): LiveCheckpoint {
 }
 
 /**
- * Reads and checks a live checkpoint file (see {@link decodeLive}).
+ * Reads and checks a live checkpoint file (see {@link decodeLive}; `opts` as there).
  * @throws StorageError when the file cannot be read; CheckpointError when it is not valid.
  */
-export function readLive (path: string): LiveCheckpoint {
+export function readLive (path: string, opts: DecodeLiveOptions = {}): LiveCheckpoint {
   let bytes: Uint8Array
   try { bytes = fs.readFileSync(path) } catch (e) {
     throw new StorageError(`${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
-  return decodeLive(bytes, path)
+  return decodeLive(bytes, path, opts)
 }
 
 /**

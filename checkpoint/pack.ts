@@ -574,16 +574,29 @@ function reusedContext (): { h: ZstdHandle; state: Uint32Array; stream: unknown 
   return reused
 }
 
-/** `b` compressed by `ctx` into a new buffer, or null when the frame does not fit in `b.length` bytes. */
+/**
+ * Room for any zstd frame of `n` bytes of input (ZSTD_COMPRESSBOUND of zstd.h, plus one byte so
+ * that a frame that fits never leaves the output exactly full).
+ */
+function compressBound (n: number): number {
+  return n + (n >>> 8) + (n < 128 * 1024 ? (128 * 1024 - n) >>> 11 : 0) + 1
+}
+
+/**
+ * `b` compressed by `ctx` into a new buffer, or null when the frame is not smaller than `b`. The
+ * output has room for the whole frame (see {@link compressBound}), so the context always finishes
+ * its frame and is ready for the next: a frame cut short needs `reset()`, which re-initialises the
+ * context and made an incompressible 4 KiB chunk cost twice what zstd's raw blocks do.
+ */
 function viaContext (ctx: { h: ZstdHandle; state: Uint32Array; stream: unknown }, b: Uint8Array): Uint8Array | null {
-  const out = Buffer.allocUnsafe(b.length)
+  const out = Buffer.allocUnsafe(compressBound(b.length))
   ctx.h.writeSync(zlibConstants.ZSTD_e_end, b, 0, b.length, out, 0, out.length)
   const [availOut, availIn] = ctx.state
-  if (availIn !== 0 || availOut === 0) { ctx.h.reset(); return null } // not smaller: drop the unfinished frame
+  if (availIn !== 0 || availOut === 0) { ctx.h.reset(); return null } // cannot happen within the bound: drop the unfinished frame
   const z = out.subarray(0, out.length - availOut)
   // a zstd frame starts with its magic number (RFC 8878 §3.1.1); anything else: stop reusing
   if (z.length < 4 || z[0] !== 0x28 || z[1] !== 0xb5 || z[2] !== 0x2f || z[3] !== 0xfd) { reused = null; return null }
-  return z
+  return z.length < b.length ? z : null
 }
 
 /**

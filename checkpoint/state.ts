@@ -149,6 +149,88 @@ function rootOf (pages: number, idx: number[], ds: Uint8Array[], globals0: Globa
   return createHash('sha256').update(buf.subarray(0, p)).digest()
 }
 
+/**
+ * {@link stateRoot} for the successive checkpoints of one writer (checkpoint/writer.ts): keeps the
+ * encoded `[index, digest]` rows of the last call and, when the page indices are the same in the
+ * same order, rewrites only the rows whose digest is another array than last time — a checkpoint
+ * that changes a few pages of a large memory re-encodes a few rows instead of one per page (1,024
+ * for 64 MiB). Otherwise every row is encoded again. Same bytes, same result as {@link stateRoot}.
+ * Digest arrays handed in must not be modified afterwards (a changed page gets a new digest array,
+ * as runtime/memory.ts and every other caller of the writer do).
+ */
+export class StateRootCache {
+  #rows = new Uint8Array(0)
+  #len = 0
+  #idx: number[] = []
+  #refs: Uint8Array[] = []
+  #offs: number[] = []
+
+  /**
+   * The state root of `s` (as {@link stateRoot}).
+   * @throws CheckpointError as {@link stateRoot} (the cache is then dropped).
+   */
+  root (s: StateSummary): Uint8Array {
+    try { return this.#root(s) } catch (e) { this.#idx = []; this.#refs = []; this.#offs = []; this.#len = 0; throw e }
+  }
+
+  #root (s: StateSummary): Uint8Array {
+    const pages = s.pages
+    if (!Number.isSafeInteger(pages) || pages < 0 || pages > MAX_PAGES) throw new CheckpointError(`state: page count ${pages} out of range 0..${MAX_PAGES}`)
+    const digests = sortedByIndex(s.digests, (d) => d[0], 'page')
+    const n = digests.length
+    let same = n === this.#idx.length
+    for (let k = 0; same && k < n; k++) if (digests[k][0] !== this.#idx[k]) same = false
+    if (!same) this.#encodeRows(pages, digests)
+    else {
+      if (n > 0 && digests[n - 1][0] >= pages) throw new CheckpointError(`state: page ${digests[n - 1][0]} is outside memory of ${pages} pages`)
+      const refs = this.#refs
+      for (let k = 0; k < n; k++) {
+        const d = digests[k][1]
+        if (d === refs[k]) continue
+        if (d.length !== 32) throw new CheckpointError(`state: digest of page ${digests[k][0]} is ${d.length} bytes, expected 32`)
+        this.#rows.set(d, this.#offs[k])
+        refs[k] = d
+      }
+    }
+    const globals = sortedByIndex(s.globals, (g) => g.index, 'global')
+    ensure(96 + globals.length * 32)
+    let p = 0
+    buf[p++] = 0xa5 // map(5), keys in canonical order: fuel, pages, budget, digests, globals
+    p = ascii(p, 'fuel'); p = headBig(p, s.fuel, 'fuel')
+    p = ascii(p, 'pages'); p = head(p, 0, pages)
+    p = ascii(p, 'budget'); p = headBig(p, s.budget, 'budget')
+    p = ascii(p, 'digests'); p = head(p, 4, n)
+    const mid = p
+    p = ascii(p, 'globals'); p = head(p, 4, globals.length)
+    for (const g of globals) {
+      checkGlobal(g, 'state')
+      buf[p++] = 0x83; p = head(p, 0, g.index); p = ascii(p, g.type)
+      p = head(p, 2, g.bytes.length); buf.set(g.bytes, p); p += g.bytes.length
+    }
+    return createHash('sha256').update(buf.subarray(0, mid)).update(this.#rows.subarray(0, this.#len)).update(buf.subarray(mid, p)).digest()
+  }
+
+  /** Encodes every row (checked as {@link stateRoot} checks them) into the kept buffer. */
+  #encodeRows (pages: number, digests: [number, Uint8Array][]): void {
+    const n = digests.length
+    this.#idx = []; this.#refs = []; this.#offs = []; this.#len = 0
+    ensure(n * 40)
+    let p = 0
+    const idx = new Array<number>(n); const refs = new Array<Uint8Array>(n); const offs = new Array<number>(n)
+    for (let k = 0; k < n; k++) {
+      const [i, d] = digests[k]
+      if (i >= pages || i < 0 || !Number.isInteger(i)) throw new CheckpointError(`state: page ${i} is outside memory of ${pages} pages`)
+      if (d.length !== 32) throw new CheckpointError(`state: digest of page ${i} is ${d.length} bytes, expected 32`)
+      buf[p++] = 0x82; p = head(p, 0, i); buf[p++] = 0x58; buf[p++] = 32
+      offs[k] = p; buf.set(d, p); p += 32
+      idx[k] = i; refs[k] = d
+    }
+    if (this.#rows.length < p) this.#rows = new Uint8Array(Math.max(p, this.#rows.length * 2))
+    this.#rows.set(buf.subarray(0, p))
+    this.#len = p; this.#idx = idx; this.#refs = refs; this.#offs = offs
+  }
+}
+
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE)
 
 /** True when a 64 KiB page is all zero bytes (such pages are omitted from checkpoints). */

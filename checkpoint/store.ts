@@ -166,7 +166,8 @@ export class BlobStore {
    * once and durable after {@link BlobStore.sync} (called here unless `sync` is false).
    * `how.compress`: store it zstd-compressed when that makes it smaller; `how.chunk` (a 64 KiB
    * page): store it as 16 chunks of 4 KiB, each chunk a blob of its own (compressed too when
-   * `compress`), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store");
+   * `compress`, until the first of the page's new chunks that zstd cannot shrink: the page's later
+   * new chunks are stored as they are), so a page with one changed chunk adds one chunk (docs/FORMAT.md "Blob store");
    * `how.chunkDigests` (512 bytes: the SHA-256 of each 4 KiB chunk, 32 zero bytes for an all-zero
    * chunk — the chunked frame's payload) saves hashing the chunks; the caller vouches for them, as
    * for `digest`. `how.loose: false` skips looking for a loose file of `bytes` (blobs igord only
@@ -182,6 +183,10 @@ export class BlobStore {
     if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
       const given = how.chunkDigests !== undefined && how.chunkDigests.length === 32 * (CHUNKED_SIZE / CHUNK_SIZE) ? how.chunkDigests : null
       const digests = Buffer.alloc(32 * (CHUNKED_SIZE / CHUNK_SIZE))
+      // the first new chunk that zstd cannot shrink ends the page's attempts: its other new chunks
+      // are stored as they are (a page of random or already-compressed bytes would otherwise cost
+      // 16 futile zstd calls, more than hashing it)
+      let tryZ = how.compress === true
       for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {
         let cd: Uint8Array
         if (given !== null) {
@@ -195,7 +200,8 @@ export class BlobStore {
         const c = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE)
         const ccid = cidOfDigest(cd)
         if (this.#present(ccid, false)) continue // chunks are only ever in packs: no loose-file lookup
-        const z = how.compress === true ? compress(c) : null
+        const z = tryZ ? compress(c) : null
+        if (z === null) tryZ = false
         this.#writer.add(ccid, c, cd, z === null ? FRAME_BLOB : FRAME_ZSTD, z ?? c)
         this.#known.add(ccid)
       }

@@ -36,13 +36,14 @@ import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type DeltaRow, type 
 import { CHUNK_SIZE } from './pack.ts'
 import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
 import { BlobStore, atomicWrite, fsyncDir, tempPath, testHooks, writeAll } from './store.ts'
-import { MAX_PAGES, PAGE_SIZE, stateRoot, type GlobalValue } from './state.ts'
+import { MAX_PAGES, PAGE_SIZE, StateRootCache, type GlobalValue } from './state.ts'
 
 /**
  * The agent's state handed to {@link CheckpointWriter.write} by the runtime.
  * `pages` are `[index, 64 KiB]` for every non-zero page, ascending; `digests` the SHA-256 of each of
- * those pages (same indices, same order); `changed` the page indices changed since the previous
- * write of this writer (null = all); `globals` ascending by index.
+ * those pages (same indices, same order; a digest array is not modified once handed over: a changed
+ * page comes with a new one, so the writer re-encodes only those rows of the state root); `changed`
+ * the page indices changed since the previous write of this writer (null = all); `globals` ascending by index.
  */
 export interface Snapshot {
   pageCount: number; pages: [number, Uint8Array][]; digests: [number, Uint8Array][]
@@ -98,9 +99,17 @@ export interface WriteStats {
   entryPages: number
   /** path of the history entry written */
   entryFile: string
-  /** blobs written to the pack (and, before a whole write of the live file, the sync point), header signed, history entry written (and a sync point after it, when one came), ms */
+  /**
+   * blobs written to the pack (and, before a whole write of the live file, the sync point: the
+   * queued frames appended and, in {@link CheckpointWriter.write}, its syncs of the pack, history
+   * entries and folders), header signed, history entry written (and a sync point after it, when one came), ms
+   */
   archiveMs: number
-  /** live file, ms: the delta record and its fdatasync, or the whole write */
+  /**
+   * live file, ms: the delta record and its fdatasync, or the whole write (the new file written,
+   * synced, renamed into place, its folder synced); after {@link CheckpointWriter.end} of a group
+   * commit also the sync point's syncs, which ran together with the file's
+   */
   liveMs: number
   /** the live file was rewritten whole (first write of this writer, or a compaction); else a delta record was appended */
   liveCompacted: boolean
@@ -132,7 +141,11 @@ export interface PendingCheckpoint {
     headerBytes: Uint8Array; sig: Uint8Array; cid: string; log: Uint8Array | null; io: Uint8Array | null; status: Status
     entryFile: string; entry: Uint8Array; base: boolean; blobsWritten: number; pageBlobsWritten: number; entryPages: number
     compacted: boolean; liveBefore: number; pageCount: number; t0: number; t1: number; packMs: number; wholeBytes: number
+    /** the first this many of `syncs` are the sync point's (pack, entries, folders), the rest the live file's */
+    syncPointJobs: number
     renamed: boolean
+    /** the file the rename replaced was linked as {@link CheckpointWriter.#replaced} first (to unlink in end) */
+    replaced?: boolean
   }
 }
 
@@ -199,10 +212,56 @@ const ENTRY_FIELDS = ['sig', 'base', 'pages', 'header', 'globals', 'pageCount'] 
 
 export { entryFileName } from './layout.ts'
 
+/** Appends CBOR heads and items of a history entry to one buffer (see {@link encodeEntry}). */
+class EntryBytes {
+  readonly b: Buffer
+  p = 0
+  constructor (size: number) { this.b = Buffer.allocUnsafe(size) }
+  head (major: number, n: number): void {
+    const b = this.b; const m = major << 5; let p = this.p
+    if (n < 24) b[p++] = m | n
+    else if (n < 0x100) { b[p++] = m | 24; b[p++] = n } else if (n < 0x10000) { b[p++] = m | 25; b[p++] = n >>> 8; b[p++] = n & 255 } else { b[p++] = m | 26; b[p++] = n >>> 24; b[p++] = (n >>> 16) & 255; b[p++] = (n >>> 8) & 255; b[p++] = n & 255 }
+    this.p = p
+  }
+  text (s: string): void { const n = Buffer.byteLength(s); this.head(3, n); this.b.write(s, this.p, 'utf8'); this.p += n }
+  bytes (x: Uint8Array): void { this.head(2, x.length); this.b.set(x, this.p); this.p += x.length }
+}
+
+const u32 = (n: unknown): boolean => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 0x100000000
+
 /**
  * Bytes of a history entry: tag 55799 + canonical CBOR `{sig, base, pages, header, globals, pageCount}`.
+ * Framed by hand (one buffer, no intermediate objects: one entry per checkpoint) when every
+ * number is below 2^32, byte strings are Uint8Arrays and rows hold strings or null — always, for
+ * what the writer makes; anything else goes through the generic canonical encoder. Same bytes
+ * either way (test/writer.test.ts).
  */
 export function encodeEntry (e: Omit<HistoryEntry, 'parsed'>): Uint8Array {
+  let size = 64 + e.headerBytes.length + e.sig.length
+  let plain = e.headerBytes instanceof Uint8Array && e.sig instanceof Uint8Array && typeof e.base === 'boolean' && u32(e.pageCount) && Array.isArray(e.pages) && Array.isArray(e.globals)
+  for (let k = 0; plain && k < e.pages.length; k++) {
+    const r = e.pages[k]
+    if (!Array.isArray(r) || r.length !== 2 || !u32(r[0]) || (r[1] !== null && typeof r[1] !== 'string')) plain = false
+    else size += 16 + (r[1] === null ? 0 : 3 * r[1].length)
+  }
+  for (let k = 0; plain && k < e.globals.length; k++) {
+    const g = e.globals[k]
+    if (!u32(g.index) || typeof g.type !== 'string' || !(g.bytes instanceof Uint8Array)) plain = false
+    else size += 16 + 3 * g.type.length + g.bytes.length
+  }
+  if (plain) {
+    const w = new EntryBytes(size)
+    w.b[0] = 0xd9; w.b[1] = 0xd9; w.b[2] = 0xf7; w.b[3] = 0xa6; w.p = 4 // tag 55799, map(6): keys in canonical order
+    w.text('sig'); w.bytes(e.sig)
+    w.text('base'); w.b[w.p++] = e.base ? 0xf5 : 0xf4
+    w.text('pages'); w.head(4, e.pages.length)
+    for (const [i, c] of e.pages) { w.b[w.p++] = 0x82; w.head(0, i); if (c === null) w.b[w.p++] = 0xf6; else w.text(c) }
+    w.text('header'); w.bytes(e.headerBytes)
+    w.text('globals'); w.head(4, e.globals.length)
+    for (const g of e.globals) { w.b[w.p++] = 0x83; w.head(0, g.index); w.text(g.type); w.bytes(g.bytes) }
+    w.text('pageCount'); w.head(0, e.pageCount)
+    return w.b.subarray(0, w.p)
+  }
   return encodeFile({
     header: e.headerBytes,
     sig: e.sig,
@@ -309,6 +368,10 @@ export class CheckpointWriter {
   #manifest: { bytes: Uint8Array; length: number; cid: string } | null = null
   /** the checkpoint between {@link CheckpointWriter.begin} and {@link CheckpointWriter.end} */
   #pending: PendingCheckpoint | null = null
+  /** the state root's encoded page rows of the last write (only changed digests are encoded again) */
+  readonly #roots = new StateRootCache()
+  /** `<dir>/.<name>.ckpt.old`: the live file a whole write replaced, until unlinked off the thread ({@link CheckpointWriter.install}) */
+  readonly #replaced: string
 
   /**
    * Creates `dir`, `dir/history/<name>` and `dir/blobs` (mode 0700) when missing.
@@ -321,6 +384,8 @@ export class CheckpointWriter {
     this.livePath = livePath(dir, name)
     this.historyDir = historyDir(dir, name)
     try { makePrivateDir(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot create directory: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+    this.#replaced = path.join(dir, `.${name}.ckpt.old`)
+    try { fs.unlinkSync(this.#replaced) } catch { /* none: a kill before an unlink leaves one */ }
     this.blobs = new BlobStore(blobsDir(dir), name)
   }
 
@@ -346,7 +411,13 @@ export class CheckpointWriter {
     const p = this.begin(a)
     let err: unknown = null
     try {
-      for (const j of p.syncs) runJobSync(j)
+      // the sync point's syncs (pack, entries, folders: the archive's durability) are timed as the
+      // archive's (WriteStats.archiveMs), the new file's as the live file's
+      const n = p.done.syncPointJobs
+      const s0 = performance.now()
+      for (let k = 0; k < n; k++) runJobSync(p.syncs[k])
+      p.done.packMs += performance.now() - s0
+      for (let k = n; k < p.syncs.length; k++) runJobSync(p.syncs[k])
       if (p.rename !== null) { this.install(p); fsyncDir(p.rename.dir) }
     } catch (e) { err = e }
     return this.end(p, err)
@@ -360,9 +431,18 @@ export class CheckpointWriter {
   install (p: PendingCheckpoint): void {
     if (p.rename === null || p.done.renamed) return
     if (testHooks.beforeRename !== null) testHooks.beforeRename(p.rename.from, p.rename.to)
+    // the file being replaced keeps a second name until end(), which unlinks it off this thread:
+    // a rename dropping its last link would free its pages and blocks here (tens of ms for a
+    // 64 MiB agent's file)
+    if (p.rename.to === this.livePath) {
+      try { fs.linkSync(this.livePath, this.#replaced); p.done.replaced = true } catch { /* none, a leftover still there, or no hard links here: the rename frees it */ }
+    }
     try { fs.renameSync(p.rename.from, p.rename.to) } catch (e) { throw new StorageError(`${p.rename.to}: cannot rename into place: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
     p.done.renamed = true
   }
+
+  /** Unlinks {@link CheckpointWriter.#replaced} on libuv's pool (an error is ignored: a later writer removes a leftover). */
+  #dropReplaced (): void { fs.unlink(this.#replaced, () => {}) }
 
   /**
    * The first half of {@link CheckpointWriter.write}, for a group commit (checkpoint/group-commit.ts):
@@ -390,7 +470,7 @@ export class CheckpointWriter {
       if (s.pages[k][1].length !== PAGE_SIZE) throw new CheckpointError(`checkpoint: page ${i} is ${s.pages[k][1].length} bytes`)
       last = i
     }
-    const state = stateRoot({ pages: s.pageCount, digests: s.digests, globals: s.globals, fuel: a.fuel, budget: a.budget })
+    const state = this.#roots.root({ pages: s.pageCount, digests: s.digests, globals: s.globals, fuel: a.fuel, budget: a.budget })
 
     // 1. blobs (renames made durable by one directory fsync below)
     let blobsWritten = 0; let pageBlobsWritten = 0
@@ -469,7 +549,7 @@ export class CheckpointWriter {
     // the history at the orphaned entry.
     const liveBefore = this.#liveFile?.size ?? 0
     this.#packMs = 0
-    let live: { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number }
+    let live: { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number; syncPointJobs: number }
     try {
       const delta = base ? null : encodeDelta({ header: headerBytes, sig, pageCount: s.pageCount, pages: rows.map(([i, c]) => this.#deltaRow(s, i, c, fresh.has(i))), globals: s.globals, log: a.log, io: a.io ?? null })
       live = this.#writeLive(delta, () => encodeLive({ header: headerBytes, sig, wasm: a.wasm, manifest: a.manifest, pageCount: s.pageCount, pages: s.pages, globals: s.globals, log: a.log, seed: a.identity.seed, io: a.io ?? null }))
@@ -477,7 +557,7 @@ export class CheckpointWriter {
     } catch (e) { this.#failed(); throw e }
     const p: PendingCheckpoint = {
       syncs: live.syncs, rename: live.rename, header,
-      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, renamed: false },
+      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, syncPointJobs: live.syncPointJobs, renamed: false },
     }
     this.#pending = p
     return p
@@ -498,6 +578,7 @@ export class CheckpointWriter {
     this.#pending = null
     const d = p.done
     for (const j of p.syncs) try { fs.closeSync(j.fd) } catch { /* synced or failed: nothing left to lose */ }
+    if (d.replaced === true) this.#dropReplaced()
     if (err === null && p.rename !== null && !d.renamed) err = new StorageError(`${this.livePath}: the whole live file was not renamed into place`)
     if (err !== null && p.rename !== null && !d.renamed) try { fs.unlinkSync(p.rename.from) } catch { /* gone */ }
     const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
@@ -576,7 +657,7 @@ export class CheckpointWriter {
    * @returns true when the file was rewritten whole.
    * @throws StorageError on I/O failure.
    */
-  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number } {
+  #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number; syncPointJobs: number } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
       if (this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
@@ -596,7 +677,7 @@ export class CheckpointWriter {
               try { writeAll(fd, delta) } catch (e) { throw new StorageError(`${this.livePath}: cannot append the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
               this.#liveFile.size += n
               held = true // fdatasynced, then closed, by the caller (end)
-              return { compacted: false, syncs: [{ fd, file: this.livePath, data: true, dir: false }], rename: null, wholeBytes: 0 }
+              return { compacted: false, syncs: [{ fd, file: this.livePath, data: true, dir: false }], rename: null, wholeBytes: 0, syncPointJobs: 0 }
             }
           } finally { if (!held) fs.closeSync(fd) }
         }
@@ -610,6 +691,7 @@ export class CheckpointWriter {
     try {
       this.#syncPoint(syncs)
       this.#packMs = performance.now() - s0
+      const syncPointJobs = syncs.length
       const chunks = whole()
       const wholeBytes = chunks.reduce((k, c) => k + c.length, 0)
       const tmp = tempPath(this.livePath)
@@ -617,7 +699,7 @@ export class CheckpointWriter {
       try { fd = fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
       syncs.push({ fd, file: tmp, data: false, dir: false })
       try { writeAll(fd, chunks) } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-      return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes }
+      return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes, syncPointJobs }
     } catch (e) {
       for (const j of syncs) try { fs.closeSync(j.fd) } catch { /* closed */ }
       throw e

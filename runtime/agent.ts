@@ -115,10 +115,18 @@ export interface RestoreState {
   /** Lifetime fuel. */
   fuel: bigint
   pageCount: number
+  /** `[index, 65536 bytes]` for every non-zero page, strictly ascending, below `pageCount` (else {@link Agent.restore} throws). */
   pages: [number, Uint8Array][]
   /** SHA-256 of each page in `pages`, when already known (saves re-hashing). */
   digests?: [number, Uint8Array][]
   globals: GlobalValue[]
+  /**
+   * Called with the pages' digests (`[index, SHA-256]` in the order of `pages`) once the pages are
+   * in the instance, before the globals are set and before anything of the agent runs but its
+   * start function: a resume checks them against the signed state root here (its pages were hashed
+   * while being copied). Whatever it throws, {@link Agent.restore} throws.
+   */
+  check? (digests: [number, Uint8Array][]): void
 }
 
 /**
@@ -440,15 +448,23 @@ export class Agent {
     }
   }
 
-  private loadImageIntoInstance (): void {
+  /**
+   * Grows the instance's memory to `pageCount` pages; returns its bytes.
+   * @throws ModuleError when it cannot grow that far or starts larger
+   */
+  private fitMemory (pageCount: number): Uint8Array {
     const have = this.memory.buffer.byteLength / PAGE_SIZE
-    if (this.image.pageCount > have) {
-      if (this.memory.grow(this.image.pageCount - have) < 0) throw new ModuleError('cannot grow memory to the checkpoint size')
+    if (pageCount > have) {
+      if (this.memory.grow(pageCount - have) < 0) throw new ModuleError('cannot grow memory to the checkpoint size')
     }
-    if (this.memory.buffer.byteLength / PAGE_SIZE !== this.image.pageCount) {
-      throw new ModuleError(`checkpoint has ${this.image.pageCount} memory pages but the module starts with ${have}`)
+    if (this.memory.buffer.byteLength / PAGE_SIZE !== pageCount) {
+      throw new ModuleError(`checkpoint has ${pageCount} memory pages but the module starts with ${have}`)
     }
-    this.image.restoreInto(new Uint8Array(this.memory.buffer))
+    return new Uint8Array(this.memory.buffer)
+  }
+
+  private loadImageIntoInstance (): void {
+    this.image.restoreInto(this.fitMemory(this.image.pageCount))
     this.globals.forEach((g, i) => writeGlobal(g, this.globalsInfo[i].type, this.committedGlobals[i]))
   }
 
@@ -498,7 +514,6 @@ export class Agent {
     a.instantiate()
     a.tick = state.tick
     a.fuel = state.fuel
-    a.image.load(state.pageCount, state.pages, state.digests)
     a.committedGlobals = a.globalsInfo.map((info, i) => {
       const g = state.globals[i]
       if (g.index !== info.index || g.type !== info.type) {
@@ -506,7 +521,10 @@ export class Agent {
       }
       return g.bytes
     })
-    a.loadImageIntoInstance()
+    // one pass over the pages: hashed (unless known), copied into the image and into the instance
+    const digests = a.image.load(state.pageCount, state.pages, state.digests, a.fitMemory(state.pageCount))
+    state.check?.(digests)
+    a.globals.forEach((g, i) => writeGlobal(g, a.globalsInfo[i].type, a.committedGlobals[i]))
     return a
   }
 

@@ -46,6 +46,11 @@ function clearMarks (map: Buffer, n: number): void {
   }
 }
 
+/** Zeroes the 64 KiB page at byte `at` of `live` unless it is zero already (an untouched page stays untouched). */
+function clearPage (live: Buffer, at: number): void {
+  if (!ZERO_PAGE.equals(live.subarray(at, at + PAGE_SIZE))) live.fill(0, at, at + PAGE_SIZE)
+}
+
 /** True when a 64 KiB page holds only zero bytes. */
 export function isZeroPage (page: Uint8Array): boolean {
   return ZERO_PAGE.equals(page)
@@ -72,6 +77,11 @@ export class PageImage {
   #slab: Buffer = EMPTY
   /** Cached 64 KiB views of the slab, by page (dropped when the slab is replaced). */
   #views: (Buffer | undefined)[] = []
+  /**
+   * Copies of the lists the last {@link takeCheckpoint} returned, for the slab and page count they
+   * were made of (callers get copies of these); null after a load, reload or dropped image.
+   */
+  #out: { slab: Buffer; count: number; pages: [number, Uint8Array][]; digests: [number, Uint8Array][] } | null = null
   /** Per dirty page: bit k set when chunk k may differ from the page as of the last checkpoint. */
   readonly #masks = new Map<number, number>()
   /** Per non-zero page, when known: the digest list of its 16 chunks as of the last checkpoint. */
@@ -238,6 +248,7 @@ export class PageImage {
     this.#slab.copy(slab, 0, 0, this.pageCount * PAGE_SIZE)
     this.#slab = slab
     this.#views = []
+    this.#out = null
   }
 
   /** The committed page `i` (a view of the slab), or undefined when it is all zero, outside memory or dropped. */
@@ -274,39 +285,88 @@ export class PageImage {
   /**
    * Copies the committed pages into a freshly instantiated memory of at least `pageCount` pages.
    * A page committed as zero is cleared only when it is not zero already (its data segments wrote
-   * it), so untouched pages of a fresh memory stay untouched (not made resident).
+   * it), so untouched pages of a fresh memory stay untouched (not made resident). When `mem` is
+   * exactly `pageCount` pages it then equals the image, so the dirty map attached by
+   * {@link track} is cleared and trusted from here (the first commit compares only marked chunks).
    */
   restoreInto (mem: Uint8Array): void {
     const live = asBuffer(mem)
     for (let i = 0; i < this.pageCount; i++) {
       const at = i * PAGE_SIZE
       if (this.digests.has(i) || this.dirty.has(i)) this.#slab.copy(live, at, at, at + PAGE_SIZE) // non-zero as of the last checkpoint, or committed since
-      else if (!ZERO_PAGE.equals(live.subarray(at, at + PAGE_SIZE))) live.fill(0, at, at + PAGE_SIZE)
+      else clearPage(live, at)
     }
+    if (live.length === this.pageCount * PAGE_SIZE) this.#untracked(this.pageCount)
+  }
+
+  /**
+   * A slab of exactly `pageCount` pages for `pages` (`[index, 64 KiB bytes]`), not filled in: zeroed
+   * unless `pages` are strictly ascending and `pageCount` many (then every byte is about to be
+   * written, and the slab is allocated without clearing it).
+   */
+  #alloc (pageCount: number, pages: [number, Uint8Array][]): void {
+    let whole = pages.length === pageCount
+    for (let k = 1; whole && k < pages.length; k++) if (pages[k][0] <= pages[k - 1][0]) whole = false
+    this.#slab = pageCount === 0 ? EMPTY : whole ? Buffer.allocUnsafeSlow(pageCount * PAGE_SIZE) : Buffer.alloc(pageCount * PAGE_SIZE)
+    this.#views = []
+    this.#out = null
   }
 
   /** A slab of exactly `pageCount` pages holding `pages` (`[index, 64 KiB bytes]`). */
   #fill (pageCount: number, pages: [number, Uint8Array][]): void {
-    this.#slab = pageCount === 0 ? EMPTY : Buffer.alloc(pageCount * PAGE_SIZE)
-    this.#views = []
+    this.#alloc(pageCount, pages)
     for (const [i, bytes] of pages) this.#slab.set(bytes, i * PAGE_SIZE)
   }
 
   /**
    * Loads an image from a checkpoint's non-zero pages (`[index, 64 KiB bytes]`), with their
    * digests when the caller already has them (a decoded live checkpoint does), else computing them.
-   * Nothing is dirty afterwards. The pages are copied into the image's one slab.
+   * Nothing is dirty afterwards. The pages are copied into the image's one slab and, with `into`
+   * (a freshly instantiated memory of exactly `pageCount` pages; `pages` then strictly ascending
+   * and below `pageCount`), into that memory in the same pass — each page hashed, copied into the
+   * slab and into `into` while it is in cache — which then equals the image, as after
+   * {@link restoreInto} (the dirty map is cleared and trusted).
+   * @returns the digests, `[index, SHA-256]` in the order of `pages`.
+   * @throws Error with `into` when it is not `pageCount` pages or `pages` are out of order or range.
    */
-  load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][]): void {
+  load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][], into?: Uint8Array): [number, Uint8Array][] {
     this.dirty.clear()
     this.digests.clear()
     this.#masks.clear()
     this.#chunkLists.clear()
     this.#trusted = false
     this.pageCount = pageCount
-    this.#fill(pageCount, pages)
-    const known = new Map(digests ?? [])
-    for (const [i, bytes] of pages) this.digests.set(i, known.get(i) ?? pageDigest(bytes))
+    const known = digests === undefined ? null : new Map(digests)
+    const out = new Array<[number, Uint8Array]>(pages.length)
+    if (into === undefined) {
+      this.#fill(pageCount, pages)
+      for (let k = 0; k < pages.length; k++) {
+        const [i, bytes] = pages[k]
+        const d = known?.get(i) ?? pageDigest(bytes)
+        this.digests.set(i, d)
+        out[k] = [i, d]
+      }
+      return out
+    }
+    const live = asBuffer(into)
+    if (live.length !== pageCount * PAGE_SIZE) throw new Error(`PageImage.load: memory of ${live.length / PAGE_SIZE} pages, expected ${pageCount}`)
+    this.#alloc(pageCount, pages)
+    const slab = this.#slab
+    let next = 0 // pages below this one are in place in `live`
+    for (let k = 0; k < pages.length; k++) {
+      const [i, bytes] = pages[k]
+      if (i < next || i >= pageCount || bytes.length !== PAGE_SIZE) throw new Error(`PageImage.load: page ${i} out of order or outside memory of ${pageCount} pages`)
+      for (; next < i; next++) clearPage(live, next * PAGE_SIZE)
+      const d = known?.get(i) ?? pageDigest(bytes)
+      slab.set(bytes, i * PAGE_SIZE)
+      live.set(bytes, i * PAGE_SIZE)
+      this.digests.set(i, d)
+      out[k] = [i, d]
+      next = i + 1
+    }
+    for (; next < pageCount; next++) clearPage(live, next * PAGE_SIZE)
+    this.#untracked(pageCount)
+    return out
   }
 
   /**
@@ -318,6 +378,7 @@ export class PageImage {
     if (this.dirty.size > 0) throw new Error(`PageImage.dropPages: ${this.dirty.size} pages changed since the last checkpoint`)
     this.#slab = EMPTY
     this.#views = []
+    this.#out = null
     this.#chunkLists.clear()
     this.#map = null
     this.#trusted = false
@@ -366,13 +427,20 @@ export class PageImage {
     const changed = [...this.dirty].sort((a, b) => a - b)
     const fine = changed.length <= FINE_GRAIN_PAGES
     const chunkDigests = new Map<number, Uint8Array>()
+    // the lists of the last checkpoint serve again (copied, changed rows replaced) while the same
+    // pages are non-zero in the same slab: no list of every page rebuilt for a few changed ones
+    const last = this.#out
+    let same = last !== null && last.slab === this.#slab && last.count === this.pageCount
     for (const i of changed) {
       const mask = this.#masks.get(i) ?? ALL_CHUNKS
       const p = i < this.pageCount ? this.#view(i) : undefined
+      const had = this.digests.has(i)
       if (p === undefined || isZeroPage(p)) {
+        if (had) same = false
         this.digests.delete(i)
         this.#chunkLists.delete(i)
       } else {
+        if (!had) same = false
         if (fine) {
           const list = this.#chunkList(i, p, mask)
           this.#chunkLists.set(i, list)
@@ -381,10 +449,26 @@ export class PageImage {
         this.digests.set(i, pageDigest(p))
       }
     }
-    // Pages beyond pageCount cannot exist (memory never shrinks), but keep the image exact.
-    for (const i of this.digests.keys()) if (i >= this.pageCount) this.digests.delete(i)
     this.dirty.clear()
     this.#masks.clear()
+    if (same) {
+      const pages = last!.pages
+      const digests = last!.digests.slice()
+      for (const i of changed) {
+        const d = this.digests.get(i)
+        if (d === undefined) continue // zero before and after
+        let lo = 0; let hi = pages.length - 1
+        while (lo < hi) { const mid = (lo + hi) >> 1; if (pages[mid][0] < i) lo = mid + 1; else hi = mid }
+        if (pages[lo]?.[0] !== i) { same = false; break }
+        digests[lo] = [i, d]
+      }
+      if (same) {
+        this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
+        return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests }
+      }
+    }
+    // Pages beyond pageCount cannot exist (memory never shrinks), but keep the image exact.
+    for (const i of this.digests.keys()) if (i >= this.pageCount) this.digests.delete(i)
     const pages: [number, Uint8Array][] = []
     const digests: [number, Uint8Array][] = []
     for (let i = 0; i < this.pageCount; i++) {
@@ -393,6 +477,7 @@ export class PageImage {
       pages.push([i, this.#view(i)])
       digests.push([i, d])
     }
-    return { pages, digests, changed, chunkDigests }
+    this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
+    return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests }
   }
 }

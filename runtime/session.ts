@@ -9,7 +9,7 @@ import { headerCid } from '../checkpoint/header.ts'
 import { checkAgentName, codeCacheDir, livePath as layoutLivePath, nameOfLive } from '../checkpoint/layout.ts'
 import { generateIdentity, identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
-import { readLive } from '../checkpoint/live.ts'
+import { checkLiveState, readLive } from '../checkpoint/live.ts'
 import { CheckpointWriter } from '../checkpoint/writer.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import { decodeIo } from '../checkpoint/io.ts'
@@ -88,17 +88,21 @@ export function startAgent (s: HostSettings, a: { name: string; wasm: Uint8Array
 
 /**
  * Restores an agent from its live checkpoint file, ready to continue in `s.dir` (by default the
- * file's own directory) under the same name, DID, tick count and epoch. The agent's memory image
- * takes the pages read from the file without copying them: the returned `live.pages` are that
- * image (they change as the agent commits ticks).
+ * file's own directory) under the same name, DID, tick count and epoch. The pages read from the
+ * file are hashed and copied into the committed image and the new instance's memory in one pass,
+ * and checked against the signed state root before the agent runs anything but its start function
+ * (`Agent.restore`'s `check`); the returned `live` then has its `digests`.
  * @throws CheckpointError for a bad file or an agent that has finished; ModuleError, ManifestError
  */
 export function resumeAgent (s: HostSettings, file: string): Session & { live: LiveCheckpoint } {
-  const live = readLive(file)
+  // the pages are checked against the signed state root while Agent.restore copies them into the
+  // instance (one pass: hash, copy into the image, copy into memory), before anything reads them
+  const live = readLive(file, { deferState: true })
   const h = live.parsed
   const name = checkAgentName(nameOfLive(file), file)
   if ((h.status === 'finished' || h.status === 'handoff') && resolve(s.dir) === dirname(resolve(file))) {
     // its last checkpoint may be only in the live file (a kill before its history entry): archive it
+    checkLiveState(live, file)
     new CheckpointWriter(s.dir, name).ensureArchived(live)
   }
   if (h.status === 'finished') throw new CheckpointError(`${file}: the agent finished at tick ${h.tick}; a finished agent cannot be resumed`)
@@ -107,7 +111,7 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
   const identity = identityFromSeed(live.seed)
   const agent = Agent.restore(
     { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)`, codeCache: codeCacheOf(s), ...(live.io === null ? {} : { io: decodeIo(live.io, `${file} (io)`) }) },
-    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
+    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals, check: (digests) => checkLiveState(live, file, digests) },
   )
   const writer = new CheckpointWriter(s.dir, name)
   writer.ensureArchived(live)

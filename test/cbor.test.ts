@@ -1,6 +1,6 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { bigintField, checkWellFormed, decode, decodeFile, encode, encodeFile, numberField } from '../checkpoint/cbor.ts'
+import { bigintField, checkWellFormed, decode, decodeFile, encode, encodeFile, encodeFlatMap, numberField } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 
 const hex = (u: Uint8Array) => Buffer.from(u).toString('hex')
@@ -64,6 +64,19 @@ test('floats, undefined, Date, Set, typed arrays and class instances are refused
   assert.throws(() => encode(new Float64Array(1)), /Float64Array/)
   class K { x = 1 }
   assert.throws(() => encode(new K()), /K/)
+})
+
+test('encodeFlatMap gives encode\'s bytes for flat maps, and falls back to it for anything else', () => {
+  const cases: Record<string, unknown>[] = [
+    {},
+    { v: 1, agent: 'did:key:z6Mk', code: 'bafkrei', tick: 0, prev: null, state: new Uint8Array(32).fill(1), fuel: 0n, budget: 2n ** 64n - 1n, price: 2n ** 32n, time: 2 ** 32, host: 'hôst €', status: 'running' },
+    { a: 23, bb: 24, c: 255, dd: 256, e: 65535, ff: 65536, g: 2 ** 32 - 1, hh: 2 ** 53 - 1, i: true, jj: false, k: Buffer.alloc(24, 9), ll: new Uint8Array(300), m: 'x'.repeat(23), nn: 'y'.repeat(24), o: 'z'.repeat(70000) },
+    { zz: 1, a: 2, bbb: 3, b: 4 }, // insertion order does not matter
+    { neg: -1, x: 1 }, { n: [1, 2] }, { m: { a: 1 } }, { big: -5n }, // the generic encoder
+  ]
+  for (const o of cases) assert.is(hex(encodeFlatMap(o)), hex(encode(o)))
+  assert.throws(() => encodeFlatMap({ u: undefined }), TypeError)
+  assert.throws(() => encodeFlatMap({ f: 1.5 }), TypeError)
 })
 
 test('round trip and re-encoding reproduces the bytes', () => {

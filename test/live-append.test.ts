@@ -83,6 +83,30 @@ test(`compaction: the file is rewritten whole once its dead bytes exceed ${COMPA
   assert.ok(verifyHistory([dir]).valid)
 })
 
+test('a compaction replaces the live file through a second name unlinked off the thread; a leftover is removed by the next writer', async () => {
+  const f = newFake(generateIdentity())
+  for (let i = 0; i < 4; i++) f.poke(i, 1, 1)
+  const w = new CheckpointWriter(dir, 'a')
+  f.write(w)
+  const live = path.join(dir, 'a.ckpt')
+  const old = path.join(dir, '.a.ckpt.old')
+  const first = fs.statSync(live).ino
+  let k = 0
+  do { f.poke(k % 4, 3, ++k); f.write(w) } while (!w.lastStats!.liveCompacted && k < 64)
+  assert.ok(w.lastStats!.liveCompacted, 'a compaction came')
+  assert.is.not(fs.statSync(live).ino, first, 'a new file in place')
+  assert.equal(memory(readLive(live)), fakeMemory(f))
+  for (let i = 0; i < 200 && fs.existsSync(old); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  assert.not.ok(fs.existsSync(old), 'the replaced file is unlinked')
+  assert.ok(fs.readdirSync(dir).every((n) => !n.startsWith('.a.ckpt.')), 'nothing left beside the live file')
+  // a kill between the link and the unlink leaves the old file under that name: the next writer removes it
+  fs.writeFileSync(old, 'left by a kill')
+  const w2 = new CheckpointWriter(dir, 'a')
+  assert.not.ok(fs.existsSync(old))
+  assert.equal(memory(readLive(live)), fakeMemory(f))
+  w2.close()
+})
+
 test('a torn or zeroed last record (zeroed at its start or from inside it) falls back to the checkpoint before it; a complete damaged record is an error', () => {
   const f = newFake(generateIdentity())
   for (let i = 0; i < 6; i++) f.poke(i, 1, 1)

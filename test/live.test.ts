@@ -8,7 +8,7 @@ import { CheckpointError, StorageError } from '../checkpoint/errors.ts'
 import { cidOf, sha256 } from '../checkpoint/hash.ts'
 import { encodeHeader, signHeader } from '../checkpoint/header.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
-import { decodeLive, encodeLive, readLive, type LiveCheckpoint } from '../checkpoint/live.ts'
+import { checkLiveState, decodeLive, encodeDelta, encodeLive, readLive, type LiveCheckpoint } from '../checkpoint/live.ts'
 import { PAGE_SIZE, stateRoot, type GlobalValue } from '../checkpoint/state.ts'
 
 const id = generateIdentity()
@@ -87,6 +87,55 @@ test('each kind of damage gives its own clear CheckpointError naming the file', 
   expect('not a map', encodeFile([1, 2, 3]), /live checkpoint is not a CBOR map/)
   expect('bad header', encodeFile({ v: 1, header: encode({ v: 1 }), sig: c.sig, wasm, manifest, pageCount: 8, pages: [], globals: [], log, key: c.seed }), /field "agent"/)
   assert.is(new Set(messages.values()).size, messages.size, 'messages are distinct')
+})
+
+test('deferState: all but the pages checked at decode; checkLiveState checks them against the state root', () => {
+  const c = make()
+  const good = bytesOf(c)
+  const l = decodeLive(good, 'agent.ckpt', { deferState: true })
+  assert.is(l.unchecked, true); assert.is(l.digests, undefined)
+  checkLiveState(l, 'agent.ckpt')
+  assert.is(l.unchecked, undefined)
+  assert.equal(l.digests!.map(([i, d]) => [i, hex(d)]), c.pages.map(([i, p]) => [i, hex(sha256(p))]))
+  // with the caller's digests (what a resume hashed while copying)
+  const l2 = decodeLive(good, 'agent.ckpt', { deferState: true })
+  const ds = c.pages.map(([i, p]): [number, Uint8Array] => [i, sha256(p)])
+  checkLiveState(l2, 'agent.ckpt', ds)
+  assert.is(l2.digests, ds)
+  assert.throws(() => checkLiveState(decodeLive(good, 'agent.ckpt', { deferState: true }), 'agent.ckpt', ds.slice(1)), /not those of the pages/)
+  // a flipped page passes the decode and fails the check; everything else still fails the decode
+  const badPage = Buffer.from(good); badPage[good.indexOf(Buffer.alloc(64, 7)) + 100] ^= 1
+  const lb = decodeLive(badPage, 'agent.ckpt', { deferState: true })
+  assert.throws(() => checkLiveState(lb, 'agent.ckpt'), (e: Error) => e instanceof CheckpointError && /^agent\.ckpt: state root does not match/.test(e.message))
+  const badSig = Buffer.from(good); badSig[good.indexOf(c.sig) + 3] ^= 1
+  assert.throws(() => decodeLive(badSig, 'agent.ckpt', { deferState: true }), /signature does not verify/)
+  // a checked checkpoint: a no-op
+  const lc = decodeLive(good, 'agent.ckpt')
+  const before = lc.digests
+  checkLiveState(lc, 'agent.ckpt', [])
+  assert.is(lc.digests, before)
+})
+
+test('deferState is ignored for a file with records ending in a zero byte: a record zeroed inside a page falls back to the one before', () => {
+  // a memory of 256 pages: every item ends with pageCount's last byte, 0x00
+  const fuel = 5n; const budget = 6n
+  const headerOf = (tick: number, pages: [number, Uint8Array][]) => encodeHeader({ v: 1, agent: id.did, code: cidOf(wasm), manifest: cidOf(manifest), tick, epoch: 1, prev: null, state: stateRoot({ pages: 256, digests: pages.map(([i, p]) => [i, sha256(p)]), globals: [], fuel, budget }), log: null, fuel, budget, price: 1000n, host: 'hostA', time: 1, status: 'running' })
+  const p0 = Buffer.alloc(PAGE_SIZE, 1); const p5 = Buffer.alloc(PAGE_SIZE, 8)
+  const h42 = headerOf(42, [[0, p0]])
+  const whole = Buffer.concat(encodeLive({ header: h42, sig: signHeader(id, h42), wasm, manifest, pageCount: 256, pages: [[0, p0]], globals: [], log: null, seed: id.seed }))
+  const h43 = headerOf(43, [[0, p0], [5, p5]])
+  const ok = Buffer.concat([whole, ...encodeDelta({ header: h43, sig: signHeader(id, h43), pageCount: 256, pages: [[5, p5]], globals: [], log: null, io: null })])
+  assert.is(ok[ok.length - 1], 0)
+  const l43 = decodeLive(ok, 'agent.ckpt', { deferState: true })
+  assert.is(l43.parsed.tick, 43); assert.is(l43.unchecked, undefined, 'checked whole here'); assert.ok(l43.digests !== undefined)
+  const zeroed = Buffer.from(ok)
+  const at = zeroed.lastIndexOf(Buffer.alloc(1024, 8))
+  zeroed.fill(0, at - 4096, at) // inside page 5's body: still well-formed, only the state root tells
+  const l = decodeLive(zeroed, 'agent.ckpt', { deferState: true })
+  assert.is(l.parsed.tick, 42, 'the checkpoint before the zeroed record')
+  assert.ok(l.digests !== undefined)
+  // without records, a file ending in 0x00 is deferred as any other
+  assert.is(decodeLive(whole, 'agent.ckpt', { deferState: true }).unchecked, true)
 })
 
 test('readLive reports an unreadable file as StorageError', () => {

@@ -157,6 +157,64 @@ test('load without digests hashes the pages; nothing is dirty afterwards', () =>
   assert.is(mem[2 * PAGE_SIZE], 2); assert.is(p2[0], 2)
 })
 
+test('load into a fresh memory: one pass into the image and the memory, stray pages cleared, digests returned, the map trusted', () => {
+  const p0 = new Uint8Array(PAGE_SIZE).fill(1)
+  const p2 = new Uint8Array(PAGE_SIZE).fill(2)
+  const mem = memory(4)
+  mem[PAGE_SIZE + 3] = 5 // a data segment's write on a page the checkpoint has as zero
+  const map = new Uint8Array(4 * 16)
+  map[17] = 1; map[40] = 1 // marks left by the start function
+  const img = new PageImage()
+  img.track(map)
+  const digests = img.load(4, [[0, p0], [2, p2]], undefined, mem)
+  assert.equal(digests.map(([i, d]) => [i, hex(d)]), [[0, sha(p0)], [2, sha(p2)]])
+  assert.is(hex(page(mem, 0)), hex(p0)); assert.ok(isZeroPage(page(mem, 1)), 'stray page cleared'); assert.is(hex(page(mem, 2)), hex(p2)); assert.ok(isZeroPage(page(mem, 3)))
+  assert.is(img.committed(0)![0], 1); assert.is(img.committed(1), undefined)
+  assert.is(map.indexOf(1), -1, 'the map is cleared')
+  assert.ok(img.tracking, 'and trusted: the memory equals the image')
+  assert.is(img.dirty.size, 0)
+  mem[2 * PAGE_SIZE + 9] = 7; map[32] = 1 // a marked store
+  assert.is(img.commit(mem), 1)
+  assert.equal(img.takeCheckpoint().changed, [2])
+  // known digests are used as given; a memory of another size or pages out of order are refused
+  const given = new Uint8Array(32).fill(0xab)
+  assert.equal(new PageImage().load(1, [[0, p0]], [[0, given]], memory(1)).map(([i, d]) => [i, hex(d)]), [[0, hex(given)]])
+  assert.throws(() => new PageImage().load(2, [[0, p0]], undefined, memory(3)), /memory of 3 pages, expected 2/)
+  assert.throws(() => new PageImage().load(3, [[2, p2], [0, p0]], undefined, memory(3)), /page 0 out of order/)
+  // restoreInto a memory of exactly the image's size trusts the map too
+  const map2 = new Uint8Array(4 * 16).fill(1)
+  img.track(map2)
+  assert.not.ok(img.tracking)
+  const mem2 = memory(4)
+  img.restoreInto(mem2)
+  assert.is(hex(page(mem2, 2)), hex(page(mem, 2)))
+  assert.ok(img.tracking); assert.is(map2.indexOf(1), -1)
+})
+
+test('takeCheckpoint lists stay exact across checkpoints that reuse them: changed, zeroed, revived, still-zero pages, growth', () => {
+  const mem = memory(6)
+  for (const i of [0, 2, 3, 5]) mem[i * PAGE_SIZE + 1] = i + 1
+  const img = new PageImage()
+  const expect = (m: Uint8Array, label: string) => {
+    const cp = img.takeCheckpoint()
+    const want: [number, string][] = []
+    for (let i = 0; i < m.length / PAGE_SIZE; i++) if (!isZeroPage(page(m, i))) want.push([i, sha(page(m, i))])
+    assert.equal(cp.digests.map(([i, d]) => [i, hex(d)]), want, label)
+    assert.equal(cp.pages.map(([i, p]) => [i, sha(p)]), want, label)
+    cp.pages.pop(); cp.digests.reverse() // a caller's changes to the lists do not reach the next ones
+  }
+  img.commit(mem); expect(mem, 'first')
+  mem[2 * PAGE_SIZE + 9] = 7; img.commit(mem); expect(mem, 'one changed')
+  mem[4 * PAGE_SIZE + 9] = 1; img.commit(mem); mem[4 * PAGE_SIZE + 9] = 0; img.commit(mem) // dirty, zero before and after
+  assert.ok(img.dirty.has(4))
+  expect(mem, 'a page dirtied and zero again')
+  const before = mem[3 * PAGE_SIZE + 1]; mem[3 * PAGE_SIZE + 1] = 0; img.commit(mem); expect(mem, 'a page became zero')
+  mem[3 * PAGE_SIZE + 1] = before; img.commit(mem); expect(mem, 'and came back')
+  mem[0] = 9; mem[5 * PAGE_SIZE] = 9; img.commit(mem); expect(mem, 'two changed')
+  const grown = memory(8); grown.set(mem); grown[7 * PAGE_SIZE] = 1; img.commit(grown); expect(grown, 'grown')
+  grown[7 * PAGE_SIZE + 2] = 2; img.commit(grown); expect(grown, 'after growth')
+})
+
 test('load with given digests uses them instead of re-hashing', () => {
   const p0 = new Uint8Array(PAGE_SIZE).fill(1)
   const p1 = new Uint8Array(PAGE_SIZE).fill(3)

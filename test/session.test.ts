@@ -163,4 +163,21 @@ test('resumeAgent accepts an exhausted checkpoint; the agent keeps budget 0 and 
   assert.is(r.agent.runTick(), null)
 })
 
+test('resumeAgent checks the pages it copies against the signed state root: a flipped page byte is refused, nothing archived', () => {
+  const s = start()
+  s.agent.runTick(); writeCheckpoint(s.agent, s.lineage, 'running')
+  const good = fs.readFileSync(s.ckptPath)
+  const at = good.lastIndexOf(Buffer.from([1, 0, 0, 0, 42, 0, 0, 0])) // mem[0] = 1, mem[4] = 42: page 0 of the last record
+  assert.ok(at > 0)
+  const bad = Buffer.from(good); bad[at] ^= 1
+  fs.writeFileSync(s.ckptPath, bad)
+  const entries = fs.readdirSync(path.join(dir, 'history', 'a')).length
+  assert.throws(() => resumeAgent(settings(), s.ckptPath), (e: Error) => e instanceof CheckpointError && /a\.ckpt: state root does not match the signed header/.test(e.message))
+  assert.is(fs.readdirSync(path.join(dir, 'history', 'a')).length, entries)
+  fs.writeFileSync(s.ckptPath, good)
+  const r = resumeAgent(settings(), s.ckptPath)
+  assert.ok(r.live.digests !== undefined && r.live.unchecked === undefined, 'the resumed checkpoint is checked and has its digests')
+  assert.is(r.agent.runTick()?.trap, null)
+})
+
 test.run()

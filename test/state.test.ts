@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { encode } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 import { sha256 } from '../checkpoint/hash.ts'
-import { isZeroPage, PAGE_SIZE, stateRoot, stateRootOfTable, type GlobalValue } from '../checkpoint/state.ts'
+import { isZeroPage, PAGE_SIZE, stateRoot, StateRootCache, stateRootOfTable, type GlobalValue } from '../checkpoint/state.ts'
 
 const hex = (u: Uint8Array) => Buffer.from(u).toString('hex')
 const d = (n: number) => sha256(Uint8Array.of(n))
@@ -56,6 +56,32 @@ test('bad state is refused', () => {
     [{ pages: 65537 }, /page count 65537 out of range/],
   ]
   for (const [patch, re] of bad) assert.throws(() => stateRoot({ ...ok, ...patch }), (e: Error) => e instanceof CheckpointError && re.test(e.message))
+})
+
+test('StateRootCache gives stateRoot over successive checkpoints: digests changed, pages added and dropped, sizes, errors', () => {
+  const cache = new StateRootCache()
+  const gl = [g(0, 'i32', [1, 0, 0, 0])]
+  let digests: [number, Uint8Array][] = []
+  for (let i = 0; i < 300; i += 3) digests.push([i, d(i)])
+  const check = (pages: number, fuel: bigint) => assert.is(hex(cache.root({ pages, digests, globals: gl, fuel, budget: 7n })), reference(pages, digests, gl, fuel, 7n))
+  check(300, 1n)
+  check(300, 2n ** 40n) // same rows, another prefix length
+  digests = digests.map(([i, x]): [number, Uint8Array] => [i, i % 9 === 0 ? d(i + 1000) : x]) // some rows changed (new arrays)
+  check(300, 3n)
+  digests = [...digests.slice(0, 10), [31, d(31)] as [number, Uint8Array], ...digests.slice(10)].sort((a, b) => a[0] - b[0]) // a page added
+  check(300, 4n)
+  digests = digests.filter(([i]) => i !== 31 && i !== 0) // pages dropped
+  check(300, 5n)
+  digests = [...digests].reverse() // input order does not matter
+  assert.is(hex(cache.root({ pages: 300, digests, globals: gl, fuel: 6n, budget: 7n })), reference(300, [...digests].reverse(), gl, 6n, 7n))
+  digests = []
+  check(0, 0n)
+  // errors drop the cache; the next call is exact again
+  const rows: [number, Uint8Array][] = [[0, d(1)], [5, d(2)]]
+  cache.root({ pages: 6, digests: rows, globals: gl, fuel: 1n, budget: 1n })
+  assert.throws(() => cache.root({ pages: 5, digests: rows, globals: gl, fuel: 1n, budget: 1n }), /page 5 is outside memory of 5 pages/)
+  assert.throws(() => cache.root({ pages: 6, digests: [[0, d(1)], [5, new Uint8Array(31)]], globals: gl, fuel: 1n, budget: 1n }), /digest of page 5 is 31 bytes/)
+  assert.is(hex(cache.root({ pages: 6, digests: rows, globals: gl, fuel: 1n, budget: 1n })), reference(6, rows, gl, 1n, 1n))
 })
 
 test('isZeroPage', () => {

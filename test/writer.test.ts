@@ -8,7 +8,8 @@ import { generateIdentity } from '../checkpoint/identity.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { verifyHeader } from '../checkpoint/header.ts'
 import { FakeAgent } from './fake-agent.ts'
-import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
+import { CheckpointWriter, decodeEntry, encodeEntry } from '../checkpoint/writer.ts'
+import { encodeFile } from '../checkpoint/cbor.ts'
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
 import { blobBytes, blobCids, packedBlobs } from './blobs.ts'
 
@@ -146,6 +147,26 @@ test('everything a writer creates is private: folders 0700, files 0600 (live, en
   }
   walk(path.join(dir, 'new')); walk(other)
   assert.ok(seen.dirs >= 8 && seen.files >= 10, JSON.stringify(seen))
+})
+
+test('encodeEntry frames an entry by hand with the canonical encoder\'s bytes, and falls back to it for anything else', () => {
+  const sig = new Uint8Array(64).fill(3)
+  const cid = cidOf(Buffer.from('page'))
+  const generic = (e: Parameters<typeof encodeEntry>[0]) => Buffer.from(encodeFile({ header: e.headerBytes, sig: e.sig, base: e.base, pageCount: e.pageCount, pages: e.pages, globals: e.globals.map((g) => [g.index, g.type, g.bytes]) })).toString('hex')
+  const header = (n: number) => new Uint8Array(n).fill(7)
+  const cases: Parameters<typeof encodeEntry>[0][] = [
+    { headerBytes: header(300), sig, base: true, pageCount: 0, pages: [], globals: [] },
+    { headerBytes: header(23), sig, base: false, pageCount: 23, pages: [[0, cid], [5, null], [22, cid]], globals: [{ index: 0, type: 'i32', bytes: Uint8Array.of(1, 2, 3, 4) }] },
+    { headerBytes: header(24), sig, base: false, pageCount: 24, pages: [[23, cid], [24, null]], globals: [{ index: 23, type: 'i64', bytes: new Uint8Array(8) }, { index: 24, type: 'v128', bytes: new Uint8Array(16).fill(9) }] },
+    { headerBytes: header(255), sig, base: true, pageCount: 256, pages: [[255, cid]], globals: [{ index: 255, type: 'f64', bytes: new Uint8Array(8) }, { index: 256, type: 'f32', bytes: new Uint8Array(4) }] },
+    { headerBytes: header(65536), sig, base: false, pageCount: 65536, pages: [[256, cid], [65535, cid]], globals: [{ index: 65535, type: 'i32', bytes: new Uint8Array(4) }, { index: 65536, type: 'i32', bytes: new Uint8Array(4) }, { index: 0xffffffff, type: 'i32', bytes: new Uint8Array(4) }] },
+    { headerBytes: header(10), sig, base: false, pageCount: 3, pages: [[1, 'bä€']], globals: [] }, // non-ASCII text
+    { headerBytes: header(10), sig, base: false, pageCount: 2 ** 32, pages: [[2 ** 32, cid]], globals: [] }, // ≥ 2^32: the generic encoder
+  ]
+  for (const e of cases) assert.is(Buffer.from(encodeEntry(e)).toString('hex'), generic(e))
+  const many = Array.from({ length: 1000 }, (_, i): [number, string | null] => [i * 3, i % 7 === 0 ? null : cid])
+  const big = { headerBytes: header(400), sig, base: false, pageCount: 3000, pages: many, globals: [] }
+  assert.is(Buffer.from(encodeEntry(big)).toString('hex'), generic(big))
 })
 
 test.run()
