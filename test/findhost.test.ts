@@ -70,43 +70,43 @@ test('confirm: false takes a one-provider DHT answer as it is; the default asks;
   }
 })
 
-test('an announcement made with no peer connected waits for one (no retry timer), then reaches it', async () => {
-  const nodes: Awaited<ReturnType<typeof node>>[] = []
-  try {
-    nodes.push(await node())
-    const [a] = nodes
-    const dids = Array.from({ length: 6 }, () => generateIdentity().did)
-    for (const did of dids) { a.where.set(did, { state: 'here', epoch: 1 }); await a.disc.announce(did) }
-    assert.is(a.disc.parked, dids.length, 'all parked: nobody to announce to')
-    nodes.push(await node())
-    const [, b] = nodes
-    await b.peer.dial(a.peer.getMultiaddrs()[0])
-    await until(async () => a.disc.parked === 0, 30_000, 'the parked announcements to go out')
-    for (const did of dids) await until(async () => (await b.disc.findHost(did, 3000))?.peer === a.peer.peerId.toString(), 60_000, `b to find ${did} on a`)
-  } finally {
-    for (const n of nodes) { n.disc.close(); await n.peer.stop() }
-  }
-})
+type Node = Awaited<ReturnType<typeof node>>
 
-test('a peer that connects and leaves at once: the parked announcements wait for the next one, without spinning', async () => {
-  const nodes: Awaited<ReturnType<typeof node>>[] = []
-  try {
-    nodes.push(await node())
-    const [a] = nodes
-    const dids = Array.from({ length: 6 }, () => generateIdentity().did)
-    for (const did of dids) { a.where.set(did, { state: 'here', epoch: 1 }); await a.disc.announce(did) }
-    nodes.push(await node())
-    const [, b] = nodes
-    await b.peer.dial(a.peer.getMultiaddrs()[0])
-    await b.peer.stop()
-    // a spinning re-park would starve this (shared) event loop: timers still fire, and every DID parks again
-    const t0 = Date.now()
-    await sleep(100)
-    assert.ok(Date.now() - t0 < 10_000, 'the event loop turns')
-    await until(async () => a.disc.parked === dids.length && a.peer.getConnections().length === 0, 60_000, 'every announcement parked again')
-  } finally {
+/** Runs `f` with a list of the nodes it starts; stops them all afterwards. */
+async function withNodes (f: (nodes: Node[]) => Promise<void>): Promise<void> {
+  const nodes: Node[] = []
+  try { await f(nodes) } finally {
     for (const n of nodes) { n.disc.close(); await n.peer.stop() }
   }
-})
+}
+
+/** Node `a` announces six DIDs while it has no peer (all parked), then node `b` dials it. */
+async function parkedThenDialed (nodes: Node[]): Promise<{ a: Node; b: Node; dids: string[] }> {
+  const a = await node()
+  nodes.push(a)
+  const dids = Array.from({ length: 6 }, () => generateIdentity().did)
+  for (const did of dids) { a.where.set(did, { state: 'here', epoch: 1 }); await a.disc.announce(did) }
+  assert.is(a.disc.parked, dids.length, 'all parked: nobody to announce to')
+  const b = await node()
+  nodes.push(b)
+  await b.peer.dial(a.peer.getMultiaddrs()[0])
+  return { a, b, dids }
+}
+
+test('an announcement made with no peer connected waits for one (no retry timer), then reaches it', () => withNodes(async (nodes) => {
+  const { a, b, dids } = await parkedThenDialed(nodes)
+  await until(async () => a.disc.parked === 0, 30_000, 'the parked announcements to go out')
+  for (const did of dids) await until(async () => (await b.disc.findHost(did, 3000))?.peer === a.peer.peerId.toString(), 60_000, `b to find ${did} on a`)
+}))
+
+test('a peer that connects and leaves at once: the parked announcements wait for the next one, without spinning', () => withNodes(async (nodes) => {
+  const { a, b, dids } = await parkedThenDialed(nodes)
+  await b.peer.stop()
+  // a spinning re-park would starve this (shared) event loop: timers still fire, and every DID parks again
+  const t0 = Date.now()
+  await sleep(100)
+  assert.ok(Date.now() - t0 < 10_000, 'the event loop turns')
+  await until(async () => a.disc.parked === dids.length && a.peer.getConnections().length === 0, 60_000, 'every announcement parked again')
+}))
 
 test.run()
