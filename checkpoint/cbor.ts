@@ -143,6 +143,24 @@ export function encodeFile (v: unknown): Uint8Array {
   return out
 }
 
+/**
+ * Writes the head of a CBOR data item — major type `major` (0–7) and argument `n`, a non-negative
+ * safe integer, in its shortest form (RFC 8949 §3, §4.2.1) — into `b` at offset `p`, which must have
+ * 9 bytes free. The one head writer of the hand-framed encoders (checkpoint/live.ts, writer.ts,
+ * state.ts and {@link encodeFlatMap}).
+ * @returns the offset just past the head.
+ */
+export function putHead (b: Uint8Array, p: number, major: number, n: number): number {
+  const m = major << 5
+  if (n < 24) { b[p] = m | n; return p + 1 }
+  if (n < 0x100) { b[p] = m | 24; b[p + 1] = n; return p + 2 }
+  if (n < 0x10000) { b[p] = m | 25; b[p + 1] = n >>> 8; b[p + 2] = n & 255; return p + 3 }
+  const word = (at: number, w: number): void => { b[at] = w >>> 24; b[at + 1] = (w >>> 16) & 255; b[at + 2] = (w >>> 8) & 255; b[at + 3] = w & 255 }
+  if (n < TWO32) { b[p] = m | 26; word(p + 1, n); return p + 5 }
+  b[p] = m | 27; word(p + 1, Math.floor(n / TWO32)); word(p + 5, n % TWO32)
+  return p + 9
+}
+
 /** Encoded text keys of {@link encodeFlatMap}, with each key set's canonical order. */
 const flatOrder = new Map<string, { keys: string[]; heads: Uint8Array[] }>()
 
@@ -173,11 +191,7 @@ export function encodeFlatMap (o: Record<string, unknown>): Uint8Array {
   }
   const b = Buffer.allocUnsafe(size)
   let p = 0
-  const head = (major: number, n: number): void => {
-    const m = major << 5
-    if (n < 24) b[p++] = m | n
-    else if (n < 0x100) { b[p++] = m | 24; b[p++] = n } else if (n < 0x10000) { b[p++] = m | 25; b[p++] = n >>> 8; b[p++] = n & 255 } else if (n < TWO32) { b[p++] = m | 26; b.writeUInt32BE(n, p); p += 4 } else { b[p++] = m | 27; b.writeBigUInt64BE(BigInt(n), p); p += 8 }
-  }
+  const head = (major: number, n: number): void => { p = putHead(b, p, major, n) }
   head(5, order.keys.length)
   for (let k = 0; k < order.keys.length; k++) {
     b.set(order.heads[k], p); p += order.heads[k].length

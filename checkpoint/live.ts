@@ -13,7 +13,7 @@
  * `encodeFile()` / `encode()` of the same map.
  */
 import * as fs from 'node:fs'
-import { asMap, bytesField, checkWellFormed, decode, decodeFile, describe, numberField } from './cbor.ts'
+import { asMap, bytesField, checkWellFormed, decode, decodeFile, describe, numberField, putHead } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf, sha256 } from './hash.ts'
 import { decodeHeader, FORMAT_VERSION, verifyHeader, type CheckpointHeader } from './header.ts'
@@ -68,10 +68,8 @@ class Framer {
   start = 0
   constructor (size: number) { this.buf = new Uint8Array(size) }
   head (major: number, n: number): void {
-    const b = this.buf; const m = major << 5; let p = this.p
-    if (n < 24) b[p++] = m | n
-    else if (n < 0x100) { b[p++] = m | 24; b[p++] = n } else if (n < 0x10000) { b[p++] = m | 25; b[p++] = n >>> 8; b[p++] = n & 255 } else if (n < 0x100000000) { b[p++] = m | 26; b[p++] = n >>> 24; b[p++] = (n >>> 16) & 255; b[p++] = (n >>> 8) & 255; b[p++] = n & 255 } else throw new CheckpointError(`live checkpoint: length ${n} too large`)
-    this.p = p
+    if (n >= 0x100000000) throw new CheckpointError(`live checkpoint: length ${n} too large`)
+    this.p = putHead(this.buf, this.p, major, n)
   }
   raw (x: number): void { this.buf[this.p++] = x }
   text (s: string): void { this.head(3, s.length); for (let i = 0; i < s.length; i++) this.buf[this.p++] = s.charCodeAt(i) }
@@ -225,6 +223,27 @@ function popcount16 (m: number): number {
   let n = 0
   for (; m !== 0; m &= m - 1) n++
   return n
+}
+
+/**
+ * Checks the `pages` of a whole checkpoint — `[index, 65536 bytes]`, ascending, below `pageCount` —
+ * and returns them as a page table (index → page, in that order).
+ * @throws CheckpointError `<what>: …` naming the entry at fault.
+ */
+function wholePages (rows: unknown, pageCount: number, what: string): Map<number, Uint8Array> {
+  if (!Array.isArray(rows)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(rows)}`)
+  const table = new Map<number, Uint8Array>()
+  let last = -1
+  for (const e of rows as unknown[]) {
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array)) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes]`)
+    const [i, page] = e as [number, Uint8Array]
+    if (i <= last) throw new CheckpointError(`${what}: page ${i} out of order (pages must be in ascending index order)`)
+    if (i >= pageCount) throw new CheckpointError(`${what}: page ${i} is outside memory of ${pageCount} pages`)
+    if (page.length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
+    last = i
+    table.set(i, page)
+  }
+  return table
 }
 
 /**
@@ -392,18 +411,7 @@ function decodeLiveItems (bytes: Uint8Array, file: string, defer: boolean): Live
   let pageCount = numberField(m, 'pageCount', file, MAX_PAGES)
   let log = m.log === null ? null : bytesField(m, 'log', file)
   let io = m.io === undefined ? null : bytesField(m, 'io', file)
-  if (!Array.isArray(m.pages)) throw new CheckpointError(`${file}: field "pages" must be an array, got ${describe(m.pages)}`)
-  const table = new Map<number, Uint8Array>()
-  let last = -1
-  for (const e of m.pages as unknown[]) {
-    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array)) throw new CheckpointError(`${file}: field "pages" entries must be [index, bytes]`)
-    const [i, page] = e as [number, Uint8Array]
-    if (i <= last) throw new CheckpointError(`${file}: page ${i} out of order (pages must be in ascending index order)`)
-    if (i >= pageCount) throw new CheckpointError(`${file}: page ${i} is outside memory of ${pageCount} pages`)
-    if (page.length !== PAGE_SIZE) throw new CheckpointError(`${file}: page ${i} is ${page.length} bytes, expected ${PAGE_SIZE}`)
-    last = i
-    table.set(i, page)
-  }
+  const table = wholePages(m.pages, pageCount, file)
   let globals = decodeGlobals(m.globals, file)
   // delta records: each replaces the header, signature, log, I/O state, globals and page count, and
   // applies its page rows to the table of the checkpoint before it
@@ -481,14 +489,8 @@ export function liveSteps (bytes: Uint8Array, file: string): LiveStep[] {
     const pageCount = numberField(m, 'pageCount', what, MAX_PAGES)
     let pages: [number, Uint8Array | null][]
     if (k === 0) {
-      if (!Array.isArray(m.pages)) throw new CheckpointError(`${what}: field "pages" must be an array, got ${describe(m.pages)}`)
-      pages = []
-      for (const e of m.pages as unknown[]) {
-        if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !(e[1] instanceof Uint8Array)) throw new CheckpointError(`${what}: field "pages" entries must be [index, bytes]`)
-        if (e[1].length !== PAGE_SIZE) throw new CheckpointError(`${what}: page ${e[0]} is ${e[1].length} bytes, expected ${PAGE_SIZE}`)
-        pages.push([e[0], e[1]])
-        table.set(e[0], e[1])
-      }
+      for (const [i, page] of wholePages(m.pages, pageCount, what)) table.set(i, page)
+      pages = [...table]
     } else pages = applyRows(table, m.pages, checkDeltaVersion(m.v, what), pageCount, what)
     steps.push({
       header: bytesField(m, 'header', what), sig: bytesField(m, 'sig', what, 64), pageCount,

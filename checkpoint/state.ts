@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto'
 import { CheckpointError } from './errors.ts'
+import { putHead } from './cbor.ts'
 
 /** WebAssembly page size, bytes (WebAssembly spec §2.5.6). Checkpoint pages are wasm pages. */
 export const PAGE_SIZE = 65536
@@ -72,12 +73,8 @@ function ensure (need: number): void {
 }
 
 function head (p: number, major: number, n: number): number {
-  const m = major << 5
-  if (n < 24) { buf[p] = m | n; return p + 1 }
-  if (n < 0x100) { buf[p] = m | 24; buf[p + 1] = n; return p + 2 }
-  if (n < 0x10000) { buf[p] = m | 25; buf[p + 1] = n >>> 8; buf[p + 2] = n & 255; return p + 3 }
-  if (n < 0x100000000) { buf[p] = m | 26; buf[p + 1] = n >>> 24; buf[p + 2] = (n >>> 16) & 255; buf[p + 3] = (n >>> 8) & 255; buf[p + 4] = n & 255; return p + 5 }
-  throw new CheckpointError(`state: integer ${n} too large`)
+  if (n >= 0x100000000) throw new CheckpointError(`state: integer ${n} too large`)
+  return putHead(buf, p, major, n)
 }
 
 function headBig (p: number, n: bigint, label: string): number {

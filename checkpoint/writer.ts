@@ -27,7 +27,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { asMap, bytesField, decodeFile, describe, encodeFile, numberField } from './cbor.ts'
+import { asMap, bytesField, decodeFile, describe, encodeFile, numberField, putHead } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
 import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
@@ -217,12 +217,7 @@ class EntryBytes {
   readonly b: Buffer
   p = 0
   constructor (size: number) { this.b = Buffer.allocUnsafe(size) }
-  head (major: number, n: number): void {
-    const b = this.b; const m = major << 5; let p = this.p
-    if (n < 24) b[p++] = m | n
-    else if (n < 0x100) { b[p++] = m | 24; b[p++] = n } else if (n < 0x10000) { b[p++] = m | 25; b[p++] = n >>> 8; b[p++] = n & 255 } else { b[p++] = m | 26; b[p++] = n >>> 24; b[p++] = (n >>> 16) & 255; b[p++] = (n >>> 8) & 255; b[p++] = n & 255 }
-    this.p = p
-  }
+  head (major: number, n: number): void { this.p = putHead(this.b, this.p, major, n) }
   text (s: string): void { const n = Buffer.byteLength(s); this.head(3, n); this.b.write(s, this.p, 'utf8'); this.p += n }
   bytes (x: Uint8Array): void { this.head(2, x.length); this.b.set(x, this.p); this.p += x.length }
 }
@@ -623,18 +618,22 @@ export class CheckpointWriter {
     const before = fresh ? ZERO_LIST : this.#liveLists.get(i)
     if (now === undefined || before === undefined || now.length !== before.length) return [i, page]
     let mask = 0
-    for (let k = 0; k * 32 < now.length; k++) if (Buffer.compare(now.subarray(k * 32, k * 32 + 32), before.subarray(k * 32, k * 32 + 32)) !== 0) mask |= 1 << k
+    for (let k = 0; k * 32 < now.length; k++) {
+      for (let j = k * 32; j < k * 32 + 32; j++) if (now[j] !== before[j]) { mask |= 1 << k; break }
+    }
     return mask === 0 ? [i, page] : [i, page, mask]
   }
 
-  /** Brings {@link CheckpointWriter.#liveLists} up to the page table just written (`rows`; all of it for a base). */
+  /**
+   * Brings {@link CheckpointWriter.#liveLists} up to the page table just written: `rows` are every
+   * change of it (all of it for a base), pages dropped beyond the page count included.
+   */
   #keepLists (s: Snapshot, rows: [number, string | null][], base: boolean): void {
     if (base) this.#liveLists.clear()
     for (const [i, cid] of rows) {
       const list = cid === null ? undefined : s.chunkDigests?.get(i)
       if (list === undefined) this.#liveLists.delete(i); else this.#liveLists.set(i, list)
     }
-    for (const i of [...this.#liveLists.keys()]) if (i >= s.pageCount) this.#liveLists.delete(i)
   }
 
   /** After a failed write: the next one is whole (page table and live file forgotten). */
