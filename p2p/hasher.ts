@@ -15,6 +15,20 @@ interface Thread { worker: Worker; waiting: Map<number, Waiting>; timer: NodeJS.
 let thread: Thread | null = null
 let nextId = 1
 
+/** The helper thread, started when there is none, its idle timer stopped (a request is coming). */
+function take (): Thread {
+  const t = thread ??= start()
+  if (t.timer !== null) { clearTimeout(t.timer); t.timer = null }
+  return t
+}
+
+/** Ends `t` after {@link IDLE_MS} unless a request comes first (it waits for none now). */
+function idleLater (t: Thread): void {
+  if (t.waiting.size !== 0 || thread !== t) return
+  t.timer = setTimeout(() => { if (thread === t && t.waiting.size === 0) { thread = null; void t.worker.terminate() } }, IDLE_MS)
+  t.timer.unref()
+}
+
 function start (): Thread {
   const url = new URL(import.meta.url.endsWith('.ts') ? './hash-thread.ts' : './hash-thread.js', import.meta.url)
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type')) // as runtime/code-cache.ts
@@ -32,7 +46,7 @@ function start (): Thread {
     if (m.digests !== undefined) w.resolve(Array.from({ length: m.digests.length / 32 }, (_, k) => m.digests!.subarray(32 * k, 32 * k + 32)))
     else w.reject(new Error(`hash thread: ${m.error ?? 'no answer'}`))
     if (t.waiting.size === 0) t.worker.unref()
-    if (t.waiting.size === 0 && thread === t) { t.timer = setTimeout(() => { if (thread === t && t.waiting.size === 0) { thread = null; void t.worker.terminate() } }, IDLE_MS); t.timer.unref() }
+    idleLater(t)
   })
   t.worker.on('error', (e) => fail(new Error(`hash thread: ${e.message}`)))
   t.worker.on('exit', () => fail(new Error('hash thread: it exited')))
@@ -48,8 +62,7 @@ export function hashShared (views: Uint8Array[]): Promise<Uint8Array[]> {
   if (views.length === 0) return Promise.resolve([])
   const buf = views[0].buffer
   if (!(buf instanceof SharedArrayBuffer) || views.some((v) => v.buffer !== buf)) return Promise.reject(new Error('hash thread: the views must share one SharedArrayBuffer'))
-  const t = thread ??= start()
-  if (t.timer !== null) { clearTimeout(t.timer); t.timer = null }
+  const t = take()
   const id = nextId++
   t.worker.ref() // while an answer is awaited
   return new Promise((resolve, reject) => {
@@ -66,9 +79,8 @@ export function hashShared (views: Uint8Array[]): Promise<Uint8Array[]> {
  */
 export function touchShared (buf: SharedArrayBuffer): void {
   try {
-    const t = thread ??= start()
-    if (t.timer !== null) { clearTimeout(t.timer); t.timer = null }
+    const t = take()
     t.worker.postMessage({ id: 0, buf, ranges: [], touch: true })
-    if (t.waiting.size === 0) { t.timer = setTimeout(() => { if (thread === t && t.waiting.size === 0) { thread = null; void t.worker.terminate() } }, IDLE_MS); t.timer.unref() }
+    idleLater(t)
   } catch { /* only slower */ }
 }
