@@ -38,6 +38,16 @@ import type { AgentFacts, AgentStatus, DeliverManyResult, WorkerLoopOptions, Wor
 export type { AgentStatus, DeliverManyResult, WorkerLoopOptions, WorkerSettings } from './worker.ts'
 
 /**
+ * Cap on a tick thread's young generation, MiB (Worker `resourceLimits.maxYoungGenerationSizeMb`):
+ * 24, a new space of 16 MiB (two semi-spaces of 8 MiB). V8's default for a worker here is 192: its
+ * new space grew to 64 MiB (and RSS with it, by ~100 MiB a thread, never given back) under a
+ * 1,000-agent node's steady allocation of checkpoint buffers, timers and promises, while the live
+ * heap stayed flat. Scavenges come more often; their cost follows what survives, which did not
+ * change measurably (docs/RATIONALE.md "Density: tick threads' young generation").
+ */
+export const TICK_THREAD_YOUNG_MB = 24
+
+/**
  * Test-only: set only by the test launcher test/igord-faulty.ts before it runs the CLI, empty in the
  * shipped CLI. `workerFaults` is passed to every worker thread this process starts (as
  * `workerData.faults`); the worker imports `module` and calls its `installWorkerFaults(spec)`
@@ -368,7 +378,7 @@ export class TickPool {
   #spawn (index: number): WorkerSlot {
     const busy = new Int32Array(new SharedArrayBuffer(16))
     const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url)
-    const worker = new Worker(url, { workerData: { busy, ...(injected.workerFaults === undefined ? {} : { faults: injected.workerFaults }) } })
+    const worker = new Worker(url, { workerData: { busy, ...(injected.workerFaults === undefined ? {} : { faults: injected.workerFaults }) }, resourceLimits: { maxYoungGenerationSizeMb: TICK_THREAD_YOUNG_MB } })
     const slot: WorkerSlot = { worker, busy, agents: new Set(), pending: new Map(), seq: 0, since: performance.now(), dead: false }
     worker.on('message', (m: WorkerMessage) => this.#message(slot, m))
     worker.on('error', (e: Error) => { if (!slot.dead) this.#kill(slot, Atomics.load(busy, 0) || null, `the worker thread failed: ${e.message.split('\n')[0]}`, true) })
