@@ -187,6 +187,16 @@ export const COMPACT_RATIO = 1
 export const COMPACT_MIN_BYTES = 512 * 1024
 
 /**
+ * A live file whose whole copy is at least this many bytes (4 MiB) is rewritten whole, not
+ * appended to, when a checkpoint's delta record would be at least half that size (most of memory
+ * changed), and the file a whole write replaces is kept (`<dir>/.<name>.ckpt.old`, mode 0600) as
+ * the spare the next whole write overwrites in place: a record that big is about the cost of a
+ * whole write, and writing it into the spare reuses the spare's cached pages and disk blocks, where
+ * an append allocates new ones (docs/RATIONALE.md "Big checkpoints rewrite a spare file").
+ */
+export const SPARE_MIN_BYTES = 4 * 1024 * 1024
+
+/**
  * A checkpoint that changes at most this many pages stores them as 4 KiB chunks, zstd-compressed
  * (docs/FORMAT.md "Blob store"); one that changes more stores whole pages uncompressed.
  */
@@ -367,6 +377,8 @@ export class CheckpointWriter {
   readonly #roots = new StateRootCache()
   /** `<dir>/.<name>.ckpt.old`: the live file a whole write replaced, until unlinked off the thread ({@link CheckpointWriter.install}) */
   readonly #replaced: string
+  /** {@link CheckpointWriter.#replaced} is this writer's spare: a replaced live file kept for the next whole write to overwrite ({@link SPARE_MIN_BYTES}) */
+  #spare = false
 
   /**
    * Creates `dir`, `dir/history/<name>` and `dir/blobs` (mode 0700) when missing.
@@ -573,7 +585,11 @@ export class CheckpointWriter {
     this.#pending = null
     const d = p.done
     for (const j of p.syncs) try { fs.closeSync(j.fd) } catch { /* synced or failed: nothing left to lose */ }
-    if (d.replaced === true) this.#dropReplaced()
+    if (d.replaced === true) {
+      // the replaced file is kept as the spare of the next whole write of a big live file
+      if (err === null && d.renamed && d.wholeBytes >= SPARE_MIN_BYTES) this.#spare = true
+      else this.#dropReplaced()
+    }
     if (err === null && p.rename !== null && !d.renamed) err = new StorageError(`${this.livePath}: the whole live file was not renamed into place`)
     if (err !== null && p.rename !== null && !d.renamed) try { fs.unlinkSync(p.rename.from) } catch { /* gone */ }
     const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
@@ -659,7 +675,8 @@ export class CheckpointWriter {
   #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number; syncPointJobs: number } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
-      if (this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
+      const big = this.#liveWhole >= SPARE_MIN_BYTES && 2 * n >= this.#liveWhole
+      if (!big && this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
         // opened for each append (no descriptor held between checkpoints), and only while it is
         // still the file this writer left
         let fd: number | null = null
@@ -694,10 +711,12 @@ export class CheckpointWriter {
       const chunks = whole()
       const wholeBytes = chunks.reduce((k, c) => k + c.length, 0)
       const tmp = tempPath(this.livePath)
-      let fd: number
-      try { fd = fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      const fd = this.#openWhole(tmp)
       syncs.push({ fd, file: tmp, data: false, dir: false })
-      try { writeAll(fd, chunks) } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      try {
+        writeAll(fd, chunks)
+        if (fs.fstatSync(fd).size > wholeBytes) fs.ftruncateSync(fd, wholeBytes) // a longer spare's tail
+      } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
       return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes, syncPointJobs }
     } catch (e) {
       for (const j of syncs) try { fs.closeSync(j.fd) } catch { /* closed */ }
@@ -705,6 +724,20 @@ export class CheckpointWriter {
     }
   }
 
+
+  /**
+   * Opens `tmp` for a whole write of the live file: the spare ({@link SPARE_MIN_BYTES}), renamed to
+   * `tmp` and opened to be overwritten from its start (its pages and blocks reused), when this
+   * writer kept one; else a new file (mode 0600).
+   * @throws StorageError `<tmp>: cannot create: …`.
+   */
+  #openWhole (tmp: string): number {
+    if (this.#spare) {
+      this.#spare = false // taken: a failure below leaves none (end unlinks the temporary file)
+      try { fs.renameSync(this.#replaced, tmp); return fs.openSync(tmp, 'r+') } catch { try { fs.unlinkSync(tmp) } catch { /* not renamed */ } }
+    }
+    try { return fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  }
 
   /**
    * Makes durable everything this writer (and, after {@link CheckpointWriter.ensureArchived}, the
@@ -756,7 +789,12 @@ export class CheckpointWriter {
    * holds between checkpoints (queued blobs); nothing stays open.
    * @throws StorageError when the sync fails (the writer is closed all the same).
    */
-  close (): void { try { this.sync() } finally { this.#closeLive(); this.blobs.close() } }
+  close (): void {
+    try { this.sync() } finally {
+      this.#closeLive(); this.blobs.close()
+      if (this.#spare) { this.#spare = false; try { fs.unlinkSync(this.#replaced) } catch { /* gone */ } }
+    }
+  }
 
   /**
    * Makes sure the checkpoint being resumed, and every checkpoint its live file still holds as
