@@ -55,6 +55,14 @@ export interface Snapshot {
    * (runtime/memory.ts hashes only the chunks that changed). Trusted like `digests`.
    */
   chunkDigests?: Map<number, Uint8Array>
+  /**
+   * For some changed pages that were non-zero in the snapshot of the previous write, by index: bit
+   * k set when 4 KiB chunk k may differ from that snapshot's page (never clear for one that
+   * differs). Lets the live file's delta record hold only those chunks of a page whose earlier
+   * chunk digests the writer does not know (runtime/memory.ts knows from its compares). Same
+   * contract as `changed`.
+   */
+  chunkMasks?: Map<number, number>
 }
 
 /**
@@ -314,6 +322,8 @@ function ms (t0: number): number { return performance.now() - t0 }
 
 /** The chunk digest list of a zero page (32 zero bytes per chunk, as Snapshot `chunkDigests`). */
 const ZERO_LIST = new Uint8Array(32 * 16)
+/** A delta row mask naming all 16 chunks of a page (such a row is written as the whole page). */
+const ALL_ROW_MASK = 0xffff
 
 function findPage (pages: [number, Uint8Array][], i: number): number {
   let lo = 0; let hi = pages.length - 1
@@ -632,7 +642,11 @@ export class CheckpointWriter {
     const page = s.pages[findPage(s.pages, i)][1]
     const now = s.chunkDigests?.get(i)
     const before = fresh ? ZERO_LIST : this.#liveLists.get(i)
-    if (now === undefined || before === undefined || now.length !== before.length) return [i, page]
+    if (now === undefined || before === undefined || now.length !== before.length) {
+      // the runtime's mask, when it has one: which chunks its compares found changed
+      const m = fresh ? undefined : s.chunkMasks?.get(i)
+      return m !== undefined && Number.isInteger(m) && m > 0 && m < ALL_ROW_MASK ? [i, page, m] : [i, page]
+    }
     let mask = 0
     for (let k = 0; k * 32 < now.length; k++) {
       for (let j = k * 32; j < k * 32 + 32; j++) if (now[j] !== before[j]) { mask |= 1 << k; break }
