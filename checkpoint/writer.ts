@@ -206,7 +206,9 @@ export const SPARE_MIN_BYTES = 4 * 1024 * 1024
 
 /**
  * A checkpoint that changes at most this many pages stores them as 4 KiB chunks, zstd-compressed
- * (docs/FORMAT.md "Blob store"); one that changes more stores whole pages uncompressed.
+ * (docs/FORMAT.md "Blob store"); one that changes more stores as chunks, uncompressed, the pages
+ * of which only some chunks changed (the snapshot gives their chunk digests: runtime/memory.ts),
+ * and the others as whole pages, uncompressed.
  */
 export const FINE_GRAIN_PAGES = 16
 
@@ -369,6 +371,14 @@ export class CheckpointWriter {
    * lists are both known goes into the next delta record as a chunk row (only its changed chunks).
    */
   readonly #liveLists = new Map<number, Uint8Array>()
+  /**
+   * Page index → the chunk digest list of the version of the page this writer last stored in
+   * chunks, all of whose chunks are present in {@link CheckpointWriter.blobs} (while its `epoch` is
+   * {@link CheckpointWriter.#storedEpoch}): the store's look-ups remember only recent CIDs, and a
+   * checkpoint changing a few chunks of many pages would otherwise store their other chunks again.
+   */
+  readonly #storedLists = new Map<number, Uint8Array>()
+  #storedEpoch = 0
   #pageCount = 0
   /** the live file this writer last wrote whole (inode, device, size now), and its size when written whole */
   #liveFile: { ino: number; dev: number; size: number } | null = null
@@ -508,12 +518,20 @@ export class CheckpointWriter {
     const rows: [number, string | null][] = []
     const fresh = new Set<number>() // pages the live file's table did not hold (their chunks are compared with zeros)
     // a few changed pages are stored as 4 KiB chunks, compressed (history growth O(changed chunks));
-    // many (a base entry, a full rewrite of memory) as they are (speed O(memory), no extra hashing)
+    // of many, those whose chunk digests the snapshot gives (only some of their chunks changed:
+    // runtime/memory.ts) as chunks, uncompressed, and the others (a base entry, a full rewrite of
+    // memory) as they are (speed O(memory), no extra hashing)
     const fine = !base && s.changed !== null && s.changed.length <= FINE_GRAIN_PAGES
+    if (this.#storedEpoch !== this.blobs.epoch) { this.#storedLists.clear(); this.#storedEpoch = this.blobs.epoch }
     const putPage = (k: number, cid?: string): string => {
-      const cd = fine ? s.chunkDigests?.get(s.pages[k][0]) : undefined
-      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine, loose: false, ...(cd === undefined ? {} : { chunkDigests: cd }), ...(cid === undefined ? {} : { cid }) })
+      const i = s.pages[k][0]
+      const cd = base || s.changed === null ? undefined : s.chunkDigests?.get(i)
+      const chunk = fine || cd !== undefined
+      const present = cd === undefined ? undefined : this.#storedLists.get(i)
+      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk, compress: fine, loose: false, ...(cd === undefined ? {} : { chunkDigests: cd }), ...(cid === undefined ? {} : { cid }), ...(present === undefined ? {} : { present }) })
       if (r.written) { blobsWritten++; pageBlobsWritten++ }
+      // a page stored in chunks has all its chunks present: its next version's unchanged ones need no look-up
+      if (r.written && cd !== undefined) this.#storedLists.set(i, cd); else this.#storedLists.delete(i)
       return r.cid
     }
     if (base || s.changed === null) {
@@ -670,6 +688,7 @@ export class CheckpointWriter {
   #failed (): void {
     this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
     this.#liveLists.clear()
+    this.#storedLists.clear()
     this.#closeLive() // and the live file is rewritten whole
     this.last = null
   }

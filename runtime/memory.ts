@@ -419,9 +419,11 @@ export class PageImage {
   /**
    * Re-hashes the dirty pages, clears the dirty set and returns what a checkpoint needs:
    * every non-zero page (views of the committed memory, not to be modified until written), the
-   * sorted digests, the indices that changed and, when few changed (≤ checkpoint/writer.ts
-   * `FINE_GRAIN_PAGES`), each changed non-zero page's 4 KiB chunk digest list (512 bytes, 32 zero
-   * bytes for a zero chunk), hashing only the chunks that changed; and, for every changed page
+   * sorted digests, the indices that changed and, for each changed non-zero page — when few
+   * changed (≤ checkpoint/writer.ts `FINE_GRAIN_PAGES`), else only those of which some chunks did
+   * not change — its 4 KiB chunk digest list (512 bytes, 32 zero bytes for a zero chunk), hashing
+   * only the chunks that changed (all 16 the first time: the list of the page as of the last
+   * checkpoint unknown, e.g. after a load or a change of every chunk); and, for every changed page
    * that was non-zero at the last checkpoint and not all of whose chunks changed, the mask of its
    * chunks that may have changed since (bit k: chunk k; from the compares of the commits, so known
    * without hashing, however many pages changed).
@@ -445,7 +447,8 @@ export class PageImage {
         this.#chunkLists.delete(i)
       } else {
         if (!had) same = false
-        if (fine) {
+        // of many changed pages, those all of whose chunks changed are stored whole (no list)
+        if (fine || mask !== ALL_CHUNKS) {
           const list = this.#chunkList(i, p, mask)
           this.#chunkLists.set(i, list)
           chunkDigests.set(i, list)
