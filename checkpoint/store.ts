@@ -134,6 +134,12 @@ export class BlobStore {
   readonly #agent: string | undefined
   #writer: PackWriter
   #dirty = false
+  /**
+   * Changes whenever blobs this store wrote or found may have gone since (a failed flush forgot its
+   * queued blobs, a pack was cut or rewritten under it): what a caller learned was present before
+   * (`putEx` `how.present`) holds only while this stays the same.
+   */
+  epoch = 0
 
   /**
    * @param dir created (with parents, mode 0700) when missing.
@@ -172,16 +178,20 @@ export class BlobStore {
    * chunk — the chunked frame's payload) saves hashing the chunks; the caller vouches for them, as
    * for `digest`. `how.loose: false` skips looking for a loose file of `bytes` (blobs igord only
    * ever packs: at worst an old loose copy is packed once more); `how.cid`: the CID of `digest`,
-   * when the caller has it.
+   * when the caller has it; `how.present` (with `chunkDigests`: a 512-byte chunk digest list whose
+   * chunks are all present in this store since {@link BlobStore.epoch} last changed, e.g. the list
+   * of the page's previous version stored in chunks): a chunk whose digest is the same at the same
+   * position is taken as present without a look-up (a writer remembers only recent CIDs).
    * @returns the CID and whether the blob was queued.
    * @throws StorageError on I/O failure.
    */
-  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean; loose?: boolean; chunkDigests?: Uint8Array; cid?: string } = {}): { cid: string; written: boolean } {
+  putEx (bytes: Uint8Array, digest?: Uint8Array, sync = true, how: { compress?: boolean; chunk?: boolean; loose?: boolean; chunkDigests?: Uint8Array; cid?: string; present?: Uint8Array } = {}): { cid: string; written: boolean } {
     const d = digest ?? sha256(bytes)
     const cid = how.cid ?? cidOfDigest(d)
     if (this.#present(cid, how.loose !== false)) return { cid, written: false }
     if (how.chunk === true && bytes.length === CHUNKED_SIZE) {
       const given = how.chunkDigests !== undefined && how.chunkDigests.length === 32 * (CHUNKED_SIZE / CHUNK_SIZE) ? how.chunkDigests : null
+      const present = given !== null && how.present !== undefined && how.present.length === given.length ? how.present : null
       const digests = Buffer.alloc(32 * (CHUNKED_SIZE / CHUNK_SIZE))
       // the first new chunk that zstd cannot shrink ends the page's attempts: its other new chunks
       // are stored as they are (a page of random or already-compressed bytes would otherwise cost
@@ -192,6 +202,7 @@ export class BlobStore {
         if (given !== null) {
           cd = given.subarray(k * 32, k * 32 + 32)
           if (isZero(cd)) continue
+          if (present !== null && sameDigest(present, given, k * 32)) { digests.set(cd, k * 32); continue }
         } else {
           if (isZero(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))) continue
           cd = sha256(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))
@@ -287,7 +298,7 @@ export class BlobStore {
   flush (durable = false): void {
     if (this.#writer.dirty) {
       if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
-      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll, durable) } catch (e) { this.#known.clear(); throw e }
+      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll, durable) } catch (e) { this.#known.clear(); this.epoch++; throw e }
     } else if (durable) this.#writer.sync()
   }
 
@@ -345,6 +356,7 @@ export class BlobStore {
     try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the damaged tail at ${at} of`, bad.pack.file, e) } finally { fs.closeSync(fd) }
     this.#packs = new PackSet(this.dir, this.#agent)
     this.#known.clear()
+    this.epoch++
     readers.delete(this.dir)
     return true
   }
@@ -409,6 +421,7 @@ export class BlobStore {
    */
   forget (): void {
     this.#known.clear()
+    this.epoch++
     this.#packs = new PackSet(this.dir, this.#agent)
     if (!this.#writer.dirty) {
       this.#writer.sync()
@@ -567,6 +580,12 @@ export class ChunkCache {
     if (this.#map.size >= this.#max) this.#map.clear()
     this.#map.set(cid, b)
   }
+}
+
+/** True when the 32 bytes at `at` of `a` and `b` are equal. */
+function sameDigest (a: Uint8Array, b: Uint8Array, at: number): boolean {
+  for (let j = at; j < at + 32; j++) if (a[j] !== b[j]) return false
+  return true
 }
 
 function isZero (b: Uint8Array): boolean {

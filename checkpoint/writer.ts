@@ -55,6 +55,14 @@ export interface Snapshot {
    * (runtime/memory.ts hashes only the chunks that changed). Trusted like `digests`.
    */
   chunkDigests?: Map<number, Uint8Array>
+  /**
+   * For some changed pages that were non-zero in the snapshot of the previous write, by index: bit
+   * k set when 4 KiB chunk k may differ from that snapshot's page (never clear for one that
+   * differs). Lets the live file's delta record hold only those chunks of a page whose earlier
+   * chunk digests the writer does not know (runtime/memory.ts knows from its compares). Same
+   * contract as `changed`.
+   */
+  chunkMasks?: Map<number, number>
 }
 
 /**
@@ -187,8 +195,20 @@ export const COMPACT_RATIO = 1
 export const COMPACT_MIN_BYTES = 512 * 1024
 
 /**
+ * A live file whose whole copy is at least this many bytes (4 MiB) is rewritten whole, not
+ * appended to, when a checkpoint's delta record would be at least half that size (most of memory
+ * changed), and the file a whole write replaces is kept (`<dir>/.<name>.ckpt.old`, mode 0600) as
+ * the spare the next whole write overwrites in place: a record that big is about the cost of a
+ * whole write, and writing it into the spare reuses the spare's cached pages and disk blocks, where
+ * an append allocates new ones (docs/RATIONALE.md "Big checkpoints rewrite a spare file").
+ */
+export const SPARE_MIN_BYTES = 4 * 1024 * 1024
+
+/**
  * A checkpoint that changes at most this many pages stores them as 4 KiB chunks, zstd-compressed
- * (docs/FORMAT.md "Blob store"); one that changes more stores whole pages uncompressed.
+ * (docs/FORMAT.md "Blob store"); one that changes more stores as chunks, uncompressed, the pages
+ * of which only some chunks changed (the snapshot gives their chunk digests: runtime/memory.ts),
+ * and the others as whole pages, uncompressed.
  */
 export const FINE_GRAIN_PAGES = 16
 
@@ -304,6 +324,8 @@ function ms (t0: number): number { return performance.now() - t0 }
 
 /** The chunk digest list of a zero page (32 zero bytes per chunk, as Snapshot `chunkDigests`). */
 const ZERO_LIST = new Uint8Array(32 * 16)
+/** A delta row mask naming all 16 chunks of a page (such a row is written as the whole page). */
+const ALL_ROW_MASK = 0xffff
 
 function findPage (pages: [number, Uint8Array][], i: number): number {
   let lo = 0; let hi = pages.length - 1
@@ -349,6 +371,14 @@ export class CheckpointWriter {
    * lists are both known goes into the next delta record as a chunk row (only its changed chunks).
    */
   readonly #liveLists = new Map<number, Uint8Array>()
+  /**
+   * Page index → the chunk digest list of the version of the page this writer last stored in
+   * chunks, all of whose chunks are present in {@link CheckpointWriter.blobs} (while its `epoch` is
+   * {@link CheckpointWriter.#storedEpoch}): the store's look-ups remember only recent CIDs, and a
+   * checkpoint changing a few chunks of many pages would otherwise store their other chunks again.
+   */
+  readonly #storedLists = new Map<number, Uint8Array>()
+  #storedEpoch = 0
   #pageCount = 0
   /** the live file this writer last wrote whole (inode, device, size now), and its size when written whole */
   #liveFile: { ino: number; dev: number; size: number } | null = null
@@ -367,6 +397,8 @@ export class CheckpointWriter {
   readonly #roots = new StateRootCache()
   /** `<dir>/.<name>.ckpt.old`: the live file a whole write replaced, until unlinked off the thread ({@link CheckpointWriter.install}) */
   readonly #replaced: string
+  /** {@link CheckpointWriter.#replaced} is this writer's spare: a replaced live file kept for the next whole write to overwrite ({@link SPARE_MIN_BYTES}) */
+  #spare = false
 
   /**
    * Creates `dir`, `dir/history/<name>` and `dir/blobs` (mode 0700) when missing.
@@ -486,12 +518,20 @@ export class CheckpointWriter {
     const rows: [number, string | null][] = []
     const fresh = new Set<number>() // pages the live file's table did not hold (their chunks are compared with zeros)
     // a few changed pages are stored as 4 KiB chunks, compressed (history growth O(changed chunks));
-    // many (a base entry, a full rewrite of memory) as they are (speed O(memory), no extra hashing)
+    // of many, those whose chunk digests the snapshot gives (only some of their chunks changed:
+    // runtime/memory.ts) as chunks, uncompressed, and the others (a base entry, a full rewrite of
+    // memory) as they are (speed O(memory), no extra hashing)
     const fine = !base && s.changed !== null && s.changed.length <= FINE_GRAIN_PAGES
+    if (this.#storedEpoch !== this.blobs.epoch) { this.#storedLists.clear(); this.#storedEpoch = this.blobs.epoch }
     const putPage = (k: number, cid?: string): string => {
-      const cd = fine ? s.chunkDigests?.get(s.pages[k][0]) : undefined
-      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk: fine, compress: fine, loose: false, ...(cd === undefined ? {} : { chunkDigests: cd }), ...(cid === undefined ? {} : { cid }) })
+      const i = s.pages[k][0]
+      const cd = base || s.changed === null ? undefined : s.chunkDigests?.get(i)
+      const chunk = fine || cd !== undefined
+      const present = cd === undefined ? undefined : this.#storedLists.get(i)
+      const r = this.blobs.putEx(s.pages[k][1], s.digests[k][1], false, { chunk, compress: fine, loose: false, ...(cd === undefined ? {} : { chunkDigests: cd }), ...(cid === undefined ? {} : { cid }), ...(present === undefined ? {} : { present }) })
       if (r.written) { blobsWritten++; pageBlobsWritten++ }
+      // a page stored in chunks has all its chunks present: its next version's unchanged ones need no look-up
+      if (r.written && cd !== undefined) this.#storedLists.set(i, cd); else this.#storedLists.delete(i)
       return r.cid
     }
     if (base || s.changed === null) {
@@ -573,7 +613,11 @@ export class CheckpointWriter {
     this.#pending = null
     const d = p.done
     for (const j of p.syncs) try { fs.closeSync(j.fd) } catch { /* synced or failed: nothing left to lose */ }
-    if (d.replaced === true) this.#dropReplaced()
+    if (d.replaced === true) {
+      // the replaced file is kept as the spare of the next whole write of a big live file
+      if (err === null && d.renamed && d.wholeBytes >= SPARE_MIN_BYTES) this.#spare = true
+      else this.#dropReplaced()
+    }
     if (err === null && p.rename !== null && !d.renamed) err = new StorageError(`${this.livePath}: the whole live file was not renamed into place`)
     if (err !== null && p.rename !== null && !d.renamed) try { fs.unlinkSync(p.rename.from) } catch { /* gone */ }
     const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
@@ -616,7 +660,11 @@ export class CheckpointWriter {
     const page = s.pages[findPage(s.pages, i)][1]
     const now = s.chunkDigests?.get(i)
     const before = fresh ? ZERO_LIST : this.#liveLists.get(i)
-    if (now === undefined || before === undefined || now.length !== before.length) return [i, page]
+    if (now === undefined || before === undefined || now.length !== before.length) {
+      // the runtime's mask, when it has one: which chunks its compares found changed
+      const m = fresh ? undefined : s.chunkMasks?.get(i)
+      return m !== undefined && Number.isInteger(m) && m > 0 && m < ALL_ROW_MASK ? [i, page, m] : [i, page]
+    }
     let mask = 0
     for (let k = 0; k * 32 < now.length; k++) {
       for (let j = k * 32; j < k * 32 + 32; j++) if (now[j] !== before[j]) { mask |= 1 << k; break }
@@ -640,6 +688,7 @@ export class CheckpointWriter {
   #failed (): void {
     this.#table = null // the in-memory table may no longer match the last entry on disk: next write is a base
     this.#liveLists.clear()
+    this.#storedLists.clear()
     this.#closeLive() // and the live file is rewritten whole
     this.last = null
   }
@@ -659,7 +708,8 @@ export class CheckpointWriter {
   #writeLive (delta: Uint8Array[] | null, whole: () => Uint8Array[]): { compacted: boolean; syncs: SyncJob[]; rename: PendingCheckpoint['rename']; wholeBytes: number; syncPointJobs: number } {
     if (delta !== null && this.#liveFile !== null) {
       const n = delta.reduce((k, c) => k + c.length, 0)
-      if (this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
+      const big = this.#liveWhole >= SPARE_MIN_BYTES && 2 * n >= this.#liveWhole
+      if (!big && this.#liveFile.size + n - this.#liveWhole <= Math.max(COMPACT_RATIO * this.#liveWhole, COMPACT_MIN_BYTES)) {
         // opened for each append (no descriptor held between checkpoints), and only while it is
         // still the file this writer left
         let fd: number | null = null
@@ -694,10 +744,12 @@ export class CheckpointWriter {
       const chunks = whole()
       const wholeBytes = chunks.reduce((k, c) => k + c.length, 0)
       const tmp = tempPath(this.livePath)
-      let fd: number
-      try { fd = fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      const fd = this.#openWhole(tmp)
       syncs.push({ fd, file: tmp, data: false, dir: false })
-      try { writeAll(fd, chunks) } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+      try {
+        writeAll(fd, chunks)
+        if (fs.fstatSync(fd).size > wholeBytes) fs.ftruncateSync(fd, wholeBytes) // a longer spare's tail
+      } catch (e) { try { fs.unlinkSync(tmp) } catch { /* gone */ } throw new StorageError(`${tmp}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
       return { compacted: true, syncs, rename: { from: tmp, to: this.livePath, dir: this.dir }, wholeBytes, syncPointJobs }
     } catch (e) {
       for (const j of syncs) try { fs.closeSync(j.fd) } catch { /* closed */ }
@@ -705,6 +757,20 @@ export class CheckpointWriter {
     }
   }
 
+
+  /**
+   * Opens `tmp` for a whole write of the live file: the spare ({@link SPARE_MIN_BYTES}), renamed to
+   * `tmp` and opened to be overwritten from its start (its pages and blocks reused), when this
+   * writer kept one; else a new file (mode 0600).
+   * @throws StorageError `<tmp>: cannot create: …`.
+   */
+  #openWhole (tmp: string): number {
+    if (this.#spare) {
+      this.#spare = false // taken: a failure below leaves none (end unlinks the temporary file)
+      try { fs.renameSync(this.#replaced, tmp); return fs.openSync(tmp, 'r+') } catch { try { fs.unlinkSync(tmp) } catch { /* not renamed */ } }
+    }
+    try { return fs.openSync(tmp, 'wx', 0o600) } catch (e) { throw new StorageError(`${tmp}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  }
 
   /**
    * Makes durable everything this writer (and, after {@link CheckpointWriter.ensureArchived}, the
@@ -756,7 +822,12 @@ export class CheckpointWriter {
    * holds between checkpoints (queued blobs); nothing stays open.
    * @throws StorageError when the sync fails (the writer is closed all the same).
    */
-  close (): void { try { this.sync() } finally { this.#closeLive(); this.blobs.close() } }
+  close (): void {
+    try { this.sync() } finally {
+      this.#closeLive(); this.blobs.close()
+      if (this.#spare) { this.#spare = false; try { fs.unlinkSync(this.#replaced) } catch { /* gone */ } }
+    }
+  }
 
   /**
    * Makes sure the checkpoint being resumed, and every checkpoint its live file still holds as

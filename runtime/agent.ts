@@ -719,13 +719,14 @@ export class Agent {
   /** The state as of the last committed tick, for the checkpoint writer; clears the dirty set. */
   checkpointState (): Snapshot {
     this.wake()
-    const { pages, digests, changed, chunkDigests } = this.image.takeCheckpoint()
+    const { pages, digests, changed, chunkDigests, chunkMasks } = this.image.takeCheckpoint()
     return {
       pageCount: this.image.pageCount,
       pages,
       digests,
       changed,
       chunkDigests,
+      chunkMasks,
       globals: this.globalsInfo.map((g, i) => ({ index: g.index, type: g.type, bytes: this.committedGlobals[i] })),
     }
   }

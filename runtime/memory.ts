@@ -419,14 +419,20 @@ export class PageImage {
   /**
    * Re-hashes the dirty pages, clears the dirty set and returns what a checkpoint needs:
    * every non-zero page (views of the committed memory, not to be modified until written), the
-   * sorted digests, the indices that changed and, when few changed (≤ checkpoint/writer.ts
-   * `FINE_GRAIN_PAGES`), each changed non-zero page's 4 KiB chunk digest list (512 bytes, 32 zero
-   * bytes for a zero chunk), hashing only the chunks that changed.
+   * sorted digests, the indices that changed and, for each changed non-zero page — when few
+   * changed (≤ checkpoint/writer.ts `FINE_GRAIN_PAGES`), else only those of which some chunks did
+   * not change — its 4 KiB chunk digest list (512 bytes, 32 zero bytes for a zero chunk), hashing
+   * only the chunks that changed (all 16 the first time: the list of the page as of the last
+   * checkpoint unknown, e.g. after a load or a change of every chunk); and, for every changed page
+   * that was non-zero at the last checkpoint and not all of whose chunks changed, the mask of its
+   * chunks that may have changed since (bit k: chunk k; from the compares of the commits, so known
+   * without hashing, however many pages changed).
    */
-  takeCheckpoint (): { pages: [number, Uint8Array][]; digests: [number, Uint8Array][]; changed: number[]; chunkDigests: Map<number, Uint8Array> } {
+  takeCheckpoint (): { pages: [number, Uint8Array][]; digests: [number, Uint8Array][]; changed: number[]; chunkDigests: Map<number, Uint8Array>; chunkMasks: Map<number, number> } {
     const changed = [...this.dirty].sort((a, b) => a - b)
     const fine = changed.length <= FINE_GRAIN_PAGES
     const chunkDigests = new Map<number, Uint8Array>()
+    const chunkMasks = new Map<number, number>()
     // the lists of the last checkpoint serve again (copied, changed rows replaced) while the same
     // pages are non-zero in the same slab: no list of every page rebuilt for a few changed ones
     const last = this.#out
@@ -441,11 +447,13 @@ export class PageImage {
         this.#chunkLists.delete(i)
       } else {
         if (!had) same = false
-        if (fine) {
+        // of many changed pages, those all of whose chunks changed are stored whole (no list)
+        if (fine || mask !== ALL_CHUNKS) {
           const list = this.#chunkList(i, p, mask)
           this.#chunkLists.set(i, list)
           chunkDigests.set(i, list)
         } else this.#chunkLists.delete(i)
+        if (had && mask !== ALL_CHUNKS) chunkMasks.set(i, mask)
         this.digests.set(i, pageDigest(p))
       }
     }
@@ -464,7 +472,7 @@ export class PageImage {
       }
       if (same) {
         this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
-        return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests }
+        return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests, chunkMasks }
       }
     }
     // Pages beyond pageCount cannot exist (memory never shrinks), but keep the image exact.
@@ -478,6 +486,6 @@ export class PageImage {
       digests.push([i, d])
     }
     this.#out = { slab: this.#slab, count: this.pageCount, pages, digests }
-    return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests }
+    return { pages: pages.slice(), digests: digests.slice(), changed, chunkDigests, chunkMasks }
   }
 }

@@ -22,7 +22,10 @@ import { FakeAgent } from './fake-agent.ts'
 import { writeCheckpoint } from '../runtime/runner.ts'
 import { resumeAgent, startAgent } from '../runtime/session.ts'
 import { wat } from './wat.ts'
-import { CheckpointWriter, COMPACT_MIN_BYTES, COMPACT_RATIO } from '../checkpoint/writer.ts'
+import { CheckpointWriter, COMPACT_MIN_BYTES, COMPACT_RATIO, SPARE_MIN_BYTES, type Snapshot } from '../checkpoint/writer.ts'
+import { testHooks } from '../checkpoint/store.ts'
+import { PageImage } from '../runtime/memory.ts'
+import { randomBytes } from 'node:crypto'
 
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-live-append-')) })
@@ -209,6 +212,86 @@ test('a page with a few changed 4 KiB chunks is appended as a chunk row (version
   const v = verifyHistory([dir])
   assert.ok(v.valid, formatReport(v))
   assert.is(v.checkpoints, 41)
+})
+
+/** A memory of `pages` random pages committed into a PageImage, and a writer of its checkpoints (as runtime/agent.ts). */
+function imageWriter (name: string, pages: number) {
+  const id = generateIdentity()
+  const mem = randomBytes(pages * PAGE_SIZE)
+  const img = new PageImage()
+  img.commit(mem)
+  const w = new CheckpointWriter(dir, name)
+  let tick = 0; let prev: string | null = null
+  const write = (): void => {
+    const t = img.takeCheckpoint()
+    const snap: Snapshot = { pageCount: img.pageCount, pages: t.pages, digests: t.digests, changed: tick === 0 ? null : t.changed, chunkDigests: t.chunkDigests, chunkMasks: t.chunkMasks, globals: [] }
+    prev = w.write({ identity: id, wasm: Buffer.from('\0asm\x01\0\0\0'), manifest: Buffer.from('{}'), snapshot: snap, tick: tick++, epoch: 0, prev, fuel: 0n, budget: 1n, price: 1n, host: 'h', status: 'running', log: null }).cid
+  }
+  const pagesOf = () => memory({ pages: Array.from({ length: pages }, (_, i) => [i, mem.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)] as [number, Uint8Array]) })
+  return { mem, img, w, write, pagesOf, live: path.join(dir, `${name}.ckpt`) }
+}
+
+test('changed pages whose earlier chunk digests the writer does not know go as chunk rows of the chunks the runtime found changed, however many pages changed', () => {
+  const m = imageWriter('m', 64)
+  m.write()
+  for (const n of [1, 40]) { // one page (chunk digests hashed), 40 pages (more than FINE_GRAIN_PAGES: masks alone)
+    const before = fs.statSync(m.live).size
+    for (let k = 0; k < n; k++) m.mem[((k * 3 + 1) % 64) * PAGE_SIZE + 5000 + n] ^= 0x5a // chunk 1 of each page
+    assert.is(m.img.commit(m.mem), n)
+    m.write()
+    assert.not.ok(m.w.lastStats!.liveCompacted)
+    const grown = fs.statSync(m.live).size - before
+    assert.ok(grown < n * 4096 + 2000 + n * 16, `${n} page(s): only the changed chunks appended (${grown} bytes)`)
+    assert.equal(memory(readLive(m.live)), m.pagesOf()) // the state root checks every page folded through the records
+  }
+  // the same 40 pages again: the archive stores their changed chunks and lists, not their other chunks
+  const packs = () => fs.readdirSync(path.join(dir, 'blobs')).filter((n) => n.endsWith('.pack')).reduce((k, n) => k + fs.statSync(path.join(dir, 'blobs', n)).size, 0)
+  const p0 = packs()
+  for (let k = 0; k < 40; k++) m.mem[((k * 3 + 1) % 64) * PAGE_SIZE + 9000] ^= 0x5a // chunk 2
+  m.img.commit(m.mem); m.write()
+  const stored = packs() - p0
+  assert.ok(stored < 40 * (4096 + 512 + 2 * 64) + 1000, `only the changed chunks archived (${stored} bytes)`)
+  assert.equal(memory(readLive(m.live)), m.pagesOf())
+  const r = verifyHistory([dir])
+  assert.ok(r.valid, formatReport(r))
+  m.w.close()
+})
+
+test(`a live file of ${SPARE_MIN_BYTES} bytes or more is rewritten whole when most of memory changed, into the file the last whole write replaced (overwritten, cut to size); a failure leaves the live file; close removes the spare`, () => {
+  const m = imageWriter('s', SPARE_MIN_BYTES / PAGE_SIZE)
+  const spare = path.join(dir, '.s.ckpt.old')
+  const changeAll = () => { m.mem.set(randomBytes(m.mem.length)); m.img.commit(m.mem) }
+  m.write()
+  const first = fs.statSync(m.live).ino
+  changeAll(); m.write()
+  assert.ok(m.w.lastStats!.liveCompacted, 'a record of every page: written whole')
+  assert.is(fs.statSync(spare).ino, first, 'the replaced file is kept as the spare')
+  const second = fs.statSync(m.live).ino
+  // two small records make the live file (the next spare) longer than a whole copy
+  for (let k = 0; k < 2; k++) { m.mem[k * PAGE_SIZE] ^= 1; m.img.commit(m.mem); m.write(); assert.not.ok(m.w.lastStats!.liveCompacted) }
+  changeAll(); m.write()
+  assert.is(fs.statSync(m.live).ino, first, 'written into the spare')
+  assert.is(fs.statSync(spare).ino, second)
+  const whole = fs.statSync(m.live).size
+  assert.equal(memory(readLive(m.live)), m.pagesOf())
+  changeAll(); m.write()
+  assert.is(fs.statSync(m.live).ino, second, 'written into the longer spare')
+  assert.is(fs.statSync(m.live).size, whole, 'the spare cut to the size of the whole checkpoint')
+  assert.equal(liveItems(fs.readFileSync(m.live), m.live).length, 1)
+  assert.equal(memory(readLive(m.live)), m.pagesOf())
+  // a crash before the rename: the live file holds the last checkpoint
+  const kept = memory(readLive(m.live))
+  changeAll()
+  testHooks.beforeRename = (tmp, file) => { if (file === m.live && tmp !== file) throw new Error('simulated crash') }
+  try { assert.throws(() => m.write(), /simulated crash/) } finally { testHooks.beforeRename = null }
+  assert.equal(memory(readLive(m.live)), kept)
+  assert.ok(fs.readdirSync(dir).every((n) => !n.includes('.tmp-')), 'no temporary file left')
+  m.write()
+  assert.equal(memory(readLive(m.live)), m.pagesOf())
+  const r = verifyHistory([dir])
+  assert.ok(r.valid, formatReport(r))
+  m.w.close()
+  assert.not.ok(fs.existsSync(spare), 'close removes the spare')
 })
 
 test.run()

@@ -307,18 +307,35 @@ test('after load and after dropPages/reload, the first chunk lists are computed 
   assert.is(Buffer.from(cp.chunkDigests.get(0)!).toString('hex'), chunkList(page(mem, 0)))
 })
 
-test('many changed pages (a full rewrite) come without chunk lists', () => {
+test('of many changed pages, those all of whose chunks changed come without chunk lists, the others with lists and masks', () => {
   const img = new PageImage()
   const mem = memory(20)
-  for (let i = 0; i < 20; i++) mem[i * PAGE_SIZE] = 1
+  for (let i = 0; i < 10; i++) for (let k = 0; k < 16; k++) mem[i * PAGE_SIZE + k * 4096] = 1 // every chunk
+  for (let i = 10; i < 20; i++) mem[i * PAGE_SIZE + 4096] = 1 // one chunk
   img.commit(mem)
-  const cp = img.takeCheckpoint()
+  let cp = img.takeCheckpoint()
   assert.is(cp.changed.length, 20)
-  assert.is(cp.chunkDigests.size, 0)
-  mem[3 * PAGE_SIZE + 4096] = 2
+  assert.equal([...cp.chunkDigests.keys()].sort((a, b) => a - b), [10, 11, 12, 13, 14, 15, 16, 17, 18, 19])
+  for (const [i, list] of cp.chunkDigests) assert.is(Buffer.from(list).toString('hex'), chunkList(page(mem, i)))
+  assert.is(cp.chunkMasks.size, 0, 'no masks for pages that were zero')
+  // 20 pages again: one chunk of each; a page listed before hashes only that chunk, the others all 16
+  for (let i = 0; i < 20; i++) mem[i * PAGE_SIZE + 2 * 4096 + 7] = 3
   img.commit(mem)
-  // the page's list is unknown after a checkpoint without lists: computed in full
-  assert.is(Buffer.from(img.takeCheckpoint().chunkDigests.get(3)!).toString('hex'), chunkList(page(mem, 3)))
+  cp = img.takeCheckpoint()
+  assert.is(cp.chunkDigests.size, 20)
+  for (const [i, list] of cp.chunkDigests) assert.is(Buffer.from(list).toString('hex'), chunkList(page(mem, i)), `page ${i}`)
+  assert.is(cp.chunkMasks.size, 20)
+  for (const [, m] of cp.chunkMasks) assert.ok((m & 4) !== 0 && m !== 0xffff, `mask ${m.toString(16)}`)
+  // a page all of whose chunks changed again: no list, no mask
+  for (let k = 0; k < 16; k++) mem[5 * PAGE_SIZE + k * 4096] = 9
+  for (let i = 0; i < 20; i++) if (i !== 5) mem[i * PAGE_SIZE + 9] = 4
+  img.commit(mem)
+  cp = img.takeCheckpoint()
+  assert.not.ok(cp.chunkDigests.has(5)); assert.not.ok(cp.chunkMasks.has(5))
+  mem[5 * PAGE_SIZE + 4096] = 2
+  img.commit(mem)
+  // the page's list is unknown after a checkpoint without it: computed in full
+  assert.is(Buffer.from(img.takeCheckpoint().chunkDigests.get(5)!).toString('hex'), chunkList(page(mem, 5)))
 })
 
 test.run()

@@ -7,7 +7,7 @@ import { StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { atomicWrite, BlobStore, hashPackedIn, ReadRun, readBlobIn, testHooks } from '../checkpoint/store.ts'
 import { compress, COMPRESS_MIN_BYTES, FRAME_HEADER, isPackName } from '../checkpoint/pack.ts'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { zstdDecompressSync } from 'node:zlib'
 import { cidOfDigest, digestOfCid } from '../checkpoint/hash.ts'
 
@@ -152,6 +152,30 @@ test('putEx with given chunk digests stores the same frames as when it hashes th
   assert.is(ca, cb)
   assert.equal(fs.readFileSync(a.packFile), fs.readFileSync(b.packFile))
   assert.is(Buffer.compare(readBlobIn(path.join(dir, 'b'), cb)!, page), 0)
+})
+
+test('putEx with how.present takes the chunks whose digests match it as present (no look-up); the page reads back; epoch changes on forget', () => {
+  const listOf = (page: Buffer) => {
+    const list = Buffer.alloc(512)
+    for (let k = 0; k < 16; k++) list.set(createHash('sha256').update(page.subarray(k * 4096, (k + 1) * 4096)).digest(), k * 32)
+    return list
+  }
+  const s = new BlobStore(path.join(dir, 'p'), 'x')
+  // more pages than the store remembers CIDs of: without how.present their chunks are looked up and missed
+  const pages = Array.from({ length: 40 }, () => randomBytes(65536))
+  const lists = pages.map(listOf)
+  for (let i = 0; i < 40; i++) s.putEx(pages[i], undefined, false, { chunk: true, chunkDigests: lists[i], loose: false })
+  s.sync()
+  const size0 = fs.statSync(s.packFile).size
+  const next = pages.map((p) => { const q = Buffer.from(p); q[4096 * 2 + 7] ^= 1; return q })
+  for (let i = 0; i < 40; i++) s.putEx(next[i], undefined, false, { chunk: true, chunkDigests: listOf(next[i]), present: lists[i], loose: false })
+  s.sync()
+  const grown = fs.statSync(s.packFile).size - size0
+  assert.ok(grown < 40 * (4096 + 512 + 2 * FRAME_HEADER) + 100, `one chunk and a list a page (${grown} bytes)`)
+  for (let i = 0; i < 40; i++) assert.is(Buffer.compare(readBlobIn(path.join(dir, 'p'), cidOf(next[i]))!, next[i]), 0)
+  const e = s.epoch
+  s.forget()
+  assert.ok(s.epoch !== e, 'forget changes the epoch')
 })
 
 test('hashPackedIn hashes chunked pages in place as readBlobIn reads them; a damaged chunk shows in a new run; a missing chunk gives null', () => {
