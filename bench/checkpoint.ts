@@ -31,6 +31,7 @@ import { createHash, randomBytes, sign as cryptoSign, verify as cryptoVerify, ge
 import binaryen from 'binaryen'
 import { verifyHistory } from '../checkpoint/history.ts'
 import { generateIdentity, sign, type Identity } from '../checkpoint/identity.ts'
+import { CHUNK_SIZE } from '../checkpoint/pack.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { CheckpointWriter, type Snapshot } from '../checkpoint/writer.ts'
 import { DIRTY_EXPORT, FUEL_GLOBAL, rewrite } from '../runtime/instrument.ts'
@@ -221,23 +222,25 @@ function agentGrowth (base: string, label: string, wasm: string, n: number, targ
 }
 
 /**
- * Full checkpoints of a `mib`-MiB memory, every page changed (one word each, written by the tick's
- * stores): the runtime's commit (the map marks every page) and `checkpointState` (every page
- * re-hashed) plus the live file; the archive separately. Floor: copy + SHA-256 + write + fsync of
- * the memory.
+ * Full checkpoints of a `mib`-MiB memory, every page changed, by the tick's stores of one byte in
+ * every `stride` bytes: `CHUNK_SIZE` (4 KiB: every chunk changed, the whole memory to write — what
+ * the issue's "full checkpoint" means, and where the 64 MiB target is) or `PAGE_SIZE` (one byte a
+ * page: the runtime knows only 1 chunk in 16 changed). Measures the runtime's commit (the map marks
+ * every page) and `checkpointState` (every page re-hashed) plus the live file; the archive
+ * separately. Floor: copy + SHA-256 + write + fsync of the memory.
  */
-export function full (dir: string, mib: number, id: Identity): BenchRow[] {
+export function full (dir: string, mib: number, id: Identity, stride = CHUNK_SIZE): BenchRow[] {
   const { poke, mem, img } = runtimeMemory(mib)
   const n = mem.length / PAGE_SIZE
-  const w = new CheckpointWriter(dir, `full${mib}`)
+  const w = new CheckpointWriter(dir, `full${mib}-${stride}`)
   const l: Lineage = { id, tick: 0, prev: null, fuel: 0n }
   write(w, l, snapshotOf(img, true), null)
   const live: number[] = []; const archive: number[] = []; const floor: number[] = []
   const iters = mib >= 64 ? 3 : 5
   const copy = Buffer.alloc(mib * MiB)
   for (let k = 0; k < iters; k++) {
-    // every page changes: one word per page
-    for (let i = 0; i < n; i++) poke(i * PAGE_SIZE + 8, mem[i * PAGE_SIZE + 8] ^ 0x5a)
+    // every page changes: one byte every `stride` bytes
+    for (let a = 8; a < mem.length; a += stride) poke(a, mem[a] ^ 0x5a)
     const t0 = performance.now()
     if (img.commit(mem) !== n) throw new Error('bench: every page should have changed')
     const snap = snapshotOf(img, false)
@@ -252,9 +255,11 @@ export function full (dir: string, mib: number, id: Identity): BenchRow[] {
     floor.push(performance.now() - f0)
   }
   const lv = median(live); const f = median(floor); const a = median(archive)
+  const what = stride === CHUNK_SIZE ? 'every chunk changed' : `1 byte in ${stride} changed`
+  const target = mib === 64 && stride === CHUNK_SIZE
   return [
-    { name: `full ckpt ${mib} MiB: copy + hash + live file`, value: lv, unit: 'ms', floor: f, ratio: lv / f, ...(mib === 64 ? { target: '≤ 1.5× floor', met: lv / f <= 1.5 } : {}) },
-    { name: `full ckpt ${mib} MiB: archive (${n} pages, one pack)`, value: a, unit: 'ms', floor: f, ratio: a / f, ...(mib === 64 ? { target: '≤ 1.5× floor', met: a / f <= 1.5 } : {}) },
+    { name: `full ckpt ${mib} MiB, ${what}: copy + hash + live file`, value: lv, unit: 'ms', floor: f, ratio: lv / f, ...(target ? { target: '≤ 1.5× floor', met: lv / f <= 1.5 } : {}) },
+    { name: `full ckpt ${mib} MiB, ${what}: archive (${n} pages, one pack)`, value: a, unit: 'ms', floor: f, ratio: a / f, ...(target ? { target: '≤ 1.5× floor', met: a / f <= 1.5 } : {}) },
   ]
 }
 
@@ -310,6 +315,7 @@ export async function bench (): Promise<BenchRow[]> {
   try {
     for (const mib of [1, 16, 64]) rows.push(...incremental(dir, mib, id))
     for (const mib of [1, 16, 64]) rows.push(...full(dir, mib, id))
+    rows.push(...full(dir, 64, id, PAGE_SIZE))
     rows.push(growth(dir, 'heartbeat', 1, 4, id), growth(dir, 'sqlite', 4, 16, id))
     rows.push(agentGrowth(dir, 'heartbeat agent (AssemblyScript)', path.join(ROOT, 'agents-as', 'build', 'heartbeat.wasm'), 30, 4))
     rows.push(agentGrowth(dir, 'hashmap agent (C, grows its heap)', path.join(ROOT, 'agents-c', 'build', 'hashmap.wasm'), 20, 16))
