@@ -47,7 +47,8 @@ function entryTicks (dir: string, name: string): number[] {
 
 /** After a cut: the live file reads, and no history entry lies past it (no fork for a copied .ckpt). */
 function checkAfterCut (dir: string, name: string, what: string): number {
-  const live = readLive(path.join(dir, `${name}.ckpt`))
+  let live: ReturnType<typeof readLive>
+  try { live = readLive(path.join(dir, `${name}.ckpt`)) } catch (e) { throw new Error(`${what}: the live file does not read: ${(e as Error).message}`) }
   const newest = Math.max(-1, ...entryTicks(dir, name))
   assert.ok(newest <= live.parsed.tick, `${what}: a history entry (tick ${newest}) is past the live file (tick ${live.parsed.tick})`)
   return live.parsed.tick
@@ -89,10 +90,10 @@ test(`power cuts at seeded random points of resumes and checkpoints of an agent 
     if (!pc.crashed && err !== null) throw err
     if (round === 0) perRound = pc.calls
     if (pc.crashed) crashes++
-    pc.cut(mode, rand, checkpointFile(dir))
-    checkAfterCut(dir, 'ledger', what)
+    const cutWhat = `${what}; the cut: ${pc.cut(mode, rand, checkpointFile(dir)).join(', ') || 'nothing'}`
+    checkAfterCut(dir, 'ledger', cutWhat)
     // every other round, the next round's resume does the recovery (a cut may land in it)
-    if (round % 4 < 2) recovered += recoverAndVerify(dir, 'ledger', what)
+    if (round % 4 < 2) recovered += recoverAndVerify(dir, 'ledger', cutWhat)
   }
   recovered += recoverAndVerify(dir, 'ledger', `after ${rounds} rounds (seed ${SEED})`)
   assert.ok(crashes >= rounds / 2, `only ${crashes} of ${rounds} cuts landed inside a round (seed ${SEED})`)
@@ -263,11 +264,11 @@ test(`kill -9 and power cut at every mutating call of a compaction: the file rea
       const what = `${mode} at call ${k - count.start} of the compaction's ${count.end - count.start} (seed ${SEED})`
       const r = untilCompaction(SEED, k)
       assert.ok(r.pc.crashed && r.tick === count.tick, `${what}: the crash did not land in the compaction`)
-      if (mode !== 'kill') r.pc.cut(mode, rand)
-      const tick = checkAfterCut(r.dir, 'syn', what)
-      assert.ok(tick === count.tick - 1 || tick === count.tick, `${what}: the live file is at tick ${tick}, expected ${count.tick - 1} or ${count.tick}`)
+      const cutWhat = mode === 'kill' ? what : `${what}; the cut: ${r.pc.cut(mode, rand).join(', ') || 'nothing'}`
+      const tick = checkAfterCut(r.dir, 'syn', cutWhat)
+      assert.ok(tick === count.tick - 1 || tick === count.tick, `${cutWhat}: the live file is at tick ${tick}, expected ${count.tick - 1} or ${count.tick}`)
       if (tick === count.tick) atNew++
-      recoverAndVerify(r.dir, 'syn', what)
+      recoverAndVerify(r.dir, 'syn', cutWhat)
       // and it goes on from there: a resumed writer's checkpoints follow it, VALID
       const live = readLive(path.join(r.dir, 'syn.ckpt'))
       const w = new CheckpointWriter(r.dir, 'syn')
@@ -278,7 +279,7 @@ test(`kill -9 and power cut at every mutating call of a compaction: the file rea
       s.write(w, null); s.step(w); s.step(w)
       w.close()
       const v = verifyHistory([r.dir])
-      assert.ok(v.valid, `${what}: not VALID after resuming: ${formatReport(v)}`)
+      assert.ok(v.valid, `${cutWhat}: not VALID after resuming: ${formatReport(v)}`)
       fs.rmSync(r.dir, { recursive: true, force: true })
       runs++
     }
