@@ -265,11 +265,12 @@ export class PackSet {
    *   to skip storing them again, and one living for days at 1 Hz would otherwise hold an entry for
    *   every blob it ever wrote (~1.7 KiB of heap a heartbeat tick, with BlobStore's own set).
    *   A forgotten blob is at worst stored again.
+   * @param recent slots remembered (default: {@link WRITER_RECENT} with `agent`, else all)
    */
-  constructor (dir: string, agent?: string) {
+  constructor (dir: string, agent?: string, recent = agent === undefined ? Infinity : WRITER_RECENT) {
     this.dir = dir
     this.#filter = agent === undefined ? isPackName : (n) => packOfAgent(n, agent)
-    this.#slots = new RecentMap(agent === undefined ? Infinity : WRITER_RECENT)
+    this.#slots = new RecentMap(recent)
   }
 
   /** Lists the directory for new packs and walks every pack's new frames. */

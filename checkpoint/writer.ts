@@ -789,6 +789,9 @@ export class CheckpointWriter {
         if (e.parsed.prev === cid) fs.renameSync(p, path.join(this.historyDir, `.orphan-${later[0]}`))
       } catch { /* unreadable: leave it for verify to report */ }
     }
+    // a power cut's zeroed pack tails go first: a damaged frame of the checkpoint the cut
+    // interrupted is held by no record, so the repairs below never see it, and a put would find it
+    this.blobs.cutZeroedTails()
     const steps = (live.records ?? 0) > 0 ? this.#stepsOf(live) : null
     if (steps === null) return this.#archiveWhole(live) ? 1 : 0
     return this.#recover(steps, live)

@@ -23,6 +23,7 @@ import { PAGE_SIZE, type GlobalValue } from '../checkpoint/state.ts'
 import { sha256 } from '../checkpoint/hash.ts'
 import { CheckpointWriter, SYNC_EVERY, type Snapshot, type WriteArgs } from '../checkpoint/writer.ts'
 import { GroupCommit } from '../checkpoint/group-commit.ts'
+import { FRAME_CHUNKED, PackIndex, type PackSlot } from '../checkpoint/pack.ts'
 import { StorageError } from '../checkpoint/errors.ts'
 import { runLoop } from '../runtime/runner.ts'
 import { resumeAgent, startAgent } from '../runtime/session.ts'
@@ -251,6 +252,46 @@ test('damage the recovery may not cut (a synced frame: bit rot) is left for veri
   const r = verifyHistory([dir])
   assert.not.ok(r.valid)
   assert.ok(r.faults.some((f) => /corrupt/.test(f.fault)), formatReport(r))
+})
+
+test('a pack tail a power cut zeroed inside a frame of the checkpoint it interrupted (no record holds it) is cut by the recovery, never reused', () => {
+  const dir = tempDir('igord-zeroed-')
+  const s = new Synth(SEED)
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  s.step(w) // a delta record, durable
+  // the next checkpoint: its frames and its record appended, and the power fails before the record's fdatasync
+  const pc = new PowerCut(dir)
+  const mem = s.mem.map((p) => Buffer.from(p))
+  const tick = s.tick
+  const p = w.begin(s.args([s.touch()]))
+  for (const j of p.syncs) fs.closeSync(j.fd)
+  // the cut: the record and the unsynced entry lost, the pack's new frames kept but zeroed from inside the last one
+  const pack = path.join(dir, 'blobs', fs.readdirSync(path.join(dir, 'blobs')).find((n) => n.endsWith('.pack'))!)
+  const kept = fs.readFileSync(pack)
+  pc.cut('drop')
+  let last: PackSlot | null = null
+  const index = new PackIndex(pack)
+  fs.writeFileSync(pack, kept)
+  index.scan((_c, slot) => { last = slot })
+  const lastSlot = last as PackSlot | null
+  assert.ok(lastSlot !== null && lastSlot.kind === FRAME_CHUNKED, 'the interrupted checkpoint\'s last frame is its page\'s chunk list')
+  kept.fill(0, lastSlot.off + 100)
+  fs.writeFileSync(pack, kept)
+  const live = readLive(path.join(dir, 'syn.ckpt'))
+  assert.is(live.parsed.tick, tick - 1, 'the live file after the cut')
+  // resumed, the agent runs that tick again: the same page, whose damaged frame a put must not find
+  const w2 = new CheckpointWriter(dir, 'syn')
+  w2.ensureArchived(live)
+  const s2 = new Synth(SEED)
+  Object.assign(s2, { id: identityFromSeed(live.seed), tick, prev: headerCid(live.header), fuel: live.parsed.fuel + 1000n })
+  mem.forEach((pg, i) => { s2.mem[i] = pg })
+  s2.step(w2); s2.step(w2)
+  w2.close()
+  const v = verifyHistory([dir])
+  assert.ok(v.valid, formatReport(v))
+  assert.is(v.ticks?.[1], tick + 1)
+  assert.ok(fs.statSync(pack).size <= lastSlot.off, 'the zeroed frame was not cut')
 })
 
 test(`kill -9 and power cut at every mutating call of a compaction: the file reads as the last complete checkpoint and resumes VALID (CRASH_SEED=${SEED})`, () => {
