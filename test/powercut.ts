@@ -8,9 +8,16 @@
  * directory; data written since is lost at a cut ({@link PowerCut.cut} `drop`), or — `random` —
  * each file independently keeps it, loses it, keeps a prefix of it (a torn append) or has it
  * zeroed (a tail a power cut left as zeros). Directories themselves are assumed durable.
+ * Data belongs to a file, not to a number: an inode number that a file system frees (a replaced
+ * live file's `.<name>.ckpt.old`, a consumed spool file) and gives to a file created later names a
+ * new file that has synced nothing (ext4 reuses numbers at once, so which file gets which number
+ * depends on what else the machine does). A cut replaces a name's bytes with a new file rather than
+ * writing through the name, so that another name of the same inode (a hard link) keeps its own
+ * outcome.
  *
  * {@link PowerCut.crashAt}: the n-th mutating call (open for writing, write, writev, fsync,
- * fdatasync (also the asynchronous ones), rename, unlink, ftruncate) throws {@link PowerCutCrash} instead of running, and so
+ * fdatasync (also the asynchronous ones), rename, link, unlink (also the asynchronous one, which
+ * is made at once: a name goes when the process removes it, not when the pool gets to it), ftruncate) throws {@link PowerCutCrash} instead of running, and so
  * does every mutating call after it (the machine is off): what the process does next cannot reach
  * the disk.
  */
