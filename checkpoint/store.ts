@@ -361,19 +361,19 @@ export class BlobStore {
    * which no record holds and {@link BlobStore.repair} never checks. A synced frame is damaged
    * only by bit rot, which does not leave a tail of zeros; only the last frame is looked at (zeros
    * from inside it on end the walk there). Costs a one-byte read per pack, and a read (and hash)
-   * of its last frame when that byte is 0.
-   * @returns how many frames were cut.
+   * of its frame headers and last frame when that byte is 0.
+   * @returns the packs cut (their new size not yet synced).
    * @throws StorageError when a pack cannot be cut.
    */
-  cutZeroedTails (): number {
-    let cuts = 0
+  cutZeroedTails (): string[] {
+    const cut: string[] = []
     let chunks: PackSet | null = null // every frame of the agent's packs, for the chunks of a page stored chunked
     for (const file of this.#packs.files()) {
-      for (let k = 0; k < 64; k++) {
+      for (let k = 0; k < 64 && endsWithZero(file); k++) {
         let last: { cid: string; slot: PackSlot } | null = null
         const index = new PackIndex(file)
         index.scan((cid, slot) => { last = { cid, slot } })
-        if (last === null || !endsWithZero(file)) break
+        if (last === null) break
         const { cid, slot } = last as { cid: string; slot: PackSlot }
         let intact = false
         try {
@@ -389,16 +389,16 @@ export class BlobStore {
         let fd: number
         try { fd = fs.openSync(file, 'r+') } catch (e) { throw ioError('open', file, e) }
         try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the zeroed tail at ${at} of`, file, e) } finally { fs.closeSync(fd) }
-        cuts++
+        if (!cut.includes(file)) cut.push(file)
         chunks = null
       }
     }
-    if (cuts > 0) {
+    if (cut.length > 0) {
       this.#packs = new PackSet(this.dir, this.#agent)
       this.#known.clear()
       readers.delete(this.dir)
     }
-    return cuts
+    return cut
   }
 
   /** The slot to cut at when `slot` (blob `cid`) or one of its chunks is damaged, else null. */

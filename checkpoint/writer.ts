@@ -792,7 +792,8 @@ export class CheckpointWriter {
     }
     // a power cut's zeroed pack tails go first: a damaged frame of the checkpoint the cut
     // interrupted is held by no record, so the repairs below never see it, and a put would find it
-    this.blobs.cutZeroedTails()
+    // (their new size is made durable by this writer's first sync point)
+    for (const f of this.blobs.cutZeroedTails()) this.#unsynced.add(f)
     const steps = (live.records ?? 0) > 0 ? this.#stepsOf(live) : null
     if (steps === null) return this.#archiveWhole(live) ? 1 : 0
     return this.#recover(steps, live)
