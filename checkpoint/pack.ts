@@ -97,13 +97,16 @@ export class PackIndex {
         if (fs.readSync(fd, h, 0, PACK_MAGIC.length, 0) !== PACK_MAGIC.length || Buffer.compare(h.subarray(0, PACK_MAGIC.length), PACK_MAGIC) !== 0) { this.valid = false; return }
         this.scanned = PACK_MAGIC.length
       }
-      // frame headers are parsed out of blocks read in turn (one read per block, not per frame)
+      // frame headers are parsed out of blocks read in turn (one read per block, not per frame;
+      // after a frame of 32 KiB or more, the next header is read alone: a walk over whole pages
+      // reads 37 bytes a page, not 64 KiB)
       let p = this.scanned
       const block = scanBlock()
       let bStart = 0; let bLen = 0 // block holds the file's bytes [bStart, bStart + bLen)
+      let big = false // the last frame was large: read the next header alone, not a block of payload
       while (p + FRAME_HEADER <= size) {
         if (p < bStart || p + FRAME_HEADER > bStart + bLen) {
-          bStart = p; bLen = fs.readSync(fd, block, 0, Math.min(block.length, size - p), p)
+          bStart = p; bLen = fs.readSync(fd, block, 0, Math.min(big ? FRAME_HEADER : block.length, size - p), p)
           if (bLen < FRAME_HEADER) break
         }
         const o = p - bStart
@@ -113,6 +116,7 @@ export class PackIndex {
         if (p + FRAME_HEADER + len > size) break
         add(cidOfDigest(block.subarray(o + 5, o + 37)), { pack: this, off: p + FRAME_HEADER, len, kind })
         p += FRAME_HEADER + len
+        big = len >= block.length / 2
       }
       this.scanned = p
     } catch { /* a read error ends the walk */ } finally { fs.closeSync(fd) }
@@ -265,11 +269,12 @@ export class PackSet {
    *   to skip storing them again, and one living for days at 1 Hz would otherwise hold an entry for
    *   every blob it ever wrote (~1.7 KiB of heap a heartbeat tick, with BlobStore's own set).
    *   A forgotten blob is at worst stored again.
+   * @param recent slots remembered (default: {@link WRITER_RECENT} with `agent`, else all)
    */
-  constructor (dir: string, agent?: string) {
+  constructor (dir: string, agent?: string, recent = agent === undefined ? Infinity : WRITER_RECENT) {
     this.dir = dir
     this.#filter = agent === undefined ? isPackName : (n) => packOfAgent(n, agent)
-    this.#slots = new RecentMap(agent === undefined ? Infinity : WRITER_RECENT)
+    this.#slots = new RecentMap(recent)
   }
 
   /** Lists the directory for new packs and walks every pack's new frames. */

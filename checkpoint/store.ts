@@ -361,6 +361,59 @@ export class BlobStore {
     return true
   }
 
+  /**
+   * Cuts a power cut's zeroed tail off each pack in scope (docs/FORMAT.md "Writing and crash
+   * safety", Recovery): a pack whose file ends with a `00` byte and whose last complete frame does
+   * not read back as its blob (it does not decompress, a chunk it names is missing, or its bytes do
+   * not hash to its CID) was zeroed from somewhere inside that frame on — bytes appended after the
+   * pack's last sync — and is cut (ftruncate, no sync) just before that frame, so that the blob
+   * counts as absent: the next put stores it again, instead of finding the damaged frame, and no
+   * reader can pick the damaged frame over a good copy in another pack. Such a frame may be a blob
+   * of the checkpoint a power cut interrupted (appended before its record's fdatasync returned),
+   * which no record holds and {@link BlobStore.repair} never checks. A synced frame is damaged
+   * only by bit rot, which does not leave a tail of zeros; only the last frame is looked at (zeros
+   * from inside it on end the walk there). Costs a one-byte read per pack, and a read (and hash)
+   * of its frame headers and last frame when that byte is 0.
+   * @returns the packs cut (their new size not yet synced).
+   * @throws StorageError when a pack cannot be cut.
+   */
+  cutZeroedTails (): string[] {
+    const cut: string[] = []
+    let chunks: PackSet | null = null // every frame of the agent's packs, for the chunks of a page stored chunked
+    for (const file of this.#packs.files()) {
+      for (let k = 0; k < 64 && endsWithZero(file); k++) {
+        let last: { cid: string; slot: PackSlot } | null = null
+        const index = new PackIndex(file)
+        index.scan((cid, slot) => { last = { cid, slot } })
+        if (last === null) break
+        const { cid, slot } = last as { cid: string; slot: PackSlot }
+        let intact = false
+        try {
+          const b = blobOfSlot(slot, cid, (c) => {
+            chunks ??= new PackSet(this.dir, this.#agent, Infinity)
+            const cs = chunks.find(c)
+            return cs === undefined || cs.kind === FRAME_CHUNKED ? null : blobOfSlot(cs, c, () => null)
+          })
+          intact = b !== null && matchesCid(b, cid)
+        } catch { /* unreadable: damaged */ }
+        if (intact) break
+        const at = slot.off - FRAME_HEADER
+        let fd: number
+        try { fd = fs.openSync(file, 'r+') } catch (e) { throw ioError('open', file, e) }
+        try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the zeroed tail at ${at} of`, file, e) } finally { fs.closeSync(fd) }
+        if (!cut.includes(file)) cut.push(file)
+        chunks = null
+      }
+    }
+    if (cut.length > 0) {
+      this.#packs = new PackSet(this.dir, this.#agent)
+      this.#known.clear()
+      this.epoch++
+      readers.delete(this.dir)
+    }
+    return cut
+  }
+
   /** The slot to cut at when `slot` (blob `cid`) or one of its chunks is damaged, else null. */
   #badFrame (slot: PackSlot, cid: string): PackSlot | null {
     if (slot.kind === FRAME_CHUNKED) {
@@ -586,6 +639,18 @@ export class ChunkCache {
 function sameDigest (a: Uint8Array, b: Uint8Array, at: number): boolean {
   for (let j = at; j < at + 32; j++) if (a[j] !== b[j]) return false
   return true
+}
+
+/** True when the last byte of `file` is 0 (false for an empty or unreadable file). */
+function endsWithZero (file: string): boolean {
+  let fd: number
+  try { fd = fs.openSync(file, 'r') } catch { return false }
+  try {
+    const size = fs.fstatSync(fd).size
+    if (size === 0) return false
+    const b = Buffer.alloc(1)
+    return fs.readSync(fd, b, 0, 1, size - 1) === 1 && b[0] === 0
+  } catch { return false } finally { fs.closeSync(fd) }
 }
 
 function isZero (b: Uint8Array): boolean {

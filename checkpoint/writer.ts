@@ -838,7 +838,8 @@ export class CheckpointWriter {
    * itself), in file order: an entry that is missing, torn or not that checkpoint's is written
    * again (a base entry for the file's whole checkpoint, a delta from the checkpoint before it for
    * a record), and a record's blobs (its changed pages, log, I/O state) missing from the packs are
-   * appended again. Entries and packs that already were there are synced before this writer's
+   * appended again; before that, a pack tail a power cut zeroed is cut
+   * ({@link BlobStore.cutZeroedTails}: it may hold a blob of the checkpoint the cut interrupted). Entries and packs that already were there are synced before this writer's
    * first whole write replaces the records (this writer's first write always is one), so a kill or
    * power cut during or after the recovery finds the records still there. Also sets aside (renames to
    * `.orphan-<file>`, which verify ignores) a single history entry that an older version left
@@ -860,6 +861,10 @@ export class CheckpointWriter {
         if (e.parsed.prev === cid) fs.renameSync(p, path.join(this.historyDir, `.orphan-${later[0]}`))
       } catch { /* unreadable: leave it for verify to report */ }
     }
+    // a power cut's zeroed pack tails go first: a damaged frame of the checkpoint the cut
+    // interrupted is held by no record, so the repairs below never see it, and a put would find it
+    // (their new size is made durable by this writer's first sync point)
+    for (const f of this.blobs.cutZeroedTails()) this.#unsynced.add(f)
     const steps = (live.records ?? 0) > 0 ? this.#stepsOf(live) : null
     if (steps === null) return this.#archiveWhole(live) ? 1 : 0
     return this.#recover(steps, live)

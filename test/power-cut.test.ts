@@ -23,6 +23,7 @@ import { PAGE_SIZE, type GlobalValue } from '../checkpoint/state.ts'
 import { sha256 } from '../checkpoint/hash.ts'
 import { CheckpointWriter, SYNC_EVERY, type Snapshot, type WriteArgs } from '../checkpoint/writer.ts'
 import { GroupCommit } from '../checkpoint/group-commit.ts'
+import { FRAME_CHUNKED, PackIndex, type PackSlot } from '../checkpoint/pack.ts'
 import { StorageError } from '../checkpoint/errors.ts'
 import { runLoop } from '../runtime/runner.ts'
 import { resumeAgent, startAgent } from '../runtime/session.ts'
@@ -47,7 +48,8 @@ function entryTicks (dir: string, name: string): number[] {
 
 /** After a cut: the live file reads, and no history entry lies past it (no fork for a copied .ckpt). */
 function checkAfterCut (dir: string, name: string, what: string): number {
-  const live = readLive(path.join(dir, `${name}.ckpt`))
+  let live: ReturnType<typeof readLive>
+  try { live = readLive(path.join(dir, `${name}.ckpt`)) } catch (e) { throw new Error(`${what}: the live file does not read: ${(e as Error).message}`) }
   const newest = Math.max(-1, ...entryTicks(dir, name))
   assert.ok(newest <= live.parsed.tick, `${what}: a history entry (tick ${newest}) is past the live file (tick ${live.parsed.tick})`)
   return live.parsed.tick
@@ -89,10 +91,10 @@ test(`power cuts at seeded random points of resumes and checkpoints of an agent 
     if (!pc.crashed && err !== null) throw err
     if (round === 0) perRound = pc.calls
     if (pc.crashed) crashes++
-    pc.cut(mode, rand, checkpointFile(dir))
-    checkAfterCut(dir, 'ledger', what)
+    const cutWhat = `${what}; the cut: ${pc.cut(mode, rand, checkpointFile(dir)).join(', ') || 'nothing'}`
+    checkAfterCut(dir, 'ledger', cutWhat)
     // every other round, the next round's resume does the recovery (a cut may land in it)
-    if (round % 4 < 2) recovered += recoverAndVerify(dir, 'ledger', what)
+    if (round % 4 < 2) recovered += recoverAndVerify(dir, 'ledger', cutWhat)
   }
   recovered += recoverAndVerify(dir, 'ledger', `after ${rounds} rounds (seed ${SEED})`)
   assert.ok(crashes >= rounds / 2, `only ${crashes} of ${rounds} cuts landed inside a round (seed ${SEED})`)
@@ -252,6 +254,46 @@ test('damage the recovery may not cut (a synced frame: bit rot) is left for veri
   assert.ok(r.faults.some((f) => /corrupt/.test(f.fault)), formatReport(r))
 })
 
+test('a pack tail a power cut zeroed inside a frame of the checkpoint it interrupted (no record holds it) is cut by the recovery, never reused', () => {
+  const dir = tempDir('igord-zeroed-')
+  const s = new Synth(SEED)
+  const w = new CheckpointWriter(dir, 'syn')
+  s.write(w, null)
+  s.step(w) // a delta record, durable
+  // the next checkpoint: its frames and its record appended, and the power fails before the record's fdatasync
+  const pc = new PowerCut(dir)
+  const mem = s.mem.map((p) => Buffer.from(p))
+  const tick = s.tick
+  const p = w.begin(s.args([s.touch()]))
+  for (const j of p.syncs) fs.closeSync(j.fd)
+  // the cut: the record and the unsynced entry lost, the pack's new frames kept but zeroed from inside the last one
+  const pack = path.join(dir, 'blobs', fs.readdirSync(path.join(dir, 'blobs')).find((n) => n.endsWith('.pack'))!)
+  const kept = fs.readFileSync(pack)
+  pc.cut('drop')
+  let last: PackSlot | null = null
+  const index = new PackIndex(pack)
+  fs.writeFileSync(pack, kept)
+  index.scan((_c, slot) => { last = slot })
+  const lastSlot = last as PackSlot | null
+  assert.ok(lastSlot !== null && lastSlot.kind === FRAME_CHUNKED, 'the interrupted checkpoint\'s last frame is its page\'s chunk list')
+  kept.fill(0, lastSlot.off + 100)
+  fs.writeFileSync(pack, kept)
+  const live = readLive(path.join(dir, 'syn.ckpt'))
+  assert.is(live.parsed.tick, tick - 1, 'the live file after the cut')
+  // resumed, the agent runs that tick again: the same page, whose damaged frame a put must not find
+  const w2 = new CheckpointWriter(dir, 'syn')
+  w2.ensureArchived(live)
+  const s2 = new Synth(SEED)
+  Object.assign(s2, { id: identityFromSeed(live.seed), tick, prev: headerCid(live.header), fuel: live.parsed.fuel + 1000n })
+  mem.forEach((pg, i) => { s2.mem[i] = pg })
+  s2.step(w2); s2.step(w2)
+  w2.close()
+  const v = verifyHistory([dir])
+  assert.ok(v.valid, formatReport(v))
+  assert.is(v.ticks?.[1], tick + 1)
+  assert.ok(fs.statSync(pack).size <= lastSlot.off, 'the zeroed frame was not cut')
+})
+
 test(`kill -9 and power cut at every mutating call of a compaction: the file reads as the last complete checkpoint and resumes VALID (CRASH_SEED=${SEED})`, () => {
   const rand = prng(SEED + 1)
   const count = untilCompaction(SEED, Infinity)
@@ -263,11 +305,11 @@ test(`kill -9 and power cut at every mutating call of a compaction: the file rea
       const what = `${mode} at call ${k - count.start} of the compaction's ${count.end - count.start} (seed ${SEED})`
       const r = untilCompaction(SEED, k)
       assert.ok(r.pc.crashed && r.tick === count.tick, `${what}: the crash did not land in the compaction`)
-      if (mode !== 'kill') r.pc.cut(mode, rand)
-      const tick = checkAfterCut(r.dir, 'syn', what)
-      assert.ok(tick === count.tick - 1 || tick === count.tick, `${what}: the live file is at tick ${tick}, expected ${count.tick - 1} or ${count.tick}`)
+      const cutWhat = mode === 'kill' ? what : `${what}; the cut: ${r.pc.cut(mode, rand).join(', ') || 'nothing'}`
+      const tick = checkAfterCut(r.dir, 'syn', cutWhat)
+      assert.ok(tick === count.tick - 1 || tick === count.tick, `${cutWhat}: the live file is at tick ${tick}, expected ${count.tick - 1} or ${count.tick}`)
       if (tick === count.tick) atNew++
-      recoverAndVerify(r.dir, 'syn', what)
+      recoverAndVerify(r.dir, 'syn', cutWhat)
       // and it goes on from there: a resumed writer's checkpoints follow it, VALID
       const live = readLive(path.join(r.dir, 'syn.ckpt'))
       const w = new CheckpointWriter(r.dir, 'syn')
@@ -278,7 +320,7 @@ test(`kill -9 and power cut at every mutating call of a compaction: the file rea
       s.write(w, null); s.step(w); s.step(w)
       w.close()
       const v = verifyHistory([r.dir])
-      assert.ok(v.valid, `${what}: not VALID after resuming: ${formatReport(v)}`)
+      assert.ok(v.valid, `${cutWhat}: not VALID after resuming: ${formatReport(v)}`)
       fs.rmSync(r.dir, { recursive: true, force: true })
       runs++
     }

@@ -8,9 +8,16 @@
  * directory; data written since is lost at a cut ({@link PowerCut.cut} `drop`), or — `random` —
  * each file independently keeps it, loses it, keeps a prefix of it (a torn append) or has it
  * zeroed (a tail a power cut left as zeros). Directories themselves are assumed durable.
+ * Data belongs to a file, not to a number: an inode number that a file system frees (a replaced
+ * live file's `.<name>.ckpt.old`, a consumed spool file) and gives to a file created later names a
+ * new file that has synced nothing (ext4 reuses numbers at once, so which file gets which number
+ * depends on what else the machine does). A cut replaces a name's bytes with a new file rather than
+ * writing through the name, so that another name of the same inode (a hard link) keeps its own
+ * outcome.
  *
  * {@link PowerCut.crashAt}: the n-th mutating call (open for writing, write, writev, fsync,
- * fdatasync (also the asynchronous ones), rename, unlink, ftruncate) throws {@link PowerCutCrash} instead of running, and so
+ * fdatasync (also the asynchronous ones), rename, link, unlink (also the asynchronous one, which
+ * is made at once: a name goes when the process removes it, not when the pool gets to it), ftruncate) throws {@link PowerCutCrash} instead of running, and so
  * does every mutating call after it (the machine is off): what the process does next cannot reach
  * the disk.
  */
@@ -22,7 +29,7 @@ const fsc = createRequire(import.meta.url)('node:fs') as typeof import('node:fs'
 const real = {
   openSync: fsc.openSync, closeSync: fsc.closeSync, writeSync: fsc.writeSync, writevSync: fsc.writevSync,
   fsyncSync: fsc.fsyncSync, fdatasyncSync: fsc.fdatasyncSync, fdatasync: fsc.fdatasync, fsync: fsc.fsync, renameSync: fsc.renameSync, unlinkSync: fsc.unlinkSync,
-  ftruncateSync: fsc.ftruncateSync, writeFileSync: fsc.writeFileSync,
+  ftruncateSync: fsc.ftruncateSync, writeFileSync: fsc.writeFileSync, linkSync: fsc.linkSync, unlink: fsc.unlink,
 }
 
 /** Thrown by the wrapped fs at and after the crash point. */
@@ -47,10 +54,16 @@ export class PowerCut {
   readonly root: string
   /** path → the bytes a cut leaves there (no key: the name would be gone) */
   readonly #durable = new Map<string, Buffer>()
-  /** path → inode its durable name points to */
-  readonly #durableIno = new Map<string, number>()
-  /** inode → its bytes as of its last sync */
+  /** path → the file (generation, see {@link PowerCut.#gen}) its durable name points to */
+  readonly #durableFile = new Map<string, number>()
+  /** file (generation) → its bytes as of its last sync */
   readonly #synced = new Map<number, Buffer>()
+  /**
+   * inode number → the file (a generation number) it holds now: a file system reuses the number of
+   * a freed inode for the next file it creates (ext4 at once), and that new file has synced nothing
+   */
+  readonly #gen = new Map<number, number>()
+  #gens = 0
   readonly #fds = new Map<number, string>()
   /** mutating calls seen since install */
   calls = 0
@@ -65,10 +78,23 @@ export class PowerCut {
   constructor (root: string) {
     this.root = path.resolve(root)
     for (const f of filesUnder(this.root)) {
-      const b = fsc.readFileSync(f)
-      const ino = fsc.statSync(f).ino
-      this.#durable.set(f, b); this.#durableIno.set(f, ino); this.#synced.set(ino, b)
+      let b: Buffer; let ino: number
+      try { b = fsc.readFileSync(f); ino = fsc.statSync(f).ino } catch { continue } // removed since it was listed
+      const g = this.#genOf(ino)
+      this.#durable.set(f, b); this.#durableFile.set(f, g); this.#synced.set(g, b)
     }
+  }
+
+  /** The file (generation) inode `ino` holds now. */
+  #genOf (ino: number): number {
+    let g = this.#gen.get(ino)
+    if (g === undefined) { g = ++this.#gens; this.#gen.set(ino, g) }
+    return g
+  }
+
+  /** A file was just created at `p` (absolute): its inode number, maybe a freed one reused, now names a new file. */
+  #born (p: string): void {
+    try { this.#gen.set(fsc.statSync(p).ino, ++this.#gens) } catch { /* gone already */ }
   }
 
   #mine (p: string): boolean { return p === this.root || p.startsWith(this.root + path.sep) }
@@ -81,12 +107,12 @@ export class PowerCut {
 
   #snapshotDir (d: string): void {
     const now = new Map<string, number>()
-    for (const e of fsc.readdirSync(d, { withFileTypes: true })) if (e.isFile()) { const p = path.join(d, e.name); now.set(p, fsc.statSync(p).ino) }
-    for (const p of [...this.#durable.keys()]) if (path.dirname(p) === d && !now.has(p)) { this.#durable.delete(p); this.#durableIno.delete(p) }
-    for (const [p, ino] of now) {
-      const was = this.#durableIno.get(p)
-      this.#durable.set(p, this.#synced.get(ino) ?? (was === ino ? this.#durable.get(p)! : Buffer.alloc(0)))
-      this.#durableIno.set(p, ino)
+    for (const e of fsc.readdirSync(d, { withFileTypes: true })) if (e.isFile()) { const p = path.join(d, e.name); now.set(p, this.#genOf(fsc.statSync(p).ino)) }
+    for (const p of [...this.#durable.keys()]) if (path.dirname(p) === d && !now.has(p)) { this.#durable.delete(p); this.#durableFile.delete(p) }
+    for (const [p, g] of now) {
+      const was = this.#durableFile.get(p)
+      this.#durable.set(p, this.#synced.get(g) ?? (was === g ? this.#durable.get(p)! : Buffer.alloc(0)))
+      this.#durableFile.set(p, g)
     }
   }
 
@@ -104,8 +130,10 @@ export class PowerCut {
     const st = fsc.fstatSync(fd)
     if (st.isDirectory()) { this.#snapshotDir(p); return }
     const b = fsc.readFileSync(p)
-    this.#synced.set(st.ino, b)
-    if (this.#durableIno.get(p) === st.ino) this.#durable.set(p, b)
+    const g = this.#genOf(st.ino)
+    this.#synced.set(g, b)
+    // every durable name of this file (a hard link too) now holds these bytes
+    for (const [q, gq] of this.#durableFile) if (gq === g) this.#durable.set(q, b)
   }
 
   /** Wraps node:fs. */
@@ -114,9 +142,11 @@ export class PowerCut {
     fsc.openSync = function (p: FS.PathLike, flags?: FS.OpenMode, mode?: FS.Mode | null) {
       const abs = path.resolve(String(p))
       const mine = self.#mine(abs)
+      const creates = mine && writeFlag(flags) && !fsc.existsSync(abs)
       if (mine && writeFlag(flags)) self.#step()
       const fd = real.openSync(p, flags ?? 'r', mode)
       if (mine) self.#fds.set(fd, abs)
+      if (creates) self.#born(abs)
       return fd
     } as typeof fsc.openSync
     fsc.closeSync = function (fd: number) { self.#fds.delete(fd); real.closeSync(fd) }
@@ -156,9 +186,24 @@ export class PowerCut {
       real.ftruncateSync(fd, len)
     }
     fsc.writeFileSync = function (p: FS.PathOrFileDescriptor, ...rest: unknown[]) {
-      if (typeof p === 'number' ? self.#fds.has(p) : self.#mine(path.resolve(String(p)))) self.#step()
-      return (real.writeFileSync as (...a: unknown[]) => void)(p, ...rest)
+      const abs = typeof p === 'number' ? null : path.resolve(String(p))
+      const creates = abs !== null && self.#mine(abs) && !fsc.existsSync(abs)
+      if (abs === null ? self.#fds.has(p as number) : self.#mine(abs)) self.#step()
+      ;(real.writeFileSync as (...a: unknown[]) => void)(p, ...rest)
+      if (creates) self.#born(abs)
     } as typeof fsc.writeFileSync
+    fsc.linkSync = function (a: FS.PathLike, b: FS.PathLike) {
+      if (self.#mine(path.resolve(String(b)))) self.#step()
+      real.linkSync(a, b)
+    }
+    // the asynchronous unlink (of a replaced live file, on libuv's pool) is made here and now: the
+    // name is gone from the directory as of the call (durable at the next directory fsync), not at
+    // whatever moment the pool gets to it, and never once the machine is off
+    fsc.unlink = function (a: FS.PathLike, cb: FS.NoParamCallback) {
+      if (!self.#mine(path.resolve(String(a)))) { real.unlink(a, cb); return }
+      try { self.#step(); real.unlinkSync(a) } catch (e) { process.nextTick(cb, e as NodeJS.ErrnoException); return }
+      process.nextTick(cb, null)
+    } as typeof fsc.unlink
     syncBuiltinESMExports()
   }
 
@@ -201,7 +246,14 @@ export class PowerCut {
           out = Buffer.concat([cur.subarray(0, n), Buffer.alloc(cur.length - n)]); how = `zeroed from ${n} of ${cur.length}`
         }
       }
-      if (out === null) { try { fsc.unlinkSync(p) } catch { /* gone */ } how = dur === null && how === 'reverted' ? 'lost' : how } else fsc.writeFileSync(p, out)
+      // a name's bytes are replaced by a new file, never written through the name: another name of
+      // the same inode (a hard link, as `.<name>.ckpt.old` of the live file) keeps its own outcome
+      if (out === cur) { notes.push(`${path.relative(this.root, p)}: ${how}`); continue }
+      let perm = 0o600
+      try { perm = fsc.statSync(p).mode & 0o777 } catch { /* not there now */ }
+      try { fsc.unlinkSync(p) } catch { /* gone */ }
+      if (out === null) how = dur === null && how === 'reverted' ? 'lost' : how
+      else fsc.writeFileSync(p, out, { mode: perm })
       notes.push(`${path.relative(this.root, p)}: ${how}`)
     }
     return notes
