@@ -178,6 +178,28 @@ test('putEx with how.present takes the chunks whose digests match it as present 
   assert.ok(s.epoch !== e, 'forget changes the epoch')
 })
 
+test('cutZeroedTails cuts a pack whose last frame a power cut zeroed from inside, and changes the epoch (what callers learned was present is void)', () => {
+  const d = path.join(dir, 'z')
+  const w = new BlobStore(d, 'x')
+  const a = randomBytes(20000); const b = randomBytes(20000)
+  w.putEx(a, undefined, false, { loose: false }); w.putEx(b, undefined, false, { loose: false })
+  w.sync(); w.close()
+  const pack = fs.readdirSync(d).filter(isPackName).map((f) => path.join(d, f))[0]
+  const size = fs.statSync(pack).size
+  const fd = fs.openSync(pack, 'r+'); fs.writeSync(fd, Buffer.alloc(5000), 0, 5000, size - 5000); fs.closeSync(fd)
+  const s = new BlobStore(d, 'x')
+  const e = s.epoch
+  assert.equal(s.cutZeroedTails(), [pack])
+  assert.ok(s.epoch !== e, 'a cut changes the epoch')
+  assert.ok(fs.statSync(pack).size < size - 20000, 'the damaged frame is cut')
+  assert.is(Buffer.compare(readBlobIn(d, cidOf(a))!, a), 0)
+  assert.is(readBlobIn(d, cidOf(b)), null)
+  // nothing more to cut: the epoch stays
+  const e2 = s.epoch
+  assert.equal(s.cutZeroedTails(), [])
+  assert.is(s.epoch, e2)
+})
+
 test('hashPackedIn hashes chunked pages in place as readBlobIn reads them; a damaged chunk shows in a new run; a missing chunk gives null', () => {
   const bd = path.join(dir, 'blobs')
   const s = new BlobStore(bd, 'h')
