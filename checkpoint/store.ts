@@ -374,6 +374,7 @@ export class BlobStore {
    * only by bit rot, which does not leave a tail of zeros; only the last frame is looked at (zeros
    * from inside it on end the walk there). Costs a one-byte read per pack, and a read (and hash)
    * of its frame headers and last frame when that byte is 0.
+   * A cut changes {@link BlobStore.epoch}.
    * @returns the packs cut (their new size not yet synced).
    * @throws StorageError when a pack cannot be cut.
    */
