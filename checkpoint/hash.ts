@@ -31,6 +31,15 @@ for (let i = 0; i < 32; i++) ALPHA_VALUE[ALPHA_CODES[i]] = i
 const encodeScratch = Buffer.allocUnsafe(CID_LENGTH)
 
 /**
+ * True when the 32-byte SHA-256 digests at offset `at` of `a` and of `b` are equal (a byte loop: no
+ * subarrays on the checkpoint path, where chunk digest lists of 512 bytes are compared row by row).
+ */
+export function sameDigest (a: Uint8Array, b: Uint8Array, at: number): boolean {
+  for (let j = at; j < at + 32; j++) if (a[j] !== b[j]) return false
+  return true
+}
+
+/**
  * The CID string (`bafkrei…`) of a 32-byte SHA-256 digest, without hashing anything. Encoded here
  * (RFC 4648 base32, the 36 bytes `CID_PREFIX ‖ digest` as 58 characters after "b"): the same string
  * multiformats' `base32.encode` gives (test/hash.test.ts), as one flat string instead of one built

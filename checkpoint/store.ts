@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { StorageError } from './errors.ts'
-import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
+import { cidOf, cidOfDigest, isCid, sameDigest, sha256 } from './hash.ts'
 import { blobOfSlot, CHUNK_SIZE, CHUNKED_SIZE, compress, FRAME_BLOB, FRAME_CHUNKED, FRAME_HEADER, FRAME_ZSTD, matchesCid, PackIndex, PackRun, PackSet, PackWriter, readSlot, WRITER_RECENT, type PackSlot } from './pack.ts'
 import { RecentMap } from './recent.ts'
 import { FILE_MODE, makePrivateDir } from './layout.ts'
@@ -298,7 +298,7 @@ export class BlobStore {
   flush (durable = false): void {
     if (this.#writer.dirty) {
       if (testHooks.beforeRename !== null) testHooks.beforeRename(this.#writer.file, this.#writer.file)
-      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll, durable) } catch (e) { this.#known.clear(); this.epoch++; throw e }
+      try { this.#writer.flush((cid, slot) => this.#packs.note(cid, slot), writeAll, durable) } catch (e) { this.#dropKnown(); throw e }
     } else if (durable) this.#writer.sync()
   }
 
@@ -337,7 +337,7 @@ export class BlobStore {
   #cutOnce (cid: string, bytes: Uint8Array, mayCut: () => Set<string>): boolean {
     const slot = this.#packs.find(cid, false, Infinity)
     if (slot === undefined) return false
-    const lookup = (c: string): Uint8Array | null => { const cs = this.#packs.find(c, false, Infinity); return cs === undefined || cs.kind === FRAME_CHUNKED ? null : blobOfSlot(cs, c, () => null) }
+    const lookup = chunkIn(this.#packs)
     try {
       const b = blobOfSlot(slot, cid, lookup)
       if (b !== null && Buffer.compare(b, bytes) === 0) return false // intact: the fast path
@@ -351,14 +351,28 @@ export class BlobStore {
     let foreign = false
     tail.scan((c) => { if (!allowed.has(c)) foreign = true })
     if (foreign) return false
+    this.#cut(bad.pack.file, at, 'damaged')
+    return true
+  }
+
+  /**
+   * Cuts `file` (a pack in scope) to `at` bytes (ftruncate, no sync) and forgets what this store and
+   * this process's readers knew of the packs: the blobs cut count as absent.
+   * @throws StorageError `cannot cut the <what> tail at <at> of <file>`.
+   */
+  #cut (file: string, at: number, what: string): void {
     let fd: number
-    try { fd = fs.openSync(bad.pack.file, 'r+') } catch (e) { throw ioError('open', bad.pack.file, e) }
-    try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the damaged tail at ${at} of`, bad.pack.file, e) } finally { fs.closeSync(fd) }
+    try { fd = fs.openSync(file, 'r+') } catch (e) { throw ioError('open', file, e) }
+    try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the ${what} tail at ${at} of`, file, e) } finally { fs.closeSync(fd) }
     this.#packs = new PackSet(this.dir, this.#agent)
+    this.#dropKnown()
+    readers.delete(this.dir)
+  }
+
+  /** Forgets the CIDs known present, and changes {@link BlobStore.epoch}: what callers learned is void. */
+  #dropKnown (): void {
     this.#known.clear()
     this.epoch++
-    readers.delete(this.dir)
-    return true
   }
 
   /**
@@ -390,27 +404,15 @@ export class BlobStore {
         const { cid, slot } = last as { cid: string; slot: PackSlot }
         let intact = false
         try {
-          const b = blobOfSlot(slot, cid, (c) => {
-            chunks ??= new PackSet(this.dir, this.#agent, Infinity)
-            const cs = chunks.find(c)
-            return cs === undefined || cs.kind === FRAME_CHUNKED ? null : blobOfSlot(cs, c, () => null)
-          })
+          chunks ??= new PackSet(this.dir, this.#agent, Infinity)
+          const b = blobOfSlot(slot, cid, chunkIn(chunks))
           intact = b !== null && matchesCid(b, cid)
         } catch { /* unreadable: damaged */ }
         if (intact) break
-        const at = slot.off - FRAME_HEADER
-        let fd: number
-        try { fd = fs.openSync(file, 'r+') } catch (e) { throw ioError('open', file, e) }
-        try { fs.ftruncateSync(fd, at) } catch (e) { throw ioError(`cut the zeroed tail at ${at} of`, file, e) } finally { fs.closeSync(fd) }
+        this.#cut(file, slot.off - FRAME_HEADER, 'zeroed')
         if (!cut.includes(file)) cut.push(file)
         chunks = null
       }
-    }
-    if (cut.length > 0) {
-      this.#packs = new PackSet(this.dir, this.#agent)
-      this.#known.clear()
-      this.epoch++
-      readers.delete(this.dir)
     }
     return cut
   }
@@ -474,8 +476,7 @@ export class BlobStore {
    * @throws StorageError when the old pack cannot be synced (the store keeps writing to it then)
    */
   forget (): void {
-    this.#known.clear()
-    this.epoch++
+    this.#dropKnown()
     this.#packs = new PackSet(this.dir, this.#agent)
     if (!this.#writer.dirty) {
       this.#writer.sync()
@@ -636,10 +637,12 @@ export class ChunkCache {
   }
 }
 
-/** True when the 32 bytes at `at` of `a` and `b` are equal. */
-function sameDigest (a: Uint8Array, b: Uint8Array, at: number): boolean {
-  for (let j = at; j < at + 32; j++) if (a[j] !== b[j]) return false
-  return true
+/**
+ * The chunk lookup {@link blobOfSlot} takes for a chunked page: chunk `c` as `set` holds it (walked
+ * afresh on a miss), or null when absent or itself chunked.
+ */
+function chunkIn (set: PackSet): (c: string) => Uint8Array | null {
+  return (c) => { const cs = set.find(c, false, Infinity); return cs === undefined || cs.kind === FRAME_CHUNKED ? null : blobOfSlot(cs, c, () => null) }
 }
 
 /** True when the last byte of `file` is 0 (false for an empty or unreadable file). */

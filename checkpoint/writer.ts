@@ -29,7 +29,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { asMap, bytesField, decodeFile, describe, encodeFile, numberField, putHead } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
-import { cidOf, cidOfDigest, isCid, sha256 } from './hash.ts'
+import { cidOf, cidOfDigest, isCid, sameDigest, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type DeltaRow, type LiveCheckpoint, type LiveStep } from './live.ts'
@@ -666,9 +666,7 @@ export class CheckpointWriter {
       return m !== undefined && Number.isInteger(m) && m > 0 && m < ALL_ROW_MASK ? [i, page, m] : [i, page]
     }
     let mask = 0
-    for (let k = 0; k * 32 < now.length; k++) {
-      for (let j = k * 32; j < k * 32 + 32; j++) if (now[j] !== before[j]) { mask |= 1 << k; break }
-    }
+    for (let k = 0; k * 32 < now.length; k++) if (!sameDigest(now, before, k * 32)) mask |= 1 << k
     return mask === 0 ? [i, page] : [i, page, mask]
   }
 
