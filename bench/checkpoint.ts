@@ -192,7 +192,7 @@ export function growth (dir: string, name: string, touch: number, targetKiB: num
     for (let j = 0; j < touch; j++) m.live.writeBigUInt64LE(BigInt(k + 1), (3 + ((j * 3 + k) % (touch === 1 ? 1 : 8))) * PAGE_SIZE + 1024 * (j + 1))
     const log = Buffer.from(`tick ${l.tick}: clock ${1_700_000_000_000 + k}`)
     write(w, l, m.snapshot(m.commit()), log)
-    entries += fs.statSync(w.lastStats!.entryFile).size; logs += log.length
+    entries += w.lastStats!.entryBytes; logs += log.length
   }
   const value = (packBytes() - p0 + entries) / N
   const floor = (touch * 8 * N + logs + entries) / N

@@ -28,11 +28,12 @@ import { randomBytes } from 'node:crypto'
 import { IgordError, StorageError, EXIT } from './errors.ts'
 import { cidOfDigest, isCid } from './hash.ts'
 import { headerCid } from './header.ts'
-import { blobsDir, gcRecordPath, historyDir, historyRoot, isAgentName, livePath, recordPaths, tickOfEntryName } from './layout.ts'
+import { blobsDir, gcRecordPath, historyDir, historyRoot, isAgentName, livePath, recordPaths } from './layout.ts'
 import { CHUNKED_SIZE, CHUNK_SIZE, FRAME_CHUNKED, PACK_MAGIC, PackIndex, packOfAgent, newPackName, type PackSlot } from './pack.ts'
 import { peekLive } from './peek.ts'
 import { atomicWrite, fsyncDir, writeAll } from './store.ts'
-import { decodeEntry, type HistoryEntry } from './writer.ts'
+import { decodeEntry, readEntries, type HistoryEntry } from './entries.ts'
+import { entryWhere, type StoredEntry } from './segment.ts'
 
 /** A history gc cannot work on (forked, gapped, unreadable entry): exit 6, like an INVALID verify. */
 export class GcError extends IgordError {
@@ -106,14 +107,20 @@ interface Link { cid: string; entry: HistoryEntry; file: string }
  * @throws GcError for an unreadable entry, a fork, or a segment starting with a delta entry
  */
 function chainOf (hist: string): Link[] {
-  let names: string[]
-  try { names = fs.readdirSync(hist) } catch (e) { throw new StorageError(`${hist}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+  let stored: StoredEntry[]
+  try {
+    const r = readEntries(hist)
+    if (r.problems.length > 0) throw new GcError(`${r.problems[0]}: run igord verify; gc leaves a history it cannot read as it is`)
+    stored = r.entries
+  } catch (e) {
+    if (e instanceof IgordError) throw e
+    throw new StorageError(`${hist}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`)
+  }
   const byCid = new Map<string, Link>()
-  for (const n of names.sort()) {
-    if (n.startsWith('.') || tickOfEntryName(n) === null) continue
-    const file = path.join(hist, n)
+  for (const s of stored) {
+    const file = entryWhere(s)
     let entry: HistoryEntry
-    try { entry = decodeEntry(fs.readFileSync(file), file) } catch (e) { throw new GcError(`${file}: cannot read the entry (${(e as Error).message}): run igord verify; gc leaves a history it cannot read as it is`) }
+    try { entry = decodeEntry(s.bytes, file) } catch (e) { throw new GcError(`${file}: cannot read the entry (${(e as Error).message}): run igord verify; gc leaves a history it cannot read as it is`) }
     const cid = headerCid(entry.headerBytes)
     const had = byCid.get(cid)
     if (had === undefined || (!had.entry.base && entry.base)) byCid.set(cid, { cid, entry, file })
@@ -172,13 +179,15 @@ function foreignCids (dir: string, name: string): Set<string> {
   try { agents = fs.readdirSync(historyRoot(dir)) } catch { return out }
   for (const a of agents) {
     if (a === name) continue
-    const h = historyDir(dir, a)
-    let names: string[] = []
-    try { names = fs.readdirSync(h) } catch { continue }
-    for (const n of names) {
-      if (n.startsWith('.') || tickOfEntryName(n) === null) continue
+    let stored: StoredEntry[]
+    try {
+      const r = readEntries(historyDir(dir, a))
+      stored = r.entries
+      if (r.problems.length > 0) out.add('*') // damaged bytes may have named anything: loose files are kept below by the caller's rule
+    } catch { continue }
+    for (const s of stored) {
       try {
-        const e = decodeEntry(fs.readFileSync(path.join(h, n)), n)
+        const e = decodeEntry(s.bytes, entryWhere(s))
         const p = e.parsed
         for (const c of [p.code, p.manifest, p.log, p.io]) if (typeof c === 'string') out.add(c)
         for (const [, c] of e.pages) if (c !== null) out.add(c)

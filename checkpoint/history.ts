@@ -24,7 +24,9 @@ import { publicKeyFromDid } from './identity.ts'
 import { Worker } from 'node:worker_threads'
 import { PAGE_SIZE, stateRootOfTable } from './state.ts'
 import { ChunkCache, hashPackedIn, ReadRun, readBlobIn, readPackedIn } from './store.ts'
-import { decodeEntry, entryFileName, type HistoryEntry } from './writer.ts'
+import { decodeEntry, type HistoryEntry } from './entries.ts'
+import { entryFileName } from './layout.ts'
+import { entryWhere, historyFiles, historyName, readHistoryFile, SEGMENT_EXT, SEGMENT_MAGIC, segmentFileName, type StoredEntry } from './segment.ts'
 import { readGcRecord } from './gc.ts'
 import { GC_RECORD } from './layout.ts'
 
@@ -67,7 +69,6 @@ interface Node {
   children: Node[]
 }
 
-const NAME_RE = /^(\d{12})-(.*)\.cbor$/
 const byTick = (a: Node, b: Node) => a.h.tick - b.h.tick || (a.cid < b.cid ? -1 : 1)
 
 function message (e: unknown, file: string): string {
@@ -75,10 +76,6 @@ function message (e: unknown, file: string): string {
   return m.startsWith(file + ': ') ? m.slice(file.length + 2) : m
 }
 
-/** Lists a history directory's entry files (`*.cbor`, not dotfiles), sorted. */
-function entriesIn (dir: string): string[] {
-  return fs.readdirSync(dir).filter((n) => n.endsWith('.cbor') && !n.startsWith('.')).sort().map((n) => path.join(dir, n))
-}
 
 /**
  * Verifies the histories found at `paths` merged together. Each path is a data directory (holding
@@ -98,8 +95,8 @@ export interface HistorySources { files: string[]; blobDirs: string[]; faults: F
 const FOLDER_DEPTH = 3
 
 const isDir = (p: string): boolean => { try { return fs.statSync(p).isDirectory() } catch { return false } }
-/** True when `d` holds at least one file named like a history entry (`<tick:012>-….cbor`). */
-const holdsEntries = (d: string): boolean => { try { return fs.readdirSync(d).some((n) => NAME_RE.test(n)) } catch { return false } }
+/** True when `d` holds at least one history file (a segment `<tick:012>-….hist` or an entry file `<tick:012>-….cbor`). */
+const holdsEntries = (d: string): boolean => { try { return fs.readdirSync(d).some((n) => historyName(n) !== null) } catch { return false } }
 const subdirs = (d: string): string[] => fs.readdirSync(d).filter((n) => !n.startsWith('.') && isDir(path.join(d, n))).sort()
 
 /**
@@ -125,7 +122,7 @@ export function findHistory (paths: string[]): HistorySources {
   const blobDirs: string[] = []
   const addBlobDir = (d: string) => { const r = path.resolve(d); if (!blobDirs.includes(r)) blobDirs.push(r) }
   /** An agent's `history/<name>` directory: its entries, blobs two levels up. */
-  const agentDir = (d: string, blobs: string) => { files.push(...entriesIn(d)); addBlobDir(blobs) }
+  const agentDir = (d: string, blobs: string) => { files.push(...historyFiles(d)); addBlobDir(blobs) }
   /** A `history/` folder: exactly one agent directory (those holding entries; else any). */
   const historyFolder = (h: string, blobs: string, what: string, label: string): void => {
     const names = subdirs(h)
@@ -208,28 +205,45 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
     } catch (e) { faults.push({ tick: null, file, fault: message(e, file) }) }
   }
 
-  // 1. decode, name check, signature (checked as entries decode, on a second thread for large histories)
-  const signatures = new SignatureCheck(files.length)
-  try {
-    const decoded: Decoded[] = []
-    const seenFiles = new Set<string>()
-    for (const file of files) {
-      const abs = path.resolve(file)
-      if (seenFiles.has(abs)) continue
-      seenFiles.add(abs)
-      const nameTick = NAME_RE.exec(path.basename(file))
-      const tickOfName = nameTick ? Number(nameTick[1]) : null
+  // 1. read the files: every entry's bytes, with the tick its file's name gives the file's first entry
+  const stored: { s: StoredEntry; tickOfName: number | null; named: { tick: number; cid: string } | null }[] = []
+  const seenFiles = new Set<string>()
+  for (const file of files) {
+    const abs = path.resolve(file)
+    if (seenFiles.has(abs)) continue
+    seenFiles.add(abs)
+    const named = historyName(path.basename(file))
+    const tickOfName = named?.tick ?? null
+    if (file.endsWith(SEGMENT_EXT)) {
+      let r: ReturnType<typeof readHistoryFile>
+      try { r = readHistoryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: message(e, file) }); continue }
+      for (const p of r.problems) faults.push({ tick: null, file, fault: message(p, file) })
+      r.entries.forEach((s, k) => stored.push({ s, tickOfName: k === 0 && s.at === SEGMENT_MAGIC.length ? tickOfName : null, named: k === 0 && s.at === SEGMENT_MAGIC.length ? named : null }))
+    } else {
       let bytes: Uint8Array
       try { bytes = readEntryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }
+      stored.push({ s: { file, at: null, bytes }, tickOfName, named: null })
+    }
+  }
+  // 2. decode, name check, signature (checked as entries decode, on a second thread for large histories)
+  const signatures = new SignatureCheck(stored.length)
+  try {
+    const decoded: Decoded[] = []
+    for (const { s, tickOfName, named } of stored) {
+      const file = entryWhere(s)
       let e: HistoryEntry
-      try { e = decodeEntry(bytes, file) } catch (err) {
+      try { e = decodeEntry(s.bytes, file) } catch (err) {
         if (!(err instanceof IgordError)) throw err
         faults.push({ tick: tickOfName, file, fault: message(err, file) }); continue
       }
       const cid = headerCid(e.headerBytes)
       const tick = e.parsed.tick
-      const expected = entryFileName(tick, cid)
-      if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
+      if (s.at === null) {
+        const expected = entryFileName(tick, cid)
+        if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
+      } else if (named !== null && (named.tick !== tick || named.cid !== cid)) {
+        faults.push({ tick, file: s.file, fault: `segment name does not match its first entry (expected ${segmentFileName(tick, cid)})` })
+      }
       try { publicKeyFromDid(e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
       decoded.push({ file, e, cid, tickOfName })
       signatures.add(decoded[decoded.length - 1])

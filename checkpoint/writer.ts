@@ -2,7 +2,8 @@
  * Writes one agent's checkpoints into a data directory (DESIGN §7, docs/FORMAT.md):
  *
  * - `<dir>/<name>.ckpt` — the live checkpoint (mode 0600: it holds the secret key);
- * - `<dir>/history/<name>/<tick:012>-<header cid>.cbor` — one signed entry per checkpoint, never a key;
+ * - `<dir>/history/<name>/<tick:012>-<header cid>.hist` — history segments: one signed entry per
+ *   checkpoint, never a key, appended to the writer's segment (checkpoint/segment.ts);
  * - `<dir>/blobs/<cid>` — page bodies, wasm, manifest and event-log segments, by content.
  *
  * Each write costs O(changed pages) in the archive: only changed pages are stored, and the history
@@ -27,15 +28,16 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { asMap, bytesField, decodeFile, describe, encodeFile, numberField, putHead } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
-import { cidOf, cidOfDigest, isCid, sameDigest, sha256 } from './hash.ts'
+import { decodeEntry, encodeEntry, type HistoryEntry } from './entries.ts'
+import { cidOf, cidOfDigest, sameDigest, sha256 } from './hash.ts'
 import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type CheckpointHeader, type Status } from './header.ts'
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type DeltaRow, type LiveCheckpoint, type LiveStep } from './live.ts'
 import { CHUNK_SIZE } from './pack.ts'
-import { blobsDir, checkAgentName, entryFileName, historyDir, livePath, makePrivateDir, tickOfEntryName } from './layout.ts'
-import { BlobStore, atomicWrite, fsyncDir, tempPath, testHooks, writeAll } from './store.ts'
+import { blobsDir, checkAgentName, historyDir, livePath, makePrivateDir } from './layout.ts'
+import { frameHead, historyFiles, historyName, readHistoryFile, SEGMENT_EXT, SEGMENT_MAGIC, SEGMENT_MAX_BYTES, segmentFileName } from './segment.ts'
+import { BlobStore, fsyncDir, tempPath, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, StateRootCache, type GlobalValue } from './state.ts'
 
 /**
@@ -105,8 +107,12 @@ export interface WriteStats {
   pageBlobsWritten: number
   /** page-table rows in the history entry */
   entryPages: number
-  /** path of the history entry written */
+  /** the history segment the entry was appended to */
   entryFile: string
+  /** the offset of the entry's frame in {@link WriteStats.entryFile} */
+  entryAt: number
+  /** bytes the entry added to the segment (its frame) */
+  entryBytes: number
   /**
    * blobs written to the pack (and, before a whole write of the live file, the sync point: the
    * queued frames appended and, in {@link CheckpointWriter.write}, its syncs of the pack, history
@@ -147,7 +153,7 @@ export interface PendingCheckpoint {
   /** @internal what {@link CheckpointWriter.end} needs */
   readonly done: {
     headerBytes: Uint8Array; sig: Uint8Array; cid: string; log: Uint8Array | null; io: Uint8Array | null; status: Status
-    entryFile: string; entry: Uint8Array; base: boolean; blobsWritten: number; pageBlobsWritten: number; entryPages: number
+    tick: number; entry: Uint8Array; base: boolean; blobsWritten: number; pageBlobsWritten: number; entryPages: number
     compacted: boolean; liveBefore: number; pageCount: number; t0: number; t1: number; packMs: number; wholeBytes: number
     /** the first this many of `syncs` are the sync point's (pack, entries, folders), the rest the live file's */
     syncPointJobs: number
@@ -222,103 +228,8 @@ export const FINE_GRAIN_PAGES = 16
  */
 export const SYNC_EVERY = 64
 
-/** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */
-export interface HistoryEntry {
-  headerBytes: Uint8Array; sig: Uint8Array; parsed: CheckpointHeader; base: boolean
-  pageCount: number; pages: [number, string | null][]; globals: GlobalValue[]
-}
-
-const ENTRY_FIELDS = ['sig', 'base', 'pages', 'header', 'globals', 'pageCount'] as const
-
+export { decodeEntry, encodeEntry, type HistoryEntry } from './entries.ts'
 export { entryFileName } from './layout.ts'
-
-/** Appends CBOR heads and items of a history entry to one buffer (see {@link encodeEntry}). */
-class EntryBytes {
-  readonly b: Buffer
-  p = 0
-  constructor (size: number) { this.b = Buffer.allocUnsafe(size) }
-  head (major: number, n: number): void { this.p = putHead(this.b, this.p, major, n) }
-  text (s: string): void { const n = Buffer.byteLength(s); this.head(3, n); this.b.write(s, this.p, 'utf8'); this.p += n }
-  bytes (x: Uint8Array): void { this.head(2, x.length); this.b.set(x, this.p); this.p += x.length }
-}
-
-const u32 = (n: unknown): boolean => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 0x100000000
-
-/**
- * Bytes of a history entry: tag 55799 + canonical CBOR `{sig, base, pages, header, globals, pageCount}`.
- * Framed by hand (one buffer, no intermediate objects: one entry per checkpoint) when every
- * number is below 2^32, byte strings are Uint8Arrays and rows hold strings or null — always, for
- * what the writer makes; anything else goes through the generic canonical encoder. Same bytes
- * either way (test/writer.test.ts).
- */
-export function encodeEntry (e: Omit<HistoryEntry, 'parsed'>): Uint8Array {
-  let size = 64 + e.headerBytes.length + e.sig.length
-  let plain = e.headerBytes instanceof Uint8Array && e.sig instanceof Uint8Array && typeof e.base === 'boolean' && u32(e.pageCount) && Array.isArray(e.pages) && Array.isArray(e.globals)
-  for (let k = 0; plain && k < e.pages.length; k++) {
-    const r = e.pages[k]
-    if (!Array.isArray(r) || r.length !== 2 || !u32(r[0]) || (r[1] !== null && typeof r[1] !== 'string')) plain = false
-    else size += 16 + (r[1] === null ? 0 : 3 * r[1].length)
-  }
-  for (let k = 0; plain && k < e.globals.length; k++) {
-    const g = e.globals[k]
-    if (!u32(g.index) || typeof g.type !== 'string' || !(g.bytes instanceof Uint8Array)) plain = false
-    else size += 16 + 3 * g.type.length + g.bytes.length
-  }
-  if (plain) {
-    const w = new EntryBytes(size)
-    w.b[0] = 0xd9; w.b[1] = 0xd9; w.b[2] = 0xf7; w.b[3] = 0xa6; w.p = 4 // tag 55799, map(6): keys in canonical order
-    w.text('sig'); w.bytes(e.sig)
-    w.text('base'); w.b[w.p++] = e.base ? 0xf5 : 0xf4
-    w.text('pages'); w.head(4, e.pages.length)
-    for (const [i, c] of e.pages) { w.b[w.p++] = 0x82; w.head(0, i); if (c === null) w.b[w.p++] = 0xf6; else w.text(c) }
-    w.text('header'); w.bytes(e.headerBytes)
-    w.text('globals'); w.head(4, e.globals.length)
-    for (const g of e.globals) { w.b[w.p++] = 0x83; w.head(0, g.index); w.text(g.type); w.bytes(g.bytes) }
-    w.text('pageCount'); w.head(0, e.pageCount)
-    return w.b.subarray(0, w.p)
-  }
-  return encodeFile({
-    header: e.headerBytes,
-    sig: e.sig,
-    base: e.base,
-    pageCount: e.pageCount,
-    pages: e.pages,
-    globals: e.globals.map((g) => [g.index, g.type, g.bytes]),
-  })
-}
-
-/**
- * Decodes a history entry and checks its shape and its header's fields (not the signature).
- * @throws CheckpointError `<file>: …` naming the field at fault.
- */
-export function decodeEntry (bytes: Uint8Array, file: string): HistoryEntry {
-  const m = asMap(decodeFile(bytes, file), file, 'history entry', ENTRY_FIELDS)
-  const headerBytes = bytesField(m, 'header', file)
-  const sig = bytesField(m, 'sig', file, 64)
-  if (typeof m.base !== 'boolean') throw new CheckpointError(`${file}: field "base" must be true or false, got ${describe(m.base)}`)
-  const base = m.base
-  const pageCount = numberField(m, 'pageCount', file, MAX_PAGES)
-  if (!Array.isArray(m.pages)) throw new CheckpointError(`${file}: field "pages" must be an array, got ${describe(m.pages)}`)
-  const pages: [number, string | null][] = new Array(m.pages.length)
-  let last = -1
-  for (let k = 0; k < m.pages.length; k++) {
-    const e = m.pages[k]
-    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number') throw new CheckpointError(`${file}: field "pages" entries must be [index, cid or null]`)
-    const i = e[0]; const c = e[1]
-    if (i <= last || i >= MAX_PAGES) throw new CheckpointError(`${file}: page ${i} out of order or out of range in the page table`)
-    if (c === null) {
-      if (base) throw new CheckpointError(`${file}: base entry lists page ${i} as null`)
-    } else {
-      if (!isCid(c)) throw new CheckpointError(`${file}: page ${i} has no valid CID in the page table`)
-      if (i >= pageCount) throw new CheckpointError(`${file}: page ${i} is outside memory of ${pageCount} pages`)
-    }
-    last = i
-    pages[k] = [i, c]
-  }
-  const globals = decodeGlobals(m.globals, file)
-  const parsed = decodeHeader(headerBytes, file)
-  return { headerBytes, sig, parsed, base, pageCount, pages, globals }
-}
 
 function ms (t0: number): number { return performance.now() - t0 }
 
@@ -384,8 +295,16 @@ export class CheckpointWriter {
   #liveFile: { ino: number; dev: number; size: number } | null = null
   #liveWhole = 0
   #code: { bytes: Uint8Array; length: number; cid: string } | null = null
-  /** files written without a sync that {@link CheckpointWriter.sync} makes durable: history entries, earlier packs */
+  /** files written without a sync that {@link CheckpointWriter.sync} makes durable: history segments (and entry files of older versions), earlier packs */
   readonly #unsynced = new Set<string>()
+  /** the history folder gained or lost a file since the last sync point (a segment created, an empty one removed) */
+  #historyDirty = false
+  /**
+   * The history segment this writer appends its entries to (descriptor held open, size in bytes),
+   * or null before its first entry: created at the first, or the newest segment of the directory
+   * taken over by {@link CheckpointWriter.ensureArchived}; a new one past {@link SEGMENT_MAX_BYTES}.
+   */
+  #segment: { file: string; fd: number; size: number } | null = null
   /** ms of the last write spent writing the pack (and, before a whole write, in the sync point): counted as archive */
   #packMs = 0
   /** delta records appended to the live file since this writer last wrote it whole */
@@ -572,7 +491,6 @@ export class CheckpointWriter {
     const headerBytes = encodeHeader(header)
     const sig = signHeader(a.identity, headerBytes)
     const cid = headerCid(headerBytes)
-    const entryFile = path.join(this.historyDir, entryFileName(a.tick, cid))
     const entry = encodeEntry({ headerBytes, sig, base, pageCount: s.pageCount, pages: rows, globals: s.globals })
     const t1 = performance.now()
 
@@ -592,7 +510,7 @@ export class CheckpointWriter {
     } catch (e) { this.#failed(); throw e }
     const p: PendingCheckpoint = {
       syncs: live.syncs, rename: live.rename, header,
-      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, entryFile, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, syncPointJobs: live.syncPointJobs, renamed: false },
+      done: { headerBytes, sig, cid, log: a.log, io: a.io ?? null, status: a.status, tick: a.tick, entry, base, blobsWritten, pageBlobsWritten, entryPages: rows.length, compacted: live.compacted, liveBefore, pageCount: s.pageCount, t0, t1, packMs: this.#packMs, wholeBytes: live.wholeBytes, syncPointJobs: live.syncPointJobs, renamed: false },
     }
     this.#pending = p
     return p
@@ -620,7 +538,7 @@ export class CheckpointWriter {
     }
     if (err === null && p.rename !== null && !d.renamed) err = new StorageError(`${this.livePath}: the whole live file was not renamed into place`)
     if (err !== null && p.rename !== null && !d.renamed) try { fs.unlinkSync(p.rename.from) } catch { /* gone */ }
-    const { headerBytes, sig, cid, entryFile, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
+    const { headerBytes, sig, cid, entry, base, blobsWritten, pageBlobsWritten, t0, t1, liveBefore } = d
     const compacted = d.compacted
     try {
       // a system call's error becomes a StorageError naming the live file; anything else (a test
@@ -633,16 +551,15 @@ export class CheckpointWriter {
         try { const st = fs.statSync(this.livePath); this.#liveFile = { ino: st.ino, dev: st.dev, size: this.#liveWhole } } catch { /* appended to next time only if found */ }
       }
       const t2 = performance.now()
-      atomicWrite(entryFile, entry, undefined, false, false)
-      this.#unsynced.add(entryFile)
+      const at = this.#appendEntry(d.tick, cid, entry)
       // a stop, finish, handoff or exhaustion leaves everything durable; so does every
       // SYNC_EVERY-th record (it bounds what a sync point owes and what a recovery reads)
       if (!compacted) this.#records++; else this.#records = 0
       if (d.status !== 'running' || (this.#records > 0 && this.#records % SYNC_EVERY === 0)) this.sync()
-      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: d.entryPages, entryFile, archiveMs: t1 - t0 + d.packMs + ms(t2), liveMs: t2 - t1 - d.packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
+      this.lastStats = { base, blobsWritten, pageBlobsWritten, entryPages: d.entryPages, entryFile: at.file, entryAt: at.at, entryBytes: at.bytes, archiveMs: t1 - t0 + d.packMs + ms(t2), liveMs: t2 - t1 - d.packMs, liveCompacted: compacted, liveBytes: this.#liveFile?.size ?? 0 }
       this.totals.count++
       this.totals.ms += performance.now() - t0
-      this.totals.bytes += (compacted ? this.#liveWhole : (this.#liveFile?.size ?? liveBefore) - liveBefore) + entry.length
+      this.totals.bytes += (compacted ? this.#liveWhole : (this.#liveFile?.size ?? liveBefore) - liveBefore) + at.bytes
     } catch (e) { this.#failed(); throw e }
     this.#pageCount = d.pageCount
     this.last = { header: p.header, headerBytes, sig, cid, log: d.log, io: d.io }
@@ -801,17 +718,65 @@ export class CheckpointWriter {
     const b = this.blobs.syncList()
     if (b.pack !== null) add(b.pack, true)
     if (b.dir !== null) add(b.dir, false, true)
-    let entries = false
+    let entries = this.#historyDirty
     for (const f of this.#unsynced) {
-      const isEntry = path.dirname(f) === this.historyDir
-      add(f, !isEntry)
-      if (isEntry) entries = true
+      // an entry file (older versions) was created unsynced: it and its name need a sync; a
+      // segment's appends need its data (fdatasync), its creation the folder's (#historyDirty)
+      const isEntryFile = path.dirname(f) === this.historyDir && !f.endsWith(SEGMENT_EXT)
+      add(f, !isEntryFile)
+      if (isEntryFile) entries = true
     }
     if (entries) add(this.historyDir, false, true)
   }
 
   /** After the descriptors of a sync point returned from their syncs: nothing written is owed a sync. */
-  #syncPointDone (): void { this.blobs.synced(); this.#unsynced.clear() }
+  #syncPointDone (): void { this.blobs.synced(); this.#unsynced.clear(); this.#historyDirty = false }
+
+  /**
+   * Appends history entry `entry` (of checkpoint `cid` at `tick`) to this writer's segment, first
+   * creating one named after it (`<tick:012>-<cid>[.<n>].hist`, the magic written first) when
+   * there is none or the current one reached {@link SEGMENT_MAX_BYTES}. No sync: the live file's
+   * records cover it until the next sync point.
+   * @returns the segment, the frame's offset in it, and the bytes added.
+   * @throws StorageError `<segment>: cannot create|append …` (the segment is then given up: the
+   *   next entry starts a new one; a resume cuts a torn frame).
+   */
+  #appendEntry (tick: number, cid: string, entry: Uint8Array): { file: string; at: number; bytes: number } {
+    const head = frameHead(entry)
+    if (this.#segment !== null && this.#segment.size >= SEGMENT_MAX_BYTES) this.#closeSegment()
+    const fresh = this.#segment === null
+    const s = this.#segment ?? this.#createSegment(tick, cid)
+    const before = s.size
+    const at = before + (fresh ? SEGMENT_MAGIC.length : 0)
+    try { writeAll(s.fd, fresh ? [SEGMENT_MAGIC, head, entry] : [head, entry]) } catch (e) {
+      this.#closeSegment()
+      throw new StorageError(`${s.file}: cannot append the history entry: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+    s.size = at + head.length + entry.length
+    this.#unsynced.add(s.file)
+    return { file: s.file, at, bytes: s.size - before }
+  }
+
+  /** Creates this writer's next segment (see {@link CheckpointWriter.#appendEntry}), the first free name. @throws StorageError `<file>: cannot create: …`. */
+  #createSegment (tick: number, cid: string): { file: string; fd: number; size: number } {
+    for (let n = 0; ; n++) {
+      const file = path.join(this.historyDir, segmentFileName(tick, cid, n))
+      try {
+        this.#segment = { file, fd: fs.openSync(file, 'wx', 0o600), size: 0 }
+        this.#historyDirty = true
+        return this.#segment
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || n >= 999) throw new StorageError(`${file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+      }
+    }
+  }
+
+  /** Closes this writer's segment (the next entry goes to a new one or, after a resume, the newest). */
+  #closeSegment (): void {
+    if (this.#segment === null) return
+    try { fs.closeSync(this.#segment.fd) } catch { /* closed */ }
+    this.#segment = null
+  }
 
   #closeLive (): void { this.#liveFile = null }
 
@@ -822,7 +787,7 @@ export class CheckpointWriter {
    */
   close (): void {
     try { this.sync() } finally {
-      this.#closeLive(); this.blobs.close()
+      this.#closeLive(); this.#closeSegment(); this.blobs.close()
       if (this.#spare) { this.#spare = false; try { fs.unlinkSync(this.#replaced) } catch { /* gone */ } }
     }
   }
@@ -851,7 +816,8 @@ export class CheckpointWriter {
     const tick = live.parsed.tick
     let names: string[]
     try { names = fs.readdirSync(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
-    const later = names.filter((n) => (tickOfEntryName(n) ?? -1) > tick)
+    // (entry files only: those versions wrote no segments)
+    const later = names.filter((n) => { const h = historyName(n); return h !== null && h.kind === 'entry' && h.tick > tick })
     if (later.length === 1) {
       const p = path.join(this.historyDir, later[0])
       try {
@@ -891,26 +857,78 @@ export class CheckpointWriter {
     return last(steps) ? steps : null
   }
 
-  /** True when `file` holds a readable history entry of exactly `header` and `sig`. */
-  #entryHolds (file: string, header: Uint8Array, sig: Uint8Array): boolean {
-    try {
-      const e = decodeEntry(fs.readFileSync(file), file)
-      return Buffer.compare(e.headerBytes, header) === 0 && Buffer.compare(e.sig, sig) === 0
-    } catch { return false }
+  /**
+   * The entries of this directory's history from tick `minTick` on (header CID → header bytes and
+   * signature), read newest first until an older one. On the way, for the recovery: every file read
+   * is listed for this writer's first sync point (the writer before may have died before syncing
+   * it); a segment's torn tail (a power cut's: no intact frame from there on) is cut off, or the
+   * segment removed when it holds no intact frame at all; and when this writer has no segment yet,
+   * the newest file, when it is an undamaged segment below {@link SEGMENT_MAX_BYTES}, becomes the
+   * one it appends to (so that resumes and wakes do not each start a file).
+   * @throws StorageError when the history folder cannot be listed or a cut fails.
+   */
+  #heldSince (minTick: number): Map<string, { header: Uint8Array; sig: Uint8Array }> {
+    const held = new Map<string, { header: Uint8Array; sig: Uint8Array }>()
+    let files: string[]
+    try { files = historyFiles(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+    for (let f = files.length - 1; f >= 0; f--) {
+      const file = files[f]
+      let r: ReturnType<typeof readHistoryFile>
+      try { r = readHistoryFile(file) } catch { continue } // unreadable: left for verify to report
+      const isSegment = file.endsWith(SEGMENT_EXT)
+      if (r.tail !== null && r.entries.length === 0) {
+        try { fs.unlinkSync(file) } catch (e) { throw new StorageError(`${file}: cannot remove an empty history segment: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+        this.#historyDirty = true
+        continue
+      }
+      if (r.tail !== null) {
+        try { fs.truncateSync(file, r.tail) } catch (e) { throw new StorageError(`${file}: cannot cut its torn tail at byte ${r.tail}: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+      }
+      this.#unsynced.add(file)
+      if (f === files.length - 1 && isSegment && this.#segment === null && r.problems.length === 0 && r.end < SEGMENT_MAX_BYTES) {
+        try { this.#segment = { file, fd: fs.openSync(file, 'a'), size: r.end } } catch { /* a new one then */ }
+      }
+      let older = false
+      for (let k = r.entries.length - 1; k >= 0 && !older; k--) {
+        let e: HistoryEntry
+        try { e = decodeEntry(r.entries[k].bytes, file) } catch { continue }
+        if (e.parsed.tick < minTick) older = true
+        else held.set(headerCid(e.headerBytes), { header: e.headerBytes, sig: e.sig })
+      }
+      if (older) break
+    }
+    return held
   }
 
-  /** Writes history entry `file` (no sync: the live file's records cover it until {@link CheckpointWriter.sync}). */
-  #writeEntry (file: string, e: Omit<HistoryEntry, 'parsed'>): void {
+  /** Writes the history entry of checkpoint `cid` at `tick` (no sync: the live file's records cover it until {@link CheckpointWriter.sync}). */
+  #writeEntry (tick: number, cid: string, e: Omit<HistoryEntry, 'parsed'>): void {
     this.blobs.flush() // its blobs reach the files before it does
-    atomicWrite(file, encodeEntry(e), undefined, false, false)
-    this.#unsynced.add(file)
+    this.#appendEntry(tick, cid, encodeEntry(e))
+  }
+
+  /**
+   * Appends a history entry this writer did not write — the handoff checkpoint that brought the
+   * agent to this node (runtime/worker.ts) — unless the history's newest entries hold it already,
+   * and makes it durable ({@link CheckpointWriter.sync}).
+   * @returns true when it was appended.
+   * @throws StorageError on I/O failure.
+   */
+  archiveEntry (e: Omit<HistoryEntry, 'parsed'>): boolean {
+    const h = decodeHeader(e.headerBytes, 'history entry')
+    const cid = headerCid(e.headerBytes)
+    const have = this.#heldSince(h.tick).get(cid)
+    if (have !== undefined && Buffer.compare(have.sig, e.sig) === 0) return false
+    this.#writeEntry(h.tick, cid, e)
+    this.sync()
+    return true
   }
 
   /** {@link CheckpointWriter.ensureArchived} for `live` alone: a base entry and its blobs when its entry is missing or torn. */
   #archiveWhole (live: LiveCheckpoint): boolean {
     const p = live.parsed
-    const file = path.join(this.historyDir, entryFileName(p.tick, headerCid(live.header)))
-    if (this.#entryHolds(file, live.header, live.sig)) {
+    const cid = headerCid(live.header)
+    const have = this.#heldSince(p.tick).get(cid)
+    if (have !== undefined && Buffer.compare(have.header, live.header) === 0 && Buffer.compare(have.sig, live.sig) === 0) {
       // archived: its blobs are durable, so this writer's puts can skip them
       const pages = live.digests !== undefined ? live.digests.map(([, d]) => cidOfDigest(d)) : live.pages.map(([, pg]) => cidOf(pg))
       this.blobs.noteKnown([p.code, p.manifest, ...(p.log === null ? [] : [p.log]), ...(p.io === undefined ? [] : [p.io]), ...pages])
@@ -926,7 +944,7 @@ export class CheckpointWriter {
       const d = digests.get(i) ?? sha256(page)
       rows.push([i, this.blobs.putEx(page, d, false).cid])
     }
-    this.#writeEntry(file, { headerBytes: live.header, sig: live.sig, base: true, pageCount: live.pageCount, pages: rows, globals: live.globals })
+    this.#writeEntry(p.tick, cid, { headerBytes: live.header, sig: live.sig, base: true, pageCount: live.pageCount, pages: rows, globals: live.globals })
     return true
   }
 
@@ -947,13 +965,16 @@ export class CheckpointWriter {
     for (let k = 1; k < steps.length; k++) for (const [i] of steps[k].pages) touched.add(i)
     const finalDigests = new Map(live.digests ?? [])
     // what each step not known durable must have: entry file, whether it holds, and its blobs
-    interface Todo { file: string; held: boolean; blobs: { b: Uint8Array; d: Uint8Array; how: { chunk?: boolean; compress?: boolean } }[]; cids: Map<number, string> }
+    interface Todo { tick: number; cid: string; held: boolean; blobs: { b: Uint8Array; d: Uint8Array; how: { chunk?: boolean; compress?: boolean } }[]; cids: Map<number, string> }
     const todo: Todo[] = []
+    // the entries there are (the files read are synced at this writer's first sync point: the
+    // writer before this one may not have synced them)
+    const have = this.#heldSince(synced < steps.length ? headers[synced].tick : headers[steps.length - 1].tick)
     for (let k = synced; k < steps.length; k++) {
       const st = steps[k]
-      const file = path.join(this.historyDir, entryFileName(headers[k].tick, headerCid(st.header)))
-      const held = this.#entryHolds(file, st.header, st.sig)
-      if (held) this.#unsynced.add(file) // the writer before this one may not have synced it
+      const cid = headerCid(st.header)
+      const h = have.get(cid)
+      const held = h !== undefined && Buffer.compare(h.header, st.header) === 0 && Buffer.compare(h.sig, st.sig) === 0
       const blobs: Todo['blobs'] = []
       const cids = new Map<number, string>() // page index → CID
       // a whole checkpoint's blobs were synced before the file was written whole: put again (and
@@ -969,7 +990,7 @@ export class CheckpointWriter {
           cids.set(i, cidOfDigest(d))
         }
       }
-      todo.push({ file, held, blobs, cids })
+      todo.push({ tick: headers[k].tick, cid, held, blobs, cids })
     }
     // 1. cut damaged pack tails (a power cut's torn or zeroed frames behind intact headers), but only
     // where everything cut is put again in 2; all cuts come before any put, so a later cut cannot
@@ -1004,7 +1025,7 @@ export class CheckpointWriter {
         this.#cidOf('#code', live.wasm)
         this.#cidOf('#manifest', live.manifest)
         const rows: [number, string][] = [...t.cids].sort((x, y) => x[0] - y[0])
-        this.#writeEntry(t.file, { headerBytes: st.header, sig: st.sig, base: true, pageCount: st.pageCount, pages: rows, globals: st.globals })
+        this.#writeEntry(t.tick, t.cid, { headerBytes: st.header, sig: st.sig, base: true, pageCount: st.pageCount, pages: rows, globals: st.globals })
         written++
         continue
       }
@@ -1016,7 +1037,7 @@ export class CheckpointWriter {
       for (const i of [...table]) if (i >= st.pageCount) { table.delete(i); if (!rows.some(([r]) => r === i)) rows.push([i, null]) }
       if (t === null || t.held) continue
       rows.sort((x, y) => x[0] - y[0])
-      this.#writeEntry(t.file, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
+      this.#writeEntry(t.tick, t.cid, { headerBytes: st.header, sig: st.sig, base: false, pageCount: st.pageCount, pages: rows, globals: st.globals })
       written++
     }
     // every page of the live checkpoint is now durable or queued: this writer's first (base) write skips them

@@ -27,11 +27,12 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { asMap, decodeFile, encodeFile } from '../checkpoint/cbor.ts'
 import { StorageError } from '../checkpoint/errors.ts'
-import { historyDir, makePrivateDir, migrateRoot, migrationsLogPath, PENDING_SUFFIX, quarantineDir, recordPaths as layoutRecordPaths, tickOfEntryName } from '../checkpoint/layout.ts'
+import { historyDir, makePrivateDir, migrateRoot, migrationsLogPath, PENDING_SUFFIX, quarantineDir, recordPaths as layoutRecordPaths } from '../checkpoint/layout.ts'
 import { decodeHeader, verifyHeader } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { atomicWrite, fsyncDir } from '../checkpoint/store.ts'
-import { decodeEntry } from '../checkpoint/writer.ts'
+import { decodeEntry } from '../checkpoint/entries.ts'
+import { entryWhere, historyName, scanSegment } from '../checkpoint/segment.ts'
 
 /** A pending arrival: what the target stored before answering `pending`. */
 export interface PendingRecord {
@@ -249,14 +250,27 @@ export function findHandoff (dir: string, name: string, tick: number, prev: stri
   }
   let unreadable: string | null = null
   for (const n of names) {
-    if (tickOfEntryName(n) !== tick) continue
+    // an entry file of that tick, or a segment whose first entry is not past it
+    const h = historyName(n)
+    if (h === null || (h.kind === 'entry' ? h.tick !== tick : h.tick > tick)) continue
     const f = path.join(hist, n)
     try {
       const bytes = readRecord(f)
       if (bytes === null) continue
-      const e = decodeEntry(bytes, f)
-      if (e.parsed.status === 'handoff' && e.parsed.prev === prev && verifyHeader(e.headerBytes, e.sig, e.parsed.agent)) {
-        return { header: e.headerBytes, sig: e.sig, parsed: e.parsed }
+      let entries: { at: number | null; bytes: Uint8Array }[] = [{ at: null, bytes }]
+      if (h.kind === 'segment') {
+        // a torn tail is a frame never synced (a handoff's entry is synced before it counts); damaged bytes may hide the entry
+        const scan = scanSegment(bytes, f)
+        if (scan.damaged.length > 0) unreadable = `${f}: bytes ${scan.damaged[0][0]}–${scan.damaged[0][1]} are damaged`
+        entries = scan.entries
+      }
+      for (const x of entries) {
+        const where = entryWhere({ file: f, at: x.at })
+        let e
+        try { e = decodeEntry(x.bytes, where) } catch (err) { unreadable = (err as Error).message; continue }
+        if (e.parsed.tick === tick && e.parsed.status === 'handoff' && e.parsed.prev === prev && verifyHeader(e.headerBytes, e.sig, e.parsed.agent)) {
+          return { header: e.headerBytes, sig: e.sig, parsed: e.parsed }
+        }
       }
     } catch (e) { unreadable = (e as Error).message }
   }

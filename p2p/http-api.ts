@@ -37,8 +37,9 @@ import { streamSSE } from 'hono/streaming'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { EXIT, IgordError } from '../checkpoint/errors.ts'
 import { headerCid } from '../checkpoint/header.ts'
-import { blobsDir, historyDir, isAgentName, livePath, migrationsLogPath, tickOfEntryName } from '../checkpoint/layout.ts'
-import { decodeEntry } from '../checkpoint/writer.ts'
+import { blobsDir, historyDir, isAgentName, livePath, migrationsLogPath } from '../checkpoint/layout.ts'
+import { decodeEntry, newestFirst, type HistoryEntry } from '../checkpoint/entries.ts'
+import { entryWhere } from '../checkpoint/segment.ts'
 import { AgentLog, isNoise, itemJson } from '../runtime/logs.ts'
 import type { LogItem } from '../runtime/logs.ts'
 import { jsonSafe } from './control-client.ts'
@@ -458,15 +459,18 @@ function agentName (node: IgordNode, id: string): string {
 
 /** Reads {@link HistoryView} of agent `name` from `<dir>/history/<name>` and `<dir>/migrations.log` (the newest `limit` entries). */
 export function readHistory (dir: string, name: string, limit: number): HistoryView {
-  const hd = historyDir(dir, name)
-  let names: string[] = []
-  try { names = fs.readdirSync(hd).filter((n) => tickOfEntryName(n) !== null).sort() } catch { /* none */ }
   const checkpoints: CheckpointView[] = []
   let did: string | null = null
-  for (const n of names.slice(-limit)) {
-    const file = path.join(hd, n)
-    let e
-    try { e = decodeEntry(fs.readFileSync(file), file) } catch { continue } // gone or unreadable: `igord verify` names it
+  const entries: HistoryEntry[] = []
+  let total = 0
+  try {
+    for (const s of newestFirst(historyDir(dir, name))) {
+      total++
+      if (entries.length >= limit) continue
+      try { entries.push(decodeEntry(s.bytes, entryWhere(s))) } catch { /* unreadable: `igord verify` names it */ }
+    }
+  } catch { /* no history, or a file that cannot be read: what was read so far */ }
+  for (const e of entries.reverse()) {
     const p = e.parsed
     did ??= p.agent
     checkpoints.push({
@@ -485,7 +489,7 @@ export function readHistory (dir: string, name: string, limit: number): HistoryV
       try { const o = JSON.parse(line) as Record<string, unknown>; if (o.name === name || (did !== null && o.agent === did)) migrations.push(o) } catch { /* skipped */ }
     }
   } catch { /* no log */ }
-  return { name, did, total: names.length, checkpoints, epochs, hosts, handoffs, migrations: migrations.slice(-limit) }
+  return { name, did, total, checkpoints, epochs, hosts, handoffs, migrations: migrations.slice(-limit) }
 }
 
 /** Totals that survive a reset of the counter they are read from (an agent reloaded in a new worker starts its writer's totals at 0). */

@@ -8,8 +8,6 @@
  * ({@link SourceNode}), never the node.
  */
 import { randomBytes } from 'node:crypto'
-import * as fs from 'node:fs'
-import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { IgordError } from '../checkpoint/errors.ts'
@@ -20,7 +18,8 @@ import { isAgentName } from '../checkpoint/layout.ts'
 import { InboxSpool } from '../checkpoint/spool.ts'
 import { stateRoot } from '../checkpoint/state.ts'
 import type { BlobStore } from '../checkpoint/store.ts'
-import { decodeEntry } from '../checkpoint/writer.ts'
+import { decodeEntry, newestFirst, type HistoryEntry } from '../checkpoint/entries.ts'
+import { entryWhere } from '../checkpoint/segment.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import type { AgentHandle } from '../runtime/pool.ts'
 import * as authority from './authority.ts'
@@ -95,14 +94,19 @@ export function replayBase (historyDir: string, live: LiveCheckpoint, blobs: Pic
   const p = live.parsed
   if (p.prev === null || p.log === null) return undefined
   try {
-    const dir = historyDir
-    const files = new Map<string, string>()
-    for (const f of fs.readdirSync(dir)) if (!f.startsWith('.') && f.endsWith('.cbor')) files.set(f.slice(13, -5), path.join(dir, f))
-    const entryOf = (cid: string) => {
-      const file = files.get(cid)
-      if (file === undefined) return undefined
-      const e = decodeEntry(fs.readFileSync(file), file)
-      return headerCid(e.headerBytes) === cid ? e : undefined
+    // the history's entries newest first, decoded as far as the walk back needs
+    const seen = new Map<string, HistoryEntry>()
+    const walk = newestFirst(historyDir)
+    const entryOf = (cid: string): HistoryEntry | undefined => {
+      const had = seen.get(cid)
+      if (had !== undefined) return had
+      for (let n = walk.next(); n.done !== true; n = walk.next()) {
+        const d = decodeEntry(n.value.bytes, entryWhere(n.value))
+        const c = headerCid(d.headerBytes)
+        if (!seen.has(c)) seen.set(c, d)
+        if (c === cid) return d
+      }
+      return undefined
     }
     const last = entryOf(headerCid(live.header))
     const pEntry = entryOf(p.prev)

@@ -25,10 +25,11 @@ import { decodeMessage as decodeIoMessage, decodeRequest as decodeIoRequest, dec
 import { CheckpointError, EXIT, IgordError, StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { headerCid, type CheckpointHeader } from '../checkpoint/header.ts'
-import { blobsDir, checkAgentName, historyDir, historyRoot, liveNames, livePath, nameOfLive, tickOfEntryName } from '../checkpoint/layout.ts'
+import { blobsDir, checkAgentName, historyDir, historyRoot, liveNames, livePath, nameOfLive } from '../checkpoint/layout.ts'
 import { peekLive, type LivePeek } from '../checkpoint/peek.ts'
 import { readBlobIn } from '../checkpoint/store.ts'
-import { decodeEntry } from '../checkpoint/writer.ts'
+import { decodeEntry, readEntryAt } from '../checkpoint/entries.ts'
+import { entryWhere, historyName, readHistoryFile } from '../checkpoint/segment.ts'
 import { EventLog, type Event, type TickRecord } from '../hostcalls/eventlog.ts'
 import { tickCost } from './cost.ts'
 
@@ -473,7 +474,7 @@ export interface LogSource { dir: string; name: string; history: string; blobs: 
 function noAgent (message: string): IgordError { return new IgordError(message, EXIT.USAGE) }
 
 const isDir = (p: string): boolean => { try { return fs.statSync(p).isDirectory() } catch { return false } }
-const holdsEntries = (d: string): boolean => { try { return fs.readdirSync(d).some((n) => tickOfEntryName(n) !== null) } catch { return false } }
+const holdsEntries = (d: string): boolean => { try { return fs.readdirSync(d).some((n) => historyName(n) !== null) } catch { return false } }
 
 /** The agents of a data directory: those with a history directory or a live file, sorted. */
 export function agentsIn (dir: string): string[] {
@@ -521,7 +522,8 @@ export function findLogSource (arg: string, dir?: string): LogSource {
 // ---- the reader ----------------------------------------------------------------------------------
 
 /** One checkpoint known to the reader: kept small (the header is read again when shown). */
-interface Link { cid: string; prev: string | null; tick: number; file: string | null }
+/** A checkpoint of the chain: where its entry is (`file` and, in a segment, the frame's offset `at`), or `file` null for the live file's. */
+interface Link { cid: string; prev: string | null; tick: number; file: string | null; at: number | null }
 
 /** Options of {@link AgentLog.items}. */
 export interface ItemOptions {
@@ -549,7 +551,8 @@ export interface ItemOptions {
 export class AgentLog {
   readonly source: LogSource
   #links = new Map<string, Link>()
-  #files = new Set<string>()
+  /** history file name → bytes read so far (a segment grows: the next read starts where this one ended) */
+  #files = new Map<string, number>()
   #live: { cid: string; peek: LivePeek } | null = null
   #liveStat = ''
   #done = new Set<string>()
@@ -582,7 +585,7 @@ export class AgentLog {
           const peek = peekLive(this.source.live)
           const cid = headerCid(peek.header)
           this.#live = { cid, peek }
-          if (!this.#links.has(cid)) this.#links.set(cid, { cid, prev: peek.parsed.prev, tick: peek.parsed.tick, file: null })
+          if (!this.#links.has(cid)) this.#links.set(cid, { cid, prev: peek.parsed.prev, tick: peek.parsed.tick, file: null, at: null })
         } catch (e) {
           // replaced between stat and open: read it next time
           if (e instanceof StorageError && !fs.existsSync(this.source.live)) { this.#liveStat = ''; this.#live = null } else throw e
@@ -594,17 +597,23 @@ export class AgentLog {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`${this.source.history}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
     }
     for (const n of names.sort()) {
-      if (this.#files.has(n) || tickOfEntryName(n) === null) continue
+      const kind = historyName(n)?.kind
+      const from = this.#files.get(n)
+      if (kind === undefined || (from !== undefined && kind === 'entry')) continue
       const file = path.join(this.source.history, n)
-      let bytes: Uint8Array
-      try { bytes = fs.readFileSync(file) } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue
-        throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`)
+      let r: ReturnType<typeof readHistoryFile>
+      try { r = readHistoryFile(file, from ?? 0) } catch (e) {
+        if (!fs.existsSync(file)) continue
+        throw e
       }
-      const e = decodeEntry(bytes, file)
-      const cid = headerCid(e.headerBytes)
-      this.#files.add(n)
-      if (!this.#links.has(cid) || this.#links.get(cid)!.file === null) this.#links.set(cid, { cid, prev: e.parsed.prev, tick: e.parsed.tick, file })
+      if (r.problems.length > 0) throw new CheckpointError(r.problems[0])
+      // a segment's torn tail is a frame being appended (or a power cut's, cut at the next resume): read again next time
+      this.#files.set(n, r.end)
+      for (const s of r.entries) {
+        const e = decodeEntry(s.bytes, entryWhere(s))
+        const cid = headerCid(e.headerBytes)
+        if (!this.#links.has(cid) || this.#links.get(cid)!.file === null) this.#links.set(cid, { cid, prev: e.parsed.prev, tick: e.parsed.tick, file, at: s.at })
+      }
     }
   }
 
@@ -622,7 +631,7 @@ export class AgentLog {
   /** The header of a link: read from its entry file, or the live file's. */
   #header (l: Link): CheckpointHeader {
     if (l.file === null) return this.#live!.peek.parsed
-    return decodeEntry(fs.readFileSync(l.file), l.file).parsed
+    return decodeEntry(readEntryAt(l.file, l.at), entryWhere({ file: l.file, at: l.at })).parsed
   }
 
   /** The segment of checkpoint `h` (its blob, or the live file's when it is that checkpoint). */

@@ -19,7 +19,6 @@
  * under the mark, so a terminated worker never leaves a half-written file.
  */
 import { gcAgent } from '../checkpoint/gc.ts'
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { parentPort, workerData } from 'node:worker_threads'
 import { IgordError } from '../checkpoint/errors.ts'
@@ -29,8 +28,7 @@ import { identityFromSeed } from '../checkpoint/identity.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { stateRoot } from '../checkpoint/state.ts'
-import { atomicWrite } from '../checkpoint/store.ts'
-import { CheckpointWriter, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
+import { CheckpointWriter } from '../checkpoint/writer.ts'
 import type { CheckpointHeader, Status } from '../checkpoint/header.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
 import { decodeIo, encodeIo, isEmptyIo } from '../checkpoint/io.ts'
@@ -252,11 +250,8 @@ function main (): void {
       const sess = session(m.id)
       const hcid = headerCid(m.header)
       const p = decodeHeader(m.header, 'handoff checkpoint')
-      const file = path.join(sess.lineage.writer.historyDir, entryFileName(p.tick, hcid))
-      if (!fs.existsSync(file)) {
-        const snap = sess.agent.checkpointState()
-        atomicWrite(file, encodeEntry({ headerBytes: m.header, sig: m.sig, base: false, pageCount: snap.pageCount, pages: [], globals: snap.globals }))
-      }
+      const snap = sess.agent.checkpointState()
+      sess.lineage.writer.archiveEntry({ headerBytes: m.header, sig: m.sig, base: false, pageCount: snap.pageCount, pages: [], globals: snap.globals })
       sess.lineage.prev = hcid
       sess.lineage.epoch = p.epoch + 1
       sess.lineage.lastTick = p.tick
