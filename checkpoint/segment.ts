@@ -23,6 +23,9 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as zlib from 'node:zlib'
 import { CheckpointError, StorageError } from './errors.ts'
+import { SEGMENT_EXT } from './layout.ts'
+
+export { historyFiles, historyName, SEGMENT_EXT, segmentFileName } from './layout.ts'
 
 /** A segment file's first 8 bytes: `"IGORDHS"` and the segment version, 1. */
 export const SEGMENT_MAGIC = Uint8Array.from([0x49, 0x47, 0x4f, 0x52, 0x44, 0x48, 0x53, 0x01])
@@ -34,33 +37,6 @@ export const FRAME_HEAD_BYTES = 12
 export const MAX_ENTRY_BYTES = 16 * 1024 * 1024
 /** A writer starts a new segment once its current one reaches this size, bytes (bounds what a resume reads back). */
 export const SEGMENT_MAX_BYTES = 4 * 1024 * 1024
-/** File name extension of a history segment. */
-export const SEGMENT_EXT = '.hist'
-
-const SEGMENT_RE = /^(\d{12})-([a-z0-9]+)(?:\.(\d+))?\.hist$/
-const ENTRY_RE = /^(\d{12})-([a-z0-9]+)\.cbor$/
-
-/**
- * The file name of a segment whose first entry is checkpoint `cid` at `tick`: `<tick:012>-<cid>.hist`,
- * or `<tick:012>-<cid>.<n>.hist` (n ≥ 1) when a segment of that name exists already (a resume
- * archiving again a checkpoint whose frame a power cut tore).
- */
-export function segmentFileName (tick: number, cid: string, n = 0): string {
-  return `${String(tick).padStart(12, '0')}-${cid}${n === 0 ? '' : `.${n}`}${SEGMENT_EXT}`
-}
-
-/**
- * What a history file name says: `kind` segment (`<tick:012>-<cid>[.<n>].hist`) or entry
- * (`<tick:012>-<cid>.cbor`, one entry per file: histories written before segments), the tick and
- * header CID of its (first) entry; null for any other name, dotfiles included.
- */
-export function historyName (n: string): { kind: 'segment' | 'entry'; tick: number; cid: string } | null {
-  const s = SEGMENT_RE.exec(n)
-  if (s !== null) return { kind: 'segment', tick: Number(s[1]), cid: s[2] }
-  const e = ENTRY_RE.exec(n)
-  return e === null ? null : { kind: 'entry', tick: Number(e[1]), cid: e[2] }
-}
-
 /** The 12-byte head of the frame holding `entry` (see the module doc). @throws CheckpointError for an empty entry or one over {@link MAX_ENTRY_BYTES}. */
 export function frameHead (entry: Uint8Array): Uint8Array {
   if (entry.length === 0 || entry.length > MAX_ENTRY_BYTES) throw new CheckpointError(`history entry of ${entry.length} bytes cannot be framed (1 to ${MAX_ENTRY_BYTES})`)
@@ -137,15 +113,6 @@ export function scanSegment (b: Uint8Array, file: string, base = 0): SegmentScan
     at = next
   }
   return out
-}
-
-/**
- * The history files directly in `dir` (segments and entry files, see {@link historyName}; no
- * dotfiles, no `gc.json`), sorted by name (so by the tick of their first entry).
- * @throws the raw errno error of `readdirSync` (ENOENT when there is no such directory).
- */
-export function historyFiles (dir: string): string[] {
-  return fs.readdirSync(dir).filter((n) => historyName(n) !== null).sort().map((n) => path.join(dir, n))
 }
 
 /**

@@ -71,8 +71,8 @@ test('the paths are the ones the modules create', () => {
 test('entry file names, live names and the name of a .ckpt path', () => {
   const n = layout.entryFileName(42, 'bafkreiabc')
   assert.is(n, '000000000042-bafkreiabc.cbor')
-  assert.is(layout.tickOfEntryName(n), 42)
-  for (const bad of ['.orphan-000000000042-x.cbor', '42-x.cbor', '000000000042-x.cbor.tmp', '.000000000042-x.cbor.tmp-1-ab']) assert.is(layout.tickOfEntryName(bad), null, bad)
+  assert.is(layout.historyName(n)?.tick, 42)
+  for (const bad of ['.orphan-000000000042-x.cbor', '42-x.cbor', '000000000042-x.cbor.tmp', '.000000000042-x.cbor.tmp-1-ab']) assert.is(layout.historyName(bad), null, bad)
   for (const f of ['a.ckpt', 'b.ckpt', '.a.ckpt.tmp-1-ff', '.hidden.ckpt', 'notes.txt', '-x.ckpt']) fs.writeFileSync(path.join(dir, f), '')
   assert.equal(layout.liveNames(dir), ['a', 'b'])
   assert.equal(layout.liveNames(path.join(dir, 'missing')), [])
