@@ -77,11 +77,11 @@ export function rssBytes (pid: number): number {
 }
 
 /** Bytes of every regular file under `dir`. */
-function treeBytes (dir: string): number {
-  let n = 0
+function treeBytes (dir: string): { size: number; allocated: number; files: number } {
+  const n = { size: 0, allocated: 0, files: 0 }
   for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
     if (!e.isFile()) continue
-    try { n += statSync(join(e.parentPath, e.name)).size } catch { /* removed meanwhile */ }
+    try { const st = statSync(join(e.parentPath, e.name)); n.size += st.size; n.allocated += st.blocks * 512; n.files++ } catch { /* removed meanwhile */ }
   }
   return n
 }
@@ -133,7 +133,12 @@ async function ticks (dir: string): Promise<{ total: number; started: number; hi
 }
 
 /** What one node did over the window. */
-export interface Density { agents: number; cores: number; sysCores: number; rssMeanMiB: number; rssPeakMiB: number; diskPerTick: number; ticks: number; birthS: number }
+/**
+ * One density measurement: CPU of the node process (cores), of which in the kernel, RSS (MiB), and
+ * per agent-tick the bytes its files grew by (`diskPerTick`, file sizes), the disk blocks they took
+ * (`allocatedPerTick`, bytes: `st_blocks` × 512) and the files it created (`filesPerTick`).
+ */
+export interface Density { agents: number; cores: number; sysCores: number; rssMeanMiB: number; rssPeakMiB: number; diskPerTick: number; allocatedPerTick: number; filesPerTick: number; ticks: number; birthS: number }
 
 /**
  * Runs a node (`extra`: more `igord node` flags) with `count` agents (`agent`: wasm and manifest
@@ -179,7 +184,9 @@ export async function measure (count: number, extra: string[] = [], intervalMs =
       sysCores: (s1 - s0) / ((w1 - w0) / 1000),
       rssMeanMiB: rss.reduce((s, x) => s + x, 0) / rss.length / 2 ** 20,
       rssPeakMiB: Math.max(...rss) / 2 ** 20,
-      diskPerTick: dt > 0 ? (d1 - d0) / dt : 0,
+      diskPerTick: dt > 0 ? (d1.size - d0.size) / dt : 0,
+      allocatedPerTick: dt > 0 ? (d1.allocated - d0.allocated) / dt : 0,
+      filesPerTick: dt > 0 ? (d1.files - d0.files) / dt : 0,
       ticks: dt,
       birthS,
     }
@@ -299,6 +306,8 @@ async function rows (): Promise<BenchRow[]> {
       { name: `${count} agents at 1 Hz: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: d.rssPeakMiB / base.rssMeanMiB, ...(big ? { target: '≤ 1 GiB (1,000 agents)', met: d.rssPeakMiB <= 1024 } : {}) },
       { name: `${count} agents at 1 Hz: RSS per agent`, value: (d.rssMeanMiB - base.rssMeanMiB) * 1024 / (count - 2), unit: 'KiB' },
       { name: `${count} agents at 1 Hz: disk per agent-tick`, value: d.diskPerTick / 1024, unit: 'KiB' },
+      { name: `${count} agents at 1 Hz: disk blocks per agent-tick`, value: d.allocatedPerTick / 1024, unit: 'KiB' },
+      { name: `${count} agents at 1 Hz: files created per agent-tick`, value: d.filesPerTick, unit: 'files' },
       { name: `${count} agents at 1 Hz: ticks/s (expected ${count})`, value: d.ticks / (WINDOW_MS / 1000), unit: 'ticks/s' },
       { name: `${count} agents: birth until all ticked`, value: d.birthS, unit: 's' },
     )
@@ -315,6 +324,7 @@ async function rows (): Promise<BenchRow[]> {
       { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: CPU per agent-tick`, value: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks * 1e6 : 0, unit: 'µs CPU', floor: bare * 1e6, ratio: d.ticks > 0 ? (d.cores - base.cores) * (WINDOW_MS / 1000) / d.ticks / bare : 0 },
       { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: RSS (peak)`, value: d.rssPeakMiB, unit: 'MiB', floor: base.rssMeanMiB, ratio: d.rssPeakMiB / base.rssMeanMiB },
       { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: disk per agent-tick`, value: d.diskPerTick / 1024, unit: 'KiB' },
+      { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: disk blocks per agent-tick`, value: d.allocatedPerTick / 1024, unit: 'KiB' },
       { name: `${policyCount} agents at 1 Hz, --idle-checkpoint-every 10s: ticks/s (checkpointed, expected ${policyCount})`, value: d.ticks / (WINDOW_MS / 1000), unit: 'ticks/s' },
     )
   }
