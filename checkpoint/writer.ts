@@ -300,11 +300,12 @@ export class CheckpointWriter {
   /** the history folder gained or lost a file since the last sync point (a segment created, an empty one removed) */
   #historyDirty = false
   /**
-   * The history segment this writer appends its entries to (descriptor held open, size in bytes),
-   * or null before its first entry: created at the first, or the newest segment of the directory
-   * taken over by {@link CheckpointWriter.ensureArchived}; a new one past {@link SEGMENT_MAX_BYTES}.
+   * The history segment this writer appends its entries to (size in bytes; opened for each append,
+   * no descriptor held between checkpoints), or null before its first entry: created at the first,
+   * or the newest segment of the directory taken over by {@link CheckpointWriter.ensureArchived};
+   * a new one past {@link SEGMENT_MAX_BYTES}, or after an append failed (its tail may be torn).
    */
-  #segment: { file: string; fd: number; size: number } | null = null
+  #segment: { file: string; size: number } | null = null
   /** ms of the last write spent writing the pack (and, before a whole write, in the sync point): counted as archive */
   #packMs = 0
   /** delta records appended to the live file since this writer last wrote it whole */
@@ -743,39 +744,41 @@ export class CheckpointWriter {
    */
   #appendEntry (tick: number, cid: string, entry: Uint8Array): { file: string; at: number; bytes: number } {
     const head = frameHead(entry)
-    if (this.#segment !== null && this.#segment.size >= SEGMENT_MAX_BYTES) this.#closeSegment()
-    const fresh = this.#segment === null
-    const s = this.#segment ?? this.#createSegment(tick, cid)
+    if (this.#segment !== null && this.#segment.size >= SEGMENT_MAX_BYTES) this.#segment = null
+    let fd: number
+    let s = this.#segment
+    const fresh = s === null
+    if (s === null) ({ s, fd } = this.#createSegment(tick, cid))
+    else {
+      try { fd = fs.openSync(s.file, 'a') } catch (e) {
+        this.#segment = null
+        throw new StorageError(`${s.file}: cannot open to append the history entry: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+      }
+    }
     const before = s.size
     const at = before + (fresh ? SEGMENT_MAGIC.length : 0)
-    try { writeAll(s.fd, fresh ? [SEGMENT_MAGIC, head, entry] : [head, entry]) } catch (e) {
-      this.#closeSegment()
+    try { writeAll(fd, fresh ? [SEGMENT_MAGIC, head, entry] : [head, entry]) } catch (e) {
+      this.#segment = null // its tail may be torn: frames after it would read as damaged bytes
       throw new StorageError(`${s.file}: cannot append the history entry: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-    }
+    } finally { fs.closeSync(fd) }
     s.size = at + head.length + entry.length
+    this.#segment = s
     this.#unsynced.add(s.file)
     return { file: s.file, at, bytes: s.size - before }
   }
 
-  /** Creates this writer's next segment (see {@link CheckpointWriter.#appendEntry}), the first free name. @throws StorageError `<file>: cannot create: …`. */
-  #createSegment (tick: number, cid: string): { file: string; fd: number; size: number } {
+  /** Creates this writer's next segment (see {@link CheckpointWriter.#appendEntry}), the first free name, open for writing. @throws StorageError `<file>: cannot create: …`. */
+  #createSegment (tick: number, cid: string): { s: { file: string; size: number }; fd: number } {
     for (let n = 0; ; n++) {
       const file = path.join(this.historyDir, segmentFileName(tick, cid, n))
       try {
-        this.#segment = { file, fd: fs.openSync(file, 'wx', 0o600), size: 0 }
+        const fd = fs.openSync(file, 'wx', 0o600)
         this.#historyDirty = true
-        return this.#segment
+        return { s: { file, size: 0 }, fd }
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || n >= 999) throw new StorageError(`${file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
       }
     }
-  }
-
-  /** Closes this writer's segment (the next entry goes to a new one or, after a resume, the newest). */
-  #closeSegment (): void {
-    if (this.#segment === null) return
-    try { fs.closeSync(this.#segment.fd) } catch { /* closed */ }
-    this.#segment = null
   }
 
   #closeLive (): void { this.#liveFile = null }
@@ -787,7 +790,7 @@ export class CheckpointWriter {
    */
   close (): void {
     try { this.sync() } finally {
-      this.#closeLive(); this.#closeSegment(); this.blobs.close()
+      this.#closeLive(); this.blobs.close()
       if (this.#spare) { this.#spare = false; try { fs.unlinkSync(this.#replaced) } catch { /* gone */ } }
     }
   }
@@ -886,7 +889,7 @@ export class CheckpointWriter {
       }
       this.#unsynced.add(file)
       if (f === files.length - 1 && isSegment && this.#segment === null && r.problems.length === 0 && r.end < SEGMENT_MAX_BYTES) {
-        try { this.#segment = { file, fd: fs.openSync(file, 'a'), size: r.end } } catch { /* a new one then */ }
+        this.#segment = { file, size: r.end }
       }
       let older = false
       for (let k = r.entries.length - 1; k >= 0 && !older; k--) {
