@@ -3,25 +3,18 @@
  * trapping agent pauses after repeated failures, a memory bomb cannot pass its manifest's cap,
  * and a small budget ends `exhausted` with the budget exactly zero.
  */
-import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { decodeFile } from '../checkpoint/cbor.ts'
-import { decodeHeader } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
-import { readFileSync } from 'node:fs'
+import { entriesIn } from './hist.ts'
 import { agentWasm, cleanup, igord, inspectJson, tempDir } from './helpers.ts'
 
 test.after(cleanup)
 
 /** The archived headers of agent `name` in `dir`, in tick order. */
 function headers (dir: string, name: string): CheckpointHeader[] {
-  const hist = join(dir, 'history', name)
-  return readdirSync(hist).sort().map((f) => {
-    const entry = decodeFile(readFileSync(join(hist, f)), f) as { header: Uint8Array }
-    return decodeHeader(entry.header, f)
-  })
+  return entriesIn(join(dir, 'history', name)).map((t) => t.e.parsed).sort((a, b) => a.tick - b.tick)
 }
 
 test('endless loop: each tick ends at the fuel limit and rolls back; the agent pauses after 3 failures', () => {
