@@ -13,10 +13,14 @@
  * | n | the entry: exactly the bytes an entry file `<tick:012>-<cid>.cbor` holds (CBOR, tag 55799) |
  *
  * Frames are appended without a sync (the live file's records cover them until the writer's next
- * sync point), so after a power cut a segment may end in a torn or zeroed frame: a **torn tail**,
- * bytes from which no complete frame follows, which readers skip and a resume cuts off. Bytes that
- * are not a frame but are followed by one (bit rot) are **damaged**: readers find the next frame by
- * its magic and report the bytes in between. Histories written before segments hold one entry per
+ * sync point), so after a kill or a power cut a segment may end in a **torn tail**: bytes from
+ * which no intact frame follows and that look like what a crash leaves — a frame cut short (its
+ * head, or a length running past the end of the file) or a file ending in zero bytes (pages a
+ * power cut did not write). Readers skip it and a resume cuts it off. Other bytes that are not an
+ * intact frame are **damaged** (bit rot, or an interrupted write whose pages reached the disk out
+ * of order): readers find the next frame by its magic and report the bytes in between, or up to
+ * the end of the file (a damaged tail, which a resume cuts only when the live file proves it was
+ * never synced: checkpoint/writer.ts). Histories written before segments hold one entry per
  * `<tick:012>-<cid>.cbor` file; both are read ({@link historyFiles}, {@link readHistoryFile}).
  */
 import * as fs from 'node:fs'
@@ -80,6 +84,19 @@ function frameAt (b: Uint8Array, v: DataView, at: number): Uint8Array | null {
 }
 
 /**
+ * True when the bytes of `b` from `at` on (no intact frame among them) look like what a crash
+ * leaves after the last intact frame: fewer bytes than a frame head, a frame head (or a prefix of
+ * its magic) whose length runs past the end, or a last byte 0 (a power cut's unwritten pages read
+ * as zeros; an entry ends with its `pageCount`, 0 only for an agent without memory).
+ */
+function tornAt (b: Uint8Array, v: DataView, at: number): boolean {
+  if (b[b.length - 1] === 0) return true
+  const rest = b.length - at
+  for (let k = 0; k < Math.min(4, rest); k++) if (b[at + k] !== FRAME_MAGIC[k]) return false
+  return rest < 8 || at + FRAME_HEAD_BYTES + v.getUint32(at + 4) > b.length
+}
+
+/**
  * Reads the frames of a segment's bytes `b` (see the module doc): from each position that is not an
  * intact frame, looks for the next one by its magic. With `base` > 0, `b` holds the file's bytes
  * from offset `base` (where a frame starts: the end of one read before), and offsets are the file's.
@@ -108,7 +125,10 @@ export function scanSegment (b: Uint8Array, file: string, base = 0): SegmentScan
     // not a frame: the next intact one, if any, ends the damage; none: a torn tail
     let next = buf.indexOf(magic, at + 1)
     while (next >= 0 && frameAt(b, v, next) === null) next = buf.indexOf(magic, next + 1)
-    if (next < 0) { out.tail = base + at; break }
+    if (next < 0) {
+      if (tornAt(b, v, at)) out.tail = base + at; else out.damaged.push([base + at, base + b.length])
+      break
+    }
     out.damaged.push([base + at, base + next])
     at = next
   }
@@ -117,14 +137,14 @@ export function scanSegment (b: Uint8Array, file: string, base = 0): SegmentScan
 
 /**
  * Reads one history file: the entries of a segment (intact frames), or the whole of an entry file
- * as one entry. `problems` names what a reader should report: damaged bytes of a segment, and a
- * file that is not a segment (a torn tail is not one: it is what a power cut leaves before the
+ * as one entry. `problems` names what a reader should report: damaged bytes of a segment (also
+ * given as ranges, `damaged`), and a file that is not a segment (a torn tail is not one: it is what a power cut leaves before the
  * agent's next resume cuts it, or a frame being appended). `end`: where the next frame of a
  * segment would start (its torn tail, else its size). With `from` > 0, only a segment's frames
  * from that offset are read (the `end` of an earlier read: how a follower reads what was appended).
  * @throws StorageError `<file>: cannot read: <code>` when the file cannot be read.
  */
-export function readHistoryFile (file: string, from = 0): { entries: StoredEntry[]; problems: string[]; tail: number | null; end: number } {
+export function readHistoryFile (file: string, from = 0): { entries: StoredEntry[]; problems: string[]; damaged: [number, number][]; tail: number | null; end: number } {
   let bytes: Uint8Array
   try {
     if (from === 0) bytes = fs.readFileSync(file)
@@ -139,12 +159,13 @@ export function readHistoryFile (file: string, from = 0): { entries: StoredEntry
       } finally { fs.closeSync(fd) }
     }
   } catch (e) { throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`) }
-  if (!file.endsWith(SEGMENT_EXT)) return { entries: [{ file, at: null, bytes }], problems: [], tail: null, end: bytes.length }
+  if (!file.endsWith(SEGMENT_EXT)) return { entries: [{ file, at: null, bytes }], problems: [], damaged: [], tail: null, end: bytes.length }
   let s: SegmentScan
-  try { s = scanSegment(bytes, file, from) } catch (e) { return { entries: [], problems: [(e as Error).message], tail: null, end: from } }
+  try { s = scanSegment(bytes, file, from) } catch (e) { return { entries: [], problems: [(e as Error).message], damaged: [], tail: null, end: from } }
   return {
     entries: s.entries.map(({ at, bytes }) => ({ file, at, bytes })),
     problems: s.damaged.map(([from, to]) => `${file}: bytes ${from}–${to} are damaged (not a history frame)`),
+    damaged: s.damaged,
     tail: s.tail,
     end: s.tail ?? from + bytes.length,
   }

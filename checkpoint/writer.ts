@@ -864,13 +864,17 @@ export class CheckpointWriter {
    * The entries of this directory's history from tick `minTick` on (header CID → header bytes and
    * signature), read newest first until an older one. On the way, for the recovery: every file read
    * is listed for this writer's first sync point (the writer before may have died before syncing
-   * it); a segment's torn tail (a power cut's: no intact frame from there on) is cut off, or the
-   * segment removed when it holds no intact frame at all; and when this writer has no segment yet,
-   * the newest file, when it is an undamaged segment below {@link SEGMENT_MAX_BYTES}, becomes the
-   * one it appends to (so that resumes and wakes do not each start a file).
+   * it); a segment's torn tail (checkpoint/segment.ts: what a kill or power cut leaves) is cut off,
+   * or the segment removed when it holds no intact frame at all; a damaged tail (bytes up to the end
+   * that are not a frame but do not look torn: bit rot, or a power cut that wrote the pages of a
+   * frame out of order) is cut only when the last intact entry before it is a checkpoint in
+   * `unsynced` — checkpoints after which nothing appended was synced yet, so the tail can only hold
+   * entries the recovery writes again — and is otherwise left for verify to report; and when this
+   * writer has no segment yet, the newest file, when it is an undamaged segment below
+   * {@link SEGMENT_MAX_BYTES}, becomes the one it appends to (resumes and wakes do not each start a file).
    * @throws StorageError when the history folder cannot be listed or a cut fails.
    */
-  #heldSince (minTick: number): Map<string, { header: Uint8Array; sig: Uint8Array }> {
+  #heldSince (minTick: number, unsynced: ReadonlySet<string>): Map<string, { header: Uint8Array; sig: Uint8Array }> {
     const held = new Map<string, { header: Uint8Array; sig: Uint8Array }>()
     let files: string[]
     try { files = historyFiles(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
@@ -878,23 +882,30 @@ export class CheckpointWriter {
       const file = files[f]
       let r: ReturnType<typeof readHistoryFile>
       try { r = readHistoryFile(file) } catch { continue } // unreadable: left for verify to report
-      const isSegment = file.endsWith(SEGMENT_EXT)
-      if (r.tail !== null && r.entries.length === 0) {
+      const decoded: (HistoryEntry | null)[] = r.entries.map((x) => { try { return decodeEntry(x.bytes, file) } catch { return null } })
+      const notSegment = r.problems.length > r.damaged.length
+      let cut = r.tail
+      const damagedTail = r.damaged.at(-1)
+      if (cut === null && damagedTail !== undefined && damagedTail[1] === r.end) {
+        const last = decoded.at(-1)
+        if (last != null && unsynced.has(headerCid(last.headerBytes))) { cut = damagedTail[0]; r.damaged.pop() }
+      }
+      if (cut !== null && r.entries.length === 0) {
         try { fs.unlinkSync(file) } catch (e) { throw new StorageError(`${file}: cannot remove an empty history segment: ${(e as NodeJS.ErrnoException).code ?? e}`) }
         this.#historyDirty = true
         continue
       }
-      if (r.tail !== null) {
-        try { fs.truncateSync(file, r.tail) } catch (e) { throw new StorageError(`${file}: cannot cut its torn tail at byte ${r.tail}: ${(e as NodeJS.ErrnoException).code ?? e}`) }
+      if (cut !== null) {
+        try { fs.truncateSync(file, cut) } catch (e) { throw new StorageError(`${file}: cannot cut its torn tail at byte ${cut}: ${(e as NodeJS.ErrnoException).code ?? e}`) }
       }
       this.#unsynced.add(file)
-      if (f === files.length - 1 && isSegment && this.#segment === null && r.problems.length === 0 && r.end < SEGMENT_MAX_BYTES) {
-        this.#segment = { file, size: r.end }
+      if (f === files.length - 1 && file.endsWith(SEGMENT_EXT) && this.#segment === null && r.damaged.length === 0 && !notSegment && (cut ?? r.end) < SEGMENT_MAX_BYTES) {
+        this.#segment = { file, size: cut ?? r.end }
       }
       let older = false
-      for (let k = r.entries.length - 1; k >= 0 && !older; k--) {
-        let e: HistoryEntry
-        try { e = decodeEntry(r.entries[k].bytes, file) } catch { continue }
+      for (let k = decoded.length - 1; k >= 0 && !older; k--) {
+        const e = decoded[k]
+        if (e === null) continue
         if (e.parsed.tick < minTick) older = true
         else held.set(headerCid(e.headerBytes), { header: e.headerBytes, sig: e.sig })
       }
@@ -919,7 +930,7 @@ export class CheckpointWriter {
   archiveEntry (e: Omit<HistoryEntry, 'parsed'>): boolean {
     const h = decodeHeader(e.headerBytes, 'history entry')
     const cid = headerCid(e.headerBytes)
-    const have = this.#heldSince(h.tick).get(cid)
+    const have = this.#heldSince(h.tick, new Set()).get(cid)
     if (have !== undefined && Buffer.compare(have.sig, e.sig) === 0) return false
     this.#writeEntry(h.tick, cid, e)
     this.sync()
@@ -930,7 +941,7 @@ export class CheckpointWriter {
   #archiveWhole (live: LiveCheckpoint): boolean {
     const p = live.parsed
     const cid = headerCid(live.header)
-    const have = this.#heldSince(p.tick).get(cid)
+    const have = this.#heldSince(p.tick, new Set()).get(cid)
     if (have !== undefined && Buffer.compare(have.header, live.header) === 0 && Buffer.compare(have.sig, live.sig) === 0) {
       // archived: its blobs are durable, so this writer's puts can skip them
       const pages = live.digests !== undefined ? live.digests.map(([, d]) => cidOfDigest(d)) : live.pages.map(([, pg]) => cidOf(pg))
@@ -972,7 +983,11 @@ export class CheckpointWriter {
     const todo: Todo[] = []
     // the entries there are (the files read are synced at this writer's first sync point: the
     // writer before this one may not have synced them)
-    const have = this.#heldSince(synced < steps.length ? headers[synced].tick : headers[steps.length - 1].tick)
+    // what was appended after the last sync point known complete, or (none) after the whole
+    // checkpoint's parent (everything before the whole write was synced first), is unsynced
+    const unsynced = new Set(steps.slice(Math.max(0, synced - 1)).map((st) => headerCid(st.header)))
+    if (synced === 0 && headers[0].prev !== null) unsynced.add(headers[0].prev)
+    const have = this.#heldSince(headers[synced].tick, unsynced)
     for (let k = synced; k < steps.length; k++) {
       const st = steps[k]
       const cid = headerCid(st.header)

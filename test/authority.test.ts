@@ -13,8 +13,10 @@ import { decodeHeader, headerCid } from '../checkpoint/header.ts'
 import { generateIdentity } from '../checkpoint/identity.ts'
 import type { Identity } from '../checkpoint/identity.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
+import { readEntryAt } from '../checkpoint/entries.ts'
 import { CheckpointWriter, decodeEntry } from '../checkpoint/writer.ts'
 import * as authority from '../p2p/authority.ts'
+import { entriesIn, explode } from './hist.ts'
 
 const tmp: string[] = []
 const mkdir = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-authority-')); tmp.push(d); return d }
@@ -27,9 +29,9 @@ function offeredAndHandoff (dir: string, id: Identity, target = 'hostB', tweak: 
   const snap = () => ({ pageCount: 1, pages: [[0, page]] as [number, Uint8Array][], digests: [[0, createHash('sha256').update(page).digest()]] as [number, Uint8Array][], changed: null, globals: [] })
   const base = { identity: id, wasm: Buffer.from('\0asmfake'), manifest: Buffer.from('{}'), tick: 3, epoch: 0, budget: 500n, price: 1000n, host: 'hostA', log: null }
   const c = w.write({ ...base, snapshot: snap(), prev: null, fuel: 100n, status: 'running' })
-  const cEntry = decodeEntry(fs.readFileSync(w.lastStats!.entryFile), 'c')
+  const cEntry = decodeEntry(readEntryAt(w.lastStats!.entryFile, w.lastStats!.entryAt), 'c')
   w.write({ ...base, snapshot: snap(), prev: c.cid, fuel: tweak.fuel ?? 100n, status: 'handoff', target })
-  const hEntry = decodeEntry(fs.readFileSync(w.lastStats!.entryFile), 'h')
+  const hEntry = decodeEntry(readEntryAt(w.lastStats!.entryFile, w.lastStats!.entryAt), 'h')
   return { c: { header: cEntry.headerBytes, sig: cEntry.sig, parsed: cEntry.parsed, cid: c.cid }, h: { header: hEntry.headerBytes, sig: hEntry.sig } }
 }
 
@@ -125,7 +127,10 @@ test('findHandoff never answers "not handed off" when an entry at that tick cann
   const { c } = offeredAndHandoff(src, id)
   assert.ok(authority.findHandoff(src, 'a', 3, c.cid) !== null)
   const hist = path.join(src, 'history', 'a')
-  const handoffFile = fs.readdirSync(hist).map((n) => path.join(hist, n)).find((f) => decodeEntry(fs.readFileSync(f), f).parsed.status === 'handoff')!
+  explode(hist) // one file per entry (the layout before segments, still read), to spoil the handoff's alone
+  assert.ok(authority.findHandoff(src, 'a', 3, c.cid) !== null)
+  const handoffFile = entriesIn(hist).find((t) => t.e.parsed.status === 'handoff')!.file
+  assert.ok(handoffFile.endsWith('.cbor'))
   fs.writeFileSync(handoffFile, 'garbage')
   assert.throws(() => authority.findHandoff(src, 'a', 3, c.cid), /cannot tell whether a was handed off at tick 3/)
   assert.is(authority.findHandoff(src, 'a', 4, c.cid), null, 'other ticks are still answered')

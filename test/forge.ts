@@ -13,23 +13,28 @@ import { readLive } from '../checkpoint/live.ts'
 import { decodeEntry, encodeEntry, entryFileName } from '../checkpoint/writer.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
+import { explode } from './hist.ts'
 
 /**
  * A dishonest host with the agent's key (every host that runs an agent holds it): rewrites the
  * recorded segment of the checkpoint at `tick` with `edit`, stores it as a new blob and re-signs
  * that checkpoint and every later one, so that all CIDs, links and signatures are valid again.
+ * The history is first rewritten as one file per entry ({@link explode}: the layout before history
+ * segments, which every reader still reads), and stays so.
+ * @throws when the history holds no checkpoint at `tick`.
  */
 export function forge (dir: string, name: string, tick: number, edit: (records: TickRecord[]) => void): void {
   const id = identityFromSeed(readLive(path.join(dir, `${name}.ckpt`)).seed)
   const hist = path.join(dir, 'history', name)
-  const files = fs.readdirSync(hist).filter((f) => f.endsWith('.cbor')).sort()
+  const files = explode(hist)
   let prev: string | null = null
-  for (const f of files) {
-    const file = path.join(hist, f)
+  let found = false
+  for (const file of files) {
     const e = decodeEntry(fs.readFileSync(file), file)
     const h = { ...e.parsed }
     if (h.tick < tick) continue
     if (h.tick === tick) {
+      found = true
       const blobs = path.join(dir, 'blobs')
       const records = EventLog.decodeSegment(readArchivedBlob([blobs], h.log!, 'log'))
       edit(records)
@@ -42,4 +47,5 @@ export function forge (dir: string, name: string, tick: number, edit: (records: 
     fs.unlinkSync(file)
     fs.writeFileSync(path.join(hist, entryFileName(h.tick, prev)), encodeEntry({ ...e, headerBytes, sig: signHeader(id, headerBytes) }))
   }
+  if (!found) throw new Error(`forge: no checkpoint at tick ${tick} in ${hist}`)
 }

@@ -16,11 +16,13 @@ import { digestOfCid } from '../checkpoint/hash.ts'
 import { generateIdentity, type Identity } from '../checkpoint/identity.ts'
 import { gcRecordPath } from '../checkpoint/layout.ts'
 import { isPackName } from '../checkpoint/pack.ts'
+import { frameHead, SEGMENT_MAGIC, segmentFileName } from '../checkpoint/segment.ts'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { verifyChain, verifyHistory } from '../checkpoint/history.ts'
 import { CheckpointWriter, type Snapshot } from '../checkpoint/writer.ts'
 import { replayHistory } from '../runtime/replay.ts'
 import { blobCids, dropBlob, unpackToFiles } from './blobs.ts'
+import { entriesIn } from './hist.ts'
 import { agentWasm, cleanup, igord, tempDir } from './helpers.ts'
 
 /** A stand-in for the runtime (as in test/history.test.ts): four pages, one changed per tick. */
@@ -162,7 +164,11 @@ test('loose page files of the old layout: deleted only when no kept checkpoint a
   const shared = c.links[3].entry.pages.find(([, x]) => x !== null)![1]!
   const oh = path.join(dir, 'history', 'other')
   fs.mkdirSync(oh)
-  fs.copyFileSync(c.links[3].file, path.join(oh, path.basename(c.links[3].file)))
+  // its history: a segment of one frame, the entry of fake's tick 3
+  const e3 = entriesIn(path.join(dir, 'history', 'fake')).find((t) => t.where === c.links[3].file)!
+  assert.is(e3.tick, 3)
+  fs.writeFileSync(path.join(oh, segmentFileName(e3.tick, e3.cid)), Buffer.concat([SEGMENT_MAGIC, frameHead(e3.bytes), e3.bytes]))
+  assert.equal(entriesIn(oh).map((t) => t.cid), [e3.cid])
   const r = gcAgent(dir, 'fake', { keepEvery: 10, keepLast: 1 })
   assert.ok(r.looseDeleted > 0)
   assert.is(loose().length, n0 - r.looseDeleted)

@@ -12,6 +12,7 @@ import { PAGE_SIZE } from '../checkpoint/state.ts'
 import { CheckpointWriter, decodeEntry, encodeEntry, type HistoryEntry, type Snapshot } from '../checkpoint/writer.ts'
 import { findHistory, formatReport, verifyHistory, type VerifyReport } from '../checkpoint/history.ts'
 import { blobBytes, dropBlob, flipBlobByte } from './blobs.ts'
+import { entriesIn, entryFiles, explode, segmentFiles } from './hist.ts'
 
 /** A stand-in for the runtime: pages, a dirty set, counters and lineage. */
 class Fake {
@@ -45,7 +46,18 @@ const tmp: string[] = []
 const mkdir = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-history-')); tmp.push(d); return d }
 test.after.each(() => { for (const d of tmp.splice(0)) fs.rmSync(d, { recursive: true, force: true }) })
 const hist = (dir: string) => path.join(dir, 'history', 'a')
-const entryAt = (dir: string, tick: number) => path.join(hist(dir), fs.readdirSync(hist(dir)).find((n) => n.startsWith(String(tick).padStart(12, '0') + '-'))!)
+/** The entry file of `tick` in the history of data dir `dir`, once {@link explode}d (the layout before segments: one file per entry). */
+const entryAt = (dir: string, tick: number) => {
+  const f = entryFiles(hist(dir)).find((n) => path.basename(n).startsWith(String(tick).padStart(12, '0') + '-'))
+  if (f === undefined) throw new Error(`no entry file of tick ${tick} in ${hist(dir)} (explode it first)`)
+  return f
+}
+/** Rewrites the history of data dir `dir` as one entry file per entry, which verify still reads: tests that corrupt, delete, swap or forge single entries work on them. */
+const explodeDir = (dir: string, alone = true) => {
+  assert.ok(segmentFiles(hist(dir)).length > 0, 'a writer writes segments')
+  explode(hist(dir))
+  if (alone) assert.ok(verifyHistory([dir]).valid, 'exploded history verifies')
+}
 const faultTicks = (r: VerifyReport) => r.faults.map((f) => f.tick)
 
 function history30 (): { dir: string; fake: Fake } {
@@ -68,6 +80,7 @@ test('a clean 30-checkpoint history is VALID, by data dir, history dir or files'
 
 test('flipping any single byte of an archived entry makes it INVALID naming that tick', () => {
   const { dir } = history30()
+  explodeDir(dir)
   const file = entryAt(dir, 12)
   const good = fs.readFileSync(file)
   for (let pos = 0; pos < good.length; pos++) {
@@ -95,6 +108,7 @@ test('a flipped byte in a page blob is INVALID naming the tick and the blob', ()
 
 test('deleting a middle entry is INVALID naming the tick after the gap', () => {
   const { dir } = history30()
+  explodeDir(dir)
   fs.unlinkSync(entryAt(dir, 15))
   const r = verifyHistory([dir])
   assert.not.ok(r.valid)
@@ -104,12 +118,64 @@ test('deleting a middle entry is INVALID naming the tick after the gap', () => {
 
 test('swapping the names of two entries is INVALID', () => {
   const { dir } = history30()
+  explodeDir(dir)
   const a = entryAt(dir, 5); const b = entryAt(dir, 6)
   fs.renameSync(a, a + '.x'); fs.renameSync(b, a); fs.renameSync(a + '.x', b)
   const r = verifyHistory([dir])
   assert.not.ok(r.valid)
   assert.ok(r.faults.some((f) => f.tick === 5 && /file name does not match its content/.test(f.fault)))
   assert.ok(r.faults.some((f) => f.tick === 6 && /file name does not match its content/.test(f.fault)))
+})
+
+test('a flipped byte inside a frame of a segment is INVALID naming the segment and the damaged bytes; the entries after it are still read', () => {
+  const { dir } = history30()
+  const [seg] = segmentFiles(hist(dir))
+  assert.is(segmentFiles(hist(dir)).length, 1)
+  const es = entriesIn(hist(dir))
+  assert.equal(es.map((e) => [e.file, e.tick]), Array.from({ length: 30 }, (_, t) => [seg, t]))
+  const from = es[12].at!; const to = es[13].at! // the frame of tick 12: its head and its entry
+  const good = fs.readFileSync(seg)
+  for (let pos = from; pos < to; pos++) {
+    const bad = Buffer.from(good); bad[pos] ^= 0x10
+    fs.writeFileSync(seg, bad)
+    const r = verifyHistory([dir])
+    const at = `byte ${pos} (frame ${from}–${to})`
+    assert.not.ok(r.valid, `${at} flipped yet VALID`)
+    assert.ok(r.faults.some((f) => f.tick === null && f.file === seg && f.fault === `bytes ${from}–${to} are damaged (not a history frame)`), `${at}: ${formatReport(r)}`)
+    // every other entry is read: tick 13 is reported only because its previous checkpoint (12) is gone
+    assert.is(r.checkpoints, 29, `${at}: ${formatReport(r)}`)
+    assert.equal(r.ticks, [0, 29])
+    assert.ok(r.faults.every((f) => f.tick === null || f.tick === 13), `${at}: ${formatReport(r)}`)
+    assert.ok(r.faults.some((f) => f.tick === 13 && f.file === es[13].where && /previous checkpoint .* is missing/.test(f.fault)), `${at}: ${formatReport(r)}`)
+    assert.is(r.faults.filter((f) => f.tick === null).length, 1, `${at}: ${formatReport(r)}`)
+  }
+  fs.writeFileSync(seg, good)
+  assert.ok(verifyHistory([dir]).valid)
+})
+
+test('a segment with a torn tail (a partial frame, zeros, a frame cut short) still verifies VALID for the entries before it', () => {
+  const { dir } = history30()
+  const [seg] = segmentFiles(hist(dir))
+  assert.is(segmentFiles(hist(dir)).length, 1)
+  const es = entriesIn(hist(dir))
+  const good = fs.readFileSync(seg)
+  const last = es[29].at!
+  assert.ok(good.length - last > 37)
+  const tails: [string, Buffer, number][] = [
+    ['37 bytes of a partial frame', Buffer.concat([good, good.subarray(last, last + 37)]), 30],
+    ['37 zeros', Buffer.concat([good, Buffer.alloc(37)]), 30],
+    ['4 KiB of zeros', Buffer.concat([good, Buffer.alloc(4096)]), 30],
+    ['the last frame cut after 37 bytes', good.subarray(0, last + 37), 29],
+    ['the last frame zeroed', Buffer.concat([good.subarray(0, last), Buffer.alloc(good.length - last)]), 29],
+  ]
+  for (const [what, bytes, n] of tails) {
+    fs.writeFileSync(seg, bytes)
+    const r = verifyHistory([dir])
+    assert.ok(r.valid, `${what}: ${formatReport(r)}`)
+    assert.is(r.checkpoints, n, what)
+    assert.equal(r.ticks, [0, n - 1], what)
+    assert.equal(entriesIn(hist(dir)).map((e) => e.where), es.slice(0, n).map((e) => e.where), what)
+  }
 })
 
 test('two writers continuing from the same prev into two dirs: FORK naming both files', () => {
@@ -127,9 +193,12 @@ test('two writers continuing from the same prev into two dirs: FORK naming both 
   assert.not.ok(r.valid)
   assert.is(r.forks.length, 1)
   assert.is(r.forks[0].tick, 7)
+  // the fork names the two entries of tick 8: frames of the segments of d1 and d2 (`<segment>@<offset>`)
+  const eight = (d: string) => { const t = entriesIn(hist(d)).filter((e) => e.tick === 8); assert.is(t.length, 1); assert.ok(t[0].at !== null && t[0].file.endsWith('.hist')); return t[0].where }
+  assert.equal([...r.forks[0].files].sort(), [eight(d1), eight(d2)].sort())
   assert.ok(r.forks[0].files.some((f) => f.startsWith(d1)) && r.forks[0].files.some((f) => f.startsWith(d2)))
   const line = formatReport(r).split('\n').find((l) => l.startsWith('FORK'))!
-  assert.match(line, /^FORK after tick 7: .*000000000008-.* and .*000000000008-/)
+  assert.ok([`FORK after tick 7: ${eight(d1)} and ${eight(d2)}`, `FORK after tick 7: ${eight(d2)} and ${eight(d1)}`].some((l) => line.startsWith(l)), line)
 })
 
 function handoff (epochAfter: number, hostAfter: string): VerifyReport {
@@ -198,6 +267,7 @@ test('a large history (signatures checked on a second thread) still names a bad 
   const dir = mkdir(); const a = new Fake(generateIdentity())
   a.run(new CheckpointWriter(dir, 'a'), 1100)
   assert.ok(verifyHistory([dir]).valid)
+  explodeDir(dir)
   const file = entryAt(dir, 700)
   const b = fs.readFileSync(file); b[b.indexOf(Buffer.from('63736967', 'hex')) + 10] ^= 1; fs.writeFileSync(file, b) // inside "sig"
   const r = verifyHistory([dir])
@@ -209,6 +279,7 @@ test('a large history: bad signatures in the first batch, across a batch boundar
   // entries reach the signature thread in batches of 256 as they are read (history.ts SignatureCheck)
   const dir = mkdir(); const a = new Fake(generateIdentity())
   a.run(new CheckpointWriter(dir, 'a'), 1100)
+  explodeDir(dir)
   const bad = [3, 255, 256, 700, 1099]
   for (const t of bad) rewrite(entryAt(dir, t), (e) => { const sig = Uint8Array.from(e.sig); sig[20] ^= 4; return { ...e, sig } })
   const other = decodeEntry(fs.readFileSync(entryAt(dir, 899)), 'tick 899').sig
@@ -239,8 +310,9 @@ function rewrite (file: string, edit: (e: HistoryEntry) => HistoryEntry): void {
  * Headers and signatures stay as they are. `genesisBase` sets the genesis entry's unsigned flag.
  */
 function rewriteMemory (dir: string, genesisBase: boolean): void {
-  for (const name of fs.readdirSync(hist(dir))) {
-    rewrite(path.join(hist(dir), name), (e) => ({
+  explodeDir(dir)
+  for (const file of entryFiles(hist(dir))) {
+    rewrite(file, (e) => ({
       ...e,
       base: e.parsed.prev === null ? genesisBase : e.base,
       pages: e.pages.map(([i, c]) => {
@@ -268,6 +340,7 @@ test('every page and global rewritten, genesis base flag cleared: plain verify i
 
 test('a genesis entry that is not a base entry is a fault even when its rows are the whole table', () => {
   const { dir } = history30()
+  explodeDir(dir)
   rewrite(entryAt(dir, 0), (e) => ({ ...e, base: false }))
   const r = verifyHistory([dir])
   assert.not.ok(r.valid)
@@ -276,10 +349,12 @@ test('a genesis entry that is not a base entry is a fault even when its rows are
 
 test('a delta whose parent is missing or did not verify is a fault naming the ticks left unchecked', () => {
   const { dir } = history30()
+  explodeDir(dir)
   fs.unlinkSync(entryAt(dir, 15))
   let r = verifyHistory([dir])
   assert.ok(r.faults.some((f) => f.tick === 16 && f.fault === 'delta entry whose previous checkpoint is missing: its page table cannot be rebuilt, so the state roots of ticks 16–29 are unchecked'), formatReport(r))
   const d2 = history30().dir
+  explodeDir(d2)
   rewrite(entryAt(d2, 20), (e) => ({ ...e, globals: e.globals.map((g) => ({ ...g, bytes: new Uint8Array(g.bytes.length) })) }))
   r = verifyHistory([d2])
   assert.equal(r.faults.map((f) => [f.tick, f.fault]), [
@@ -290,12 +365,14 @@ test('a delta whose parent is missing or did not verify is a fault naming the ti
 
 test('the unsigned base flag cannot hide a change: a delta marked base, or a base marked delta, verifies only with the same state', () => {
   const { dir } = history30()
+  explodeDir(dir)
   // tick 5 changes one page: as a base entry its one row is not the whole table
   rewrite(entryAt(dir, 5), (e) => ({ ...e, base: true }))
   let r = verifyHistory([dir])
   assert.ok(r.faults.some((f) => f.tick === 5 && /state root does not match/.test(f.fault)), formatReport(r))
   // the same delta rewritten as the full table, marked base: the same state, so VALID
   const d2 = history30().dir
+  explodeDir(d2)
   const full = decodeEntry(fs.readFileSync(entryAt(d2, 0)), 'genesis').pages // the Fake never zeroes a page: the union of rows is the table
   rewrite(entryAt(d2, 5), (e) => {
     const rows = new Map(full)
@@ -311,7 +388,7 @@ test('the unsigned base flag cannot hide a change: a delta marked base, or a bas
  * the handoff checkpoint archived again as the target's base entry (d2, tick 5), ticks 6–8 in d2,
  * then d2's live checkpoint resumed in d3 (a resumed base entry, tick 8) and ticks 9–10 there.
  */
-function kinds (): { dirs: string[]; files: Record<'genesis' | 'ordinary' | 'handoff' | 'handoff base' | 'resumed base', string> } {
+function kinds (): { dirs: string[]; entries: Record<'genesis' | 'ordinary' | 'handoff' | 'handoff base' | 'resumed base', [dir: string, tick: number]> } {
   const d1 = mkdir(); const d2 = mkdir(); const d3 = mkdir()
   const a = new Fake(generateIdentity())
   const w1 = new CheckpointWriter(d1, 'a')
@@ -322,20 +399,23 @@ function kinds (): { dirs: string[]; files: Record<'genesis' | 'ordinary' | 'han
   a.run(w2, 3)
   const w3 = new CheckpointWriter(d3, 'a'); w3.ensureArchived(readLive(path.join(d2, 'a.ckpt')))
   a.run(w3, 2)
-  return { dirs: [d1, d2, d3], files: { genesis: entryAt(d1, 0), ordinary: entryAt(d1, 3), handoff: entryAt(d1, 5), 'handoff base': entryAt(d2, 5), 'resumed base': entryAt(d3, 8) } }
+  return { dirs: [d1, d2, d3], entries: { genesis: [d1, 0], ordinary: [d1, 3], handoff: [d1, 5], 'handoff base': [d2, 5], 'resumed base': [d3, 8] } }
 }
 
 test('a bad signature on any kind of entry (genesis, ordinary, handoff, resumed base) is INVALID naming it', () => {
   const k = kinds()
   const ok = verifyHistory(k.dirs); assert.ok(ok.valid, formatReport(ok))
   assert.is(ok.checkpoints, 11)
+  for (const d of k.dirs) explodeDir(d, false) // each holds part of the history only
+  assert.ok(verifyHistory(k.dirs).valid, 'exploded histories verify')
+  const files = Object.fromEntries(Object.entries(k.entries).map(([kind, [d, t]]) => [kind, entryAt(d, t)])) as Record<keyof typeof k.entries, string>
   const entry = (f: string) => decodeEntry(fs.readFileSync(f), f)
-  assert.ok(entry(k.files.genesis).base && entry(k.files.genesis).parsed.prev === null)
-  assert.ok(!entry(k.files.ordinary).base && entry(k.files.ordinary).parsed.status === 'running')
-  assert.ok(!entry(k.files.handoff).base && entry(k.files.handoff).parsed.status === 'handoff')
-  assert.ok(entry(k.files['handoff base']).base && entry(k.files['handoff base']).parsed.status === 'handoff')
-  assert.ok(entry(k.files['resumed base']).base && entry(k.files['resumed base']).parsed.status === 'running')
-  for (const [kind, file] of Object.entries(k.files)) {
+  assert.ok(entry(files.genesis).base && entry(files.genesis).parsed.prev === null)
+  assert.ok(!entry(files.ordinary).base && entry(files.ordinary).parsed.status === 'running')
+  assert.ok(!entry(files.handoff).base && entry(files.handoff).parsed.status === 'handoff')
+  assert.ok(entry(files['handoff base']).base && entry(files['handoff base']).parsed.status === 'handoff')
+  assert.ok(entry(files['resumed base']).base && entry(files['resumed base']).parsed.status === 'running')
+  for (const [kind, file] of Object.entries(files)) {
     const good = fs.readFileSync(file)
     rewrite(file, (e) => { const sig = Uint8Array.from(e.sig); sig[7] ^= 1; return { ...e, sig } })
     const r = verifyHistory(k.dirs)

@@ -21,6 +21,7 @@ import type { BudgetTrack, LogItem } from '../runtime/logs.ts'
 import { forge } from './forge.ts'
 import { agentWasm, cleanup, igord, igordSpawn, tempDir } from './helpers.ts'
 import { blobBytes, dropBlob, flipBlobByte } from './blobs.ts'
+import { entriesIn, explode, type TestEntry } from './hist.ts'
 
 test.after.each(cleanup)
 
@@ -152,12 +153,22 @@ function heartbeat (ticks: number, seed = 'logs'): string {
   return dir
 }
 
-/** The history entry file of `name`'s checkpoint at `tick` in `dir`. */
-function entryAt (dir: string, name: string, tick: number): string {
-  const h = path.join(dir, 'history', name)
-  const f = fs.readdirSync(h).find((n) => n.startsWith(String(tick).padStart(12, '0') + '-'))
-  assert.ok(f !== undefined, `no entry at tick ${tick}`)
-  return path.join(h, f!)
+/** The history entry of `name`'s checkpoint at `tick` in `dir` (in a segment or an entry file). */
+function entryAt (dir: string, name: string, tick: number): TestEntry {
+  const t = entriesIn(path.join(dir, 'history', name)).filter((e) => e.tick === tick)
+  assert.is(t.length, 1, `one entry at tick ${tick}`)
+  return t[0]
+}
+
+/**
+ * The entry file of `name`'s checkpoint at `tick` in `dir`, after rewriting the history as one file
+ * per entry ({@link explode}: the layout before segments, which readers still read), for tests that
+ * delete or corrupt one entry.
+ */
+function entryFileAt (dir: string, name: string, tick: number): string {
+  const f = explode(path.join(dir, 'history', name)).filter((n) => path.basename(n).startsWith(String(tick).padStart(12, '0') + '-'))
+  assert.is(f.length, 1, `one entry file at tick ${tick}`)
+  return f[0]
 }
 
 const logLines = (out: string): string[] => out.split('\n').filter((l) => /^tick \d+ +log /.test(l))
@@ -201,7 +212,7 @@ test('igord logs --json and --from', () => {
   assert.equal(cps.map((c) => c.tick), [0, 1, 2, 3, 4, 5, 6])
   assert.equal(new Set(items.map((i) => i.kind)), new Set(['log', 'checkpoint']))
   assert.equal(Object.keys(cps[0]).sort(), ['agent', 'budget', 'changed', 'cid', 'epoch', 'fuel', 'host', 'kind', 'price', 'status', 'tick', 'time'])
-  assert.is(cps[6].cid, path.basename(entryAt(dir, 'heartbeat', 6)).slice(13, -5))
+  assert.is(cps[6].cid, entryAt(dir, 'heartbeat', 6).cid)
   assert.is(typeof cps[6].fuel, 'string')
 
   const from = igord(['logs', 'heartbeat', '--dir', dir, '--from', '4'])
@@ -229,7 +240,7 @@ test('igord logs shows the issue-8 kinds recorded in a real history (forged into
   fs.unlinkSync(path.join(dir, 'heartbeat.ckpt')) // forge re-signs the history, not the live file
   const r = igord(['logs', 'heartbeat', '--dir', dir, '--from', '3'])
   assert.is(r.code, 0, r.stderr)
-  const before = decodeEntry(fs.readFileSync(entryAt(dir, 'heartbeat', 2)), 'tick 2').parsed.budget
+  const before = entryAt(dir, 'heartbeat', 2).e.parsed.budget
   assert.equal(r.stdout.trimEnd().split('\n').slice(0, 5), [
     `tick 3  fund     +5.000000 units from ${PEER_SHORT} (#1)  budget ${formatBudget(before + 5_000_000n)} units`,
     'tick 3  log      tick 3, age 3 s',
@@ -245,7 +256,7 @@ test('igord logs reads the live file when the history lacks its last checkpoint,
   const full = igord(['logs', live]).stdout
   // a kill between writing the live file and the history entry: the entry is missing, and here even
   // the blob of its segment (only the live file has it then)
-  const last = entryAt(dir, 'heartbeat', 5)
+  const last = entryFileAt(dir, 'heartbeat', 5)
   const logCid = decodeEntry(fs.readFileSync(last), last).parsed.log!
   fs.unlinkSync(last)
   dropBlob(dir, logCid)
@@ -272,6 +283,8 @@ test('igord logs on a fork: the branch the live file continues, else the longest
   fs.rmSync(path.join(dir, 'locks'), { recursive: true, force: true })
   ok(['resume', path.join(dir, 'heartbeat.ckpt'), '--ticks', '3', '--sim-seed', 'logs'])
   ok(['resume', path.join(other, 'heartbeat.ckpt'), '--ticks', '2', '--sim-seed', 'logs', '--price', '2000'])
+  // both resumes appended to a segment of the same name (its first entry, tick 0): merge them as entry files
+  for (const d of [dir, other]) explode(path.join(d, 'history', 'heartbeat'))
   for (const n of fs.readdirSync(path.join(other, 'history', 'heartbeat'))) fs.copyFileSync(path.join(other, 'history', 'heartbeat', n), path.join(dir, 'history', 'heartbeat', n))
   for (const n of fs.readdirSync(path.join(other, 'blobs'))) fs.copyFileSync(path.join(other, 'blobs', n), path.join(dir, 'blobs', n))
   assert.match(igord(['verify', dir]).stdout, /FORK after tick 3/)
@@ -291,7 +304,7 @@ test('igord logs on a fork: the branch the live file continues, else the longest
 
 test('igord logs: a corrupt segment is one line naming the blob (exit 3); unknown agents and directories exit 2', () => {
   const dir = heartbeat(4)
-  const logCid = decodeEntry(fs.readFileSync(entryAt(dir, 'heartbeat', 3)), 'e').parsed.log!
+  const logCid = entryAt(dir, 'heartbeat', 3).e.parsed.log!
   const blob = path.join(dir, 'blobs', logCid)
   flipBlobByte(dir, logCid, blobBytes(dir, logCid).length - 2)
   const r = igord(['logs', 'heartbeat', '--dir', dir])
@@ -304,7 +317,7 @@ test('igord logs: a corrupt segment is one line naming the blob (exit 3); unknow
   assert.is(gone.code, 3)
   assert.match(gone.stderr, new RegExp(`^igord: ${blob}: cannot read the event log of the checkpoint at tick 3: ENOENT\n$`))
   // a corrupt history entry
-  const e = entryAt(dir, 'heartbeat', 1)
+  const e = entryFileAt(dir, 'heartbeat', 1)
   fs.writeFileSync(e, fs.readFileSync(e).subarray(0, 50))
   const ce = igord(['logs', 'heartbeat', '--dir', dir])
   assert.is(ce.code, 3)

@@ -63,6 +63,19 @@ test('damaged bytes followed by an intact frame are reported as a range; the fra
   }
 })
 
+test('a damaged tail (a complete frame failing its CRC, or garbage, not ending in zero) is damaged, not torn', () => {
+  const whole = segment(entry(40, 1), entry(40, 2))
+  const lastAt = 8 + 52
+  const flipped = Buffer.from(whole); flipped[lastAt + 20] ^= 0x40
+  assert.equal(scanSegment(flipped, 'x.hist'), { entries: [{ at: 8, bytes: entry(40, 1) }], damaged: [[lastAt, whole.length]], tail: null })
+  const garbage = Buffer.concat([whole, Buffer.from('garbage!')])
+  const g = scanSegment(garbage, 'x.hist')
+  assert.equal(g.damaged, [[whole.length, garbage.length]]); assert.is(g.tail, null); assert.is(g.entries.length, 2)
+  // the same garbage ending in a zero byte is what a power cut leaves: torn
+  const zeroEnded = scanSegment(Buffer.concat([whole, Buffer.from('garbage\0')]), 'x.hist')
+  assert.equal(zeroEnded.damaged, []); assert.is(zeroEnded.tail, whole.length)
+})
+
 test('a file that is not a segment, or of another segment version, is refused by name', () => {
   assert.throws(() => scanSegment(Buffer.from('not a segment at all'), 'f.hist'), /f\.hist: not a history segment/)
   const v2 = Buffer.from(segment(entry(5, 1))); v2[7] = 2

@@ -30,6 +30,7 @@ import { CheckpointWriter, decodeEntry, encodeEntry, type HistoryEntry, type Sna
 import { formatReport, verifyHistory } from '../checkpoint/history.ts'
 import { prng } from './prng.ts'
 import { unpackToFiles } from './blobs.ts'
+import { explode, segmentFiles } from './hist.ts'
 
 const SEED = process.env.VERIFY_PROPERTY_SEED !== undefined ? Number(process.env.VERIFY_PROPERTY_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0
 const MUTATIONS = 400
@@ -185,6 +186,10 @@ test(`random mutations of entries and blobs never give VALID with other memory o
   // blobs as one file each (the layout before packs, still read), so that mutations act on single blobs
   for (const d of dirs) unpackToFiles(d)
   assert.ok(verifyHistory(dirs).valid, `${ctx}: unpacked`)
+  // entries as one file each (the layout before history segments, still read), so that mutations act on single entries
+  for (const d of dirs) { assert.ok(segmentFiles(histDir(d)).length > 0, `${ctx}: a writer writes segments`); explode(histDir(d)) }
+  assert.ok(verifyHistory(dirs).valid, `${ctx}: exploded`)
+  assert.is(entryFiles(dirs).length, 20, ctx) // 18 checkpoints, the handoff and the resumed one archived twice
   assert.is(r0.checkpoints, 18, ctx)
   // the original states, one per checkpoint, each checked against its signed state root
   const original = new Map<string, string>()
