@@ -14,9 +14,12 @@ import { prng } from './prng.ts'
 import { startNode, stopNode, until } from './node-helpers.ts'
 import type { NodeProc } from './node-helpers.ts'
 import { controlRequest } from '../p2p/control-client.ts'
+import { readEntries } from '../checkpoint/entries.ts'
 
 test.after.each(cleanup)
 
+/** Checkpoints archived in `hist` so far (none when it does not exist yet). */
+const countEntries = (hist: string) => { try { return readEntries(hist).entries.length } catch { return 0 } }
 const blobBytes = (dir: string) => fs.readdirSync(path.join(dir, 'blobs')).reduce((k, n) => k + fs.statSync(path.join(dir, 'blobs', n)).size, 0)
 
 function ok (args: string[]): string {
@@ -54,7 +57,7 @@ test('gc refuses an agent that a running igord writes (exit 10), and names it', 
   live(['run', agentWasm('heartbeat'), '--dir', dir, '--ticks', '3'])
   const r = igordSpawn(['resume', path.join(dir, 'heartbeat.ckpt'), '--interval', '200ms'])
   try {
-    await r.waitFor(() => fs.readdirSync(path.join(dir, 'history', 'heartbeat')).length > 5)
+    await r.waitFor(() => countEntries(path.join(dir, 'history', 'heartbeat')) > 5)
     const g = igord(['gc', dir, '--keep-every', '2'])
     assert.is(g.code, 10, g.stdout + g.stderr)
     assert.match(g.stderr, /gc: heartbeat: refused, the agent is being written: .*pid \d+/)
@@ -126,14 +129,14 @@ async function gcOnNode (args: string[], body: (n: NodeProc) => Promise<void>): 
 
 test('igord node --keep-every: bounded gc passes in the node while the agent runs; the history stays VALID and replays', async () => {
   await gcOnNode(['--keep-every', '5', '--keep-last', '2', '--gc-every', '300ms', '--hibernate-after', 'off'], async (n) => {
-    await until(() => fs.existsSync(path.join(n.dir, 'history', 'heartbeat', 'gc.json')) && fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 40, 120_000, 'a gc record and 40 checkpoints')
+    await until(() => fs.existsSync(path.join(n.dir, 'history', 'heartbeat', 'gc.json')) && countEntries(path.join(n.dir, 'history', 'heartbeat')) > 40, 120_000, 'a gc record and 40 checkpoints')
     await until(() => /gc: heartbeat: kept the pages of/.test(n.live.stderr()), 60_000, 'a gc note')
   })
 })
 
 test('igord gc on a directory a node serves: the node collects its hosted agent between ticks (control op gc); an unknown name is refused', async () => {
   await gcOnNode(['--hibernate-after', 'off'], async (n) => {
-    await until(() => fs.readdirSync(path.join(n.dir, 'history', 'heartbeat')).length > 30, 120_000, '30 checkpoints')
+    await until(() => countEntries(path.join(n.dir, 'history', 'heartbeat')) > 30, 120_000, '30 checkpoints')
     const g = igord(['gc', n.dir, '--keep-every', '4', '--json'])
     assert.is(g.code, 0, g.stdout + g.stderr)
     const r = JSON.parse(g.stdout.trim().split('\n')[0]) as { agent: string; pruned: number; checkpoints: number; dryRun: boolean }

@@ -26,6 +26,7 @@ import { CheckpointWriter, COMPACT_MIN_BYTES, COMPACT_RATIO, SPARE_MIN_BYTES, ty
 import { testHooks } from '../checkpoint/store.ts'
 import { PageImage } from '../runtime/memory.ts'
 import { randomBytes } from 'node:crypto'
+import { explode } from './hist.ts'
 
 let dir = ''
 test.before.each(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-live-append-')) })
@@ -204,8 +205,9 @@ test('a page with a few changed 4 KiB chunks is appended as a chunk row (version
   s.lineage.writer.close()
   // the history entries the records stand for are rebuilt from the steps after they are lost
   const hist = path.join(dir, 'history', 'c')
-  const entries = fs.readdirSync(hist).sort()
-  for (const e of entries.slice(-3)) fs.rmSync(path.join(hist, e))
+  const entries = explode(hist) // one file per entry (the layout before segments), to lose the last three
+  assert.is(entries.length, 41)
+  for (const e of entries.slice(-3)) fs.rmSync(e)
   const r = resumeAgent({ dir, price: 1000n, emit: () => {} }, s.ckptPath)
   assert.is(r.live.parsed.tick, 40)
   r.lineage.writer.close()

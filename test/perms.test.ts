@@ -1,6 +1,6 @@
 /**
  * Private by default (issue 7 §7): every file holding agent state is 0600 and every folder 0700 —
- * live checkpoints, history entries, blobs, the host key, locks, migrate/ records (pending,
+ * live checkpoints, history segments, blobs, the host key, locks, migrate/ records (pending,
  * handoff, stopped, quarantine), migrations.log and the instrumentation cache — after a birth, a
  * resume, a migration between two nodes and the authority records a migration leaves.
  */
@@ -48,7 +48,7 @@ test('igord run + resume through the CLI: the data directory it creates is 0700 
   assert.is(r.code, 0, r.stderr)
   assert.equal(loose(dir), [])
   const k = kinds(dir)
-  for (const want of ['ledger.ckpt', 'host.key', 'blobs', 'blobs/CID', 'history/ledger/TICK-CID.cbor', 'locks']) assert.ok(k.has(want), `${want} in ${[...k].join(' ')}`)
+  for (const want of ['ledger.ckpt', 'host.key', 'blobs', 'blobs/CID', 'history/ledger/TICK-CID.hist', 'locks']) assert.ok(k.has(want), `${want} in ${[...k].join(' ')}`)
 })
 
 test('in process: birth, resume elsewhere, a migration between two nodes, pending/quarantine records, instrument cache', async () => {
@@ -84,7 +84,7 @@ test('in process: birth, resume elsewhere, a migration between two nodes, pendin
   assert.equal(loose(root).filter((l) => !l.startsWith('. ') && !l.startsWith('cache ')), [])
   assert.equal(loose(cache), [])
   const kb = kinds(path.join(root, 'nodeB'))
-  for (const want of ['migrate', 'migrate/other.pending.ckpt', 'migrate/other.pending.cbor', 'migrate/ledger.stopped', 'migrate/quarantine', 'migrate/quarantine/bad-TIME/bad.pending.cbor', 'migrate/quarantine/bad-TIME/reason.txt', 'migrations.log', 'history/ledger/TICK-CID.cbor']) {
+  for (const want of ['migrate', 'migrate/other.pending.ckpt', 'migrate/other.pending.cbor', 'migrate/ledger.stopped', 'migrate/quarantine', 'migrate/quarantine/bad-TIME/bad.pending.cbor', 'migrate/quarantine/bad-TIME/reason.txt', 'migrations.log', 'history/ledger/TICK-CID.hist']) {
     assert.ok(kb.has(want), `${want} in ${[...kb].join(' ')}`)
   }
 })

@@ -31,6 +31,7 @@ import type { HostSettings } from '../runtime/session.ts'
 import { agentWasm, cleanup, tempDir } from './helpers.ts'
 import { PowerCut, PowerCutCrash } from './powercut.ts'
 import { prng } from './prng.ts'
+import { entriesIn } from './hist.ts'
 
 // test-timeout: 600
 test.after(cleanup)
@@ -42,8 +43,9 @@ const settings = (dir: string): HostSettings => ({ dir, price: 1000n, emit: () =
 /** what a power cut may take: the checkpoint's own files (the mailbox's spool keeps its own rules) */
 const checkpointFile = (root: string) => (p: string) => { const r = path.relative(root, p); return r.endsWith('.ckpt') || r.startsWith('history' + path.sep) || r.startsWith('blobs' + path.sep) }
 
+/** The ticks of the entries of `dir`'s history of `name` (intact frames of its segments; a torn tail holds none). */
 function entryTicks (dir: string, name: string): number[] {
-  return fs.readdirSync(path.join(dir, 'history', name)).filter((n) => !n.startsWith('.')).map((n) => Number(n.slice(0, 12)))
+  return entriesIn(path.join(dir, 'history', name)).map((e) => e.tick)
 }
 
 /** After a cut: the live file reads, and no history entry lies past it (no fork for a copied .ckpt). */

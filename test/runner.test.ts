@@ -19,6 +19,7 @@ import { peerIdFromPublicKey } from '../runtime/host.ts'
 import { simulatedInputs } from '../runtime/inputs.ts'
 import { runLoop, writeCheckpoint } from '../runtime/runner.ts'
 import type { Lineage } from '../runtime/runner.ts'
+import { entriesIn, segmentFiles } from './hist.ts'
 
 function watBytes (text: string): Uint8Array {
   const m = binaryen.parseText(text)
@@ -56,8 +57,8 @@ function setup (wasm: Uint8Array, o: { budget?: bigint; price?: bigint; maxFailu
   return { agent, lineage, genesis: cid }
 }
 
-/** History entries of agent `a`, sorted (by tick). */
-const history = () => fs.readdirSync(path.join(dir, 'history', 'a')).filter((n) => n.endsWith('.cbor') && !n.startsWith('.')).sort()
+/** History entries of agent `a` (the frames of its segments), in file order, as `<tick:012>-<cid>`. */
+const history = () => entriesIn(path.join(dir, 'history', 'a')).map((e) => `${String(e.tick).padStart(12, '0')}-${e.cid}`)
 const live = () => readLive(path.join(dir, 'a.ckpt')).parsed
 
 function recorder () {
@@ -77,7 +78,8 @@ test('writeCheckpoint links to the previous CID and advances the lineage', () =>
   assert.is(lineage.prev, cid)
   assert.is(lineage.lastTick, 1)
   assert.is(live().prev, genesis)
-  assert.equal(history(), [`000000000000-${genesis}.cbor`, `000000000001-${cid}.cbor`])
+  assert.equal(history(), [`000000000000-${genesis}`, `000000000001-${cid}`])
+  assert.equal(segmentFiles(path.join(dir, 'history', 'a')).map((f) => path.basename(f)), [`000000000000-${genesis}.hist`], 'one segment, named after its first entry')
 })
 
 test('fast path: an agent returning 1 runs many ticks, checkpoints throttled by checkpointEveryMs', async () => {
@@ -105,7 +107,7 @@ test('an idle agent checkpoints after every tick; maxTicks stops with status run
   assert.ok(rec.headers.every((h) => h.status === 'running'))
   assert.equal(rec.headers.map((h) => h.prev), [genesis, ...rec.cids.slice(0, 4)])
   assert.is(history().length, 6)
-  assert.equal(history().map((n) => n.slice(13, -5)), [genesis, ...rec.cids])
+  assert.equal(history().map((n) => n.slice(13)), [genesis, ...rec.cids])
   assert.is(live().tick, 5)
   assert.is(live().prev, rec.cids[3])
 })

@@ -15,6 +15,7 @@ import { loadHostIdentity } from '../runtime/host.ts'
 import { runLoop, writeCheckpoint } from '../runtime/runner.ts'
 import { defaultResumeDir, livePath, resumeAgent, startAgent } from '../runtime/session.ts'
 import type { HostSettings } from '../runtime/session.ts'
+import { entriesIn } from './hist.ts'
 
 function watBytes (text: string): Uint8Array {
   const m = binaryen.parseText(text)
@@ -67,7 +68,8 @@ test('startAgent writes a genesis checkpoint: tick 0, prev null, epoch 0, signed
   assert.is(new DataView(c.pages[0][1].buffer, c.pages[0][1].byteOffset).getInt32(4, true), 42)
   assert.is(s.lineage.prev, headerCid(c.header))
   assert.is(s.lineage.lastTick, 0)
-  assert.is(fs.readdirSync(path.join(dir, 'history', 'a')).filter((n) => n.endsWith('.cbor')).length, 1)
+  assert.equal(fs.readdirSync(path.join(dir, 'history', 'a')), [`000000000000-${headerCid(c.header)}.hist`])
+  assert.equal(entriesIn(path.join(dir, 'history', 'a')).map((e) => [e.tick, e.cid]), [[0, headerCid(c.header)]])
 })
 
 test('startAgent refuses to overwrite an existing <name>.ckpt', () => {
@@ -126,10 +128,12 @@ test('resumeAgent into another directory archives the resumed checkpoint there f
     const copy = path.join(other, 'a.ckpt')
     fs.copyFileSync(s.ckptPath, copy)
     const r = resumeAgent(settings({ dir: other }), copy)
-    const names = fs.readdirSync(path.join(other, 'history', 'a'))
-    // every checkpoint the copied file holds is archived there (its whole checkpoint at tick 0, its delta record at tick 1: docs/FORMAT.md "Recovery")
-    assert.equal(names.sort().at(-1), `000000000001-${s.lineage.prev}.cbor`)
-    assert.equal(names.map((n) => n.slice(0, 12)).sort(), ['000000000000', '000000000001'])
+    const hist = path.join(other, 'history', 'a')
+    // every checkpoint the copied file holds is archived there (its whole checkpoint at tick 0, its delta record at tick 1: docs/FORMAT.md "Recovery"), in one segment named after the first
+    const es = entriesIn(hist)
+    assert.equal(es.map((e) => e.tick), [0, 1])
+    assert.is(es[1].cid, s.lineage.prev)
+    assert.equal(fs.readdirSync(hist), [`000000000000-${es[0].cid}.hist`])
     const { header } = (r.agent.runTick(), writeCheckpoint(r.agent, r.lineage, 'running'))
     assert.is(header.prev, s.lineage.prev)
     assert.is(header.host, loadHostIdentity(other).peerId)
