@@ -206,7 +206,7 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
   }
 
   // 1. read the files: every entry's bytes, with the tick its file's name gives the file's first entry
-  const stored: { s: StoredEntry; tickOfName: number | null; named: { tick: number; cid: string } | null }[] = []
+  const stored: { s: StoredEntry; tickOfName: number | null; named: { tick: number; cid: string; tag: string } | null }[] = []
   const seenFiles = new Set<string>()
   for (const file of files) {
     const abs = path.resolve(file)
@@ -242,7 +242,7 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
         const expected = entryFileName(tick, cid)
         if (path.basename(file) !== expected) faults.push({ tick, file, fault: `file name does not match its content (expected ${expected})` })
       } else if (named !== null && (named.tick !== tick || named.cid !== cid)) {
-        faults.push({ tick, file: s.file, fault: `segment name does not match its first entry (expected ${segmentFileName(tick, cid)})` })
+        faults.push({ tick, file: s.file, fault: `segment name does not match its first entry (expected ${segmentFileName(tick, cid, named.tag)})` })
       }
       try { publicKeyFromDid(e.parsed.agent) } catch (err) { faults.push({ tick, file, fault: message(err, file) }); continue }
       decoded.push({ file, e, cid, tickOfName })

@@ -7,7 +7,7 @@
  *   host.key                  0600  the host's Ed25519 seed
  *   <name>.ckpt               0600  live checkpoint of agent <name> (holds its secret key)
  *   history/<name>/           0700  one signed entry per checkpoint, appended to segments named after
- *                                   their first entry: <tick:012>-<header cid>[.<n>].hist (0600,
+ *                                   their first entry: <tick:012>-<header cid>-<tag>.hist (0600,
  *                                   checkpoint/segment.ts); histories before segments: one
  *                                   <tick:012>-<header cid>.cbor file per entry
  *     gc.json                 0600  the GC record: checkpoints whose pages igord gc pruned (checkpoint/gc.ts)
@@ -165,42 +165,42 @@ export function entryFileName (tick: number, cid: string): string {
 /** File name extension of a history segment. */
 export const SEGMENT_EXT = '.hist'
 
-const SEGMENT_RE = /^(\d{12})-(.+?)(?:\.(\d+))?\.hist$/
+const SEGMENT_RE = /^(\d{12})-(.+)-([0-9a-f]{8})\.hist$/
 const ENTRY_RE = /^(\d{12})-(.+)\.cbor$/
 
 /**
- * The file name of a segment whose first entry is checkpoint `cid` at `tick`: `<tick:012>-<cid>.hist`,
- * or `<tick:012>-<cid>.<n>.hist` (n ≥ 1) when a segment of that name exists already (a resume
- * archiving again a checkpoint whose frame a power cut tore).
+ * The file name of a segment whose first entry is checkpoint `cid` at `tick`, started by a writer
+ * that drew the random `tag` (8 lowercase hex digits): `<tick:012>-<cid>-<tag>.hist`. Two writers
+ * starting from the same checkpoint (one `.ckpt` resumed in two directories) write different
+ * segments under different names, so data directories merged by copying their files lose none.
+ * @throws Error for a tag that is not 8 lowercase hex digits.
  */
-export function segmentFileName (tick: number, cid: string, n = 0): string {
-  return `${String(tick).padStart(12, '0')}-${cid}${n === 0 ? '' : `.${n}`}${SEGMENT_EXT}`
+export function segmentFileName (tick: number, cid: string, tag: string): string {
+  if (!/^[0-9a-f]{8}$/.test(tag)) throw new Error(`segment tag ${JSON.stringify(tag)} is not 8 hex digits`)
+  return `${String(tick).padStart(12, '0')}-${cid}-${tag}${SEGMENT_EXT}`
 }
 
 /**
- * What a history file name says: `kind` segment (`<tick:012>-<cid>[.<n>].hist`) or entry
+ * What a history file name says: `kind` segment (`<tick:012>-<cid>-<tag>.hist`) or entry
  * (`<tick:012>-<cid>.cbor`, one entry per file: histories written before segments), the tick and
- * header CID (as named: not checked) of its (first) entry, and a segment's `n` (0 when absent);
- * null for any other name, dotfiles included.
+ * header CID (as named: not checked) of its (first) entry, and a segment's tag ('' for an entry
+ * file); null for any other name, dotfiles included.
  */
-export function historyName (n: string): { kind: 'segment' | 'entry'; tick: number; cid: string; n: number } | null {
+export function historyName (n: string): { kind: 'segment' | 'entry'; tick: number; cid: string; tag: string } | null {
   if (n.startsWith('.')) return null
   const s = SEGMENT_RE.exec(n)
-  if (s !== null) return { kind: 'segment', tick: Number(s[1]), cid: s[2], n: s[3] === undefined ? 0 : Number(s[3]) }
+  if (s !== null) return { kind: 'segment', tick: Number(s[1]), cid: s[2], tag: s[3] }
   const e = ENTRY_RE.exec(n)
-  return e === null ? null : { kind: 'entry', tick: Number(e[1]), cid: e[2], n: 0 }
+  return e === null ? null : { kind: 'entry', tick: Number(e[1]), cid: e[2], tag: '' }
 }
 
 /**
  * The history files directly in `dir` (segments and entry files, see {@link historyName}; no
- * dotfiles, no `gc.json`) in the order they were started: by the tick of their first entry, then
- * name, then a segment's `n`.
+ * dotfiles, no `gc.json`), sorted by name: by the tick of their first entry.
  * @throws the raw errno error of `readdirSync` (ENOENT when there is no such directory).
  */
 export function historyFiles (dir: string): string[] {
-  const named = fs.readdirSync(dir).flatMap((f) => { const h = historyName(f); return h === null ? [] : [{ f, h }] })
-  named.sort((a, b) => a.h.tick - b.h.tick || (a.h.cid < b.h.cid ? -1 : a.h.cid > b.h.cid ? 1 : 0) || a.h.n - b.h.n || (a.f < b.f ? -1 : 1))
-  return named.map(({ f }) => path.join(dir, f))
+  return fs.readdirSync(dir).filter((f) => historyName(f) !== null).sort().map((f) => path.join(dir, f))
 }
 
 /** Names of the agents with a live checkpoint (`<name>.ckpt` obeying the name rule) directly in `dir`, sorted; [] when unreadable. */

@@ -26,6 +26,7 @@
  * checkpoint a kill left one step ahead of it). Entries written past the live file by older
  * versions (which wrote the entry first) are still set aside there.
  */
+import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { CheckpointError, StorageError } from './errors.ts'
@@ -770,13 +771,13 @@ export class CheckpointWriter {
   /** Creates this writer's next segment (see {@link CheckpointWriter.#appendEntry}), the first free name, open for writing. @throws StorageError `<file>: cannot create: …`. */
   #createSegment (tick: number, cid: string): { s: { file: string; size: number }; fd: number } {
     for (let n = 0; ; n++) {
-      const file = path.join(this.historyDir, segmentFileName(tick, cid, n))
+      const file = path.join(this.historyDir, segmentFileName(tick, cid, randomBytes(4).toString('hex')))
       try {
         const fd = fs.openSync(file, 'wx', 0o600)
         this.#historyDirty = true
         return { s: { file, size: 0 }, fd }
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || n >= 999) throw new StorageError(`${file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || n >= 9) throw new StorageError(`${file}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
       }
     }
   }

@@ -97,7 +97,9 @@ function tree (dir: string): Map<string, string> {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name)
       if (e.isDirectory()) walk(p)
+      // packs and history segments have random names (one writer's each): keyed by their bytes
       else if (e.name.endsWith('.pack')) { const b = fs.readFileSync(p); out.set(`blobs/pack ${createHash('sha256').update(b).digest('hex')}`, b.toString('hex')) }
+      else if (e.name.endsWith('.hist')) { const b = fs.readFileSync(p); out.set(`${path.relative(dir, d)}/segment ${createHash('sha256').update(b).digest('hex')}`, b.toString('hex')) }
       else out.set(path.relative(dir, p), fs.readFileSync(p).toString('hex'))
     }
   }

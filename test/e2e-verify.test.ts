@@ -12,6 +12,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { cidOf } from '../checkpoint/hash.ts'
 import { decodeEntry, encodeEntry } from '../checkpoint/writer.ts'
+import { entriesIn, explode, segmentFiles } from './hist.ts'
 import { agentWasm, cleanup, igord, IGORD, tempDir, type Run } from './helpers.ts'
 import { blobBytes, flipBlobByte, packedBlobs } from './blobs.ts'
 
@@ -19,14 +20,20 @@ test.after(cleanup)
 
 const TICKS = 12
 
-/** A data dir with a fresh ledger history of TICKS + 1 checkpoints (genesis included). */
-function history (): { dir: string; entries: string[]; hist: string } {
+/**
+ * A data dir with a fresh ledger history of TICKS + 1 checkpoints (genesis included), in one
+ * segment; with `files`, rewritten as one entry file per checkpoint (test/hist.ts `explode`: the
+ * layout before segments, which verify reads too) so that a test can corrupt, delete or swap one.
+ */
+function history (files = false): { dir: string; entries: string[]; hist: string } {
   const dir = tempDir()
   const r = igord(['run', agentWasm('ledger'), '--dir', dir, '--ticks', String(TICKS), '--interval', '0ms', '-q', '--sim-seed', 'v'])
   assert.is(r.code, 0, r.stderr)
   const hist = join(dir, 'history', 'ledger')
+  assert.is(segmentFiles(hist).length, 1)
+  assert.is(entriesIn(hist).length, TICKS + 1)
+  if (files) explode(hist)
   const entries = readdirSync(hist).sort()
-  assert.is(entries.length, TICKS + 1)
   return { dir, entries, hist }
 }
 
@@ -44,7 +51,7 @@ test('a clean history is VALID, through data dir or history dir, in text and JSO
 })
 
 test('flipping any single byte of an archived checkpoint makes it INVALID, naming the tick', () => {
-  const { dir, entries, hist } = history()
+  const { dir, entries, hist } = history(true)
   const victim = join(hist, entries[6])
   const original = readFileSync(victim)
   const tick = Number(entries[6].slice(0, 12))
@@ -77,7 +84,7 @@ test('flipping a byte of a page blob is INVALID', () => {
 })
 
 test('deleting an archived checkpoint is INVALID, naming the tick after the gap', () => {
-  const { dir, entries, hist } = history()
+  const { dir, entries, hist } = history(true)
   rmSync(join(hist, entries[5]))
   const r = igord(['verify', dir])
   assert.is(r.code, 6)
@@ -86,7 +93,7 @@ test('deleting an archived checkpoint is INVALID, naming the tick after the gap'
 })
 
 test('swapping two archived checkpoints is INVALID', () => {
-  const { dir, entries, hist } = history()
+  const { dir, entries, hist } = history(true)
   const x = join(hist, entries[3]); const y = join(hist, entries[8]); const t = join(hist, 'swap.tmp')
   renameSync(x, t); renameSync(y, x); renameSync(t, y)
   const r = igord(['verify', dir])
@@ -109,9 +116,12 @@ test('one checkpoint resumed in two directories: merged histories report a FORK 
   const r = igord(['verify', merged])
   assert.is(r.code, 6)
   assert.match(r.stdout, /FORK after tick 12/)
-  const forkFiles = readdirSync(join(merged, 'history', 'ledger')).filter((f) => f.startsWith('000000000013-'))
-  assert.is(forkFiles.length, 2)
-  for (const f of forkFiles) assert.ok(r.stdout.includes(f), `names ${f}:\n${r.stdout}`)
+  // each resume wrote its own segment (named after the resumed checkpoint and the writer's tag),
+  // so copying the three directories into one lost neither; the fork names both tick-13 entries
+  const forked = entriesIn(join(merged, 'history', 'ledger')).filter((t) => t.tick === 13)
+  assert.is(forked.length, 2)
+  assert.is(new Set(forked.map((t) => t.file)).size, 2)
+  for (const t of forked) assert.ok(r.stdout.includes(t.where), `names ${t.where}:\n${r.stdout}`)
 })
 
 /** igord run in `cwd` (for relative paths), at most 60 s. */
@@ -146,8 +156,23 @@ test('verify takes history/, history/<name>/, . and a folder of data dirs, also 
   assert.match(r.stdout, /no history entries found/)
 })
 
+test('flipping a byte of a history segment is INVALID, naming the segment and the damaged bytes', () => {
+  const { dir, hist } = history()
+  const seg = segmentFiles(hist)[0]
+  const sixth = entriesIn(hist).find((t) => t.tick === 6)!
+  const bytes = readFileSync(seg)
+  bytes[sixth.at! + 30] ^= 0x01
+  writeFileSync(seg, bytes)
+  const r = igord(['verify', dir])
+  assert.is(r.code, 6, r.stdout)
+  assert.match(r.stdout, /^INVALID/)
+  assert.ok(r.stdout.includes(`bytes ${sixth.at}–`) && r.stdout.includes(`damaged (not a history frame) (${seg})`), r.stdout)
+  // the entries after it are read: tick 7 is named as the one whose parent is missing
+  assert.match(r.stdout, /tick 7: previous checkpoint \S+ is missing/)
+})
+
 test('every archived page and global rewritten and the genesis base flag cleared: plain verify is INVALID', () => {
-  const { dir, entries, hist } = history()
+  const { dir, entries, hist } = history(true)
   for (const name of entries) {
     const file = join(hist, name)
     const e = decodeEntry(readFileSync(file), file)

@@ -167,7 +167,7 @@ test('loose page files of the old layout: deleted only when no kept checkpoint a
   // its history: a segment of one frame, the entry of fake's tick 3
   const e3 = entriesIn(path.join(dir, 'history', 'fake')).find((t) => t.where === c.links[3].file)!
   assert.is(e3.tick, 3)
-  fs.writeFileSync(path.join(oh, segmentFileName(e3.tick, e3.cid)), Buffer.concat([SEGMENT_MAGIC, frameHead(e3.bytes), e3.bytes]))
+  fs.writeFileSync(path.join(oh, segmentFileName(e3.tick, e3.cid, '0000000a')), Buffer.concat([SEGMENT_MAGIC, frameHead(e3.bytes), e3.bytes]))
   assert.equal(entriesIn(oh).map((t) => t.cid), [e3.cid])
   const r = gcAgent(dir, 'fake', { keepEvery: 10, keepLast: 1 })
   assert.ok(r.looseDeleted > 0)

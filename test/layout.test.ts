@@ -73,11 +73,11 @@ test('entry file names, live names and the name of a .ckpt path', () => {
   assert.is(n, '000000000042-bafkreiabc.cbor')
   assert.is(layout.historyName(n)?.tick, 42)
   for (const bad of ['.orphan-000000000042-x.cbor', '42-x.cbor', '000000000042-x.cbor.tmp', '.000000000042-x.cbor.tmp-1-ab']) assert.is(layout.historyName(bad), null, bad)
-  // history segments: named after their first entry, `.<n>` when that name is taken
-  assert.is(layout.segmentFileName(42, 'bafkreiabc'), '000000000042-bafkreiabc.hist')
-  assert.is(layout.segmentFileName(42, 'bafkreiabc', 2), '000000000042-bafkreiabc.2.hist')
-  assert.equal(layout.historyName('000000000042-bafkreiabc.2.hist'), { kind: 'segment', tick: 42, cid: 'bafkreiabc', n: 2 })
-  assert.equal(layout.historyName(n), { kind: 'entry', tick: 42, cid: 'bafkreiabc', n: 0 })
+  // history segments: named after their first entry and the writer's random tag
+  assert.is(layout.segmentFileName(42, 'bafkreiabc', '0a1b2c3d'), '000000000042-bafkreiabc-0a1b2c3d.hist')
+  assert.throws(() => layout.segmentFileName(42, 'bafkreiabc', 'xyz'), /not 8 hex digits/)
+  assert.equal(layout.historyName('000000000042-bafkreiabc-0a1b2c3d.hist'), { kind: 'segment', tick: 42, cid: 'bafkreiabc', tag: '0a1b2c3d' })
+  assert.equal(layout.historyName(n), { kind: 'entry', tick: 42, cid: 'bafkreiabc', tag: '' })
   for (const bad of ['.000000000042-x.hist', '42-x.hist', '000000000042-x.hist.tmp']) assert.is(layout.historyName(bad), null, bad)
   for (const f of ['a.ckpt', 'b.ckpt', '.a.ckpt.tmp-1-ff', '.hidden.ckpt', 'notes.txt', '-x.ckpt']) fs.writeFileSync(path.join(dir, f), '')
   assert.equal(layout.liveNames(dir), ['a', 'b'])

@@ -34,7 +34,7 @@ function loose (root: string): string[] {
 function kinds (root: string): Set<string> {
   const out = new Set<string>()
   const walk = (p: string) => {
-    out.add(path.relative(root, p).replace(/bafk\w+/g, 'CID').replace(/\d{12}-CID/g, 'TICK-CID').replace(/-\d{4}-\d\d-\d\dT[\d-]+Z/g, '-TIME'))
+    out.add(path.relative(root, p).replace(/bafk\w+/g, 'CID').replace(/\d{12}-CID/g, 'TICK-CID').replace(/-[0-9a-f]{8}\.hist$/, '-TAG.hist').replace(/-\d{4}-\d\d-\d\dT[\d-]+Z/g, '-TIME'))
     if (fs.statSync(p).isDirectory()) for (const n of fs.readdirSync(p)) walk(path.join(p, n))
   }
   walk(root)
@@ -48,7 +48,7 @@ test('igord run + resume through the CLI: the data directory it creates is 0700 
   assert.is(r.code, 0, r.stderr)
   assert.equal(loose(dir), [])
   const k = kinds(dir)
-  for (const want of ['ledger.ckpt', 'host.key', 'blobs', 'blobs/CID', 'history/ledger/TICK-CID.hist', 'locks']) assert.ok(k.has(want), `${want} in ${[...k].join(' ')}`)
+  for (const want of ['ledger.ckpt', 'host.key', 'blobs', 'blobs/CID', 'history/ledger/TICK-CID-TAG.hist', 'locks']) assert.ok(k.has(want), `${want} in ${[...k].join(' ')}`)
 })
 
 test('in process: birth, resume elsewhere, a migration between two nodes, pending/quarantine records, instrument cache', async () => {
@@ -84,7 +84,7 @@ test('in process: birth, resume elsewhere, a migration between two nodes, pendin
   assert.equal(loose(root).filter((l) => !l.startsWith('. ') && !l.startsWith('cache ')), [])
   assert.equal(loose(cache), [])
   const kb = kinds(path.join(root, 'nodeB'))
-  for (const want of ['migrate', 'migrate/other.pending.ckpt', 'migrate/other.pending.cbor', 'migrate/ledger.stopped', 'migrate/quarantine', 'migrate/quarantine/bad-TIME/bad.pending.cbor', 'migrate/quarantine/bad-TIME/reason.txt', 'migrations.log', 'history/ledger/TICK-CID.hist']) {
+  for (const want of ['migrate', 'migrate/other.pending.ckpt', 'migrate/other.pending.cbor', 'migrate/ledger.stopped', 'migrate/quarantine', 'migrate/quarantine/bad-TIME/bad.pending.cbor', 'migrate/quarantine/bad-TIME/reason.txt', 'migrations.log', 'history/ledger/TICK-CID-TAG.hist']) {
     assert.ok(kb.has(want), `${want} in ${[...kb].join(' ')}`)
   }
 })

@@ -79,7 +79,7 @@ test('writeCheckpoint links to the previous CID and advances the lineage', () =>
   assert.is(lineage.lastTick, 1)
   assert.is(live().prev, genesis)
   assert.equal(history(), [`000000000000-${genesis}`, `000000000001-${cid}`])
-  assert.equal(segmentFiles(path.join(dir, 'history', 'a')).map((f) => path.basename(f)), [`000000000000-${genesis}.hist`], 'one segment, named after its first entry')
+  assert.match(segmentFiles(path.join(dir, 'history', 'a')).map((f) => path.basename(f)).join(' '), new RegExp(`^000000000000-${genesis}-[0-9a-f]{8}\\.hist$`), 'one segment, named after its first entry')
 })
 
 test('fast path: an agent returning 1 runs many ticks, checkpoints throttled by checkpointEveryMs', async () => {

@@ -85,7 +85,7 @@ test('a file that is not a segment, or of another segment version, is refused by
 test('readHistoryFile reads a segment from an offset (a follower reading what was appended), and readEntryAt one frame', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-seg-'))
   try {
-    const f = path.join(dir, segmentFileName(0, 'bafkreiaaa'))
+    const f = path.join(dir, segmentFileName(0, 'bafkreiaaa', '00000001'))
     fs.writeFileSync(f, segment(entry(20, 1)))
     const r1 = readHistoryFile(f)
     assert.is(r1.entries.length, 1); assert.is(r1.end, 8 + 32)
@@ -107,17 +107,15 @@ test('readHistoryFile reads a segment from an offset (a follower reading what wa
   } finally { fs.rmSync(dir, { recursive: true, force: true }) }
 })
 
-test('history file names: segments and entry files, in the order they were started', () => {
-  assert.is(segmentFileName(42, 'bafkreiabc'), '000000000042-bafkreiabc.hist')
-  assert.is(segmentFileName(42, 'bafkreiabc', 2), '000000000042-bafkreiabc.2.hist')
-  assert.equal(historyName('000000000042-bafkreiabc.2.hist'), { kind: 'segment', tick: 42, cid: 'bafkreiabc', n: 2 })
-  assert.equal(historyName('000000000042-bafkreiabc.hist'), { kind: 'segment', tick: 42, cid: 'bafkreiabc', n: 0 })
-  assert.equal(historyName('000000000007-bafkreiabc.cbor'), { kind: 'entry', tick: 7, cid: 'bafkreiabc', n: 0 })
-  for (const bad of ['.000000000042-x.hist', '42-x.hist', '000000000042-x.hist.tmp', 'gc.json', '.orphan-000000000001-x.cbor']) assert.is(historyName(bad), null, bad)
+test('history file names: segments (first entry, writer tag) and entry files, by the tick of their first entry', () => {
+  assert.is(segmentFileName(42, 'bafkreiabc', 'deadbeef'), '000000000042-bafkreiabc-deadbeef.hist')
+  assert.equal(historyName('000000000042-bafkreiabc-deadbeef.hist'), { kind: 'segment', tick: 42, cid: 'bafkreiabc', tag: 'deadbeef' })
+  assert.equal(historyName('000000000007-bafkreiabc.cbor'), { kind: 'entry', tick: 7, cid: 'bafkreiabc', tag: '' })
+  for (const bad of ['.000000000042-x-deadbeef.hist', '42-x-deadbeef.hist', '000000000042-x.hist', '000000000042-x-DEADBEEF.hist', '000000000042-x-deadbeef.hist.tmp', 'gc.json', '.orphan-000000000001-x.cbor']) assert.is(historyName(bad), null, bad)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-seg-'))
   try {
-    for (const n of ['000000000010-bafkreizzz.1.hist', '000000000010-bafkreizzz.hist', '000000000003-bafkreiccc.cbor', '000000000200-bafkreiaaa.hist', 'gc.json', '.x.tmp']) fs.writeFileSync(path.join(dir, n), '')
-    assert.equal(historyFiles(dir).map((f) => path.basename(f)), ['000000000003-bafkreiccc.cbor', '000000000010-bafkreizzz.hist', '000000000010-bafkreizzz.1.hist', '000000000200-bafkreiaaa.hist'])
+    for (const n of ['000000000010-bafkreizzz-00000002.hist', '000000000010-bafkreizzz-00000001.hist', '000000000003-bafkreiccc.cbor', '000000000200-bafkreiaaa-ffffffff.hist', 'gc.json', '.x.tmp']) fs.writeFileSync(path.join(dir, n), '')
+    assert.equal(historyFiles(dir).map((f) => path.basename(f)), ['000000000003-bafkreiccc.cbor', '000000000010-bafkreizzz-00000001.hist', '000000000010-bafkreizzz-00000002.hist', '000000000200-bafkreiaaa-ffffffff.hist'])
   } finally { fs.rmSync(dir, { recursive: true, force: true }) }
 })
 

@@ -68,7 +68,7 @@ test('startAgent writes a genesis checkpoint: tick 0, prev null, epoch 0, signed
   assert.is(new DataView(c.pages[0][1].buffer, c.pages[0][1].byteOffset).getInt32(4, true), 42)
   assert.is(s.lineage.prev, headerCid(c.header))
   assert.is(s.lineage.lastTick, 0)
-  assert.equal(fs.readdirSync(path.join(dir, 'history', 'a')), [`000000000000-${headerCid(c.header)}.hist`])
+  assert.match(fs.readdirSync(path.join(dir, 'history', 'a')).join(' '), new RegExp(`^000000000000-${headerCid(c.header)}-[0-9a-f]{8}\\.hist$`))
   assert.equal(entriesIn(path.join(dir, 'history', 'a')).map((e) => [e.tick, e.cid]), [[0, headerCid(c.header)]])
 })
 
@@ -133,7 +133,7 @@ test('resumeAgent into another directory archives the resumed checkpoint there f
     const es = entriesIn(hist)
     assert.equal(es.map((e) => e.tick), [0, 1])
     assert.is(es[1].cid, s.lineage.prev)
-    assert.equal(fs.readdirSync(hist), [`000000000000-${es[0].cid}.hist`])
+    assert.match(fs.readdirSync(hist).join(' '), new RegExp(`^000000000000-${es[0].cid}-[0-9a-f]{8}\\.hist$`))
     const { header } = (r.agent.runTick(), writeCheckpoint(r.agent, r.lineage, 'running'))
     assert.is(header.prev, s.lineage.prev)
     assert.is(header.host, loadHostIdentity(other).peerId)

@@ -24,13 +24,13 @@ const blobCount = () => blobCids(dir).length
 const entries = () => fs.readdirSync(path.join(dir, 'history', 'a')).filter((n) => !n.startsWith('.')).sort()
 const hist = () => path.join(dir, 'history', 'a')
 
-test('layout: live file (0600), history segment named <tick:012>-<cid>.hist after its first entry, code and manifest as files by CID, pages and logs in the agent\'s pack', () => {
+test('layout: live file (0600), history segment named <tick:012>-<cid>-<tag>.hist after its first entry, code and manifest as files by CID, pages and logs in the agent\'s pack', () => {
   const f = new FakeAgent(generateIdentity()); f.poke(0, 1, 1)
   const w = new CheckpointWriter(dir, 'a')
   const r = f.write(w, Buffer.from('log0'))
   const live = path.join(dir, 'a.ckpt')
   assert.is(fs.statSync(live).mode & 0o777, 0o600)
-  assert.equal(entries(), [`000000000000-${r.cid}.hist`])
+  assert.match(entries().join(' '), new RegExp(`^000000000000-${r.cid}-[0-9a-f]{8}\\.hist$`))
   const seg = path.join(hist(), entries()[0])
   assert.is(fs.statSync(seg).mode & 0o777, 0o600)
   assert.equal(Buffer.from(fs.readFileSync(seg).subarray(0, 8)), Buffer.from(SEGMENT_MAGIC))
@@ -118,7 +118,7 @@ test('ensureArchived adds a resumed checkpoint to a new directory and sets aside
     const w2 = new CheckpointWriter(other, 'a')
     w2.ensureArchived(live)
     const names = fs.readdirSync(path.join(other, 'history', 'a'))
-    assert.equal(names, [`000000000001-${f.prev}.hist`])
+    assert.match(names.join(' '), new RegExp(`^000000000001-${f.prev}-[0-9a-f]{8}\\.hist$`))
     const archived = entriesIn(path.join(other, 'history', 'a'))
     assert.equal(archived.map((e) => [e.tick, e.cid, e.e.base]), [[1, f.prev, true]])
     f.poke(0, 3, 3); f.write(w2)
@@ -151,7 +151,7 @@ test('ensureArchived sets aside an entry file an older version left by a crash b
   assert.ok(fork.cid !== orphan.cid)
   // the legacy entry files stay; the new entry starts a segment
   assert.equal(entries().filter((n) => n.endsWith('.cbor')).length, 2)
-  assert.equal(entries().filter((n) => n.endsWith('.hist')), [`000000000002-${fork.cid}.hist`])
+  assert.match(entries().filter((n) => n.endsWith('.hist')).join(' '), new RegExp(`^000000000002-${fork.cid}-[0-9a-f]{8}\\.hist$`))
   const r = verifyHistory([dir])
   assert.ok(r.valid, formatReport(r))
   assert.is(r.checkpoints, 3)
@@ -233,7 +233,7 @@ test('a segment past SEGMENT_MAX_BYTES: the next entry starts a new segment, nam
   assert.equal(es.map((e) => e.tick), [0, 1, 2, 3, 4])
   const second = es.findIndex((e) => e.file === segs[1])
   assert.ok(second > 0)
-  assert.is(path.basename(segs[1]), `${String(second).padStart(12, '0')}-${cids[second]}.hist`)
+  assert.match(path.basename(segs[1]), new RegExp(`^${String(second).padStart(12, '0')}-${cids[second]}-[0-9a-f]{8}\\.hist$`))
   assert.is(es[second].at, SEGMENT_MAGIC.length)
   assert.ok(sizes[second - 1] >= SEGMENT_MAX_BYTES, 'the first segment reached the bound before the second began')
   assert.ok(sizes[second - 2] < SEGMENT_MAX_BYTES, 'and not before its last entry')
@@ -260,7 +260,7 @@ test('everything a writer creates is private: folders 0700, files 0600 (live, en
   walk(path.join(dir, 'new')); walk(other)
   // the three entries of root are frames of one segment: 5 files there (live, segment, code, manifest, pack), 4 in other (no live file)
   assert.ok(seen.dirs >= 8 && seen.files >= 9, JSON.stringify(seen))
-  const kinds = files.map((f) => f.replace(/[0-9]{12}-[a-z0-9]+\.hist$/, 'SEG').replace(/\+[0-9a-f]{16}\.pack$/, '+PACK').replace(/blobs\/bafk[a-z0-9]+$/, 'blobs/CID'))
+  const kinds = files.map((f) => f.replace(/[0-9]{12}-[a-z0-9]+-[0-9a-f]{8}\.hist$/, 'SEG').replace(/\+[0-9a-f]{16}\.pack$/, '+PACK').replace(/blobs\/bafk[a-z0-9]+$/, 'blobs/CID'))
   for (const k of ['new/data/a.ckpt', 'new/data/history/a/SEG', 'new/data/blobs/a+PACK', 'other/history/a/SEG', 'other/blobs/a+PACK', 'other/blobs/CID', 'new/data/blobs/CID']) assert.ok(kinds.includes(k), `${k} in ${kinds.join(' ')}`)
 })
 
