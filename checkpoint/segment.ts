@@ -2,7 +2,8 @@
  * History segments: the files that hold an agent's history entries (docs/FORMAT.md "History").
  *
  * A writer appends every entry it writes to one segment file `<dir>/history/<name>/<tick:012>-<header
- * cid>[.<n>].hist`, named after the segment's first entry, and starts a new one past
+ * cid>-<tag>.hist`, named after the segment's first entry and a random tag (checkpoint/layout.ts
+ * `segmentFileName`), and starts a new one past
  * {@link SEGMENT_MAX_BYTES}. Layout: the 8-byte magic {@link SEGMENT_MAGIC}, then frames:
  *
  * | bytes | |

@@ -736,7 +736,7 @@ export class CheckpointWriter {
 
   /**
    * Appends history entry `entry` (of checkpoint `cid` at `tick`) to this writer's segment, first
-   * creating one named after it (`<tick:012>-<cid>[.<n>].hist`, the magic written first) when
+   * creating one named after it (`<tick:012>-<cid>-<tag>.hist`, a random tag; the magic written first) when
    * there is none or the current one reached {@link SEGMENT_MAX_BYTES}. No sync: the live file's
    * records cover it until the next sync point.
    * @returns the segment, the frame's offset in it, and the bytes added.
