@@ -65,7 +65,11 @@ export interface StoredEntry {
  * `[from, to)` that are not frames but are followed by one, and `tail`, the offset of a torn tail
  * (no complete frame from there to the end; null when the file ends with a frame).
  */
-export interface SegmentScan { entries: { at: number; bytes: Uint8Array }[]; damaged: [number, number][]; tail: number | null }
+export interface SegmentScan {
+  entries: { at: number; bytes: Uint8Array }[]; damaged: [number, number][]; tail: number | null
+  /** the file offset reading started at: `base` (0: the whole file), with `resync` the first intact frame (null when there is none) */
+  start?: number | null
+}
 
 /**
  * The entry of the frame at byte `at` of `b` when a complete, intact frame starts there (magic,
@@ -100,12 +104,13 @@ function tornAt (b: Uint8Array, v: DataView, at: number): boolean {
 /**
  * Reads the frames of a segment's bytes `b` (see the module doc): from each position that is not an
  * intact frame, looks for the next one by its magic. With `base` > 0, `b` holds the file's bytes
- * from offset `base` (where a frame starts: the end of one read before), and offsets are the file's.
+ * from offset `base` (where a frame starts: the end of one read before), and offsets are the file's;
+ * with `resync` too, `base` may be anywhere: the bytes before the first intact frame are not read.
  * @throws CheckpointError `<file>: not a history segment …` when `b` does not start with
  *   {@link SEGMENT_MAGIC} (or names another segment version) — unless `b` is shorter than it and a
  *   prefix of it or zeros (a file whose creation a crash cut short: all torn tail).
  */
-export function scanSegment (b: Uint8Array, file: string, base = 0): SegmentScan {
+export function scanSegment (b: Uint8Array, file: string, base = 0, resync = false): SegmentScan {
   const out: SegmentScan = { entries: [], damaged: [], tail: null }
   const m = base === 0 ? SEGMENT_MAGIC.length : 0
   for (let k = 0; k < Math.min(m, b.length); k++) {
@@ -120,6 +125,14 @@ export function scanSegment (b: Uint8Array, file: string, base = 0): SegmentScan
   const magic = Buffer.from(FRAME_MAGIC)
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength)
   let at = m
+  if (resync && base > 0 && frameAt(b, v, 0) === null) {
+    // `b` starts anywhere in the file: its first intact frame is where reading starts
+    let first = buf.indexOf(magic, 1)
+    while (first >= 0 && frameAt(b, v, first) === null) first = buf.indexOf(magic, first + 1)
+    if (first < 0) return { entries: [], damaged: [], tail: null, start: null }
+    at = first
+  }
+  out.start = base + (resync ? at : 0)
   while (at < b.length) {
     const e = frameAt(b, v, at)
     if (e !== null) { out.entries.push({ at: base + at, bytes: e }); at += FRAME_HEAD_BYTES + e.length; continue }
@@ -143,16 +156,21 @@ export function scanSegment (b: Uint8Array, file: string, base = 0): SegmentScan
  * agent's next resume cuts it, or a frame being appended). `end`: where the next frame of a
  * segment would start (its torn tail, else its size). With `from` > 0, only a segment's frames
  * from that offset are read (the `end` of an earlier read: how a follower reads what was appended).
+ * With `last`, only a segment's last `last` bytes are read (when they are not all of it from
+ * `from`), from the first intact frame in them on: `start` is where that is (0 or `from` when all
+ * was read; null when those bytes hold no intact frame: read more).
  * @throws StorageError `<file>: cannot read: <code>` when the file cannot be read.
  */
-export function readHistoryFile (file: string, from = 0): { entries: StoredEntry[]; problems: string[]; damaged: [number, number][]; tail: number | null; end: number } {
+export function readHistoryFile (file: string, from = 0, last?: number): { entries: StoredEntry[]; problems: string[]; damaged: [number, number][]; tail: number | null; end: number; start: number | null } {
   let bytes: Uint8Array
+  let resync = false
   try {
-    if (from === 0) bytes = fs.readFileSync(file)
+    if (from === 0 && last === undefined) bytes = fs.readFileSync(file)
     else {
       const fd = fs.openSync(file, 'r')
       try {
         const size = fs.fstatSync(fd).size
+        if (last !== undefined && size - last > from) { from = size - last; resync = true }
         bytes = Buffer.alloc(Math.max(0, size - from))
         let n = 0
         while (n < bytes.length) { const k = fs.readSync(fd, bytes, n, bytes.length - n, from + n); if (k === 0) break; n += k }
@@ -160,15 +178,16 @@ export function readHistoryFile (file: string, from = 0): { entries: StoredEntry
       } finally { fs.closeSync(fd) }
     }
   } catch (e) { throw new StorageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`) }
-  if (!file.endsWith(SEGMENT_EXT)) return { entries: [{ file, at: null, bytes }], problems: [], damaged: [], tail: null, end: bytes.length }
+  if (!file.endsWith(SEGMENT_EXT)) return { entries: [{ file, at: null, bytes }], problems: [], damaged: [], tail: null, end: bytes.length, start: 0 }
   let s: SegmentScan
-  try { s = scanSegment(bytes, file, from) } catch (e) { return { entries: [], problems: [(e as Error).message], damaged: [], tail: null, end: from } }
+  try { s = scanSegment(bytes, file, from, resync) } catch (e) { return { entries: [], problems: [(e as Error).message], damaged: [], tail: null, end: from, start: null } }
   return {
     entries: s.entries.map(({ at, bytes }) => ({ file, at, bytes })),
     problems: s.damaged.map(([from, to]) => `${file}: bytes ${from}–${to} are damaged (not a history frame)`),
     damaged: s.damaged,
     tail: s.tail,
     end: s.tail ?? from + bytes.length,
+    start: s.start ?? null,
   }
 }
 

@@ -881,15 +881,35 @@ export class CheckpointWriter {
     try { files = historyFiles(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
     for (let f = files.length - 1; f >= 0; f--) {
       const file = files[f]
+      // the newest bytes first (a segment holds thousands of entries, a recovery needs its last few):
+      // a window of the file's end, four times larger until it reaches an entry older than
+      // `minTick` or the file's start
       let r: ReturnType<typeof readHistoryFile>
-      try { r = readHistoryFile(file) } catch { continue } // unreadable: left for verify to report
-      const decoded: (HistoryEntry | null)[] = r.entries.map((x) => { try { return decodeEntry(x.bytes, file) } catch { return null } })
+      try {
+        for (let window = 64 * 1024; ; window *= 4) {
+          r = readHistoryFile(file, 0, window)
+          if (r.start === 0) break
+          const first = r.entries[0]
+          if (first !== undefined) {
+            let e: HistoryEntry | null = null
+            try { e = decodeEntry(first.bytes, file) } catch { /* read more */ }
+            if (e !== null && e.parsed.tick < minTick) break
+          }
+        }
+      } catch { continue } // unreadable: left for verify to report
+      // entries are decoded from the last, as far as needed
+      const decoded = new Map<number, HistoryEntry | null>()
+      const entryAt = (k: number): HistoryEntry | null => {
+        let e = decoded.get(k)
+        if (e === undefined) { try { e = decodeEntry(r.entries[k].bytes, file) } catch { e = null } decoded.set(k, e) }
+        return e
+      }
       const notSegment = r.problems.length > r.damaged.length
       let cut = r.tail
       const damagedTail = r.damaged.at(-1)
       if (cut === null && damagedTail !== undefined && damagedTail[1] === r.end) {
-        const last = decoded.at(-1)
-        if (last != null && unsynced.has(headerCid(last.headerBytes))) { cut = damagedTail[0]; r.damaged.pop() }
+        const last = r.entries.length > 0 ? entryAt(r.entries.length - 1) : null
+        if (last !== null && unsynced.has(headerCid(last.headerBytes))) { cut = damagedTail[0]; r.damaged.pop() }
       }
       if (cut !== null && r.entries.length === 0) {
         try { fs.unlinkSync(file) } catch (e) { throw new StorageError(`${file}: cannot remove an empty history segment: ${(e as NodeJS.ErrnoException).code ?? e}`) }
@@ -904,8 +924,8 @@ export class CheckpointWriter {
         this.#segment = { file, size: cut ?? r.end }
       }
       let older = false
-      for (let k = decoded.length - 1; k >= 0 && !older; k--) {
-        const e = decoded[k]
+      for (let k = r.entries.length - 1; k >= 0 && !older; k--) {
+        const e = entryAt(k)
         if (e === null) continue
         if (e.parsed.tick < minTick) older = true
         else held.set(headerCid(e.headerBytes), { header: e.headerBytes, sig: e.sig })

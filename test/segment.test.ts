@@ -67,7 +67,9 @@ test('a damaged tail (a complete frame failing its CRC, or garbage, not ending i
   const whole = segment(entry(40, 1), entry(40, 2))
   const lastAt = 8 + 52
   const flipped = Buffer.from(whole); flipped[lastAt + 20] ^= 0x40
-  assert.equal(scanSegment(flipped, 'x.hist'), { entries: [{ at: 8, bytes: entry(40, 1) }], damaged: [[lastAt, whole.length]], tail: null })
+  const f = scanSegment(flipped, 'x.hist')
+  assert.equal(f.entries.map((e) => [e.at, Buffer.from(e.bytes)]), [[8, entry(40, 1)]])
+  assert.equal(f.damaged, [[lastAt, whole.length]]); assert.is(f.tail, null)
   const garbage = Buffer.concat([whole, Buffer.from('garbage!')])
   const g = scanSegment(garbage, 'x.hist')
   assert.equal(g.damaged, [[whole.length, garbage.length]]); assert.is(g.tail, null); assert.is(g.entries.length, 2)
@@ -104,6 +106,26 @@ test('readHistoryFile reads a segment from an offset (a follower reading what wa
     const old = path.join(dir, '000000000001-bafkreibbb.cbor')
     fs.writeFileSync(old, entry(9, 7))
     assert.equal(readHistoryFile(old).entries.map((e) => [e.at, e.bytes.length]), [[null, 9]])
+  } finally { fs.rmSync(dir, { recursive: true, force: true }) }
+})
+
+test('readHistoryFile with `last` reads a segment\'s end from its first intact frame on', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igord-seg-'))
+  try {
+    const f = path.join(dir, segmentFileName(0, 'bafkreiaaa', '00000002'))
+    const entries = Array.from({ length: 50 }, (_, k) => entry(100 + k, k + 1))
+    fs.writeFileSync(f, segment(...entries))
+    const all = readHistoryFile(f)
+    assert.is(all.start, 0); assert.is(all.entries.length, 50)
+    const tail = readHistoryFile(f, 0, 1000)
+    assert.ok(tail.start !== null && tail.start > 0)
+    assert.ok(tail.entries.length >= 5 && tail.entries.length < 50, String(tail.entries.length))
+    assert.equal(tail.entries.map((e) => e.at), all.entries.slice(-tail.entries.length).map((e) => e.at))
+    assert.is(tail.start, tail.entries[0].at)
+    assert.equal(tail.damaged, []); assert.is(tail.tail, null); assert.is(tail.end, all.end)
+    // a window bigger than the file reads all of it; one holding no intact frame says so
+    assert.is(readHistoryFile(f, 0, 1 << 20).start, 0)
+    assert.is(readHistoryFile(f, 0, 50).start, null)
   } finally { fs.rmSync(dir, { recursive: true, force: true }) }
 })
 
