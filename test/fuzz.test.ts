@@ -1,6 +1,7 @@
 /**
  * Bounded, seeded fuzzing of every decoder that reads bytes from a file or a peer: canonical CBOR
- * (checkpoint/cbor.ts), checkpoint headers, live checkpoints (`.ckpt`), history entries, event-log
+ * (checkpoint/cbor.ts), checkpoint headers, live checkpoints (`.ckpt`), history entries and history
+ * segments, event-log
  * segments, manifests, migration frames (p2p/wire.ts decodeFrame and the field readers each frame's
  * receiver uses) and offers (p2p/migrate.ts decodeOffer).
  *
@@ -30,6 +31,7 @@ import { decodeLive, encodeLive, liveItems } from '../checkpoint/live.ts'
 import type { LiveCheckpoint } from '../checkpoint/live.ts'
 import { PAGE_SIZE, stateRoot } from '../checkpoint/state.ts'
 import type { GlobalValue } from '../checkpoint/state.ts'
+import { FRAME_HEAD_BYTES, frameHead, scanSegment, SEGMENT_MAGIC } from '../checkpoint/segment.ts'
 import { decodeEntry, encodeEntry } from '../checkpoint/writer.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
 import type { TickRecord } from '../hostcalls/eventlog.ts'
@@ -404,6 +406,31 @@ test('history entry: decodeEntry', () => {
   }
   const keys = ['header', 'sig', 'base', 'pageCount', 'pages', 'globals']
   report(t.name, fuzz(t, entries, (b) => rnd() < 0.3 ? resignedHeader(b, (m) => m) : structureOf(keys, encodeFile, (x) => decodeFile(x, 'seed'))(b)))
+})
+
+test('history segment: scanSegment (frames, damaged bytes, torn tails)', () => {
+  // a segment of several entries; every result must account for the bytes: intact frames (each
+  // re-framed to the same bytes), damaged ranges and a torn tail, in order, without overlap
+  const segments = [1, 3, 6].map((n) => Buffer.concat([SEGMENT_MAGIC, ...entries.slice(0, n).map((e) => Buffer.concat([frameHead(e), e]))]))
+  const t: Target = {
+    name: 'scanSegment',
+    run: (b) => {
+      const s = scanSegment(b, 'x.hist')
+      const spans: [number, number][] = [...s.entries.map((e): [number, number] => [e.at, e.at + FRAME_HEAD_BYTES + e.bytes.length]), ...s.damaged]
+      if (s.tail !== null && b.length > 0) spans.push([s.tail, b.length])
+      spans.sort((x, y) => x[0] - y[0])
+      let at = s.tail === 0 ? 0 : SEGMENT_MAGIC.length // tail 0: a file cut or zeroed inside its magic
+      for (const [from, to] of spans) {
+        if (from !== at || to <= from || to > b.length) throw new Error(`scanSegment: spans ${JSON.stringify(spans)} do not tile ${b.length} bytes`)
+        at = to
+      }
+      if (b.length > SEGMENT_MAGIC.length && at !== b.length) throw new Error(`scanSegment: spans end at ${at} of ${b.length}`)
+      for (const e of s.entries) sameBytes(Buffer.concat([frameHead(e.bytes), e.bytes]), b.subarray(e.at, e.at + FRAME_HEAD_BYTES + e.bytes.length), 'scanSegment frame')
+    },
+    error: CheckpointError,
+    names: /^x\.hist: /,
+  }
+  report(t.name, fuzz(t, segments))
 })
 
 test('live checkpoint: decodeLive', () => {
