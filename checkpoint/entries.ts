@@ -9,7 +9,8 @@ import { CheckpointError, StorageError } from './errors.ts'
 import { isCid } from './hash.ts'
 import { decodeHeader, type CheckpointHeader } from './header.ts'
 import { decodeGlobals } from './live.ts'
-import { FRAME_HEAD_BYTES, FRAME_MAGIC, frameEntry, historyFiles, MAX_ENTRY_BYTES, readHistoryFile, SEGMENT_EXT, type StoredEntry } from './segment.ts'
+import { historyFiles, SEGMENT_EXT } from './layout.ts'
+import { FRAME_HEAD_BYTES, FRAME_MAGIC, frameEntry, MAX_ENTRY_BYTES, readHistoryFile, type StoredEntry } from './segment.ts'
 import { MAX_PAGES, type GlobalValue } from './state.ts'
 
 /** A decoded history entry (see docs/FORMAT.md). `pages` rows are `[index, cid | null]` ascending. */

@@ -25,10 +25,9 @@ import { Worker } from 'node:worker_threads'
 import { PAGE_SIZE, stateRootOfTable } from './state.ts'
 import { ChunkCache, hashPackedIn, ReadRun, readBlobIn, readPackedIn } from './store.ts'
 import { decodeEntry, type HistoryEntry } from './entries.ts'
-import { entryFileName } from './layout.ts'
-import { entryWhere, historyFiles, historyName, readHistoryFile, SEGMENT_EXT, SEGMENT_MAGIC, segmentFileName, type StoredEntry } from './segment.ts'
+import { entryFileName, GC_RECORD, historyFiles, historyName, SEGMENT_EXT, segmentFileName } from './layout.ts'
+import { entryWhere, readHistoryFile, SEGMENT_MAGIC, type StoredEntry } from './segment.ts'
 import { readGcRecord } from './gc.ts'
-import { GC_RECORD } from './layout.ts'
 
 /** One problem found by {@link verifyHistory}: the tick (null when unknown), the file, what is wrong. */
 export interface Fault { tick: number | null; file: string; fault: string }
@@ -76,11 +75,10 @@ function message (e: unknown, file: string): string {
   return m.startsWith(file + ': ') ? m.slice(file.length + 2) : m
 }
 
-
 /**
  * Verifies the histories found at `paths` merged together. Each path is a data directory (holding
  * `history/<name>/` for one agent and `blobs/`), its `history/` folder, a `history/<name>` directory
- * (blobs in `../../blobs`), one entry file, or a folder of such folders (see {@link findHistory}).
+ * (blobs in `../../blobs`), one history file (a segment or an entry file), or a folder of such folders (see {@link findHistory}).
  * Never throws for bad data: every problem is a fault.
  * @returns the report (see {@link VerifyReport}); `formatReport` renders it.
  */
@@ -100,11 +98,11 @@ const holdsEntries = (d: string): boolean => { try { return fs.readdirSync(d).so
 const subdirs = (d: string): string[] => fs.readdirSync(d).filter((n) => !n.startsWith('.') && isDir(path.join(d, n))).sort()
 
 /**
- * Resolves the paths given to verify into entry files and the blob directories that go with them
+ * Resolves the paths given to verify into history files and the blob directories that go with them
  * (absolute, deduplicated). Each path may be:
  *
- * - an entry file (blobs in `../../blobs`);
- * - a `history/<name>` directory, i.e. one holding entry files (blobs in `../../blobs`);
+ * - a history file: a segment or an entry file (blobs in `../../blobs`);
+ * - a `history/<name>` directory, i.e. one holding history files (blobs in `../../blobs`);
  * - a `history/` folder holding one agent's `<name>/` directory (blobs in `../blobs`);
  * - a data directory holding `history/` with one agent (blobs in `blobs/`);
  * - a folder of any of these folders (e.g. several hosts' data directories), up to

@@ -30,8 +30,6 @@ import * as zlib from 'node:zlib'
 import { CheckpointError, StorageError } from './errors.ts'
 import { SEGMENT_EXT } from './layout.ts'
 
-export { historyFiles, historyName, SEGMENT_EXT, segmentFileName } from './layout.ts'
-
 /** A segment file's first 8 bytes: `"IGORDHS"` and the segment version, 1. */
 export const SEGMENT_MAGIC = Uint8Array.from([0x49, 0x47, 0x4f, 0x52, 0x44, 0x48, 0x53, 0x01])
 /** The 4 bytes starting every frame: `"HENT"`. */

@@ -36,8 +36,8 @@ import { decodeHeader, encodeHeader, FORMAT_VERSION, headerCid, signHeader, type
 import type { Identity } from './identity.ts'
 import { decodeGlobals, encodeDelta, encodeLive, liveSteps, type DeltaRow, type LiveCheckpoint, type LiveStep } from './live.ts'
 import { CHUNK_SIZE } from './pack.ts'
-import { blobsDir, checkAgentName, historyDir, livePath, makePrivateDir } from './layout.ts'
-import { frameHead, historyFiles, historyName, readHistoryFile, SEGMENT_EXT, SEGMENT_MAGIC, SEGMENT_MAX_BYTES, segmentFileName } from './segment.ts'
+import { blobsDir, checkAgentName, historyDir, historyFiles, historyName, livePath, makePrivateDir, SEGMENT_EXT, segmentFileName } from './layout.ts'
+import { frameHead, readHistoryFile, SEGMENT_MAGIC, SEGMENT_MAX_BYTES } from './segment.ts'
 import { BlobStore, fsyncDir, tempPath, testHooks, writeAll } from './store.ts'
 import { MAX_PAGES, PAGE_SIZE, StateRootCache, type GlobalValue } from './state.ts'
 

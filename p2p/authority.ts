@@ -27,12 +27,12 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { asMap, decodeFile, encodeFile } from '../checkpoint/cbor.ts'
 import { StorageError } from '../checkpoint/errors.ts'
-import { historyDir, makePrivateDir, migrateRoot, migrationsLogPath, PENDING_SUFFIX, quarantineDir, recordPaths as layoutRecordPaths } from '../checkpoint/layout.ts'
+import { historyDir, historyName, makePrivateDir, migrateRoot, migrationsLogPath, PENDING_SUFFIX, quarantineDir, recordPaths as layoutRecordPaths } from '../checkpoint/layout.ts'
 import { decodeHeader, verifyHeader } from '../checkpoint/header.ts'
 import type { CheckpointHeader } from '../checkpoint/header.ts'
 import { atomicWrite, fsyncDir } from '../checkpoint/store.ts'
 import { decodeEntry } from '../checkpoint/entries.ts'
-import { entryWhere, historyName, scanSegment } from '../checkpoint/segment.ts'
+import { entryWhere, scanSegment } from '../checkpoint/segment.ts'
 
 /** A pending arrival: what the target stored before answering `pending`. */
 export interface PendingRecord {

@@ -25,11 +25,11 @@ import { decodeMessage as decodeIoMessage, decodeRequest as decodeIoRequest, dec
 import { CheckpointError, EXIT, IgordError, StorageError } from '../checkpoint/errors.ts'
 import { cidOf } from '../checkpoint/hash.ts'
 import { headerCid, type CheckpointHeader } from '../checkpoint/header.ts'
-import { blobsDir, checkAgentName, historyDir, historyRoot, liveNames, livePath, nameOfLive } from '../checkpoint/layout.ts'
+import { blobsDir, checkAgentName, historyDir, historyName, historyRoot, liveNames, livePath, nameOfLive } from '../checkpoint/layout.ts'
 import { peekLive, type LivePeek } from '../checkpoint/peek.ts'
 import { readBlobIn } from '../checkpoint/store.ts'
 import { decodeEntry, readEntryAt } from '../checkpoint/entries.ts'
-import { entryWhere, historyName, readHistoryFile } from '../checkpoint/segment.ts'
+import { entryWhere, readHistoryFile } from '../checkpoint/segment.ts'
 import { EventLog, type Event, type TickRecord } from '../hostcalls/eventlog.ts'
 import { tickCost } from './cost.ts'
 

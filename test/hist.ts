@@ -8,8 +8,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { decodeEntry, readEntries, type HistoryEntry } from '../checkpoint/entries.ts'
 import { headerCid } from '../checkpoint/header.ts'
-import { entryFileName } from '../checkpoint/layout.ts'
-import { entryWhere, SEGMENT_EXT } from '../checkpoint/segment.ts'
+import { entryFileName, SEGMENT_EXT } from '../checkpoint/layout.ts'
+import { entryWhere } from '../checkpoint/segment.ts'
 
 /** One entry of a history directory, decoded: where it is (`file`, and `at` in a segment) and its tick and header CID. */
 export interface TestEntry { file: string; at: number | null; where: string; bytes: Uint8Array; e: HistoryEntry; tick: number; cid: string }
