@@ -22,10 +22,9 @@
  * of order): readers find the next frame by its magic and report the bytes in between, or up to
  * the end of the file (a damaged tail, which a resume cuts only when the live file proves it was
  * never synced: checkpoint/writer.ts). Histories written before segments hold one entry per
- * `<tick:012>-<cid>.cbor` file; both are read ({@link historyFiles}, {@link readHistoryFile}).
+ * `<tick:012>-<cid>.cbor` file; both are read (layout.ts `historyFiles`, {@link readHistoryFile}).
  */
 import * as fs from 'node:fs'
-import * as path from 'node:path'
 import * as zlib from 'node:zlib'
 import { CheckpointError, StorageError } from './errors.ts'
 import { SEGMENT_EXT } from './layout.ts'
@@ -36,10 +35,11 @@ export const SEGMENT_MAGIC = Uint8Array.from([0x49, 0x47, 0x4f, 0x52, 0x44, 0x48
 export const FRAME_MAGIC = Uint8Array.from([0x48, 0x45, 0x4e, 0x54])
 /** Bytes of a frame's head: magic, length, CRC-32. */
 export const FRAME_HEAD_BYTES = 12
-/** Largest entry a frame may hold, bytes (a base entry of 65,536 pages is ~4.5 MiB). */
-export const MAX_ENTRY_BYTES = 16 * 1024 * 1024
-/** A writer starts a new segment once its current one reaches this size, bytes (bounds what a resume reads back). */
+/** Largest entry a frame may hold, bytes (a base entry of 65,536 pages is ~4.5 MiB; the rest is globals). */
+export const MAX_ENTRY_BYTES = 64 * 1024 * 1024
+/** A writer starts a new segment once its current one reaches this size, bytes (~10,000 heartbeat checkpoints: a few files per agent). */
 export const SEGMENT_MAX_BYTES = 4 * 1024 * 1024
+
 /** The 12-byte head of the frame holding `entry` (see the module doc). @throws CheckpointError for an empty entry or one over {@link MAX_ENTRY_BYTES}. */
 export function frameHead (entry: Uint8Array): Uint8Array {
   if (entry.length === 0 || entry.length > MAX_ENTRY_BYTES) throw new CheckpointError(`history entry of ${entry.length} bytes cannot be framed (1 to ${MAX_ENTRY_BYTES})`)
