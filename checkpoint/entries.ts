@@ -169,7 +169,7 @@ export function readEntries (dir: string): { entries: StoredEntry[]; problems: s
   for (const file of historyFiles(dir)) {
     let r: ReturnType<typeof readHistoryFile>
     try { r = readHistoryFile(file) } catch (e) { if (!fs.existsSync(file)) continue; throw e }
-    entries.push(...r.entries)
+    for (const e of r.entries) entries.push(e) // (a spread of thousands of arguments could overflow the stack)
     problems.push(...r.problems)
   }
   return { entries, problems }

@@ -120,7 +120,7 @@ export function findHistory (paths: string[]): HistorySources {
   const blobDirs: string[] = []
   const addBlobDir = (d: string) => { const r = path.resolve(d); if (!blobDirs.includes(r)) blobDirs.push(r) }
   /** An agent's `history/<name>` directory: its entries, blobs two levels up. */
-  const agentDir = (d: string, blobs: string) => { files.push(...historyFiles(d)); addBlobDir(blobs) }
+  const agentDir = (d: string, blobs: string) => { for (const f of historyFiles(d)) files.push(f); addBlobDir(blobs) }
   /** A `history/` folder: exactly one agent directory (those holding entries; else any). */
   const historyFolder = (h: string, blobs: string, what: string, label: string): void => {
     const names = subdirs(h)
