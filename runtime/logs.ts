@@ -521,8 +521,10 @@ export function findLogSource (arg: string, dir?: string): LogSource {
 
 // ---- the reader ----------------------------------------------------------------------------------
 
-/** One checkpoint known to the reader: kept small (the header is read again when shown). */
-/** A checkpoint of the chain: where its entry is (`file` and, in a segment, the frame's offset `at`), or `file` null for the live file's. */
+/**
+ * One checkpoint known to the reader, kept small (the header is read again when shown): where its
+ * entry is (`file` and, in a segment, the frame's offset `at`), or `file` null for the live file's.
+ */
 interface Link { cid: string; prev: string | null; tick: number; file: string | null; at: number | null }
 
 /** Options of {@link AgentLog.items}. */
