@@ -121,10 +121,14 @@ export function decodeEntry (bytes: Uint8Array, file: string): HistoryEntry {
 export function * newestFirst (dir: string): Generator<StoredEntry> {
   const files = historyFiles(dir)
   for (let f = files.length - 1; f >= 0; f--) {
-    let r: ReturnType<typeof readHistoryFile>
-    try { r = readHistoryFile(files[f]) } catch (e) { if (!fs.existsSync(files[f])) continue; throw e }
-    for (let k = r.entries.length - 1; k >= 0; k--) yield r.entries[k]
+    const r = readListed(files[f])
+    if (r !== null) for (let k = r.entries.length - 1; k >= 0; k--) yield r.entries[k]
   }
+}
+
+/** {@link readHistoryFile} of a file a listing gave: null when it was deleted since. @throws StorageError when it exists and cannot be read. */
+function readListed (file: string): ReturnType<typeof readHistoryFile> | null {
+  try { return readHistoryFile(file) } catch (e) { if (!fs.existsSync(file)) return null; throw e }
 }
 
 /**
@@ -167,8 +171,8 @@ export function readEntries (dir: string): { entries: StoredEntry[]; problems: s
   const entries: StoredEntry[] = []
   const problems: string[] = []
   for (const file of historyFiles(dir)) {
-    let r: ReturnType<typeof readHistoryFile>
-    try { r = readHistoryFile(file) } catch (e) { if (!fs.existsSync(file)) continue; throw e }
+    const r = readListed(file)
+    if (r === null) continue
     for (const e of r.entries) entries.push(e) // (a spread of thousands of arguments could overflow the stack)
     problems.push(...r.problems)
   }

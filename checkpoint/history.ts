@@ -216,7 +216,8 @@ function verifyInternal (paths: string[]): { report: VerifyReport; nodes: Map<st
       let r: ReturnType<typeof readHistoryFile>
       try { r = readHistoryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: message(e, file) }); continue }
       for (const p of r.problems) faults.push({ tick: null, file, fault: message(p, file) })
-      r.entries.forEach((s, k) => stored.push({ s, tickOfName: k === 0 && s.at === SEGMENT_MAGIC.length ? tickOfName : null, named: k === 0 && s.at === SEGMENT_MAGIC.length ? named : null }))
+      // only the segment's first entry is the one its name gives
+      r.entries.forEach((s, k) => { const first = k === 0 && s.at === SEGMENT_MAGIC.length; stored.push({ s, tickOfName: first ? tickOfName : null, named: first ? named : null }) })
     } else {
       let bytes: Uint8Array
       try { bytes = readEntryFile(file) } catch (e) { faults.push({ tick: tickOfName, file, fault: `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}` }); continue }

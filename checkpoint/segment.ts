@@ -120,23 +120,25 @@ export function scanSegment (b: Uint8Array, file: string, base = 0, resync = fal
   }
   if (b.length < m) { out.tail = 0; return out }
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength)
-  const magic = Buffer.from(FRAME_MAGIC)
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+  /** The offset of the first intact frame after `at`, found by its magic; -1 when none. */
+  const nextIntact = (at: number): number => {
+    let next = buf.indexOf(FRAME_MAGIC, at + 1)
+    while (next >= 0 && frameAt(b, v, next) === null) next = buf.indexOf(FRAME_MAGIC, next + 1)
+    return next
+  }
   let at = m
   if (resync && base > 0 && frameAt(b, v, 0) === null) {
     // `b` starts anywhere in the file: its first intact frame is where reading starts
-    let first = buf.indexOf(magic, 1)
-    while (first >= 0 && frameAt(b, v, first) === null) first = buf.indexOf(magic, first + 1)
-    if (first < 0) return { entries: [], damaged: [], tail: null, start: null }
-    at = first
+    at = nextIntact(0)
+    if (at < 0) return { entries: [], damaged: [], tail: null, start: null }
   }
   out.start = base + (resync ? at : 0)
   while (at < b.length) {
     const e = frameAt(b, v, at)
     if (e !== null) { out.entries.push({ at: base + at, bytes: e }); at += FRAME_HEAD_BYTES + e.length; continue }
     // not a frame: the next intact one, if any, ends the damage; none: a torn tail
-    let next = buf.indexOf(magic, at + 1)
-    while (next >= 0 && frameAt(b, v, next) === null) next = buf.indexOf(magic, next + 1)
+    const next = nextIntact(at)
     if (next < 0) {
       if (tornAt(b, v, at)) out.tail = base + at; else out.damaged.push([base + at, base + b.length])
       break

@@ -2,8 +2,8 @@
  * Writes one agent's checkpoints into a data directory (DESIGN §7, docs/FORMAT.md):
  *
  * - `<dir>/<name>.ckpt` — the live checkpoint (mode 0600: it holds the secret key);
- * - `<dir>/history/<name>/<tick:012>-<header cid>.hist` — history segments: one signed entry per
- *   checkpoint, never a key, appended to the writer's segment (checkpoint/segment.ts);
+ * - `<dir>/history/<name>/<tick:012>-<header cid>-<tag>.hist` — history segments: one signed entry
+ *   per checkpoint, never a key, appended to the writer's segment (checkpoint/segment.ts);
  * - `<dir>/blobs/<cid>` — page bodies, wasm, manifest and event-log segments, by content.
  *
  * Each write costs O(changed pages) in the archive: only changed pages are stored, and the history
@@ -233,6 +233,9 @@ export { decodeEntry, encodeEntry, type HistoryEntry } from './entries.ts'
 export { entryFileName } from './layout.ts'
 
 function ms (t0: number): number { return performance.now() - t0 }
+
+/** True when `held` (the signature an archived entry holds, if any) is `sig`. */
+function sameSig (held: Uint8Array | undefined, sig: Uint8Array): boolean { return held !== undefined && Buffer.compare(held, sig) === 0 }
 
 /** The chunk digest list of a zero page (32 zero bytes per chunk, as Snapshot `chunkDigests`). */
 const ZERO_LIST = new Uint8Array(32 * 16)
@@ -862,8 +865,9 @@ export class CheckpointWriter {
   }
 
   /**
-   * The entries of this directory's history from tick `minTick` on (header CID → header bytes and
-   * signature), read newest first until an older one. On the way, for the recovery: every file read
+   * The entries of this directory's history from tick `minTick` on (header CID → signature: the
+   * CID is the header's hash, so an entry under the same CID holds the same header), read newest
+   * first until an older one. On the way, for the recovery: every file read
    * is listed for this writer's first sync point (the writer before may have died before syncing
    * it); a segment's torn tail (checkpoint/segment.ts: what a kill or power cut leaves) is cut off,
    * or the segment removed when it holds no intact frame at all; a damaged tail (bytes up to the end
@@ -875,8 +879,8 @@ export class CheckpointWriter {
    * {@link SEGMENT_MAX_BYTES}, becomes the one it appends to (resumes and wakes do not each start a file).
    * @throws StorageError when the history folder cannot be listed or a cut fails.
    */
-  #heldSince (minTick: number, unsynced: ReadonlySet<string>): Map<string, { header: Uint8Array; sig: Uint8Array }> {
-    const held = new Map<string, { header: Uint8Array; sig: Uint8Array }>()
+  #heldSince (minTick: number, unsynced: ReadonlySet<string>): Map<string, Uint8Array> {
+    const held = new Map<string, Uint8Array>()
     let files: string[]
     try { files = historyFiles(this.historyDir) } catch (e) { throw new StorageError(`${this.historyDir}: cannot list: ${(e as NodeJS.ErrnoException).code ?? e}`) }
     for (let f = files.length - 1; f >= 0; f--) {
@@ -928,7 +932,7 @@ export class CheckpointWriter {
         const e = entryAt(k)
         if (e === null) continue
         if (e.parsed.tick < minTick) older = true
-        else held.set(headerCid(e.headerBytes), { header: e.headerBytes, sig: e.sig })
+        else held.set(headerCid(e.headerBytes), e.sig)
       }
       if (older) break
     }
@@ -942,18 +946,18 @@ export class CheckpointWriter {
   }
 
   /**
-   * Appends a history entry this writer did not write — the handoff checkpoint that brought the
-   * agent to this node (runtime/worker.ts) — unless the history's newest entries hold it already,
-   * and makes it durable ({@link CheckpointWriter.sync}).
+   * Appends the history entry of a checkpoint this writer did not write — the handoff that brought
+   * the agent to this node (runtime/worker.ts): signed `headerBytes` and `sig`, the rest of the
+   * entry from `rest()`, called only when needed — unless the history's newest entries hold it
+   * already, and makes it durable ({@link CheckpointWriter.sync}).
    * @returns true when it was appended.
-   * @throws StorageError on I/O failure.
+   * @throws StorageError on I/O failure; CheckpointError for header bytes that do not decode.
    */
-  archiveEntry (e: Omit<HistoryEntry, 'parsed'>): boolean {
-    const h = decodeHeader(e.headerBytes, 'history entry')
-    const cid = headerCid(e.headerBytes)
-    const have = this.#heldSince(h.tick, new Set()).get(cid)
-    if (have !== undefined && Buffer.compare(have.sig, e.sig) === 0) return false
-    this.#writeEntry(h.tick, cid, e)
+  archiveEntry (headerBytes: Uint8Array, sig: Uint8Array, rest: () => Omit<HistoryEntry, 'parsed' | 'headerBytes' | 'sig'>): boolean {
+    const h = decodeHeader(headerBytes, 'history entry')
+    const cid = headerCid(headerBytes)
+    if (sameSig(this.#heldSince(h.tick, new Set()).get(cid), sig)) return false
+    this.#writeEntry(h.tick, cid, { headerBytes, sig, ...rest() })
     this.sync()
     return true
   }
@@ -962,8 +966,7 @@ export class CheckpointWriter {
   #archiveWhole (live: LiveCheckpoint): boolean {
     const p = live.parsed
     const cid = headerCid(live.header)
-    const have = this.#heldSince(p.tick, new Set()).get(cid)
-    if (have !== undefined && Buffer.compare(have.header, live.header) === 0 && Buffer.compare(have.sig, live.sig) === 0) {
+    if (sameSig(this.#heldSince(p.tick, new Set()).get(cid), live.sig)) {
       // archived: its blobs are durable, so this writer's puts can skip them
       const pages = live.digests !== undefined ? live.digests.map(([, d]) => cidOfDigest(d)) : live.pages.map(([, pg]) => cidOf(pg))
       this.blobs.noteKnown([p.code, p.manifest, ...(p.log === null ? [] : [p.log]), ...(p.io === undefined ? [] : [p.io]), ...pages])
@@ -999,22 +1002,21 @@ export class CheckpointWriter {
     const touched = new Set<number>()
     for (let k = 1; k < steps.length; k++) for (const [i] of steps[k].pages) touched.add(i)
     const finalDigests = new Map(live.digests ?? [])
-    // what each step not known durable must have: entry file, whether it holds, and its blobs
-    interface Todo { tick: number; cid: string; held: boolean; blobs: { b: Uint8Array; d: Uint8Array; how: { chunk?: boolean; compress?: boolean } }[]; cids: Map<number, string> }
-    const todo: Todo[] = []
-    // the entries there are (the files read are synced at this writer's first sync point: the
-    // writer before this one may not have synced them)
-    // what was appended after the last sync point known complete, or (none) after the whole
-    // checkpoint's parent (everything before the whole write was synced first), is unsynced
+    // what each step not known durable is owed: its entry (whether the history holds it) and its blobs
+    interface Owed { tick: number; cid: string; held: boolean; blobs: { b: Uint8Array; d: Uint8Array; how: { chunk?: boolean; compress?: boolean } }[]; cids: Map<number, string> }
+    const owed: Owed[] = []
+    // the entries the history holds (the files read are synced at this writer's first sync point:
+    // the writer before this one may not have synced them); what was appended after the last sync
+    // point known complete, or (none) after the whole checkpoint's parent (everything before the
+    // whole write was synced first), is unsynced
     const unsynced = new Set(steps.slice(Math.max(0, synced - 1)).map((st) => headerCid(st.header)))
     if (synced === 0 && headers[0].prev !== null) unsynced.add(headers[0].prev)
     const have = this.#heldSince(headers[synced].tick, unsynced)
     for (let k = synced; k < steps.length; k++) {
       const st = steps[k]
       const cid = headerCid(st.header)
-      const h = have.get(cid)
-      const held = h !== undefined && Buffer.compare(h.header, st.header) === 0 && Buffer.compare(h.sig, st.sig) === 0
-      const blobs: Todo['blobs'] = []
+      const held = sameSig(have.get(cid), st.sig)
+      const blobs: Owed['blobs'] = []
       const cids = new Map<number, string>() // page index → CID
       // a whole checkpoint's blobs were synced before the file was written whole: put again (and
       // checked) only when its entry must be written again; a record's are always checked, since a
@@ -1029,7 +1031,7 @@ export class CheckpointWriter {
           cids.set(i, cidOfDigest(d))
         }
       }
-      todo.push({ tick: headers[k].tick, cid, held, blobs, cids })
+      owed.push({ tick: headers[k].tick, cid, held, blobs, cids })
     }
     // 1. cut damaged pack tails (a power cut's torn or zeroed frames behind intact headers), but only
     // where everything cut is put again in 2; all cuts come before any put, so a later cut cannot
@@ -1038,7 +1040,7 @@ export class CheckpointWriter {
     const mayCut = (): Set<string> => {
       if (recoverable !== null) return recoverable
       recoverable = new Set()
-      for (const t of todo) {
+      for (const t of owed) {
         for (const { b, d, how } of t.blobs) {
           recoverable.add(cidOfDigest(d))
           if (how.chunk !== true || b.length !== PAGE_SIZE) continue
@@ -1050,12 +1052,12 @@ export class CheckpointWriter {
       }
       return recoverable
     }
-    for (const t of todo) for (const { b, d, how } of t.blobs) this.blobs.repair(cidOfDigest(d), b, how.chunk === true, mayCut)
+    for (const t of owed) for (const { b, d, how } of t.blobs) this.blobs.repair(cidOfDigest(d), b, how.chunk === true, mayCut)
     // 2. put what is missing, write the entries that are
     const table = new Set<number>() // non-zero pages of the step
     for (let k = 0; k < steps.length; k++) {
       const st = steps[k]
-      const t = k >= synced ? todo[k - synced] : null
+      const t = k >= synced ? owed[k - synced] : null
       if (t !== null) for (const { b, d, how } of t.blobs) this.blobs.putEx(b, d, false, how)
       if (st.whole) {
         table.clear()

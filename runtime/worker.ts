@@ -250,8 +250,10 @@ function main (): void {
       const sess = session(m.id)
       const hcid = headerCid(m.header)
       const p = decodeHeader(m.header, 'handoff checkpoint')
-      const snap = sess.agent.checkpointState()
-      sess.lineage.writer.archiveEntry({ headerBytes: m.header, sig: m.sig, base: false, pageCount: snap.pageCount, pages: [], globals: snap.globals })
+      sess.lineage.writer.archiveEntry(m.header, m.sig, () => {
+        const snap = sess.agent.checkpointState()
+        return { base: false, pageCount: snap.pageCount, pages: [], globals: snap.globals }
+      })
       sess.lineage.prev = hcid
       sess.lineage.epoch = p.epoch + 1
       sess.lineage.lastTick = p.tick
