@@ -22,7 +22,7 @@
  *                        "fuel": uint, "result": int|null, "trap": text|null } … ] }
  * ```
  */
-import { decode, describe, encode } from '../checkpoint/cbor.ts'
+import { decode, describe, encode, putHead } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 
 /** Version of the segment layout, the `v` field. */
@@ -329,9 +329,14 @@ export class EventLog {
     return bytes
   }
 
-  /** Encodes tick records as a segment (canonical CBOR, layout in the module docs). */
+  /**
+   * Encodes tick records as a segment (canonical CBOR, layout in the module docs): framed by hand
+   * in one buffer (a segment is encoded at every checkpoint), or, for a value the log never records
+   * (a float, an integer outside (-2^64, 2^64), another type), by the generic encoder, which throws
+   * TypeError for it. Same bytes either way (test/eventlog.test.ts, the fuzz round trip).
+   */
   static encodeSegment (records: readonly TickRecord[]): Uint8Array {
-    return encode({
+    return framedSegment(records) ?? encode({
       v: EVENTLOG_VERSION,
       ticks: records.map((r) => ({ tick: r.tick, events: r.events, fuel: r.fuel, result: r.result, trap: r.trap })),
     })
@@ -400,4 +405,103 @@ function toInt (v: unknown): bigint | null {
   if (typeof v === 'bigint') return v
   if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v)
   return null
+}
+
+const TWO64N = 1n << 64n
+const TWO32N = 1n << 32n
+/** Encoded text heads and bytes of hostcall names (a few dozen distinct names), by name. */
+const nameBytes = new Map<string, Uint8Array>()
+/** The canonical CBOR map keys of a segment and of a tick record, in their canonical order (RFC 8949 §4.2.1: by encoded bytes). */
+const KEY = Object.fromEntries(['v', 'ticks', 'fuel', 'tick', 'trap', 'events', 'result'].map((k) => [k, Buffer.concat([Buffer.of(0x60 | k.length), Buffer.from(k)])])) as Record<string, Uint8Array>
+
+/**
+ * Bytes of `s` as a CBOR text string (head + UTF-8), or -1 when `s` holds a lone surrogate (no
+ * UTF-8 form: left to the generic encoder, whatever it does with it).
+ */
+function textSize (s: string): number {
+  if (!s.isWellFormed()) return -1
+  const n = Buffer.byteLength(s)
+  return n + (n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5)
+}
+
+/** Bytes of the integer `v` as CBOR (head only), or -1 when it is not an integer in (-2^64, 2^64). */
+function intSize (v: bigint | number): number {
+  if (typeof v === 'number') { if (!Number.isSafeInteger(v)) return -1; v = BigInt(v) }
+  const n = v < 0n ? -1n - v : v
+  if (n >= TWO64N) return -1
+  return n < 24n ? 1 : n < 0x100n ? 2 : n < 0x10000n ? 3 : n < TWO32N ? 5 : 9
+}
+
+/** Writes the integer `v` (checked by {@link intSize}) at `p`; returns the offset past it. */
+function putInt (b: Buffer, p: number, v: bigint | number): number {
+  const big = typeof v === 'bigint' ? v : BigInt(v)
+  const major = big < 0n ? 1 : 0
+  const n = big < 0n ? -1n - big : big
+  if (n < TWO32N) return putHead(b, p, major, Number(n))
+  b[p] = (major << 5) | 27
+  b.writeBigUInt64BE(n, p + 1)
+  return p + 9
+}
+
+/** Writes `s` as a CBOR text string at `p`; returns the offset past it. */
+function putText (b: Buffer, p: number, s: string): number {
+  const n = Buffer.byteLength(s)
+  p = putHead(b, p, 3, n)
+  return p + b.write(s, p, 'utf8')
+}
+
+/**
+ * {@link EventLog.encodeSegment} framed by hand: one pass to size the segment, one to write it.
+ * Null for anything the generic encoder must handle or refuse.
+ */
+function framedSegment (records: readonly TickRecord[]): Uint8Array | null {
+  let size = 1 + KEY.v.length + 1 + KEY.ticks.length + 9
+  for (const r of records) {
+    const t = intSize(r.tick); const f = intSize(r.fuel)
+    if (t < 0 || f < 0) return null
+    size += 1 + KEY.fuel.length + f + KEY.tick.length + t + KEY.trap.length + KEY.events.length + 9 + KEY.result.length
+    if (r.trap === null) size += 1; else { const x = typeof r.trap === 'string' ? textSize(r.trap) : -1; if (x < 0) return null; size += x }
+    if (r.result === null) size += 1; else { const x = intSize(r.result); if (x < 0) return null; size += x }
+    for (const e of r.events) {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string') return null
+      let name = nameBytes.get(e[0])
+      if (name === undefined) {
+        const n = textSize(e[0])
+        if (n < 0) return null
+        name = Buffer.allocUnsafe(n)
+        putText(name as Buffer, 0, e[0])
+        if (nameBytes.size < 256) nameBytes.set(e[0], name)
+      }
+      size += 1 + name.length
+      const v = e[1]
+      if (v instanceof Uint8Array) { if (v.constructor !== Uint8Array && !Buffer.isBuffer(v)) return null; size += 9 + v.length } else if (typeof v === 'bigint') { const x = intSize(v); if (x < 0) return null; size += x } else if (typeof v === 'string') { const x = textSize(v); if (x < 0) return null; size += x } else return null
+    }
+  }
+  const b = Buffer.allocUnsafe(size)
+  let p = putHead(b, 0, 5, 2)
+  b.set(KEY.v, p); p += KEY.v.length
+  p = putHead(b, p, 0, EVENTLOG_VERSION)
+  b.set(KEY.ticks, p); p += KEY.ticks.length
+  p = putHead(b, p, 4, records.length)
+  for (const r of records) {
+    p = putHead(b, p, 5, 5)
+    b.set(KEY.fuel, p); p += KEY.fuel.length
+    p = putInt(b, p, r.fuel)
+    b.set(KEY.tick, p); p += KEY.tick.length
+    p = putInt(b, p, r.tick)
+    b.set(KEY.trap, p); p += KEY.trap.length
+    if (r.trap === null) b[p++] = 0xf6; else p = putText(b, p, r.trap)
+    b.set(KEY.events, p); p += KEY.events.length
+    p = putHead(b, p, 4, r.events.length)
+    for (const [hostcall, v] of r.events) {
+      b[p++] = 0x82
+      const name = nameBytes.get(hostcall)
+      if (name !== undefined) { b.set(name, p); p += name.length } else p = putText(b, p, hostcall)
+      if (v instanceof Uint8Array) { p = putHead(b, p, 2, v.length); b.set(v, p); p += v.length } else if (typeof v === 'bigint') p = putInt(b, p, v)
+      else p = putText(b, p, v)
+    }
+    b.set(KEY.result, p); p += KEY.result.length
+    if (r.result === null) b[p++] = 0xf6; else p = putInt(b, p, r.result)
+  }
+  return b.subarray(0, p)
 }

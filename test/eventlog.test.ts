@@ -49,6 +49,27 @@ test('the segment is canonical CBOR with the documented layout', () => {
   assert.equal(new Uint8Array(encode(decode(seg, 'seg'))), new Uint8Array(seg))
 })
 
+test('the hand-framed segment is byte for byte the generic canonical encoding, at every head size and sign', () => {
+  const generic = (rs: TickRecord[]) => encode({ v: EVENTLOG_VERSION, ticks: rs.map((r) => ({ tick: r.tick, events: r.events, fuel: r.fuel, result: r.result, trap: r.trap })) })
+  const ints = [0n, 1n, 23n, 24n, 255n, 256n, 65535n, 65536n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n + 1n, 2n ** 64n - 1n, -1n, -24n, -25n, -256n, -257n, -(2n ** 32n), -(2n ** 32n) - 1n, -(2n ** 64n) + 1n]
+  const texts = ['', 'a', 'x'.repeat(23), 'x'.repeat(24), 'y'.repeat(255), 'y'.repeat(256), 'z'.repeat(65536), 'héllo — 世界 🎉']
+  const bytes = [new Uint8Array(0), new Uint8Array(23).fill(7), new Uint8Array(24), new Uint8Array(300).fill(1), Buffer.from('a buffer'), new Uint8Array(70000)]
+  const records: TickRecord[] = []
+  let k = 0
+  for (const v of [...ints, ...texts, ...bytes]) {
+    const tick = [0, 23, 24, 255, 256, 70000, 2 ** 32 + 5][k % 7]
+    records.push({ tick, events: [['clock_now', v], [texts[k % texts.length] || 'h', 5n]], fuel: ints[k % 12], result: [null, 0, 1, 2, -1, 300][k % 6], trap: k % 3 === 0 ? null : texts[k % texts.length] })
+    k++
+  }
+  records.push({ tick: 9, events: [], fuel: 0n, result: null, trap: 'out of fuel' })
+  for (let n = 0; n <= records.length; n += 7) assert.equal(Buffer.compare(Buffer.from(EventLog.encodeSegment(records.slice(0, n))), Buffer.from(generic(records.slice(0, n)))), 0, `first ${n} records`)
+  // what the log never records goes through the generic encoder: the same error as before
+  assert.throws(() => EventLog.encodeSegment([{ tick: 1, events: [['x', 1.5 as unknown as bigint]], fuel: 0n, result: 0, trap: null }]), /only safe integers|cannot be encoded/)
+  assert.throws(() => EventLog.encodeSegment([{ tick: 1, events: [['x', 2n ** 64n]], fuel: 0n, result: 0, trap: null }]), /64-bit/)
+  const lone = [{ tick: 1, events: [['x', 'a\ud800b'] as [string, string]], fuel: 0n, result: 0, trap: null }]
+  assert.equal(Buffer.compare(Buffer.from(EventLog.encodeSegment(lone)), Buffer.from(generic(lone))), 0, 'a lone surrogate: the generic encoder')
+})
+
 test('a tick that traps keeps its events and the trap reason', () => {
   const log = new EventLog()
   log.beginTick(7)
