@@ -163,8 +163,10 @@ const WINDOW = 256 * 1024
  * @param run packs already found still linked during the caller's run (one verify): their cached
  *   descriptors are reused without another `fstat`; a pack checked or opened here is added. A
  *   {@link PackRun} also serves frames of up to 64 KiB from its read-ahead window.
+ * @param keep false: the payload may be a view into the run's read-ahead window, valid only until
+ *   the next read of the run (for a payload used at once, e.g. decompressed: no copy made).
  */
-export function readSlot (slot: PackSlot, cid: string, run?: Set<string>): Uint8Array {
+export function readSlot (slot: PackSlot, cid: string, run?: Set<string>, keep = true): Uint8Array {
   const fd = openPack(slot.pack.file, run)
   try {
     const total = FRAME_HEADER + slot.len
@@ -188,6 +190,7 @@ export function readSlot (slot: PackSlot, cid: string, run?: Set<string>): Uint8
     } else b = readAt(slot, fd, total)
     if (b[o] !== slot.kind || b.readUInt32BE(o + 1) !== slot.len || Buffer.compare(b.subarray(o + 5, o + FRAME_HEADER), digestOfCid(cid)) !== 0) throw new StorageError(`${slot.pack.file}: cannot read: the frame at offset ${at} is no longer blob ${cid} (the pack was rewritten)`)
     if (!(run instanceof PackRun && b === run.buf)) return b.subarray(FRAME_HEADER)
+    if (!keep) return b.subarray(o + FRAME_HEADER, o + total)
     const payload = ownBuffer(slot.len)
     b.copy(payload, 0, o + FRAME_HEADER, o + total)
     return payload
@@ -435,9 +438,14 @@ export function matchesCid (b: Uint8Array, cid: string): boolean {
  * @throws StorageError when the pack cannot be read (see {@link readSlot}).
  */
 export function blobOfSlot (slot: PackSlot, cid: string, chunk: (cid: string) => Uint8Array | null, run?: Set<string>): Uint8Array | null {
+  if (slot.kind === FRAME_ZSTD) {
+    // decompressed at once: the payload need not outlive this call (a copy only when it is returned as it is)
+    const view = readSlot(slot, cid, run, false)
+    const out = decompressOne(view)
+    return out === view ? Buffer.from(view) : out
+  }
   const payload = readSlot(slot, cid, run)
   if (slot.kind === FRAME_BLOB) return payload
-  if (slot.kind === FRAME_ZSTD) return decompressOne(payload)
   if (payload.length !== 32 * (CHUNKED_SIZE / CHUNK_SIZE)) return payload
   const out = Buffer.alloc(CHUNKED_SIZE)
   for (let k = 0; k < CHUNKED_SIZE / CHUNK_SIZE; k++) {

@@ -332,8 +332,9 @@ export class EventLog {
   /**
    * Encodes tick records as a segment (canonical CBOR, layout in the module docs): framed by hand
    * in one buffer (a segment is encoded at every checkpoint), or, for a value the log never records
-   * (a float, an integer outside (-2^64, 2^64), another type), by the generic encoder, which throws
-   * TypeError for it. Same bytes either way (test/eventlog.test.ts, the fuzz round trip).
+   * (a float, an integer outside (-2^64, 2^64), text with a lone surrogate, another type), by the
+   * generic encoder, which throws TypeError for what it cannot encode. Same bytes either way
+   * (test/eventlog.test.ts, the fuzz round trip).
    */
   static encodeSegment (records: readonly TickRecord[]): Uint8Array {
     return framedSegment(records) ?? encode({

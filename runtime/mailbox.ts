@@ -124,6 +124,10 @@ export class Mailbox {
   /** Messages (by number) being sent now or waiting for a retry, with the time of their first attempt (performance.now(), ms) and the retry timer. */
   readonly #outgoing = new Map<number, { to: string; since: number; timer: NodeJS.Timeout | null }>()
   #wake: (() => void) | null = null
+  /** Ends the current {@link Mailbox.wait} as aborted; null between waits. */
+  #abortWait: (() => void) | null = null
+  /** Signals whose abort already calls {@link Mailbox.#abortWait} (one listener per signal, not one per wait), with that listener: removed by {@link Mailbox.close}. */
+  readonly #hooked = new Map<AbortSignal, () => void>()
   #arrived = false
   #closed = false
   #abort = new AbortController()
@@ -266,12 +270,17 @@ export class Mailbox {
       const done = (w: Wake): void => {
         clearTimeout(timer); clearTimeout(pollTimer)
         this.#wake = null
-        signal?.removeEventListener('abort', onAbort)
+        this.#abortWait = null
         resolve(w)
       }
-      const onAbort = (): void => done('abort')
       if (signal?.aborted === true) { done('abort'); return }
-      signal?.addEventListener('abort', onAbort)
+      if (signal !== undefined && !this.#hooked.has(signal)) {
+        // a loop waits on the same signal at every idle tick: one listener for all its waits
+        const onAbort = (): void => this.#abortWait?.()
+        this.#hooked.set(signal, onAbort)
+        signal.addEventListener('abort', onAbort, { once: true })
+      }
+      this.#abortWait = () => done('abort')
       this.#wake = () => done('message')
       if (delay !== null) {
         // Node may run a timer up to a millisecond before its delay on the monotonic clock (it
@@ -483,5 +492,7 @@ export class Mailbox {
     for (const e of this.#outgoing.values()) if (e.timer !== null) clearTimeout(e.timer)
     this.#outgoing.clear()
     this.#wake?.()
+    for (const [signal, onAbort] of this.#hooked) signal.removeEventListener('abort', onAbort)
+    this.#hooked.clear()
   }
 }

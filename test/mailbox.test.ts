@@ -8,6 +8,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { getEventListeners } from 'node:events'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -270,9 +271,17 @@ test('wait: a message wakes an agent waiting for one; the interval passes; abort
   // an agent that did not ask to sleep waits the interval
   agent.io = { ...agent.io, sleep: null }
   assert.is(await mb.wait(20, ac.signal), 'interval')
+  // every wait on the loop's signal shares one abort listener, and close() removes it
+  assert.is(getEventListeners(ac.signal, 'abort').length, 1)
   const w2 = mb.wait(60_000, ac.signal)
   ac.abort()
   assert.is(await w2, 'abort')
+  assert.is(await mb.wait(60_000, ac.signal), 'abort', 'a wait on an aborted signal ends at once')
+  const other = new AbortController()
+  assert.is(await mb.wait(20, other.signal), 'interval')
+  assert.is(getEventListeners(other.signal, 'abort').length, 1)
+  mb.close()
+  assert.is(getEventListeners(other.signal, 'abort').length, 0)
   clearTimeout(guard)
 })
 
