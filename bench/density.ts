@@ -141,7 +141,6 @@ async function ticks (dir: string): Promise<{ total: number; started: number; hi
   return { total: agents.reduce((s, a) => s + a.tick, 0), started: agents.filter((a) => a.tick >= 1).length, hibernated: agents.filter((a) => a.hibernated === true).length }
 }
 
-/** What one node did over the window. */
 /**
  * One density measurement: CPU of the node process (cores), of which in the kernel, RSS (MiB), and
  * per agent-tick the bytes its files grew by (`diskPerTick`, file sizes), the disk blocks they took
@@ -161,7 +160,6 @@ export interface Density { agents: number; cores: number; sysCores: number; rssM
 export async function measure (count: number, extra: string[] = [], intervalMs = 1000, hibernated = false, agent = { wasm: WASM, manifest: MANIFEST }, steadyAfterMs?: number): Promise<Density & { steady?: Density }> {
   const n = await startNode(extra)
   try {
-    const pid = n.child.pid!
     const t0 = performance.now()
     let next = 0
     const birth = async () => {
