@@ -146,8 +146,8 @@ export function encodeFile (v: unknown): Uint8Array {
 /**
  * Writes the head of a CBOR data item — major type `major` (0–7) and argument `n`, a non-negative
  * safe integer, in its shortest form (RFC 8949 §3, §4.2.1) — into `b` at offset `p`, which must have
- * 9 bytes free. The one head writer of the hand-framed encoders (checkpoint/live.ts, writer.ts,
- * state.ts and {@link encodeFlatMap}).
+ * 9 bytes free. The one head writer of the hand-framed encoders (checkpoint/live.ts, entries.ts,
+ * state.ts, hostcalls/eventlog.ts and {@link encodeFlatMap}).
  * @returns the offset just past the head.
  */
 export function putHead (b: Uint8Array, p: number, major: number, n: number): number {
@@ -190,16 +190,59 @@ export function encodeFlatMap (o: Record<string, unknown>): Uint8Array {
     else if (v instanceof Uint8Array) { if (v.constructor !== Uint8Array && !Buffer.isBuffer(v)) return encode(o); size += v.length } else if (typeof v === 'number') { if (!Number.isSafeInteger(v) || v < 0) return encode(o) } else if (typeof v === 'bigint') { if (v < 0n || v >= TWO64N) return encode(o) } else if (v !== null && typeof v !== 'boolean') return encode(o)
   }
   const b = Buffer.allocUnsafe(size)
-  let p = 0
-  const head = (major: number, n: number): void => { p = putHead(b, p, major, n) }
-  head(5, order.keys.length)
+  let p = putHead(b, 0, 5, order.keys.length)
   for (let k = 0; k < order.keys.length; k++) {
     b.set(order.heads[k], p); p += order.heads[k].length
     const v = o[order.keys[k]]
-    if (typeof v === 'string') { const n = Buffer.byteLength(v); head(3, n); b.write(v, p, 'utf8'); p += n } else if (v instanceof Uint8Array) { head(2, v.length); b.set(v, p); p += v.length } else if (typeof v === 'number') head(0, v)
-    else if (typeof v === 'bigint') { if (v < TWO32N) head(0, Number(v)); else { b[p++] = 0x1b; b.writeBigUInt64BE(v, p); p += 8 } } else b[p++] = v === null ? 0xf6 : v === true ? 0xf5 : 0xf4
+    if (typeof v === 'string') p = putText(b, p, v)
+    else if (v instanceof Uint8Array) p = putBytes(b, p, v)
+    else if (typeof v === 'number' || typeof v === 'bigint') p = putInt(b, p, v)
+    else b[p++] = v === null ? 0xf6 : v === true ? 0xf5 : 0xf4
   }
   return b.subarray(0, p)
+}
+
+/** Bytes of the head {@link putHead} writes for the argument `n` (a non-negative safe integer): 1, 2, 3, 5 or 9. */
+export function headBytes (n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < TWO32 ? 5 : 9
+}
+
+/** Writes `s` as a CBOR text string (head, then UTF-8) into `b` at `p`, which must have room for it. @returns the offset just past it. */
+export function putText (b: Buffer, p: number, s: string): number {
+  p = putHead(b, p, 3, Buffer.byteLength(s))
+  return p + b.write(s, p, 'utf8')
+}
+
+/** Writes `x` as a CBOR byte string into `b` at `p`, which must have room for it. @returns the offset just past it. */
+export function putBytes (b: Uint8Array, p: number, x: Uint8Array): number {
+  p = putHead(b, p, 2, x.length)
+  b.set(x, p)
+  return p + x.length
+}
+
+/**
+ * Bytes of the integer `v` as {@link putInt} writes it (1, 2, 3, 5 or 9), or -1 when it is not one
+ * {@link encode} accepts: a number that is not a safe integer, a BigInt outside (-2^64, 2^64).
+ */
+export function intBytes (v: number | bigint): number {
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? headBytes(v < 0 ? -1 - v : v) : -1
+  const n = v < 0n ? -1n - v : v
+  return n >= TWO64N ? -1 : n < TWO32N ? headBytes(Number(n)) : 9
+}
+
+/**
+ * Writes the integer `v` (one {@link intBytes} accepts) into `b` at `p` in its shortest form: major
+ * type 0, or 1 with argument -1 - v for a negative one (RFC 8949 §3.1), as {@link encode} does.
+ * @returns the offset just past it.
+ */
+export function putInt (b: Buffer, p: number, v: number | bigint): number {
+  if (typeof v === 'number') return v < 0 ? putHead(b, p, 1, -1 - v) : putHead(b, p, 0, v)
+  const major = v < 0n ? 1 : 0
+  const n = v < 0n ? -1n - v : v
+  if (n < TWO32N) return putHead(b, p, major, Number(n))
+  b[p] = (major << 5) | 27
+  b.writeBigUInt64BE(n, p + 1)
+  return p + 9
 }
 
 function truncated (what: string, need: number, at: number, have: number): CheckpointError {

@@ -4,7 +4,7 @@
  * (checkpoint/segment.ts) or, in histories written before segments, one `.cbor` file per entry.
  */
 import * as fs from 'node:fs'
-import { asMap, bytesField, decodeFile, describe, encodeFile, numberField, putHead } from './cbor.ts'
+import { asMap, bytesField, decodeFile, describe, encodeFile, numberField, putBytes, putHead, putText } from './cbor.ts'
 import { CheckpointError, StorageError } from './errors.ts'
 import { isCid } from './hash.ts'
 import { decodeHeader, type CheckpointHeader } from './header.ts'
@@ -27,8 +27,8 @@ class EntryBytes {
   p = 0
   constructor (size: number) { this.b = Buffer.allocUnsafe(size) }
   head (major: number, n: number): void { this.p = putHead(this.b, this.p, major, n) }
-  text (s: string): void { const n = Buffer.byteLength(s); this.head(3, n); this.b.write(s, this.p, 'utf8'); this.p += n }
-  bytes (x: Uint8Array): void { this.head(2, x.length); this.b.set(x, this.p); this.p += x.length }
+  text (s: string): void { this.p = putText(this.b, this.p, s) }
+  bytes (x: Uint8Array): void { this.p = putBytes(this.b, this.p, x) }
 }
 
 const u32 = (n: unknown): boolean => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 0x100000000

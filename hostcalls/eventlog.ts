@@ -22,7 +22,7 @@
  *                        "fuel": uint, "result": int|null, "trap": text|null } … ] }
  * ```
  */
-import { decode, describe, encode, putHead } from '../checkpoint/cbor.ts'
+import { decode, describe, encode, headBytes, intBytes, putBytes, putHead, putInt, putText } from '../checkpoint/cbor.ts'
 import { CheckpointError } from '../checkpoint/errors.ts'
 
 /** Version of the segment layout, the `v` field. */
@@ -408,13 +408,6 @@ function toInt (v: unknown): bigint | null {
   return null
 }
 
-const TWO64N = 1n << 64n
-const TWO32N = 1n << 32n
-/** Encoded text heads and bytes of hostcall names (a few dozen distinct names), by name. */
-const nameBytes = new Map<string, Uint8Array>()
-/** The canonical CBOR map keys of a segment and of a tick record, in their canonical order (RFC 8949 §4.2.1: by encoded bytes). */
-const KEY = Object.fromEntries(['v', 'ticks', 'fuel', 'tick', 'trap', 'events', 'result'].map((k) => [k, Buffer.concat([Buffer.of(0x60 | k.length), Buffer.from(k)])])) as Record<string, Uint8Array>
-
 /**
  * Bytes of `s` as a CBOR text string (head + UTF-8), or -1 when `s` holds a lone surrogate (no
  * UTF-8 form: left to the generic encoder, whatever it does with it).
@@ -422,34 +415,20 @@ const KEY = Object.fromEntries(['v', 'ticks', 'fuel', 'tick', 'trap', 'events', 
 function textSize (s: string): number {
   if (!s.isWellFormed()) return -1
   const n = Buffer.byteLength(s)
-  return n + (n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5)
+  return headBytes(n) + n
 }
 
-/** Bytes of the integer `v` as CBOR (head only), or -1 when it is not an integer in (-2^64, 2^64). */
-function intSize (v: bigint | number): number {
-  if (typeof v === 'number') { if (!Number.isSafeInteger(v)) return -1; v = BigInt(v) }
-  const n = v < 0n ? -1n - v : v
-  if (n >= TWO64N) return -1
-  return n < 24n ? 1 : n < 0x100n ? 2 : n < 0x10000n ? 3 : n < TWO32N ? 5 : 9
+/** `s` encoded as a CBOR text string (one {@link textSize} accepts). */
+function textItem (s: string): Uint8Array {
+  const b = Buffer.allocUnsafe(textSize(s))
+  putText(b, 0, s)
+  return b
 }
 
-/** Writes the integer `v` (checked by {@link intSize}) at `p`; returns the offset past it. */
-function putInt (b: Buffer, p: number, v: bigint | number): number {
-  const big = typeof v === 'bigint' ? v : BigInt(v)
-  const major = big < 0n ? 1 : 0
-  const n = big < 0n ? -1n - big : big
-  if (n < TWO32N) return putHead(b, p, major, Number(n))
-  b[p] = (major << 5) | 27
-  b.writeBigUInt64BE(n, p + 1)
-  return p + 9
-}
-
-/** Writes `s` as a CBOR text string at `p`; returns the offset past it. */
-function putText (b: Buffer, p: number, s: string): number {
-  const n = Buffer.byteLength(s)
-  p = putHead(b, p, 3, n)
-  return p + b.write(s, p, 'utf8')
-}
+/** Encoded hostcall names (a few dozen distinct ones), by name. */
+const nameBytes = new Map<string, Uint8Array>()
+/** The canonical CBOR map keys of a segment and of a tick record (written in their canonical order, RFC 8949 §4.2.1: by encoded bytes). */
+const KEY = Object.fromEntries(['v', 'ticks', 'fuel', 'tick', 'trap', 'events', 'result'].map((k) => [k, textItem(k)])) as Record<string, Uint8Array>
 
 /**
  * {@link EventLog.encodeSegment} framed by hand: one pass to size the segment, one to write it.
@@ -458,24 +437,22 @@ function putText (b: Buffer, p: number, s: string): number {
 function framedSegment (records: readonly TickRecord[]): Uint8Array | null {
   let size = 1 + KEY.v.length + 1 + KEY.ticks.length + 9
   for (const r of records) {
-    const t = intSize(r.tick); const f = intSize(r.fuel)
+    const t = intBytes(r.tick); const f = intBytes(r.fuel)
     if (t < 0 || f < 0) return null
     size += 1 + KEY.fuel.length + f + KEY.tick.length + t + KEY.trap.length + KEY.events.length + 9 + KEY.result.length
     if (r.trap === null) size += 1; else { const x = typeof r.trap === 'string' ? textSize(r.trap) : -1; if (x < 0) return null; size += x }
-    if (r.result === null) size += 1; else { const x = intSize(r.result); if (x < 0) return null; size += x }
+    if (r.result === null) size += 1; else { const x = intBytes(r.result); if (x < 0) return null; size += x }
     for (const e of r.events) {
       if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string') return null
       let name = nameBytes.get(e[0])
       if (name === undefined) {
-        const n = textSize(e[0])
-        if (n < 0) return null
-        name = Buffer.allocUnsafe(n)
-        putText(name as Buffer, 0, e[0])
+        if (textSize(e[0]) < 0) return null
+        name = textItem(e[0])
         if (nameBytes.size < 256) nameBytes.set(e[0], name)
       }
       size += 1 + name.length
       const v = e[1]
-      if (v instanceof Uint8Array) { if (v.constructor !== Uint8Array && !Buffer.isBuffer(v)) return null; size += 9 + v.length } else if (typeof v === 'bigint') { const x = intSize(v); if (x < 0) return null; size += x } else if (typeof v === 'string') { const x = textSize(v); if (x < 0) return null; size += x } else return null
+      if (v instanceof Uint8Array) { if (v.constructor !== Uint8Array && !Buffer.isBuffer(v)) return null; size += 9 + v.length } else if (typeof v === 'bigint') { const x = intBytes(v); if (x < 0) return null; size += x } else if (typeof v === 'string') { const x = textSize(v); if (x < 0) return null; size += x } else return null
     }
   }
   const b = Buffer.allocUnsafe(size)
@@ -498,7 +475,8 @@ function framedSegment (records: readonly TickRecord[]): Uint8Array | null {
       b[p++] = 0x82
       const name = nameBytes.get(hostcall)
       if (name !== undefined) { b.set(name, p); p += name.length } else p = putText(b, p, hostcall)
-      if (v instanceof Uint8Array) { p = putHead(b, p, 2, v.length); b.set(v, p); p += v.length } else if (typeof v === 'bigint') p = putInt(b, p, v)
+      if (v instanceof Uint8Array) p = putBytes(b, p, v)
+      else if (typeof v === 'bigint') p = putInt(b, p, v)
       else p = putText(b, p, v)
     }
     b.set(KEY.result, p); p += KEY.result.length
