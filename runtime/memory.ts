@@ -13,6 +13,12 @@
  * failed tick is rolled back by copying the committed chunks back the same way. Checkpoints hash
  * only the pages dirtied since the last one (DESIGN §7) and, for a checkpoint of few pages, only
  * their changed chunks (the archive's storage grain, checkpoint/store.ts `putEx` `chunkDigests`).
+ *
+ * A restore ({@link PageImage.load} into a fresh memory) borrows the caller's pages instead of
+ * copying them into the slab when that pins little else (see {@link borrows}): the slab is then
+ * allocated zeroed, which the kernel leaves unmapped until written, and a borrowed page is copied
+ * into it only when something first compares with or writes its committed copy. A restored 64 MiB
+ * agent so costs one copy of its memory (into the instance), not two.
  */
 import { hash } from 'node:crypto'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
@@ -31,6 +37,23 @@ const ZERO_LIST = new Uint8Array(CHUNK_LIST)
 const ALL_CHUNKS = (1 << CHUNKS) - 1
 /** Slab growth step cap, pages (64 MiB): growth doubles the slab up to this much at a time. */
 const GROW_STEP_PAGES = 1024
+
+/**
+ * Whether {@link PageImage.load} borrows `pages` (`[index, 64 KiB bytes]`) rather than copying
+ * them: when the buffers they are views of hold at most twice their bytes, so that keeping them
+ * alive costs no more than the copy would (a decoded live file's pages, a migration's received
+ * pages), and not when small pages sit in a much larger buffer (a small agent's pages in a live
+ * file that also holds its code), which borrowing would keep whole.
+ */
+export function borrows (pages: readonly [number, Uint8Array][]): boolean {
+  if (pages.length === 0) return false
+  const held = new Set<ArrayBufferLike>()
+  let bytes = 0
+  for (const [, p] of pages) { held.add(p.buffer); bytes += p.length }
+  let total = 0
+  for (const b of held) total += b.byteLength
+  return total <= 2 * bytes
+}
 
 /**
  * Zeroes the marks among the first `n` bytes of a dirty map, run by run (`indexOf`, memchr): the
@@ -77,6 +100,11 @@ export class PageImage {
   #slab: Buffer = EMPTY
   /** Cached 64 KiB views of the slab, by page (dropped when the slab is replaced). */
   #views: (Buffer | undefined)[] = []
+  /**
+   * Pages whose committed bytes are still the caller's (borrowed by {@link load}; zeros in the
+   * slab until {@link #own} copies them in), by index; null when none are.
+   */
+  #borrowed: (Uint8Array | undefined)[] | null = null
   /**
    * Copies of the lists the last {@link takeCheckpoint} returned, for the slab and page count they
    * were made of (callers get copies of these); null after a load, reload or dropped image.
@@ -148,6 +176,7 @@ export class PageImage {
       this.pageCount = count
       return changed
     }
+    this.#ownAll()
     const changed = this.#commitAll(live, count)
     this.#untracked(count)
     return changed
@@ -177,6 +206,7 @@ export class PageImage {
     let page = -1; let want = 0
     const flush = (): void => {
       if (page < 0) return
+      if (this.#borrowed?.[page] !== undefined) this.#own(page)
       const at = page * PAGE_SIZE
       let diff = 0
       for (let k = 0; k < CHUNKS; k++) {
@@ -211,7 +241,7 @@ export class PageImage {
     if (PageImage.checkMarks) {
       for (let i = 0; i < count; i++) {
         const at = i * PAGE_SIZE
-        if (slab.compare(live, at, at + PAGE_SIZE, at, at + PAGE_SIZE) !== 0) throw new Error(`PageImage: the dirty map missed page ${i}`)
+        if (this.#view(i).compare(live, at, at + PAGE_SIZE) !== 0) throw new Error(`PageImage: the dirty map missed page ${i}`)
       }
     }
     return changed
@@ -240,7 +270,24 @@ export class PageImage {
     return changed
   }
 
-  /** Replaces the slab by one of at least `count` pages holding the committed pages. */
+  /** Copies borrowed page `i` into the slab: from now on the slab holds its committed bytes. */
+  #own (i: number): void {
+    const b = this.#borrowed!
+    this.#slab.set(b[i]!, i * PAGE_SIZE)
+    b[i] = undefined
+    this.#views[i] = undefined
+    this.#out = null // its lists may hold the borrowed view
+  }
+
+  /** Copies every borrowed page into the slab (before the whole memory is compared or rolled back). */
+  #ownAll (): void {
+    const b = this.#borrowed
+    if (b === null) return
+    for (let i = 0; i < b.length; i++) if (b[i] !== undefined) this.#own(i)
+    this.#borrowed = null
+  }
+
+  /** Replaces the slab by one of at least `count` pages holding the committed pages (borrowed ones stay borrowed). */
   #grow (count: number): void {
     const have = this.#slab.length / PAGE_SIZE
     const next = Math.max(count, Math.min(2 * have, have + GROW_STEP_PAGES))
@@ -260,7 +307,11 @@ export class PageImage {
 
   #view (i: number): Buffer {
     let v = this.#views[i]
-    if (v === undefined) { v = this.#slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE); this.#views[i] = v }
+    if (v === undefined) {
+      const b = this.#borrowed?.[i]
+      v = b !== undefined ? asBuffer(b) : this.#slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)
+      this.#views[i] = v
+    }
     return v
   }
 
@@ -271,6 +322,7 @@ export class PageImage {
   rollback (mem: Uint8Array): void {
     const live = asBuffer(mem)
     if (this.#map !== null && this.#trusted) { this.#marked(live, this.pageCount, false); return }
+    this.#ownAll()
     for (let r = 0; r < this.pageCount; r += RUN_PAGES) {
       const end = Math.min(this.pageCount, r + RUN_PAGES)
       if (this.#slab.compare(live, r * PAGE_SIZE, end * PAGE_SIZE, r * PAGE_SIZE, end * PAGE_SIZE) === 0) continue
@@ -293,7 +345,7 @@ export class PageImage {
     const live = asBuffer(mem)
     for (let i = 0; i < this.pageCount; i++) {
       const at = i * PAGE_SIZE
-      if (this.digests.has(i) || this.dirty.has(i)) this.#slab.copy(live, at, at, at + PAGE_SIZE) // non-zero as of the last checkpoint, or committed since
+      if (this.digests.has(i) || this.dirty.has(i)) live.set(this.#view(i), at) // non-zero as of the last checkpoint, or committed since
       else clearPage(live, at)
     }
     if (live.length === this.pageCount * PAGE_SIZE) this.#untracked(this.pageCount)
@@ -310,6 +362,7 @@ export class PageImage {
     this.#slab = pageCount === 0 ? EMPTY : whole ? Buffer.allocUnsafeSlow(pageCount * PAGE_SIZE) : Buffer.alloc(pageCount * PAGE_SIZE)
     this.#views = []
     this.#out = null
+    this.#borrowed = null
   }
 
   /** A slab of exactly `pageCount` pages holding `pages` (`[index, 64 KiB bytes]`). */
@@ -325,7 +378,9 @@ export class PageImage {
    * (a freshly instantiated memory of exactly `pageCount` pages; `pages` then strictly ascending
    * and below `pageCount`), into that memory in the same pass — each page hashed, copied into the
    * slab and into `into` while it is in cache — which then equals the image, as after
-   * {@link restoreInto} (the dirty map is cleared and trusted).
+   * {@link restoreInto} (the dirty map is cleared and trusted). With `into`, when {@link borrows}
+   * says so, the image borrows `pages` instead of copying them into the slab: the caller must never
+   * write them afterwards.
    * @returns the digests, `[index, SHA-256]` in the order of `pages`.
    * @throws Error with `into` when it is not `pageCount` pages or `pages` are out of order or range.
    */
@@ -350,15 +405,23 @@ export class PageImage {
     }
     const live = asBuffer(into)
     if (live.length !== pageCount * PAGE_SIZE) throw new Error(`PageImage.load: memory of ${live.length / PAGE_SIZE} pages, expected ${pageCount}`)
-    this.#alloc(pageCount, pages)
+    const borrow = borrows(pages)
+    if (borrow) { // a zeroed slab (left unmapped by the kernel until written); the pages stay the caller's
+      this.#slab = pageCount === 0 ? EMPTY : Buffer.alloc(pageCount * PAGE_SIZE)
+      this.#views = []
+      this.#out = null
+      this.#borrowed = new Array<Uint8Array | undefined>(pageCount)
+    } else this.#alloc(pageCount, pages)
     const slab = this.#slab
+    const held = this.#borrowed
     let next = 0 // pages below this one are in place in `live`
     for (let k = 0; k < pages.length; k++) {
       const [i, bytes] = pages[k]
       if (i < next || i >= pageCount || bytes.length !== PAGE_SIZE) throw new Error(`PageImage.load: page ${i} out of order or outside memory of ${pageCount} pages`)
       for (; next < i; next++) clearPage(live, next * PAGE_SIZE)
       const d = known?.get(i) ?? pageDigest(bytes)
-      slab.set(bytes, i * PAGE_SIZE)
+      if (borrow) held![i] = bytes
+      else slab.set(bytes, i * PAGE_SIZE)
       live.set(bytes, i * PAGE_SIZE)
       this.digests.set(i, d)
       out[k] = [i, d]
@@ -379,6 +442,7 @@ export class PageImage {
     this.#slab = EMPTY
     this.#views = []
     this.#out = null
+    this.#borrowed = null
     this.#chunkLists.clear()
     this.#map = null
     this.#trusted = false

@@ -6,7 +6,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash } from 'node:crypto'
 import { PAGE_SIZE } from '../checkpoint/state.ts'
-import { isZeroPage, pageDigest, PageImage } from '../runtime/memory.ts'
+import { borrows, isZeroPage, pageDigest, PageImage } from '../runtime/memory.ts'
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
@@ -213,6 +213,42 @@ test('takeCheckpoint lists stay exact across checkpoints that reuse them: change
   mem[0] = 9; mem[5 * PAGE_SIZE] = 9; img.commit(mem); expect(mem, 'two changed')
   const grown = memory(8); grown.set(mem); grown[7 * PAGE_SIZE] = 1; img.commit(grown); expect(grown, 'grown')
   grown[7 * PAGE_SIZE + 2] = 2; img.commit(grown); expect(grown, 'after growth')
+})
+
+test('a restore borrows the caller\'s pages (never writing them) when they pin little else, and copies them otherwise', () => {
+  // the rule: buffers of at most twice the pages' bytes are borrowed, a small page in a big buffer is not
+  const shared = new Uint8Array(new SharedArrayBuffer(3 * PAGE_SIZE))
+  assert.ok(borrows([[0, shared.subarray(0, PAGE_SIZE)], [1, shared.subarray(PAGE_SIZE, 2 * PAGE_SIZE)]]))
+  assert.not.ok(borrows([[0, new Uint8Array(5 * PAGE_SIZE).subarray(0, PAGE_SIZE)]]))
+  assert.not.ok(borrows([]))
+  for (const tracked of [true, false]) {
+    const p0 = new Uint8Array(PAGE_SIZE).fill(1)
+    const p1 = new Uint8Array(PAGE_SIZE).fill(2)
+    const before = [hex(p0), hex(p1)]
+    const mem = memory(3)
+    const map = new Uint8Array(3 * 16)
+    const img = new PageImage()
+    if (tracked) img.track(map)
+    img.load(3, [[0, p0], [1, p1]], undefined, mem)
+    assert.is(img.committed(1)![5], 2, 'a borrowed page reads as committed')
+    // a committed change of a borrowed page goes to the image, not to the caller's bytes
+    mem[PAGE_SIZE + 7] = 9; map[16] = 1
+    assert.is(img.commit(mem), 1)
+    assert.is(img.committed(1)![7], 9)
+    const ck = img.takeCheckpoint()
+    assert.equal(ck.changed, [1])
+    assert.equal(ck.pages.map(([i, b]) => [i, hex(b)]), [[0, hex(page(mem, 0))], [1, hex(page(mem, 1))]])
+    assert.equal(ck.digests.map(([i, d]) => [i, hex(d)]), [[0, sha(page(mem, 0))], [1, sha(page(mem, 1))]])
+    // a failed tick's writes to both pages are rolled back from the image
+    mem[3] = 4; mem[PAGE_SIZE + 7] = 8; map[0] = 1; map[16] = 1
+    img.rollback(mem)
+    assert.is(mem[3], 1); assert.is(mem[PAGE_SIZE + 7], 9)
+    // a fresh memory gets the image back: page 0 from the borrowed bytes, page 1 from the slab
+    const mem2 = memory(3)
+    img.restoreInto(mem2)
+    assert.is(hex(mem2), hex(mem))
+    assert.equal([hex(p0), hex(p1)], before, `the caller's pages are unchanged (${tracked ? 'with' : 'without'} a dirty map)`)
+  }
 })
 
 test('load with given digests uses them instead of re-hashing', () => {
