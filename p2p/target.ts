@@ -131,7 +131,12 @@ export class Target {
       unresolved: (o) => { void this.resolve(o.name) },
       failed: (o, from, reason) => this.failed(o, from, reason),
       fault: (step, ch) => n.fault(step, ch),
-      warm: (wasm, o) => { n.pool.warmCode(wasm, Math.floor(o.manifest.maxMemoryBytes / 65536), n.dir).catch(() => { /* reported by the replay or restore */ }) },
+      warm: (wasm, o) => {
+        // with a replay to come (a base, and a log to re-execute), its instance is made and its memory mapped meanwhile
+        const b = o.base
+        const prepare = b === undefined || o.parsed.log === null ? undefined : { start: { header: b.parsed, wasm, manifest: o.manifestBytes, pageCount: b.pageCount, codeCache: { dir: codeCacheDir(n.dir) } }, pages: b.pages.map((r) => r[0]) }
+        n.pool.warmCode(wasm, Math.floor(o.manifest.maxMemoryBytes / 65536), n.dir, prepare).catch(() => { /* reported by the replay or restore */ })
+      },
       replay: (start, records, next) => n.pool.replay({ ...start, codeCache: { dir: codeCacheDir(n.dir) } }, records, next), // arrivals share the node's code cache
     }
   }

@@ -503,15 +503,20 @@ export class Agent {
 
   /**
    * Re-creates an agent from a checkpoint: instantiates the same module (no `_initialize`, no
-   * `agent_init`), grows memory to the saved size, copies the pages and sets the globals.
-   * @throws ModuleError when the module is rejected or the state does not fit it
+   * `agent_init`), grows memory to the saved size, copies the pages and sets the globals. With
+   * `prepared` (from {@link Agent.prepare} with this very `spec`), restores into that instance
+   * instead of instantiating one; `spec.io` is read again (it may have been set since).
+   * @throws ModuleError when the module is rejected or the state does not fit it; Error when
+   *   `prepared` was made for another spec
    */
-  static restore (spec: AgentSpec, state: RestoreState): Agent {
-    const a = new Agent(spec)
+  static restore (spec: AgentSpec, state: RestoreState, prepared?: Agent): Agent {
+    if (prepared !== undefined && prepared.spec !== spec) throw new Error('Agent.restore: the prepared agent was made for another spec')
+    const a = prepared ?? new Agent(spec)
     if (state.globals.length !== a.globalsInfo.length) {
       throw new ModuleError(`checkpoint has ${state.globals.length} globals but the module has ${a.globalsInfo.length}`)
     }
-    a.instantiate()
+    if (prepared === undefined) a.instantiate()
+    else a.io = spec.io ?? emptyIo()
     a.tick = state.tick
     a.fuel = state.fuel
     a.committedGlobals = a.globalsInfo.map((info, i) => {
@@ -525,6 +530,28 @@ export class Agent {
     const digests = a.image.load(state.pageCount, state.pages, state.digests, a.fitMemory(state.pageCount))
     state.check?.(digests)
     a.globals.forEach((g, i) => writeGlobal(g, a.globalsInfo[i].type, a.committedGlobals[i]))
+    return a
+  }
+
+  /**
+   * An agent ready for {@link Agent.restore} of a checkpoint of `pageCount` pages whose non-zero
+   * pages are `pages` (indices): the module instantiated, its memory grown to `pageCount` pages and
+   * the memory of those pages committed (one write per 4 KiB, so that the kernel maps them now
+   * rather than during the restore's copy). A migration target prepares the replay of an arriving
+   * agent this way while the pages are in transit (runtime/replay.ts `Replayer.prepare`). Nothing
+   * of the agent runs but its start function, as in a restore. Null for a component (restored the
+   * usual way).
+   * @throws ModuleError as {@link Agent.restore}
+   */
+  static prepare (spec: AgentSpec, pageCount: number, pages: readonly number[]): Agent | null {
+    const a = new Agent(spec)
+    if (a.component !== null) return null
+    a.instantiate()
+    const mem = a.fitMemory(pageCount)
+    for (const i of pages) {
+      if (!Number.isInteger(i) || i < 0 || i >= pageCount) continue
+      for (let at = i * PAGE_SIZE, end = at + PAGE_SIZE; at < end; at += 4096) mem[at] = mem[at] // the restore's load writes every byte anyway
+    }
     return a
   }
 

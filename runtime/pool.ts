@@ -26,7 +26,7 @@ import type { TickRecord } from '../hostcalls/eventlog.ts'
 import type { Manifest } from '../hostcalls/manifest.ts'
 import { parseManifest } from '../hostcalls/manifest.ts'
 import type { TickResult } from './agent.ts'
-import type { Divergence, ReplayStart } from './replay.ts'
+import type { Divergence, PrepareStart, ReplayStart } from './replay.ts'
 import type { Incoming } from './mailbox.ts'
 import { E_MSG_UNKNOWN } from '../checkpoint/envelope.ts'
 import type { Envelope, SendOutcome } from '../checkpoint/envelope.ts'
@@ -516,13 +516,16 @@ export class TickPool {
    * cache of data directory `dir` (runtime/code-cache.ts `loadInstrumented`), so that the replay and
    * restore that follow find it there: a migration target calls it while the offer's pages are
    * still arriving. Runs in the worker of the last one while it lives (its instrumentation helper,
-   * with binaryen, is kept for a while after each use).
-   * @throws ModuleError / ManifestError as `loadInstrumented`
+   * with binaryen, is kept for a while after each use). With `prepare`, that worker then prepares the
+   * replay of `prepare.start` (runtime/replay.ts `Replayer.prepare`, `pages` the indices of its
+   * non-zero pages) for the {@link replay} that follows; it holds at most one, for at most a minute.
+   * @throws ModuleError / ManifestError as `loadInstrumented` (a failed prepare throws nothing: the
+   *   replay then restores the usual way)
    */
-  async warmCode (wasm: Uint8Array, memoryLimitPages: number, dir: string): Promise<void> {
+  async warmCode (wasm: Uint8Array, memoryLimitPages: number, dir: string, prepare?: { start: PrepareStart; pages: number[] }): Promise<void> {
     const slot = this.#codeSlot()
     const id = this.#next++
-    await this.request(slot, { t: 'code', re: 0, id, wasm, memoryLimitPages, dir }, id, 'create')
+    await this.request(slot, { t: 'code', re: 0, id, wasm, memoryLimitPages, dir, ...(prepare === undefined ? {} : { prepare }) }, id, 'create')
   }
 
   #watch (): void {

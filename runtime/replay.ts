@@ -72,6 +72,25 @@ export interface ReplayStart extends Omit<RestoreState, 'tick' | 'fuel'> {
   io?: IoState
 }
 
+/** What {@link Replayer.prepare} needs of a {@link ReplayStart}: everything but the state itself. */
+export type PrepareStart = Pick<ReplayStart, 'header' | 'wasm' | 'manifest' | 'pageCount' | 'codeCache'>
+
+/**
+ * A replay prepared by {@link Replayer.prepare}, used by the {@link Replayer.restore} whose start
+ * has the same `key` (the checkpoint's agent, tick, code, manifest, state root, budget, price and
+ * page count) and ignored by any other.
+ */
+export interface PreparedReplay { key: string; spec: AgentSpec; inputs: RecordedInputs; agent: Agent }
+
+/**
+ * The key of a {@link PreparedReplay} for `s`: a restore of a start with the same key may use it.
+ * A string naming the checkpoint's agent, tick, code and manifest CIDs, state root, budget, price and page count.
+ */
+export function preparedKey (s: PrepareStart): string {
+  const h = s.header
+  return `${h.agent} ${h.tick} ${h.code} ${h.manifest} ${Buffer.from(h.state).toString('hex')} ${h.budget} ${h.price} ${s.pageCount}`
+}
+
 /** Thrown inside a host function when the agent asks for a value the log does not hold at that point. */
 class ReplayMismatch extends Error {}
 
@@ -216,12 +235,28 @@ export class Replayer {
    * @throws ModuleError / ManifestError when the archived code or manifest is rejected, or the
    *   state does not fit the module
    */
-  static restore (start: ReplayStart): Replayer {
+  static restore (start: ReplayStart, prepared?: PreparedReplay | null): Replayer {
+    const h = start.header
+    const ready = prepared != null && prepared.key === preparedKey(start) ? prepared : null
+    const { spec, inputs } = ready ?? Replayer.#spec(start.wasm, start.manifest, h, h.budget, start.codeCache)
+    if (start.io !== undefined) spec.io = start.io
+    const agent = Agent.restore(spec, { tick: h.tick, fuel: h.fuel, pageCount: start.pageCount, pages: start.pages, ...(start.digests === undefined ? {} : { digests: start.digests }), globals: start.globals }, ready?.agent)
+    return new Replayer(agent, inputs)
+  }
+
+  /**
+   * Prepares {@link Replayer.restore} of `start` before its pages are at hand: the module loaded
+   * and instantiated, memory grown to `start.pageCount` pages and committed where `pages` (the
+   * indices of its non-zero pages) will be copied (runtime/agent.ts `Agent.prepare`). A migration
+   * target does this while the pages are in transit, so that the replay that gates its `pending`
+   * answer copies into memory the kernel has already mapped. Null when it cannot help (a component).
+   * @throws ModuleError / ManifestError as {@link Replayer.restore}
+   */
+  static prepare (start: PrepareStart, pages: readonly number[]): PreparedReplay | null {
     const h = start.header
     const { spec, inputs } = Replayer.#spec(start.wasm, start.manifest, h, h.budget, start.codeCache)
-    if (start.io !== undefined) spec.io = start.io
-    const agent = Agent.restore(spec, { tick: h.tick, fuel: h.fuel, pageCount: start.pageCount, pages: start.pages, ...(start.digests === undefined ? {} : { digests: start.digests }), globals: start.globals })
-    return new Replayer(agent, inputs)
+    const agent = Agent.prepare(spec, start.pageCount, pages)
+    return agent === null ? null : { key: preparedKey(start), spec, inputs, agent }
   }
 
   /**
@@ -351,12 +386,13 @@ function whatDiffers (pageCount: number, digests: [number, Uint8Array][], global
 }
 
 /**
- * Replays one segment from a checkpoint: restore `start`, re-execute `records`, check `next`.
+ * Replays one segment from a checkpoint: restore `start` (into `prepared` when it was made for
+ * it: {@link Replayer.prepare}), re-execute `records`, check `next`.
  * @returns ticks re-executed and the first divergence (null: the segment replays exactly)
  * @throws ModuleError / ManifestError when the code or manifest is rejected
  */
-export function replaySegment (start: ReplayStart, records: readonly TickRecord[], next: CheckpointHeader): { ticks: number; divergence: Divergence | null } {
-  const r = Replayer.restore(start)
+export function replaySegment (start: ReplayStart, records: readonly TickRecord[], next: CheckpointHeader, prepared?: PreparedReplay | null): { ticks: number; divergence: Divergence | null } {
+  const r = Replayer.restore(start, prepared)
   const divergence = r.runSegment(records, next)
   return { ticks: r.ticks, divergence }
 }

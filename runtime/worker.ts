@@ -43,8 +43,8 @@ import { loadHostIdentity } from './host.ts'
 import { liveInputs, simulatedInputs } from './inputs.ts'
 import { loadInstrumented } from './code-cache.ts'
 import { isComponent, loadComponent } from './component.ts'
-import { replaySegment } from './replay.ts'
-import type { ReplayStart } from './replay.ts'
+import { preparedKey, replaySegment, Replayer } from './replay.ts'
+import type { PreparedReplay, PrepareStart, ReplayStart } from './replay.ts'
 import { runLoop, writeCheckpoint } from './runner.ts'
 import type { LoopEnd, LoopOptions } from './runner.ts'
 import type { Session } from './session.ts'
@@ -97,7 +97,7 @@ export type WorkerRequest =
   | { t: 'gc'; re: number; id: number; opts: { keepEvery: number; keepLast: number; maxPacks?: number; dryRun?: boolean } }
   | { t: 'drop'; re: number; id: number }
   | { t: 'replay'; re: number; id: number; start: ReplayStart; records: readonly TickRecord[]; next: CheckpointHeader }
-  | { t: 'code'; re: number; id: number; wasm: Uint8Array; memoryLimitPages: number; dir: string }
+  | { t: 'code'; re: number; id: number; wasm: Uint8Array; memoryLimitPages: number; dir: string; prepare?: { start: PrepareStart; pages: number[] } }
   | { t: 'deliver'; re: number; id: number; msg: Incoming }
   | { t: 'deliverMany'; re: number; id: number; msgs: Incoming[] }
   | { t: 'sent'; ref: number; outcome: SendOutcome }
@@ -126,6 +126,9 @@ interface Slot {
   settings: WorkerSettings
   name: string
 }
+
+/** How long a replay prepared by a `code` request waits for its `replay`, ms (then its memory is dropped). */
+const PREPARED_TTL_MS = 60_000
 
 /** Wall time between two `status` events of an agent that keeps asking for more work (returning 1) without failing, ms. */
 const STATUS_EVERY_MS = 100
@@ -184,6 +187,16 @@ function main (): void {
   const creatingAs = <T>(id: number, f: () => T): T => {
     creating = id
     try { return f() } finally { creating = 0 }
+  }
+  // The one replay prepared here (a migration target's, while the offer's pages arrive): used by the
+  // next `replay` request whose start it was made for, dropped by it, by the next prepare or after PREPARED_TTL_MS.
+  let prepared: { r: PreparedReplay; timer: NodeJS.Timeout } | null = null
+  const takePrepared = (start?: ReplayStart): PreparedReplay | null => {
+    const p = prepared
+    if (p === null || (start !== undefined && p.r.key !== preparedKey(start))) return null // another offer's: kept for its own replay
+    prepared = null
+    clearTimeout(p.timer)
+    return p.r
   }
   /** Registers the agent's id, under which its guest code runs. */
   const watch = (id: number, agent: Agent): void => { ids.set(agent, id) }
@@ -376,12 +389,22 @@ function main (): void {
       try { return gcAgent(w.dir, w.name, { ...m.opts, excludePacks: new Set([path.basename(w.blobs.packFile)]) }) } finally { w.blobs.forget() }
     },
     // a migration target's check of the ticks it receives (runtime/replay.ts); each replayed tick is watched under `m.id`
-    replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next)),
+    replay: (m: Extract<WorkerRequest, { t: 'replay' }>) => creatingAs(m.id, () => replaySegment(m.start, m.records, m.next, takePrepared(m.start))),
     // a migration target instruments an arriving module while its pages are still in transit (runtime/code-cache.ts)
     code: (m: Extract<WorkerRequest, { t: 'code' }>) => {
       const opts = { memoryLimitPages: m.memoryLimitPages, cache: codeCacheOf({ dir: m.dir }) }
       if (isComponent(m.wasm)) loadComponent(m.wasm, opts) // transpile + every core module, cached
       else loadInstrumented(m.wasm, opts)
+      if (m.prepare !== undefined) {
+        takePrepared()
+        let r: PreparedReplay | null = null
+        try { r = creatingAs(m.id, () => Replayer.prepare(m.prepare!.start, m.prepare!.pages)) } catch { /* the replay restores the usual way, and reports what fails */ }
+        if (r !== null) {
+          const timer = setTimeout(() => { if (prepared?.r === r) prepared = null }, PREPARED_TTL_MS)
+          timer.unref()
+          prepared = { r, timer }
+        }
+      }
       return null
     },
     drop: (m: Extract<WorkerRequest, { t: 'drop' }>) => {

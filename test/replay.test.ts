@@ -15,7 +15,7 @@ import { CheckpointError } from '../checkpoint/errors.ts'
 import { formatReport, verifyChain, verifyHistory } from '../checkpoint/history.ts'
 import { readLive } from '../checkpoint/live.ts'
 import { EventLog } from '../hostcalls/eventlog.ts'
-import { formatReplay, Replayer, replayHistory, tickCost } from '../runtime/replay.ts'
+import { formatReplay, preparedKey, Replayer, replayHistory, replaySegment, tickCost } from '../runtime/replay.ts'
 import { forge } from './forge.ts'
 import { runLoop } from '../runtime/runner.ts'
 import type { LoopOptions } from '../runtime/runner.ts'
@@ -226,6 +226,37 @@ test('Replayer.restore + runSegment replays one segment from a live checkpoint (
   const rp2 = Replayer.restore({ header: live.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: live.pageCount, pages: live.pages, globals: live.globals })
   const d = rp2.runSegment([{ ...records[0], tick: 12 }], link.entry.parsed)
   assert.equal([d?.tick, d?.field], [11, 'log'])
+})
+
+test('a replay prepared before its pages arrive (Replayer.prepare) replays exactly as one restored the usual way; one prepared for another start is not used', async () => {
+  const dir = tmp()
+  const ckpt = await life(dir, 'ledger', 10)
+  const live = readLive(ckpt)
+  const s = resumeAgent(settings(dir), ckpt)
+  await runLoop(s.agent, s.lineage, loop(5, { intervalMs: 0 }))
+  const chain = verifyChain([dir])
+  const link = chain.links.find((l) => l.entry.parsed.tick === 11)!
+  const records = EventLog.decodeSegment(readArchivedBlob(chain.blobDirs, link.entry.parsed.log!, 'log'))
+  const start = { header: live.parsed, wasm: live.wasm, manifest: live.manifest, pageCount: live.pageCount, pages: live.pages, globals: live.globals }
+  const indices = live.pages.map(([i]) => i)
+  const prepared = Replayer.prepare(start, indices)!
+  assert.ok(prepared !== null && prepared.key === preparedKey(start))
+  assert.is(prepared.agent.pageCount, 0, 'nothing restored yet: the image is empty until the pages come')
+  const r = Replayer.restore(start, prepared)
+  assert.is(r.agent, prepared.agent, 'restored into the prepared agent')
+  assert.is(r.runSegment(records, link.entry.parsed), null)
+  assert.is(r.agent.tick, 11)
+  // the same through replaySegment, against one restored the usual way
+  assert.equal(replaySegment(start, records, link.entry.parsed, Replayer.prepare(start, indices)), replaySegment(start, records, link.entry.parsed))
+  // a forged result still diverges when prepared
+  const forged = [{ ...records[0], result: records[0].result === 0 ? 1 : 0 }]
+  const d = replaySegment(start, forged, link.entry.parsed, Replayer.prepare(start, indices))
+  assert.equal([d.divergence?.tick, d.divergence?.field], [11, 'result'])
+  // prepared for another checkpoint (another tick): ignored, the start is restored the usual way
+  const other = Replayer.prepare({ ...start, header: { ...live.parsed, tick: live.parsed.tick + 1 } }, indices)!
+  const r2 = Replayer.restore(start, other)
+  assert.is.not(r2.agent, other.agent)
+  assert.is(r2.runSegment(records, link.entry.parsed), null)
 })
 
 test('the budget replays at each checkpoint\'s price: cost = min(budget, ceil(fuel × price / 10^6))', async () => {
