@@ -121,6 +121,12 @@ export interface RestoreState {
   digests?: [number, Uint8Array][]
   globals: GlobalValue[]
   /**
+   * True when nothing writes `pages` after the restore (a decoded file, received or cloned pages —
+   * not views of another agent's memory): the agent's image may then keep them instead of a copy
+   * (runtime/memory.ts `PageImage.load`). Default false: copied.
+   */
+  borrow?: boolean
+  /**
    * Called with the pages' digests (`[index, SHA-256]` in the order of `pages`) once the pages are
    * in the instance, before the globals are set and before anything of the agent runs but its
    * start function: a resume checks them against the signed state root here (its pages were hashed
@@ -527,7 +533,7 @@ export class Agent {
       return g.bytes
     })
     // one pass over the pages: hashed (unless known), copied into the image and into the instance
-    const digests = a.image.load(state.pageCount, state.pages, state.digests, a.fitMemory(state.pageCount))
+    const digests = a.image.load(state.pageCount, state.pages, state.digests, a.fitMemory(state.pageCount), state.borrow === true)
     state.check?.(digests)
     a.globals.forEach((g, i) => writeGlobal(g, a.globalsInfo[i].type, a.committedGlobals[i]))
     return a

@@ -14,8 +14,8 @@
  * only the pages dirtied since the last one (DESIGN §7) and, for a checkpoint of few pages, only
  * their changed chunks (the archive's storage grain, checkpoint/store.ts `putEx` `chunkDigests`).
  *
- * A restore ({@link PageImage.load} into a fresh memory) borrows the caller's pages instead of
- * copying them into the slab when that pins little else (see {@link borrows}): the slab is then
+ * A restore ({@link PageImage.load} into a fresh memory) of pages nothing writes afterwards borrows
+ * them instead of copying them into the slab when that pins little else (see {@link borrows}): the slab is then
  * allocated zeroed, which the kernel leaves unmapped until written, and a borrowed page is copied
  * into it only when something first compares with or writes its committed copy. A restored 64 MiB
  * agent so costs one copy of its memory (into the instance), not two.
@@ -378,13 +378,13 @@ export class PageImage {
    * (a freshly instantiated memory of exactly `pageCount` pages; `pages` then strictly ascending
    * and below `pageCount`), into that memory in the same pass — each page hashed, copied into the
    * slab and into `into` while it is in cache — which then equals the image, as after
-   * {@link restoreInto} (the dirty map is cleared and trusted). With `into`, when {@link borrows}
-   * says so, the image borrows `pages` instead of copying them into the slab: the caller must never
-   * write them afterwards.
+   * {@link restoreInto} (the dirty map is cleared and trusted). With `into` and `borrow` (the
+   * caller's promise that nothing writes `pages` afterwards), when {@link borrows} says it pays,
+   * the image keeps `pages` instead of copying them into the slab.
    * @returns the digests, `[index, SHA-256]` in the order of `pages`.
    * @throws Error with `into` when it is not `pageCount` pages or `pages` are out of order or range.
    */
-  load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][], into?: Uint8Array): [number, Uint8Array][] {
+  load (pageCount: number, pages: [number, Uint8Array][], digests?: [number, Uint8Array][], into?: Uint8Array, borrow = false): [number, Uint8Array][] {
     this.dirty.clear()
     this.digests.clear()
     this.#masks.clear()
@@ -405,7 +405,7 @@ export class PageImage {
     }
     const live = asBuffer(into)
     if (live.length !== pageCount * PAGE_SIZE) throw new Error(`PageImage.load: memory of ${live.length / PAGE_SIZE} pages, expected ${pageCount}`)
-    const borrow = borrows(pages)
+    borrow &&= borrows(pages)
     if (borrow) { // a zeroed slab (left unmapped by the kernel until written); the pages stay the caller's
       this.#slab = pageCount === 0 ? EMPTY : Buffer.alloc(pageCount * PAGE_SIZE)
       this.#views = []

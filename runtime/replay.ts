@@ -55,8 +55,12 @@ import type { CodeCache } from './code-cache.ts'
  */
 export interface Divergence { tick: number; field: string; message: string; file?: string }
 
-/** A checkpoint to start replay from: its header, code, manifest and state (archived or live). */
-export interface ReplayStart extends Omit<RestoreState, 'tick' | 'fuel'> {
+/**
+ * A checkpoint to start replay from: its header, code, manifest and state (archived or live).
+ * The replayed agent's image keeps `pages` (RestoreState `borrow`): nothing may write them while it
+ * replays.
+ */
+export interface ReplayStart extends Omit<RestoreState, 'tick' | 'fuel' | 'borrow'> {
   /** Its header (tick and lifetime fuel come from here). */
   header: CheckpointHeader
   /** Original wasm bytes (CID = header.code). */
@@ -240,7 +244,7 @@ export class Replayer {
     const ready = prepared != null && prepared.key === preparedKey(start) ? prepared : null
     const { spec, inputs } = ready ?? Replayer.#spec(start.wasm, start.manifest, h, h.budget, start.codeCache)
     if (start.io !== undefined) spec.io = start.io
-    const agent = Agent.restore(spec, { tick: h.tick, fuel: h.fuel, pageCount: start.pageCount, pages: start.pages, ...(start.digests === undefined ? {} : { digests: start.digests }), globals: start.globals }, ready?.agent)
+    const agent = Agent.restore(spec, { tick: h.tick, fuel: h.fuel, pageCount: start.pageCount, pages: start.pages, ...(start.digests === undefined ? {} : { digests: start.digests }), globals: start.globals, borrow: true }, ready?.agent)
     return new Replayer(agent, inputs)
   }
 

@@ -111,7 +111,7 @@ export function resumeAgent (s: HostSettings, file: string): Session & { live: L
   const identity = identityFromSeed(live.seed)
   const agent = Agent.restore(
     { wasm: live.wasm, manifest, identity, budget: h.budget, price: s.price, inputs: inputsFor(s), emit: s.emit, file: `${file} (wasm)`, codeCache: codeCacheOf(s), ...(live.io === null ? {} : { io: decodeIo(live.io, `${file} (io)`) }) },
-    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals, check: (digests) => checkLiveState(live, file, digests) },
+    { tick: h.tick, fuel: h.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals, check: (digests) => checkLiveState(live, file, digests), borrow: true },
   )
   const writer = new CheckpointWriter(s.dir, name)
   writer.ensureArchived(live)

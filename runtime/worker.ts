@@ -237,7 +237,7 @@ function main (): void {
       const inputs = m.settings.simSeed === undefined ? liveInputs() : simulatedInputs(m.settings.simSeed)
       const agent = creatingAs(m.id, () => Agent.restore(
         { wasm: live.wasm, manifest: parseManifest(live.manifest, `${m.name} (manifest)`), identity: identityFromSeed(live.seed), budget: live.parsed.budget, price: m.settings.price, inputs, emit: lines(m.id, m.settings), file: `${m.name} (wasm)`, codeCache: codeCacheOf({ dir: m.settings.dir, emit: lines(m.id, m.settings) }), ...(live.io === null ? {} : { io: decodeIo(live.io, `${m.name} (io)`) }) },
-        { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals },
+        { tick: live.parsed.tick, fuel: live.parsed.fuel, pageCount: live.pageCount, pages: live.pages, ...(live.digests === undefined ? {} : { digests: live.digests }), globals: live.globals, borrow: true }, // pages cloned or shared by an arrival, never written
       ))
       watch(m.id, agent)
       const s: Slot = { agent, session: null, controller: null, settings: m.settings, name: m.name }

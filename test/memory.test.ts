@@ -215,7 +215,7 @@ test('takeCheckpoint lists stay exact across checkpoints that reuse them: change
   grown[7 * PAGE_SIZE + 2] = 2; img.commit(grown); expect(grown, 'after growth')
 })
 
-test('a restore borrows the caller\'s pages (never writing them) when they pin little else, and copies them otherwise', () => {
+test('a restore told nothing writes its pages borrows them (never writing them) when they pin little else, and copies them otherwise', () => {
   // the rule: buffers of at most twice the pages' bytes are borrowed, a small page in a big buffer is not
   const shared = new Uint8Array(new SharedArrayBuffer(3 * PAGE_SIZE))
   assert.ok(borrows([[0, shared.subarray(0, PAGE_SIZE)], [1, shared.subarray(PAGE_SIZE, 2 * PAGE_SIZE)]]))
@@ -229,7 +229,7 @@ test('a restore borrows the caller\'s pages (never writing them) when they pin l
     const map = new Uint8Array(3 * 16)
     const img = new PageImage()
     if (tracked) img.track(map)
-    img.load(3, [[0, p0], [1, p1]], undefined, mem)
+    img.load(3, [[0, p0], [1, p1]], undefined, mem, true)
     assert.is(img.committed(1)![5], 2, 'a borrowed page reads as committed')
     // a committed change of a borrowed page goes to the image, not to the caller's bytes
     mem[PAGE_SIZE + 7] = 9; map[16] = 1
@@ -249,6 +249,12 @@ test('a restore borrows the caller\'s pages (never writing them) when they pin l
     assert.is(hex(mem2), hex(mem))
     assert.equal([hex(p0), hex(p1)], before, `the caller's pages are unchanged (${tracked ? 'with' : 'without'} a dirty map)`)
   }
+  // not told: copied, so a later write of the caller's bytes does not reach the image
+  const p0 = new Uint8Array(PAGE_SIZE).fill(1)
+  const img = new PageImage()
+  img.load(1, [[0, p0]], undefined, memory(1))
+  p0[0] = 5
+  assert.is(img.committed(0)![0], 1)
 })
 
 test('load with given digests uses them instead of re-hashing', () => {
