@@ -43,18 +43,16 @@ async function rawSend (from: IgordNode, to: IgordNode, bytes: number): Promise<
  * Writes the state agents `[pages, fill]` (test/state-agent.ts `writeStateAgent`) into `dir` from a
  * worker thread, which then ends: the generator's binaryen never sits in the heap of this thread,
  * where both nodes run — a node's own main thread does not load it, and its size would tax every
- * collection of the measured streams.
+ * collection of the measured streams. Returns the paths `writeStateAgent` gave, in order.
  */
-async function writeStateAgents (dir: string, agents: [number, number][]): Promise<void> {
+async function writeStateAgents (dir: string, agents: [number, number][]): Promise<{ wasm: string; manifest: string }[]> {
   const url = new URL('../test/state-agent.ts', import.meta.url).href
-  const w = new Worker(`const { workerData: d } = require('node:worker_threads'); import(d.url).then((m) => { for (const [p, f] of d.agents) m.writeStateAgent(d.dir, p, f) })`, { eval: true, workerData: { url, dir, agents } })
+  const w = new Worker(`const { parentPort, workerData: d } = require('node:worker_threads'); import(d.url).then((m) => parentPort.postMessage(d.agents.map(([p, f]) => m.writeStateAgent(d.dir, p, f))))`, { eval: true, workerData: { url, dir, agents } })
+  let paths: { wasm: string; manifest: string }[] | null = null
+  w.once('message', (m: { wasm: string; manifest: string }[]) => { paths = m })
   const code = await new Promise<number>((resolve, reject) => { w.once('error', reject); w.once('exit', resolve) })
-  if (code !== 0) throw new Error(`writing the state agents: the worker exited with ${code}`)
-}
-/** The paths test/state-agent.ts `writeStateAgent(dir, pages, fill)` wrote. */
-function stateAgent (dir: string, pages: number, fill = 7): { wasm: string; manifest: string } {
-  const base = fill === 7 ? `state${pages}` : `state${pages}-${fill}`
-  return { wasm: join(dir, `${base}.wasm`), manifest: join(dir, `${base}.manifest.json`) }
+  if (code !== 0 || paths === null) throw new Error(`writing the state agents: the worker exited with ${code}`)
+  return paths
 }
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]
@@ -84,10 +82,9 @@ export async function bench (): Promise<BenchRow[]> {
   }
   try {
     const src = tmp()
-    await writeStateAgents(src, [[2, 7], [32, 7], [1024, 11], [1024, 12], [1024, 13]])
+    const [small, two, ...bigs] = await writeStateAgents(src, [[2, 7], [32, 7], [1024, 11], [1024, 12], [1024, 13]])
     // warm-up: the connection, the JIT of both paths (raw stream and a whole migration)
     for (let i = 0; i < 3; i++) await rawSend(a, b, 8 * CHUNK)
-    const small = stateAgent(src, 2)
     await a.run({ wasm: small.wasm, manifest: small.manifest, name: 'warm', budget: 10n ** 12n, intervalMs: 20 })
     await sleep(50)
     await moveAndStop('warm', a, b)
@@ -103,7 +100,6 @@ export async function bench (): Promise<BenchRow[]> {
     // 2 MiB agent, five runs (each a first visit: a new agent, nothing held by the target)
     const runs: { r: MigrateResult; downtime: number }[] = []
     for (let i = 0; i < 5; i++) {
-      const two = stateAgent(src, 32)
       await a.run({ wasm: two.wasm, manifest: two.manifest, name: `two${i}`, budget: 10n ** 12n, intervalMs: 20 })
       await sleep(60)
       runs.push(await moveAndStop(`two${i}`, a, b))
@@ -118,7 +114,7 @@ export async function bench (): Promise<BenchRow[]> {
     // 64 MiB agents: three pairs (raw 64 MiB, then a move of a 64 MiB agent the target never saw)
     const pairs: { raw: number; value: number; r: MigrateResult }[] = []
     for (let k = 0; k < 3; k++) {
-      const big = stateAgent(src, 1024, 11 + k)
+      const big = bigs[k]
       await a.run({ wasm: big.wasm, manifest: big.manifest, name: `big${k}`, budget: 10n ** 12n, intervalMs: 20 })
       await sleep(100)
       const raw = 64 / (await rawSend(a, b, 64 * CHUNK) / 1000)

@@ -113,6 +113,7 @@ export class Target {
   /** The hooks p2p/migrate.ts `receiveAgent` calls. */
   hooks (): TargetHooks {
     const n = this.#n
+    const codeCache = { dir: codeCacheDir(n.dir) } // arrivals share the node's code cache
     return {
       me: n.peerId,
       spoolRoot: this.spoolRoot(),
@@ -134,10 +135,10 @@ export class Target {
       warm: (wasm, o) => {
         // with a replay to come (a base, and a log to re-execute), its instance is made and its memory mapped meanwhile
         const b = o.base
-        const prepare = b === undefined || o.parsed.log === null ? undefined : { start: { header: b.parsed, wasm, manifest: o.manifestBytes, pageCount: b.pageCount, codeCache: { dir: codeCacheDir(n.dir) } }, pages: b.pages.map((r) => r[0]) }
+        const prepare = b === undefined || o.parsed.log === null ? undefined : { start: { header: b.parsed, wasm, manifest: o.manifestBytes, pageCount: b.pageCount, codeCache }, pages: b.pages.map((r) => r[0]) }
         n.pool.warmCode(wasm, Math.floor(o.manifest.maxMemoryBytes / 65536), n.dir, prepare).catch(() => { /* reported by the replay or restore */ })
       },
-      replay: (start, records, next) => n.pool.replay({ ...start, codeCache: { dir: codeCacheDir(n.dir) } }, records, next), // arrivals share the node's code cache
+      replay: (start, records, next) => n.pool.replay({ ...start, codeCache }, records, next),
     }
   }
 

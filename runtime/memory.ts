@@ -354,15 +354,16 @@ export class PageImage {
   /**
    * A slab of exactly `pageCount` pages for `pages` (`[index, 64 KiB bytes]`), not filled in: zeroed
    * unless `pages` are strictly ascending and `pageCount` many (then every byte is about to be
-   * written, and the slab is allocated without clearing it).
+   * written, and the slab is allocated without clearing it). With `borrow`, always zeroed (the
+   * kernel leaves it unmapped until written) and ready to hold borrowed pages.
    */
-  #alloc (pageCount: number, pages: [number, Uint8Array][]): void {
-    let whole = pages.length === pageCount
+  #alloc (pageCount: number, pages: [number, Uint8Array][], borrow = false): void {
+    let whole = !borrow && pages.length === pageCount
     for (let k = 1; whole && k < pages.length; k++) if (pages[k][0] <= pages[k - 1][0]) whole = false
     this.#slab = pageCount === 0 ? EMPTY : whole ? Buffer.allocUnsafeSlow(pageCount * PAGE_SIZE) : Buffer.alloc(pageCount * PAGE_SIZE)
     this.#views = []
     this.#out = null
-    this.#borrowed = null
+    this.#borrowed = borrow ? new Array<Uint8Array | undefined>(pageCount) : null
   }
 
   /** A slab of exactly `pageCount` pages holding `pages` (`[index, 64 KiB bytes]`). */
@@ -406,12 +407,7 @@ export class PageImage {
     const live = asBuffer(into)
     if (live.length !== pageCount * PAGE_SIZE) throw new Error(`PageImage.load: memory of ${live.length / PAGE_SIZE} pages, expected ${pageCount}`)
     borrow &&= borrows(pages)
-    if (borrow) { // a zeroed slab (left unmapped by the kernel until written); the pages stay the caller's
-      this.#slab = pageCount === 0 ? EMPTY : Buffer.alloc(pageCount * PAGE_SIZE)
-      this.#views = []
-      this.#out = null
-      this.#borrowed = new Array<Uint8Array | undefined>(pageCount)
-    } else this.#alloc(pageCount, pages)
+    this.#alloc(pageCount, pages, borrow)
     const slab = this.#slab
     const held = this.#borrowed
     let next = 0 // pages below this one are in place in `live`
