@@ -74,8 +74,9 @@ export function hashShared (views: Uint8Array[]): Promise<Uint8Array[]> {
 /**
  * Has the helper thread commit the memory of `buf` (a fresh SharedArrayBuffer that this thread is
  * about to fill) ahead of this thread's writes: the page faults of first touch are then taken
- * there, not on the thread that copies received bytes in. It adds 0 atomically to one word of
- * each 4 KiB page, so it never changes a byte, whatever this thread wrote meanwhile. Never throws.
+ * there, not on the thread that copies received bytes in. It compare-exchanges 0 for 0 on one word
+ * of each 4 KiB page (one write fault per page), so it never changes a byte, whatever this thread
+ * wrote meanwhile. Never throws.
  */
 export function touchShared (buf: SharedArrayBuffer): void {
   try {

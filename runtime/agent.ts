@@ -542,7 +542,7 @@ export class Agent {
   /**
    * An agent ready for {@link Agent.restore} of a checkpoint of `pageCount` pages whose non-zero
    * pages are `pages` (indices): the module instantiated, its memory grown to `pageCount` pages and
-   * the memory of those pages committed (one write per 4 KiB, so that the kernel maps them now
+   * the memory of those pages committed (a zero written per 4 KiB, so that the kernel maps them now
    * rather than during the restore's copy). A migration target prepares the replay of an arriving
    * agent this way while the pages are in transit (runtime/replay.ts `Replayer.prepare`). Nothing
    * of the agent runs but its start function, as in a restore. Null for a component (restored the
@@ -556,7 +556,9 @@ export class Agent {
     const mem = a.fitMemory(pageCount)
     for (const i of pages) {
       if (!Number.isInteger(i) || i < 0 || i >= pageCount) continue
-      for (let at = i * PAGE_SIZE, end = at + PAGE_SIZE; at < end; at += 4096) mem[at] = mem[at] // the restore's load writes every byte anyway
+      // a write, never a read first: a read would map the shared zero page and the write then
+      // fault again to replace it; the restore's load writes every byte of these pages anyway
+      for (let at = i * PAGE_SIZE, end = at + PAGE_SIZE; at < end; at += 4096) mem[at] = 0
     }
     return a
   }
