@@ -354,7 +354,7 @@ function main (): void {
     last: (m: Extract<WorkerRequest, { t: 'last' }>) => {
       const s = get(m.id)
       const sess = session(m.id)
-      const live = lastCheckpoint(sess)
+      const live = sharedPages(lastCheckpoint(sess))
       const io = isEmptyIo(sess.agent.io) ? undefined : cidOf(encodeIo(sess.agent.io))
       const head = headerCid(live.header) === sess.lineage.prev
       if ((head && io === live.parsed.io) || s.controller !== null || live.parsed.status !== 'running' || sess.agent.tick !== sess.lineage.lastTick) return live
@@ -367,7 +367,7 @@ function main (): void {
       writeCheckpoint(sess.agent, sess.lineage, 'running')
       sess.mailbox.afterCheckpoint()
       post({ ev: 'status', id: m.id, status: statusOf(s) })
-      return lastCheckpoint(sess)
+      return sharedPages(lastCheckpoint(sess))
     },
     forge: (m: Extract<WorkerRequest, { t: 'forge' }>) => {
       // test-only fault `forge-final`: corrupt one byte of memory, run a tick and checkpoint it
@@ -445,6 +445,29 @@ function lastCheckpoint (sess: Session): LiveCheckpoint {
     }
   }
   return readLive(sess.ckptPath)
+}
+
+/**
+ * `live` with every page in shared memory, for the answer to `last` (a migration's offer): pages
+ * already in a SharedArrayBuffer are kept, the others copied here into one new SharedArrayBuffer,
+ * in page order. The answer then shares them with the main thread instead of cloning them — one
+ * copy on this thread rather than a serialization and a second copy, and none of the main thread's
+ * time nor of its heap's external-memory budget (a clone of a 64 MiB agent charged the main heap
+ * 64 MiB of array buffers, which brought its next full collection into the move). The pages are
+ * read only from here on: the agent's own image is not shared.
+ */
+function sharedPages (live: LiveCheckpoint): LiveCheckpoint {
+  const own = live.pages.filter(([, p]) => !(p.buffer instanceof SharedArrayBuffer))
+  if (own.length === 0) return live
+  const all = Buffer.from(new SharedArrayBuffer(own.reduce((n, [, p]) => n + p.length, 0)))
+  let at = 0
+  const pages = live.pages.map(([i, p]): [number, Uint8Array] => {
+    if (p.buffer instanceof SharedArrayBuffer) return [i, p]
+    all.set(p, at)
+    at += p.length
+    return [i, all.subarray(at - p.length, at)]
+  })
+  return { ...live, pages }
 }
 
 // test-only (runtime/pool.ts `injected.workerFaults`, set by test/igord-faulty.ts); absent in the shipped CLI
