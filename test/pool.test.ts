@@ -1,6 +1,6 @@
 /**
  * Unit tests of runtime/pool.ts and runtime/worker.ts: agents born, resumed and ticking in worker
- * threads; the wall-clock watchdog ending a runaway tick (rolled back to the last checkpoint,
+ * threads; the last checkpoint handed to a migration in shared memory; the wall-clock watchdog ending a runaway tick (rolled back to the last checkpoint,
  * counted as a failure, paused after `max_consecutive_failures`); a stop that does not wait for a
  * spinning tick; co-resident agents surviving their worker's termination; the main thread staying
  * responsive while agents spin; two spinning agents using two threads.
@@ -56,6 +56,28 @@ test('birth and a loop in a worker: ticks, log lines, status mirror and checkpoi
     assert.ok(lines.includes('heartbeat born') && lines.some((l) => l.startsWith('tick 5,')), lines.join('|'))
     assert.is(readLive(h.ckptPath).parsed.tick, 5)
     assert.ok(verifyHistory([dir]).valid)
+  } finally { await pool.close() }
+})
+
+test('lastCheckpoint answers with its pages in shared memory: a copy of the checkpoint, untouched by later ticks', async () => {
+  const pool = new TickPool({ size: 1 })
+  const dir = tempDir()
+  try {
+    const h = await pool.birth(settings(dir), files('heartbeat'), () => {})
+    assert.equal(await within(h.run({ intervalMs: 1, maxTicks: 3 }), 60_000, 'three ticks'), { status: 'running', ticks: 3 })
+    const onDisk = readLive(h.ckptPath)
+    const last = await h.lastCheckpoint()
+    assert.is(last.parsed.tick, 3)
+    assert.ok(last.pages.length > 0)
+    assert.ok(last.pages.every(([, p]) => p.buffer instanceof SharedArrayBuffer), 'shared with the main thread, not cloned')
+    assert.equal(last.pages.map(([i]) => i), onDisk.pages.map(([i]) => i))
+    last.pages.forEach(([i, p], k) => assert.ok(Buffer.from(p).equals(onDisk.pages[k][1]), `page ${i}`))
+    // the agent ticks on (its memory and image change): what was handed out stays the checkpoint's
+    assert.equal(await within(h.run({ intervalMs: 1, maxTicks: 3 }), 60_000, 'three more ticks'), { status: 'running', ticks: 3 })
+    const later = readLive(h.ckptPath)
+    assert.is(later.parsed.tick, 6)
+    assert.ok(later.pages.some(([, p], k) => !Buffer.from(p).equals(onDisk.pages[k][1])), 'the heartbeat changed a page')
+    last.pages.forEach(([i, p], k) => assert.ok(Buffer.from(p).equals(onDisk.pages[k][1]), `page ${i} after more ticks`))
   } finally { await pool.close() }
 })
 
