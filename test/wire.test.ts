@@ -137,6 +137,13 @@ test('copyOut copies a range that spans chunks; past the end is a RangeError', (
   copyOut(l, 2, dst)
   assert.equal([...dst], [3, 4, 5, 6, 7])
   assert.throws(() => copyOut(l, 6, new Uint8Array(3)), RangeError)
+  // into shared memory at an odd offset, from Buffers and plain Uint8Arrays, views at odd offsets of bigger buffers
+  const big = new Uint8Array(300).map((_, i) => (i * 7) & 255)
+  const mixed = new Uint8ArrayList(Buffer.from(big.subarray(0, 101)), big.subarray(101, 250), new Uint8Array(big.subarray(250)))
+  const shared = new Uint8Array(new SharedArrayBuffer(400))
+  copyOut(mixed, 3, shared.subarray(13, 13 + 290))
+  assert.ok(Buffer.compare(shared.subarray(13, 303), big.subarray(3, 293)) === 0)
+  assert.ok(shared.subarray(0, 13).every((x) => x === 0) && shared.subarray(303).every((x) => x === 0), 'nothing outside dst written')
 })
 
 test('recvBlobs: a canonical blobs frame (sent as parts) comes as chunks and places; another frame decoded and checked', async () => {
