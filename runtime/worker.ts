@@ -354,10 +354,10 @@ function main (): void {
     last: (m: Extract<WorkerRequest, { t: 'last' }>) => {
       const s = get(m.id)
       const sess = session(m.id)
-      const live = sharedPages(lastCheckpoint(sess))
+      const live = lastCheckpoint(sess)
       const io = isEmptyIo(sess.agent.io) ? undefined : cidOf(encodeIo(sess.agent.io))
       const head = headerCid(live.header) === sess.lineage.prev
-      if ((head && io === live.parsed.io) || s.controller !== null || live.parsed.status !== 'running' || sess.agent.tick !== sess.lineage.lastTick) return live
+      if ((head && io === live.parsed.io) || s.controller !== null || live.parsed.status !== 'running' || sess.agent.tick !== sess.lineage.lastTick) return sharedPages(live)
       // A checkpoint at the same tick (no tick runs: same state, no log) when (1) messages were taken
       // in after the loop's final checkpoint (they reached this worker after the loop ended, e.g.
       // before the node saw an agent's migration request), so that the checkpoint offered to a

@@ -1,7 +1,8 @@
 /**
  * Unit tests of runtime/pool.ts and runtime/worker.ts: agents born, resumed and ticking in worker
- * threads; the last checkpoint handed to a migration in shared memory; the wall-clock watchdog ending a runaway tick (rolled back to the last checkpoint,
- * counted as a failure, paused after `max_consecutive_failures`); a stop that does not wait for a
+ * threads; the last checkpoint handed to a migration in shared memory; the wall-clock watchdog
+ * ending a runaway tick (rolled back to the last checkpoint, counted as a failure, paused after
+ * `max_consecutive_failures`); a stop that does not wait for a
  * spinning tick; co-resident agents surviving their worker's termination; the main thread staying
  * responsive while agents spin; two spinning agents using two threads.
  */
