@@ -27,6 +27,7 @@ export interface Chunks extends Iterable<Uint8Array> {
 /** What `ByteStream.write` takes: a list of chunks sent as one write. @libp2p/utils bundles another version of `uint8arraylist` than the one igord imports; both mark their lists with the same `Symbol.for` and are read by it. */
 type Sendable = Parameters<ByteStream<Stream>['write']>[0]
 import { decode, encode } from '../checkpoint/cbor.ts'
+import { asBuffer } from '../runtime/memory.ts'
 import { NetworkError } from './errors.ts'
 
 /** Largest frame, bytes: a 64 MiB wasm module (the largest single blob) plus room for the map. */
@@ -305,8 +306,7 @@ export function copyOut (chunks: Chunks, offset: number, dst: Uint8Array): void 
     if (want === 0) break
     if (skip >= c.length) { skip -= c.length; continue }
     const take = Math.min(c.length - skip, want)
-    const from = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.length)
-    from.copy(dst, o, skip, skip + take)
+    asBuffer(c).copy(dst, o, skip, skip + take)
     o += take; want -= take; skip = 0
   }
   if (want !== 0) throw new RangeError(`copyOut: ${want} bytes past the end of the frame`)

@@ -84,7 +84,8 @@ export function pageDigest (page: Uint8Array): Uint8Array {
   return hash('sha256', page, 'buffer')
 }
 
-function asBuffer (b: Uint8Array): Buffer {
+/** `b` as a Buffer over the same bytes (no copy): `b` itself when it is one, else a view of its memory. */
+export function asBuffer (b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 }
 
